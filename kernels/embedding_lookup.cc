@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kernels/embedding_lookup.h"
+
+#include "kernels/dispatch.h"
+#include "runtime/tensor_access.h"
+
+namespace tidal::kernels {
+
+void embedding_lookup(TensorView out, TensorView table, TensorView ids) {
+  TIDAL_CHECK(out.rank == 2 && table.rank == 2 && ids.rank == 1, "embedding_lookup: bad ranks");
+  TIDAL_CHECK(out.size(0) == ids.size(0) && out.size(1) == table.size(1),
+              "embedding_lookup: out must be [num_tokens, hidden]");
+  TIDAL_CHECK(ids.dtype == DType::kI32, "embedding_lookup: ids must be i32");
+  require_cpu("embedding_lookup", {out, table, ids});
+  ref::embedding_lookup(out, table, ids);
+}
+
+void ref::embedding_lookup(TensorView out, TensorView table, TensorView ids) {
+  const int32_t* id = ids.data_as<int32_t>();
+  for (int64_t t = 0; t < ids.size(0); ++t) {
+    const int32_t row = id[t * ids.stride[0]];
+    TIDAL_CHECK(row >= 0 && row < table.size(0), "embedding_lookup: id out of range");
+    for (int64_t i = 0; i < table.size(1); ++i) set_f32(out, t, i, get_f32(table, row, i));
+  }
+}
+
+}  // namespace tidal::kernels

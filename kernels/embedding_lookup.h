@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: Apache-2.0
+// Embedding lookup: out[t] = table[ids[t]].
+#pragma once
+
+#include "runtime/tensor.h"
+
+namespace tidal::kernels {
+
+// out:   [num_tokens, hidden]
+// table: [vocab, hidden]
+// ids:   [num_tokens] i32, each in [0, vocab)
+void embedding_lookup(TensorView out, TensorView table, TensorView ids);
+
+namespace ref {
+void embedding_lookup(TensorView out, TensorView table, TensorView ids);
+}  // namespace ref
+
+}  // namespace tidal::kernels

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kernels/linear.h"
+
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "runtime/tensor_access.h"
+
+namespace tidal::kernels {
+
+void linear(TensorView out, TensorView in, TensorView weight) {
+  TIDAL_CHECK(out.rank == 2 && in.rank == 2 && weight.rank == 2, "linear: bad ranks");
+  TIDAL_CHECK(in.size(1) == weight.size(1), "linear: in_features mismatch");
+  TIDAL_CHECK(out.size(0) == in.size(0) && out.size(1) == weight.size(0),
+              "linear: out must be [num_tokens, out_features]");
+  require_cpu("linear", {out, in, weight});
+  ref::linear(out, in, weight);
+}
+
+void ref::linear(TensorView out, TensorView in, TensorView weight) {
+  const int64_t n_in = in.size(1);
+  std::vector<double> x(static_cast<size_t>(n_in));
+  for (int64_t t = 0; t < in.size(0); ++t) {
+    for (int64_t i = 0; i < n_in; ++i) x[size_t(i)] = get_f32(in, t, i);
+    for (int64_t o = 0; o < weight.size(0); ++o) {
+      double acc = 0.0;
+      if (weight.dtype == DType::kF32 && weight.stride[1] == 1) {
+        // Same arithmetic as the generic branch; skips the per-element dtype switch, which
+        // dominates the CPU path's run time.
+        const float* w = weight.data_as<float>() + o * weight.stride[0];
+        for (int64_t i = 0; i < n_in; ++i) acc += x[size_t(i)] * double(w[i]);
+      } else {
+        for (int64_t i = 0; i < n_in; ++i) acc += x[size_t(i)] * get_f32(weight, o, i);
+      }
+      set_f32(out, t, o, float(acc));
+    }
+  }
+}
+
+}  // namespace tidal::kernels

@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kernels/residual_add.h"
+
+#include "kernels/dispatch.h"
+#include "runtime/tensor_access.h"
+
+namespace tidal::kernels {
+
+void residual_add(TensorView out, TensorView a, TensorView b) {
+  TIDAL_CHECK(out.rank == 2 && same_shape(out, a) && same_shape(out, b),
+              "residual_add: out, a and b must have one shape");
+  require_cpu("residual_add", {out, a, b});
+  ref::residual_add(out, a, b);
+}
+
+void ref::residual_add(TensorView out, TensorView a, TensorView b) {
+  for (int64_t t = 0; t < out.size(0); ++t) {
+    for (int64_t i = 0; i < out.size(1); ++i) {
+      set_f32(out, t, i, float(double(get_f32(a, t, i)) + double(get_f32(b, t, i))));
+    }
+  }
+}
+
+}  // namespace tidal::kernels

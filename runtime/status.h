@@ -1,0 +1,57 @@
+// SPDX-License-Identifier: Apache-2.0
+// Recoverable errors caused by inputs (bad request, missing file, no memory). Bugs and device
+// failures are not Status: they abort through check.h. LevelDB-style value type.
+#pragma once
+
+#include <string>
+#include <utility>
+
+namespace tidal {
+
+enum class StatusCode { kOk, kInvalidArgument, kNotFound, kOutOfRange, kOutOfMemory, kUnavailable,
+                        kInternal };
+
+class Status {
+ public:
+  Status() = default;  // ok
+  Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  bool ok() const { return code_ == StatusCode::kOk; }
+  StatusCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+  // "invalid argument: <message>", or "ok".
+  std::string to_string() const;
+
+  // Returns a copy whose message is "<prefix>: <message>" (adds context while propagating).
+  Status with_context(const std::string& prefix) const;
+
+ private:
+  StatusCode code_ = StatusCode::kOk;
+  std::string message_;
+};
+
+inline Status ok_status() { return Status(); }
+inline Status invalid_argument(std::string msg) {
+  return Status(StatusCode::kInvalidArgument, std::move(msg));
+}
+inline Status not_found(std::string msg) { return Status(StatusCode::kNotFound, std::move(msg)); }
+inline Status out_of_range(std::string msg) {
+  return Status(StatusCode::kOutOfRange, std::move(msg));
+}
+inline Status out_of_memory(std::string msg) {
+  return Status(StatusCode::kOutOfMemory, std::move(msg));
+}
+inline Status unavailable(std::string msg) {
+  return Status(StatusCode::kUnavailable, std::move(msg));
+}
+inline Status internal_error(std::string msg) {
+  return Status(StatusCode::kInternal, std::move(msg));
+}
+
+}  // namespace tidal
+
+#define TIDAL_RETURN_IF_ERROR(expr)                 \
+  do {                                              \
+    ::tidal::Status tidal_status_ = (expr);         \
+    if (!tidal_status_.ok()) return tidal_status_;  \
+  } while (0)
