@@ -1,0 +1,179 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tokenizer loading (tokenizer.json vs tokenizer.model picked by content; tokenizer_config.json
+// for BOS/EOS names), StreamDecoder, and the Llama-3 instruct chat template.
+#include "model/tokenizer.h"
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "model/hf_tokenizer.h"
+#include "model/sentencepiece_tokenizer.h"
+
+namespace tidal::model {
+namespace {
+
+using json = nlohmann::json;
+
+Status read_whole_file(const std::string& path, std::string* contents) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    return invalid_argument("cannot read tokenizer '" + path + "': it is a directory");
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string reason = err ? std::strerror(err) : "cannot open";
+    if (err == ENOENT) return not_found("cannot read tokenizer '" + path + "': " + reason);
+    return invalid_argument("cannot read tokenizer '" + path + "': " + reason);
+  }
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) return invalid_argument("cannot read tokenizer '" + path + "': read error");
+  *contents = buffer.str();
+  return ok_status();
+}
+
+Status load_with_names(const std::string& path, const std::string& bos_token,
+                       const std::string& eos_token, std::unique_ptr<Tokenizer>* out) {
+  std::string contents;
+  TIDAL_RETURN_IF_ERROR(read_whole_file(path, &contents));
+  // A tokenizer.json is a JSON object; a serialized ModelProto never starts with '{' (it would
+  // be a deprecated protobuf group). Anything else that is text-like gets the JSON error, which
+  // says more than protobuf's.
+  size_t first = contents.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return invalid_argument(path + ": the file is empty");
+  const char c = contents[first];
+  if (c == '{' || c == '[' || c == '"') {
+    return load_hf_tokenizer(contents, path, bos_token, eos_token, out);
+  }
+  Status status = load_sentencepiece_tokenizer(contents, path, bos_token, eos_token, out);
+  if (!status.ok()) {
+    return invalid_argument(path + ": neither a tokenizer.json (JSON object) nor a SentencePiece "
+                            "tokenizer.model");
+  }
+  return status;
+}
+
+// bos_token / eos_token in tokenizer_config.json are a string or {"content": "..."}.
+std::string token_name(const json& config, const char* key) {
+  auto it = config.find(key);
+  if (it == config.end()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_object()) {
+    auto content = it->find("content");
+    if (content != it->end() && content->is_string()) return content->get<std::string>();
+  }
+  return "";
+}
+
+// Lengths of the trailing U+FFFD characters of `s`: the decoders emit them for an incomplete
+// UTF-8 sequence that the next token may complete.
+size_t trailing_replacement_bytes(const std::string& s) {
+  size_t n = 0;
+  while (s.size() >= n + 3 && s.compare(s.size() - n - 3, 3, "\xEF\xBF\xBD") == 0) n += 3;
+  return n;
+}
+
+std::string trim(std::string_view s) {
+  const char* space = " \t\n\r\f\v";
+  const size_t b = s.find_first_not_of(space);
+  if (b == std::string_view::npos) return "";
+  const size_t e = s.find_last_not_of(space);
+  return std::string(s.substr(b, e - b + 1));
+}
+
+}  // namespace
+
+Status Tokenizer::load(const std::string& path, std::unique_ptr<Tokenizer>* out) {
+  return load_with_names(path, "", "", out);
+}
+
+Status Tokenizer::load_from_dir(const std::string& dir, std::unique_ptr<Tokenizer>* out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path base(dir);
+  std::string path;
+  if (fs::exists(base / "tokenizer.json", ec)) {
+    path = (base / "tokenizer.json").string();
+  } else if (fs::exists(base / "tokenizer.model", ec)) {
+    path = (base / "tokenizer.model").string();
+  } else {
+    return not_found("no tokenizer.json or tokenizer.model in '" + dir + "'");
+  }
+  std::string bos_token, eos_token;
+  const fs::path config_path = base / "tokenizer_config.json";
+  if (fs::exists(config_path, ec)) {
+    std::string text;
+    TIDAL_RETURN_IF_ERROR(read_whole_file(config_path.string(), &text));
+    const json config = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (config.is_discarded() || !config.is_object()) {
+      return invalid_argument(config_path.string() + ": not a JSON object");
+    }
+    bos_token = token_name(config, "bos_token");
+    eos_token = token_name(config, "eos_token");
+  }
+  return load_with_names(path, bos_token, eos_token, out);
+}
+
+Status StreamDecoder::push(int32_t id, std::string* new_text) {
+  new_text->clear();
+  ids_.push_back(id);
+  std::string all;
+  Status status = tokenizer_.decode(ids_, skip_special_, &all);
+  if (!status.ok()) {
+    ids_.pop_back();
+    return status;
+  }
+  // Hold back a trailing U+FFFD: it may be half of a character still to come. Decoding the
+  // whole prefix each time also keeps the SentencePiece leading-space strip at the very start.
+  const size_t stable = all.size() - trailing_replacement_bytes(all);
+  if (stable > emitted_) {
+    new_text->assign(all, emitted_, stable - emitted_);
+    emitted_ = stable;
+  }
+  return ok_status();
+}
+
+Status StreamDecoder::finish(std::string* new_text) {
+  new_text->clear();
+  std::string all;
+  TIDAL_RETURN_IF_ERROR(tokenizer_.decode(ids_, skip_special_, &all));
+  if (all.size() > emitted_) new_text->assign(all, emitted_, std::string::npos);
+  emitted_ = all.size();
+  return ok_status();
+}
+
+Status apply_llama3_chat_template(const Tokenizer& tokenizer, std::string_view prompt,
+                                  std::vector<int32_t>* ids, std::vector<int32_t>* eos_ids) {
+  ids->clear();
+  eos_ids->clear();
+  const int32_t bos = tokenizer.token_to_id("<|begin_of_text|>");
+  const int32_t eot = tokenizer.token_to_id("<|eot_id|>");
+  for (const char* name : {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                           "<|eot_id|>"}) {
+    if (tokenizer.token_to_id(name) < 0) {
+      return invalid_argument(std::string("chat template: the tokenizer has no ") + name +
+                              " token (not a Llama-3 instruct tokenizer)");
+    }
+  }
+  // The special tokens are written as text: encode() splits them out, as transformers does when
+  // it tokenizes the rendered template.
+  const std::string text = "<|start_header_id|>user<|end_header_id|>\n\n" + trim(prompt) +
+                           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  std::vector<int32_t> body;
+  TIDAL_RETURN_IF_ERROR(tokenizer.encode(text, /*add_bos=*/false, &body));
+  ids->push_back(bos);
+  ids->insert(ids->end(), body.begin(), body.end());
+  eos_ids->push_back(eot);
+  const int32_t end_of_text = tokenizer.token_to_id("<|end_of_text|>");
+  if (end_of_text >= 0) eos_ids->push_back(end_of_text);
+  return ok_status();
+}
+
+}  // namespace tidal::model

@@ -1,0 +1,420 @@
+// SPDX-License-Identifier: Apache-2.0
+// Tokenizers against external truth: llama.cpp's test vectors (Llama-3 tokenizer.json, Llama-2
+// tokenizer.model), exact round trips on ../shared/text, the stories260K golden ids and greedy
+// text, streaming decode, special tokens, the chat template, and bad input as clean Status.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "model/tokenizer.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::model {
+namespace {
+
+using ::tidal::testing::read_file;
+using ::tidal::testing::shared_path;
+
+constexpr const char* kLlama3Json = "tokenizers/llama3/tokenizer.json";
+constexpr const char* kLlama2Model = "tokenizers/llama2/tokenizer.model";
+constexpr const char* kStoriesJson = "models/stories260K/hf/tokenizer.json";
+
+// The big tokenizers are loaded once per test binary: loading Llama-3 parses 9 MB of JSON.
+const Tokenizer& cached(const char* relative) {
+  static std::map<std::string, std::unique_ptr<Tokenizer>>* cache =
+      new std::map<std::string, std::unique_ptr<Tokenizer>>();
+  auto& slot = (*cache)[relative];
+  if (!slot) {
+    const Status s = Tokenizer::load(shared_path(relative), &slot);
+    if (!s.ok()) ADD_FAILURE() << s.to_string();
+  }
+  return *slot;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+std::string ids_to_string(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+  return s;
+}
+
+// llama.cpp's .inp holds 46 strings, each followed by "\n__ggml_vocab_test__\n" (so the file
+// ends with the separator); .out holds one line of space-separated ids per string, no BOS.
+void check_llama_cpp_vectors(const Tokenizer& tok, const std::string& stem) {
+  const std::string inp = read_file(shared_path("tokenizers/testvectors/" + stem + ".inp"));
+  const std::string out = read_file(shared_path("tokenizers/testvectors/" + stem + ".out"));
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> texts;
+  size_t pos = 0;
+  for (size_t hit; (hit = inp.find(sep, pos)) != std::string::npos; pos = hit + sep.size()) {
+    texts.push_back(inp.substr(pos, hit - pos));
+  }
+  ASSERT_EQ(pos, inp.size()) << "text after the last separator";
+  std::vector<std::vector<int32_t>> want;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<int32_t> ids;
+    for (long id; words >> id;) ids.push_back(int32_t(id));
+    want.push_back(ids);
+  }
+  ASSERT_EQ(texts.size(), 46u);
+  ASSERT_EQ(want.size(), 46u);
+  int matched = 0;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    std::vector<int32_t> got;
+    ASSERT_TRUE(tok.encode(texts[i], /*add_bos=*/false, &got).ok());
+    if (got == want[i]) {
+      ++matched;
+    } else {
+      ADD_FAILURE() << stem << " string " << i << " mismatch\n  got:  " << ids_to_string(got)
+                    << "\n  want: " << ids_to_string(want[i]);
+    }
+  }
+  EXPECT_EQ(matched, 46);
+}
+
+TEST(TokenizerLlama3, LlamaCppVectors) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  check_llama_cpp_vectors(cached(kLlama3Json), "ggml-vocab-llama-bpe.gguf");
+}
+
+TEST(TokenizerLlama2, LlamaCppVectors) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama2Model);
+  check_llama_cpp_vectors(cached(kLlama2Model), "ggml-vocab-llama-spm.gguf");
+}
+
+TEST(TokenizerLlama3, LoadsQuicklyWithWellKnownIds) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(Tokenizer::load(shared_path(kLlama3Json), &tok).ok());
+  std::printf("llama3 tokenizer.json loaded in %.2f s\n", seconds_since(start));
+  EXPECT_EQ(tok->vocab_size(), 128256);
+  // No tokenizer_config.json beside the call: BOS/EOS come from the well-known names.
+  EXPECT_EQ(tok->bos_id(), 128000);
+  EXPECT_EQ(tok->eos_id(), 128001);
+  EXPECT_TRUE(tok->is_special(128009));
+  EXPECT_FALSE(tok->is_special(9906));
+}
+
+// Round trips on whole files; prints the throughput so that a slow BPE shows up in the log.
+void check_round_trips(const Tokenizer& tok, const std::vector<std::string>& files) {
+  size_t bytes = 0, tokens = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (const std::string& relative : files) {
+    const std::string text = read_file(shared_path(relative));
+    ASSERT_FALSE(text.empty()) << relative;
+    std::vector<int32_t> ids;
+    ASSERT_TRUE(tok.encode(text, /*add_bos=*/false, &ids).ok()) << relative;
+    std::string back;
+    ASSERT_TRUE(tok.decode(ids, /*skip_special=*/false, &back).ok()) << relative;
+    EXPECT_TRUE(back == text) << relative << ": round trip differs (" << back.size() << " vs "
+                              << text.size() << " bytes)";
+    bytes += text.size();
+    tokens += ids.size();
+  }
+  std::printf("round trip: %zu files, %.1f MB, %zu tokens in %.2f s\n", files.size(), bytes / 1e6,
+              tokens, seconds_since(start));
+}
+
+// Austen (two novels), the whole KJV and a spread of State of the Union addresses: ~6.5 MB.
+std::vector<std::string> round_trip_files() {
+  std::vector<std::string> files = {"text/austen/emma.txt", "text/austen/persuasion.txt",
+                                    "text/kjv/kjv.txt"};
+  for (const char* sotu : {"1790_george_washington_n.txt", "1861_abraham_lincoln_r.txt",
+                           "1941_franklin_d_roosevelt_d.txt", "2021_joseph_r_biden_d.txt"}) {
+    const std::string relative = std::string("text/sotu/") + sotu;
+    if (::tidal::testing::shared_exists(relative)) files.push_back(relative);
+  }
+  return files;
+}
+
+TEST(TokenizerLlama3, RoundTripsTexts) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  TIDAL_SKIP_WITHOUT_SHARED("text");
+  check_round_trips(cached(kLlama3Json), round_trip_files());
+}
+
+TEST(TokenizerLlama2, RoundTripsTexts) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama2Model);
+  TIDAL_SKIP_WITHOUT_SHARED("text");
+  check_round_trips(cached(kLlama2Model), round_trip_files());
+}
+
+TEST(TokenizerLlama2, BosEosFromTheModel) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama2Model);
+  const Tokenizer& tok = cached(kLlama2Model);
+  EXPECT_EQ(tok.vocab_size(), 32000);
+  EXPECT_EQ(tok.bos_id(), 1);
+  EXPECT_EQ(tok.eos_id(), 2);
+  EXPECT_EQ(tok.token_to_id("<s>"), 1);
+  EXPECT_EQ(tok.token_to_id("no such piece"), -1);
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok.encode("Hello</s>", /*add_bos=*/true, &ids).ok());
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), 1);
+  EXPECT_EQ(ids.back(), 2);  // a control token written in the text is split out
+  std::string text;
+  ASSERT_TRUE(tok.decode(ids, /*skip_special=*/true, &text).ok());
+  EXPECT_EQ(text, "Hello");
+  ASSERT_TRUE(tok.decode(ids, /*skip_special=*/false, &text).ok());
+  EXPECT_EQ(text, "<s>Hello</s>");
+}
+
+TEST(TokenizerStories, EncodesGoldenIdsAndDecodesBack) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  std::unique_ptr<Tokenizer> tok;
+  const Status s = Tokenizer::load_from_dir(shared_path("models/stories260K/hf"), &tok);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(tok->bos_id(), 1);
+  EXPECT_EQ(tok->eos_id(), 2);
+  const auto golden = nlohmann::json::parse(
+      read_file(shared_path("models/stories260K/hf/tokenizer_golden.json")));
+  ASSERT_EQ(golden.size(), 4u);
+  for (const auto& entry : golden) {
+    const std::string text = entry["text"].get<std::string>();
+    const auto want = entry["ids_with_bos"].get<std::vector<int32_t>>();
+    std::vector<int32_t> ids;
+    ASSERT_TRUE(tok->encode(text, /*add_bos=*/true, &ids).ok());
+    EXPECT_EQ(ids, want) << text;
+    std::string back;
+    ASSERT_TRUE(tok->decode(ids, /*skip_special=*/true, &back).ok());
+    EXPECT_EQ(back, text);
+  }
+}
+
+TEST(TokenizerStories, GreedyIdsDecodeToTheStoredText) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/greedy_from_BOS_256.txt");
+  const std::string file = read_file(shared_path("models/stories260K/greedy_from_BOS_256.txt"));
+  // The file is the decoded text, a newline, then "ids: [...]". We compare decode(ids) with
+  // everything before "\nids: [": the text exactly as stored, without the newline that only
+  // separates it from the ids line.
+  const size_t marker = file.find("\nids: [");
+  ASSERT_NE(marker, std::string::npos);
+  const std::string want = file.substr(0, marker);
+  const size_t open = marker + 7, close = file.find(']', open);
+  ASSERT_NE(close, std::string::npos);
+  std::vector<int32_t> ids;
+  std::string list = file.substr(open, close - open);
+  for (char& c : list) c = c == ',' ? ' ' : c;
+  std::istringstream in(list);
+  for (long id; in >> id;) ids.push_back(int32_t(id));
+  ASSERT_EQ(ids.size(), 256u);
+  const Tokenizer& tok = cached(kStoriesJson);
+  std::string got;
+  ASSERT_TRUE(tok.decode(ids, /*skip_special=*/true, &got).ok());
+  EXPECT_EQ(got, want);
+}
+
+// Streams ids one at a time and checks the pieces: each valid UTF-8, together equal to decode().
+void check_stream(const Tokenizer& tok, const std::string& text) {
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok.encode(text, /*add_bos=*/true, &ids).ok());
+  std::string want;
+  ASSERT_TRUE(tok.decode(ids, /*skip_special=*/true, &want).ok());
+  StreamDecoder stream(tok, /*skip_special=*/true);
+  std::string got, piece;
+  for (int32_t id : ids) {
+    ASSERT_TRUE(stream.push(id, &piece).ok());
+    EXPECT_EQ(piece.find("\xEF\xBF\xBD"), std::string::npos) << "emitted half a character";
+    got += piece;
+  }
+  ASSERT_TRUE(stream.finish(&piece).ok());
+  got += piece;
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(got, text);
+}
+
+const char* kMultiByteText = "  Grüße, 世界! Emoji: 🦙🚀 and 😶‍🌫️; CJK 漢字かな한국어. done";
+
+TEST(TokenizerStream, MatchesDecodeLlama3) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  check_stream(cached(kLlama3Json), kMultiByteText);
+}
+
+TEST(TokenizerStream, MatchesDecodeLlama2) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama2Model);
+  check_stream(cached(kLlama2Model), kMultiByteText);
+}
+
+TEST(TokenizerStream, MatchesDecodeStories) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  check_stream(cached(kStoriesJson), kMultiByteText);
+}
+
+TEST(TokenizerStream, BadIdIsAnErrorAndTheStreamGoesOn) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  const Tokenizer& tok = cached(kStoriesJson);
+  StreamDecoder stream(tok, /*skip_special=*/true);
+  std::string piece;
+  EXPECT_FALSE(stream.push(100000, &piece).ok());
+  ASSERT_TRUE(stream.push(403, &piece).ok());
+  EXPECT_EQ(piece, "Once");
+}
+
+TEST(TokenizerLlama3, SpecialTokensInTextAreSingleIds) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  const Tokenizer& tok = cached(kLlama3Json);
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok.encode("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>", false, &ids)
+                  .ok());
+  EXPECT_EQ(ids, (std::vector<int32_t>{128006, 882, 128007, 271, 13347, 128009}));
+  std::string text;
+  ASSERT_TRUE(tok.decode(ids, /*skip_special=*/false, &text).ok());
+  EXPECT_EQ(text, "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+  ASSERT_TRUE(tok.decode(ids, /*skip_special=*/true, &text).ok());
+  EXPECT_EQ(text, "user\n\nHi");
+  // A broken special token is ordinary text.
+  ASSERT_TRUE(tok.encode("<|eot_id", false, &ids).ok());
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 128009), 0);
+}
+
+TEST(TokenizerLlama3, ChatTemplate) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  const Tokenizer& tok = cached(kLlama3Json);
+  std::vector<int32_t> ids, eos;
+  ASSERT_TRUE(apply_llama3_chat_template(tok, "  Hello!\n", &ids, &eos).ok());
+  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>
+  // <|start_header_id|>assistant<|end_header_id|>\n\n
+  EXPECT_EQ(ids, (std::vector<int32_t>{128000, 128006, 882, 128007, 271, 9906, 0, 128009, 128006,
+                                       78191, 128007, 271}));
+  EXPECT_EQ(eos, (std::vector<int32_t>{128009, 128001}));
+}
+
+TEST(TokenizerStories, ChatTemplateNeedsLlama3Tokens) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  std::vector<int32_t> ids, eos;
+  const Status s = apply_llama3_chat_template(cached(kStoriesJson), "hi", &ids, &eos);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("<|begin_of_text|>"), std::string::npos) << s.message();
+}
+
+TEST(TokenizerLoad, FromDirReadsTheConfigNames) {
+  TIDAL_SKIP_WITHOUT_SHARED("tokenizers/llama3");
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(Tokenizer::load_from_dir(shared_path("tokenizers/llama3"), &tok).ok());
+  EXPECT_EQ(tok->bos_id(), 128000);
+  EXPECT_EQ(tok->eos_id(), 128001);
+  std::unique_ptr<Tokenizer> spm;
+  ASSERT_TRUE(Tokenizer::load_from_dir(shared_path("tokenizers/llama2"), &spm).ok());
+  EXPECT_EQ(spm->vocab_size(), 32000);
+}
+
+TEST(TokenizerLoad, ConfigTokenNamesMayBeObjects) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  const std::string dir = ::tidal::testing::temp_dir("tok_config");
+  ::tidal::testing::write_file(dir + "/tokenizer.json", read_file(shared_path(kStoriesJson)));
+  // Swapped on purpose, to see that the names are read.
+  ::tidal::testing::write_file(
+      dir + "/tokenizer_config.json",
+      R"({"bos_token": {"content": "</s>", "lstrip": false}, "eos_token": "<s>"})");
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(Tokenizer::load_from_dir(dir, &tok).ok());
+  EXPECT_EQ(tok->bos_id(), 2);
+  EXPECT_EQ(tok->eos_id(), 1);
+}
+
+// ---- Bad input ------------------------------------------------------------------------------
+
+Status load_text(const std::string& contents, std::unique_ptr<Tokenizer>* out) {
+  const std::string dir = ::tidal::testing::temp_dir("tok_bad");
+  ::tidal::testing::write_file(dir + "/tokenizer.json", contents);
+  return Tokenizer::load(dir + "/tokenizer.json", out);
+}
+
+void expect_one_line_error(const Status& s, const std::string& needle) {
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find(needle), std::string::npos) << s.message();
+}
+
+TEST(TokenizerErrors, UnreadablePath) {
+  std::unique_ptr<Tokenizer> tok;
+  const Status s = Tokenizer::load("/nonexistent/tokenizer.json", &tok);
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  expect_one_line_error(s, "/nonexistent/tokenizer.json");
+  EXPECT_EQ(Tokenizer::load_from_dir("/nonexistent", &tok).code(), StatusCode::kNotFound);
+  expect_one_line_error(Tokenizer::load(::tidal::testing::temp_dir("tok_dir"), &tok),
+                        "directory");
+}
+
+TEST(TokenizerErrors, NotJson) {
+  std::unique_ptr<Tokenizer> tok;
+  expect_one_line_error(load_text("hello, I am not a tokenizer", &tok), "neither");
+  expect_one_line_error(load_text("{\"model\": {\"type\": \"BPE\",", &tok), "not valid JSON");
+  expect_one_line_error(load_text("", &tok), "empty");
+  expect_one_line_error(load_text("[1, 2, 3]", &tok), "JSON object");
+}
+
+TEST(TokenizerErrors, WrongShapes) {
+  std::unique_ptr<Tokenizer> tok;
+  expect_one_line_error(load_text(R"({"added_tokens": []})", &tok), "model");
+  expect_one_line_error(
+      load_text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": "a b"}})", &tok),
+      "merges must be a list");
+  expect_one_line_error(load_text(R"({"model": {"type": "Unigram", "vocab": []}})", &tok),
+                        "unsupported model type \"Unigram\"");
+  expect_one_line_error(
+      load_text(R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b"]}})",
+                &tok),
+      "merges[0]");
+  expect_one_line_error(load_text(R"({"model": {"type": "BPE", "vocab": {"a": "zero"},
+                                      "merges": []}})",
+                                  &tok),
+                        "bad id");
+  const std::string ok_model = R"("model": {"type": "BPE", "vocab": {"a": 0}, "merges": []})";
+  expect_one_line_error(load_text("{" + ok_model + R"(, "normalizer": {"type": "NFKC"}})", &tok),
+                        "unsupported normalizer type \"NFKC\"");
+  expect_one_line_error(
+      load_text("{" + ok_model + R"(, "pre_tokenizer": {"type": "Whitespace"}})", &tok),
+      "unsupported pre_tokenizer type \"Whitespace\"");
+  expect_one_line_error(load_text("{" + ok_model + R"(, "decoder": {"type": "WordPiece"}})", &tok),
+                        "unsupported decoder type \"WordPiece\"");
+  expect_one_line_error(
+      load_text("{" + ok_model +
+                    R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a"}}})",
+                &tok),
+      "bad regex");
+  // And a minimal valid one loads.
+  ASSERT_TRUE(load_text("{" + ok_model + "}", &tok).ok());
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok->encode("aa", false, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<int32_t>{0, 0}));
+}
+
+TEST(TokenizerErrors, IdOutOfRangeInDecode) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  for (const char* relative : {kStoriesJson, kLlama2Model}) {
+    if (!::tidal::testing::shared_exists(relative)) continue;
+    const Tokenizer& tok = cached(relative);
+    std::string text;
+    for (int32_t bad : {-1, tok.vocab_size(), 1 << 30}) {
+      const Status s = tok.decode({1, 5, bad}, false, &text);
+      EXPECT_EQ(s.code(), StatusCode::kOutOfRange) << relative;
+      expect_one_line_error(s, "position 2");
+    }
+  }
+}
+
+TEST(TokenizerErrors, InvalidUtf8TextIsAnError) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  std::vector<int32_t> ids;
+  expect_one_line_error(cached(kStoriesJson).encode("abc\xFF", false, &ids), "UTF-8");
+}
+
+}  // namespace
+}  // namespace tidal::model
