@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+// The subcommands: generate (stream a continuation), info (config and memory plan) and
+// tokenize. Text goes to stdout; statistics and errors to stderr.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "launch/cli.h"
+#include "model/tokenizer.h"
+
+namespace tidal::launch {
+namespace {
+
+Status read_text_file(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return not_found("cannot read '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return ok_status();
+}
+
+double mib(size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
+
+// Picks the model directory: --model, else the embedded default.
+Status resolve_model_dir(const GenerateOptions& o, const DefaultModel& d, std::string* dir) {
+  if (!o.model_dir.empty()) {
+    *dir = o.model_dir;
+    return ok_status();
+  }
+  if (d.dir.empty() || !std::filesystem::exists(d.dir + "/config.json")) {
+    return not_found("no --model given and the embedded default model is missing (looked in '" +
+                     d.dir + "'); pass --model DIR");
+  }
+  *dir = d.dir;
+  std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
+  return ok_status();
+}
+
+// Builds the prompt ids from --prompt-ids, --chat, --prompt or --prompt-file.
+Status build_prompt(const GenerateOptions& o, const model::Tokenizer* tok, int32_t model_bos,
+                    std::vector<int32_t>* ids, std::vector<int32_t>* extra_eos) {
+  const int given = int(o.prompt_given) + int(!o.prompt_file.empty()) + int(!o.prompt_ids.empty());
+  if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
+  if (!o.prompt_ids.empty()) {
+    if (o.chat) return invalid_argument("--chat needs a text prompt, not --prompt-ids");
+    TIDAL_RETURN_IF_ERROR(parse_id_list(o.prompt_ids, ids));
+    if (ids->empty()) return invalid_argument("--prompt-ids holds no ids");
+    return ok_status();
+  }
+  std::string text = o.prompt;
+  if (!o.prompt_file.empty()) TIDAL_RETURN_IF_ERROR(read_text_file(o.prompt_file, &text));
+  if (tok == nullptr) {
+    if (!text.empty() || o.chat) {
+      return invalid_argument("the model has no tokenizer: use --prompt-ids and --print-ids");
+    }
+    if (model_bos < 0) return invalid_argument("an empty prompt needs a BOS token");
+    ids->push_back(model_bos);
+    return ok_status();
+  }
+  if (o.chat) return model::apply_llama3_chat_template(*tok, text, ids, extra_eos);
+  TIDAL_RETURN_IF_ERROR(tok->encode(text, /*add_bos=*/true, ids));
+  if (ids->empty()) {
+    if (model_bos < 0) return invalid_argument("an empty prompt needs a BOS token");
+    ids->push_back(model_bos);
+  }
+  return ok_status();
+}
+
+void print_stats(const engine::Engine& e, const engine::GenerationResult& r) {
+  const engine::MemoryPlan& plan = e.memory_plan();
+  const double n = double(r.tokens.size());
+  const int64_t kv_tokens = r.prompt_tokens + int64_t(r.tokens.size());
+  std::fprintf(stderr,
+               "tidal: prefill %lld tokens in %.1f ms (%.1f tok/s); generated %lld tokens in "
+               "%.3f s (%.1f tok/s); finish: %s\n",
+               static_cast<long long>(r.prompt_tokens), r.prefill_seconds * 1e3,
+               r.prefill_seconds > 0 ? double(r.prompt_tokens) / r.prefill_seconds : 0.0,
+               static_cast<long long>(r.tokens.size()), r.decode_seconds,
+               r.decode_seconds > 0 ? (n - 1) / r.decode_seconds : 0.0,
+               engine::finish_reason_name(r.finish));
+  std::fprintf(stderr, "tidal: KV cache: %lld of %lld tokens (%.2f of %.2f MiB)\n",
+               static_cast<long long>(kv_tokens),
+               static_cast<long long>(plan.kv_capacity_tokens),
+               mib(size_t(kv_tokens * plan.kv_bytes_per_token)), mib(plan.kv_bytes));
+}
+
+}  // namespace
+
+Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
+  std::unique_ptr<engine::Engine> engine;
+  TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, o.engine, &engine));
+  const model::ModelConfig& cfg = engine->model_config();
+
+  std::unique_ptr<model::Tokenizer> tok;
+  const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
+  if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
+  if (!o.print_ids && !tok) {
+    return invalid_argument("model directory '" + dir + "' has no tokenizer: use --print-ids");
+  }
+  engine::GenerationRequest req;
+  std::vector<int32_t> extra_eos;
+  TIDAL_RETURN_IF_ERROR(build_prompt(o, tok.get(), cfg.bos_token_id, &req.prompt, &extra_eos));
+  req.sampling = o.sampling;
+  req.stop = o.stop;
+  req.stop.eos_ids = cfg.eos_token_ids;
+  if (tok && tok->eos_id() >= 0) req.stop.eos_ids.push_back(tok->eos_id());
+  req.stop.eos_ids.insert(req.stop.eos_ids.end(), extra_eos.begin(), extra_eos.end());
+
+  std::vector<engine::GenerationResult> results;
+  TIDAL_RETURN_IF_ERROR(engine::generate(
+      *engine, {req}, tok.get(),
+      [&](const engine::GenerationEvent& ev) {
+        if (!o.print_ids && !ev.text.empty()) {
+          std::fwrite(ev.text.data(), 1, ev.text.size(), stdout);
+          std::fflush(stdout);
+        }
+        return true;
+      },
+      &results));
+  const engine::GenerationResult& r = results[0];
+  if (o.print_ids) {
+    for (size_t i = 0; i < r.tokens.size(); ++i) std::printf(i ? " %d" : "%d", r.tokens[i]);
+  }
+  std::printf("\n");
+  std::fflush(stdout);
+  print_stats(*engine, r);
+  return ok_status();
+}
+
+Status run_info(const InfoOptions& o) {
+  model::ModelConfig c;
+  if (!o.preset.empty()) {
+    TIDAL_RETURN_IF_ERROR(model::model_config_preset(o.preset, &c));
+  } else {
+    TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
+  }
+  TIDAL_RETURN_IF_ERROR(o.engine.validate());
+  const engine::MemoryPlan p = engine::plan_memory(c, o.engine);
+  std::string eos;
+  for (int32_t id : c.eos_token_ids) eos += (eos.empty() ? "" : ",") + std::to_string(id);
+  std::printf("model            %s\n", c.name.c_str());
+  std::printf("layers           %lld\n", static_cast<long long>(c.num_layers));
+  std::printf("hidden           %lld\n", static_cast<long long>(c.hidden));
+  std::printf("inter            %lld\n", static_cast<long long>(c.inter));
+  std::printf("heads            %lld query, %lld kv (group %lld), head_dim %lld\n",
+              static_cast<long long>(c.num_heads), static_cast<long long>(c.num_kv_heads),
+              static_cast<long long>(c.group_size()), static_cast<long long>(c.head_dim));
+  std::printf("vocab            %lld\n", static_cast<long long>(c.vocab));
+  std::printf("context          %lld tokens\n", static_cast<long long>(c.max_position_embeddings));
+  std::printf("rope             theta %g%s\n", double(c.rope.theta),
+              c.rope.type == model::RopeType::kLlama3 ? ", llama3 scaling" : "");
+  std::printf("tied embeddings  %s\n", c.tie_word_embeddings ? "yes" : "no");
+  std::printf("bos / eos        %d / %s\n", c.bos_token_id, eos.empty() ? "none" : eos.c_str());
+  std::printf("parameters       %lld (%.2f B)\n", static_cast<long long>(c.num_params()),
+              double(c.num_params()) / 1e9);
+  std::printf("checkpoint dtype %s\n", dtype_name(c.dtype));
+  std::printf("memory plan (CPU reference path, f32):\n");
+  std::printf("  weights        %.1f MiB\n", mib(p.weight_bytes));
+  std::printf("  kv cache       %.1f MiB: %lld tokens of %lld bytes, page size %lld\n",
+              mib(p.kv_bytes), static_cast<long long>(p.kv_capacity_tokens),
+              static_cast<long long>(p.kv_bytes_per_token),
+              static_cast<long long>(o.engine.page_size));
+  std::printf("  workspace      %.1f MiB\n", mib(p.workspace_bytes));
+  std::printf("  max context    %lld tokens per sequence\n", static_cast<long long>(p.max_context));
+  return ok_status();
+}
+
+Status run_tokenize(const TokenizeOptions& o) {
+  if (o.model_dir.empty() && o.tokenizer_file.empty()) {
+    return invalid_argument("give --model DIR or --tokenizer FILE");
+  }
+  if (!o.text_given && o.file.empty()) return invalid_argument("give --text or --file");
+  std::unique_ptr<model::Tokenizer> tok;
+  if (!o.tokenizer_file.empty()) {
+    TIDAL_RETURN_IF_ERROR(model::Tokenizer::load(o.tokenizer_file, &tok));
+  } else {
+    TIDAL_RETURN_IF_ERROR(model::Tokenizer::load_from_dir(o.model_dir, &tok));
+  }
+  std::string text = o.text;
+  if (!o.file.empty()) TIDAL_RETURN_IF_ERROR(read_text_file(o.file, &text));
+  if (o.decode) {
+    std::vector<int32_t> ids;
+    TIDAL_RETURN_IF_ERROR(parse_id_list(text, &ids));
+    std::string out;
+    TIDAL_RETURN_IF_ERROR(tok->decode(ids, /*skip_special=*/false, &out));
+    std::printf("%s\n", out.c_str());
+    return ok_status();
+  }
+  std::vector<int32_t> ids;
+  TIDAL_RETURN_IF_ERROR(tok->encode(text, !o.no_bos, &ids));
+  for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
+  std::printf("\n");
+  return ok_status();
+}
+
+}  // namespace tidal::launch

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+// tidal: long-context Llama decoding with TidalDecode sparse attention.
+//   tidal generate [--model DIR] --prompt TEXT ...   stream a continuation
+//   tidal info (--model DIR | --preset NAME)         config, parameters, memory plan
+//   tidal tokenize (--model DIR | --tokenizer FILE) (--text T | --file F) [--no-bos] [--decode]
+#include <cstdio>
+#include <cstdlib>
+
+#include "launch/cli.h"
+
+#ifndef TIDAL_DEFAULT_MODEL_DIR
+#define TIDAL_DEFAULT_MODEL_DIR ""
+#endif
+
+int main(int argc, char** argv) {
+  using namespace tidal::launch;
+  CLI::App app{"tidal: long-context Llama decoding with TidalDecode sparse attention"};
+  app.require_subcommand(1);
+  GenerateOptions gen;
+  InfoOptions info;
+  TokenizeOptions tok;
+  add_generate_command(app, &gen);
+  add_info_command(app, &info);
+  add_tokenize_command(app, &tok);
+  CLI11_PARSE(app, argc, argv);
+
+  // TIDAL_DEFAULT_MODEL overrides the build's embedded model directory.
+  DefaultModel defaults;
+  const char* env = std::getenv("TIDAL_DEFAULT_MODEL");
+  defaults.dir = env != nullptr ? env : TIDAL_DEFAULT_MODEL_DIR;
+
+  tidal::Status st;
+  if (app.got_subcommand("generate")) {
+    st = run_generate(gen, defaults);
+  } else if (app.got_subcommand("info")) {
+    st = run_info(info);
+  } else if (app.got_subcommand("tokenize")) {
+    st = run_tokenize(tok);
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "tidal: error: %s\n", st.message().c_str());
+    return 1;
+  }
+  return 0;
+}

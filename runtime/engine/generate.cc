@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/engine/generate.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+#include "runtime/engine/stop_strings.h"
+
+namespace tidal::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Per-request state while it is live.
+struct Live {
+  size_t index = 0;
+  SeqId seq = 0;
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<model::StreamDecoder> decoder;
+  std::unique_ptr<StopStringMatcher> matcher;
+  int32_t next = -1;  // sampled, not yet fed
+  bool done = false;
+};
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kEos: return "eos";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStopString: return "stop_string";
+    case FinishReason::kContext: return "context";
+    case FinishReason::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+Status StopConditions::validate() const {
+  if (max_new_tokens < 1) {
+    return invalid_argument("max_new_tokens must be >= 1 (got " + std::to_string(max_new_tokens) +
+                            ")");
+  }
+  for (const std::string& s : stop_strings) {
+    if (s.empty()) return invalid_argument("stop strings must not be empty");
+  }
+  return ok_status();
+}
+
+namespace {
+
+class Generator {
+ public:
+  Generator(Engine& engine, const std::vector<GenerationRequest>& requests,
+            const model::Tokenizer* tokenizer, const GenerationCallback& on_event,
+            std::vector<GenerationResult>* results)
+      : engine_(engine), requests_(requests), tokenizer_(tokenizer), on_event_(on_event),
+        results_(*results) {}
+
+  Status run();
+
+ private:
+  Status admit(size_t index, Live* live);
+  // Records the sampled token of `live`, streams it, and decides whether it finishes.
+  void accept(Live& live, int32_t token);
+  void finish(Live& live, FinishReason reason);
+
+  Engine& engine_;
+  const std::vector<GenerationRequest>& requests_;
+  const model::Tokenizer* tokenizer_;
+  const GenerationCallback& on_event_;
+  std::vector<GenerationResult>& results_;
+};
+
+Status Generator::admit(size_t index, Live* live) {
+  const GenerationRequest& req = requests_[index];
+  live->index = index;
+  TIDAL_RETURN_IF_ERROR(engine_.add_sequence(req.prompt, &live->seq));
+  live->sampler = std::make_unique<Sampler>(req.sampling);
+  if (tokenizer_ != nullptr) {
+    live->decoder = std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true);
+    live->matcher = std::make_unique<StopStringMatcher>(req.stop.stop_strings);
+  }
+  const int64_t vocab = engine_.model_config().vocab;
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  const auto t0 = Clock::now();
+  TIDAL_RETURN_IF_ERROR(
+      engine_.prefill(live->seq, make_view(logits.data(), DType::kF32, {vocab})));
+  results_[index].prefill_seconds = seconds_since(t0);
+  results_[index].prompt_tokens = int64_t(req.prompt.size());
+  accept(*live, live->sampler->sample(make_view(logits.data(), DType::kF32, {vocab})));
+  return ok_status();
+}
+
+void Generator::accept(Live& live, int32_t token) {
+  const GenerationRequest& req = requests_[live.index];
+  GenerationResult& res = results_[live.index];
+  res.tokens.push_back(token);
+  GenerationEvent ev;
+  ev.request = live.index;
+  ev.token = token;
+  bool stop_string = false;
+  if (live.decoder) {
+    std::string piece;
+    const Status st = live.decoder->push(token, &piece);
+    TIDAL_CHECK(st.ok(), "generate: the model produced an id the tokenizer rejects: " +
+                             st.message());
+    stop_string = live.matcher->feed(piece, &ev.text);
+    res.text += ev.text;
+  }
+  const bool cancelled = !on_event_(ev);
+  const bool eos = !req.stop.ignore_eos && std::find(req.stop.eos_ids.begin(),
+                                                     req.stop.eos_ids.end(),
+                                                     token) != req.stop.eos_ids.end();
+  live.next = token;
+  if (cancelled) return finish(live, FinishReason::kCancelled);
+  if (stop_string) return finish(live, FinishReason::kStopString);
+  if (eos) return finish(live, FinishReason::kEos);
+  if (int64_t(res.tokens.size()) >= req.stop.max_new_tokens) {
+    return finish(live, FinishReason::kLength);
+  }
+  if (engine_.length(live.seq) + 1 > engine_.memory_plan().max_context) {
+    return finish(live, FinishReason::kContext);
+  }
+}
+
+void Generator::finish(Live& live, FinishReason reason) {
+  GenerationResult& res = results_[live.index];
+  res.finish = reason;
+  GenerationEvent ev;
+  ev.request = live.index;
+  ev.finished = true;
+  if (live.decoder) {
+    std::string rest;
+    const Status st = live.decoder->finish(&rest);
+    TIDAL_CHECK(st.ok(), "generate: stream decoder failed: " + st.message());
+    if (reason != FinishReason::kStopString) {
+      live.matcher->feed(rest, &ev.text);
+      live.matcher->flush(&ev.text);
+    }
+    res.text += ev.text;
+  }
+  on_event_(ev);
+  engine_.release(live.seq);
+  live.done = true;
+}
+
+Status Generator::run() {
+  size_t next_request = 0;
+  std::vector<Live> live;
+  const int64_t vocab = engine_.model_config().vocab;
+  std::vector<float> logits;
+  while (next_request < requests_.size() || !live.empty()) {
+    // Admit while there are free slots; a full KV cache waits for live sequences to finish.
+    while (next_request < requests_.size() &&
+           int64_t(live.size()) < engine_.config().max_batch) {
+      Live l;
+      const Status st = admit(next_request, &l);
+      if (st.code() == StatusCode::kOutOfMemory && !live.empty()) break;
+      TIDAL_RETURN_IF_ERROR(st.with_context("request " + std::to_string(next_request)));
+      ++next_request;
+      if (!l.done) live.push_back(std::move(l));
+    }
+    if (live.empty()) continue;
+    std::vector<SeqId> ids;
+    std::vector<int32_t> tokens;
+    for (const Live& l : live) {
+      ids.push_back(l.seq);
+      tokens.push_back(l.next);
+    }
+    logits.resize(live.size() * size_t(vocab));
+    const auto t0 = Clock::now();
+    TIDAL_RETURN_IF_ERROR(engine_.decode(
+        ids, tokens, make_view(logits.data(), DType::kF32, {int64_t(live.size()), vocab})));
+    const double dt = seconds_since(t0);
+    for (size_t i = 0; i < live.size(); ++i) {
+      results_[live[i].index].decode_seconds += dt;
+      const TensorView row =
+          make_view(logits.data() + i * size_t(vocab), DType::kF32, {vocab});
+      accept(live[i], live[i].sampler->sample(row));
+    }
+    live.erase(std::remove_if(live.begin(), live.end(), [](const Live& l) { return l.done; }),
+               live.end());
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
+                const model::Tokenizer* tokenizer, const GenerationCallback& on_event,
+                std::vector<GenerationResult>* results) {
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const std::string where = "request " + std::to_string(i);
+    TIDAL_RETURN_IF_ERROR(requests[i].sampling.validate().with_context(where));
+    TIDAL_RETURN_IF_ERROR(requests[i].stop.validate().with_context(where));
+    if (!requests[i].stop.stop_strings.empty() && tokenizer == nullptr) {
+      return invalid_argument(where + ": stop strings need a tokenizer");
+    }
+  }
+  results->assign(requests.size(), GenerationResult());
+  Generator g(engine, requests, tokenizer, on_event, results);
+  return g.run();
+}
+
+}  // namespace tidal::engine

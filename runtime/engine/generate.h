@@ -1,0 +1,61 @@
+// SPDX-License-Identifier: Apache-2.0
+// The generation loop: admits requests into free sequence slots, prefills each prompt densely,
+// then decodes every live sequence together one token per step, sampling and checking stop
+// conditions per request, and streams tokens (and, with a tokenizer, text) as they come.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/tokenizer.h"
+#include "runtime/engine/engine.h"
+#include "runtime/engine/sampler.h"
+
+namespace tidal::engine {
+
+struct StopConditions {
+  std::vector<int32_t> eos_ids;           // any ends the request (unless ignore_eos)
+  int64_t max_new_tokens = 256;           // generated tokens at most; Default: 256
+  std::vector<std::string> stop_strings;  // text that ends the request (needs a tokenizer)
+  bool ignore_eos = false;                // keep going past EOS ids; Default: false
+
+  Status validate() const;
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;  // at least one token
+  SamplingParams sampling;
+  StopConditions stop;
+};
+
+enum class FinishReason { kEos, kLength, kStopString, kContext, kCancelled };
+const char* finish_reason_name(FinishReason r);
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;  // generated ids (an EOS that ended the request included)
+  std::string text;             // generated text (with a tokenizer; stop string cut off)
+  FinishReason finish = FinishReason::kLength;
+  int64_t prompt_tokens = 0;
+  double prefill_seconds = 0;   // wall time of this request's prefill
+  double decode_seconds = 0;    // wall time of the decode steps it took part in
+};
+
+// A streamed piece: `token` was generated for request `request` (-1 with `finished` at the
+// end), `text` is newly printable text. Return false to cancel that request.
+struct GenerationEvent {
+  size_t request = 0;
+  int32_t token = -1;
+  std::string text;
+  bool finished = false;
+};
+using GenerationCallback = std::function<bool(const GenerationEvent&)>;
+
+// Runs every request to completion. `tokenizer` may be null (then there is no text and stop
+// strings are rejected). Bad requests fail before any work starts.
+Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
+                const model::Tokenizer* tokenizer, const GenerationCallback& on_event,
+                std::vector<GenerationResult>* results);
+
+}  // namespace tidal::engine

@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: Apache-2.0
+// Paged KV cache (DESIGN.md §5): one arena holding, per layer, a K and a V cache of
+// [num_pages, page_size, num_kv_heads, head_dim]; pages are handed to sequences on demand and
+// returned when they finish. Capacity is planned once at start.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/llama.h"
+#include "runtime/arena.h"
+#include "runtime/status.h"
+
+namespace tidal::engine {
+
+struct KvCacheConfig {
+  int64_t page_size = 16;  // tokens per page; Default: 16
+  int64_t num_pages = 0;   // pages in the arena (shared by all sequences)
+
+  Status validate() const;
+};
+
+class KvCache {
+ public:
+  static Status create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out);
+  // Bytes of the arena for `num_pages` pages (f32, both K and V, every layer).
+  static size_t bytes_for(const model::ModelConfig& model, int64_t page_size, int64_t num_pages);
+
+  const std::vector<model::KvLayer>& layers() const { return layers_; }
+  int64_t page_size() const { return config_.page_size; }
+  int64_t num_pages() const { return config_.num_pages; }
+  int64_t free_pages() const { return int64_t(free_.size()); }
+  int64_t capacity_tokens() const { return config_.num_pages * config_.page_size; }
+  size_t bytes() const { return arena_.bytes(); }
+
+  // Grows `block_table` until it covers `num_tokens` positions. kOutOfMemory (and no change)
+  // when the free pages do not suffice.
+  Status reserve(std::vector<int32_t>* block_table, int64_t num_tokens);
+  // Returns every page of `block_table` to the free list and clears it.
+  void release(std::vector<int32_t>* block_table);
+
+ private:
+  KvCacheConfig config_;
+  std::vector<model::KvLayer> layers_;
+  std::vector<int32_t> free_;  // free page ids, popped from the back (lowest id first)
+  HostArena arena_;
+};
+
+}  // namespace tidal::engine

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: Apache-2.0
+// The generation loop on a tiny random-weight model: stop conditions, seeds, queueing beyond
+// max_batch and the KV capacity, cancellation, and clear errors for bad requests.
+#include "runtime/engine/generate.h"
+
+#include <memory>
+
+#include "tests/testing/testing.h"
+
+namespace tidal::engine {
+namespace {
+
+model::ModelConfig tiny_config() {
+  model::ModelConfig c;
+  c.name = "tiny";
+  c.vocab = 40;
+  c.hidden = 16;
+  c.inter = 24;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 4;
+  c.max_position_embeddings = 64;
+  c.rope.theta = 10000;
+  c.tie_word_embeddings = true;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+std::unique_ptr<Engine> tiny_engine(EngineConfig config = EngineConfig()) {
+  model::LlamaWeights w;
+  EXPECT_TRUE(model::init_random_llama_weights(tiny_config(), 3, &w).ok());
+  std::unique_ptr<Engine> e;
+  const Status st = Engine::create(tiny_config(), std::move(w), config, &e);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return e;
+}
+
+GenerationRequest request(std::vector<int32_t> prompt, int64_t n, float temperature = 0,
+                          uint64_t seed = 0) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.stop.max_new_tokens = n;
+  r.stop.ignore_eos = true;
+  r.sampling.temperature = temperature;
+  r.sampling.seed = seed;
+  return r;
+}
+
+Status run(Engine& e, const std::vector<GenerationRequest>& reqs,
+           std::vector<GenerationResult>* out) {
+  return generate(e, reqs, nullptr, [](const GenerationEvent&) { return true; }, out);
+}
+
+TEST(Generate, MaxNewTokensAndSeeds) {
+  auto e = tiny_engine();
+  std::vector<GenerationResult> a, b, c;
+  ASSERT_TRUE(run(*e, {request({1, 5, 7}, 20, 1.0f, 11)}, &a).ok());
+  ASSERT_TRUE(run(*e, {request({1, 5, 7}, 20, 1.0f, 11)}, &b).ok());
+  ASSERT_TRUE(run(*e, {request({1, 5, 7}, 20, 1.0f, 12)}, &c).ok());
+  EXPECT_EQ(a[0].tokens.size(), 20u);
+  EXPECT_EQ(a[0].finish, FinishReason::kLength);
+  EXPECT_EQ(a[0].tokens, b[0].tokens);  // same seed, same output
+  EXPECT_NE(a[0].tokens, c[0].tokens);  // another seed, another output
+  EXPECT_EQ(a[0].prompt_tokens, 3);
+}
+
+TEST(Generate, EosStopsUnlessIgnored) {
+  auto e = tiny_engine();
+  std::vector<GenerationResult> r;
+  ASSERT_TRUE(run(*e, {request({1, 9}, 5)}, &r).ok());
+  GenerationRequest req = request({1, 9}, 5);
+  req.stop.ignore_eos = false;
+  req.stop.eos_ids = {r[0].tokens[2]};  // the third greedy token becomes the EOS
+  std::vector<GenerationResult> s;
+  ASSERT_TRUE(run(*e, {req}, &s).ok());
+  EXPECT_EQ(s[0].finish, FinishReason::kEos);
+  EXPECT_LE(s[0].tokens.size(), 3u);
+  EXPECT_EQ(s[0].tokens.back(), r[0].tokens[2]);
+}
+
+TEST(Generate, ContextLimitEndsTheRequest) {
+  EngineConfig cfg;
+  cfg.max_context = 16;
+  auto e = tiny_engine(cfg);
+  std::vector<GenerationResult> r;
+  ASSERT_TRUE(run(*e, {request({1, 2, 3, 4, 5, 6}, 100)}, &r).ok());
+  EXPECT_EQ(r[0].finish, FinishReason::kContext);
+  EXPECT_EQ(r[0].tokens.size(), 11u);  // 6 + 10 fed = 16 cached, the 11th sampled is not fed
+}
+
+TEST(Generate, QueuesBeyondMaxBatchAndKvCapacity) {
+  EngineConfig cfg;
+  cfg.max_batch = 2;
+  cfg.page_size = 4;
+  cfg.kv_capacity = 40;  // room for two 20-token sequences at a time
+  auto e = tiny_engine(cfg);
+  std::vector<GenerationRequest> reqs;
+  for (int i = 0; i < 5; ++i) reqs.push_back(request({1, int32_t(3 + i)}, 12));
+  std::vector<GenerationResult> together;
+  ASSERT_TRUE(run(*e, reqs, &together).ok());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    std::vector<GenerationResult> solo;
+    ASSERT_TRUE(run(*e, {reqs[i]}, &solo).ok());
+    EXPECT_EQ(together[i].tokens, solo[0].tokens) << "request " << i;
+  }
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
+TEST(Generate, CallbackCancels) {
+  auto e = tiny_engine();
+  std::vector<GenerationResult> r;
+  int seen = 0;
+  ASSERT_TRUE(generate(*e, {request({1}, 50)}, nullptr,
+                       [&](const GenerationEvent& ev) { return ev.finished || ++seen < 4; }, &r)
+                  .ok());
+  EXPECT_EQ(r[0].finish, FinishReason::kCancelled);
+  EXPECT_EQ(r[0].tokens.size(), 4u);
+}
+
+TEST(Generate, BadRequestsGetClearErrors) {
+  EngineConfig cfg;
+  cfg.kv_capacity = 16;
+  cfg.page_size = 4;
+  cfg.max_batch = 1;
+  auto e = tiny_engine(cfg);
+  std::vector<GenerationResult> r;
+  std::vector<int32_t> long_prompt(65, 3);
+  Status st = run(*e, {request(long_prompt, 4)}, &r);
+  EXPECT_EQ(st.code(), StatusCode::kOutOfRange);
+  EXPECT_NE(st.message().find("exceeds the context of 64 tokens"), std::string::npos) << st.message();
+
+  std::vector<int32_t> kv_prompt(20, 3);
+  st = run(*e, {request(kv_prompt, 4)}, &r);
+  EXPECT_EQ(st.code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(st.message().find("KV cache capacity of 16 tokens"), std::string::npos)
+      << st.message();
+
+  GenerationRequest bad = request({1}, 4, 1.0f);
+  bad.sampling.top_p = 0;
+  st = run(*e, {bad}, &r);
+  EXPECT_NE(st.message().find("top_p must be in (0, 1]"), std::string::npos) << st.message();
+  bad = request({1}, 4, -0.5f);
+  EXPECT_NE(run(*e, {bad}, &r).message().find("temperature"), std::string::npos);
+  EXPECT_NE(run(*e, {request({}, 4)}, &r).message().find("at least one token"), std::string::npos);
+  EXPECT_NE(run(*e, {request({99}, 4)}, &r).message().find("outside the vocabulary"),
+            std::string::npos);
+  GenerationRequest stops = request({1}, 4);
+  stops.stop.stop_strings = {"x"};
+  EXPECT_NE(run(*e, {stops}, &r).message().find("need a tokenizer"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tidal::engine

@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: Apache-2.0
+// KV cache page accounting.
+#include "runtime/engine/kv_cache.h"
+
+#include "tests/testing/testing.h"
+
+namespace tidal::engine {
+namespace {
+
+model::ModelConfig tiny() {
+  model::ModelConfig c;
+  c.vocab = 16;
+  c.hidden = 8;
+  c.inter = 16;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.num_kv_heads = 1;
+  c.head_dim = 4;
+  c.max_position_embeddings = 64;
+  return c;
+}
+
+TEST(KvCache, ReservesWholePagesAndReleasesThem) {
+  KvCache kv;
+  ASSERT_TRUE(KvCache::create(tiny(), KvCacheConfig{4, 5}, &kv).ok());
+  EXPECT_EQ(kv.capacity_tokens(), 20);
+  EXPECT_EQ(kv.layers().size(), 2u);
+  EXPECT_EQ(kv.layers()[0].k.size(0), 5);
+  std::vector<int32_t> a, b;
+  ASSERT_TRUE(kv.reserve(&a, 9).ok());  // 3 pages
+  EXPECT_EQ(a, (std::vector<int32_t>{0, 1, 2}));
+  ASSERT_TRUE(kv.reserve(&a, 12).ok());  // still 3
+  EXPECT_EQ(a.size(), 3u);
+  const Status full = kv.reserve(&b, 9);
+  EXPECT_EQ(full.code(), StatusCode::kOutOfMemory);
+  EXPECT_NE(full.message().find("KV cache full"), std::string::npos);
+  EXPECT_TRUE(b.empty());  // nothing taken on failure
+  kv.release(&a);
+  EXPECT_EQ(kv.free_pages(), 5);
+  ASSERT_TRUE(kv.reserve(&b, 9).ok());
+  EXPECT_EQ(b, (std::vector<int32_t>{0, 1, 2}));
+}
+
+TEST(KvCache, BytesMatchTheLayout) {
+  // 2 layers x (K + V) x 5 pages x 4 slots x 1 head x 4 dims x 4 bytes, each aligned.
+  EXPECT_GE(KvCache::bytes_for(tiny(), 4, 5), size_t(2 * 2 * 5 * 4 * 4 * 4));
+  EXPECT_FALSE((KvCacheConfig{0, 5}).validate().ok());
+}
+
+}  // namespace
+}  // namespace tidal::engine
