@@ -138,7 +138,7 @@ std::string parse_error(const std::string& text) {
   return s.message();
 }
 
-// kLlama3 with `from` replaced by `to` (must occur once).
+// `base` with `from` replaced by `to` (which must occur exactly once).
 std::string edit(const std::string& base, const std::string& from, const std::string& to) {
   const size_t at = base.find(from);
   EXPECT_NE(at, std::string::npos) << from;
