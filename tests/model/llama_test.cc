@@ -1,0 +1,221 @@
+// SPDX-License-Identifier: Apache-2.0
+// Weights loading (every missing / misshapen / mistyped tensor is a clear error), RoPE
+// frequencies, and a GQA metamorphic check of the forward.
+#include "model/llama.h"
+
+#include <cmath>
+#include <memory>
+
+#include "tests/testing/safetensors_writer.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::model {
+namespace {
+
+ModelConfig tiny(int64_t kv_heads) {
+  ModelConfig c;
+  c.name = "tiny";
+  c.vocab = 11;
+  c.hidden = 8;
+  c.inter = 12;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = 4;
+  c.max_position_embeddings = 32;
+  c.bos_token_id = 1;
+  return c;
+}
+
+// Every tensor of `c` as an F32 safetensors entry, from the weights in `w`.
+std::vector<testing::TestTensor> tensors_of(const ModelConfig& c, const LlamaWeights& w) {
+  std::vector<testing::TestTensor> out;
+  auto add = [&](const std::string& name, TensorView v) {
+    std::vector<float> data(v.data_as<float>(), v.data_as<float>() + v.numel());
+    out.push_back({name, "F32", std::vector<int64_t>(v.shape, v.shape + v.rank),
+                   testing::bytes_of(data)});
+  };
+  add("model.embed_tokens.weight", w.embed);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const LayerWeights& lw = w.layers[size_t(l)];
+    add(p + "input_layernorm.weight", lw.input_norm);
+    add(p + "self_attn.q_proj.weight", lw.wq);
+    add(p + "self_attn.k_proj.weight", lw.wk);
+    add(p + "self_attn.v_proj.weight", lw.wv);
+    add(p + "self_attn.o_proj.weight", lw.wo);
+    add(p + "post_attention_layernorm.weight", lw.post_norm);
+    add(p + "mlp.gate_proj.weight", lw.w_gate);
+    add(p + "mlp.up_proj.weight", lw.w_up);
+    add(p + "mlp.down_proj.weight", lw.w_down);
+  }
+  add("model.norm.weight", w.final_norm);
+  add("lm_head.weight", w.lm_head);
+  return out;
+}
+
+Status load_from(const std::vector<testing::TestTensor>& tensors, const ModelConfig& c,
+                 LlamaWeights* w) {
+  const std::string dir = testing::temp_dir("weights");
+  testing::write_file(dir + "/model.safetensors", testing::build_safetensors(tensors));
+  std::unique_ptr<SafetensorsCheckpoint> ckpt;
+  TIDAL_RETURN_IF_ERROR(SafetensorsCheckpoint::open(dir, &ckpt));
+  return load_llama_weights(c, *ckpt, w);
+}
+
+TEST(LlamaWeights, LoadsWhatWasWritten) {
+  const ModelConfig c = tiny(1);
+  LlamaWeights src, got;
+  ASSERT_TRUE(init_random_llama_weights(c, 5, &src).ok());
+  const Status st = load_from(tensors_of(c, src), c, &got);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  EXPECT_EQ(testing::to_vector(got.layers[1].wk), testing::to_vector(src.layers[1].wk));
+  EXPECT_EQ(testing::to_vector(got.lm_head), testing::to_vector(src.lm_head));
+}
+
+TEST(LlamaWeights, MissingMisshapenAndMistypedTensorsAreNamed) {
+  const ModelConfig c = tiny(1);
+  LlamaWeights src, got;
+  ASSERT_TRUE(init_random_llama_weights(c, 5, &src).ok());
+
+  auto missing = tensors_of(c, src);
+  missing.erase(missing.begin() + 3);  // model.layers.0.self_attn.k_proj.weight
+  Status st = load_from(missing, c, &got);
+  EXPECT_EQ(st.code(), StatusCode::kNotFound);
+  EXPECT_NE(st.message().find("'model.layers.0.self_attn.k_proj.weight'"), std::string::npos)
+      << st.message();
+
+  auto misshapen = tensors_of(c, src);
+  misshapen[2].shape = {4, 16};  // q_proj [8, 8] declared [4, 16]: same bytes, wrong shape
+  st = load_from(misshapen, c, &got);
+  EXPECT_NE(st.message().find("has shape [4, 16], the config needs [8, 8]"), std::string::npos)
+      << st.message();
+
+  auto mistyped = tensors_of(c, src);
+  mistyped[1].dtype = "I32";  // input_layernorm: 8 x 4 bytes either way
+  st = load_from(mistyped, c, &got);
+  EXPECT_NE(st.message().find("dtype i32"), std::string::npos) << st.message();
+
+  auto no_head = tensors_of(c, src);
+  no_head.pop_back();
+  EXPECT_NE(load_from(no_head, c, &got).message().find("lm_head.weight"), std::string::npos);
+}
+
+TEST(LlamaWeights, Bf16AndF16CheckpointsConvertExactly) {
+  const ModelConfig c = tiny(1);
+  LlamaWeights src, got;
+  ASSERT_TRUE(init_random_llama_weights(c, 9, &src).ok());
+  auto tensors = tensors_of(c, src);
+  // Store the embedding as bf16 and the final norm as f16.
+  std::vector<bf16> emb;
+  for (float x : testing::to_vector(src.embed)) emb.push_back(f32_to_bf16(x));
+  tensors[0].dtype = "BF16";
+  tensors[0].bytes = testing::bytes_of(emb);
+  std::vector<f16> norm;
+  for (int i = 0; i < 8; ++i) norm.push_back(f32_to_f16(0.5f + float(i)));
+  tensors[tensors.size() - 2].dtype = "F16";
+  tensors[tensors.size() - 2].bytes = testing::bytes_of(norm);
+  ASSERT_TRUE(load_from(tensors, c, &got).ok());
+  EXPECT_EQ(got.embed.data_as<float>()[7], bf16_to_f32(emb[7]));
+  EXPECT_EQ(got.final_norm.data_as<float>()[3], 3.5f);
+}
+
+TEST(RopeInvFreq, DefaultAndLlama3Scaling) {
+  RopeConfig rope;
+  rope.theta = 10000;
+  const std::vector<float> plain = rope_inv_freq(rope, 8);
+  EXPECT_TRUE(testing::all_close(plain, {1.0f, 0.1f, 0.01f, 0.001f}, 0, 1e-6f));
+
+  // Llama-3.1: wavelengths under 8192/4 are kept, over 8192/1 divided by 8, smooth between.
+  rope.theta = 500000;
+  rope.type = RopeType::kLlama3;
+  rope.factor = 8;
+  const std::vector<float> base = [] {
+    RopeConfig r;
+    r.theta = 500000;
+    return rope_inv_freq(r, 128);
+  }();
+  const std::vector<float> scaled = rope_inv_freq(rope, 128);
+  for (size_t i = 0; i < scaled.size(); ++i) {
+    const double wavelen = 2 * M_PI / base[i];
+    if (wavelen < 2048) {
+      EXPECT_EQ(scaled[i], base[i]) << i;
+    }
+    if (wavelen > 8192) {
+      EXPECT_FLOAT_EQ(scaled[i], base[i] / 8) << i;
+    }
+    if (wavelen >= 2048 && wavelen <= 8192) {
+      EXPECT_LE(scaled[i], base[i]);
+      EXPECT_GE(scaled[i], base[i] / 8);
+    }
+    if (i > 0) {
+      EXPECT_LT(scaled[i], scaled[i - 1]);
+    }
+  }
+}
+
+// Runs `prompt` through llama_forward on a one-sequence paged cache; logits of the last token.
+std::vector<float> prefill_logits(const ModelConfig& c, const LlamaWeights& w,
+                                  std::vector<int32_t> prompt) {
+  const int64_t n = int64_t(prompt.size()), page_size = 4, pages = (n + 3) / 4;
+  std::vector<HostTensor> caches;
+  std::vector<KvLayer> kv;
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    caches.emplace_back(std::vector<int64_t>{pages, page_size, c.num_kv_heads, c.head_dim},
+                        DType::kF32);
+    caches.emplace_back(std::vector<int64_t>{pages, page_size, c.num_kv_heads, c.head_dim},
+                        DType::kF32);
+    kv.push_back({caches[caches.size() - 2].view(), caches.back().view()});
+  }
+  std::vector<int32_t> table, positions, seq_ids(size_t(n), 0), rows = {int32_t(n - 1)};
+  for (int64_t p = pages - 1; p >= 0; --p) table.push_back(int32_t(p));  // pages out of order
+  for (int64_t i = 0; i < n; ++i) positions.push_back(int32_t(i));
+  LlamaWorkspace ws;
+  EXPECT_TRUE(LlamaWorkspace::create(c, n, 1, &ws).ok());
+  ForwardBatch batch;
+  batch.tokens = make_view(prompt.data(), DType::kI32, {n});
+  batch.positions = make_view(positions.data(), DType::kI32, {n});
+  batch.seq_ids = make_view(seq_ids.data(), DType::kI32, {n});
+  batch.block_tables = make_view(table.data(), DType::kI32, {1, pages});
+  batch.logit_rows = make_view(rows.data(), DType::kI32, {1});
+  std::vector<float> logits(size_t(c.vocab));
+  llama_forward(c, w, batch, kv, ws, make_view(logits.data(), DType::kF32, {1, c.vocab}));
+  return logits;
+}
+
+// GQA: a model with one KV head equals the MHA model whose two KV heads are copies of it.
+TEST(LlamaForward, GqaEqualsMhaWithRepeatedKvHeads) {
+  const ModelConfig gqa = tiny(1), mha = tiny(2);
+  LlamaWeights wg, wm;
+  ASSERT_TRUE(init_random_llama_weights(gqa, 21, &wg).ok());
+  ASSERT_TRUE(init_random_llama_weights(mha, 21, &wm).ok());
+  auto copy = [](TensorView dst, TensorView src, int64_t dst_row0) {
+    for (int64_t r = 0; r < src.size(0); ++r) {
+      for (int64_t i = 0; i < src.size(1); ++i) {
+        dst.data_as<float>()[(dst_row0 + r) * dst.size(1) + i] =
+            src.data_as<float>()[r * src.size(1) + i];
+      }
+    }
+  };
+  auto copy_all = [&](TensorView dst, TensorView src) { copy(dst, src, 0); };
+  copy_all(wm.embed, wg.embed);
+  for (size_t l = 0; l < 2; ++l) {
+    LayerWeights &m = wm.layers[l], &g = wg.layers[l];
+    for (auto [d, s] : {std::pair{m.wq, g.wq}, {m.wo, g.wo}, {m.w_gate, g.w_gate},
+                        {m.w_up, g.w_up}, {m.w_down, g.w_down}}) {
+      copy_all(d, s);
+    }
+    for (int64_t h = 0; h < 2; ++h) {  // both KV heads (4 rows each) copy the single one
+      copy(m.wk, g.wk, h * 4);
+      copy(m.wv, g.wv, h * 4);
+    }
+  }
+  copy_all(wm.lm_head, wg.lm_head);
+
+  const std::vector<float> a = prefill_logits(gqa, wg, {1, 4, 9, 3, 7});
+  const std::vector<float> b = prefill_logits(mha, wm, {1, 4, 9, 3, 7});
+  EXPECT_TRUE(testing::all_close(a, b, 1e-6f, 1e-5f));
+}
+
+}  // namespace
+}  // namespace tidal::model
