@@ -420,6 +420,7 @@ class HfTokenizer final : public Tokenizer {
   std::vector<NormalizerStep> normalizers_;
   std::vector<PreTokenizerStep> pre_tokenizers_;
   std::vector<DecoderStep> decoders_;
+  std::string word_mark_;  // cut words before it (SentencePiece-style files); empty: don't
   int32_t bos_id_ = -1, eos_id_ = -1;
 
   mutable std::mutex cache_mutex_;
@@ -447,6 +448,20 @@ Status HfTokenizer::parse(const json& root, const std::string& bos_token,
   }
   if (auto it = root.find("decoder"); it != root.end() && !it->is_null()) {
     TIDAL_RETURN_IF_ERROR(parse_decoder(*it, "decoder"));
+  }
+  // With no pre-tokenizer the whole text is one BPE word. When the normalizer turns spaces into
+  // a mark (U+2581) and no token has the mark after another character, no merge can cross the
+  // start of a marked word, so cutting there changes nothing and keeps BPE on short words.
+  if (pre_tokenizers_.empty()) {
+    for (const NormalizerStep& n : normalizers_) {
+      if (n.kind == NormalizerStep::Kind::kReplace && n.from == " ") word_mark_ = n.to;
+    }
+    for (const auto& [token, id] : token_to_id_) {
+      if (word_mark_.empty()) break;
+      size_t lead = 0;
+      while (token.compare(lead, word_mark_.size(), word_mark_) == 0) lead += word_mark_.size();
+      if (token.find(word_mark_, lead) != std::string::npos) word_mark_.clear();
+    }
   }
   // The post-processor only adds BOS (encode's add_bos) or nothing, so it is not read.
 
@@ -804,7 +819,23 @@ Status HfTokenizer::encode_segment(std::string_view segment, bool first,
   }
   // Pieces are kept as owned strings: ByteLevel rewrites them.
   std::vector<std::string> pieces;
-  pieces.push_back(std::move(normalized));
+  if (!word_mark_.empty()) {
+    // No pre-tokenizer: cut before each word mark that follows another character (see
+    // word_mark_), so that BPE runs on words, which are cached, instead of the whole text.
+    size_t start = 0;
+    for (size_t hit = normalized.find(word_mark_, 1); hit != std::string::npos;
+         hit = normalized.find(word_mark_, hit + word_mark_.size())) {
+      if (hit >= start + word_mark_.size() &&
+          normalized.compare(hit - word_mark_.size(), word_mark_.size(), word_mark_) == 0) {
+        continue;  // inside a run of marks, which pieces such as "▁▁" may join
+      }
+      if (hit > start) pieces.push_back(normalized.substr(start, hit - start));
+      start = hit;
+    }
+    pieces.push_back(normalized.substr(start));
+  } else {
+    pieces.push_back(std::move(normalized));
+  }
   std::vector<std::pair<size_t, size_t>> spans;
   for (const PreTokenizerStep& p : pre_tokenizers_) {
     std::vector<std::string> next;
@@ -1024,6 +1055,7 @@ Status HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special,
         // Runs of <0xNN> tokens become their bytes when those are valid UTF-8, else one U+FFFD
         // per byte (HF's rule, not from_utf8_lossy's).
         std::vector<std::string> out;
+        out.reserve(tokens.size());
         std::string run;
         size_t run_len = 0;
         auto flush = [&]() {
@@ -1055,6 +1087,9 @@ Status HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special,
       }
       case DecoderStep::Kind::kFuse: {
         std::string all;
+        size_t total = 0;
+        for (const std::string& t : tokens) total += t.size();
+        all.reserve(total);
         for (const std::string& t : tokens) all += t;
         tokens.assign(1, std::move(all));
         break;
@@ -1072,7 +1107,8 @@ Status HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special,
                ++k) {
             end -= d.from.size();
           }
-          t = t.substr(begin, end - begin);
+          if (end < t.size()) t.erase(end);
+          if (begin > 0) t.erase(0, begin);
         }
         break;
       case DecoderStep::Kind::kMetaspace:
@@ -1085,7 +1121,14 @@ Status HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special,
         break;
     }
   }
-  for (const std::string& t : tokens) *text += t;
+  if (tokens.size() == 1) {
+    *text = std::move(tokens[0]);
+  } else {
+    size_t total = 0;
+    for (const std::string& t : tokens) total += t.size();
+    text->reserve(total);
+    for (const std::string& t : tokens) *text += t;
+  }
   if (!is_valid_utf8(*text)) *text = to_valid_utf8(*text);
   return ok_status();
 }
