@@ -24,20 +24,6 @@ using json = nlohmann::json;
 constexpr int64_t kMaxSize = int64_t{1} << 30;
 constexpr double kMaxParams = 1e15;
 
-// One line, printable, bounded: JSON text and exception messages may hold anything.
-std::string printable(const std::string& s, size_t max_len = 120) {
-  std::string r;
-  for (char c : s) {
-    if (r.size() >= max_len) {
-      r += "...";
-      break;
-    }
-    const auto u = static_cast<unsigned char>(c);
-    r += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  return r;
-}
-
 std::string short_dump(const json& v) {
   return printable(v.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace), 60);
 }

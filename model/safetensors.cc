@@ -27,20 +27,6 @@ using json = nlohmann::json;
 // As the reference implementation: a header over 100 MB is not a real checkpoint.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-// One line, printable, bounded: names and parser messages come from the file.
-std::string printable(const std::string& s, size_t max_len = 120) {
-  std::string r;
-  for (char c : s) {
-    if (r.size() >= max_len) {
-      r += "...";
-      break;
-    }
-    const auto u = static_cast<unsigned char>(c);
-    r += (u < 0x20 || u == 0x7f) ? '?' : c;
-  }
-  return r;
-}
-
 bool parse_dtype(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kTable[] = {
       {"F32", DType::kF32}, {"F16", DType::kF16}, {"BF16", DType::kBF16}, {"I32", DType::kI32},

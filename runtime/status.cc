@@ -24,6 +24,19 @@ std::string Status::to_string() const {
   return std::string(code_name(code_)) + ": " + message_;
 }
 
+std::string printable(const std::string& s, size_t max_len) {
+  std::string r;
+  for (char c : s) {
+    if (r.size() >= max_len) {
+      r += "...";
+      break;
+    }
+    const auto u = static_cast<unsigned char>(c);
+    r += (u < 0x20 || u == 0x7f) ? '?' : c;
+  }
+  return r;
+}
+
 Status Status::with_context(const std::string& prefix) const {
   if (ok()) return *this;
   return Status(code_, prefix + ": " + message_);

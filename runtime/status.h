@@ -30,6 +30,10 @@ class Status {
   std::string message_;
 };
 
+// `s` made fit for a one-line message: control characters become '?', and at most `max_len`
+// bytes are kept ("..." marks a cut). For names and text that come from files.
+std::string printable(const std::string& s, size_t max_len = 120);
+
 inline Status ok_status() { return Status(); }
 inline Status invalid_argument(std::string msg) {
   return Status(StatusCode::kInvalidArgument, std::move(msg));

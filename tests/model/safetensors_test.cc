@@ -10,46 +10,20 @@
 #include <string>
 #include <vector>
 
+#include "tests/testing/safetensors_writer.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::model {
 namespace {
 
-struct TestTensor {
-  std::string name;
-  std::string dtype;  // "F32", ...
-  std::vector<int64_t> shape;
-  std::string bytes;
-};
+using testing::bytes_of;
+using testing::TestTensor;
 
-// 8-byte little-endian length, header, data.
 std::string raw_file(const std::string& header, const std::string& data) {
-  std::string out(8, '\0');
-  uint64_t n = header.size();
-  for (int i = 0; i < 8; ++i) out[size_t(i)] = char((n >> (8 * i)) & 0xff);
-  return out + header + data;
+  return testing::raw_safetensors(header, data);
 }
-
-// A valid file: tensors laid out back to back, header padded with spaces to a multiple of 8.
 std::string build_file(const std::vector<TestTensor>& tensors) {
-  std::string header = "{\"__metadata__\":{\"format\":\"pt\"}";
-  std::string data;
-  for (const TestTensor& t : tensors) {
-    std::string shape;
-    for (int64_t d : t.shape) shape += (shape.empty() ? "" : ",") + std::to_string(d);
-    header += ",\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[" + shape +
-              "],\"data_offsets\":[" + std::to_string(data.size()) + "," +
-              std::to_string(data.size() + t.bytes.size()) + "]}";
-    data += t.bytes;
-  }
-  header += "}";
-  while (header.size() % 8 != 0) header += ' ';
-  return raw_file(header, data);
-}
-
-template <typename T>
-std::string bytes_of(const std::vector<T>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  return testing::build_safetensors(tensors);
 }
 
 std::vector<TestTensor> sample_tensors() {
