@@ -9,6 +9,7 @@
 
 #include "launch/cli.h"
 #include "model/tokenizer.h"
+#include "runtime/arena.h"
 
 namespace tidal::launch {
 namespace {
@@ -140,7 +141,7 @@ Status run_info(const InfoOptions& o) {
     TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
   }
   TIDAL_RETURN_IF_ERROR(o.engine.validate());
-  const engine::MemoryPlan p = engine::plan_memory(c, o.engine);
+  const engine::MemoryPlan p = engine::plan_memory(c, o.engine, available_host_memory());
   std::string eos;
   for (int32_t id : c.eos_token_ids) eos += (eos.empty() ? "" : ",") + std::to_string(id);
   std::printf("model            %s\n", c.name.c_str());
@@ -161,10 +162,11 @@ Status run_info(const InfoOptions& o) {
   std::printf("checkpoint dtype %s\n", dtype_name(c.dtype));
   std::printf("memory plan (CPU reference path, f32):\n");
   std::printf("  weights        %.1f MiB\n", mib(p.weight_bytes));
-  std::printf("  kv cache       %.1f MiB: %lld tokens of %lld bytes, page size %lld\n",
+  std::printf("  kv cache       %.1f MiB: %lld tokens of %lld bytes, page size %lld%s\n",
               mib(p.kv_bytes), static_cast<long long>(p.kv_capacity_tokens),
               static_cast<long long>(p.kv_bytes_per_token),
-              static_cast<long long>(o.engine.page_size));
+              static_cast<long long>(o.engine.page_size),
+              p.kv_capped ? " (capped to fit available memory)" : "");
   std::printf("  workspace      %.1f MiB\n", mib(p.workspace_bytes));
   std::printf("  max context    %lld tokens per sequence\n", static_cast<long long>(p.max_context));
   return ok_status();

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/arena.h"
 
-#include <cstdlib>
+#include <sys/mman.h>
+
+#include <cstdio>
 #include <cstring>
-#include <new>
 #include <utility>
 
 namespace tidal {
@@ -22,14 +23,34 @@ TensorView BumpAllocator::allocate(DType dtype, const std::vector<int64_t>& shap
   return make_view(base_ + begin, dtype, shape, device_);
 }
 
+size_t available_host_memory() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  size_t kib = 0;
+  while (std::fgets(line, sizeof(line), f) != nullptr) {
+    unsigned long long v = 0;
+    if (std::sscanf(line, "MemAvailable: %llu kB", &v) == 1) {
+      kib = size_t(v);
+      break;
+    }
+  }
+  std::fclose(f);
+  return kib * 1024;
+}
+
 Status HostArena::create(size_t bytes, const std::string& purpose, HostArena* out) {
   const size_t rounded = (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-  void* p = rounded ? std::aligned_alloc(kArenaAlignment, rounded) : nullptr;
-  if (rounded && p == nullptr) {
-    return out_of_memory("cannot allocate " + std::to_string(rounded) + " bytes for the " +
-                         purpose + " arena");
+  void* p = nullptr;
+  if (rounded > 0) {
+    // Page-aligned, zero-filled on first touch; MAP_NORESERVE: capacity is planned, not committed.
+    p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+             -1, 0);
+    if (p == MAP_FAILED) {
+      return out_of_memory("cannot allocate " + std::to_string(rounded) + " bytes for the " +
+                           purpose + " arena");
+    }
   }
-  if (p) std::memset(p, 0, rounded);
   HostArena arena;
   arena.data_ = p;
   arena.bytes_ = rounded;
@@ -37,14 +58,16 @@ Status HostArena::create(size_t bytes, const std::string& purpose, HostArena* ou
   return ok_status();
 }
 
-HostArena::~HostArena() { std::free(data_); }
+HostArena::~HostArena() {
+  if (data_ != nullptr) munmap(data_, bytes_);
+}
 
 HostArena::HostArena(HostArena&& other) noexcept
     : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
 
 HostArena& HostArena::operator=(HostArena&& other) noexcept {
   if (this != &other) {
-    std::free(data_);
+    if (data_ != nullptr) munmap(data_, bytes_);
     data_ = std::exchange(other.data_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
   }

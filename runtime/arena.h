@@ -38,11 +38,15 @@ class BumpAllocator {
   Device device_;
 };
 
-// An owning host arena: one aligned allocation, released on destruction. Move-only.
+// Bytes of host memory the OS reports as available (MemAvailable), or 0 when unknown.
+size_t available_host_memory();
+
+// An owning host arena: one anonymous mapping (zero pages committed lazily, so a large KV arena
+// costs memory only as it fills), released on destruction. Move-only.
 class HostArena {
  public:
   HostArena() = default;
-  // Allocates `bytes` (zero-filled). Fails with kOutOfMemory instead of throwing.
+  // Maps `bytes` (zero-filled). Fails with kOutOfMemory instead of throwing.
   static Status create(size_t bytes, const std::string& purpose, HostArena* out);
   ~HostArena();
   HostArena(HostArena&& other) noexcept;

@@ -2,6 +2,7 @@
 #include "runtime/engine/engine.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "model/safetensors.h"
@@ -19,6 +20,12 @@ int64_t resolved_capacity(const model::ModelConfig& m, const EngineConfig& c) {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+std::string gib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f", double(bytes) / double(1ull << 30));
+  return buf;
+}
+
 }  // namespace
 
 Status EngineConfig::validate() const {
@@ -30,17 +37,27 @@ Status EngineConfig::validate() const {
   return ok_status();
 }
 
-MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config) {
+MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
+                       size_t available_bytes) {
   MemoryPlan p;
   p.max_context = resolved_context(model, config);
-  const int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) /
-                        config.page_size;
-  p.kv_capacity_tokens = pages * config.page_size;
   p.kv_bytes_per_token = 2 * model.num_layers * model.kv_dim() * int64_t(sizeof(float));
   p.weight_bytes = model::llama_weight_bytes(model);
-  p.kv_bytes = KvCache::bytes_for(model, config.page_size, pages);
   p.workspace_bytes = model::LlamaWorkspace::bytes_for(
       model, std::max(config.prefill_chunk, config.max_batch), config.max_batch);
+  int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
+  if (config.kv_capacity == 0 && available_bytes > 0) {
+    const double spare = 0.9 * double(available_bytes) - double(p.weight_bytes) -
+                         double(p.workspace_bytes);
+    const int64_t fit = spare > 0 ? int64_t(spare / double(p.kv_bytes_per_token * config.page_size))
+                                  : 0;
+    if (fit < pages) {
+      pages = std::max<int64_t>(fit, 0);
+      p.kv_capped = true;
+    }
+  }
+  p.kv_capacity_tokens = pages * config.page_size;
+  p.kv_bytes = KvCache::bytes_for(model, config.page_size, pages);
   return p;
 }
 
@@ -51,11 +68,19 @@ Status Engine::create(const model::ModelConfig& model, model::LlamaWeights weigh
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = model;
   e->config_ = config;
-  e->plan_ = plan_memory(model, config);
+  const size_t available = available_host_memory();
+  e->plan_ = plan_memory(model, config, available);
   if (e->plan_.max_context > model.max_position_embeddings) {
     return invalid_argument("max_context " + str(e->plan_.max_context) +
                             " exceeds the model's context of " +
                             str(model.max_position_embeddings) + " tokens");
+  }
+  const size_t total = e->plan_.weight_bytes + e->plan_.kv_bytes + e->plan_.workspace_bytes;
+  if (e->plan_.kv_capacity_tokens < config.page_size ||
+      (available > 0 && total > available)) {
+    return out_of_memory("weights, KV cache and workspace need " + gib(total) + " GiB (KV " +
+                         str(e->plan_.kv_capacity_tokens) + " tokens); " + gib(available) +
+                         " GiB of host memory is available");
   }
   e->weights_ = std::move(weights);
   KvCacheConfig kv;

@@ -22,7 +22,8 @@ struct EngineConfig {
   int64_t page_size = 16;      // KV tokens per page; Default: 16
   int64_t max_batch = 8;       // sequences decoded in one step; Default: 8
   int64_t max_context = 0;     // tokens per sequence (prompt + generated); Default (0): the model's
-  int64_t kv_capacity = 0;     // KV tokens over all sequences; Default (0): max_batch * max_context
+  int64_t kv_capacity = 0;     // KV tokens over all sequences; Default (0): max_batch *
+                               // max_context, capped to what fits in available memory
   int64_t prefill_chunk = 256; // prompt tokens per prefill step; Default: 256
 
   Status validate() const;
@@ -36,10 +37,14 @@ struct MemoryPlan {
   int64_t kv_capacity_tokens = 0;  // pages * page_size
   int64_t kv_bytes_per_token = 0;  // every layer, K and V
   int64_t max_context = 0;
+  bool kv_capped = false;          // the automatic capacity was cut to fit available memory
 };
 
-// Plans memory without allocating (for `tidal info`).
-MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config);
+// Plans memory without allocating (for `tidal info`). `available_bytes` is the host memory that
+// weights, KV cache and workspace may take (0: unknown, no cap). An automatic KV capacity keeps
+// 10% of it free; an explicit one is taken as asked (Engine::create checks that it fits).
+MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
+                       size_t available_bytes);
 
 using SeqId = int64_t;
 

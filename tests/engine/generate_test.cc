@@ -153,3 +153,26 @@ TEST(Generate, BadRequestsGetClearErrors) {
 
 }  // namespace
 }  // namespace tidal::engine
+
+namespace tidal::engine {
+namespace {
+
+TEST(MemoryPlan, AutomaticKvCapacityFitsAvailableMemory) {
+  const model::ModelConfig c = tiny_config();
+  EngineConfig cfg;  // automatic: 8 sequences x 64 tokens = 512 tokens wanted
+  const MemoryPlan unbounded = plan_memory(c, cfg, 0);
+  EXPECT_EQ(unbounded.kv_capacity_tokens, 512);
+  EXPECT_FALSE(unbounded.kv_capped);
+  // 2 layers x (K + V) x 2 kv heads x 4 dims x 4 bytes = 128 bytes a token.
+  EXPECT_EQ(unbounded.kv_bytes_per_token, 128);
+  const size_t tight = size_t((unbounded.weight_bytes + unbounded.workspace_bytes + 100 * 128) /
+                              0.9) + 1;
+  const MemoryPlan capped = plan_memory(c, cfg, tight);
+  EXPECT_TRUE(capped.kv_capped);
+  EXPECT_EQ(capped.kv_capacity_tokens, 96);  // 100 tokens fit: 6 whole pages of 16
+  cfg.kv_capacity = 300;                     // explicit: taken as asked
+  EXPECT_EQ(plan_memory(c, cfg, tight).kv_capacity_tokens, 304);
+}
+
+}  // namespace
+}  // namespace tidal::engine
