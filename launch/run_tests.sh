@@ -9,7 +9,9 @@ jobs=$(nproc)
 
 bash launch/install_deps.sh
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTIDAL_WERROR=ON
+cuda=()
+if [[ -x /usr/local/cuda/bin/nvcc ]]; then cuda=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc); fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DTIDAL_WERROR=ON "${cuda[@]}"
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
