@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: Apache-2.0
+// rpc/convert: every StatusCode maps to its gRPC code; requests become engine requests (ids,
+// text with the stories260K tokenizer, Llama-3 chat, defaults kept for unset fields); each bad
+// request is one line naming its field; events and results become responses.
+#include "rpc/convert.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/tokenizer.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::rpc {
+namespace {
+
+using ::tidal::testing::shared_path;
+
+constexpr const char* kStoriesDir = "models/stories260K/hf";
+constexpr const char* kLlama3Json = "tokenizers/llama3/tokenizer.json";
+constexpr const char* kLlama2Model = "tokenizers/llama2/tokenizer.model";
+
+// Tokenizers load once per binary (Llama-3 parses 9 MB of JSON).
+const model::Tokenizer* cached_tokenizer(const std::string& relative, bool dir) {
+  static auto* cache = new std::map<std::string, std::unique_ptr<model::Tokenizer>>();
+  std::unique_ptr<model::Tokenizer>& slot = (*cache)[relative];
+  if (!slot) {
+    const Status s = dir ? model::Tokenizer::load_from_dir(shared_path(relative), &slot)
+                         : model::Tokenizer::load(shared_path(relative), &slot);
+    if (!s.ok()) ADD_FAILURE() << s.to_string();
+  }
+  return slot.get();
+}
+
+// A stories260K-shaped config (vocab 512, BOS 1, EOS 2) that needs no fixture.
+model::ModelConfig small_config() {
+  model::ModelConfig c;
+  c.name = "test";
+  c.vocab = 512;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+GenerateRequest ids_request(std::vector<int32_t> ids) {
+  GenerateRequest req;
+  req.set_request_id("r1");
+  for (int32_t id : ids) req.mutable_ids()->add_ids(id);
+  return req;
+}
+
+// --- Status -> grpc::Status ---
+
+TEST(ToGrpcStatus, EveryCodeMaps) {
+  const std::vector<std::pair<StatusCode, grpc::StatusCode>> cases = {
+      {StatusCode::kInvalidArgument, grpc::StatusCode::INVALID_ARGUMENT},
+      {StatusCode::kNotFound, grpc::StatusCode::NOT_FOUND},
+      {StatusCode::kOutOfRange, grpc::StatusCode::OUT_OF_RANGE},
+      {StatusCode::kOutOfMemory, grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE},
+      {StatusCode::kInternal, grpc::StatusCode::INTERNAL},
+  };
+  for (const auto& [code, want] : cases) {
+    const grpc::Status g = to_grpc_status(Status(code, "boom: detail"));
+    EXPECT_EQ(g.error_code(), want) << Status(code, "").to_string();
+    EXPECT_EQ(g.error_message(), "boom: detail");
+  }
+  const grpc::Status ok = to_grpc_status(ok_status());
+  EXPECT_TRUE(ok.ok());
+  EXPECT_EQ(ok.error_message(), "");
+}
+
+// --- GenerateRequest -> engine::GenerationRequest ---
+
+TEST(FromProto, IdsPromptIsTakenAsIs) {
+  engine::GenerationRequest out;
+  const Status s = from_proto(ids_request({1, 0, 511, 42}), nullptr, small_config(), &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(out.prompt, (std::vector<int32_t>{1, 0, 511, 42}));
+  EXPECT_EQ(out.stop.eos_ids, (std::vector<int32_t>{2}));
+}
+
+TEST(FromProto, UnsetOptionalsKeepDefaults) {
+  const engine::SamplingParams sampling_default;
+  const engine::StopConditions stop_default;
+  GenerateRequest req = ids_request({5});
+  for (bool with_empty_messages : {false, true}) {
+    if (with_empty_messages) {
+      req.mutable_sampling();  // present but every optional unset
+      req.mutable_stop();
+    }
+    engine::GenerationRequest out;
+    ASSERT_TRUE(from_proto(req, nullptr, small_config(), &out).ok());
+    EXPECT_EQ(out.sampling.temperature, sampling_default.temperature);
+    EXPECT_EQ(out.sampling.top_k, sampling_default.top_k);
+    EXPECT_EQ(out.sampling.top_p, sampling_default.top_p);
+    EXPECT_EQ(out.sampling.min_p, sampling_default.min_p);
+    EXPECT_EQ(out.sampling.seed, sampling_default.seed);
+    EXPECT_EQ(out.stop.max_new_tokens, stop_default.max_new_tokens);
+    EXPECT_TRUE(out.stop.stop_strings.empty());
+    EXPECT_FALSE(out.stop.ignore_eos);
+  }
+}
+
+TEST(FromProto, SetFieldsAreCopied) {
+  GenerateRequest req = ids_request({5});
+  req.mutable_sampling()->set_temperature(0.0f);  // set to a zero: greedy, not "unset"
+  req.mutable_sampling()->set_top_k(40);
+  req.mutable_sampling()->set_top_p(0.9f);
+  req.mutable_sampling()->set_min_p(0.05f);
+  req.mutable_sampling()->set_seed(0xFFFFFFFFFFFFFFFFull);
+  req.mutable_stop()->set_max_new_tokens(7);
+  req.mutable_stop()->set_ignore_eos(true);
+  engine::GenerationRequest out;
+  ASSERT_TRUE(from_proto(req, nullptr, small_config(), &out).ok());
+  EXPECT_TRUE(out.sampling.greedy());
+  EXPECT_EQ(out.sampling.top_k, 40);
+  EXPECT_EQ(out.sampling.top_p, 0.9f);
+  EXPECT_EQ(out.sampling.min_p, 0.05f);
+  EXPECT_EQ(out.sampling.seed, 0xFFFFFFFFFFFFFFFFull);
+  EXPECT_EQ(out.stop.max_new_tokens, 7);
+  EXPECT_TRUE(out.stop.ignore_eos);
+}
+
+TEST(FromProto, EmptyTextWithoutTokenizerIsConfigBos) {
+  GenerateRequest req;
+  req.set_text("");
+  engine::GenerationRequest out;
+  ASSERT_TRUE(from_proto(req, nullptr, small_config(), &out).ok());
+  EXPECT_EQ(out.prompt, (std::vector<int32_t>{1}));
+}
+
+TEST(FromProto, StoriesTextIsEncodedWithBos) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesDir);
+  const model::Tokenizer* tok = cached_tokenizer(kStoriesDir, /*dir=*/true);
+  ASSERT_NE(tok, nullptr);
+  model::ModelConfig config;
+  ASSERT_TRUE(model::load_model_config(shared_path(kStoriesDir), &config).ok());
+  GenerateRequest req;
+  req.set_text("Once upon a time");
+  req.mutable_stop()->add_stop_strings("Lily");
+  engine::GenerationRequest out;
+  const Status s = from_proto(req, tok, config, &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  // The ids of tokenizer_golden.json's first sentence, which starts with these four words.
+  EXPECT_EQ(out.prompt, (std::vector<int32_t>{1, 403, 407, 261, 378}));
+  EXPECT_EQ(out.stop.stop_strings, (std::vector<std::string>{"Lily"}));
+  // config EOS 2 and the tokenizer's EOS 2, once.
+  EXPECT_EQ(out.stop.eos_ids, (std::vector<int32_t>{2}));
+}
+
+TEST(FromProto, StoriesEmptyTextIsBosOnly) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesDir);
+  const model::Tokenizer* tok = cached_tokenizer(kStoriesDir, /*dir=*/true);
+  ASSERT_NE(tok, nullptr);
+  model::ModelConfig config = small_config();
+  for (int32_t config_bos : {1, -1}) {  // the config's BOS, else the tokenizer's
+    config.bos_token_id = config_bos;
+    GenerateRequest req;
+    req.set_text("");
+    engine::GenerationRequest out;
+    ASSERT_TRUE(from_proto(req, tok, config, &out).ok());
+    EXPECT_EQ(out.prompt, (std::vector<int32_t>{tok->bos_id()}));
+    EXPECT_EQ(tok->bos_id(), 1);
+  }
+}
+
+// libsentencepiece bundles its own protobuf; in a process that also has libprotobuf (every
+// binary with tidal_rpc) both must still work. See the link order in rpc/CMakeLists.txt.
+TEST(FromProto, Llama2SentencePieceWorksBesideProtobuf) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama2Model);
+  const model::Tokenizer* tok = cached_tokenizer(kLlama2Model, /*dir=*/false);
+  ASSERT_NE(tok, nullptr);
+  model::ModelConfig config = small_config();
+  config.vocab = 32000;
+  GenerateRequest req;
+  req.set_text("Hello world");
+  engine::GenerationRequest out;
+  const Status s = from_proto(req, tok, config, &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(out.prompt, (std::vector<int32_t>{1, 15043, 3186}));
+  std::string text;
+  ASSERT_TRUE(tok->decode(out.prompt, /*skip_special=*/true, &text).ok());
+  EXPECT_EQ(text, "Hello world");
+}
+
+TEST(FromProto, Llama3ChatUsesTheTemplateAndItsEos) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  const model::Tokenizer* tok = cached_tokenizer(kLlama3Json, /*dir=*/false);
+  ASSERT_NE(tok, nullptr);
+  model::ModelConfig config;
+  ASSERT_TRUE(model::model_config_preset("llama3-8b", &config).ok());
+  GenerateRequest req;
+  req.set_text("  Hello!\n");
+  req.set_chat(true);
+  engine::GenerationRequest out;
+  const Status s = from_proto(req, tok, config, &out);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>
+  // <|start_header_id|>assistant<|end_header_id|>\n\n
+  EXPECT_EQ(out.prompt, (std::vector<int32_t>{128000, 128006, 882, 128007, 271, 9906, 0, 128009,
+                                              128006, 78191, 128007, 271}));
+  const std::vector<int32_t>& eos = out.stop.eos_ids;
+  EXPECT_EQ(std::count(eos.begin(), eos.end(), 128009), 1);  // <|eot_id|>
+  for (int32_t id : config.eos_token_ids) EXPECT_EQ(std::count(eos.begin(), eos.end(), id), 1);
+  if (tok->eos_id() >= 0) {
+    EXPECT_EQ(std::count(eos.begin(), eos.end(), tok->eos_id()), 1);
+  }
+}
+
+TEST(FromProto, EosIdsAreDeduplicatedInOrder) {
+  model::ModelConfig config = small_config();
+  config.eos_token_ids = {7, 2, 7, 3, 2};
+  engine::GenerationRequest out;
+  ASSERT_TRUE(from_proto(ids_request({1}), nullptr, config, &out).ok());
+  EXPECT_EQ(out.stop.eos_ids, (std::vector<int32_t>{7, 2, 3}));
+}
+
+// --- Bad requests: kInvalidArgument, one line, naming the field; `out` untouched. ---
+
+struct BadCase {
+  std::string name;
+  std::function<void(GenerateRequest*)> edit;  // applied to ids_request({1, 2})
+  std::string field;                           // must appear in the message
+};
+
+class FromProtoBad : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(FromProtoBad, FailsNamingTheField) {
+  const BadCase& c = GetParam();
+  GenerateRequest req = ids_request({1, 2});
+  c.edit(&req);
+  engine::GenerationRequest out;
+  out.prompt = {99};
+  const Status s = from_proto(req, /*tokenizer=*/nullptr, small_config(), &out);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find(c.field), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  EXPECT_EQ(out.prompt, (std::vector<int32_t>{99})) << "out changed on error";
+  EXPECT_EQ(to_grpc_status(s).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+const BadCase kBadCases[] = {
+    {"TopPZero", [](GenerateRequest* r) { r->mutable_sampling()->set_top_p(0.0f); }, "top_p"},
+    {"TopPAboveOne", [](GenerateRequest* r) { r->mutable_sampling()->set_top_p(1.5f); }, "top_p"},
+    {"NegativeTemperature",
+     [](GenerateRequest* r) { r->mutable_sampling()->set_temperature(-0.5f); }, "temperature"},
+    {"NanTemperature",
+     [](GenerateRequest* r) {
+       r->mutable_sampling()->set_temperature(std::numeric_limits<float>::quiet_NaN());
+     },
+     "temperature"},
+    {"NegativeTopK", [](GenerateRequest* r) { r->mutable_sampling()->set_top_k(-1); }, "top_k"},
+    {"MinPAboveOne", [](GenerateRequest* r) { r->mutable_sampling()->set_min_p(2.0f); }, "min_p"},
+    {"IdAtVocab", [](GenerateRequest* r) { r->mutable_ids()->add_ids(512); }, "ids[2]"},
+    {"NegativeId", [](GenerateRequest* r) { r->mutable_ids()->set_ids(0, -1); }, "ids[0]"},
+    {"EmptyIds", [](GenerateRequest* r) { r->mutable_ids()->clear_ids(); }, "ids"},
+    {"NoPrompt", [](GenerateRequest* r) { r->clear_prompt(); }, "prompt"},
+    {"ChatWithoutTokenizer",
+     [](GenerateRequest* r) {
+       r->set_text("hi");
+       r->set_chat(true);
+     },
+     "chat"},
+    {"ChatWithIds", [](GenerateRequest* r) { r->set_chat(true); }, "chat"},
+    {"TextWithoutTokenizer", [](GenerateRequest* r) { r->set_text("hi"); }, "text"},
+    {"MaxNewTokensZero", [](GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(0); },
+     "max_new_tokens"},
+    {"MaxNewTokensNegative", [](GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(-3); },
+     "max_new_tokens"},
+    {"EmptyStopString",
+     [](GenerateRequest* r) {
+       r->mutable_stop()->add_stop_strings("x");
+       r->mutable_stop()->add_stop_strings("");
+     },
+     "stop.stop_strings[1]"},
+    {"StopStringWithoutTokenizer",
+     [](GenerateRequest* r) { r->mutable_stop()->add_stop_strings("end"); }, "stop.stop_strings"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Cases, FromProtoBad, ::testing::ValuesIn(kBadCases),
+                         [](const ::testing::TestParamInfo<BadCase>& info) {
+                           return info.param.name;
+                         });
+
+TEST(FromProto, EmptyTextWithNoBosAnywhereFails) {
+  model::ModelConfig config = small_config();
+  config.bos_token_id = -1;
+  GenerateRequest req;
+  req.set_text("");
+  engine::GenerationRequest out;
+  const Status s = from_proto(req, nullptr, config, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("text"), std::string::npos) << s.message();
+}
+
+TEST(FromProto, StoriesChatFailsWithoutLlama3Tokens) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesDir);
+  const model::Tokenizer* tok = cached_tokenizer(kStoriesDir, /*dir=*/true);
+  ASSERT_NE(tok, nullptr);
+  GenerateRequest req;
+  req.set_text("hi");
+  req.set_chat(true);
+  engine::GenerationRequest out;
+  const Status s = from_proto(req, tok, small_config(), &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message().rfind("chat: ", 0), 0u) << s.message();
+}
+
+// --- engine events and results -> GenerateResponse ---
+
+TEST(ToProto, TokenEvent) {
+  engine::GenerationEvent ev;
+  ev.request = 3;
+  ev.token = 378;
+  ev.text = " time";
+  GenerateResponse resp;
+  resp.set_finish(FINISH_REASON_EOS);  // stale content is cleared
+  to_proto(ev, "req-a", &resp);
+  EXPECT_EQ(resp.request_id(), "req-a");
+  EXPECT_EQ(resp.token_id(), 378);
+  EXPECT_EQ(resp.text(), " time");
+  EXPECT_EQ(resp.finish(), FINISH_REASON_UNSPECIFIED);
+  EXPECT_FALSE(resp.has_usage());
+}
+
+TEST(ToProto, FinishedEventThenResult) {
+  engine::GenerationEvent ev;
+  ev.finished = true;
+  ev.text = "!";  // flushed at the end
+  engine::GenerationResult result;
+  result.tokens = {5, 6, 2};
+  result.finish = engine::FinishReason::kEos;
+  result.prompt_tokens = 4;
+  result.prefill_seconds = 0.25;
+  result.decode_seconds = 1.5;
+  GenerateResponse resp;
+  to_proto(ev, "req-b", &resp);
+  EXPECT_EQ(resp.token_id(), -1);
+  EXPECT_FALSE(resp.has_usage());
+  finish_to_proto(result, "req-b", &resp);
+  EXPECT_EQ(resp.request_id(), "req-b");
+  EXPECT_EQ(resp.token_id(), -1);
+  EXPECT_EQ(resp.text(), "!");
+  EXPECT_EQ(resp.finish(), FINISH_REASON_EOS);
+  ASSERT_TRUE(resp.has_usage());
+  EXPECT_EQ(resp.usage().prompt_tokens(), 4);
+  EXPECT_EQ(resp.usage().generated_tokens(), 3);
+  EXPECT_EQ(resp.usage().prefill_seconds(), 0.25);
+  EXPECT_EQ(resp.usage().decode_seconds(), 1.5);
+}
+
+TEST(ToProto, FinishResultOnAFreshMessage) {
+  engine::GenerationResult result;  // finish kLength, nothing generated
+  GenerateResponse resp;
+  finish_to_proto(result, "req-c", &resp);
+  EXPECT_EQ(resp.request_id(), "req-c");
+  EXPECT_EQ(resp.token_id(), -1);
+  EXPECT_EQ(resp.text(), "");
+  EXPECT_EQ(resp.finish(), FINISH_REASON_LENGTH);
+  EXPECT_EQ(resp.usage().generated_tokens(), 0);
+}
+
+TEST(ToProto, EveryFinishReasonMaps) {
+  const std::vector<std::pair<engine::FinishReason, FinishReason>> cases = {
+      {engine::FinishReason::kEos, FINISH_REASON_EOS},
+      {engine::FinishReason::kLength, FINISH_REASON_LENGTH},
+      {engine::FinishReason::kStopString, FINISH_REASON_STOP_STRING},
+      {engine::FinishReason::kContext, FINISH_REASON_CONTEXT},
+      {engine::FinishReason::kCancelled, FINISH_REASON_CANCELLED},
+  };
+  for (const auto& [reason, want] : cases) {
+    EXPECT_EQ(to_proto(reason), want) << engine::finish_reason_name(reason);
+  }
+}
+
+}  // namespace
+}  // namespace tidal::rpc
