@@ -9,6 +9,9 @@ packages=(
   libpcre2-dev                                       # Llama-3 pre-tokenizer regex
   libsentencepiece-dev                               # tokenizer.model (Llama-2)
   libcli11-dev                                       # the tidal command's flags
+  libopenmpi-dev openmpi-bin                         # MPI communicator (CPU path), mpirun
+  libgrpc++-dev protobuf-compiler-grpc               # the gRPC coordinator (rpc/)
+  libprotobuf-dev protobuf-compiler                  # rpc/proto/inference.proto
   libgtest-dev libgmock-dev                          # tests
 )
 
