@@ -93,6 +93,13 @@ std::string mb(size_t bytes) {
   return buf;
 }
 
+// The last path component of a checkpoint directory, so the model column stays narrow.
+std::string short_name(std::string name) {
+  while (name.size() > 1 && name.back() == '/') name.pop_back();
+  const size_t slash = name.find_last_of('/');
+  return slash == std::string::npos ? name : name.substr(slash + 1);
+}
+
 int32_t argmax(const std::vector<float>& v) {
   return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
 }
@@ -122,7 +129,7 @@ Status check_decode(engine::Engine* e, const std::vector<int32_t>& prefix, int32
 }
 
 std::vector<Column> columns() {
-  return {{"model", 12, false, 0},     {"layers", 6, true, 0}, {"hidden", 6, true, 0},
+  return {{"model", 16, false, 0},     {"layers", 6, true, 0}, {"hidden", 6, true, 0},
           {"heads", 6, false, 0},      {"ctx", 7, true, 0},    {"steps", 5, true, 0},
           {"prefill_ms", 10, true, 1}, {"med_ms", 9, true, 2}, {"min_ms", 9, true, 2},
           {"p90_ms", 9, true, 2},      {"tok/s", 8, true, 2},  {"MB/step", 9, true, 1},
@@ -186,6 +193,7 @@ Status run(const Options& o, int64_t* failed) {
                 {"page_size", std::to_string(ec.page_size)},
                 {"prefill_chunk", std::to_string(ec.prefill_chunk)},
                 {"weights_MB", mb(e->memory_plan().weight_bytes)}};
+  if (!o.model_dir.empty()) info.extra.push_back({"model_dir", o.model_dir});
   Table table(info, columns());
   table.print_header(
       {"CPU reference path: single-threaded ref:: oracles in f32, not the product's speed.",
@@ -193,8 +201,8 @@ Status run(const Options& o, int64_t* failed) {
        "K/V of the attended context (mean over the timed steps). GB/s = MB/step / med_ms.",
        "#wrong: logits of decode-after-prefill off a prefill of the same tokens, + non-finite."});
   const std::string heads = std::to_string(c.num_heads) + "/" + std::to_string(c.num_kv_heads);
-  table.add_row({c.name, c.num_layers, c.hidden, heads, o.context, int64_t(s.n), prefill_ms,
-                 s.median / 1e3, s.min / 1e3, s.p90 / 1e3, 1e6 / s.median, bytes / 1e6,
+  table.add_row({short_name(c.name), c.num_layers, c.hidden, heads, o.context, int64_t(s.n),
+                 prefill_ms, s.median / 1e3, s.min / 1e3, s.p90 / 1e3, 1e6 / s.median, bytes / 1e6,
                  bytes / (s.median * 1e-6) / 1e9, wrong});
   TIDAL_RETURN_IF_ERROR(table.write_json(o.json_path));
   TIDAL_RETURN_IF_ERROR(table.write_csv(o.csv_path));
