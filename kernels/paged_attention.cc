@@ -20,6 +20,12 @@ void paged_attention(const PagedAttentionParams& p) {
                   p.seq_ids.size(0) == p.q.size(0) && p.positions.size(0) == p.q.size(0) &&
                   p.seq_ids.dtype == DType::kI32 && p.positions.dtype == DType::kI32,
               "paged_attention: seq_ids and positions must be i32 [num_tokens]");
+  if (p.logits.data != nullptr) {
+    TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 &&
+                    p.logits.size(0) == p.q.size(0) && p.logits.size(1) == p.q.size(1),
+                "paged_attention: logits must be f32 [num_tokens, num_heads, max_len]");
+    require_cpu("paged_attention", {p.logits});
+  }
   require_cpu("paged_attention",
               {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.positions});
   ref::paged_attention(p);
@@ -47,6 +53,10 @@ void ref::paged_attention(const PagedAttentionParams& p) {
           dot += double(get_f32(p.q, t, h, d)) * get_f32(p.k_cache, s.page, s.offset, kvh, d);
         }
         scores[size_t(j)] = dot * scale;
+        if (p.logits.data != nullptr) {
+          TIDAL_CHECK(j < p.logits.size(2), "paged_attention: position beyond logits max_len");
+          set_f32(p.logits, t, h, j, float(scores[size_t(j)]));
+        }
         max_score = std::max(max_score, scores[size_t(j)]);
       }
       double denom = 0.0;

@@ -17,6 +17,10 @@ struct PagedAttentionParams {
   TensorView seq_ids;       // [num_tokens] i32, block-table row of each query token
   TensorView positions;     // [num_tokens] i32, the query's position; keys 0..position attended
   float scale = 0.0f;       // softmax scale; Default (0): 1 / sqrt(head_dim)
+  // Optional (data null: not written). [num_tokens, num_heads, max_len] f32: the pre-softmax
+  // scaled scores q.k * scale at positions 0..position, for a selection layer's top-k
+  // (reference/TIDALDECODE.md §1.2); entries past the position are untouched.
+  TensorView logits;
 };
 
 void paged_attention(const PagedAttentionParams& p);

@@ -42,7 +42,14 @@ TEST(PagedAttentionRef, KnownValuesWithCausalMaskAndGqa) {
   p.block_tables = make_view(f.table, DType::kI32, {1, 2});
   p.seq_ids = make_view(seq, DType::kI32, {2});
   p.positions = make_view(pos, DType::kI32, {2});
+  HostTensor logits({2, 2, 3}, DType::kF32);
+  p.logits = logits.view();
   paged_attention(p);
+  // Pre-softmax scores q.k / sqrt(2): token 0 head 0 {1, 0, 1}, head 1 {0, 0, 0}; token 1 sees
+  // only key 0: head 0 5/sqrt(2), head 1 1/sqrt(2) (the rest untouched, still 0).
+  const float r = float(1 / std::sqrt(2.0));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(logits.view()),
+                                 {1, 0, 1, 0, 0, 0, 5 * r, 0, 0, r, 0, 0}, 1e-6f, 1e-6f));
   // Token 0, head 0: scores q.k/sqrt(2) = {1, 0, 1}; weights e/(2e+1), 1/(2e+1), e/(2e+1).
   const double e = std::exp(1.0), z = 2 * e + 1;
   const double v0 = (0 * e + 1 * 1 + 2 * e) / z;
