@@ -46,6 +46,24 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
   cmd->add_option("--top-k", o->sampling.top_k, "0: off")->capture_default_str();
   cmd->add_option("--min-p", o->sampling.min_p, "0: off")->capture_default_str();
   cmd->add_option("--seed", o->sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--attention", o->attention, "full, tidal or quest")->capture_default_str();
+  cmd->add_option("--budget", o->budget,
+                  "sparse budget K in tokens, the current token included (tidal: per list, "
+                  "quest: per head)")
+      ->capture_default_str();
+  cmd->add_option("--sparse-start", o->sparse_start,
+                  "tidal: first selection layer; the layers below are dense")
+      ->capture_default_str();
+  cmd->add_option("--reselect-layers", o->reselect_layers,
+                  "tidal: re-selection layers, e.g. 13 or 13,20, or none; default: the layer "
+                  "at 13/32 of the depth");
+  cmd->add_option("--granularity", o->granularity,
+                  "tidal: per-query-head, per-kv-head or shared lists")
+      ->capture_default_str();
+  cmd->add_option("--correction-interval", o->correction_interval,
+                  "every N decode steps recompute the last N tokens densely; 0: off")
+      ->capture_default_str();
+  cmd->add_flag("--stats", o->stats, "print attention statistics to stderr");
   add_engine_flags(cmd, &o->engine);
   o->engine.max_batch = 1;
 }
@@ -98,6 +116,29 @@ Status parse_id_list(const std::string& text, std::vector<int32_t>* ids) {
     }
     if (!ok) return invalid_argument("'" + item + "' is not a token id (a non-negative integer)");
     ids->push_back(int32_t(v));
+  }
+  return ok_status();
+}
+
+}  // namespace tidal::launch
+
+namespace tidal::launch {
+
+Status build_policy(const GenerateOptions& o, model::AttentionPolicy* p) {
+  TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(o.attention, &p->kind));
+  TIDAL_RETURN_IF_ERROR(model::parse_granularity(o.granularity, &p->tidal.granularity));
+  p->tidal.budget = o.budget;
+  p->tidal.sparse_start = o.sparse_start;
+  p->quest.budget = o.budget;
+  p->quest.page_size = o.engine.page_size;
+  p->correction_interval = o.correction_interval;
+  if (o.reselect_layers == "none") {
+    p->tidal.reselect_layers = std::vector<int64_t>();
+  } else if (!o.reselect_layers.empty()) {
+    std::vector<int32_t> layers;
+    TIDAL_RETURN_IF_ERROR(parse_id_list(o.reselect_layers, &layers).with_context(
+        "--reselect-layers"));
+    p->tidal.reselect_layers = std::vector<int64_t>(layers.begin(), layers.end());
   }
   return ok_status();
 }

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include "runtime/engine/engine.h"
+#include "model/attention_policy.h"
 #include "runtime/engine/generate.h"
 #include "runtime/status.h"
 
@@ -28,6 +29,14 @@ struct GenerateOptions {
   std::string prompt_ids;              // "1,2,3": used as-is
   bool chat = false;                   // wrap the prompt in the Llama-3 chat template
   bool print_ids = false;              // print generated ids on one line instead of text
+  bool stats = false;                  // print attention statistics to stderr
+  // Attention policy flags, turned into a model::AttentionPolicy by build_policy().
+  std::string attention = "full";      // full | tidal | quest
+  int64_t budget = 256;                // tokens (tidal: per list; quest: per head)
+  int64_t sparse_start = 2;
+  std::string reselect_layers;         // "13", "13,20", "none"; empty: the depth's default
+  std::string granularity = "per-query-head";
+  int64_t correction_interval = 0;
   engine::SamplingParams sampling;
   engine::StopConditions stop;
   engine::EngineConfig engine;
@@ -60,5 +69,8 @@ Status run_tokenize(const TokenizeOptions& opts);
 
 // "1,2,3" or "1 2 3" -> ids; errors name the bad item.
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids);
+
+// The attention policy the flags ask for (validated later against the model).
+Status build_policy(const GenerateOptions& opts, model::AttentionPolicy* policy);
 
 }  // namespace tidal::launch

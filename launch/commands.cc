@@ -88,6 +88,50 @@ void print_stats(const engine::Engine& e, const engine::GenerationResult& r) {
                mib(size_t(kv_tokens * plan.kv_bytes_per_token)), mib(plan.kv_bytes));
 }
 
+void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy& p,
+                           const model::AttentionStats& s) {
+  const model::ModelConfig& c = e.model_config();
+  std::string what = model::attention_kind_name(p.kind);
+  if (p.kind == model::AttentionKind::kTidal) {
+    std::string reselect;
+    for (int64_t l : model::reselect_layers(p, c)) {
+      reselect += (reselect.empty() ? "" : ",") + std::to_string(l);
+    }
+    what += " (budget " + std::to_string(p.tidal.budget) + ", " +
+            model::granularity_name(p.tidal.granularity) + ", sparse_start " +
+            std::to_string(p.tidal.sparse_start) + ", reselect " +
+            (reselect.empty() ? "none" : reselect) + ")";
+  } else if (p.kind == model::AttentionKind::kQuest) {
+    what += " (budget " + std::to_string(p.quest.budget) + ", page " +
+            std::to_string(p.quest.page_size) + ", dense_layers " +
+            std::to_string(p.quest.dense_layers) + ")";
+  }
+  std::fprintf(stderr, "tidal: attention %s: %lld decode steps\n", what.c_str(),
+               static_cast<long long>(s.decode_steps));
+  int64_t total = 0;
+  for (int role = 0; role < 4; ++role) {
+    total += s.rows[role];
+    if (s.layer_steps[role] == 0) continue;
+    std::fprintf(stderr, "tidal:   %-6s %8lld layer-steps %12lld KV rows (%.1f per layer-step)\n",
+                 model::layer_role_name(model::LayerRole(role)),
+                 static_cast<long long>(s.layer_steps[role]),
+                 static_cast<long long>(s.rows[role]),
+                 double(s.rows[role]) / double(s.layer_steps[role]));
+  }
+  if (s.quest_metadata_rows > 0) {
+    std::fprintf(stderr, "tidal:   quest page bounds read: %lld rows\n",
+                 static_cast<long long>(s.quest_metadata_rows));
+  }
+  std::fprintf(stderr, "tidal:   KV rows read in all: %lld\n", static_cast<long long>(total));
+  if (s.overlap_count > 0) {
+    std::fprintf(stderr, "tidal:   overlap of consecutive selection layers' lists: %.1f%%\n",
+                 s.overlap_percent());
+  }
+  std::fprintf(stderr, "tidal:   cache correction: %lld passes, %lld tokens recomputed\n",
+               static_cast<long long>(s.correction_passes),
+               static_cast<long long>(s.correction_tokens));
+}
+
 }  // namespace
 
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
@@ -108,6 +152,7 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   TIDAL_RETURN_IF_ERROR(build_prompt(o, tok.get(), cfg.bos_token_id, &req.prompt, &extra_eos));
   req.sampling = o.sampling;
   req.stop = o.stop;
+  TIDAL_RETURN_IF_ERROR(build_policy(o, &req.attention));
   req.stop.eos_ids = cfg.eos_token_ids;
   if (tok && tok->eos_id() >= 0) req.stop.eos_ids.push_back(tok->eos_id());
   req.stop.eos_ids.insert(req.stop.eos_ids.end(), extra_eos.begin(), extra_eos.end());
@@ -130,6 +175,7 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   std::printf("\n");
   std::fflush(stdout);
   print_stats(*engine, r);
+  if (o.stats) print_attention_stats(*engine, req.attention, r.stats);
   return ok_status();
 }
 

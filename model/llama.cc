@@ -9,30 +9,41 @@
 
 #include "kernels/embedding_lookup.h"
 #include "kernels/linear.h"
-#include "kernels/paged_attention.h"
 #include "kernels/paged_kv_append.h"
+#include "kernels/quest.h"
 #include "kernels/residual_add.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_embedding.h"
 #include "kernels/silu_and_mul.h"
+#include "model/blocks.h"
 
 namespace tidal::model {
 namespace {
 
-void carve(const ModelConfig& c, int64_t t, int64_t l, BumpAllocator& a, LlamaWorkspace* ws) {
+void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, LlamaWorkspace* ws) {
+  const int64_t t = s.max_tokens, r = s.max_seqs, h = c.num_heads;
+  const int64_t max_pages = (s.max_context + s.page_size - 1) / s.page_size;
   ws->x = a.allocate(DType::kF32, {t, c.hidden});
   ws->xn = a.allocate(DType::kF32, {t, c.hidden});
-  ws->q = a.allocate(DType::kF32, {t, c.num_heads, c.head_dim});
+  ws->q = a.allocate(DType::kF32, {t, h, c.head_dim});
   ws->k = a.allocate(DType::kF32, {t, c.num_kv_heads, c.head_dim});
   ws->v = a.allocate(DType::kF32, {t, c.num_kv_heads, c.head_dim});
-  ws->attn = a.allocate(DType::kF32, {t, c.num_heads, c.head_dim});
+  ws->attn = a.allocate(DType::kF32, {t, h, c.head_dim});
   ws->proj = a.allocate(DType::kF32, {t, c.hidden});
   ws->gate = a.allocate(DType::kF32, {t, c.inter});
   ws->up = a.allocate(DType::kF32, {t, c.inter});
-  ws->last = a.allocate(DType::kF32, {l, c.hidden});
+  ws->last = a.allocate(DType::kF32, {r, c.hidden});
   ws->inv_freq = a.allocate(DType::kF32, {c.head_dim / 2});
-  ws->max_tokens = t;
-  ws->max_logits = l;
+  ws->logits = a.allocate(DType::kF32, {r, h, s.max_context});
+  ws->group_probs = a.allocate(DType::kF32, {r, h, s.max_context});
+  ws->sel = a.allocate(DType::kI32, {r, h, s.max_budget});
+  ws->sel_counts = a.allocate(DType::kI32, {r, h});
+  ws->prev_sel = a.allocate(DType::kI32, {r, h, s.max_budget});
+  ws->page_scores = a.allocate(DType::kF32, {r, h, max_pages});
+  ws->pages = a.allocate(DType::kI32, {r, h, max_pages});
+  ws->page_counts = a.allocate(DType::kI32, {r, h});
+  ws->lengths = a.allocate(DType::kI32, {r, h});
+  ws->shape = s;
 }
 
 // A [rows, heads * head_dim] view of a [rows, heads, head_dim] tensor (and back): the
@@ -43,23 +54,26 @@ TensorView flat(TensorView t) {
 
 }  // namespace
 
-size_t LlamaWorkspace::bytes_for(const ModelConfig& config, int64_t max_tokens,
-                                 int64_t max_logits) {
+size_t LlamaWorkspace::bytes_for(const ModelConfig& config, const WorkspaceShape& shape) {
   BumpAllocator plan = BumpAllocator::planner();
   LlamaWorkspace ws;
-  carve(config, max_tokens, max_logits, plan, &ws);
+  carve(config, shape, plan, &ws);
   return plan.used();
 }
 
-Status LlamaWorkspace::create(const ModelConfig& config, int64_t max_tokens, int64_t max_logits,
+Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& shape,
                               LlamaWorkspace* out) {
+  if (shape.max_tokens < 1 || shape.max_seqs < 1 || shape.max_context < 1 ||
+      shape.max_budget < 1 || shape.page_size < 1 || shape.max_seqs > shape.max_tokens) {
+    return invalid_argument("workspace: every size must be >= 1 and max_seqs <= max_tokens");
+  }
   HostArena arena;
-  TIDAL_RETURN_IF_ERROR(
-      HostArena::create(bytes_for(config, max_tokens, max_logits), "workspace", &arena));
+  TIDAL_RETURN_IF_ERROR(HostArena::create(bytes_for(config, shape), "workspace", &arena));
   BumpAllocator alloc = arena.allocator();
-  carve(config, max_tokens, max_logits, alloc, out);
+  carve(config, shape, alloc, out);
   const std::vector<float> freq = rope_inv_freq(config.rope, config.head_dim);
   for (size_t i = 0; i < freq.size(); ++i) out->inv_freq.data_as<float>()[i] = freq[i];
+  out->has_selection.assign(size_t(shape.max_seqs), false);
   out->arena = std::move(arena);
   return ok_status();
 }
@@ -91,12 +105,15 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
 }
 
 void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBatch& batch,
-                   const std::vector<KvLayer>& kv, const LlamaWorkspace& ws, TensorView logits) {
+                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, TensorView logits) {
   namespace k = kernels;
   const int64_t n = batch.tokens.size(0);
   const int64_t num_logits = batch.logit_rows.size(0);
-  TIDAL_CHECK(n >= 1 && n <= ws.max_tokens, "llama_forward: token count exceeds the workspace");
-  TIDAL_CHECK(num_logits <= ws.max_logits, "llama_forward: logit rows exceed the workspace");
+  TIDAL_CHECK(n >= 1 && n <= ws.shape.max_tokens,
+              "llama_forward: token count exceeds the workspace");
+  TIDAL_CHECK(num_logits <= ws.shape.max_seqs, "llama_forward: logit rows exceed the workspace");
+  TIDAL_CHECK(batch.block_tables.size(0) <= ws.shape.max_seqs,
+              "llama_forward: sequence rows exceed the workspace");
   TIDAL_CHECK(kv.size() == size_t(c.num_layers), "llama_forward: one KV layer per model layer");
   const TensorView x = ws.x.slice(0, n), xn = ws.xn.slice(0, n), proj = ws.proj.slice(0, n);
   const TensorView q = ws.q.slice(0, n), key = ws.k.slice(0, n), val = ws.v.slice(0, n);
@@ -112,17 +129,14 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     k::linear(flat(key), xn, lw.wk);
     k::linear(flat(val), xn, lw.wv);
     k::rotary_embedding(q, key, batch.positions, ws.inv_freq);
-    k::paged_kv_append(kv[size_t(l)].k, kv[size_t(l)].v, batch.block_tables, batch.seq_ids,
-                       batch.positions, key, val);
-    kernels::PagedAttentionParams ap;
-    ap.out = attn;
-    ap.q = q;
-    ap.k_cache = kv[size_t(l)].k;
-    ap.v_cache = kv[size_t(l)].v;
-    ap.block_tables = batch.block_tables;
-    ap.seq_ids = batch.seq_ids;
-    ap.positions = batch.positions;
-    k::paged_attention(ap);
+    const KvLayer& cache = kv[size_t(l)];
+    k::paged_kv_append(cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
+                       val);
+    if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
+      k::quest_metadata_update(cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
+                               batch.positions, key, cache.k.size(1));
+    }
+    attention_layer(c, l, batch, cache, ws, q, attn);
     k::linear(proj, flat(attn), lw.wo);
     k::residual_add(x, x, proj);
     // MLP block.

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "model/attention_policy.h"
 #include "model/config.h"
 #include "model/llama.h"
 #include "model/weights.h"
@@ -25,6 +26,7 @@ struct EngineConfig {
   int64_t kv_capacity = 0;     // KV tokens over all sequences; Default (0): max_batch *
                                // max_context, capped to what fits in available memory
   int64_t prefill_chunk = 256; // prompt tokens per prefill step; Default: 256
+  int64_t max_budget = 4096;   // largest sparse budget a request may ask; Default: 4096
 
   Status validate() const;
 };
@@ -35,7 +37,7 @@ struct MemoryPlan {
   size_t kv_bytes = 0;
   size_t workspace_bytes = 0;
   int64_t kv_capacity_tokens = 0;  // pages * page_size
-  int64_t kv_bytes_per_token = 0;  // every layer, K and V
+  int64_t kv_bytes_per_token = 0;  // every layer, K and V (Quest page bounds: per page, extra)
   int64_t max_context = 0;
   bool kv_capped = false;          // the automatic capacity was cut to fit available memory
 };
@@ -61,9 +63,12 @@ class Engine {
   const EngineConfig& config() const { return config_; }
   const MemoryPlan& memory_plan() const { return plan_; }
 
-  // Registers a sequence holding `prompt` (at least one token). Fails with a clear error when
-  // the prompt is longer than the context or the KV capacity, or max_batch sequences are live.
+  // Registers a sequence holding `prompt` (at least one token) whose decode steps attend as
+  // `policy` says. Fails with a clear error when the prompt is longer than the context or the KV
+  // capacity, the policy is invalid, or max_batch sequences are live.
   Status add_sequence(const std::vector<int32_t>& prompt, SeqId* id);
+  Status add_sequence(const std::vector<int32_t>& prompt, const model::AttentionPolicy& policy,
+                      SeqId* id);
   // Prefills every not-yet-cached prompt token in chunks; writes the logits after the last
   // prompt token to `logits` [vocab] (f32).
   Status prefill(SeqId id, TensorView logits);
@@ -72,8 +77,20 @@ class Engine {
   // sequence would exceed its context or the KV cache is full.
   Status decode(const std::vector<SeqId>& ids, const std::vector<int32_t>& tokens,
                 TensorView logits);
+  // KV cache correction (reference/TIDALDECODE.md §2): recomputes the K/V of the sequence's last
+  // `num_tokens` cached positions with a dense chunked pass through every layer, overwriting the
+  // entries written while sparse layers were active. Counted in the sequence's stats.
+  Status correct(SeqId id, int64_t num_tokens);
   // Frees the sequence's KV pages.
   void release(SeqId id);
+
+  // The sequence's attention statistics so far (decode steps and corrections).
+  const model::AttentionStats& stats(SeqId id) const;
+  // Records every decode layer's role and lists of the sequence into `trace` (null: stop).
+  void set_trace(SeqId id, std::vector<model::LayerTrace>* trace);
+  // Copies the cached key and value of (layer, position), [num_kv_heads * head_dim] each.
+  Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
+                 std::vector<float>* value) const;
 
   int64_t length(SeqId id) const;     // tokens cached for the sequence
   int64_t kv_tokens_in_use() const;   // pages held by live sequences, in tokens
@@ -84,14 +101,22 @@ class Engine {
     int64_t cached = 0;                // tokens whose K/V are in the cache
     std::vector<int32_t> block_table;  // page ids
     int64_t row = 0;                   // row in block_tables_
+    model::AttentionPolicy policy;
+    model::AttentionStats stats;
+    std::vector<int64_t> reselect;     // the policy's reselect layers, resolved
+    std::vector<model::LayerTrace>* trace = nullptr;
   };
 
   Engine() = default;
   Sequence* find(SeqId id);
   // Runs one forward step over (sequence, position) pairs, fetching logits for `logit_rows`.
-  void run_step(const std::vector<const Sequence*>& seqs, const std::vector<int64_t>& seq_of_tok,
+  void run_step(const std::vector<Sequence*>& seqs, const std::vector<int64_t>& seq_of_tok,
                 const std::vector<int64_t>& pos_of_tok, const std::vector<int32_t>& logit_rows,
-                TensorView logits);
+                bool decode, TensorView logits);
+  // Dense pass over positions [begin, end) of `s` in prefill chunks, logits of the last position
+  // to `logits` (when it has data).
+  void dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits);
+  const Sequence* find(SeqId id) const;
 
   model::ModelConfig model_;
   EngineConfig config_;

@@ -24,6 +24,7 @@ struct Live {
   std::unique_ptr<model::StreamDecoder> decoder;
   std::unique_ptr<StopStringMatcher> matcher;
   int32_t next = -1;  // sampled, not yet fed
+  int64_t since_correction = 0;  // decode steps since the last correction pass
   bool done = false;
 };
 
@@ -79,7 +80,7 @@ class Generator {
 Status Generator::admit(size_t index, Live* live) {
   const GenerationRequest& req = requests_[index];
   live->index = index;
-  TIDAL_RETURN_IF_ERROR(engine_.add_sequence(req.prompt, &live->seq));
+  TIDAL_RETURN_IF_ERROR(engine_.add_sequence(req.prompt, req.attention, &live->seq));
   live->sampler = std::make_unique<Sampler>(req.sampling);
   if (tokenizer_ != nullptr) {
     live->decoder = std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true);
@@ -144,6 +145,7 @@ void Generator::finish(Live& live, FinishReason reason) {
     }
     res.text += ev.text;
   }
+  res.stats = engine_.stats(live.seq);
   on_event_(ev);
   engine_.release(live.seq);
   live.done = true;
@@ -176,6 +178,15 @@ Status Generator::run() {
     const auto t0 = Clock::now();
     TIDAL_RETURN_IF_ERROR(engine_.decode(
         ids, tokens, make_view(logits.data(), DType::kF32, {int64_t(live.size()), vocab})));
+    // Cache correction (reference/TIDALDECODE.md §2): every N decode steps of a sequence,
+    // recompute its last N tokens densely.
+    for (Live& l : live) {
+      const int64_t interval = requests_[l.index].attention.correction_interval;
+      if (interval > 0 && ++l.since_correction == interval) {
+        TIDAL_RETURN_IF_ERROR(engine_.correct(l.seq, interval));
+        l.since_correction = 0;
+      }
+    }
     const double dt = seconds_since(t0);
     for (size_t i = 0; i < live.size(); ++i) {
       results_[live[i].index].decode_seconds += dt;
@@ -198,6 +209,9 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
     const std::string where = "request " + std::to_string(i);
     TIDAL_RETURN_IF_ERROR(requests[i].sampling.validate().with_context(where));
     TIDAL_RETURN_IF_ERROR(requests[i].stop.validate().with_context(where));
+    TIDAL_RETURN_IF_ERROR(requests[i]
+                              .attention.validate(engine.model_config(), engine.config().page_size)
+                              .with_context(where));
     if (!requests[i].stop.stop_strings.empty() && tokenizer == nullptr) {
       return invalid_argument(where + ": stop strings need a tokenizer");
     }

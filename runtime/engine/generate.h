@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The generation loop: admits requests into free sequence slots, prefills each prompt densely,
 // then decodes every live sequence together one token per step, sampling and checking stop
-// conditions per request, and streams tokens (and, with a tokenizer, text) as they come.
+// conditions per request, schedules KV cache correction passes, and streams tokens (and, with a
+// tokenizer, text) as they come.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,7 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // at least one token
   SamplingParams sampling;
   StopConditions stop;
+  model::AttentionPolicy attention;  // decode-step attention (and cache correction); Default: full
 };
 
 enum class FinishReason { kEos, kLength, kStopString, kContext, kCancelled };
@@ -40,6 +42,7 @@ struct GenerationResult {
   int64_t prompt_tokens = 0;
   double prefill_seconds = 0;   // wall time of this request's prefill
   double decode_seconds = 0;    // wall time of the decode steps it took part in
+  model::AttentionStats stats;  // KV rows read per layer role, list overlap, corrections
 };
 
 // A streamed piece: `token` was generated for request `request` (-1 with `finished` at the

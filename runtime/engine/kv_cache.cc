@@ -13,6 +13,9 @@ void carve(const model::ModelConfig& m, int64_t page_size, int64_t num_pages, Bu
   for (model::KvLayer& l : *layers) {
     l.k = a.allocate(DType::kF32, {num_pages, page_size, m.num_kv_heads, m.head_dim});
     l.v = a.allocate(DType::kF32, {num_pages, page_size, m.num_kv_heads, m.head_dim});
+    // Quest's per-page key bounds: a second small paged cache (2 rows per page, not per token).
+    l.key_max = a.allocate(DType::kF32, {num_pages, m.num_kv_heads, m.head_dim});
+    l.key_min = a.allocate(DType::kF32, {num_pages, m.num_kv_heads, m.head_dim});
   }
 }
 

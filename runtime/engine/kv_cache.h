@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Paged KV cache (DESIGN.md §5): one arena holding, per layer, a K and a V cache of
-// [num_pages, page_size, num_kv_heads, head_dim]; pages are handed to sequences on demand and
-// returned when they finish. Capacity is planned once at start.
+// [num_pages, page_size, num_kv_heads, head_dim] and Quest's per-page key bounds; pages are
+// handed to sequences on demand and returned when they finish. Capacity is planned once at start.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,7 @@ struct KvCacheConfig {
 class KvCache {
  public:
   static Status create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out);
-  // Bytes of the arena for `num_pages` pages (f32, both K and V, every layer).
+  // Bytes of the arena for `num_pages` pages (f32: K, V and page bounds, every layer).
   static size_t bytes_for(const model::ModelConfig& model, int64_t page_size, int64_t num_pages);
 
   const std::vector<model::KvLayer>& layers() const { return layers_; }

@@ -165,11 +165,13 @@ TEST(MemoryPlan, AutomaticKvCapacityFitsAvailableMemory) {
   EXPECT_FALSE(unbounded.kv_capped);
   // 2 layers x (K + V) x 2 kv heads x 4 dims x 4 bytes = 128 bytes a token.
   EXPECT_EQ(unbounded.kv_bytes_per_token, 128);
-  const size_t tight = size_t((unbounded.weight_bytes + unbounded.workspace_bytes + 100 * 128) /
-                              0.9) + 1;
+  // A page: 16 tokens of 128 bytes, plus Quest's max and min rows (2 x 128 / 2 bytes a layer).
+  const size_t page_bytes = 16 * 128 + 2 * 2 * 2 * 4 * 4;
+  const size_t tight = size_t(double(unbounded.weight_bytes + unbounded.workspace_bytes +
+                                     6 * page_bytes + 100) / 0.9) + 1;
   const MemoryPlan capped = plan_memory(c, cfg, tight);
   EXPECT_TRUE(capped.kv_capped);
-  EXPECT_EQ(capped.kv_capacity_tokens, 96);  // 100 tokens fit: 6 whole pages of 16
+  EXPECT_EQ(capped.kv_capacity_tokens, 96);  // 6 whole pages of 16 fit
   cfg.kv_capacity = 300;                     // explicit: taken as asked
   EXPECT_EQ(plan_memory(c, cfg, tight).kv_capacity_tokens, 304);
 }

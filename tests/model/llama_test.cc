@@ -165,13 +165,22 @@ std::vector<float> prefill_logits(const ModelConfig& c, const LlamaWeights& w,
                         DType::kF32);
     caches.emplace_back(std::vector<int64_t>{pages, page_size, c.num_kv_heads, c.head_dim},
                         DType::kF32);
-    kv.push_back({caches[caches.size() - 2].view(), caches.back().view()});
+    KvLayer layer;
+    layer.k = caches[caches.size() - 2].view();
+    layer.v = caches.back().view();
+    kv.push_back(layer);
   }
   std::vector<int32_t> table, positions, seq_ids(size_t(n), 0), rows = {int32_t(n - 1)};
   for (int64_t p = pages - 1; p >= 0; --p) table.push_back(int32_t(p));  // pages out of order
   for (int64_t i = 0; i < n; ++i) positions.push_back(int32_t(i));
   LlamaWorkspace ws;
-  EXPECT_TRUE(LlamaWorkspace::create(c, n, 1, &ws).ok());
+  WorkspaceShape shape;
+  shape.max_tokens = n;
+  shape.max_seqs = 1;
+  shape.max_context = pages * page_size;
+  shape.max_budget = 2;
+  shape.page_size = page_size;
+  EXPECT_TRUE(LlamaWorkspace::create(c, shape, &ws).ok());
   ForwardBatch batch;
   batch.tokens = make_view(prompt.data(), DType::kI32, {n});
   batch.positions = make_view(positions.data(), DType::kI32, {n});
