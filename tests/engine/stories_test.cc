@@ -41,9 +41,11 @@ void read_golden(std::string* text, std::vector<int32_t>* ids) {
   }
 }
 
-std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, int64_t n) {
+std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, int64_t n,
+                            const model::AttentionPolicy& policy = model::AttentionPolicy()) {
   GenerationRequest req;
   req.prompt = prompt;
+  req.attention = policy;
   req.sampling.temperature = 0;
   req.stop.max_new_tokens = n;
   req.stop.ignore_eos = true;
@@ -93,6 +95,30 @@ TEST(Stories, Greedy256FromBosMatchesGoldenIdsAndText) {
                   .ok());
   EXPECT_EQ(results[0].text, text);
   EXPECT_EQ(streamed, text);
+}
+
+TEST(Stories, EveryPolicyWithBudgetCoveringTheContextGivesTheGoldenText) {
+  TIDAL_SKIP_WITHOUT_SHARED(kModel);
+  std::string text;
+  std::vector<int32_t> ids;
+  read_golden(&text, &ids);
+  auto engine = load_stories();
+  ASSERT_TRUE(engine);
+  for (model::Granularity g : {model::Granularity::kPerQueryHead, model::Granularity::kPerKvHead,
+                               model::Granularity::kShared}) {
+    for (std::vector<int64_t> reselect : {std::vector<int64_t>{}, {3}, {4}}) {
+      model::AttentionPolicy p;
+      p.kind = model::AttentionKind::kTidal;
+      p.tidal.budget = 512;
+      p.tidal.granularity = g;
+      p.tidal.reselect_layers = reselect;
+      EXPECT_EQ(greedy(*engine, {1}, 256, p), ids) << model::granularity_name(g);
+    }
+  }
+  model::AttentionPolicy q;
+  q.kind = model::AttentionKind::kQuest;
+  q.quest.budget = 512;
+  EXPECT_EQ(greedy(*engine, {1}, 256, q), ids);
 }
 
 TEST(Stories, ChunkedPrefillEqualsTokenByToken) {

@@ -88,6 +88,37 @@ TEST(Cli, StopStringEndsTheText) {
   EXPECT_NE(r.err.find("finish: stop_string"), std::string::npos) << r.err;
 }
 
+TEST(Cli, SparseAttentionFlagsAndStats) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const CliRun r = tidal("generate --model " + kStories +
+                         " --prompt '' --temperature 0 --max-new-tokens 64 --attention tidal "
+                         "--budget 16 --granularity per-kv-head --reselect-layers 3 "
+                         "--correction-interval 16 --stats");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("attention tidal (budget 16, per-kv-head, sparse_start 2, reselect 3): "
+                       "63 decode steps"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("overlap of consecutive selection layers' lists"), std::string::npos);
+  EXPECT_NE(r.err.find("cache correction: 3 passes, 48 tokens recomputed"), std::string::npos)
+      << r.err;
+  const CliRun q = tidal("generate --model " + kStories +
+                         " --prompt '' --temperature 0 --max-new-tokens 8 --attention quest "
+                         "--budget 32 --stats");
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_NE(q.err.find("attention quest (budget 32, page 16, dense_layers 2)"), std::string::npos);
+  expect_error(tidal("generate --model " + kStories + " --attention tidal --budget 1"),
+               "tidal budget must be >= 2");
+  expect_error(tidal("generate --model " + kStories + " --attention tidal --reselect-layers 9"),
+               "reselect layer 9 is outside the 5 layers");
+  expect_error(tidal("generate --model " + kStories + " --attention tidal --granularity rows"),
+               "unknown granularity 'rows'");
+  expect_error(tidal("generate --model " + kStories + " --attention quest --budget 8"),
+               "below one page");
+  expect_error(tidal("generate --model " + kStories + " --attention dense"),
+               "unknown attention 'dense'");
+}
+
 TEST(Cli, TokenizeAndDecode) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   CliRun r = tidal("tokenize --model " + kStories + " --text " + quote("Hello world! Lily's dog ran."));
