@@ -10,18 +10,11 @@
 #include "launch/cli.h"
 #include "model/tokenizer.h"
 #include "runtime/arena.h"
+#include "runtime/file.h"
 
 namespace tidal::launch {
 namespace {
 
-Status read_text_file(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found("cannot read '" + path + "'");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  *out = ss.str();
-  return ok_status();
-}
 
 double mib(size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 
@@ -52,7 +45,7 @@ Status build_prompt(const GenerateOptions& o, const model::Tokenizer* tok, int32
     return ok_status();
   }
   std::string text = o.prompt;
-  if (!o.prompt_file.empty()) TIDAL_RETURN_IF_ERROR(read_text_file(o.prompt_file, &text));
+  if (!o.prompt_file.empty()) TIDAL_RETURN_IF_ERROR(read_file(o.prompt_file, &text));
   if (tok == nullptr) {
     if (!text.empty() || o.chat) {
       return invalid_argument("the model has no tokenizer: use --prompt-ids and --print-ids");
@@ -230,7 +223,7 @@ Status run_tokenize(const TokenizeOptions& o) {
     TIDAL_RETURN_IF_ERROR(model::Tokenizer::load_from_dir(o.model_dir, &tok));
   }
   std::string text = o.text;
-  if (!o.file.empty()) TIDAL_RETURN_IF_ERROR(read_text_file(o.file, &text));
+  if (!o.file.empty()) TIDAL_RETURN_IF_ERROR(read_file(o.file, &text));
   if (o.decode) {
     std::vector<int32_t> ids;
     TIDAL_RETURN_IF_ERROR(parse_id_list(text, &ids));

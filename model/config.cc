@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "runtime/check.h"
+#include "runtime/file.h"
 
 namespace tidal::model {
 namespace {
@@ -427,17 +428,11 @@ Status parse_model_config(const std::string& json_text, ModelConfig* out) {
 
 Status load_model_config(const std::string& dir, ModelConfig* out) {
   const std::string path = dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return not_found(path + ": cannot open: " + std::strerror(err));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return invalid_argument(path + ": read failed");
+  std::string text;
+  TIDAL_RETURN_IF_ERROR(read_file(path, &text));
   ModelConfig c;
   c.name = dir;
-  TIDAL_RETURN_IF_ERROR(parse_text(ss.str(), path, &c));
+  TIDAL_RETURN_IF_ERROR(parse_text(text, path, &c));
   *out = std::move(c);
   return ok_status();
 }

@@ -3,6 +3,7 @@
 // dtype, dims, byte counts, bounds, overlaps, duplicate names), the mmap-backed file, and the
 // single-file or sharded checkpoint directory.
 #include "model/safetensors.h"
+#include "runtime/file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -122,18 +123,6 @@ Status parse_entry(const std::string& file, const std::string& name, const json&
   return ok_status();
 }
 
-Status read_text_file(const std::string& path, std::string* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    return not_found(path + ": cannot open: " + std::strerror(err));
-  }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return invalid_argument(path + ": read failed");
-  *out = ss.str();
-  return ok_status();
-}
 
 bool is_regular_file(const std::string& path) {
   struct stat st;
@@ -285,7 +274,7 @@ Status SafetensorsCheckpoint::open(const std::string& dir,
   const std::string single_path = dir + "/model.safetensors";
   if (is_regular_file(index_path)) {
     std::string text;
-    TIDAL_RETURN_IF_ERROR(read_text_file(index_path, &text));
+    TIDAL_RETURN_IF_ERROR(read_file(index_path, &text));
     json index;
     try {
       index = json::parse(text);

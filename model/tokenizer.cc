@@ -14,6 +14,7 @@
 
 #include "model/hf_tokenizer.h"
 #include "model/sentencepiece_tokenizer.h"
+#include "runtime/file.h"
 
 namespace tidal::model {
 namespace {
@@ -21,21 +22,8 @@ namespace {
 using json = nlohmann::json;
 
 Status read_whole_file(const std::string& path, std::string* contents) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    return invalid_argument("cannot read tokenizer '" + path + "': it is a directory");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string reason = err ? std::strerror(err) : "cannot open";
-    if (err == ENOENT) return not_found("cannot read tokenizer '" + path + "': " + reason);
-    return invalid_argument("cannot read tokenizer '" + path + "': " + reason);
-  }
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return invalid_argument("cannot read tokenizer '" + path + "': read error");
-  *contents = buffer.str();
+  const Status st = read_file(path, contents);
+  if (!st.ok()) return Status(st.code(), "cannot read tokenizer " + st.message());
   return ok_status();
 }
 
