@@ -16,9 +16,9 @@ void paged_attention(const PagedAttentionParams& p) {
               "paged_attention: q and out must be [num_tokens, num_heads, head_dim]");
   TIDAL_CHECK(p.q.size(1) % p.k_cache.size(2) == 0,
               "paged_attention: num_heads must be a multiple of num_kv_heads");
-  TIDAL_CHECK(p.seq_ids.rank == 1 && p.positions.rank == 1 &&
-                  p.seq_ids.size(0) == p.q.size(0) && p.positions.size(0) == p.q.size(0) &&
-                  p.seq_ids.dtype == DType::kI32 && p.positions.dtype == DType::kI32,
+  TIDAL_CHECK(p.seq_ids.rank == 1 && p.positions.rank == 1 && p.seq_ids.size(0) == p.q.size(0) &&
+                  p.positions.size(0) == p.q.size(0) && p.seq_ids.dtype == DType::kI32 &&
+                  p.positions.dtype == DType::kI32,
               "paged_attention: seq_ids and positions must be i32 [num_tokens]");
   if (p.logits.data != nullptr) {
     TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 &&

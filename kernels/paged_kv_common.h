@@ -24,9 +24,9 @@ struct PagedKv {
     TIDAL_CHECK(seq >= 0 && seq < block_tables.size(0), "paged kv: sequence row out of range");
     TIDAL_CHECK(position >= 0 && position / page_size < block_tables.size(1),
                 "paged kv: position beyond the block table");
-    const int32_t page = block_tables.data_as<int32_t>()[seq * block_tables.stride[0] +
-                                                         (position / page_size) *
-                                                             block_tables.stride[1]];
+    const int32_t page =
+        block_tables.data_as<int32_t>()[seq * block_tables.stride[0] +
+                                        (position / page_size) * block_tables.stride[1]];
     TIDAL_CHECK(page >= 0 && page < k_cache.size(0), "paged kv: page id out of range");
     return PagedSlot{page, position % page_size};
   }

@@ -13,8 +13,7 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
                   "tokens per sequence (prompt + generated); 0: the model's context");
   cmd->add_option("--kv-capacity", e->kv_capacity,
                   "KV cache capacity in tokens over all sequences; 0: max-batch x max-context");
-  cmd->add_option("--max-batch", e->max_batch, "sequences decoded together")
-      ->capture_default_str();
+  cmd->add_option("--max-batch", e->max_batch, "sequences decoded together")->capture_default_str();
   cmd->add_option("--prefill-chunk", e->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();
 }
@@ -26,12 +25,12 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
   cmd->add_option("--model", o->model_dir,
                   "Hugging Face model directory; default: the embedded model");
   cmd->add_option_function<std::string>(
-         "--prompt",
-         [o](const std::string& p) {
-           o->prompt = p;
-           o->prompt_given = true;
-         },
-         "prompt text (empty: BOS only)");
+      "--prompt",
+      [o](const std::string& p) {
+        o->prompt = p;
+        o->prompt_given = true;
+      },
+      "prompt text (empty: BOS only)");
   cmd->add_option("--prompt-file", o->prompt_file, "read the prompt text from a file");
   cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, e.g. 1,2,3 (used as-is)");
   cmd->add_flag("--chat", o->chat, "wrap the prompt in the Llama-3 instruct chat template");
@@ -71,8 +70,8 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
 void add_info_command(CLI::App& app, InfoOptions* o) {
   CLI::App* cmd = app.add_subcommand("info", "print a model's config, size and memory plan");
   auto* model = cmd->add_option("--model", o->model_dir, "Hugging Face model directory");
-  auto* preset = cmd->add_option("--preset", o->preset,
-                                 "llama2-7b, llama3-8b, llama3.1-8b or llama-64l");
+  auto* preset =
+      cmd->add_option("--preset", o->preset, "llama2-7b, llama3-8b, llama3.1-8b or llama-64l");
   model->excludes(preset);
   cmd->require_option(1);
   add_engine_flags(cmd, &o->engine);
@@ -82,8 +81,8 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
 void add_tokenize_command(CLI::App& app, TokenizeOptions* o) {
   CLI::App* cmd = app.add_subcommand("tokenize", "print the token ids of a text (or --decode)");
   auto* model = cmd->add_option("--model", o->model_dir, "model directory holding a tokenizer");
-  auto* file = cmd->add_option("--tokenizer", o->tokenizer_file,
-                               "tokenizer.json or tokenizer.model");
+  auto* file =
+      cmd->add_option("--tokenizer", o->tokenizer_file, "tokenizer.json or tokenizer.model");
   model->excludes(file);
   auto* text = cmd->add_option_function<std::string>(
       "--text",
@@ -136,8 +135,8 @@ Status build_policy(const GenerateOptions& o, model::AttentionPolicy* p) {
     p->tidal.reselect_layers = std::vector<int64_t>();
   } else if (!o.reselect_layers.empty()) {
     std::vector<int32_t> layers;
-    TIDAL_RETURN_IF_ERROR(parse_id_list(o.reselect_layers, &layers).with_context(
-        "--reselect-layers"));
+    TIDAL_RETURN_IF_ERROR(
+        parse_id_list(o.reselect_layers, &layers).with_context("--reselect-layers"));
     p->tidal.reselect_layers = std::vector<int64_t>(layers.begin(), layers.end());
   }
   return ok_status();

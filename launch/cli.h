@@ -3,14 +3,13 @@
 // environment variables are read), and the subcommands that run on them.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
-#include "runtime/engine/engine.h"
 #include "model/attention_policy.h"
+#include "runtime/engine/engine.h"
 #include "runtime/engine/generate.h"
 #include "runtime/status.h"
 
@@ -22,19 +21,19 @@ struct DefaultModel {
 };
 
 struct GenerateOptions {
-  std::string model_dir;               // empty: the embedded default
-  std::string prompt;                  // text (tokenized, BOS added)
+  std::string model_dir;  // empty: the embedded default
+  std::string prompt;     // text (tokenized, BOS added)
   bool prompt_given = false;
   std::string prompt_file;
-  std::string prompt_ids;              // "1,2,3": used as-is
-  bool chat = false;                   // wrap the prompt in the Llama-3 chat template
-  bool print_ids = false;              // print generated ids on one line instead of text
-  bool stats = false;                  // print attention statistics to stderr
+  std::string prompt_ids;  // "1,2,3": used as-is
+  bool chat = false;       // wrap the prompt in the Llama-3 chat template
+  bool print_ids = false;  // print generated ids on one line instead of text
+  bool stats = false;      // print attention statistics to stderr
   // Attention policy flags, turned into a model::AttentionPolicy by build_policy().
-  std::string attention = "full";      // full | tidal | quest
-  int64_t budget = 256;                // tokens (tidal: per list; quest: per head)
+  std::string attention = "full";  // full | tidal | quest
+  int64_t budget = 256;            // tokens (tidal: per list; quest: per head)
   int64_t sparse_start = 2;
-  std::string reselect_layers;         // "13", "13,20", "none"; empty: the depth's default
+  std::string reselect_layers;  // "13", "13,20", "none"; empty: the depth's default
   std::string granularity = "per-query-head";
   int64_t correction_interval = 0;
   engine::SamplingParams sampling;

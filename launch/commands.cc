@@ -15,7 +15,6 @@
 namespace tidal::launch {
 namespace {
 
-
 double mib(size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 
 // Picks the model directory: --model, else the embedded default.
@@ -76,8 +75,7 @@ void print_stats(const engine::Engine& e, const engine::GenerationResult& r) {
                r.decode_seconds > 0 ? (n - 1) / r.decode_seconds : 0.0,
                engine::finish_reason_name(r.finish));
   std::fprintf(stderr, "tidal: KV cache: %lld of %lld tokens (%.2f of %.2f MiB)\n",
-               static_cast<long long>(kv_tokens),
-               static_cast<long long>(plan.kv_capacity_tokens),
+               static_cast<long long>(kv_tokens), static_cast<long long>(plan.kv_capacity_tokens),
                mib(size_t(kv_tokens * plan.kv_bytes_per_token)), mib(plan.kv_bytes));
 }
 
@@ -107,8 +105,7 @@ void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy
     if (s.layer_steps[role] == 0) continue;
     std::fprintf(stderr, "tidal:   %-6s %8lld layer-steps %12lld KV rows (%.1f per layer-step)\n",
                  model::layer_role_name(model::LayerRole(role)),
-                 static_cast<long long>(s.layer_steps[role]),
-                 static_cast<long long>(s.rows[role]),
+                 static_cast<long long>(s.layer_steps[role]), static_cast<long long>(s.rows[role]),
                  double(s.rows[role]) / double(s.layer_steps[role]));
   }
   if (s.quest_metadata_rows > 0) {

@@ -36,12 +36,13 @@ Status AttentionPolicy::validate(const ModelConfig& config, int64_t kv_page_size
   }
   const int64_t layers = config.num_layers;
   switch (kind) {
-    case AttentionKind::kFull:
-      return ok_status();
+    case AttentionKind::kFull: return ok_status();
     case AttentionKind::kTidal: {
       if (tidal.budget < 2) {
-        return invalid_argument("tidal budget must be >= 2 (the current token and at least one "
-                                "selected), got " + str(tidal.budget));
+        return invalid_argument(
+            "tidal budget must be >= 2 (the current token and at least one "
+            "selected), got " +
+            str(tidal.budget));
       }
       if (tidal.sparse_start < 0 || tidal.sparse_start >= layers) {
         return invalid_argument("sparse_start " + str(tidal.sparse_start) + " is outside the " +
@@ -65,8 +66,8 @@ Status AttentionPolicy::validate(const ModelConfig& config, int64_t kv_page_size
                                 " must equal the KV cache page size " + str(kv_page_size));
       }
       if (quest.budget < quest.page_size) {
-        return invalid_argument("quest budget " + str(quest.budget) +
-                                " is below one page of " + str(quest.page_size) + " tokens");
+        return invalid_argument("quest budget " + str(quest.budget) + " is below one page of " +
+                                str(quest.page_size) + " tokens");
       }
       if (quest.dense_layers < 0 || quest.dense_layers > layers) {
         return invalid_argument("quest dense_layers " + str(quest.dense_layers) +
@@ -81,8 +82,7 @@ Status AttentionPolicy::validate(const ModelConfig& config, int64_t kv_page_size
 LayerRole layer_role(const AttentionPolicy& policy, const std::vector<int64_t>& reselect,
                      int64_t layer) {
   switch (policy.kind) {
-    case AttentionKind::kFull:
-      return LayerRole::kDense;
+    case AttentionKind::kFull: return LayerRole::kDense;
     case AttentionKind::kTidal:
       if (layer < policy.tidal.sparse_start) return LayerRole::kDense;
       if (layer == policy.tidal.sparse_start ||
@@ -116,20 +116,28 @@ const char* layer_role_name(LayerRole role) {
 }
 
 Status parse_attention_kind(const std::string& name, AttentionKind* out) {
-  if (name == "full") *out = AttentionKind::kFull;
-  else if (name == "tidal") *out = AttentionKind::kTidal;
-  else if (name == "quest") *out = AttentionKind::kQuest;
-  else return invalid_argument("unknown attention '" + printable(name, 40) +
-                               "' (known: full, tidal, quest)");
+  if (name == "full")
+    *out = AttentionKind::kFull;
+  else if (name == "tidal")
+    *out = AttentionKind::kTidal;
+  else if (name == "quest")
+    *out = AttentionKind::kQuest;
+  else
+    return invalid_argument("unknown attention '" + printable(name, 40) +
+                            "' (known: full, tidal, quest)");
   return ok_status();
 }
 
 Status parse_granularity(const std::string& name, Granularity* out) {
-  if (name == "per-query-head" || name == "per_query_head") *out = Granularity::kPerQueryHead;
-  else if (name == "per-kv-head" || name == "per_kv_head") *out = Granularity::kPerKvHead;
-  else if (name == "shared") *out = Granularity::kShared;
-  else return invalid_argument("unknown granularity '" + printable(name, 40) +
-                               "' (known: per-query-head, per-kv-head, shared)");
+  if (name == "per-query-head" || name == "per_query_head")
+    *out = Granularity::kPerQueryHead;
+  else if (name == "per-kv-head" || name == "per_kv_head")
+    *out = Granularity::kPerKvHead;
+  else if (name == "shared")
+    *out = Granularity::kShared;
+  else
+    return invalid_argument("unknown granularity '" + printable(name, 40) +
+                            "' (known: per-query-head, per-kv-head, shared)");
   return ok_status();
 }
 

@@ -22,8 +22,8 @@ enum class AttentionKind { kFull, kTidal, kQuest };
 enum class Granularity { kPerQueryHead, kPerKvHead, kShared };
 
 struct TidalParams {
-  int64_t budget = 256;     // K: tokens each list attends in sparse layers, the current included
-  int64_t sparse_start = 2; // layers below are dense; this layer is the first selection layer
+  int64_t budget = 256;      // K: tokens each list attends in sparse layers, the current included
+  int64_t sparse_start = 2;  // layers below are dense; this layer is the first selection layer
   // Re-selection layers. Default (nullopt): {13} for 32 layers, else the layer nearest 13/32 of
   // the depth when it is above sparse_start, else none. An empty list: no re-selection.
   std::optional<std::vector<int64_t>> reselect_layers;
@@ -76,8 +76,8 @@ const char* granularity_name(Granularity granularity);
 struct AttentionStats {
   int64_t decode_steps = 0;
   // KV rows read (one row = one position of one KV head, K and V) and layer-steps, per role.
-  int64_t rows[4] = {};         // indexed by LayerRole
-  int64_t layer_steps[4] = {};  // indexed by LayerRole
+  int64_t rows[4] = {};             // indexed by LayerRole
+  int64_t layer_steps[4] = {};      // indexed by LayerRole
   int64_t quest_metadata_rows = 0;  // page bounds read by Quest estimates (min and max: 2 rows)
   // Position persistence: for consecutive selection layers of one step, the share of the earlier
   // layer's list positions that the later layer's list keeps, summed and counted over lists.

@@ -239,18 +239,10 @@ void attention_layer(const ModelConfig& c, int64_t layer, const ForwardBatch& b,
                                ? LayerRole::kDense
                                : layer_role(*sa->policy, sa->reselect, layer);
     switch (role) {
-      case LayerRole::kDense:
-        attn.dense_decode(v, n, sa);
-        break;
-      case LayerRole::kSelect:
-        attn.select(v, row, n, *sa);
-        break;
-      case LayerRole::kSparse:
-        attn.sparse(v, row, *sa);
-        break;
-      case LayerRole::kQuest:
-        attn.quest(v, row, pos, *sa);
-        break;
+      case LayerRole::kDense: attn.dense_decode(v, n, sa); break;
+      case LayerRole::kSelect: attn.select(v, row, n, *sa); break;
+      case LayerRole::kSparse: attn.sparse(v, row, *sa); break;
+      case LayerRole::kQuest: attn.quest(v, row, pos, *sa); break;
     }
     if (sa != nullptr && sa->trace != nullptr)
       sa->trace->push_back(attn.trace(layer, pos, row, role, *sa));

@@ -392,8 +392,7 @@ Status ModelConfig::validate() const {
   switch (dtype) {
     case DType::kF32:
     case DType::kF16:
-    case DType::kBF16:
-      break;
+    case DType::kBF16: break;
     default:
       return invalid_argument(std::string("dtype ") + dtype_name(dtype) +
                               " is not a checkpoint dtype (float32, float16, bfloat16)");

@@ -27,21 +27,21 @@ struct RopeConfig {
 };
 
 struct ModelConfig {
-  std::string name;            // preset name or the checkpoint directory; for messages only
-  int64_t vocab = 0;           // vocabulary size
-  int64_t hidden = 0;          // model width
-  int64_t inter = 0;           // SwiGLU FFN width
+  std::string name;    // preset name or the checkpoint directory; for messages only
+  int64_t vocab = 0;   // vocabulary size
+  int64_t hidden = 0;  // model width
+  int64_t inter = 0;   // SwiGLU FFN width
   int64_t num_layers = 0;
-  int64_t num_heads = 0;       // query heads
-  int64_t num_kv_heads = 0;    // key/value heads (== num_heads for MHA); divides num_heads
-  int64_t head_dim = 0;        // Default: hidden / num_heads
+  int64_t num_heads = 0;                // query heads
+  int64_t num_kv_heads = 0;             // key/value heads (== num_heads for MHA); divides num_heads
+  int64_t head_dim = 0;                 // Default: hidden / num_heads
   int64_t max_position_embeddings = 0;  // the model's context length, in tokens
   float rms_norm_eps = 1e-5f;
   RopeConfig rope;
-  bool tie_word_embeddings = false;     // LM head shares the embedding matrix
-  int32_t bos_token_id = -1;            // -1: none
-  std::vector<int32_t> eos_token_ids;   // any of these ends generation; may be empty
-  DType dtype = DType::kBF16;           // the checkpoint's stored dtype (torch_dtype / dtype)
+  bool tie_word_embeddings = false;    // LM head shares the embedding matrix
+  int32_t bos_token_id = -1;           // -1: none
+  std::vector<int32_t> eos_token_ids;  // any of these ends generation; may be empty
+  DType dtype = DType::kBF16;          // the checkpoint's stored dtype (torch_dtype / dtype)
 
   // Checks every field for consistency (positive sizes, head counts that divide, even
   // head_dim, known rope type). Errors name the field.

@@ -13,12 +13,11 @@
 #include <exception>
 #include <mutex>
 #include <new>
+#include <nlohmann/json.hpp>
 #include <queue>
 #include <unordered_map>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/tokenizer_text.h"
 
@@ -32,7 +31,6 @@ using namespace text;  // NOLINT: the helpers this file is built from
 // (no pre-tokenizer) would otherwise be stored as one entry.
 constexpr size_t kMaxCachedWordBytes = 128;
 constexpr size_t kMaxCacheEntries = 1 << 18;
-
 
 // ---- JSON helpers ---------------------------------------------------------------------------
 
@@ -107,7 +105,6 @@ Status get_pattern(const json& obj, const std::string& where, std::string* text,
   return ok_status();
 }
 
-
 // ---- The pipeline ---------------------------------------------------------------------------
 
 struct AddedToken {
@@ -123,18 +120,24 @@ struct NormalizerStep {
 
 struct PreTokenizerStep {
   enum class Kind { kSplit, kByteLevel, kMetaspace } kind = Kind::kSplit;
-  std::shared_ptr<Regex> regex;   // Split; ByteLevel with use_regex
-  bool remove_matches = false;    // Split behavior "Removed" (else "Isolated")
-  bool add_prefix_space = false;  // ByteLevel; Metaspace (prepend_scheme "always")
+  std::shared_ptr<Regex> regex;     // Split; ByteLevel with use_regex
+  bool remove_matches = false;      // Split behavior "Removed" (else "Isolated")
+  bool add_prefix_space = false;    // ByteLevel; Metaspace (prepend_scheme "always")
   bool prepend_first_only = false;  // Metaspace prepend_scheme "first"
   bool split = true;                // Metaspace
   std::string replacement;          // Metaspace
 };
 
 struct DecoderStep {
-  enum class Kind { kByteLevel, kReplace, kByteFallback, kFuse, kStrip, kMetaspace } kind =
-      Kind::kFuse;
-  std::string from, to;  // Replace; Strip: `from` is the content; Metaspace: `from`
+  enum class Kind {
+    kByteLevel,
+    kReplace,
+    kByteFallback,
+    kFuse,
+    kStrip,
+    kMetaspace
+  } kind = Kind::kFuse;
+  std::string from, to;     // Replace; Strip: `from` is the content; Metaspace: `from`
   int start = 0, stop = 0;  // Strip
   bool prepend = true;      // Metaspace: strip the first token's leading space
 };
@@ -274,8 +277,7 @@ Status HfTokenizer::parse_model(const json& model) {
   token_to_id_.reserve(vocab->size() + 512);
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     const json& v = it.value();
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
-        uint64_t(v.get<int64_t>()) >= id_limit) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) >= id_limit) {
       return invalid_argument("model.vocab[\"" + it.key() + "\"]: bad id " + short_dump(v));
     }
     const auto id = int32_t(v.get<int64_t>());
@@ -534,8 +536,8 @@ bool HfTokenizer::next_added(std::string_view text, size_t from, size_t* begin, 
       const AddedToken& t = added_[index];
       if (text.compare(pos, t.content.size(), t.content) != 0) continue;
       size_t b = pos, e = pos + t.content.size();
-      if (t.single_word && ((b > 0 && is_word_char(text[b - 1])) ||
-                            (e < text.size() && is_word_char(text[e])))) {
+      if (t.single_word &&
+          ((b > 0 && is_word_char(text[b - 1])) || (e < text.size() && is_word_char(text[e])))) {
         continue;
       }
       if (t.lstrip) {
@@ -629,8 +631,8 @@ Status HfTokenizer::encode_segment(std::string_view segment, bool first,
         if (start < piece.size()) next.push_back(piece.substr(start));
         continue;
       }
-      if (p.kind == PreTokenizerStep::Kind::kByteLevel && p.add_prefix_space &&
-          !piece.empty() && piece[0] != ' ') {
+      if (p.kind == PreTokenizerStep::Kind::kByteLevel && p.add_prefix_space && !piece.empty() &&
+          piece[0] != ' ') {
         piece.insert(0, " ");
       }
       std::vector<std::string> split;
@@ -704,9 +706,7 @@ void HfTokenizer::bpe(std::string_view word, std::vector<int32_t>* ids) const {
   };
   std::vector<Symbol> symbols;
   symbols.reserve(word.size());
-  auto push = [&](int32_t id) {
-    symbols.push_back({id, int32_t(symbols.size()) - 1, -1});
-  };
+  auto push = [&](int32_t id) { symbols.push_back({id, int32_t(symbols.size()) - 1, -1}); };
   std::string ch;
   for (size_t i = 0; i < word.size();) {
     const size_t n = std::min(char_len(word, i), word.size() - i);
@@ -776,9 +776,8 @@ Status HfTokenizer::decode(const std::vector<int32_t>& ids, bool skip_special,
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
     if (id < 0 || id >= vocab_size()) {
-      return out_of_range("decode: id " + std::to_string(id) + " at position " +
-                          std::to_string(i) + " is outside the vocabulary [0, " +
-                          std::to_string(vocab_size()) + ")");
+      return out_of_range("decode: id " + std::to_string(id) + " at position " + std::to_string(i) +
+                          " is outside the vocabulary [0, " + std::to_string(vocab_size()) + ")");
     }
     if (skip_special && is_special(id)) continue;
     tokens.push_back(id_to_token_[id]);

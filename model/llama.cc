@@ -63,8 +63,8 @@ size_t LlamaWorkspace::bytes_for(const ModelConfig& config, const WorkspaceShape
 
 Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& shape,
                               LlamaWorkspace* out) {
-  if (shape.max_tokens < 1 || shape.max_seqs < 1 || shape.max_context < 1 ||
-      shape.max_budget < 1 || shape.page_size < 1 || shape.max_seqs > shape.max_tokens) {
+  if (shape.max_tokens < 1 || shape.max_seqs < 1 || shape.max_context < 1 || shape.max_budget < 1 ||
+      shape.page_size < 1 || shape.max_seqs > shape.max_tokens) {
     return invalid_argument("workspace: every size must be >= 1 and max_seqs <= max_tokens");
   }
   HostArena arena;

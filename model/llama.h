@@ -27,10 +27,10 @@ struct LayerTrace {
 
 // How a sequence's decode tokens attend, and where their statistics go.
 struct SequenceAttention {
-  const AttentionPolicy* policy = nullptr;  // null: full attention
-  std::vector<int64_t> reselect;            // reselect_layers(*policy, config)
-  AttentionStats* stats = nullptr;          // optional; decode tokens add to it
-  std::vector<LayerTrace>* trace = nullptr; // optional; every decode layer appends to it
+  const AttentionPolicy* policy = nullptr;   // null: full attention
+  std::vector<int64_t> reselect;             // reselect_layers(*policy, config)
+  AttentionStats* stats = nullptr;           // optional; decode tokens add to it
+  std::vector<LayerTrace>* trace = nullptr;  // optional; every decode layer appends to it
 };
 
 // The tokens of one step. Token t of sequence row s at position p attends to positions 0..p of s.
@@ -63,17 +63,17 @@ struct WorkspaceShape {
 
 // Per-step activations and selection state, sized once.
 struct LlamaWorkspace {
-  TensorView x;          // [max_tokens, hidden] residual stream
-  TensorView xn;         // [max_tokens, hidden] normed
-  TensorView q;          // [max_tokens, num_heads, head_dim]
-  TensorView k;          // [max_tokens, num_kv_heads, head_dim]
-  TensorView v;          // [max_tokens, num_kv_heads, head_dim]
-  TensorView attn;       // [max_tokens, num_heads, head_dim]
-  TensorView proj;       // [max_tokens, hidden] o_proj / down_proj output
-  TensorView gate;       // [max_tokens, inter]
-  TensorView up;         // [max_tokens, inter]
-  TensorView last;       // [max_seqs, hidden] hidden rows that need logits
-  TensorView inv_freq;   // [head_dim / 2] f32 RoPE frequencies
+  TensorView x;         // [max_tokens, hidden] residual stream
+  TensorView xn;        // [max_tokens, hidden] normed
+  TensorView q;         // [max_tokens, num_heads, head_dim]
+  TensorView k;         // [max_tokens, num_kv_heads, head_dim]
+  TensorView v;         // [max_tokens, num_kv_heads, head_dim]
+  TensorView attn;      // [max_tokens, num_heads, head_dim]
+  TensorView proj;      // [max_tokens, hidden] o_proj / down_proj output
+  TensorView gate;      // [max_tokens, inter]
+  TensorView up;        // [max_tokens, inter]
+  TensorView last;      // [max_seqs, hidden] hidden rows that need logits
+  TensorView inv_freq;  // [head_dim / 2] f32 RoPE frequencies
   // Selection state, by sequence row.
   TensorView logits;       // [max_seqs, num_heads, max_context] a selection layer's scores
   TensorView group_probs;  // [max_seqs, num_heads, max_context] per-KV-head / shared scores
@@ -88,8 +88,7 @@ struct LlamaWorkspace {
   WorkspaceShape shape;
   HostArena arena;
 
-  static Status create(const ModelConfig& config, const WorkspaceShape& shape,
-                       LlamaWorkspace* out);
+  static Status create(const ModelConfig& config, const WorkspaceShape& shape, LlamaWorkspace* out);
   static size_t bytes_for(const ModelConfig& config, const WorkspaceShape& shape);
 };
 

@@ -3,7 +3,6 @@
 // dtype, dims, byte counts, bounds, overlaps, duplicate names), the mmap-backed file, and the
 // single-file or sharded checkpoint directory.
 #include "model/safetensors.h"
-#include "runtime/file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -19,6 +18,8 @@
 #include <set>
 #include <sstream>
 #include <utility>
+
+#include "runtime/file.h"
 
 namespace tidal::model {
 namespace {
@@ -122,7 +123,6 @@ Status parse_entry(const std::string& file, const std::string& name, const json&
   t.nbytes = size_t(nbytes);  // <= data_size, which fits in size_t
   return ok_status();
 }
-
 
 bool is_regular_file(const std::string& path) {
   struct stat st;

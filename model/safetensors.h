@@ -19,11 +19,11 @@ namespace tidal::model {
 
 struct SafetensorsTensor {
   std::string name;
-  DType dtype = DType::kF32;         // F32, F16, BF16, I32, I64, U8 (BOOL) are understood
+  DType dtype = DType::kF32;  // F32, F16, BF16, I32, I64, U8 (BOOL) are understood
   std::vector<int64_t> shape;
-  const uint8_t* data = nullptr;     // into the mapping; valid while the owner lives
-  size_t nbytes = 0;                 // == numel * dtype_size, checked
-  std::string file;                  // the file it came from, for messages
+  const uint8_t* data = nullptr;  // into the mapping; valid while the owner lives
+  size_t nbytes = 0;              // == numel * dtype_size, checked
+  std::string file;               // the file it came from, for messages
 };
 
 // Parses and validates a safetensors buffer (8-byte little-endian header length, JSON header,

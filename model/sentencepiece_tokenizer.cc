@@ -22,10 +22,8 @@ Status from_sp(const sentencepiece::util::Status& s, const std::string& what) {
 
 class SentencePieceTokenizer final : public Tokenizer {
  public:
-  Status init(std::string_view proto, const std::string& bos_token,
-              const std::string& eos_token) {
-    TIDAL_RETURN_IF_ERROR(from_sp(sp_.LoadFromSerializedProto(proto),
-                                  "not a SentencePiece model"));
+  Status init(std::string_view proto, const std::string& bos_token, const std::string& eos_token) {
+    TIDAL_RETURN_IF_ERROR(from_sp(sp_.LoadFromSerializedProto(proto), "not a SentencePiece model"));
     if (sp_.GetPieceSize() <= 0) return invalid_argument("the SentencePiece model is empty");
     bos_id_ = sp_.bos_id();
     eos_id_ = sp_.eos_id();
@@ -80,8 +78,8 @@ class SentencePieceTokenizer final : public Tokenizer {
       }
     }
     const std::vector<int> piece_ids(ids.begin(), ids.end());
-    const bool any_control = std::any_of(piece_ids.begin(), piece_ids.end(),
-                                         [&](int id) { return sp_.IsControl(id); });
+    const bool any_control =
+        std::any_of(piece_ids.begin(), piece_ids.end(), [&](int id) { return sp_.IsControl(id); });
     if (skip_special || !any_control) return decode_plain(piece_ids, text);
     // The library drops control tokens; to show them, take its per-piece surfaces and put the
     // control pieces back in place.

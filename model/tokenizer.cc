@@ -8,9 +8,8 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "model/hf_tokenizer.h"
 #include "model/sentencepiece_tokenizer.h"
@@ -42,7 +41,8 @@ Status load_with_names(const std::string& path, const std::string& bos_token,
   }
   Status status = load_sentencepiece_tokenizer(contents, path, bos_token, eos_token, out);
   if (!status.ok()) {
-    return invalid_argument(path + ": neither a tokenizer.json (JSON object) nor a SentencePiece "
+    return invalid_argument(path +
+                            ": neither a tokenizer.json (JSON object) nor a SentencePiece "
                             "tokenizer.model");
   }
   return status;
@@ -143,8 +143,8 @@ Status apply_llama3_chat_template(const Tokenizer& tokenizer, std::string_view p
   eos_ids->clear();
   const int32_t bos = tokenizer.token_to_id("<|begin_of_text|>");
   const int32_t eot = tokenizer.token_to_id("<|eot_id|>");
-  for (const char* name : {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                           "<|eot_id|>"}) {
+  for (const char* name :
+       {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}) {
     if (tokenizer.token_to_id(name) < 0) {
       return invalid_argument(std::string("chat template: the tokenizer has no ") + name +
                               " token (not a Llama-3 instruct tokenizer)");

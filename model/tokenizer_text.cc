@@ -183,8 +183,7 @@ Status Regex::find_all(std::string_view subject,
   const auto* code = static_cast<const pcre2_code*>(code_);
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
   pcre2_match_context* mc = pcre2_match_context_create(nullptr);
-  pcre2_jit_stack* stack = jit_ ? pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr)
-                                : nullptr;
+  pcre2_jit_stack* stack = jit_ ? pcre2_jit_stack_create(32 * 1024, 1024 * 1024, nullptr) : nullptr;
   if (!md || !mc || (jit_ && !stack)) {
     if (md) pcre2_match_data_free(md);
     if (mc) pcre2_match_context_free(mc);
@@ -224,7 +223,6 @@ Status Regex::find_all(std::string_view subject,
   if (stack) pcre2_jit_stack_free(stack);
   return status;
 }
-
 
 const char* const kGpt2Regex =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";

@@ -101,14 +101,10 @@ Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint
     const std::string p = "model.layers." + std::to_string(i) + ".";
     const LayerWeights& l = out->layers[i];
     const std::pair<const char*, TensorView> tensors[] = {
-        {"input_layernorm.weight", l.input_norm},
-        {"self_attn.q_proj.weight", l.wq},
-        {"self_attn.k_proj.weight", l.wk},
-        {"self_attn.v_proj.weight", l.wv},
-        {"self_attn.o_proj.weight", l.wo},
-        {"post_attention_layernorm.weight", l.post_norm},
-        {"mlp.gate_proj.weight", l.w_gate},
-        {"mlp.up_proj.weight", l.w_up},
+        {"input_layernorm.weight", l.input_norm}, {"self_attn.q_proj.weight", l.wq},
+        {"self_attn.k_proj.weight", l.wk},        {"self_attn.v_proj.weight", l.wv},
+        {"self_attn.o_proj.weight", l.wo},        {"post_attention_layernorm.weight", l.post_norm},
+        {"mlp.gate_proj.weight", l.w_gate},       {"mlp.up_proj.weight", l.w_up},
         {"mlp.down_proj.weight", l.w_down},
     };
     for (const auto& [name, view] : tensors) {

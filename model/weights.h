@@ -29,7 +29,7 @@ struct LayerWeights {
 };
 
 struct LlamaWeights {
-  TensorView embed;       // [vocab, hidden]
+  TensorView embed;  // [vocab, hidden]
   std::vector<LayerWeights> layers;
   TensorView final_norm;  // [hidden]
   TensorView lm_head;     // [vocab, hidden]; the embedding itself when tied

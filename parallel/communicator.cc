@@ -25,10 +25,8 @@ bool reducible(DType dtype) {
     case DType::kF16:
     case DType::kBF16:
     case DType::kI32:
-    case DType::kI64:
-      return true;
-    case DType::kU8:
-      return false;
+    case DType::kI64: return true;
+    case DType::kU8: return false;
   }
   return false;
 }
@@ -49,8 +47,8 @@ void Communicator::all_reduce(TensorView buf) {
 void Communicator::all_gather(TensorView out, TensorView in) {
   check_buffer(out, "all_gather out");
   check_buffer(in, "all_gather in");
-  const std::string shapes = "all_gather: out " + out.describe() + ", in " + in.describe() +
-                             ", " + std::to_string(size_) + " ranks";
+  const std::string shapes = "all_gather: out " + out.describe() + ", in " + in.describe() + ", " +
+                             std::to_string(size_) + " ranks";
   TIDAL_CHECK(in.rank >= 1 && out.rank == in.rank && out.dtype == in.dtype,
               shapes + ": need equal dtypes and ranks >= 1");
   TIDAL_CHECK(out.device.kind == in.device.kind && out.device.index == in.device.index,
@@ -65,8 +63,8 @@ void Communicator::all_gather(TensorView out, TensorView in) {
   const uintptr_t in_begin = reinterpret_cast<uintptr_t>(in.data);
   const size_t in_bytes = in.nbytes();
   const bool in_place = in_bytes > 0 && in_begin == out_begin + size_t(rank_) * in_bytes;
-  const bool overlap = in_bytes > 0 && in_begin < out_begin + out.nbytes() &&
-                       out_begin < in_begin + in_bytes;
+  const bool overlap =
+      in_bytes > 0 && in_begin < out_begin + out.nbytes() && out_begin < in_begin + in_bytes;
   TIDAL_CHECK(in_place || !overlap, shapes + ": in overlaps out other than at this rank's rows");
   do_all_gather(out, in, in_place);
 }
@@ -80,17 +78,17 @@ void Communicator::broadcast(TensorView buf, int root) {
 
 void Communicator::send(TensorView in, int peer) {
   check_buffer(in, "send");
-  TIDAL_CHECK(peer >= 0 && peer < size_ && peer != rank_,
-              "send: peer " + std::to_string(peer) + " is not another rank of " +
-                  std::to_string(size_));
+  TIDAL_CHECK(
+      peer >= 0 && peer < size_ && peer != rank_,
+      "send: peer " + std::to_string(peer) + " is not another rank of " + std::to_string(size_));
   do_send(in, peer);
 }
 
 void Communicator::recv(TensorView out, int peer) {
   check_buffer(out, "recv");
-  TIDAL_CHECK(peer >= 0 && peer < size_ && peer != rank_,
-              "recv: peer " + std::to_string(peer) + " is not another rank of " +
-                  std::to_string(size_));
+  TIDAL_CHECK(
+      peer >= 0 && peer < size_ && peer != rank_,
+      "recv: peer " + std::to_string(peer) + " is not another rank of " + std::to_string(size_));
   do_recv(out, peer);
 }
 
@@ -125,9 +123,8 @@ Status make_parallel_groups(Communicator& world, const ParallelConfig& cfg, Para
   TIDAL_RETURN_IF_ERROR(cfg.validate());
   if (cfg.world_size() != world.size()) {
     return invalid_argument("tp_size " + std::to_string(cfg.tp_size) + " x pp_size " +
-                            std::to_string(cfg.pp_size) + " = " +
-                            std::to_string(cfg.world_size()) + " ranks, but the world has " +
-                            std::to_string(world.size()));
+                            std::to_string(cfg.pp_size) + " = " + std::to_string(cfg.world_size()) +
+                            " ranks, but the world has " + std::to_string(world.size()));
   }
   const RankCoords me = coords_of(cfg, world.rank());
   // Color names the group, key orders it: the TP group of stage p is colored p and ranked by

@@ -110,8 +110,9 @@ MpiCommunicator::MpiCommunicator(MPI_Comm owned, int64_t max_count)
 }
 
 MpiCommunicator::~MpiCommunicator() {
-  TIDAL_CHECK(mpi_running(), "~MpiCommunicator: MPI already finalized; destroy communicators "
-                             "before MpiWorld");
+  TIDAL_CHECK(mpi_running(),
+              "~MpiCommunicator: MPI already finalized; destroy communicators "
+              "before MpiWorld");
   TIDAL_MPI_CHECK(MPI_Op_free(&f16_sum_));
   TIDAL_MPI_CHECK(MPI_Op_free(&bf16_sum_));
   TIDAL_MPI_CHECK(MPI_Comm_free(&comm_));
@@ -138,18 +139,17 @@ void MpiCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place
   // can overflow. Otherwise each rank broadcasts its rows in chunks: slower, but only for
   // buffers of billions of elements.
   if (out.numel() <= max_count_) {
-    TIDAL_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : in.data, int(n), type, out.data,
-                                  int(n), type, comm_));
+    TIDAL_MPI_CHECK(MPI_Allgather(in_place ? MPI_IN_PLACE : in.data, int(n), type, out.data, int(n),
+                                  type, comm_));
     return;
   }
   const size_t slot_bytes = in.nbytes();
   auto* out_bytes = static_cast<uint8_t*>(out.data);
   if (!in_place) std::memcpy(out_bytes + size_t(rank()) * slot_bytes, in.data, slot_bytes);
   for (int root = 0; root < size(); ++root) {
-    for_each_chunk(out_bytes + size_t(root) * slot_bytes, n, in.dtype, max_count_,
-                   [&](void* p, int count) {
-                     TIDAL_MPI_CHECK(MPI_Bcast(p, count, type, root, comm_));
-                   });
+    for_each_chunk(
+        out_bytes + size_t(root) * slot_bytes, n, in.dtype, max_count_,
+        [&](void* p, int count) { TIDAL_MPI_CHECK(MPI_Bcast(p, count, type, root, comm_)); });
   }
 }
 

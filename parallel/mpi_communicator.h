@@ -25,11 +25,11 @@ namespace tidal::parallel {
 }  // namespace tidal::parallel
 
 // Our communicators return MPI errors (MPI_ERRORS_RETURN) so that they end here, with a location.
-#define TIDAL_MPI_CHECK(call)                                                        \
-  do {                                                                               \
-    const int tidal_mpi_err_ = (call);                                               \
-    if (tidal_mpi_err_ != MPI_SUCCESS)                                               \
-      ::tidal::parallel::mpi_fatal(__FILE__, __LINE__, #call, tidal_mpi_err_);       \
+#define TIDAL_MPI_CHECK(call)                                                  \
+  do {                                                                         \
+    const int tidal_mpi_err_ = (call);                                         \
+    if (tidal_mpi_err_ != MPI_SUCCESS)                                         \
+      ::tidal::parallel::mpi_fatal(__FILE__, __LINE__, #call, tidal_mpi_err_); \
   } while (0)
 
 namespace tidal::parallel {

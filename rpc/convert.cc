@@ -29,16 +29,14 @@ Status convert_prompt(const GenerateRequest& req, const model::Tokenizer* tokeni
                       const model::ModelConfig& config, std::vector<int32_t>* prompt,
                       std::vector<int32_t>* chat_eos) {
   switch (req.prompt_case()) {
-    case GenerateRequest::PROMPT_NOT_SET:
-      return invalid_argument("prompt: set either text or ids");
+    case GenerateRequest::PROMPT_NOT_SET: return invalid_argument("prompt: set either text or ids");
     case GenerateRequest::kIds: {
       if (req.chat()) return invalid_argument("chat: needs a text prompt, not ids");
       if (req.ids().ids().empty()) return invalid_argument("ids: must not be empty");
       prompt->assign(req.ids().ids().begin(), req.ids().ids().end());
       return check_vocab(*prompt, config.vocab, /*from_ids=*/true);
     }
-    case GenerateRequest::kText:
-      break;
+    case GenerateRequest::kText: break;
   }
   const std::string& text = req.text();
   if (req.chat()) {
@@ -99,20 +97,13 @@ grpc::Status to_grpc_status(const Status& status) {
     return grpc::Status(code, status.message());
   };
   switch (status.code()) {
-    case StatusCode::kOk:
-      return grpc::Status::OK;
-    case StatusCode::kInvalidArgument:
-      return with(grpc::StatusCode::INVALID_ARGUMENT);
-    case StatusCode::kNotFound:
-      return with(grpc::StatusCode::NOT_FOUND);
-    case StatusCode::kOutOfRange:
-      return with(grpc::StatusCode::OUT_OF_RANGE);
-    case StatusCode::kOutOfMemory:
-      return with(grpc::StatusCode::RESOURCE_EXHAUSTED);
-    case StatusCode::kUnavailable:
-      return with(grpc::StatusCode::UNAVAILABLE);
-    case StatusCode::kInternal:
-      return with(grpc::StatusCode::INTERNAL);
+    case StatusCode::kOk: return grpc::Status::OK;
+    case StatusCode::kInvalidArgument: return with(grpc::StatusCode::INVALID_ARGUMENT);
+    case StatusCode::kNotFound: return with(grpc::StatusCode::NOT_FOUND);
+    case StatusCode::kOutOfRange: return with(grpc::StatusCode::OUT_OF_RANGE);
+    case StatusCode::kOutOfMemory: return with(grpc::StatusCode::RESOURCE_EXHAUSTED);
+    case StatusCode::kUnavailable: return with(grpc::StatusCode::UNAVAILABLE);
+    case StatusCode::kInternal: return with(grpc::StatusCode::INTERNAL);
   }
   TIDAL_CHECK(false, "to_grpc_status: unknown StatusCode");
   return with(grpc::StatusCode::UNKNOWN);
@@ -138,16 +129,11 @@ Status from_proto(const GenerateRequest& req, const model::Tokenizer* tokenizer,
 
 FinishReason to_proto(engine::FinishReason reason) {
   switch (reason) {
-    case engine::FinishReason::kEos:
-      return FINISH_REASON_EOS;
-    case engine::FinishReason::kLength:
-      return FINISH_REASON_LENGTH;
-    case engine::FinishReason::kStopString:
-      return FINISH_REASON_STOP_STRING;
-    case engine::FinishReason::kContext:
-      return FINISH_REASON_CONTEXT;
-    case engine::FinishReason::kCancelled:
-      return FINISH_REASON_CANCELLED;
+    case engine::FinishReason::kEos: return FINISH_REASON_EOS;
+    case engine::FinishReason::kLength: return FINISH_REASON_LENGTH;
+    case engine::FinishReason::kStopString: return FINISH_REASON_STOP_STRING;
+    case engine::FinishReason::kContext: return FINISH_REASON_CONTEXT;
+    case engine::FinishReason::kCancelled: return FINISH_REASON_CANCELLED;
   }
   TIDAL_CHECK(false, "to_proto: unknown engine::FinishReason");
   return FINISH_REASON_UNSPECIFIED;

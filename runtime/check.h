@@ -15,7 +15,7 @@ int log_rank();
 
 }  // namespace tidal
 
-#define TIDAL_CHECK(cond, detail)                                       \
-  do {                                                                  \
-    if (!(cond)) ::tidal::fatal(__FILE__, __LINE__, #cond, (detail));   \
+#define TIDAL_CHECK(cond, detail)                                     \
+  do {                                                                \
+    if (!(cond)) ::tidal::fatal(__FILE__, __LINE__, #cond, (detail)); \
   } while (0)

@@ -37,28 +37,52 @@ float round_to(DType dtype, float f);
 template <typename T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::kF32; }
+constexpr DType dtype_of<float>() {
+  return DType::kF32;
+}
 template <>
-constexpr DType dtype_of<f16>() { return DType::kF16; }
+constexpr DType dtype_of<f16>() {
+  return DType::kF16;
+}
 template <>
-constexpr DType dtype_of<bf16>() { return DType::kBF16; }
+constexpr DType dtype_of<bf16>() {
+  return DType::kBF16;
+}
 template <>
-constexpr DType dtype_of<int32_t>() { return DType::kI32; }
+constexpr DType dtype_of<int32_t>() {
+  return DType::kI32;
+}
 template <>
-constexpr DType dtype_of<int64_t>() { return DType::kI64; }
+constexpr DType dtype_of<int64_t>() {
+  return DType::kI64;
+}
 template <>
-constexpr DType dtype_of<uint8_t>() { return DType::kU8; }
+constexpr DType dtype_of<uint8_t>() {
+  return DType::kU8;
+}
 template <>
-constexpr DType dtype_of<const float>() { return DType::kF32; }
+constexpr DType dtype_of<const float>() {
+  return DType::kF32;
+}
 template <>
-constexpr DType dtype_of<const f16>() { return DType::kF16; }
+constexpr DType dtype_of<const f16>() {
+  return DType::kF16;
+}
 template <>
-constexpr DType dtype_of<const bf16>() { return DType::kBF16; }
+constexpr DType dtype_of<const bf16>() {
+  return DType::kBF16;
+}
 template <>
-constexpr DType dtype_of<const int32_t>() { return DType::kI32; }
+constexpr DType dtype_of<const int32_t>() {
+  return DType::kI32;
+}
 template <>
-constexpr DType dtype_of<const int64_t>() { return DType::kI64; }
+constexpr DType dtype_of<const int64_t>() {
+  return DType::kI64;
+}
 template <>
-constexpr DType dtype_of<const uint8_t>() { return DType::kU8; }
+constexpr DType dtype_of<const uint8_t>() {
+  return DType::kU8;
+}
 
 }  // namespace tidal

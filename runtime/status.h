@@ -8,8 +8,15 @@
 
 namespace tidal {
 
-enum class StatusCode { kOk, kInvalidArgument, kNotFound, kOutOfRange, kOutOfMemory, kUnavailable,
-                        kInternal };
+enum class StatusCode {
+  kOk,
+  kInvalidArgument,
+  kNotFound,
+  kOutOfRange,
+  kOutOfMemory,
+  kUnavailable,
+  kInternal
+};
 
 class Status {
  public:
@@ -54,8 +61,8 @@ inline Status internal_error(std::string msg) {
 
 }  // namespace tidal
 
-#define TIDAL_RETURN_IF_ERROR(expr)                 \
-  do {                                              \
-    ::tidal::Status tidal_status_ = (expr);         \
-    if (!tidal_status_.ok()) return tidal_status_;  \
+#define TIDAL_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::tidal::Status tidal_status_ = (expr);        \
+    if (!tidal_status_.ok()) return tidal_status_; \
   } while (0)

@@ -67,8 +67,7 @@ TensorView make_view(void* data, DType dtype, const std::vector<int64_t>& shape,
   return v;
 }
 
-TensorView make_view(void* data, DType dtype, std::initializer_list<int64_t> shape,
-                     Device device) {
+TensorView make_view(void* data, DType dtype, std::initializer_list<int64_t> shape, Device device) {
   return make_view(data, dtype, std::vector<int64_t>(shape), device);
 }
 

@@ -42,8 +42,8 @@ struct TensorView {
   // Typed pointer. Checks the dtype in every build: a wrong T is a bug, not a warning.
   template <typename T>
   T* data_as() const {
-    TIDAL_CHECK(dtype == dtype_of<T>(), std::string("TensorView::data_as: tensor is ") +
-                                            dtype_name(dtype));
+    TIDAL_CHECK(dtype == dtype_of<T>(),
+                std::string("TensorView::data_as: tensor is ") + dtype_name(dtype));
     return static_cast<T*>(data);
   }
 

@@ -38,8 +38,7 @@ inline float get_f32(const TensorView& t, int64_t i0, int64_t i1 = 0, int64_t i2
   return load_f32(t.data, t.dtype, offset_of(t, i0, i1, i2, i3));
 }
 
-inline void set_f32(const TensorView& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3,
-                    float v) {
+inline void set_f32(const TensorView& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3, float v) {
   store_f32(t.data, t.dtype, offset_of(t, i0, i1, i2, i3), v);
 }
 inline void set_f32(const TensorView& t, int64_t i0, float v) { set_f32(t, i0, 0, 0, 0, v); }

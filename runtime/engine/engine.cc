@@ -57,8 +57,8 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   p.workspace_bytes = model::LlamaWorkspace::bytes_for(model, workspace_shape(model, config));
   int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
   if (config.kv_capacity == 0 && available_bytes > 0) {
-    const double spare = 0.9 * double(available_bytes) - double(p.weight_bytes) -
-                         double(p.workspace_bytes);
+    const double spare =
+        0.9 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);
     // A page: page_size tokens of K and V, plus its two Quest bound rows per layer and KV head.
     const int64_t bytes_per_page =
         p.kv_bytes_per_token * config.page_size + 2 * model.num_layers * model.kv_dim() * 4;
@@ -88,8 +88,7 @@ Status Engine::create(const model::ModelConfig& model, model::LlamaWeights weigh
                             str(model.max_position_embeddings) + " tokens");
   }
   const size_t total = e->plan_.weight_bytes + e->plan_.kv_bytes + e->plan_.workspace_bytes;
-  if (e->plan_.kv_capacity_tokens < config.page_size ||
-      (available > 0 && total > available)) {
+  if (e->plan_.kv_capacity_tokens < config.page_size || (available > 0 && total > available)) {
     return out_of_memory("weights, KV cache and workspace need " + gib(total) + " GiB (KV " +
                          str(e->plan_.kv_capacity_tokens) + " tokens); " + gib(available) +
                          " GiB of host memory is available");
@@ -247,8 +246,8 @@ void Engine::run_step(const std::vector<Sequence*>& seqs, const std::vector<int6
   batch.tokens = make_view(tokens.data(), DType::kI32, {int64_t(n)});
   batch.positions = make_view(positions.data(), DType::kI32, {int64_t(n)});
   batch.seq_ids = make_view(rows.data(), DType::kI32, {int64_t(n)});
-  batch.block_tables = make_view(block_tables_.data(), DType::kI32,
-                                 {config_.max_batch, max_pages_});
+  batch.block_tables =
+      make_view(block_tables_.data(), DType::kI32, {config_.max_batch, max_pages_});
   batch.logit_rows = make_view(wanted.data(), DType::kI32, {int64_t(wanted.size())});
   batch.decode = make_view(decode_flags.data(), DType::kU8, {int64_t(n)});
   batch.attention = attention.data();
@@ -273,7 +272,8 @@ void Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logi
 Status Engine::prefill(SeqId id, TensorView logits) {
   Sequence* s = find(id);
   if (s == nullptr) return invalid_argument("unknown sequence " + str(id));
-  TIDAL_CHECK(logits.rank == 1 && logits.size(0) == model_.vocab, "prefill: logits must be [vocab]");
+  TIDAL_CHECK(logits.rank == 1 && logits.size(0) == model_.vocab,
+              "prefill: logits must be [vocab]");
   const int64_t total = int64_t(s->tokens.size());
   if (s->cached >= total) return invalid_argument("sequence " + str(id) + " is already prefilled");
   dense_pass(s, s->cached, total, logits);
@@ -299,9 +299,9 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
   if (ids.empty() || ids.size() != tokens.size()) {
     return invalid_argument("decode needs one token per sequence");
   }
-  TIDAL_CHECK(logits.rank == 2 && logits.size(0) == int64_t(ids.size()) &&
-                  logits.size(1) == model_.vocab,
-              "decode: logits must be [num_seqs, vocab]");
+  TIDAL_CHECK(
+      logits.rank == 2 && logits.size(0) == int64_t(ids.size()) && logits.size(1) == model_.vocab,
+      "decode: logits must be [num_seqs, vocab]");
   std::vector<Sequence*> seqs;
   for (size_t i = 0; i < ids.size(); ++i) {
     Sequence* s = find(ids[i]);

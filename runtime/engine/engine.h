@@ -20,13 +20,13 @@
 namespace tidal::engine {
 
 struct EngineConfig {
-  int64_t page_size = 16;      // KV tokens per page; Default: 16
-  int64_t max_batch = 8;       // sequences decoded in one step; Default: 8
-  int64_t max_context = 0;     // tokens per sequence (prompt + generated); Default (0): the model's
-  int64_t kv_capacity = 0;     // KV tokens over all sequences; Default (0): max_batch *
-                               // max_context, capped to what fits in available memory
-  int64_t prefill_chunk = 256; // prompt tokens per prefill step; Default: 256
-  int64_t max_budget = 4096;   // largest sparse budget a request may ask; Default: 4096
+  int64_t page_size = 16;   // KV tokens per page; Default: 16
+  int64_t max_batch = 8;    // sequences decoded in one step; Default: 8
+  int64_t max_context = 0;  // tokens per sequence (prompt + generated); Default (0): the model's
+  int64_t kv_capacity = 0;  // KV tokens over all sequences; Default (0): max_batch *
+                            // max_context, capped to what fits in available memory
+  int64_t prefill_chunk = 256;  // prompt tokens per prefill step; Default: 256
+  int64_t max_budget = 4096;    // largest sparse budget a request may ask; Default: 4096
 
   Status validate() const;
 };
@@ -39,7 +39,7 @@ struct MemoryPlan {
   int64_t kv_capacity_tokens = 0;  // pages * page_size
   int64_t kv_bytes_per_token = 0;  // every layer, K and V (Quest page bounds: per page, extra)
   int64_t max_context = 0;
-  bool kv_capped = false;          // the automatic capacity was cut to fit available memory
+  bool kv_capped = false;  // the automatic capacity was cut to fit available memory
 };
 
 // Plans memory without allocating (for `tidal info`). `available_bytes` is the host memory that
@@ -92,8 +92,8 @@ class Engine {
   Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
                  std::vector<float>* value) const;
 
-  int64_t length(SeqId id) const;     // tokens cached for the sequence
-  int64_t kv_tokens_in_use() const;   // pages held by live sequences, in tokens
+  int64_t length(SeqId id) const;    // tokens cached for the sequence
+  int64_t kv_tokens_in_use() const;  // pages held by live sequences, in tokens
 
  private:
   struct Sequence {
@@ -103,7 +103,7 @@ class Engine {
     int64_t row = 0;                   // row in block_tables_
     model::AttentionPolicy policy;
     model::AttentionStats stats;
-    std::vector<int64_t> reselect;     // the policy's reselect layers, resolved
+    std::vector<int64_t> reselect;  // the policy's reselect layers, resolved
     std::vector<model::LayerTrace>* trace = nullptr;
   };
 

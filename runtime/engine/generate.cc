@@ -23,7 +23,7 @@ struct Live {
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<model::StreamDecoder> decoder;
   std::unique_ptr<StopStringMatcher> matcher;
-  int32_t next = -1;  // sampled, not yet fed
+  int32_t next = -1;             // sampled, not yet fed
   int64_t since_correction = 0;  // decode steps since the last correction pass
   bool done = false;
 };
@@ -59,7 +59,10 @@ class Generator {
   Generator(Engine& engine, const std::vector<GenerationRequest>& requests,
             const model::Tokenizer* tokenizer, const GenerationCallback& on_event,
             std::vector<GenerationResult>* results)
-      : engine_(engine), requests_(requests), tokenizer_(tokenizer), on_event_(on_event),
+      : engine_(engine),
+        requests_(requests),
+        tokenizer_(tokenizer),
+        on_event_(on_event),
         results_(*results) {}
 
   Status run();
@@ -89,8 +92,7 @@ Status Generator::admit(size_t index, Live* live) {
   const int64_t vocab = engine_.model_config().vocab;
   std::vector<float> logits(static_cast<size_t>(vocab));
   const auto t0 = Clock::now();
-  TIDAL_RETURN_IF_ERROR(
-      engine_.prefill(live->seq, make_view(logits.data(), DType::kF32, {vocab})));
+  TIDAL_RETURN_IF_ERROR(engine_.prefill(live->seq, make_view(logits.data(), DType::kF32, {vocab})));
   results_[index].prefill_seconds = seconds_since(t0);
   results_[index].prompt_tokens = int64_t(req.prompt.size());
   accept(*live, live->sampler->sample(make_view(logits.data(), DType::kF32, {vocab})));
@@ -108,15 +110,15 @@ void Generator::accept(Live& live, int32_t token) {
   if (live.decoder) {
     std::string piece;
     const Status st = live.decoder->push(token, &piece);
-    TIDAL_CHECK(st.ok(), "generate: the model produced an id the tokenizer rejects: " +
-                             st.message());
+    TIDAL_CHECK(st.ok(),
+                "generate: the model produced an id the tokenizer rejects: " + st.message());
     stop_string = live.matcher->feed(piece, &ev.text);
     res.text += ev.text;
   }
   const bool cancelled = !on_event_(ev);
-  const bool eos = !req.stop.ignore_eos && std::find(req.stop.eos_ids.begin(),
-                                                     req.stop.eos_ids.end(),
-                                                     token) != req.stop.eos_ids.end();
+  const bool eos =
+      !req.stop.ignore_eos &&
+      std::find(req.stop.eos_ids.begin(), req.stop.eos_ids.end(), token) != req.stop.eos_ids.end();
   live.next = token;
   if (cancelled) return finish(live, FinishReason::kCancelled);
   if (stop_string) return finish(live, FinishReason::kStopString);
@@ -158,8 +160,7 @@ Status Generator::run() {
   std::vector<float> logits;
   while (next_request < requests_.size() || !live.empty()) {
     // Admit while there are free slots; a full KV cache waits for live sequences to finish.
-    while (next_request < requests_.size() &&
-           int64_t(live.size()) < engine_.config().max_batch) {
+    while (next_request < requests_.size() && int64_t(live.size()) < engine_.config().max_batch) {
       Live l;
       const Status st = admit(next_request, &l);
       if (st.code() == StatusCode::kOutOfMemory && !live.empty()) break;
@@ -190,8 +191,7 @@ Status Generator::run() {
     const double dt = seconds_since(t0);
     for (size_t i = 0; i < live.size(); ++i) {
       results_[live[i].index].decode_seconds += dt;
-      const TensorView row =
-          make_view(logits.data() + i * size_t(vocab), DType::kF32, {vocab});
+      const TensorView row = make_view(logits.data() + i * size_t(vocab), DType::kF32, {vocab});
       accept(live[i], live[i].sampler->sample(row));
     }
     live.erase(std::remove_if(live.begin(), live.end(), [](const Live& l) { return l.done; }),

@@ -35,12 +35,11 @@ size_t KvCache::bytes_for(const model::ModelConfig& model, int64_t page_size, in
   return plan.used();
 }
 
-Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& config,
-                       KvCache* out) {
+Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out) {
   TIDAL_RETURN_IF_ERROR(config.validate());
   HostArena arena;
-  TIDAL_RETURN_IF_ERROR(HostArena::create(bytes_for(model, config.page_size, config.num_pages),
-                                          "KV cache", &arena));
+  TIDAL_RETURN_IF_ERROR(
+      HostArena::create(bytes_for(model, config.page_size, config.num_pages), "KV cache", &arena));
   BumpAllocator alloc = arena.allocator();
   out->config_ = config;
   carve(model, config.page_size, config.num_pages, alloc, &out->layers_);
@@ -55,11 +54,10 @@ Status KvCache::reserve(std::vector<int32_t>* block_table, int64_t num_tokens) {
   const int64_t more = need - int64_t(block_table->size());
   if (more <= 0) return ok_status();
   if (more > free_pages()) {
-    return out_of_memory("KV cache full: " + std::to_string(num_tokens) + " tokens need " +
-                         std::to_string(more) + " more pages of " +
-                         std::to_string(config_.page_size) + " tokens, " +
-                         std::to_string(free_pages()) + " free of " +
-                         std::to_string(config_.num_pages));
+    return out_of_memory(
+        "KV cache full: " + std::to_string(num_tokens) + " tokens need " + std::to_string(more) +
+        " more pages of " + std::to_string(config_.page_size) + " tokens, " +
+        std::to_string(free_pages()) + " free of " + std::to_string(config_.num_pages));
   }
   for (int64_t i = 0; i < more; ++i) {
     block_table->push_back(free_.back());

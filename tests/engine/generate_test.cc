@@ -50,7 +50,8 @@ GenerationRequest request(std::vector<int32_t> prompt, int64_t n, float temperat
 
 Status run(Engine& e, const std::vector<GenerationRequest>& reqs,
            std::vector<GenerationResult>* out) {
-  return generate(e, reqs, nullptr, [](const GenerationEvent&) { return true; }, out);
+  return generate(
+      e, reqs, nullptr, [](const GenerationEvent&) { return true; }, out);
 }
 
 TEST(Generate, MaxNewTokensAndSeeds) {
@@ -112,8 +113,9 @@ TEST(Generate, CallbackCancels) {
   auto e = tiny_engine();
   std::vector<GenerationResult> r;
   int seen = 0;
-  ASSERT_TRUE(generate(*e, {request({1}, 50)}, nullptr,
-                       [&](const GenerationEvent& ev) { return ev.finished || ++seen < 4; }, &r)
+  ASSERT_TRUE(generate(
+                  *e, {request({1}, 50)}, nullptr,
+                  [&](const GenerationEvent& ev) { return ev.finished || ++seen < 4; }, &r)
                   .ok());
   EXPECT_EQ(r[0].finish, FinishReason::kCancelled);
   EXPECT_EQ(r[0].tokens.size(), 4u);
@@ -129,13 +131,13 @@ TEST(Generate, BadRequestsGetClearErrors) {
   std::vector<int32_t> long_prompt(65, 3);
   Status st = run(*e, {request(long_prompt, 4)}, &r);
   EXPECT_EQ(st.code(), StatusCode::kOutOfRange);
-  EXPECT_NE(st.message().find("exceeds the context of 64 tokens"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("exceeds the context of 64 tokens"), std::string::npos)
+      << st.message();
 
   std::vector<int32_t> kv_prompt(20, 3);
   st = run(*e, {request(kv_prompt, 4)}, &r);
   EXPECT_EQ(st.code(), StatusCode::kOutOfMemory);
-  EXPECT_NE(st.message().find("KV cache capacity of 16 tokens"), std::string::npos)
-      << st.message();
+  EXPECT_NE(st.message().find("KV cache capacity of 16 tokens"), std::string::npos) << st.message();
 
   GenerationRequest bad = request({1}, 4, 1.0f);
   bad.sampling.top_p = 0;
@@ -167,8 +169,10 @@ TEST(MemoryPlan, AutomaticKvCapacityFitsAvailableMemory) {
   EXPECT_EQ(unbounded.kv_bytes_per_token, 128);
   // A page: 16 tokens of 128 bytes, plus Quest's max and min rows (2 x 128 / 2 bytes a layer).
   const size_t page_bytes = 16 * 128 + 2 * 2 * 2 * 4 * 4;
-  const size_t tight = size_t(double(unbounded.weight_bytes + unbounded.workspace_bytes +
-                                     6 * page_bytes + 100) / 0.9) + 1;
+  const size_t tight =
+      size_t(double(unbounded.weight_bytes + unbounded.workspace_bytes + 6 * page_bytes + 100) /
+             0.9) +
+      1;
   const MemoryPlan capped = plan_memory(c, cfg, tight);
   EXPECT_TRUE(capped.kv_capped);
   EXPECT_EQ(capped.kv_capacity_tokens, 96);  // 6 whole pages of 16 fit

@@ -114,11 +114,13 @@ TEST(SparseAttention, BudgetAtLeastContextEqualsFullForEveryPolicy) {
   forced = greedy_of(full0);
   forced.pop_back();
   const auto full = forced_logits(*e, AttentionPolicy(), forced);
-  const std::vector<AttentionPolicy> policies = {
-      tidal(64, Granularity::kPerQueryHead, {}), tidal(64, Granularity::kPerQueryHead, {4}),
-      tidal(64, Granularity::kPerKvHead, {}),    tidal(64, Granularity::kPerKvHead, {3, 5}),
-      tidal(64, Granularity::kShared, {}),       tidal(64, Granularity::kShared, {4}),
-      quest(64, 8)};
+  const std::vector<AttentionPolicy> policies = {tidal(64, Granularity::kPerQueryHead, {}),
+                                                 tidal(64, Granularity::kPerQueryHead, {4}),
+                                                 tidal(64, Granularity::kPerKvHead, {}),
+                                                 tidal(64, Granularity::kPerKvHead, {3, 5}),
+                                                 tidal(64, Granularity::kShared, {}),
+                                                 tidal(64, Granularity::kShared, {4}),
+                                                 quest(64, 8)};
   for (const AttentionPolicy& p : policies) {
     const auto got = forced_logits(*e, p, forced);
     for (size_t step = 0; step < full.size(); ++step) {
@@ -140,7 +142,8 @@ TEST(SparseAttention, SmallBudgetsReallyChangeTheOutput) {
 TEST(SparseAttention, ListsPersistAcrossSparseLayersAndAreRepickedAtSelectionLayers) {
   auto e = engine6();
   const int64_t budget = 6;
-  for (Granularity g : {Granularity::kPerQueryHead, Granularity::kPerKvHead, Granularity::kShared}) {
+  for (Granularity g :
+       {Granularity::kPerQueryHead, Granularity::kPerKvHead, Granularity::kShared}) {
     std::vector<LayerTrace> trace;
     const std::vector<int32_t> forced = {3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
     forced_logits(*e, tidal(budget, g, {4}), forced, &trace);
@@ -181,7 +184,9 @@ TEST(SparseAttention, SparseLayersReadKRowsPerListAndStatsAddUp) {
   req.stop.max_new_tokens = 21;
   req.stop.ignore_eos = true;
   req.attention = tidal(6, Granularity::kPerKvHead, {4});
-  ASSERT_TRUE(generate(*e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r).ok());
+  ASSERT_TRUE(generate(
+                  *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r)
+                  .ok());
   const model::AttentionStats& s = r[0].stats;
   EXPECT_EQ(s.decode_steps, 20);
   EXPECT_EQ(s.layer_steps[int(LayerRole::kDense)], 40);
@@ -244,8 +249,8 @@ TEST(SparseAttention, CorrectionRestoresDenseKvAndGenerationContinues) {
         EXPECT_TRUE(sparse->read_kv(s, layer, pos, &ks, &vs).ok());
         EXPECT_TRUE(dense->read_kv(d, layer, pos, &kd, &vd).ok());
         for (size_t i = 0; i < ks.size(); ++i) {
-          worst = std::max({worst, double(std::fabs(ks[i] - kd[i])),
-                            double(std::fabs(vs[i] - vd[i]))});
+          worst =
+              std::max({worst, double(std::fabs(ks[i] - kd[i])), double(std::fabs(vs[i] - vd[i]))});
         }
       }
     }
@@ -278,7 +283,9 @@ TEST(SparseAttention, GenerationSchedulesCorrectionPasses) {
   req.attention = tidal(4, Granularity::kShared, {});
   req.attention.correction_interval = 8;
   std::vector<GenerationResult> r;
-  ASSERT_TRUE(generate(*e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r).ok());
+  ASSERT_TRUE(generate(
+                  *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r)
+                  .ok());
   EXPECT_EQ(r[0].stats.correction_passes, 3);
   EXPECT_EQ(r[0].stats.correction_tokens, 24);
 }
@@ -289,13 +296,16 @@ TEST(SparseAttention, BadPoliciesFailTheRequest) {
   req.prompt = kPrompt;
   req.attention = tidal(1, Granularity::kPerQueryHead, {});
   std::vector<GenerationResult> r;
-  Status st = generate(*e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
+  Status st = generate(
+      *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
   EXPECT_NE(st.message().find("tidal budget must be >= 2"), std::string::npos) << st.message();
   req.attention = tidal(8, Granularity::kPerQueryHead, {9});
-  st = generate(*e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
+  st = generate(
+      *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
   EXPECT_NE(st.message().find("reselect layer 9 is outside the 6 layers"), std::string::npos);
   req.attention = quest(4, 8);
-  st = generate(*e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
+  st = generate(
+      *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
   EXPECT_NE(st.message().find("below one page"), std::string::npos);
 }
 

@@ -50,8 +50,8 @@ std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, 
   req.stop.max_new_tokens = n;
   req.stop.ignore_eos = true;
   std::vector<GenerationResult> results;
-  const Status st = generate(engine, {req}, nullptr, [](const GenerationEvent&) { return true; },
-                             &results);
+  const Status st = generate(
+      engine, {req}, nullptr, [](const GenerationEvent&) { return true; }, &results);
   EXPECT_TRUE(st.ok()) << st.to_string();
   return results.empty() ? std::vector<int32_t>() : results[0].tokens;
 }
@@ -86,12 +86,13 @@ TEST(Stories, Greedy256FromBosMatchesGoldenIdsAndText) {
   req.stop.max_new_tokens = 256;
   std::string streamed;
   std::vector<GenerationResult> results;
-  ASSERT_TRUE(generate(*engine, {req}, tok.get(),
-                       [&](const GenerationEvent& ev) {
-                         streamed += ev.text;
-                         return true;
-                       },
-                       &results)
+  ASSERT_TRUE(generate(
+                  *engine, {req}, tok.get(),
+                  [&](const GenerationEvent& ev) {
+                    streamed += ev.text;
+                    return true;
+                  },
+                  &results)
                   .ok());
   EXPECT_EQ(results[0].text, text);
   EXPECT_EQ(streamed, text);
@@ -174,8 +175,8 @@ TEST(Stories, BatchedDecodeEqualsSoloRuns) {
     reqs[i].stop.ignore_eos = true;
   }
   std::vector<GenerationResult> results;
-  ASSERT_TRUE(generate(*engine, reqs, nullptr, [](const GenerationEvent&) { return true; },
-                       &results)
+  ASSERT_TRUE(generate(
+                  *engine, reqs, nullptr, [](const GenerationEvent&) { return true; }, &results)
                   .ok());
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(results[i].tokens, solo[i]) << i;
   EXPECT_EQ(engine->kv_tokens_in_use(), 0);  // every page returned

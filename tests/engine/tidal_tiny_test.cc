@@ -2,9 +2,8 @@
 // The embedded model (model/tidal-tiny-16k, trained by model/training/train_tidal_tiny.py): the
 // engine's 64 greedy tokens equal transformers' fp32 run recorded in its eval.json, from the
 // prompt text through this repository's tokenizer.
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "model/tokenizer.h"
 #include "runtime/engine/engine.h"
@@ -35,8 +34,8 @@ TEST(TidalTiny, GreedyContinuationMatchesTransformers) {
   req.stop.max_new_tokens = int64_t(want.size());
   req.stop.ignore_eos = true;
   std::vector<GenerationResult> results;
-  ASSERT_TRUE(generate(*engine, {req}, tok.get(), [](const GenerationEvent&) { return true; },
-                       &results)
+  ASSERT_TRUE(generate(
+                  *engine, {req}, tok.get(), [](const GenerationEvent&) { return true; }, &results)
                   .ok());
   EXPECT_EQ(results[0].tokens, want);
   EXPECT_EQ(results[0].text, ref.at("fp32_cpu_text").get<std::string>());

@@ -30,7 +30,7 @@ TEST(RotaryEmbeddingRef, PositionZeroIsIdentityAndNormIsKept) {
   rotary_embedding(q.view(), k.view(), make_view(pos, DType::kI32, {3}), inv_freq.view());
   const std::vector<float> q1 = testing::to_vector(q.view());
   for (int i = 0; i < 16; ++i) EXPECT_EQ(q1[i], q0[i]);  // token 0 at position 0
-  for (int t = 1; t < 3; ++t) {                            // pair norms are preserved
+  for (int t = 1; t < 3; ++t) {                          // pair norms are preserved
     for (int h = 0; h < 2; ++h) {
       for (int i = 0; i < 4; ++i) {
         const int base = t * 16 + h * 8 + i;

@@ -27,8 +27,8 @@ std::string quote(const std::string& s) {
 
 CliRun tidal(const std::string& args) {
   const std::string dir = testing::temp_dir("cli");
-  const std::string cmd = std::string(TIDAL_BINARY) + " " + args + " > " + dir + "/out 2> " +
-                          dir + "/err";
+  const std::string cmd =
+      std::string(TIDAL_BINARY) + " " + args + " > " + dir + "/out 2> " + dir + "/err";
   const int status = std::system(cmd.c_str());
   CliRun r;
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
@@ -49,8 +49,8 @@ const std::string kStories = testing::shared_path("models/stories260K/hf");
 
 TEST(Cli, GenerateGreedyFromBosPrintsTheGoldenText) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
-  const CliRun r = tidal("generate --model " + kStories +
-                      " --prompt '' --max-new-tokens 256 --temperature 0");
+  const CliRun r =
+      tidal("generate --model " + kStories + " --prompt '' --max-new-tokens 256 --temperature 0");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string golden =
       testing::read_file(testing::shared_path("models/stories260K/greedy_from_BOS_256.txt"));
@@ -63,7 +63,7 @@ TEST(Cli, GenerateGreedyFromBosPrintsTheGoldenText) {
 TEST(Cli, PrintIdsAndPromptIds) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const CliRun r = tidal("generate --model " + kStories +
-                      " --prompt-ids 1 --max-new-tokens 5 --temperature 0 --print-ids");
+                         " --prompt-ids 1 --max-new-tokens 5 --temperature 0 --print-ids");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "403 407 261 378 432\n");
 }
@@ -82,7 +82,7 @@ TEST(Cli, SameSeedSameText) {
 TEST(Cli, StopStringEndsTheText) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const CliRun r = tidal("generate --model " + kStories +
-                      " --prompt '' --temperature 0 --stop 'Lily.' --max-new-tokens 100");
+                         " --prompt '' --temperature 0 --stop 'Lily.' --max-new-tokens 100");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "Once upon a time, there was a little girl named \n");
   EXPECT_NE(r.err.find("finish: stop_string"), std::string::npos) << r.err;
@@ -121,12 +121,14 @@ TEST(Cli, SparseAttentionFlagsAndStats) {
 
 TEST(Cli, TokenizeAndDecode) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
-  CliRun r = tidal("tokenize --model " + kStories + " --text " + quote("Hello world! Lily's dog ran."));
+  CliRun r =
+      tidal("tokenize --model " + kStories + " --text " + quote("Hello world! Lily's dog ran."));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "1 346 306 414 263 304 341 443 317 439 419 400 428 352 303 426\n");
   r = tidal("tokenize --model " + kStories + " --no-bos --text 'The quick brown fox'");
   EXPECT_EQ(r.out, "291 410 456 425 417 340 268 420 327 416 272 414 444\n");
-  r = tidal("tokenize --model " + kStories + " --decode --text '346 306 414 263 304 341 443 317 439 419 400 428 352 303 426'");
+  r = tidal("tokenize --model " + kStories +
+            " --decode --text '346 306 414 263 304 341 443 317 439 419 400 428 352 303 426'");
   EXPECT_EQ(r.out, "Hello world! Lily's dog ran.\n");
 }
 
@@ -154,7 +156,8 @@ TEST(Cli, BadInputGetsOneClearLine) {
   expect_error(tidal("generate --model " + kStories + " --kv-capacity 32 --prompt-ids " +
                      ids.substr(0, 2 * 40 - 1)),
                "exceeds the KV cache capacity of 32 tokens");
-  expect_error(tidal("generate --model " + kStories + " --prompt-ids 1,x"), "'x' is not a token id");
+  expect_error(tidal("generate --model " + kStories + " --prompt-ids 1,x"),
+               "'x' is not a token id");
   expect_error(tidal("tokenize --tokenizer /nonexistent/tokenizer.json --text hi"),
                "/nonexistent/tokenizer.json");
   expect_error(tidal("info --preset llama9"), "llama9");

@@ -63,7 +63,8 @@ TEST(SelectionLayer, DistantDominantPositionIsAlwaysSelected) {
   ASSERT_TRUE(LlamaWorkspace::create(c, shape, &ws).ok());
   HostTensor out({1, 4, 8}, DType::kF32);
 
-  for (Granularity g : {Granularity::kPerQueryHead, Granularity::kPerKvHead, Granularity::kShared}) {
+  for (Granularity g :
+       {Granularity::kPerQueryHead, Granularity::kPerKvHead, Granularity::kShared}) {
     for (int64_t budget = 2; budget <= kContext; budget *= 2) {
       AttentionPolicy policy;
       policy.kind = AttentionKind::kTidal;

@@ -32,8 +32,8 @@ std::vector<testing::TestTensor> tensors_of(const ModelConfig& c, const LlamaWei
   std::vector<testing::TestTensor> out;
   auto add = [&](const std::string& name, TensorView v) {
     std::vector<float> data(v.data_as<float>(), v.data_as<float>() + v.numel());
-    out.push_back({name, "F32", std::vector<int64_t>(v.shape, v.shape + v.rank),
-                   testing::bytes_of(data)});
+    out.push_back(
+        {name, "F32", std::vector<int64_t>(v.shape, v.shape + v.rank), testing::bytes_of(data)});
   };
   add("model.embed_tokens.weight", w.embed);
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -210,8 +210,11 @@ TEST(LlamaForward, GqaEqualsMhaWithRepeatedKvHeads) {
   copy_all(wm.embed, wg.embed);
   for (size_t l = 0; l < 2; ++l) {
     LayerWeights &m = wm.layers[l], &g = wg.layers[l];
-    for (auto [d, s] : {std::pair{m.wq, g.wq}, {m.wo, g.wo}, {m.w_gate, g.w_gate},
-                        {m.w_up, g.w_up}, {m.w_down, g.w_down}}) {
+    for (auto [d, s] : {std::pair{m.wq, g.wq},
+                        {m.wo, g.wo},
+                        {m.w_gate, g.w_gate},
+                        {m.w_up, g.w_up},
+                        {m.w_down, g.w_down}}) {
       copy_all(d, s);
     }
     for (int64_t h = 0; h < 2; ++h) {  // both KV heads (4 rows each) copy the single one

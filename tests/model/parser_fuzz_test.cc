@@ -201,18 +201,10 @@ TEST(ParserFuzz, SafetensorsHeaderLengths) {
   for (int i = 0; i < kIterations; ++i) {
     uint64_t n = 0;
     switch (rng() % 4) {
-      case 0:
-        n = rng();
-        break;  // anything
-      case 1:
-        n = header.size() + (rng() % 41) - 20;
-        break;  // near the truth
-      case 2:
-        n = rng() % (header.size() + data.size() + 16);
-        break;  // inside the file
-      default:
-        n = std::numeric_limits<uint64_t>::max() - rng() % 16;
-        break;
+      case 0: n = rng(); break;                                       // anything
+      case 1: n = header.size() + (rng() % 41) - 20; break;           // near the truth
+      case 2: n = rng() % (header.size() + data.size() + 16); break;  // inside the file
+      default: n = std::numeric_limits<uint64_t>::max() - rng() % 16; break;
     }
     check_safetensors(with_length(header, n, data));
     if (HasFatalFailure()) return;
@@ -289,18 +281,14 @@ TEST(ParserFuzz, ConfigTextMutations) {
   for (int i = 0; i < kIterations; ++i) {
     std::string text;
     switch (rng() % 3) {
-      case 0:
-        text = base.substr(0, rng() % (base.size() + 1));
-        break;   // truncation
-      case 1: {  // byte flips
+      case 0: text = base.substr(0, rng() % (base.size() + 1)); break;  // truncation
+      case 1: {                                                         // byte flips
         text = base;
         for (int f = 1 + int(rng() % 4); f > 0; --f)
           text[rng() % text.size()] ^= char(1 + rng() % 255);
         break;
       }
-      default:
-        text = mutate_json_text(base, rng);
-        break;
+      default: text = mutate_json_text(base, rng); break;
     }
     check_config(text);
     if (HasFatalFailure()) return;

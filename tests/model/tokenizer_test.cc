@@ -2,21 +2,21 @@
 // Tokenizers against external truth: llama.cpp's test vectors (Llama-3 tokenizer.json, Llama-2
 // tokenizer.model), exact round trips on ../shared/text, the stories260K golden ids and greedy
 // text, streaming decode, special tokens, the chat template, and bad input as clean Status.
+#include "model/tokenizer.h"
+
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
-#include "model/tokenizer.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::model {
@@ -182,8 +182,8 @@ TEST(TokenizerStories, EncodesGoldenIdsAndDecodesBack) {
   ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_EQ(tok->eos_id(), 2);
-  const auto golden = nlohmann::json::parse(
-      read_file(shared_path("models/stories260K/hf/tokenizer_golden.json")));
+  const auto golden =
+      nlohmann::json::parse(read_file(shared_path("models/stories260K/hf/tokenizer_golden.json")));
   ASSERT_EQ(golden.size(), 4u);
   for (const auto& entry : golden) {
     const std::string text = entry["text"].get<std::string>();
@@ -203,21 +203,23 @@ TEST(TokenizerStories, OlderMetaspaceLayoutGivesTheSameIds) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   auto file = nlohmann::json::parse(read_file(shared_path(kStoriesJson)));
   file["normalizer"] = nullptr;
-  file["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"},
-                           {"add_prefix_space", true}, {"prepend_scheme", "first"}};
-  file["decoder"] = {{"type", "Sequence"},
-                     {"decoders",
-                      {{{"type", "ByteFallback"}},
-                       {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"},
-                        {"add_prefix_space", true}},
-                       {{"type", "Fuse"}}}}};
+  file["pre_tokenizer"] = {{"type", "Metaspace"},
+                           {"replacement", "\xE2\x96\x81"},
+                           {"add_prefix_space", true},
+                           {"prepend_scheme", "first"}};
+  file["decoder"] = {
+      {"type", "Sequence"},
+      {"decoders",
+       {{{"type", "ByteFallback"}},
+        {{"type", "Metaspace"}, {"replacement", "\xE2\x96\x81"}, {"add_prefix_space", true}},
+        {{"type", "Fuse"}}}}};
   const std::string dir = ::tidal::testing::temp_dir("tok_metaspace");
   ::tidal::testing::write_file(dir + "/tokenizer.json", file.dump());
   std::unique_ptr<Tokenizer> tok;
   const Status s = Tokenizer::load(dir + "/tokenizer.json", &tok);
   ASSERT_TRUE(s.ok()) << s.to_string();
-  const auto golden = nlohmann::json::parse(
-      read_file(shared_path("models/stories260K/hf/tokenizer_golden.json")));
+  const auto golden =
+      nlohmann::json::parse(read_file(shared_path("models/stories260K/hf/tokenizer_golden.json")));
   for (const auto& entry : golden) {
     const std::string text = entry["text"].get<std::string>();
     // Metaspace prepends U+2581 only when the text does not already start with one, so leading
@@ -243,8 +245,7 @@ TEST(TokenizerStories, RoundTripsText) {
 TEST(TokenizerLlama3, Gpt2ByteLevelPreTokenizer) {
   TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
   auto file = nlohmann::json::parse(read_file(shared_path(kLlama3Json)));
-  file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                           {"use_regex", true}};
+  file["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   std::unique_ptr<Tokenizer> tok;
   const std::string dir = ::tidal::testing::temp_dir("tok_gpt2");
   ::tidal::testing::write_file(dir + "/tokenizer.json", file.dump());
@@ -303,7 +304,8 @@ void check_stream(const Tokenizer& tok, const std::string& text) {
   EXPECT_EQ(got, text);
 }
 
-const char* kMultiByteText = "  Grüße, 世界! Emoji: 🦙🚀 and 😶‍🌫️; CJK 漢字かな한국어. done";
+const char* kMultiByteText =
+    "  Grüße, 世界! Emoji: 🦙🚀 and 😶‍🌫️; CJK 漢字かな한국어. done";
 
 TEST(TokenizerStream, MatchesDecodeLlama3) {
   TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
@@ -334,8 +336,8 @@ TEST(TokenizerLlama3, SpecialTokensInTextAreSingleIds) {
   TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
   const Tokenizer& tok = cached(kLlama3Json);
   std::vector<int32_t> ids;
-  ASSERT_TRUE(tok.encode("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>", false, &ids)
-                  .ok());
+  ASSERT_TRUE(
+      tok.encode("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>", false, &ids).ok());
   EXPECT_EQ(ids, (std::vector<int32_t>{128006, 882, 128007, 271, 13347, 128009}));
   std::string text;
   ASSERT_TRUE(tok.decode(ids, /*skip_special=*/false, &text).ok());
@@ -412,8 +414,7 @@ TEST(TokenizerErrors, UnreadablePath) {
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
   expect_one_line_error(s, "/nonexistent/tokenizer.json");
   EXPECT_EQ(Tokenizer::load_from_dir("/nonexistent", &tok).code(), StatusCode::kNotFound);
-  expect_one_line_error(Tokenizer::load(::tidal::testing::temp_dir("tok_dir"), &tok),
-                        "directory");
+  expect_one_line_error(Tokenizer::load(::tidal::testing::temp_dir("tok_dir"), &tok), "directory");
 }
 
 TEST(TokenizerErrors, NotJson) {
@@ -449,9 +450,9 @@ TEST(TokenizerErrors, WrongShapes) {
   expect_one_line_error(load_text("{" + ok_model + R"(, "decoder": {"type": "WordPiece"}})", &tok),
                         "unsupported decoder type \"WordPiece\"");
   expect_one_line_error(
-      load_text("{" + ok_model +
-                    R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a"}}})",
-                &tok),
+      load_text(
+          "{" + ok_model + R"(, "pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a"}}})",
+          &tok),
       "bad regex");
   // And a minimal valid one loads.
   ASSERT_TRUE(load_text("{" + ok_model + "}", &tok).ok());

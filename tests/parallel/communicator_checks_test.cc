@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Communicator without MPI: SingleRankCommunicator's identities, the tp = pp = 1 groups, and the
 // argument checks every implementation shares (death tests are safe here, with no MPI running).
-#include "parallel/communicator.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
+
+#include "parallel/communicator.h"
 
 namespace tidal::parallel {
 namespace {
@@ -62,9 +62,9 @@ TEST(CommunicatorDeathTest, RejectsBadArguments) {
   EXPECT_DEATH(comm.recv(make_view(f.data(), DType::kF32, {8}), -1), "not another rank");
   EXPECT_DEATH(comm.split(-1, 0), "color must be >= 0");
   // Shape contract of all_gather: out rows = size * in rows, equal dtypes, other dims equal.
-  EXPECT_DEATH(comm.all_gather(make_view(f.data(), DType::kF32, {8}),
-                               make_view(f.data(), DType::kF32, {4})),
-               "out rows != size \\* in rows");
+  EXPECT_DEATH(
+      comm.all_gather(make_view(f.data(), DType::kF32, {8}), make_view(f.data(), DType::kF32, {4})),
+      "out rows != size \\* in rows");
   EXPECT_DEATH(comm.all_gather(make_view(f.data(), DType::kF32, {2, 4}),
                                make_view(bytes.data(), DType::kU8, {2, 4})),
                "need equal dtypes");

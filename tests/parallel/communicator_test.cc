@@ -3,8 +3,6 @@
 // hand from rank-dependent inputs, the chunked paths (max_count lowered), and the TP/PP split.
 // Checks after a collective use EXPECT, never ASSERT: a rank that left a test early would leave
 // the others waiting in the next collective.
-#include "parallel/mpi_communicator.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +12,8 @@
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include "parallel/mpi_communicator.h"
 
 namespace tidal::parallel {
 namespace {
@@ -283,8 +283,8 @@ TEST(MpiCommunicator, FourRanksTp2Pp2) {
 TEST(MpiCommunicator, ParallelGroupsRejectAMismatchedWorld) {
   auto comm = world();
   ParallelGroups groups;
-  const Status wrong_size = make_parallel_groups(*comm, ParallelConfig{comm->size() + 1, 1},
-                                                 &groups);
+  const Status wrong_size =
+      make_parallel_groups(*comm, ParallelConfig{comm->size() + 1, 1}, &groups);
   EXPECT_EQ(wrong_size.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong_size.message().find("ranks, but the world has"), std::string::npos);
   EXPECT_EQ(make_parallel_groups(*comm, ParallelConfig{0, 2}, &groups).code(),

@@ -50,10 +50,10 @@ TEST(F16, KnownValues) {
   EXPECT_EQ(f16_to_f32(f16{0x0001}), std::ldexp(1.0f, -24));  // smallest subnormal
   EXPECT_EQ(f32_to_f16(65520.0f).bits, 0x7c00);               // rounds up to infinity
   EXPECT_EQ(f32_to_f16(65519.0f).bits, 0x7bff);
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)).bits, 0x0000);        // tie to even: zero
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.5f, -25)).bits, 0x0001);        // above the tie
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)).bits, 0x0000);            // tie to even: zero
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.5f, -25)).bits, 0x0001);            // above the tie
   EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -14) * 0.9999f).bits, 0x0400);  // carries to normal
-  EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)).bits, 0x3c00);    // tie to even
+  EXPECT_EQ(f32_to_f16(1.0f + std::ldexp(1.0f, -11)).bits, 0x3c00);     // tie to even
   EXPECT_EQ(f32_to_f16(-std::numeric_limits<float>::infinity()).bits, 0xfc00);
 }
 

@@ -32,9 +32,9 @@ std::string read_file(const std::string& path) {
 
 std::string temp_dir(const std::string& tag) {
   static std::atomic<int> counter{0};
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("tidal_test_" + tag + "_" + std::to_string(::getpid()) + "_" +
-                    std::to_string(counter++));
+  const auto dir =
+      std::filesystem::temp_directory_path() /
+      ("tidal_test_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();

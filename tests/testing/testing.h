@@ -34,8 +34,8 @@ std::vector<float> to_vector(const TensorView& t);
 }  // namespace tidal::testing
 
 // Skips the current test when a ../shared fixture is missing.
-#define TIDAL_SKIP_WITHOUT_SHARED(relative)                                         \
-  do {                                                                              \
-    if (!::tidal::testing::shared_exists(relative))                                 \
-      GTEST_SKIP() << "fixture ../shared/" << (relative) << " is absent";           \
+#define TIDAL_SKIP_WITHOUT_SHARED(relative)                               \
+  do {                                                                    \
+    if (!::tidal::testing::shared_exists(relative))                       \
+      GTEST_SKIP() << "fixture ../shared/" << (relative) << " is absent"; \
   } while (0)
