@@ -5,27 +5,15 @@
 
 #include <memory>
 
+#include "tests/testing/model_config.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::engine {
 namespace {
 
 model::ModelConfig tiny_config() {
-  model::ModelConfig c;
-  c.name = "tiny";
-  c.vocab = 40;
-  c.hidden = 16;
-  c.inter = 24;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 4;
-  c.max_position_embeddings = 64;
-  c.rope.theta = 10000;
-  c.tie_word_embeddings = true;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  return c;
+  // 2 layers, 4 query heads over 2 KV heads of 4, context 64, vocab 40.
+  return testing::tiny_llama(testing::TinyLlama());
 }
 
 std::unique_ptr<Engine> tiny_engine(EngineConfig config = EngineConfig()) {

@@ -2,22 +2,17 @@
 // KV cache page accounting.
 #include "runtime/engine/kv_cache.h"
 
+#include "tests/testing/model_config.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::engine {
 namespace {
 
 model::ModelConfig tiny() {
-  model::ModelConfig c;
-  c.vocab = 16;
-  c.hidden = 8;
-  c.inter = 16;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.num_kv_heads = 1;
-  c.head_dim = 4;
-  c.max_position_embeddings = 64;
-  return c;
+  testing::TinyLlama t;
+  t.heads = 2;
+  t.kv_heads = 1;
+  return testing::tiny_llama(t);
 }
 
 TEST(KvCache, ReservesWholePagesAndReleasesThem) {

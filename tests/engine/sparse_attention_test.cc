@@ -8,6 +8,7 @@
 
 #include "runtime/engine/engine.h"
 #include "runtime/engine/generate.h"
+#include "tests/testing/model_config.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::engine {
@@ -20,19 +21,13 @@ using model::LayerRole;
 using model::LayerTrace;
 
 model::ModelConfig config6() {
-  model::ModelConfig c;
-  c.name = "tiny6";
-  c.vocab = 48;
-  c.hidden = 32;
-  c.inter = 48;
-  c.num_layers = 6;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 128;
-  c.rope.theta = 10000;
-  c.tie_word_embeddings = true;
-  return c;
+  testing::TinyLlama t;
+  t.layers = 6;
+  t.head_dim = 8;
+  t.context = 128;
+  t.vocab = 48;
+  t.inter = 48;
+  return testing::tiny_llama(t);
 }
 
 std::unique_ptr<Engine> engine6() {

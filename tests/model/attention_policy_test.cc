@@ -4,20 +4,15 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/model_config.h"
+
 namespace tidal::model {
 namespace {
 
 ModelConfig layers(int64_t n) {
-  ModelConfig c;
-  c.vocab = 16;
-  c.hidden = 16;
-  c.inter = 16;
-  c.num_layers = n;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 4;
-  c.max_position_embeddings = 64;
-  return c;
+  testing::TinyLlama t;
+  t.layers = n;
+  return testing::tiny_llama(t);
 }
 
 AttentionPolicy tidal(int64_t budget) {

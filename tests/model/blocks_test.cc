@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "runtime/tensor_access.h"
+#include "tests/testing/model_config.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::model {
@@ -15,16 +16,11 @@ constexpr int64_t kPageSize = 16, kPages = 4, kContext = kPages * kPageSize;
 constexpr int64_t kDominant = 5;
 
 ModelConfig config() {
-  ModelConfig c;
-  c.vocab = 8;
-  c.hidden = 32;
-  c.inter = 8;
-  c.num_layers = 8;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = kContext;
-  return c;
+  testing::TinyLlama t;
+  t.layers = 8;
+  t.head_dim = 8;
+  t.context = kContext;
+  return testing::tiny_llama(t);
 }
 
 TEST(SelectionLayer, DistantDominantPositionIsAlwaysSelected) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 
+#include "tests/testing/model_config.h"
 #include "tests/testing/safetensors_writer.h"
 #include "tests/testing/testing.h"
 
@@ -13,17 +14,14 @@ namespace tidal::model {
 namespace {
 
 ModelConfig tiny(int64_t kv_heads) {
-  ModelConfig c;
-  c.name = "tiny";
-  c.vocab = 11;
-  c.hidden = 8;
-  c.inter = 12;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.num_kv_heads = kv_heads;
-  c.head_dim = 4;
-  c.max_position_embeddings = 32;
-  c.bos_token_id = 1;
+  testing::TinyLlama t;
+  t.heads = 2;
+  t.kv_heads = kv_heads;
+  t.context = 32;
+  t.vocab = 11;
+  t.inter = 12;
+  ModelConfig c = testing::tiny_llama(t);
+  c.tie_word_embeddings = false;
   return c;
 }
 
