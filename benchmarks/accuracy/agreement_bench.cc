@@ -436,8 +436,7 @@ Status run(const Options& o, int64_t* failed) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("# elapsed_s=%.1f  decode_steps=%lld\n", seconds,
               (long long)((jobs.size() + passages.size()) * size_t(o.gen_tokens)));
-  TIDAL_RETURN_IF_ERROR(table.write_json(o.json_path));
-  TIDAL_RETURN_IF_ERROR(table.write_csv(o.csv_path));
+  TIDAL_RETURN_IF_ERROR(table.write_files(o.json_path, o.csv_path));
   *failed = table.failed_rows();
   return ok_status();
 }

@@ -190,4 +190,9 @@ Status Table::write_csv(const std::string& path) const {
   return out ? ok_status() : internal_error(path + ": write failed");
 }
 
+Status Table::write_files(const std::string& json_path, const std::string& csv_path) const {
+  TIDAL_RETURN_IF_ERROR(write_json(json_path));
+  return write_csv(csv_path);
+}
+
 }  // namespace tidal::bench

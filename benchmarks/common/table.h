@@ -60,6 +60,8 @@ class Table {
   // An empty path writes nothing.
   Status write_json(const std::string& path) const;
   Status write_csv(const std::string& path) const;
+  // Both, as the --json / --csv flags ask.
+  Status write_files(const std::string& json_path, const std::string& csv_path) const;
 
  private:
   std::string format_cell(size_t col, const Cell& c) const;

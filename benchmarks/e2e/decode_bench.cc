@@ -204,8 +204,7 @@ Status run(const Options& o, int64_t* failed) {
   table.add_row({short_name(c.name), c.num_layers, c.hidden, heads, o.context, int64_t(s.n),
                  prefill_ms, s.median / 1e3, s.min / 1e3, s.p90 / 1e3, 1e6 / s.median, bytes / 1e6,
                  bytes / (s.median * 1e-6) / 1e9, wrong});
-  TIDAL_RETURN_IF_ERROR(table.write_json(o.json_path));
-  TIDAL_RETURN_IF_ERROR(table.write_csv(o.csv_path));
+  TIDAL_RETURN_IF_ERROR(table.write_files(o.json_path, o.csv_path));
   *failed = table.failed_rows();
   return ok_status();
 }

@@ -75,11 +75,9 @@ int run(const Options& o) {
     for (const std::string& name : o.ops) wanted = wanted || name == op.name;
     if (wanted) op.bench(run_one);
   }
-  for (const Status& st : {table.write_json(o.json_path), table.write_csv(o.csv_path)}) {
-    if (!st.ok()) {
-      std::fprintf(stderr, "kernel_bench: %s\n", st.message().c_str());
-      return 1;
-    }
+  if (const Status st = table.write_files(o.json_path, o.csv_path); !st.ok()) {
+    std::fprintf(stderr, "kernel_bench: %s\n", st.message().c_str());
+    return 1;
   }
   if (const int64_t failed = table.failed_rows(); failed > 0) {
     std::fprintf(stderr, "kernel_bench: FAILED: %lld rows have #wrong > 0\n",
