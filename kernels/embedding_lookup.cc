@@ -6,12 +6,17 @@
 
 namespace tidal::kernels {
 
-void embedding_lookup(TensorView out, TensorView table, TensorView ids) {
+void embedding_lookup(TensorView out, TensorView table, TensorView ids, Stream stream) {
   TIDAL_CHECK(out.rank == 2 && table.rank == 2 && ids.rank == 1, "embedding_lookup: bad ranks");
   TIDAL_CHECK(out.size(0) == ids.size(0) && out.size(1) == table.size(1),
               "embedding_lookup: out must be [num_tokens, hidden]");
   TIDAL_CHECK(ids.dtype == DType::kI32, "embedding_lookup: ids must be i32");
-  require_cpu("embedding_lookup", {out, table, ids});
+  TIDAL_CHECK(out.dtype == table.dtype && out.is_contiguous() && table.stride[1] == 1,
+              "embedding_lookup: out and table must share a dtype, with dense rows");
+  if (on_cuda("embedding_lookup", {out, table, ids})) {
+    TIDAL_CUDA_CALL("embedding_lookup", cuda::embedding_lookup(out, table, ids, stream));
+    return;
+  }
   ref::embedding_lookup(out, table, ids);
 }
 

@@ -1,54 +1,50 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/head_group_probs.h"
 
-#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/dispatch.h"
-#include "runtime/tensor_access.h"
 
 namespace tidal::kernels {
 
-void head_group_probs(TensorView out, TensorView logits, TensorView lengths,
-                      int64_t heads_per_group) {
-  TIDAL_CHECK(logits.rank == 3 && logits.dtype == DType::kF32,
-              "head_group_probs: logits must be f32 [num_tokens, num_heads, max_len]");
-  TIDAL_CHECK(heads_per_group >= 1 && logits.size(1) % heads_per_group == 0,
-              "head_group_probs: num_heads must be a multiple of heads_per_group (>= 1)");
-  TIDAL_CHECK(out.rank == 3 && out.dtype == DType::kF32 && out.size(0) == logits.size(0) &&
-                  out.size(1) == logits.size(1) / heads_per_group && out.size(2) == logits.size(2),
-              "head_group_probs: out must be f32 [num_tokens, num_heads / heads_per_group, "
-              "max_len]");
-  TIDAL_CHECK(
-      lengths.rank == 1 && lengths.dtype == DType::kI32 && lengths.size(0) == logits.size(0),
-      "head_group_probs: lengths must be i32 [num_tokens]");
-  require_cpu("head_group_probs", {out, logits, lengths});
-  ref::head_group_probs(out, logits, lengths, heads_per_group);
+void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
+  const char* op = "head_group_probs";
+  TIDAL_CHECK(p.scores.rank == 3 && p.scores.dtype == DType::kF32 && p.scores.is_contiguous(),
+              "head_group_probs: scores must be contiguous f32 [num_tokens, num_heads, max_len]");
+  const int64_t tokens = p.scores.size(0);
+  check_shape(p.lse, {tokens, p.scores.size(1)}, DType::kF32, op, "lse");
+  check_per_token(p.lengths, tokens, DType::kI32, op, "lengths");
+  check_per_token(p.num_lists, tokens, DType::kI32, op, "num_lists");
+  check_per_token(p.roles, tokens, DType::kU8, op, "roles");
+  if (on_cuda(op, {p.scores, p.lse, p.lengths, p.num_lists, p.roles})) {
+    TIDAL_CUDA_CALL(op, cuda::head_group_probs(p, stream));
+    return;
+  }
+  ref::head_group_probs(p);
 }
 
-void ref::head_group_probs(TensorView out, TensorView logits, TensorView lengths,
-                           int64_t heads_per_group) {
-  std::vector<double> sum, e;
-  for (int64_t t = 0; t < logits.size(0); ++t) {
-    const int64_t n = lengths.data_as<int32_t>()[t * lengths.stride[0]];
-    TIDAL_CHECK(n >= 1 && n <= logits.size(2), "head_group_probs: length outside 1..max_len");
-    for (int64_t g = 0; g < out.size(1); ++g) {
+void ref::head_group_probs(const HeadGroupProbsParams& p) {
+  const int64_t num_heads = p.scores.size(1), max_len = p.scores.size(2);
+  std::vector<double> sum;
+  for (int64_t t = 0; t < p.scores.size(0); ++t) {
+    if (!is_selecting(TokenRole(p.roles.data_as<uint8_t>()[t]))) continue;
+    const int64_t n = p.lengths.data_as<int32_t>()[t];
+    const int64_t lists = p.num_lists.data_as<int32_t>()[t];
+    TIDAL_CHECK(n >= 1 && n <= max_len, "head_group_probs: length outside 1..max_len");
+    TIDAL_CHECK(lists >= 1 && num_heads % lists == 0, "head_group_probs: lists must divide heads");
+    if (lists == num_heads) continue;  // per-query-head: the logits are the scores
+    const int64_t group = num_heads / lists;
+    float* scores = p.scores.data_as<float>() + t * num_heads * max_len;
+    const float* lse = p.lse.data_as<float>() + t * num_heads;
+    for (int64_t l = 0; l < lists; ++l) {
       sum.assign(size_t(n), 0.0);
-      for (int64_t h = g * heads_per_group; h < (g + 1) * heads_per_group; ++h) {
-        double max_logit = -INFINITY;
+      for (int64_t h = l * group; h < (l + 1) * group; ++h) {
         for (int64_t j = 0; j < n; ++j) {
-          max_logit = std::max(max_logit, double(get_f32(logits, t, h, j)));
+          sum[size_t(j)] += std::exp(double(scores[h * max_len + j]) - double(lse[h]));
         }
-        e.assign(size_t(n), 0.0);
-        double denom = 0.0;
-        for (int64_t j = 0; j < n; ++j) {
-          e[size_t(j)] = std::exp(double(get_f32(logits, t, h, j)) - max_logit);
-          denom += e[size_t(j)];
-        }
-        for (int64_t j = 0; j < n; ++j) sum[size_t(j)] += e[size_t(j)] / denom;
       }
-      for (int64_t j = 0; j < n; ++j) set_f32(out, t, g, j, float(sum[size_t(j)]));
+      for (int64_t j = 0; j < n; ++j) scores[l * group * max_len + j] = float(sum[size_t(j)]);
     }
   }
 }

@@ -1,27 +1,38 @@
 // SPDX-License-Identifier: Apache-2.0
-// Selection scores shared by a group of heads: per head, the softmax over positions 0..n-1 of
-// its pre-softmax logits; per group of `heads_per_group` consecutive heads, their sum. Used for
-// per-KV-head selection (a group = the query heads of one KV head) and shared selection (one
-// group of every head). Summing probabilities, not logits, keeps one head's scale from drowning
-// the others.
+// Selection scores shared by a group of heads (per-KV-head and shared lists, DESIGN.md §4): per
+// head, the softmax over positions 0..n-1 of its pre-softmax logits; per group of consecutive
+// heads, their sum. Summing probabilities, not logits, keeps one head's scale from drowning the
+// others. Computed in place over the selection layer's logits, with each head's log-sum-exp from
+// the attention pass (decode_attention's `lse`), so it is one read of the logits and no max/sum
+// pass: p_hj = exp(s_hj - lse_h).
 #pragma once
 
-#include <cstdint>
-
+#include "kernels/token_role.h"
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::kernels {
 
-// out:     [num_tokens, num_heads / heads_per_group, max_len] f32; entries past n untouched
-// logits:  [num_tokens, num_heads, max_len] f32 pre-softmax scores
-// lengths: [num_tokens] i32, n of each token's row (1 <= n <= max_len)
-// Requires: num_heads % heads_per_group == 0.
-void head_group_probs(TensorView out, TensorView logits, TensorView lengths,
-                      int64_t heads_per_group);
+struct HeadGroupProbsParams {
+  // [num_tokens, num_heads, max_len] f32, updated. For a selecting token with L = num_lists[t]
+  // < num_heads (G = num_heads / L heads per list), row l * G becomes, at positions j < n,
+  //   sum over h in [l*G, (l+1)*G) of exp(scores[t, h, j] - lse[t, h]).
+  // Other rows, other tokens and positions >= n are left as they are.
+  TensorView scores;
+  TensorView lse;        // [num_tokens, num_heads] f32
+  TensorView lengths;    // [num_tokens] i32, n
+  TensorView num_lists;  // [num_tokens] i32
+  TensorView roles;      // [num_tokens] u8; only kSelect / kReselect tokens are touched
+};
+
+void head_group_probs(const HeadGroupProbsParams& p, Stream stream);
 
 namespace ref {
-void head_group_probs(TensorView out, TensorView logits, TensorView lengths,
-                      int64_t heads_per_group);
+void head_group_probs(const HeadGroupProbsParams& p);
 }  // namespace ref
+
+namespace cuda {
+void head_group_probs(const HeadGroupProbsParams& p, Stream stream);
+}  // namespace cuda
 
 }  // namespace tidal::kernels

@@ -8,12 +8,19 @@
 
 namespace tidal::kernels {
 
-void linear(TensorView out, TensorView in, TensorView weight) {
+void linear(TensorView out, TensorView in, TensorView weight, Stream stream) {
   TIDAL_CHECK(out.rank == 2 && in.rank == 2 && weight.rank == 2, "linear: bad ranks");
   TIDAL_CHECK(in.size(1) == weight.size(1), "linear: in_features mismatch");
   TIDAL_CHECK(out.size(0) == in.size(0) && out.size(1) == weight.size(0),
               "linear: out must be [num_tokens, out_features]");
-  require_cpu("linear", {out, in, weight});
+  TIDAL_CHECK(in.dtype == weight.dtype && (out.dtype == in.dtype || out.dtype == DType::kF32),
+              "linear: in and weight share a dtype; out has it too, or is f32");
+  TIDAL_CHECK(out.is_contiguous() && weight.is_contiguous() && in.stride[1] == 1,
+              "linear: out and weight contiguous, in with dense rows");
+  if (on_cuda("linear", {out, in, weight})) {
+    TIDAL_CUDA_CALL("linear", cuda::linear(out, in, weight, stream));
+    return;
+  }
   ref::linear(out, in, weight);
 }
 

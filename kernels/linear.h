@@ -2,17 +2,25 @@
 // Linear layer without bias, in the PyTorch / HF weight layout: out = in @ weight^T.
 #pragma once
 
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::kernels {
 
-// out:    [num_tokens, out_features]
-// in:     [num_tokens, in_features]
-// weight: [out_features, in_features]
-void linear(TensorView out, TensorView in, TensorView weight);
+// out:    [num_tokens, out_features], contiguous; the dtype of `in`, or f32 (the LM head's logits)
+// in:     [num_tokens, in_features], row stride >= in_features
+// weight: [out_features, in_features], contiguous, the dtype of `in`
+// Accumulates in f32 (double in ref::). On the GPU, few tokens (decode) take a GEMV that streams
+// the weight once at full bandwidth; more take cuBLASLt. The cuBLASLt handle and its workspace are
+// made on the first call on a device, so that call must not be inside a graph capture.
+void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
 
 namespace ref {
 void linear(TensorView out, TensorView in, TensorView weight);
 }  // namespace ref
+
+namespace cuda {
+void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
+}  // namespace cuda
 
 }  // namespace tidal::kernels

@@ -5,21 +5,30 @@
 // slot p % page_size.
 #pragma once
 
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::kernels {
 
-// k_cache, v_cache: [num_pages, page_size, num_kv_heads, head_dim], written
-// block_tables:     [num_seqs, max_pages] i32, page ids per sequence
-// seq_ids:          [num_tokens] i32, the block-table row of each token
-// positions:        [num_tokens] i32, each < max_pages * page_size
-// k, v:             [num_tokens, num_kv_heads, head_dim]
-void paged_kv_append(TensorView k_cache, TensorView v_cache, TensorView block_tables,
-                     TensorView seq_ids, TensorView positions, TensorView k, TensorView v);
+struct PagedKvAppendParams {
+  TensorView k_cache;       // [num_pages, page_size, num_kv_heads, head_dim], written
+  TensorView v_cache;       // [num_pages, page_size, num_kv_heads, head_dim], written
+  TensorView block_tables;  // [num_rows, max_pages] i32, page ids per sequence row
+  TensorView seq_ids;       // [num_tokens] i32, the block-table row of each token
+  TensorView positions;     // [num_tokens] i32, each < max_pages * page_size
+  TensorView k;             // [num_tokens, num_kv_heads, head_dim], the cache dtype
+  TensorView v;             // [num_tokens, num_kv_heads, head_dim]
+};
+
+// Two tokens writing the same slot (padding tokens of a graph bucket) leave either one there.
+void paged_kv_append(const PagedKvAppendParams& p, Stream stream);
 
 namespace ref {
-void paged_kv_append(TensorView k_cache, TensorView v_cache, TensorView block_tables,
-                     TensorView seq_ids, TensorView positions, TensorView k, TensorView v);
+void paged_kv_append(const PagedKvAppendParams& p);
 }  // namespace ref
+
+namespace cuda {
+void paged_kv_append(const PagedKvAppendParams& p, Stream stream);
+}  // namespace cuda
 
 }  // namespace tidal::kernels

@@ -6,10 +6,16 @@
 
 namespace tidal::kernels {
 
-void residual_add(TensorView out, TensorView a, TensorView b) {
+void residual_add(TensorView out, TensorView a, TensorView b, Stream stream) {
   TIDAL_CHECK(out.rank == 2 && same_shape(out, a) && same_shape(out, b),
               "residual_add: out, a and b must have one shape");
-  require_cpu("residual_add", {out, a, b});
+  TIDAL_CHECK(out.dtype == a.dtype && out.dtype == b.dtype && out.is_contiguous() &&
+                  a.is_contiguous() && b.is_contiguous(),
+              "residual_add: one dtype, contiguous views");
+  if (on_cuda("residual_add", {out, a, b})) {
+    TIDAL_CUDA_CALL("residual_add", cuda::residual_add(out, a, b, stream));
+    return;
+  }
   ref::residual_add(out, a, b);
 }
 

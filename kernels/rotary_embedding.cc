@@ -27,7 +27,8 @@ void rotate_token(TensorView x, int64_t t, int32_t position, TensorView inv_freq
 
 }  // namespace
 
-void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq) {
+void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq,
+                      Stream stream) {
   TIDAL_CHECK(q.rank == 3 && k.rank == 3 && positions.rank == 1 && inv_freq.rank == 1,
               "rotary_embedding: bad ranks");
   TIDAL_CHECK(q.size(0) == positions.size(0) && k.size(0) == positions.size(0),
@@ -36,7 +37,12 @@ void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorVi
               "rotary_embedding: head_dim must be even and inv_freq [head_dim / 2]");
   TIDAL_CHECK(positions.dtype == DType::kI32 && inv_freq.dtype == DType::kF32,
               "rotary_embedding: positions i32, inv_freq f32");
-  require_cpu("rotary_embedding", {q, k, positions, inv_freq});
+  TIDAL_CHECK(q.dtype == k.dtype && q.is_contiguous() && k.is_contiguous(),
+              "rotary_embedding: q and k must share a dtype and be contiguous");
+  if (on_cuda("rotary_embedding", {q, k, positions, inv_freq})) {
+    TIDAL_CUDA_CALL("rotary_embedding", cuda::rotary_embedding(q, k, positions, inv_freq, stream));
+    return;
+  }
   ref::rotary_embedding(q, k, positions, inv_freq);
 }
 

@@ -3,6 +3,7 @@
 // i + head_dim/2; DESIGN.md §10), applied in place to q and k.
 #pragma once
 
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::kernels {
@@ -13,10 +14,14 @@ namespace tidal::kernels {
 // inv_freq:  [head_dim / 2] f32, per-pair frequencies (scaling already applied)
 // The angle is float(position) * inv_freq computed in f32, as transformers computes it, so
 // logits match HF to rounding at every context length.
-void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq);
+void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq, Stream stream);
 
 namespace ref {
 void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq);
 }  // namespace ref
+
+namespace cuda {
+void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq, Stream stream);
+}  // namespace cuda
 
 }  // namespace tidal::kernels

@@ -8,10 +8,16 @@
 
 namespace tidal::kernels {
 
-void silu_and_mul(TensorView out, TensorView gate, TensorView up) {
+void silu_and_mul(TensorView out, TensorView gate, TensorView up, Stream stream) {
   TIDAL_CHECK(out.rank == 2 && same_shape(out, gate) && same_shape(out, up),
               "silu_and_mul: out, gate and up must be [num_tokens, inter]");
-  require_cpu("silu_and_mul", {out, gate, up});
+  TIDAL_CHECK(out.dtype == gate.dtype && out.dtype == up.dtype && out.is_contiguous() &&
+                  gate.stride[1] == 1 && up.stride[1] == 1,
+              "silu_and_mul: one dtype; out contiguous, gate and up with dense rows");
+  if (on_cuda("silu_and_mul", {out, gate, up})) {
+    TIDAL_CUDA_CALL("silu_and_mul", cuda::silu_and_mul(out, gate, up, stream));
+    return;
+  }
   ref::silu_and_mul(out, gate, up);
 }
 

@@ -67,8 +67,8 @@ Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& s
       shape.page_size < 1 || shape.max_seqs > shape.max_tokens) {
     return invalid_argument("workspace: every size must be >= 1 and max_seqs <= max_tokens");
   }
-  HostArena arena;
-  TIDAL_RETURN_IF_ERROR(HostArena::create(bytes_for(config, shape), "workspace", &arena));
+  Arena arena;
+  TIDAL_RETURN_IF_ERROR(Arena::create(bytes_for(config, shape), "workspace", Device{}, &arena));
   BumpAllocator alloc = arena.allocator();
   carve(config, shape, alloc, out);
   const std::vector<float> freq = rope_inv_freq(config.rope, config.head_dim);

@@ -86,7 +86,7 @@ struct LlamaWorkspace {
   TensorView lengths;      // [max_seqs, num_heads] i32 row lengths for top-k
   std::vector<bool> has_selection;  // by sequence row, within the current step
   WorkspaceShape shape;
-  HostArena arena;
+  Arena arena;
 
   static Status create(const ModelConfig& config, const WorkspaceShape& shape, LlamaWorkspace* out);
   static size_t bytes_for(const ModelConfig& config, const WorkspaceShape& shape);

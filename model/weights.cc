@@ -32,8 +32,8 @@ void carve(const ModelConfig& c, BumpAllocator& alloc, LlamaWeights* w) {
 
 Status allocate(const ModelConfig& config, LlamaWeights* out) {
   TIDAL_RETURN_IF_ERROR(config.validate());
-  HostArena arena;
-  TIDAL_RETURN_IF_ERROR(HostArena::create(llama_weight_bytes(config), "weights", &arena));
+  Arena arena;
+  TIDAL_RETURN_IF_ERROR(Arena::create(llama_weight_bytes(config), "weights", Device{}, &arena));
   BumpAllocator alloc = arena.allocator();
   carve(config, alloc, out);
   out->arena = std::move(arena);

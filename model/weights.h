@@ -33,7 +33,7 @@ struct LlamaWeights {
   std::vector<LayerWeights> layers;
   TensorView final_norm;  // [hidden]
   TensorView lm_head;     // [vocab, hidden]; the embedding itself when tied
-  HostArena arena;        // owns everything above
+  Arena arena;        // owns everything above
 
   size_t bytes() const { return arena.bytes(); }
 };

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <utility>
 
+#include "runtime/device.h"
+
 namespace tidal {
 
 TensorView BumpAllocator::allocate(DType dtype, const std::vector<int64_t>& shape) {
@@ -39,10 +41,13 @@ size_t available_host_memory() {
   return kib * 1024;
 }
 
-Status HostArena::create(size_t bytes, const std::string& purpose, HostArena* out) {
+Status Arena::create(size_t bytes, const std::string& purpose, Device device, Arena* out) {
   const size_t rounded = (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
   void* p = nullptr;
-  if (rounded > 0) {
+  if (device.kind == DeviceKind::kCuda) {
+    TIDAL_RETURN_IF_ERROR(set_cuda_device(device.index));
+    TIDAL_RETURN_IF_ERROR(device_malloc(rounded, "the " + purpose + " arena", &p));
+  } else if (rounded > 0) {
     // Page-aligned, zero-filled on first touch; MAP_NORESERVE: capacity is planned, not committed.
     p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
              -1, 0);
@@ -51,25 +56,38 @@ Status HostArena::create(size_t bytes, const std::string& purpose, HostArena* ou
                            purpose + " arena");
     }
   }
-  HostArena arena;
+  Arena arena;
   arena.data_ = p;
   arena.bytes_ = rounded;
+  arena.device_ = device;
   *out = std::move(arena);
   return ok_status();
 }
 
-HostArena::~HostArena() {
-  if (data_ != nullptr) munmap(data_, bytes_);
+void Arena::release() {
+  if (data_ == nullptr) return;
+  if (device_.kind == DeviceKind::kCuda) {
+    device_free(data_);
+  } else {
+    munmap(data_, bytes_);
+  }
+  data_ = nullptr;
+  bytes_ = 0;
 }
 
-HostArena::HostArena(HostArena&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+Arena::~Arena() { release(); }
 
-HostArena& HostArena::operator=(HostArena&& other) noexcept {
+Arena::Arena(Arena&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      device_(other.device_) {}
+
+Arena& Arena::operator=(Arena&& other) noexcept {
   if (this != &other) {
-    if (data_ != nullptr) munmap(data_, bytes_);
+    release();
     data_ = std::exchange(other.data_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
+    device_ = other.device_;
   }
   return *this;
 }

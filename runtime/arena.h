@@ -41,26 +41,31 @@ class BumpAllocator {
 // Bytes of host memory the OS reports as available (MemAvailable), or 0 when unknown.
 size_t available_host_memory();
 
-// An owning host arena: one anonymous mapping (zero pages committed lazily, so a large KV arena
-// costs memory only as it fills), released on destruction. Move-only.
-class HostArena {
+// An owning arena on one device, released on destruction. Move-only.
+// On the host: one anonymous mapping (zero pages committed lazily, so a large KV arena costs
+// memory only as it fills). On a GPU: one cudaMalloc (contents undefined until written).
+class Arena {
  public:
-  HostArena() = default;
-  // Maps `bytes` (zero-filled). Fails with kOutOfMemory instead of throwing.
-  static Status create(size_t bytes, const std::string& purpose, HostArena* out);
-  ~HostArena();
-  HostArena(HostArena&& other) noexcept;
-  HostArena& operator=(HostArena&& other) noexcept;
-  HostArena(const HostArena&) = delete;
-  HostArena& operator=(const HostArena&) = delete;
+  Arena() = default;
+  // Fails with kOutOfMemory (naming the purpose and the bytes) instead of throwing.
+  static Status create(size_t bytes, const std::string& purpose, Device device, Arena* out);
+  ~Arena();
+  Arena(Arena&& other) noexcept;
+  Arena& operator=(Arena&& other) noexcept;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
 
-  BumpAllocator allocator() const { return BumpAllocator(data_, bytes_, Device{}); }
+  BumpAllocator allocator() const { return BumpAllocator(data_, bytes_, device_); }
   void* data() const { return data_; }
   size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
 
  private:
+  void release();
+
   void* data_ = nullptr;
   size_t bytes_ = 0;
+  Device device_;
 };
 
 }  // namespace tidal

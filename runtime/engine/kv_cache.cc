@@ -37,9 +37,9 @@ size_t KvCache::bytes_for(const model::ModelConfig& model, int64_t page_size, in
 
 Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out) {
   TIDAL_RETURN_IF_ERROR(config.validate());
-  HostArena arena;
+  Arena arena;
   TIDAL_RETURN_IF_ERROR(
-      HostArena::create(bytes_for(model, config.page_size, config.num_pages), "KV cache", &arena));
+      Arena::create(bytes_for(model, config.page_size, config.num_pages), "KV cache", Device{}, &arena));
   BumpAllocator alloc = arena.allocator();
   out->config_ = config;
   carve(model, config.page_size, config.num_pages, alloc, &out->layers_);

@@ -44,7 +44,7 @@ class KvCache {
   KvCacheConfig config_;
   std::vector<model::KvLayer> layers_;
   std::vector<int32_t> free_;  // free page ids, popped from the back (lowest id first)
-  HostArena arena_;
+  Arena arena_;
 };
 
 }  // namespace tidal::engine

@@ -11,7 +11,7 @@ TEST(LinearRef, KnownValues) {
   const HostTensor x = HostTensor::from({2, 3}, {1, 2, 3, -1, 0, 2});
   const HostTensor w = HostTensor::from({2, 3}, {1, 0, 1, 0.5f, 0.5f, 0.5f});  // [out=2, in=3]
   HostTensor y({2, 2}, DType::kF32);
-  linear(y.view(), x.view(), w.view());
+  linear(y.view(), x.view(), w.view(), Stream{});
   EXPECT_TRUE(testing::all_close(testing::to_vector(y.view()), {4, 3, 1, 0.5f}, 0, 0));
 }
 
@@ -24,7 +24,7 @@ TEST(LinearRef, Bf16WeightsAndStridedInput) {
   TensorView x = make_view(row, DType::kF32, {1, 2});
   x.stride[1] = 2;
   HostTensor y({1, 1}, DType::kF32);
-  linear(y.view(), x, w.view());
+  linear(y.view(), x, w.view(), Stream{});
   EXPECT_EQ(y.at(0), 2 * 1.5f - 3 * 2.0f);
 }
 

@@ -9,7 +9,7 @@ namespace {
 TEST(ResidualAddRef, KnownValuesInPlace) {
   HostTensor a = HostTensor::from({1, 3}, {1.0f, -2.0f, 0.5f});
   const HostTensor b = HostTensor::from({1, 3}, {1.0f, 2.0f, 0.25f});
-  residual_add(a.view(), a.view(), b.view());  // out aliases a, as the forward uses it
+  residual_add(a.view(), a.view(), b.view(), Stream{});  // out aliases a, as the forward uses it
   EXPECT_TRUE(testing::all_close(testing::to_vector(a.view()), {2.0f, 0.0f, 0.75f}, 0, 0));
 }
 

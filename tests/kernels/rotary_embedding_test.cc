@@ -15,7 +15,7 @@ TEST(RotaryEmbeddingRef, RotatesHalves) {
   HostTensor k = HostTensor::from({1, 1, 4}, {1, 0, 0, 1});
   const HostTensor inv_freq = HostTensor::from({2}, {float(M_PI / 2), 0.0f});
   int32_t pos[1] = {1};
-  rotary_embedding(q.view(), k.view(), make_view(pos, DType::kI32, {1}), inv_freq.view());
+  rotary_embedding(q.view(), k.view(), make_view(pos, DType::kI32, {1}), inv_freq.view(), Stream{});
   // x'[0] = x0 cos - x2 sin = -3; x'[2] = x2 cos + x0 sin = 1.
   EXPECT_TRUE(testing::all_close(testing::to_vector(q.view()), {-3, 2, 1, 4}, 1e-6f, 0));
   EXPECT_TRUE(testing::all_close(testing::to_vector(k.view()), {0, 0, 1, 1}, 1e-6f, 0));
@@ -27,7 +27,7 @@ TEST(RotaryEmbeddingRef, PositionZeroIsIdentityAndNormIsKept) {
   const std::vector<float> q0 = testing::to_vector(q.view());
   const HostTensor inv_freq = HostTensor::from({4}, {1.0f, 0.1f, 0.01f, 0.001f});
   int32_t pos[3] = {0, 7, 1000};
-  rotary_embedding(q.view(), k.view(), make_view(pos, DType::kI32, {3}), inv_freq.view());
+  rotary_embedding(q.view(), k.view(), make_view(pos, DType::kI32, {3}), inv_freq.view(), Stream{});
   const std::vector<float> q1 = testing::to_vector(q.view());
   for (int i = 0; i < 16; ++i) EXPECT_EQ(q1[i], q0[i]);  // token 0 at position 0
   for (int t = 1; t < 3; ++t) {                          // pair norms are preserved

@@ -21,8 +21,8 @@ TEST(Arena, PlanThenCarve) {
   EXPECT_TRUE(plan.counting());
   EXPECT_EQ(plan.used(), kArenaAlignment + 14);
 
-  HostArena arena;
-  ASSERT_TRUE(HostArena::create(plan.used(), "test", &arena).ok());
+  Arena arena;
+  ASSERT_TRUE(Arena::create(plan.used(), "test", Device{}, &arena).ok());
   BumpAllocator real = arena.allocator();
   carve(real, &x, &y);
   EXPECT_EQ(real.used(), plan.used());
@@ -32,15 +32,15 @@ TEST(Arena, PlanThenCarve) {
 }
 
 TEST(Arena, OverflowIsABug) {
-  HostArena arena;
-  ASSERT_TRUE(HostArena::create(64, "small", &arena).ok());
+  Arena arena;
+  ASSERT_TRUE(Arena::create(64, "small", Device{}, &arena).ok());
   BumpAllocator a = arena.allocator();
   EXPECT_DEATH(a.allocate(DType::kF32, {1000}), "overflow");
 }
 
 TEST(Arena, HugeAllocationIsAStatus) {
-  HostArena arena;
-  const Status s = HostArena::create(size_t(1) << 62, "kv cache", &arena);
+  Arena arena;
+  const Status s = Arena::create(size_t(1) << 62, "kv cache", Device{}, &arena);
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory);
   EXPECT_NE(s.message().find("kv cache"), std::string::npos);
 }

@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "kernels/decode_attention.h"
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/dispatch.h"
+#include "kernels/paged_kv_common.h"
+#include "runtime/tensor_access.h"
+
+namespace tidal::kernels {
+namespace {
+
+void check(const DecodeAttentionParams& p) {
+  const char* op = "decode_attention";
+  check_paged_kv(p.k_cache, p.v_cache, p.block_tables, op);
+  TIDAL_CHECK(p.q.rank == 3 && same_shape(p.out, p.q) && p.q.size(2) == p.k_cache.size(3),
+              "decode_attention: q and out must be [num_tokens, num_heads, head_dim]");
+  TIDAL_CHECK(p.q.size(1) % p.k_cache.size(2) == 0,
+              "decode_attention: num_heads must be a multiple of num_kv_heads");
+  TIDAL_CHECK(p.q.dtype == p.k_cache.dtype && p.out.dtype == p.q.dtype &&
+                  p.v_cache.dtype == p.k_cache.dtype && p.q.is_contiguous() &&
+                  p.out.is_contiguous() && p.k_cache.is_contiguous() && p.v_cache.is_contiguous(),
+              "decode_attention: q, out and the caches share a dtype and are contiguous");
+  const int64_t tokens = p.q.size(0);
+  check_per_token(p.seq_ids, tokens, DType::kI32, op, "seq_ids");
+  check_per_token(p.lengths, tokens, DType::kI32, op, "lengths");
+  check_per_token(p.roles, tokens, DType::kU8, op, "roles");
+  check_per_token(p.num_lists, tokens, DType::kI32, op, "num_lists");
+  TIDAL_CHECK(p.indices.rank == 3 && p.indices.size(0) == tokens,
+              "decode_attention: indices must be [num_tokens, max_lists, max_budget]");
+  check_shape(p.indices, {tokens, p.indices.size(1), p.indices.size(2)}, DType::kI32, op,
+              "indices");
+  check_shape(p.counts, {tokens, p.indices.size(1)}, DType::kI32, op, "counts");
+  if (p.logits.data != nullptr) {
+    TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 &&
+                    p.logits.is_contiguous() && p.logits.size(0) == tokens &&
+                    p.logits.size(1) == p.q.size(1),
+                "decode_attention: logits must be contiguous f32 [num_tokens, num_heads, max_len]");
+  }
+  if (p.lse.data != nullptr) check_shape(p.lse, {tokens, p.q.size(1)}, DType::kF32, op, "lse");
+  TIDAL_CHECK(p.num_splits >= 0, "decode_attention: num_splits must be >= 0");
+}
+
+}  // namespace
+
+size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
+  if (p.q.device.kind != DeviceKind::kCuda) return 0;
+#if TIDAL_WITH_CUDA
+  return cuda::decode_attention_workspace_size(p);
+#else
+  no_cuda_build("decode_attention");
+#endif
+}
+
+void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
+  check(p);
+  if (on_cuda("decode_attention", {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids,
+                                   p.lengths, p.roles, p.indices, p.counts, p.num_lists, p.logits,
+                                   p.lse})) {
+    TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
+                "decode_attention: workspace too small");
+    TIDAL_CUDA_CALL("decode_attention", cuda::decode_attention(p, workspace, stream));
+    return;
+  }
+  ref::decode_attention(p);
+}
+
+// Straight from the definition, one (token, head) row at a time, in double.
+void ref::decode_attention(const DecodeAttentionParams& p) {
+  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
+  const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
+  const int64_t group = num_heads / p.k_cache.size(2);
+  const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
+  std::vector<int64_t> positions;
+  std::vector<double> scores, acc(static_cast<size_t>(head_dim));
+  for (int64_t t = 0; t < p.q.size(0); ++t) {
+    const int32_t seq = p.seq_ids.data_as<int32_t>()[t];
+    const int64_t n = p.lengths.data_as<int32_t>()[t];
+    const auto role = TokenRole(p.roles.data_as<uint8_t>()[t]);
+    TIDAL_CHECK(n >= 1, "decode_attention: lengths must be >= 1");
+    const bool selecting = is_selecting(role);
+    if (selecting) {
+      TIDAL_CHECK(p.logits.data != nullptr && n <= p.logits.size(2),
+                  "decode_attention: a selecting token needs logits of max_len >= n");
+    }
+    const int64_t lists = is_dense_range(role) ? 0 : p.num_lists.data_as<int32_t>()[t];
+    TIDAL_CHECK(lists == 0 || (lists <= p.indices.size(1) && num_heads % lists == 0),
+                "decode_attention: num_lists must divide num_heads and fit max_lists");
+    for (int64_t h = 0; h < num_heads; ++h) {
+      positions.clear();
+      if (lists == 0) {
+        for (int64_t j = 0; j < n; ++j) positions.push_back(j);
+      } else {
+        const int64_t l = h / (num_heads / lists);
+        const int64_t count = p.counts.data_as<int32_t>()[t * p.indices.size(1) + l];
+        TIDAL_CHECK(count >= 1 && count <= p.indices.size(2),
+                    "decode_attention: list count outside 1..max_budget");
+        const int32_t* list = p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) *
+                                                                 p.indices.size(2);
+        for (int64_t i = 0; i < count; ++i) {
+          TIDAL_CHECK(list[i] >= 0 && list[i] < n, "decode_attention: list position outside 0..n-1");
+          positions.push_back(list[i]);
+        }
+      }
+      const int64_t kvh = h / group;
+      scores.assign(positions.size(), 0.0);
+      double max_score = -INFINITY;
+      for (size_t i = 0; i < positions.size(); ++i) {
+        const PagedSlot s = kv.slot(seq, positions[i]);
+        double dot = 0.0;
+        for (int64_t d = 0; d < head_dim; ++d) {
+          dot += double(get_f32(p.q, t, h, d)) * get_f32(p.k_cache, s.page, s.offset, kvh, d);
+        }
+        scores[i] = dot * scale;
+        if (selecting) set_f32(p.logits, t, h, positions[i], float(scores[i]));
+        max_score = std::max(max_score, scores[i]);
+      }
+      double denom = 0.0;
+      for (double& s : scores) {
+        s = std::exp(s - max_score);
+        denom += s;
+      }
+      acc.assign(size_t(head_dim), 0.0);
+      for (size_t i = 0; i < positions.size(); ++i) {
+        const PagedSlot s = kv.slot(seq, positions[i]);
+        const double w = scores[i] / denom;
+        for (int64_t d = 0; d < head_dim; ++d) {
+          acc[size_t(d)] += w * get_f32(p.v_cache, s.page, s.offset, kvh, d);
+        }
+      }
+      for (int64_t d = 0; d < head_dim; ++d) set_f32(p.out, t, h, d, float(acc[size_t(d)]));
+      if (p.lse.data != nullptr) set_f32(p.lse, t, h, float(max_score + std::log(denom)));
+    }
+  }
+}
+
+}  // namespace tidal::kernels

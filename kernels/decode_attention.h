@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// Decode attention for a whole batch in one launch, whatever its mix of policies: each decode
+// token attends, per its role in this layer (kernels/token_role.h), either densely over
+// positions 0..n-1 of its sequence, or over the positions of its lists (TidalDecode's sparse
+// layers, reference/TIDALDECODE.md §1.5; Quest's chosen pages). Dense and sparse attention are
+// one kernel family: a row's positions are a range or a list. Selecting tokens also get their
+// pre-softmax logits written in the same pass over K (§1.2), and every row's log-sum-exp.
+//   o_h = sum_j softmax_j(q_h . k_j * scale) v_j   over the row's positions j
+// GQA: query head h reads KV head h / (num_heads / num_kv_heads); a list-attending token with L
+// lists reads list h / (num_heads / L) (L = num_heads: per-query-head lists; L = num_kv_heads:
+// per-KV-head; L = 1: one shared list).
+// On the GPU: split-K (flash-decoding) over the row's positions, the query heads that share a KV
+// head and a position source served by one read of each K/V row, then a merge of the splits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/token_role.h"
+#include "runtime/stream.h"
+#include "runtime/tensor.h"
+
+namespace tidal::kernels {
+
+struct DecodeAttentionParams {
+  TensorView out;           // [num_tokens, num_heads, head_dim], written
+  TensorView q;             // [num_tokens, num_heads, head_dim], post-RoPE
+  TensorView k_cache;       // [num_pages, page_size, num_kv_heads, head_dim], post-RoPE keys
+  TensorView v_cache;       // [num_pages, page_size, num_kv_heads, head_dim]
+  TensorView block_tables;  // [num_rows, max_pages] i32
+  TensorView seq_ids;       // [num_tokens] i32, block-table row of each token
+  TensorView lengths;       // [num_tokens] i32, n >= 1: positions 0..n-1 are cached (n-1: itself)
+  TensorView roles;         // [num_tokens] u8 TokenRole in this layer
+  TensorView indices;       // [num_tokens, max_lists, max_budget] i32 positions (< n), ascending;
+                            //   read for kSparse / kQuest tokens
+  TensorView counts;        // [num_tokens, max_lists] i32, >= 1 valid entries per used list
+  TensorView num_lists;     // [num_tokens] i32, L of a list-attending token; L divides num_heads
+  // Written for selecting tokens (kSelect / kReselect) at positions 0..n-1: q.k * scale (f32).
+  // May be empty (data null) when no token selects. [num_tokens, num_heads, max_len] f32.
+  TensorView logits;
+  // Optional (data null: not written). [num_tokens, num_heads] f32: log(sum_j exp(q.k_j * scale))
+  // over the row's positions (natural log), for per-KV-head / shared selection scores.
+  TensorView lse;
+  float scale = 0.0f;       // softmax scale; Default (0): 1 / sqrt(head_dim)
+  int64_t num_splits = 0;   // GPU split-K width; Default (0): chosen from the shapes and SM count
+};
+
+// Bytes of scratch the GPU launch needs (split partials); 0 on the CPU. Depends only on the
+// shapes of `p` (data may be null), so a workspace can be planned before any tensor exists.
+size_t decode_attention_workspace_size(const DecodeAttentionParams& p);
+
+// workspace: at least decode_attention_workspace_size(p) bytes on p's device (may be empty on
+// the CPU).
+void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream);
+
+namespace ref {
+void decode_attention(const DecodeAttentionParams& p);
+}  // namespace ref
+
+namespace cuda {
+size_t decode_attention_workspace_size(const DecodeAttentionParams& p);
+void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream);
+}  // namespace cuda
+
+}  // namespace tidal::kernels

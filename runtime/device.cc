@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "runtime/device.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#if TIDAL_WITH_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace tidal {
+namespace {
+
+std::atomic<bool> g_sync_after_launch{false};
+
+#if TIDAL_WITH_CUDA
+void check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) fatal(__FILE__, __LINE__, what, cudaGetErrorString(err));
+}
+cudaStream_t raw(Stream s) { return static_cast<cudaStream_t>(s.handle); }
+#endif
+
+#if !TIDAL_WITH_CUDA
+[[noreturn]] void no_cuda(const char* what) {
+  fatal(__FILE__, __LINE__, what, "this build of Tidal has no CUDA support (TIDAL_WITH_CUDA=OFF)");
+}
+#endif
+
+}  // namespace
+
+void set_sync_after_launch(bool on) { g_sync_after_launch = on; }
+bool sync_after_launch() { return g_sync_after_launch; }
+
+#if TIDAL_WITH_CUDA
+
+int cuda_device_count() {
+  static const int count = [] {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();  // no driver or no device: clear the error, report none
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+Status cuda_device_info(int device, DeviceInfo* out) {
+  if (device < 0 || device >= cuda_device_count()) {
+    return unavailable("no CUDA device " + std::to_string(device) + " (" +
+                       std::to_string(cuda_device_count()) + " visible)");
+  }
+  cudaDeviceProp prop;
+  check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  out->name = prop.name;
+  out->sm_count = prop.multiProcessorCount;
+  out->cc_major = prop.major;
+  out->cc_minor = prop.minor;
+  out->l2_bytes = size_t(prop.l2CacheSize);
+  out->smem_per_block_optin = prop.sharedMemPerBlockOptin;
+  int current = 0;
+  check(cudaGetDevice(&current), "cudaGetDevice");
+  check(cudaSetDevice(device), "cudaSetDevice");
+  check(cudaMemGetInfo(&out->free_bytes, &out->total_bytes), "cudaMemGetInfo");
+  check(cudaSetDevice(current), "cudaSetDevice");
+  check(cudaDriverGetVersion(&out->driver_version), "cudaDriverGetVersion");
+  check(cudaRuntimeGetVersion(&out->runtime_version), "cudaRuntimeGetVersion");
+  return ok_status();
+}
+
+Status set_cuda_device(int device) {
+  if (device < 0 || device >= cuda_device_count()) {
+    return unavailable("no CUDA device " + std::to_string(device) + " (" +
+                       std::to_string(cuda_device_count()) + " visible)");
+  }
+  check(cudaSetDevice(device), "cudaSetDevice");
+  return ok_status();
+}
+
+Status device_malloc(size_t bytes, const std::string& purpose, void** out) {
+  *out = nullptr;
+  if (bytes == 0) return ok_status();
+  const cudaError_t err = cudaMalloc(out, bytes);
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    return out_of_memory("cannot allocate " + std::to_string(bytes) + " bytes of device memory for " +
+                         purpose + " (" + std::to_string(free_b) + " of " +
+                         std::to_string(total_b) + " bytes free): " + cudaGetErrorString(err));
+  }
+  return ok_status();
+}
+
+void device_free(void* p) {
+  if (p != nullptr) check(cudaFree(p), "cudaFree");
+}
+
+Status pinned_malloc(size_t bytes, void** out) {
+  *out = nullptr;
+  if (bytes == 0) return ok_status();
+  if (cuda_device_count() == 0) {  // no GPU: plain memory serves the CPU path
+    *out = std::malloc(bytes);
+    return *out ? ok_status() : out_of_memory("cannot allocate " + std::to_string(bytes) + " bytes");
+  }
+  if (cudaMallocHost(out, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return out_of_memory("cannot allocate " + std::to_string(bytes) + " bytes of pinned memory");
+  }
+  return ok_status();
+}
+
+void pinned_free(void* p) {
+  if (p == nullptr) return;
+  if (cuda_device_count() == 0) return std::free(p);
+  check(cudaFreeHost(p), "cudaFreeHost");
+}
+
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+                Stream stream) {
+  if (bytes == 0) return;
+  if (dst_device.kind == DeviceKind::kCpu && src_device.kind == DeviceKind::kCpu) {
+    std::memmove(dst, src, bytes);
+    return;
+  }
+  check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, raw(stream)), "cudaMemcpyAsync");
+}
+
+void fill_bytes(void* dst, Device device, int value, size_t bytes, Stream stream) {
+  if (bytes == 0) return;
+  if (device.kind == DeviceKind::kCpu) {
+    std::memset(dst, value, bytes);
+    return;
+  }
+  check(cudaMemsetAsync(dst, value, bytes, raw(stream)), "cudaMemsetAsync");
+}
+
+Status stream_create(Stream* out) {
+  cudaStream_t s = nullptr;
+  if (cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
+    cudaGetLastError();
+    return unavailable("cannot create a CUDA stream");
+  }
+  out->handle = s;
+  return ok_status();
+}
+
+void stream_destroy(Stream stream) {
+  if (stream.handle != nullptr) check(cudaStreamDestroy(raw(stream)), "cudaStreamDestroy");
+}
+
+void stream_synchronize(Stream stream) {
+  if (cuda_device_count() == 0) return;
+  check(cudaStreamSynchronize(raw(stream)), "cudaStreamSynchronize");
+}
+
+bool stream_capturing(Stream stream) {
+  if (cuda_device_count() == 0) return false;
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(raw(stream), &st), "cudaStreamIsCapturing");
+  return st != cudaStreamCaptureStatusNone;
+}
+
+Event::Event() {
+  cudaEvent_t e = nullptr;
+  check(cudaEventCreate(&e), "cudaEventCreate");
+  event_ = e;
+}
+
+Event::~Event() {
+  if (event_ != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+}
+
+void Event::record(Stream stream) {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(event_), raw(stream)), "cudaEventRecord");
+}
+
+void Event::synchronize() {
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)), "cudaEventSynchronize");
+}
+
+float Event::elapsed_ms_since(const Event& start) const {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start.event_),
+                             static_cast<cudaEvent_t>(event_)),
+        "cudaEventElapsedTime");
+  return ms;
+}
+
+Graph::~Graph() {
+  if (exec_ != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+}
+
+Graph::Graph(Graph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+
+Graph& Graph::operator=(Graph&& other) noexcept {
+  if (this != &other) {
+    if (exec_ != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+    exec_ = std::exchange(other.exec_, nullptr);
+  }
+  return *this;
+}
+
+void Graph::begin_capture(Stream stream) {
+  check(cudaStreamBeginCapture(raw(stream), cudaStreamCaptureModeThreadLocal),
+        "cudaStreamBeginCapture");
+}
+
+Graph Graph::end_capture(Stream stream) {
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(raw(stream), &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  Graph g;
+  g.exec_ = exec;
+  return g;
+}
+
+void Graph::launch(Stream stream) const {
+  TIDAL_CHECK(exec_ != nullptr, "Graph::launch: not captured");
+  check(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), raw(stream)), "cudaGraphLaunch");
+}
+
+#else  // !TIDAL_WITH_CUDA
+
+int cuda_device_count() { return 0; }
+Status cuda_device_info(int device, DeviceInfo*) {
+  return unavailable("no CUDA device " + std::to_string(device) + ": built without CUDA");
+}
+Status set_cuda_device(int device) { return cuda_device_info(device, nullptr); }
+Status device_malloc(size_t bytes, const std::string& purpose, void** out) {
+  *out = nullptr;
+  if (bytes == 0) return ok_status();
+  return unavailable("cannot allocate device memory for " + purpose + ": built without CUDA");
+}
+void device_free(void* p) {
+  if (p != nullptr) no_cuda("device_free");
+}
+Status pinned_malloc(size_t bytes, void** out) {
+  *out = bytes ? std::malloc(bytes) : nullptr;
+  return (*out || !bytes) ? ok_status() : out_of_memory("cannot allocate " + std::to_string(bytes));
+}
+void pinned_free(void* p) { std::free(p); }
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
+                Stream) {
+  if (dst_device.kind != DeviceKind::kCpu || src_device.kind != DeviceKind::kCpu) {
+    no_cuda("copy_bytes");
+  }
+  if (bytes) std::memmove(dst, src, bytes);
+}
+void fill_bytes(void* dst, Device device, int value, size_t bytes, Stream) {
+  if (device.kind != DeviceKind::kCpu) no_cuda("fill_bytes");
+  if (bytes) std::memset(dst, value, bytes);
+}
+Status stream_create(Stream* out) {
+  *out = Stream{};
+  return ok_status();
+}
+void stream_destroy(Stream) {}
+void stream_synchronize(Stream) {}
+bool stream_capturing(Stream) { return false; }
+Event::Event() {}
+Event::~Event() {}
+void Event::record(Stream) { no_cuda("Event::record"); }
+void Event::synchronize() { no_cuda("Event::synchronize"); }
+float Event::elapsed_ms_since(const Event&) const { no_cuda("Event::elapsed_ms_since"); }
+Graph::~Graph() {}
+Graph::Graph(Graph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+Graph& Graph::operator=(Graph&& other) noexcept {
+  exec_ = std::exchange(other.exec_, nullptr);
+  return *this;
+}
+void Graph::begin_capture(Stream) { no_cuda("Graph::begin_capture"); }
+Graph Graph::end_capture(Stream) { no_cuda("Graph::end_capture"); }
+void Graph::launch(Stream) const { no_cuda("Graph::launch"); }
+
+#endif  // TIDAL_WITH_CUDA
+
+void copy_view(TensorView dst, TensorView src, Stream stream) {
+  TIDAL_CHECK(dst.dtype == src.dtype && dst.numel() == src.numel(),
+              "copy_view: dtype or element count differ (" + dst.describe() + " <- " +
+                  src.describe() + ")");
+  TIDAL_CHECK(dst.is_contiguous() && src.is_contiguous(), "copy_view: views must be contiguous");
+  copy_bytes(dst.data, dst.device, src.data, src.device, dst.nbytes(), stream);
+}
+
+}  // namespace tidal
