@@ -54,5 +54,7 @@ inline void check_shape(const TensorView& v, std::initializer_list<int64_t> shap
 #if TIDAL_WITH_CUDA
 #define TIDAL_CUDA_CALL(op, call) call
 #else
-#define TIDAL_CUDA_CALL(op, call) ::tidal::kernels::no_cuda_build(op)
+// (The call is kept as an unevaluated operand: it still type-checks and uses its arguments.)
+#define TIDAL_CUDA_CALL(op, call) \
+  ((void)sizeof(((call), 0)), ::tidal::kernels::no_cuda_build(op))
 #endif

@@ -113,7 +113,7 @@ void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy
                  static_cast<long long>(s.quest_metadata_rows));
   }
   std::fprintf(stderr, "tidal:   KV rows read in all: %lld\n", static_cast<long long>(total));
-  if (s.overlap_count > 0) {
+  if (s.overlap_total > 0) {
     std::fprintf(stderr, "tidal:   overlap of consecutive selection layers' lists: %.1f%%\n",
                  s.overlap_percent());
   }

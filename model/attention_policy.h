@@ -79,15 +79,16 @@ struct AttentionStats {
   int64_t rows[4] = {};             // indexed by LayerRole
   int64_t layer_steps[4] = {};      // indexed by LayerRole
   int64_t quest_metadata_rows = 0;  // page bounds read by Quest estimates (min and max: 2 rows)
-  // Position persistence: for consecutive selection layers of one step, the share of the earlier
-  // layer's list positions that the later layer's list keeps, summed and counted over lists.
-  double overlap_sum = 0;
-  int64_t overlap_count = 0;
+  // Position persistence: for consecutive selection layers of one step, the earlier layer's list
+  // positions that the later layer's list keeps, and all of the earlier layer's list positions,
+  // summed over lists and steps (counted on the device by kernels::commit_selection).
+  int64_t overlap_kept = 0;
+  int64_t overlap_total = 0;
   int64_t correction_passes = 0;
   int64_t correction_tokens = 0;  // tokens recomputed densely over all passes
 
   double overlap_percent() const {
-    return overlap_count ? 100.0 * overlap_sum / double(overlap_count) : 0.0;
+    return overlap_total ? 100.0 * double(overlap_kept) / double(overlap_total) : 0.0;
   }
 };
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Building blocks of the forward that compose kernels: the attention of one layer, which routes
-// every token by its role (dense, selection, sparse gather, Quest) in this decode step.
+// Building blocks of the forward that compose kernels: the attention of one layer for the whole
+// batch, one launch per op whatever the mix of token roles (dense, selection, sparse, Quest).
 #pragma once
 
 #include <cstdint>
@@ -11,9 +11,14 @@ namespace tidal::model {
 
 // Attention of layer `layer` for every token of the batch: `q` [num_tokens, num_heads,
 // head_dim] (post-RoPE) attends over `kv` (already holding this step's keys and values) into
-// `out`. Prefill tokens and dense-role decode tokens attend densely; a selection layer also
-// picks each sequence's lists into `ws`; sparse layers gather over them; Quest layers pick pages.
+// `out`. Decode tokens follow their role (reference/TIDALDECODE.md §1.6):
+//   quest:  pages = topk(bounds(q), K/P-1 of earlier pages) ++ [current]; lists = their tokens
+//   all:    o = attention over 0..n-1 (dense, select) or over the token's lists (sparse, quest)
+//   select: S = the same pass's logits; [group probs]; I = topk(S, K-1 of 0..n-2) ++ [n-1];
+//           I becomes the lists later sparse layers read (overlap with the replaced lists counted)
+// Prefill tokens attend densely and causally.
 void attention_layer(const ModelConfig& config, int64_t layer, const ForwardBatch& batch,
-                     const KvLayer& kv, LlamaWorkspace& ws, TensorView q, TensorView out);
+                     const KvLayer& kv, LlamaWorkspace& ws, TensorView q, TensorView out,
+                     Stream stream);
 
 }  // namespace tidal::model

@@ -1,61 +1,114 @@
 // SPDX-License-Identifier: Apache-2.0
 // Llama forward, top to bottom as in transformers' LlamaForCausalLM: embedding; per layer
-// RMSNorm -> q/k/v -> RoPE -> KV append -> attention -> o_proj -> residual -> RMSNorm -> SwiGLU
-// MLP -> residual; final norm; LM head on the rows that need logits.
+// RMSNorm -> q/k/v -> RoPE -> KV append -> attention -> o_proj -> residual + RMSNorm -> SwiGLU
+// MLP (gate and up in one GEMM); final residual + norm; LM head on the rows that need logits.
+// Every residual add is fused into the RMSNorm that follows it.
 #include "model/llama.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
+#include "kernels/decode_attention.h"
 #include "kernels/embedding_lookup.h"
+#include "kernels/block_table_update.h"
+#include "kernels/gather_rows.h"
 #include "kernels/linear.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/quest.h"
-#include "kernels/residual_add.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_embedding.h"
+#include "kernels/sample_tokens.h"
 #include "kernels/silu_and_mul.h"
+#include "kernels/topk_per_row.h"
 #include "model/blocks.h"
+#include "runtime/device.h"
 
 namespace tidal::model {
 namespace {
 
-void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, LlamaWorkspace* ws) {
-  const int64_t t = s.max_tokens, r = s.max_seqs, h = c.num_heads;
-  const int64_t max_pages = (s.max_context + s.page_size - 1) / s.page_size;
-  ws->x = a.allocate(DType::kF32, {t, c.hidden});
-  ws->xn = a.allocate(DType::kF32, {t, c.hidden});
-  ws->q = a.allocate(DType::kF32, {t, h, c.head_dim});
-  ws->k = a.allocate(DType::kF32, {t, c.num_kv_heads, c.head_dim});
-  ws->v = a.allocate(DType::kF32, {t, c.num_kv_heads, c.head_dim});
-  ws->attn = a.allocate(DType::kF32, {t, h, c.head_dim});
-  ws->proj = a.allocate(DType::kF32, {t, c.hidden});
-  ws->gate = a.allocate(DType::kF32, {t, c.inter});
-  ws->up = a.allocate(DType::kF32, {t, c.inter});
-  ws->last = a.allocate(DType::kF32, {r, c.hidden});
-  ws->inv_freq = a.allocate(DType::kF32, {c.head_dim / 2});
-  ws->logits = a.allocate(DType::kF32, {r, h, s.max_context});
-  ws->group_probs = a.allocate(DType::kF32, {r, h, s.max_context});
-  ws->sel = a.allocate(DType::kI32, {r, h, s.max_budget});
-  ws->sel_counts = a.allocate(DType::kI32, {r, h});
-  ws->prev_sel = a.allocate(DType::kI32, {r, h, s.max_budget});
-  ws->page_scores = a.allocate(DType::kF32, {r, h, max_pages});
-  ws->pages = a.allocate(DType::kI32, {r, h, max_pages});
-  ws->page_counts = a.allocate(DType::kI32, {r, h});
-  ws->lengths = a.allocate(DType::kI32, {r, h});
-  ws->shape = s;
-}
-
-// A [rows, heads * head_dim] view of a [rows, heads, head_dim] tensor (and back): the
-// projections see heads flattened.
+// A [rows, heads * head_dim] view of a [rows, heads, head_dim] tensor: the projections see
+// heads flattened.
 TensorView flat(TensorView t) {
   return make_view(t.data, t.dtype, {t.size(0), t.size(1) * t.size(2)}, t.device);
+}
+
+int64_t max_pages(const WorkspaceShape& s) { return (s.max_context + s.page_size - 1) / s.page_size; }
+int64_t max_page_budget(const WorkspaceShape& s) {
+  return std::max<int64_t>(1, s.max_budget / s.page_size);
+}
+
+// Scratch the ops of a step need at most (each op's workspace_size on the largest shapes).
+size_t scratch_bytes(const ModelConfig& c, const LlamaWorkspace& ws) {
+  const WorkspaceShape& s = ws.shape;
+  kernels::DecodeAttentionParams a;
+  a.out = ws.attn.slice(0, s.max_decode);
+  a.q = ws.q.slice(0, s.max_decode);
+  a.k_cache = make_view(nullptr, s.dtype, {1, s.page_size, c.num_kv_heads, c.head_dim}, s.device);
+  a.v_cache = a.k_cache;
+  a.logits = ws.scores;
+  a.lse = ws.lse;
+  a.indices = ws.lists;
+  a.counts = ws.counts;
+  a.block_tables = make_view(nullptr, DType::kI32, {s.num_rows, max_pages(s)}, s.device);
+  size_t bytes = kernels::decode_attention_workspace_size(a);
+  kernels::TopkPerRowParams t;
+  t.indices = ws.new_lists;
+  t.counts = ws.new_counts;
+  t.scores = ws.scores;
+  bytes = std::max(bytes, kernels::topk_per_row_workspace_size(t));
+  t.indices = ws.pages;
+  t.counts = ws.page_counts;
+  t.scores = ws.page_scores;
+  bytes = std::max(bytes, kernels::topk_per_row_workspace_size(t));
+  kernels::SampleParams sp;
+  sp.logits = ws.logits;
+  sp.tokens = ws.sampled;
+  return std::max(bytes, kernels::sample_tokens_workspace_size(sp));
+}
+
+void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, LlamaWorkspace* ws) {
+  const int64_t t = s.max_tokens, d = s.max_decode, h = c.num_heads;
+  const DType dt = s.dtype;
+  ws->shape = s;
+  ws->x = a.allocate(dt, {t, c.hidden});
+  ws->xn = a.allocate(dt, {t, c.hidden});
+  ws->q = a.allocate(dt, {t, h, c.head_dim});
+  ws->k = a.allocate(dt, {t, c.num_kv_heads, c.head_dim});
+  ws->v = a.allocate(dt, {t, c.num_kv_heads, c.head_dim});
+  ws->attn = a.allocate(dt, {t, h, c.head_dim});
+  ws->proj = a.allocate(dt, {t, c.hidden});
+  ws->gate_up = a.allocate(dt, {t, 2 * c.inter});
+  ws->act = a.allocate(dt, {t, c.inter});
+  ws->last = a.allocate(dt, {s.max_logits, c.hidden});
+  ws->logits = a.allocate(DType::kF32, {s.max_logits, c.vocab});
+  ws->sampled = a.allocate(DType::kI32, {s.max_logits});
+  ws->inv_freq = a.allocate(DType::kF32, {c.head_dim / 2});
+  ws->scores = a.allocate(DType::kF32, {d, h, s.max_context});
+  ws->lse = a.allocate(DType::kF32, {d, h});
+  ws->lists = a.allocate(DType::kI32, {d, h, s.max_budget});
+  ws->counts = a.allocate(DType::kI32, {d, h});
+  ws->new_lists = a.allocate(DType::kI32, {d, h, s.max_budget});
+  ws->new_counts = a.allocate(DType::kI32, {d, h});
+  ws->page_scores = a.allocate(DType::kF32, {d, h, max_pages(s)});
+  ws->pages = a.allocate(DType::kI32, {d, h, max_page_budget(s)});
+  ws->page_counts = a.allocate(DType::kI32, {d, h});
+  ws->overlap = a.allocate(DType::kI64, {s.num_rows, 2});
+  ws->scratch = a.allocate(DType::kU8, {int64_t(scratch_bytes(c, *ws))});
+}
+
+Status check_shape(const WorkspaceShape& s) {
+  if (s.max_tokens < 1 || s.max_decode < 1 || s.max_logits < 1 || s.num_rows < 1 ||
+      s.max_context < 1 || s.max_budget < 1 || s.page_size < 1 || s.max_decode > s.max_tokens) {
+    return invalid_argument("workspace: every size must be >= 1 and max_decode <= max_tokens");
+  }
+  return ok_status();
 }
 
 }  // namespace
 
 size_t LlamaWorkspace::bytes_for(const ModelConfig& config, const WorkspaceShape& shape) {
-  BumpAllocator plan = BumpAllocator::planner();
+  BumpAllocator plan = BumpAllocator::planner(shape.device);
   LlamaWorkspace ws;
   carve(config, shape, plan, &ws);
   return plan.used();
@@ -63,17 +116,15 @@ size_t LlamaWorkspace::bytes_for(const ModelConfig& config, const WorkspaceShape
 
 Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& shape,
                               LlamaWorkspace* out) {
-  if (shape.max_tokens < 1 || shape.max_seqs < 1 || shape.max_context < 1 || shape.max_budget < 1 ||
-      shape.page_size < 1 || shape.max_seqs > shape.max_tokens) {
-    return invalid_argument("workspace: every size must be >= 1 and max_seqs <= max_tokens");
-  }
+  TIDAL_RETURN_IF_ERROR(check_shape(shape));
   Arena arena;
-  TIDAL_RETURN_IF_ERROR(Arena::create(bytes_for(config, shape), "workspace", Device{}, &arena));
+  TIDAL_RETURN_IF_ERROR(Arena::create(bytes_for(config, shape), "workspace", shape.device, &arena));
   BumpAllocator alloc = arena.allocator();
   carve(config, shape, alloc, out);
   const std::vector<float> freq = rope_inv_freq(config.rope, config.head_dim);
-  for (size_t i = 0; i < freq.size(); ++i) out->inv_freq.data_as<float>()[i] = freq[i];
-  out->has_selection.assign(size_t(shape.max_seqs), false);
+  copy_bytes(out->inv_freq.data, shape.device, freq.data(), Device{}, freq.size() * 4, Stream{});
+  fill_bytes(out->overlap.data, shape.device, 0, out->overlap.nbytes(), Stream{});
+  stream_synchronize(Stream{});
   out->arena = std::move(arena);
   return ok_status();
 }
@@ -105,61 +156,64 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
 }
 
 void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBatch& batch,
-                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, TensorView logits) {
+                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream) {
   namespace k = kernels;
   const int64_t n = batch.tokens.size(0);
   const int64_t num_logits = batch.logit_rows.size(0);
   TIDAL_CHECK(n >= 1 && n <= ws.shape.max_tokens,
               "llama_forward: token count exceeds the workspace");
-  TIDAL_CHECK(num_logits <= ws.shape.max_seqs, "llama_forward: logit rows exceed the workspace");
-  TIDAL_CHECK(batch.block_tables.size(0) <= ws.shape.max_seqs,
-              "llama_forward: sequence rows exceed the workspace");
+  TIDAL_CHECK(batch.num_decode <= ws.shape.max_decode,
+              "llama_forward: decode tokens exceed the workspace");
+  TIDAL_CHECK(num_logits <= ws.shape.max_logits, "llama_forward: logit rows exceed the workspace");
   TIDAL_CHECK(kv.size() == size_t(c.num_layers), "llama_forward: one KV layer per model layer");
+  TIDAL_CHECK(batch.num_decode == 0 || batch.layer_ops != nullptr,
+              "llama_forward: decode tokens need layer_ops");
   const TensorView x = ws.x.slice(0, n), xn = ws.xn.slice(0, n), proj = ws.proj.slice(0, n);
   const TensorView q = ws.q.slice(0, n), key = ws.k.slice(0, n), val = ws.v.slice(0, n);
   const TensorView attn = ws.attn.slice(0, n);
-  const TensorView gate = ws.gate.slice(0, n), up = ws.up.slice(0, n);
+  const TensorView gate_up = ws.gate_up.slice(0, n), act = ws.act.slice(0, n);
+  TensorView gate = gate_up, up = gate_up;  // the two column halves of the fused projection
+  gate.shape[1] = up.shape[1] = c.inter;
+  up.data = static_cast<uint8_t*>(up.data) + c.inter * dtype_size(up.dtype);
 
-  k::embedding_lookup(x, w.embed, batch.tokens);
+  k::block_table_update(batch.block_tables, batch.page_updates, stream);
+  k::embedding_lookup(x, w.embed, batch.tokens, stream);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    // Attention block.
-    k::rms_norm(xn, x, lw.input_norm, c.rms_norm_eps);
-    k::linear(flat(q), xn, lw.wq);
-    k::linear(flat(key), xn, lw.wk);
-    k::linear(flat(val), xn, lw.wv);
-    k::rotary_embedding(q, key, batch.positions, ws.inv_freq);
-    const KvLayer& cache = kv[size_t(l)];
-    k::paged_kv_append(cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
-                       val);
-    if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
-      k::quest_metadata_update(cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
-                               batch.positions, key, cache.k.size(1));
+    // Attention block (the previous layer's MLP output joins the residual here).
+    if (l == 0) {
+      k::rms_norm(xn, x, lw.input_norm, c.rms_norm_eps, stream);
+    } else {
+      k::fused_add_rms_norm(xn, x, proj, lw.input_norm, c.rms_norm_eps, stream);
     }
-    attention_layer(c, l, batch, cache, ws, q, attn);
-    k::linear(proj, flat(attn), lw.wo);
-    k::residual_add(x, x, proj);
+    k::linear(flat(q), xn, lw.wq, stream);
+    k::linear(flat(key), xn, lw.wk, stream);
+    k::linear(flat(val), xn, lw.wv, stream);
+    k::rotary_embedding(q, key, batch.positions, ws.inv_freq, stream);
+    const KvLayer& cache = kv[size_t(l)];
+    k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
+                        val},
+                       stream);
+    if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
+      k::quest_metadata_update({cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
+                                batch.positions, key, cache.k.size(1)},
+                               stream);
+    }
+    attention_layer(c, l, batch, cache, ws, q, attn, stream);
+    if (batch.after_attention) batch.after_attention(l);
+    k::linear(proj, flat(attn), lw.wo, stream);
     // MLP block.
-    k::rms_norm(xn, x, lw.post_norm, c.rms_norm_eps);
-    k::linear(gate, xn, lw.w_gate);
-    k::linear(up, xn, lw.w_up);
-    k::silu_and_mul(gate, gate, up);
-    k::linear(proj, gate, lw.w_down);
-    k::residual_add(x, x, proj);
+    k::fused_add_rms_norm(xn, x, proj, lw.post_norm, c.rms_norm_eps, stream);
+    k::linear(gate_up, xn, lw.w_gate_up, stream);
+    k::silu_and_mul(act, gate, up, stream);
+    k::linear(proj, act, lw.w_down, stream);
   }
-  // Final norm and LM head, only on the rows that need logits.
+  // Final residual and norm; LM head only on the rows that need logits.
+  k::fused_add_rms_norm(xn, x, proj, w.final_norm, c.rms_norm_eps, stream);
   if (num_logits == 0) return;
   const TensorView last = ws.last.slice(0, num_logits);
-  const TensorView last_in = ws.xn.slice(0, num_logits);
-  const int32_t* rows = batch.logit_rows.data_as<int32_t>();
-  for (int64_t r = 0; r < num_logits; ++r) {
-    TIDAL_CHECK(rows[r] >= 0 && rows[r] < n, "llama_forward: logit row out of range");
-    const float* src = x.data_as<float>() + int64_t(rows[r]) * x.stride[0];
-    float* dst = last_in.data_as<float>() + r * last_in.stride[0];
-    for (int64_t i = 0; i < c.hidden; ++i) dst[i] = src[i];
-  }
-  k::rms_norm(last, last_in, w.final_norm, c.rms_norm_eps);
-  k::linear(logits, last, w.lm_head);
+  k::gather_rows(last, xn, batch.logit_rows, stream);
+  k::linear(ws.logits.slice(0, num_logits), last, w.lm_head, stream);
 }
 
 }  // namespace tidal::model

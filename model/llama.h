@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: Apache-2.0
-// The Llama forward over a paged KV cache: one call runs a step of any mix of prefill chunks and
-// decode tokens from several sequences, and returns logits for the rows asked for. Each decode
-// token's attention follows its sequence's policy (dense, TidalDecode selection / sparse layers,
-// or Quest); prefill is dense in every layer.
+// The Llama forward over a paged KV cache: one call runs a step of decode tokens (one per
+// sequence, each attending as its policy says in every layer) and prefill or correction chunks
+// (dense, causal), from several sequences, and leaves logits for the rows asked for. Every
+// launch serves the whole batch; nothing is allocated and nothing is read back, so a decode step
+// can be captured in a CUDA graph (DESIGN.md §7).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/attention_policy.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "runtime/arena.h"
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::model {
@@ -25,23 +28,37 @@ struct LayerTrace {
   std::vector<std::vector<int32_t>> lists;
 };
 
-// How a sequence's decode tokens attend, and where their statistics go.
-struct SequenceAttention {
-  const AttentionPolicy* policy = nullptr;   // null: full attention
-  std::vector<int64_t> reselect;             // reselect_layers(*policy, config)
-  AttentionStats* stats = nullptr;           // optional; decode tokens add to it
-  std::vector<LayerTrace>* trace = nullptr;  // optional; every decode layer appends to it
-};
+// Bits of ForwardBatch::layer_ops: which of a layer's optional launches some token needs.
+constexpr uint8_t kLayerSelects = 1;  // a token selects: group probs, top-k, commit
+constexpr uint8_t kLayerQuest = 2;    // a token runs Quest: page scores, page top-k, expansion
 
-// The tokens of one step. Token t of sequence row s at position p attends to positions 0..p of s.
+// The tokens of one step as views on the step's device (the step plan's arrays). Tokens
+// [0, num_decode) are decode tokens; [num_decode, num_tokens) are prefill or correction tokens,
+// grouped by sequence in position order.
 struct ForwardBatch {
-  TensorView tokens;        // [num_tokens] i32
-  TensorView positions;     // [num_tokens] i32
-  TensorView seq_ids;       // [num_tokens] i32, row of block_tables
-  TensorView block_tables;  // [num_seqs, max_pages] i32
+  TensorView tokens;     // [num_tokens] i32
+  TensorView positions;  // [num_tokens] i32
+  TensorView seq_ids;    // [num_tokens] i32, block-table row
+  int64_t num_decode = 0;
+  // Decode tokens ([num_decode] i32 each; kernels/token_role.h says how they are read):
+  TensorView lengths;       // n = position + 1
+  TensorView num_lists;     // tidal: lists by granularity; quest: num_heads; full: 0
+  TensorView budgets;       // tidal: K tokens
+  TensorView page_lengths;  // quest: pages up to and including the current one
+  TensorView page_budgets;  // quest: K / page_size pages
+  TensorView roles;         // [num_layers, num_decode] u8 TokenRole
+  // Host: per layer, kLayerSelects | kLayerQuest when some decode token needs those launches.
+  const uint8_t* layer_ops = nullptr;  // [num_layers]
+  // Prefill tokens, by sequence (kernels/prefill_attention.h; rows counted from num_decode):
+  TensorView query_starts;     // [num_prefill_seqs + 1] i32
+  TensorView prefill_seq_ids;  // [num_prefill_seqs] i32
+  TensorView context_lens;     // [num_prefill_seqs] i32
+  int64_t max_query_len = 0;
   TensorView logit_rows;    // [num_logits] i32, token rows whose logits are computed
-  TensorView decode;        // optional [num_tokens] u8: 1 marks a decode token (policies apply)
-  const SequenceAttention* attention = nullptr;  // optional, [num_seqs] (by block-table row)
+  TensorView block_tables;  // [num_rows, max_pages] i32, persistent on the device
+  TensorView page_updates;  // [max_updates, 3] i32: applied to block_tables first (row -1: none)
+  // Optional: called after each layer's attention (eager runs only: tests and traces).
+  std::function<void(int64_t layer)> after_attention;
 };
 
 // One layer's paged cache.
@@ -52,16 +69,20 @@ struct KvLayer {
   TensorView key_min;  // optional, likewise
 };
 
-// Sizes of the per-step workspace.
+// Sizes of the step workspace.
 struct WorkspaceShape {
   int64_t max_tokens = 0;   // tokens in one step
-  int64_t max_seqs = 0;     // sequences (block-table rows) in one step; also logit rows
+  int64_t max_decode = 0;   // decode tokens in one step (the largest batch)
+  int64_t max_logits = 0;   // rows whose logits one step computes
+  int64_t num_rows = 0;     // block-table rows (sequence slots); stats counters per row
   int64_t max_context = 0;  // positions per sequence
   int64_t max_budget = 0;   // largest sparse budget K (tokens)
   int64_t page_size = 16;   // KV page size (Quest pages)
+  DType dtype = DType::kF32;  // activations (the weights' dtype)
+  Device device;
 };
 
-// Per-step activations and selection state, sized once.
+// Per-step activations, selection state and op scratch, sized once on one device.
 struct LlamaWorkspace {
   TensorView x;         // [max_tokens, hidden] residual stream
   TensorView xn;        // [max_tokens, hidden] normed
@@ -70,21 +91,24 @@ struct LlamaWorkspace {
   TensorView v;         // [max_tokens, num_kv_heads, head_dim]
   TensorView attn;      // [max_tokens, num_heads, head_dim]
   TensorView proj;      // [max_tokens, hidden] o_proj / down_proj output
-  TensorView gate;      // [max_tokens, inter]
-  TensorView up;        // [max_tokens, inter]
-  TensorView last;      // [max_seqs, hidden] hidden rows that need logits
+  TensorView gate_up;   // [max_tokens, 2 * inter]
+  TensorView act;       // [max_tokens, inter]
+  TensorView last;      // [max_logits, hidden] normed rows that need logits
+  TensorView logits;    // [max_logits, vocab] f32
+  TensorView sampled;   // [max_logits] i32 sampled ids
   TensorView inv_freq;  // [head_dim / 2] f32 RoPE frequencies
-  // Selection state, by sequence row.
-  TensorView logits;       // [max_seqs, num_heads, max_context] a selection layer's scores
-  TensorView group_probs;  // [max_seqs, num_heads, max_context] per-KV-head / shared scores
-  TensorView sel;          // [max_seqs, num_heads, max_budget] i32 selected positions
-  TensorView sel_counts;   // [max_seqs, num_heads] i32
-  TensorView prev_sel;     // [max_seqs, num_heads, max_budget] i32 the previous selection
-  TensorView page_scores;  // [max_seqs, num_heads, max_pages] Quest bounds
-  TensorView pages;        // [max_seqs, num_heads, max_pages] i32 chosen pages
-  TensorView page_counts;  // [max_seqs, num_heads] i32
-  TensorView lengths;      // [max_seqs, num_heads] i32 row lengths for top-k
-  std::vector<bool> has_selection;  // by sequence row, within the current step
+  // Selection state of the decode tokens of the step.
+  TensorView scores;       // [max_decode, num_heads, max_context] f32: logits, then group probs
+  TensorView lse;          // [max_decode, num_heads] f32
+  TensorView lists;        // [max_decode, num_heads, max_budget] i32 lists sparse layers read
+  TensorView counts;       // [max_decode, num_heads] i32
+  TensorView new_lists;    // [max_decode, num_heads, max_budget] i32 a selection layer's top-k
+  TensorView new_counts;   // [max_decode, num_heads] i32
+  TensorView page_scores;  // [max_decode, num_heads, max_pages] f32 Quest bounds
+  TensorView pages;        // [max_decode, num_heads, max_page_budget] i32 chosen pages
+  TensorView page_counts;  // [max_decode, num_heads] i32
+  TensorView overlap;      // [num_rows, 2] i64 position-persistence counters (kept by the engine)
+  TensorView scratch;      // u8: the largest op workspace (decode attention, top-k, sampling)
   WorkspaceShape shape;
   Arena arena;
 
@@ -97,11 +121,11 @@ struct LlamaWorkspace {
 std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim);
 
 // Runs the batch through every layer, appending each token's K/V (and Quest bounds, when the
-// cache keeps them) to `kv`, and writes the logits of the requested rows to `logits`
-// [num_logits, vocab] (f32).
+// cache keeps them) to `kv`, and leaves the logits of the requested rows in ws.logits
+// [num_logits, vocab] (f32). All views on one device; work is queued on `stream`.
 // Requires: the workspace shape covers the batch; kv.size() == num_layers; every position
 // within its sequence's block table; sparse budgets <= shape.max_budget.
 void llama_forward(const ModelConfig& config, const LlamaWeights& w, const ForwardBatch& batch,
-                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, TensorView logits);
+                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream);
 
 }  // namespace tidal::model

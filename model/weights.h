@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// Llama weights in one host arena (f32 on the CPU reference path): loaded from a safetensors
-// checkpoint with every tensor's presence, shape and dtype checked against the ModelConfig, or
-// generated deterministically for random-weight runs.
+// Llama weights in one arena on one device (f32 on the CPU reference path, bf16 on a GPU by
+// default): loaded from a safetensors checkpoint with every tensor's presence, shape and dtype
+// checked against the ModelConfig, or generated deterministically for random-weight runs. The
+// gate and up projections are stored as one [2 * inter, hidden] matrix so the MLP's first GEMM
+// streams both in one pass.
 #pragma once
 
 #include <cstdint>
@@ -23,9 +25,11 @@ struct LayerWeights {
   TensorView wv;          // [num_kv_heads * head_dim, hidden]
   TensorView wo;          // [hidden, num_heads * head_dim]
   TensorView post_norm;   // [hidden]
-  TensorView w_gate;      // [inter, hidden]
-  TensorView w_up;        // [inter, hidden]
+  TensorView w_gate_up;   // [2 * inter, hidden]: gate_proj rows, then up_proj rows
   TensorView w_down;      // [hidden, inter]
+
+  TensorView w_gate() const { return w_gate_up.slice(0, w_gate_up.size(0) / 2); }
+  TensorView w_up() const { return w_gate_up.slice(w_gate_up.size(0) / 2, w_gate_up.size(0)); }
 };
 
 struct LlamaWeights {
@@ -33,22 +37,31 @@ struct LlamaWeights {
   std::vector<LayerWeights> layers;
   TensorView final_norm;  // [hidden]
   TensorView lm_head;     // [vocab, hidden]; the embedding itself when tied
-  Arena arena;        // owns everything above
+  Arena arena;            // owns everything above
 
   size_t bytes() const { return arena.bytes(); }
 };
 
+// Where weights live and in which dtype. Default: f32 on the CPU (the reference path).
+struct WeightPlacement {
+  DType dtype = DType::kF32;  // f32, f16 or bf16
+  Device device;              // the arena's device
+};
+
 // Loads every tensor the config needs (HF names: model.embed_tokens.weight,
 // model.layers.N.self_attn.q_proj.weight, ...; lm_head.weight unless tied) from the checkpoint,
-// converting F32/F16/BF16 to f32. Errors name the tensor: missing, wrong shape, wrong dtype.
+// converting F32/F16/BF16 to the placement's dtype. Errors name the tensor: missing, wrong
+// shape, wrong dtype.
 Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint,
-                          LlamaWeights* out);
+                          LlamaWeights* out, const WeightPlacement& placement = {});
 
-// Deterministic random weights (seeded): normal(0, 0.02) matrices scaled like a trained model,
-// unit norms. For presets, benchmarks and the embedded stand-in model.
-Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, LlamaWeights* out);
+// Deterministic random weights (kernels::fill_random, on the placement's device: a GPU makes 16
+// GB in well under a second): normal(0, 0.02) matrices, the residual projections (o_proj,
+// down_proj) scaled by 1 / sqrt(2 * num_layers), unit norms. For presets and benchmarks.
+Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, LlamaWeights* out,
+                                 const WeightPlacement& placement = {});
 
-// Bytes the f32 weight arena of `config` takes (a count-only pass of the same carving code).
-size_t llama_weight_bytes(const ModelConfig& config);
+// Bytes the weight arena of `config` takes in `dtype` (a count-only pass of the carving code).
+size_t llama_weight_bytes(const ModelConfig& config, DType dtype);
 
 }  // namespace tidal::model

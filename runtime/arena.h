@@ -23,7 +23,11 @@ class BumpAllocator {
   BumpAllocator(void* base, size_t capacity, Device device)
       : base_(static_cast<uint8_t*>(base)), capacity_(capacity), device_(device) {}
   // Count-only allocator: every allocation succeeds and only advances the offset.
-  static BumpAllocator planner() { return BumpAllocator(); }
+  static BumpAllocator planner(Device device = Device{}) {
+    BumpAllocator a;
+    a.device_ = device;
+    return a;
+  }
 
   // A contiguous view of `shape`, aligned to kArenaAlignment. Aborts when a real arena
   // overflows: its size came from a planning pass over the same calls, so that is a bug.

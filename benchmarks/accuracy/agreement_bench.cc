@@ -52,12 +52,12 @@ struct Options {
 // Counts of one variant, summed over its jobs.
 struct Tally {
   int64_t tf_match = 0, fr_match = 0, fr_prefix = 0, wrong = 0;
-  double rows = 0, overlap_sum = 0;  // teacher-forced runs' statistics
-  int64_t overlap_count = 0;
+  double rows = 0;  // teacher-forced runs' statistics
+  int64_t overlap_kept = 0, overlap_total = 0;
 
   void add(const Tally& t) {
     tf_match += t.tf_match, fr_match += t.fr_match, fr_prefix += t.fr_prefix, wrong += t.wrong;
-    rows += t.rows, overlap_sum += t.overlap_sum, overlap_count += t.overlap_count;
+    rows += t.rows, overlap_kept += t.overlap_kept, overlap_total += t.overlap_total;
   }
 };
 
@@ -253,11 +253,11 @@ Status run_jobs(engine::Engine* e, const std::vector<Passage>& passages,
     }
   }
   for (size_t i = 0; i < jobs.size(); ++i) {
-    const model::AttentionStats& s = e->stats(jobs[i].id);
+    const model::AttentionStats s = e->stats(jobs[i].id);
     if (jobs[i].teacher_forced) {
       (*tallies)[i].rows = total_rows(s);
-      (*tallies)[i].overlap_sum = s.overlap_sum;
-      (*tallies)[i].overlap_count = s.overlap_count;
+      (*tallies)[i].overlap_kept = s.overlap_kept;
+      (*tallies)[i].overlap_total = s.overlap_total;
     }
     e->release(jobs[i].id);
   }
@@ -345,10 +345,10 @@ std::vector<Cell> variant_row(const Variant& v, int64_t prompts, int64_t gen, do
   const double steps = double(prompts * gen);
   const bool reselects = v.policy == "tidal" && v.reselect != "none";
   // A control lists every position at both selection layers: the overlap must be 100%.
-  const bool overlap_off = v.control && reselects && t.overlap_sum != double(t.overlap_count);
-  const double overlap = reselects
-                             ? 100.0 * t.overlap_sum / double(std::max<int64_t>(t.overlap_count, 1))
-                             : std::nan("");
+  const bool overlap_off = v.control && reselects && t.overlap_kept != t.overlap_total;
+  const double overlap =
+      reselects ? 100.0 * double(t.overlap_kept) / double(std::max<int64_t>(t.overlap_total, 1))
+                : std::nan("");
   return {v.policy,
           v.granularity,
           v.reselect,

@@ -61,7 +61,7 @@ void bench_rms_norm(const RunCase& run_case) {
         make_case("rms_norm", shape_str({t, kHidden}), kF32 * (2 * t * kHidden + kHidden));
     c.run = [&] {
       kernels::rms_norm(view_of(y, {t, kHidden}), view_of(x, {t, kHidden}), view_of(w, {kHidden}),
-                        eps);
+                        eps, Stream{});
     };
     c.check = [&] {
       int64_t wrong = 0;
@@ -91,7 +91,7 @@ void bench_linear(const RunCase& run_case) {
     std::vector<float> y(static_cast<size_t>(t * n));
     KernelCase c = make_case("linear", shape_str({t, k}) + " x " + shape_str({n, k}),
                              kF32 * double(t * k + n * k + t * n), 2.0 * double(t * n * k));
-    c.run = [&] { kernels::linear(view_of(y, {t, n}), view_of(x, {t, k}), view_of(w, {n, k})); };
+    c.run = [&] { kernels::linear(view_of(y, {t, n}), view_of(x, {t, k}), view_of(w, {n, k}), Stream{}); };
     c.check = [&] {  // a naive double loop over 64 sampled outputs
       int64_t wrong = 0;
       for (int64_t s = 0; s < 64; ++s) {
@@ -125,7 +125,7 @@ void bench_rotary_embedding(const RunCase& run_case) {
     c.run = [&] {
       kernels::rotary_embedding(
           view_of(q, {t, kHeads, kHeadDim}), view_of(k, {t, kKvHeads, kHeadDim}),
-          make_view(pos.data(), DType::kI32, {t}), view_of(inv_freq, {kHeadDim / 2}));
+          make_view(pos.data(), DType::kI32, {t}), view_of(inv_freq, {kHeadDim / 2}), Stream{});
     };
     c.check = [&] {
       int64_t wrong = 0;
@@ -162,7 +162,7 @@ void bench_silu_and_mul(const RunCase& run_case) {
         make_case("silu_and_mul", shape_str({t, kInter}), kF32 * 3.0 * double(t * kInter));
     c.run = [&] {
       kernels::silu_and_mul(view_of(out, {t, kInter}), view_of(gate, {t, kInter}),
-                            view_of(up, {t, kInter}));
+                            view_of(up, {t, kInter}), Stream{});
     };
     c.check = [&] {
       int64_t wrong = 0;
@@ -185,7 +185,7 @@ void bench_residual_add(const RunCase& run_case) {
         make_case("residual_add", shape_str({t, kHidden}), kF32 * 3.0 * double(t * kHidden));
     c.run = [&] {
       kernels::residual_add(view_of(out, {t, kHidden}), view_of(a, {t, kHidden}),
-                            view_of(b, {t, kHidden}));
+                            view_of(b, {t, kHidden}), Stream{});
     };
     c.check = [&] {
       int64_t wrong = 0;
@@ -210,7 +210,7 @@ void bench_embedding_lookup(const RunCase& run_case) {
                              kF32 * 2.0 * double(t * kHidden) + 4.0 * double(t));
     c.run = [&] {
       kernels::embedding_lookup(view_of(out, {t, kHidden}), view_of(table, {vocab, kHidden}),
-                                make_view(ids.data(), DType::kI32, {t}));
+                                make_view(ids.data(), DType::kI32, {t}), Stream{});
     };
     c.check = [&] {  // a copy: must be exact
       int64_t wrong = 0;

@@ -28,8 +28,6 @@ const Op kOps[] = {
     {"rms_norm", bench_rms_norm},
     {"linear", bench_linear},
     {"rotary_embedding", bench_rotary_embedding},
-    {"paged_kv_append", bench_paged_kv_append},
-    {"paged_attention", bench_paged_attention},
     {"residual_add", bench_residual_add},
     {"silu_and_mul", bench_silu_and_mul},
 };

@@ -3,9 +3,17 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <utility>
 
+#include "kernels/block_table_update.h"
+#include "kernels/counter_rng.h"
+#include "kernels/fill_random.h"
+#include "kernels/paged_kv_append.h"
+#include "kernels/quest.h"
+#include "kernels/sample_tokens.h"
 #include "model/safetensors.h"
+#include "runtime/tensor_access.h"
 
 namespace tidal::engine {
 namespace {
@@ -20,20 +28,57 @@ int64_t resolved_capacity(const model::ModelConfig& m, const EngineConfig& c) {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+StepCapacity step_capacity(const model::ModelConfig& m, const EngineConfig& c) {
+  StepCapacity s;
+  s.max_decode = c.max_batch;
+  s.max_prefill_seqs = c.max_batch;
+  s.max_tokens = c.max_batch + c.prefill_chunk;
+  s.max_logits = 2 * c.max_batch;
+  s.num_layers = m.num_layers;
+  s.max_updates = c.max_batch + s.max_prefill_seqs + c.prefill_chunk / c.page_size + 1;
+  return s;
+}
+
 model::WorkspaceShape workspace_shape(const model::ModelConfig& m, const EngineConfig& c) {
+  const StepCapacity cap = step_capacity(m, c);
   model::WorkspaceShape s;
-  s.max_tokens = std::max(c.prefill_chunk, c.max_batch);
-  s.max_seqs = c.max_batch;
+  s.max_tokens = cap.max_tokens;
+  s.max_decode = cap.max_decode;
+  s.max_logits = cap.max_logits;
+  s.num_rows = c.max_batch + 1;  // + the padding row of graph buckets
   s.max_context = resolved_context(m, c);
   s.max_budget = std::min(c.max_budget, s.max_context);
   s.page_size = c.page_size;
+  s.dtype = c.dtype;
+  s.device = c.device;
   return s;
+}
+
+int64_t max_pages(const model::ModelConfig& m, const EngineConfig& c) {
+  return (resolved_context(m, c) + c.page_size - 1) / c.page_size;
+}
+
+// Device-side state besides the workspace: block tables and the step plan's device copy.
+size_t state_bytes(const model::ModelConfig& m, const EngineConfig& c) {
+  const size_t tables = size_t(c.max_batch + 1) * size_t(max_pages(m, c)) * 4;
+  return (tables + 255) / 256 * 256 + StepPlan(step_capacity(m, c)).bytes();
 }
 
 std::string gib(size_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.2f", double(bytes) / double(1ull << 30));
   return buf;
+}
+
+kernels::TokenRole token_role(model::LayerRole role, int64_t layer, int64_t sparse_start) {
+  switch (role) {
+    case model::LayerRole::kDense: return kernels::TokenRole::kDense;
+    case model::LayerRole::kSelect:
+      return layer == sparse_start ? kernels::TokenRole::kSelect : kernels::TokenRole::kReselect;
+    case model::LayerRole::kSparse: return kernels::TokenRole::kSparse;
+    case model::LayerRole::kQuest: return kernels::TokenRole::kQuest;
+  }
+  return kernels::TokenRole::kDense;
 }
 
 }  // namespace
@@ -45,76 +90,181 @@ Status EngineConfig::validate() const {
   if (kv_capacity < 0) return invalid_argument("kv_capacity must be >= 0 (0: planned)");
   if (prefill_chunk < 1) return invalid_argument("prefill_chunk must be >= 1");
   if (max_budget < 2) return invalid_argument("max_budget must be >= 2");
+  if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
+    return invalid_argument(std::string("dtype must be f32, f16 or bf16, not ") +
+                            dtype_name(dtype));
+  }
+  if (device.kind == DeviceKind::kCuda && device.index >= cuda_device_count()) {
+    return unavailable("no CUDA device " + str(device.index) + " (" + str(cuda_device_count()) +
+                       " visible" + (TIDAL_WITH_CUDA ? ")" : "; built without CUDA)"));
+  }
   return ok_status();
+}
+
+size_t available_memory(Device device) {
+  if (device.kind == DeviceKind::kCpu) return available_host_memory();
+  DeviceInfo info;
+  return cuda_device_info(device.index, &info).ok() ? info.free_bytes : 0;
 }
 
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes) {
   MemoryPlan p;
+  p.device = config.device;
+  p.dtype = config.dtype;
+  p.available_bytes = available_bytes;
+  p.device_name = "cpu";
+  DeviceInfo info;
+  if (config.device.kind == DeviceKind::kCuda && cuda_device_info(config.device.index, &info).ok()) {
+    p.device_name = info.name;
+  }
   p.max_context = resolved_context(model, config);
-  p.kv_bytes_per_token = 2 * model.num_layers * model.kv_dim() * int64_t(sizeof(float));
-  p.weight_bytes = model::llama_weight_bytes(model);
-  p.workspace_bytes = model::LlamaWorkspace::bytes_for(model, workspace_shape(model, config));
+  p.kv_bytes_per_token =
+      2 * model.num_layers * model.kv_dim() * int64_t(dtype_size(config.dtype));
+  p.weight_bytes = model::llama_weight_bytes(model, config.dtype);
+  p.workspace_bytes = model::LlamaWorkspace::bytes_for(model, workspace_shape(model, config)) +
+                      state_bytes(model, config);
   int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
   if (config.kv_capacity == 0 && available_bytes > 0) {
     const double spare =
-        0.9 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);
-    // A page: page_size tokens of K and V, plus its two Quest bound rows per layer and KV head.
-    const int64_t bytes_per_page =
-        p.kv_bytes_per_token * config.page_size + 2 * model.num_layers * model.kv_dim() * 4;
-    const int64_t fit = spare > 0 ? int64_t(spare / double(bytes_per_page)) : 0;
+        0.92 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);
+    const double per_page =
+        double(KvCache::bytes_per_page(model, config.page_size, config.dtype));
+    const int64_t fit = spare > 0 ? int64_t(spare / per_page) - 1 : 0;  // - the padding page
     if (fit < pages) {
       pages = std::max<int64_t>(fit, 0);
       p.kv_capped = true;
     }
   }
   p.kv_capacity_tokens = pages * config.page_size;
-  p.kv_bytes = KvCache::bytes_for(model, config.page_size, pages);
+  KvCacheConfig kv;
+  kv.page_size = config.page_size;
+  kv.num_pages = pages;
+  kv.dtype = config.dtype;
+  kv.device = config.device;
+  p.kv_bytes = KvCache::bytes_for(model, kv);
   return p;
+}
+
+Engine::~Engine() {
+  graphs_.clear();
+  if (config_.device.kind == DeviceKind::kCuda) {
+    pinned_free(plan_host_);
+    pinned_free(sampled_host_);
+    if (owns_stream_) stream_destroy(stream_);
+  } else {
+    std::free(plan_host_);
+    std::free(sampled_host_);
+  }
 }
 
 Status Engine::create(const model::ModelConfig& model, model::LlamaWeights weights,
                       const EngineConfig& config, std::unique_ptr<Engine>* out) {
   TIDAL_RETURN_IF_ERROR(model.validate());
   TIDAL_RETURN_IF_ERROR(config.validate());
+  if (weights.embed.device.kind != config.device.kind || weights.embed.dtype != config.dtype) {
+    return invalid_argument(std::string("the weights are ") + dtype_name(weights.embed.dtype) +
+                            " on the " + (weights.embed.on_cpu() ? "CPU" : "GPU") +
+                            "; the engine runs " + dtype_name(config.dtype) + " on the " +
+                            (config.device.kind == DeviceKind::kCpu ? "CPU" : "GPU"));
+  }
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = model;
   e->config_ = config;
-  const size_t available = available_host_memory();
-  e->plan_ = plan_memory(model, config, available);
+  if (config.device.kind == DeviceKind::kCuda) {
+    TIDAL_RETURN_IF_ERROR(set_cuda_device(config.device.index));
+  }
+  // Weights are already resident: plan against what is left plus what they take.
+  const size_t available = available_memory(config.device);
+  const size_t with_weights =
+      available > 0 && config.device.kind == DeviceKind::kCuda ? available + weights.bytes()
+                                                                : available;
+  e->plan_ = plan_memory(model, config, with_weights);
   if (e->plan_.max_context > model.max_position_embeddings) {
     return invalid_argument("max_context " + str(e->plan_.max_context) +
                             " exceeds the model's context of " +
                             str(model.max_position_embeddings) + " tokens");
   }
-  const size_t total = e->plan_.weight_bytes + e->plan_.kv_bytes + e->plan_.workspace_bytes;
-  if (e->plan_.kv_capacity_tokens < config.page_size || (available > 0 && total > available)) {
+  const size_t total = e->plan_.total_bytes();
+  if (e->plan_.kv_capacity_tokens < config.page_size ||
+      (with_weights > 0 && total > with_weights)) {
     return out_of_memory("weights, KV cache and workspace need " + gib(total) + " GiB (KV " +
-                         str(e->plan_.kv_capacity_tokens) + " tokens); " + gib(available) +
-                         " GiB of host memory is available");
+                         str(e->plan_.kv_capacity_tokens) + " tokens); " + gib(with_weights) +
+                         " GiB of " + e->plan_.device_name + " memory is available");
   }
   e->weights_ = std::move(weights);
   KvCacheConfig kv;
   kv.page_size = config.page_size;
   kv.num_pages = e->plan_.kv_capacity_tokens / config.page_size;
+  kv.dtype = config.dtype;
+  kv.device = config.device;
   TIDAL_RETURN_IF_ERROR(KvCache::create(model, kv, &e->kv_));
   TIDAL_RETURN_IF_ERROR(
       model::LlamaWorkspace::create(model, workspace_shape(model, config), &e->ws_));
-  e->max_pages_ = (e->plan_.max_context + config.page_size - 1) / config.page_size;
+  e->max_pages_ = max_pages(model, config);
   e->row_used_.assign(size_t(config.max_batch), false);
-  e->block_tables_.assign(size_t(config.max_batch * e->max_pages_), 0);
+  TIDAL_RETURN_IF_ERROR(e->init_device_state());
   *out = std::move(e);
+  return ok_status();
+}
+
+Status Engine::init_device_state() {
+  const bool cuda = config_.device.kind == DeviceKind::kCuda;
+  if (cuda) {
+    TIDAL_RETURN_IF_ERROR(stream_create(&stream_));
+    owns_stream_ = true;
+  }
+  step_ = std::make_unique<StepPlan>(step_capacity(model_, config_));
+  const size_t plan_bytes = step_->bytes();
+  const int64_t rows = config_.max_batch + 1;
+  TIDAL_RETURN_IF_ERROR(Arena::create(state_bytes(model_, config_), "block tables and step plan",
+                                      config_.device, &state_));
+  BumpAllocator alloc = state_.allocator();
+  block_tables_ = alloc.allocate(DType::kI32, {rows, max_pages_});
+  const TensorView plan_copy = alloc.allocate(DType::kU8, {int64_t(plan_bytes)});
+  const size_t sampled_bytes = size_t(step_->capacity().max_logits) * 4;
+  if (cuda) {
+    TIDAL_RETURN_IF_ERROR(pinned_malloc(plan_bytes, &plan_host_));
+    void* sampled = nullptr;
+    TIDAL_RETURN_IF_ERROR(pinned_malloc(sampled_bytes, &sampled));
+    sampled_host_ = static_cast<int32_t*>(sampled);
+    plan_device_ = plan_copy.data;
+  } else {
+    plan_host_ = std::malloc(plan_bytes);
+    sampled_host_ = static_cast<int32_t*>(std::malloc(sampled_bytes));
+    if (plan_host_ == nullptr || sampled_host_ == nullptr) {
+      return out_of_memory("cannot allocate the step plan");
+    }
+    plan_device_ = plan_host_;
+  }
+  step_->bind(plan_host_);
+  // Every entry starts on the padding page: a graph bucket's padding tokens (row max_batch,
+  // position 0) and any entry not yet uploaded point at a page no sequence owns.
+  const std::vector<int32_t> tables(size_t(rows * max_pages_), kv_.padding_page());
+  copy_bytes(block_tables_.data, config_.device, tables.data(), Device{}, tables.size() * 4,
+             stream_);
+  stream_synchronize(stream_);
+  for (int64_t b = 1; b < config_.max_batch; b *= 2) buckets_.push_back(b);
+  buckets_.push_back(config_.max_batch);
   return ok_status();
 }
 
 Status Engine::load(const std::string& dir, const EngineConfig& config,
                     std::unique_ptr<Engine>* out) {
+  TIDAL_RETURN_IF_ERROR(config.validate());
   model::ModelConfig model;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &model));
   std::unique_ptr<model::SafetensorsCheckpoint> ckpt;
   TIDAL_RETURN_IF_ERROR(model::SafetensorsCheckpoint::open(dir, &ckpt));
+  if (config.device.kind == DeviceKind::kCuda) {
+    TIDAL_RETURN_IF_ERROR(set_cuda_device(config.device.index));
+  }
   model::LlamaWeights weights;
-  TIDAL_RETURN_IF_ERROR(model::load_llama_weights(model, *ckpt, &weights).with_context(dir));
+  model::WeightPlacement placement;
+  placement.dtype = config.dtype;
+  placement.device = config.device;
+  TIDAL_RETURN_IF_ERROR(
+      model::load_llama_weights(model, *ckpt, &weights, placement).with_context(dir));
   return create(model, std::move(weights), config, out);
 }
 
@@ -128,10 +278,17 @@ const Engine::Sequence* Engine::find(SeqId id) const {
   return it == seqs_.end() ? nullptr : &it->second;
 }
 
-const model::AttentionStats& Engine::stats(SeqId id) const {
+model::AttentionStats Engine::stats(SeqId id) const {
   const Sequence* s = find(id);
   TIDAL_CHECK(s != nullptr, "Engine::stats: unknown sequence");
-  return s->stats;
+  model::AttentionStats st = s->stats;
+  int64_t overlap[2] = {0, 0};  // position persistence, counted on the device
+  const TensorView row = ws_.overlap.select(s->row);
+  copy_bytes(overlap, Device{}, row.data, row.device, sizeof(overlap), stream_);
+  stream_synchronize(stream_);
+  st.overlap_kept = overlap[0];
+  st.overlap_total = overlap[1];
+  return st;
 }
 
 void Engine::set_trace(SeqId id, std::vector<model::LayerTrace>* trace) {
@@ -149,10 +306,16 @@ Status Engine::read_kv(SeqId id, int64_t layer, int64_t position, std::vector<fl
   }
   const model::KvLayer& kv = kv_.layers()[size_t(layer)];
   const int64_t page = s->block_table[size_t(position / kv_.page_size())];
-  const TensorView k = kv.k.select(page).select(position % kv_.page_size());
-  const TensorView v = kv.v.select(page).select(position % kv_.page_size());
-  key->assign(k.data_as<float>(), k.data_as<float>() + model_.kv_dim());
-  value->assign(v.data_as<float>(), v.data_as<float>() + model_.kv_dim());
+  const int64_t n = model_.kv_dim();
+  const DType dt = kv.k.dtype;
+  std::vector<uint8_t> raw(size_t(n) * dtype_size(dt));
+  for (auto [src, dst] : {std::pair{kv.k, key}, std::pair{kv.v, value}}) {
+    const TensorView row = src.select(page).select(position % kv_.page_size());
+    copy_bytes(raw.data(), Device{}, row.data, row.device, raw.size(), stream_);
+    stream_synchronize(stream_);
+    dst->resize(size_t(n));
+    for (int64_t i = 0; i < n; ++i) (*dst)[size_t(i)] = load_f32(raw.data(), dt, i);
+  }
   return ok_status();
 }
 
@@ -166,12 +329,21 @@ int64_t Engine::kv_tokens_in_use() const {
 }
 
 Status Engine::add_sequence(const std::vector<int32_t>& prompt, SeqId* id) {
-  return add_sequence(prompt, model::AttentionPolicy(), id);
+  return add_sequence(prompt, SequenceOptions(), id);
 }
 
 Status Engine::add_sequence(const std::vector<int32_t>& prompt,
                             const model::AttentionPolicy& policy, SeqId* id) {
+  SequenceOptions options;
+  options.attention = policy;
+  return add_sequence(prompt, options, id);
+}
+
+Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOptions& options,
+                            SeqId* id) {
+  const model::AttentionPolicy& policy = options.attention;
   TIDAL_RETURN_IF_ERROR(policy.validate(model_, config_.page_size));
+  TIDAL_RETURN_IF_ERROR(options.sampling.validate());
   const int64_t budget = policy.kind == model::AttentionKind::kTidal   ? policy.tidal.budget
                          : policy.kind == model::AttentionKind::kQuest ? policy.quest.budget
                                                                        : 0;
@@ -202,9 +374,12 @@ Status Engine::add_sequence(const std::vector<int32_t>& prompt,
   Sequence seq;
   seq.tokens = prompt;
   seq.row = free_row - row_used_.begin();
-  seq.policy = policy;
+  seq.options = options;
   seq.reselect = model::reselect_layers(policy, model_);
   TIDAL_RETURN_IF_ERROR(kv_.reserve(&seq.block_table, n));
+  // The row's persistence counters start from zero for the new sequence.
+  const TensorView counters = ws_.overlap.select(seq.row);
+  fill_bytes(counters.data, counters.device, 0, counters.nbytes(), stream_);
   *free_row = true;
   *id = next_id_++;
   seqs_.emplace(*id, std::move(seq));
@@ -219,64 +394,116 @@ void Engine::release(SeqId id) {
   seqs_.erase(id);
 }
 
-void Engine::run_step(const std::vector<Sequence*>& seqs, const std::vector<int64_t>& seq_of_tok,
-                      const std::vector<int64_t>& pos_of_tok,
-                      const std::vector<int32_t>& logit_rows, bool decode, TensorView logits) {
-  const size_t n = seq_of_tok.size();
-  std::vector<int32_t> tokens(n), positions(n), rows(n);
-  std::vector<uint8_t> decode_flags(n, decode ? 1 : 0);
-  for (size_t t = 0; t < n; ++t) {
-    const Sequence* s = seqs[size_t(seq_of_tok[t])];
-    tokens[t] = s->tokens[size_t(pos_of_tok[t])];
-    positions[t] = int32_t(pos_of_tok[t]);
-    rows[t] = int32_t(s->row);
+void Engine::upload_pages(Sequence* s, int64_t end) {
+  const int64_t need = (end + config_.page_size - 1) / config_.page_size;
+  for (; s->pages_on_device < need; ++s->pages_on_device) {
+    step_->add_page_update(int32_t(s->row), int32_t(s->pages_on_device),
+                           s->block_table[size_t(s->pages_on_device)]);
   }
-  std::vector<model::SequenceAttention> attention(size_t(config_.max_batch));
-  for (Sequence* s : seqs) {
-    int32_t* row = block_tables_.data() + s->row * max_pages_;
-    std::copy(s->block_table.begin(), s->block_table.end(), row);
-    model::SequenceAttention& a = attention[size_t(s->row)];
-    a.policy = &s->policy;
-    a.reselect = s->reselect;
-    a.stats = &s->stats;
-    a.trace = s->trace;
-  }
-  std::vector<int32_t> wanted = logit_rows;
-  model::ForwardBatch batch;
-  batch.tokens = make_view(tokens.data(), DType::kI32, {int64_t(n)});
-  batch.positions = make_view(positions.data(), DType::kI32, {int64_t(n)});
-  batch.seq_ids = make_view(rows.data(), DType::kI32, {int64_t(n)});
-  batch.block_tables =
-      make_view(block_tables_.data(), DType::kI32, {config_.max_batch, max_pages_});
-  batch.logit_rows = make_view(wanted.data(), DType::kI32, {int64_t(wanted.size())});
-  batch.decode = make_view(decode_flags.data(), DType::kU8, {int64_t(n)});
-  batch.attention = attention.data();
-  model::llama_forward(model_, weights_, batch, kv_.layers(), ws_, logits);
 }
 
-void Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits) {
+void Engine::add_sample_row(int32_t row, const Sequence* s) {
+  SampleRow r;  // padding rows (s null) are greedy
+  if (s != nullptr) {
+    const SamplingParams& p = s->options.sampling;
+    r.temperature = p.temperature;
+    r.top_k = p.top_k;
+    r.top_p = p.top_p;
+    r.min_p = p.min_p;
+    r.seed = p.seed;
+    r.counter = s->samples_drawn;
+  }
+  step_->add_logit_row(row, r);
+}
+
+// A decode token for `s` at position s->cached, with its role in every layer.
+void Engine::add_decode_token(Sequence* s, int32_t token) {
+  const model::AttentionPolicy& policy = s->options.attention;
+  const int64_t position = s->cached, n = position + 1;
+  DecodeToken t;
+  t.token = token;
+  t.position = int32_t(position);
+  t.seq_row = int32_t(s->row);
+  if (policy.kind == model::AttentionKind::kTidal) {
+    t.num_lists = int32_t(model::num_lists(policy.tidal.granularity, model_));
+    t.budget = int32_t(policy.tidal.budget);
+  } else if (policy.kind == model::AttentionKind::kQuest) {
+    t.num_lists = int32_t(model_.num_heads);
+    t.budget = int32_t(policy.quest.budget);
+    t.page_length = int32_t((n - 1) / config_.page_size + 1);
+    t.page_budget = int32_t(policy.quest.budget / config_.page_size);
+  }
+  upload_pages(s, n);
+  const int64_t i = step_->add_decode(t);
+  for (int64_t l = 0; l < model_.num_layers; ++l) {
+    const model::LayerRole role = model::layer_role(policy, s->reselect, l);
+    step_->set_role(i, l, token_role(role, l, policy.tidal.sparse_start));
+  }
+}
+
+// KV rows each layer role reads for one decode token, from n, K and the policy alone
+// (DESIGN.md §7: statistics are derived from the plan, never read back).
+void Engine::count_decode_stats(Sequence* s) {
+  const model::AttentionPolicy& policy = s->options.attention;
+  model::AttentionStats& st = s->stats;
+  const int64_t n = s->cached + 1, kvh = model_.num_kv_heads, page = config_.page_size;
+  for (int64_t l = 0; l < model_.num_layers; ++l) {
+    const model::LayerRole role = model::layer_role(policy, s->reselect, l);
+    st.layer_steps[int(role)] += 1;
+    switch (role) {
+      case model::LayerRole::kDense:
+      case model::LayerRole::kSelect: st.rows[int(role)] += n * kvh; break;
+      case model::LayerRole::kSparse: {
+        const int64_t lists = model::num_lists(policy.tidal.granularity, model_);
+        const int64_t count = std::min(n, policy.tidal.budget);
+        // Lists narrower than the KV heads (shared) are read once per KV head.
+        st.rows[int(role)] += lists * count * (lists < kvh ? kvh / lists : 1);
+        break;
+      }
+      case model::LayerRole::kQuest: {
+        const int64_t pages = (n - 1) / page + 1;
+        const int64_t chosen = std::min(pages, policy.quest.budget / page);
+        st.rows[int(role)] += model_.num_heads * ((chosen - 1) * page + (n - 1) % page + 1);
+        st.quest_metadata_rows += 2 * (pages - 1) * kvh;
+        break;
+      }
+    }
+  }
+  st.decode_steps += 1;
+}
+
+void Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits,
+                        int32_t* sampled) {
   while (begin < end) {
     const int64_t chunk = std::min(config_.prefill_chunk, end - begin);
-    std::vector<int64_t> seq_of_tok(static_cast<size_t>(chunk), 0);
-    std::vector<int64_t> pos_of_tok(static_cast<size_t>(chunk));
-    for (int64_t i = 0; i < chunk; ++i) pos_of_tok[size_t(i)] = begin + i;
-    std::vector<int32_t> rows;
-    if (begin + chunk == end && logits.data != nullptr) rows.push_back(int32_t(chunk - 1));
-    const TensorView out =
-        make_view(logits.data, DType::kF32, {int64_t(rows.size()), model_.vocab});
-    run_step({s}, seq_of_tok, pos_of_tok, rows, /*decode=*/false, out);
+    step_->clear();
+    upload_pages(s, begin + chunk);
+    step_->add_prefill(int32_t(s->row), int32_t(begin), s->tokens.data() + begin, chunk);
+    const bool last = begin + chunk == end;
+    const bool want = last && (logits.data != nullptr || sampled != nullptr);
+    if (want) add_sample_row(int32_t(chunk - 1), s);
+    std::vector<int32_t> ids;
+    step_seqs_.clear();
+    run_step(last ? logits : TensorView(), want && sampled != nullptr ? &ids : nullptr);
+    if (want && sampled != nullptr) {
+      *sampled = ids[0];
+      s->samples_drawn += 1;
+    }
     begin += chunk;
   }
 }
 
-Status Engine::prefill(SeqId id, TensorView logits) {
+Status Engine::prefill(SeqId id, TensorView logits, int32_t* sampled) {
   Sequence* s = find(id);
   if (s == nullptr) return invalid_argument("unknown sequence " + str(id));
-  TIDAL_CHECK(logits.rank == 1 && logits.size(0) == model_.vocab,
-              "prefill: logits must be [vocab]");
+  TIDAL_CHECK(logits.data == nullptr || (logits.rank == 1 && logits.size(0) == model_.vocab &&
+                                         logits.dtype == DType::kF32 && logits.on_cpu()),
+              "prefill: logits must be host f32 [vocab]");
   const int64_t total = int64_t(s->tokens.size());
   if (s->cached >= total) return invalid_argument("sequence " + str(id) + " is already prefilled");
-  dense_pass(s, s->cached, total, logits);
+  const TensorView rows =
+      logits.data ? make_view(logits.data, DType::kF32, {1, model_.vocab}) : TensorView();
+  dense_pass(s, s->cached, total, rows, sampled);
   s->cached = total;
   return ok_status();
 }
@@ -288,20 +515,22 @@ Status Engine::correct(SeqId id, int64_t num_tokens) {
   const int64_t n = std::min(num_tokens, s->cached);
   // Recomputing positions [cached - n, cached) writes their K/V again, now from dense attention
   // in every layer (each attends to the full cache before it, itself corrected first).
-  dense_pass(s, s->cached - n, s->cached, TensorView());
+  dense_pass(s, s->cached - n, s->cached, TensorView(), nullptr);
   s->stats.correction_passes += 1;
   s->stats.correction_tokens += n;
   return ok_status();
 }
 
 Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>& tokens,
-                      TensorView logits) {
+                      TensorView logits, std::vector<int32_t>* sampled) {
   if (ids.empty() || ids.size() != tokens.size()) {
     return invalid_argument("decode needs one token per sequence");
   }
-  TIDAL_CHECK(
-      logits.rank == 2 && logits.size(0) == int64_t(ids.size()) && logits.size(1) == model_.vocab,
-      "decode: logits must be [num_seqs, vocab]");
+  TIDAL_CHECK(logits.data == nullptr ||
+                  (logits.rank == 2 && logits.size(0) == int64_t(ids.size()) &&
+                   logits.size(1) == model_.vocab && logits.dtype == DType::kF32 &&
+                   logits.on_cpu()),
+              "decode: logits must be host f32 [num_seqs, vocab]");
   std::vector<Sequence*> seqs;
   for (size_t i = 0; i < ids.size(); ++i) {
     Sequence* s = find(ids[i]);
@@ -336,21 +565,163 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
       return st;
     }
   }
-  std::vector<Sequence*> step;
-  std::vector<int64_t> seq_of_tok, pos_of_tok;
-  std::vector<int32_t> rows;
+  step_->clear();
+  step_seqs_ = seqs;
+  bool traced = false;
   for (size_t i = 0; i < seqs.size(); ++i) {
     seqs[i]->tokens.push_back(tokens[i]);
-    step.push_back(seqs[i]);
-    seq_of_tok.push_back(int64_t(i));
-    pos_of_tok.push_back(seqs[i]->cached);
-    rows.push_back(int32_t(i));
+    add_decode_token(seqs[i], tokens[i]);
+    traced = traced || seqs[i]->trace != nullptr;
   }
-  run_step(step, seq_of_tok, pos_of_tok, rows, /*decode=*/true, logits);
+  // On a GPU with graphs, pad the batch to its bucket: padding tokens attend to the padding page.
+  const bool graphs = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs && !traced;
+  int64_t padded = int64_t(seqs.size());
+  if (graphs) padded = *std::lower_bound(buckets_.begin(), buckets_.end(), padded);
+  for (int64_t i = int64_t(seqs.size()); i < padded; ++i) {
+    DecodeToken pad;
+    pad.seq_row = int32_t(config_.max_batch);
+    step_->add_decode(pad);
+  }
+  for (int64_t i = 0; i < padded; ++i) {
+    add_sample_row(int32_t(i), i < int64_t(seqs.size()) ? seqs[size_t(i)] : nullptr);
+  }
+  std::vector<int32_t> ids_out;
+  run_step(logits, sampled != nullptr ? &ids_out : nullptr);
   for (Sequence* s : seqs) {
+    count_decode_stats(s);
     s->cached += 1;
-    s->stats.decode_steps += 1;
   }
+  if (sampled != nullptr) {
+    sampled->assign(ids_out.begin(), ids_out.begin() + long(seqs.size()));
+    for (Sequence* s : seqs) s->samples_drawn += 1;
+  }
+  return ok_status();
+}
+
+void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
+  const StepHeader& h = step_->header();
+  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                  [](const Sequence* s) { return s->trace != nullptr; });
+  const bool bucket = std::binary_search(buckets_.begin(), buckets_.end(), int64_t(h.num_decode));
+  const bool use_graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
+                         !traced && h.num_decode > 0 && h.num_tokens == h.num_decode && bucket;
+  if (use_graph) {
+    // One graph per batch bucket and set of layers with optional launches (selection, Quest);
+    // lengths, lists, roles and sampling settings are device data, so it replays any step.
+    std::vector<uint8_t> key(sizeof(int32_t) + size_t(model_.num_layers));
+    std::memcpy(key.data(), &h.num_decode, sizeof(int32_t));
+    std::memcpy(key.data() + sizeof(int32_t), step_->layer_ops(), size_t(model_.num_layers));
+    auto it = graphs_.find(key);
+    if (it != graphs_.end()) {
+      it->second.launch(stream_);
+    } else {
+      // The first step of a shape runs eagerly (lazy library handles and algorithm choices are
+      // made outside any capture) and is the real step; the capture only records.
+      enqueue_step();
+      Graph::begin_capture(stream_);
+      enqueue_step();
+      graphs_.emplace(std::move(key), Graph::end_capture(stream_));
+    }
+  } else {
+    enqueue_step();
+  }
+  const int64_t rows = logits.data != nullptr ? logits.size(0) : 0;
+  if (rows > 0) {
+    TIDAL_CHECK(rows <= h.num_logits && logits.size(1) == model_.vocab,
+                "run_step: more logit rows asked than computed");
+    copy_bytes(logits.data, Device{}, ws_.logits.data, config_.device,
+               size_t(rows * model_.vocab) * 4, stream_);
+  }
+  stream_synchronize(stream_);
+  if (sampled != nullptr) sampled->assign(sampled_host_, sampled_host_ + h.num_logits);
+}
+
+void Engine::enqueue_step() {
+  const bool cuda = config_.device.kind == DeviceKind::kCuda;
+  if (cuda) {
+    copy_bytes(plan_device_, config_.device, plan_host_, Device{}, step_->bytes(), stream_);
+  }
+  model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
+  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                  [](const Sequence* s) { return s->trace != nullptr; });
+  if (traced) b.after_attention = [this](int64_t layer) { record_traces(layer); };
+  model::llama_forward(model_, weights_, b, kv_.layers(), ws_, stream_);
+  const int64_t n = step_->header().num_logits;
+  if (n == 0) return;
+  const StepPlan::SampleViews sv = step_->samples(plan_device_, config_.device);
+  kernels::SampleParams sp;
+  sp.tokens = ws_.sampled.slice(0, n);
+  sp.logits = ws_.logits.slice(0, n);
+  sp.temperature = sv.temperature;
+  sp.top_k = sv.top_k;
+  sp.top_p = sv.top_p;
+  sp.min_p = sv.min_p;
+  sp.seeds = sv.seeds;
+  sp.counters = sv.counters;
+  kernels::sample_tokens(sp, ws_.scratch, stream_);
+  copy_bytes(sampled_host_, Device{}, ws_.sampled.data, config_.device, size_t(n) * 4, stream_);
+}
+
+// The lists each traced decode token attended in `layer` (after the layer's selection).
+void Engine::record_traces(int64_t layer) {
+  const int64_t budget = ws_.lists.size(2), heads = model_.num_heads;
+  std::vector<int32_t> counts(static_cast<size_t>(heads)), lists(static_cast<size_t>(heads * budget));
+  for (size_t i = 0; i < step_seqs_.size(); ++i) {
+    Sequence* s = step_seqs_[i];
+    if (s->trace == nullptr) continue;
+    const model::AttentionPolicy& policy = s->options.attention;
+    model::LayerTrace tr;
+    tr.position = s->cached;
+    tr.layer = layer;
+    tr.role = model::layer_role(policy, s->reselect, layer);
+    if (tr.role != model::LayerRole::kDense) {
+      const int64_t num = tr.role == model::LayerRole::kQuest
+                              ? heads
+                              : model::num_lists(policy.tidal.granularity, model_);
+      const TensorView c = ws_.counts.select(int64_t(i)), l = ws_.lists.select(int64_t(i));
+      copy_bytes(counts.data(), Device{}, c.data, c.device, size_t(num) * 4, stream_);
+      copy_bytes(lists.data(), Device{}, l.data, l.device, size_t(num * budget) * 4, stream_);
+      stream_synchronize(stream_);
+      for (int64_t j = 0; j < num; ++j) {
+        const int32_t* p = lists.data() + j * budget;
+        tr.lists.emplace_back(p, p + counts[size_t(j)]);
+      }
+    }
+    s->trace->push_back(std::move(tr));
+  }
+}
+
+Status Engine::add_random_sequence(int64_t length, const SequenceOptions& options, uint64_t seed,
+                                   SeqId* id) {
+  if (length < 1) return invalid_argument("a sequence needs at least one token");
+  TIDAL_RETURN_IF_ERROR(add_sequence(std::vector<int32_t>(size_t(length), 0), options, id));
+  Sequence* s = find(*id);
+  const int64_t chunk = config_.prefill_chunk;
+  for (int64_t begin = 0; begin < length; begin += chunk) {
+    const int64_t count = std::min(chunk, length - begin);
+    step_->clear();
+    upload_pages(s, begin + count);
+    step_->add_prefill(int32_t(s->row), int32_t(begin), s->tokens.data() + begin, count);
+    if (config_.device.kind == DeviceKind::kCuda) {
+      copy_bytes(plan_device_, config_.device, plan_host_, Device{}, step_->bytes(), stream_);
+    }
+    const model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
+    kernels::block_table_update(b.block_tables, b.page_updates, stream_);
+    const TensorView k = ws_.k.slice(0, count), v = ws_.v.slice(0, count);
+    for (int64_t l = 0; l < model_.num_layers; ++l) {
+      const model::KvLayer& cache = kv_.layers()[size_t(l)];
+      const uint64_t stream_id = uint64_t(l) * uint64_t(length) + uint64_t(begin);
+      kernels::fill_random(k, kernels::random_bits(seed, 2 * stream_id), 0.0f, 1.0f, stream_);
+      kernels::fill_random(v, kernels::random_bits(seed, 2 * stream_id + 1), 0.0f, 1.0f, stream_);
+      kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v},
+                               stream_);
+      kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
+                                      b.positions, k, config_.page_size},
+                                     stream_);
+    }
+    stream_synchronize(stream_);  // the plan buffer is rebuilt for the next chunk
+  }
+  s->cached = length;
   return ok_status();
 }
 

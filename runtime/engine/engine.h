@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-// The engine: a model's weights, its paged KV cache and a step workspace, planned once at
-// start. Sequences are added with their prompt, prefilled densely in chunks, then decoded
-// together one token per step.
+// The engine: a model's weights, its paged KV cache and a step workspace, planned once at start
+// on one device (the CPU reference path or a CUDA GPU). Sequences are added with their prompt,
+// prefilled densely in chunks, then decoded together one token per step. Every step is a
+// StepPlan built on the host and run as one fixed sequence of launches for the whole batch; on
+// a GPU, decode steps replay a CUDA graph captured per batch-size bucket (and per set of layers
+// with selection / Quest launches), sampling happens on the device, and only the sampled ids come
+// back. Nothing is allocated per step.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -14,7 +19,10 @@
 #include "model/config.h"
 #include "model/llama.h"
 #include "model/weights.h"
+#include "runtime/device.h"
 #include "runtime/engine/kv_cache.h"
+#include "runtime/engine/sampler.h"
+#include "runtime/engine/step_plan.h"
 #include "runtime/status.h"
 
 namespace tidal::engine {
@@ -27,96 +35,139 @@ struct EngineConfig {
                             // max_context, capped to what fits in available memory
   int64_t prefill_chunk = 256;  // prompt tokens per prefill step; Default: 256
   int64_t max_budget = 4096;    // largest sparse budget a request may ask; Default: 4096
+  Device device;                // Default: the CPU (the f32 reference path)
+  DType dtype = DType::kF32;    // weights, activations and KV cache: f32, f16 or bf16; Default f32
+  bool cuda_graphs = true;      // GPU decode steps replay captured graphs; false: eager launches
 
   Status validate() const;
 };
 
 // What the engine holds, in bytes, and what it can serve.
 struct MemoryPlan {
+  Device device;
+  std::string device_name;     // "cpu" or the GPU's name
+  DType dtype = DType::kF32;
+  size_t available_bytes = 0;  // memory the plan was made against (0: unknown)
   size_t weight_bytes = 0;
   size_t kv_bytes = 0;
-  size_t workspace_bytes = 0;
+  size_t workspace_bytes = 0;  // activations, selection state, op scratch, step plan
   int64_t kv_capacity_tokens = 0;  // pages * page_size
   int64_t kv_bytes_per_token = 0;  // every layer, K and V (Quest page bounds: per page, extra)
   int64_t max_context = 0;
   bool kv_capped = false;  // the automatic capacity was cut to fit available memory
+
+  size_t total_bytes() const { return weight_bytes + kv_bytes + workspace_bytes; }
 };
 
-// Plans memory without allocating (for `tidal info`). `available_bytes` is the host memory that
-// weights, KV cache and workspace may take (0: unknown, no cap). An automatic KV capacity keeps
-// 10% of it free; an explicit one is taken as asked (Engine::create checks that it fits).
+// Plans memory without allocating (for `tidal info`). `available_bytes` is the memory (host or
+// device) that weights, KV cache and workspace may take (0: unknown, no cap). An automatic KV
+// capacity keeps 8% of it free; an explicit one is taken as asked (Engine::create checks it).
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes);
+// Memory the engine's device offers now: free device memory on a GPU, available host memory on
+// the CPU (0: unknown).
+size_t available_memory(Device device);
 
 using SeqId = int64_t;
 
+// Per-sequence settings.
+struct SequenceOptions {
+  model::AttentionPolicy attention;  // decode-step attention; Default: full
+  SamplingParams sampling;           // how its tokens are sampled; Default: temperature 1, seed 0
+};
+
 class Engine {
  public:
-  // Takes ownership of `weights` (for model.config). Allocates the KV cache and workspace.
+  ~Engine();
+  // Takes ownership of `weights` (for model, already on config.device in config.dtype).
+  // Allocates the KV cache and workspace.
   static Status create(const model::ModelConfig& model, model::LlamaWeights weights,
                        const EngineConfig& config, std::unique_ptr<Engine>* out);
-  // Loads <dir>/config.json and its safetensors checkpoint.
+  // Loads <dir>/config.json and its safetensors checkpoint onto config.device in config.dtype.
   static Status load(const std::string& dir, const EngineConfig& config,
                      std::unique_ptr<Engine>* out);
 
   const model::ModelConfig& model_config() const { return model_; }
   const EngineConfig& config() const { return config_; }
   const MemoryPlan& memory_plan() const { return plan_; }
+  const model::LlamaWeights& weights() const { return weights_; }
+  Stream stream() const { return stream_; }
 
-  // Registers a sequence holding `prompt` (at least one token) whose decode steps attend as
-  // `policy` says. Fails with a clear error when the prompt is longer than the context or the KV
-  // capacity, the policy is invalid, or max_batch sequences are live.
+  // Registers a sequence holding `prompt` (at least one token). Fails with a clear error when
+  // the prompt is longer than the context or the KV capacity, the policy or sampling settings
+  // are invalid, or max_batch sequences are live.
   Status add_sequence(const std::vector<int32_t>& prompt, SeqId* id);
   Status add_sequence(const std::vector<int32_t>& prompt, const model::AttentionPolicy& policy,
                       SeqId* id);
-  // Prefills every not-yet-cached prompt token in chunks; writes the logits after the last
-  // prompt token to `logits` [vocab] (f32).
-  Status prefill(SeqId id, TensorView logits);
-  // One decode step: appends tokens[i] to sequence ids[i] (all distinct) and writes their next-
-  // token logits to logits[i] ([ids.size(), vocab], f32). Fails (changing nothing) when a
-  // sequence would exceed its context or the KV cache is full.
+  Status add_sequence(const std::vector<int32_t>& prompt, const SequenceOptions& options,
+                      SeqId* id);
+  // Prefills every not-yet-cached prompt token in chunks. Writes the logits after the last prompt
+  // token to `logits` [vocab] (f32, host) when it has data, and the token sampled from them
+  // (the sequence's sampling settings) to `*sampled` when not null.
+  Status prefill(SeqId id, TensorView logits, int32_t* sampled = nullptr);
+  // One decode step: appends tokens[i] to sequence ids[i] (all distinct); writes their next-token
+  // logits to logits[i] ([ids.size(), vocab], f32, host) when it has data, and the sampled next
+  // tokens to `*sampled` when not null. Fails (changing nothing) when a sequence would exceed its
+  // context or the KV cache is full.
   Status decode(const std::vector<SeqId>& ids, const std::vector<int32_t>& tokens,
-                TensorView logits);
+                TensorView logits, std::vector<int32_t>* sampled = nullptr);
   // KV cache correction (reference/TIDALDECODE.md §2): recomputes the K/V of the sequence's last
   // `num_tokens` cached positions with a dense chunked pass through every layer, overwriting the
   // entries written while sparse layers were active. Counted in the sequence's stats.
   Status correct(SeqId id, int64_t num_tokens);
+  // Registers a sequence of `length` cached positions whose K/V are random (seeded), with no
+  // prefill: for latency benchmarks at long context. Its tokens are 0s.
+  Status add_random_sequence(int64_t length, const SequenceOptions& options, uint64_t seed,
+                             SeqId* id);
   // Frees the sequence's KV pages.
   void release(SeqId id);
 
   // The sequence's attention statistics so far (decode steps and corrections).
-  const model::AttentionStats& stats(SeqId id) const;
+  model::AttentionStats stats(SeqId id) const;
   // Records every decode layer's role and lists of the sequence into `trace` (null: stop).
+  // Steps of a traced sequence run eagerly.
   void set_trace(SeqId id, std::vector<model::LayerTrace>* trace);
-  // Copies the cached key and value of (layer, position), [num_kv_heads * head_dim] each.
+  // Copies the cached key and value of (layer, position), [num_kv_heads * head_dim] each, as f32.
   Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
                  std::vector<float>* value) const;
 
   int64_t length(SeqId id) const;    // tokens cached for the sequence
   int64_t kv_tokens_in_use() const;  // pages held by live sequences, in tokens
+  int64_t graphs_captured() const { return int64_t(graphs_.size()); }
 
  private:
   struct Sequence {
     std::vector<int32_t> tokens;       // prompt + generated; positions 0..size-1
     int64_t cached = 0;                // tokens whose K/V are in the cache
     std::vector<int32_t> block_table;  // page ids
-    int64_t row = 0;                   // row in block_tables_
-    model::AttentionPolicy policy;
+    int64_t pages_on_device = 0;       // block-table entries the device copy already has
+    int64_t row = 0;                   // block-table row (sequence slot)
+    SequenceOptions options;
+    uint64_t samples_drawn = 0;        // the sampling counter
     model::AttentionStats stats;
     std::vector<int64_t> reselect;  // the policy's reselect layers, resolved
     std::vector<model::LayerTrace>* trace = nullptr;
   };
 
   Engine() = default;
+  // Stream, block tables, step plan buffers and graph buckets.
+  Status init_device_state();
   Sequence* find(SeqId id);
-  // Runs one forward step over (sequence, position) pairs, fetching logits for `logit_rows`.
-  void run_step(const std::vector<Sequence*>& seqs, const std::vector<int64_t>& seq_of_tok,
-                const std::vector<int64_t>& pos_of_tok, const std::vector<int32_t>& logit_rows,
-                bool decode, TensorView logits);
-  // Dense pass over positions [begin, end) of `s` in prefill chunks, logits of the last position
-  // to `logits` (when it has data).
-  void dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits);
   const Sequence* find(SeqId id) const;
+  // Queues the block-table entries of `s` covering positions [0, end) the device lacks.
+  void upload_pages(Sequence* s, int64_t end);
+  void add_decode_token(Sequence* s, int32_t token);
+  void add_sample_row(int32_t row, const Sequence* s);
+  // Dense pass over positions [begin, end) of `s` in prefill chunks; the last chunk's logits
+  // (and sample) when asked.
+  void dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits, int32_t* sampled);
+  // Runs the step in step_ (decode tokens of step_seqs_): graph replay or eager launches, then
+  // sampling; copies logits (when `logits` has data: its rows) and sampled ids back.
+  void run_step(TensorView logits, std::vector<int32_t>* sampled);
+  // Queues the step's plan upload, forward and sampling on the stream.
+  void enqueue_step();
+  void record_traces(int64_t layer);
+  void count_decode_stats(Sequence* s);
 
   model::ModelConfig model_;
   EngineConfig config_;
@@ -124,9 +175,19 @@ class Engine {
   model::LlamaWeights weights_;
   KvCache kv_;
   model::LlamaWorkspace ws_;
+  Stream stream_;
+  bool owns_stream_ = false;
+  Arena state_;                  // on the device: block tables and the step plan's copy
+  TensorView block_tables_;      // [max_batch + 1, max_pages] i32; the last row is for padding
+  void* plan_host_ = nullptr;    // pinned: the plan is built here
+  void* plan_device_ = nullptr;  // its copy on the device (== plan_host_ on the CPU)
+  int32_t* sampled_host_ = nullptr;  // pinned [max_logits]
+  std::unique_ptr<StepPlan> step_;
+  std::vector<int64_t> buckets_;  // decode batch sizes graphs are captured for
+  std::map<std::vector<uint8_t>, Graph> graphs_;  // by (bucket, layer ops)
   std::unordered_map<SeqId, Sequence> seqs_;
+  std::vector<Sequence*> step_seqs_;  // the decode tokens' sequences of the step being run
   std::vector<bool> row_used_;
-  std::vector<int32_t> block_tables_;  // [max_batch, max_pages] host buffer
   int64_t max_pages_ = 0;
   SeqId next_id_ = 0;
 };

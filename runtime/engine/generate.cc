@@ -20,7 +20,6 @@ double seconds_since(Clock::time_point t0) {
 struct Live {
   size_t index = 0;
   SeqId seq = 0;
-  std::unique_ptr<Sampler> sampler;
   std::unique_ptr<model::StreamDecoder> decoder;
   std::unique_ptr<StopStringMatcher> matcher;
   int32_t next = -1;             // sampled, not yet fed
@@ -83,19 +82,20 @@ class Generator {
 Status Generator::admit(size_t index, Live* live) {
   const GenerationRequest& req = requests_[index];
   live->index = index;
-  TIDAL_RETURN_IF_ERROR(engine_.add_sequence(req.prompt, req.attention, &live->seq));
-  live->sampler = std::make_unique<Sampler>(req.sampling);
+  SequenceOptions options;
+  options.attention = req.attention;
+  options.sampling = req.sampling;
+  TIDAL_RETURN_IF_ERROR(engine_.add_sequence(req.prompt, options, &live->seq));
   if (tokenizer_ != nullptr) {
     live->decoder = std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true);
     live->matcher = std::make_unique<StopStringMatcher>(req.stop.stop_strings);
   }
-  const int64_t vocab = engine_.model_config().vocab;
-  std::vector<float> logits(static_cast<size_t>(vocab));
   const auto t0 = Clock::now();
-  TIDAL_RETURN_IF_ERROR(engine_.prefill(live->seq, make_view(logits.data(), DType::kF32, {vocab})));
+  int32_t first = -1;
+  TIDAL_RETURN_IF_ERROR(engine_.prefill(live->seq, TensorView(), &first));
   results_[index].prefill_seconds = seconds_since(t0);
   results_[index].prompt_tokens = int64_t(req.prompt.size());
-  accept(*live, live->sampler->sample(make_view(logits.data(), DType::kF32, {vocab})));
+  accept(*live, first);
   return ok_status();
 }
 
@@ -156,8 +156,8 @@ void Generator::finish(Live& live, FinishReason reason) {
 Status Generator::run() {
   size_t next_request = 0;
   std::vector<Live> live;
-  const int64_t vocab = engine_.model_config().vocab;
-  std::vector<float> logits;
+  std::vector<SeqId> ids;
+  std::vector<int32_t> tokens, sampled;
   while (next_request < requests_.size() || !live.empty()) {
     // Admit while there are free slots; a full KV cache waits for live sequences to finish.
     while (next_request < requests_.size() && int64_t(live.size()) < engine_.config().max_batch) {
@@ -169,16 +169,14 @@ Status Generator::run() {
       if (!l.done) live.push_back(std::move(l));
     }
     if (live.empty()) continue;
-    std::vector<SeqId> ids;
-    std::vector<int32_t> tokens;
+    ids.clear();
+    tokens.clear();
     for (const Live& l : live) {
       ids.push_back(l.seq);
       tokens.push_back(l.next);
     }
-    logits.resize(live.size() * size_t(vocab));
     const auto t0 = Clock::now();
-    TIDAL_RETURN_IF_ERROR(engine_.decode(
-        ids, tokens, make_view(logits.data(), DType::kF32, {int64_t(live.size()), vocab})));
+    TIDAL_RETURN_IF_ERROR(engine_.decode(ids, tokens, TensorView(), &sampled));
     // Cache correction (reference/TIDALDECODE.md §2): every N decode steps of a sequence,
     // recompute its last N tokens densely.
     for (Live& l : live) {
@@ -191,8 +189,7 @@ Status Generator::run() {
     const double dt = seconds_since(t0);
     for (size_t i = 0; i < live.size(); ++i) {
       results_[live[i].index].decode_seconds += dt;
-      const TensorView row = make_view(logits.data() + i * size_t(vocab), DType::kF32, {vocab});
-      accept(live[i], live[i].sampler->sample(row));
+      accept(live[i], sampled[i]);
     }
     live.erase(std::remove_if(live.begin(), live.end(), [](const Live& l) { return l.done; }),
                live.end());

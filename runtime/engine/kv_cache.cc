@@ -7,15 +7,17 @@
 namespace tidal::engine {
 namespace {
 
-void carve(const model::ModelConfig& m, int64_t page_size, int64_t num_pages, BumpAllocator& a,
+// The arena holds num_pages + 1 pages: the last one is the padding page.
+void carve(const model::ModelConfig& m, const KvCacheConfig& c, BumpAllocator& a,
            std::vector<model::KvLayer>* layers) {
+  const int64_t pages = c.num_pages + 1;
   layers->resize(size_t(m.num_layers));
   for (model::KvLayer& l : *layers) {
-    l.k = a.allocate(DType::kF32, {num_pages, page_size, m.num_kv_heads, m.head_dim});
-    l.v = a.allocate(DType::kF32, {num_pages, page_size, m.num_kv_heads, m.head_dim});
+    l.k = a.allocate(c.dtype, {pages, c.page_size, m.num_kv_heads, m.head_dim});
+    l.v = a.allocate(c.dtype, {pages, c.page_size, m.num_kv_heads, m.head_dim});
     // Quest's per-page key bounds: a second small paged cache (2 rows per page, not per token).
-    l.key_max = a.allocate(DType::kF32, {num_pages, m.num_kv_heads, m.head_dim});
-    l.key_min = a.allocate(DType::kF32, {num_pages, m.num_kv_heads, m.head_dim});
+    l.key_max = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
+    l.key_min = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
   }
 }
 
@@ -24,25 +26,31 @@ void carve(const model::ModelConfig& m, int64_t page_size, int64_t num_pages, Bu
 Status KvCacheConfig::validate() const {
   if (page_size < 1) return invalid_argument("page_size must be >= 1");
   if (num_pages < 1) return invalid_argument("the KV cache needs at least one page");
-  if (num_pages > INT32_MAX) return invalid_argument("too many KV pages for i32 page ids");
+  if (num_pages >= INT32_MAX) return invalid_argument("too many KV pages for i32 page ids");
   return ok_status();
 }
 
-size_t KvCache::bytes_for(const model::ModelConfig& model, int64_t page_size, int64_t num_pages) {
-  BumpAllocator plan = BumpAllocator::planner();
+size_t KvCache::bytes_for(const model::ModelConfig& model, const KvCacheConfig& config) {
+  BumpAllocator plan = BumpAllocator::planner(config.device);
   std::vector<model::KvLayer> layers;
-  carve(model, page_size, num_pages, plan, &layers);
+  carve(model, config, plan, &layers);
   return plan.used();
+}
+
+size_t KvCache::bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype) {
+  // K and V of page_size tokens, and two bound rows, per layer and KV head.
+  return size_t(model.num_layers) * size_t(model.kv_dim()) * dtype_size(dtype) *
+         size_t(2 * page_size + 2);
 }
 
 Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out) {
   TIDAL_RETURN_IF_ERROR(config.validate());
   Arena arena;
   TIDAL_RETURN_IF_ERROR(
-      Arena::create(bytes_for(model, config.page_size, config.num_pages), "KV cache", Device{}, &arena));
+      Arena::create(bytes_for(model, config), "KV cache", config.device, &arena));
   BumpAllocator alloc = arena.allocator();
   out->config_ = config;
-  carve(model, config.page_size, config.num_pages, alloc, &out->layers_);
+  carve(model, config, alloc, &out->layers_);
   out->free_.clear();
   for (int64_t p = config.num_pages - 1; p >= 0; --p) out->free_.push_back(int32_t(p));
   out->arena_ = std::move(arena);

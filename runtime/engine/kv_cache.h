@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Paged KV cache (DESIGN.md §5): one arena holding, per layer, a K and a V cache of
-// [num_pages, page_size, num_kv_heads, head_dim] and Quest's per-page key bounds; pages are
-// handed to sequences on demand and returned when they finish. Capacity is planned once at start.
+// Paged KV cache (DESIGN.md §5): one arena on the engine's device holding, per layer, a K and a V
+// cache of [num_pages, page_size, num_kv_heads, head_dim] and Quest's per-page key bounds; pages
+// are handed to sequences on demand and returned when they finish. Capacity is planned once at
+// start. One extra page, never handed out, takes the writes of a CUDA graph's padding tokens.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +16,10 @@
 namespace tidal::engine {
 
 struct KvCacheConfig {
-  int64_t page_size = 16;  // tokens per page; Default: 16
-  int64_t num_pages = 0;   // pages in the arena (shared by all sequences)
+  int64_t page_size = 16;     // tokens per page; Default: 16
+  int64_t num_pages = 0;      // pages sequences can hold (shared by all sequences)
+  DType dtype = DType::kF32;  // K, V and bounds; Default: f32 (the CPU reference)
+  Device device;              // Default: the CPU
 
   Status validate() const;
 };
@@ -24,14 +27,20 @@ struct KvCacheConfig {
 class KvCache {
  public:
   static Status create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out);
-  // Bytes of the arena for `num_pages` pages (f32: K, V and page bounds, every layer).
-  static size_t bytes_for(const model::ModelConfig& model, int64_t page_size, int64_t num_pages);
+  // Bytes of the arena for `num_pages` pages (K, V and page bounds, every layer, plus the
+  // padding page).
+  static size_t bytes_for(const model::ModelConfig& model, const KvCacheConfig& config);
+  // Bytes one more page adds (K, V and its bounds, every layer).
+  static size_t bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype);
 
   const std::vector<model::KvLayer>& layers() const { return layers_; }
   int64_t page_size() const { return config_.page_size; }
   int64_t num_pages() const { return config_.num_pages; }
   int64_t free_pages() const { return int64_t(free_.size()); }
   int64_t capacity_tokens() const { return config_.num_pages * config_.page_size; }
+  // The page padding tokens write to: never handed to a sequence.
+  int32_t padding_page() const { return int32_t(config_.num_pages); }
+  DType dtype() const { return config_.dtype; }
   size_t bytes() const { return arena_.bytes(); }
 
   // Grows `block_table` until it covers `num_tokens` positions. kOutOfMemory (and no change)

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Token sampling: greedy, or temperature -> top-k -> top-p -> min-p filtering followed by a draw
-// from a per-request seeded generator (the same seed gives the same tokens on every machine).
+// A request's sampling settings: greedy, or temperature -> top-k -> top-p -> min-p filtering
+// followed by a seeded draw. The draw itself is kernels::sample_tokens, on the engine's device,
+// a pure function of (seed, draw index): the same seed gives the same tokens on every run.
 #pragma once
 
 #include <cstdint>
-#include <random>
 
 #include "runtime/status.h"
 #include "runtime/tensor.h"
@@ -22,21 +22,6 @@ struct SamplingParams {
   // top_k, min_p outside [0, 1].
   Status validate() const;
   bool greedy() const { return temperature == 0.0f; }
-};
-
-class Sampler {
- public:
-  // Requires: params.validate().ok().
-  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
-
-  // Picks a token from one row of logits [vocab] (f32).
-  int32_t sample(TensorView logits);
-
- private:
-  double uniform();  // in [0, 1), 53 random bits: identical on every platform
-
-  SamplingParams params_;
-  std::mt19937_64 rng_;
 };
 
 // Index of the largest value (the lowest index among ties).

@@ -8,6 +8,13 @@
 namespace tidal::engine {
 namespace {
 
+KvCacheConfig config(int64_t page_size, int64_t num_pages) {
+  KvCacheConfig c;
+  c.page_size = page_size;
+  c.num_pages = num_pages;
+  return c;
+}
+
 model::ModelConfig tiny() {
   testing::TinyLlama t;
   t.heads = 2;
@@ -17,10 +24,11 @@ model::ModelConfig tiny() {
 
 TEST(KvCache, ReservesWholePagesAndReleasesThem) {
   KvCache kv;
-  ASSERT_TRUE(KvCache::create(tiny(), KvCacheConfig{4, 5}, &kv).ok());
+  ASSERT_TRUE(KvCache::create(tiny(), config(4, 5), &kv).ok());
   EXPECT_EQ(kv.capacity_tokens(), 20);
   EXPECT_EQ(kv.layers().size(), 2u);
-  EXPECT_EQ(kv.layers()[0].k.size(0), 5);
+  EXPECT_EQ(kv.layers()[0].k.size(0), 6);  // + the padding page, never handed out
+  EXPECT_EQ(kv.padding_page(), 5);
   std::vector<int32_t> a, b;
   ASSERT_TRUE(kv.reserve(&a, 9).ok());  // 3 pages
   EXPECT_EQ(a, (std::vector<int32_t>{0, 1, 2}));
@@ -37,9 +45,10 @@ TEST(KvCache, ReservesWholePagesAndReleasesThem) {
 }
 
 TEST(KvCache, BytesMatchTheLayout) {
-  // 2 layers x (K + V) x 5 pages x 4 slots x 1 head x 4 dims x 4 bytes, each aligned.
-  EXPECT_GE(KvCache::bytes_for(tiny(), 4, 5), size_t(2 * 2 * 5 * 4 * 4 * 4));
-  EXPECT_FALSE((KvCacheConfig{0, 5}).validate().ok());
+  // 2 layers x (K + V) x 6 pages x 4 slots x 1 head x 4 dims x 4 bytes, each aligned.
+  EXPECT_GE(KvCache::bytes_for(tiny(), config(4, 5)), size_t(2 * 2 * 6 * 4 * 4 * 4));
+  EXPECT_EQ(KvCache::bytes_per_page(tiny(), 4, DType::kF32), size_t(2 * 4 * 4 * (2 * 4 + 2)));
+  EXPECT_FALSE(config(0, 5).validate().ok());
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "kernels/token_role.h"
 #include "runtime/tensor_access.h"
 #include "tests/testing/model_config.h"
 #include "tests/testing/testing.h"
@@ -41,17 +42,31 @@ TEST(SelectionLayer, DistantDominantPositionIsAlwaysSelected) {
   KvLayer kv;
   kv.k = k.view();
   kv.v = v.view();
-  int32_t position = int32_t(kContext - 1), seq = 0;
-  uint8_t decode = 1;
+  // One decode token at the last position, selecting in layer 2 (sparse_start).
+  int32_t position = int32_t(kContext - 1), seq = 0, n = int32_t(kContext), lists = 0, budget = 0;
+  int32_t page_length = int32_t(kPages), page_budget = 1;
+  std::vector<uint8_t> roles(size_t(c.num_layers), uint8_t(kernels::TokenRole::kDense));
+  std::vector<uint8_t> layer_ops(size_t(c.num_layers), 0);
+  roles[2] = uint8_t(kernels::TokenRole::kSelect);
+  layer_ops[2] = kLayerSelects;
   ForwardBatch b;
   b.positions = make_view(&position, DType::kI32, {1});
   b.seq_ids = make_view(&seq, DType::kI32, {1});
+  b.num_decode = 1;
+  b.lengths = make_view(&n, DType::kI32, {1});
+  b.num_lists = make_view(&lists, DType::kI32, {1});
+  b.budgets = make_view(&budget, DType::kI32, {1});
+  b.page_lengths = make_view(&page_length, DType::kI32, {1});
+  b.page_budgets = make_view(&page_budget, DType::kI32, {1});
+  b.roles = make_view(roles.data(), DType::kU8, {c.num_layers, 1});
+  b.layer_ops = layer_ops.data();
   b.block_tables = make_view(table, DType::kI32, {1, kPages});
-  b.decode = make_view(&decode, DType::kU8, {1});
 
   WorkspaceShape shape;
   shape.max_tokens = 1;
-  shape.max_seqs = 1;
+  shape.max_decode = 1;
+  shape.max_logits = 1;
+  shape.num_rows = 1;
   shape.max_context = kContext;
   shape.max_budget = kContext;
   shape.page_size = kPageSize;
@@ -61,25 +76,16 @@ TEST(SelectionLayer, DistantDominantPositionIsAlwaysSelected) {
 
   for (Granularity g :
        {Granularity::kPerQueryHead, Granularity::kPerKvHead, Granularity::kShared}) {
-    for (int64_t budget = 2; budget <= kContext; budget *= 2) {
-      AttentionPolicy policy;
-      policy.kind = AttentionKind::kTidal;
-      policy.tidal.budget = budget;
-      policy.tidal.granularity = g;
-      std::vector<LayerTrace> trace;
-      SequenceAttention sa;
-      sa.policy = &policy;
-      sa.trace = &trace;
-      b.attention = &sa;
-      attention_layer(c, /*layer=*/2, b, kv, ws, q.view(), out.view());  // sparse_start: select
-      ASSERT_EQ(trace.size(), 1u);
-      EXPECT_EQ(trace[0].role, LayerRole::kSelect);
-      EXPECT_EQ(int64_t(trace[0].lists.size()), num_lists(g, c));
-      for (const std::vector<int32_t>& list : trace[0].lists) {
-        EXPECT_EQ(int64_t(list.size()), budget) << granularity_name(g);
-        EXPECT_TRUE(std::binary_search(list.begin(), list.end(), int32_t(kDominant)))
+    for (budget = 2; budget <= kContext; budget *= 2) {
+      lists = int32_t(num_lists(g, c));
+      attention_layer(c, /*layer=*/2, b, kv, ws, q.view(), out.view(), Stream{});
+      for (int64_t l = 0; l < lists; ++l) {
+        const int32_t count = ws.counts.data_as<int32_t>()[l];
+        const int32_t* list = ws.lists.data_as<int32_t>() + l * ws.lists.size(2);
+        EXPECT_EQ(count, budget) << granularity_name(g);
+        EXPECT_TRUE(std::binary_search(list, list + count, int32_t(kDominant)))
             << granularity_name(g) << " budget " << budget;
-        EXPECT_EQ(list.back(), position);  // the current token, always
+        EXPECT_EQ(list[count - 1], position);  // the current token, always
       }
     }
   }

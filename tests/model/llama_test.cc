@@ -43,8 +43,8 @@ std::vector<testing::TestTensor> tensors_of(const ModelConfig& c, const LlamaWei
     add(p + "self_attn.v_proj.weight", lw.wv);
     add(p + "self_attn.o_proj.weight", lw.wo);
     add(p + "post_attention_layernorm.weight", lw.post_norm);
-    add(p + "mlp.gate_proj.weight", lw.w_gate);
-    add(p + "mlp.up_proj.weight", lw.w_up);
+    add(p + "mlp.gate_proj.weight", lw.w_gate());
+    add(p + "mlp.up_proj.weight", lw.w_up());
     add(p + "mlp.down_proj.weight", lw.w_down);
   }
   add("model.norm.weight", w.final_norm);
@@ -174,20 +174,29 @@ std::vector<float> prefill_logits(const ModelConfig& c, const LlamaWeights& w,
   LlamaWorkspace ws;
   WorkspaceShape shape;
   shape.max_tokens = n;
-  shape.max_seqs = 1;
+  shape.max_decode = 1;
+  shape.max_logits = 1;
+  shape.num_rows = 1;
   shape.max_context = pages * page_size;
   shape.max_budget = 2;
   shape.page_size = page_size;
   EXPECT_TRUE(LlamaWorkspace::create(c, shape, &ws).ok());
+  // One prefill chunk: the whole prompt of sequence row 0.
+  std::vector<int32_t> starts = {0, int32_t(n)}, prefill_rows = {0}, context = {int32_t(n)};
+  std::vector<int32_t> no_updates = {-1, 0, 0};
   ForwardBatch batch;
   batch.tokens = make_view(prompt.data(), DType::kI32, {n});
   batch.positions = make_view(positions.data(), DType::kI32, {n});
   batch.seq_ids = make_view(seq_ids.data(), DType::kI32, {n});
+  batch.query_starts = make_view(starts.data(), DType::kI32, {2});
+  batch.prefill_seq_ids = make_view(prefill_rows.data(), DType::kI32, {1});
+  batch.context_lens = make_view(context.data(), DType::kI32, {1});
+  batch.max_query_len = n;
   batch.block_tables = make_view(table.data(), DType::kI32, {1, pages});
+  batch.page_updates = make_view(no_updates.data(), DType::kI32, {1, 3});
   batch.logit_rows = make_view(rows.data(), DType::kI32, {1});
-  std::vector<float> logits(size_t(c.vocab));
-  llama_forward(c, w, batch, kv, ws, make_view(logits.data(), DType::kF32, {1, c.vocab}));
-  return logits;
+  llama_forward(c, w, batch, kv, ws, Stream{});
+  return testing::to_vector(ws.logits.slice(0, 1));
 }
 
 // GQA: a model with one KV head equals the MHA model whose two KV heads are copies of it.
@@ -210,8 +219,7 @@ TEST(LlamaForward, GqaEqualsMhaWithRepeatedKvHeads) {
     LayerWeights &m = wm.layers[l], &g = wg.layers[l];
     for (auto [d, s] : {std::pair{m.wq, g.wq},
                         {m.wo, g.wo},
-                        {m.w_gate, g.w_gate},
-                        {m.w_up, g.w_up},
+                        {m.w_gate_up, g.w_gate_up},
                         {m.w_down, g.w_down}}) {
       copy_all(d, s);
     }
