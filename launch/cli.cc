@@ -4,6 +4,8 @@
 
 #include <sstream>
 
+#include "runtime/device.h"
+
 namespace tidal::launch {
 namespace {
 
@@ -16,6 +18,16 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
   cmd->add_option("--max-batch", e->max_batch, "sequences decoded together")->capture_default_str();
   cmd->add_option("--prefill-chunk", e->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();
+}
+
+void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
+  cmd->add_option("--device", d->device, "auto, cpu, cuda or cuda:N (auto: a GPU when present)")
+      ->capture_default_str();
+  cmd->add_option("--dtype", d->dtype,
+                  "weights, activations and KV cache: auto (bf16 on a GPU, f32 on the CPU), "
+                  "f32, f16 or bf16")
+      ->capture_default_str();
+  cmd->add_flag("--eager", d->eager, "GPU: launch every op each step (no CUDA graph replay)");
 }
 
 }  // namespace
@@ -64,6 +76,7 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
       ->capture_default_str();
   cmd->add_flag("--stats", o->stats, "print attention statistics to stderr");
   add_engine_flags(cmd, &o->engine);
+  add_device_flags(cmd, &o->device);
   o->engine.max_batch = 1;
 }
 
@@ -75,7 +88,106 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
   model->excludes(preset);
   cmd->require_option(1);
   add_engine_flags(cmd, &o->engine);
+  add_device_flags(cmd, &o->device);
   o->engine.max_batch = 1;
+}
+
+void add_bench_command(CLI::App& app, BenchOptions* o) {
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "decode latency of presets with random weights, against the bandwidth floor");
+  cmd->add_option("--preset", o->presets, "llama2-7b, llama3-8b, llama3.1-8b, llama-64l")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--context", o->contexts, "context lengths, e.g. 10K,32K,100K (K = 1000)")
+      ->capture_default_str();
+  cmd->add_option("--batch", o->batches, "batch sizes, e.g. 1,4,16")->capture_default_str();
+  cmd->add_option("--policy", o->policies, "full, quest, tidal")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--budget", o->budgets, "sparse budgets K (quest and tidal)")
+      ->capture_default_str();
+  cmd->add_option("--granularity", o->granularities, "tidal: per-query-head, per-kv-head, shared")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--sparse-start", o->sparse_start, "tidal: first selection layer")
+      ->capture_default_str();
+  cmd->add_option("--reselect-layers", o->reselect_layers,
+                  "tidal: re-selection layers (e.g. 13), none; default: the depth's");
+  cmd->add_option("--steps", o->steps, "timed decode steps per configuration")
+      ->capture_default_str();
+  cmd->add_option("--warmup", o->warmup, "untimed decode steps first")->capture_default_str();
+  cmd->add_flag("--prefill", o->prefill,
+                "prefill random prompts (and time it) instead of filling the KV cache randomly");
+  cmd->add_flag("!--no-breakdown", o->breakdown, "skip the per-layer-role attention timing");
+  cmd->add_option("--page-size", o->page_size, "KV cache page size")->capture_default_str();
+  cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per prefill step")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "weights, KV cache and prompts")->capture_default_str();
+  cmd->add_option("--json", o->json_path, "also write the table as JSON to this file");
+  cmd->add_option("--csv", o->csv_path, "also write the table as CSV to this file");
+  add_device_flags(cmd, &o->device);
+}
+
+Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
+  if (f.device == "auto") {
+    e->device = cuda_available() ? Device{DeviceKind::kCuda, 0} : Device{};
+  } else if (f.device == "cpu") {
+    e->device = Device{};
+  } else if (f.device == "cuda" || f.device.rfind("cuda:", 0) == 0) {
+    int index = 0;
+    if (f.device.size() > 5) {
+      const std::string n = f.device.substr(5);
+      if (n.empty() || n.size() > 3 || n.find_first_not_of("0123456789") != std::string::npos) {
+        return invalid_argument("--device: '" + f.device + "' is not cuda:N");
+      }
+      index = std::stoi(n);
+    }
+    if (index >= cuda_device_count()) {
+      return unavailable("--device " + f.device + ": " + std::to_string(cuda_device_count()) +
+                         " CUDA devices are visible" +
+                         (TIDAL_WITH_CUDA ? "" : " (this build has no CUDA support)"));
+    }
+    e->device = Device{DeviceKind::kCuda, index};
+  } else {
+    return invalid_argument("--device must be auto, cpu, cuda or cuda:N (got '" + f.device + "')");
+  }
+  const bool gpu = e->device.kind == DeviceKind::kCuda;
+  if (f.dtype == "auto") {
+    e->dtype = gpu ? DType::kBF16 : DType::kF32;
+  } else if (f.dtype == "f32") {
+    e->dtype = DType::kF32;
+  } else if (f.dtype == "f16") {
+    e->dtype = DType::kF16;
+  } else if (f.dtype == "bf16") {
+    e->dtype = DType::kBF16;
+  } else {
+    return invalid_argument("--dtype must be auto, f32, f16 or bf16 (got '" + f.dtype + "')");
+  }
+  e->cuda_graphs = !f.eager;
+  return ok_status();
+}
+
+Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {
+  std::string normalized = text;
+  for (char& c : normalized) c = c == ',' ? ' ' : c;
+  std::istringstream in(normalized);
+  std::string item;
+  while (in >> item) {
+    int64_t scale = 1;
+    std::string digits = item;
+    const char last = digits.empty() ? '\0' : digits.back();
+    if (last == 'K' || last == 'k') scale = 1000;
+    if (last == 'M' || last == 'm') scale = 1000000;
+    if (scale > 1) digits.pop_back();
+    if (digits.empty() || digits.size() > 9 ||
+        digits.find_first_not_of("0123456789") != std::string::npos || std::stoll(digits) < 1) {
+      return invalid_argument(std::string(flag) + ": '" + item +
+                              "' is not a positive count (e.g. 32000 or 32K)");
+    }
+    out->push_back(std::stoll(digits) * scale);
+  }
+  if (out->empty()) return invalid_argument(std::string(flag) + " lists no value");
+  return ok_status();
 }
 
 void add_tokenize_command(CLI::App& app, TokenizeOptions* o) {

@@ -20,6 +20,14 @@ struct DefaultModel {
   std::string dir;  // the repository's trained model, when present
 };
 
+// Where and in which precision the engine runs (turned into EngineConfig fields by
+// apply_device_flags).
+struct DeviceFlags {
+  std::string device = "auto";  // auto (a GPU when one is visible), cpu, cuda or cuda:N
+  std::string dtype = "auto";   // auto (bf16 on a GPU, f32 on the CPU), f32, f16 or bf16
+  bool eager = false;           // GPU: launch every op each step instead of replaying graphs
+};
+
 struct GenerateOptions {
   std::string model_dir;  // empty: the embedded default
   std::string prompt;     // text (tokenized, BOS added)
@@ -39,12 +47,35 @@ struct GenerateOptions {
   engine::SamplingParams sampling;
   engine::StopConditions stop;
   engine::EngineConfig engine;
+  DeviceFlags device;
 };
 
 struct InfoOptions {
   std::string model_dir;
   std::string preset;
   engine::EngineConfig engine;
+  DeviceFlags device;
+};
+
+// `tidal bench`: decode latency against the bandwidth floor (launch/bench.cc).
+struct BenchOptions {
+  std::vector<std::string> presets = {"llama2-7b", "llama3-8b"};
+  std::string contexts = "10K,32K,100K";  // K = 1000 tokens, M = 1000000
+  std::string batches = "1";
+  std::vector<std::string> policies = {"full", "quest", "tidal"};
+  std::string budgets = "256,2048";
+  std::vector<std::string> granularities = {"per-query-head", "per-kv-head"};
+  int64_t sparse_start = 2;
+  std::string reselect_layers;  // empty: the depth's default
+  int64_t steps = 100;          // timed decode steps per configuration
+  int64_t warmup = 10;          // untimed decode steps first
+  bool prefill = false;         // prefill real (random) prompts and time it, not random KV
+  bool breakdown = true;        // one extra eager step timing each layer's attention by role
+  int64_t page_size = 16;
+  int64_t prefill_chunk = 4096;
+  uint64_t seed = 1;
+  std::string json_path, csv_path;
+  DeviceFlags device;
 };
 
 struct TokenizeOptions {
@@ -61,10 +92,17 @@ struct TokenizeOptions {
 void add_generate_command(CLI::App& app, GenerateOptions* opts);
 void add_info_command(CLI::App& app, InfoOptions* opts);
 void add_tokenize_command(CLI::App& app, TokenizeOptions* opts);
+void add_bench_command(CLI::App& app, BenchOptions* opts);
 
 Status run_generate(const GenerateOptions& opts, const DefaultModel& defaults);
 Status run_info(const InfoOptions& opts);
 Status run_tokenize(const TokenizeOptions& opts);
+Status run_bench(const BenchOptions& opts);
+
+// Resolves --device / --dtype / --eager into the engine config; errors name the flag.
+Status apply_device_flags(const DeviceFlags& flags, engine::EngineConfig* config);
+// "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
+Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 
 // "1,2,3" or "1 2 3" -> ids; errors name the bad item.
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids);

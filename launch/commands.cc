@@ -74,6 +74,10 @@ void print_stats(const engine::Engine& e, const engine::GenerationResult& r) {
                static_cast<long long>(r.tokens.size()), r.decode_seconds,
                r.decode_seconds > 0 ? (n - 1) / r.decode_seconds : 0.0,
                engine::finish_reason_name(r.finish));
+  std::fprintf(stderr, "tidal: device %s, %s%s\n", plan.device_name.c_str(), dtype_name(plan.dtype),
+               plan.device.kind == DeviceKind::kCuda
+                   ? (e.config().cuda_graphs ? ", CUDA graphs" : ", eager launches")
+                   : "");
   std::fprintf(stderr, "tidal: KV cache: %lld of %lld tokens (%.2f of %.2f MiB)\n",
                static_cast<long long>(kv_tokens), static_cast<long long>(plan.kv_capacity_tokens),
                mib(size_t(kv_tokens * plan.kv_bytes_per_token)), mib(plan.kv_bytes));
@@ -127,8 +131,10 @@ void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   std::string dir;
   TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   std::unique_ptr<engine::Engine> engine;
-  TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, o.engine, &engine));
+  TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
   const model::ModelConfig& cfg = engine->model_config();
 
   std::unique_ptr<model::Tokenizer> tok;
@@ -176,8 +182,10 @@ Status run_info(const InfoOptions& o) {
   } else {
     TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
   }
-  TIDAL_RETURN_IF_ERROR(o.engine.validate());
-  const engine::MemoryPlan p = engine::plan_memory(c, o.engine, available_host_memory());
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
+  TIDAL_RETURN_IF_ERROR(config.validate());
+  const engine::MemoryPlan p = engine::plan_memory(c, config, engine::available_memory(config.device));
   std::string eos;
   for (int32_t id : c.eos_token_ids) eos += (eos.empty() ? "" : ",") + std::to_string(id);
   std::printf("model            %s\n", c.name.c_str());
@@ -196,15 +204,19 @@ Status run_info(const InfoOptions& o) {
   std::printf("parameters       %lld (%.2f B)\n", static_cast<long long>(c.num_params()),
               double(c.num_params()) / 1e9);
   std::printf("checkpoint dtype %s\n", dtype_name(c.dtype));
-  std::printf("memory plan (CPU reference path, f32):\n");
+  std::printf("memory plan      %s, %s%s; %.1f MiB available\n", p.device_name.c_str(),
+              dtype_name(p.dtype),
+              p.device.kind == DeviceKind::kCpu ? " (the reference path)" : "",
+              mib(p.available_bytes));
   std::printf("  weights        %.1f MiB\n", mib(p.weight_bytes));
   std::printf("  kv cache       %.1f MiB: %lld tokens of %lld bytes, page size %lld%s\n",
               mib(p.kv_bytes), static_cast<long long>(p.kv_capacity_tokens),
               static_cast<long long>(p.kv_bytes_per_token),
-              static_cast<long long>(o.engine.page_size),
+              static_cast<long long>(config.page_size),
               p.kv_capped ? " (capped to fit available memory)" : "");
   std::printf("  workspace      %.1f MiB\n", mib(p.workspace_bytes));
   std::printf("  max context    %lld tokens per sequence\n", static_cast<long long>(p.max_context));
+  std::printf("  total          %.1f MiB\n", mib(p.total_bytes()));
   return ok_status();
 }
 

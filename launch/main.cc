@@ -3,10 +3,14 @@
 //   tidal generate [--model DIR] --prompt TEXT ...   stream a continuation
 //   tidal info (--model DIR | --preset NAME)         config, parameters, memory plan
 //   tidal tokenize (--model DIR | --tokenizer FILE) (--text T | --file F) [--no-bos] [--decode]
+//   tidal bench [--preset P,..] [--context 10K,..] [--policy ..] ...  latency vs the floor
 #include <cstdio>
 #include <cstdlib>
 
+#include <string>
+
 #include "launch/cli.h"
+#include "runtime/device.h"
 
 #ifndef TIDAL_DEFAULT_MODEL_DIR
 #define TIDAL_DEFAULT_MODEL_DIR ""
@@ -19,10 +23,17 @@ int main(int argc, char** argv) {
   GenerateOptions gen;
   InfoOptions info;
   TokenizeOptions tok;
+  BenchOptions bench;
   add_generate_command(app, &gen);
   add_info_command(app, &info);
   add_tokenize_command(app, &tok);
+  add_bench_command(app, &bench);
   CLI11_PARSE(app, argc, argv);
+
+  // TIDAL_SYNC_AFTER_LAUNCH=1: synchronize after every kernel launch, so a GPU fault names its
+  // kernel (STYLE.md rule 19). Read once, here.
+  const char* sync = std::getenv("TIDAL_SYNC_AFTER_LAUNCH");
+  tidal::set_sync_after_launch(sync != nullptr && std::string(sync) == "1");
 
   // TIDAL_DEFAULT_MODEL overrides the build's embedded model directory.
   DefaultModel defaults;
@@ -36,6 +47,8 @@ int main(int argc, char** argv) {
     st = run_info(info);
   } else if (app.got_subcommand("tokenize")) {
     st = run_tokenize(tok);
+  } else if (app.got_subcommand("bench")) {
+    st = run_bench(bench);
   }
   if (!st.ok()) {
     std::fprintf(stderr, "tidal: error: %s\n", st.message().c_str());

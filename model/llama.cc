@@ -199,8 +199,9 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
                                 batch.positions, key, cache.k.size(1)},
                                stream);
     }
+    if (batch.attention_hook) batch.attention_hook(l, false);
     attention_layer(c, l, batch, cache, ws, q, attn, stream);
-    if (batch.after_attention) batch.after_attention(l);
+    if (batch.attention_hook) batch.attention_hook(l, true);
     k::linear(proj, flat(attn), lw.wo, stream);
     // MLP block.
     k::fused_add_rms_norm(xn, x, proj, lw.post_norm, c.rms_norm_eps, stream);

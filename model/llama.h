@@ -57,8 +57,9 @@ struct ForwardBatch {
   TensorView logit_rows;    // [num_logits] i32, token rows whose logits are computed
   TensorView block_tables;  // [num_rows, max_pages] i32, persistent on the device
   TensorView page_updates;  // [max_updates, 3] i32: applied to block_tables first (row -1: none)
-  // Optional: called after each layer's attention (eager runs only: tests and traces).
-  std::function<void(int64_t layer)> after_attention;
+  // Optional: called before (after = false) and after (after = true) each layer's attention
+  // launches: traces, per-role timing. Eager runs only.
+  std::function<void(int64_t layer, bool after)> attention_hook;
 };
 
 // One layer's paged cache.

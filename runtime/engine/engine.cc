@@ -574,7 +574,8 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
     traced = traced || seqs[i]->trace != nullptr;
   }
   // On a GPU with graphs, pad the batch to its bucket: padding tokens attend to the padding page.
-  const bool graphs = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs && !traced;
+  const bool graphs = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs && !traced &&
+                      !attention_marker_;
   int64_t padded = int64_t(seqs.size());
   if (graphs) padded = *std::lower_bound(buckets_.begin(), buckets_.end(), padded);
   for (int64_t i = int64_t(seqs.size()); i < padded; ++i) {
@@ -604,7 +605,8 @@ void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
                                   [](const Sequence* s) { return s->trace != nullptr; });
   const bool bucket = std::binary_search(buckets_.begin(), buckets_.end(), int64_t(h.num_decode));
   const bool use_graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
-                         !traced && h.num_decode > 0 && h.num_tokens == h.num_decode && bucket;
+                         !traced && !attention_marker_ && h.num_decode > 0 &&
+                         h.num_tokens == h.num_decode && bucket;
   if (use_graph) {
     // One graph per batch bucket and set of layers with optional launches (selection, Quest);
     // lengths, lists, roles and sampling settings are device data, so it replays any step.
@@ -644,7 +646,12 @@ void Engine::enqueue_step() {
   model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
   const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
-  if (traced) b.after_attention = [this](int64_t layer) { record_traces(layer); };
+  if (traced || attention_marker_) {
+    b.attention_hook = [this, traced](int64_t layer, bool after) {
+      if (attention_marker_) attention_marker_(layer, after);
+      if (traced && after) record_traces(layer);
+    };
+  }
   model::llama_forward(model_, weights_, b, kv_.layers(), ws_, stream_);
   const int64_t n = step_->header().num_logits;
   if (n == 0) return;

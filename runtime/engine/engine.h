@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -131,6 +132,12 @@ class Engine {
   Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
                  std::vector<float>* value) const;
 
+  // Called on the host around every layer's attention launches of a step (before: after =
+  // false), for timing with events; steps run eagerly while it is set. Empty: none.
+  void set_attention_marker(std::function<void(int64_t layer, bool after)> marker) {
+    attention_marker_ = std::move(marker);
+  }
+
   int64_t length(SeqId id) const;    // tokens cached for the sequence
   int64_t kv_tokens_in_use() const;  // pages held by live sequences, in tokens
   int64_t graphs_captured() const { return int64_t(graphs_.size()); }
@@ -186,6 +193,7 @@ class Engine {
   std::vector<int64_t> buckets_;  // decode batch sizes graphs are captured for
   std::map<std::vector<uint8_t>, Graph> graphs_;  // by (bucket, layer ops)
   std::unordered_map<SeqId, Sequence> seqs_;
+  std::function<void(int64_t layer, bool after)> attention_marker_;
   std::vector<Sequence*> step_seqs_;  // the decode tokens' sequences of the step being run
   std::vector<bool> row_used_;
   int64_t max_pages_ = 0;

@@ -1,0 +1,316 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tidal bench`: per-token decode latency of preset models with random weights at long context,
+// for full attention, Quest and TidalDecode, against the hardware's floor (DESIGN.md §7): the
+// bytes a step must move (every weight once, plus the KV rows its attention reads) over the
+// device-to-device copy bandwidth measured in the same run. The KV cache is filled with random
+// values (no prefill) unless --prefill asks for a real one, which is then timed too.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "benchmarks/common/stats.h"
+#include "benchmarks/common/table.h"
+#include "kernels/counter_rng.h"
+#include "launch/cli.h"
+#include "model/config.h"
+#include "model/weights.h"
+#include "runtime/device.h"
+
+namespace tidal::launch {
+namespace {
+
+using bench::Cell;
+using bench::Column;
+
+struct Variant {
+  std::string policy, granularity;
+  int64_t budget = 0;  // 0: not applicable (full)
+  model::AttentionPolicy attention;
+};
+
+Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets,
+                      std::vector<Variant>* out) {
+  for (const std::string& name : o.policies) {
+    model::AttentionKind kind;
+    TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(name, &kind).with_context("--policy"));
+    if (kind == model::AttentionKind::kFull) {
+      out->push_back({name, "-", 0, model::AttentionPolicy()});
+      continue;
+    }
+    for (int64_t k : budgets) {
+      Variant v{name, "-", k, model::AttentionPolicy()};
+      v.attention.kind = kind;
+      if (kind == model::AttentionKind::kQuest) {
+        v.attention.quest.budget = k;
+        v.attention.quest.page_size = o.page_size;
+        out->push_back(v);
+        continue;
+      }
+      for (const std::string& g : o.granularities) {
+        v.granularity = g;
+        TIDAL_RETURN_IF_ERROR(model::parse_granularity(g, &v.attention.tidal.granularity)
+                                  .with_context("--granularity"));
+        v.attention.tidal.budget = k;
+        v.attention.tidal.sparse_start = o.sparse_start;
+        if (o.reselect_layers == "none") {
+          v.attention.tidal.reselect_layers = std::vector<int64_t>();
+        } else if (!o.reselect_layers.empty()) {
+          std::vector<int32_t> layers;
+          TIDAL_RETURN_IF_ERROR(
+              parse_id_list(o.reselect_layers, &layers).with_context("--reselect-layers"));
+          v.attention.tidal.reselect_layers = std::vector<int64_t>(layers.begin(), layers.end());
+        }
+        out->push_back(v);
+      }
+    }
+  }
+  return ok_status();
+}
+
+// The device-to-device copy bandwidth (bytes read + written per second), median of 20 copies of
+// 1 GiB, or 0 on the CPU.
+double measure_copy_bytes_per_s(Device device, Stream stream) {
+  if (device.kind != DeviceKind::kCuda) return 0.0;
+  const size_t bytes = size_t(1) << 30;
+  void *a = nullptr, *b = nullptr;
+  if (!device_malloc(bytes, "the copy benchmark", &a).ok()) return 0.0;
+  if (!device_malloc(bytes, "the copy benchmark", &b).ok()) {
+    device_free(a);
+    return 0.0;
+  }
+  fill_bytes(a, device, 0x3c, bytes, stream);
+  Event start, stop;
+  std::vector<double> ms;
+  for (int i = 0; i < 25; ++i) {
+    start.record(stream);
+    copy_bytes(b, device, a, device, bytes, stream);
+    stop.record(stream);
+    stop.synchronize();
+    if (i >= 5) ms.push_back(double(stop.elapsed_ms_since(start)));
+  }
+  device_free(a);
+  device_free(b);
+  return 2.0 * double(bytes) / (bench::summarize(ms).median * 1e-3);
+}
+
+// Bytes a decode step streams at least: every weight once (the embedding table only when it is
+// also the LM head: a lookup reads one row), plus the KV rows and Quest bounds it reads.
+double weight_stream_bytes(const model::ModelConfig& c, DType dtype) {
+  const double all = double(model::llama_weight_bytes(c, dtype));
+  const double embed = double(c.vocab * c.hidden) * double(dtype_size(dtype));
+  return c.tie_word_embeddings ? all : all - embed;
+}
+
+double kv_bytes_read(const model::ModelConfig& c, DType dtype, const model::AttentionStats& s) {
+  int64_t rows = 0;
+  for (int64_t r : s.rows) rows += r;
+  const double row_bytes = double(c.head_dim) * double(dtype_size(dtype));
+  return (2.0 * double(rows) + double(s.quest_metadata_rows)) * row_bytes;
+}
+
+model::AttentionStats minus(model::AttentionStats a, const model::AttentionStats& b) {
+  for (int i = 0; i < 4; ++i) {
+    a.rows[i] -= b.rows[i];
+    a.layer_steps[i] -= b.layer_steps[i];
+  }
+  a.quest_metadata_rows -= b.quest_metadata_rows;
+  a.decode_steps -= b.decode_steps;
+  return a;
+}
+
+std::vector<Column> columns() {
+  return {{"device", 12, false, 0},   {"preset", 10, false, 0},  {"context", 8, true, 0},
+          {"batch", 5, true, 0},      {"policy", 6, false, 0},   {"granularity", 14, false, 0},
+          {"budget", 6, true, 0},     {"ms", 8, true, 3},        {"p90_ms", 8, true, 3},
+          {"tok/s", 9, true, 1},      {"attn_ms", 8, true, 3},   {"dense_ms", 8, true, 3},
+          {"select_ms", 9, true, 3},  {"sparse_ms", 9, true, 3}, {"quest_ms", 8, true, 3},
+          {"GB", 7, true, 2},         {"floor_ms", 8, true, 3},  {"%floor", 6, true, 1},
+          {"copy_tbps", 9, true, 2},  {"prefill_tok/s", 13, true, 0}, {"#wrong", 6, true, 0}};
+}
+
+struct Run {
+  model::ModelConfig config;
+  engine::EngineConfig engine;
+  std::string device_name;
+  double copy_bytes_per_s = 0;
+};
+
+// One configuration: `batch` sequences of `context` positions under `v`; returns its row.
+Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64_t context,
+                 int64_t batch, const Variant& v, bench::Table* table) {
+  const model::ModelConfig& c = run.config;
+  engine::SequenceOptions opts;
+  opts.attention = v.attention;
+  opts.sampling.temperature = 0.0f;  // greedy: the sampled token feeds the next step
+  std::vector<engine::SeqId> ids(static_cast<size_t>(batch));
+  double prefill_tok_s = NAN;
+  for (int64_t i = 0; i < batch; ++i) {
+    const uint64_t seed = o.seed * 1000003u + uint64_t(i);
+    if (o.prefill) {
+      std::vector<int32_t> prompt(static_cast<size_t>(context));
+      for (int64_t t = 0; t < context; ++t) {
+        prompt[size_t(t)] = int32_t(kernels::random_bits(seed, uint64_t(t)) % uint64_t(c.vocab));
+      }
+      TIDAL_RETURN_IF_ERROR(e.add_sequence(prompt, opts, &ids[size_t(i)]));
+      Event start, stop;
+      start.record(e.stream());
+      int32_t first = 0;
+      TIDAL_RETURN_IF_ERROR(e.prefill(ids[size_t(i)], TensorView(), &first));
+      stop.record(e.stream());
+      stop.synchronize();
+      prefill_tok_s = double(context) / (double(stop.elapsed_ms_since(start)) * 1e-3);
+    } else {
+      TIDAL_RETURN_IF_ERROR(e.add_random_sequence(context, opts, seed, &ids[size_t(i)]));
+    }
+  }
+  std::vector<int32_t> tokens(static_cast<size_t>(batch), 1), next;
+  auto step = [&]() -> Status {
+    TIDAL_RETURN_IF_ERROR(e.decode(ids, tokens, TensorView(), &next));
+    tokens = next;
+    return ok_status();
+  };
+  for (int64_t s = 0; s < o.warmup; ++s) TIDAL_RETURN_IF_ERROR(step());
+  int64_t wrong = 0;  // a sampled id outside the vocabulary is a broken step
+  const model::AttentionStats before = e.stats(ids[0]);
+  Event start, stop;
+  std::vector<double> ms;
+  for (int64_t s = 0; s < o.steps; ++s) {
+    start.record(e.stream());
+    TIDAL_RETURN_IF_ERROR(step());
+    stop.record(e.stream());
+    stop.synchronize();
+    ms.push_back(double(stop.elapsed_ms_since(start)));
+    for (int32_t t : next) wrong += t < 0 || t >= c.vocab;
+  }
+  const model::AttentionStats per_seq = minus(e.stats(ids[0]), before);
+  // Attention by layer role: one more step, eager, with events around each layer's attention.
+  double role_ms[4] = {0, 0, 0, 0}, attn_ms = NAN;
+  if (o.breakdown) {
+    const std::vector<int64_t> reselect = model::reselect_layers(v.attention, c);
+    std::vector<std::unique_ptr<Event>> marks;
+    for (int64_t l = 0; l < 2 * c.num_layers; ++l) marks.push_back(std::make_unique<Event>());
+    e.set_attention_marker([&](int64_t layer, bool after) {
+      marks[size_t(2 * layer + (after ? 1 : 0))]->record(e.stream());
+    });
+    const Status st = step();
+    e.set_attention_marker(nullptr);
+    TIDAL_RETURN_IF_ERROR(st);
+    marks.back()->synchronize();
+    attn_ms = 0;
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+      const double t = double(marks[size_t(2 * l + 1)]->elapsed_ms_since(*marks[size_t(2 * l)]));
+      role_ms[int(model::layer_role(v.attention, reselect, l))] += t;
+      attn_ms += t;
+    }
+  }
+  for (engine::SeqId id : ids) e.release(id);
+  const bench::SampleStats st = bench::summarize(ms);
+  const double steps = double(std::max<int64_t>(per_seq.decode_steps, 1));
+  const double bytes = weight_stream_bytes(c, run.engine.dtype) +
+                       double(batch) * kv_bytes_read(c, run.engine.dtype, per_seq) / steps;
+  const double floor_ms =
+      run.copy_bytes_per_s > 0 ? bytes / run.copy_bytes_per_s * 1e3 : std::nan("");
+  auto role = [&](model::LayerRole r) {
+    return o.breakdown ? role_ms[int(r)] : std::nan("");
+  };
+  table->add_row({run.device_name, c.name, context, batch, v.policy, v.granularity,
+                  v.budget > 0 ? Cell(v.budget) : Cell(std::nan("")), st.median, st.p90,
+                  double(batch) / (st.median * 1e-3), attn_ms, role(model::LayerRole::kDense),
+                  role(model::LayerRole::kSelect), role(model::LayerRole::kSparse),
+                  role(model::LayerRole::kQuest), bytes / 1e9, floor_ms,
+                  100.0 * floor_ms / st.median, run.copy_bytes_per_s / 1e12, prefill_tok_s,
+                  wrong});
+  return ok_status();
+}
+
+Status bench_preset(const BenchOptions& o, const std::string& preset,
+                    const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
+                    const std::vector<Variant>& variants, Run run, bench::Table* table) {
+  TIDAL_RETURN_IF_ERROR(model::model_config_preset(preset, &run.config));
+  model::ModelConfig& c = run.config;
+  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
+  const int64_t per_seq = max_ctx + o.warmup + o.steps + 2;
+  // A latency benchmark: positions past the checkpoint's trained context only extrapolate RoPE.
+  c.max_position_embeddings = std::max(c.max_position_embeddings, per_seq);
+  int64_t kv = 0;
+  for (int64_t b : batches) kv = std::max(kv, b * per_seq);
+  run.engine.max_batch = max_batch;
+  run.engine.max_context = per_seq;
+  run.engine.kv_capacity = kv + max_batch * run.engine.page_size;
+  int64_t max_budget = 2;
+  for (const Variant& v : variants) max_budget = std::max(max_budget, v.budget);
+  run.engine.max_budget = max_budget;
+  model::LlamaWeights w;
+  model::WeightPlacement placement;
+  placement.dtype = run.engine.dtype;
+  placement.device = run.engine.device;
+  TIDAL_RETURN_IF_ERROR(model::init_random_llama_weights(c, o.seed, &w, placement));
+  std::unique_ptr<engine::Engine> e;
+  TIDAL_RETURN_IF_ERROR(engine::Engine::create(c, std::move(w), run.engine, &e));
+  std::fprintf(stderr, "tidal bench: %s on %s: weights %.2f GiB, KV %.2f GiB for %lld tokens\n",
+               preset.c_str(), run.device_name.c_str(),
+               double(e->memory_plan().weight_bytes) / double(1ull << 30),
+               double(e->memory_plan().kv_bytes) / double(1ull << 30),
+               static_cast<long long>(e->memory_plan().kv_capacity_tokens));
+  for (int64_t ctx : contexts) {
+    for (int64_t b : batches) {
+      for (const Variant& v : variants) {
+        TIDAL_RETURN_IF_ERROR(bench_one(o, run, *e, ctx, b, v, table)
+                                  .with_context(preset + " at " + std::to_string(ctx)));
+      }
+    }
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status run_bench(const BenchOptions& o) {
+  std::vector<int64_t> contexts, batches, budgets;
+  TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
+  TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
+  TIDAL_RETURN_IF_ERROR(parse_count_list(o.budgets, "--budget", &budgets));
+  if (o.steps < 1 || o.warmup < 0) return invalid_argument("--steps must be >= 1, --warmup >= 0");
+  std::vector<Variant> variants;
+  TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
+  Run run;
+  run.engine.page_size = o.page_size;
+  run.engine.prefill_chunk = o.prefill_chunk;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
+  run.device_name = "cpu";
+  DeviceInfo info;
+  if (run.engine.device.kind == DeviceKind::kCuda) {
+    TIDAL_RETURN_IF_ERROR(cuda_device_info(run.engine.device.index, &info));
+    TIDAL_RETURN_IF_ERROR(set_cuda_device(run.engine.device.index));
+    run.device_name = info.name;
+    Stream s;
+    TIDAL_RETURN_IF_ERROR(stream_create(&s));
+    run.copy_bytes_per_s = measure_copy_bytes_per_s(run.engine.device, s);
+    stream_destroy(s);
+  }
+  bench::BenchInfo bi = bench::collect_bench_info("tidal bench");
+  bi.device = run.device_name;
+  bi.extra = {{"dtype", dtype_name(run.engine.dtype)},
+              {"graphs", run.engine.cuda_graphs ? "on" : "off (eager)"},
+              {"copy", std::to_string(run.copy_bytes_per_s / 1e12) + " TB/s (read + write)"},
+              {"steps", std::to_string(o.steps) + " timed after " + std::to_string(o.warmup)},
+              {"kv", o.prefill ? "prefilled random prompts" : "random values, no prefill"}};
+  bench::Table table(bi, columns());
+  table.print_header(
+      {"ms / p90_ms: per-step latency (CUDA events around each decode step, host planning",
+       "included), median and p90. attn_ms: the attention launches of one more (eager) step,",
+       "by layer role. GB: weights once + KV rows read per step. floor_ms = GB / copy.",
+       "%floor = floor_ms / ms. #wrong: sampled ids outside the vocabulary."});
+  for (const std::string& preset : o.presets) {
+    TIDAL_RETURN_IF_ERROR(bench_preset(o, preset, contexts, batches, variants, run, &table));
+  }
+  TIDAL_RETURN_IF_ERROR(table.write_files(o.json_path, o.csv_path));
+  if (table.failed_rows() > 0) return internal_error("rows with #wrong > 0");
+  return ok_status();
+}
+
+}  // namespace tidal::launch
