@@ -37,9 +37,9 @@ void block_table_update(TensorView block_tables, TensorView updates, Stream stre
   const int64_t n = updates.size(0);
   if (n == 0) return;
   block_table_update_kernel<<<unsigned(ceil_div<int64_t>(n, kThreads)), kThreads, 0,
-                              raw_stream(stream)>>>(
-      static_cast<int32_t*>(block_tables.data), static_cast<const int32_t*>(updates.data), n,
-      block_tables.size(0), block_tables.size(1));
+                              raw_stream(stream)>>>(static_cast<int32_t*>(block_tables.data),
+                                                    static_cast<const int32_t*>(updates.data), n,
+                                                    block_tables.size(0), block_tables.size(1));
   check_launch("block_table_update_kernel", stream);
 }
 

@@ -15,8 +15,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr double kTwoPi = 2.0 * 3.14159265358979323846;  // == 2.0 * M_PI, as ref:: writes it
 
-__device__ __forceinline__ float normal_sample(uint64_t seed, uint64_t i, double mean,
-                                               double std) {
+__device__ __forceinline__ float normal_sample(uint64_t seed, uint64_t i, double mean, double std) {
   const double u1 = 1.0 - random_uniform(seed, 2 * i);
   const double u2 = random_uniform(seed, 2 * i + 1);
   const double z = sqrt(-2.0 * log(u1)) * cos(kTwoPi * u2);
@@ -64,8 +63,9 @@ void launch(TensorView out, uint64_t seed, float mean, float std, cudaStream_t s
 void fill_random(TensorView out, uint64_t seed, float mean, float std, Stream stream) {
   TIDAL_NVTX_SCOPE("fill_random");
   if (out.numel() == 0) return;
-  dispatch_float(out.dtype, "fill_random",
-                 [&](auto tag) { launch<decltype(tag)>(out, seed, mean, std, raw_stream(stream)); });
+  dispatch_float(out.dtype, "fill_random", [&](auto tag) {
+    launch<decltype(tag)>(out, seed, mean, std, raw_stream(stream));
+  });
   check_launch("fill_random_kernel", stream);
 }
 

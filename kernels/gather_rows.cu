@@ -18,8 +18,8 @@ void launch(TensorView out, TensorView in, TensorView index, int64_t row_bytes, 
   const int64_t in_stride_words = in.size(0) > 1 ? in.stride[0] * esize / kWordBytes : 0;
   gather_rows_kernel<W><<<unsigned(out.size(0)), kThreads, 0, stream>>>(
       static_cast<W*>(out.data), static_cast<const W*>(in.data),
-      static_cast<const int32_t*>(index.data), index.stride[0], in.size(0),
-      row_bytes / kWordBytes, in_stride_words, op_tag);
+      static_cast<const int32_t*>(index.data), index.stride[0], in.size(0), row_bytes / kWordBytes,
+      in_stride_words, op_tag);
 }
 
 }  // namespace

@@ -26,10 +26,10 @@
 #include "kernels/linear.h"
 #include "kernels/linear_gemv.cuh"
 
-#define TIDAL_CUBLAS_CHECK(call)                                                  \
-  do {                                                                            \
-    const cublasStatus_t tidal_st_ = (call);                                      \
-    if (tidal_st_ != CUBLAS_STATUS_SUCCESS)                                       \
+#define TIDAL_CUBLAS_CHECK(call)                                                     \
+  do {                                                                               \
+    const cublasStatus_t tidal_st_ = (call);                                         \
+    if (tidal_st_ != CUBLAS_STATUS_SUCCESS)                                          \
       ::tidal::fatal(__FILE__, __LINE__, #call, cublasLtGetStatusString(tidal_st_)); \
   } while (0)
 
@@ -52,9 +52,9 @@ struct PlanKey {
   uint32_t align_a, align_b, align_d;  // bytes; the algorithm must suit the actual pointers
 
   bool operator<(const PlanKey& o) const {
-    return std::tie(device, m, n, k, lda, ldb, ldc, in_type, out_type, align_a, align_b,
-                    align_d) < std::tie(o.device, o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.in_type,
-                                        o.out_type, o.align_a, o.align_b, o.align_d);
+    return std::tie(device, m, n, k, lda, ldb, ldc, in_type, out_type, align_a, align_b, align_d) <
+           std::tie(o.device, o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.in_type, o.out_type, o.align_a,
+                    o.align_b, o.align_d);
   }
 };
 
@@ -106,17 +106,17 @@ Plan make_plan(const LtDevice& dev, const PlanKey& key) {
   const auto in_t = cudaDataType_t(key.in_type), out_t = cudaDataType_t(key.out_type);
   TIDAL_CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_t = CUBLAS_OP_T, op_n = CUBLAS_OP_N;
-  TIDAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t,
-                                                    sizeof(op_t)));
-  TIDAL_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n,
-                                                    sizeof(op_n)));
+  TIDAL_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_t, sizeof(op_t)));
+  TIDAL_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_n, sizeof(op_n)));
   // A: the weight as stored, K x N column-major (transposed by op_T); B: in^T, K x M; D: N x M.
-  TIDAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, in_t, uint64_t(key.k), uint64_t(key.m),
-                                                key.lda));
-  TIDAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, in_t, uint64_t(key.k), uint64_t(key.n),
-                                                key.ldb));
-  TIDAL_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.d, out_t, uint64_t(key.m), uint64_t(key.n),
-                                                key.ldc));
+  TIDAL_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&p.a, in_t, uint64_t(key.k), uint64_t(key.m), key.lda));
+  TIDAL_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&p.b, in_t, uint64_t(key.k), uint64_t(key.n), key.ldb));
+  TIDAL_CUBLAS_CHECK(
+      cublasLtMatrixLayoutCreate(&p.d, out_t, uint64_t(key.m), uint64_t(key.n), key.ldc));
 
   cublasLtMatmulPreference_t pref = nullptr;
   TIDAL_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -150,10 +150,10 @@ bool lt_linear(TensorView out, TensorView in, TensorView weight, Stream stream) 
   key.m = out_features;
   key.n = num_tokens;
   key.k = in_features;
-  key.lda = in_features;                          // weight contiguous
+  key.lda = in_features;  // weight contiguous
   key.ldb = num_tokens > 1 ? in.stride[0] : in_features;
-  key.ldc = out_features;                         // out contiguous
-  if (key.ldb < in_features) return false;        // overlapping rows: cuBLAS refuses them
+  key.ldc = out_features;                   // out contiguous
+  if (key.ldb < in_features) return false;  // overlapping rows: cuBLAS refuses them
   key.in_type = int(cuda_type(in.dtype));
   key.out_type = int(cuda_type(out.dtype));
   key.align_a = alignment_of(weight.data);

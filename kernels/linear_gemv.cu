@@ -175,20 +175,20 @@ void launch_tile(TensorView out, TensorView in, TensorView weight, bool vec, cud
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)><<<grid, kThreads, 0, stream>>>(
-        o, x, w, num_tokens, in_stride, out_features, in_features);
+    linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>
+        <<<grid, kThreads, 0, stream>>>(o, x, w, num_tokens, in_stride, out_features, in_features);
   } else {
-    linear_gemv_kernel<T, TOut, kTokens, 1><<<grid, kThreads, 0, stream>>>(
-        o, x, w, num_tokens, in_stride, out_features, in_features);
+    linear_gemv_kernel<T, TOut, kTokens, 1>
+        <<<grid, kThreads, 0, stream>>>(o, x, w, num_tokens, in_stride, out_features, in_features);
   }
 }
 
 template <typename T, typename TOut>
 void launch_typed(TensorView out, TensorView in, TensorView weight, cudaStream_t stream) {
   const int64_t num_tokens = in.size(0), in_features = in.size(1);
-  const bool vec = rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
-                   rows_vectorizable(weight.data, weight.size(0), in_features, in_features,
-                                     sizeof(T));
+  const bool vec =
+      rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
+      rows_vectorizable(weight.data, weight.size(0), in_features, in_features, sizeof(T));
   // The smallest tile that holds the batch (3 tokens run as a tile of 4, the 4th a copy of the
   // 3rd); beyond 8 tokens, tiles of 8 along the grid's y.
   if (num_tokens <= 1) {

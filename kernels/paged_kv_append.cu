@@ -40,9 +40,10 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
   }
   if (page < 0 || page >= a.num_pages) {
     if (threadIdx.x == 0) {
-      printf("tidal paged_kv_append: token %lld (sequence row %d, position %d) maps to page %d, "
-             "outside the cache of %lld pages or the block table\n",
-             (long long)t, seq, pos, page, (long long)a.num_pages);
+      printf(
+          "tidal paged_kv_append: token %lld (sequence row %d, position %d) maps to page %d, "
+          "outside the cache of %lld pages or the block table\n",
+          (long long)t, seq, pos, page, (long long)a.num_pages);
     }
     __trap();
   }
@@ -58,8 +59,7 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
 }
 
 template <int kWordBytes>
-void launch(const PagedKvAppendParams& p, AppendArgs a, int64_t token_bytes,
-            cudaStream_t stream) {
+void launch(const PagedKvAppendParams& p, AppendArgs a, int64_t token_bytes, cudaStream_t stream) {
   using W = typename CopyWord<kWordBytes>::type;
   a.token_words = token_bytes / kWordBytes;
   paged_kv_append_kernel<W><<<unsigned(p.k.size(0)), kThreads, 0, stream>>>(
@@ -92,8 +92,7 @@ void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
   a.page_size = p.k_cache.size(1);
   a.token_words = 0;
   const cudaStream_t s = raw_stream(stream);
-  switch (copy_word_bytes(token_bytes, {},
-                          {p.k_cache.data, p.v_cache.data, p.k.data, p.v.data})) {
+  switch (copy_word_bytes(token_bytes, {}, {p.k_cache.data, p.v_cache.data, p.k.data, p.v.data})) {
     case 16: launch<16>(p, a, token_bytes, s); break;
     case 4: launch<4>(p, a, token_bytes, s); break;
     case 2: launch<2>(p, a, token_bytes, s); break;

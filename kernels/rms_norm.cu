@@ -56,8 +56,7 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
 // out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
 template <typename T, int kVec>
 __global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* __restrict__ delta,
-                                          const T* __restrict__ weight, int64_t hidden,
-                                          float eps) {
+                                          const T* __restrict__ weight, int64_t hidden, float eps) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
   T* r_row = residual + row * hidden;
@@ -80,7 +79,8 @@ __global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* __restri
 
 // Threads: one 16-byte vector each up to kMaxThreads, a multiple of 32 (block_sum needs warps).
 int threads_for(int64_t num_vecs) {
-  return int(std::min<int64_t>(kMaxThreads, std::max<int64_t>(32, ceil_div<int64_t>(num_vecs, 32) * 32)));
+  return int(
+      std::min<int64_t>(kMaxThreads, std::max<int64_t>(32, ceil_div<int64_t>(num_vecs, 32) * 32)));
 }
 
 template <typename T>
@@ -97,8 +97,8 @@ void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cu
     rms_norm_kernel<T, kVec><<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(
         o, x, w, hidden, in.stride[0], eps);
   } else {
-    rms_norm_kernel<T, 1><<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, x, w, hidden,
-                                                                               in.stride[0], eps);
+    rms_norm_kernel<T, 1>
+        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, x, w, hidden, in.stride[0], eps);
   }
 }
 

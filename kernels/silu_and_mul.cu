@@ -48,11 +48,11 @@ void launch(TensorView out, TensorView gate, TensorView up, cudaStream_t stream)
   const T* g = static_cast<const T*>(gate.data);
   const T* u = static_cast<const T*>(up.data);
   if (vec) {
-    silu_and_mul_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(o, g, u, num_tokens, inter,
-                                                                gate.stride[0], up.stride[0]);
+    silu_and_mul_kernel<T, kVec>
+        <<<grid, kThreads, 0, stream>>>(o, g, u, num_tokens, inter, gate.stride[0], up.stride[0]);
   } else {
-    silu_and_mul_kernel<T, 1><<<grid, kThreads, 0, stream>>>(o, g, u, num_tokens, inter,
-                                                             gate.stride[0], up.stride[0]);
+    silu_and_mul_kernel<T, 1>
+        <<<grid, kThreads, 0, stream>>>(o, g, u, num_tokens, inter, gate.stride[0], up.stride[0]);
   }
 }
 

@@ -55,8 +55,7 @@ TEST(FusedAddRmsNormRef, EqualsResidualAddThenRmsNorm) {
     const HostTensor delta = testing::convert(testing::random_tensor({3, 37}, 12).view(), dtype);
     const HostTensor w = testing::convert(testing::random_tensor({37}, 13).view(), dtype);
     HostTensor fused_out({3, 37}, dtype), split_out({3, 37}, dtype);
-    fused_add_rms_norm(fused_out.view(), fused_res.view(), delta.view(), w.view(), 1e-5f,
-                       Stream{});
+    fused_add_rms_norm(fused_out.view(), fused_res.view(), delta.view(), w.view(), 1e-5f, Stream{});
     residual_add(split_res.view(), split_res.view(), delta.view(), Stream{});
     rms_norm(split_out.view(), split_res.view(), w.view(), 1e-5f, Stream{});
     EXPECT_TRUE(testing::all_close(testing::to_vector(fused_res.view()),
