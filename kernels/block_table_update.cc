@@ -5,7 +5,8 @@
 
 namespace tidal::kernels {
 
-void block_table_update(TensorView block_tables, TensorView updates, Stream stream) {
+void block_table_update(TensorView block_tables, TensorView updates,
+                        [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(block_tables.rank == 2 && block_tables.dtype == DType::kI32 &&
                   block_tables.is_contiguous(),
               "block_table_update: block_tables must be contiguous i32 [num_rows, max_pages]");

@@ -6,7 +6,8 @@
 
 namespace tidal::kernels {
 
-void embedding_lookup(TensorView out, TensorView table, TensorView ids, Stream stream) {
+void embedding_lookup(TensorView out, TensorView table, TensorView ids,
+                      [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(out.rank == 2 && table.rank == 2 && ids.rank == 1, "embedding_lookup: bad ranks");
   TIDAL_CHECK(out.size(0) == ids.size(0) && out.size(1) == table.size(1),
               "embedding_lookup: out must be [num_tokens, hidden]");

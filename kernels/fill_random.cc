@@ -9,7 +9,8 @@
 
 namespace tidal::kernels {
 
-void fill_random(TensorView out, uint64_t seed, float mean, float std, Stream stream) {
+void fill_random(TensorView out, uint64_t seed, float mean, float std,
+                 [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(out.is_contiguous(), "fill_random: out must be contiguous");
   TIDAL_CHECK(out.dtype == DType::kF32 || out.dtype == DType::kF16 || out.dtype == DType::kBF16,
               "fill_random: out must be a float tensor");

@@ -6,7 +6,7 @@
 
 namespace tidal::kernels {
 
-void gather_rows(TensorView out, TensorView in, TensorView rows, Stream stream) {
+void gather_rows(TensorView out, TensorView in, TensorView rows, [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(out.rank == 2 && in.rank == 2 && rows.rank == 1 && rows.dtype == DType::kI32,
               "gather_rows: out [num_rows, cols], in [num_in, cols], rows i32 [num_rows]");
   TIDAL_CHECK(out.size(0) == rows.size(0) && out.size(1) == in.size(1) && out.dtype == in.dtype,

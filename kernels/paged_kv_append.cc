@@ -7,7 +7,7 @@
 
 namespace tidal::kernels {
 
-void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
+void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream stream) {
   check_paged_kv(p.k_cache, p.v_cache, p.block_tables, "paged_kv_append");
   TIDAL_CHECK(p.k.rank == 3 && same_shape(p.k, p.v) && p.k.size(1) == p.k_cache.size(2) &&
                   p.k.size(2) == p.k_cache.size(3),

@@ -6,7 +6,7 @@
 
 namespace tidal::kernels {
 
-void residual_add(TensorView out, TensorView a, TensorView b, Stream stream) {
+void residual_add(TensorView out, TensorView a, TensorView b, [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(out.rank == 2 && same_shape(out, a) && same_shape(out, b),
               "residual_add: out, a and b must have one shape");
   TIDAL_CHECK(out.dtype == a.dtype && out.dtype == b.dtype && out.is_contiguous() &&

@@ -39,7 +39,8 @@ void norm_row(TensorView out, TensorView in, TensorView weight, float eps, int64
 
 }  // namespace
 
-void rms_norm(TensorView out, TensorView in, TensorView weight, float eps, Stream stream) {
+void rms_norm(TensorView out, TensorView in, TensorView weight, float eps,
+              [[maybe_unused]] Stream stream) {
   check_norm("rms_norm", out, in, weight);
   if (on_cuda("rms_norm", {out, in, weight})) {
     TIDAL_CUDA_CALL("rms_norm", cuda::rms_norm(out, in, weight, eps, stream));
@@ -49,7 +50,7 @@ void rms_norm(TensorView out, TensorView in, TensorView weight, float eps, Strea
 }
 
 void fused_add_rms_norm(TensorView out, TensorView residual, TensorView delta, TensorView weight,
-                        float eps, Stream stream) {
+                        float eps, [[maybe_unused]] Stream stream) {
   check_norm("fused_add_rms_norm", out, residual, weight);
   TIDAL_CHECK(same_shape(residual, delta) && delta.dtype == residual.dtype &&
                   residual.is_contiguous() && delta.is_contiguous(),

@@ -28,7 +28,7 @@ void rotate_token(TensorView x, int64_t t, int32_t position, TensorView inv_freq
 }  // namespace
 
 void rotary_embedding(TensorView q, TensorView k, TensorView positions, TensorView inv_freq,
-                      Stream stream) {
+                      [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(q.rank == 3 && k.rank == 3 && positions.rank == 1 && inv_freq.rank == 1,
               "rotary_embedding: bad ranks");
   TIDAL_CHECK(q.size(0) == positions.size(0) && k.size(0) == positions.size(0),

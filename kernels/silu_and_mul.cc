@@ -8,7 +8,7 @@
 
 namespace tidal::kernels {
 
-void silu_and_mul(TensorView out, TensorView gate, TensorView up, Stream stream) {
+void silu_and_mul(TensorView out, TensorView gate, TensorView up, [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(out.rank == 2 && same_shape(out, gate) && same_shape(out, up),
               "silu_and_mul: out, gate and up must be [num_tokens, inter]");
   TIDAL_CHECK(out.dtype == gate.dtype && out.dtype == up.dtype && out.is_contiguous() &&

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: Apache-2.0
+// The decode GEMV of linear: out[t, o] = sum_i in[t, i] * weight[o, i] for a few tokens, f32
+// accumulation. Batch-1..8 decode is bound by streaming the weight, so the kernel is built to read
+// every weight byte once at close to full HBM bandwidth:
+// - each warp owns kRows consecutive weight rows; its 32 lanes walk a row in 16-byte vectors
+//   (512 contiguous bytes a warp-load), kUnroll vectors of each row in flight per lane before any
+//   arithmetic, so 8 independent 16-byte loads per lane hide DRAM latency;
+// - weight loads are ld.global.nc.L1::no_allocate (read once: don't evict the activations);
+// - the activations (all tokens of the tile) are read through L1 (__ldg) and each loaded vector
+//   is reused for the warp's kRows rows; each weight element is read once for every token;
+// - 4 warps a block, so a 4096-row matrix gives 512 blocks (8 rows a block) at batch 1, enough to
+//   keep 132 SMs full: 4096 x 4096 is 2048 warps, all resident at once, 8 MB in flight.
+// Rows whose byte size or pointers are not 16-byte aligned (in_features not a multiple of 8 for
+// 16-bit types, sliced activations) take the same kernel with one element a load (kVec = 1).
+// The reduction over the 32 lanes is a butterfly per (row, token); lane r * kTokens + m stores.
+#include <cstring>
+
+#include "kernels/elementwise.cuh"
+#include "kernels/linear_gemv.cuh"
+
+namespace tidal::kernels::cuda {
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = 32 * kWarps;
+
+// Rows a warp and loads in flight per row, by token tile. The activations cost tokens / rows
+// L1 loads per weight load, so wider batches share each activation vector over more rows.
+template <int kTokens>
+struct GemvConfig {
+  static constexpr int kRows = kTokens >= 4 ? 4 : 2;
+  static constexpr int kUnroll = kTokens >= 4 ? 2 : 4;
+  static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
+};
+
+// A weight vector: streamed past L1 when 16 bytes, a plain read-only load otherwise.
+template <typename T, int kVec>
+__device__ __forceinline__ Vec<T, kVec> load_weight(const T* p) {
+  Vec<T, kVec> v;
+  if constexpr (sizeof(Vec<T, kVec>) == 16) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    memcpy(&v, &r, sizeof(r));
+  } else {
+    static_assert(kVec == 1, "GEMV vectors are 16 bytes or one element");
+    v.v[0] = __ldg(p);
+  }
+  return v;
+}
+
+// An activation vector as floats, through L1 (it is reused by every row of the block's warps).
+template <typename T, int kVec>
+__device__ __forceinline__ void load_activation(const T* p, float (&out)[kVec]) {
+  if constexpr (sizeof(Vec<T, kVec>) == 16) {
+    const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+    Vec<T, kVec> v;
+    memcpy(&v, &r, sizeof(r));
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) out[e] = to_float(v.v[e]);
+  } else {
+    out[0] = to_float(__ldg(p));
+  }
+}
+
+// acc[r][m] += dot(weight vector r, activation vector of token m at `offset`).
+template <typename T, int kVec, int kRows, int kTokens>
+__device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
+                                           const Vec<T, kVec> (&wv)[kRows],
+                                           const T* const (&x)[kTokens], int64_t offset) {
+  float wf[kRows][kVec];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) wf[r][e] = to_float(wv[r].v[e]);
+  }
+#pragma unroll
+  for (int m = 0; m < kTokens; ++m) {
+    float xf[kVec];
+    load_activation<T, kVec>(x[m] + offset, xf);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) acc[r][m] = fmaf(wf[r][e], xf[e], acc[r][m]);
+    }
+  }
+}
+
+// out:    [num_tokens, out_features], contiguous
+// in:     [num_tokens, in_features], row stride in_stride
+// weight: [out_features, in_features], contiguous
+// Grid: x over blocks of kWarps * kRows rows, y over tiles of kTokens tokens.
+template <typename T, typename TOut, int kTokens, int kVec>
+__global__ void __launch_bounds__(kThreads)
+    linear_gemv_kernel(TOut* __restrict__ out, const T* __restrict__ in,
+                       const T* __restrict__ weight, int64_t num_tokens, int64_t in_stride,
+                       int64_t out_features, int64_t in_features) {
+  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  constexpr int kUnroll = GemvConfig<kTokens>::kUnroll;
+  const int lane = threadIdx.x & 31;
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * kRows;
+  if (row0 >= out_features) return;  // whole warps leave; nothing below syncs the block
+  const int64_t token0 = int64_t(blockIdx.y) * kTokens;
+
+  // Rows past the end (last warp) and tokens past the batch (a tile of 4 for 3 tokens) re-read
+  // the last valid one, so the loop needs no predicates; their sums are never stored.
+  const T* w[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t row = row0 + r < out_features ? row0 + r : out_features - 1;
+    w[r] = weight + row * in_features;
+  }
+  const T* x[kTokens];
+#pragma unroll
+  for (int m = 0; m < kTokens; ++m) {
+    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
+    x[m] = in + token * in_stride;
+  }
+
+  float acc[kRows][kTokens];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int m = 0; m < kTokens; ++m) acc[r][m] = 0.0f;
+  }
+
+  const int64_t num_vecs = in_features / kVec;  // kVec divides in_features (host checks)
+  int64_t base = 0;
+  // Full steps: every lane loads kUnroll vectors of each row, all issued before the math.
+  for (; base + 32 * kUnroll <= num_vecs; base += 32 * kUnroll) {
+    Vec<T, kVec> wv[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        wv[u][r] = load_weight<T, kVec>(w[r] + (base + u * 32 + lane) * kVec);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (base + u * 32 + lane) * kVec);
+    }
+  }
+  // The rest of the row: fewer than 32 * kUnroll vectors, one at a time a lane.
+  for (int64_t v = base + lane; v < num_vecs; v += 32) {
+    Vec<T, kVec> wv[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) wv[r] = load_weight<T, kVec>(w[r] + v * kVec);
+    accumulate<T, kVec, kRows, kTokens>(acc, wv, x, v * kVec);
+  }
+
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int m = 0; m < kTokens; ++m) {
+      const float sum = warp_sum(acc[r][m]);
+      if (lane == r * kTokens + m && row0 + r < out_features && token0 + m < num_tokens) {
+        out[(token0 + m) * out_features + row0 + r] = from_float<TOut>(sum);
+      }
+    }
+  }
+}
+
+template <typename T, typename TOut, int kTokens>
+void launch_tile(TensorView out, TensorView in, TensorView weight, bool vec, cudaStream_t stream) {
+  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  const int64_t num_tokens = in.size(0), in_features = in.size(1);
+  const int64_t out_features = weight.size(0);
+  const int64_t in_stride = num_tokens > 1 ? in.stride[0] : in_features;
+  const dim3 grid(unsigned(ceil_div<int64_t>(out_features, kWarps * kRows)),
+                  unsigned(ceil_div<int64_t>(num_tokens, kTokens)));
+  TOut* o = static_cast<TOut*>(out.data);
+  const T* x = static_cast<const T*>(in.data);
+  const T* w = static_cast<const T*>(weight.data);
+  if (vec) {
+    linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>
+        <<<grid, kThreads, 0, stream>>>(o, x, w, num_tokens, in_stride, out_features, in_features);
+  } else {
+    linear_gemv_kernel<T, TOut, kTokens, 1>
+        <<<grid, kThreads, 0, stream>>>(o, x, w, num_tokens, in_stride, out_features, in_features);
+  }
+}
+
+template <typename T, typename TOut>
+void launch_typed(TensorView out, TensorView in, TensorView weight, cudaStream_t stream) {
+  const int64_t num_tokens = in.size(0), in_features = in.size(1);
+  const bool vec =
+      rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
+      rows_vectorizable(weight.data, weight.size(0), in_features, in_features, sizeof(T));
+  // The smallest tile that holds the batch (3 tokens run as a tile of 4, the 4th a copy of the
+  // 3rd); beyond 8 tokens, tiles of 8 along the grid's y.
+  if (num_tokens <= 1) {
+    launch_tile<T, TOut, 1>(out, in, weight, vec, stream);
+  } else if (num_tokens <= 2) {
+    launch_tile<T, TOut, 2>(out, in, weight, vec, stream);
+  } else if (num_tokens <= 4) {
+    launch_tile<T, TOut, 4>(out, in, weight, vec, stream);
+  } else {
+    launch_tile<T, TOut, 8>(out, in, weight, vec, stream);
+  }
+}
+
+}  // namespace
+
+void linear_gemv(TensorView out, TensorView in, TensorView weight, cudaStream_t stream) {
+  TIDAL_CHECK(ceil_div<int64_t>(in.size(0), 8) <= 65535 &&
+                  ceil_div<int64_t>(weight.size(0), kWarps * 2) < (int64_t(1) << 31),
+              "linear: shape too large for the GEMV grid");
+  // out is the input's dtype, or f32 (logits from 16-bit weights).
+  const bool f32_out = out.dtype == DType::kF32;
+  switch (in.dtype) {
+    case DType::kF32: launch_typed<float, float>(out, in, weight, stream); return;
+    case DType::kF16:
+      if (f32_out) {
+        launch_typed<__half, float>(out, in, weight, stream);
+      } else {
+        launch_typed<__half, __half>(out, in, weight, stream);
+      }
+      return;
+    case DType::kBF16:
+      if (f32_out) {
+        launch_typed<__nv_bfloat16, float>(out, in, weight, stream);
+      } else {
+        launch_typed<__nv_bfloat16, __nv_bfloat16>(out, in, weight, stream);
+      }
+      return;
+    default: TIDAL_CHECK(false, std::string("linear: unsupported dtype ") + dtype_name(in.dtype));
+  }
+}
+
+}  // namespace tidal::kernels::cuda

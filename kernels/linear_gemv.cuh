@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: Apache-2.0
+// The small-batch path of linear (kernels/linear_gemv.cu): a GEMV that streams the weight once for
+// up to kGemvMaxTokens tokens. Only kernels/linear.cu includes this.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "runtime/tensor.h"
+
+namespace tidal::kernels::cuda {
+
+// linear() takes the GEMV for num_tokens <= this (decode buckets 1, 2, 4, 8), cuBLASLt above.
+constexpr int64_t kGemvMaxTokens = 8;
+
+// out = in @ weight^T for any num_tokens (more than kGemvMaxTokens run as chunks of 8 along the
+// grid's y, each chunk streaming the weight again: correct but only the fallback for shapes
+// cuBLASLt refuses). Views as linear() checks them; in_features > 0.
+// out:    [num_tokens, out_features], contiguous, dtype of in or f32
+// in:     [num_tokens, in_features], dense rows
+// weight: [out_features, in_features], contiguous
+void linear_gemv(TensorView out, TensorView in, TensorView weight, cudaStream_t stream);
+
+}  // namespace tidal::kernels::cuda

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// paged_kv_append: one block per token. A token's keys (all its KV heads) are one contiguous run
+// of num_kv_heads * head_dim elements in k and in its cache slot, so the block copies that run for
+// k and for v in 16-byte words (4- or 2-byte words when the run or a pointer is not 16-byte
+// aligned). Cache offsets are int64: a cache holds well over 2^31 elements. A sequence row,
+// position or page id outside the cache is a bug in the step plan (ref:: dies on it): the kernel
+// prints it and traps instead of writing another sequence's pages.
+#include "kernels/elementwise.cuh"
+#include "kernels/paged_kv_append.h"
+
+namespace tidal::kernels::cuda {
+
+namespace {
+
+constexpr int kThreads = 128;
+
+struct AppendArgs {
+  const int32_t* block_tables;  // [num_rows, max_pages], strides bt_stride0 / bt_stride1
+  int64_t bt_stride0, bt_stride1;
+  int64_t num_rows, max_pages;
+  const int32_t* seq_ids;    // [num_tokens], stride seq_stride
+  const int32_t* positions;  // [num_tokens], stride pos_stride
+  int64_t seq_stride, pos_stride;
+  int64_t num_pages, page_size;
+  int64_t token_words;  // words of one token's keys (num_kv_heads * head_dim elements)
+};
+
+// k_cache, v_cache: [num_pages, page_size, token_words] words; k, v: [num_tokens, token_words]
+template <typename W>
+__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache,
+                                       const W* __restrict__ k, const W* __restrict__ v,
+                                       AppendArgs a) {
+  const int64_t t = blockIdx.x;
+  const int32_t seq = a.seq_ids[t * a.seq_stride];
+  const int32_t pos = a.positions[t * a.pos_stride];
+  const int64_t block = pos >= 0 ? int64_t(pos) / a.page_size : -1;
+  int32_t page = -1;
+  if (seq >= 0 && seq < a.num_rows && block >= 0 && block < a.max_pages) {
+    page = a.block_tables[seq * a.bt_stride0 + block * a.bt_stride1];
+  }
+  if (page < 0 || page >= a.num_pages) {
+    if (threadIdx.x == 0) {
+      printf(
+          "tidal paged_kv_append: token %lld (sequence row %d, position %d) maps to page %d, "
+          "outside the cache of %lld pages or the block table\n",
+          (long long)t, seq, pos, page, (long long)a.num_pages);
+    }
+    __trap();
+  }
+  const int64_t slot = int64_t(page) * a.page_size + int64_t(pos) % a.page_size;
+  W* kd = k_cache + slot * a.token_words;
+  W* vd = v_cache + slot * a.token_words;
+  const W* ks = k + t * a.token_words;
+  const W* vs = v + t * a.token_words;
+  for (int64_t w = threadIdx.x; w < a.token_words; w += blockDim.x) {
+    kd[w] = ks[w];
+    vd[w] = vs[w];
+  }
+}
+
+template <int kWordBytes>
+void launch(const PagedKvAppendParams& p, AppendArgs a, int64_t token_bytes, cudaStream_t stream) {
+  using W = typename CopyWord<kWordBytes>::type;
+  a.token_words = token_bytes / kWordBytes;
+  paged_kv_append_kernel<W><<<unsigned(p.k.size(0)), kThreads, 0, stream>>>(
+      static_cast<W*>(p.k_cache.data), static_cast<W*>(p.v_cache.data),
+      static_cast<const W*>(p.k.data), static_cast<const W*>(p.v.data), a);
+}
+
+}  // namespace
+
+// k_cache, v_cache: [num_pages, page_size, num_kv_heads, head_dim]; block_tables: [num_rows,
+// max_pages] i32; seq_ids, positions: [num_tokens] i32; k, v: [num_tokens, num_kv_heads, head_dim]
+void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
+  TIDAL_NVTX_SCOPE("paged_kv_append");
+  const int64_t num_tokens = p.k.size(0);
+  const int64_t token_bytes = p.k.size(1) * p.k.size(2) * int64_t(dtype_size(p.k.dtype));
+  if (num_tokens == 0 || token_bytes == 0) return;
+  TIDAL_CHECK(num_tokens < (int64_t(1) << 31), "paged_kv_append: more tokens than a grid holds");
+  TIDAL_CHECK(p.k_cache.size(1) > 0, "paged_kv_append: page_size must be positive");
+  AppendArgs a;
+  a.block_tables = static_cast<const int32_t*>(p.block_tables.data);
+  a.bt_stride0 = p.block_tables.stride[0];
+  a.bt_stride1 = p.block_tables.stride[1];
+  a.num_rows = p.block_tables.size(0);
+  a.max_pages = p.block_tables.size(1);
+  a.seq_ids = static_cast<const int32_t*>(p.seq_ids.data);
+  a.positions = static_cast<const int32_t*>(p.positions.data);
+  a.seq_stride = p.seq_ids.stride[0];
+  a.pos_stride = p.positions.stride[0];
+  a.num_pages = p.k_cache.size(0);
+  a.page_size = p.k_cache.size(1);
+  a.token_words = 0;
+  const cudaStream_t s = raw_stream(stream);
+  switch (copy_word_bytes(token_bytes, {}, {p.k_cache.data, p.v_cache.data, p.k.data, p.v.data})) {
+    case 16: launch<16>(p, a, token_bytes, s); break;
+    case 4: launch<4>(p, a, token_bytes, s); break;
+    case 2: launch<2>(p, a, token_bytes, s); break;
+    default: launch<1>(p, a, token_bytes, s); break;
+  }
+  check_launch("paged_kv_append_kernel", stream);
+}
+
+}  // namespace tidal::kernels::cuda

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: Apache-2.0
+// rms_norm and fused_add_rms_norm: one block per row. Pass 1 sums squares in f32 (the fused form
+// first writes residual += delta, rounded to the dtype, and sums the squares of the stored values);
+// a block reduction gives 1 / rms; pass 2 re-reads the row (an L1/L2 hit: a row is at most tens of
+// KB) and writes round(x / rms) * weight, rounding the normalised value to the dtype before the
+// weight multiply exactly as ref:: and transformers do. Re-reading instead of caching the row in
+// registers keeps any hidden size correct without a size-specific instantiation. Each thread reads
+// and writes only its own elements, so out may alias in (and residual) safely.
+#include "kernels/elementwise.cuh"
+#include "kernels/rms_norm.h"
+
+namespace tidal::kernels::cuda {
+
+namespace {
+
+constexpr int kMaxThreads = 512;
+
+// Pass 2: out_row[i] = round(x_row[i] * inv_rms) * weight[i].
+template <typename T, int kVec>
+__device__ __forceinline__ void normalize_row(T* out_row, const T* x_row, const T* weight,
+                                              int64_t num_vecs, float inv_rms) {
+  for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
+    float x[kVec], w[kVec];
+    load_floats<T, kVec>(x_row + v * kVec, x);
+    load_floats<T, kVec>(weight + v * kVec, w);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) x[e] = to_float(from_float<T>(x[e] * inv_rms)) * w[e];
+    store_floats<T, kVec>(out_row + v * kVec, x);
+  }
+}
+
+__device__ __forceinline__ float inverse_rms(float sum_sq, int64_t hidden, float eps,
+                                             float* scratch) {
+  const float total = block_sum(sum_sq, scratch);
+  return 1.0f / sqrtf(total / float(hidden) + eps);
+}
+
+// out: [num_tokens, hidden] contiguous; in: row stride in_stride; weight: [hidden]
+template <typename T, int kVec>
+__global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weight, int64_t hidden,
+                                int64_t in_stride, float eps) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
+  const T* x_row = in + row * in_stride;
+  float sum_sq = 0.0f;
+  for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
+    float x[kVec];
+    load_floats<T, kVec>(x_row + v * kVec, x);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) sum_sq += x[e] * x[e];
+  }
+  const float inv_rms = inverse_rms(sum_sq, hidden, eps, scratch);
+  normalize_row<T, kVec>(out + row * hidden, x_row, weight, num_vecs, inv_rms);
+}
+
+// out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
+template <typename T, int kVec>
+__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* __restrict__ delta,
+                                          const T* __restrict__ weight, int64_t hidden, float eps) {
+  __shared__ float scratch[32];
+  const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
+  T* r_row = residual + row * hidden;
+  const T* d_row = delta + row * hidden;
+  float sum_sq = 0.0f;
+  for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
+    float r[kVec], d[kVec];
+    load_floats<T, kVec>(r_row + v * kVec, r);
+    load_floats<T, kVec>(d_row + v * kVec, d);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) sum_sq += r[e] * r[e];
+    store_floats<T, kVec>(r_row + v * kVec, r);
+  }
+  // Pass 2 reads back the residual this same thread stored (same v -> same thread), rounded.
+  const float inv_rms = inverse_rms(sum_sq, hidden, eps, scratch);
+  normalize_row<T, kVec>(out + row * hidden, r_row, weight, num_vecs, inv_rms);
+}
+
+// Threads: one 16-byte vector each up to kMaxThreads, a multiple of 32 (block_sum needs warps).
+int threads_for(int64_t num_vecs) {
+  return int(
+      std::min<int64_t>(kMaxThreads, std::max<int64_t>(32, ceil_div<int64_t>(num_vecs, 32) * 32)));
+}
+
+template <typename T>
+void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int64_t rows = in.size(0), hidden = in.size(1);
+  const bool vec = rows_vectorizable(out.data, rows, hidden, hidden, sizeof(T)) &&
+                   rows_vectorizable(in.data, rows, hidden, in.stride[0], sizeof(T)) &&
+                   aligned_to(weight.data, 16);
+  T* o = static_cast<T*>(out.data);
+  const T* x = static_cast<const T*>(in.data);
+  const T* w = static_cast<const T*>(weight.data);
+  if (vec) {
+    rms_norm_kernel<T, kVec><<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(
+        o, x, w, hidden, in.stride[0], eps);
+  } else {
+    rms_norm_kernel<T, 1>
+        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, x, w, hidden, in.stride[0], eps);
+  }
+}
+
+template <typename T>
+void launch_fused(TensorView out, TensorView residual, TensorView delta, TensorView weight,
+                  float eps, cudaStream_t stream) {
+  constexpr int kVec = 16 / sizeof(T);
+  const int64_t rows = residual.size(0), hidden = residual.size(1);
+  const bool vec = hidden % kVec == 0 && aligned_to(out.data, 16) &&
+                   aligned_to(residual.data, 16) && aligned_to(delta.data, 16) &&
+                   aligned_to(weight.data, 16);
+  T* o = static_cast<T*>(out.data);
+  T* r = static_cast<T*>(residual.data);
+  const T* d = static_cast<const T*>(delta.data);
+  const T* w = static_cast<const T*>(weight.data);
+  if (vec) {
+    fused_add_rms_norm_kernel<T, kVec>
+        <<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(o, r, d, w, hidden, eps);
+  } else {
+    fused_add_rms_norm_kernel<T, 1>
+        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, r, d, w, hidden, eps);
+  }
+}
+
+}  // namespace
+
+// out: [num_tokens, hidden] contiguous; in: [num_tokens, hidden] dense rows; weight: [hidden]
+void rms_norm(TensorView out, TensorView in, TensorView weight, float eps, Stream stream) {
+  TIDAL_NVTX_SCOPE("rms_norm");
+  if (in.numel() == 0) return;
+  TIDAL_CHECK(in.size(0) < (int64_t(1) << 31), "rms_norm: more rows than a grid holds");
+  dispatch_float(in.dtype, "rms_norm", [&](auto tag) {
+    launch_norm<decltype(tag)>(out, in, weight, eps, raw_stream(stream));
+  });
+  check_launch("rms_norm_kernel", stream);
+}
+
+// out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
+void fused_add_rms_norm(TensorView out, TensorView residual, TensorView delta, TensorView weight,
+                        float eps, Stream stream) {
+  TIDAL_NVTX_SCOPE("fused_add_rms_norm");
+  if (residual.numel() == 0) return;
+  TIDAL_CHECK(residual.size(0) < (int64_t(1) << 31),
+              "fused_add_rms_norm: more rows than a grid holds");
+  dispatch_float(residual.dtype, "fused_add_rms_norm", [&](auto tag) {
+    launch_fused<decltype(tag)>(out, residual, delta, weight, eps, raw_stream(stream));
+  });
+  check_launch("fused_add_rms_norm_kernel", stream);
+}
+
+}  // namespace tidal::kernels::cuda

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// paged_kv_append on the GPU against ref:: (exact copies): random caches (so a stray write
+// shows), block tables that scatter sequences over the pages, distinct (sequence, position)
+// slots; and a write past element 2^31 of a Llama-3-sized cache (int64 offsets).
+#include <algorithm>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "kernels/paged_kv_append.h"
+#include "runtime/device.h"
+#include "tests/testing/device_tensor.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::kernels {
+namespace {
+
+using testing::DeviceTensor;
+
+struct AppendCase {
+  const char* name;
+  int64_t tokens, kv_heads, head_dim, page_size, num_rows, max_pages;
+};
+
+const AppendCase kCases[] = {
+    {"one", 1, 1, 2, 1, 1, 1},
+    {"odd_head_dim_3", 5, 1, 3, 4, 2, 3},  // 6- or 12-byte tokens: 2- and 4-byte words
+    {"head_dim_64", 7, 2, 64, 16, 3, 5},
+    {"llama3_prefill_37", 37, 8, 128, 16, 2, 4},
+    {"llama2_decode_16", 16, 32, 128, 16, 16, 8},
+    {"head_dim_8_page_7", 33, 4, 8, 7, 4, 9},
+};
+
+class PagedKvAppendCuda : public ::testing::TestWithParam<std::tuple<AppendCase, DType>> {};
+
+TEST_P(PagedKvAppendCuda, MatchesRef) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  std::mt19937 rng(1);
+  const int64_t num_pages = c.num_rows * c.max_pages + 3;  // a few pages nobody owns
+  // Each sequence row owns max_pages distinct pages, scattered over the cache.
+  std::vector<int32_t> pages(static_cast<size_t>(num_pages));
+  for (size_t i = 0; i < pages.size(); ++i) pages[i] = int32_t(i);
+  std::shuffle(pages.begin(), pages.end(), rng);
+  HostTensor tables({c.num_rows, c.max_pages}, DType::kI32);
+  std::copy(pages.begin(), pages.begin() + c.num_rows * c.max_pages,
+            tables.view().data_as<int32_t>());
+  // Distinct (row, position) slots for the tokens.
+  std::vector<int64_t> slots(size_t(c.num_rows * c.max_pages * c.page_size));
+  for (size_t i = 0; i < slots.size(); ++i) slots[i] = int64_t(i);
+  std::shuffle(slots.begin(), slots.end(), rng);
+  ASSERT_LE(c.tokens, int64_t(slots.size()));
+  const int64_t capacity = c.max_pages * c.page_size;
+  std::vector<int32_t> seq(size_t(c.tokens)), pos(size_t(c.tokens));
+  for (size_t t = 0; t < seq.size(); ++t) {
+    seq[t] = int32_t(slots[t] / capacity);
+    pos[t] = int32_t(slots[t] % capacity);
+  }
+  const std::vector<int64_t> cache_shape = {num_pages, c.page_size, c.kv_heads, c.head_dim};
+  HostTensor k_cache = testing::convert(testing::random_tensor(cache_shape, 2).view(), dtype);
+  HostTensor v_cache = testing::convert(testing::random_tensor(cache_shape, 3).view(), dtype);
+  const HostTensor k =
+      testing::convert(testing::random_tensor({c.tokens, c.kv_heads, c.head_dim}, 4).view(), dtype);
+  const HostTensor v =
+      testing::convert(testing::random_tensor({c.tokens, c.kv_heads, c.head_dim}, 5).view(), dtype);
+  const TensorView h_seq = make_view(seq.data(), DType::kI32, {c.tokens});
+  const TensorView h_pos = make_view(pos.data(), DType::kI32, {c.tokens});
+
+  DeviceTensor d_kc = DeviceTensor::from_host(k_cache.view());
+  DeviceTensor d_vc = DeviceTensor::from_host(v_cache.view());
+  const DeviceTensor d_tables = DeviceTensor::from_host(tables.view());
+  const DeviceTensor d_seq = DeviceTensor::from_host(h_seq);
+  const DeviceTensor d_pos = DeviceTensor::from_host(h_pos);
+  const DeviceTensor d_k = DeviceTensor::from_host(k.view());
+  const DeviceTensor d_v = DeviceTensor::from_host(v.view());
+  ref::paged_kv_append(PagedKvAppendParams{k_cache.view(), v_cache.view(), tables.view(), h_seq,
+                                           h_pos, k.view(), v.view()});
+  paged_kv_append(PagedKvAppendParams{d_kc.view(), d_vc.view(), d_tables.view(), d_seq.view(),
+                                      d_pos.view(), d_k.view(), d_v.view()},
+                  Stream{});
+  EXPECT_TRUE(testing::all_close(d_kc.to_floats(), testing::to_vector(k_cache.view()), 0, 0))
+      << "k cache";
+  EXPECT_TRUE(testing::all_close(d_vc.to_floats(), testing::to_vector(v_cache.view()), 0, 0))
+      << "v cache";
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PagedKvAppendCuda,
+                         ::testing::Combine(::testing::ValuesIn(kCases),
+                                            ::testing::Values(DType::kF32, DType::kF16,
+                                                              DType::kBF16)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+// A Llama-3 layer cache (8 KV heads x 128, 16-token pages) just over 2^31 elements: positions
+// 0 and 15 land in the last page (elements past 2^31), position 16 in page 5.
+TEST(PagedKvAppendCudaLarge, OffsetsBeyond2To31Elements) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const int64_t page_size = 16, kv_heads = 8, head_dim = 128;
+  const int64_t token_elems = kv_heads * head_dim;
+  const int64_t num_pages = (int64_t(1) << 31) / (page_size * token_elems) + 2;
+  const DType dtype = DType::kBF16;
+  DeviceTensor d_kc = DeviceTensor::filled({num_pages, page_size, kv_heads, head_dim}, dtype, 0);
+  DeviceTensor d_vc = DeviceTensor::filled({num_pages, page_size, kv_heads, head_dim}, dtype, 0);
+  int32_t table[2] = {int32_t(num_pages - 1), 5};
+  int32_t seq[3] = {0, 0, 0}, pos[3] = {0, 15, 16};
+  const HostTensor k =
+      testing::convert(testing::random_tensor({3, kv_heads, head_dim}, 6).view(), dtype);
+  const HostTensor v =
+      testing::convert(testing::random_tensor({3, kv_heads, head_dim}, 7).view(), dtype);
+  const DeviceTensor d_table = DeviceTensor::from_host(make_view(table, DType::kI32, {1, 2}));
+  const DeviceTensor d_seq = DeviceTensor::from_host(make_view(seq, DType::kI32, {3}));
+  const DeviceTensor d_pos = DeviceTensor::from_host(make_view(pos, DType::kI32, {3}));
+  const DeviceTensor d_k = DeviceTensor::from_host(k.view());
+  const DeviceTensor d_v = DeviceTensor::from_host(v.view());
+  paged_kv_append(PagedKvAppendParams{d_kc.view(), d_vc.view(), d_table.view(), d_seq.view(),
+                                      d_pos.view(), d_k.view(), d_v.view()},
+                  Stream{});
+  const int64_t expect_slot[3] = {(num_pages - 1) * page_size, (num_pages - 1) * page_size + 15,
+                                  5 * page_size};
+  ASSERT_GT(expect_slot[1] * token_elems, int64_t(1) << 31);
+  const std::vector<float> want_k = testing::to_vector(k.view()),
+                           want_v = testing::to_vector(v.view());
+  for (int t = 0; t < 3; ++t) {
+    for (const auto& [cache, want] :
+         {std::make_pair(&d_kc, &want_k), std::make_pair(&d_vc, &want_v)}) {
+      HostTensor slot({token_elems}, dtype);
+      const TensorView flat = make_view(
+          cache->view().data, dtype, {num_pages * page_size * token_elems}, cache->view().device);
+      copy_bytes(slot.view().data, Device{},
+                 static_cast<uint8_t*>(flat.data) +
+                     expect_slot[t] * token_elems * int64_t(dtype_size(dtype)),
+                 flat.device, size_t(token_elems) * dtype_size(dtype), Stream{});
+      stream_synchronize(Stream{});
+      EXPECT_TRUE(testing::all_close(testing::to_vector(slot.view()),
+                                     std::vector<float>(want->begin() + t * token_elems,
+                                                        want->begin() + (t + 1) * token_elems),
+                                     0, 0))
+          << "token " << t;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tidal::kernels
