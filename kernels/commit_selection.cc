@@ -7,7 +7,7 @@
 
 namespace tidal::kernels {
 
-void commit_selection(const CommitSelectionParams& p, Stream stream) {
+void commit_selection(const CommitSelectionParams& p, [[maybe_unused]] Stream stream) {
   const char* op = "commit_selection";
   TIDAL_CHECK(p.lists.rank == 3, "commit_selection: lists must be [num_tokens, max_lists, max_budget]");
   const int64_t tokens = p.lists.size(0), lists = p.lists.size(1), budget = p.lists.size(2);
