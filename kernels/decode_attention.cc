@@ -18,7 +18,7 @@ void check(const DecodeAttentionParams& p) {
   check_paged_kv(p.k_cache, p.v_cache, p.block_tables, op);
   TIDAL_CHECK(p.q.rank == 3 && same_shape(p.out, p.q) && p.q.size(2) == p.k_cache.size(3),
               "decode_attention: q and out must be [num_tokens, num_heads, head_dim]");
-  TIDAL_CHECK(p.q.size(1) % p.k_cache.size(2) == 0,
+  TIDAL_CHECK(p.k_cache.size(2) >= 1 && p.q.size(1) % p.k_cache.size(2) == 0,
               "decode_attention: num_heads must be a multiple of num_kv_heads");
   TIDAL_CHECK(p.q.dtype == p.k_cache.dtype && p.out.dtype == p.q.dtype &&
                   p.v_cache.dtype == p.k_cache.dtype && p.q.is_contiguous() &&
@@ -63,9 +63,10 @@ void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
               "decode_attention: the CUDA grid takes at most 65535 tokens and heads");
   TIDAL_CHECK(p.num_splits <= 1024, "decode_attention: num_splits must be <= 1024");
   TIDAL_CHECK(p.k_cache.size(1) >= 1, "decode_attention: page_size must be >= 1");
-  TIDAL_CHECK(p.block_tables.size(1) * p.k_cache.size(1) < (int64_t(1) << 31) &&
-                  p.indices.size(1) * p.indices.size(2) < (int64_t(1) << 31),
-              "decode_attention: positions and list entries must fit in int32");
+  // Positions and list offsets are int32 in the kernels (with room for a tile past the end).
+  TIDAL_CHECK(p.block_tables.size(1) * p.k_cache.size(1) < (int64_t(1) << 30) &&
+                  p.indices.size(1) * p.indices.size(2) < (int64_t(1) << 30),
+              "decode_attention: positions and list entries must stay below 2^30");
 }
 
 }  // namespace

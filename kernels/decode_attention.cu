@@ -38,8 +38,8 @@ int heads_per_block(int64_t num_heads, int64_t num_kv_heads) {
 
 int64_t num_splits(const DecodeAttentionParams& p) {
   if (p.num_splits > 0) return p.num_splits;
-  const int64_t blocks_per_split =
-      p.q.size(0) * (p.q.size(1) / heads_per_block(p.q.size(1), p.k_cache.size(2)));
+  const int64_t blocks_per_split = std::max<int64_t>(
+      1, p.q.size(0) * (p.q.size(1) / heads_per_block(p.q.size(1), p.k_cache.size(2))));
   // One full wave of resident blocks (never a second, partial one): at batch 1 and long
   // context every SM streams K/V with kBlocksPerSm blocks.
   const int64_t wave = attention::kBlocksPerSm * int64_t(sm_count());
@@ -52,6 +52,9 @@ int tile_of(int64_t head_dim, DType dtype) {
   return int(kThreads / 32 * (32 / (head_dim / vec)) * attention::kRowsInFlight);
 }
 
+// Shared floats of the merge kernel's weights: the split count rounded up to float4.
+__host__ __device__ constexpr int merge_weights_floats(int splits) { return (splits + 3) / 4 * 4; }
+
 // Combines the splits of one (token, head): weights exp(lse_s - max), o = sum w_s o_s / sum w_s.
 // Grid (num_heads, num_tokens), kMergeThreads threads: thread = (split group, 4 dims).
 template <typename T>
@@ -61,10 +64,11 @@ __global__ void __launch_bounds__(kMergeThreads)
                                   const float* part_o,    // [tokens, heads, num_splits, head_dim]
                                   const float* part_lse,  // [tokens, heads, num_splits]
                                   int head_dim) {
-  extern __shared__ float smem[];  // [num_splits] weights, then [kMergeThreads * 4] sums
+  // [num_splits rounded up to 4] weights, then [kMergeThreads * 4] sums (16-byte aligned).
+  extern __shared__ float4 smem4[];
   __shared__ float scratch[32];
-  float* weights = smem;
-  float* sums = smem + p.num_splits;
+  float* weights = reinterpret_cast<float*>(smem4);
+  float* sums = weights + merge_weights_floats(p.num_splits);
   const int h = blockIdx.x, t = blockIdx.y;
   const attention::RowSource src = attention::row_source(p, t, h, h + 1);
   if (src.len <= 0) return;
@@ -85,19 +89,17 @@ __global__ void __launch_bounds__(kMergeThreads)
 
   const int lanes = head_dim / 4, split_groups = kMergeThreads / lanes;
   const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
-  float4 acc = make_float4(0, 0, 0, 0);
-  if (sg < split_groups) {
-    for (int s = sg; s < active; s += split_groups) {
-      const float w = weights[s];
-      const float4 v =
-          *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim + lane * 4);
-      acc.x = fmaf(w, v.x, acc.x);
-      acc.y = fmaf(w, v.y, acc.y);
-      acc.z = fmaf(w, v.z, acc.z);
-      acc.w = fmaf(w, v.w, acc.w);
-    }
-    *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
+  float4 acc = make_float4(0, 0, 0, 0);  // lanes divides kMergeThreads: every thread has a slot
+  for (int s = sg; s < active; s += split_groups) {
+    const float w = weights[s];
+    const float4 v =
+        *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim + lane * 4);
+    acc.x = fmaf(w, v.x, acc.x);
+    acc.y = fmaf(w, v.y, acc.y);
+    acc.z = fmaf(w, v.z, acc.z);
+    acc.w = fmaf(w, v.w, acc.w);
   }
+  *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
   __syncthreads();
   for (int d = threadIdx.x; d < head_dim; d += kMergeThreads) {
     float o = 0.0f;
@@ -182,7 +184,8 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   }
   check_launch("decode_attention_split_kernel", stream);
   if (splits == 1) return;
-  const size_t smem = size_t(splits + kMergeThreads * 4) * sizeof(float);
+  const size_t smem =
+      size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
   decode_attention_merge_kernel<T>
       <<<dim3(unsigned(heads), unsigned(tokens)), kMergeThreads, smem, s>>>(
           plan, args.out, args.lse, args.part_o, args.part_lse, int(head_dim));

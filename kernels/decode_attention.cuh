@@ -117,10 +117,11 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[N]) {
   for (int i = 0; i < N; ++i) out[i] = to_float(v[i]);
 }
 
-template <typename T, int D, int GMAX>
 // At most 128 registers (no spills at 4 heads x head_dim 128): 4 blocks per SM for every
 // instantiation, which the host's split count assumes.
-__global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_split_kernel(SplitArgs<T> a) {
+template <typename T, int D, int GMAX>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    decode_attention_split_kernel(SplitArgs<T> a) {
   constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int TG = D / VEC;               // threads per K/V row
   static_assert(D % VEC == 0 && TG >= 1 && TG <= 32 && (TG & (TG - 1)) == 0, "head_dim");
@@ -148,7 +149,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_split
     h = src.h_end;
     const int32_t chunk = split_chunk(src.len, p.num_splits, p.tile);
     const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.len)));
-    const int32_t end = min(begin + chunk, src.len);
+    const int32_t end = int32_t(min(int64_t(begin) + chunk, int64_t(src.len)));
     if (begin >= end) continue;
     const int kvh = h0 / (p.num_heads / p.num_kv_heads);
     const int64_t head_off = int64_t(kvh) * D + gl * VEC;
@@ -234,14 +235,17 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_split
         }
       }
 
-      // Online softmax per head over the U rows of this step.
+      // Online softmax per head over the U rows of this step: s becomes the rows' weights.
 #pragma unroll
       for (int g = 0; g < GMAX; ++g) {
-        if (g >= ng) continue;
         float mx = m[g];
 #pragma unroll
         for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
-        if (mx == -INFINITY) continue;  // no valid row yet: exp(-inf - -inf) would be NaN
+        if (g >= ng || mx == -INFINITY) {  // no valid row yet: exp(-inf - -inf) would be NaN
+#pragma unroll
+          for (int u = 0; u < U; ++u) s[g][u] = 0.0f;
+          continue;
+        }
         const float alpha = __expf(m[g] - mx);
         m[g] = mx;
         l[g] *= alpha;
@@ -249,12 +253,20 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm) decode_attention_split
         for (int e = 0; e < VEC; ++e) o[g][e] *= alpha;
 #pragma unroll
         for (int u = 0; u < U; ++u) {
-          const float pr = __expf(s[g][u] - mx);
-          float v[VEC];
-          unpack<T>(vraw[u], v);
-          l[g] += pr;
+          s[g][u] = __expf(s[g][u] - mx);
+          l[g] += s[g][u];
+        }
+      }
+      // Each V row, converted once, feeds every head of the pass.
 #pragma unroll
-          for (int e = 0; e < VEC; ++e) o[g][e] = fmaf(pr, v[e], o[g][e]);
+      for (int u = 0; u < U; ++u) {
+        float v[VEC];
+        unpack<T>(vraw[u], v);
+#pragma unroll
+        for (int g = 0; g < GMAX; ++g) {
+          if (g >= ng) continue;
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) o[g][e] = fmaf(s[g][u], v[e], o[g][e]);
         }
       }
     }

@@ -22,18 +22,20 @@ struct TokenPlan {
   int32_t n;            // positions 0..n-1 are cached
   int32_t lists = 0;    // L of a list-attending token
   int32_t budget = 0;   // K: each list holds min(K, n) positions (Quest: whole pages)
+  int32_t seq = -1;     // block-table row; -1: a row of its own
 };
 
 struct AttentionShape {
   int64_t num_heads, num_kv_heads, head_dim, page_size = 16;
 };
 
-// Every token has its own block-table row (sequence); row t's pages are drawn from one shuffled
-// pool, and table entries past a row's pages hold -1 (a read of them would show).
+// Tokens read block-table rows (sequences) of their own unless they name one; a row's pages
+// are drawn from one shuffled pool, and table entries past a row's pages hold -1 (a read of them
+// would show).
 struct AttentionBatch {
   AttentionShape shape;
-  int64_t num_tokens = 0, max_pages = 0, num_pages = 0, max_lists = 1, max_budget = 1,
-          max_len = 1;
+  int64_t num_tokens = 0, num_rows = 0, max_pages = 0, num_pages = 0, max_lists = 1,
+          max_budget = 1, max_len = 1;
   HostTensor q, k_cache, v_cache;  // f32
   std::vector<int32_t> block_tables, seq_ids, lengths, counts, indices, num_lists;
   std::vector<uint8_t> roles;
@@ -46,18 +48,24 @@ struct AttentionBatch {
       max_lists = std::max<int64_t>(max_lists, tp.lists);
     }
     max_pages = (max_len + s.page_size - 1) / s.page_size;
-    std::vector<int32_t> pool;
-    for (const TokenPlan& tp : plans) num_pages += (tp.n + s.page_size - 1) / s.page_size;
+    for (const TokenPlan& tp : plans) num_rows = std::max<int64_t>(num_rows, tp.seq + 1);
+    std::vector<int64_t> row_len;  // positions each row must hold
+    for (const TokenPlan& tp : plans) {
+      seq_ids.push_back(tp.seq >= 0 ? tp.seq : int32_t(num_rows++));
+      row_len.resize(size_t(num_rows), 0);
+      row_len[size_t(seq_ids.back())] = std::max<int64_t>(row_len[size_t(seq_ids.back())], tp.n);
+    }
+    for (int64_t len : row_len) num_pages += (len + s.page_size - 1) / s.page_size;
     num_pages += 3;  // spare pages nobody references
-    pool.resize(size_t(num_pages));
+    std::vector<int32_t> pool(static_cast<size_t>(num_pages));
     std::iota(pool.begin(), pool.end(), 0);
     std::shuffle(pool.begin(), pool.end(), rng);
     const uint32_t base = uint32_t(rng());  // before the lists: equal caches for equal lengths
-    block_tables.assign(size_t(num_tokens * max_pages), -1);
+    block_tables.assign(size_t(num_rows * max_pages), -1);
     size_t next = 0;
-    for (int64_t t = 0; t < num_tokens; ++t) {
-      for (int64_t i = 0; i < (plans[size_t(t)].n + s.page_size - 1) / s.page_size; ++i) {
-        block_tables[size_t(t * max_pages + i)] = pool[next++];
+    for (int64_t r = 0; r < num_rows; ++r) {
+      for (int64_t i = 0; i < (row_len[size_t(r)] + s.page_size - 1) / s.page_size; ++i) {
+        block_tables[size_t(r * max_pages + i)] = pool[next++];
       }
     }
     // Lists: K - 1 random earlier positions plus n - 1 (Quest: random whole pages plus the
@@ -103,7 +111,6 @@ struct AttentionBatch {
     }
     for (int64_t t = 0; t < num_tokens; ++t) {
       const TokenPlan& tp = plans[size_t(t)];
-      seq_ids.push_back(int32_t(t));
       lengths.push_back(tp.n);
       roles.push_back(uint8_t(tp.role));
       num_lists.push_back(is_dense_range(tp.role) ? 0 : tp.lists);
@@ -125,7 +132,7 @@ struct AttentionBatch {
     p.q = q.view().slice(t0, t1);
     p.k_cache = k_cache.view();
     p.v_cache = v_cache.view();
-    p.block_tables = view(block_tables, 0, {num_tokens, max_pages});
+    p.block_tables = view(block_tables, 0, {num_rows, max_pages});
     p.seq_ids = view(seq_ids, t0, {n});
     p.lengths = view(lengths, t0, {n});
     p.roles = make_view(const_cast<uint8_t*>(roles.data()) + t0, DType::kU8, {n});

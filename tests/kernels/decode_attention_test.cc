@@ -262,11 +262,11 @@ TEST_P(DecodeAttentionProperty, SinglePositionListsReturnTheirValueExactly) {
   }
   const Result r = run(b, 0, b.num_tokens);
   const PagedKv kv{b.k_cache.view(), b.v_cache.view(),
-                   make_view(b.block_tables.data(), DType::kI32, {b.num_tokens, b.max_pages})};
+                   make_view(b.block_tables.data(), DType::kI32, {b.num_rows, b.max_pages})};
   for (int64_t t = 0; t < b.num_tokens; ++t) {
     for (int64_t h = 0; h < s.num_heads; ++h) {
       const int64_t l = h / (s.num_heads / lists), kvh = h / (s.num_heads / s.num_kv_heads);
-      const PagedSlot slot = kv.slot(t, b.indices[size_t((t * b.max_lists + l) * b.max_budget)]);
+      const PagedSlot slot = kv.slot(b.seq_ids[size_t(t)], b.indices[size_t((t * b.max_lists + l) * b.max_budget)]);
       for (int64_t d = 0; d < s.head_dim; ++d) {
         ASSERT_EQ(r.out[size_t((t * s.num_heads + h) * s.head_dim + d)],
                   get_f32(b.v_cache.view(), slot.page, slot.offset, kvh, d))
