@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/decode_attention.h"
+#include "runtime/device.h"
 #include "tests/kernels/attention_batch.h"
 #include "tests/testing/device_tensor.h"
 #include "tests/testing/testing.h"
@@ -89,95 +90,109 @@ std::vector<Case> cases() {
   return out;
 }
 
-class DecodeAttentionCuda : public ::testing::TestWithParam<Case> {};
+// The reference on the batch's inputs rounded to the kernel's dtype (held as f32).
+struct Expected {
+  HostTensor q, k_cache, v_cache;  // rounded inputs
+  HostTensor out, lse, logits;
 
-TEST_P(DecodeAttentionCuda, MatchesReference) {
-  TIDAL_SKIP_WITHOUT_CUDA();
-  const Case& c = GetParam();
-  const AttentionShape& s = c.shape;
-  const AttentionBatch b(s, c.tokens, uint32_t(std::hash<std::string>{}(c.name)));
-  const int64_t tokens = b.num_tokens;
-
-  // The reference on the inputs rounded to the kernel's dtype (held as f32).
-  const HostTensor q = testing::convert(testing::convert(b.q.view(), c.dtype).view(), DType::kF32);
-  const HostTensor kc =
-      testing::convert(testing::convert(b.k_cache.view(), c.dtype).view(), DType::kF32);
-  const HostTensor vc =
-      testing::convert(testing::convert(b.v_cache.view(), c.dtype).view(), DType::kF32);
-  HostTensor out_ref({tokens, s.num_heads, s.head_dim}, DType::kF32);
-  HostTensor lse_ref({tokens, s.num_heads}, DType::kF32);
-  HostTensor logits_ref({tokens, s.num_heads, b.max_len}, DType::kF32);
-  DecodeAttentionParams r = b.params(0, tokens);
-  r.q = q.view();
-  r.k_cache = kc.view();
-  r.v_cache = vc.view();
-  r.out = out_ref.view();
-  r.lse = lse_ref.view();
-  r.logits = logits_ref.view();
-  ref::decode_attention(r);
-
-  // The GPU run on device copies; outputs poisoned with 0xFF (NaN).
-  const DeviceTensor q_d = DeviceTensor::from_host(q.view(), c.dtype);
-  const DeviceTensor k_d = DeviceTensor::from_host(kc.view(), c.dtype);
-  const DeviceTensor v_d = DeviceTensor::from_host(vc.view(), c.dtype);
-  const DecodeAttentionParams h = b.params(0, tokens);
-  const DeviceTensor bt_d = DeviceTensor::from_host(h.block_tables);
-  const DeviceTensor seq_d = DeviceTensor::from_host(h.seq_ids);
-  const DeviceTensor len_d = DeviceTensor::from_host(h.lengths);
-  const DeviceTensor roles_d = DeviceTensor::from_host(h.roles);
-  const DeviceTensor idx_d = DeviceTensor::from_host(h.indices);
-  const DeviceTensor counts_d = DeviceTensor::from_host(h.counts);
-  const DeviceTensor lists_d = DeviceTensor::from_host(h.num_lists);
-  const DeviceTensor out_d = DeviceTensor::filled({tokens, s.num_heads, s.head_dim}, c.dtype, 0xFF);
-  const DeviceTensor lse_d = DeviceTensor::filled({tokens, s.num_heads}, DType::kF32, 0xFF);
-  const DeviceTensor logits_d =
-      DeviceTensor::filled({tokens, s.num_heads, b.max_len}, DType::kF32, 0xFF);
-  DecodeAttentionParams p;
-  p.out = out_d.view();
-  p.q = q_d.view();
-  p.k_cache = k_d.view();
-  p.v_cache = v_d.view();
-  p.block_tables = bt_d.view();
-  p.seq_ids = seq_d.view();
-  p.lengths = len_d.view();
-  p.roles = roles_d.view();
-  p.indices = idx_d.view();
-  p.counts = counts_d.view();
-  p.num_lists = lists_d.view();
-  p.logits = logits_d.view();
-  p.lse = lse_d.view();
-  p.num_splits = c.num_splits;
-  const size_t ws_bytes = decode_attention_workspace_size(p);
-  // The workspace depends on the shapes only: the same with every data pointer null.
-  DecodeAttentionParams shapes_only = p;
-  for (TensorView* v : {&shapes_only.out, &shapes_only.q, &shapes_only.k_cache,
-                        &shapes_only.v_cache, &shapes_only.logits, &shapes_only.lse}) {
-    v->data = nullptr;
+  Expected(const AttentionBatch& b, DType dtype)
+      : q(round(b.q, dtype)),
+        k_cache(round(b.k_cache, dtype)),
+        v_cache(round(b.v_cache, dtype)),
+        out({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, DType::kF32),
+        lse({b.num_tokens, b.shape.num_heads}, DType::kF32),
+        logits({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32) {
+    compute(b);
   }
-  EXPECT_EQ(decode_attention_workspace_size(shapes_only), ws_bytes);
-  const DeviceTensor ws = DeviceTensor::filled({int64_t(std::max<size_t>(ws_bytes, 1))},
-                                               DType::kU8, 0xFF);
-  decode_attention(p, ws.view(), Stream{});
-  stream_synchronize(Stream{});
+  void compute(const AttentionBatch& b) {
+    DecodeAttentionParams r = b.params(0, b.num_tokens);
+    r.q = q.view();
+    r.k_cache = k_cache.view();
+    r.v_cache = v_cache.view();
+    r.out = out.view();
+    r.lse = lse.view();
+    r.logits = logits.view();
+    ref::decode_attention(r);
+  }
+  static HostTensor round(const HostTensor& x, DType dtype) {
+    return testing::convert(testing::convert(x.view(), dtype).view(), DType::kF32);
+  }
+};
 
-  const testing::Tolerance tol = testing::tolerance(c.dtype);
-  EXPECT_TRUE(testing::all_close(out_d.to_floats(), testing::to_vector(out_ref.view()), tol.atol,
-                                 tol.rtol))
-      << "out";
-  EXPECT_TRUE(testing::all_close(lse_d.to_floats(), testing::to_vector(lse_ref.view()), 1e-4f,
-                                 1e-4f))
-      << "lse";
+// Device copies of the inputs and plan, and poisoned outputs.
+struct OnDevice {
+  DeviceTensor q, k_cache, v_cache, block_tables, seq_ids, lengths, roles, indices, counts,
+      num_lists, out, lse, logits, workspace;
+  DecodeAttentionParams p;
 
-  // Logits: equal at every written position (selecting tokens, j < n); poison everywhere else.
-  const std::vector<float> logits = logits_d.to_floats();
-  const std::vector<float> want_logits = testing::to_vector(logits_ref.view());
+  OnDevice(const AttentionBatch& b, const Expected& e, DType dtype, int64_t num_splits) {
+    const DecodeAttentionParams h = b.params(0, b.num_tokens);
+    q = DeviceTensor::from_host(e.q.view(), dtype);
+    k_cache = DeviceTensor::from_host(e.k_cache.view(), dtype);
+    v_cache = DeviceTensor::from_host(e.v_cache.view(), dtype);
+    block_tables = DeviceTensor::from_host(h.block_tables);
+    seq_ids = DeviceTensor::from_host(h.seq_ids);
+    lengths = DeviceTensor::from_host(h.lengths);
+    roles = DeviceTensor::from_host(h.roles);
+    indices = DeviceTensor::from_host(h.indices);
+    counts = DeviceTensor::from_host(h.counts);
+    num_lists = DeviceTensor::from_host(h.num_lists);
+    out = DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, dtype, 0xFF);
+    lse = DeviceTensor::filled({b.num_tokens, b.shape.num_heads}, DType::kF32, 0xFF);
+    logits = DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32, 0xFF);
+    p.out = out.view();
+    p.q = q.view();
+    p.k_cache = k_cache.view();
+    p.v_cache = v_cache.view();
+    p.block_tables = block_tables.view();
+    p.seq_ids = seq_ids.view();
+    p.lengths = lengths.view();
+    p.roles = roles.view();
+    p.indices = indices.view();
+    p.counts = counts.view();
+    p.num_lists = num_lists.view();
+    p.logits = logits.view();
+    p.lse = lse.view();
+    p.num_splits = num_splits;
+    const size_t bytes = decode_attention_workspace_size(p);
+    workspace = DeviceTensor::filled({int64_t(std::max<size_t>(bytes, 1))}, DType::kU8, 0xFF);
+  }
+  // Rewrites the plan in place (same buffers: what a captured graph reads) and re-poisons.
+  void upload_plan(const AttentionBatch& b) {
+    const DecodeAttentionParams h = b.params(0, b.num_tokens);
+    copy_view(lengths.view(), h.lengths, Stream{});
+    copy_view(roles.view(), h.roles, Stream{});
+    copy_view(indices.view(), h.indices, Stream{});
+    copy_view(counts.view(), h.counts, Stream{});
+    copy_view(num_lists.view(), h.num_lists, Stream{});
+    for (const DeviceTensor* t : {&out, &lse, &logits}) {
+      fill_bytes(t->view().data, t->view().device, 0xFF, t->view().nbytes(), Stream{});
+    }
+    stream_synchronize(Stream{});
+  }
+};
+
+// Every output element against the reference; logits equal at every written position
+// (selecting tokens, j < n) and still poison everywhere else.
+void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevice& got,
+                    DType dtype, const std::string& what) {
+  const testing::Tolerance tol = testing::tolerance(dtype);
+  EXPECT_TRUE(
+      testing::all_close(got.out.to_floats(), testing::to_vector(want.out.view()), tol.atol, tol.rtol))
+      << what << ": out";
+  EXPECT_TRUE(
+      testing::all_close(got.lse.to_floats(), testing::to_vector(want.lse.view()), 1e-4f, 1e-4f))
+      << what << ": lse";
+  const std::vector<float> logits = got.logits.to_floats();
+  const std::vector<float> want_logits = testing::to_vector(want.logits.view());
   std::vector<float> got_written, want_written;
   int64_t overwritten = 0;
-  for (int64_t t = 0; t < tokens; ++t) {
+  const int64_t heads = b.shape.num_heads;
+  for (int64_t t = 0; t < b.num_tokens; ++t) {
     const bool selecting = is_selecting(TokenRole(b.roles[size_t(t)]));
-    for (int64_t hd = 0; hd < s.num_heads; ++hd) {
+    for (int64_t h = 0; h < heads; ++h) {
       for (int64_t j = 0; j < b.max_len; ++j) {
-        const size_t at = size_t((t * s.num_heads + hd) * b.max_len + j);
+        const size_t at = size_t((t * heads + h) * b.max_len + j);
         if (selecting && j < b.lengths[size_t(t)]) {
           got_written.push_back(logits[at]);
           want_written.push_back(want_logits[at]);
@@ -189,8 +204,70 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
       }
     }
   }
-  EXPECT_TRUE(testing::all_close(got_written, want_written, 1e-4f, 1e-4f)) << "logits";
-  EXPECT_EQ(overwritten, 0) << "logits written outside selecting tokens' rows 0..n-1";
+  EXPECT_TRUE(testing::all_close(got_written, want_written, 1e-4f, 1e-4f)) << what << ": logits";
+  EXPECT_EQ(overwritten, 0) << what << ": logits written outside selecting tokens' rows 0..n-1";
+}
+
+class DecodeAttentionCuda : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecodeAttentionCuda, MatchesReference) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const Case& c = GetParam();
+  const AttentionBatch b(c.shape, c.tokens, uint32_t(std::hash<std::string>{}(c.name)));
+  const Expected want(b, c.dtype);
+  OnDevice d(b, want, c.dtype, c.num_splits);
+  // The workspace depends on the shapes only: the same with every data pointer null.
+  DecodeAttentionParams shapes_only = d.p;
+  for (TensorView* v : {&shapes_only.out, &shapes_only.q, &shapes_only.k_cache,
+                        &shapes_only.v_cache, &shapes_only.logits, &shapes_only.lse}) {
+    v->data = nullptr;
+  }
+  EXPECT_EQ(decode_attention_workspace_size(shapes_only), decode_attention_workspace_size(d.p));
+  decode_attention(d.p, d.workspace.view(), Stream{});
+  stream_synchronize(Stream{});
+  expect_matches(b, want, d, c.dtype, c.name);
+}
+
+// One captured launch serves every plan: capture with short dense rows, then rewrite the plan
+// buffers (lengths, roles, lists) and replay for long mixed rows, and back again.
+TEST(DecodeAttentionCudaGraph, ReplayFollowsThePlanInDeviceMemory) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const AttentionShape shape{32, 8, 128, 16};
+  AttentionBatch b(shape,
+                   {{kSelect, 4100, 0, 0, 0}, {kSparse, 4100, 8, 37, 0}, {kSparse, 2000, 32, 300, 0},
+                    {kDense, 777, 0, 0, 1}, {kQuest, 900, 1, 64, 1}},
+                   99);
+  const std::vector<int32_t> long_lengths = b.lengths;
+  const std::vector<uint8_t> long_roles = b.roles;
+  // The short plan: every token dense or reselecting over its first few positions.
+  auto set_short = [&b] {
+    for (size_t t = 0; t < b.lengths.size(); ++t) {
+      b.lengths[t] = int32_t(1 + 3 * t);
+      b.roles[t] = uint8_t(t % 2 == 0 ? kDense : kReselect);
+    }
+  };
+  set_short();
+  Expected want(b, DType::kBF16);
+  OnDevice d(b, want, DType::kBF16, 0);
+  Stream stream;
+  ASSERT_TRUE(stream_create(&stream).ok());
+  Graph::begin_capture(stream);
+  decode_attention(d.p, d.workspace.view(), stream);
+  const Graph graph = Graph::end_capture(stream);
+  for (int round = 0; round < 3; ++round) {
+    if (round == 1) {
+      b.lengths = long_lengths;
+      b.roles = long_roles;
+    } else {
+      set_short();
+    }
+    want.compute(b);
+    d.upload_plan(b);
+    graph.launch(stream);
+    stream_synchronize(stream);
+    expect_matches(b, want, d, DType::kBF16, "replay " + std::to_string(round));
+  }
+  stream_destroy(stream);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DecodeAttentionCuda, ::testing::ValuesIn(cases()),
