@@ -30,13 +30,13 @@ __device__ __forceinline__ bool contains(const int32_t* list, int32_t n, int32_t
 
 // Grid (max_lists, num_tokens).
 __global__ void __launch_bounds__(kThreads)
-    commit_selection_kernel(int32_t* lists,            // [num_tokens, max_lists, budget]
-                            int32_t* counts,           // [num_tokens, max_lists]
-                            const int32_t* new_lists,  // [num_tokens, max_lists, budget]
-                            const int32_t* new_counts, // [num_tokens, max_lists]
-                            const int32_t* num_lists,  // [num_tokens]
-                            const uint8_t* roles,      // [num_tokens]
-                            const int32_t* seq_ids,    // [num_tokens]
+    commit_selection_kernel(int32_t* lists,               // [num_tokens, max_lists, budget]
+                            int32_t* counts,              // [num_tokens, max_lists]
+                            const int32_t* new_lists,     // [num_tokens, max_lists, budget]
+                            const int32_t* new_counts,    // [num_tokens, max_lists]
+                            const int32_t* num_lists,     // [num_tokens]
+                            const uint8_t* roles,         // [num_tokens]
+                            const int32_t* seq_ids,       // [num_tokens]
                             unsigned long long* overlap,  // [num_rows, 2]
                             int max_lists, int budget, int num_rows) {
   __shared__ int warp_kept[kThreads / 32];
@@ -84,8 +84,8 @@ void commit_selection(const CommitSelectionParams& p, Stream stream) {
   commit_selection_kernel<<<dim3(unsigned(max_lists), unsigned(tokens)), kThreads, 0,
                             raw_stream(stream)>>>(
       p.lists.data_as<int32_t>(), p.counts.data_as<int32_t>(), p.new_lists.data_as<int32_t>(),
-      p.new_counts.data_as<int32_t>(), p.num_lists.data_as<int32_t>(),
-      p.roles.data_as<uint8_t>(), p.seq_ids.data_as<int32_t>(),
+      p.new_counts.data_as<int32_t>(), p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
+      p.seq_ids.data_as<int32_t>(),
       reinterpret_cast<unsigned long long*>(p.overlap.data_as<int64_t>()), int(max_lists),
       int(budget), int(p.overlap.size(0)));
   check_launch("commit_selection_kernel", stream);

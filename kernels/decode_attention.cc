@@ -35,9 +35,8 @@ void check(const DecodeAttentionParams& p) {
               "indices");
   check_shape(p.counts, {tokens, p.indices.size(1)}, DType::kI32, op, "counts");
   if (p.logits.data != nullptr) {
-    TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 &&
-                    p.logits.is_contiguous() && p.logits.size(0) == tokens &&
-                    p.logits.size(1) == p.q.size(1),
+    TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 && p.logits.is_contiguous() &&
+                    p.logits.size(0) == tokens && p.logits.size(1) == p.q.size(1),
                 "decode_attention: logits must be contiguous f32 [num_tokens, num_heads, max_len]");
   }
   if (p.lse.data != nullptr) check_shape(p.lse, {tokens, p.q.size(1)}, DType::kF32, op, "lse");
@@ -47,10 +46,10 @@ void check(const DecodeAttentionParams& p) {
 // What the CUDA kernels support beyond the op's contract (checked before a GPU launch).
 void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
   const int64_t head_dim = p.q.size(2);
-  TIDAL_CHECK(head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 ||
-                  head_dim == 128,
-              "decode_attention: the CUDA kernel supports head_dim 8, 16, 32, 64 and 128, got " +
-                  std::to_string(head_dim));
+  TIDAL_CHECK(
+      head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128,
+      "decode_attention: the CUDA kernel supports head_dim 8, 16, 32, 64 and 128, got " +
+          std::to_string(head_dim));
   // 16-byte vector loads of q, K and V rows (and stores of out): rows are head_dim * dtype
   // bytes, a multiple of 16 for every supported head_dim, so the bases must be aligned.
   for (const TensorView* v : {&p.q, &p.out, &p.k_cache, &p.v_cache}) {
@@ -83,9 +82,9 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
                       [[maybe_unused]] Stream stream) {
   check(p);
-  if (on_cuda("decode_attention", {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids,
-                                   p.lengths, p.roles, p.indices, p.counts, p.num_lists, p.logits,
-                                   p.lse})) {
+  if (on_cuda("decode_attention",
+              {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.lengths, p.roles,
+               p.indices, p.counts, p.num_lists, p.logits, p.lse})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
     check_cuda(p, workspace);
@@ -125,10 +124,11 @@ void ref::decode_attention(const DecodeAttentionParams& p) {
         const int64_t count = p.counts.data_as<int32_t>()[t * p.indices.size(1) + l];
         TIDAL_CHECK(count >= 1 && count <= p.indices.size(2),
                     "decode_attention: list count outside 1..max_budget");
-        const int32_t* list = p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) *
-                                                                 p.indices.size(2);
+        const int32_t* list =
+            p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) * p.indices.size(2);
         for (int64_t i = 0; i < count; ++i) {
-          TIDAL_CHECK(list[i] >= 0 && list[i] < n, "decode_attention: list position outside 0..n-1");
+          TIDAL_CHECK(list[i] >= 0 && list[i] < n,
+                      "decode_attention: list position outside 0..n-1");
           positions.push_back(list[i]);
         }
       }

@@ -9,11 +9,11 @@
 // few splits and the others exit at once. Every byte of K and V a row needs is read once per
 // pass (16-byte loads, fp32 softmax), which makes the kernel bandwidth-bound at long context:
 // expected >= 80% of copy bandwidth at 32K-100K for batch 1 (MHA 32 and GQA 32/8, head_dim 128).
-#include "kernels/decode_attention.cuh"
-#include "kernels/decode_attention.h"
-
 #include <algorithm>
 #include <cmath>
+
+#include "kernels/decode_attention.cuh"
+#include "kernels/decode_attention.h"
 
 namespace tidal::kernels::cuda {
 namespace {
@@ -59,8 +59,8 @@ __host__ __device__ constexpr int merge_weights_floats(int splits) { return (spl
 // Grid (num_heads, num_tokens), kMergeThreads threads: thread = (split group, 4 dims).
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads)
-    decode_attention_merge_kernel(attention::Plan p, T* out,   // [num_tokens, num_heads, head_dim]
-                                  float* lse,                  // [num_tokens, num_heads] or null
+    decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
+                                  float* lse,                 // [num_tokens, num_heads] or null
                                   const float* part_o,    // [tokens, heads, num_splits, head_dim]
                                   const float* part_lse,  // [tokens, heads, num_splits]
                                   int head_dim) {
@@ -166,8 +166,8 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.lse = p.lse.data != nullptr ? p.lse.data_as<float>() : nullptr;
   const size_t o_bytes = align_up(size_t(tokens * heads * splits * head_dim) * sizeof(float));
   args.part_o = splits > 1 ? static_cast<float*>(workspace.data) : nullptr;
-  args.part_lse = splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace.data) + o_bytes)
-                             : nullptr;
+  args.part_lse =
+      splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace.data) + o_bytes) : nullptr;
   args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
   args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
 
@@ -184,8 +184,7 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   }
   check_launch("decode_attention_split_kernel", stream);
   if (splits == 1) return;
-  const size_t smem =
-      size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
+  const size_t smem = size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
   decode_attention_merge_kernel<T>
       <<<dim3(unsigned(heads), unsigned(tokens)), kMergeThreads, smem, s>>>(
           plan, args.out, args.lse, args.part_o, args.part_lse, int(head_dim));
@@ -204,9 +203,8 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
   TIDAL_NVTX_SCOPE("decode_attention");
   if (p.q.size(0) == 0) return;
-  dispatch_float(p.q.dtype, "decode_attention", [&](auto t) {
-    launch<decltype(t)>(p, workspace, stream);
-  });
+  dispatch_float(p.q.dtype, "decode_attention",
+                 [&](auto t) { launch<decltype(t)>(p, workspace, stream); });
 }
 
 }  // namespace tidal::kernels::cuda

@@ -25,11 +25,11 @@
 
 namespace tidal::kernels::cuda::attention {
 
-constexpr int kThreads = 128;      // split kernel block
-constexpr int kRowsInFlight = 4;   // K/V rows per thread group per step
+constexpr int kThreads = 128;     // split kernel block
+constexpr int kRowsInFlight = 4;  // K/V rows per thread group per step
 constexpr int kMaxHeadsPerBlock = 4;
-constexpr int kMinChunk = 64;      // fewest positions a split takes (rounded up to a tile)
-constexpr int kBlocksPerSm = 4;    // resident split blocks per SM (register-bound)
+constexpr int kMinChunk = 64;    // fewest positions a split takes (rounded up to a tile)
+constexpr int kBlocksPerSm = 4;  // resident split blocks per SM (register-bound)
 
 // The step plan and cache geometry, as raw pointers and integers (shared by both kernels).
 struct Plan {
@@ -41,12 +41,12 @@ struct Plan {
   const int32_t* counts;        // [num_tokens, max_lists]
   const int32_t* num_lists;     // [num_tokens]
   int64_t bt_stride0, bt_stride1;
-  int64_t num_pages;            // cache rows (page ids must be below)
+  int64_t num_pages;  // cache rows (page ids must be below)
   int32_t num_rows, max_pages;
   int32_t page_size, page_shift;  // page_shift >= 0 when page_size is a power of two
   int32_t num_heads, num_kv_heads, heads_per_block;
   int32_t max_lists, max_budget;
-  int32_t num_splits, tile;     // tile: positions a block covers per step
+  int32_t num_splits, tile;  // tile: positions a block covers per step
 };
 
 // Where query head h of token t reads its positions, and which of the heads h..h_limit-1 share
@@ -95,15 +95,15 @@ __device__ __forceinline__ int32_t split_chunk(int32_t len, int32_t num_splits, 
 template <typename T>
 struct SplitArgs {
   Plan plan;
-  T* out;           // [num_tokens, num_heads, head_dim] (written when num_splits == 1)
-  const T* q;       // [num_tokens, num_heads, head_dim]
-  const T* k_cache; // [num_pages, page_size, num_kv_heads, head_dim]
-  const T* v_cache; // same
-  float* logits;    // [num_tokens, num_heads, max_len] or null
-  float* lse;       // [num_tokens, num_heads] or null
-  float* part_o;    // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
-  float* part_lse;  // [num_tokens, num_heads, num_splits]
-  int64_t max_len;  // logits' last dimension
+  T* out;            // [num_tokens, num_heads, head_dim] (written when num_splits == 1)
+  const T* q;        // [num_tokens, num_heads, head_dim]
+  const T* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim]
+  const T* v_cache;  // same
+  float* logits;     // [num_tokens, num_heads, max_len] or null
+  float* lse;        // [num_tokens, num_heads] or null
+  float* part_o;     // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
+  float* part_lse;   // [num_tokens, num_heads, num_splits]
+  int64_t max_len;   // logits' last dimension
   float scale;
 };
 
@@ -125,10 +125,10 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte vector
   constexpr int TG = D / VEC;               // threads per K/V row
   static_assert(D % VEC == 0 && TG >= 1 && TG <= 32 && (TG & (TG - 1)) == 0, "head_dim");
-  constexpr int RW = 32 / TG;               // rows per warp per step
+  constexpr int RW = 32 / TG;  // rows per warp per step
   constexpr int GROUPS = kThreads / 32 * RW;
   constexpr int U = kRowsInFlight;
-  constexpr int TILE = GROUPS * U;          // the host's Plan::tile (chunks are multiples of it)
+  constexpr int TILE = GROUPS * U;  // the host's Plan::tile (chunks are multiples of it)
   // o of every group and head, then combined: GMAX * 4 KiB for 16-bit caches.
   __shared__ float s_o[GMAX][GROUPS][D];
   __shared__ float s_m[GMAX][GROUPS], s_l[GMAX][GROUPS];
@@ -137,9 +137,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   const int split = blockIdx.x, t = blockIdx.z;
   const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
   const int lane = threadIdx.x & 31;
-  const int gl = lane & (TG - 1);                           // lane within the row's group
-  const int group = (threadIdx.x >> 5) * RW + lane / TG;    // row group within the block
-  const int64_t row_stride = int64_t(p.num_kv_heads) * D;   // between slots of a page
+  const int gl = lane & (TG - 1);                          // lane within the row's group
+  const int group = (threadIdx.x >> 5) * RW + lane / TG;   // row group within the block
+  const int64_t row_stride = int64_t(p.num_kv_heads) * D;  // between slots of a page
   const int64_t seq_row = int64_t(p.seq_ids[t]) * p.bt_stride0;
   const float scale = a.scale;
 
@@ -158,8 +158,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
     for (int g = 0; g < GMAX; ++g) {
       if (g < ng) {
-        unpack<T>(__ldg(reinterpret_cast<const uint4*>(a.q + (int64_t(t) * p.num_heads + h0 + g) *
-                                                                 D + gl * VEC)),
+        unpack<T>(__ldg(reinterpret_cast<const uint4*>(
+                      a.q + (int64_t(t) * p.num_heads + h0 + g) * D + gl * VEC)),
                   q[g]);
       } else {
 #pragma unroll

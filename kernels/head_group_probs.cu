@@ -19,11 +19,11 @@ constexpr int kChunk = kThreads * kPerThread;  // positions per block
 // with L < num_heads lists has L <= num_heads / 2), blocks past L or past n exit at once, so the
 // grid is fixed for any plan.
 __global__ void __launch_bounds__(kThreads)
-    head_group_probs_kernel(float* scores,            // [num_tokens, num_heads, max_len]
-                            const float* lse,         // [num_tokens, num_heads]
-                            const int32_t* lengths,   // [num_tokens]
-                            const int32_t* num_lists, // [num_tokens]
-                            const uint8_t* roles,     // [num_tokens]
+    head_group_probs_kernel(float* scores,             // [num_tokens, num_heads, max_len]
+                            const float* lse,          // [num_tokens, num_heads]
+                            const int32_t* lengths,    // [num_tokens]
+                            const int32_t* num_lists,  // [num_tokens]
+                            const uint8_t* roles,      // [num_tokens]
                             int num_heads, int64_t max_len) {
   const int t = blockIdx.z, l = blockIdx.y;
   if (!is_selecting(TokenRole(roles[t]))) return;
@@ -64,8 +64,8 @@ void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
   if (tokens == 0 || max_len == 0) return;
   TIDAL_CHECK(tokens <= 65535 && heads <= 65535,
               "head_group_probs: the CUDA grid takes at most 65535 tokens and heads");
-  const dim3 grid(unsigned((max_len + kChunk - 1) / kChunk), unsigned(std::max<int64_t>(1, heads / 2)),
-                  unsigned(tokens));
+  const dim3 grid(unsigned((max_len + kChunk - 1) / kChunk),
+                  unsigned(std::max<int64_t>(1, heads / 2)), unsigned(tokens));
   head_group_probs_kernel<<<grid, kThreads, 0, raw_stream(stream)>>>(
       p.scores.data_as<float>(), p.lse.data_as<float>(), p.lengths.data_as<int32_t>(),
       p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(), int(heads), max_len);

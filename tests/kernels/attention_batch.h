@@ -19,10 +19,10 @@ namespace tidal::kernels::testing_attention {
 
 struct TokenPlan {
   TokenRole role;
-  int32_t n;            // positions 0..n-1 are cached
-  int32_t lists = 0;    // L of a list-attending token
-  int32_t budget = 0;   // K: each list holds min(K, n) positions (Quest: whole pages)
-  int32_t seq = -1;     // block-table row; -1: a row of its own
+  int32_t n;           // positions 0..n-1 are cached
+  int32_t lists = 0;   // L of a list-attending token
+  int32_t budget = 0;  // K: each list holds min(K, n) positions (Quest: whole pages)
+  int32_t seq = -1;    // block-table row; -1: a row of its own
 };
 
 struct AttentionShape {
@@ -34,8 +34,8 @@ struct AttentionShape {
 // would show).
 struct AttentionBatch {
   AttentionShape shape;
-  int64_t num_tokens = 0, num_rows = 0, max_pages = 0, num_pages = 0, max_lists = 1,
-          max_budget = 1, max_len = 1;
+  int64_t num_tokens = 0, num_rows = 0, max_pages = 0, num_pages = 0, max_lists = 1, max_budget = 1,
+          max_len = 1;
   HostTensor q, k_cache, v_cache;  // f32
   std::vector<int32_t> block_tables, seq_ids, lengths, counts, indices, num_lists;
   std::vector<uint8_t> roles;
@@ -80,8 +80,8 @@ struct AttentionBatch {
           std::vector<int32_t> order(size_t(pages - 1));
           std::iota(order.begin(), order.end(), 0);
           std::shuffle(order.begin(), order.end(), rng);
-          order.resize(std::min<size_t>(order.size(), size_t(std::max<int64_t>(
-                                                          0, tp.budget / s.page_size - 1))));
+          order.resize(std::min<size_t>(order.size(),
+                                        size_t(std::max<int64_t>(0, tp.budget / s.page_size - 1))));
           order.push_back(pages - 1);
           for (int32_t pg : order) {
             for (int64_t j = pg * s.page_size; j < std::min<int64_t>(tp.n, (pg + 1) * s.page_size);
@@ -116,8 +116,10 @@ struct AttentionBatch {
       num_lists.push_back(is_dense_range(tp.role) ? 0 : tp.lists);
     }
     q = testing::random_tensor({num_tokens, s.num_heads, s.head_dim}, base + 1);
-    k_cache = testing::random_tensor({num_pages, s.page_size, s.num_kv_heads, s.head_dim}, base + 2);
-    v_cache = testing::random_tensor({num_pages, s.page_size, s.num_kv_heads, s.head_dim}, base + 3);
+    k_cache =
+        testing::random_tensor({num_pages, s.page_size, s.num_kv_heads, s.head_dim}, base + 2);
+    v_cache =
+        testing::random_tensor({num_pages, s.page_size, s.num_kv_heads, s.head_dim}, base + 3);
   }
 
   // Params over tokens [t0, t1) of the plan (host views; the caller fills in q/caches/outputs

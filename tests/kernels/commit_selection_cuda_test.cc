@@ -49,8 +49,8 @@ TEST_P(CommitSelectionCuda, MatchesReference) {
     fill(lists.data() + r * c.budget, &counts[size_t(r)]);
     fill(new_lists.data() + r * c.budget, &new_counts[size_t(r)]);
   }
-  const TokenRole cycle[] = {TokenRole::kReselect, TokenRole::kSelect, TokenRole::kSparse,
-                             TokenRole::kDense, TokenRole::kReselect, TokenRole::kQuest};
+  const TokenRole cycle[] = {TokenRole::kReselect, TokenRole::kSelect,   TokenRole::kSparse,
+                             TokenRole::kDense,    TokenRole::kReselect, TokenRole::kQuest};
   for (int64_t t = 0; t < c.num_tokens; ++t) {
     roles.push_back(uint8_t(cycle[t % 6]));
     num_lists.push_back(int32_t(1 + rng() % uint32_t(c.max_lists)));
@@ -97,13 +97,15 @@ TEST_P(CommitSelectionCuda, MatchesReference) {
   EXPECT_EQ(ints(keep[2]), std::vector<int64_t>(new_lists.begin(), new_lists.end()));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CommitSelectionCuda,
-    ::testing::Values(Case{"one_token_budget1", 1, 1, 1, 1}, Case{"budget37_odd", 7, 3, 37, 2},
-                      Case{"per_head_32_lists_k2048", 6, 32, 2048, 3},
-                      Case{"per_kv_head_8_lists_k733", 37, 8, 733, 5},
-                      Case{"batch64_shared_k4096", 64, 1, 4096, 16}),
-    [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Shapes, CommitSelectionCuda,
+                         ::testing::Values(Case{"one_token_budget1", 1, 1, 1, 1},
+                                           Case{"budget37_odd", 7, 3, 37, 2},
+                                           Case{"per_head_32_lists_k2048", 6, 32, 2048, 3},
+                                           Case{"per_kv_head_8_lists_k733", 37, 8, 733, 5},
+                                           Case{"batch64_shared_k4096", 64, 1, 4096, 16}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
 
 }  // namespace
 }  // namespace tidal::kernels

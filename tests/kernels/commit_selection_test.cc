@@ -15,13 +15,13 @@ namespace {
 //   token 1 (kSelect, seq 1, L = 1): list 0 replaced, no overlap counted; list 1 untouched.
 //   token 2 (kSparse): nothing changes.
 struct Fixture {
-  std::vector<int32_t> lists = {1, 3, 5, -1, 0, 2, -1, -1,  //
-                                4, 8, -1, -1, 6, 6, 6, 6,   //
-                                1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<int32_t> lists = {1, 3, 5,  -1, 0, 2, -1, -1,  //
+                                4, 8, -1, -1, 6, 6, 6,  6,   //
+                                1, 2, 3,  4,  5, 6, 7,  8};
   std::vector<int32_t> counts = {3, 2, 2, 4, 4, 4};
-  std::vector<int32_t> new_lists = {3, 5, 6, 9, 2, 7, -5, -5,  //
-                                    0, 4, 9, 11, 9, 9, 9, 9,   //
-                                    9, 9, 9, 9, 9, 9, 9, 9};
+  std::vector<int32_t> new_lists = {3, 5, 6, 9,  2, 7, -5, -5,  //
+                                    0, 4, 9, 11, 9, 9, 9,  9,   //
+                                    9, 9, 9, 9,  9, 9, 9,  9};
   std::vector<int32_t> new_counts = {4, 2, 4, 1, 1, 1};
   std::vector<int32_t> num_lists = {2, 1, 2};
   std::vector<uint8_t> roles = {uint8_t(TokenRole::kReselect), uint8_t(TokenRole::kSelect),
@@ -46,9 +46,9 @@ struct Fixture {
 TEST(CommitSelectionRef, CopiesSelectingTokensAndCountsReselectOverlap) {
   Fixture f;
   commit_selection(f.params(), Stream{});
-  const std::vector<int32_t> want_lists = {3, 5, 6, 9, 2, 7, -5, -5,  //
-                                           0, 4, 9, 11, 6, 6, 6, 6,   //
-                                           1, 2, 3, 4, 5, 6, 7, 8};
+  const std::vector<int32_t> want_lists = {3, 5, 6, 9,  2, 7, -5, -5,  //
+                                           0, 4, 9, 11, 6, 6, 6,  6,   //
+                                           1, 2, 3, 4,  5, 6, 7,  8};
   EXPECT_EQ(f.lists, want_lists);
   EXPECT_EQ(f.counts, (std::vector<int32_t>{4, 2, 4, 4, 4, 4}));
   EXPECT_EQ(f.overlap, (std::vector<int64_t>{10, 20, 33, 45}));
@@ -60,8 +60,7 @@ TEST(CommitSelectionRef, SelectCountsNoOverlapAndIdenticalListsKeepEverything) {
   commit_selection(f.params(), Stream{});
   EXPECT_EQ(f.overlap, (std::vector<int64_t>{10, 20, 30, 40}));
   // Re-selecting the lists just committed keeps all of them.
-  f.roles = {uint8_t(TokenRole::kReselect), uint8_t(TokenRole::kDense),
-             uint8_t(TokenRole::kQuest)};
+  f.roles = {uint8_t(TokenRole::kReselect), uint8_t(TokenRole::kDense), uint8_t(TokenRole::kQuest)};
   commit_selection(f.params(), Stream{});
   EXPECT_EQ(f.overlap, (std::vector<int64_t>{10, 20, 36, 46}));
 }

@@ -28,11 +28,13 @@ double copy_bandwidth(Stream stream) {
   const DeviceTensor b = DeviceTensor::filled({bytes}, DType::kU8, 2);
   Event start, stop;
   for (int i = 0; i < kWarmup; ++i) {
-    copy_bytes(b.view().data, b.view().device, a.view().data, a.view().device, size_t(bytes), stream);
+    copy_bytes(b.view().data, b.view().device, a.view().data, a.view().device, size_t(bytes),
+               stream);
   }
   start.record(stream);
   for (int i = 0; i < kIters; ++i) {
-    copy_bytes(b.view().data, b.view().device, a.view().data, a.view().device, size_t(bytes), stream);
+    copy_bytes(b.view().data, b.view().device, a.view().data, a.view().device, size_t(bytes),
+               stream);
   }
   stop.record(stream);
   stop.synchronize();
@@ -99,9 +101,8 @@ TEST_P(DecodeAttentionBandwidth, DISABLED_DenseRowStreamsAtLeast80PercentOfCopy)
   const double us = stop.elapsed_ms_since(start) * 1e3 / kIters;
   const double kv_bytes = 2.0 * double(c.n) * double(c.num_kv_heads * head_dim) * 2;
   const double achieved = kv_bytes / (us * 1e-6);
-  std::printf("%s: %.1f us, K/V %.1f MB, %.0f GB/s = %.1f%% of copy (%.0f GB/s)\n",
-              c.name.c_str(), us, kv_bytes / 1e6, achieved / 1e9, 100 * achieved / copy,
-              copy / 1e9);
+  std::printf("%s: %.1f us, K/V %.1f MB, %.0f GB/s = %.1f%% of copy (%.0f GB/s)\n", c.name.c_str(),
+              us, kv_bytes / 1e6, achieved / 1e9, 100 * achieved / copy, copy / 1e9);
   EXPECT_GE(achieved, 0.8 * copy) << c.name;
   stream_destroy(stream);
 }

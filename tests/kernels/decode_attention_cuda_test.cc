@@ -38,10 +38,10 @@ constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
 
 // Every role, n = 1, 7, 16 (one page), 17, 733; budgets 2, 37, K >= n; L = H, KVH, 1.
 std::vector<TokenPlan> small_mix(int32_t h, int32_t kvh) {
-  return {{kDense, 1, 0, 0, 0},     {kSelect, 7, 0, 0, 1},       {kReselect, 16, 0, 0, 2},
-          {kDense, 17, 0, 0, 2},    {kSparse, 733, h, 37, 0},    {kSparse, 733, kvh, 2, 0},
-          {kSparse, 17, 1, 37, 2},  {kQuest, 733, h, 64, 0},     {kSelect, 733, 0, 0, 0},
-          {kSparse, 1, kvh, 2, -1}, {kQuest, 16, kvh, 16, 1},    {kReselect, 1, 0, 0, -1}};
+  return {{kDense, 1, 0, 0, 0},     {kSelect, 7, 0, 0, 1},    {kReselect, 16, 0, 0, 2},
+          {kDense, 17, 0, 0, 2},    {kSparse, 733, h, 37, 0}, {kSparse, 733, kvh, 2, 0},
+          {kSparse, 17, 1, 37, 2},  {kQuest, 733, h, 64, 0},  {kSelect, 733, 0, 0, 0},
+          {kSparse, 1, kvh, 2, -1}, {kQuest, 16, kvh, 16, 1}, {kReselect, 1, 0, 0, -1}};
 }
 
 // The small mix plus n = 4100 rows: dense, reselect, lists of 37 and of every position.
@@ -81,12 +81,12 @@ std::vector<Case> cases() {
   out.push_back({"gqa12x4_d16_f16", {12, 4, 16, 16}, DType::kF16, 0, small_mix(12, 4)});
   // Llama-3-8B attention at 32K: selection, per-KV-head lists of 2048, per-head lists of 37,
   // all over one sequence.
-  out.push_back({"llama3_gqa32x8_d128_32k_bf16",
-                 {32, 8, 128, 16},
-                 DType::kBF16,
-                 0,
-                 {{kSelect, 32768, 0, 0, 0}, {kSparse, 32768, 8, 2048, 0},
-                  {kSparse, 32000, 32, 37, 0}}});
+  out.push_back(
+      {"llama3_gqa32x8_d128_32k_bf16",
+       {32, 8, 128, 16},
+       DType::kBF16,
+       0,
+       {{kSelect, 32768, 0, 0, 0}, {kSparse, 32768, 8, 2048, 0}, {kSparse, 32000, 32, 37, 0}}});
   return out;
 }
 
@@ -174,11 +174,11 @@ struct OnDevice {
 
 // Every output element against the reference; logits equal at every written position
 // (selecting tokens, j < n) and still poison everywhere else.
-void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevice& got,
-                    DType dtype, const std::string& what) {
+void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevice& got, DType dtype,
+                    const std::string& what) {
   const testing::Tolerance tol = testing::tolerance(dtype);
-  EXPECT_TRUE(
-      testing::all_close(got.out.to_floats(), testing::to_vector(want.out.view()), tol.atol, tol.rtol))
+  EXPECT_TRUE(testing::all_close(got.out.to_floats(), testing::to_vector(want.out.view()), tol.atol,
+                                 tol.rtol))
       << what << ": out";
   EXPECT_TRUE(
       testing::all_close(got.lse.to_floats(), testing::to_vector(want.lse.view()), 1e-4f, 1e-4f))
@@ -234,8 +234,11 @@ TEST(DecodeAttentionCudaGraph, ReplayFollowsThePlanInDeviceMemory) {
   TIDAL_SKIP_WITHOUT_CUDA();
   const AttentionShape shape{32, 8, 128, 16};
   AttentionBatch b(shape,
-                   {{kSelect, 4100, 0, 0, 0}, {kSparse, 4100, 8, 37, 0}, {kSparse, 2000, 32, 300, 0},
-                    {kDense, 777, 0, 0, 1}, {kQuest, 900, 1, 64, 1}},
+                   {{kSelect, 4100, 0, 0, 0},
+                    {kSparse, 4100, 8, 37, 0},
+                    {kSparse, 2000, 32, 300, 0},
+                    {kDense, 777, 0, 0, 1},
+                    {kQuest, 900, 1, 64, 1}},
                    99);
   const std::vector<int32_t> long_lengths = b.lengths;
   const std::vector<uint8_t> long_roles = b.roles;
@@ -271,7 +274,9 @@ TEST(DecodeAttentionCudaGraph, ReplayFollowsThePlanInDeviceMemory) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, DecodeAttentionCuda, ::testing::ValuesIn(cases()),
-                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
 
 }  // namespace
 }  // namespace tidal::kernels

@@ -112,11 +112,10 @@ TEST(DecodeAttentionRef, ListRowsKnownValuesPerHeadAndShared) {
   EXPECT_TRUE(testing::all_close(testing::to_vector(out.view()),
                                  {1, 10, 1.75f, 17.5f, 1, 10, 1, 10}, 1e-6f, 1e-6f));
   // lse: head 0 log(2e), head 1 log(1 + 3); token 1: the single score q.k1 / sqrt 2.
-  EXPECT_TRUE(testing::all_close(
-      testing::to_vector(lse.view()),
-      {float(1 + std::log(2.0)), float(std::log(4.0)), float(-1 / std::sqrt(2.0)),
-       float(2 / std::sqrt(2.0))},
-      1e-6f, 1e-6f));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(lse.view()),
+                                 {float(1 + std::log(2.0)), float(std::log(4.0)),
+                                  float(-1 / std::sqrt(2.0)), float(2 / std::sqrt(2.0))},
+                                 1e-6f, 1e-6f));
 
   // An explicit scale: head 1's scores become {0, 1}: weights {1, e} / (1 + e).
   p.scale = float(1 / (std::sqrt(2.0) * std::log(3.0)));
@@ -167,9 +166,9 @@ Result run(const AttentionBatch& b, int64_t t0, int64_t t1) {
   const AttentionShape& s = b.shape;
   HostTensor out({t1 - t0, s.num_heads, s.head_dim}, DType::kF32);
   HostTensor lse({t1 - t0, s.num_heads}, DType::kF32);
-  HostTensor logits = HostTensor::from(
-      {t1 - t0, s.num_heads, b.max_len},
-      std::vector<float>(size_t((t1 - t0) * s.num_heads * b.max_len), -123.0f));
+  HostTensor logits =
+      HostTensor::from({t1 - t0, s.num_heads, b.max_len},
+                       std::vector<float>(size_t((t1 - t0) * s.num_heads * b.max_len), -123.0f));
   DecodeAttentionParams p = b.params(t0, t1);
   p.out = out.view();
   p.lse = lse.view();
@@ -183,9 +182,12 @@ TEST_P(DecodeAttentionProperty, MixedBatchEqualsEachTokenAlone) {
   const AttentionShape& s = GetParam().shape;
   const int32_t h = int32_t(s.num_heads), kvh = int32_t(s.num_kv_heads);
   const AttentionBatch b(s,
-                         {{TokenRole::kDense, 1}, {TokenRole::kSelect, 37},
-                          {TokenRole::kReselect, 17}, {TokenRole::kSparse, 40, h, 7},
-                          {TokenRole::kSparse, 33, kvh, 5}, {TokenRole::kQuest, 50, 1, 16},
+                         {{TokenRole::kDense, 1},
+                          {TokenRole::kSelect, 37},
+                          {TokenRole::kReselect, 17},
+                          {TokenRole::kSparse, 40, h, 7},
+                          {TokenRole::kSparse, 33, kvh, 5},
+                          {TokenRole::kQuest, 50, 1, 16},
                           {TokenRole::kDense, 23}},
                          11);
   const Result all = run(b, 0, b.num_tokens);
@@ -205,8 +207,10 @@ TEST_P(DecodeAttentionProperty, MixedBatchEqualsEachTokenAlone) {
 TEST_P(DecodeAttentionProperty, LogitsOnlyForSelectingTokensAndLseIsTheirLogSumExp) {
   const AttentionShape& s = GetParam().shape;
   const AttentionBatch b(s,
-                         {{TokenRole::kSelect, 29}, {TokenRole::kDense, 31},
-                          {TokenRole::kReselect, 9}, {TokenRole::kSparse, 31, 1, 4}},
+                         {{TokenRole::kSelect, 29},
+                          {TokenRole::kDense, 31},
+                          {TokenRole::kReselect, 9},
+                          {TokenRole::kSparse, 31, 1, 4}},
                          12);
   const Result r = run(b, 0, b.num_tokens);
   for (int64_t t = 0; t < b.num_tokens; ++t) {
@@ -251,8 +255,7 @@ TEST_P(DecodeAttentionProperty, ListOfEveryPositionEqualsDenseRow) {
 TEST_P(DecodeAttentionProperty, SinglePositionListsReturnTheirValueExactly) {
   const AttentionShape& s = GetParam().shape;
   const int32_t lists = int32_t(s.num_kv_heads);
-  AttentionBatch b(s, {{TokenRole::kSparse, 13, lists, 1}, {TokenRole::kSparse, 40, lists, 1}},
-                   31);
+  AttentionBatch b(s, {{TokenRole::kSparse, 13, lists, 1}, {TokenRole::kSparse, 40, lists, 1}}, 31);
   // Each list holds one position (n - 1 by construction); make them differ per list.
   for (int64_t t = 0; t < b.num_tokens; ++t) {
     for (int64_t l = 0; l < lists; ++l) {
@@ -266,7 +269,8 @@ TEST_P(DecodeAttentionProperty, SinglePositionListsReturnTheirValueExactly) {
   for (int64_t t = 0; t < b.num_tokens; ++t) {
     for (int64_t h = 0; h < s.num_heads; ++h) {
       const int64_t l = h / (s.num_heads / lists), kvh = h / (s.num_heads / s.num_kv_heads);
-      const PagedSlot slot = kv.slot(b.seq_ids[size_t(t)], b.indices[size_t((t * b.max_lists + l) * b.max_budget)]);
+      const PagedSlot slot =
+          kv.slot(b.seq_ids[size_t(t)], b.indices[size_t((t * b.max_lists + l) * b.max_budget)]);
       for (int64_t d = 0; d < s.head_dim; ++d) {
         ASSERT_EQ(r.out[size_t((t * s.num_heads + h) * s.head_dim + d)],
                   get_f32(b.v_cache.view(), slot.page, slot.offset, kvh, d))
@@ -279,8 +283,8 @@ TEST_P(DecodeAttentionProperty, SinglePositionListsReturnTheirValueExactly) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, DecodeAttentionProperty,
     ::testing::Values(Case{"mha_page1", {2, 2, 4, 1}}, Case{"gqa4x2_page4", {8, 2, 16, 4}},
-                      Case{"gqa8x4_d8_page16", {8, 4, 8, 16}}, Case{"gqa4x1_page16", {4, 1, 16, 16}},
-                      Case{"odd_sizes", {6, 3, 7, 5}}),
+                      Case{"gqa8x4_d8_page16", {8, 4, 8, 16}},
+                      Case{"gqa4x1_page16", {4, 1, 16, 16}}, Case{"odd_sizes", {6, 3, 7, 5}}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

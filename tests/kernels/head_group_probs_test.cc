@@ -42,9 +42,10 @@ TEST(HeadGroupProbsRef, KnownValues) {
   const float lse_row[2] = {float(std::log(4.0)), float(5 + std::log(2.0))};
   const HostTensor lse =
       HostTensor::from({3, 2}, {lse_row[0], lse_row[1], lse_row[0], lse_row[1], 0, 0});
-  Plan plan{{2, 2, 2}, {1, 2, 1},
-            {uint8_t(TokenRole::kReselect), uint8_t(TokenRole::kSelect),
-             uint8_t(TokenRole::kDense)}};
+  Plan plan{
+      {2, 2, 2},
+      {1, 2, 1},
+      {uint8_t(TokenRole::kReselect), uint8_t(TokenRole::kSelect), uint8_t(TokenRole::kDense)}};
   head_group_probs(plan.params(scores, lse), Stream{});
   std::vector<float> want = {0.75f, 1.25f, 1000, 5, 5, 1000};
   for (int t = 1; t < 3; ++t) want.insert(want.end(), values.begin(), values.end());
@@ -78,8 +79,10 @@ TEST_P(HeadGroupProbsProperty, RowsSumToGroupSizeFromAnAttentionPass) {
   const int32_t h = int32_t(c.num_heads), kvh = int32_t(c.num_kv_heads);
   const int32_t n = int32_t(c.max_len);
   const AttentionBatch b({c.num_heads, c.num_kv_heads, 16, 16},
-                         {{TokenRole::kSelect, n}, {TokenRole::kReselect, std::max(1, n / 3)},
-                          {TokenRole::kSelect, std::max(1, n - 1)}, {TokenRole::kDense, n}},
+                         {{TokenRole::kSelect, n},
+                          {TokenRole::kReselect, std::max(1, n / 3)},
+                          {TokenRole::kSelect, std::max(1, n - 1)},
+                          {TokenRole::kDense, n}},
                          5);
   HostTensor out({b.num_tokens, c.num_heads, 16}, DType::kF32);
   HostTensor logits({b.num_tokens, c.num_heads, b.max_len}, DType::kF32);
@@ -122,11 +125,12 @@ TEST_P(HeadGroupProbsProperty, RowsSumToGroupSizeFromAnAttentionPass) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, HeadGroupProbsProperty,
-    ::testing::Values(Case{"single_head", 1, 1, 1}, Case{"gqa8x4", 8, 4, 37},
-                      Case{"gqa8x2", 8, 2, 733}, Case{"odd_groups", 15, 3, 7}),
-    [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Shapes, HeadGroupProbsProperty,
+                         ::testing::Values(Case{"single_head", 1, 1, 1}, Case{"gqa8x4", 8, 4, 37},
+                                           Case{"gqa8x2", 8, 2, 733}, Case{"odd_groups", 15, 3, 7}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
 
 }  // namespace
 }  // namespace tidal::kernels
