@@ -7,9 +7,10 @@
 
 namespace tidal::kernels {
 
-void commit_selection(const CommitSelectionParams& p, Stream stream) {
+void commit_selection(const CommitSelectionParams& p, [[maybe_unused]] Stream stream) {
   const char* op = "commit_selection";
-  TIDAL_CHECK(p.lists.rank == 3, "commit_selection: lists must be [num_tokens, max_lists, max_budget]");
+  TIDAL_CHECK(p.lists.rank == 3,
+              "commit_selection: lists must be [num_tokens, max_lists, max_budget]");
   const int64_t tokens = p.lists.size(0), lists = p.lists.size(1), budget = p.lists.size(2);
   check_shape(p.lists, {tokens, lists, budget}, DType::kI32, op, "lists");
   check_shape(p.new_lists, {tokens, lists, budget}, DType::kI32, op, "new_lists");

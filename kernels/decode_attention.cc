@@ -2,6 +2,8 @@
 #include "kernels/decode_attention.h"
 
 #include <cmath>
+#include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/dispatch.h"
@@ -16,7 +18,7 @@ void check(const DecodeAttentionParams& p) {
   check_paged_kv(p.k_cache, p.v_cache, p.block_tables, op);
   TIDAL_CHECK(p.q.rank == 3 && same_shape(p.out, p.q) && p.q.size(2) == p.k_cache.size(3),
               "decode_attention: q and out must be [num_tokens, num_heads, head_dim]");
-  TIDAL_CHECK(p.q.size(1) % p.k_cache.size(2) == 0,
+  TIDAL_CHECK(p.k_cache.size(2) >= 1 && p.q.size(1) % p.k_cache.size(2) == 0,
               "decode_attention: num_heads must be a multiple of num_kv_heads");
   TIDAL_CHECK(p.q.dtype == p.k_cache.dtype && p.out.dtype == p.q.dtype &&
                   p.v_cache.dtype == p.k_cache.dtype && p.q.is_contiguous() &&
@@ -33,13 +35,37 @@ void check(const DecodeAttentionParams& p) {
               "indices");
   check_shape(p.counts, {tokens, p.indices.size(1)}, DType::kI32, op, "counts");
   if (p.logits.data != nullptr) {
-    TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 &&
-                    p.logits.is_contiguous() && p.logits.size(0) == tokens &&
-                    p.logits.size(1) == p.q.size(1),
+    TIDAL_CHECK(p.logits.rank == 3 && p.logits.dtype == DType::kF32 && p.logits.is_contiguous() &&
+                    p.logits.size(0) == tokens && p.logits.size(1) == p.q.size(1),
                 "decode_attention: logits must be contiguous f32 [num_tokens, num_heads, max_len]");
   }
   if (p.lse.data != nullptr) check_shape(p.lse, {tokens, p.q.size(1)}, DType::kF32, op, "lse");
   TIDAL_CHECK(p.num_splits >= 0, "decode_attention: num_splits must be >= 0");
+}
+
+// What the CUDA kernels support beyond the op's contract (checked before a GPU launch).
+void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
+  const int64_t head_dim = p.q.size(2);
+  TIDAL_CHECK(
+      head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128,
+      "decode_attention: the CUDA kernel supports head_dim 8, 16, 32, 64 and 128, got " +
+          std::to_string(head_dim));
+  // 16-byte vector loads of q, K and V rows (and stores of out): rows are head_dim * dtype
+  // bytes, a multiple of 16 for every supported head_dim, so the bases must be aligned.
+  for (const TensorView* v : {&p.q, &p.out, &p.k_cache, &p.v_cache}) {
+    TIDAL_CHECK(reinterpret_cast<uintptr_t>(v->data) % 16 == 0,
+                "decode_attention: q, out and the caches must be 16-byte aligned on the GPU");
+  }
+  TIDAL_CHECK(reinterpret_cast<uintptr_t>(workspace.data) % 16 == 0,
+              "decode_attention: the workspace must be 16-byte aligned");
+  TIDAL_CHECK(p.q.size(0) <= 65535 && p.q.size(1) <= 65535,
+              "decode_attention: the CUDA grid takes at most 65535 tokens and heads");
+  TIDAL_CHECK(p.num_splits <= 1024, "decode_attention: num_splits must be <= 1024");
+  TIDAL_CHECK(p.k_cache.size(1) >= 1, "decode_attention: page_size must be >= 1");
+  // Positions and list offsets are int32 in the kernels (with room for a tile past the end).
+  TIDAL_CHECK(p.block_tables.size(1) * p.k_cache.size(1) < (int64_t(1) << 30) &&
+                  p.indices.size(1) * p.indices.size(2) < (int64_t(1) << 30),
+              "decode_attention: positions and list entries must stay below 2^30");
 }
 
 }  // namespace
@@ -53,13 +79,15 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
 #endif
 }
 
-void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
+void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
+                      [[maybe_unused]] Stream stream) {
   check(p);
-  if (on_cuda("decode_attention", {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids,
-                                   p.lengths, p.roles, p.indices, p.counts, p.num_lists, p.logits,
-                                   p.lse})) {
+  if (on_cuda("decode_attention",
+              {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.lengths, p.roles,
+               p.indices, p.counts, p.num_lists, p.logits, p.lse})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
+    check_cuda(p, workspace);
     TIDAL_CUDA_CALL("decode_attention", cuda::decode_attention(p, workspace, stream));
     return;
   }
@@ -96,10 +124,11 @@ void ref::decode_attention(const DecodeAttentionParams& p) {
         const int64_t count = p.counts.data_as<int32_t>()[t * p.indices.size(1) + l];
         TIDAL_CHECK(count >= 1 && count <= p.indices.size(2),
                     "decode_attention: list count outside 1..max_budget");
-        const int32_t* list = p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) *
-                                                                 p.indices.size(2);
+        const int32_t* list =
+            p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) * p.indices.size(2);
         for (int64_t i = 0; i < count; ++i) {
-          TIDAL_CHECK(list[i] >= 0 && list[i] < n, "decode_attention: list position outside 0..n-1");
+          TIDAL_CHECK(list[i] >= 0 && list[i] < n,
+                      "decode_attention: list position outside 0..n-1");
           positions.push_back(list[i]);
         }
       }

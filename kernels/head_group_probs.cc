@@ -8,7 +8,7 @@
 
 namespace tidal::kernels {
 
-void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
+void head_group_probs(const HeadGroupProbsParams& p, [[maybe_unused]] Stream stream) {
   const char* op = "head_group_probs";
   TIDAL_CHECK(p.scores.rank == 3 && p.scores.dtype == DType::kF32 && p.scores.is_contiguous(),
               "head_group_probs: scores must be contiguous f32 [num_tokens, num_heads, max_len]");

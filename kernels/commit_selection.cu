@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+// commit_selection on the GPU: one block per (list, token). A kReselect token's block first
+// counts, for its list, how many positions of the old list the new one keeps (binary search in
+// the ascending new list) and adds (kept, old count) to its sequence's counters; then, after a
+// barrier (every old entry has been read), every selecting token's block copies the new list
+// and count over the old ones. A few KiB per list: latency-bound and tiny.
+#include "kernels/commit_selection.h"
+#include "kernels/cuda_common.cuh"
+
+namespace tidal::kernels::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+// True when `x` is among the first `n` entries of the ascending `list`.
+__device__ __forceinline__ bool contains(const int32_t* list, int32_t n, int32_t x) {
+  int32_t lo = 0, hi = n;  // search [lo, hi)
+  while (lo < hi) {
+    const int32_t mid = lo + (hi - lo) / 2;
+    const int32_t v = list[mid];
+    if (v == x) return true;
+    if (v < x) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return false;
+}
+
+// Grid (max_lists, num_tokens).
+__global__ void __launch_bounds__(kThreads)
+    commit_selection_kernel(int32_t* lists,               // [num_tokens, max_lists, budget]
+                            int32_t* counts,              // [num_tokens, max_lists]
+                            const int32_t* new_lists,     // [num_tokens, max_lists, budget]
+                            const int32_t* new_counts,    // [num_tokens, max_lists]
+                            const int32_t* num_lists,     // [num_tokens]
+                            const uint8_t* roles,         // [num_tokens]
+                            const int32_t* seq_ids,       // [num_tokens]
+                            unsigned long long* overlap,  // [num_rows, 2]
+                            int max_lists, int budget, int num_rows) {
+  __shared__ int warp_kept[kThreads / 32];
+  const int l = blockIdx.x, t = blockIdx.y;
+  const auto role = TokenRole(roles[t]);
+  if (!is_selecting(role)) return;
+  const int32_t used = num_lists[t];
+  const int32_t seq = seq_ids[t];
+  if (used < 1 || used > max_lists || l >= used || seq < 0 || seq >= num_rows) return;
+  const int64_t li = int64_t(t) * max_lists + l;
+  int32_t* old_list = lists + li * budget;
+  const int32_t* new_list = new_lists + li * budget;
+  const int32_t new_count = new_counts[li];
+
+  if (role == TokenRole::kReselect) {
+    const int32_t old_count = max(0, min(counts[li], budget));
+    const int32_t search_n = max(0, min(new_count, budget));
+    int kept = 0;
+    for (int32_t i = threadIdx.x; i < old_count; i += kThreads) {
+      kept += contains(new_list, search_n, old_list[i]) ? 1 : 0;
+    }
+    kept = __reduce_add_sync(0xffffffffu, kept);
+    if ((threadIdx.x & 31) == 0) warp_kept[threadIdx.x >> 5] = kept;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      int total = 0;
+      for (int w = 0; w < kThreads / 32; ++w) total += warp_kept[w];
+      atomicAdd(&overlap[2 * int64_t(seq)], static_cast<unsigned long long>(total));
+      atomicAdd(&overlap[2 * int64_t(seq) + 1], static_cast<unsigned long long>(old_count));
+    }
+  }
+  __syncthreads();  // the old list and count are read before anything overwrites them
+  for (int32_t i = threadIdx.x; i < budget; i += kThreads) old_list[i] = new_list[i];
+  if (threadIdx.x == 0) counts[li] = new_count;
+}
+
+}  // namespace
+
+void commit_selection(const CommitSelectionParams& p, Stream stream) {
+  TIDAL_NVTX_SCOPE("commit_selection");
+  const int64_t tokens = p.lists.size(0), max_lists = p.lists.size(1), budget = p.lists.size(2);
+  if (tokens == 0 || max_lists == 0) return;
+  TIDAL_CHECK(tokens <= 65535 && budget < (int64_t(1) << 31),
+              "commit_selection: the CUDA grid takes at most 65535 tokens");
+  commit_selection_kernel<<<dim3(unsigned(max_lists), unsigned(tokens)), kThreads, 0,
+                            raw_stream(stream)>>>(
+      p.lists.data_as<int32_t>(), p.counts.data_as<int32_t>(), p.new_lists.data_as<int32_t>(),
+      p.new_counts.data_as<int32_t>(), p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
+      p.seq_ids.data_as<int32_t>(),
+      reinterpret_cast<unsigned long long*>(p.overlap.data_as<int64_t>()), int(max_lists),
+      int(budget), int(p.overlap.size(0)));
+  check_launch("commit_selection_kernel", stream);
+}
+
+}  // namespace tidal::kernels::cuda

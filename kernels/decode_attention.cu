@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+// decode_attention on the GPU: flash-decoding over paged KV for a batch of mixed roles in one
+// launch (decode_attention.cuh has the split kernel), then a log-sum-exp merge of the splits.
+//
+// Grid of the split kernel: (num_splits, num_heads / heads_per_block, num_tokens), fixed for any
+// lengths so a captured step replays at every context length. num_splits defaults to one wave of
+// four blocks per SM for the batch (batch 1, 8 KV heads: 66 splits on 132 SMs); each row takes
+// positions in chunks of max(ceil(len / num_splits), 64) rounded to a tile, so a short row uses
+// few splits and the others exit at once. Every byte of K and V a row needs is read once per
+// pass (16-byte loads, fp32 softmax), which makes the kernel bandwidth-bound at long context:
+// expected >= 80% of copy bandwidth at 32K-100K for batch 1 (MHA 32 and GQA 32/8, head_dim 128).
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/decode_attention.cuh"
+#include "kernels/decode_attention.h"
+
+namespace tidal::kernels::cuda {
+namespace {
+
+using attention::kThreads;
+
+constexpr int kMergeThreads = 256;
+constexpr int64_t kMaxSplits = 1024;
+constexpr size_t kAlign = 256;
+
+size_t align_up(size_t x) { return (x + kAlign - 1) / kAlign * kAlign; }
+
+// Query heads one block serves: the largest divisor of the GQA group size up to
+// kMaxHeadsPerBlock, so a block's heads always share their KV head.
+int heads_per_block(int64_t num_heads, int64_t num_kv_heads) {
+  const int64_t group = num_heads / num_kv_heads;
+  for (int64_t g = attention::kMaxHeadsPerBlock; g > 1; --g) {
+    if (group % g == 0) return int(g);
+  }
+  return 1;
+}
+
+int64_t num_splits(const DecodeAttentionParams& p) {
+  if (p.num_splits > 0) return p.num_splits;
+  const int64_t blocks_per_split = std::max<int64_t>(
+      1, p.q.size(0) * (p.q.size(1) / heads_per_block(p.q.size(1), p.k_cache.size(2))));
+  // One full wave of resident blocks (never a second, partial one): at batch 1 and long
+  // context every SM streams K/V with kBlocksPerSm blocks.
+  const int64_t wave = attention::kBlocksPerSm * int64_t(sm_count());
+  return std::clamp<int64_t>(wave / blocks_per_split, 1, 256);
+}
+
+// Positions one step of a block covers: kRowsInFlight rows for each thread group.
+int tile_of(int64_t head_dim, DType dtype) {
+  const int64_t vec = 16 / int64_t(dtype_size(dtype));
+  return int(kThreads / 32 * (32 / (head_dim / vec)) * attention::kRowsInFlight);
+}
+
+// Shared floats of the merge kernel's weights: the split count rounded up to float4.
+__host__ __device__ constexpr int merge_weights_floats(int splits) { return (splits + 3) / 4 * 4; }
+
+// Combines the splits of one (token, head): weights exp(lse_s - max), o = sum w_s o_s / sum w_s.
+// Grid (num_heads, num_tokens), kMergeThreads threads: thread = (split group, 4 dims).
+template <typename T>
+__global__ void __launch_bounds__(kMergeThreads)
+    decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
+                                  float* lse,                 // [num_tokens, num_heads] or null
+                                  const float* part_o,    // [tokens, heads, num_splits, head_dim]
+                                  const float* part_lse,  // [tokens, heads, num_splits]
+                                  int head_dim) {
+  // [num_splits rounded up to 4] weights, then [kMergeThreads * 4] sums (16-byte aligned).
+  extern __shared__ float4 smem4[];
+  __shared__ float scratch[32];
+  float* weights = reinterpret_cast<float*>(smem4);
+  float* sums = weights + merge_weights_floats(p.num_splits);
+  const int h = blockIdx.x, t = blockIdx.y;
+  const attention::RowSource src = attention::row_source(p, t, h, h + 1);
+  if (src.len <= 0) return;
+  const int32_t chunk = attention::split_chunk(src.len, p.num_splits, p.tile);
+  const int active = int((int64_t(src.len) + chunk - 1) / chunk);
+  const int64_t row = int64_t(t) * p.num_heads + h;
+  const float* row_lse = part_lse + row * p.num_splits;
+
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < active; s += kMergeThreads) mx = fmaxf(mx, row_lse[s]);
+  mx = block_max(mx, scratch);
+  float total = 0.0f;
+  for (int s = threadIdx.x; s < active; s += kMergeThreads) {
+    weights[s] = __expf(row_lse[s] - mx);
+    total += weights[s];
+  }
+  total = block_sum(total, scratch);  // its barriers also publish `weights`
+
+  const int lanes = head_dim / 4, split_groups = kMergeThreads / lanes;
+  const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
+  float4 acc = make_float4(0, 0, 0, 0);  // lanes divides kMergeThreads: every thread has a slot
+  for (int s = sg; s < active; s += split_groups) {
+    const float w = weights[s];
+    const float4 v =
+        *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim + lane * 4);
+    acc.x = fmaf(w, v.x, acc.x);
+    acc.y = fmaf(w, v.y, acc.y);
+    acc.z = fmaf(w, v.z, acc.z);
+    acc.w = fmaf(w, v.w, acc.w);
+  }
+  *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
+  __syncthreads();
+  for (int d = threadIdx.x; d < head_dim; d += kMergeThreads) {
+    float o = 0.0f;
+    for (int k = 0; k < split_groups; ++k) o += sums[k * head_dim + d];
+    out[row * head_dim + d] = from_float<T>(o / total);
+  }
+  if (threadIdx.x == 0 && lse != nullptr) lse[row] = mx + logf(total);
+}
+
+template <typename T, int D, int GMAX>
+void launch_split(const attention::SplitArgs<T>& args, dim3 grid, cudaStream_t stream) {
+  attention::decode_attention_split_kernel<T, D, GMAX><<<grid, kThreads, 0, stream>>>(args);
+}
+
+template <typename T, int D>
+void launch_split(const attention::SplitArgs<T>& args, dim3 grid, int gmax, cudaStream_t stream) {
+  switch (gmax) {
+    case 1: launch_split<T, D, 1>(args, grid, stream); return;
+    case 2: launch_split<T, D, 2>(args, grid, stream); return;
+    case 4: launch_split<T, D, 4>(args, grid, stream); return;
+    default: TIDAL_CHECK(false, "decode_attention: unsupported heads per block");
+  }
+}
+
+template <typename T>
+void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
+  const int64_t tokens = p.q.size(0), heads = p.q.size(1), head_dim = p.q.size(2);
+  const int64_t splits = num_splits(p);
+  TIDAL_CHECK(splits <= kMaxSplits, "decode_attention: num_splits must be <= 1024");
+  const int hpb = heads_per_block(heads, p.k_cache.size(2));
+  const int page_size = int(p.k_cache.size(1));
+  const bool pow2 = (page_size & (page_size - 1)) == 0;
+
+  attention::Plan plan;
+  plan.block_tables = p.block_tables.data_as<int32_t>();
+  plan.seq_ids = p.seq_ids.data_as<int32_t>();
+  plan.lengths = p.lengths.data_as<int32_t>();
+  plan.roles = p.roles.data_as<uint8_t>();
+  plan.indices = p.indices.data_as<int32_t>();
+  plan.counts = p.counts.data_as<int32_t>();
+  plan.num_lists = p.num_lists.data_as<int32_t>();
+  plan.bt_stride0 = p.block_tables.stride[0];
+  plan.bt_stride1 = p.block_tables.stride[1];
+  plan.num_pages = p.k_cache.size(0);
+  plan.num_rows = int32_t(p.block_tables.size(0));
+  plan.max_pages = int32_t(p.block_tables.size(1));
+  plan.page_size = page_size;
+  plan.page_shift = pow2 ? __builtin_ctz(unsigned(page_size)) : -1;
+  plan.num_heads = int32_t(heads);
+  plan.num_kv_heads = int32_t(p.k_cache.size(2));
+  plan.heads_per_block = hpb;
+  plan.max_lists = int32_t(p.indices.size(1));
+  plan.max_budget = int32_t(p.indices.size(2));
+  plan.num_splits = int32_t(splits);
+  plan.tile = tile_of(head_dim, p.q.dtype);
+
+  attention::SplitArgs<T> args;
+  args.plan = plan;
+  args.out = static_cast<T*>(p.out.data);
+  args.q = static_cast<const T*>(p.q.data);
+  args.k_cache = static_cast<const T*>(p.k_cache.data);
+  args.v_cache = static_cast<const T*>(p.v_cache.data);
+  args.logits = p.logits.data != nullptr ? p.logits.data_as<float>() : nullptr;
+  args.lse = p.lse.data != nullptr ? p.lse.data_as<float>() : nullptr;
+  const size_t o_bytes = align_up(size_t(tokens * heads * splits * head_dim) * sizeof(float));
+  args.part_o = splits > 1 ? static_cast<float*>(workspace.data) : nullptr;
+  args.part_lse =
+      splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace.data) + o_bytes) : nullptr;
+  args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
+  args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
+
+  const cudaStream_t s = raw_stream(stream);
+  const dim3 grid(unsigned(splits), unsigned(heads / hpb), unsigned(tokens));
+  const int gmax = hpb == 3 ? 4 : hpb;
+  switch (head_dim) {
+    case 8: launch_split<T, 8>(args, grid, gmax, s); break;
+    case 16: launch_split<T, 16>(args, grid, gmax, s); break;
+    case 32: launch_split<T, 32>(args, grid, gmax, s); break;
+    case 64: launch_split<T, 64>(args, grid, gmax, s); break;
+    case 128: launch_split<T, 128>(args, grid, gmax, s); break;
+    default: TIDAL_CHECK(false, "decode_attention: head_dim must be 8, 16, 32, 64 or 128");
+  }
+  check_launch("decode_attention_split_kernel", stream);
+  if (splits == 1) return;
+  const size_t smem = size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
+  decode_attention_merge_kernel<T>
+      <<<dim3(unsigned(heads), unsigned(tokens)), kMergeThreads, smem, s>>>(
+          plan, args.out, args.lse, args.part_o, args.part_lse, int(head_dim));
+  check_launch("decode_attention_merge_kernel", stream);
+}
+
+}  // namespace
+
+size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
+  const int64_t splits = num_splits(p);
+  if (splits <= 1) return 0;
+  const size_t rows = size_t(p.q.size(0) * p.q.size(1) * splits);
+  return align_up(rows * size_t(p.q.size(2)) * sizeof(float)) + align_up(rows * sizeof(float));
+}
+
+void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
+  TIDAL_NVTX_SCOPE("decode_attention");
+  if (p.q.size(0) == 0) return;
+  dispatch_float(p.q.dtype, "decode_attention",
+                 [&](auto t) { launch<decltype(t)>(p, workspace, stream); });
+}
+
+}  // namespace tidal::kernels::cuda

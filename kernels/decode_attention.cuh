@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: Apache-2.0
+// Device code of decode_attention (included by decode_attention.cu only): the per-token plan
+// (which positions a query head attends, how a row is cut into splits) and the split kernel.
+//
+// Split kernel, one block per (split, run of heads, token), kThreads threads:
+//   - a "run" is heads_per_block consecutive query heads of one KV head. The block serves the
+//     run in passes, one per position source: a range row (dense, select) is one pass over all
+//     the run's heads; list rows are one pass per list the run touches (L <= num_kv_heads: one;
+//     per-query-head lists under GQA: one per head). Each K/V row a pass reads serves every head
+//     of the pass: the pass keeps all their q vectors in registers (GQA's one read per group).
+//   - a thread group of TG = head_dim / VEC threads owns one K/V row at a time, each thread one
+//     16-byte vector of it (VEC elements); a warp holds 32 / TG groups; every group walks rows
+//     group, group + GROUPS, ... of the split's chunk, kRowsInFlight at a time (all their K and V
+//     loads issued before any math), with its own fp32 online softmax in registers. No barrier
+//     inside the loop; the groups' (m, l, o) are combined through shared memory at the end.
+//   - the split's partial (o / l, m + log l) goes to the workspace, or straight to `out` and `lse`
+//     when there is one split; decode_attention_merge_kernel combines the splits.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/token_role.h"
+
+namespace tidal::kernels::cuda::attention {
+
+constexpr int kThreads = 128;     // split kernel block
+constexpr int kRowsInFlight = 4;  // K/V rows per thread group per step
+constexpr int kMaxHeadsPerBlock = 4;
+constexpr int kMinChunk = 64;    // fewest positions a split takes (rounded up to a tile)
+constexpr int kBlocksPerSm = 4;  // resident split blocks per SM (register-bound)
+
+// The step plan and cache geometry, as raw pointers and integers (shared by both kernels).
+struct Plan {
+  const int32_t* block_tables;  // [num_rows, max_pages], strides bt_stride0 / bt_stride1
+  const int32_t* seq_ids;       // [num_tokens]
+  const int32_t* lengths;       // [num_tokens]
+  const uint8_t* roles;         // [num_tokens] TokenRole
+  const int32_t* indices;       // [num_tokens, max_lists, max_budget]
+  const int32_t* counts;        // [num_tokens, max_lists]
+  const int32_t* num_lists;     // [num_tokens]
+  int64_t bt_stride0, bt_stride1;
+  int64_t num_pages;  // cache rows (page ids must be below)
+  int32_t num_rows, max_pages;
+  int32_t page_size, page_shift;  // page_shift >= 0 when page_size is a power of two
+  int32_t num_heads, num_kv_heads, heads_per_block;
+  int32_t max_lists, max_budget;
+  int32_t num_splits, tile;  // tile: positions a block covers per step
+};
+
+// Where query head h of token t reads its positions, and which of the heads h..h_limit-1 share
+// that source. len == 0: nothing to attend (a malformed plan; outputs stay unwritten).
+struct RowSource {
+  int32_t len;          // positions in the row
+  const int32_t* list;  // the list (ascending positions), or null: the range 0..len-1
+  int32_t n;            // the token's length; list positions must lie in 0..n-1
+  int32_t h_end;        // heads [h, h_end) share the source
+  bool selecting;       // write logits (range rows of kSelect / kReselect tokens)
+};
+
+__device__ __forceinline__ RowSource row_source(const Plan& p, int t, int h, int h_limit) {
+  RowSource r{0, nullptr, 0, h + 1, false};
+  const int32_t seq = p.seq_ids[t];
+  const auto role = TokenRole(p.roles[t]);
+  // Positions past the block table would read a page id out of bounds: cap them.
+  const int64_t cap = int64_t(p.max_pages) * p.page_size;
+  const int32_t n = int32_t(min(int64_t(p.lengths[t]), cap));
+  if (seq < 0 || seq >= p.num_rows || n < 1) return r;
+  r.n = n;
+  if (is_dense_range(role)) {
+    r.len = n;
+    r.h_end = h_limit;
+    r.selecting = is_selecting(role);
+  } else if (role == TokenRole::kSparse || role == TokenRole::kQuest) {
+    const int32_t lists = p.num_lists[t];
+    if (lists < 1 || lists > p.max_lists || p.num_heads % lists != 0) return r;
+    const int32_t heads_per_list = p.num_heads / lists, l = h / heads_per_list;
+    const int64_t row = int64_t(t) * p.max_lists + l;
+    r.len = max(0, min(p.counts[row], p.max_budget));
+    r.list = p.indices + row * p.max_budget;
+    r.h_end = min(h_limit, (l + 1) * heads_per_list);
+  }
+  return r;
+}
+
+// Positions per split: an even share of the row rounded up to a tile, at least kMinChunk
+// (rounded likewise). Short rows use few splits; blocks past the row's end exit at once.
+__device__ __forceinline__ int32_t split_chunk(int32_t len, int32_t num_splits, int32_t tile) {
+  const int32_t share = int32_t((int64_t(len) + num_splits - 1) / num_splits);
+  const int32_t min_chunk = (kMinChunk + tile - 1) / tile * tile;
+  return max((share + tile - 1) / tile * tile, min_chunk);
+}
+
+template <typename T>
+struct SplitArgs {
+  Plan plan;
+  T* out;            // [num_tokens, num_heads, head_dim] (written when num_splits == 1)
+  const T* q;        // [num_tokens, num_heads, head_dim]
+  const T* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim]
+  const T* v_cache;  // same
+  float* logits;     // [num_tokens, num_heads, max_len] or null
+  float* lse;        // [num_tokens, num_heads] or null
+  float* part_o;     // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
+  float* part_lse;   // [num_tokens, num_heads, num_splits]
+  int64_t max_len;   // logits' last dimension
+  float scale;
+};
+
+// 16 bytes of T as floats (raw: a uint4 loaded through the read-only path).
+template <typename T, int N>
+__device__ __forceinline__ void unpack(const uint4& raw, float (&out)[N]) {
+  static_assert(sizeof(T) * N == 16, "one 16-byte vector");
+  T v[N];
+  memcpy(v, &raw, 16);
+#pragma unroll
+  for (int i = 0; i < N; ++i) out[i] = to_float(v[i]);
+}
+
+// At most 128 registers (no spills at 4 heads x head_dim 128): 4 blocks per SM for every
+// instantiation, which the host's split count assumes.
+template <typename T, int D, int GMAX>
+__global__ void __launch_bounds__(kThreads, kBlocksPerSm)
+    decode_attention_split_kernel(SplitArgs<T> a) {
+  constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte vector
+  constexpr int TG = D / VEC;               // threads per K/V row
+  static_assert(D % VEC == 0 && TG >= 1 && TG <= 32 && (TG & (TG - 1)) == 0, "head_dim");
+  constexpr int RW = 32 / TG;  // rows per warp per step
+  constexpr int GROUPS = kThreads / 32 * RW;
+  constexpr int U = kRowsInFlight;
+  constexpr int TILE = GROUPS * U;  // the host's Plan::tile (chunks are multiples of it)
+  // o of every group and head, then combined: GMAX * 4 KiB for 16-bit caches.
+  __shared__ float s_o[GMAX][GROUPS][D];
+  __shared__ float s_m[GMAX][GROUPS], s_l[GMAX][GROUPS];
+
+  const Plan& p = a.plan;
+  const int split = blockIdx.x, t = blockIdx.z;
+  const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
+  const int lane = threadIdx.x & 31;
+  const int gl = lane & (TG - 1);                          // lane within the row's group
+  const int group = (threadIdx.x >> 5) * RW + lane / TG;   // row group within the block
+  const int64_t row_stride = int64_t(p.num_kv_heads) * D;  // between slots of a page
+  const int64_t seq_row = int64_t(p.seq_ids[t]) * p.bt_stride0;
+  const float scale = a.scale;
+
+  for (int h = h_first; h < h_limit;) {  // one pass per position source (block-uniform)
+    const RowSource src = row_source(p, t, h, h_limit);
+    const int h0 = h, ng = src.h_end - h;
+    h = src.h_end;
+    const int32_t chunk = split_chunk(src.len, p.num_splits, p.tile);
+    const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.len)));
+    const int32_t end = int32_t(min(int64_t(begin) + chunk, int64_t(src.len)));
+    if (begin >= end) continue;
+    const int kvh = h0 / (p.num_heads / p.num_kv_heads);
+    const int64_t head_off = int64_t(kvh) * D + gl * VEC;
+
+    float q[GMAX][VEC], o[GMAX][VEC], m[GMAX], l[GMAX];
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      if (g < ng) {
+        unpack<T>(__ldg(reinterpret_cast<const uint4*>(
+                      a.q + (int64_t(t) * p.num_heads + h0 + g) * D + gl * VEC)),
+                  q[g]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) q[g][e] = 0.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) o[g][e] = 0.0f;
+      m[g] = -INFINITY;
+      l[g] = 0.0f;
+    }
+
+    for (int32_t base = begin; base < end; base += TILE) {
+      uint4 kraw[U], vraw[U];
+      int32_t pos[U];
+      bool valid[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int32_t i = base + u * GROUPS + group;
+        int32_t j = i;
+        bool ok = i < end;
+        if (ok && src.list != nullptr) {
+          j = src.list[i];
+          ok = j >= 0 && j < src.n;
+        }
+        int64_t page = -1;
+        int32_t slot = 0;
+        if (ok) {
+          const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
+          slot = p.page_shift >= 0 ? j & (p.page_size - 1) : j - page_idx * p.page_size;
+          page = p.block_tables[seq_row + int64_t(page_idx) * p.bt_stride1];
+          ok = page >= 0 && page < p.num_pages;
+        }
+        valid[u] = ok;
+        pos[u] = j;
+        kraw[u] = vraw[u] = make_uint4(0, 0, 0, 0);
+        if (ok) {
+          const int64_t off = (page * p.page_size + slot) * row_stride + head_off;
+          kraw[u] = __ldg(reinterpret_cast<const uint4*>(a.k_cache + off));
+          vraw[u] = __ldg(reinterpret_cast<const uint4*>(a.v_cache + off));
+        }
+      }
+
+      // Scores: partial dots over this thread's VEC dims, summed over the row's TG lanes.
+      float s[GMAX][U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float k[VEC];
+        unpack<T>(kraw[u], k);
+#pragma unroll
+        for (int g = 0; g < GMAX; ++g) {
+          float dot = 0.0f;
+          if (g < ng) {
+#pragma unroll
+            for (int e = 0; e < VEC; ++e) dot = fmaf(q[g][e], k[e], dot);
+          }
+#pragma unroll
+          for (int off = TG / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+          s[g][u] = valid[u] ? dot * scale : -INFINITY;
+        }
+      }
+
+      // Selecting tokens: the pre-softmax logits, from the same read of K. Lane g % TG of the
+      // row's group writes head g.
+      if (src.selecting && a.logits != nullptr) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+#pragma unroll
+          for (int g = 0; g < GMAX; ++g) {
+            if (g < ng && valid[u] && gl == g % TG && pos[u] < a.max_len) {
+              a.logits[(int64_t(t) * p.num_heads + h0 + g) * a.max_len + pos[u]] = s[g][u];
+            }
+          }
+        }
+      }
+
+      // Online softmax per head over the U rows of this step: s becomes the rows' weights.
+#pragma unroll
+      for (int g = 0; g < GMAX; ++g) {
+        float mx = m[g];
+#pragma unroll
+        for (int u = 0; u < U; ++u) mx = fmaxf(mx, s[g][u]);
+        if (g >= ng || mx == -INFINITY) {  // no valid row yet: exp(-inf - -inf) would be NaN
+#pragma unroll
+          for (int u = 0; u < U; ++u) s[g][u] = 0.0f;
+          continue;
+        }
+        const float alpha = __expf(m[g] - mx);
+        m[g] = mx;
+        l[g] *= alpha;
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) o[g][e] *= alpha;
+#pragma unroll
+        for (int u = 0; u < U; ++u) {
+          s[g][u] = __expf(s[g][u] - mx);
+          l[g] += s[g][u];
+        }
+      }
+      // Each V row, converted once, feeds every head of the pass.
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        float v[VEC];
+        unpack<T>(vraw[u], v);
+#pragma unroll
+        for (int g = 0; g < GMAX; ++g) {
+          if (g >= ng) continue;
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) o[g][e] = fmaf(s[g][u], v[e], o[g][e]);
+        }
+      }
+    }
+
+    // Combine the groups' states: lse merge over GROUPS partial softmaxes per head.
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      if (g >= ng) continue;
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) s_o[g][group][gl * VEC + e] = o[g][e];
+      if (gl == 0) {
+        s_m[g][group] = m[g];
+        s_l[g][group] = l[g];
+      }
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < ng * D; idx += kThreads) {
+      const int g = idx / D, d = idx % D;
+      float mx = -INFINITY;
+      for (int k = 0; k < GROUPS; ++k) mx = fmaxf(mx, s_m[g][k]);
+      float sum = 0.0f, acc = 0.0f;
+      for (int k = 0; k < GROUPS; ++k) {
+        const float w = s_m[g][k] == -INFINITY ? 0.0f : __expf(s_m[g][k] - mx);
+        sum = fmaf(s_l[g][k], w, sum);
+        acc = fmaf(s_o[g][k][d], w, acc);
+      }
+      const int64_t row = int64_t(t) * p.num_heads + h0 + g;
+      const float lse = mx + logf(sum);
+      if (p.num_splits == 1) {
+        a.out[row * D + d] = from_float<T>(acc / sum);
+        if (d == 0 && a.lse != nullptr) a.lse[row] = lse;
+      } else {
+        a.part_o[(row * p.num_splits + split) * D + d] = acc / sum;
+        if (d == 0) a.part_lse[row * p.num_splits + split] = lse;
+      }
+    }
+    __syncthreads();  // the next pass reuses the shared arrays
+  }
+}
+
+}  // namespace tidal::kernels::cuda::attention

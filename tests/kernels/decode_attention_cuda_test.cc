@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: Apache-2.0
+// decode_attention on the GPU against ref:: over named shapes: every role and list granularity
+// in mixed batches, random caches behind shuffled block tables, n = 1 .. 32K, budgets 2, 37 and
+// K >= n, num_splits 1, 3 and auto, every dtype; outputs poisoned first, logits compared at every
+// written position and checked untouched everywhere else.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "kernels/decode_attention.h"
+#include "runtime/device.h"
+#include "tests/kernels/attention_batch.h"
+#include "tests/testing/device_tensor.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::kernels {
+namespace {
+
+using testing::DeviceTensor;
+using testing_attention::AttentionBatch;
+using testing_attention::AttentionShape;
+using testing_attention::TokenPlan;
+
+struct Case {
+  std::string name;
+  AttentionShape shape;
+  DType dtype;
+  int64_t num_splits;  // 0: auto
+  std::vector<TokenPlan> tokens;
+};
+
+constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
+                    kReselect = TokenRole::kReselect, kSparse = TokenRole::kSparse,
+                    kQuest = TokenRole::kQuest;
+
+// Every role, n = 1, 7, 16 (one page), 17, 733; budgets 2, 37, K >= n; L = H, KVH, 1.
+std::vector<TokenPlan> small_mix(int32_t h, int32_t kvh) {
+  return {{kDense, 1, 0, 0, 0},     {kSelect, 7, 0, 0, 1},    {kReselect, 16, 0, 0, 2},
+          {kDense, 17, 0, 0, 2},    {kSparse, 733, h, 37, 0}, {kSparse, 733, kvh, 2, 0},
+          {kSparse, 17, 1, 37, 2},  {kQuest, 733, h, 64, 0},  {kSelect, 733, 0, 0, 0},
+          {kSparse, 1, kvh, 2, -1}, {kQuest, 16, kvh, 16, 1}, {kReselect, 1, 0, 0, -1}};
+}
+
+// The small mix plus n = 4100 rows: dense, reselect, lists of 37 and of every position.
+std::vector<TokenPlan> large_mix(int32_t h, int32_t kvh) {
+  std::vector<TokenPlan> t = small_mix(h, kvh);
+  t.push_back({kDense, 4100, 0, 0, 3});
+  t.push_back({kReselect, 4099, 0, 0, 3});
+  t.push_back({kSparse, 4100, kvh, 37, 3});
+  t.push_back({kSparse, 4100, 1, 4100, 3});
+  t.push_back({kQuest, 4100, h, 128, 3});
+  t.push_back({kSparse, 4000, h, 2, 3});
+  return t;
+}
+
+std::vector<Case> cases() {
+  struct Named {
+    std::string name;
+    AttentionShape shape;
+  };
+  const std::vector<Named> shapes = {{"mha32_d128", {32, 32, 128, 16}},
+                                     {"gqa32x8_d128", {32, 8, 128, 16}},
+                                     {"gqa4x1_d64", {4, 1, 64, 16}},
+                                     {"stories_gqa8x4_d8", {8, 4, 8, 16}}};
+  std::vector<Case> out;
+  for (const Named& s : shapes) {
+    const int32_t h = int32_t(s.shape.num_heads), kvh = int32_t(s.shape.num_kv_heads);
+    out.push_back({s.name + "_small_f32", s.shape, DType::kF32, 0, small_mix(h, kvh)});
+    out.push_back({s.name + "_small_f16", s.shape, DType::kF16, 0, small_mix(h, kvh)});
+    out.push_back({s.name + "_small_bf16_splits3", s.shape, DType::kBF16, 3, small_mix(h, kvh)});
+    out.push_back({s.name + "_large_bf16", s.shape, DType::kBF16, 0, large_mix(h, kvh)});
+    out.push_back({s.name + "_large_bf16_splits1", s.shape, DType::kBF16, 1, large_mix(h, kvh)});
+    out.push_back({s.name + "_large_f16_splits3", s.shape, DType::kF16, 3, large_mix(h, kvh)});
+  }
+  // A page size that is no power of two (the division path) and a two-head GQA group.
+  out.push_back({"gqa32x8_d128_page7_bf16", {32, 8, 128, 7}, DType::kBF16, 0, small_mix(32, 8)});
+  out.push_back({"gqa16x8_d32_page5_f32", {16, 8, 32, 5}, DType::kF32, 3, small_mix(16, 8)});
+  out.push_back({"gqa12x4_d16_f16", {12, 4, 16, 16}, DType::kF16, 0, small_mix(12, 4)});
+  // Llama-3-8B attention at 32K: selection, per-KV-head lists of 2048, per-head lists of 37,
+  // all over one sequence.
+  out.push_back(
+      {"llama3_gqa32x8_d128_32k_bf16",
+       {32, 8, 128, 16},
+       DType::kBF16,
+       0,
+       {{kSelect, 32768, 0, 0, 0}, {kSparse, 32768, 8, 2048, 0}, {kSparse, 32000, 32, 37, 0}}});
+  return out;
+}
+
+// The reference on the batch's inputs rounded to the kernel's dtype (held as f32).
+struct Expected {
+  HostTensor q, k_cache, v_cache;  // rounded inputs
+  HostTensor out, lse, logits;
+
+  Expected(const AttentionBatch& b, DType dtype)
+      : q(round(b.q, dtype)),
+        k_cache(round(b.k_cache, dtype)),
+        v_cache(round(b.v_cache, dtype)),
+        out({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, DType::kF32),
+        lse({b.num_tokens, b.shape.num_heads}, DType::kF32),
+        logits({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32) {
+    compute(b);
+  }
+  void compute(const AttentionBatch& b) {
+    DecodeAttentionParams r = b.params(0, b.num_tokens);
+    r.q = q.view();
+    r.k_cache = k_cache.view();
+    r.v_cache = v_cache.view();
+    r.out = out.view();
+    r.lse = lse.view();
+    r.logits = logits.view();
+    ref::decode_attention(r);
+  }
+  static HostTensor round(const HostTensor& x, DType dtype) {
+    return testing::convert(testing::convert(x.view(), dtype).view(), DType::kF32);
+  }
+};
+
+// Device copies of the inputs and plan, and poisoned outputs.
+struct OnDevice {
+  DeviceTensor q, k_cache, v_cache, block_tables, seq_ids, lengths, roles, indices, counts,
+      num_lists, out, lse, logits, workspace;
+  DecodeAttentionParams p;
+
+  OnDevice(const AttentionBatch& b, const Expected& e, DType dtype, int64_t num_splits) {
+    const DecodeAttentionParams h = b.params(0, b.num_tokens);
+    q = DeviceTensor::from_host(e.q.view(), dtype);
+    k_cache = DeviceTensor::from_host(e.k_cache.view(), dtype);
+    v_cache = DeviceTensor::from_host(e.v_cache.view(), dtype);
+    block_tables = DeviceTensor::from_host(h.block_tables);
+    seq_ids = DeviceTensor::from_host(h.seq_ids);
+    lengths = DeviceTensor::from_host(h.lengths);
+    roles = DeviceTensor::from_host(h.roles);
+    indices = DeviceTensor::from_host(h.indices);
+    counts = DeviceTensor::from_host(h.counts);
+    num_lists = DeviceTensor::from_host(h.num_lists);
+    out = DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, dtype, 0xFF);
+    lse = DeviceTensor::filled({b.num_tokens, b.shape.num_heads}, DType::kF32, 0xFF);
+    logits = DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32, 0xFF);
+    p.out = out.view();
+    p.q = q.view();
+    p.k_cache = k_cache.view();
+    p.v_cache = v_cache.view();
+    p.block_tables = block_tables.view();
+    p.seq_ids = seq_ids.view();
+    p.lengths = lengths.view();
+    p.roles = roles.view();
+    p.indices = indices.view();
+    p.counts = counts.view();
+    p.num_lists = num_lists.view();
+    p.logits = logits.view();
+    p.lse = lse.view();
+    p.num_splits = num_splits;
+    const size_t bytes = decode_attention_workspace_size(p);
+    workspace = DeviceTensor::filled({int64_t(std::max<size_t>(bytes, 1))}, DType::kU8, 0xFF);
+  }
+  // Rewrites the plan in place (same buffers: what a captured graph reads) and re-poisons.
+  void upload_plan(const AttentionBatch& b) {
+    const DecodeAttentionParams h = b.params(0, b.num_tokens);
+    copy_view(lengths.view(), h.lengths, Stream{});
+    copy_view(roles.view(), h.roles, Stream{});
+    copy_view(indices.view(), h.indices, Stream{});
+    copy_view(counts.view(), h.counts, Stream{});
+    copy_view(num_lists.view(), h.num_lists, Stream{});
+    for (const DeviceTensor* t : {&out, &lse, &logits}) {
+      fill_bytes(t->view().data, t->view().device, 0xFF, t->view().nbytes(), Stream{});
+    }
+    stream_synchronize(Stream{});
+  }
+};
+
+// Every output element against the reference; logits equal at every written position
+// (selecting tokens, j < n) and still poison everywhere else.
+void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevice& got, DType dtype,
+                    const std::string& what) {
+  const testing::Tolerance tol = testing::tolerance(dtype);
+  EXPECT_TRUE(testing::all_close(got.out.to_floats(), testing::to_vector(want.out.view()), tol.atol,
+                                 tol.rtol))
+      << what << ": out";
+  EXPECT_TRUE(
+      testing::all_close(got.lse.to_floats(), testing::to_vector(want.lse.view()), 1e-4f, 1e-4f))
+      << what << ": lse";
+  const std::vector<float> logits = got.logits.to_floats();
+  const std::vector<float> want_logits = testing::to_vector(want.logits.view());
+  std::vector<float> got_written, want_written;
+  int64_t overwritten = 0;
+  const int64_t heads = b.shape.num_heads;
+  for (int64_t t = 0; t < b.num_tokens; ++t) {
+    const bool selecting = is_selecting(TokenRole(b.roles[size_t(t)]));
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t j = 0; j < b.max_len; ++j) {
+        const size_t at = size_t((t * heads + h) * b.max_len + j);
+        if (selecting && j < b.lengths[size_t(t)]) {
+          got_written.push_back(logits[at]);
+          want_written.push_back(want_logits[at]);
+        } else {
+          uint32_t bits;
+          std::memcpy(&bits, &logits[at], 4);
+          overwritten += bits != 0xFFFFFFFFu;
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(testing::all_close(got_written, want_written, 1e-4f, 1e-4f)) << what << ": logits";
+  EXPECT_EQ(overwritten, 0) << what << ": logits written outside selecting tokens' rows 0..n-1";
+}
+
+class DecodeAttentionCuda : public ::testing::TestWithParam<Case> {};
+
+TEST_P(DecodeAttentionCuda, MatchesReference) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const Case& c = GetParam();
+  const AttentionBatch b(c.shape, c.tokens, uint32_t(std::hash<std::string>{}(c.name)));
+  const Expected want(b, c.dtype);
+  OnDevice d(b, want, c.dtype, c.num_splits);
+  // The workspace depends on the shapes only: the same with every data pointer null.
+  DecodeAttentionParams shapes_only = d.p;
+  for (TensorView* v : {&shapes_only.out, &shapes_only.q, &shapes_only.k_cache,
+                        &shapes_only.v_cache, &shapes_only.logits, &shapes_only.lse}) {
+    v->data = nullptr;
+  }
+  EXPECT_EQ(decode_attention_workspace_size(shapes_only), decode_attention_workspace_size(d.p));
+  decode_attention(d.p, d.workspace.view(), Stream{});
+  stream_synchronize(Stream{});
+  expect_matches(b, want, d, c.dtype, c.name);
+}
+
+// One captured launch serves every plan: capture with short dense rows, then rewrite the plan
+// buffers (lengths, roles, lists) and replay for long mixed rows, and back again.
+TEST(DecodeAttentionCudaGraph, ReplayFollowsThePlanInDeviceMemory) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const AttentionShape shape{32, 8, 128, 16};
+  AttentionBatch b(shape,
+                   {{kSelect, 4100, 0, 0, 0},
+                    {kSparse, 4100, 8, 37, 0},
+                    {kSparse, 2000, 32, 300, 0},
+                    {kDense, 777, 0, 0, 1},
+                    {kQuest, 900, 1, 64, 1}},
+                   99);
+  const std::vector<int32_t> long_lengths = b.lengths;
+  const std::vector<uint8_t> long_roles = b.roles;
+  // The short plan: every token dense or reselecting over its first few positions.
+  auto set_short = [&b] {
+    for (size_t t = 0; t < b.lengths.size(); ++t) {
+      b.lengths[t] = int32_t(1 + 3 * t);
+      b.roles[t] = uint8_t(t % 2 == 0 ? kDense : kReselect);
+    }
+  };
+  set_short();
+  Expected want(b, DType::kBF16);
+  OnDevice d(b, want, DType::kBF16, 0);
+  Stream stream;
+  ASSERT_TRUE(stream_create(&stream).ok());
+  Graph::begin_capture(stream);
+  decode_attention(d.p, d.workspace.view(), stream);
+  const Graph graph = Graph::end_capture(stream);
+  for (int round = 0; round < 3; ++round) {
+    if (round == 1) {
+      b.lengths = long_lengths;
+      b.roles = long_roles;
+    } else {
+      set_short();
+    }
+    want.compute(b);
+    d.upload_plan(b);
+    graph.launch(stream);
+    stream_synchronize(stream);
+    expect_matches(b, want, d, DType::kBF16, "replay " + std::to_string(round));
+  }
+  stream_destroy(stream);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, DecodeAttentionCuda, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
+
+}  // namespace
+}  // namespace tidal::kernels
