@@ -50,14 +50,15 @@ __device__ __forceinline__ void store_vec(T* dst, const float (&in)[V]) {
 }
 
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads) quest_metadata_update_kernel(
-    T* key_max,                // [num_pages, num_kv_heads, head_dim]
-    T* key_min,                // [num_pages, num_kv_heads, head_dim]
-    BlockTable table,
-    const int32_t* seq_ids,    // [num_tokens]
-    const int32_t* positions,  // [num_tokens]
-    const T* k,                // [num_tokens, num_kv_heads, head_dim]
-    int64_t num_tokens, int num_kv_heads, int head_dim, int page_size) {
+__global__ void __launch_bounds__(kThreads)
+    quest_metadata_update_kernel(T* key_max,  // [num_pages, num_kv_heads, head_dim]
+                                 T* key_min,  // [num_pages, num_kv_heads, head_dim]
+                                 BlockTable table,
+                                 const int32_t* seq_ids,    // [num_tokens]
+                                 const int32_t* positions,  // [num_tokens]
+                                 const T* k,                // [num_tokens, num_kv_heads, head_dim]
+                                 int64_t num_tokens, int num_kv_heads, int head_dim,
+                                 int page_size) {
   const int vecs = head_dim / V;
   const int64_t id = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t t = id / (int64_t(num_kv_heads) * vecs);
@@ -67,7 +68,8 @@ __global__ void __launch_bounds__(kThreads) quest_metadata_update_kernel(
   if (pos < 0) return;
   const int lp = pos / page_size;
   // Only the head of a run (consecutive tokens of one sequence on one page) works.
-  if (t > 0 && seq_ids[t - 1] == seq && positions[t - 1] >= 0 && positions[t - 1] / page_size == lp) {
+  if (t > 0 && seq_ids[t - 1] == seq && positions[t - 1] >= 0 &&
+      positions[t - 1] / page_size == lp) {
     return;
   }
   const int64_t page = table.page(seq, lp);
@@ -97,24 +99,23 @@ __global__ void __launch_bounds__(kThreads) quest_metadata_update_kernel(
 // Sum over the `lanes` threads of a page group (a power of two <= 32, aligned in the warp).
 __device__ __forceinline__ float group_sum(float x, int lanes) {
   const int lane = threadIdx.x & 31;
-  const unsigned mask =
-      lanes == 32 ? 0xFFFFFFFFu : ((1u << lanes) - 1u) << (lane & ~(lanes - 1));
+  const unsigned mask = lanes == 32 ? 0xFFFFFFFFu : ((1u << lanes) - 1u) << (lane & ~(lanes - 1));
   for (int o = lanes / 2; o > 0; o /= 2) x += __shfl_xor_sync(mask, x, o);
   return x;
 }
 
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads) quest_page_scores_kernel(
-    float* out,              // [num_tokens, num_heads, out_pages]
-    const T* q,              // [num_tokens, num_heads, head_dim]
-    const T* key_max,        // [num_pages, num_kv_heads, head_dim]
-    const T* key_min,        // [num_pages, num_kv_heads, head_dim]
-    BlockTable table,
-    const int32_t* seq_ids,  // [num_tokens]
-    const int32_t* lengths,  // [num_tokens]
-    const uint8_t* roles,    // [num_tokens]
-    int num_heads, int num_kv_heads, int head_dim, int page_size, int64_t out_pages,
-    int64_t page_chunks, int lanes) {
+__global__ void __launch_bounds__(kThreads)
+    quest_page_scores_kernel(float* out,        // [num_tokens, num_heads, out_pages]
+                             const T* q,        // [num_tokens, num_heads, head_dim]
+                             const T* key_max,  // [num_pages, num_kv_heads, head_dim]
+                             const T* key_min,  // [num_pages, num_kv_heads, head_dim]
+                             BlockTable table,
+                             const int32_t* seq_ids,  // [num_tokens]
+                             const int32_t* lengths,  // [num_tokens]
+                             const uint8_t* roles,    // [num_tokens]
+                             int num_heads, int num_kv_heads, int head_dim, int page_size,
+                             int64_t out_pages, int64_t page_chunks, int lanes) {
   extern __shared__ float q_shared[];  // [group, head_dim]: the KV head's query heads
   const int64_t t = blockIdx.x / (page_chunks * num_kv_heads);
   const int kvh = int(blockIdx.x / page_chunks % num_kv_heads);
@@ -170,15 +171,15 @@ __global__ void __launch_bounds__(kThreads) quest_page_scores_kernel(
   }
 }
 
-__global__ void __launch_bounds__(kThreads) expand_pages_kernel(
-    int32_t* positions,          // [num_tokens, max_lists, max_budget]
-    int32_t* counts,             // [num_tokens, max_lists]
-    const int32_t* pages,        // [num_tokens, max_lists, max_page_budget]
-    const int32_t* page_counts,  // [num_tokens, max_lists]
-    const int32_t* lengths,      // [num_tokens]
-    const int32_t* num_lists,    // [num_tokens]
-    const uint8_t* roles,        // [num_tokens]
-    int max_lists, int max_page_budget, int max_budget, int page_size) {
+__global__ void __launch_bounds__(kThreads)
+    expand_pages_kernel(int32_t* positions,          // [num_tokens, max_lists, max_budget]
+                        int32_t* counts,             // [num_tokens, max_lists]
+                        const int32_t* pages,        // [num_tokens, max_lists, max_page_budget]
+                        const int32_t* page_counts,  // [num_tokens, max_lists]
+                        const int32_t* lengths,      // [num_tokens]
+                        const int32_t* num_lists,    // [num_tokens]
+                        const uint8_t* roles,        // [num_tokens]
+                        int max_lists, int max_page_budget, int max_budget, int page_size) {
   const int64_t row = blockIdx.x;  // token * max_lists + list
   const int64_t t = row / max_lists;
   const int l = int(row % max_lists);
@@ -203,9 +204,12 @@ __global__ void __launch_bounds__(kThreads) expand_pages_kernel(
 }
 
 BlockTable block_table(const TensorView& block_tables, const TensorView& bounds) {
-  return BlockTable{block_tables.data_as<int32_t>(), block_tables.stride[0],
-                    block_tables.stride[1],          block_tables.size(0),
-                    block_tables.size(1),            bounds.size(0)};
+  return BlockTable{block_tables.data_as<int32_t>(),
+                    block_tables.stride[0],
+                    block_tables.stride[1],
+                    block_tables.size(0),
+                    block_tables.size(1),
+                    bounds.size(0)};
 }
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }

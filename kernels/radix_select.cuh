@@ -5,9 +5,8 @@
 // The descent is the one of RAFT's radix select / AIR top-k (Zhang et al., SC'23), rewritten.
 #pragma once
 
-#include <cub/block/block_scan.cuh>
-
 #include <cstdint>
+#include <cub/block/block_scan.cuh>
 
 namespace tidal::kernels::cuda {
 
@@ -44,8 +43,9 @@ __device__ DigitChoice<Count> select_digit(int bins, Count need, Load&& load) {
     for (int b = lo; b < hi; ++b) mine += load(b);
   }
   if (threadIdx.x == 0) choice = DigitChoice<Count>{0u, need};
+  __syncthreads();  // the default is written before the finder overwrites it
   Count above;
-  Scan(scan_storage).ExclusiveSum(mine, above);  // has a barrier: `choice` is initialised
+  Scan(scan_storage).ExclusiveSum(mine, above);
   if (hi > 0 && above < need && need <= above + mine) {
     for (int b = hi - 1; b >= lo; --b) {  // exactly one thread gets here
       const Count h = load(b);

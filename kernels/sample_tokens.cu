@@ -10,10 +10,9 @@
 //   exact and order-independent (a double atomic in shared memory may be a CAS loop)
 //   min-p, then the draw: a block scan in double over contiguous id segments, one thread walks
 //   the segment where the running kept mass crosses u * (kept mass)
+#include <climits>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
-
-#include <climits>
 
 #include "kernels/counter_rng.h"
 #include "kernels/cuda_common.cuh"
@@ -183,6 +182,7 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   __shared__ typename cub::BlockReduce<int, kThreads>::TempStorage last_storage;
   __shared__ int answer;
   if (threadIdx.x == 0) answer = INT_MAX;
+  __syncthreads();
   double before, total;
   cub::BlockScan<double, kThreads>(scan_storage).ExclusiveSum(kept, before, total);
   const int last_any = cub::BlockReduce<int, kThreads>(last_storage).Reduce(last_kept, MaxOf{});

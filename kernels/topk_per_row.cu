@@ -30,24 +30,26 @@ constexpr int kHistWords = 2048 + 2048 + 1024;  // the three passes' histograms 
 // Per row: prefix[0..3] (key bits found before pass p), need[0..3], done[0..2] (blocks finished).
 constexpr int kStateWords = 16;
 constexpr int kPrefix = 0, kNeed = 4, kDone = 8;
-constexpr int64_t kMinChunk = 4096;     // candidates per block at least: amortises its fixed cost
-constexpr int64_t kTargetBlocks = 1024; // blocks per pass to aim for: a few per SM on an H200
+constexpr int64_t kMinChunk = 4096;      // candidates per block at least: amortises its fixed cost
+constexpr int64_t kTargetBlocks = 1024;  // blocks per pass to aim for: a few per SM on an H200
 
-__host__ __device__ constexpr int pass_shift(int pass) { return pass == 0 ? 21 : pass == 1 ? 10 : 0; }
+__host__ __device__ constexpr int pass_shift(int pass) {
+  return pass == 0 ? 21 : pass == 1 ? 10 : 0;
+}
 __host__ __device__ constexpr int pass_bits(int pass) { return pass == 2 ? 10 : 11; }
 
 struct Args {
-  int32_t* indices;          // [num_tokens, max_lists, max_budget]
-  int32_t* counts;           // [num_tokens, max_lists]
-  const float* scores;       // [num_tokens, num_heads, max_len] at the strides below
-  const int32_t* lengths;    // [num_tokens]
-  const int32_t* budgets;    // [num_tokens]
-  const int32_t* num_lists;  // [num_tokens]
-  const uint8_t* roles;      // [num_tokens]
+  int32_t* indices;                   // [num_tokens, max_lists, max_budget]
+  int32_t* counts;                    // [num_tokens, max_lists]
+  const float* scores;                // [num_tokens, num_heads, max_len] at the strides below
+  const int32_t* lengths;             // [num_tokens]
+  const int32_t* budgets;             // [num_tokens]
+  const int32_t* num_lists;           // [num_tokens]
+  const uint8_t* roles;               // [num_tokens]
   int64_t token_stride, head_stride;  // of scores, elements
-  uint32_t* hist;            // [rows, kHistWords]
-  uint32_t* state;           // [rows, kStateWords]
-  uint2* chunk_counts;       // [rows, blocks_per_row]: (above T, equal to T)
+  uint32_t* hist;                     // [rows, kHistWords]
+  uint32_t* state;                    // [rows, kStateWords]
+  uint2* chunk_counts;                // [rows, blocks_per_row]: (above T, equal to T)
   uint32_t active_roles;
   int num_heads, max_lists, max_budget, max_len, blocks_per_row;
 };
@@ -57,9 +59,9 @@ struct Row {
   const float* scores;  // positions 0..n-1
   int32_t* out;         // max_budget entries
   int n, budget;
-  int chunk;            // candidates per chunk, a multiple of 4 (16-byte aligned vectors)
-  int chunks;           // non-empty chunks of the n - 1 candidates
-  bool trivial;         // n <= K or K == 1: nothing to select
+  int chunk;     // candidates per chunk, a multiple of 4 (16-byte aligned vectors)
+  int chunks;    // non-empty chunks of the n - 1 candidates
+  bool trivial;  // n <= K or K == 1: nothing to select
 };
 
 // False for rows that are not selected for: inactive role, list beyond the token's L, or
@@ -96,7 +98,8 @@ __device__ __forceinline__ void for_each_key(const float* row, int begin, int en
       float4 v[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
-        if (base + u * kStep < vend) v[u] = *reinterpret_cast<const float4*>(row + base + u * kStep);
+        if (base + u * kStep < vend)
+          v[u] = *reinterpret_cast<const float4*>(row + base + u * kStep);
       }
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
@@ -188,7 +191,8 @@ __global__ void __launch_bounds__(kThreads, 6) topk_count_kernel(Args a) {
   above = Reduce(storage).Sum(above);
   __syncthreads();
   equal = Reduce(storage).Sum(equal);
-  if (threadIdx.x == 0) a.chunk_counts[row * a.blocks_per_row + blockIdx.y] = make_uint2(above, equal);
+  if (threadIdx.x == 0)
+    a.chunk_counts[row * a.blocks_per_row + blockIdx.y] = make_uint2(above, equal);
 }
 
 // Chunk 0 of a row writes its count, the -1 padding and n - 1; rows with nothing to select are

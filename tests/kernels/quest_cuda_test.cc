@@ -94,7 +94,8 @@ TEST_P(QuestCuda, MetadataUpdateMatchesRefExactly) {
     const int64_t n = int64_t(seqs.size());
     const HostTensor k = testing::convert(
         testing::random_tensor({n, c.kv_heads, c.head_dim}, seed++).view(), c.dtype);
-    const HostTensor seq_h = host({n}, DType::kI32, seqs), pos_h = host({n}, DType::kI32, positions);
+    const HostTensor seq_h = host({n}, DType::kI32, seqs),
+                     pos_h = host({n}, DType::kI32, positions);
     QuestMetadataParams p;
     p.key_max = want_max.view();
     p.key_min = want_min.view();
@@ -126,19 +127,19 @@ TEST_P(QuestCuda, PageScoresMatchRef) {
   TIDAL_SKIP_WITHOUT_CUDA();
   const DtypeCase& c = GetParam();
   const bool big = c.heads == 32 && c.kv_heads == 8 && c.head_dim == 128;
-  const std::vector<int32_t> lengths = {1,   16,  17, 733, big ? 32768 : 4000, 300,
-                                        501, 200, 5};
+  const std::vector<int32_t> lengths = {1, 16, 17, 733, big ? 32768 : 4000, 300, 501, 200, 5};
   const std::vector<uint8_t> roles = {4, 4, 4, 4, 4, 0, 4, 3, 4};
   const int64_t tokens = int64_t(lengths.size());
-  const int64_t per_seq = (*std::max_element(lengths.begin(), lengths.end()) + kPageSize - 1) /
-                          kPageSize;
+  const int64_t per_seq =
+      (*std::max_element(lengths.begin(), lengths.end()) + kPageSize - 1) / kPageSize;
   const Pool pool(tokens, per_seq, 7, per_seq + 7);
   std::vector<int32_t> seqs(static_cast<size_t>(tokens));
   std::iota(seqs.begin(), seqs.end(), 0);
   std::reverse(seqs.begin(), seqs.end());
   const std::vector<int64_t> bounds_shape = {pool.num_pages(), c.kv_heads, c.head_dim};
   // Bounds that are real bounds (max >= min) over keys of scale 1.
-  HostTensor a = testing::random_tensor(bounds_shape, 4), b = testing::random_tensor(bounds_shape, 5);
+  HostTensor a = testing::random_tensor(bounds_shape, 4),
+             b = testing::random_tensor(bounds_shape, 5);
   for (int64_t i = 0; i < a.view().numel(); ++i) {
     float& x = a.view().data_as<float>()[i];
     float& y = b.view().data_as<float>()[i];
@@ -183,21 +184,22 @@ TEST_P(QuestCuda, PageScoresMatchRef) {
   p.roles = role_d.view();
   quest_page_scores(p, Stream{});
   const testing::Tolerance tol = testing::tolerance(DType::kF32);
-  EXPECT_TRUE(testing::all_close(out_d.to_floats(), testing::to_vector(want.view()), tol.atol,
-                                 tol.rtol));
+  EXPECT_TRUE(
+      testing::all_close(out_d.to_floats(), testing::to_vector(want.view()), tol.atol, tol.rtol));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, QuestCuda,
-    ::testing::Values(DtypeCase{"llama3_8b_bf16", DType::kBF16, 32, 8, 128},
-                      DtypeCase{"llama3_8b_f16", DType::kF16, 32, 8, 128},
-                      DtypeCase{"llama3_8b_f32", DType::kF32, 32, 8, 128},
-                      DtypeCase{"mha_hd64_bf16", DType::kBF16, 8, 8, 64},
-                      DtypeCase{"gqa_hd80_bf16", DType::kBF16, 8, 2, 80},
-                      DtypeCase{"odd_hd36_bf16", DType::kBF16, 4, 2, 36},
-                      DtypeCase{"odd_hd7_f32", DType::kF32, 3, 1, 7},
-                      DtypeCase{"one_head_hd1_f16", DType::kF16, 1, 1, 1}),
-    [](const ::testing::TestParamInfo<DtypeCase>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Shapes, QuestCuda,
+                         ::testing::Values(DtypeCase{"llama3_8b_bf16", DType::kBF16, 32, 8, 128},
+                                           DtypeCase{"llama3_8b_f16", DType::kF16, 32, 8, 128},
+                                           DtypeCase{"llama3_8b_f32", DType::kF32, 32, 8, 128},
+                                           DtypeCase{"mha_hd64_bf16", DType::kBF16, 8, 8, 64},
+                                           DtypeCase{"gqa_hd80_bf16", DType::kBF16, 8, 2, 80},
+                                           DtypeCase{"odd_hd36_bf16", DType::kBF16, 4, 2, 36},
+                                           DtypeCase{"odd_hd7_f32", DType::kF32, 3, 1, 7},
+                                           DtypeCase{"one_head_hd1_f16", DType::kF16, 1, 1, 1}),
+                         [](const ::testing::TestParamInfo<DtypeCase>& info) {
+                           return info.param.name;
+                         });
 
 // Random ascending page lists (the current page sometimes in, sometimes not, sometimes empty)
 // for tokens of mixed roles and list counts; lists and tokens not expanded stay untouched.
@@ -220,7 +222,8 @@ TEST(QuestCudaExpand, MatchesRefExactly) {
       const size_t num = std::min<size_t>(all.size(), rng() % (max_page_budget + 1));
       std::sort(all.begin(), all.begin() + long(num));
       page_counts[size_t(t * max_lists + l)] = int32_t(num);
-      for (size_t i = 0; i < num; ++i) pages[size_t((t * max_lists + l) * max_page_budget) + i] = all[i];
+      for (size_t i = 0; i < num; ++i)
+        pages[size_t((t * max_lists + l) * max_page_budget) + i] = all[i];
     }
   }
   const HostTensor pages_h = host({tokens, max_lists, max_page_budget}, DType::kI32, pages);
@@ -241,7 +244,8 @@ TEST(QuestCudaExpand, MatchesRefExactly) {
   p.page_size = kPageSize;
   ref::expand_pages(p);
 
-  const DeviceTensor out_d = DeviceTensor::filled({tokens, max_lists, max_budget}, DType::kI32, 0x7F);
+  const DeviceTensor out_d =
+      DeviceTensor::filled({tokens, max_lists, max_budget}, DType::kI32, 0x7F);
   const DeviceTensor counts_d = DeviceTensor::filled({tokens, max_lists}, DType::kI32, 0x7F);
   const DeviceTensor pages_d = DeviceTensor::from_host(pages_h.view());
   const DeviceTensor page_counts_d = DeviceTensor::from_host(counts_h.view());

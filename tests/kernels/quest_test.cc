@@ -114,10 +114,9 @@ TEST(QuestRef, PageScoresKnownValuesAndRoleFilter) {
   HostTensor out = HostTensor::from({2, 2, 2}, {7, 7, 7, 7, 7, 7, 7, 7});
   std::vector<int32_t> seqs = {0, 0}, lengths = {3, 3};
   std::vector<uint8_t> roles = {kQuest, uint8_t(TokenRole::kSparse)};
-  page_scores(out.view(), q.view(), s.key_max.view(), s.key_min.view(), s.tables(),
-              i32(seqs, {2}), i32(lengths, {2}), u8(roles), 2);
-  EXPECT_TRUE(
-      testing::all_close(testing::to_vector(out.view()), {13, 7, -3, 7, 7, 7, 7, 7}, 0, 0));
+  page_scores(out.view(), q.view(), s.key_max.view(), s.key_min.view(), s.tables(), i32(seqs, {2}),
+              i32(lengths, {2}), u8(roles), 2);
+  EXPECT_TRUE(testing::all_close(testing::to_vector(out.view()), {13, 7, -3, 7, 7, 7, 7, 7}, 0, 0));
 }
 
 TEST(QuestRef, ExpandPagesKnownValuesAndFilters) {
@@ -129,8 +128,8 @@ TEST(QuestRef, ExpandPagesKnownValuesAndFilters) {
   std::vector<int32_t> page_counts = {2, 1, 2, 1, 1, 1}, lengths = {10, 9, 5}, lists = {2, 1, 2};
   std::vector<uint8_t> roles = {kQuest, kQuest, uint8_t(TokenRole::kDense)};
   std::vector<int32_t> out(3 * 2 * 12, 55), counts(6, 55);
-  expand(i32(out, {3, 2, 12}), i32(counts, {3, 2}), i32(pages, {3, 2, 3}),
-         i32(page_counts, {3, 2}), i32(lengths, {3}), i32(lists, {3}), u8(roles), 4);
+  expand(i32(out, {3, 2, 12}), i32(counts, {3, 2}), i32(pages, {3, 2, 3}), i32(page_counts, {3, 2}),
+         i32(lengths, {3}), i32(lists, {3}), u8(roles), 4);
   const int32_t x = -1, u = 55;
   EXPECT_EQ(out, (std::vector<int32_t>{0, 1, 2, 3, 8, 9, x, x, x, x, x, x,  //
                                        4, 5, 6, 7, x, x, x, x, x, x, x, x,  //
@@ -177,7 +176,10 @@ struct RandomScene {
   std::vector<int32_t> table;
 
   RandomScene(int64_t ps, int64_t kvh, int64_t hd, int64_t length, uint32_t seed)
-      : page_size(ps), num_kv_heads(kvh), head_dim(hd), len(length),
+      : page_size(ps),
+        num_kv_heads(kvh),
+        head_dim(hd),
+        len(length),
         max_pages((length + ps - 1) / ps),
         kc(testing::random_tensor({2 * max_pages, ps, kvh, hd}, seed)),
         vc(testing::random_tensor({2 * max_pages, ps, kvh, hd}, seed + 1)),
@@ -244,8 +246,7 @@ TEST(QuestRef, BatchedUpdateEqualsOneByOne) {
     for (int32_t p = 0; p < split; ++p) {
       std::vector<int32_t> seq = {0}, pos = {p};
       const HostTensor k = s.key(0, p);
-      update(key_max.view(), key_min.view(), s.tables(), i32(seq, {1}), i32(pos, {1}), k.view(),
-             4);
+      update(key_max.view(), key_min.view(), s.tables(), i32(seq, {1}), i32(pos, {1}), k.view(), 4);
     }
     // One call: seq 1's tokens, then seq 0's from `split`, each in position order.
     std::vector<int32_t> seq, pos;
@@ -283,8 +284,8 @@ TEST(QuestRef, PageScoreBoundsEveryKey) {
     const HostTensor q = testing::random_tensor({1, num_heads, s.head_dim}, 100 + trial);
     HostTensor out({1, num_heads, s.max_pages}, DType::kF32);
     for (int64_t i = 0; i < num_heads * s.max_pages; ++i) out.view().data_as<float>()[i] = sentinel;
-    page_scores(out.view(), q.view(), s.key_max.view(), s.key_min.view(), s.tables(),
-                i32(seq, {1}), i32(lengths, {1}), u8(roles), 16);
+    page_scores(out.view(), q.view(), s.key_max.view(), s.key_min.view(), s.tables(), i32(seq, {1}),
+                i32(lengths, {1}), u8(roles), 16);
     const int64_t full = (lengths[0] - 1) / 16;
     for (int64_t h = 0; h < num_heads; ++h) {
       for (int64_t lp = 0; lp < s.max_pages; ++lp) {

@@ -26,9 +26,16 @@ struct Rows {
   std::vector<int64_t> seeds, counters;
 
   Rows(int64_t r, int64_t v)
-      : rows(r), vocab(v), logits(size_t(r * v)), temperature(size_t(r), 1.0f),
-        top_p(size_t(r), 1.0f), min_p(size_t(r), 0.0f), top_k(size_t(r), 0),
-        tokens(size_t(r), -7), seeds(size_t(r), 0), counters(size_t(r), 0) {}
+      : rows(r),
+        vocab(v),
+        logits(size_t(r * v)),
+        temperature(size_t(r), 1.0f),
+        top_p(size_t(r), 1.0f),
+        min_p(size_t(r), 0.0f),
+        top_k(size_t(r), 0),
+        tokens(size_t(r), -7),
+        seeds(size_t(r), 0),
+        counters(size_t(r), 0) {}
   void set(int64_t r, const Setting& s) {
     temperature[size_t(r)] = s.temperature;
     top_k[size_t(r)] = s.top_k;

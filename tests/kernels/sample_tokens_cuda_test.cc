@@ -101,10 +101,10 @@ class SampleTokensCudaDraws : public ::testing::TestWithParam<VocabCase> {};
 TEST_P(SampleTokensCudaDraws, AgreeWithRefAndRepeatForTheSameSeed) {
   TIDAL_SKIP_WITHOUT_CUDA();
   const int64_t vocab = GetParam().vocab;
-  const std::vector<Setting> settings = {
-      {1.0f, 0, 1.0f, 0.0f},      {0.7f, 50, 1.0f, 0.0f},  {1.0f, 0, 0.9f, 0.0f},
-      {1.3f, 0, 1.0f, 0.05f},     {0.8f, 100, 0.8f, 0.02f}, {1.0f, 1, 1.0f, 0.0f},
-      {0.6f, 40, 0.95f, 0.1f},    {2.0f, 0, 0.5f, 0.0f}};
+  const std::vector<Setting> settings = {{1.0f, 0, 1.0f, 0.0f},    {0.7f, 50, 1.0f, 0.0f},
+                                         {1.0f, 0, 0.9f, 0.0f},    {1.3f, 0, 1.0f, 0.05f},
+                                         {0.8f, 100, 0.8f, 0.02f}, {1.0f, 1, 1.0f, 0.0f},
+                                         {0.6f, 40, 0.95f, 0.1f},  {2.0f, 0, 0.5f, 0.0f}};
   const int64_t rows = int64_t(settings.size());
   Rows r(rows, vocab);
   const std::vector<float> x =

@@ -55,8 +55,8 @@ double chi_square(const std::vector<int64_t>& hits, const std::vector<double>& p
 
 TEST(SampleTokensRef, GreedyTakesTheLowestOfEqualMaxima) {
   Rows r(3, 5);
-  r.logits = {1, 5, 3, 5, 5,  //
-              2, 2, 2, 2, 2,  //
+  r.logits = {1,  5,  3,  5,  5,  //
+              2,  2,  2,  2,  2,  //
               -9, -3, -7, -3, -4};
   for (int64_t i = 0; i < 3; ++i) r.set(i, Setting{0.0f, 0, 1.0f, 0.0f});
   EXPECT_EQ(r.sample_ref(), (std::vector<int32_t>{1, 0, 1}));

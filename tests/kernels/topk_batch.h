@@ -23,9 +23,15 @@ struct Batch {
   uint32_t active = kSelectingRoles;
 
   Batch(int64_t t, int64_t h, int64_t len, int64_t lists_cap, int64_t budget_cap)
-      : tokens(t), heads(h), max_len(len), max_lists(lists_cap), max_budget(budget_cap),
-        scores(size_t(t * h * len)), lengths(size_t(t), int32_t(len)),
-        budgets(size_t(t), int32_t(budget_cap)), lists(size_t(t), 1),
+      : tokens(t),
+        heads(h),
+        max_len(len),
+        max_lists(lists_cap),
+        max_budget(budget_cap),
+        scores(size_t(t * h * len)),
+        lengths(size_t(t), int32_t(len)),
+        budgets(size_t(t), int32_t(budget_cap)),
+        lists(size_t(t), 1),
         roles(size_t(t), uint8_t(TokenRole::kSelect)) {}
   float& score(int64_t t, int64_t h, int64_t j) {
     return scores[size_t((t * heads + h) * max_len + j)];
@@ -60,9 +66,9 @@ inline Result run_ref(const Batch& b) {
   const HostTensor budgets = host_tensor({b.tokens}, DType::kI32, b.budgets);
   const HostTensor lists = host_tensor({b.tokens}, DType::kI32, b.lists);
   const HostTensor roles = host_tensor({b.tokens}, DType::kU8, b.roles);
-  HostTensor indices = host_tensor(
-      {b.tokens, b.max_lists, b.max_budget}, DType::kI32,
-      std::vector<int32_t>(size_t(b.tokens * b.max_lists * b.max_budget), kUntouched));
+  HostTensor indices =
+      host_tensor({b.tokens, b.max_lists, b.max_budget}, DType::kI32,
+                  std::vector<int32_t>(size_t(b.tokens * b.max_lists * b.max_budget), kUntouched));
   HostTensor counts = host_tensor({b.tokens, b.max_lists}, DType::kI32,
                                   std::vector<int32_t>(size_t(b.tokens * b.max_lists), kUntouched));
   TopkPerRowParams p;

@@ -71,17 +71,17 @@ Result run_gpu(const Batch& b, int64_t pad = 0) {
 ::testing::AssertionResult same(const Result& got, const Result& want, const Batch& b) {
   for (size_t i = 0; i < want.counts.size(); ++i) {
     if (got.counts[i] != want.counts[i]) {
-      return ::testing::AssertionFailure() << "counts[" << i / size_t(b.max_lists) << ", "
-                                           << i % size_t(b.max_lists) << "]: got " << got.counts[i]
-                                           << ", want " << want.counts[i];
+      return ::testing::AssertionFailure()
+             << "counts[" << i / size_t(b.max_lists) << ", " << i % size_t(b.max_lists) << "]: got "
+             << got.counts[i] << ", want " << want.counts[i];
     }
   }
   for (size_t i = 0; i < want.indices.size(); ++i) {
     if (got.indices[i] != want.indices[i]) {
       const size_t row = i / size_t(b.max_budget);
       return ::testing::AssertionFailure()
-             << "indices[" << row / size_t(b.max_lists) << ", " << row % size_t(b.max_lists)
-             << ", " << i % size_t(b.max_budget) << "]: got " << got.indices[i] << ", want "
+             << "indices[" << row / size_t(b.max_lists) << ", " << row % size_t(b.max_lists) << ", "
+             << i % size_t(b.max_budget) << "]: got " << got.indices[i] << ", want "
              << want.indices[i];
     }
   }
@@ -138,24 +138,24 @@ TEST_P(TopkPerRowCuda, MatchesRefExactly) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, TopkPerRowCuda,
-    ::testing::Values(
-        Case{"n1_k1", 1, 1, 1, 1, 1}, Case{"n2_k1", 1, 1, 2, 1, 1}, Case{"n2_k2", 1, 1, 2, 2, 1},
-        Case{"n2_k3", 1, 1, 2, 3, 1}, Case{"n733_k1", 2, 1, 733, 1, 1},
-        Case{"n733_k2", 2, 1, 733, 2, 1}, Case{"n733_k733", 2, 1, 733, 733, 1},
-        Case{"n733_k734", 2, 1, 733, 734, 1}, Case{"n733_k2048", 2, 1, 733, 2048, 1},
-        Case{"n733_k37_ties", 3, 2, 733, 37, 2, Scores::kTies},
-        Case{"n4097_k64_ties", 2, 2, 4097, 64, 2, Scores::kTies},
-        Case{"n4097_k2048", 2, 2, 4097, 2048, 1},
-        Case{"n100k_32rows_k2048", 1, 32, 100000, 2048, 32},
-        Case{"n100k_32rows_k2048_ties", 1, 32, 100000, 2048, 32, Scores::kTies},
-        Case{"n1m_2rows_k2048", 2, 1, 1000000, 2048, 1},
-        Case{"n1m_2rows_k4096_ties", 1, 2, 1000000, 4096, 2, Scores::kTies},
-        Case{"special_values", 2, 2, 3001, 500, 2, Scores::kSpecial},
-        Case{"unaligned_rows", 3, 4, 1001, 100, 4, Scores::kNormal, /*pad=*/1},
-        Case{"unaligned_rows_ties", 3, 4, 5003, 300, 2, Scores::kTies, /*pad=*/3},
-        Case{"mixed_n_k_lists_roles", 9, 8, 5000, 300, 0},
-        Case{"mixed_ties", 7, 4, 3000, 700, 0, Scores::kTies},
-        Case{"batch16_kv_head_lists", 16, 32, 20000, 2048, 8}),
+    ::testing::Values(Case{"n1_k1", 1, 1, 1, 1, 1}, Case{"n2_k1", 1, 1, 2, 1, 1},
+                      Case{"n2_k2", 1, 1, 2, 2, 1}, Case{"n2_k3", 1, 1, 2, 3, 1},
+                      Case{"n733_k1", 2, 1, 733, 1, 1}, Case{"n733_k2", 2, 1, 733, 2, 1},
+                      Case{"n733_k733", 2, 1, 733, 733, 1}, Case{"n733_k734", 2, 1, 733, 734, 1},
+                      Case{"n733_k2048", 2, 1, 733, 2048, 1},
+                      Case{"n733_k37_ties", 3, 2, 733, 37, 2, Scores::kTies},
+                      Case{"n4097_k64_ties", 2, 2, 4097, 64, 2, Scores::kTies},
+                      Case{"n4097_k2048", 2, 2, 4097, 2048, 1},
+                      Case{"n100k_32rows_k2048", 1, 32, 100000, 2048, 32},
+                      Case{"n100k_32rows_k2048_ties", 1, 32, 100000, 2048, 32, Scores::kTies},
+                      Case{"n1m_2rows_k2048", 2, 1, 1000000, 2048, 1},
+                      Case{"n1m_2rows_k4096_ties", 1, 2, 1000000, 4096, 2, Scores::kTies},
+                      Case{"special_values", 2, 2, 3001, 500, 2, Scores::kSpecial},
+                      Case{"unaligned_rows", 3, 4, 1001, 100, 4, Scores::kNormal, /*pad=*/1},
+                      Case{"unaligned_rows_ties", 3, 4, 5003, 300, 2, Scores::kTies, /*pad=*/3},
+                      Case{"mixed_n_k_lists_roles", 9, 8, 5000, 300, 0},
+                      Case{"mixed_ties", 7, 4, 3000, 700, 0, Scores::kTies},
+                      Case{"batch16_kv_head_lists", 16, 32, 20000, 2048, 8}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // The same launch captured once and replayed at other lengths and budgets: the graph's fixed
