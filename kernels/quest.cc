@@ -39,7 +39,7 @@ int64_t physical_page(const TensorView& block_tables, int64_t seq, int64_t page,
 
 }  // namespace
 
-void quest_metadata_update(const QuestMetadataParams& p, Stream stream) {
+void quest_metadata_update(const QuestMetadataParams& p, [[maybe_unused]] Stream stream) {
   const char* op = "quest_metadata_update";
   check_bounds(p.key_max, p.key_min, p.block_tables, p.page_size, op);
   TIDAL_CHECK(p.k.rank == 3 && p.k.size(1) == p.key_max.size(1) &&
@@ -56,7 +56,7 @@ void quest_metadata_update(const QuestMetadataParams& p, Stream stream) {
   ref::quest_metadata_update(p);
 }
 
-void quest_page_scores(const QuestPageScoresParams& p, Stream stream) {
+void quest_page_scores(const QuestPageScoresParams& p, [[maybe_unused]] Stream stream) {
   const char* op = "quest_page_scores";
   check_bounds(p.key_max, p.key_min, p.block_tables, p.page_size, op);
   TIDAL_CHECK(p.q.rank == 3 && p.q.size(2) == p.key_max.size(2) && p.q.dtype == p.key_max.dtype &&
@@ -79,7 +79,7 @@ void quest_page_scores(const QuestPageScoresParams& p, Stream stream) {
   ref::quest_page_scores(p);
 }
 
-void expand_pages(const ExpandPagesParams& p, Stream stream) {
+void expand_pages(const ExpandPagesParams& p, [[maybe_unused]] Stream stream) {
   const char* op = "expand_pages";
   TIDAL_CHECK(p.page_size >= 1, "expand_pages: page_size must be >= 1");
   TIDAL_CHECK(p.pages.rank == 3 && p.positions.rank == 3,

@@ -20,7 +20,7 @@ size_t sample_tokens_workspace_size(const SampleParams& p) {
 #endif
 }
 
-void sample_tokens(const SampleParams& p, TensorView workspace, Stream stream) {
+void sample_tokens(const SampleParams& p, TensorView workspace, [[maybe_unused]] Stream stream) {
   const char* op = "sample_tokens";
   TIDAL_CHECK(p.logits.rank == 2 && p.logits.dtype == DType::kF32 && p.logits.stride[1] == 1,
               "sample_tokens: logits must be f32 [num_rows, vocab] with dense rows");

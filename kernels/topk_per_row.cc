@@ -37,7 +37,7 @@ size_t topk_per_row_workspace_size(const TopkPerRowParams& p) {
 #endif
 }
 
-void topk_per_row(const TopkPerRowParams& p, TensorView workspace, Stream stream) {
+void topk_per_row(const TopkPerRowParams& p, TensorView workspace, [[maybe_unused]] Stream stream) {
   check(p);
   if (on_cuda("topk_per_row",
               {p.indices, p.counts, p.scores, p.lengths, p.budgets, p.num_lists, p.roles})) {
