@@ -5,6 +5,7 @@
 // device-to-device copy bandwidth measured in the same run. The KV cache is filled with random
 // values (no prefill) unless --prefill asks for a real one, which is then timed too.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -24,6 +25,52 @@ namespace {
 
 using bench::Cell;
 using bench::Column;
+
+// A point in time on the step's stream: a CUDA event on a GPU, the host clock on the CPU (whose
+// ops run synchronously on the calling thread).
+class Mark {
+ public:
+  explicit Mark(bool gpu) {
+    if (gpu) event_ = std::make_unique<Event>();
+  }
+  void record(Stream s) {
+    if (event_) {
+      event_->record(s);
+    } else {
+      host_ = std::chrono::steady_clock::now();
+    }
+  }
+  void wait() {
+    if (event_) event_->synchronize();
+  }
+  // Milliseconds from `start` to this mark (both recorded, this one complete).
+  double ms_since(const Mark& start) const {
+    if (event_) return double(event_->elapsed_ms_since(*start.event_));
+    return std::chrono::duration<double, std::milli>(host_ - start.host_).count();
+  }
+
+ private:
+  std::unique_ptr<Event> event_;
+  std::chrono::steady_clock::time_point host_;
+};
+
+// A Llama-3-shaped model small enough for the CPU reference path (`--preset tiny`: smoke runs).
+model::ModelConfig tiny_preset() {
+  model::ModelConfig c;
+  TIDAL_CHECK(model::model_config_preset("llama3-8b", &c).ok(), "llama3-8b preset missing");
+  c.name = "tiny";
+  c.vocab = 4096;
+  c.hidden = 256;
+  c.inter = 768;
+  c.num_layers = 4;
+  c.num_heads = 8;
+  c.num_kv_heads = 2;
+  c.head_dim = 32;
+  c.max_position_embeddings = 4096;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
 
 struct Variant {
   std::string policy, granularity;
@@ -142,6 +189,7 @@ struct Run {
 Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64_t context,
                  int64_t batch, const Variant& v, bench::Table* table) {
   const model::ModelConfig& c = run.config;
+  const bool gpu = run.engine.device.kind == DeviceKind::kCuda;
   engine::SequenceOptions opts;
   opts.attention = v.attention;
   opts.sampling.temperature = 0.0f;  // greedy: the sampled token feeds the next step
@@ -155,13 +203,13 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
         prompt[size_t(t)] = int32_t(kernels::random_bits(seed, uint64_t(t)) % uint64_t(c.vocab));
       }
       TIDAL_RETURN_IF_ERROR(e.add_sequence(prompt, opts, &ids[size_t(i)]));
-      Event start, stop;
+      Mark start(gpu), stop(gpu);
       start.record(e.stream());
       int32_t first = 0;
       TIDAL_RETURN_IF_ERROR(e.prefill(ids[size_t(i)], TensorView(), &first));
       stop.record(e.stream());
-      stop.synchronize();
-      prefill_tok_s = double(context) / (double(stop.elapsed_ms_since(start)) * 1e-3);
+      stop.wait();
+      prefill_tok_s = double(context) / (stop.ms_since(start) * 1e-3);
     } else {
       TIDAL_RETURN_IF_ERROR(e.add_random_sequence(context, opts, seed, &ids[size_t(i)]));
     }
@@ -175,14 +223,14 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   for (int64_t s = 0; s < o.warmup; ++s) TIDAL_RETURN_IF_ERROR(step());
   int64_t wrong = 0;  // a sampled id outside the vocabulary is a broken step
   const model::AttentionStats before = e.stats(ids[0]);
-  Event start, stop;
+  Mark start(gpu), stop(gpu);
   std::vector<double> ms;
   for (int64_t s = 0; s < o.steps; ++s) {
     start.record(e.stream());
     TIDAL_RETURN_IF_ERROR(step());
     stop.record(e.stream());
-    stop.synchronize();
-    ms.push_back(double(stop.elapsed_ms_since(start)));
+    stop.wait();
+    ms.push_back(stop.ms_since(start));
     for (int32_t t : next) wrong += t < 0 || t >= c.vocab;
   }
   const model::AttentionStats per_seq = minus(e.stats(ids[0]), before);
@@ -190,18 +238,18 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   double role_ms[4] = {0, 0, 0, 0}, attn_ms = NAN;
   if (o.breakdown) {
     const std::vector<int64_t> reselect = model::reselect_layers(v.attention, c);
-    std::vector<std::unique_ptr<Event>> marks;
-    for (int64_t l = 0; l < 2 * c.num_layers; ++l) marks.push_back(std::make_unique<Event>());
+    std::vector<std::unique_ptr<Mark>> marks;
+    for (int64_t l = 0; l < 2 * c.num_layers; ++l) marks.push_back(std::make_unique<Mark>(gpu));
     e.set_attention_marker([&](int64_t layer, bool after) {
       marks[size_t(2 * layer + (after ? 1 : 0))]->record(e.stream());
     });
     const Status st = step();
     e.set_attention_marker(nullptr);
     TIDAL_RETURN_IF_ERROR(st);
-    marks.back()->synchronize();
+    marks.back()->wait();
     attn_ms = 0;
     for (int64_t l = 0; l < c.num_layers; ++l) {
-      const double t = double(marks[size_t(2 * l + 1)]->elapsed_ms_since(*marks[size_t(2 * l)]));
+      const double t = marks[size_t(2 * l + 1)]->ms_since(*marks[size_t(2 * l)]);
       role_ms[int(model::layer_role(v.attention, reselect, l))] += t;
       attn_ms += t;
     }
@@ -229,7 +277,11 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
 Status bench_preset(const BenchOptions& o, const std::string& preset,
                     const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
                     const std::vector<Variant>& variants, Run run, bench::Table* table) {
-  TIDAL_RETURN_IF_ERROR(model::model_config_preset(preset, &run.config));
+  if (preset == "tiny") {
+    run.config = tiny_preset();
+  } else {
+    TIDAL_RETURN_IF_ERROR(model::model_config_preset(preset, &run.config));
+  }
   model::ModelConfig& c = run.config;
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
@@ -294,9 +346,12 @@ Status run_bench(const BenchOptions& o) {
   }
   bench::BenchInfo bi = bench::collect_bench_info("tidal bench");
   bi.device = run.device_name;
+  const bool gpu = run.engine.device.kind == DeviceKind::kCuda;
+  char copy[64];
+  std::snprintf(copy, sizeof(copy), "%.3f TB/s (read + write)", run.copy_bytes_per_s / 1e12);
   bi.extra = {{"dtype", dtype_name(run.engine.dtype)},
-              {"graphs", run.engine.cuda_graphs ? "on" : "off (eager)"},
-              {"copy", std::to_string(run.copy_bytes_per_s / 1e12) + " TB/s (read + write)"},
+              {"graphs", !gpu ? "n/a (cpu)" : run.engine.cuda_graphs ? "on" : "off (eager)"},
+              {"copy", gpu ? copy : "n/a (cpu)"},
               {"steps", std::to_string(o.steps) + " timed after " + std::to_string(o.warmup)},
               {"kv", o.prefill ? "prefilled random prompts" : "random values, no prefill"}};
   bench::Table table(bi, columns());

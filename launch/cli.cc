@@ -86,7 +86,6 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
   auto* preset =
       cmd->add_option("--preset", o->preset, "llama2-7b, llama3-8b, llama3.1-8b or llama-64l");
   model->excludes(preset);
-  cmd->require_option(1);
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   o->engine.max_batch = 1;
@@ -95,7 +94,8 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
 void add_bench_command(CLI::App& app, BenchOptions* o) {
   CLI::App* cmd = app.add_subcommand(
       "bench", "decode latency of presets with random weights, against the bandwidth floor");
-  cmd->add_option("--preset", o->presets, "llama2-7b, llama3-8b, llama3.1-8b, llama-64l")
+  cmd->add_option("--preset", o->presets,
+                  "llama2-7b, llama3-8b, llama3.1-8b, llama-64l, or tiny (a CPU smoke test)")
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--context", o->contexts, "context lengths, e.g. 10K,32K,100K (K = 1000)")

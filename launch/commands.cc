@@ -176,6 +176,9 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
 }
 
 Status run_info(const InfoOptions& o) {
+  if (o.model_dir.empty() == o.preset.empty()) {
+    return invalid_argument("give one of --model DIR or --preset NAME");
+  }
   model::ModelConfig c;
   if (!o.preset.empty()) {
     TIDAL_RETURN_IF_ERROR(model::model_config_preset(o.preset, &c));

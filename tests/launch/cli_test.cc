@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "runtime/device.h"
 #include "tests/testing/testing.h"
 
 namespace tidal {
@@ -161,6 +162,33 @@ TEST(Cli, BadInputGetsOneClearLine) {
   expect_error(tidal("tokenize --tokenizer /nonexistent/tokenizer.json --text hi"),
                "/nonexistent/tokenizer.json");
   expect_error(tidal("info --preset llama9"), "llama9");
+}
+
+TEST(Cli, DeviceAndDtypeFlags) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  expect_error(tidal("generate --model " + kStories + " --device tpu"),
+               "--device must be auto, cpu, cuda or cuda:N");
+  expect_error(tidal("generate --model " + kStories + " --dtype f8"),
+               "--dtype must be auto, f32, f16 or bf16");
+  expect_error(tidal("info --model " + kStories + " --device cuda:x"), "is not cuda:N");
+  if (!cuda_available()) {
+    expect_error(tidal("generate --model " + kStories + " --device cuda"),
+                 "0 CUDA devices are visible");
+  }
+  // The CPU reference path in bf16 gives the same leading greedy tokens as in f32.
+  const CliRun f32 = tidal("generate --model " + kStories +
+                           " --device cpu --prompt '' --max-new-tokens 8 --temperature 0 "
+                           "--print-ids");
+  const CliRun bf16 = tidal("generate --model " + kStories +
+                            " --device cpu --dtype bf16 --prompt '' --max-new-tokens 8 "
+                            "--temperature 0 --print-ids");
+  ASSERT_EQ(f32.exit_code, 0) << f32.err;
+  ASSERT_EQ(bf16.exit_code, 0) << bf16.err;
+  EXPECT_EQ(f32.out.substr(0, f32.out.find(' ')), bf16.out.substr(0, bf16.out.find(' ')));
+  EXPECT_NE(bf16.err.find("device cpu, bf16"), std::string::npos) << bf16.err;
+  const CliRun info = tidal("info --model " + kStories + " --device cpu --dtype f16");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("memory plan      cpu, f16"), std::string::npos) << info.out;
 }
 
 TEST(Cli, BrokenModelDirectoriesAreNamed) {
