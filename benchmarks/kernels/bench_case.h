@@ -1,61 +1,62 @@
 // SPDX-License-Identifier: Apache-2.0
-// One kernel_bench case: the op's parameters, its traffic and work per call, a closure that runs
-// it once and a check that recomputes its output independently. kernel_bench.cc runs the case
-// once, checks it, then times it; the *_cases.cc files build the cases per op.
+// One kernel_bench case: its parameters, its ideal traffic and work per call, a closure that
+// queues one call, and a check that recomputes (part of) the output with the op's ref:: twin.
+// kernel_bench.cc runs a case once on poisoned outputs, checks it, then times it; the
+// *_cases.cc files build the cases of each op family and own their buffers while they run.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
 #include <functional>
-#include <initializer_list>
 #include <string>
-#include <utility>
-#include <vector>
+
+#include "runtime/stream.h"
+#include "runtime/tensor.h"
 
 namespace tidal::bench {
 
-struct KernelCase {
-  std::string op;
-  std::string dtype = "f32";
-  std::string shape;               // parameters, e.g. "[16, 4096]"
-  double bytes = 0.0;              // read + written by one call, each byte once (ideal traffic)
-  double flops = 0.0;              // 0: not reported (memory-bound elementwise ops)
-  std::function<void()> run;       // one call of the op
-  std::function<int64_t()> check;  // after one run(): output elements outside tolerance
+// Where and how the cases run; built once from the flags.
+struct BenchEnv {
+  Device device;               // CUDA device 0, or the CPU (every op runs its ref:: twin)
+  DType dtype = DType::kBF16;  // activations, weights and KV caches
+  Stream stream;               // every call, copy and fill goes to it
+  bool quick = false;          // small shapes: a smoke test of the harness, not a measurement
+  bool cuda() const { return device.kind == DeviceKind::kCuda; }
 };
 
-// An f32 case; run and check are filled in by the caller.
-inline KernelCase make_case(std::string op, std::string shape, double bytes, double flops = 0.0) {
-  KernelCase c;
-  c.op = std::move(op);
-  c.shape = std::move(shape);
-  c.bytes = bytes;
-  c.flops = flops;
-  return c;
-}
+struct KernelCase {
+  std::string op;
+  std::string dtype;  // the data's dtype (f32 / i32 for ops that have no float choice)
+  std::string shape;  // parameters, e.g. "[1, 4096] x [1024, 4096]"
+  // Ideal traffic of one call: every byte the op must read or write, counted once (block-table
+  // reads of the paged ops are left out: 4 bytes per page against kilobytes of K/V).
+  double bytes = 0.0;
+  double flops = 0.0;         // 0: not reported (memory-bound ops)
+  std::function<void()> run;  // queues one call on env.stream
+  // After one run() on poisoned outputs: downloads the outputs, recomputes the checked rows
+  // with the ref:: twin on the host inputs and returns how many elements are out of tolerance.
+  std::function<int64_t()> check;
+};
 
-// Runs, checks and times one case, then prints its row. Cases are built one at a time, so only
-// one case's buffers are alive at once.
+// Validates, times and prints one case. Cases are built one family at a time, so only the
+// buffers of the family being measured are alive.
 using RunCase = std::function<void(const KernelCase&)>;
 
-void bench_rms_norm(const RunCase& run_case);
-void bench_linear(const RunCase& run_case);
-void bench_rotary_embedding(const RunCase& run_case);
-void bench_silu_and_mul(const RunCase& run_case);
-void bench_residual_add(const RunCase& run_case);
-void bench_embedding_lookup(const RunCase& run_case);
-void bench_paged_kv_append(const RunCase& run_case);
-void bench_paged_attention(const RunCase& run_case);
-
-// Deterministic uniform values in [-scale, scale) (splitmix64): cheap enough for 100M elements.
-std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f);
-
-// |got - want| <= atol + rtol * |want|; NaN or infinity in `got` is never close.
-inline bool is_close(double got, double want, double atol, double rtol) {
-  return std::isfinite(got) && std::fabs(got - want) <= atol + rtol * std::fabs(want);
-}
-
-// "[a, b, c]".
-std::string shape_str(std::initializer_list<int64_t> dims);
+// Families, in the order a decode step calls them (dense_cases.cc, linear_cases.cc,
+// attention_cases.cc, selection_cases.cc).
+void bench_embedding_lookup(const BenchEnv& env, const RunCase& run_case);
+void bench_rms_norm(const BenchEnv& env, const RunCase& run_case);
+void bench_fused_add_rms_norm(const BenchEnv& env, const RunCase& run_case);
+void bench_linear(const BenchEnv& env, const RunCase& run_case);
+void bench_rotary_embedding(const BenchEnv& env, const RunCase& run_case);
+void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case);
+void bench_decode_attention(const BenchEnv& env, const RunCase& run_case);
+void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case);
+void bench_topk_per_row(const BenchEnv& env, const RunCase& run_case);
+void bench_quest_page_scores(const BenchEnv& env, const RunCase& run_case);
+void bench_expand_pages(const BenchEnv& env, const RunCase& run_case);
+void bench_prefill_attention(const BenchEnv& env, const RunCase& run_case);
+void bench_silu_and_mul(const BenchEnv& env, const RunCase& run_case);
+void bench_residual_add(const BenchEnv& env, const RunCase& run_case);
+void bench_sample_tokens(const BenchEnv& env, const RunCase& run_case);
 
 }  // namespace tidal::bench

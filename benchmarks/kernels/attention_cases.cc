@@ -1,0 +1,329 @@
+// SPDX-License-Identifier: Apache-2.0
+// kernel_bench cases for the paged-KV ops: the append, decode attention (dense rows with and
+// without the selection layer's logits, and TidalDecode's list rows, per query head and per KV
+// head) and causal prefill attention, on caches whose pages are shuffled over the arena. At
+// 100K positions the double-precision ref:: twin is slow, so a few (token, head) rows are
+// checked, each by running the ref on a one-head view of the same caches, rows in parallel.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "benchmarks/common/parallel.h"
+#include "benchmarks/kernels/case_util.h"
+#include "kernels/decode_attention.h"
+#include "kernels/paged_kv_append.h"
+#include "kernels/prefill_attention.h"
+
+namespace tidal::bench {
+namespace {
+
+constexpr int64_t kPage = 16;  // DESIGN.md §5's default page size
+
+// One layer's paged K/V cache for `rows` sequences of up to `max_len` positions, on the host
+// (for the ref) and on the device; the pages of every row are a random draw of the arena's.
+struct PagedCache {
+  HostTensor k, v, block_tables;  // [pages, kPage, kv_heads, head_dim] x2, [rows, per_row] i32
+  DeviceBuffer dk, dv, dtables;
+  int64_t kv_heads = 0, head_dim = 0;
+
+  PagedCache(const BenchEnv& env, int64_t rows, int64_t max_len, int64_t kv_heads_,
+             int64_t head_dim_, uint64_t seed)
+      : kv_heads(kv_heads_), head_dim(head_dim_) {
+    const int64_t per_row = (max_len + kPage - 1) / kPage;
+    k = random_tensor({rows * per_row, kPage, kv_heads, head_dim}, env.dtype, seed);
+    v = random_tensor({rows * per_row, kPage, kv_heads, head_dim}, env.dtype, seed + 1);
+    block_tables = int_tensor({rows, per_row}, DType::kI32, shuffled(rows * per_row, seed + 2));
+    dk = upload(env, k);
+    dv = upload(env, v);
+    dtables = upload(env, block_tables);
+  }
+  // KV head `h` of a cache as a one-head cache: what a ref:: call checking one head reads.
+  TensorView head(const HostTensor& cache, int64_t h) const {
+    return sub_view(cache.view(), h * head_dim, {cache.shape()[0], kPage, 1, head_dim},
+                    {kPage * kv_heads * head_dim, kv_heads * head_dim, head_dim, 1});
+  }
+};
+
+// Element `i` of a per-token host array as a one-element view (a one-token ref:: call).
+TensorView one(const HostTensor& t, int64_t i) { return sub_view(t.view(), i, {1}, {1}); }
+
+HostTensor i32s(std::vector<int64_t> values) {
+  const int64_t n = int64_t(values.size());
+  return int_tensor({n}, DType::kI32, values);
+}
+
+// What a decode_attention row does: dense (optionally writing the selection logits and lse),
+// or a kSparse list row with `lists` lists of `budget` positions.
+struct Variant {
+  kernels::TokenRole role;
+  int64_t lists = 1, budget = 1;
+  const char* name;
+};
+
+// q scaled so a head's scores spread over a few units: the softmax then concentrates on tens of
+// positions, like a real head's, and the output is well above the tolerances' atol.
+constexpr float kQScale = 9.0f;
+
+void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache& kv,
+                 const HostTensor& q, const DeviceBuffer& dq, int64_t n, const Variant& var) {
+  using kernels::TokenRole;
+  const DType dt = env.dtype;
+  const int64_t tokens = q.shape()[0], heads = q.shape()[1], dim = q.shape()[2];
+  const int64_t group = heads / kv.kv_heads;
+  const bool selecting = var.role == TokenRole::kSelect;
+  const bool sparse = var.role == TokenRole::kSparse;
+  const int64_t lists = sparse ? var.lists : 1, budget = sparse ? var.budget : 1;
+  std::vector<int64_t> seqs, lens, index_values, count_values;
+  for (int64_t t = 0; t < tokens; ++t) {
+    seqs.push_back(t);
+    lens.push_back(n - 7 * t);  // a batch's sequences differ in length
+    for (int64_t l = 0; l < lists; ++l) {
+      const std::vector<int64_t> list =
+          sparse ? random_list(lens.back(), budget, 1000 * uint64_t(t) + uint64_t(l))
+                 : std::vector<int64_t>{0};
+      index_values.insert(index_values.end(), list.begin(), list.end());
+      count_values.push_back(int64_t(list.size()));
+    }
+  }
+  // Dense rows still get well-formed [tokens, 1, 1] lists: the kernel reads lists only for list
+  // roles, but the entry point checks every view's shape.
+  const HostTensor seq_ids = i32s(seqs), lengths = i32s(lens);
+  const HostTensor roles =
+      int_tensor({tokens}, DType::kU8, std::vector<int64_t>(size_t(tokens), int64_t(var.role)));
+  const HostTensor num_lists = i32s(std::vector<int64_t>(size_t(tokens), lists));
+  const HostTensor indices = int_tensor({tokens, lists, budget}, DType::kI32, index_values);
+  const HostTensor counts = int_tensor({tokens, lists}, DType::kI32, count_values);
+  const DeviceBuffer dseq = upload(env, seq_ids), dlen = upload(env, lengths);
+  const DeviceBuffer droles = upload(env, roles), dnum = upload(env, num_lists);
+  const DeviceBuffer dind = upload(env, indices), dcounts = upload(env, counts);
+  const DeviceBuffer dout = poisoned(env, {tokens, heads, dim}, dt);
+  DeviceBuffer dlogits, dlse;
+  if (selecting) {
+    dlogits = poisoned(env, {tokens, heads, n}, DType::kF32);
+    dlse = poisoned(env, {tokens, heads}, DType::kF32);
+  }
+  // The device call's params; the check builds one-head host twins of them.
+  kernels::DecodeAttentionParams p;
+  p.out = dout.view();
+  p.q = dq.view();
+  p.k_cache = kv.dk.view();
+  p.v_cache = kv.dv.view();
+  p.block_tables = kv.dtables.view();
+  p.seq_ids = dseq.view();
+  p.lengths = dlen.view();
+  p.roles = droles.view();
+  p.indices = dind.view();
+  p.counts = dcounts.view();
+  p.num_lists = dnum.view();
+  p.logits = dlogits.view();
+  p.lse = dlse.view();
+  const DeviceBuffer ws = workspace(env, kernels::decode_attention_workspace_size(p));
+
+  // Traffic: each list row reads its own K and V rows (per-query-head lists under GQA read G
+  // times the rows of per-KV-head ones); dense rows read their sequence's cache once.
+  const double row_bytes = double(dim) * bytes_of(dt);
+  double bytes = 2.0 * double(tokens * heads) * row_bytes, flops = 0.0;
+  for (int64_t len : lens) {
+    const int64_t keys = sparse ? budget : len;  // per attending head
+    bytes += 2.0 * row_bytes * double(sparse ? lists * budget : kv.kv_heads * len);
+    bytes += sparse ? 4.0 * double(lists * (budget + 1)) : 0.0;
+    bytes += selecting ? 4.0 * double(heads * (len + 1)) : 0.0;
+    flops += 4.0 * double(heads * keys * dim);
+  }
+  const std::string shape = "b=" + std::to_string(tokens) + " n=" + std::to_string(n) +
+                            " h=" + std::to_string(heads) + "/" + std::to_string(kv.kv_heads) +
+                            " d=" + std::to_string(dim) + " " + var.name;
+  KernelCase c = make_case(env, "decode_attention", shape, bytes, flops);
+  c.run = [&] { kernels::decode_attention(p, ws.view(), env.stream); };
+  c.check = [&] {
+    const HostTensor got = dout.download(env.stream);
+    HostTensor got_logits, got_lse;
+    if (selecting) {
+      got_logits = dlogits.download(env.stream);
+      got_lse = dlse.download(env.stream);
+    }
+    // A few heads of the first and the last token, each checked by a one-head ref:: call.
+    std::vector<std::pair<int64_t, int64_t>> units;
+    for (int64_t t : spread(tokens, 2)) {
+      for (int64_t h : spread(heads, 4)) units.emplace_back(t, h);
+    }
+    // Each unit is one query head of one token: the ref sees a one-head view of the very caches
+    // and block tables the kernel read, and that head's own list as the token's only list.
+    const HostTensor single_list = i32s({1});
+    return parallel_sum(int64_t(units.size()), [&](int64_t u) {
+      const auto [t, h] = units[size_t(u)];
+      const int64_t l = sparse ? h / (heads / lists) : 0, len = lens[size_t(t)];
+      HostTensor out({1, 1, dim}, dt), logits({1, 1, len}, DType::kF32), lse({1, 1}, DType::kF32);
+      kernels::DecodeAttentionParams r;
+      r.out = out.view();
+      r.q = sub_view(q.view(), (t * heads + h) * dim, {1, 1, dim}, {heads * dim, dim, 1});
+      r.k_cache = kv.head(kv.k, h / group);
+      r.v_cache = kv.head(kv.v, h / group);
+      r.block_tables = kv.block_tables.view();
+      r.seq_ids = one(seq_ids, t);
+      r.lengths = one(lengths, t);
+      r.roles = sub_view(roles.view(), t, {1}, {1});
+      r.indices = sub_view(indices.view(), (t * lists + l) * budget, {1, 1, budget},
+                           {lists * budget, budget, 1});
+      r.counts = sub_view(counts.view(), t * lists + l, {1, 1}, {lists, 1});
+      r.num_lists = single_list.view();
+      if (selecting) {
+        r.logits = logits.view();
+        r.lse = lse.view();
+      }
+      kernels::ref::decode_attention(r);
+      const Tolerance tol = tolerance(dt);
+      int64_t wrong = count_wrong(
+          sub_view(got.view(), (t * heads + h) * dim, {1, 1, dim}, {heads * dim, dim, 1}),
+          out.view(), tol);
+      if (selecting) {
+        wrong += count_wrong(
+            sub_view(got_logits.view(), (t * heads + h) * n, {1, 1, len}, {heads * n, n, 1}),
+            logits.view(), tol);
+        wrong += count_wrong(sub_view(got_lse.view(), t * heads + h, {1, 1}, {heads, 1}),
+                             lse.view(), tol);
+      }
+      return wrong;
+    });
+  };
+  run_case(c);
+}
+
+}  // namespace
+
+void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case) {
+  const DType dt = env.dtype;
+  const int64_t dim = env.quick ? 64 : 128, max_len = env.quick ? 128 : 4096;
+  const std::vector<int64_t> kv_heads =
+      env.quick ? std::vector<int64_t>{2} : std::vector<int64_t>{8, 32};
+  for (int64_t kvh : kv_heads) {
+    for (int64_t t : {int64_t(1), env.quick ? int64_t(37) : int64_t(2048)}) {
+      PagedCache kv(env, 1, max_len, kvh, dim, 100 + uint64_t(kvh));
+      // One decode token at the end of the sequence, or a chunk starting a quarter in.
+      const int64_t first = t == 1 ? max_len - 1 : max_len / 4;
+      std::vector<int64_t> positions;
+      for (int64_t i = 0; i < t; ++i) positions.push_back(first + i);
+      const HostTensor seq_ids = i32s(std::vector<int64_t>(size_t(t), 0)), pos = i32s(positions);
+      const HostTensor k = random_tensor({t, kvh, dim}, dt, 110),
+                       v = random_tensor({t, kvh, dim}, dt, 111);
+      const DeviceBuffer dseq = upload(env, seq_ids), dpos = upload(env, pos);
+      const DeviceBuffer dk = upload(env, k), dv = upload(env, v);
+      kernels::PagedKvAppendParams p{kv.dk.view(), kv.dv.view(), kv.dtables.view(), dseq.view(),
+                                     dpos.view(),  dk.view(),    dv.view()};
+      KernelCase c =
+          make_case(env, "paged_kv_append",
+                    "k,v " + shape_str({t, kvh, dim}) + " cache n=" + std::to_string(max_len),
+                    4.0 * double(t * kvh * dim) * bytes_of(dt) + 8.0 * double(t));
+      c.run = [&] { kernels::paged_kv_append(p, env.stream); };
+      c.check = [&] {  // the whole caches: right slots written, nothing else touched
+        const HostTensor got_k = kv.dk.download(env.stream), got_v = kv.dv.download(env.stream);
+        HostTensor want_k = clone(kv.k.view()), want_v = clone(kv.v.view());
+        kernels::ref::paged_kv_append({want_k.view(), want_v.view(), kv.block_tables.view(),
+                                       seq_ids.view(), pos.view(), k.view(), v.view()});
+        return count_wrong(got_k.view(), want_k.view(), {0.0, 0.0}) +
+               count_wrong(got_v.view(), want_v.view(), {0.0, 0.0});
+      };
+      run_case(c);
+    }
+  }
+}
+
+void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
+  using kernels::TokenRole;
+  const int64_t heads = env.quick ? 4 : 32, dim = env.quick ? 64 : 128;
+  const int64_t short_n = env.quick ? 300 : 32768, long_n = env.quick ? 1000 : 100000;
+  const int64_t big_k = env.quick ? 64 : 2048, small_k = env.quick ? 16 : 256;
+  const Variant dense{TokenRole::kDense, 1, 1, "dense"};
+  const Variant select{TokenRole::kSelect, 1, 1, "dense+logits"};
+  for (int64_t kv_heads : {heads, heads / 4}) {  // MHA (Llama-2), GQA 4:1 (Llama-3)
+    const bool gqa = kv_heads != heads;
+    struct Config {
+      int64_t tokens, n;
+      std::vector<int64_t> budgets;  // list rows at these K
+    };
+    const Config configs[] = {
+        {1, short_n, {}}, {4, short_n, {big_k}}, {1, long_n, {big_k, small_k}}};
+    uint64_t seed = 200 + uint64_t(kv_heads);
+    for (const Config& cfg : configs) {
+      const int64_t tokens = env.quick && cfg.tokens > 1 ? 3 : cfg.tokens;
+      const PagedCache kv(env, tokens, cfg.n, kv_heads, dim, seed += 10);
+      const HostTensor q =
+          random_tensor({tokens, heads, dim}, env.dtype, seed + 5, -kQScale, kQScale);
+      const DeviceBuffer dq = upload(env, q);
+      decode_case(env, run_case, kv, q, dq, cfg.n, dense);
+      decode_case(env, run_case, kv, q, dq, cfg.n, select);
+      for (int64_t k : cfg.budgets) {
+        const std::string per_q = "K=" + std::to_string(k) + " per-q";
+        const std::string per_kv = "K=" + std::to_string(k) + " per-kv";
+        decode_case(env, run_case, kv, q, dq, cfg.n, {TokenRole::kSparse, heads, k, per_q.c_str()});
+        if (gqa) {  // under MHA per-KV-head lists are per-query-head lists
+          decode_case(env, run_case, kv, q, dq, cfg.n,
+                      {TokenRole::kSparse, kv_heads, k, per_kv.c_str()});
+        }
+      }
+    }
+  }
+}
+
+void bench_prefill_attention(const BenchEnv& env, const RunCase& run_case) {
+  const DType dt = env.dtype;
+  const int64_t heads = env.quick ? 4 : 32, dim = env.quick ? 64 : 128;
+  struct Config {
+    int64_t n, kv_heads;
+  };
+  const std::vector<Config> configs = env.quick
+                                          ? std::vector<Config>{{100, 2}, {257, 4}}
+                                          : std::vector<Config>{{4096, 8}, {4096, 32}, {32768, 8}};
+  for (const Config& cfg : configs) {
+    const int64_t n = cfg.n;
+    const PagedCache kv(env, 1, n, cfg.kv_heads, dim, 300 + uint64_t(n));
+    const HostTensor q = random_tensor({n, heads, dim}, dt, 301, -kQScale, kQScale);
+    const HostTensor starts = i32s({0, n}), seq_ids = i32s({0}), context = i32s({n});
+    const DeviceBuffer dq = upload(env, q), dout = poisoned(env, {n, heads, dim}, dt);
+    const DeviceBuffer dstarts = upload(env, starts), dseq = upload(env, seq_ids);
+    const DeviceBuffer dcontext = upload(env, context);
+    const kernels::PrefillAttentionParams p{dout.view(),  dq.view(),         kv.dk.view(),
+                                            kv.dv.view(), kv.dtables.view(), dstarts.view(),
+                                            dseq.view(),  dcontext.view(),   n,
+                                            0.0f};
+    const double bytes = 2.0 * double(n * (heads + cfg.kv_heads) * dim) * bytes_of(dt);
+    const double flops = 4.0 * double(n) * double(n) / 2.0 * double(dim * heads);
+    KernelCase c =
+        make_case(env, "prefill_attention",
+                  "n=" + std::to_string(n) + " h=" + std::to_string(heads) + "/" +
+                      std::to_string(cfg.kv_heads) + " d=" + std::to_string(dim) + " causal",
+                  bytes, flops);
+    c.run = [&] { kernels::prefill_attention(p, env.stream); };
+    c.check = [&] {
+      const HostTensor got = dout.download(env.stream);
+      std::vector<std::pair<int64_t, int64_t>> units;  // (query row, head)
+      for (int64_t r : spread(n, 5)) {
+        for (int64_t h : spread(heads, 3)) units.emplace_back(r, h);
+      }
+      const HostTensor first_row = i32s({0, 1});
+      return parallel_sum(int64_t(units.size()), [&](int64_t u) {
+        const auto [row, h] = units[size_t(u)];
+        // Query `row` alone: a one-query sequence whose context ends at its own position.
+        const HostTensor context_one = i32s({row + 1});
+        HostTensor out({1, 1, dim}, dt);
+        kernels::PrefillAttentionParams r = p;
+        r.out = out.view();
+        r.q = sub_view(q.view(), (row * heads + h) * dim, {1, 1, dim}, {heads * dim, dim, 1});
+        r.k_cache = kv.head(kv.k, h / (heads / cfg.kv_heads));
+        r.v_cache = kv.head(kv.v, h / (heads / cfg.kv_heads));
+        r.block_tables = kv.block_tables.view();
+        r.query_starts = first_row.view();
+        r.seq_ids = seq_ids.view();
+        r.context_lens = context_one.view();
+        r.max_query_len = 1;
+        kernels::ref::prefill_attention(r);
+        return count_wrong(
+            sub_view(got.view(), (row * heads + h) * dim, {1, 1, dim}, {heads * dim, dim, 1}),
+            out.view(), tolerance(dt));
+      });
+    };
+    run_case(c);
+  }
+}
+
+}  // namespace tidal::bench

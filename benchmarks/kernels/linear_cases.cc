@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: Apache-2.0
+// kernel_bench cases for `linear`: every weight shape of Llama-2-7B and Llama-3-8B for one
+// decode token (the GEMVs that stream most of a short-context decode step's bytes), a few at
+// batch 4 and 16, and the prefill GEMM of a 2048-token chunk (TFLOP/s). The LM heads write f32
+// logits. Checked: every output of a few token rows, against ref::linear in parallel slices.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "benchmarks/common/parallel.h"
+#include "benchmarks/kernels/case_util.h"
+#include "kernels/linear.h"
+
+namespace tidal::bench {
+namespace {
+
+struct LinearShape {
+  const char* role;  // which projection(s) of which model
+  int64_t out_features, in_features;
+  bool f32_out;                 // the LM head's logits
+  std::vector<int64_t> tokens;  // batch sizes (2048: a prefill chunk)
+};
+
+std::vector<LinearShape> linear_shapes(const BenchEnv& env) {
+  if (env.quick) {
+    return {{"q/o", 256, 256, false, {1, 4, 37}},
+            {"k/v", 128, 256, false, {1}},
+            {"down", 256, 704, false, {1}},
+            {"lm_head", 1000, 256, true, {1, 3}}};
+  }
+  // Llama-2-7B: hidden 4096, inter 11008, 32 KV heads, vocab 32000. Llama-3-8B: hidden 4096,
+  // inter 14336, 8 KV heads of 128, vocab 128256. gate_up is the fused [2 * inter, hidden].
+  return {{"q/o, L2 k/v", 4096, 4096, false, {1, 4, 16, 2048}},
+          {"L3 k/v", 1024, 4096, false, {1}},
+          {"L3 gate_up", 28672, 4096, false, {1, 4, 16, 2048}},
+          {"L2 gate_up", 22016, 4096, false, {1}},
+          {"L3 down", 4096, 14336, false, {1}},
+          {"L2 down", 4096, 11008, false, {1}},
+          {"L3 lm_head", 128256, 4096, true, {1}},
+          {"L2 lm_head", 32000, 4096, true, {1}}};
+}
+
+// Token rows whose every output is checked: all of a small batch, three of a prefill chunk.
+std::vector<int64_t> checked_tokens(int64_t t) { return t <= 4 ? spread(t, t) : spread(t, 3); }
+
+}  // namespace
+
+void bench_linear(const BenchEnv& env, const RunCase& run_case) {
+  const DType dt = env.dtype;
+  uint64_t seed = 70;
+  for (const LinearShape& s : linear_shapes(env)) {
+    const int64_t n = s.out_features, k = s.in_features;
+    const DType out_dt = s.f32_out ? DType::kF32 : dt;
+    // Uniform weights with standard deviation 1/sqrt(k): outputs of order 0.5, as in a model,
+    // so the tolerances bite.
+    const float bound = float(std::sqrt(3.0 / double(k)));
+    const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
+    const DeviceBuffer dw = upload(env, w);
+    for (int64_t t : s.tokens) {
+      const HostTensor x = random_tensor({t, k}, dt, ++seed);
+      const DeviceBuffer dx = upload(env, x), dy = poisoned(env, {t, n}, out_dt);
+      const std::string shape = shape_str({t, k}) + " x " + shape_str({n, k}) + " " + s.role;
+      KernelCase c =
+          make_case(env, "linear", shape,
+                    double(t * k + n * k) * bytes_of(dt) + double(t * n) * bytes_of(out_dt),
+                    2.0 * double(t) * double(n) * double(k));
+      c.run = [&] { kernels::linear(dy.view(), dx.view(), dw.view(), env.stream); };
+      c.check = [&] {
+        const HostTensor got = dy.download(env.stream);
+        const std::vector<int64_t> rows = checked_tokens(t);
+        HostTensor want({int64_t(rows.size()), n}, out_dt);
+        // One piece: one checked token against a slice of the weight's output rows.
+        constexpr int64_t kSlice = 1024;
+        const int64_t slices = (n + kSlice - 1) / kSlice;
+        return parallel_sum(int64_t(rows.size()) * slices, [&](int64_t piece) {
+          const int64_t r = piece / slices, o0 = (piece % slices) * kSlice;
+          const int64_t o1 = std::min(n, o0 + kSlice), tok = rows[size_t(r)];
+          const TensorView want_row = sub_view(want.view(), r * n + o0, {1, o1 - o0}, {n, 1});
+          kernels::ref::linear(want_row, x.view().slice(tok, tok + 1), w.view().slice(o0, o1));
+          return count_wrong(sub_view(got.view(), tok * n + o0, {1, o1 - o0}, {n, 1}), want_row,
+                             tolerance(dt));
+        });
+      };
+      run_case(c);
+    }
+  }
+}
+
+}  // namespace tidal::bench
