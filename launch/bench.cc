@@ -158,6 +158,7 @@ double kv_bytes_read(const model::ModelConfig& c, DType dtype, const model::Atte
   return (2.0 * double(rows) + double(s.quest_metadata_rows)) * row_bytes;
 }
 
+// Stats accumulated between two snapshots (the overlap counters are not needed here).
 model::AttentionStats minus(model::AttentionStats a, const model::AttentionStats& b) {
   for (int i = 0; i < 4; ++i) {
     a.rows[i] -= b.rows[i];
@@ -185,17 +186,19 @@ struct Run {
   double copy_bytes_per_s = 0;
 };
 
-// One configuration: `batch` sequences of `context` positions under `v`; returns its row.
+// One configuration: `batch` sequences of `context` positions, sequence i under
+// variants[i % variants.size()] (one variant: a uniform batch; several: a mixed one); adds its row.
 Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64_t context,
-                 int64_t batch, const Variant& v, bench::Table* table) {
+                 int64_t batch, const std::vector<Variant>& variants, bench::Table* table) {
   const model::ModelConfig& c = run.config;
   const bool gpu = run.engine.device.kind == DeviceKind::kCuda;
-  engine::SequenceOptions opts;
-  opts.attention = v.attention;
-  opts.sampling.temperature = 0.0f;  // greedy: the sampled token feeds the next step
+  const Variant& v = variants[0];  // names the row, and times the breakdown's layer roles
   std::vector<engine::SeqId> ids(static_cast<size_t>(batch));
   double prefill_tok_s = NAN;
   for (int64_t i = 0; i < batch; ++i) {
+    engine::SequenceOptions opts;
+    opts.attention = variants[size_t(i) % variants.size()].attention;
+    opts.sampling.temperature = 0.0f;  // greedy: the sampled token feeds the next step
     const uint64_t seed = o.seed * 1000003u + uint64_t(i);
     if (o.prefill) {
       std::vector<int32_t> prompt(static_cast<size_t>(context));
@@ -222,7 +225,8 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   };
   for (int64_t s = 0; s < o.warmup; ++s) TIDAL_RETURN_IF_ERROR(step());
   int64_t wrong = 0;  // a sampled id outside the vocabulary is a broken step
-  const model::AttentionStats before = e.stats(ids[0]);
+  std::vector<model::AttentionStats> before;
+  for (engine::SeqId id : ids) before.push_back(e.stats(id));
   Mark start(gpu), stop(gpu);
   std::vector<double> ms;
   for (int64_t s = 0; s < o.steps; ++s) {
@@ -233,10 +237,14 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
     ms.push_back(stop.ms_since(start));
     for (int32_t t : next) wrong += t < 0 || t >= c.vocab;
   }
-  const model::AttentionStats per_seq = minus(e.stats(ids[0]), before);
+  double kv_bytes = 0;  // read by one step, over the batch
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const model::AttentionStats d = minus(e.stats(ids[i]), before[i]);
+    kv_bytes += kv_bytes_read(c, run.engine.dtype, d) / double(std::max<int64_t>(d.decode_steps, 1));
+  }
   // Attention by layer role: one more step, eager, with events around each layer's attention.
   double role_ms[4] = {0, 0, 0, 0}, attn_ms = NAN;
-  if (o.breakdown) {
+  if (o.breakdown && variants.size() == 1) {
     const std::vector<int64_t> reselect = model::reselect_layers(v.attention, c);
     std::vector<std::unique_ptr<Mark>> marks;
     for (int64_t l = 0; l < 2 * c.num_layers; ++l) marks.push_back(std::make_unique<Mark>(gpu));
@@ -256,16 +264,16 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   }
   for (engine::SeqId id : ids) e.release(id);
   const bench::SampleStats st = bench::summarize(ms);
-  const double steps = double(std::max<int64_t>(per_seq.decode_steps, 1));
-  const double bytes = weight_stream_bytes(c, run.engine.dtype) +
-                       double(batch) * kv_bytes_read(c, run.engine.dtype, per_seq) / steps;
+  const double bytes = weight_stream_bytes(c, run.engine.dtype) + kv_bytes;
   const double floor_ms =
       run.copy_bytes_per_s > 0 ? bytes / run.copy_bytes_per_s * 1e3 : std::nan("");
+  const bool mixed = variants.size() > 1;
   auto role = [&](model::LayerRole r) {
-    return o.breakdown ? role_ms[int(r)] : std::nan("");
+    return o.breakdown && !mixed ? role_ms[int(r)] : std::nan("");
   };
-  table->add_row({run.device_name, c.name, context, batch, v.policy, v.granularity,
-                  v.budget > 0 ? Cell(v.budget) : Cell(std::nan("")), st.median, st.p90,
+  table->add_row({run.device_name, c.name, context, batch, mixed ? "mixed" : v.policy,
+                  mixed ? "-" : v.granularity,
+                  v.budget > 0 && !mixed ? Cell(v.budget) : Cell(std::nan("")), st.median, st.p90,
                   double(batch) / (st.median * 1e-3), attn_ms, role(model::LayerRole::kDense),
                   role(model::LayerRole::kSelect), role(model::LayerRole::kSparse),
                   role(model::LayerRole::kQuest), bytes / 1e9, floor_ms,
@@ -284,12 +292,12 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   }
   model::ModelConfig& c = run.config;
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
-  const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
+  const int64_t max_batch = o.mixed ? int64_t(variants.size())
+                                    : *std::max_element(batches.begin(), batches.end());
   const int64_t per_seq = max_ctx + o.warmup + o.steps + 2;
   // A latency benchmark: positions past the checkpoint's trained context only extrapolate RoPE.
   c.max_position_embeddings = std::max(c.max_position_embeddings, per_seq);
-  int64_t kv = 0;
-  for (int64_t b : batches) kv = std::max(kv, b * per_seq);
+  const int64_t kv = max_batch * per_seq;
   run.engine.max_batch = max_batch;
   run.engine.max_context = per_seq;
   run.engine.kv_capacity = kv + max_batch * run.engine.page_size;
@@ -309,9 +317,14 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
                double(e->memory_plan().kv_bytes) / double(1ull << 30),
                static_cast<long long>(e->memory_plan().kv_capacity_tokens));
   for (int64_t ctx : contexts) {
+    if (o.mixed) {  // every variant in one batch, one sequence each
+      TIDAL_RETURN_IF_ERROR(bench_one(o, run, *e, ctx, int64_t(variants.size()), variants, table)
+                                .with_context(preset + " at " + std::to_string(ctx)));
+      continue;
+    }
     for (int64_t b : batches) {
       for (const Variant& v : variants) {
-        TIDAL_RETURN_IF_ERROR(bench_one(o, run, *e, ctx, b, v, table)
+        TIDAL_RETURN_IF_ERROR(bench_one(o, run, *e, ctx, b, {v}, table)
                                   .with_context(preset + " at " + std::to_string(ctx)));
       }
     }

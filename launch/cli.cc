@@ -119,6 +119,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
   cmd->add_flag("--prefill", o->prefill,
                 "prefill random prompts (and time it) instead of filling the KV cache randomly");
   cmd->add_flag("!--no-breakdown", o->breakdown, "skip the per-layer-role attention timing");
+  cmd->add_flag("--mixed", o->mixed,
+                "one batch mixing every policy variant (one sequence each) instead of one batch "
+                "per variant");
   cmd->add_option("--page-size", o->page_size, "KV cache page size")->capture_default_str();
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();

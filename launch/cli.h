@@ -71,6 +71,7 @@ struct BenchOptions {
   int64_t warmup = 10;          // untimed decode steps first
   bool prefill = false;         // prefill real (random) prompts and time it, not random KV
   bool breakdown = true;        // one extra eager step timing each layer's attention by role
+  bool mixed = false;           // one batch holding every variant (one sequence each)
   int64_t page_size = 16;
   int64_t prefill_chunk = 4096;
   uint64_t seed = 1;

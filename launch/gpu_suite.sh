@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU half of the checks, for a machine with an NVIDIA GPU and a CUDA build:
+#   bash launch/gpu_suite.sh BUILD_DIR OUT_DIR [tests|bench|all]
+# tests: every cuda-labelled gtest binary, one process per test suite (a kernel fault in one
+#        suite cannot hide the others' results), logs and a summary in OUT_DIR;
+# bench: kernel_bench and tidal bench tables (--json) in OUT_DIR.
+set -uo pipefail
+build=${1:?build dir}
+out=${2:?output dir}
+what=${3:-all}
+mkdir -p "$out"
+summary="$out/summary.txt"
+: > "$summary"
+
+run_suites() {  # binary: runs each test suite in its own process
+  local bin=$1 name
+  name=$(basename "$bin")
+  for suite in $("$bin" --gtest_list_tests | grep -v '^ \|^Running' | sed 's/\.$//' | sort -u); do
+    local log="$out/tmp.log"
+    timeout 300 "$bin" --gtest_filter="$suite.*" --gtest_color=no > "$log" 2>&1
+    local rc=$?
+    local passed failed
+    passed=$(grep -c '^\[       OK \]' "$log")
+    failed=$(grep -c '^\[  FAILED  \].*(' "$log")
+    printf '%-10s rc=%-3d ok=%-4d failed=%-4d %s\n' "$name" "$rc" "$passed" "$failed" "$suite" \
+      | tee -a "$summary"
+    cat "$log" >> "$out/tests.log"
+    rm -f "$log"
+  done
+}
+
+if [[ $what == tests || $what == all ]]; then
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
+    | tee -a "$summary"
+  for bin in "$build"/tests/*/*_cuda_test; do run_suites "$bin"; done
+  awk '{for(i=1;i<=NF;i++){if($i~/^ok=/){split($i,a,"=");ok+=a[2]} if($i~/^failed=/){split($i,b,"=");f+=b[2]}}} END {print "TOTAL ok=" ok " failed=" f}' "$summary" | tee -a "$summary"
+fi
+if [[ $what == bench || $what == all ]]; then
+  timeout 400 "$build/benchmarks/kernel_bench" --json "$out/kernel_bench.json" \
+    > "$out/kernel_bench.txt" 2>&1
+  echo "kernel_bench rc=$?" | tee -a "$summary"
+fi
