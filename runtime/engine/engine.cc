@@ -246,6 +246,8 @@ Status Engine::init_device_state() {
   stream_synchronize(stream_);
   for (int64_t b = 1; b < config_.max_batch; b *= 2) buckets_.push_back(b);
   buckets_.push_back(config_.max_batch);
+  step_seqs_.reserve(size_t(config_.max_batch));
+  pages_before_.reserve(size_t(config_.max_batch));
   return ok_status();
 }
 
@@ -372,7 +374,9 @@ Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOp
     return unavailable("all " + str(config_.max_batch) + " sequence slots are in use");
   }
   Sequence seq;
+  seq.tokens.reserve(size_t(plan_.max_context));  // decode steps append without reallocating
   seq.tokens = prompt;
+  seq.block_table.reserve(size_t(max_pages_));
   seq.row = free_row - row_used_.begin();
   seq.options = options;
   seq.reselect = model::reselect_layers(policy, model_);
@@ -482,11 +486,10 @@ void Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logi
     const bool last = begin + chunk == end;
     const bool want = last && (logits.data != nullptr || sampled != nullptr);
     if (want) add_sample_row(int32_t(chunk - 1), s);
-    std::vector<int32_t> ids;
     step_seqs_.clear();
-    run_step(last ? logits : TensorView(), want && sampled != nullptr ? &ids : nullptr);
+    run_step(last ? logits : TensorView());
     if (want && sampled != nullptr) {
-      *sampled = ids[0];
+      *sampled = sampled_host_[0];
       s->samples_drawn += 1;
     }
     begin += chunk;
@@ -531,7 +534,10 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
                    logits.size(1) == model_.vocab && logits.dtype == DType::kF32 &&
                    logits.on_cpu()),
               "decode: logits must be host f32 [num_seqs, vocab]");
-  std::vector<Sequence*> seqs;
+  // The step's sequences and their block-table sizes live in buffers sized at create: a decode
+  // step allocates nothing.
+  std::vector<Sequence*>& seqs = step_seqs_;
+  seqs.clear();
   for (size_t i = 0; i < ids.size(); ++i) {
     Sequence* s = find(ids[i]);
     if (s == nullptr) return invalid_argument("unknown sequence " + str(ids[i]));
@@ -551,7 +557,8 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
     seqs.push_back(s);
   }
   // Reserve every page first so a full cache changes nothing.
-  std::vector<size_t> before;
+  std::vector<size_t>& before = pages_before_;
+  before.clear();
   for (Sequence* s : seqs) before.push_back(s->block_table.size());
   for (size_t i = 0; i < seqs.size(); ++i) {
     const Status st = kv_.reserve(&seqs[i]->block_table, seqs[i]->cached + 1);
@@ -562,11 +569,11 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
         seqs[j]->block_table.resize(before[j]);
         kv_.release(&extra);
       }
+      seqs.clear();
       return st;
     }
   }
   step_->clear();
-  step_seqs_ = seqs;
   bool traced = false;
   for (size_t i = 0; i < seqs.size(); ++i) {
     seqs[i]->tokens.push_back(tokens[i]);
@@ -586,20 +593,20 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
   for (int64_t i = 0; i < padded; ++i) {
     add_sample_row(int32_t(i), i < int64_t(seqs.size()) ? seqs[size_t(i)] : nullptr);
   }
-  std::vector<int32_t> ids_out;
-  run_step(logits, sampled != nullptr ? &ids_out : nullptr);
+  run_step(logits);
   for (Sequence* s : seqs) {
     count_decode_stats(s);
     s->cached += 1;
   }
   if (sampled != nullptr) {
-    sampled->assign(ids_out.begin(), ids_out.begin() + long(seqs.size()));
+    sampled->assign(sampled_host_, sampled_host_ + seqs.size());
     for (Sequence* s : seqs) s->samples_drawn += 1;
   }
+  seqs.clear();
   return ok_status();
 }
 
-void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
+void Engine::run_step(TensorView logits) {
   const StepHeader& h = step_->header();
   const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
@@ -608,21 +615,30 @@ void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
                          !traced && !attention_marker_ && h.num_decode > 0 &&
                          h.num_tokens == h.num_decode && bucket;
   if (use_graph) {
-    // One graph per batch bucket and set of layers with optional launches (selection, Quest);
-    // lengths, lists, roles and sampling settings are device data, so it replays any step.
-    std::vector<uint8_t> key(sizeof(int32_t) + size_t(model_.num_layers));
-    std::memcpy(key.data(), &h.num_decode, sizeof(int32_t));
-    std::memcpy(key.data() + sizeof(int32_t), step_->layer_ops(), size_t(model_.num_layers));
-    auto it = graphs_.find(key);
-    if (it != graphs_.end()) {
-      it->second.launch(stream_);
+    // One graph per batch bucket. Lengths, lists, roles and sampling settings are device data,
+    // and every op skips the tokens whose role does not need it, so a graph holding a layer's
+    // optional launches (selection, Quest) replays any step whose layers need no more than that.
+    // A step that needs more is run eagerly once, then the bucket's graph is re-captured with
+    // the union: a workload's policy mixes settle after a capture or two.
+    BucketGraph& g = graphs_[h.num_decode];
+    const uint8_t* need = step_->layer_ops();
+    bool covered = g.graph.valid();
+    for (int64_t l = 0; l < model_.num_layers && covered; ++l) {
+      covered = (need[l] & ~g.ops[size_t(l)]) == 0;
+    }
+    if (covered) {
+      g.graph.launch(stream_);
     } else {
       // The first step of a shape runs eagerly (lazy library handles and algorithm choices are
       // made outside any capture) and is the real step; the capture only records.
       enqueue_step();
+      g.ops.resize(size_t(model_.num_layers), 0);
+      for (int64_t l = 0; l < model_.num_layers; ++l) g.ops[size_t(l)] |= need[l];
+      step_->set_layer_ops(g.ops.data());
       Graph::begin_capture(stream_);
       enqueue_step();
-      graphs_.emplace(std::move(key), Graph::end_capture(stream_));
+      g.graph = Graph::end_capture(stream_);
+      captures_ += 1;
     }
   } else {
     enqueue_step();
@@ -635,7 +651,6 @@ void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
                size_t(rows * model_.vocab) * 4, stream_);
   }
   stream_synchronize(stream_);
-  if (sampled != nullptr) sampled->assign(sampled_host_, sampled_host_ + h.num_logits);
 }
 
 void Engine::enqueue_step() {

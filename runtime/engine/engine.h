@@ -140,7 +140,8 @@ class Engine {
 
   int64_t length(SeqId id) const;    // tokens cached for the sequence
   int64_t kv_tokens_in_use() const;  // pages held by live sequences, in tokens
-  int64_t graphs_captured() const { return int64_t(graphs_.size()); }
+  // CUDA graph captures so far (one per batch bucket, plus one per widening of its layer ops).
+  int64_t graphs_captured() const { return captures_; }
 
  private:
   struct Sequence {
@@ -169,8 +170,9 @@ class Engine {
   // (and sample) when asked.
   void dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits, int32_t* sampled);
   // Runs the step in step_ (decode tokens of step_seqs_): graph replay or eager launches, then
-  // sampling; copies logits (when `logits` has data: its rows) and sampled ids back.
-  void run_step(TensorView logits, std::vector<int32_t>* sampled);
+  // sampling; copies logits (when `logits` has data: its rows) back, and the sampled ids to
+  // sampled_host_.
+  void run_step(TensorView logits);
   // Queues the step's plan upload, forward and sampling on the stream.
   void enqueue_step();
   void record_traces(int64_t layer);
@@ -191,7 +193,13 @@ class Engine {
   int32_t* sampled_host_ = nullptr;  // pinned [max_logits]
   std::unique_ptr<StepPlan> step_;
   std::vector<int64_t> buckets_;  // decode batch sizes graphs are captured for
-  std::map<std::vector<uint8_t>, Graph> graphs_;  // by (bucket, layer ops)
+  struct BucketGraph {
+    Graph graph;
+    std::vector<uint8_t> ops;  // [num_layers] the optional launches the graph holds
+  };
+  std::map<int64_t, BucketGraph> graphs_;  // by bucket
+  int64_t captures_ = 0;
+  std::vector<size_t> pages_before_;  // decode: block-table sizes before the step's pages
   std::unordered_map<SeqId, Sequence> seqs_;
   std::function<void(int64_t layer, bool after)> attention_marker_;
   std::vector<Sequence*> step_seqs_;  // the decode tokens' sequences of the step being run
