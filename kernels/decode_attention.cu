@@ -1,19 +1,28 @@
 // SPDX-License-Identifier: Apache-2.0
 // decode_attention on the GPU: flash-decoding over paged KV for a batch of mixed roles in one
-// launch (decode_attention.cuh has the split kernel), then a log-sum-exp merge of the splits.
+// launch, then a log-sum-exp merge of the splits. Two split kernels share the plan and the
+// partials: the tensor-core one (decode_attention_mma.cuh) for 16-bit caches at head_dim 64 / 128
+// when query heads share a KV head (GQA), the SIMT one (decode_attention.cuh) for the rest (MHA,
+// f32, small head_dims).
 //
 // Grid of the split kernel: (num_splits, num_heads / heads_per_block, num_tokens), fixed for any
 // lengths so a captured step replays at every context length. num_splits defaults to one wave of
-// four blocks per SM for the batch (batch 1, 8 KV heads: 66 splits on 132 SMs); each row takes
-// positions in chunks of max(ceil(len / num_splits), 64) rounded to a tile, so a short row uses
-// few splits and the others exit at once. Every byte of K and V a row needs is read once per
-// pass (16-byte loads, fp32 softmax), which makes the kernel bandwidth-bound at long context:
-// expected >= 80% of copy bandwidth at 32K-100K for batch 1 (MHA 32 and GQA 32/8, head_dim 128).
+// the kernel's resident blocks for the batch (batch 1 on 132 SMs: MHA 32 -> 16 splits at 4 blocks
+// per SM; GQA 32/8 -> 33 splits at 2 tensor-core blocks per SM); each row takes positions in
+// chunks of max(ceil(len / num_splits), 64) rounded to a tile, so a short row uses few splits and
+// the others exit at once, and a row that fits one chunk is written by its split directly (the
+// merge skips it). Every byte of K and V a row needs is read once per pass (16-byte loads or
+// cp.async, fp32 softmax), which makes both kernels bandwidth-bound at long context: expected
+// >= 90% of copy bandwidth while streaming at 32K-100K for batch 1 (MHA 32 and GQA 32/8, head_dim
+// 128); kernel_bench's %copy adds a fixed ~15-20 us per call (launches, the first dependent loads
+// after its L2 flush, the merge), see benchmarks/results/PERF_NOTES.md.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/decode_attention.cuh"
 #include "kernels/decode_attention.h"
+#include "kernels/decode_attention_mma.cuh"
 
 namespace tidal::kernels::cuda {
 namespace {
@@ -21,6 +30,10 @@ namespace {
 using attention::kThreads;
 
 constexpr int kMergeThreads = 256;
+// The merge as a programmatic dependent launch (sm_90; a programmatic edge when captured): it is
+// scheduled while the split kernel runs and waits in the kernel for the partials, which hides its
+// launch and plan reads (~2 us a call). false: an ordinary launch (the kernels are the same).
+constexpr bool kOverlapMerge = true;
 constexpr int64_t kMaxSplits = 1024;
 constexpr size_t kAlign = 256;
 
@@ -36,20 +49,74 @@ int heads_per_block(int64_t num_heads, int64_t num_kv_heads) {
   return 1;
 }
 
+// The tensor-core kernel's launch attributes: over 48 KiB of dynamic shared memory needs the
+// opt-in, and kBlocksPerSm rings per SM the largest carveout (per device; cheap to repeat, legal
+// during a capture).
+template <typename T, int D>
+void set_mma_attributes() {
+  const auto kernel = attention::decode_attention_mma_split_kernel<T, D>;
+  TIDAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        attention::MmaSplit<D>::kSmemBytes));
+  TIDAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                        int(cudaSharedmemCarveoutMaxShared)));
+}
+
+// Resident tensor-core blocks per SM on the current device, from the occupancy calculator once
+// per device (kBlocksPerSm by design: 2): the default split count fills exactly one wave, so a
+// different residency costs a little speed, never a second wave.
+template <typename T, int D>
+int mma_blocks_per_sm() {
+  static int counts[64] = {};
+  int device = 0;
+  TIDAL_CUDA_CHECK(cudaGetDevice(&device));
+  TIDAL_CHECK(device >= 0 && device < 64, "decode_attention: device ordinal out of range");
+  if (counts[device] == 0) {
+    set_mma_attributes<T, D>();
+    int blocks = 0;
+    TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks, attention::decode_attention_mma_split_kernel<T, D>,
+        attention::MmaSplit<D>::kThreads, attention::MmaSplit<D>::kSmemBytes));
+    counts[device] = std::max(blocks, 1);
+  }
+  return counts[device];
+}
+
+// Which split kernel serves a launch, from the shapes and the device only (the workspace size
+// depends on it, through the split count).
+struct SplitPath {
+  bool mma;           // the tensor-core kernel
+  int blocks_per_sm;  // its resident blocks per SM: the wave the default split count fills
+  int tile;           // positions a block covers per step: chunks are multiples of it
+};
+
+SplitPath split_path(const DecodeAttentionParams& p) {
+  const int64_t head_dim = p.q.size(2);
+  const bool half = p.q.dtype == DType::kF16 || p.q.dtype == DType::kBF16;
+  if (half && (head_dim == 64 || head_dim == 128) &&
+      heads_per_block(p.q.size(1), p.k_cache.size(2)) >= 2) {
+    const bool bf16 = p.q.dtype == DType::kBF16;
+    const int blocks =
+        head_dim == 64
+            ? (bf16 ? mma_blocks_per_sm<__nv_bfloat16, 64>() : mma_blocks_per_sm<__half, 64>())
+            : (bf16 ? mma_blocks_per_sm<__nv_bfloat16, 128>() : mma_blocks_per_sm<__half, 128>());
+    return {true, blocks,
+            head_dim == 64 ? attention::MmaSplit<64>::kTile : attention::MmaSplit<128>::kTile};
+  }
+  // SIMT: kRowsInFlight rows for each thread group of head_dim / vec threads.
+  const int64_t vec = 16 / int64_t(dtype_size(p.q.dtype));
+  const int64_t groups =
+      kThreads / 32 * std::max<int64_t>(1, 32 / std::max<int64_t>(1, head_dim / vec));
+  return {false, attention::kBlocksPerSm, int(groups * attention::kRowsInFlight)};
+}
+
 int64_t num_splits(const DecodeAttentionParams& p) {
   if (p.num_splits > 0) return p.num_splits;
   const int64_t blocks_per_split = std::max<int64_t>(
       1, p.q.size(0) * (p.q.size(1) / heads_per_block(p.q.size(1), p.k_cache.size(2))));
   // One full wave of resident blocks (never a second, partial one): at batch 1 and long
-  // context every SM streams K/V with kBlocksPerSm blocks.
-  const int64_t wave = attention::kBlocksPerSm * int64_t(sm_count());
+  // context every SM streams K/V with all the blocks it holds.
+  const int64_t wave = split_path(p).blocks_per_sm * int64_t(sm_count());
   return std::clamp<int64_t>(wave / blocks_per_split, 1, 256);
-}
-
-// Positions one step of a block covers: kRowsInFlight rows for each thread group.
-int tile_of(int64_t head_dim, DType dtype) {
-  const int64_t vec = 16 / int64_t(dtype_size(dtype));
-  return int(kThreads / 32 * (32 / (head_dim / vec)) * attention::kRowsInFlight);
 }
 
 // Shared floats of the merge kernel's weights: the split count rounded up to float4.
@@ -71,11 +138,23 @@ __global__ void __launch_bounds__(kMergeThreads)
   float* sums = weights + merge_weights_floats(p.num_splits);
   const int h = blockIdx.x, t = blockIdx.y;
   const attention::RowSource src = attention::row_source(p, t, h, h + 1);
+  // The plan is not the split kernel's output: reading it overlapped the split kernel's tail.
+  // Every block waits here (even one about to exit), so this grid never completes before it.
+  attention::wait_for_prerequisites();
   if (src.len <= 0) return;
   const int32_t chunk = attention::split_chunk(src.len, p.num_splits, p.tile);
   const int active = int((int64_t(src.len) + chunk - 1) / chunk);
+  if (active <= 1) return;  // one split covered the row and wrote it
   const int64_t row = int64_t(t) * p.num_heads + h;
   const float* row_lse = part_lse + row * p.num_splits;
+  const int lanes = head_dim / 4, split_groups = kMergeThreads / lanes;
+  const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
+  // This thread's first partial, loaded beside the lse's so that the two latencies overlap.
+  float4 first = make_float4(0, 0, 0, 0);
+  if (sg < active) {
+    first =
+        *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + sg) * head_dim + lane * 4);
+  }
 
   float mx = -INFINITY;
   for (int s = threadIdx.x; s < active; s += kMergeThreads) mx = fmaxf(mx, row_lse[s]);
@@ -87,10 +166,12 @@ __global__ void __launch_bounds__(kMergeThreads)
   }
   total = block_sum(total, scratch);  // its barriers also publish `weights`
 
-  const int lanes = head_dim / 4, split_groups = kMergeThreads / lanes;
-  const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
   float4 acc = make_float4(0, 0, 0, 0);  // lanes divides kMergeThreads: every thread has a slot
-  for (int s = sg; s < active; s += split_groups) {
+  if (sg < active) {
+    const float w = weights[sg];
+    acc = make_float4(w * first.x, w * first.y, w * first.z, w * first.w);
+  }
+  for (int s = sg + split_groups; s < active; s += split_groups) {
     const float w = weights[s];
     const float4 v =
         *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim + lane * 4);
@@ -109,6 +190,14 @@ __global__ void __launch_bounds__(kMergeThreads)
   if (threadIdx.x == 0 && lse != nullptr) lse[row] = mx + logf(total);
 }
 
+template <typename T, int D>
+void launch_mma(const attention::SplitArgs<T>& args, dim3 grid, cudaStream_t stream) {
+  using C = attention::MmaSplit<D>;
+  set_mma_attributes<T, D>();
+  attention::decode_attention_mma_split_kernel<T, D>
+      <<<grid, C::kThreads, C::kSmemBytes, stream>>>(args);
+}
+
 template <typename T, int D, int GMAX>
 void launch_split(const attention::SplitArgs<T>& args, dim3 grid, cudaStream_t stream) {
   attention::decode_attention_split_kernel<T, D, GMAX><<<grid, kThreads, 0, stream>>>(args);
@@ -116,12 +205,25 @@ void launch_split(const attention::SplitArgs<T>& args, dim3 grid, cudaStream_t s
 
 template <typename T, int D>
 void launch_split(const attention::SplitArgs<T>& args, dim3 grid, int gmax, cudaStream_t stream) {
+  // 16-bit GQA runs at head_dim 64 / 128 take the tensor-core kernel: no SIMT instance for them.
+  constexpr bool kGqa = std::is_same_v<T, float> || D < 64;
   switch (gmax) {
     case 1: launch_split<T, D, 1>(args, grid, stream); return;
-    case 2: launch_split<T, D, 2>(args, grid, stream); return;
-    case 4: launch_split<T, D, 4>(args, grid, stream); return;
-    default: TIDAL_CHECK(false, "decode_attention: unsupported heads per block");
+    case 2:
+      if constexpr (kGqa) {
+        launch_split<T, D, 2>(args, grid, stream);
+        return;
+      }
+      break;
+    case 4:
+      if constexpr (kGqa) {
+        launch_split<T, D, 4>(args, grid, stream);
+        return;
+      }
+      break;
+    default: break;
   }
+  TIDAL_CHECK(false, "decode_attention: unsupported heads per block");
 }
 
 template <typename T>
@@ -129,6 +231,7 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   const int64_t tokens = p.q.size(0), heads = p.q.size(1), head_dim = p.q.size(2);
   const int64_t splits = num_splits(p);
   TIDAL_CHECK(splits <= kMaxSplits, "decode_attention: num_splits must be <= 1024");
+  const SplitPath path = split_path(p);
   const int hpb = heads_per_block(heads, p.k_cache.size(2));
   const int page_size = int(p.k_cache.size(1));
   const bool pow2 = (page_size & (page_size - 1)) == 0;
@@ -154,7 +257,7 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   plan.max_lists = int32_t(p.indices.size(1));
   plan.max_budget = int32_t(p.indices.size(2));
   plan.num_splits = int32_t(splits);
-  plan.tile = tile_of(head_dim, p.q.dtype);
+  plan.tile = path.tile;
 
   attention::SplitArgs<T> args;
   args.plan = plan;
@@ -173,21 +276,43 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
 
   const cudaStream_t s = raw_stream(stream);
   const dim3 grid(unsigned(splits), unsigned(heads / hpb), unsigned(tokens));
-  const int gmax = hpb == 3 ? 4 : hpb;
-  switch (head_dim) {
-    case 8: launch_split<T, 8>(args, grid, gmax, s); break;
-    case 16: launch_split<T, 16>(args, grid, gmax, s); break;
-    case 32: launch_split<T, 32>(args, grid, gmax, s); break;
-    case 64: launch_split<T, 64>(args, grid, gmax, s); break;
-    case 128: launch_split<T, 128>(args, grid, gmax, s); break;
-    default: TIDAL_CHECK(false, "decode_attention: head_dim must be 8, 16, 32, 64 or 128");
+  bool launched = false;
+  if constexpr (!std::is_same_v<T, float>) {
+    if (path.mma) {
+      if (head_dim == 64) launch_mma<T, 64>(args, grid, s);
+      if (head_dim == 128) launch_mma<T, 128>(args, grid, s);
+      check_launch("decode_attention_mma_split_kernel", stream);
+      launched = true;
+    }
   }
-  check_launch("decode_attention_split_kernel", stream);
+  if (!launched) {
+    const int gmax = hpb == 3 ? 4 : hpb;
+    switch (head_dim) {
+      case 8: launch_split<T, 8>(args, grid, gmax, s); break;
+      case 16: launch_split<T, 16>(args, grid, gmax, s); break;
+      case 32: launch_split<T, 32>(args, grid, gmax, s); break;
+      case 64: launch_split<T, 64>(args, grid, gmax, s); break;
+      case 128: launch_split<T, 128>(args, grid, gmax, s); break;
+      default: TIDAL_CHECK(false, "decode_attention: head_dim must be 8, 16, 32, 64 or 128");
+    }
+    check_launch("decode_attention_split_kernel", stream);
+  }
   if (splits == 1) return;
-  const size_t smem = size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
-  decode_attention_merge_kernel<T>
-      <<<dim3(unsigned(heads), unsigned(tokens)), kMergeThreads, smem, s>>>(
-          plan, args.out, args.lse, args.part_o, args.part_lse, int(head_dim));
+  // The merge (a programmatic dependent launch: see kOverlapMerge).
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(heads), unsigned(tokens));
+  cfg.blockDim = dim3(kMergeThreads);
+  cfg.dynamicSmemBytes =
+      size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1] = {};
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = kOverlapMerge ? 1 : 0;
+  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_attention_merge_kernel<T>, plan, args.out,
+                                      args.lse, static_cast<const float*>(args.part_o),
+                                      static_cast<const float*>(args.part_lse), int(head_dim)));
   check_launch("decode_attention_merge_kernel", stream);
 }
 

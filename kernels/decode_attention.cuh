@@ -11,10 +11,14 @@
 //   - a thread group of TG = head_dim / VEC threads owns one K/V row at a time, each thread one
 //     16-byte vector of it (VEC elements); a warp holds 32 / TG groups; every group walks rows
 //     group, group + GROUPS, ... of the split's chunk, kRowsInFlight at a time (all their K and V
-//     loads issued before any math), with its own fp32 online softmax in registers. No barrier
-//     inside the loop; the groups' (m, l, o) are combined through shared memory at the end.
+//     loads issued before any math, their list entries and pages looked up a step or two ahead),
+//     with its own fp32 online softmax in registers. No barrier inside the loop; the groups'
+//     (m, l, o) are combined through shared memory at the end.
 //   - the split's partial (o / l, m + log l) goes to the workspace, or straight to `out` and `lse`
-//     when there is one split; decode_attention_merge_kernel combines the splits.
+//     when the split covers the whole row (one split, or a row shorter than a chunk);
+//     decode_attention_merge_kernel combines the splits of the other rows.
+// This kernel serves MHA, f32 and the small head_dims; 16-bit GQA runs at head_dim 64 / 128 take
+// the tensor-core kernel of decode_attention_mma.cuh, which shares the plan and the partials.
 #pragma once
 
 #include <cstdint>
@@ -92,6 +96,21 @@ __device__ __forceinline__ int32_t split_chunk(int32_t len, int32_t num_splits, 
   return max((share + tile - 1) / tile * tile, min_chunk);
 }
 
+// Programmatic dependent launch (sm_90): a split kernel lets the merge kernel be scheduled as soon
+// as every split block runs, and the merge waits for the split grid's completion (and memory)
+// only where it reads the partials; its launch and plan reads overlap the split kernel's tail.
+// Both are no-ops for kernels launched without the attribute.
+__device__ __forceinline__ void launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_prerequisites() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
 template <typename T>
 struct SplitArgs {
   Plan plan;
@@ -133,6 +152,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   __shared__ float s_o[GMAX][GROUPS][D];
   __shared__ float s_m[GMAX][GROUPS], s_l[GMAX][GROUPS];
 
+  launch_dependents();
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
   const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
@@ -151,6 +171,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.len)));
     const int32_t end = int32_t(min(int64_t(begin) + chunk, int64_t(src.len)));
     if (begin >= end) continue;
+    const bool final_split = begin == 0 && end == src.len;  // the row's only split: its result
     const int kvh = h0 / (p.num_heads / p.num_kv_heads);
     const int64_t head_off = int64_t(kvh) * D + gl * VEC;
 
@@ -171,34 +192,62 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       l[g] = 0.0f;
     }
 
+    // Row u of the step at b: its entry (the position, or the raw list entry; -1 past the
+    // chunk), then that entry's block-table entry. Both are looked up ahead (list entries two
+    // steps, pages one) and issued before a step's math, so a step's K/V loads wait on neither.
+    auto entry = [&](int32_t b, int u) -> int32_t {
+      const int32_t i = b + u * GROUPS + group;
+      if (i >= end) return -1;
+      return src.list != nullptr ? __ldg(src.list + i) : i;
+    };
+    auto page_of = [&](int32_t j) -> int32_t {
+      if (j < 0 || j >= src.n) return -1;
+      const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
+      return __ldg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
+    };
+    // The look-ahead costs 8 registers: only MHA's kernel (GMAX 1) has them to spare.
+    constexpr bool kAhead = GMAX == 1;
+    int32_t ent[U], page[U], ent_next[U];
+    if constexpr (kAhead) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) ent[u] = entry(begin, u);
+#pragma unroll
+      for (int u = 0; u < U; ++u) page[u] = page_of(ent[u]);
+#pragma unroll
+      for (int u = 0; u < U; ++u) ent_next[u] = entry(begin + TILE, u);
+    }
+
     for (int32_t base = begin; base < end; base += TILE) {
       uint4 kraw[U], vraw[U];
       int32_t pos[U];
       bool valid[U];
+      if constexpr (!kAhead) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) ent[u] = entry(base, u);
+#pragma unroll
+        for (int u = 0; u < U; ++u) page[u] = page_of(ent[u]);
+      }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        const int32_t i = base + u * GROUPS + group;
-        int32_t j = i;
-        bool ok = i < end;
-        if (ok && src.list != nullptr) {
-          j = src.list[i];
-          ok = j >= 0 && j < src.n;
-        }
-        int64_t page = -1;
-        int32_t slot = 0;
-        if (ok) {
-          const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
-          slot = p.page_shift >= 0 ? j & (p.page_size - 1) : j - page_idx * p.page_size;
-          page = p.block_tables[seq_row + int64_t(page_idx) * p.bt_stride1];
-          ok = page >= 0 && page < p.num_pages;
-        }
+        const int32_t j = ent[u];
+        const bool ok = j >= 0 && j < src.n && page[u] >= 0 && page[u] < p.num_pages;
         valid[u] = ok;
         pos[u] = j;
         kraw[u] = vraw[u] = make_uint4(0, 0, 0, 0);
         if (ok) {
-          const int64_t off = (page * p.page_size + slot) * row_stride + head_off;
-          kraw[u] = __ldg(reinterpret_cast<const uint4*>(a.k_cache + off));
-          vraw[u] = __ldg(reinterpret_cast<const uint4*>(a.v_cache + off));
+          const int32_t slot = p.page_shift >= 0 ? j & (p.page_size - 1) : j % p.page_size;
+          const int64_t off = (int64_t(page[u]) * p.page_size + slot) * row_stride + head_off;
+          // Streaming loads (L2 evict-first): each K/V row is read once.
+          kraw[u] = __ldcs(reinterpret_cast<const uint4*>(a.k_cache + off));
+          vraw[u] = __ldcs(reinterpret_cast<const uint4*>(a.v_cache + off));
+        }
+      }
+      if constexpr (kAhead) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) {  // the next steps' lookups, in flight during this math
+          page[u] = page_of(ent_next[u]);
+          ent[u] = ent_next[u];
+          ent_next[u] = entry(base + 2 * TILE, u);
         }
       }
 
@@ -295,7 +344,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       }
       const int64_t row = int64_t(t) * p.num_heads + h0 + g;
       const float lse = mx + logf(sum);
-      if (p.num_splits == 1) {
+      if (final_split) {
         a.out[row * D + d] = from_float<T>(acc / sum);
         if (d == 0 && a.lse != nullptr) a.lse[row] = lse;
       } else {

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // decode_attention on the GPU against ref:: over named shapes: every role and list granularity
 // in mixed batches, random caches behind shuffled block tables, n = 1 .. 32K, budgets 2, 37 and
-// K >= n, num_splits 1, 3 and auto, every dtype; outputs poisoned first, logits compared at every
-// written position and checked untouched everywhere else.
+// K >= n, num_splits 1, 3 and auto, every dtype, both split kernels (SIMT: MHA, f32, small
+// head_dims; tensor cores: 16-bit GQA groups of 2, 3, 4 and 8 at head_dim 64 / 128); outputs
+// poisoned first, logits compared at every written position and checked untouched elsewhere.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -79,6 +80,29 @@ std::vector<Case> cases() {
   out.push_back({"gqa32x8_d128_page7_bf16", {32, 8, 128, 7}, DType::kBF16, 0, small_mix(32, 8)});
   out.push_back({"gqa16x8_d32_page5_f32", {16, 8, 32, 5}, DType::kF32, 3, small_mix(16, 8)});
   out.push_back({"gqa12x4_d16_f16", {12, 4, 16, 16}, DType::kF16, 0, small_mix(12, 4)});
+  // The tensor-core kernel (16-bit, head_dim 64 / 128, 2-4 query heads per block): a group of
+  // 2; a group of 3 (per-head lists: three passes and an idle warp; L = 6: passes of 2 and 1
+  // heads); a group of 8 (two blocks per KV head); L = 16 lists under 32/8 (two passes of 2).
+  out.push_back({"gqa16x8_d128_f16", {16, 8, 128, 16}, DType::kF16, 0, small_mix(16, 8)});
+  out.push_back(
+      {"gqa16x8_d64_large_bf16_splits3", {16, 8, 64, 16}, DType::kBF16, 3, large_mix(16, 8)});
+  std::vector<TokenPlan> group3 = small_mix(12, 4);
+  group3.push_back({kSparse, 733, 6, 37, 0});
+  group3.push_back({kSparse, 4100, 6, 300, 3});
+  group3.push_back({kSparse, 4100, 12, 1000, 3});
+  group3.push_back({kSelect, 4100, 0, 0, 3});
+  out.push_back({"gqa12x4_d64_bf16", {12, 4, 64, 16}, DType::kBF16, 0, group3});
+  out.push_back({"gqa12x4_d128_page7_f16_splits3", {12, 4, 128, 7}, DType::kF16, 3, group3});
+  out.push_back({"gqa16x2_d128_bf16", {16, 2, 128, 16}, DType::kBF16, 0, large_mix(16, 2)});
+  out.push_back({"gqa32x8_d128_lists16_bf16",
+                 {32, 8, 128, 16},
+                 DType::kBF16,
+                 0,
+                 {{kSparse, 4100, 16, 300, 0},
+                  {kSparse, 733, 16, 2, 1},
+                  {kSparse, 4100, 16, 4100, 0},
+                  {kQuest, 900, 16, 64, 1},
+                  {kSelect, 4100, 0, 0, 0}}});
   // Llama-3-8B attention at 32K: selection, per-KV-head lists of 2048, per-head lists of 37,
   // all over one sequence.
   out.push_back(

@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: Apache-2.0
+// The tensor-core split kernel of decode_attention (included by decode_attention.cu only): 16-bit
+// caches, head_dim 64 or 128, runs of 2-4 query heads per KV head (GQA). The SIMT kernel of
+// decode_attention.cuh spends 4x the math of MHA per K/V row on a GQA group and stalls its loads
+// behind it; here the group's dots and P V products are mma.sync m16n8k16 and the loads run ahead
+// in a cp.async ring, so the block streams K/V at the memory's pace whatever the group size.
+//
+// One block per (split, run, token), kWarps warps. The run's passes (one per position source, as in
+// the SIMT kernel) are served at once: with P passes, warps [i * W/P, (i + 1) * W/P) take pass i
+// (a range or shared list: all four warps; per-query-head lists under GQA: one warp per head).
+// Each warp streams its own keys with no block barrier: stage s of a warp holds 16 keys of its
+// chunk (keys first + s * step + 0..15, step = 16 * warps of the pass), copied by cp.async
+// (L2 evict-first) into a private ring of kStages stages in shared memory; the page lookups run one
+// stage ahead of the copies and the list lookups two, so no load waits on another in the steady
+// state. Per stage:
+//   S (16 heads x 16 keys) = Q K^T: Q is the A operand, its rows the pass's heads (rows >= the
+//     head count and 8..15 are zero: the waste is free, the kernel is memory-bound), K the B
+//     operand through ldmatrix: D / 16 x 2 mma;
+//   online softmax per head (row) in fp32, log2 domain, the row's 4 lanes reduced by 2 shuffles;
+//     selecting rows write q.k * scale to the logits from the same S (float2 per lane);
+//   O (16 x D) += P V: P re-packed from S's C fragments as the A operand (FlashAttention-2's trick)
+//     as a 16-bit head and tail (fp32-like weights, where FlashAttention rounds P), V the B operand
+//     through ldmatrix.trans: D / 16 x 4 mma.
+// At the end the warps of a pass merge their (m, l, O) through shared memory (over their own rings)
+// into the split's partial, or into out and lse when the split covers the whole row.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda_common.cuh"
+#include "kernels/decode_attention.cuh"
+#include "kernels/mma_common.cuh"
+
+namespace tidal::kernels::cuda::attention {
+
+template <int D>
+struct MmaSplit {
+  static constexpr int kWarps = 4, kThreads = 32 * kWarps;
+  static constexpr int kKeys = 16;                  // keys per warp per stage: one P V k-step
+  static constexpr int kStages = D == 128 ? 3 : 4;  // ring: 16 (D 64: 12) KiB in flight per warp
+  static constexpr int kBlocksPerSm = 2;  // by shared memory: the launch bound (the host asks)
+  static constexpr int kTile = kWarps * kKeys;  // Plan::tile: chunks are multiples of it
+  static constexpr int kStride = D + 8;  // padded smem row: ldmatrix's 8 rows hit 8 bank groups
+  static constexpr int kStageElems = 2 * kKeys * kStride;  // K rows, then V rows
+  static constexpr int kSmemBytes = kWarps * kStages * kStageElems * 2;
+  static constexpr int kChunks = D / 8;                 // 16-byte chunks per row
+  static constexpr int kRowsPerCopy = 32 / kChunks;     // rows one warp-wide cp.async covers
+  static constexpr int kCopies = kKeys / kRowsPerCopy;  // cp.async per lane per stage and tensor
+  static_assert(D == 64 || D == 128, "head_dim 64 or 128");
+  static_assert(kMaxHeadsPerBlock <= kWarps, "every pass of a run gets a warp");
+  // The combine keeps a warp's O (kMaxHeadsPerBlock x D floats) over the warp's own ring.
+  static_assert(kMaxHeadsPerBlock * D * 4 <= kStages * kStageElems * 2, "O fits the ring");
+};
+
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// Grid (num_splits, num_heads / heads_per_block, num_tokens), MmaSplit<D>::kThreads threads,
+// MmaSplit<D>::kSmemBytes of dynamic shared memory.
+template <typename T, int D>
+__global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPerSm)
+    decode_attention_mma_split_kernel(SplitArgs<T> a) {
+  using C = MmaSplit<D>;
+  constexpr int S = C::kStages, KEYS = C::kKeys, STRIDE = C::kStride;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  __shared__ float s_m[C::kWarps][kMaxHeadsPerBlock], s_l[C::kWarps][kMaxHeadsPerBlock];
+  __shared__ uint32_t s_valid[C::kWarps][S];  // per stage: bit k set when key k was copied
+  __shared__ int s_state[kMaxHeadsPerBlock];  // per pass: 0 no keys here, 1 partial, 2 final
+  launch_dependents();
+
+  const Plan& p = a.plan;
+  const int split = blockIdx.x, t = blockIdx.z;
+  const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, tq = lane % 4;  // fragment row (head of the pass) and column pair
+
+  // Bit i of `starts`: head h_first + i begins a pass. Warps are shared out evenly over them.
+  uint32_t starts = 0;
+  for (int h = h_first; h < h_limit;) {
+    starts |= 1u << (h - h_first);
+    h = row_source(p, t, h, h_limit).h_end;
+  }
+  const int passes = __popc(starts), wpp = C::kWarps / passes;
+  const int pass = warp / wpp, rank = warp % wpp;
+  const bool has_pass = pass < passes;  // three passes: the fourth warp idles
+  uint32_t rest = starts;
+  for (int i = 0; i < pass && rest != 0; ++i) rest &= rest - 1;
+  const int h0 = has_pass ? h_first + __ffs(int(rest)) - 1 : h_first;
+  const RowSource src =
+      has_pass ? row_source(p, t, h0, h_limit) : RowSource{0, nullptr, 0, h0, false};
+  const int ng = src.h_end - h0;  // heads of the pass (0 without one)
+  const int32_t chunk = split_chunk(src.len, p.num_splits, p.tile);
+  const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.len)));
+  const int32_t end = int32_t(min(int64_t(begin) + chunk, int64_t(src.len)));
+
+  // This warp's keys: stage s holds chunk entries first + s * step + 0..15.
+  const int step = wpp * KEYS;
+  const int32_t first = begin + rank * KEYS;
+  const int nst = has_pass && first < end ? (end - first + step - 1) / step : 0;
+  const int key = lane % KEYS;  // the key whose position and page this lane looks up
+  const int kvh = h0 / (p.num_heads / p.num_kv_heads);
+  const int64_t seq_row = int64_t(p.seq_ids[t]) * p.bt_stride0;  // used only when nst > 0
+  const int64_t row_stride = int64_t(p.num_kv_heads) * D;        // between slots of a page
+  const int64_t head_off = int64_t(kvh) * D + (lane % C::kChunks) * 8;
+  T* const ring = reinterpret_cast<T*>(smem_raw) + warp * S * C::kStageElems;
+  // K/V lines are read once: evict-first, so the stream leaves L2 to what is reused (and does
+  // not push out dirty lines it would have to write back first).
+  const uint64_t stream_policy = l2_evict_first_policy();
+
+  // The lookups, split so that no function waits on a load it issues: entry of stage s (the
+  // position, or the raw list entry; -1 past the chunk), then its block-table entry, then the
+  // cache row (page * page_size + slot, or -1 for a position or page out of range).
+  auto key_pos = [&](int s) -> int32_t {
+    if (s >= nst) return -1;
+    const int32_t i = first + s * step + key;
+    if (i >= end) return -1;
+    return src.list != nullptr ? __ldg(src.list + i) : i;
+  };
+  auto key_page = [&](int32_t j) -> int32_t {
+    if (j < 0 || j >= src.n) return -1;
+    const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
+    return __ldg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
+  };
+  auto key_row = [&](int32_t j, int32_t page) -> int64_t {
+    if (j < 0 || j >= src.n || page < 0 || page >= p.num_pages) return -1;
+    const int32_t slot = p.page_shift >= 0 ? j & (p.page_size - 1) : j % p.page_size;
+    return int64_t(page) * p.page_size + slot;
+  };
+  // Stage s's 16 K and V rows into ring slot s % S; invalid keys get zeros and a clear bit.
+  auto issue = [&](int s, int64_t row) {
+    T* sk = ring + (s % S) * C::kStageElems;
+    T* sv = sk + KEYS * STRIDE;
+    const uint32_t valid = __ballot_sync(0xffffffffu, row >= 0) & 0xffffu;
+    if (lane == 0) s_valid[warp][s % S] = valid;
+#pragma unroll
+    for (int c = 0; c < C::kCopies; ++c) {
+      const int r = lane / C::kChunks + c * C::kRowsPerCopy;
+      const long long rr = __shfl_sync(0xffffffffu, static_cast<long long>(row), r);
+      const int64_t off = rr >= 0 ? rr * row_stride + head_off : 0;
+      const int dst = r * STRIDE + (lane % C::kChunks) * 8;
+      cp_async_16_hint(smem_u32(sk + dst), a.k_cache + off, rr >= 0, stream_policy);
+      cp_async_16_hint(smem_u32(sv + dst), a.v_cache + off, rr >= 0, stream_policy);
+    }
+  };
+
+  // Q of the pass as the A operand: registers a0 and a2 of row g (rows g + 8 are zero).
+  uint32_t qf[D / 16][2];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; ++kk) qf[kk][0] = qf[kk][1] = 0u;
+  if (g < ng) {
+    const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = __ldg(reinterpret_cast<const unsigned int*>(qrow + kk * 16));
+      qf[kk][1] = __ldg(reinterpret_cast<const unsigned int*>(qrow + kk * 16 + 8));
+    }
+  }
+  // Selecting rows (ranges: key k of stage s is position first + s * step + k) write logits.
+  float* logit_row = src.selecting && a.logits != nullptr && g < ng
+                         ? a.logits + (int64_t(t) * p.num_heads + h0 + g) * a.max_len
+                         : nullptr;
+  // float2 stores when every row of the logits starts 8-byte aligned.
+  const bool logit_pairs = a.max_len % 2 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 8 == 0;
+  const float scale_log2 = a.scale * kLog2e;
+
+  float o[D / 8][4];  // O: rows g (d0, d1) and g + 8 (d2, d3, unused) of dims dt * 8 + 2 tq + 0..1
+#pragma unroll
+  for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+  float m_run = -INFINITY, l_run = 0.0f;  // log2-domain max; this lane's share of the sum
+
+  auto compute = [&](int s) {
+    const T* sk = ring + (s % S) * C::kStageElems;
+    const T* sv = sk + KEYS * STRIDE;
+    const uint32_t valid = s_valid[warp][s % S];
+    float sc[2][4] = {};  // keys 0-7 and 8-15
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t b[4];  // keys {0-7, 8-15} x dims kk * 16 + {0-7, 8-15}
+      ldmatrix_x4(
+          b, smem_u32(sk + (lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 + ((lane / 8) % 2) * 8));
+      const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
+      mma_16816<T>(sc[0], qa, b[0], b[1]);
+      mma_16816<T>(sc[1], qa, b[2], b[3]);
+    }
+    if (logit_row != nullptr) {
+      const int32_t pos0 = first + s * step;
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        const int k = nt * 8 + 2 * tq;
+        const int32_t j = pos0 + k;
+        const bool v0 = (valid >> k) & 1u, v1 = (valid >> (k + 1)) & 1u;
+        const float x0 = sc[nt][0] * a.scale, x1 = sc[nt][1] * a.scale;
+        if (logit_pairs && v0 && v1 && j + 1 < a.max_len) {
+          *reinterpret_cast<float2*>(logit_row + j) = make_float2(x0, x1);
+        } else {
+          if (v0 && j < a.max_len) logit_row[j] = x0;
+          if (v1 && j + 1 < a.max_len) logit_row[j + 1] = x1;
+        }
+      }
+    }
+    // Online softmax of row g over this stage's keys 2 tq + {0, 1} and 8 + 2 tq + {0, 1}.
+    float x[2][2], mx = m_run;
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const bool ok = (valid >> (nt * 8 + 2 * tq + e)) & 1u;
+        x[nt][e] = ok ? sc[nt][e] * scale_log2 : -INFINITY;
+        mx = fmaxf(mx, x[nt][e]);
+      }
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float base = mx == -INFINITY ? 0.0f : mx;  // no valid key yet: keep everything at 0
+    const float alpha = exp2f(m_run - base);
+    m_run = mx;
+    l_run *= alpha;
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      o[dt][0] *= alpha;
+      o[dt][1] *= alpha;
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        x[nt][e] = exp2f(x[nt][e] - base);
+        l_run += x[nt][e];
+      }
+    }
+    // P as the A operand (rows g + 8 zero): keys 2 tq.. in a0, keys 8 + 2 tq.. in a2. As a 16-bit
+    // head plus tail: P V then uses fp32-like weights (~2^-17), like the SIMT kernel, so results
+    // do not move with where the splits cut a row (a 16-bit P would round against each split's
+    // running max). Two mma per product; the tensor pipe stays mostly idle.
+    uint32_t ph[2], pl[2];
+    pack2_split<T>(x[0][0], x[0][1], &ph[0], &pl[0]);
+    pack2_split<T>(x[1][0], x[1][1], &ph[1], &pl[1]);
+    const uint32_t pa_head[4] = {ph[0], 0u, ph[1], 0u}, pa_tail[4] = {pl[0], 0u, pl[1], 0u};
+#pragma unroll
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t b[4];  // keys {0-7, 8-15} x dims dp * 16 + {0-7, 8-15}, transposed
+      ldmatrix_x4_trans(
+          b, smem_u32(sv + (lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dp * 16 + (lane / 16) * 8));
+      mma_16816<T>(o[2 * dp], pa_head, b[0], b[1]);
+      mma_16816<T>(o[2 * dp + 1], pa_head, b[2], b[3]);
+      mma_16816<T>(o[2 * dp], pa_tail, b[0], b[1]);
+      mma_16816<T>(o[2 * dp + 1], pa_tail, b[2], b[3]);
+    }
+  };
+
+  if (nst > 0) {
+    // Prologue: stages 0..S-2 in flight, the pages of stage S-1 and the entries of stage S
+    // loading. Stage s always travels in cp.async group s (empty groups keep the count).
+    int32_t pos[S + 1], page[S];
+#pragma unroll
+    for (int s = 0; s <= S; ++s) pos[s] = key_pos(s);
+#pragma unroll
+    for (int s = 0; s < S; ++s) page[s] = key_page(pos[s]);
+#pragma unroll
+    for (int s = 0; s < S - 1; ++s) {
+      if (s < nst) issue(s, key_row(pos[s], page[s]));
+      cp_async_commit();
+    }
+    int32_t pos_a = pos[S - 1], page_a = page[S - 1], pos_b = pos[S];
+    for (int j = 0; j < nst; ++j) {
+      // Ring slot (j - 1) % S was released by the __syncwarp ending step j - 1.
+      if (j + S - 1 < nst) issue(j + S - 1, key_row(pos_a, page_a));
+      cp_async_commit();
+      const int32_t page_b = key_page(pos_b);  // stage j + S, used next step
+      const int32_t pos_c = key_pos(j + S + 1);
+      cp_async_wait<S - 1>();  // groups 0..j have landed: this thread's part of stage j
+      __syncwarp();            // ... and every lane's
+      compute(j);
+      __syncwarp();  // every lane is done reading slot j % S before it is refilled
+      pos_a = pos_b;
+      page_a = page_b;
+      pos_b = pos_c;
+    }
+  }
+  cp_async_wait<0>();  // (only empty groups can be pending here)
+  __syncwarp();
+
+  // Combine: each warp leaves (m, l, O) of its heads; the warps of a pass are merged per head.
+  l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+  l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+  float* const so = reinterpret_cast<float*>(ring);  // [kMaxHeadsPerBlock][D], over the ring
+  if (g < ng) {
+#pragma unroll
+    for (int dt = 0; dt < D / 8; ++dt) {
+      *reinterpret_cast<float2*>(so + g * D + dt * 8 + 2 * tq) = make_float2(o[dt][0], o[dt][1]);
+    }
+    if (tq == 0) {
+      s_m[warp][g] = m_run;
+      s_l[warp][g] = l_run;
+    }
+  }
+  // A split covering the whole row (split 0 of a short row, or the only split) is the result.
+  const bool final_split = begin == 0 && end == src.len;
+  if (has_pass && rank == 0 && lane == 0) s_state[pass] = begin < end ? (final_split ? 2 : 1) : 0;
+  __syncthreads();
+
+  for (int idx = threadIdx.x; idx < p.heads_per_block * D; idx += C::kThreads) {
+    const int hh = idx / D, d = idx % D;  // head h_first + hh, dimension d
+    const uint32_t upto = starts & ((2u << hh) - 1u);
+    const int pi = __popc(upto) - 1;  // its pass, whose first head is h_first + hp
+    const int hp = 31 - __clz(int(upto)), gg = hh - hp;
+    const int state = s_state[pi];
+    if (state == 0) continue;
+    float mx = -INFINITY;
+    for (int w = pi * wpp; w < (pi + 1) * wpp; ++w) mx = fmaxf(mx, s_m[w][gg]);
+    float sum = 0.0f, acc = 0.0f;
+    for (int w = pi * wpp; w < (pi + 1) * wpp; ++w) {
+      if (s_m[w][gg] == -INFINITY) continue;  // a warp without keys (its O is zero anyway)
+      const float wt = exp2f(s_m[w][gg] - mx);
+      sum = fmaf(s_l[w][gg], wt, sum);
+      const float* sow = reinterpret_cast<const float*>(reinterpret_cast<const T*>(smem_raw) +
+                                                        w * S * C::kStageElems);
+      acc = fmaf(sow[gg * D + d], wt, acc);
+    }
+    const int64_t row = int64_t(t) * p.num_heads + h_first + hh;
+    const float lse = mx * kLn2 + logf(sum);  // natural log, as the merge and the contract
+    if (state == 2) {
+      a.out[row * D + d] = from_float<T>(acc / sum);
+      if (d == 0 && a.lse != nullptr) a.lse[row] = lse;
+    } else {
+      a.part_o[(row * p.num_splits + split) * D + d] = acc / sum;
+      if (d == 0) a.part_lse[row * p.num_splits + split] = lse;
+    }
+  }
+}
+
+}  // namespace tidal::kernels::cuda::attention
