@@ -18,8 +18,9 @@ namespace k = kernels;
 
 void carve(const ParallelShape& s, BumpAllocator& a, ParallelBuffers* b) {
   const int64_t d = std::max<int64_t>(1, s.max_decode), kb = std::max<int64_t>(1, s.max_budget);
-  b->candidates = a.allocate(DType::kI32, {d, kb, 2});
-  b->gathered = a.allocate(DType::kI32, {s.tp_size, d, kb, 2});
+  b->candidates = a.allocate(DType::kI32, {d, kb});
+  b->gathered = a.allocate(DType::kI32, {s.tp_size, d, kb});
+  b->totals = a.allocate(DType::kF32, {s.tp_size, d, kb});
   b->merged_roles = a.allocate(DType::kU8, {d});
   b->pairs = a.allocate(DType::kI32, {s.max_logits, 2});
   b->all_pairs = a.allocate(DType::kI32, {s.tp_size, s.max_logits, 2});
@@ -182,23 +183,29 @@ void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Ll
     int64_t kb = 1;
     for (int64_t t : tokens) kb = std::max<int64_t>(kb, host.budgets.data_as<int32_t>()[t]);
     const int64_t ranks = comm->size();
-    const TensorView cand = make_view(buf.candidates.data, DType::kI32, {d, kb, 2}, ws.scores.device);
-    const TensorView all =
-        make_view(buf.gathered.data, DType::kI32, {ranks, d, kb, 2}, ws.scores.device);
+    const Device dev = ws.scores.device;
+    const TensorView cand = make_view(buf.candidates.data, DType::kI32, {d, kb}, dev);
+    // Gathered as [ranks * d, kb] (rank r's candidates in rows r * d ...), used as [ranks, d, kb].
+    const TensorView gathered_rows = make_view(buf.gathered.data, DType::kI32, {ranks * d, kb}, dev);
+    const TensorView gathered = make_view(buf.gathered.data, DType::kI32, {ranks, d, kb}, dev);
+    const TensorView totals = make_view(buf.totals.data, DType::kF32, {ranks, d, kb}, dev);
     const TensorView merged_roles = buf.merged_roles.slice(0, d);
     k::ListCandidatesParams c;
     c.candidates = cand;
     c.lists = ws.new_lists.slice(0, d);
     c.counts = ws.new_counts.slice(0, d);
-    c.scores = ws.scores.slice(0, d);
     c.roles = roles;
     c.agreement = b.agreement;
     c.match = uint8_t(code);
     k::list_candidates(c, stream);
-    comm->all_gather(all, cand, stream);
+    comm->all_gather(gathered_rows, cand, stream);
+    // Every rank scores every candidate with its heads; the sum is each candidate's whole score.
+    k::candidate_scores({totals, gathered, ws.scores.slice(0, d)}, stream);
+    comm->all_reduce(totals, stream);
     k::MergeCandidatesParams m;
     m.scores = ws.scores.slice(0, d);
-    m.candidates = all;
+    m.candidates = gathered;
+    m.totals = totals;
     m.lengths = b.lengths;
     m.roles = roles;
     m.agreement = b.agreement;
@@ -216,7 +223,7 @@ void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Ll
     t.roles = merged_roles;
     t.active_roles = k::kSelectingRoles;
     k::topk_per_row(t, ws.scratch, stream);
-    par.counters.approx_bytes += d * kb * 8;
+    par.counters.approx_bytes += d * kb * 4 + ranks * d * kb * 4;
     any = true;
   }
   par.counters.approx_layers += any;

@@ -41,8 +41,9 @@ struct ParallelShape {
 
 // Device buffers of the collectives, in one arena.
 struct ParallelBuffers {
-  TensorView candidates;    // [max_decode, max_budget, 2] i32: this rank's (position, score)
-  TensorView gathered;      // [tp, max_decode, max_budget, 2] i32: every rank's
+  TensorView candidates;    // [max_decode, max_budget] i32: this rank's local top-k
+  TensorView gathered;      // [tp, max_decode, max_budget] i32: every rank's
+  TensorView totals;        // [tp, max_decode, max_budget] f32: their scores, then summed
   TensorView merged_roles;  // [max_decode] u8
   TensorView pairs;         // [max_logits, 2] i32: this rank's (max logit, id) per row
   TensorView all_pairs;     // [tp, max_logits, 2] i32
@@ -59,9 +60,11 @@ struct ParallelBuffers {
 // Bytes and calls of the agreement collectives, per rank, counted on the host.
 struct AgreementCounters {
   int64_t approx_layers = 0;  // selection layers (of some token) agreed by candidates
-  int64_t approx_bytes = 0;   // candidate bytes this rank contributed (each rank receives tp x)
+  // Candidate bytes: this rank's positions into the all-gather plus the candidate scores
+  // all-reduced (num_ranks x K per token: independent of the context length).
+  int64_t approx_bytes = 0;
   int64_t exact_layers = 0;   // selection layers agreed by all-reducing score rows
-  int64_t exact_bytes = 0;    // score-row bytes all-reduced
+  int64_t exact_bytes = 0;    // score-row bytes all-reduced (n per token)
 };
 
 struct ForwardParallel {
@@ -89,7 +92,8 @@ void stage_output(ForwardParallel& par, const ForwardBatch& b, LlamaWorkspace& w
 
 // The two halves of list agreement inside a selection layer (blocks.cc): after the group sums
 // and before the top-k, the exact variant all-reduces each agreeing token's score row; after the
-// top-k, the approximate variant exchanges candidates, merges them and re-selects.
+// top-k, the approximate variant all-gathers the local top-k, all-reduces every rank's scores of
+// those candidates, and re-selects among them (kernels/list_agreement.h).
 void agree_exact(ForwardParallel& par, const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws,
                  Stream stream);
 void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws,

@@ -48,9 +48,13 @@ Status agree_status(parallel::Communicator& world, const Status& mine) {
     ++failed;
   }
   if (first < 0) return ok_status();
+  auto text = [](const Outcome& o) { return std::string(o.message, strnlen(o.message, sizeof(o.message))); };
   const Outcome& o = all[size_t(first)];
-  std::string msg = "rank " + std::to_string(first) + ": " +
-                    std::string(o.message, strnlen(o.message, sizeof(o.message)));
+  // The same failure everywhere (a bad flag, a missing file every rank reads) needs no rank.
+  bool same = failed == world.size();
+  for (const Outcome& other : all) same = same && other.code == o.code && text(other) == text(o);
+  if (same) return Status(StatusCode(o.code), text(o));
+  std::string msg = "rank " + std::to_string(first) + ": " + text(o);
   if (failed > 1) msg += " (and " + std::to_string(failed - 1) + " more ranks failed)";
   return Status(StatusCode(o.code), msg);
 }

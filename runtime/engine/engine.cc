@@ -695,7 +695,7 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
   }
   step_->clear();
   step_seqs_ = seqs;
-  bool traced = false;
+  bool traced = rank_trace_ != nullptr;
   for (size_t i = 0; i < seqs.size(); ++i) {
     seqs[i]->tokens.push_back(tokens[i]);
     add_decode_token(seqs[i], tokens[i]);
@@ -733,7 +733,8 @@ void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
     return;
   }
   const StepHeader& h = step_->header();
-  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
+  const bool traced = rank_trace_ != nullptr ||
+                      std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
   const bool bucket = std::binary_search(buckets_.begin(), buckets_.end(), int64_t(h.num_decode));
   const bool use_graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
@@ -778,9 +779,12 @@ void Engine::enqueue_step() {
   model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
   const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
-  if (traced || attention_marker_) {
-    b.attention_hook = [this, traced](int64_t layer, bool after) {
+  // The plan's arrays on the host, for the whole-step trace.
+  const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
+  if (traced || attention_marker_ || rank_trace_ != nullptr) {
+    b.attention_hook = [this, traced, &host](int64_t layer, bool after) {
       if (attention_marker_) attention_marker_(layer, after);
+      if (after && rank_trace_ != nullptr) record_rank_traces(host, layer);
       if (traced && after) record_traces(layer);
     };
   }

@@ -160,7 +160,8 @@ class Engine {
   // Rank 0: makes the other ranks leave serve(). Idempotent; the destructor calls it.
   void shutdown();
   // Records, on this rank, every decode token's lists in every layer it holds (null: stop), for
-  // checking that ranks agree. Steps run eagerly while it is set.
+  // checking that ranks agree (and, on one rank, what they should agree with). Steps run eagerly
+  // while it is set.
   void set_rank_trace(std::vector<model::LayerTrace>* trace) { rank_trace_ = trace; }
   // This rank's list-agreement traffic so far.
   const model::AgreementCounters& agreement_counters() const { return par_.counters; }
