@@ -104,6 +104,14 @@ void print_rank_memory(const engine::Engine& e, const engine::Distributed& d) {
                static_cast<long long>(s.heads.q_heads.size),
                static_cast<long long>(e.model_config().num_heads), double(p.weight_bytes) / mib,
                double(p.kv_bytes) / mib, double(p.workspace_bytes) / mib);
+  const model::AgreementCounters& a = e.agreement_counters();
+  if (a.approx_layers + a.exact_layers > 0) {
+    std::fprintf(stderr,
+                 "tidal: list agreement on rank 0: approx %lld selection layers (%lld bytes in), "
+                 "exact %lld (%lld bytes in)\n",
+                 static_cast<long long>(a.approx_layers), static_cast<long long>(a.approx_bytes),
+                 static_cast<long long>(a.exact_layers), static_cast<long long>(a.exact_bytes));
+  }
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
+#include "runtime/engine/generate.h"
 #include "tests/parallel/parallel_testing.h"
 #include "tests/testing/testing.h"
 
@@ -122,6 +123,53 @@ TEST(ParallelEngine, GqaHeadDim128TokensEqualOneRankUnderEveryPolicy) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   const Subject s = gqa128(rank);
   expect_tokens_equal_one_rank(s, every_policy(s.budget));
+}
+
+// Several sequences decoded together: under pp the decode steps cross the stages in
+// micro-batches (stage s on one part while stage s + 1 runs the part before); every sequence
+// still gets one rank's tokens, under mixed policies in one batch.
+TEST(ParallelEngine, BatchedDecodeInMicroBatchesEqualsOneRank) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  std::vector<GenerationRequest> requests;
+  const model::AttentionPolicy policies[] = {
+      model::AttentionPolicy(), testing::tidal_policy(8, Granularity::kShared),
+      testing::tidal_policy(8, Granularity::kPerQueryHead, Agreement::kExact),
+      testing::quest_policy(16)};
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r;
+    r.prompt = s.prompt;
+    r.prompt.resize(size_t(20 + 5 * i));
+    r.attention = policies[i];
+    r.sampling.temperature = 0;
+    r.stop.max_new_tokens = 16;
+    r.stop.ignore_eos = true;
+    requests.push_back(r);
+  }
+  auto run_all = [&](Engine& e) {
+    std::vector<GenerationResult> results;
+    const Status st = generate(
+        e, requests, nullptr, [](const GenerationEvent&) { return true; }, &results);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    std::vector<std::vector<int32_t>> tokens;
+    for (const GenerationResult& r : results) tokens.push_back(r.tokens);
+    return tokens;
+  };
+  std::vector<std::vector<int32_t>> want;
+  if (rank == 0) want = run_all(*load(s.dir, nullptr));
+  for (auto [tp, pp] : testing::layouts_for_world(size)) {
+    if (pp == 1) continue;
+    ParallelLayout layout(tp, pp);
+    std::unique_ptr<Engine> e = load(s.dir, &layout.dist);
+    ASSERT_NE(e, nullptr);
+    if (rank != 0) {
+      EXPECT_TRUE(e->serve().ok());
+      continue;
+    }
+    EXPECT_EQ(run_all(*e), want) << layout.name();
+  }
 }
 
 // The lists of every decode token in every layer a rank holds, per rank, for one generation.
