@@ -29,13 +29,25 @@ model::LayerRole layer_role_of(kernels::TokenRole r) {
 
 Status Engine::init_distributed() {
   parallel::Communicator& world = *dist_->world;
-  // One KV capacity on every rank: block tables hold rank 0's page ids.
-  int64_t mine = plan_.kv_capacity_tokens / config_.page_size;
-  std::vector<int64_t> all(size_t(world.size()));
-  world.all_gather(make_view(all.data(), DType::kI64, {world.size()}),
-                   make_view(&mine, DType::kI64, {1}));
-  const int64_t pages = *std::min_element(all.begin(), all.end());
-  if (pages < mine) {
+  // Every rank reads rank 0's plans, so their layouts must match (the same EngineConfig and
+  // model on every rank); and one KV capacity on every rank: block tables hold rank 0's pages.
+  // The plan's shape follows from these settings (engine.cc step_capacity).
+  const int64_t shape = ((model_.num_layers * 131 + config_.max_batch) * 8191 +
+                         config_.prefill_chunk) * 131071 + config_.page_size;
+  int64_t mine[2] = {plan_.kv_capacity_tokens / config_.page_size, shape};
+  std::vector<int64_t> all(size_t(2 * world.size()));
+  world.all_gather(make_view(all.data(), DType::kI64, {2 * world.size()}),
+                   make_view(mine, DType::kI64, {2}));
+  int64_t pages = mine[0];
+  for (int r = 0; r < world.size(); ++r) {
+    pages = std::min(pages, all[size_t(2 * r)]);
+    if (all[size_t(2 * r + 1)] != all[1]) {
+      return invalid_argument("ranks 0 and " + std::to_string(r) +
+                              " have different engine settings (layers, max_batch, "
+                              "prefill_chunk or page_size): every rank must run the same");
+    }
+  }
+  if (pages < mine[0]) {
     plan_.kv_capacity_tokens = pages * config_.page_size;
     plan_.kv_capped = true;
     KvCacheConfig kv;

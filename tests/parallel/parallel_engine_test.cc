@@ -380,5 +380,22 @@ TEST(ParallelEngine, ALoadFailureOnOneRankFailsEveryRankNamingIt) {
   for (int r = 0; r < size; ++r) EXPECT_EQ(all[size_t(r)], all[0]) << "rank " << r;
 }
 
+// Ranks follow rank 0's plans, so their plans must have one layout: settings that differ are an
+// error on every rank, not a misread plan.
+TEST(ParallelEngine, RanksWithDifferentSettingsRefuseToStart) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  ParallelLayout layout(size, 1);
+  EngineConfig config;
+  config.distributed = &layout.dist;
+  config.max_batch = rank == size - 1 ? 4 : 8;
+  std::unique_ptr<Engine> e;
+  const Status st = Engine::load(s.dir, config, &e);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("different engine settings"), std::string::npos) << st.message();
+}
+
 }  // namespace
 }  // namespace tidal::engine
