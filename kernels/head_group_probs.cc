@@ -17,7 +17,8 @@ void head_group_probs(const HeadGroupProbsParams& p, [[maybe_unused]] Stream str
   check_per_token(p.lengths, tokens, DType::kI32, op, "lengths");
   check_per_token(p.num_lists, tokens, DType::kI32, op, "num_lists");
   check_per_token(p.roles, tokens, DType::kU8, op, "roles");
-  if (p.agreement.data != nullptr) check_per_token(p.agreement, tokens, DType::kU8, op, "agreement");
+  if (p.agreement.data != nullptr)
+    check_per_token(p.agreement, tokens, DType::kU8, op, "agreement");
   if (on_cuda(op, {p.scores, p.lse, p.lengths, p.num_lists, p.roles, p.agreement})) {
     TIDAL_CUDA_CALL(op, cuda::head_group_probs(p, stream));
     return;

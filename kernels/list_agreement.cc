@@ -14,7 +14,8 @@ bool takes_part(const TensorView& roles, const TensorView& agreement, uint8_t ma
 }
 
 void check_scores(const TensorView& scores, int64_t tokens, const char* op) {
-  TIDAL_CHECK(scores.rank == 3, std::string(op) + ": scores must be [num_tokens, num_heads, max_len]");
+  TIDAL_CHECK(scores.rank == 3,
+              std::string(op) + ": scores must be [num_tokens, num_heads, max_len]");
   check_shape(scores, {tokens, scores.size(1), scores.size(2)}, DType::kF32, op, "scores");
 }
 

@@ -36,7 +36,7 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void candidate_scores_kernel(float* out,                 // [ranks, tokens, max_cand]
                                         const int32_t* candidates,  // [ranks, tokens, max_cand]
-                                        const float* scores,  // [tokens, heads, max_len]
+                                        const float* scores,        // [tokens, heads, max_len]
                                         int64_t total, int64_t tokens, int64_t max_candidates,
                                         int64_t heads, int64_t max_len) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -47,13 +47,13 @@ __global__ void candidate_scores_kernel(float* out,                 // [ranks, t
 }
 
 __global__ void __launch_bounds__(kThreads)
-    merge_candidates_kernel(float* scores,               // [num_tokens, num_heads, max_len]
-                            const int32_t* candidates,   // [ranks, num_tokens, max_candidates]
-                            const float* totals,         // [ranks, num_tokens, max_candidates]
-                            const int32_t* lengths,      // [num_tokens]
-                            const uint8_t* roles,        // [num_tokens]
-                            const uint8_t* agreement,    // [num_tokens]
-                            uint8_t* merged_roles,       // [num_tokens]
+    merge_candidates_kernel(float* scores,              // [num_tokens, num_heads, max_len]
+                            const int32_t* candidates,  // [ranks, num_tokens, max_candidates]
+                            const float* totals,        // [ranks, num_tokens, max_candidates]
+                            const int32_t* lengths,     // [num_tokens]
+                            const uint8_t* roles,       // [num_tokens]
+                            const uint8_t* agreement,   // [num_tokens]
+                            uint8_t* merged_roles,      // [num_tokens]
                             uint8_t match, int64_t ranks, int64_t tokens, int64_t max_candidates,
                             int64_t heads, int64_t max_len) {
   const int64_t t = blockIdx.x;

@@ -31,8 +31,8 @@ __device__ __forceinline__ bool better(float v, int64_t i, float bv, int64_t bi)
 }
 
 __global__ void __launch_bounds__(kThreads)
-    argmax_shard_kernel(int32_t* pairs,        // [num_rows, 2]
-                        const float* logits,   // [num_rows, vocab_shard], row stride `stride`
+    argmax_shard_kernel(int32_t* pairs,       // [num_rows, 2]
+                        const float* logits,  // [num_rows, vocab_shard], row stride `stride`
                         int64_t vocab_shard, int64_t stride, int64_t vocab_begin) {
   __shared__ float best_v[kThreads];
   __shared__ int64_t best_i[kThreads];

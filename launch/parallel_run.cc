@@ -50,10 +50,9 @@ Status start_job(const ParallelFlags& flags, const DeviceFlags& device_flags, Jo
   Status st = pc.validate();
   if (st.ok() && pc.world_size() != job->mpi.size()) {
     st = invalid_argument("--tp " + std::to_string(pc.tp_size) + " x --pp " +
-                          std::to_string(pc.pp_size) + " needs " +
-                          std::to_string(pc.world_size()) + " ranks; mpirun started " +
-                          std::to_string(job->mpi.size()) + " (mpirun -np " +
-                          std::to_string(pc.world_size()) + " tidal ...)");
+                          std::to_string(pc.pp_size) + " needs " + std::to_string(pc.world_size()) +
+                          " ranks; mpirun started " + std::to_string(job->mpi.size()) +
+                          " (mpirun -np " + std::to_string(pc.world_size()) + " tidal ...)");
   }
   if (st.ok()) st = apply_device_flags(device_flags, config);
   if (st.ok() && config->device.kind == DeviceKind::kCuda) {
@@ -85,7 +84,8 @@ Status start_job(const ParallelFlags& flags, const DeviceFlags& device_flags, Jo
 // The model directory, as run_generate picks it (rank 0 says when it falls back).
 Status model_dir(const GenerateOptions& o, const DefaultModel& d, bool rank0, std::string* dir) {
   *dir = o.model_dir.empty() ? d.dir : o.model_dir;
-  if (dir->empty()) return not_found("no --model given and no embedded default model; pass --model");
+  if (dir->empty())
+    return not_found("no --model given and no embedded default model; pass --model");
   if (o.model_dir.empty() && rank0) {
     std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
   }

@@ -9,13 +9,14 @@
 #include <cmath>
 #include <utility>
 
+#include "kernels/block_table_update.h"
 #include "kernels/decode_attention.h"
 #include "kernels/embedding_lookup.h"
-#include "kernels/block_table_update.h"
 #include "kernels/gather_rows.h"
 #include "kernels/linear.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/quest.h"
+#include "kernels/residual_add.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_embedding.h"
 #include "kernels/sample_tokens.h"
@@ -23,7 +24,6 @@
 #include "kernels/topk_per_row.h"
 #include "model/blocks.h"
 #include "model/parallel_forward.h"
-#include "kernels/residual_add.h"
 #include "runtime/device.h"
 
 namespace tidal::model {

@@ -29,7 +29,8 @@ void carve(const ParallelShape& s, BumpAllocator& a, ParallelBuffers* b) {
   b->sampled = a.allocate(DType::kI32, {s.max_logits});
   k::SampleParams sp;
   sp.logits = make_view(nullptr, DType::kF32, {s.max_logits, s.vocab}, s.device);
-  b->scratch = a.allocate(DType::kU8, {std::max<int64_t>(1, int64_t(k::sample_tokens_workspace_size(sp)))});
+  b->scratch =
+      a.allocate(DType::kU8, {std::max<int64_t>(1, int64_t(k::sample_tokens_workspace_size(sp)))});
 }
 
 // The host copy's role of decode token t in `layer`.
@@ -38,7 +39,8 @@ k::TokenRole host_role(const ForwardBatch& host, int64_t layer, int64_t t) {
 }
 
 const ForwardBatch& host_of(const ForwardBatch& b) {
-  TIDAL_CHECK(b.host != nullptr, "parallel forward: the batch needs its host copy (ForwardBatch::host)");
+  TIDAL_CHECK(b.host != nullptr,
+              "parallel forward: the batch needs its host copy (ForwardBatch::host)");
   return *b.host;
 }
 
@@ -72,8 +74,7 @@ size_t ParallelBuffers::bytes_for(const ParallelShape& shape) {
 
 Status ParallelBuffers::create(const ParallelShape& shape, ParallelBuffers* out) {
   Arena arena;
-  TIDAL_RETURN_IF_ERROR(
-      Arena::create(bytes_for(shape), "parallel buffers", shape.device, &arena));
+  TIDAL_RETURN_IF_ERROR(Arena::create(bytes_for(shape), "parallel buffers", shape.device, &arena));
   BumpAllocator alloc = arena.allocator();
   carve(shape, alloc, out);
   out->arena = std::move(arena);
@@ -84,8 +85,8 @@ ForwardBatch decode_slice(const ForwardBatch& b, int64_t begin, int64_t end) {
   TIDAL_CHECK(b.tokens.size(0) == b.num_decode && begin >= 0 && begin < end && end <= b.num_decode,
               "decode_slice: a range of a decode-only batch");
   ForwardBatch s = b;
-  for (TensorView* v : {&s.tokens, &s.positions, &s.seq_ids, &s.lengths, &s.num_lists,
-                        &s.budgets, &s.page_lengths, &s.page_budgets, &s.agreement}) {
+  for (TensorView* v : {&s.tokens, &s.positions, &s.seq_ids, &s.lengths, &s.num_lists, &s.budgets,
+                        &s.page_lengths, &s.page_budgets, &s.agreement}) {
     *v = v->slice(begin, end);
   }
   s.num_decode = end - begin;
@@ -186,7 +187,8 @@ void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Ll
     const Device dev = ws.scores.device;
     const TensorView cand = make_view(buf.candidates.data, DType::kI32, {d, kb}, dev);
     // Gathered as [ranks * d, kb] (rank r's candidates in rows r * d ...), used as [ranks, d, kb].
-    const TensorView gathered_rows = make_view(buf.gathered.data, DType::kI32, {ranks * d, kb}, dev);
+    const TensorView gathered_rows =
+        make_view(buf.gathered.data, DType::kI32, {ranks * d, kb}, dev);
     const TensorView gathered = make_view(buf.gathered.data, DType::kI32, {ranks, d, kb}, dev);
     const TensorView totals = make_view(buf.totals.data, DType::kF32, {ranks, d, kb}, dev);
     const TensorView merged_roles = buf.merged_roles.slice(0, d);

@@ -30,11 +30,11 @@ enum class ListAgreement : uint8_t {
 
 // Sizes of the buffers below.
 struct ParallelShape {
-  int64_t max_decode = 0;  // decode tokens in a step
-  int64_t max_budget = 0;  // largest sparse budget K
-  int64_t max_logits = 0;  // rows whose logits a step computes
-  int64_t vocab = 0;       // the model's vocabulary
-  int64_t vocab_shard = 0; // this rank's rows of it
+  int64_t max_decode = 0;   // decode tokens in a step
+  int64_t max_budget = 0;   // largest sparse budget K
+  int64_t max_logits = 0;   // rows whose logits a step computes
+  int64_t vocab = 0;        // the model's vocabulary
+  int64_t vocab_shard = 0;  // this rank's rows of it
   int tp_size = 1;
   Device device;
 };
@@ -63,8 +63,8 @@ struct AgreementCounters {
   // Candidate bytes: this rank's positions into the all-gather plus the candidate scores
   // all-reduced (num_ranks x K per token: independent of the context length).
   int64_t approx_bytes = 0;
-  int64_t exact_layers = 0;   // selection layers agreed by all-reducing score rows
-  int64_t exact_bytes = 0;    // score-row bytes all-reduced (n per token)
+  int64_t exact_layers = 0;  // selection layers agreed by all-reducing score rows
+  int64_t exact_bytes = 0;   // score-row bytes all-reduced (n per token)
 };
 
 struct ForwardParallel {

@@ -34,8 +34,8 @@ Status make_model_shard(const ModelConfig& model, const parallel::ParallelConfig
       parallel::stage_layers(model.num_layers, parallel.pp_size, coords.pp_rank);
   s.layer_begin = layers.begin;
   s.layer_end = layers.end;
-  TIDAL_RETURN_IF_ERROR(parallel::head_shard(model.num_heads, model.num_kv_heads,
-                                             parallel.tp_size, coords.tp_rank, &s.heads));
+  TIDAL_RETURN_IF_ERROR(parallel::head_shard(model.num_heads, model.num_kv_heads, parallel.tp_size,
+                                             coords.tp_rank, &s.heads));
   TIDAL_RETURN_IF_ERROR(
       parallel::inter_shard(model.inter, parallel.tp_size, coords.tp_rank, &s.inter));
   s.vocab = parallel::vocab_shard(model.vocab, parallel.tp_size, coords.tp_rank);

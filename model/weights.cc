@@ -35,8 +35,8 @@ void carve(const ModelConfig& model, DType dt, const ModelShard* shard, BumpAllo
   if (!s.last_stage()) return;
   w->final_norm = alloc.allocate(dt, {c.hidden});
   // Tied: the LM head is the embedding, shared when one stage holds both.
-  w->lm_head = c.tie_word_embeddings && s.first_stage() ? w->embed
-                                                         : alloc.allocate(dt, {c.vocab, c.hidden});
+  w->lm_head =
+      c.tie_word_embeddings && s.first_stage() ? w->embed : alloc.allocate(dt, {c.vocab, c.hidden});
 }
 
 Status allocate(const ModelConfig& config, const WeightPlacement& placement, LlamaWeights* out) {
@@ -131,8 +131,8 @@ Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint
   };
   const Part all{}, vocab_rows{0, s.vocab.begin};
   if (s.first_stage()) {
-    TIDAL_RETURN_IF_ERROR(load("model.embed_tokens.weight", out->embed, {c.vocab, c.hidden},
-                               vocab_rows));
+    TIDAL_RETURN_IF_ERROR(
+        load("model.embed_tokens.weight", out->embed, {c.vocab, c.hidden}, vocab_rows));
   }
   // Column-parallel projections take rows of the HF [out, in] matrices, row-parallel ones
   // columns (parallel/sharding.h); gate and up each give their slice to the fused matrix.

@@ -14,25 +14,26 @@
 
 // NCCL failures after start-up are device failures: they abort with the call, location and
 // NCCL's own words (STYLE.md rule 17).
-#define TIDAL_NCCL_CHECK(call)                                                         \
-  do {                                                                                 \
-    const ncclResult_t tidal_nccl_err_ = (call);                                       \
-    if (tidal_nccl_err_ != ncclSuccess)                                                \
-      ::tidal::fatal(__FILE__, __LINE__, #call, nccl_error_string(tidal_nccl_err_));   \
+#define TIDAL_NCCL_CHECK(call)                                                       \
+  do {                                                                               \
+    const ncclResult_t tidal_nccl_err_ = (call);                                     \
+    if (tidal_nccl_err_ != ncclSuccess)                                              \
+      ::tidal::fatal(__FILE__, __LINE__, #call, nccl_error_string(tidal_nccl_err_)); \
   } while (0)
 
-#define TIDAL_CUDA_RT_CHECK(call)                                                      \
-  do {                                                                                 \
-    const cudaError_t tidal_cuda_err_ = (call);                                        \
-    if (tidal_cuda_err_ != cudaSuccess)                                                \
-      ::tidal::fatal(__FILE__, __LINE__, #call, cudaGetErrorString(tidal_cuda_err_));  \
+#define TIDAL_CUDA_RT_CHECK(call)                                                     \
+  do {                                                                                \
+    const cudaError_t tidal_cuda_err_ = (call);                                       \
+    if (tidal_cuda_err_ != cudaSuccess)                                               \
+      ::tidal::fatal(__FILE__, __LINE__, #call, cudaGetErrorString(tidal_cuda_err_)); \
   } while (0)
 
 namespace tidal::parallel {
 namespace {
 
 std::string nccl_error_string(ncclResult_t r) {
-  std::string s = std::string("NCCL error ") + std::to_string(int(r)) + ": " + ncclGetErrorString(r);
+  std::string s =
+      std::string("NCCL error ") + std::to_string(int(r)) + ": " + ncclGetErrorString(r);
   // ncclGetLastError takes the communicator since 2.13; a null one gives the last error of the
   // process, which is what a failing call just set.
   const char* last = ncclGetLastError(nullptr);
@@ -138,8 +139,8 @@ void NcclCommunicator::do_broadcast(TensorView buf, int root, Stream stream) {
 void NcclCommunicator::do_send(TensorView in, int peer, Stream stream) {
   check_device(in, device_, "send");
   if (in.numel() == 0) return;
-  TIDAL_NCCL_CHECK(ncclSend(in.data, size_t(in.numel()), nccl_type(in.dtype), peer,
-                            handle(comm_), raw(stream)));
+  TIDAL_NCCL_CHECK(
+      ncclSend(in.data, size_t(in.numel()), nccl_type(in.dtype), peer, handle(comm_), raw(stream)));
 }
 
 void NcclCommunicator::do_recv(TensorView out, int peer, Stream stream) {

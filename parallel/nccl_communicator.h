@@ -42,7 +42,7 @@ class NcclCommunicator final : public Communicator {
   // ncclCommSplit: the new group shares this one's device.
   std::unique_ptr<Communicator> do_split(int color, int key) override;
 
-  void* comm_ = nullptr;        // ncclComm_t
+  void* comm_ = nullptr;  // ncclComm_t
   int device_ = 0;
   void* scratch_ = nullptr;     // one int on the device, for barrier()
   void* own_stream_ = nullptr;  // cudaStream_t for barrier()

@@ -1,15 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // Which slice of each weight a tensor-parallel rank owns (DESIGN.md §6), as Megatron-LM and
-// TensorRT-LLM split a Llama layer: column-parallel q/k/v and gate/up (each rank a block of heads or
-// FFN columns, so attention and SwiGLU run locally), row-parallel o_proj and down_proj (each rank
-// the matching input columns; one all-reduce after each), a vocabulary-parallel embedding and LM
-// head. Pure arithmetic over sizes, so that model/ maps it onto HF tensor names:
-//   q_proj [num_heads * head_dim, hidden]      rows  [q_heads.begin * head_dim, + q_heads.size * head_dim)
-//   k_proj, v_proj [num_kv_heads * head_dim, hidden]  rows of kv_heads, likewise
-//   o_proj [hidden, num_heads * head_dim]      columns of q_heads
-//   gate_proj, up_proj [inter, hidden]         rows  [inter.begin, + inter.size)
-//   down_proj [hidden, inter]                  columns of inter
-//   embed_tokens, lm_head [vocab, hidden]      rows of vocab (all rows when not split)
+// TensorRT-LLM split a Llama layer: column-parallel q/k/v and gate/up (each rank a block of heads
+// or FFN columns, so attention and SwiGLU run locally), row-parallel o_proj and down_proj (each
+// rank the matching input columns; one all-reduce after each), a vocabulary-parallel embedding and
+// LM head. Pure arithmetic over sizes, so that model/ maps it onto HF tensor names ([out, in];
+// hd = head_dim):
+//   q_proj [num_heads * hd, hidden]         rows [q_heads.begin * hd, q_heads.end() * hd)
+//   k_proj, v_proj [num_kv_heads * hd, ..]  rows of kv_heads, likewise
+//   o_proj [hidden, num_heads * hd]         columns of q_heads
+//   gate_proj, up_proj [inter, hidden]      rows [inter.begin, inter.end())
+//   down_proj [hidden, inter]               columns of inter
+//   embed_tokens, lm_head [vocab, hidden]   rows of vocab (all rows when not split)
 #pragma once
 
 #include <cstdint>

@@ -169,9 +169,9 @@ int main(int argc, char** argv) {
         Lists exact, approx;
         for (const char* variant : {"exact", "approx"}) {
           const bool is_exact = std::string(variant) == "exact";
-          std::fill(agreement.begin(), agreement.end(),
-                    uint8_t(is_exact ? model::ListAgreement::kExactTp
-                                     : model::ListAgreement::kApproxTp));
+          std::fill(
+              agreement.begin(), agreement.end(),
+              uint8_t(is_exact ? model::ListAgreement::kExactTp : model::ListAgreement::kApproxTp));
           std::vector<double> agree_ms, select_ms;
           const model::AgreementCounters before = par.counters;
           using Clock = std::chrono::steady_clock;
@@ -224,7 +224,8 @@ int main(int argc, char** argv) {
           }
           const SampleStats a = summarize(agree_ms), st = summarize(select_ms);
           if (rank == 0) {
-            table.add_row({tp, d, n, k, variant, bytes, a.median, st.median, st.min, recall, wrong});
+            table.add_row(
+                {tp, d, n, k, variant, bytes, a.median, st.median, st.min, recall, wrong});
           }
         }
       }

@@ -48,7 +48,9 @@ Status agree_status(parallel::Communicator& world, const Status& mine) {
     ++failed;
   }
   if (first < 0) return ok_status();
-  auto text = [](const Outcome& o) { return std::string(o.message, strnlen(o.message, sizeof(o.message))); };
+  auto text = [](const Outcome& o) {
+    return std::string(o.message, strnlen(o.message, sizeof(o.message)));
+  };
   const Outcome& o = all[size_t(first)];
   // The same failure everywhere (a bad flag, a missing file every rank reads) needs no rank.
   bool same = failed == world.size();

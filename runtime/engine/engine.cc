@@ -395,11 +395,11 @@ model::AttentionStats Engine::stats(SeqId id) const {
     const std::vector<int64_t> sum = sum_overlap();
     const model::AttentionPolicy& p = s->options.attention;
     int64_t copies = 1;
-    if (p.kind == model::AttentionKind::kTidal && p.tidal.granularity == model::Granularity::kShared) {
-      copies = shard_.tp_size();
-    } else if (p.kind == model::AttentionKind::kTidal &&
-               p.tidal.granularity == model::Granularity::kPerKvHead) {
-      copies = shard_.heads.kv_replicas;
+    if (p.kind == model::AttentionKind::kTidal) {
+      if (p.tidal.granularity == model::Granularity::kShared) copies = shard_.tp_size();
+      if (p.tidal.granularity == model::Granularity::kPerKvHead) {
+        copies = shard_.heads.kv_replicas;
+      }
     }
     st.overlap_kept = sum[size_t(2 * s->row)] / copies;
     st.overlap_total = sum[size_t(2 * s->row + 1)] / copies;
@@ -733,9 +733,9 @@ void Engine::run_step(TensorView logits, std::vector<int32_t>* sampled) {
     return;
   }
   const StepHeader& h = step_->header();
-  const bool traced = rank_trace_ != nullptr ||
-                      std::any_of(step_seqs_.begin(), step_seqs_.end(),
-                                  [](const Sequence* s) { return s->trace != nullptr; });
+  const bool traced =
+      rank_trace_ != nullptr || std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                            [](const Sequence* s) { return s->trace != nullptr; });
   const bool bucket = std::binary_search(buckets_.begin(), buckets_.end(), int64_t(h.num_decode));
   const bool use_graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
                          !traced && !attention_marker_ && h.num_decode > 0 &&
@@ -780,7 +780,8 @@ void Engine::enqueue_step() {
   const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
   // The plan's arrays on the host, for the whole-step trace.
-  const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
+  model::ForwardBatch host;
+  if (rank_trace_ != nullptr) host = step_->batch(plan_host_, Device{}, TensorView());
   if (traced || attention_marker_ || rank_trace_ != nullptr) {
     b.attention_hook = [this, traced, &host](int64_t layer, bool after) {
       if (attention_marker_) attention_marker_(layer, after);
@@ -858,7 +859,8 @@ void Engine::fill_random_kv(uint64_t seed, int64_t length) {
   }
   const model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
   const int64_t count = b.tokens.size(0);
-  const int64_t begin = step_->batch(plan_host_, Device{}, TensorView()).positions.data_as<int32_t>()[0];
+  const int64_t begin =
+      step_->batch(plan_host_, Device{}, TensorView()).positions.data_as<int32_t>()[0];
   kernels::block_table_update(b.block_tables, b.page_updates, stream_);
   const TensorView k = ws_.k.slice(0, count), v = ws_.v.slice(0, count);
   for (int64_t l = shard_.layer_begin; l < shard_.layer_end; ++l) {

@@ -241,7 +241,7 @@ class Engine {
   Arena state_;                  // on the device: block tables and the step plan's copy
   TensorView block_tables_;      // [max_batch + 1, max_pages] i32; the last row is for padding
   void* command_host_ = nullptr;  // pinned: kCommandBytes of command, then the plan
-  void* plan_host_ = nullptr;    // the plan is built here (command_host_ + kCommandBytes)
+  void* plan_host_ = nullptr;     // the plan is built here (command_host_ + kCommandBytes)
   void* plan_device_ = nullptr;  // its copy on the device (== plan_host_ on the CPU)
   int32_t* sampled_host_ = nullptr;  // pinned [max_logits]
   std::unique_ptr<StepPlan> step_;

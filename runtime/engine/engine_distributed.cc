@@ -32,8 +32,9 @@ Status Engine::init_distributed() {
   // Every rank reads rank 0's plans, so their layouts must match (the same EngineConfig and
   // model on every rank); and one KV capacity on every rank: block tables hold rank 0's pages.
   // The plan's shape follows from these settings (engine.cc step_capacity).
-  const int64_t shape = ((model_.num_layers * 131 + config_.max_batch) * 8191 +
-                         config_.prefill_chunk) * 131071 + config_.page_size;
+  const int64_t shape =
+      ((model_.num_layers * 131 + config_.max_batch) * 8191 + config_.prefill_chunk) * 131071 +
+      config_.page_size;
   int64_t mine[2] = {plan_.kv_capacity_tokens / config_.page_size, shape};
   std::vector<int64_t> all(size_t(2 * world.size()));
   world.all_gather(make_view(all.data(), DType::kI64, {2 * world.size()}),
@@ -156,9 +157,9 @@ void Engine::execute_step(int32_t logit_rows) {
   model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
   const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
   b.host = &host;
-  const bool traced = rank_trace_ != nullptr ||
-                      std::any_of(step_seqs_.begin(), step_seqs_.end(),
-                                  [](const Sequence* s) { return s->trace != nullptr; });
+  const bool traced =
+      rank_trace_ != nullptr || std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                            [](const Sequence* s) { return s->trace != nullptr; });
   if (traced || attention_marker_) {
     b.attention_hook = [this, &host](int64_t layer, bool after) {
       if (attention_marker_) attention_marker_(layer, after);
@@ -230,9 +231,9 @@ void Engine::sample_part(int64_t begin, int64_t count, bool want_logits) {
     // Greedy needs only each rank's best (value, id): 8 bytes a row, not the logits.
     const TensorView pairs = pbuf_.pairs.slice(0, count);
     kernels::argmax_shard(pairs, local, shard_.vocab.begin, stream_);
-    tp.all_gather(make_view(pbuf_.all_pairs.data, DType::kI32, {tp.size() * count, 2},
-                            config_.device),
-                  pairs, stream_);
+    tp.all_gather(
+        make_view(pbuf_.all_pairs.data, DType::kI32, {tp.size() * count, 2}, config_.device), pairs,
+        stream_);
     kernels::argmax_merge(
         out, make_view(pbuf_.all_pairs.data, DType::kI32, {tp.size(), count, 2}, config_.device),
         stream_);

@@ -107,22 +107,17 @@ INSTANTIATE_TEST_SUITE_P(
               {kSparse, 17, 4},
               {kReselect, 17, 2}},
              {}},
-        Case{"odd_15_heads",
-             15,
-             {{kSelect, 37, 5}, {kReselect, 1025, 3}, {kSelect, 4100, 1}},
-             {}},
+        Case{"odd_15_heads", 15, {{kSelect, 37, 5}, {kReselect, 1025, 3}, {kSelect, 4100, 1}}, {}},
         // One head per rank (tp = num_heads): agreeing one-head lists become probabilities.
         Case{"tp_one_head_agreed",
              1,
              {{kSelect, 733, 1}, {kSelect, 37, 1}, {kReselect, 5000, 1}, {kSparse, 9, 1}},
              {1, 0, 2, 1}},
-        Case{"llama3_32x8_32k",
-             32,
-             {{kSelect, 32768, 8},
-              {kReselect, 32768, 1},
-              {kSelect, 4100, 32},
-              {kReselect, 1023, 8}},
-             {}}),
+        Case{
+            "llama3_32x8_32k",
+            32,
+            {{kSelect, 32768, 8}, {kReselect, 32768, 1}, {kSelect, 4100, 32}, {kReselect, 1023, 8}},
+            {}}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

@@ -84,7 +84,8 @@ TEST_P(ListAgreementCuda, MatchesReference) {
   std::vector<int32_t> cand(static_cast<size_t>(t_ * k_));
   std::vector<float> partial(gathered.size());
   std::vector<uint8_t> merged(static_cast<size_t>(t_));
-  HostTensor merged_scores = HostTensor::from({t_, c.heads, c.max_len}, testing::to_vector(scores.view()));
+  HostTensor merged_scores =
+      HostTensor::from({t_, c.heads, c.max_len}, testing::to_vector(scores.view()));
   ref::list_candidates({make_view(cand.data(), DType::kI32, {t_, k_}),
                         make_view(lists.data(), DType::kI32, {t_, 2, k_}),
                         make_view(counts.data(), DType::kI32, {t_, 2}),
@@ -93,16 +94,16 @@ TEST_P(ListAgreementCuda, MatchesReference) {
   ref::candidate_scores({make_view(partial.data(), DType::kF32, {c.ranks, t_, k_}),
                          make_view(gathered.data(), DType::kI32, {c.ranks, t_, k_}),
                          scores.view()});
-  ref::merge_candidates({merged_scores.view(), make_view(gathered.data(), DType::kI32, {c.ranks, t_, k_}),
-                         make_view(totals.data(), DType::kF32, {c.ranks, t_, k_}),
-                         make_view(lengths.data(), DType::kI32, {t_}),
-                         make_view(roles.data(), DType::kU8, {t_}),
-                         make_view(agreement.data(), DType::kU8, {t_}), match,
-                         make_view(merged.data(), DType::kU8, {t_})});
+  ref::merge_candidates(
+      {merged_scores.view(), make_view(gathered.data(), DType::kI32, {c.ranks, t_, k_}),
+       make_view(totals.data(), DType::kF32, {c.ranks, t_, k_}),
+       make_view(lengths.data(), DType::kI32, {t_}), make_view(roles.data(), DType::kU8, {t_}),
+       make_view(agreement.data(), DType::kU8, {t_}), match,
+       make_view(merged.data(), DType::kU8, {t_})});
 
-  list_candidates({d_cand.view(), d_lists.view(), d_counts.view(), d_roles.view(), d_agree.view(),
-                   match},
-                  Stream{});
+  list_candidates(
+      {d_cand.view(), d_lists.view(), d_counts.view(), d_roles.view(), d_agree.view(), match},
+      Stream{});
   candidate_scores({d_partial.view(), d_gathered.view(), d_scores.view()}, Stream{});
   merge_candidates({d_scores.view(), d_gathered.view(), d_totals.view(), d_len.view(),
                     d_roles.view(), d_agree.view(), match, d_merged.view()},
@@ -114,12 +115,14 @@ TEST_P(ListAgreementCuda, MatchesReference) {
   EXPECT_EQ(d_scores.to_floats(), testing::to_vector(merged_scores.view()));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, ListAgreementCuda,
-    ::testing::Values(Case{"one_token", 1, 2, 1, 5, 4}, Case{"odd_7_tokens_k37", 7, 3, 4, 733, 37},
-                      Case{"tp8_k2048_32k", 4, 8, 4, 32768, 2048},
-                      Case{"batch64_tp2_k256", 64, 2, 8, 4100, 256}),
-    [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Shapes, ListAgreementCuda,
+                         ::testing::Values(Case{"one_token", 1, 2, 1, 5, 4},
+                                           Case{"odd_7_tokens_k37", 7, 3, 4, 733, 37},
+                                           Case{"tp8_k2048_32k", 4, 8, 4, 32768, 2048},
+                                           Case{"batch64_tp2_k256", 64, 2, 8, 4100, 256}),
+                         [](const ::testing::TestParamInfo<Case>& info) {
+                           return info.param.name;
+                         });
 
 }  // namespace
 }  // namespace tidal::kernels

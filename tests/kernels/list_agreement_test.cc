@@ -3,12 +3,13 @@
 // token's heads; their local top-3 are gathered, each rank scores every candidate, the sums are
 // the candidates' whole scores, and the re-selection over the merged row picks what one rank
 // holding every head would pick whenever that lies inside the union of the local lists.
+#include "kernels/list_agreement.h"
+
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <vector>
 
-#include "kernels/list_agreement.h"
 #include "kernels/topk_per_row.h"
 #include "tests/testing/testing.h"
 
@@ -43,8 +44,9 @@ TEST(ListAgreementRef, CandidatesAreList0OfMatchingSelectingTokensOnly) {
 //   rank 1: 0.0 0.1 0.8 0.5 0.2 0.0 0.0 0.1   local top-3 of 0..6: {2, 3, 4} (+7)
 //   whole:  0.9 0.2 0.8 1.1 0.2 0.3 0.0 0.2   top-3 of 0..6: {3, 0, 2}
 TEST(ListAgreementRef, TwoRanksAgreeOnTheWholeModelsList) {
-  const std::vector<std::vector<float>> partial = {{0.9f, 0.1f, 0.0f, 0.6f, 0.0f, 0.3f, 0.0f, 0.1f},
-                                                   {0.0f, 0.1f, 0.8f, 0.5f, 0.2f, 0.0f, 0.0f, 0.1f}};
+  const std::vector<std::vector<float>> partial = {
+      {0.9f, 0.1f, 0.0f, 0.6f, 0.0f, 0.3f, 0.0f, 0.1f},
+      {0.0f, 0.1f, 0.8f, 0.5f, 0.2f, 0.0f, 0.0f, 0.1f}};
   const std::vector<std::vector<int32_t>> local = {{0, 3, 5, 7}, {2, 3, 4, 7}};
   std::vector<uint8_t> roles = {kSelect}, agreement = {1}, merged_roles = {99};
   std::vector<int32_t> lengths = {8}, budgets = {4}, num_lists = {1};
@@ -56,7 +58,7 @@ TEST(ListAgreementRef, TwoRanksAgreeOnTheWholeModelsList) {
   std::vector<float> totals(8, 0.0f);
   for (int rank = 0; rank < 2; ++rank) {
     std::vector<float> scores = partial[size_t(rank)];  // row 0: the rank's partial sums
-    scores.insert(scores.end(), 8, 42.0f);               // row 1: another head, untouched
+    scores.insert(scores.end(), 8, 42.0f);              // row 1: another head, untouched
     std::vector<float> mine(8);
     CandidateScoresParams cs;
     cs.out = make_view(mine.data(), DType::kF32, {2, 1, 4});
@@ -103,7 +105,7 @@ TEST(ListAgreementRef, TwoRanksAgreeOnTheWholeModelsList) {
 
 TEST(ListAgreementRef, OtherTokensAreLeftAloneAndMaskedOutOfTheReselection) {
   std::vector<float> scores = {1, 2, 3, 4, 5, 6, 7, 8};  // [2 tokens, 1 head, 4]
-  std::vector<int32_t> gathered = {0, -1, 3, 2};          // [1 rank, 2 tokens, 2]
+  std::vector<int32_t> gathered = {0, -1, 3, 2};         // [1 rank, 2 tokens, 2]
   std::vector<float> totals = {9, 9, 9, 9};
   std::vector<int32_t> lengths = {4, 4};
   std::vector<uint8_t> roles = {kDense, uint8_t(TokenRole::kReselect)}, agreement = {1, 3};

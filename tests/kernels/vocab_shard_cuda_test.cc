@@ -42,8 +42,8 @@ TEST_P(VocabShardCuda, MatchesReference) {
   const HostTensor table32 = testing::random_tensor({c.shard, c.hidden}, 3, 1.0f);
   const HostTensor table = testing::convert(table32.view(), c.dtype);
   HostTensor want({c.rows, c.hidden}, c.dtype);
-  ref::embedding_lookup_shard(want.view(), table.view(), make_view(ids.data(), DType::kI32, {c.rows}),
-                              begin);
+  ref::embedding_lookup_shard(want.view(), table.view(),
+                              make_view(ids.data(), DType::kI32, {c.rows}), begin);
   const auto d_table = testing::DeviceTensor::from_host(table.view());
   const auto d_ids = testing::DeviceTensor::from_host(make_view(ids.data(), DType::kI32, {c.rows}));
   const auto d_out = testing::DeviceTensor::filled({c.rows, c.hidden}, c.dtype, 0xFF);
@@ -67,7 +67,8 @@ TEST_P(VocabShardCuda, MatchesReference) {
     for (int64_t i = 0; i < c.rows; ++i) {
       const float v = float(int(rng() % 4));
       std::memcpy(&all[size_t(2 * (r * c.rows + i))], &v, 4);
-      all[size_t(2 * (r * c.rows + i) + 1)] = int32_t(r * c.shard + int64_t(rng() % uint32_t(c.shard)));
+      all[size_t(2 * (r * c.rows + i) + 1)] =
+          int32_t(r * c.shard + int64_t(rng() % uint32_t(c.shard)));
     }
   }
   std::vector<int32_t> tokens(static_cast<size_t>(c.rows));

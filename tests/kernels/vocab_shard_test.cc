@@ -2,12 +2,13 @@
 // The vocabulary-parallel ops by hand: a shard's lookup writes its rows and zeros elsewhere (so
 // the sum over shards is the whole table's lookup), and the shard argmax + merge equals the
 // argmax over the whole row, ties going to the lower id as sample_tokens' greedy rule does.
+#include "kernels/vocab_shard.h"
+
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <vector>
 
-#include "kernels/vocab_shard.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::kernels {
@@ -42,7 +43,7 @@ TEST(VocabShardRef, ShardArgmaxMergedIsTheWholeRowsArgmaxWithTiesToTheLowerId) {
   // Two rows over vocab 6 in shards of 3. Row 0: max 5.0 at ids 1 and 4 (tie: 1). Row 1: the
   // max 7.0 only in the second shard, at id 5; -inf and repeats elsewhere.
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> logits = {0.5f, 5.0f, -2.0f, 1.0f,  5.0f,  5.0f,  //
+  std::vector<float> logits = {0.5f, 5.0f, -2.0f, 1.0f, 5.0f, 5.0f,  //
                                -inf, -inf, -inf,  3.0f, 3.0f, 7.0f};
   std::vector<int32_t> pairs(2 * 2 * 2);
   for (int shard = 0; shard < 2; ++shard) {

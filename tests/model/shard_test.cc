@@ -160,7 +160,9 @@ void expect_slices_of_whole(bool tied) {
   }
 }
 
-TEST(ShardedWeights, EachRankLoadsItsRowsAndColumnsOfTheCheckpoint) { expect_slices_of_whole(false); }
+TEST(ShardedWeights, EachRankLoadsItsRowsAndColumnsOfTheCheckpoint) {
+  expect_slices_of_whole(false);
+}
 
 TEST(ShardedWeights, ATiedHeadOnTheLastStageIsTheEmbeddingsRows) { expect_slices_of_whole(true); }
 

@@ -50,8 +50,8 @@ int main(int argc, char** argv) {
     e->set_attention_marker([&](int64_t, bool after) {
       if (!after || ++passes < layers) return;
       if (mode == "kill") std::raise(SIGKILL);
-      TIDAL_CHECK(false, "fault_helper: injected failure after " + std::to_string(layers) +
-                             " layers");
+      TIDAL_CHECK(false,
+                  "fault_helper: injected failure after " + std::to_string(layers) + " layers");
     });
   }
   if (mpi.rank() != 0) return e->serve().ok() ? 0 : 1;

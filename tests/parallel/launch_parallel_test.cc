@@ -5,7 +5,6 @@
 // a fatal error ends the whole job with a non-zero exit and a message naming the rank, within
 // seconds. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
 #include <gtest/gtest.h>
-
 #include <sys/wait.h>
 
 #include <chrono>
@@ -61,7 +60,8 @@ std::string ids_line(const std::string& output) {
   size_t at = 0;
   while (at < output.size()) {
     const size_t end = output.find('\n', at);
-    const std::string line = output.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    const std::string line =
+        output.substr(at, end == std::string::npos ? std::string::npos : end - at);
     if (std::regex_match(line, ids)) return line;
     if (end == std::string::npos) break;
     at = end + 1;
@@ -124,7 +124,7 @@ TEST(LaunchParallel, ALoadFailureOnOneRankEndsTheJobNamingTheRank) {
   bytes[at + name.size() - 8] = 'X';  // "...down_proj.Xeight": the tensor is no longer found
   testing::write_file(dir + "/model.safetensors", bytes);
   const Outcome r = run(mpirun(2) + TIDAL_BINARY + " generate --model " + dir +
-                    " --prompt-ids 1,2,3 --max-new-tokens 4 --print-ids --pp 2");
+                        " --prompt-ids 1,2,3 --max-new-tokens 4 --print-ids --pp 2");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_LT(r.seconds, 30.0);
   EXPECT_NE(r.output.find("tidal: error: rank 1: "), std::string::npos) << r.output;
@@ -139,7 +139,7 @@ TEST(LaunchParallel, AKilledOrAbortingRankEndsTheJobWithinSeconds) {
   for (const char* mode : {"kill", "abort"}) {
     for (int victim : {1, 0}) {
       const Outcome r = run(mpirun(2) + TIDAL_FAULT_HELPER + " " + dir + " " + mode + " " +
-                        std::to_string(victim) + " 40");
+                            std::to_string(victim) + " 40");
       SCOPED_TRACE(std::string(mode) + " rank " + std::to_string(victim));
       EXPECT_NE(r.exit_code, 0) << r.output;
       EXPECT_LT(r.seconds, 30.0) << r.output;

@@ -48,8 +48,8 @@ TEST(NcclCommunicator, OneRankCollectivesOnAStream) {
   std::vector<int64_t> big = {int64_t(1) << 40, -3};
   const auto ints = testing::DeviceTensor::from_host(make_view(big.data(), DType::kI64, {2}));
   c->all_reduce(ints.view(), s);
-  const auto halves = testing::DeviceTensor::from_host(make_view(values.data(), DType::kF32, {5}),
-                                                       DType::kBF16);
+  const auto halves =
+      testing::DeviceTensor::from_host(make_view(values.data(), DType::kF32, {5}), DType::kBF16);
   c->all_reduce(halves.view(), s);
   stream_synchronize(s);
   EXPECT_EQ(out.to_floats(), values);

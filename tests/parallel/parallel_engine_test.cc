@@ -51,7 +51,8 @@ std::vector<Case> every_policy(int64_t budget) {
       {"tidal_per_kv_head_exact",
        testing::tidal_policy(budget, Granularity::kPerKvHead, Agreement::kExact)},
       {"tidal_shared_approx", testing::tidal_policy(budget, Granularity::kShared)},
-      {"tidal_shared_exact", testing::tidal_policy(budget, Granularity::kShared, Agreement::kExact)},
+      {"tidal_shared_exact",
+       testing::tidal_policy(budget, Granularity::kShared, Agreement::kExact)},
       {"quest", testing::quest_policy(2 * budget)},
   };
 }
@@ -242,8 +243,8 @@ TEST(ParallelEngine, SharedListsAreIdenticalOnEveryTpRankAndExactOnesEqualOneRan
       int64_t compared = 0;
       for (const auto& [step, lists] : by_step(t.mine)) {
         ASSERT_TRUE(want.count(step)) << "position " << step.first << " layer " << step.second;
-        EXPECT_EQ(lists, want.at(step)) << layout.name() << " position " << step.first
-                                        << " layer " << step.second;
+        EXPECT_EQ(lists, want.at(step))
+            << layout.name() << " position " << step.first << " layer " << step.second;
         ++compared;
       }
       EXPECT_GT(compared, 0);

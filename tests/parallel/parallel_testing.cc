@@ -52,8 +52,8 @@ std::string write_gqa128_model(int rank) {
   auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale, bool ones) {
     int64_t n = 1;
     for (int64_t d : shape) n *= d;
-    std::vector<float> v = ones ? std::vector<float>(size_t(n), 1.0f)
-                                : random_normal(size_t(n), seed++, scale);
+    std::vector<float> v =
+        ones ? std::vector<float>(size_t(n), 1.0f) : random_normal(size_t(n), seed++, scale);
     tensors.push_back({name, "F32", shape, bytes_of(v)});
   };
   add("model.embed_tokens.weight", {vocab, hidden}, 1.0f, false);
@@ -96,8 +96,8 @@ std::vector<int32_t> generate_tokens(engine::Engine& e, const std::vector<int32_
 std::vector<int32_t> flatten(const std::vector<model::LayerTrace>& trace) {
   std::vector<int32_t> out;
   for (const model::LayerTrace& t : trace) {
-    out.insert(out.end(), {int32_t(t.position), int32_t(t.layer), int32_t(t.role),
-                           int32_t(t.lists.size())});
+    out.insert(out.end(),
+               {int32_t(t.position), int32_t(t.layer), int32_t(t.role), int32_t(t.lists.size())});
     for (const std::vector<int32_t>& l : t.lists) {
       out.push_back(int32_t(l.size()));
       out.insert(out.end(), l.begin(), l.end());
