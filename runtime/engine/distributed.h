@@ -45,7 +45,8 @@ enum class Command : int32_t {
 struct CommandHeader {
   int32_t command = 0;
   int32_t logit_rows = 0;  // kStep: logit rows whose values rank 0 wants back
-  int64_t args[3] = {};    // kRandomKv: seed, length, first position; kResetCounters: row
+  // kStep: micro-batches; kRandomKv: seed, length; kResetCounters: row.
+  int64_t args[3] = {};
 };
 constexpr size_t kCommandBytes = 64;
 static_assert(sizeof(CommandHeader) <= kCommandBytes, "command header too large");

@@ -217,9 +217,10 @@ class Engine {
   // Rank 0: broadcasts a command (and the plan after it) to the other ranks.
   void broadcast_command(Command command, int32_t logit_rows = 0, int64_t a0 = 0, int64_t a1 = 0);
   void run_step_distributed(TensorView logits, std::vector<int32_t>* sampled);
-  // Every rank: the plan's forward (in micro-batches across pipeline stages when it can), then
-  // on the last stage sampling, and the ids (and `logit_rows` logit rows) sent to rank 0.
-  void execute_step(int32_t logit_rows);
+  // Every rank: the plan's forward (in `parts` micro-batches of its decode tokens, as rank 0
+  // decided), then on the last stage sampling, and the ids (and `logit_rows` logit rows) sent to
+  // rank 0.
+  void execute_step(int32_t logit_rows, int64_t parts);
   // Last stage: samples logit rows [begin, begin + count) from this part's shard logits.
   void sample_part(int64_t begin, int64_t count, bool want_logits);
   // Every rank: the position-persistence counters summed over the ranks ([num_rows, 2]).

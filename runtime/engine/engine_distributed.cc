@@ -116,7 +116,7 @@ Status Engine::serve() {
     CommandHeader h;
     std::memcpy(&h, command_host_, sizeof(h));
     switch (Command(h.command)) {
-      case Command::kStep: execute_step(h.logit_rows); break;
+      case Command::kStep: execute_step(h.logit_rows, h.args[0]); break;
       case Command::kRandomKv: fill_random_kv(uint64_t(h.args[0]), h.args[1]); break;
       case Command::kStats: sum_overlap(); break;
       case Command::kResetCounters: {
@@ -136,8 +136,19 @@ void Engine::run_step_distributed(TensorView logits, std::vector<int32_t>* sampl
   const int64_t rows = logits.data != nullptr ? logits.size(0) : 0;
   TIDAL_CHECK(rows <= n && (rows == 0 || logits.size(1) == model_.vocab),
               "run_step: more logit rows asked than computed");
-  broadcast_command(Command::kStep, int32_t(rows));
-  execute_step(int32_t(rows));
+  // Micro-batches: a decode-only step of several sequences crosses the stages in up to pp
+  // parts. Rank 0 decides for every rank (not with its per-sequence traces or attention marker,
+  // which read whole-step rows, nor when it wants logits back).
+  const StepHeader& h = step_->header();
+  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                  [](const Sequence* s) { return s->trace != nullptr; });
+  int64_t parts = 1;
+  if (shard_.parallel.pp_size > 1 && h.num_tokens == h.num_decode && h.num_decode >= 2 &&
+      rows == 0 && !traced && !attention_marker_) {
+    parts = std::min<int64_t>(shard_.parallel.pp_size, h.num_decode);
+  }
+  broadcast_command(Command::kStep, int32_t(rows), parts);
+  execute_step(int32_t(rows), parts);
   if (n > 0) {
     copy_bytes(sampled_host_, Device{}, pbuf_.sampled.data, config_.device, size_t(n) * 4, stream_);
   }
@@ -149,7 +160,7 @@ void Engine::run_step_distributed(TensorView logits, std::vector<int32_t>* sampl
   if (sampled != nullptr) sampled->assign(sampled_host_, sampled_host_ + n);
 }
 
-void Engine::execute_step(int32_t logit_rows) {
+void Engine::execute_step(int32_t logit_rows, int64_t parts) {
   const StepHeader h = step_->header();
   if (config_.device.kind == DeviceKind::kCuda) {
     copy_bytes(plan_device_, config_.device, plan_host_, Device{}, step_->bytes(), stream_);
@@ -157,38 +168,32 @@ void Engine::execute_step(int32_t logit_rows) {
   model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
   const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
   b.host = &host;
-  const bool traced =
-      rank_trace_ != nullptr || std::any_of(step_seqs_.begin(), step_seqs_.end(),
-                                            [](const Sequence* s) { return s->trace != nullptr; });
-  if (traced || attention_marker_) {
-    b.attention_hook = [this, &host](int64_t layer, bool after) {
-      if (attention_marker_) attention_marker_(layer, after);
-      if (!after) return;
-      if (!step_seqs_.empty()) record_traces(layer);
-      if (rank_trace_ != nullptr) record_rank_traces(host, layer);
-    };
-  }
   const int64_t d = h.num_decode, n = h.num_logits;
-  const int pp = shard_.parallel.pp_size;
-  // Micro-batches: a decode-only step of several sequences crosses the stages in up to pp parts.
-  // (Not with hooks, which read whole-step rows, nor when rank 0 wants logits back.)
-  int64_t parts = 1;
-  if (pp > 1 && h.num_tokens == d && d >= 2 && logit_rows == 0 && !b.attention_hook) {
-    parts = std::min<int64_t>(pp, d);
-  }
+  TIDAL_CHECK(parts == 1 || (h.num_tokens == d && parts <= d && logit_rows == 0),
+              "execute_step: micro-batches split decode-only steps");
   for (int64_t p = 0; p < parts; ++p) {
-    if (parts == 1) {
-      model::llama_forward(local_, weights_, b, kv_.layers(), ws_, stream_, &par_);
-      if (shard_.last_stage() && n > 0) sample_part(0, n, logit_rows > 0);
-      break;
-    }
-    const int64_t begin = d * p / parts, end = d * (p + 1) / parts;
-    model::ForwardBatch part = model::decode_slice(b, begin, end);
-    const model::ForwardBatch part_host = model::decode_slice(host, begin, end);
+    // Part p: decode tokens [begin, end) (all of the step when there is one part).
+    const int64_t begin = d * p / parts, end = parts == 1 ? h.num_tokens : d * (p + 1) / parts;
+    model::ForwardBatch part = parts == 1 ? b : model::decode_slice(b, begin, end);
+    const model::ForwardBatch part_host = parts == 1 ? host : model::decode_slice(host, begin, end);
     part.host = &part_host;
+    const bool traced = !step_seqs_.empty() &&
+                        std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                    [](const Sequence* s) { return s->trace != nullptr; });
+    if (traced || attention_marker_ || rank_trace_ != nullptr) {
+      part.attention_hook = [this, traced, &part_host](int64_t layer, bool after) {
+        if (attention_marker_) attention_marker_(layer, after);
+        if (!after) return;
+        if (traced) record_traces(layer);  // rank 0, one part
+        if (rank_trace_ != nullptr) record_rank_traces(part_host, layer);
+      };
+    }
     model::llama_forward(local_, weights_, part, kv_.layers(), ws_, stream_, &par_);
-    if (shard_.last_stage()) sample_part(begin, end - begin, false);
+    if (shard_.last_stage() && n > 0) {
+      sample_part(parts == 1 ? 0 : begin, parts == 1 ? n : end - begin, logit_rows > 0);
+    }
   }
+  const int pp = shard_.parallel.pp_size;
   // The ids (and the logits rank 0 asked for) travel from the last stage's first TP rank.
   if (pp > 1 && n > 0 && shard_.coords.tp_rank == 0) {
     if (shard_.last_stage()) {
