@@ -138,7 +138,7 @@ class Engine {
   // The sequence's attention statistics so far (decode steps and corrections).
   model::AttentionStats stats(SeqId id) const;
   // Records every decode layer's role and lists of the sequence into `trace` (null: stop).
-  // Steps of a traced sequence run eagerly.
+  // Steps of a traced sequence run eagerly. Distributed: the layers and heads rank 0 holds.
   void set_trace(SeqId id, std::vector<model::LayerTrace>* trace);
   // Copies the cached key and value of (layer, position), [num_kv_heads * head_dim] each, as f32.
   Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
