@@ -17,7 +17,9 @@ void head_group_probs(const HeadGroupProbsParams& p, [[maybe_unused]] Stream str
   check_per_token(p.lengths, tokens, DType::kI32, op, "lengths");
   check_per_token(p.num_lists, tokens, DType::kI32, op, "num_lists");
   check_per_token(p.roles, tokens, DType::kU8, op, "roles");
-  if (on_cuda(op, {p.scores, p.lse, p.lengths, p.num_lists, p.roles})) {
+  if (p.agreement.data != nullptr)
+    check_per_token(p.agreement, tokens, DType::kU8, op, "agreement");
+  if (on_cuda(op, {p.scores, p.lse, p.lengths, p.num_lists, p.roles, p.agreement})) {
     TIDAL_CUDA_CALL(op, cuda::head_group_probs(p, stream));
     return;
   }
@@ -33,7 +35,9 @@ void ref::head_group_probs(const HeadGroupProbsParams& p) {
     const int64_t lists = p.num_lists.data_as<int32_t>()[t];
     TIDAL_CHECK(n >= 1 && n <= max_len, "head_group_probs: length outside 1..max_len");
     TIDAL_CHECK(lists >= 1 && num_heads % lists == 0, "head_group_probs: lists must divide heads");
-    if (lists == num_heads) continue;  // per-query-head: the logits are the scores
+    const bool agreed = p.agreement.data != nullptr && p.agreement.data_as<uint8_t>()[t] != 0;
+    // Per-query-head: the logits are the scores (unless other ranks' heads join the list).
+    if (lists == num_heads && !(agreed && lists == 1)) continue;
     const int64_t group = num_heads / lists;
     float* scores = p.scores.data_as<float>() + t * num_heads * max_len;
     const float* lse = p.lse.data_as<float>() + t * num_heads;

@@ -24,11 +24,14 @@ __global__ void __launch_bounds__(kThreads)
                             const int32_t* lengths,    // [num_tokens]
                             const int32_t* num_lists,  // [num_tokens]
                             const uint8_t* roles,      // [num_tokens]
+                            const uint8_t* agreement,  // [num_tokens] or null
                             int num_heads, int64_t max_len) {
   const int t = blockIdx.z, l = blockIdx.y;
   if (!is_selecting(TokenRole(roles[t]))) return;
   const int32_t lists = num_lists[t];
-  if (lists < 1 || lists >= num_heads || num_heads % lists != 0 || l >= lists) return;
+  // One list of one head becomes probabilities only when other ranks' heads join it.
+  const bool single = lists == 1 && num_heads == 1 && agreement != nullptr && agreement[t] != 0;
+  if (lists < 1 || (lists >= num_heads && !single) || num_heads % lists != 0 || l >= lists) return;
   const int64_t n = min(int64_t(lengths[t]), max_len);
   const int64_t j0 = int64_t(blockIdx.x) * kChunk + threadIdx.x;
   if (int64_t(blockIdx.x) * kChunk >= n) return;
@@ -68,7 +71,8 @@ void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
                   unsigned(std::max<int64_t>(1, heads / 2)), unsigned(tokens));
   head_group_probs_kernel<<<grid, kThreads, 0, raw_stream(stream)>>>(
       p.scores.data_as<float>(), p.lse.data_as<float>(), p.lengths.data_as<int32_t>(),
-      p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(), int(heads), max_len);
+      p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
+      p.agreement.data != nullptr ? p.agreement.data_as<uint8_t>() : nullptr, int(heads), max_len);
   check_launch("head_group_probs_kernel", stream);
 }
 

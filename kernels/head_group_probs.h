@@ -23,6 +23,10 @@ struct HeadGroupProbsParams {
   TensorView lengths;    // [num_tokens] i32, n
   TensorView num_lists;  // [num_tokens] i32
   TensorView roles;      // [num_tokens] u8; only kSelect / kReselect tokens are touched
+  // Optional [num_tokens] u8 (tensor parallelism): a token with a nonzero entry has its lists
+  // agreed across ranks, which sum these scores, so it gets probabilities even when each list is
+  // a single head (L == num_heads; only L == 1 then, the one list of a rank holding one head).
+  TensorView agreement;
 };
 
 void head_group_probs(const HeadGroupProbsParams& p, Stream stream);

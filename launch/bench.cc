@@ -308,14 +308,25 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   model::WeightPlacement placement;
   placement.dtype = run.engine.dtype;
   placement.device = run.engine.device;
-  TIDAL_RETURN_IF_ERROR(model::init_random_llama_weights(c, o.seed, &w, placement));
+  // Under mpirun (--tp/--pp) each rank makes and holds only its shard; rank 0 runs the
+  // benchmark, the other ranks serve its steps until it moves to the next preset.
+  const engine::Distributed* dist = run.engine.distributed;
+  model::ModelShard shard = model::whole_model(c);
+  Status made = ok_status();
+  if (dist != nullptr) made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
+  placement.shard = &shard;
+  if (made.ok()) made = model::init_random_llama_weights(c, o.seed, &w, placement);
+  if (dist != nullptr) made = engine::agree_status(*dist->world, made);
+  TIDAL_RETURN_IF_ERROR(made);
   std::unique_ptr<engine::Engine> e;
   TIDAL_RETURN_IF_ERROR(engine::Engine::create(c, std::move(w), run.engine, &e));
-  std::fprintf(stderr, "tidal bench: %s on %s: weights %.2f GiB, KV %.2f GiB for %lld tokens\n",
+  if (dist != nullptr && dist->rank() != 0) return e->serve();
+  std::fprintf(stderr, "tidal bench: %s on %s: weights %.2f GiB, KV %.2f GiB for %lld tokens%s\n",
                preset.c_str(), run.device_name.c_str(),
                double(e->memory_plan().weight_bytes) / double(1ull << 30),
                double(e->memory_plan().kv_bytes) / double(1ull << 30),
-               static_cast<long long>(e->memory_plan().kv_capacity_tokens));
+               static_cast<long long>(e->memory_plan().kv_capacity_tokens),
+               dist != nullptr ? " (rank 0's shard)" : "");
   for (int64_t ctx : contexts) {
     if (o.mixed) {  // every variant in one batch, one sequence each
       TIDAL_RETURN_IF_ERROR(bench_one(o, run, *e, ctx, int64_t(variants.size()), variants, table)
@@ -334,7 +345,10 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
 
 }  // namespace
 
-Status run_bench(const BenchOptions& o) {
+Status run_bench(const BenchOptions& o) { return run_bench_on(o, nullptr); }
+
+Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
+  const bool worker = dist != nullptr && dist->rank() != 0;  // serves rank 0; prints nothing
   std::vector<int64_t> contexts, batches, budgets;
   TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
   TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
@@ -345,6 +359,7 @@ Status run_bench(const BenchOptions& o) {
   Run run;
   run.engine.page_size = o.page_size;
   run.engine.prefill_chunk = o.prefill_chunk;
+  run.engine.distributed = dist;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
   run.device_name = "cpu";
   DeviceInfo info;
@@ -354,8 +369,14 @@ Status run_bench(const BenchOptions& o) {
     run.device_name = info.name;
     Stream s;
     TIDAL_RETURN_IF_ERROR(stream_create(&s));
-    run.copy_bytes_per_s = measure_copy_bytes_per_s(run.engine.device, s);
+    if (!worker) run.copy_bytes_per_s = measure_copy_bytes_per_s(run.engine.device, s);
     stream_destroy(s);
+  }
+  if (worker) {
+    for (const std::string& preset : o.presets) {
+      TIDAL_RETURN_IF_ERROR(bench_preset(o, preset, contexts, batches, variants, run, nullptr));
+    }
+    return ok_status();
   }
   bench::BenchInfo bi = bench::collect_bench_info("tidal bench");
   bi.device = run.device_name;
@@ -367,6 +388,11 @@ Status run_bench(const BenchOptions& o) {
               {"copy", gpu ? copy : "n/a (cpu)"},
               {"steps", std::to_string(o.steps) + " timed after " + std::to_string(o.warmup)},
               {"kv", o.prefill ? "prefilled random prompts" : "random values, no prefill"}};
+  if (dist != nullptr) {
+    bi.extra.push_back({"parallel", "tp " + std::to_string(dist->parallel.tp_size) + " x pp " +
+                                        std::to_string(dist->parallel.pp_size) +
+                                        " (mpirun; eager launches)"});
+  }
   bench::Table table(bi, columns());
   table.print_header(
       {"ms / p90_ms: per-step latency (CUDA events around each decode step, host planning",

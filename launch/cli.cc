@@ -20,6 +20,11 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
       ->capture_default_str();
 }
 
+void add_parallel_flags(CLI::App* cmd, ParallelFlags* p) {
+  cmd->add_option("--tp", p->tp, "tensor parallel ranks (run under mpirun: -np tp x pp)");
+  cmd->add_option("--pp", p->pp, "pipeline parallel stages (run under mpirun: -np tp x pp)");
+}
+
 void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
   cmd->add_option("--device", d->device, "auto, cpu, cuda or cuda:N (auto: a GPU when present)")
       ->capture_default_str();
@@ -71,12 +76,17 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
   cmd->add_option("--granularity", o->granularity,
                   "tidal: per-query-head, per-kv-head or shared lists")
       ->capture_default_str();
+  cmd->add_option("--agreement", o->agreement,
+                  "tidal under --tp: how ranks agree on lists spanning them: approx (all-gather "
+                  "each rank's top-k) or exact (all-reduce the scores)")
+      ->capture_default_str();
   cmd->add_option("--correction-interval", o->correction_interval,
                   "every N decode steps recompute the last N tokens densely; 0: off")
       ->capture_default_str();
   cmd->add_flag("--stats", o->stats, "print attention statistics to stderr");
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
+  add_parallel_flags(cmd, &o->parallel);
   o->engine.max_batch = 1;
 }
 
@@ -129,6 +139,7 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
   cmd->add_option("--json", o->json_path, "also write the table as JSON to this file");
   cmd->add_option("--csv", o->csv_path, "also write the table as CSV to this file");
   add_device_flags(cmd, &o->device);
+  add_parallel_flags(cmd, &o->parallel);
 }
 
 Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
@@ -241,6 +252,7 @@ namespace tidal::launch {
 Status build_policy(const GenerateOptions& o, model::AttentionPolicy* p) {
   TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(o.attention, &p->kind));
   TIDAL_RETURN_IF_ERROR(model::parse_granularity(o.granularity, &p->tidal.granularity));
+  TIDAL_RETURN_IF_ERROR(model::parse_agreement(o.agreement, &p->tidal.agreement));
   p->tidal.budget = o.budget;
   p->tidal.sparse_start = o.sparse_start;
   p->quest.budget = o.budget;

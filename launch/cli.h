@@ -28,6 +28,14 @@ struct DeviceFlags {
   bool eager = false;           // GPU: launch every op each step instead of replaying graphs
 };
 
+// Tensor / pipeline parallelism under mpirun (launch/parallel_run.cc). Unset (0) both: one
+// process. Either set: this process is one rank of an mpirun job of tp x pp ranks.
+struct ParallelFlags {
+  int tp = 0;  // ranks splitting each layer's heads and FFN columns; 0: 1 (or no job)
+  int pp = 0;  // pipeline stages, contiguous layer ranges; 0: 1 (or no job)
+  bool requested() const { return tp > 0 || pp > 0; }
+};
+
 struct GenerateOptions {
   std::string model_dir;  // empty: the embedded default
   std::string prompt;     // text (tokenized, BOS added)
@@ -43,11 +51,13 @@ struct GenerateOptions {
   int64_t sparse_start = 2;
   std::string reselect_layers;  // "13", "13,20", "none"; empty: the depth's default
   std::string granularity = "per-query-head";
+  std::string agreement = "approx";  // approx | exact: lists whose heads span TP ranks
   int64_t correction_interval = 0;
   engine::SamplingParams sampling;
   engine::StopConditions stop;
   engine::EngineConfig engine;
   DeviceFlags device;
+  ParallelFlags parallel;
 };
 
 struct InfoOptions {
@@ -77,6 +87,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   std::string json_path, csv_path;
   DeviceFlags device;
+  ParallelFlags parallel;
 };
 
 struct TokenizeOptions {
@@ -96,6 +107,14 @@ void add_tokenize_command(CLI::App& app, TokenizeOptions* opts);
 void add_bench_command(CLI::App& app, BenchOptions* opts);
 
 Status run_generate(const GenerateOptions& opts, const DefaultModel& defaults);
+// The part of `generate` after loading: tokenizer, prompt, generation, output (`dir`: the model's).
+Status generate_with(const GenerateOptions& opts, const std::string& dir, engine::Engine& engine);
+// generate and bench as one rank of an mpirun job (launch/parallel_run.cc). Only rank 0 prints;
+// the others return an error with an empty message when rank 0 reports the failure.
+Status run_generate_parallel(const GenerateOptions& opts, const DefaultModel& defaults);
+Status run_bench_parallel(const BenchOptions& opts);
+// run_bench on one rank of a job (null: one process).
+Status run_bench_on(const BenchOptions& opts, const engine::Distributed* dist);
 Status run_info(const InfoOptions& opts);
 Status run_tokenize(const TokenizeOptions& opts);
 Status run_bench(const BenchOptions& opts);

@@ -129,12 +129,18 @@ void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy
 }  // namespace
 
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
+  if (o.parallel.requested()) return run_generate_parallel(o, defaults);
   std::string dir;
   TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   std::unique_ptr<engine::Engine> engine;
   TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
+  return generate_with(o, dir, *engine);
+}
+
+Status generate_with(const GenerateOptions& o, const std::string& dir, engine::Engine& e) {
+  engine::Engine* engine = &e;
   const model::ModelConfig& cfg = engine->model_config();
 
   std::unique_ptr<model::Tokenizer> tok;

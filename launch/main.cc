@@ -48,10 +48,11 @@ int main(int argc, char** argv) {
   } else if (app.got_subcommand("tokenize")) {
     st = run_tokenize(tok);
   } else if (app.got_subcommand("bench")) {
-    st = run_bench(bench);
+    st = bench.parallel.requested() ? run_bench_parallel(bench) : run_bench(bench);
   }
   if (!st.ok()) {
-    std::fprintf(stderr, "tidal: error: %s\n", st.message().c_str());
+    // An empty message: another rank of an mpirun job (rank 0) reports the failure.
+    if (!st.message().empty()) std::fprintf(stderr, "tidal: error: %s\n", st.message().c_str());
     return 1;
   }
   return 0;

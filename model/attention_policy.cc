@@ -141,6 +141,21 @@ Status parse_granularity(const std::string& name, Granularity* out) {
   return ok_status();
 }
 
+Status parse_agreement(const std::string& name, Agreement* out) {
+  if (name == "approx")
+    *out = Agreement::kApprox;
+  else if (name == "exact")
+    *out = Agreement::kExact;
+  else
+    return invalid_argument("unknown agreement '" + printable(name, 40) +
+                            "' (known: approx, exact)");
+  return ok_status();
+}
+
+const char* agreement_name(Agreement agreement) {
+  return agreement == Agreement::kExact ? "exact" : "approx";
+}
+
 const char* attention_kind_name(AttentionKind kind) {
   switch (kind) {
     case AttentionKind::kFull: return "full";

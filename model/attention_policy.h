@@ -21,6 +21,12 @@ enum class AttentionKind { kFull, kTidal, kQuest };
 // summed probabilities: G times fewer gathered rows under GQA), or every head (LessIsMore).
 enum class Granularity { kPerQueryHead, kPerKvHead, kShared };
 
+// How tensor-parallel ranks, each holding some of a list's heads (shared lists; per-KV-head lists
+// of a KV head replicated over ranks), agree on it (DESIGN.md §6): each takes a local top-k of
+// its heads' summed scores and the candidates are all-gathered and merged (approx), or the summed
+// score vectors are all-reduced first (exact: the lists of one rank, to rounding).
+enum class Agreement { kApprox, kExact };
+
 struct TidalParams {
   int64_t budget = 256;      // K: tokens each list attends in sparse layers, the current included
   int64_t sparse_start = 2;  // layers below are dense; this layer is the first selection layer
@@ -28,6 +34,7 @@ struct TidalParams {
   // the depth when it is above sparse_start, else none. An empty list: no re-selection.
   std::optional<std::vector<int64_t>> reselect_layers;
   Granularity granularity = Granularity::kPerQueryHead;
+  Agreement agreement = Agreement::kApprox;  // only used when a list's heads span ranks
 };
 
 struct QuestParams {
@@ -69,8 +76,10 @@ int64_t num_lists(Granularity granularity, const ModelConfig& config);
 
 Status parse_attention_kind(const std::string& name, AttentionKind* out);
 Status parse_granularity(const std::string& name, Granularity* out);  // per-query-head, ...
+Status parse_agreement(const std::string& name, Agreement* out);      // approx, exact
 const char* attention_kind_name(AttentionKind kind);
 const char* granularity_name(Granularity granularity);
+const char* agreement_name(Agreement agreement);
 
 // What a request's attention did, summed over its decode steps.
 struct AttentionStats {

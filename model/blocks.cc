@@ -12,6 +12,7 @@
 #include "kernels/prefill_attention.h"
 #include "kernels/quest.h"
 #include "kernels/topk_per_row.h"
+#include "model/parallel_forward.h"
 
 namespace tidal::model {
 namespace {
@@ -61,8 +62,10 @@ void quest_select(const ForwardBatch& b, const KvLayer& kv, LlamaWorkspace& ws, 
   k::expand_pages(e, stream);
 }
 
-// After a selection layer's dense attention: scores -> lists later sparse layers read.
-void select_lists(const ForwardBatch& b, LlamaWorkspace& ws, TensorView roles, Stream stream) {
+// After a selection layer's dense attention: scores -> lists later sparse layers read. Under
+// tensor parallelism, lists whose heads span ranks are agreed on the way.
+void select_lists(const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws, TensorView roles,
+                  Stream stream, ForwardParallel* par) {
   const int64_t d = b.num_decode;
   k::HeadGroupProbsParams g;
   g.scores = rows_of(ws.scores, d);
@@ -70,7 +73,9 @@ void select_lists(const ForwardBatch& b, LlamaWorkspace& ws, TensorView roles, S
   g.lengths = b.lengths;
   g.num_lists = b.num_lists;
   g.roles = roles;
+  if (par != nullptr) g.agreement = b.agreement;
   k::head_group_probs(g, stream);
+  if (par != nullptr) agree_exact(*par, b, layer, ws, stream);
 
   k::TopkPerRowParams t;
   t.indices = rows_of(ws.new_lists, d);
@@ -82,6 +87,7 @@ void select_lists(const ForwardBatch& b, LlamaWorkspace& ws, TensorView roles, S
   t.roles = roles;
   t.active_roles = k::kSelectingRoles;
   k::topk_per_row(t, ws.scratch, stream);
+  if (par != nullptr) agree_approx(*par, b, layer, ws, stream);
 
   k::CommitSelectionParams c;
   c.lists = rows_of(ws.lists, d);
@@ -96,7 +102,7 @@ void select_lists(const ForwardBatch& b, LlamaWorkspace& ws, TensorView roles, S
 }
 
 void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, LlamaWorkspace& ws,
-                  TensorView q, TensorView out, Stream stream) {
+                  TensorView q, TensorView out, Stream stream, ForwardParallel* par) {
   const int64_t d = b.num_decode;
   const TensorView roles = b.roles.select(layer);
   const uint8_t ops = b.layer_ops[layer];
@@ -118,16 +124,16 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
     p.lse = rows_of(ws.lse, d);
   }
   k::decode_attention(p, ws.scratch, stream);
-  if (ops & kLayerSelects) select_lists(b, ws, roles, stream);
+  if (ops & kLayerSelects) select_lists(b, layer, ws, roles, stream, par);
 }
 
 }  // namespace
 
 void attention_layer(const ModelConfig& /*config*/, int64_t layer, const ForwardBatch& b,
                      const KvLayer& kv, LlamaWorkspace& ws, TensorView q, TensorView out,
-                     Stream stream) {
+                     Stream stream, ForwardParallel* par) {
   const int64_t num_tokens = q.size(0), d = b.num_decode;
-  if (d > 0) decode_layer(layer, b, kv, ws, q.slice(0, d), out.slice(0, d), stream);
+  if (d > 0) decode_layer(layer, b, kv, ws, q.slice(0, d), out.slice(0, d), stream, par);
   if (num_tokens > d) {
     k::PrefillAttentionParams p;
     p.out = out.slice(d, num_tokens);

@@ -17,8 +17,10 @@ namespace tidal::model {
 //   select: S = the same pass's logits; [group probs]; I = topk(S, K-1 of 0..n-2) ++ [n-1];
 //           I becomes the lists later sparse layers read (overlap with the replaced lists counted)
 // Prefill tokens attend densely and causally.
+// With `par` (tensor parallel), lists whose heads span ranks are agreed across them between the
+// group sums and the commit (parallel_forward.h).
 void attention_layer(const ModelConfig& config, int64_t layer, const ForwardBatch& batch,
                      const KvLayer& kv, LlamaWorkspace& ws, TensorView q, TensorView out,
-                     Stream stream);
+                     Stream stream, ForwardParallel* par = nullptr);
 
 }  // namespace tidal::model

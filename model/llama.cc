@@ -9,19 +9,21 @@
 #include <cmath>
 #include <utility>
 
+#include "kernels/block_table_update.h"
 #include "kernels/decode_attention.h"
 #include "kernels/embedding_lookup.h"
-#include "kernels/block_table_update.h"
 #include "kernels/gather_rows.h"
 #include "kernels/linear.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/quest.h"
+#include "kernels/residual_add.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_embedding.h"
 #include "kernels/sample_tokens.h"
 #include "kernels/silu_and_mul.h"
 #include "kernels/topk_per_row.h"
 #include "model/blocks.h"
+#include "model/parallel_forward.h"
 #include "runtime/device.h"
 
 namespace tidal::model {
@@ -156,7 +158,8 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
 }
 
 void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBatch& batch,
-                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream) {
+                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream,
+                   ForwardParallel* par) {
   namespace k = kernels;
   const int64_t n = batch.tokens.size(0);
   const int64_t num_logits = batch.logit_rows.size(0);
@@ -176,12 +179,20 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
   gate.shape[1] = up.shape[1] = c.inter;
   up.data = static_cast<uint8_t*>(up.data) + c.inter * dtype_size(up.dtype);
 
+  // A pipeline stage runs its own layers; the residual stream it starts from includes every
+  // earlier layer's output.
+  const int64_t first = par != nullptr ? par->shard.layer_begin : 0;
+  const int64_t end = par != nullptr ? par->shard.layer_end : c.num_layers;
   k::block_table_update(batch.block_tables, batch.page_updates, stream);
-  k::embedding_lookup(x, w.embed, batch.tokens, stream);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
+  if (par == nullptr) {
+    k::embedding_lookup(x, w.embed, batch.tokens, stream);
+  } else {
+    stage_input(*par, c, w, batch, ws, x, stream);
+  }
+  for (int64_t l = first; l < end; ++l) {
     const LayerWeights& lw = w.layers[size_t(l)];
     // Attention block (the previous layer's MLP output joins the residual here).
-    if (l == 0) {
+    if (l == first) {
       k::rms_norm(xn, x, lw.input_norm, c.rms_norm_eps, stream);
     } else {
       k::fused_add_rms_norm(xn, x, proj, lw.input_norm, c.rms_norm_eps, stream);
@@ -200,14 +211,21 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
                                stream);
     }
     if (batch.attention_hook) batch.attention_hook(l, false);
-    attention_layer(c, l, batch, cache, ws, q, attn, stream);
+    attention_layer(c, l, batch, cache, ws, q, attn, stream, par);
     if (batch.attention_hook) batch.attention_hook(l, true);
     k::linear(proj, flat(attn), lw.wo, stream);
+    if (par != nullptr) tp_all_reduce(*par, proj, stream);  // row-parallel: partial sums
     // MLP block.
     k::fused_add_rms_norm(xn, x, proj, lw.post_norm, c.rms_norm_eps, stream);
     k::linear(gate_up, xn, lw.w_gate_up, stream);
     k::silu_and_mul(act, gate, up, stream);
     k::linear(proj, act, lw.w_down, stream);
+    if (par != nullptr) tp_all_reduce(*par, proj, stream);
+  }
+  if (par != nullptr && !par->shard.last_stage()) {
+    k::residual_add(x, x, proj, stream);  // the next stage starts from the whole residual
+    stage_output(*par, batch, ws, x, stream);
+    return;
   }
   // Final residual and norm; LM head only on the rows that need logits.
   k::fused_add_rms_norm(xn, x, proj, w.final_norm, c.rms_norm_eps, stream);

@@ -57,6 +57,11 @@ struct ForwardBatch {
   TensorView logit_rows;    // [num_logits] i32, token rows whose logits are computed
   TensorView block_tables;  // [num_rows, max_pages] i32, persistent on the device
   TensorView page_updates;  // [max_updates, 3] i32: applied to block_tables first (row -1: none)
+  // Tensor / pipeline parallel only (parallel_forward.h): [num_decode] u8 ListAgreement, how each
+  // decode token's lists are agreed across ranks; and the same plan over host memory, from which
+  // the forward sizes its messages. Unused (and may be empty / null) on one rank.
+  TensorView agreement;
+  const ForwardBatch* host = nullptr;
   // Optional: called before (after = false) and after (after = true) each layer's attention
   // launches: traces, per-role timing. Eager runs only.
   std::function<void(int64_t layer, bool after)> attention_hook;
@@ -121,12 +126,19 @@ struct LlamaWorkspace {
 // llama3 scaling).
 std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim);
 
+struct ForwardParallel;  // parallel_forward.h
+
 // Runs the batch through every layer, appending each token's K/V (and Quest bounds, when the
 // cache keeps them) to `kv`, and leaves the logits of the requested rows in ws.logits
 // [num_logits, vocab] (f32). All views on one device; work is queued on `stream`.
+// With `par` (tensor / pipeline parallel): `config` is the shard's local config (weights, cache
+// and workspace are the shard's); only the stage's layers run, between receiving the previous
+// stage's residual stream and sending its own (parallel_forward.h); the last stage leaves its
+// vocabulary shard's logits [num_logits, vocab_shard].
 // Requires: the workspace shape covers the batch; kv.size() == num_layers; every position
 // within its sequence's block table; sparse budgets <= shape.max_budget.
 void llama_forward(const ModelConfig& config, const LlamaWeights& w, const ForwardBatch& batch,
-                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream);
+                   const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream,
+                   ForwardParallel* par = nullptr);
 
 }  // namespace tidal::model

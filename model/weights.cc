@@ -13,11 +13,16 @@
 namespace tidal::model {
 namespace {
 
-// Carves every weight from `alloc` in a fixed order; run in count-only mode to size the arena.
-void carve(const ModelConfig& c, DType dt, BumpAllocator& alloc, LlamaWeights* w) {
-  w->embed = alloc.allocate(dt, {c.vocab, c.hidden});
-  w->layers.resize(size_t(c.num_layers));
-  for (LayerWeights& l : w->layers) {
+// Carves every weight of `shard` (null: the whole model) from `alloc` in a fixed order; run in
+// count-only mode to size the arena. Shapes are the shard's local ones.
+void carve(const ModelConfig& model, DType dt, const ModelShard* shard, BumpAllocator& alloc,
+           LlamaWeights* w) {
+  const ModelShard s = shard != nullptr ? *shard : whole_model(model);
+  const ModelConfig c = s.local(model);
+  if (s.first_stage()) w->embed = alloc.allocate(dt, {c.vocab, c.hidden});
+  w->layers.assign(size_t(c.num_layers), LayerWeights());
+  for (int64_t i = s.layer_begin; i < s.layer_end; ++i) {
+    LayerWeights& l = w->layers[size_t(i)];
     l.input_norm = alloc.allocate(dt, {c.hidden});
     l.wq = alloc.allocate(dt, {c.q_dim(), c.hidden});
     l.wk = alloc.allocate(dt, {c.kv_dim(), c.hidden});
@@ -27,8 +32,11 @@ void carve(const ModelConfig& c, DType dt, BumpAllocator& alloc, LlamaWeights* w
     l.w_gate_up = alloc.allocate(dt, {2 * c.inter, c.hidden});
     l.w_down = alloc.allocate(dt, {c.hidden, c.inter});
   }
+  if (!s.last_stage()) return;
   w->final_norm = alloc.allocate(dt, {c.hidden});
-  w->lm_head = c.tie_word_embeddings ? w->embed : alloc.allocate(dt, {c.vocab, c.hidden});
+  // Tied: the LM head is the embedding, shared when one stage holds both.
+  w->lm_head =
+      c.tie_word_embeddings && s.first_stage() ? w->embed : alloc.allocate(dt, {c.vocab, c.hidden});
 }
 
 Status allocate(const ModelConfig& config, const WeightPlacement& placement, LlamaWeights* out) {
@@ -39,10 +47,10 @@ Status allocate(const ModelConfig& config, const WeightPlacement& placement, Lla
                             dtype_name(placement.dtype));
   }
   Arena arena;
-  TIDAL_RETURN_IF_ERROR(Arena::create(llama_weight_bytes(config, placement.dtype), "weights",
-                                      placement.device, &arena));
+  TIDAL_RETURN_IF_ERROR(Arena::create(llama_weight_bytes(config, placement.dtype, placement.shard),
+                                      "weights", placement.device, &arena));
   BumpAllocator alloc = arena.allocator();
-  carve(config, placement.dtype, alloc, out);
+  carve(config, placement.dtype, placement.shard, alloc, out);
   out->arena = std::move(arena);
   return ok_status();
 }
@@ -53,31 +61,48 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
-// Copies checkpoint tensor `name` into `dst` (any float dtype, any device), checking presence,
-// shape and dtype. `staging` is reused host memory for the conversion.
+// Which part of a checkpoint tensor a weight holds: rows or columns [begin, begin + count) of
+// dimension `dim` (count: the weight's size there); dim -1: all of it.
+struct Part {
+  int dim = -1;
+  int64_t begin = 0;
+};
+
+// Copies `part` of checkpoint tensor `name` (of shape `full`) into `dst` (any float dtype, any
+// device), checking presence, shape and dtype. `staging` is reused host memory for the
+// conversion. Only the part's bytes of the mapping are read.
 Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, TensorView dst,
-                   std::vector<uint8_t>* staging) {
+                   const std::vector<int64_t>& full, Part part, std::vector<uint8_t>* staging) {
   const SafetensorsTensor* t = ckpt.find(name);
   if (t == nullptr) return not_found("checkpoint has no tensor '" + name + "'");
-  const std::vector<int64_t> want(dst.shape, dst.shape + dst.rank);
-  if (t->shape != want) {
+  if (t->shape != full) {
     return invalid_argument("tensor '" + name + "' has shape " + shape_string(t->shape) +
-                            ", the config needs " + shape_string(want));
+                            ", the config needs " + shape_string(full));
   }
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
     return invalid_argument("tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
                             "; weights must be F32, F16 or BF16");
   }
-  const int64_t n = dst.numel();
+  // The part as rows of `cols` contiguous source elements, `src_stride` apart, from `first`.
+  const int64_t rows = part.dim == 1 ? dst.size(0) : 1;
+  const int64_t cols = part.dim == 1 ? dst.size(1) : dst.numel();
+  const int64_t src_stride = part.dim == 1 ? full[1] : 0;
+  int64_t first = 0;
+  if (part.dim == 0) first = part.begin * (dst.rank > 1 ? dst.size(1) : 1);
+  if (part.dim == 1) first = part.begin;
   staging->resize(dst.nbytes());
-  if (t->dtype == dst.dtype) {
-    std::memcpy(staging->data(), t->data, dst.nbytes());  // the mapping may be unaligned
-  } else {
-    const size_t in_size = dtype_size(t->dtype);
-    for (int64_t i = 0; i < n; ++i) {
+  const size_t in_size = dtype_size(t->dtype), out_size = dtype_size(dst.dtype);
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint8_t* src = t->data + in_size * size_t(first + r * src_stride);
+    uint8_t* out = staging->data() + out_size * size_t(r * cols);
+    if (t->dtype == dst.dtype) {
+      std::memcpy(out, src, size_t(cols) * out_size);  // the mapping may be unaligned
+      continue;
+    }
+    for (int64_t i = 0; i < cols; ++i) {
       alignas(4) uint8_t raw[4];
-      std::memcpy(raw, t->data + in_size * size_t(i), in_size);
-      store_f32(staging->data(), dst.dtype, i, load_f32(raw, t->dtype, 0));
+      std::memcpy(raw, src + in_size * size_t(i), in_size);
+      store_f32(out, dst.dtype, i, load_f32(raw, t->dtype, 0));
     }
   }
   copy_bytes(dst.data, dst.device, staging->data(), Device{}, dst.nbytes(), Stream{});
@@ -87,35 +112,60 @@ Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, T
 
 }  // namespace
 
-size_t llama_weight_bytes(const ModelConfig& config, DType dtype) {
+size_t llama_weight_bytes(const ModelConfig& config, DType dtype, const ModelShard* shard) {
   BumpAllocator plan = BumpAllocator::planner();
   LlamaWeights w;
-  carve(config, dtype, plan, &w);
+  carve(config, dtype, shard, plan, &w);
   return plan.used();
 }
 
 Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint,
                           LlamaWeights* out, const WeightPlacement& placement) {
   TIDAL_RETURN_IF_ERROR(allocate(config, placement, out));
+  const ModelShard s = placement.shard != nullptr ? *placement.shard : whole_model(config);
+  const ModelConfig& c = config;
+  const int64_t hd = c.head_dim;
   std::vector<uint8_t> staging;
-  auto load = [&](const std::string& name, TensorView dst) {
-    return load_tensor(checkpoint, name, dst, &staging);
+  auto load = [&](const std::string& name, TensorView dst, std::vector<int64_t> full, Part part) {
+    return load_tensor(checkpoint, name, dst, full, part, &staging);
   };
-  TIDAL_RETURN_IF_ERROR(load("model.embed_tokens.weight", out->embed));
-  for (size_t i = 0; i < out->layers.size(); ++i) {
-    const std::string p = "model.layers." + std::to_string(i) + ".";
-    const LayerWeights& l = out->layers[i];
-    const std::pair<const char*, TensorView> tensors[] = {
-        {"input_layernorm.weight", l.input_norm}, {"self_attn.q_proj.weight", l.wq},
-        {"self_attn.k_proj.weight", l.wk},        {"self_attn.v_proj.weight", l.wv},
-        {"self_attn.o_proj.weight", l.wo},        {"post_attention_layernorm.weight", l.post_norm},
-        {"mlp.gate_proj.weight", l.w_gate()},     {"mlp.up_proj.weight", l.w_up()},
-        {"mlp.down_proj.weight", l.w_down},
-    };
-    for (const auto& [name, view] : tensors) TIDAL_RETURN_IF_ERROR(load(p + name, view));
+  const Part all{}, vocab_rows{0, s.vocab.begin};
+  if (s.first_stage()) {
+    TIDAL_RETURN_IF_ERROR(
+        load("model.embed_tokens.weight", out->embed, {c.vocab, c.hidden}, vocab_rows));
   }
-  TIDAL_RETURN_IF_ERROR(load("model.norm.weight", out->final_norm));
-  if (!config.tie_word_embeddings) TIDAL_RETURN_IF_ERROR(load("lm_head.weight", out->lm_head));
+  // Column-parallel projections take rows of the HF [out, in] matrices, row-parallel ones
+  // columns (parallel/sharding.h); gate and up each give their slice to the fused matrix.
+  const Part q_rows{0, s.heads.q_heads.begin * hd}, kv_rows{0, s.heads.kv_heads.begin * hd};
+  const Part o_cols{1, s.heads.q_heads.begin * hd};
+  const Part ffn_rows{0, s.inter.begin}, ffn_cols{1, s.inter.begin};
+  for (int64_t i = s.layer_begin; i < s.layer_end; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    const LayerWeights& l = out->layers[size_t(i)];
+    const struct {
+      const char* name;
+      TensorView view;
+      std::vector<int64_t> full;
+      Part part;
+    } tensors[] = {
+        {"input_layernorm.weight", l.input_norm, {c.hidden}, all},
+        {"self_attn.q_proj.weight", l.wq, {c.q_dim(), c.hidden}, q_rows},
+        {"self_attn.k_proj.weight", l.wk, {c.kv_dim(), c.hidden}, kv_rows},
+        {"self_attn.v_proj.weight", l.wv, {c.kv_dim(), c.hidden}, kv_rows},
+        {"self_attn.o_proj.weight", l.wo, {c.hidden, c.q_dim()}, o_cols},
+        {"post_attention_layernorm.weight", l.post_norm, {c.hidden}, all},
+        {"mlp.gate_proj.weight", l.w_gate(), {c.inter, c.hidden}, ffn_rows},
+        {"mlp.up_proj.weight", l.w_up(), {c.inter, c.hidden}, ffn_rows},
+        {"mlp.down_proj.weight", l.w_down, {c.hidden, c.inter}, ffn_cols},
+    };
+    for (const auto& t : tensors) TIDAL_RETURN_IF_ERROR(load(p + t.name, t.view, t.full, t.part));
+  }
+  if (!s.last_stage()) return ok_status();
+  TIDAL_RETURN_IF_ERROR(load("model.norm.weight", out->final_norm, {c.hidden}, all));
+  if (out->lm_head.data != out->embed.data) {
+    const char* name = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    TIDAL_RETURN_IF_ERROR(load(name, out->lm_head, {c.vocab, c.hidden}, vocab_rows));
+  }
   return ok_status();
 }
 
@@ -128,9 +178,14 @@ Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, Llama
   const float residual = 0.02f / std::sqrt(2.0f * float(config.num_layers));
   uint64_t stream_id = 0;
   auto normal = [&](TensorView t, float stddev) {
-    kernels::fill_random(t, kernels::random_bits(seed, stream_id++), 0.0f, stddev, Stream{});
+    const uint64_t bits = kernels::random_bits(seed, stream_id++);
+    if (t.data != nullptr) kernels::fill_random(t, bits, 0.0f, stddev, Stream{});
   };
-  auto ones = [&](TensorView t) { kernels::fill_random(t, 0, 1.0f, 0.0f, Stream{}); };
+  auto ones = [&](TensorView t) {
+    if (t.data != nullptr) kernels::fill_random(t, 0, 1.0f, 0.0f, Stream{});
+  };
+  // Absent parts (another stage's) are empty views: filling them does nothing, and every
+  // present tensor keeps its stream id whatever the shard.
   normal(out->embed, 0.02f);
   for (const LayerWeights& l : out->layers) {
     ones(l.input_norm);
@@ -143,7 +198,10 @@ Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, Llama
     normal(l.w_down, residual);
   }
   ones(out->final_norm);
-  if (!config.tie_word_embeddings) normal(out->lm_head, 0.02f);
+  if (config.tie_word_embeddings && out->lm_head.data != out->embed.data) {
+    stream_id = 0;  // a tied head on a stage without the embedding draws the embedding's values
+  }
+  if (out->lm_head.data != out->embed.data) normal(out->lm_head, 0.02f);
   stream_synchronize(Stream{});
   return ok_status();
 }

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "runtime/check.h"
+#include "runtime/device.h"
 
 namespace tidal::parallel {
 namespace {
@@ -37,14 +38,14 @@ Communicator::Communicator(int rank, int size) : rank_(rank), size_(size) {
   TIDAL_CHECK(size >= 1 && rank >= 0 && rank < size, "Communicator: rank outside [0, size)");
 }
 
-void Communicator::all_reduce(TensorView buf) {
+void Communicator::all_reduce(TensorView buf, Stream stream) {
   check_buffer(buf, "all_reduce");
   TIDAL_CHECK(reducible(buf.dtype),
               std::string("all_reduce: cannot sum dtype ") + dtype_name(buf.dtype));
-  do_all_reduce(buf);
+  do_all_reduce(buf, stream);
 }
 
-void Communicator::all_gather(TensorView out, TensorView in) {
+void Communicator::all_gather(TensorView out, TensorView in, Stream stream) {
   check_buffer(out, "all_gather out");
   check_buffer(in, "all_gather in");
   const std::string shapes = "all_gather: out " + out.describe() + ", in " + in.describe() + ", " +
@@ -66,30 +67,30 @@ void Communicator::all_gather(TensorView out, TensorView in) {
   const bool overlap =
       in_bytes > 0 && in_begin < out_begin + out.nbytes() && out_begin < in_begin + in_bytes;
   TIDAL_CHECK(in_place || !overlap, shapes + ": in overlaps out other than at this rank's rows");
-  do_all_gather(out, in, in_place);
+  do_all_gather(out, in, in_place, stream);
 }
 
-void Communicator::broadcast(TensorView buf, int root) {
+void Communicator::broadcast(TensorView buf, int root, Stream stream) {
   check_buffer(buf, "broadcast");
   TIDAL_CHECK(root >= 0 && root < size_, "broadcast: root " + std::to_string(root) +
                                              " outside [0, " + std::to_string(size_) + ")");
-  do_broadcast(buf, root);
+  do_broadcast(buf, root, stream);
 }
 
-void Communicator::send(TensorView in, int peer) {
+void Communicator::send(TensorView in, int peer, Stream stream) {
   check_buffer(in, "send");
   TIDAL_CHECK(
       peer >= 0 && peer < size_ && peer != rank_,
       "send: peer " + std::to_string(peer) + " is not another rank of " + std::to_string(size_));
-  do_send(in, peer);
+  do_send(in, peer, stream);
 }
 
-void Communicator::recv(TensorView out, int peer) {
+void Communicator::recv(TensorView out, int peer, Stream stream) {
   check_buffer(out, "recv");
   TIDAL_CHECK(
       peer >= 0 && peer < size_ && peer != rank_,
       "recv: peer " + std::to_string(peer) + " is not another rank of " + std::to_string(size_));
-  do_recv(out, peer);
+  do_recv(out, peer, stream);
 }
 
 void Communicator::barrier() { do_barrier(); }
@@ -101,17 +102,17 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   return group;
 }
 
-void SingleRankCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place) {
-  if (in_place) return;
-  TIDAL_CHECK(out.on_cpu(), "SingleRankCommunicator::all_gather: only CPU views");
-  if (in.nbytes() > 0) std::memcpy(out.data, in.data, in.nbytes());
+void SingleRankCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place,
+                                           Stream stream) {
+  if (in_place || in.nbytes() == 0) return;
+  copy_bytes(out.data, out.device, in.data, in.device, in.nbytes(), stream);
 }
 
-void SingleRankCommunicator::do_send(TensorView, int) {
+void SingleRankCommunicator::do_send(TensorView, int, Stream) {
   TIDAL_CHECK(false, "SingleRankCommunicator: send has no peer");  // the base check catches this
 }
 
-void SingleRankCommunicator::do_recv(TensorView, int) {
+void SingleRankCommunicator::do_recv(TensorView, int, Stream) {
   TIDAL_CHECK(false, "SingleRankCommunicator: recv has no peer");
 }
 

@@ -9,6 +9,7 @@
 
 #include "parallel/topology.h"
 #include "runtime/status.h"
+#include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::parallel {
@@ -16,8 +17,11 @@ namespace tidal::parallel {
 // Every call except rank/size/send/recv is collective: all ranks of the group make the same calls
 // in the same order, with matching dtypes and shapes. A mismatch is a bug (it hangs or aborts),
 // never a Status. The public methods check their arguments completely and abort on a bad one,
-// then call the implementation's do_* hook, which may trust them. Calls block until the buffers
-// may be reused.
+// then call the implementation's do_* hook, which may trust them.
+// Streams: a data call is ordered on `stream` (NCCL enqueues it there and returns at once; MPI,
+// whose buffers live on the host, completes it before returning and ignores the stream). Either
+// way, later work on the same stream sees the result, and the host may read or reuse the buffers
+// after synchronizing the stream.
 class Communicator {
  public:
   virtual ~Communicator() = default;
@@ -30,20 +34,22 @@ class Communicator {
   // buf: any shape, contiguous; f32, f16, bf16, i32 or i64. Elementwise sum over the ranks, in
   // place; every rank ends with the same bits. 16-bit floats are summed in f32 and rounded after
   // each addition, as NCCL does.
-  void all_reduce(TensorView buf);
+  void all_reduce(TensorView buf, Stream stream = Stream{});
   // in:  [n, ...], contiguous.
   // out: [size() * n, ...], contiguous, in's dtype.
   // Rank r's `in` lands in rows [r * n, (r + 1) * n) of every rank's `out`.
   // `in` may be exactly this rank's rows of `out` (in place); any other overlap is a bug.
-  void all_gather(TensorView out, TensorView in);
+  void all_gather(TensorView out, TensorView in, Stream stream = Stream{});
   // buf: contiguous, the same shape on every rank; afterwards every rank holds root's contents.
-  void broadcast(TensorView buf, int root);
+  void broadcast(TensorView buf, int root, Stream stream = Stream{});
   // Point to point, blocking until the peer has taken the data (synchronous mode), so a cycle of
   // sends deadlocks at every size rather than only above an eager threshold; order calls (or
   // alternate by rank parity) to avoid one. Requires: peer != rank(); the peer's recv has the same
   // dtype and element count.
-  void send(TensorView in, int peer);
-  void recv(TensorView out, int peer);
+  void send(TensorView in, int peer, Stream stream = Stream{});
+  void recv(TensorView out, int peer, Stream stream = Stream{});
+  // Blocks the host until every rank has reached it (and, for NCCL, until this rank's queued
+  // communication has finished).
   void barrier();
   // Collective: ranks passing the same color (>= 0) form one new group, ordered by (key, rank).
   std::unique_ptr<Communicator> split(int color, int key);
@@ -52,12 +58,12 @@ class Communicator {
   Communicator(int rank, int size);
 
  private:
-  virtual void do_all_reduce(TensorView buf) = 0;
+  virtual void do_all_reduce(TensorView buf, Stream stream) = 0;
   // in_place: `in` is this rank's rows of `out`.
-  virtual void do_all_gather(TensorView out, TensorView in, bool in_place) = 0;
-  virtual void do_broadcast(TensorView buf, int root) = 0;
-  virtual void do_send(TensorView in, int peer) = 0;
-  virtual void do_recv(TensorView out, int peer) = 0;
+  virtual void do_all_gather(TensorView out, TensorView in, bool in_place, Stream stream) = 0;
+  virtual void do_broadcast(TensorView buf, int root, Stream stream) = 0;
+  virtual void do_send(TensorView in, int peer, Stream stream) = 0;
+  virtual void do_recv(TensorView out, int peer, Stream stream) = 0;
   virtual void do_barrier() = 0;
   virtual std::unique_ptr<Communicator> do_split(int color, int key) = 0;
 
@@ -65,18 +71,19 @@ class Communicator {
   int size_;
 };
 
-// The group of one process: collectives are identities (all_gather copies), send/recv cannot be
-// called (there is no peer). Used when the engine runs without MPI or NCCL.
+// The group of one process: collectives are identities (all_gather copies, on the stream for
+// device views), send/recv cannot be called (there is no peer). Used when the engine runs
+// without MPI or NCCL, and to bootstrap a one-rank NCCL communicator.
 class SingleRankCommunicator final : public Communicator {
  public:
   SingleRankCommunicator() : Communicator(0, 1) {}
 
  private:
-  void do_all_reduce(TensorView) override {}
-  void do_all_gather(TensorView out, TensorView in, bool in_place) override;
-  void do_broadcast(TensorView, int) override {}
-  void do_send(TensorView, int) override;
-  void do_recv(TensorView, int) override;
+  void do_all_reduce(TensorView, Stream) override {}
+  void do_all_gather(TensorView out, TensorView in, bool in_place, Stream stream) override;
+  void do_broadcast(TensorView, int, Stream) override {}
+  void do_send(TensorView, int, Stream) override;
+  void do_recv(TensorView, int, Stream) override;
   void do_barrier() override {}
   std::unique_ptr<Communicator> do_split(int color, int key) override;
 };

@@ -118,7 +118,7 @@ MpiCommunicator::~MpiCommunicator() {
   TIDAL_MPI_CHECK(MPI_Comm_free(&comm_));
 }
 
-void MpiCommunicator::do_all_reduce(TensorView buf) {
+void MpiCommunicator::do_all_reduce(TensorView buf, Stream) {
   check_cpu(buf, "all_reduce");
   const MPI_Datatype type = mpi_type(buf.dtype);
   const MPI_Op op = buf.dtype == DType::kF16    ? f16_sum_
@@ -129,7 +129,7 @@ void MpiCommunicator::do_all_reduce(TensorView buf) {
   });
 }
 
-void MpiCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place) {
+void MpiCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place, Stream) {
   check_cpu(out, "all_gather");
   check_cpu(in, "all_gather");
   const int64_t n = in.numel();
@@ -153,7 +153,7 @@ void MpiCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place
   }
 }
 
-void MpiCommunicator::do_broadcast(TensorView buf, int root) {
+void MpiCommunicator::do_broadcast(TensorView buf, int root, Stream) {
   check_cpu(buf, "broadcast");
   const MPI_Datatype type = mpi_type(buf.dtype);
   for_each_chunk(buf.data, buf.numel(), buf.dtype, max_count_, [&](void* p, int count) {
@@ -161,7 +161,7 @@ void MpiCommunicator::do_broadcast(TensorView buf, int root) {
   });
 }
 
-void MpiCommunicator::do_send(TensorView in, int peer) {
+void MpiCommunicator::do_send(TensorView in, int peer, Stream) {
   check_cpu(in, "send");
   const MPI_Datatype type = mpi_type(in.dtype);
   for_each_chunk(in.data, in.numel(), in.dtype, max_count_, [&](void* p, int count) {
@@ -169,7 +169,7 @@ void MpiCommunicator::do_send(TensorView in, int peer) {
   });
 }
 
-void MpiCommunicator::do_recv(TensorView out, int peer) {
+void MpiCommunicator::do_recv(TensorView out, int peer, Stream) {
   check_cpu(out, "recv");
   const MPI_Datatype type = mpi_type(out.dtype);
   for_each_chunk(out.data, out.numel(), out.dtype, max_count_, [&](void* p, int count) {

@@ -54,11 +54,12 @@ class MpiCommunicator final : public Communicator {
   MpiCommunicator(MPI_Comm owned, int64_t max_count);
 
   // Views must be on the CPU: this MPI is not assumed CUDA-aware.
-  void do_all_reduce(TensorView buf) override;
-  void do_all_gather(TensorView out, TensorView in, bool in_place) override;
-  void do_broadcast(TensorView buf, int root) override;
-  void do_send(TensorView in, int peer) override;
-  void do_recv(TensorView out, int peer) override;
+  // The stream is ignored: every call completes before it returns.
+  void do_all_reduce(TensorView buf, Stream stream) override;
+  void do_all_gather(TensorView out, TensorView in, bool in_place, Stream stream) override;
+  void do_broadcast(TensorView buf, int root, Stream stream) override;
+  void do_send(TensorView in, int peer, Stream stream) override;
+  void do_recv(TensorView out, int peer, Stream stream) override;
   void do_barrier() override;
   std::unique_ptr<Communicator> do_split(int color, int key) override;
 

@@ -64,8 +64,8 @@ void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
     const DeviceBuffer dscores = upload(env, scores), dlse = upload(env, lse);
     const DeviceBuffer dlen = upload(env, lengths), dnum = upload(env, num_lists);
     const DeviceBuffer droles = upload(env, roles);
-    const kernels::HeadGroupProbsParams p{dscores.view(), dlse.view(), dlen.view(), dnum.view(),
-                                          droles.view()};
+    const kernels::HeadGroupProbsParams p{dscores.view(), dlse.view(),   dlen.view(),
+                                          dnum.view(),    droles.view(), TensorView()};
     KernelCase c = make_case(env, "head_group_probs",
                              shape_str({1, heads, n}) + " lists=" + std::to_string(lists),
                              4.0 * double((heads + lists) * n + heads));
@@ -75,7 +75,7 @@ void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
       const HostTensor got = dscores.download(env.stream);
       HostTensor want = clone(scores.view());
       kernels::ref::head_group_probs(
-          {want.view(), lse.view(), lengths.view(), num_lists.view(), roles.view()});
+          {want.view(), lse.view(), lengths.view(), num_lists.view(), roles.view(), TensorView()});
       return count_wrong(got.view(), want.view(), tolerance(DType::kF32));
     };
     run_case(c);

@@ -70,6 +70,32 @@ std::string gib(size_t bytes) {
   return buf;
 }
 
+// This process's part of the model: all of it, or its rank's shard (the whole model when the
+// shard is impossible: Engine::create reports that).
+model::ModelShard engine_shard(const model::ModelConfig& m, const EngineConfig& c) {
+  model::ModelShard s = model::whole_model(m);
+  if (c.distributed == nullptr) return s;
+  model::ModelShard part;
+  if (model::make_model_shard(m, c.distributed->parallel, c.distributed->coords(), &part).ok()) {
+    s = part;
+  }
+  return s;
+}
+
+model::ParallelShape parallel_shape(const model::ModelConfig& m, const model::ModelShard& shard,
+                                    const EngineConfig& c) {
+  const StepCapacity cap = step_capacity(m, c);
+  model::ParallelShape s;
+  s.max_decode = cap.max_decode;
+  s.max_budget = workspace_shape(m, c).max_budget;
+  s.max_logits = cap.max_logits;
+  s.vocab = m.vocab;
+  s.vocab_shard = shard.vocab.size;
+  s.tp_size = shard.parallel.tp_size;
+  s.device = c.device;
+  return s;
+}
+
 kernels::TokenRole token_role(model::LayerRole role, int64_t layer, int64_t sparse_start) {
   switch (role) {
     case model::LayerRole::kDense: return kernels::TokenRole::kDense;
@@ -109,6 +135,9 @@ size_t available_memory(Device device) {
 
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes) {
+  const model::ModelShard shard = engine_shard(model, config);
+  const model::ModelConfig local = shard.local(model);
+  const int64_t layers = shard.layer_end - shard.layer_begin;
   MemoryPlan p;
   p.device = config.device;
   p.dtype = config.dtype;
@@ -119,17 +148,19 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
     p.device_name = info.name;
   }
   p.max_context = resolved_context(model, config);
-  p.kv_bytes_per_token =
-      2 * model.num_layers * model.kv_dim() * int64_t(dtype_size(config.dtype));
-  p.weight_bytes = model::llama_weight_bytes(model, config.dtype);
-  p.workspace_bytes = model::LlamaWorkspace::bytes_for(model, workspace_shape(model, config)) +
+  p.kv_bytes_per_token = 2 * layers * local.kv_dim() * int64_t(dtype_size(config.dtype));
+  p.weight_bytes = model::llama_weight_bytes(model, config.dtype, &shard);
+  p.workspace_bytes = model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)) +
                       state_bytes(model, config);
+  if (config.distributed != nullptr) {
+    p.workspace_bytes += model::ParallelBuffers::bytes_for(parallel_shape(model, shard, config));
+  }
   int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
   if (config.kv_capacity == 0 && available_bytes > 0) {
     const double spare =
         0.92 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);
     const double per_page =
-        double(KvCache::bytes_per_page(model, config.page_size, config.dtype));
+        double(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers));
     const int64_t fit = spare > 0 ? int64_t(spare / per_page) - 1 : 0;  // - the padding page
     if (fit < pages) {
       pages = std::max<int64_t>(fit, 0);
@@ -142,35 +173,61 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   kv.num_pages = pages;
   kv.dtype = config.dtype;
   kv.device = config.device;
-  p.kv_bytes = KvCache::bytes_for(model, kv);
+  kv.layer_begin = shard.layer_begin;
+  kv.layer_end = shard.layer_end;
+  p.kv_bytes = KvCache::bytes_for(local, kv);
   return p;
 }
 
 Engine::~Engine() {
+  if (dist_ != nullptr && dist_->rank() == 0) shutdown();
   graphs_.clear();
   if (config_.device.kind == DeviceKind::kCuda) {
-    pinned_free(plan_host_);
+    pinned_free(command_host_);
     pinned_free(sampled_host_);
     if (owns_stream_) stream_destroy(stream_);
   } else {
-    std::free(plan_host_);
+    std::free(command_host_);
     std::free(sampled_host_);
   }
 }
 
-Status Engine::create(const model::ModelConfig& model, model::LlamaWeights weights,
-                      const EngineConfig& config, std::unique_ptr<Engine>* out) {
+namespace {
+
+// A tensor every shard holds (the embedding exists on the first stage only).
+const TensorView& some_weight(const model::LlamaWeights& w) {
+  if (w.embed.data != nullptr) return w.embed;
+  for (const model::LayerWeights& l : w.layers) {
+    if (l.wq.data != nullptr) return l.wq;
+  }
+  return w.final_norm;
+}
+
+}  // namespace
+
+Status Engine::create_local(const model::ModelConfig& model, model::LlamaWeights weights,
+                            const EngineConfig& config, std::unique_ptr<Engine>* out) {
   TIDAL_RETURN_IF_ERROR(model.validate());
   TIDAL_RETURN_IF_ERROR(config.validate());
-  if (weights.embed.device.kind != config.device.kind || weights.embed.dtype != config.dtype) {
-    return invalid_argument(std::string("the weights are ") + dtype_name(weights.embed.dtype) +
-                            " on the " + (weights.embed.on_cpu() ? "CPU" : "GPU") +
-                            "; the engine runs " + dtype_name(config.dtype) + " on the " +
+  const TensorView& any = some_weight(weights);
+  if (any.device.kind != config.device.kind || any.dtype != config.dtype) {
+    return invalid_argument(std::string("the weights are ") + dtype_name(any.dtype) + " on the " +
+                            (any.on_cpu() ? "CPU" : "GPU") + "; the engine runs " +
+                            dtype_name(config.dtype) + " on the " +
                             (config.device.kind == DeviceKind::kCpu ? "CPU" : "GPU"));
   }
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = model;
   e->config_ = config;
+  e->shard_ = model::whole_model(model);
+  if (config.distributed != nullptr) {
+    e->dist_ = config.distributed;
+    TIDAL_RETURN_IF_ERROR(config.distributed->validate());
+    TIDAL_RETURN_IF_ERROR(model::make_model_shard(model, config.distributed->parallel,
+                                                  config.distributed->coords(), &e->shard_));
+    e->config_.cuda_graphs = false;
+  }
+  e->local_ = e->shard_.local(model);
   if (config.device.kind == DeviceKind::kCuda) {
     TIDAL_RETURN_IF_ERROR(set_cuda_device(config.device.index));
   }
@@ -193,17 +250,45 @@ Status Engine::create(const model::ModelConfig& model, model::LlamaWeights weigh
                          " GiB of " + e->plan_.device_name + " memory is available");
   }
   e->weights_ = std::move(weights);
+  *out = std::move(e);
+  return ok_status();
+}
+
+Status Engine::allocate() {
   KvCacheConfig kv;
-  kv.page_size = config.page_size;
-  kv.num_pages = e->plan_.kv_capacity_tokens / config.page_size;
-  kv.dtype = config.dtype;
-  kv.device = config.device;
-  TIDAL_RETURN_IF_ERROR(KvCache::create(model, kv, &e->kv_));
+  kv.page_size = config_.page_size;
+  kv.num_pages = plan_.kv_capacity_tokens / config_.page_size;
+  kv.dtype = config_.dtype;
+  kv.device = config_.device;
+  kv.layer_begin = shard_.layer_begin;
+  kv.layer_end = shard_.layer_end;
+  TIDAL_RETURN_IF_ERROR(KvCache::create(local_, kv, &kv_));
   TIDAL_RETURN_IF_ERROR(
-      model::LlamaWorkspace::create(model, workspace_shape(model, config), &e->ws_));
-  e->max_pages_ = max_pages(model, config);
-  e->row_used_.assign(size_t(config.max_batch), false);
-  TIDAL_RETURN_IF_ERROR(e->init_device_state());
+      model::LlamaWorkspace::create(local_, workspace_shape(model_, config_), &ws_));
+  if (dist_ != nullptr) {
+    TIDAL_RETURN_IF_ERROR(
+        model::ParallelBuffers::create(parallel_shape(model_, shard_, config_), &pbuf_));
+  }
+  max_pages_ = max_pages(model_, config_);
+  row_used_.assign(size_t(config_.max_batch), false);
+  return init_device_state();
+}
+
+Status Engine::create(const model::ModelConfig& model, model::LlamaWeights weights,
+                      const EngineConfig& config, std::unique_ptr<Engine>* out) {
+  std::unique_ptr<Engine> e;
+  const Status local = create_local(model, std::move(weights), config, &e);
+  if (config.distributed == nullptr) {
+    TIDAL_RETURN_IF_ERROR(local);
+    TIDAL_RETURN_IF_ERROR(e->allocate());
+    *out = std::move(e);
+    return ok_status();
+  }
+  // Every step below that can fail on one rank is followed by an agreement, so no rank is left
+  // waiting in a collective that a failed rank will never join.
+  parallel::Communicator& world = *config.distributed->world;
+  TIDAL_RETURN_IF_ERROR(agree_status(world, local));
+  TIDAL_RETURN_IF_ERROR(e->init_distributed());  // agrees on its own failures
   *out = std::move(e);
   return ok_status();
 }
@@ -216,6 +301,8 @@ Status Engine::init_device_state() {
   }
   step_ = std::make_unique<StepPlan>(step_capacity(model_, config_));
   const size_t plan_bytes = step_->bytes();
+  // The control broadcast of a distributed step is one buffer: a command, then the plan.
+  const size_t command_bytes = kCommandBytes + plan_bytes;
   const int64_t rows = config_.max_batch + 1;
   TIDAL_RETURN_IF_ERROR(Arena::create(state_bytes(model_, config_), "block tables and step plan",
                                       config_.device, &state_));
@@ -224,17 +311,19 @@ Status Engine::init_device_state() {
   const TensorView plan_copy = alloc.allocate(DType::kU8, {int64_t(plan_bytes)});
   const size_t sampled_bytes = size_t(step_->capacity().max_logits) * 4;
   if (cuda) {
-    TIDAL_RETURN_IF_ERROR(pinned_malloc(plan_bytes, &plan_host_));
+    TIDAL_RETURN_IF_ERROR(pinned_malloc(command_bytes, &command_host_));
+    plan_host_ = static_cast<uint8_t*>(command_host_) + kCommandBytes;
     void* sampled = nullptr;
     TIDAL_RETURN_IF_ERROR(pinned_malloc(sampled_bytes, &sampled));
     sampled_host_ = static_cast<int32_t*>(sampled);
     plan_device_ = plan_copy.data;
   } else {
-    plan_host_ = std::malloc(plan_bytes);
+    command_host_ = std::calloc(command_bytes, 1);
     sampled_host_ = static_cast<int32_t*>(std::malloc(sampled_bytes));
-    if (plan_host_ == nullptr || sampled_host_ == nullptr) {
+    if (command_host_ == nullptr || sampled_host_ == nullptr) {
       return out_of_memory("cannot allocate the step plan");
     }
+    plan_host_ = static_cast<uint8_t*>(command_host_) + kCommandBytes;
     plan_device_ = plan_host_;
   }
   step_->bind(plan_host_);
@@ -253,20 +342,37 @@ Status Engine::init_device_state() {
 
 Status Engine::load(const std::string& dir, const EngineConfig& config,
                     std::unique_ptr<Engine>* out) {
-  TIDAL_RETURN_IF_ERROR(config.validate());
   model::ModelConfig model;
-  TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &model));
-  std::unique_ptr<model::SafetensorsCheckpoint> ckpt;
-  TIDAL_RETURN_IF_ERROR(model::SafetensorsCheckpoint::open(dir, &ckpt));
-  if (config.device.kind == DeviceKind::kCuda) {
-    TIDAL_RETURN_IF_ERROR(set_cuda_device(config.device.index));
-  }
   model::LlamaWeights weights;
-  model::WeightPlacement placement;
-  placement.dtype = config.dtype;
-  placement.device = config.device;
-  TIDAL_RETURN_IF_ERROR(
-      model::load_llama_weights(model, *ckpt, &weights, placement).with_context(dir));
+  // Everything here may fail on one rank alone (a file, a device): distributed, the ranks agree
+  // on the outcome before any collective.
+  auto load_local = [&]() -> Status {
+    TIDAL_RETURN_IF_ERROR(config.validate());
+    TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &model));
+    model::ModelShard shard = model::whole_model(model);
+    if (config.distributed != nullptr) {
+      TIDAL_RETURN_IF_ERROR(config.distributed->validate());
+      TIDAL_RETURN_IF_ERROR(model::make_model_shard(model, config.distributed->parallel,
+                                                    config.distributed->coords(), &shard));
+    }
+    std::unique_ptr<model::SafetensorsCheckpoint> ckpt;
+    TIDAL_RETURN_IF_ERROR(model::SafetensorsCheckpoint::open(dir, &ckpt));
+    if (config.device.kind == DeviceKind::kCuda) {
+      TIDAL_RETURN_IF_ERROR(set_cuda_device(config.device.index));
+    }
+    model::WeightPlacement placement;
+    placement.dtype = config.dtype;
+    placement.device = config.device;
+    placement.shard = &shard;
+    return model::load_llama_weights(model, *ckpt, &weights, placement).with_context(dir);
+  };
+  const Status st = load_local();
+  if (config.distributed == nullptr) {
+    TIDAL_RETURN_IF_ERROR(st);
+  } else {
+    TIDAL_CHECK(config.distributed->world != nullptr, "Engine::load: no world communicator");
+    TIDAL_RETURN_IF_ERROR(agree_status(*config.distributed->world, st));
+  }
   return create(model, std::move(weights), config, out);
 }
 
@@ -285,6 +391,22 @@ model::AttentionStats Engine::stats(SeqId id) const {
   TIDAL_CHECK(s != nullptr, "Engine::stats: unknown sequence");
   model::AttentionStats st = s->stats;
   int64_t overlap[2] = {0, 0};  // position persistence, counted on the device
+  if (dist_ != nullptr) {
+    // Every rank counted the lists it holds; lists agreed over g ranks were counted g times.
+    const_cast<Engine*>(this)->broadcast_command(Command::kStats);
+    const std::vector<int64_t> sum = sum_overlap();
+    const model::AttentionPolicy& p = s->options.attention;
+    int64_t copies = 1;
+    if (p.kind == model::AttentionKind::kTidal) {
+      if (p.tidal.granularity == model::Granularity::kShared) copies = shard_.tp_size();
+      if (p.tidal.granularity == model::Granularity::kPerKvHead) {
+        copies = shard_.heads.kv_replicas;
+      }
+    }
+    st.overlap_kept = sum[size_t(2 * s->row)] / copies;
+    st.overlap_total = sum[size_t(2 * s->row + 1)] / copies;
+    return st;
+  }
   const TensorView row = ws_.overlap.select(s->row);
   copy_bytes(overlap, Device{}, row.data, row.device, sizeof(overlap), stream_);
   stream_synchronize(stream_);
@@ -303,12 +425,15 @@ Status Engine::read_kv(SeqId id, int64_t layer, int64_t position, std::vector<fl
                        std::vector<float>* value) const {
   const Sequence* s = find(id);
   if (s == nullptr) return invalid_argument("unknown sequence " + str(id));
-  if (layer < 0 || layer >= model_.num_layers || position < 0 || position >= s->cached) {
-    return out_of_range("no cached K/V at layer " + str(layer) + ", position " + str(position));
+  if (!shard_.holds_layer(layer) || position < 0 || position >= s->cached) {
+    return out_of_range("no cached K/V at layer " + str(layer) + ", position " + str(position) +
+                        (shard_.holds_layer(layer) || layer < 0 || layer >= model_.num_layers
+                             ? ""
+                             : " on this rank (its stage holds other layers)"));
   }
   const model::KvLayer& kv = kv_.layers()[size_t(layer)];
   const int64_t page = s->block_table[size_t(position / kv_.page_size())];
-  const int64_t n = model_.kv_dim();
+  const int64_t n = local_.kv_dim();  // this rank's KV heads
   const DType dt = kv.k.dtype;
   std::vector<uint8_t> raw(size_t(n) * dtype_size(dt));
   for (auto [src, dst] : {std::pair{kv.k, key}, std::pair{kv.v, value}}) {
@@ -381,9 +506,10 @@ Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOp
   seq.options = options;
   seq.reselect = model::reselect_layers(policy, model_);
   TIDAL_RETURN_IF_ERROR(kv_.reserve(&seq.block_table, n));
-  // The row's persistence counters start from zero for the new sequence.
+  // The row's persistence counters start from zero for the new sequence (on every rank).
   const TensorView counters = ws_.overlap.select(seq.row);
   fill_bytes(counters.data, counters.device, 0, counters.nbytes(), stream_);
+  if (dist_ != nullptr) broadcast_command(Command::kResetCounters, 0, seq.row);
   *free_row = true;
   *id = next_id_++;
   seqs_.emplace(*id, std::move(seq));
@@ -428,11 +554,13 @@ void Engine::add_decode_token(Sequence* s, int32_t token) {
   t.token = token;
   t.position = int32_t(position);
   t.seq_row = int32_t(s->row);
+  // Lists and heads are counted on this rank's shard (every rank's shard has the same counts).
   if (policy.kind == model::AttentionKind::kTidal) {
-    t.num_lists = int32_t(model::num_lists(policy.tidal.granularity, model_));
+    t.num_lists = int32_t(model::num_lists(policy.tidal.granularity, local_));
     t.budget = int32_t(policy.tidal.budget);
+    if (dist_ != nullptr) t.agreement = list_agreement(policy);
   } else if (policy.kind == model::AttentionKind::kQuest) {
-    t.num_lists = int32_t(model_.num_heads);
+    t.num_lists = int32_t(local_.num_heads);
     t.budget = int32_t(policy.quest.budget);
     t.page_length = int32_t((n - 1) / config_.page_size + 1);
     t.page_budget = int32_t(policy.quest.budget / config_.page_size);
@@ -574,7 +702,7 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
     }
   }
   step_->clear();
-  bool traced = false;
+  bool traced = rank_trace_ != nullptr;
   for (size_t i = 0; i < seqs.size(); ++i) {
     seqs[i]->tokens.push_back(tokens[i]);
     add_decode_token(seqs[i], tokens[i]);
@@ -607,9 +735,14 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
 }
 
 void Engine::run_step(TensorView logits) {
+  if (dist_ != nullptr) {
+    run_step_distributed(logits);
+    return;
+  }
   const StepHeader& h = step_->header();
-  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
-                                  [](const Sequence* s) { return s->trace != nullptr; });
+  const bool traced =
+      rank_trace_ != nullptr || std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                            [](const Sequence* s) { return s->trace != nullptr; });
   const bool bucket = std::binary_search(buckets_.begin(), buckets_.end(), int64_t(h.num_decode));
   const bool use_graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
                          !traced && !attention_marker_ && h.num_decode > 0 &&
@@ -661,13 +794,17 @@ void Engine::enqueue_step() {
   model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
   const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
-  if (traced || attention_marker_) {
-    b.attention_hook = [this, traced](int64_t layer, bool after) {
+  // The plan's arrays on the host, for the whole-step trace.
+  model::ForwardBatch host;
+  if (rank_trace_ != nullptr) host = step_->batch(plan_host_, Device{}, TensorView());
+  if (traced || attention_marker_ || rank_trace_ != nullptr) {
+    b.attention_hook = [this, traced, &host](int64_t layer, bool after) {
       if (attention_marker_) attention_marker_(layer, after);
+      if (after && rank_trace_ != nullptr) record_rank_traces(host, layer);
       if (traced && after) record_traces(layer);
     };
   }
-  model::llama_forward(model_, weights_, b, kv_.layers(), ws_, stream_);
+  model::llama_forward(local_, weights_, b, kv_.layers(), ws_, stream_);
   const int64_t n = step_->header().num_logits;
   if (n == 0) return;
   const StepPlan::SampleViews sv = step_->samples(plan_device_, config_.device);
@@ -686,7 +823,7 @@ void Engine::enqueue_step() {
 
 // The lists each traced decode token attended in `layer` (after the layer's selection).
 void Engine::record_traces(int64_t layer) {
-  const int64_t budget = ws_.lists.size(2), heads = model_.num_heads;
+  const int64_t budget = ws_.lists.size(2), heads = local_.num_heads;
   std::vector<int32_t> counts(static_cast<size_t>(heads)), lists(static_cast<size_t>(heads * budget));
   for (size_t i = 0; i < step_seqs_.size(); ++i) {
     Sequence* s = step_seqs_[i];
@@ -699,7 +836,7 @@ void Engine::record_traces(int64_t layer) {
     if (tr.role != model::LayerRole::kDense) {
       const int64_t num = tr.role == model::LayerRole::kQuest
                               ? heads
-                              : model::num_lists(policy.tidal.granularity, model_);
+                              : model::num_lists(policy.tidal.granularity, local_);
       const TensorView c = ws_.counts.select(int64_t(i)), l = ws_.lists.select(int64_t(i));
       copy_bytes(counts.data(), Device{}, c.data, c.device, size_t(num) * 4, stream_);
       copy_bytes(lists.data(), Device{}, l.data, l.device, size_t(num * budget) * 4, stream_);
@@ -724,27 +861,35 @@ Status Engine::add_random_sequence(int64_t length, const SequenceOptions& option
     step_->clear();
     upload_pages(s, begin + count);
     step_->add_prefill(int32_t(s->row), int32_t(begin), s->tokens.data() + begin, count);
-    if (config_.device.kind == DeviceKind::kCuda) {
-      copy_bytes(plan_device_, config_.device, plan_host_, Device{}, step_->bytes(), stream_);
-    }
-    const model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
-    kernels::block_table_update(b.block_tables, b.page_updates, stream_);
-    const TensorView k = ws_.k.slice(0, count), v = ws_.v.slice(0, count);
-    for (int64_t l = 0; l < model_.num_layers; ++l) {
-      const model::KvLayer& cache = kv_.layers()[size_t(l)];
-      const uint64_t stream_id = uint64_t(l) * uint64_t(length) + uint64_t(begin);
-      kernels::fill_random(k, kernels::random_bits(seed, 2 * stream_id), 0.0f, 1.0f, stream_);
-      kernels::fill_random(v, kernels::random_bits(seed, 2 * stream_id + 1), 0.0f, 1.0f, stream_);
-      kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v},
-                               stream_);
-      kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
-                                      b.positions, k, config_.page_size},
-                                     stream_);
-    }
-    stream_synchronize(stream_);  // the plan buffer is rebuilt for the next chunk
+    if (dist_ != nullptr) broadcast_command(Command::kRandomKv, 0, int64_t(seed), length);
+    fill_random_kv(seed, length);
   }
   s->cached = length;
   return ok_status();
+}
+
+void Engine::fill_random_kv(uint64_t seed, int64_t length) {
+  if (config_.device.kind == DeviceKind::kCuda) {
+    copy_bytes(plan_device_, config_.device, plan_host_, Device{}, step_->bytes(), stream_);
+  }
+  const model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
+  const int64_t count = b.tokens.size(0);
+  const int64_t begin =
+      step_->batch(plan_host_, Device{}, TensorView()).positions.data_as<int32_t>()[0];
+  kernels::block_table_update(b.block_tables, b.page_updates, stream_);
+  const TensorView k = ws_.k.slice(0, count), v = ws_.v.slice(0, count);
+  for (int64_t l = shard_.layer_begin; l < shard_.layer_end; ++l) {
+    const model::KvLayer& cache = kv_.layers()[size_t(l)];
+    const uint64_t stream_id = uint64_t(l) * uint64_t(length) + uint64_t(begin);
+    kernels::fill_random(k, kernels::random_bits(seed, 2 * stream_id), 0.0f, 1.0f, stream_);
+    kernels::fill_random(v, kernels::random_bits(seed, 2 * stream_id + 1), 0.0f, 1.0f, stream_);
+    kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v},
+                             stream_);
+    kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
+                                    b.positions, k, config_.page_size},
+                                   stream_);
+  }
+  stream_synchronize(stream_);  // the plan buffer is rebuilt for the next chunk
 }
 
 }  // namespace tidal::engine

@@ -19,8 +19,11 @@
 #include "model/attention_policy.h"
 #include "model/config.h"
 #include "model/llama.h"
+#include "model/parallel_forward.h"
+#include "model/shard.h"
 #include "model/weights.h"
 #include "runtime/device.h"
+#include "runtime/engine/distributed.h"
 #include "runtime/engine/kv_cache.h"
 #include "runtime/engine/sampler.h"
 #include "runtime/engine/step_plan.h"
@@ -39,6 +42,10 @@ struct EngineConfig {
   Device device;                // Default: the CPU (the f32 reference path)
   DType dtype = DType::kF32;    // weights, activations and KV cache: f32, f16 or bf16; Default f32
   bool cuda_graphs = true;      // GPU decode steps replay captured graphs; false: eager launches
+  // Tensor / pipeline parallel: this process is one rank of that job and holds its shard of the
+  // model (eager launches; graphs are a single-rank feature for now). Default: null, one process
+  // holding the whole model, with no communicator calls at all.
+  const Distributed* distributed = nullptr;
 
   Status validate() const;
 };
@@ -63,6 +70,8 @@ struct MemoryPlan {
 // Plans memory without allocating (for `tidal info`). `available_bytes` is the memory (host or
 // device) that weights, KV cache and workspace may take (0: unknown, no cap). An automatic KV
 // capacity keeps 8% of it free; an explicit one is taken as asked (Engine::create checks it).
+// With config.distributed, the plan is this rank's: its shard's weights, its layers' and heads'
+// KV cache, its workspace.
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes);
 // Memory the engine's device offers now: free device memory on a GPU, available host memory on
@@ -80,11 +89,14 @@ struct SequenceOptions {
 class Engine {
  public:
   ~Engine();
-  // Takes ownership of `weights` (for model, already on config.device in config.dtype).
-  // Allocates the KV cache and workspace.
+  // Takes ownership of `weights` (for model, already on config.device in config.dtype; with
+  // config.distributed, this rank's shard of them: model::make_model_shard for its coordinates).
+  // Allocates the KV cache and workspace. Distributed: collective, and every rank returns the
+  // same status (agree_status: a failure names the rank that failed and why).
   static Status create(const model::ModelConfig& model, model::LlamaWeights weights,
                        const EngineConfig& config, std::unique_ptr<Engine>* out);
-  // Loads <dir>/config.json and its safetensors checkpoint onto config.device in config.dtype.
+  // Loads <dir>/config.json and its safetensors checkpoint onto config.device in config.dtype
+  // (distributed: only this rank's slices of it; collective, as create).
   static Status load(const std::string& dir, const EngineConfig& config,
                      std::unique_ptr<Engine>* out);
 
@@ -126,7 +138,7 @@ class Engine {
   // The sequence's attention statistics so far (decode steps and corrections).
   model::AttentionStats stats(SeqId id) const;
   // Records every decode layer's role and lists of the sequence into `trace` (null: stop).
-  // Steps of a traced sequence run eagerly.
+  // Steps of a traced sequence run eagerly. Distributed: the layers and heads rank 0 holds.
   void set_trace(SeqId id, std::vector<model::LayerTrace>* trace);
   // Copies the cached key and value of (layer, position), [num_kv_heads * head_dim] each, as f32.
   Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
@@ -137,6 +149,22 @@ class Engine {
   void set_attention_marker(std::function<void(int64_t layer, bool after)> marker) {
     attention_marker_ = std::move(marker);
   }
+
+  // Tensor / pipeline parallel (config.distributed). Rank 0 runs the host side as on one rank
+  // (add_sequence, prefill, decode, ...): every step it broadcasts the plan and the other ranks
+  // run their part of it in serve(). The last stage samples; the ids come back to rank 0.
+  bool distributed() const { return dist_ != nullptr; }
+  const model::ModelShard& shard() const { return shard_; }
+  // Ranks other than 0: runs what rank 0 broadcasts until rank 0 shuts down (then returns ok).
+  Status serve();
+  // Rank 0: makes the other ranks leave serve(). Idempotent; the destructor calls it.
+  void shutdown();
+  // Records, on this rank, every decode token's lists in every layer it holds (null: stop), for
+  // checking that ranks agree (and, on one rank, what they should agree with). Steps run eagerly
+  // while it is set.
+  void set_rank_trace(std::vector<model::LayerTrace>* trace) { rank_trace_ = trace; }
+  // This rank's list-agreement traffic so far.
+  const model::AgreementCounters& agreement_counters() const { return par_.counters; }
 
   int64_t length(SeqId id) const;    // tokens cached for the sequence
   int64_t kv_tokens_in_use() const;  // pages held by live sequences, in tokens
@@ -158,6 +186,11 @@ class Engine {
   };
 
   Engine() = default;
+  // create() up to its collective steps (everything that may fail on one rank alone).
+  static Status create_local(const model::ModelConfig& model, model::LlamaWeights weights,
+                             const EngineConfig& config, std::unique_ptr<Engine>* out);
+  // Allocates the KV cache, workspace and device state for plan_.
+  Status allocate();
   // Stream, block tables, step plan buffers and graph buckets.
   Status init_device_state();
   Sequence* find(SeqId id);
@@ -177,8 +210,30 @@ class Engine {
   void enqueue_step();
   void record_traces(int64_t layer);
   void count_decode_stats(Sequence* s);
+  // Appends random K/V for the plan's prefill positions (add_random_sequence), in held layers.
+  void fill_random_kv(uint64_t seed, int64_t length);
+
+  // Distributed (engine_distributed.cc).
+  // After the first collective agreement: KV capacity agreed, buffers, the KV-head group.
+  Status init_distributed();
+  // Rank 0: broadcasts a command (and the plan after it) to the other ranks.
+  void broadcast_command(Command command, int32_t logit_rows = 0, int64_t a0 = 0, int64_t a1 = 0);
+  void run_step_distributed(TensorView logits);
+  // Every rank: the plan's forward (in `parts` micro-batches of its decode tokens, as rank 0
+  // decided), then on the last stage sampling, and the ids (and `logit_rows` logit rows) sent to
+  // rank 0.
+  void execute_step(int32_t logit_rows, int64_t parts);
+  // Last stage: samples logit rows [begin, begin + count) from this part's shard logits.
+  void sample_part(int64_t begin, int64_t count, bool want_logits);
+  // Every rank: the position-persistence counters summed over the ranks ([num_rows, 2]).
+  std::vector<int64_t> sum_overlap() const;
+  void record_rank_traces(const model::ForwardBatch& host, int64_t layer);
+  // How a decode token of `policy` agrees its lists across ranks (model::ListAgreement).
+  uint8_t list_agreement(const model::AttentionPolicy& policy) const;
 
   model::ModelConfig model_;
+  model::ModelConfig local_;  // the shard's config, which the forward runs (== model_ on one rank)
+  model::ModelShard shard_;
   EngineConfig config_;
   MemoryPlan plan_;
   model::LlamaWeights weights_;
@@ -188,7 +243,8 @@ class Engine {
   bool owns_stream_ = false;
   Arena state_;                  // on the device: block tables and the step plan's copy
   TensorView block_tables_;      // [max_batch + 1, max_pages] i32; the last row is for padding
-  void* plan_host_ = nullptr;    // pinned: the plan is built here
+  void* command_host_ = nullptr;  // pinned: kCommandBytes of command, then the plan
+  void* plan_host_ = nullptr;     // the plan is built here (command_host_ + kCommandBytes)
   void* plan_device_ = nullptr;  // its copy on the device (== plan_host_ on the CPU)
   int32_t* sampled_host_ = nullptr;  // pinned [max_logits]
   std::unique_ptr<StepPlan> step_;
@@ -206,6 +262,14 @@ class Engine {
   std::vector<bool> row_used_;
   int64_t max_pages_ = 0;
   SeqId next_id_ = 0;
+  // Distributed state (all empty on one rank).
+  const Distributed* dist_ = nullptr;
+  std::unique_ptr<parallel::Communicator> kv_group_;
+  model::ParallelBuffers pbuf_;
+  model::ForwardParallel par_;
+  bool ranks_ready_ = false;  // every rank created its engine: the others are in serve()
+  bool shut_down_ = false;
+  std::vector<model::LayerTrace>* rank_trace_ = nullptr;
 };
 
 }  // namespace tidal::engine

@@ -11,8 +11,10 @@ namespace {
 void carve(const model::ModelConfig& m, const KvCacheConfig& c, BumpAllocator& a,
            std::vector<model::KvLayer>* layers) {
   const int64_t pages = c.num_pages + 1;
-  layers->resize(size_t(m.num_layers));
-  for (model::KvLayer& l : *layers) {
+  const int64_t end = c.layer_end < 0 ? m.num_layers : c.layer_end;
+  layers->assign(size_t(m.num_layers), model::KvLayer());
+  for (int64_t i = c.layer_begin; i < end; ++i) {
+    model::KvLayer& l = (*layers)[size_t(i)];
     l.k = a.allocate(c.dtype, {pages, c.page_size, m.num_kv_heads, m.head_dim});
     l.v = a.allocate(c.dtype, {pages, c.page_size, m.num_kv_heads, m.head_dim});
     // Quest's per-page key bounds: a second small paged cache (2 rows per page, not per token).
@@ -27,6 +29,9 @@ Status KvCacheConfig::validate() const {
   if (page_size < 1) return invalid_argument("page_size must be >= 1");
   if (num_pages < 1) return invalid_argument("the KV cache needs at least one page");
   if (num_pages >= INT32_MAX) return invalid_argument("too many KV pages for i32 page ids");
+  if (layer_begin < 0 || (layer_end >= 0 && layer_end <= layer_begin)) {
+    return invalid_argument("the KV cache's layer range is empty or negative");
+  }
   return ok_status();
 }
 
@@ -37,10 +42,11 @@ size_t KvCache::bytes_for(const model::ModelConfig& model, const KvCacheConfig& 
   return plan.used();
 }
 
-size_t KvCache::bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype) {
+size_t KvCache::bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype,
+                               int64_t layers) {
   // K and V of page_size tokens, and two bound rows, per layer and KV head.
-  return size_t(model.num_layers) * size_t(model.kv_dim()) * dtype_size(dtype) *
-         size_t(2 * page_size + 2);
+  return size_t(layers < 0 ? model.num_layers : layers) * size_t(model.kv_dim()) *
+         dtype_size(dtype) * size_t(2 * page_size + 2);
 }
 
 Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out) {

@@ -20,6 +20,10 @@ struct KvCacheConfig {
   int64_t num_pages = 0;      // pages sequences can hold (shared by all sequences)
   DType dtype = DType::kF32;  // K, V and bounds; Default: f32 (the CPU reference)
   Device device;              // Default: the CPU
+  // Layers whose cache this holds, [layer_begin, layer_end) (a pipeline stage's; the others'
+  // views stay empty). Default: 0, -1 (every layer).
+  int64_t layer_begin = 0;
+  int64_t layer_end = -1;
 
   Status validate() const;
 };
@@ -30,8 +34,9 @@ class KvCache {
   // Bytes of the arena for `num_pages` pages (K, V and page bounds, every layer, plus the
   // padding page).
   static size_t bytes_for(const model::ModelConfig& model, const KvCacheConfig& config);
-  // Bytes one more page adds (K, V and its bounds, every layer).
-  static size_t bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype);
+  // Bytes one more page adds (K, V and its bounds, every layer held; `layers`: how many, -1 all).
+  static size_t bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype,
+                               int64_t layers = -1);
 
   const std::vector<model::KvLayer>& layers() const { return layers_; }
   int64_t page_size() const { return config_.page_size; }

@@ -37,6 +37,7 @@ StepPlan::StepPlan(const StepCapacity& c) : capacity_(c) {
   off_.budgets = take(&at, d);
   off_.page_lengths = take(&at, d);
   off_.page_budgets = take(&at, d);
+  off_.agreement = take(&at, size_t(c.max_decode));
   off_.roles = take(&at, size_t(c.num_layers * c.max_decode));
   off_.layer_ops = take(&at, size_t(c.num_layers));
   off_.query_starts = take(&at, p + 4);
@@ -80,6 +81,7 @@ int64_t StepPlan::add_decode(const DecodeToken& t) {
   array<int32_t>(off_.budgets)[i] = t.budget;
   array<int32_t>(off_.page_lengths)[i] = t.page_length;
   array<int32_t>(off_.page_budgets)[i] = t.page_budget;
+  array<uint8_t>(off_.agreement)[i] = t.agreement;
   for (int64_t l = 0; l < capacity_.num_layers; ++l) {
     array<uint8_t>(off_.roles)[l * capacity_.max_decode + i] = uint8_t(kernels::TokenRole::kDense);
   }
@@ -162,6 +164,7 @@ model::ForwardBatch StepPlan::batch(void* base, Device device, TensorView block_
   b.budgets = view(base, off_.budgets, DType::kI32, {d}, device);
   b.page_lengths = view(base, off_.page_lengths, DType::kI32, {d}, device);
   b.page_budgets = view(base, off_.page_budgets, DType::kI32, {d}, device);
+  b.agreement = view(base, off_.agreement, DType::kU8, {d}, device);
   b.roles = view(base, off_.roles, DType::kU8, {capacity_.num_layers, d}, device);
   b.roles.stride[0] = capacity_.max_decode;  // rows of max_decode: each layer's row is dense
   b.layer_ops = layer_ops();                 // host memory: decides launches

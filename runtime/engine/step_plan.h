@@ -45,6 +45,7 @@ struct DecodeToken {
   int32_t budget = 1;        // tidal: K
   int32_t page_length = 1;   // quest: pages up to the current one
   int32_t page_budget = 1;   // quest: K / page_size
+  uint8_t agreement = 0;     // model::ListAgreement: tensor parallel list agreement; 0 none
 };
 
 // How one logit row is sampled (engine::SamplingParams, flattened).
@@ -110,6 +111,7 @@ class StepPlan {
   struct Offsets {
     size_t tokens, positions, seq_ids;                                 // [max_tokens] i32
     size_t lengths, num_lists, budgets, page_lengths, page_budgets;    // [max_decode] i32
+    size_t agreement;                                                  // [max_decode] u8
     size_t roles;                                                      // [layers, max_decode] u8
     size_t layer_ops;                                                  // [layers] u8
     size_t query_starts, prefill_seq_ids, context_lens;                // [max_prefill_seqs(+1)]

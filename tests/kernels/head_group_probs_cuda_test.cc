@@ -23,6 +23,7 @@ struct Case {
   std::string name;
   int64_t num_heads;
   std::vector<Token> tokens;
+  std::vector<uint8_t> agreement;  // per token (tensor parallel); empty: none
 };
 
 class HeadGroupProbsCuda : public ::testing::TestWithParam<Case> {};
@@ -61,7 +62,14 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
   const testing::DeviceTensor roles_d =
       testing::DeviceTensor::from_host(make_view(roles.data(), DType::kU8, {tokens}));
 
+  std::vector<uint8_t> agreement = c.agreement;
+  testing::DeviceTensor agreement_d;
+  if (!agreement.empty()) {
+    agreement_d =
+        testing::DeviceTensor::from_host(make_view(agreement.data(), DType::kU8, {tokens}));
+  }
   HeadGroupProbsParams r;
+  if (!agreement.empty()) r.agreement = make_view(agreement.data(), DType::kU8, {tokens});
   r.scores = scores.view();
   r.lse = lse.view();
   r.lengths = make_view(lengths.data(), DType::kI32, {tokens});
@@ -70,6 +78,7 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
   ref::head_group_probs(r);
 
   HeadGroupProbsParams p;
+  p.agreement = agreement_d.view();
   p.scores = scores_d.view();
   p.lse = lse_d.view();
   p.lengths = len_d.view();
@@ -88,7 +97,7 @@ constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
 INSTANTIATE_TEST_SUITE_P(
     Shapes, HeadGroupProbsCuda,
     ::testing::Values(
-        Case{"n1_shared", 8, {{kSelect, 1, 1}}},
+        Case{"n1_shared", 8, {{kSelect, 1, 1}}, {}},
         Case{"stories_8x4_mixed",
              8,
              {{kSelect, 7, 4},
@@ -96,14 +105,19 @@ INSTANTIATE_TEST_SUITE_P(
               {kSelect, 16, 8},
               {kDense, 733, 1},
               {kSparse, 17, 4},
-              {kReselect, 17, 2}}},
-        Case{"odd_15_heads", 15, {{kSelect, 37, 5}, {kReselect, 1025, 3}, {kSelect, 4100, 1}}},
-        Case{"llama3_32x8_32k",
-             32,
-             {{kSelect, 32768, 8},
-              {kReselect, 32768, 1},
-              {kSelect, 4100, 32},
-              {kReselect, 1023, 8}}}),
+              {kReselect, 17, 2}},
+             {}},
+        Case{"odd_15_heads", 15, {{kSelect, 37, 5}, {kReselect, 1025, 3}, {kSelect, 4100, 1}}, {}},
+        // One head per rank (tp = num_heads): agreeing one-head lists become probabilities.
+        Case{"tp_one_head_agreed",
+             1,
+             {{kSelect, 733, 1}, {kSelect, 37, 1}, {kReselect, 5000, 1}, {kSparse, 9, 1}},
+             {1, 0, 2, 1}},
+        Case{
+            "llama3_32x8_32k",
+            32,
+            {{kSelect, 32768, 8}, {kReselect, 32768, 1}, {kSelect, 4100, 32}, {kReselect, 1023, 8}},
+            {}}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

@@ -52,6 +52,23 @@ TEST(HeadGroupProbsRef, KnownValues) {
   EXPECT_TRUE(testing::all_close(testing::to_vector(scores.view()), want, 1e-6f, 1e-6f));
 }
 
+// A rank holding one head of a list that spans ranks (shared lists under tensor parallelism)
+// turns its logits into probabilities too, since the ranks sum them; without agreement a
+// one-head list keeps its logits (they order the same way).
+TEST(HeadGroupProbsRef, OneHeadListsOfAgreeingTokensBecomeProbabilities) {
+  const float ln3 = float(std::log(3.0));
+  HostTensor scores = HostTensor::from({2, 1, 3}, {0, ln3, 1000, 0, ln3, 1000});
+  const float lse4 = float(std::log(4.0));
+  const HostTensor lse = HostTensor::from({2, 1}, {lse4, lse4});
+  Plan plan{{2, 2}, {1, 1}, {uint8_t(TokenRole::kSelect), uint8_t(TokenRole::kSelect)}};
+  std::vector<uint8_t> agreement = {1, 0};
+  HeadGroupProbsParams p = plan.params(scores, lse);
+  p.agreement = make_view(agreement.data(), DType::kU8, {2});
+  head_group_probs(p, Stream{});
+  EXPECT_TRUE(testing::all_close(testing::to_vector(scores.view()),
+                                 {0.25f, 0.75f, 1000, 0, ln3, 1000}, 1e-6f, 1e-6f));
+}
+
 TEST(HeadGroupProbsRef, BadPlansAreBugs) {
   HostTensor scores({1, 6, 4}, DType::kF32);
   const HostTensor lse({1, 6}, DType::kF32);

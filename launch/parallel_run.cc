@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tidal generate|bench --tp T --pp P` under mpirun (DESIGN.md §3): every rank starts MPI, builds
+// its communicators (MPI on the CPU path; NCCL on GPUs, one per local rank, bootstrapped over
+// MPI), and loads only its shard. Rank 0 then runs the command as one process would and prints
+// everything; the other ranks serve its steps. A failure before the engines exist is agreed by
+// every rank (rank 0 names the rank and the cause); a rank that dies later (a crash, a kill)
+// makes mpirun end the job.
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "launch/cli.h"
+#if TIDAL_WITH_MPI
+#include "parallel/mpi_communicator.h"
+#endif
+#if TIDAL_WITH_NCCL
+#include "parallel/nccl_communicator.h"
+#endif
+
+namespace tidal::launch {
+
+#if TIDAL_WITH_MPI
+namespace {
+
+// One rank's MPI, communicators and place in the job. Members are destroyed in reverse order:
+// the groups and NCCL before MPI is finalized.
+struct Job {
+  parallel::MpiWorld mpi;
+  std::unique_ptr<parallel::Communicator> data_world;  // NCCL on GPUs (null: MPI)
+  parallel::ParallelGroups groups;
+  engine::Distributed dist;
+};
+
+// Failures every rank reports alike: rank 0 prints, the others stay quiet (main prints nothing
+// for an empty message).
+Status quiet_on_workers(const Job& job, const Status& st) {
+  if (st.ok() || job.mpi.rank() == 0) return st;
+  return Status(st.code(), "");
+}
+
+// Starts MPI and the communicators of a tp x pp job; on a GPU the device is the local rank's.
+// `device` is resolved here (the flags, then the local rank). Collective; every rank returns
+// the same status.
+Status start_job(const ParallelFlags& flags, const DeviceFlags& device_flags, Job* job,
+                 engine::EngineConfig* config) {
+  TIDAL_RETURN_IF_ERROR(parallel::mpi_init(nullptr, nullptr, &job->mpi));
+  parallel::ParallelConfig pc;
+  pc.tp_size = flags.tp > 0 ? flags.tp : 1;
+  pc.pp_size = flags.pp > 0 ? flags.pp : 1;
+  Status st = pc.validate();
+  if (st.ok() && pc.world_size() != job->mpi.size()) {
+    st = invalid_argument("--tp " + std::to_string(pc.tp_size) + " x --pp " +
+                          std::to_string(pc.pp_size) + " needs " + std::to_string(pc.world_size()) +
+                          " ranks; mpirun started " + std::to_string(job->mpi.size()) +
+                          " (mpirun -np " + std::to_string(pc.world_size()) + " tidal ...)");
+  }
+  if (st.ok()) st = apply_device_flags(device_flags, config);
+  if (st.ok() && config->device.kind == DeviceKind::kCuda) {
+    config->device.index = job->mpi.local_rank() % std::max(1, cuda_device_count());
+  }
+  parallel::Communicator& world = job->mpi.comm();
+  TIDAL_RETURN_IF_ERROR(engine::agree_status(world, st));
+  parallel::Communicator* data = &world;
+  if (config->device.kind == DeviceKind::kCuda) {
+#if TIDAL_WITH_NCCL
+    std::unique_ptr<parallel::NcclCommunicator> nccl;
+    st = parallel::NcclCommunicator::create(world, config->device.index, &nccl);
+    TIDAL_RETURN_IF_ERROR(engine::agree_status(world, st));
+    job->data_world = std::move(nccl);
+    data = job->data_world.get();
+#else
+    return unavailable("--tp/--pp on GPUs needs NCCL: this tidal was built without it");
+#endif
+  }
+  TIDAL_RETURN_IF_ERROR(parallel::make_parallel_groups(*data, pc, &job->groups));
+  job->dist.parallel = pc;
+  job->dist.world = &world;
+  job->dist.tp = job->groups.tp.get();
+  job->dist.pp = job->groups.pp.get();
+  config->distributed = &job->dist;
+  return ok_status();
+}
+
+// The model directory, as run_generate picks it (rank 0 says when it falls back).
+Status model_dir(const GenerateOptions& o, const DefaultModel& d, bool rank0, std::string* dir) {
+  *dir = o.model_dir.empty() ? d.dir : o.model_dir;
+  if (dir->empty())
+    return not_found("no --model given and no embedded default model; pass --model");
+  if (o.model_dir.empty() && rank0) {
+    std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
+  }
+  return ok_status();
+}
+
+void print_rank_memory(const engine::Engine& e, const engine::Distributed& d) {
+  const engine::MemoryPlan& p = e.memory_plan();
+  const model::ModelShard& s = e.shard();
+  const double mib = 1024.0 * 1024.0;
+  std::fprintf(stderr,
+               "tidal: rank 0 of %d (tp %d x pp %d): layers [%lld, %lld), query heads %lld of "
+               "%lld; weights %.2f MiB, KV %.2f MiB, workspace %.2f MiB on this rank\n",
+               d.world->size(), d.parallel.tp_size, d.parallel.pp_size,
+               static_cast<long long>(s.layer_begin), static_cast<long long>(s.layer_end),
+               static_cast<long long>(s.heads.q_heads.size),
+               static_cast<long long>(e.model_config().num_heads), double(p.weight_bytes) / mib,
+               double(p.kv_bytes) / mib, double(p.workspace_bytes) / mib);
+  const model::AgreementCounters& a = e.agreement_counters();
+  if (a.approx_layers + a.exact_layers > 0) {
+    std::fprintf(stderr,
+                 "tidal: list agreement on rank 0: approx %lld selection layers (%lld bytes in), "
+                 "exact %lld (%lld bytes in)\n",
+                 static_cast<long long>(a.approx_layers), static_cast<long long>(a.approx_bytes),
+                 static_cast<long long>(a.exact_layers), static_cast<long long>(a.exact_bytes));
+  }
+}
+
+}  // namespace
+
+Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defaults) {
+  Job job;
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
+  const bool rank0 = job.mpi.rank() == 0;
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(
+      job, engine::agree_status(*job.dist.world, model_dir(o, defaults, rank0, &dir))));
+  std::unique_ptr<engine::Engine> engine;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::Engine::load(dir, config, &engine)));
+  if (!rank0) return engine->serve();
+  GenerateOptions one = o;
+  one.parallel = ParallelFlags();
+  const Status st = generate_with(one, dir, *engine);
+  if (st.ok() && o.stats) print_rank_memory(*engine, job.dist);
+  engine.reset();  // lets the other ranks leave serve()
+  return st;
+}
+
+Status run_bench_parallel(const BenchOptions& o) {
+  Job job;
+  engine::EngineConfig config;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
+  BenchOptions one = o;
+  one.parallel = ParallelFlags();
+  if (config.device.kind == DeviceKind::kCuda) {
+    one.device.device = "cuda:" + std::to_string(config.device.index);
+  }
+  return quiet_on_workers(job, run_bench_on(one, &job.dist));
+}
+
+#else  // !TIDAL_WITH_MPI
+
+Status run_generate_parallel(const GenerateOptions&, const DefaultModel&) {
+  return unavailable("--tp/--pp need MPI: this tidal was built with TIDAL_WITH_MPI=OFF");
+}
+
+Status run_bench_parallel(const BenchOptions&) {
+  return unavailable("--tp/--pp need MPI: this tidal was built with TIDAL_WITH_MPI=OFF");
+}
+
+#endif
+
+}  // namespace tidal::launch

@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: Apache-2.0
+// A rank's shard of a model: its layers, heads, FFN columns and vocabulary rows, and the weights
+// it loads: exactly the rows and columns of the whole checkpoint that sharding.h assigns it, and
+// nothing of the layers other stages hold.
+#include "model/shard.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/weights.h"
+#include "tests/testing/model_config.h"
+#include "tests/testing/safetensors_writer.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::model {
+namespace {
+
+ModelConfig stories_shaped() {
+  ModelConfig c;
+  c.vocab = 512;
+  c.hidden = 64;
+  c.inter = 172;
+  c.num_layers = 5;
+  c.num_heads = 8;
+  c.num_kv_heads = 4;
+  c.head_dim = 8;
+  c.max_position_embeddings = 512;
+  return c;
+}
+
+TEST(ModelShard, StageLayersAndTensorSlices) {
+  ModelShard s;
+  ASSERT_TRUE(make_model_shard(stories_shaped(), {2, 2}, {1, 1}, &s).ok());
+  EXPECT_EQ(s.layer_begin, 3);
+  EXPECT_EQ(s.layer_end, 5);
+  EXPECT_FALSE(s.first_stage());
+  EXPECT_TRUE(s.last_stage());
+  EXPECT_EQ(s.heads.q_heads.begin, 4);
+  EXPECT_EQ(s.heads.kv_heads.begin, 2);
+  EXPECT_EQ(s.inter.begin, 86);
+  EXPECT_EQ(s.vocab.begin, 256);
+  EXPECT_TRUE(s.vocab_split);
+  const ModelConfig local = s.local(stories_shaped());
+  EXPECT_EQ(local.num_heads, 4);
+  EXPECT_EQ(local.num_kv_heads, 2);
+  EXPECT_EQ(local.inter, 86);
+  EXPECT_EQ(local.vocab, 256);
+  EXPECT_EQ(local.num_layers, 5);  // layer indices stay the model's
+  EXPECT_TRUE(local.validate().ok());
+}
+
+TEST(ModelShard, ImpossibleLayoutsAreErrors) {
+  ModelShard s;
+  EXPECT_FALSE(make_model_shard(stories_shaped(), {3, 1}, {0, 0}, &s).ok());  // 8 heads / 3
+  EXPECT_FALSE(make_model_shard(stories_shaped(), {1, 6}, {0, 0}, &s).ok());  // 6 stages, 5 layers
+  EXPECT_FALSE(make_model_shard(stories_shaped(), {8, 1}, {0, 0}, &s).ok());  // inter 172 / 8
+}
+
+ModelConfig tiny(bool tied) {
+  testing::TinyLlama t;
+  t.layers = 3;
+  t.heads = 4;
+  t.kv_heads = 2;
+  t.head_dim = 4;
+  t.vocab = 10;
+  t.inter = 12;
+  ModelConfig c = testing::tiny_llama(t);
+  c.tie_word_embeddings = tied;
+  return c;
+}
+
+// The whole model's weights written as a checkpoint; returns its directory.
+std::string write_checkpoint(const ModelConfig& c, const LlamaWeights& w) {
+  std::vector<testing::TestTensor> out;
+  auto add = [&](const std::string& name, TensorView v) {
+    std::vector<float> data(v.data_as<float>(), v.data_as<float>() + v.numel());
+    out.push_back(
+        {name, "F32", std::vector<int64_t>(v.shape, v.shape + v.rank), testing::bytes_of(data)});
+  };
+  add("model.embed_tokens.weight", w.embed);
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const LayerWeights& lw = w.layers[size_t(l)];
+    add(p + "input_layernorm.weight", lw.input_norm);
+    add(p + "self_attn.q_proj.weight", lw.wq);
+    add(p + "self_attn.k_proj.weight", lw.wk);
+    add(p + "self_attn.v_proj.weight", lw.wv);
+    add(p + "self_attn.o_proj.weight", lw.wo);
+    add(p + "post_attention_layernorm.weight", lw.post_norm);
+    add(p + "mlp.gate_proj.weight", lw.w_gate());
+    add(p + "mlp.up_proj.weight", lw.w_up());
+    add(p + "mlp.down_proj.weight", lw.w_down);
+  }
+  add("model.norm.weight", w.final_norm);
+  if (!c.tie_word_embeddings) add("lm_head.weight", w.lm_head);
+  const std::string dir = testing::temp_dir("shard");
+  testing::write_file(dir + "/model.safetensors", testing::build_safetensors(out));
+  return dir;
+}
+
+// Rows [r0, r0 + rows) and columns [c0, c0 + cols) of a 2-D f32 view, row-major.
+std::vector<float> block(TensorView t, int64_t r0, int64_t rows, int64_t c0, int64_t cols) {
+  std::vector<float> out;
+  for (int64_t r = r0; r < r0 + rows; ++r) {
+    for (int64_t c = c0; c < c0 + cols; ++c) out.push_back(t.data_as<float>()[r * t.size(1) + c]);
+  }
+  return out;
+}
+
+void expect_slices_of_whole(bool tied) {
+  const ModelConfig c = tiny(tied);
+  LlamaWeights whole;
+  ASSERT_TRUE(init_random_llama_weights(c, 9, &whole).ok());
+  const std::string dir = write_checkpoint(c, whole);
+  std::unique_ptr<SafetensorsCheckpoint> ckpt;
+  ASSERT_TRUE(SafetensorsCheckpoint::open(dir, &ckpt).ok());
+  const int64_t hd = c.head_dim, h = c.hidden;
+  for (int pp = 0; pp < 2; ++pp) {
+    for (int tp = 0; tp < 2; ++tp) {
+      SCOPED_TRACE("tp rank " + std::to_string(tp) + ", pp rank " + std::to_string(pp));
+      ModelShard s;
+      ASSERT_TRUE(make_model_shard(c, {2, 2}, {tp, pp}, &s).ok());
+      WeightPlacement place;
+      place.shard = &s;
+      LlamaWeights w;
+      const Status st = load_llama_weights(c, *ckpt, &w, place);
+      ASSERT_TRUE(st.ok()) << st.to_string();
+      // The arena holds what the shard's plan counts (rounded up to whole pages).
+      EXPECT_GE(w.bytes(), llama_weight_bytes(c, DType::kF32, &s));
+      EXPECT_LT(llama_weight_bytes(c, DType::kF32, &s), llama_weight_bytes(c, DType::kF32));
+      const int64_t q0 = s.heads.q_heads.begin * hd, q = s.heads.q_heads.size * hd;
+      const int64_t k0 = s.heads.kv_heads.begin * hd, k = s.heads.kv_heads.size * hd;
+      const int64_t f0 = s.inter.begin, f = s.inter.size, v0 = s.vocab.begin, v = s.vocab.size;
+      for (int64_t l = 0; l < c.num_layers; ++l) {
+        const LayerWeights& got = w.layers[size_t(l)];
+        const LayerWeights& all = whole.layers[size_t(l)];
+        if (!s.holds_layer(l)) {
+          EXPECT_EQ(got.wq.data, nullptr) << "layer " << l << " belongs to another stage";
+          continue;
+        }
+        EXPECT_EQ(testing::to_vector(got.wq), block(all.wq, q0, q, 0, h));
+        EXPECT_EQ(testing::to_vector(got.wk), block(all.wk, k0, k, 0, h));
+        EXPECT_EQ(testing::to_vector(got.wv), block(all.wv, k0, k, 0, h));
+        EXPECT_EQ(testing::to_vector(got.wo), block(all.wo, 0, h, q0, q));
+        EXPECT_EQ(testing::to_vector(got.w_gate()), block(all.w_gate(), f0, f, 0, h));
+        EXPECT_EQ(testing::to_vector(got.w_up()), block(all.w_up(), f0, f, 0, h));
+        EXPECT_EQ(testing::to_vector(got.w_down), block(all.w_down, 0, h, f0, f));
+        EXPECT_EQ(testing::to_vector(got.post_norm), testing::to_vector(all.post_norm));
+      }
+      EXPECT_EQ(w.embed.data != nullptr, s.first_stage());
+      if (s.first_stage()) {
+        EXPECT_EQ(testing::to_vector(w.embed), block(whole.embed, v0, v, 0, h));
+      }
+      EXPECT_EQ(w.lm_head.data != nullptr, s.last_stage());
+      if (s.last_stage()) {  // tied: the embedding's rows, loaded again on the last stage
+        EXPECT_EQ(testing::to_vector(w.lm_head), block(whole.lm_head, v0, v, 0, h));
+      }
+    }
+  }
+}
+
+TEST(ShardedWeights, EachRankLoadsItsRowsAndColumnsOfTheCheckpoint) {
+  expect_slices_of_whole(false);
+}
+
+TEST(ShardedWeights, ATiedHeadOnTheLastStageIsTheEmbeddingsRows) { expect_slices_of_whole(true); }
+
+}  // namespace
+}  // namespace tidal::model

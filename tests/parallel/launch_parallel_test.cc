@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tidal generate --tp/--pp` under mpirun, and failures of a rank, as a user meets them: the
+// command prints the same tokens as one process (once: only rank 0 prints); `--tp 1` without
+// mpirun takes the distributed path to the same tokens; a rank that fails to load, dies, or hits
+// a fatal error ends the whole job with a non-zero exit and a message naming the rank, within
+// seconds. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <regex>
+#include <string>
+
+#include "tests/parallel/parallel_testing.h"
+#include "tests/testing/safetensors_writer.h"
+#include "tests/testing/testing.h"
+
+namespace tidal {
+namespace {
+
+constexpr const char* kStories = "models/stories260K/hf";
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr
+  double seconds = 0;
+};
+
+// Runs `command` through the shell, killed after `limit` seconds.
+Outcome run(const std::string& command, int limit = 90) {
+  Outcome r;
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string full = "timeout -k 5 " + std::to_string(limit) + " " + command + " 2>&1";
+  FILE* p = popen(full.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n = 0;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+std::string mpirun(int np) {
+  return std::string(TIDAL_MPIEXEC) + " -np " + std::to_string(np) +
+         " --oversubscribe --allow-run-as-root ";
+}
+
+std::string generate_args(const std::string& model) {
+  return std::string(TIDAL_BINARY) + " generate --model " + model +
+         " --prompt-ids 1,403,407,261 --max-new-tokens 40 --temperature 0 --print-ids"
+         " --attention tidal --budget 8 --granularity shared --agreement exact";
+}
+
+// The first line of stdout that is all ids.
+std::string ids_line(const std::string& output) {
+  static const std::regex ids("^[0-9]+( [0-9]+)+$");
+  size_t at = 0;
+  while (at < output.size()) {
+    const size_t end = output.find('\n', at);
+    const std::string line =
+        output.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (std::regex_match(line, ids)) return line;
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return "";
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(LaunchParallel, TpAndPpPrintOneProcessesTokensOnceFromRankZero) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const std::string args = generate_args(testing::shared_path(kStories));
+  const Outcome one = run(args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::string want = ids_line(one.output);
+  ASSERT_FALSE(want.empty()) << one.output;
+  for (const char* layout : {" --tp 2", " --pp 2"}) {
+    const Outcome r = run(mpirun(2) + args + layout);
+    EXPECT_EQ(r.exit_code, 0) << layout << "\n" << r.output;
+    EXPECT_EQ(ids_line(r.output), want) << layout << "\n" << r.output;
+    EXPECT_EQ(count_of(r.output, want), 1u) << "only rank 0 prints\n" << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: prefill"), 1u) << r.output;
+  }
+}
+
+// --tp 1 without mpirun: MPI starts as a singleton and the engine takes the distributed path
+// (shard, plan broadcast, vocabulary-parallel sampling) with one rank.
+TEST(LaunchParallel, Tp1WithoutMpirunEqualsThePlainPath) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const std::string args = generate_args(testing::shared_path(kStories));
+  const Outcome one = run(args), tp1 = run(args + " --tp 1 --stats");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  EXPECT_EQ(tp1.exit_code, 0) << tp1.output;
+  EXPECT_EQ(ids_line(tp1.output), ids_line(one.output)) << tp1.output;
+  EXPECT_NE(tp1.output.find("rank 0 of 1 (tp 1 x pp 1)"), std::string::npos) << tp1.output;
+}
+
+TEST(LaunchParallel, RanksThatDoNotMatchTpTimesPpAreAClearError) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const Outcome r = run(mpirun(2) + generate_args(testing::shared_path(kStories)) + " --tp 4");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("tidal: error: --tp 4 x --pp 1 needs 4 ranks; mpirun started 2"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
+}
+
+// The GQA head_dim 128 model without layer 3's down projection: with --pp 2 only rank 1 (the
+// second stage, layers 2-3) needs it.
+TEST(LaunchParallel, ALoadFailureOnOneRankEndsTheJobNamingTheRank) {
+  const std::string dir = testing::write_gqa128_model(0);
+  std::string bytes = testing::read_file(dir + "/model.safetensors");
+  const std::string name = "model.layers.3.mlp.down_proj.weight";
+  const size_t at = bytes.find(name);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + name.size() - 8] = 'X';  // "...down_proj.Xeight": the tensor is no longer found
+  testing::write_file(dir + "/model.safetensors", bytes);
+  const Outcome r = run(mpirun(2) + TIDAL_BINARY + " generate --model " + dir +
+                        " --prompt-ids 1,2,3 --max-new-tokens 4 --print-ids --pp 2");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LT(r.seconds, 30.0);
+  EXPECT_NE(r.output.find("tidal: error: rank 1: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(name), std::string::npos) << r.output;
+  EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+}
+
+// A rank killed (SIGKILL) or aborting on a fatal error mid-generation: mpirun ends every rank,
+// exits non-zero and names the rank, within seconds; nothing hangs in a collective.
+TEST(LaunchParallel, AKilledOrAbortingRankEndsTheJobWithinSeconds) {
+  const std::string dir = testing::write_gqa128_model(0);
+  for (const char* mode : {"kill", "abort"}) {
+    for (int victim : {1, 0}) {
+      const Outcome r = run(mpirun(2) + TIDAL_FAULT_HELPER + " " + dir + " " + mode + " " +
+                            std::to_string(victim) + " 40");
+      SCOPED_TRACE(std::string(mode) + " rank " + std::to_string(victim));
+      EXPECT_NE(r.exit_code, 0) << r.output;
+      EXPECT_LT(r.seconds, 30.0) << r.output;
+      EXPECT_EQ(r.output.find("generation ended: ok"), std::string::npos) << r.output;
+      const std::string rank = "rank " + std::to_string(victim);
+      EXPECT_NE(r.output.find(rank), std::string::npos) << r.output;
+      if (std::string(mode) == "abort") {
+        EXPECT_NE(r.output.find("[" + rank + "] tidal: fatal:"), std::string::npos) << r.output;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tidal

@@ -1,0 +1,402 @@
+// SPDX-License-Identifier: Apache-2.0
+// The engine split over ranks under mpirun (-np 2: tp 2, pp 2; -np 4: tp 2 x pp 2, tp 4, pp 4)
+// against one rank, on stories260K (a real GQA Llama, 8 query / 4 KV heads, head_dim 8) and a
+// random GQA model with head_dim 128: the same tokens under every policy; agreed lists identical
+// on every rank that shares them (and, for the exact variant, equal to one rank's); each rank
+// holding only its share of the weights and KV cache; a load failure on one rank stopping all.
+// Rank 0 compares; checks after collectives use EXPECT so that no rank leaves a test early.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "runtime/engine/engine.h"
+#include "runtime/engine/generate.h"
+#include "tests/parallel/parallel_testing.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::engine {
+namespace {
+
+using model::Agreement;
+using model::Granularity;
+using testing::ParallelLayout;
+
+constexpr const char* kStories = "models/stories260K/hf";
+
+struct Case {
+  std::string name;
+  model::AttentionPolicy policy;
+  float temperature = 0.0f;
+};
+
+struct Subject {
+  std::string dir;
+  std::vector<int32_t> prompt;
+  int64_t tokens = 0;  // generated per case
+  int64_t budget = 0;  // tidal budget (quest: twice it)
+};
+
+std::vector<Case> every_policy(int64_t budget) {
+  return {
+      {"full", model::AttentionPolicy()},
+      {"full_sampled", model::AttentionPolicy(), 0.8f},
+      {"tidal_per_query_head", testing::tidal_policy(budget, Granularity::kPerQueryHead)},
+      {"tidal_per_kv_head", testing::tidal_policy(budget, Granularity::kPerKvHead)},
+      {"tidal_per_kv_head_exact",
+       testing::tidal_policy(budget, Granularity::kPerKvHead, Agreement::kExact)},
+      {"tidal_shared_approx", testing::tidal_policy(budget, Granularity::kShared)},
+      {"tidal_shared_exact",
+       testing::tidal_policy(budget, Granularity::kShared, Agreement::kExact)},
+      {"quest", testing::quest_policy(2 * budget)},
+  };
+}
+
+Subject stories() {
+  Subject s;
+  s.dir = testing::shared_path(kStories);
+  // BOS and the start of the model's own greedy story: a prompt it continues fluently.
+  s.prompt = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426};
+  s.tokens = 40;
+  s.budget = 16;
+  return s;
+}
+
+Subject gqa128(int rank) {
+  Subject s;
+  s.dir = testing::write_gqa128_model(rank);
+  for (int i = 0; i < 40; ++i) s.prompt.push_back(int32_t(3 + (i * 37) % 250));
+  s.tokens = 24;
+  s.budget = 8;
+  return s;
+}
+
+std::unique_ptr<Engine> load(const std::string& dir, const Distributed* dist) {
+  EngineConfig config;
+  config.distributed = dist;
+  std::unique_ptr<Engine> e;
+  const Status st = Engine::load(dir, config, &e);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  return e;
+}
+
+// Every case on one rank (rank 0) and on every layout of the world; rank 0 compares tokens.
+void expect_tokens_equal_one_rank(const Subject& s, const std::vector<Case>& cases) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  std::vector<std::vector<int32_t>> want;
+  if (rank == 0) {
+    std::unique_ptr<Engine> one = load(s.dir, nullptr);
+    for (const Case& c : cases) {
+      want.push_back(testing::generate_tokens(*one, s.prompt, s.tokens, c.policy, c.temperature));
+    }
+  }
+  for (auto [tp, pp] : testing::layouts_for_world(size)) {
+    ParallelLayout layout(tp, pp);
+    std::unique_ptr<Engine> e = load(s.dir, &layout.dist);
+    if (e == nullptr) continue;  // every rank failed alike (agreed)
+    if (rank != 0) {
+      EXPECT_TRUE(e->serve().ok());
+      continue;
+    }
+    for (size_t i = 0; i < cases.size(); ++i) {
+      const std::vector<int32_t> got =
+          testing::generate_tokens(*e, s.prompt, s.tokens, cases[i].policy, cases[i].temperature);
+      EXPECT_EQ(got, want[i]) << layout.name() << " " << cases[i].name;
+    }
+  }
+}
+
+TEST(ParallelEngine, StoriesTokensEqualOneRankUnderEveryPolicy) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const Subject s = stories();
+  expect_tokens_equal_one_rank(s, every_policy(s.budget));
+}
+
+TEST(ParallelEngine, GqaHeadDim128TokensEqualOneRankUnderEveryPolicy) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const Subject s = gqa128(rank);
+  expect_tokens_equal_one_rank(s, every_policy(s.budget));
+}
+
+// Several sequences decoded together: under pp the decode steps cross the stages in
+// micro-batches (stage s on one part while stage s + 1 runs the part before); every sequence
+// still gets one rank's tokens, under mixed policies in one batch.
+TEST(ParallelEngine, BatchedDecodeInMicroBatchesEqualsOneRank) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  std::vector<GenerationRequest> requests;
+  const model::AttentionPolicy policies[] = {
+      model::AttentionPolicy(), testing::tidal_policy(8, Granularity::kShared),
+      testing::tidal_policy(8, Granularity::kPerQueryHead, Agreement::kExact),
+      testing::quest_policy(16)};
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r;
+    r.prompt = s.prompt;
+    r.prompt.resize(size_t(20 + 5 * i));
+    r.attention = policies[i];
+    r.sampling.temperature = 0;
+    r.stop.max_new_tokens = 16;
+    r.stop.ignore_eos = true;
+    requests.push_back(r);
+  }
+  auto run_all = [&](Engine& e) {
+    std::vector<GenerationResult> results;
+    const Status st = generate(
+        e, requests, nullptr, [](const GenerationEvent&) { return true; }, &results);
+    EXPECT_TRUE(st.ok()) << st.to_string();
+    std::vector<std::vector<int32_t>> tokens;
+    for (const GenerationResult& r : results) tokens.push_back(r.tokens);
+    return tokens;
+  };
+  std::vector<std::vector<int32_t>> want;
+  if (rank == 0) want = run_all(*load(s.dir, nullptr));
+  for (auto [tp, pp] : testing::layouts_for_world(size)) {
+    if (pp == 1) continue;
+    ParallelLayout layout(tp, pp);
+    std::unique_ptr<Engine> e = load(s.dir, &layout.dist);
+    ASSERT_NE(e, nullptr);
+    if (rank != 0) {
+      EXPECT_TRUE(e->serve().ok());
+      continue;
+    }
+    EXPECT_EQ(run_all(*e), want) << layout.name();
+  }
+}
+
+// The lists of every decode token in every layer a rank holds, per rank, for one generation.
+struct RankTraces {
+  std::vector<std::vector<int32_t>> flat;  // by world rank
+  std::vector<model::LayerTrace> mine;
+};
+
+RankTraces trace_generation(ParallelLayout& layout, const Subject& s,
+                            const model::AttentionPolicy& policy) {
+  RankTraces out;
+  std::unique_ptr<Engine> e = load(s.dir, &layout.dist);
+  if (e == nullptr) return out;
+  e->set_rank_trace(&out.mine);
+  if (layout.rank() == 0) {
+    testing::generate_tokens(*e, s.prompt, s.tokens, policy);
+    e.reset();  // shutdown: the other ranks leave serve()
+  } else {
+    EXPECT_TRUE(e->serve().ok());
+  }
+  out.flat = testing::all_gather_vectors(*layout.world, testing::flatten(out.mine));
+  return out;
+}
+
+// Lists of non-dense entries by (position, layer).
+std::map<std::pair<int64_t, int64_t>, std::vector<std::vector<int32_t>>> by_step(
+    const std::vector<model::LayerTrace>& trace) {
+  std::map<std::pair<int64_t, int64_t>, std::vector<std::vector<int32_t>>> m;
+  for (const model::LayerTrace& t : trace) {
+    if (t.role != model::LayerRole::kDense) m[{t.position, t.layer}] = t.lists;
+  }
+  return m;
+}
+
+// Shared lists agree on every TP rank of a stage (approx and exact); the exact variant's lists
+// are one rank's lists.
+TEST(ParallelEngine, SharedListsAreIdenticalOnEveryTpRankAndExactOnesEqualOneRank) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  Subject s = stories();
+  s.budget = 8;
+  for (Agreement a : {Agreement::kApprox, Agreement::kExact}) {
+    const model::AttentionPolicy policy = testing::tidal_policy(s.budget, Granularity::kShared, a);
+    std::vector<model::LayerTrace> one;
+    if (rank == 0) {
+      std::unique_ptr<Engine> e = load(s.dir, nullptr);
+      e->set_rank_trace(&one);
+      testing::generate_tokens(*e, s.prompt, s.tokens, policy);
+    }
+    for (auto [tp, pp] : testing::layouts_for_world(size)) {
+      if (tp == 1) continue;
+      ParallelLayout layout(tp, pp);
+      const RankTraces t = trace_generation(layout, s, policy);
+      const int stage_ranks = tp;
+      int64_t selections = 0;  // entries with lists
+      for (int r = 0; r < size; ++r) {
+        const int first_of_stage = r / stage_ranks * stage_ranks;
+        EXPECT_EQ(t.flat[size_t(r)], t.flat[size_t(first_of_stage)])
+            << layout.name() << " " << model::agreement_name(a) << ": rank " << r
+            << " holds other lists than rank " << first_of_stage;
+      }
+      // Stages without a selection layer read the lists that crossed from the stage before.
+      for (const model::LayerTrace& tr : t.mine) selections += !tr.lists.empty();
+      EXPECT_GT(selections, 0) << "no lists on rank " << rank;
+      if (a != Agreement::kExact || rank != 0) continue;
+      // Rank 0 holds the first stage's layers; their lists are one rank's.
+      const auto want = by_step(one);
+      int64_t compared = 0;
+      for (const auto& [step, lists] : by_step(t.mine)) {
+        ASSERT_TRUE(want.count(step)) << "position " << step.first << " layer " << step.second;
+        EXPECT_EQ(lists, want.at(step))
+            << layout.name() << " position " << step.first << " layer " << step.second;
+        ++compared;
+      }
+      EXPECT_GT(compared, 0);
+    }
+  }
+}
+
+// tp 4 over 2 KV heads: each KV head lives on 2 ranks, which agree on its per-KV-head list.
+TEST(ParallelEngine, ReplicatedKvHeadListsAgreeWithinTheirRanks) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size != 4) GTEST_SKIP() << "needs mpirun -np 4 (tp 4 over 2 KV heads)";
+  const Subject s = gqa128(rank);
+  for (Agreement a : {Agreement::kApprox, Agreement::kExact}) {
+    ParallelLayout layout(4, 1);
+    const RankTraces t =
+        trace_generation(layout, s, testing::tidal_policy(s.budget, Granularity::kPerKvHead, a));
+    EXPECT_EQ(t.flat[0], t.flat[1]) << "ranks 0 and 1 share KV head 0";
+    EXPECT_EQ(t.flat[2], t.flat[3]) << "ranks 2 and 3 share KV head 1";
+    EXPECT_NE(t.flat[0], t.flat[2]) << "KV heads 0 and 1 should pick different lists";
+  }
+}
+
+// The per-rank memory is the model's share: every rank holds less than the whole, the ranks
+// together hold the whole once (plus per-rank copies of the norms, and of a KV head's
+// projections where tp exceeds the KV heads), and the KV cache of a token is split the same way.
+TEST(ParallelEngine, EachRankHoldsItsShareOfWeightsAndKvCache) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  MemoryPlan whole;
+  {
+    std::unique_ptr<Engine> one = load(s.dir, nullptr);
+    ASSERT_NE(one, nullptr);
+    whole = one->memory_plan();
+  }
+  for (auto [tp, pp] : testing::layouts_for_world(size)) {
+    ParallelLayout layout(tp, pp);
+    std::unique_ptr<Engine> e = load(s.dir, &layout.dist);
+    ASSERT_NE(e, nullptr);
+    const MemoryPlan& p = e->memory_plan();
+    std::vector<int32_t> mine = {int32_t(p.weight_bytes), int32_t(p.kv_bytes_per_token),
+                                 int32_t(p.workspace_bytes)};
+    const auto all = testing::all_gather_vectors(*layout.world, mine);
+    if (rank == 0) {
+      int64_t weights = 0, kv = 0;
+      std::printf("[ memory ] %s: whole model weights %zu B, KV %lld B/token, workspace %zu B\n",
+                  layout.name().c_str(), whole.weight_bytes,
+                  static_cast<long long>(whole.kv_bytes_per_token), whole.workspace_bytes);
+      for (int r = 0; r < size; ++r) {
+        std::printf("[ memory ]   rank %d: weights %d B (%.1f%%), KV %d B/token, workspace %d B\n",
+                    r, all[size_t(r)][0], 100.0 * all[size_t(r)][0] / double(whole.weight_bytes),
+                    all[size_t(r)][1], all[size_t(r)][2]);
+        EXPECT_LT(size_t(all[size_t(r)][0]), whole.weight_bytes) << "rank " << r;
+        weights += all[size_t(r)][0];
+        kv += all[size_t(r)][1];
+      }
+      // tp beyond the 2 KV heads replicates each KV head (its k/v projections and its cache)
+      // on tp / 2 ranks; everything else is split.
+      const int64_t replicas = tp > 2 ? tp / 2 : 1;
+      const double kv_weights = 4.0 * 2 * 2 * 128 * 256 * 4;  // layers x (k, v) x [kv_dim, hidden]
+      const double want = double(whole.weight_bytes) + double(replicas - 1) * kv_weights;
+      EXPECT_LE(double(weights), 1.02 * want) << layout.name();
+      EXPECT_GE(double(weights), want) << layout.name();
+      EXPECT_EQ(kv, replicas * whole.kv_bytes_per_token) << layout.name();
+      e.reset();
+    } else {
+      EXPECT_TRUE(e->serve().ok());
+    }
+  }
+}
+
+SequenceOptions greedy() {
+  SequenceOptions o;
+  o.sampling.temperature = 0.0f;
+  return o;
+}
+
+// The logits rank 0 asks for come back whole (gathered over the vocabulary shards, then from the
+// last stage), and greedy sampling over shards (each rank's best, merged) picks their argmax.
+TEST(ParallelEngine, PrefillLogitsEqualOneRank) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  std::vector<float> want;
+  if (rank == 0) {
+    std::unique_ptr<Engine> one = load(s.dir, nullptr);
+    SeqId id = 0;
+    ASSERT_TRUE(one->add_sequence(s.prompt, greedy(), &id).ok());
+    want.resize(size_t(one->model_config().vocab));
+    ASSERT_TRUE(one->prefill(id, make_view(want.data(), DType::kF32, {int64_t(want.size())})).ok());
+  }
+  for (auto [tp, pp] : testing::layouts_for_world(size)) {
+    ParallelLayout layout(tp, pp);
+    std::unique_ptr<Engine> e = load(s.dir, &layout.dist);
+    ASSERT_NE(e, nullptr);
+    if (rank != 0) {
+      EXPECT_TRUE(e->serve().ok());
+      continue;
+    }
+    SeqId id = 0;
+    EXPECT_TRUE(e->add_sequence(s.prompt, greedy(), &id).ok());
+    std::vector<float> got(want.size());
+    int32_t sampled = -1;
+    EXPECT_TRUE(
+        e->prefill(id, make_view(got.data(), DType::kF32, {int64_t(got.size())}), &sampled).ok());
+    EXPECT_TRUE(testing::all_close(got, want, 1e-4f, 1e-4f)) << layout.name();
+    EXPECT_EQ(sampled, int32_t(std::max_element(want.begin(), want.end()) - want.begin()));
+  }
+}
+
+// A rank that cannot load ends the load on every rank, each with the failing rank and cause.
+TEST(ParallelEngine, ALoadFailureOnOneRankFailsEveryRankNamingIt) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  ParallelLayout layout(size, 1);
+  EngineConfig config;
+  config.distributed = &layout.dist;
+  std::unique_ptr<Engine> e;
+  const std::string dir = rank == 1 ? s.dir + "/missing" : s.dir;
+  const Status st = Engine::load(dir, config, &e);
+  EXPECT_FALSE(st.ok());
+  EXPECT_EQ(e, nullptr);
+  EXPECT_NE(st.message().find("rank 1: "), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("missing"), std::string::npos) << st.message();
+  // Every rank got the same words.
+  std::vector<int32_t> text(st.message().begin(), st.message().end());
+  const auto all = testing::all_gather_vectors(*layout.world, text);
+  for (int r = 0; r < size; ++r) EXPECT_EQ(all[size_t(r)], all[0]) << "rank " << r;
+}
+
+// Ranks follow rank 0's plans, so their plans must have one layout: settings that differ are an
+// error on every rank, not a misread plan.
+TEST(ParallelEngine, RanksWithDifferentSettingsRefuseToStart) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  const Subject s = gqa128(rank);
+  ParallelLayout layout(size, 1);
+  EngineConfig config;
+  config.distributed = &layout.dist;
+  config.max_batch = rank == size - 1 ? 4 : 8;
+  std::unique_ptr<Engine> e;
+  const Status st = Engine::load(s.dir, config, &e);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("different engine settings"), std::string::npos) << st.message();
+}
+
+}  // namespace
+}  // namespace tidal::engine
