@@ -5,9 +5,12 @@
 #include <sstream>
 
 #include "runtime/device.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::launch {
 namespace {
+
+constexpr int kMaxThreads = 1024;
 
 void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
   cmd->add_option("--page-size", e->page_size, "KV cache page size, tokens")->capture_default_str();
@@ -28,6 +31,11 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
                   "f32, f16 or bf16")
       ->capture_default_str();
   cmd->add_flag("--eager", d->eager, "GPU: launch every op each step (no CUDA graph replay)");
+  d->threads = default_cpu_threads();
+  cmd->add_option("--threads", d->threads,
+                  "CPU path: threads (results are identical for every count); default: the "
+                  "machine's cores")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -167,6 +175,11 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
     return invalid_argument("--dtype must be auto, f32, f16 or bf16 (got '" + f.dtype + "')");
   }
   e->cuda_graphs = !f.eager;
+  if (f.threads < 1 || f.threads > kMaxThreads) {
+    return invalid_argument("--threads must be in [1, " + std::to_string(kMaxThreads) + "] (got " +
+                            std::to_string(f.threads) + ")");
+  }
+  set_cpu_threads(f.threads);
   return ok_status();
 }
 
