@@ -45,6 +45,9 @@ struct GenerateOptions {
   std::string reselect_layers;  // "13", "13,20", "none"; empty: the depth's default
   std::string granularity = "per-query-head";
   int64_t correction_interval = 0;
+  // The attention flags given on the command line ("--budget", ...): one that has no effect
+  // under the chosen --attention is refused.
+  std::vector<std::string> attention_flags_given;
   engine::SamplingParams sampling;
   engine::StopConditions stop;
   engine::EngineConfig engine;
@@ -110,7 +113,11 @@ Status parse_count_list(const std::string& text, const char* flag, std::vector<i
 // "1,2,3" or "1 2 3" -> ids; errors name the bad item.
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids);
 
-// The attention policy the flags ask for (validated later against the model).
+// The attention policy the flags ask for (validated later against the model). Refuses a flag
+// that has no effect under the chosen --attention (--granularity with full, ...).
 Status build_policy(const GenerateOptions& opts, model::AttentionPolicy* policy);
+
+// A strict decimal unsigned 64-bit integer: no sign, no spaces, no wrap-around.
+bool parse_u64(const std::string& text, uint64_t* out);
 
 }  // namespace tidal::launch

@@ -58,7 +58,8 @@ TEST(Cli, GenerateGreedyFromBosPrintsTheGoldenText) {
   std::string want = golden.substr(0, golden.rfind("ids: ["));
   EXPECT_EQ(r.out, want);  // the text, then the newline the CLI ends with
   EXPECT_NE(r.err.find("generated 256 tokens"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("KV cache: 257 of 512 tokens"), std::string::npos) << r.err;
+  // 256 rows: BOS and 255 generated tokens; the last one is never fed back.
+  EXPECT_NE(r.err.find("KV cache: 256 of 512 tokens"), std::string::npos) << r.err;
 }
 
 TEST(Cli, PrintIdsAndPromptIds) {
@@ -109,9 +110,9 @@ TEST(Cli, SparseAttentionFlagsAndStats) {
   ASSERT_EQ(q.exit_code, 0) << q.err;
   EXPECT_NE(q.err.find("attention quest (budget 32, page 16, dense_layers 2)"), std::string::npos);
   expect_error(tidal("generate --model " + kStories + " --attention tidal --budget 1"),
-               "tidal budget must be >= 2");
+               "tidal --budget must be >= 2");
   expect_error(tidal("generate --model " + kStories + " --attention tidal --reselect-layers 9"),
-               "reselect layer 9 is outside the 5 layers");
+               "--reselect-layers: layer 9 is outside the 5 layers");
   expect_error(tidal("generate --model " + kStories + " --attention tidal --granularity rows"),
                "unknown granularity 'rows'");
   expect_error(tidal("generate --model " + kStories + " --attention quest --budget 8"),
@@ -147,9 +148,9 @@ TEST(Cli, InfoPrintsConfigAndMemoryPlan) {
 TEST(Cli, BadInputGetsOneClearLine) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   expect_error(tidal("generate --model /nonexistent/model"), "/nonexistent/model");
-  expect_error(tidal("generate --model " + kStories + " --top-p 0"), "top_p must be in (0, 1]");
+  expect_error(tidal("generate --model " + kStories + " --top-p 0"), "--top-p must be in (0, 1]");
   expect_error(tidal("generate --model " + kStories + " --temperature -1"),
-               "temperature must be a finite number >= 0");
+               "--temperature must be a finite number >= 0");
   std::string ids;
   for (int i = 0; i < 600; ++i) ids += (i ? "," : "") + std::string("5");
   expect_error(tidal("generate --model " + kStories + " --prompt-ids " + ids),
