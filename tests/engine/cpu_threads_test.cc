@@ -33,14 +33,14 @@ Logits run(Engine& e) {
   policies[1].tidal.budget = 8;
   policies[1].tidal.granularity = model::Granularity::kPerKvHead;
   policies[2].kind = model::AttentionKind::kQuest;
-  policies[2].quest.budget = 32;
-  policies[2].quest.page_size = 16;
+  policies[2].quest.budget = 16;
+  policies[2].quest.page_size = 8;
   Logits out;
   std::vector<SeqId> ids;
   std::vector<int32_t> next;
   for (int32_t s = 0; s < 3; ++s) {
     SeqId id;
-    const Status st = e.add_sequence(prompt(45 + 7 * s, s), policies[size_t(s)], &id);
+    const Status st = e.add_sequence(prompt(24 + 5 * s, s), policies[size_t(s)], &id);
     EXPECT_TRUE(st.ok()) << st.to_string();
     std::vector<float> logits(static_cast<size_t>(vocab));
     int32_t sampled = -1;
@@ -50,7 +50,7 @@ Logits run(Engine& e) {
     next.push_back(sampled);
   }
   std::vector<float> logits(static_cast<size_t>(3 * vocab));
-  for (int step = 0; step < 4; ++step) {
+  for (int step = 0; step < 3; ++step) {
     std::vector<int32_t> sampled;
     EXPECT_TRUE(e.decode(ids, next, make_view(logits.data(), DType::kF32, {3, vocab}), &sampled)
                     .ok());
@@ -69,7 +69,8 @@ TEST(CpuThreads, PrefillAndMixedBatchDecodeAreBitIdenticalToOneThread) {
   EngineConfig cfg;
   cfg.max_batch = 3;
   cfg.max_context = 256;
-  cfg.prefill_chunk = 16;  // several chunks per prompt
+  cfg.prefill_chunk = 8;  // several chunks per prompt
+  cfg.page_size = 8;
   std::unique_ptr<Engine> e;
   const Status st = Engine::load(kDir, cfg, &e);
   ASSERT_TRUE(st.ok()) << st.to_string();
