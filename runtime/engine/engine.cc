@@ -115,6 +115,7 @@ Status EngineConfig::validate() const {
 }
 
 Status check_fits(const model::ModelConfig& model, const EngineConfig& config) {
+  TIDAL_RETURN_IF_ERROR(model.validate());
   TIDAL_RETURN_IF_ERROR(config.validate());
   if (resolved_context(model, config) > model.max_position_embeddings) {
     return invalid_argument("max_context " + str(resolved_context(model, config)) +

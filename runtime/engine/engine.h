@@ -84,7 +84,7 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
 // bytes, what is available and on which device, and which settings size the largest part.
 Status plan_fits(const model::ModelConfig& model, const EngineConfig& config,
                  const MemoryPlan& plan);
-// Whether `config` can serve `model` on config.device now: a valid config, max_context within
+// Whether `config` can serve `model` on config.device now: both valid, max_context within
 // the model's context, and a plan that fits the memory the device has available. Engine::load
 // runs it before reading the checkpoint.
 Status check_fits(const model::ModelConfig& model, const EngineConfig& config);
