@@ -298,8 +298,9 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
                                     : *std::max_element(batches.begin(), batches.end());
   // Bounded before any product is taken (and before anything is allocated).
   if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
-    return invalid_argument("--context " + std::to_string(max_ctx) + " (with --warmup and --steps) "
-                            "exceeds " + std::to_string(engine::kMaxContext) + " tokens");
+    return invalid_argument("--context " + std::to_string(max_ctx) +
+                            " (with --warmup and --steps) exceeds " +
+                            std::to_string(engine::kMaxContext) + " tokens");
   }
   if (max_batch > engine::kMaxBatch) {
     return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +

@@ -248,7 +248,8 @@ void add_tokenize_command(CLI::App& app, TokenizeOptions* o) {
 }
 
 bool parse_u64(const std::string& text, uint64_t* out) {
-  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos) {
+  if (text.empty() || text.size() > 20 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
     return false;
   }
   uint64_t v = 0;
@@ -288,7 +289,8 @@ Status parse_id_list(const std::string& text, std::vector<int32_t>* ids) {
 namespace tidal::launch {
 
 Status build_policy(const GenerateOptions& o, model::AttentionPolicy* p) {
-  TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(o.attention, &p->kind).with_context("--attention"));
+  TIDAL_RETURN_IF_ERROR(
+      model::parse_attention_kind(o.attention, &p->kind).with_context("--attention"));
   // Which policies read each flag; a flag the chosen one ignores would silently do nothing.
   for (const std::string& flag : o.attention_flags_given) {
     const bool tidal_only = flag != "--budget" && flag != "--correction-interval";

@@ -159,10 +159,10 @@ void print_config(const model::ModelConfig& c) {
 // Every figure in exact bytes, and each derived one with the arithmetic that gives it.
 void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
                 const engine::MemoryPlan& p) {
-  const std::string where = p.device.kind == DeviceKind::kCpu
-                                ? " (the reference path, " + std::to_string(cpu_threads()) +
-                                      " threads)"
-                                : "";
+  const std::string where =
+      p.device.kind == DeviceKind::kCpu
+          ? " (the reference path, " + std::to_string(cpu_threads()) + " threads)"
+          : "";
   std::printf("memory plan      %s, %s%s; %s available\n", p.device_name.c_str(),
               dtype_name(p.dtype), where.c_str(),
               p.available_bytes > 0 ? bytes_string(p.available_bytes).c_str() : "unknown");
@@ -175,13 +175,14 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
               static_cast<long long>(p.kv_bytes_per_page),
               static_cast<long long>(p.kv_bytes - std::min(p.kv_bytes, paged)),
               p.kv_capped ? " (capped to fit available memory)" : "");
-  std::printf("                 %lld tokens = %lld pages x %lld tokens, + 1 padding page; a page "
-              "= %lld tokens x %lld bytes of K and V (%lld layers) + %lld bytes of Quest key "
-              "bounds\n",
-              static_cast<long long>(p.kv_capacity_tokens), static_cast<long long>(p.kv_pages),
-              static_cast<long long>(config.page_size), static_cast<long long>(config.page_size),
-              static_cast<long long>(p.kv_bytes_per_token), static_cast<long long>(c.num_layers),
-              static_cast<long long>(bounds));
+  std::printf(
+      "                 %lld tokens = %lld pages x %lld tokens, + 1 padding page; a page "
+      "= %lld tokens x %lld bytes of K and V (%lld layers) + %lld bytes of Quest key "
+      "bounds\n",
+      static_cast<long long>(p.kv_capacity_tokens), static_cast<long long>(p.kv_pages),
+      static_cast<long long>(config.page_size), static_cast<long long>(config.page_size),
+      static_cast<long long>(p.kv_bytes_per_token), static_cast<long long>(c.num_layers),
+      static_cast<long long>(bounds));
   std::printf("  workspace      %s\n", bytes_string(p.workspace_bytes).c_str());
   std::printf("  max context    %lld tokens per sequence, %lld sequences per step\n",
               static_cast<long long>(p.max_context), static_cast<long long>(config.max_batch));
@@ -258,8 +259,9 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
     for (size_t i = 0; i < r.tokens.size(); ++i) std::printf(i ? " %d" : "%d", r.tokens[i]);
   }
   std::printf("\n");
-  if (std::fflush(stdout) != 0) return unavailable(std::string("cannot write to stdout: ") +
-                                                   std::strerror(errno));
+  if (std::fflush(stdout) != 0) {
+    return unavailable(std::string("cannot write to stdout: ") + std::strerror(errno));
+  }
   print_stats(*engine, r);
   if (o.stats) print_attention_stats(*engine, req.attention, r.stats);
   return ok_status();

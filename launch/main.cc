@@ -37,8 +37,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"tidal: long-context Llama decoding with TidalDecode sparse attention"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("tidal ") + TIDAL_VERSION + " (commit " +
-                                        TIDAL_COMMIT + ")");
+  app.set_version_flag("--version",
+                       std::string("tidal ") + TIDAL_VERSION + " (commit " + TIDAL_COMMIT + ")");
   GenerateOptions gen;
   InfoOptions info;
   TokenizeOptions tok;

@@ -27,12 +27,11 @@ void Progress::start(int64_t total) {
 std::string Progress::format(const std::string& what, const std::string& unit, int64_t done,
                              int64_t total, double seconds) {
   const double rate = seconds > 0 ? double(done) / seconds : 0.0;
-  std::string line = "tidal: " + what + " " + std::to_string(done) + "/" + std::to_string(total) +
-                     " " + unit;
+  std::string line =
+      "tidal: " + what + " " + std::to_string(done) + "/" + std::to_string(total) + " " + unit;
   char buf[96];
   const double percent = total > 0 ? 100.0 * double(done) / double(total) : 100.0;
-  std::snprintf(buf, sizeof(buf), " (%.0f%%), %.1f %s/s", std::floor(percent), rate,
-                unit.c_str());
+  std::snprintf(buf, sizeof(buf), " (%.0f%%), %.1f %s/s", std::floor(percent), rate, unit.c_str());
   line += buf;
   if (rate > 0 && done < total) {
     std::snprintf(buf, sizeof(buf), ", %.0f s left", std::ceil(double(total - done) / rate));

@@ -15,8 +15,7 @@ namespace tidal::launch {
 class Progress {
  public:
   // `what`: "prefill"; `unit`: "tokens".
-  Progress(std::string what, std::string unit, double delay_seconds = 1.5,
-           std::FILE* out = stderr);
+  Progress(std::string what, std::string unit, double delay_seconds = 1.5, std::FILE* out = stderr);
   ~Progress() { finish(); }
   // Restarts the clock (a new piece of work of `total` units).
   void start(int64_t total);

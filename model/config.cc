@@ -344,8 +344,7 @@ Status ModelConfig::validate() const {
       {"num_heads", "num_attention_heads", num_heads, kMaxHeads},
       {"num_kv_heads", "num_key_value_heads", num_kv_heads, kMaxHeads},
       {"head_dim", "head_dim", head_dim, kMaxHeadDim},
-      {"max_position_embeddings", "max_position_embeddings", max_position_embeddings,
-       kMaxContext},
+      {"max_position_embeddings", "max_position_embeddings", max_position_embeddings, kMaxContext},
   };
   for (const auto& s : sizes) {
     if (s.value <= 0) return invalid_argument(field(s.name, s.value, s.key) + " must be positive");

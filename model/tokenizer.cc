@@ -137,8 +137,9 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special,
 }
 
 Status StreamDecoder::decode_range(size_t begin, size_t end, std::string* text) const {
-  return tokenizer_.decode(std::vector<int32_t>(ids_.begin() + long(begin), ids_.begin() + long(end)),
-                           skip_special_, text);
+  return tokenizer_.decode(
+      std::vector<int32_t>(ids_.begin() + long(begin), ids_.begin() + long(end)), skip_special_,
+      text);
 }
 
 Status StreamDecoder::push(int32_t id, std::string* new_text) {

@@ -99,9 +99,8 @@ Status EngineConfig::validate() const {
   }
   if (kv_capacity / page_size >= INT32_MAX - 1) {
     return invalid_argument("kv_capacity " + str(kv_capacity) + " is " +
-                            str(kv_capacity / page_size) + " pages of page_size " +
-                            str(page_size) + "; page ids are i32 (at most " +
-                            str(INT32_MAX - 2) + " pages)");
+                            str(kv_capacity / page_size) + " pages of page_size " + str(page_size) +
+                            "; page ids are i32 (at most " + str(INT32_MAX - 2) + " pages)");
   }
   if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
     return invalid_argument(std::string("dtype must be f32, f16 or bf16, not ") +
@@ -151,12 +150,11 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   p.max_context = resolved_context(model, config);
   p.kv_bytes_per_token =
       2 * model.num_layers * model.kv_dim() * int64_t(dtype_size(config.dtype));
-  p.kv_bytes_per_page =
-      int64_t(KvCache::bytes_per_page(model, config.page_size, config.dtype));
+  p.kv_bytes_per_page = int64_t(KvCache::bytes_per_page(model, config.page_size, config.dtype));
   p.weight_bytes = model::llama_weight_bytes(model, config.dtype);
-  p.workspace_bytes = sat_add(
-      model::LlamaWorkspace::bytes_for(model, workspace_shape(model, config)),
-      state_bytes(model, config));
+  p.workspace_bytes =
+      sat_add(model::LlamaWorkspace::bytes_for(model, workspace_shape(model, config)),
+              state_bytes(model, config));
   int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
   if (config.kv_capacity == 0 && available_bytes > 0) {
     const double spare =
@@ -179,8 +177,7 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   return p;
 }
 
-Status plan_fits(const model::ModelConfig& model, const EngineConfig& config,
-                 const MemoryPlan& p) {
+Status plan_fits(const model::ModelConfig& model, const EngineConfig& config, const MemoryPlan& p) {
   if (p.kv_pages >= INT32_MAX - 1) {
     return out_of_memory("a KV cache of " + str(p.kv_pages) + " pages (max_batch " +
                          str(config.max_batch) + " x max_context " + str(p.max_context) +
@@ -206,12 +203,12 @@ Status plan_fits(const model::ModelConfig& model, const EngineConfig& config,
           ", prefill_chunk " + str(config.prefill_chunk) + " and max_context " +
           str(p.max_context) + ")";
   }
-  return out_of_memory("does not fit in " + p.device_name + " memory (" +
-                       dtype_name(p.dtype) + "): it needs " + bytes_string(total) + " (weights " +
+  return out_of_memory("does not fit in " + p.device_name + " memory (" + dtype_name(p.dtype) +
+                       "): it needs " + bytes_string(total) + " (weights " +
                        human_bytes(p.weight_bytes) + ", KV cache " + human_bytes(p.kv_bytes) +
                        " for " + str(p.kv_capacity_tokens) + " tokens, workspace " +
-                       human_bytes(p.workspace_bytes) + ") and " +
-                       bytes_string(p.available_bytes) + " are available; " + why);
+                       human_bytes(p.workspace_bytes) + ") and " + bytes_string(p.available_bytes) +
+                       " are available; " + why);
 }
 
 Engine::~Engine() {
@@ -679,9 +676,8 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
     s->cached += 1;
   }
   for (size_t i = 0; i < seqs.size(); ++i) {
-    TIDAL_RETURN_IF_ERROR(
-        check_logits(int64_t(i), seqs[i], seqs[i]->cached - 1).with_context("sequence " +
-                                                                           str(ids[i])));
+    TIDAL_RETURN_IF_ERROR(check_logits(int64_t(i), seqs[i], seqs[i]->cached - 1)
+                              .with_context("sequence " + str(ids[i])));
   }
   if (sampled != nullptr) {
     sampled->assign(ids_out.begin(), ids_out.begin() + long(seqs.size()));

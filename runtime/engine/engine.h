@@ -62,10 +62,10 @@ struct MemoryPlan {
   size_t weight_bytes = 0;
   size_t kv_bytes = 0;
   size_t workspace_bytes = 0;  // activations, selection state, op scratch, step plan
-  int64_t kv_pages = 0;            // pages sequences can hold
+  int64_t kv_pages = 0;        // pages sequences can hold
   int64_t kv_capacity_tokens = 0;  // kv_pages * page_size
   int64_t kv_bytes_per_token = 0;  // K and V, every layer
-  int64_t kv_bytes_per_page = 0;   // page_size tokens of K and V + Quest's 2 bound rows, every layer
+  int64_t kv_bytes_per_page = 0;  // page_size tokens of K and V + Quest's 2 bound rows, every layer
   int64_t max_context = 0;
   bool kv_capped = false;  // the automatic capacity was cut to fit available memory
 

@@ -118,8 +118,7 @@ Status Generator::accept(Live& live, int32_t token) {
     if (!st.ok()) {
       return invalid_argument("the model produced token id " + std::to_string(token) +
                               ", which the tokenizer cannot decode (its vocabulary has " +
-                              std::to_string(tokenizer_->vocab_size()) + " ids): " +
-                              st.message());
+                              std::to_string(tokenizer_->vocab_size()) + " ids): " + st.message());
     }
     stop_string = live.matcher->feed(piece, &ev.text);
     res.text += ev.text;

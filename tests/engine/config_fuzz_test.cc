@@ -92,13 +92,13 @@ json random_number(std::mt19937_64& rng, const json& truth) {
       return edges[rng() % std::size(edges)];
     }
     case 6: return json(std::pow(10.0, double(int(rng() % 617) - 308)));  // 1e-308 .. 1e308
-    case 7: return json(double(rng() % 1000) / 7.0);                     // fractions
+    case 7: return json(double(rng() % 1000) / 7.0);                      // fractions
     case 8: return json(0);
     case 9:
       if (truth.is_number_integer()) return json(truth.get<int64_t>() * int64_t(1 + rng() % 4));
       return truth;
     case 12: return json(int64_t(1) << (14 + rng() % 16));  // 16K .. 512M
-    default:  // near the true value
+    default:                                                // near the true value
       if (truth.is_number_integer()) return json(truth.get<int64_t>() + int64_t(rng() % 5) - 2);
       return json(truth.get<double>() * double(rng() % 5) / 2.0);
   }
@@ -175,7 +175,8 @@ TEST(ConfigFuzz, NumericFieldsOverTheirWholeRange) {
     req.stop.max_new_tokens = 3;
     req.sampling.temperature = rng() % 2 == 0 ? 0.0f : 1.0f;
     std::vector<GenerationResult> results;
-    st = generate(*e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &results);
+    st = generate(
+        *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &results);
     expect_clean(st, "generate", j);
     if (HasFatalFailure()) return;
     generated += st.ok();
@@ -186,7 +187,7 @@ TEST(ConfigFuzz, NumericFieldsOverTheirWholeRange) {
   RecordProperty("generated", generated);
   // Every stage is reached often enough to mean something.
   EXPECT_GT(parsed, kIterations / 10);
-  EXPECT_GT(large, 10);  // sizes in the millions reach the plan
+  EXPECT_GT(large, 10);    // sizes in the millions reach the plan
   EXPECT_LT(fit, parsed);  // and some plans do not fit
   EXPECT_GT(loaded, kIterations / 20);
   EXPECT_GT(generated, kIterations / 20);

@@ -52,8 +52,8 @@ Logits run(Engine& e) {
   std::vector<float> logits(static_cast<size_t>(3 * vocab));
   for (int step = 0; step < 3; ++step) {
     std::vector<int32_t> sampled;
-    EXPECT_TRUE(e.decode(ids, next, make_view(logits.data(), DType::kF32, {3, vocab}), &sampled)
-                    .ok());
+    EXPECT_TRUE(
+        e.decode(ids, next, make_view(logits.data(), DType::kF32, {3, vocab}), &sampled).ok());
     out.decode.insert(out.decode.end(), logits.begin(), logits.end());
     next = sampled;
   }

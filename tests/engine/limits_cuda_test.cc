@@ -51,8 +51,9 @@ TEST(LimitsCuda, NonFiniteLogitsStopWithTheStepEagerAndGraphs) {
       ASSERT_TRUE(e->add_sequence({1, 7, 3}, &b).ok());
       int32_t first = -1;
       st = e->prefill(b, TensorView(), &first);
-      EXPECT_TRUE(has(st, "non-finite logits (NaN or infinity) at step 0 of the generation "
-                          "(position 2)"))
+      EXPECT_TRUE(has(st,
+                      "non-finite logits (NaN or infinity) at step 0 of the generation "
+                      "(position 2)"))
           << st.message();
       SeqId c;
       ASSERT_TRUE(e->add_sequence({1, 2, 3}, &c).ok());
@@ -81,7 +82,9 @@ TEST(LimitsCuda, RunningOutOfKvPagesIsAFinishReason) {
   r.stop.ignore_eos = true;
   r.sampling.temperature = 0;
   std::vector<GenerationResult> out;
-  ASSERT_TRUE(generate(*e, {r}, nullptr, [](const GenerationEvent&) { return true; }, &out).ok());
+  ASSERT_TRUE(generate(
+                  *e, {r}, nullptr, [](const GenerationEvent&) { return true; }, &out)
+                  .ok());
   EXPECT_EQ(out[0].finish, FinishReason::kKvCapacity);
   EXPECT_EQ(out[0].cached_tokens, 32);
 }

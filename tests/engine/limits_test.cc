@@ -40,7 +40,8 @@ GenerationRequest request(std::vector<int32_t> prompt, int64_t n) {
 
 Status run(Engine& e, const std::vector<GenerationRequest>& reqs,
            std::vector<GenerationResult>* out) {
-  return generate(e, reqs, nullptr, [](const GenerationEvent&) { return true; }, out);
+  return generate(
+      e, reqs, nullptr, [](const GenerationEvent&) { return true; }, out);
 }
 
 bool has(const Status& st, const std::string& what) {
@@ -136,8 +137,9 @@ TEST(EngineLimits, NotFittingSaysWhatNeedsHowMuchAndWhere) {
 TEST(EngineLimits, LoadRefusesBeforeReadingTheCheckpoint) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string dir = testing::temp_dir("nofit");
-  testing::write_file(dir + "/config.json",
-                      testing::read_file(testing::shared_path("models/stories260K/hf/config.json")));
+  testing::write_file(
+      dir + "/config.json",
+      testing::read_file(testing::shared_path("models/stories260K/hf/config.json")));
   EngineConfig cfg;
   cfg.page_size = kMaxPageSize;
   cfg.kv_capacity = kMaxKvCapacity;  // 2^40 tokens of 1280 bytes: no machine has that
@@ -192,8 +194,9 @@ TEST(EngineLimits, NonFiniteLogitsStopWithTheStep) {
   std::vector<GenerationResult> r;
   Status st = run(*e, {request({1, 7, 3}, 10)}, &r);
   EXPECT_EQ(st.code(), StatusCode::kInternal);
-  EXPECT_TRUE(has(st, "non-finite logits (NaN or infinity) at step 0 of the generation "
-                      "(position 2)"))
+  EXPECT_TRUE(has(st,
+                  "non-finite logits (NaN or infinity) at step 0 of the generation "
+                  "(position 2)"))
       << st.message();
   // Fed in a decode step.
   SeqId id;
@@ -203,8 +206,9 @@ TEST(EngineLimits, NonFiniteLogitsStopWithTheStep) {
   std::vector<int32_t> next;
   ASSERT_TRUE(e->decode({id}, {5}, TensorView(), &next).ok());
   st = e->decode({id}, {7}, TensorView(), &next);
-  EXPECT_TRUE(has(st, "sequence " + std::to_string(id) + ": non-finite logits (NaN or "
-                      "infinity) at step 2 of the generation (position 4)"))
+  EXPECT_TRUE(has(st, "sequence " + std::to_string(id) +
+                          ": non-finite logits (NaN or "
+                          "infinity) at step 2 of the generation (position 4)"))
       << st.message();
 }
 

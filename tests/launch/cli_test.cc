@@ -254,9 +254,8 @@ TEST(Cli, ParseErrorsFollowTheErrorConvention) {
   EXPECT_NE(help.out.find("--max-batch INT=1 "), std::string::npos) << help.out;
   const CliRun version = tidal("--version");
   EXPECT_EQ(version.exit_code, 0);
-  EXPECT_TRUE(std::regex_match(version.out,
-                               std::regex("tidal [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit "
-                                          "([0-9a-f]{12}(-dirty)?|unknown)\\)\n")))
+  EXPECT_TRUE(std::regex_match(version.out, std::regex("tidal [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit "
+                                                       "([0-9a-f]{12}(-dirty)?|unknown)\\)\n")))
       << version.out;
 }
 
@@ -276,9 +275,10 @@ void expect_info_arithmetic(const std::string& out) {
   const int64_t total = number_after(out, "  total          ");
   EXPECT_EQ(total, weights + kv + workspace) << out;
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(out, m,
-                                std::regex("= ([0-9]+) pages x ([0-9]+) bytes \\+ ([0-9]+) bytes of "
-                                           "alignment")))
+  ASSERT_TRUE(
+      std::regex_search(out, m,
+                        std::regex("= ([0-9]+) pages x ([0-9]+) bytes \\+ ([0-9]+) bytes of "
+                                   "alignment")))
       << out;
   const int64_t arena_pages = std::stoll(m[1]), page_bytes = std::stoll(m[2]);
   EXPECT_EQ(kv, arena_pages * page_bytes + std::stoll(m[3])) << out;
@@ -295,15 +295,15 @@ void expect_info_arithmetic(const std::string& out) {
 
 TEST(Cli, InfoFiguresAgreeAndNotFittingIsSaid) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
-  for (const char* flags : {"", " --max-batch 1", " --dtype f16 --page-size 7 --max-batch 3",
-                            " --kv-capacity 1000"}) {
+  for (const char* flags :
+       {"", " --max-batch 1", " --dtype f16 --page-size 7 --max-batch 3", " --kv-capacity 1000"}) {
     const CliRun r = tidal("info --model " + kStories + flags);
     ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.err;
     expect_info_arithmetic(r.out);
     EXPECT_NE(r.out.find("  fits           yes"), std::string::npos) << r.out;
   }
-  expect_info_arithmetic(tidal("info --model " + std::string(TIDAL_SOURCE_DIR) +
-                               "/model/tidal-tiny-16k").out);
+  expect_info_arithmetic(
+      tidal("info --model " + std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k").out);
   // A plan no machine holds: the figures, "no", and one error line with the bytes it needs, the
   // bytes there are, the device, and the flag that sized it.
   const CliRun big =
@@ -311,9 +311,10 @@ TEST(Cli, InfoFiguresAgreeAndNotFittingIsSaid) {
   EXPECT_NE(big.out.find("  fits           no"), std::string::npos) << big.out;
   expect_info_arithmetic(big.out);
   expect_error(big, "does not fit in cpu memory (f32): it needs ");
-  EXPECT_TRUE(std::regex_search(big.err, std::regex("it needs [0-9]+ bytes \\([0-9.]+ [KMGTPE]iB\\) "
-                                                    "\\(.*\\) and [0-9]+ bytes \\([0-9.]+ "
-                                                    "[KMGTPE]iB\\) are available")))
+  EXPECT_TRUE(
+      std::regex_search(big.err, std::regex("it needs [0-9]+ bytes \\([0-9.]+ [KMGTPE]iB\\) "
+                                            "\\(.*\\) and [0-9]+ bytes \\([0-9.]+ "
+                                            "[KMGTPE]iB\\) are available")))
       << big.err;
   EXPECT_NE(big.err.find("--kv-capacity 1099511627776 tokens"), std::string::npos) << big.err;
   // Flags that make any plan impossible are named.
@@ -397,7 +398,8 @@ TEST(Cli, NothingFailsSilently) {
   expect_error(tidal(gen + " --seed 18446744073709551616"), "is not a seed");
   EXPECT_EQ(tidal(gen + " --seed 18446744073709551615").exit_code, 0);
   // Flags the chosen attention ignores are refused.
-  expect_error(tidal(gen + " --granularity shared"), "--granularity has no effect with --attention full");
+  expect_error(tidal(gen + " --granularity shared"),
+               "--granularity has no effect with --attention full");
   expect_error(tidal(gen + " --correction-interval 8"), "--correction-interval has no effect");
   // Errors about a flag's value name the flag.
   expect_error(tidal("generate --model " + kStories + " --max-new-tokens 0"),

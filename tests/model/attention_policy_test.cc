@@ -69,7 +69,8 @@ TEST(AttentionPolicy, BadPoliciesAreRejectedWithAMessage) {
   p.tidal.reselect_layers = std::vector<int64_t>{32};
   EXPECT_NE(error(p).find("reselect_layers: layer 32 is outside the 32 layers"), std::string::npos);
   p.tidal.reselect_layers = std::vector<int64_t>{1};
-  EXPECT_NE(error(p).find("reselect_layers: layer 1 must be above sparse_start 2"), std::string::npos);
+  EXPECT_NE(error(p).find("reselect_layers: layer 1 must be above sparse_start 2"),
+            std::string::npos);
   p.tidal.reselect_layers = std::vector<int64_t>{2};
   EXPECT_NE(error(p).find("must be above sparse_start"), std::string::npos);
   p = tidal(64);
