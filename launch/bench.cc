@@ -16,7 +16,6 @@
 #include "benchmarks/common/table.h"
 #include "kernels/counter_rng.h"
 #include "launch/cli.h"
-#include "launch/flag_names.h"
 #include "launch/progress.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -318,7 +317,7 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   run.engine.max_budget = max_budget;
   TIDAL_RETURN_IF_ERROR(c.validate().with_context(preset));
   // The plan must fit before the weights are made.
-  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(c, run.engine)).with_context(preset));
+  TIDAL_RETURN_IF_ERROR(engine::check_fits(c, run.engine).with_context(preset));
   model::LlamaWeights w;
   model::WeightPlacement placement;
   placement.dtype = run.engine.dtype;

@@ -232,7 +232,6 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
     if (done == total) prefill.finish();
   });
   Progress decoding("generate", "tokens");
-  decoding.start(o.stop.max_new_tokens);
   int64_t generated = 0;
   std::string write_error;  // set when stdout fails: the run stops and exits 1
   std::vector<engine::GenerationResult> results;
@@ -240,6 +239,7 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
       *engine, {req}, tok.get(),
       [&](const engine::GenerationEvent& ev) {
         if (o.print_ids) {
+          if (generated == 0) decoding.start(o.stop.max_new_tokens);  // after the prefill
           if (!ev.finished) decoding.update(++generated);
           return true;
         }

@@ -130,6 +130,7 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special,
   if (!decode_range(0, read_, &text).ok()) {
     ids_.clear();
     read_ = 0;
+    text.clear();
   }
   // The context's text is the prompt's, not ours; a trailing partial character in it is
   // completed (and emitted) by the ids that follow.

@@ -393,6 +393,22 @@ TEST(TokenizerStream, PromptContextKeepsTheLeadingSpaceEmbeddedModel) {
   check_prompt_then_stream(*tok);
 }
 
+TEST(TokenizerStream, ABadContextIdIsIgnored) {
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(
+      Tokenizer::load_from_dir(std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k", &tok).ok());
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok->encode("Hello there", /*add_bos=*/false, &ids).ok());
+  StreamDecoder stream(*tok, /*skip_special=*/true, {1, 99999});
+  std::string got, piece;
+  for (int32_t id : ids) {
+    ASSERT_TRUE(stream.push(id, &piece).ok());
+    got += piece;
+  }
+  ASSERT_TRUE(stream.finish(&piece).ok());
+  EXPECT_EQ(got + piece, "Hello there");
+}
+
 TEST(TokenizerStream, BadIdIsAnErrorAndTheStreamGoesOn) {
   TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
   const Tokenizer& tok = cached(kStoriesJson);
