@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -328,6 +329,32 @@ std::string field(const char* name, int64_t v, const char* key) {
   return std::string(name) + " " + std::to_string(v) + " ('" + key + "')";
 }
 
+// Parameters the sizes give, in double (any int64 sizes: no overflow; a negative one counts 0).
+double estimated_params(const ModelConfig& c) {
+  auto d = [](int64_t v) { return v > 0 ? double(v) : 0.0; };
+  const double h = d(c.hidden), q = d(c.num_heads) * d(c.head_dim),
+               kv = d(c.num_kv_heads) * d(c.head_dim);
+  const double per_layer = h * q * 2 + h * kv * 2 + 3 * h * d(c.inter) + 2 * h;
+  return d(c.vocab) * h * 2 + d(c.num_layers) * per_layer + h;
+}
+
+// "; its weights alone would take ~3.2e+16 bytes (29.1 PiB in bf16)", for a size out of range.
+std::string weight_bytes_note(const ModelConfig& c) {
+  const double bytes = estimated_params(c) * double(dtype_size(c.dtype));
+  if (!(bytes > 0)) return "";
+  char buf[96];
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"};
+  double v = bytes;
+  int u = 0;
+  while (v >= 1024.0 && u < 8) {
+    v /= 1024.0;
+    ++u;
+  }
+  std::snprintf(buf, sizeof(buf), "; its weights alone would take ~%.3g bytes (%.1f %s in %s)",
+                bytes, v, units[u], dtype_name(c.dtype));
+  return buf;
+}
+
 }  // namespace
 
 Status ModelConfig::validate() const {
@@ -349,8 +376,10 @@ Status ModelConfig::validate() const {
   for (const auto& s : sizes) {
     if (s.value <= 0) return invalid_argument(field(s.name, s.value, s.key) + " must be positive");
     if (s.value > s.max) {
+      const bool weights = s.value != max_position_embeddings;  // every other size shapes them
       return invalid_argument(field(s.name, s.value, s.key) + " is out of range: at most " +
-                              std::to_string(s.max) + ", far above any published model");
+                              std::to_string(s.max) + ", far above any published model" +
+                              (weights ? weight_bytes_note(*this) : ""));
     }
   }
   if (num_heads % num_kv_heads != 0) {
@@ -406,11 +435,8 @@ Status ModelConfig::validate() const {
       return invalid_argument(std::string("dtype ") + dtype_name(dtype) +
                               " is not a checkpoint dtype (float32, float16, bfloat16)");
   }
-  // Each size is bounded above, so this double estimate cannot overflow; it bounds num_params().
-  const double h = double(hidden), q = double(num_heads * head_dim),
-               kv = double(num_kv_heads * head_dim);
-  const double per_layer = h * q * 2 + h * kv * 2 + 3 * h * double(inter) + 2 * h;
-  const double total = double(vocab) * h * 2 + double(num_layers) * per_layer + h;
+  // A double estimate (no overflow) that bounds num_params().
+  const double total = estimated_params(*this);
   if (total > kMaxParams) {
     return invalid_argument("the sizes give an implausible " + std::to_string(total) +
                             " parameters");

@@ -336,6 +336,7 @@ TEST(Cli, HugeConfigSizesAreRefusedAtOnce) {
   testing::write_file(dir + "/config.json", config);
   for (const std::string& cmd : {"info --model " + dir, "generate --prompt-ids 1 --model " + dir}) {
     expect_error(tidal(cmd), "num_layers 100000000 ('num_hidden_layers') is out of range");
+    expect_error(tidal(cmd), "its weights alone would take ~1.82e+13 bytes (16.5 TiB in f32)");
   }
 }
 

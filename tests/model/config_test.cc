@@ -441,6 +441,10 @@ TEST(ConfigErrors, SizesAreBoundedNamingTheKey) {
               std::string::npos)
         << msg;
   }
+  // Sizes that shape the weights say what the weights alone would take.
+  EXPECT_NE(parse_error(edit(kLlama3, "\"num_hidden_layers\": 32", "\"num_hidden_layers\": 100000000"))
+                .find("; its weights alone would take ~4.36e+16 bytes (38.7 PiB in bf16)"),
+            std::string::npos);
   // The largest allowed context parses (the engine's plan then decides what fits).
   ModelConfig c;
   EXPECT_TRUE(parse_model_config(edit(kLlama3, "\"max_position_embeddings\": 8192",
