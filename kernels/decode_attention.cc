@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/decode_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -9,6 +10,7 @@
 #include "kernels/dispatch.h"
 #include "kernels/paged_kv_common.h"
 #include "runtime/tensor_access.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::kernels {
 namespace {
@@ -68,6 +70,78 @@ void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
               "decode_attention: positions and list entries must stay below 2^30");
 }
 
+// Items [begin, end) of the batch, item = token * num_heads + head, straight from the
+// definition in double: ref::decode_attention runs every item on one thread, the CPU path splits
+// them over threads.
+void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64_t end) {
+  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
+  const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
+  const int64_t group = num_heads / p.k_cache.size(2);
+  const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
+  std::vector<int64_t> positions;
+  std::vector<double> q(static_cast<size_t>(head_dim)), scores, acc(static_cast<size_t>(head_dim));
+  std::vector<float> row(static_cast<size_t>(head_dim));
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t t = item / num_heads, h = item % num_heads;
+    const int32_t seq = p.seq_ids.data_as<int32_t>()[t];
+    const int64_t n = p.lengths.data_as<int32_t>()[t];
+    const auto role = TokenRole(p.roles.data_as<uint8_t>()[t]);
+    TIDAL_CHECK(n >= 1, "decode_attention: lengths must be >= 1");
+    const bool selecting = is_selecting(role);
+    if (selecting) {
+      TIDAL_CHECK(p.logits.data != nullptr && n <= p.logits.size(2),
+                  "decode_attention: a selecting token needs logits of max_len >= n");
+    }
+    const int64_t lists = is_dense_range(role) ? 0 : p.num_lists.data_as<int32_t>()[t];
+    TIDAL_CHECK(lists == 0 || (lists <= p.indices.size(1) && num_heads % lists == 0),
+                "decode_attention: num_lists must divide num_heads and fit max_lists");
+    positions.clear();
+    if (lists == 0) {
+      for (int64_t j = 0; j < n; ++j) positions.push_back(j);
+    } else {
+      const int64_t l = h / (num_heads / lists);
+      const int64_t count = p.counts.data_as<int32_t>()[t * p.indices.size(1) + l];
+      TIDAL_CHECK(count >= 1 && count <= p.indices.size(2),
+                  "decode_attention: list count outside 1..max_budget");
+      const int32_t* list =
+          p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) * p.indices.size(2);
+      for (int64_t i = 0; i < count; ++i) {
+        TIDAL_CHECK(list[i] >= 0 && list[i] < n, "decode_attention: list position outside 0..n-1");
+        positions.push_back(list[i]);
+      }
+    }
+    const int64_t kvh = h / group;
+    for (int64_t d = 0; d < head_dim; ++d) q[size_t(d)] = get_f32(p.q, t, h, d);
+    scores.assign(positions.size(), 0.0);
+    double max_score = -INFINITY;
+    for (size_t i = 0; i < positions.size(); ++i) {
+      const PagedSlot s = kv.slot(seq, positions[i]);
+      const float* k =
+          row_f32(p.k_cache, offset_of(p.k_cache, s.page, s.offset, kvh), head_dim, row.data());
+      double dot = 0.0;
+      for (int64_t d = 0; d < head_dim; ++d) dot += q[size_t(d)] * double(k[d]);
+      scores[i] = dot * scale;
+      if (selecting) set_f32(p.logits, t, h, positions[i], float(scores[i]));
+      max_score = std::max(max_score, scores[i]);
+    }
+    double denom = 0.0;
+    for (double& s : scores) {
+      s = std::exp(s - max_score);
+      denom += s;
+    }
+    acc.assign(size_t(head_dim), 0.0);
+    for (size_t i = 0; i < positions.size(); ++i) {
+      const PagedSlot s = kv.slot(seq, positions[i]);
+      const float* v =
+          row_f32(p.v_cache, offset_of(p.v_cache, s.page, s.offset, kvh), head_dim, row.data());
+      const double w = scores[i] / denom;
+      for (int64_t d = 0; d < head_dim; ++d) acc[size_t(d)] += w * double(v[d]);
+    }
+    for (int64_t d = 0; d < head_dim; ++d) set_f32(p.out, t, h, d, float(acc[size_t(d)]));
+    if (p.lse.data != nullptr) set_f32(p.lse, t, h, float(max_score + std::log(denom)));
+  }
+}
+
 }  // namespace
 
 size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
@@ -91,77 +165,13 @@ void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
     TIDAL_CUDA_CALL("decode_attention", cuda::decode_attention(p, workspace, stream));
     return;
   }
-  ref::decode_attention(p);
+  // The CPU path: (token, head) items over threads.
+  parallel_for(p.q.size(0) * p.q.size(1), 1,
+               [&](int64_t begin, int64_t end) { decode_attention_items(p, begin, end); });
 }
 
-// Straight from the definition, one (token, head) row at a time, in double.
 void ref::decode_attention(const DecodeAttentionParams& p) {
-  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
-  const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
-  const int64_t group = num_heads / p.k_cache.size(2);
-  const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
-  std::vector<int64_t> positions;
-  std::vector<double> scores, acc(static_cast<size_t>(head_dim));
-  for (int64_t t = 0; t < p.q.size(0); ++t) {
-    const int32_t seq = p.seq_ids.data_as<int32_t>()[t];
-    const int64_t n = p.lengths.data_as<int32_t>()[t];
-    const auto role = TokenRole(p.roles.data_as<uint8_t>()[t]);
-    TIDAL_CHECK(n >= 1, "decode_attention: lengths must be >= 1");
-    const bool selecting = is_selecting(role);
-    if (selecting) {
-      TIDAL_CHECK(p.logits.data != nullptr && n <= p.logits.size(2),
-                  "decode_attention: a selecting token needs logits of max_len >= n");
-    }
-    const int64_t lists = is_dense_range(role) ? 0 : p.num_lists.data_as<int32_t>()[t];
-    TIDAL_CHECK(lists == 0 || (lists <= p.indices.size(1) && num_heads % lists == 0),
-                "decode_attention: num_lists must divide num_heads and fit max_lists");
-    for (int64_t h = 0; h < num_heads; ++h) {
-      positions.clear();
-      if (lists == 0) {
-        for (int64_t j = 0; j < n; ++j) positions.push_back(j);
-      } else {
-        const int64_t l = h / (num_heads / lists);
-        const int64_t count = p.counts.data_as<int32_t>()[t * p.indices.size(1) + l];
-        TIDAL_CHECK(count >= 1 && count <= p.indices.size(2),
-                    "decode_attention: list count outside 1..max_budget");
-        const int32_t* list =
-            p.indices.data_as<int32_t>() + (t * p.indices.size(1) + l) * p.indices.size(2);
-        for (int64_t i = 0; i < count; ++i) {
-          TIDAL_CHECK(list[i] >= 0 && list[i] < n,
-                      "decode_attention: list position outside 0..n-1");
-          positions.push_back(list[i]);
-        }
-      }
-      const int64_t kvh = h / group;
-      scores.assign(positions.size(), 0.0);
-      double max_score = -INFINITY;
-      for (size_t i = 0; i < positions.size(); ++i) {
-        const PagedSlot s = kv.slot(seq, positions[i]);
-        double dot = 0.0;
-        for (int64_t d = 0; d < head_dim; ++d) {
-          dot += double(get_f32(p.q, t, h, d)) * get_f32(p.k_cache, s.page, s.offset, kvh, d);
-        }
-        scores[i] = dot * scale;
-        if (selecting) set_f32(p.logits, t, h, positions[i], float(scores[i]));
-        max_score = std::max(max_score, scores[i]);
-      }
-      double denom = 0.0;
-      for (double& s : scores) {
-        s = std::exp(s - max_score);
-        denom += s;
-      }
-      acc.assign(size_t(head_dim), 0.0);
-      for (size_t i = 0; i < positions.size(); ++i) {
-        const PagedSlot s = kv.slot(seq, positions[i]);
-        const double w = scores[i] / denom;
-        for (int64_t d = 0; d < head_dim; ++d) {
-          acc[size_t(d)] += w * get_f32(p.v_cache, s.page, s.offset, kvh, d);
-        }
-      }
-      for (int64_t d = 0; d < head_dim; ++d) set_f32(p.out, t, h, d, float(acc[size_t(d)]));
-      if (p.lse.data != nullptr) set_f32(p.lse, t, h, float(max_score + std::log(denom)));
-    }
-  }
+  decode_attention_items(p, 0, p.q.size(0) * p.q.size(1));
 }
 
 }  // namespace tidal::kernels

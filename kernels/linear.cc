@@ -1,12 +1,41 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/linear.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/dispatch.h"
 #include "runtime/tensor_access.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::kernels {
+
+namespace {
+
+// Output features [o_begin, o_end) of every token, in the reference arithmetic: ref::linear runs
+// it over every feature on one thread, the CPU path splits the features over threads.
+void linear_features(TensorView out, TensorView in, TensorView weight, int64_t o_begin,
+                     int64_t o_end) {
+  const int64_t n_in = in.size(1);
+  std::vector<double> x(static_cast<size_t>(n_in));
+  for (int64_t t = 0; t < in.size(0); ++t) {
+    for (int64_t i = 0; i < n_in; ++i) x[size_t(i)] = get_f32(in, t, i);
+    for (int64_t o = o_begin; o < o_end; ++o) {
+      double acc = 0.0;
+      if (weight.dtype == DType::kF32 && weight.stride[1] == 1) {
+        // Same arithmetic as the generic branch; skips the per-element dtype switch, which
+        // dominates the CPU path's run time.
+        const float* w = weight.data_as<float>() + o * weight.stride[0];
+        for (int64_t i = 0; i < n_in; ++i) acc += x[size_t(i)] * double(w[i]);
+      } else {
+        for (int64_t i = 0; i < n_in; ++i) acc += x[size_t(i)] * get_f32(weight, o, i);
+      }
+      set_f32(out, t, o, float(acc));
+    }
+  }
+}
+
+}  // namespace
 
 void linear(TensorView out, TensorView in, TensorView weight, [[maybe_unused]] Stream stream) {
   TIDAL_CHECK(out.rank == 2 && in.rank == 2 && weight.rank == 2, "linear: bad ranks");
@@ -21,27 +50,14 @@ void linear(TensorView out, TensorView in, TensorView weight, [[maybe_unused]] S
     TIDAL_CUDA_CALL("linear", cuda::linear(out, in, weight, stream));
     return;
   }
-  ref::linear(out, in, weight);
+  // The CPU path: output features over threads (about 64K multiply-adds per chunk at least).
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (in.size(0) * in.size(1) + 1));
+  parallel_for(weight.size(0), grain,
+               [&](int64_t begin, int64_t end) { linear_features(out, in, weight, begin, end); });
 }
 
 void ref::linear(TensorView out, TensorView in, TensorView weight) {
-  const int64_t n_in = in.size(1);
-  std::vector<double> x(static_cast<size_t>(n_in));
-  for (int64_t t = 0; t < in.size(0); ++t) {
-    for (int64_t i = 0; i < n_in; ++i) x[size_t(i)] = get_f32(in, t, i);
-    for (int64_t o = 0; o < weight.size(0); ++o) {
-      double acc = 0.0;
-      if (weight.dtype == DType::kF32 && weight.stride[1] == 1) {
-        // Same arithmetic as the generic branch; skips the per-element dtype switch, which
-        // dominates the CPU path's run time.
-        const float* w = weight.data_as<float>() + o * weight.stride[0];
-        for (int64_t i = 0; i < n_in; ++i) acc += x[size_t(i)] * double(w[i]);
-      } else {
-        for (int64_t i = 0; i < n_in; ++i) acc += x[size_t(i)] * get_f32(weight, o, i);
-      }
-      set_f32(out, t, o, float(acc));
-    }
-  }
+  linear_features(out, in, weight, 0, weight.size(0));
 }
 
 }  // namespace tidal::kernels

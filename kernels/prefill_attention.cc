@@ -1,14 +1,81 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/prefill_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
 #include "kernels/dispatch.h"
 #include "kernels/paged_kv_common.h"
 #include "runtime/tensor_access.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::kernels {
+
+namespace {
+
+// Checks the sequences' query rows against their contexts; returns the (row, head) items.
+int64_t prefill_items(const PrefillAttentionParams& p) {
+  const int32_t* starts = p.query_starts.data_as<int32_t>();
+  const int64_t seqs = p.query_starts.size(0) - 1;
+  for (int64_t i = 0; i < seqs; ++i) {
+    const int64_t context = p.context_lens.data_as<int32_t>()[i];
+    TIDAL_CHECK(starts[0] == 0 && starts[i] <= starts[i + 1] && starts[i + 1] <= p.q.size(0) &&
+                    starts[i + 1] - starts[i] <= context &&
+                    starts[i + 1] - starts[i] <= p.max_query_len,
+                "prefill_attention: query_starts, context_lens or max_query_len inconsistent");
+  }
+  return int64_t(starts[seqs]) * p.q.size(1);
+}
+
+// Items [begin, end) of the step, item = query row * num_heads + head, straight from the
+// definition in double: ref::prefill_attention runs every item on one thread, the CPU path
+// splits them over threads.
+void prefill_attention_items(const PrefillAttentionParams& p, int64_t begin, int64_t end) {
+  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
+  const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
+  const int64_t group = num_heads / p.k_cache.size(2);
+  const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
+  const int32_t* starts = p.query_starts.data_as<int32_t>();
+  std::vector<double> q(static_cast<size_t>(head_dim)), scores, acc(static_cast<size_t>(head_dim));
+  std::vector<float> row(static_cast<size_t>(head_dim));
+  int64_t i = 0;  // the sequence of the row; rows are grouped by sequence in order
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t r = item / num_heads, h = item % num_heads, kvh = h / group;
+    while (starts[i + 1] <= r) ++i;
+    const int32_t seq = p.seq_ids.data_as<int32_t>()[i];
+    const int64_t context = p.context_lens.data_as<int32_t>()[i];
+    const int64_t n = context - (starts[i + 1] - r) + 1;  // keys 0..position
+    for (int64_t d = 0; d < head_dim; ++d) q[size_t(d)] = get_f32(p.q, r, h, d);
+    scores.assign(size_t(n), 0.0);
+    double max_score = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      const PagedSlot s = kv.slot(seq, j);
+      const float* k =
+          row_f32(p.k_cache, offset_of(p.k_cache, s.page, s.offset, kvh), head_dim, row.data());
+      double dot = 0.0;
+      for (int64_t d = 0; d < head_dim; ++d) dot += q[size_t(d)] * double(k[d]);
+      scores[size_t(j)] = dot * scale;
+      max_score = std::max(max_score, scores[size_t(j)]);
+    }
+    double denom = 0.0;
+    for (double& s : scores) {
+      s = std::exp(s - max_score);
+      denom += s;
+    }
+    acc.assign(size_t(head_dim), 0.0);
+    for (int64_t j = 0; j < n; ++j) {
+      const PagedSlot s = kv.slot(seq, j);
+      const float* v =
+          row_f32(p.v_cache, offset_of(p.v_cache, s.page, s.offset, kvh), head_dim, row.data());
+      const double w = scores[size_t(j)] / denom;
+      for (int64_t d = 0; d < head_dim; ++d) acc[size_t(d)] += w * double(v[d]);
+    }
+    for (int64_t d = 0; d < head_dim; ++d) set_f32(p.out, r, h, d, float(acc[size_t(d)]));
+  }
+}
+
+}  // namespace
 
 void prefill_attention(const PrefillAttentionParams& p, Stream stream) {
   const char* op = "prefill_attention";
@@ -33,55 +100,13 @@ void prefill_attention(const PrefillAttentionParams& p, Stream stream) {
     TIDAL_CUDA_CALL(op, cuda::prefill_attention(p, stream));
     return;
   }
-  ref::prefill_attention(p);
+  // The CPU path: (row, head) items over threads.
+  parallel_for(prefill_items(p), 1,
+               [&](int64_t begin, int64_t end) { prefill_attention_items(p, begin, end); });
 }
 
 void ref::prefill_attention(const PrefillAttentionParams& p) {
-  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
-  const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
-  const int64_t group = num_heads / p.k_cache.size(2);
-  const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
-  const int32_t* starts = p.query_starts.data_as<int32_t>();
-  std::vector<double> scores, acc(static_cast<size_t>(head_dim));
-  for (int64_t i = 0; i + 1 < p.query_starts.size(0); ++i) {
-    const int32_t seq = p.seq_ids.data_as<int32_t>()[i];
-    const int64_t context = p.context_lens.data_as<int32_t>()[i];
-    TIDAL_CHECK(starts[i] <= starts[i + 1] && starts[i + 1] <= p.q.size(0) &&
-                    starts[i + 1] - starts[i] <= context &&
-                    starts[i + 1] - starts[i] <= p.max_query_len,
-                "prefill_attention: query_starts, context_lens or max_query_len inconsistent");
-    for (int64_t r = starts[i]; r < starts[i + 1]; ++r) {
-      const int64_t n = context - (starts[i + 1] - r) + 1;  // keys 0..position
-      scores.assign(size_t(n), 0.0);
-      for (int64_t h = 0; h < num_heads; ++h) {
-        const int64_t kvh = h / group;
-        double max_score = -INFINITY;
-        for (int64_t j = 0; j < n; ++j) {
-          const PagedSlot s = kv.slot(seq, j);
-          double dot = 0.0;
-          for (int64_t d = 0; d < head_dim; ++d) {
-            dot += double(get_f32(p.q, r, h, d)) * get_f32(p.k_cache, s.page, s.offset, kvh, d);
-          }
-          scores[size_t(j)] = dot * scale;
-          max_score = std::max(max_score, scores[size_t(j)]);
-        }
-        double denom = 0.0;
-        for (double& s : scores) {
-          s = std::exp(s - max_score);
-          denom += s;
-        }
-        acc.assign(size_t(head_dim), 0.0);
-        for (int64_t j = 0; j < n; ++j) {
-          const PagedSlot s = kv.slot(seq, j);
-          const double w = scores[size_t(j)] / denom;
-          for (int64_t d = 0; d < head_dim; ++d) {
-            acc[size_t(d)] += w * get_f32(p.v_cache, s.page, s.offset, kvh, d);
-          }
-        }
-        for (int64_t d = 0; d < head_dim; ++d) set_f32(p.out, r, h, d, float(acc[size_t(d)]));
-      }
-    }
-  }
+  prefill_attention_items(p, 0, prefill_items(p));
 }
 
 }  // namespace tidal::kernels

@@ -51,6 +51,10 @@ void ref::sample_tokens(const SampleParams& p) {
     const float temperature = p.temperature.data_as<float>()[r];
     int32_t* out = p.tokens.data_as<int32_t>() + r;
     TIDAL_CHECK(temperature >= 0.0f, "sample_tokens: negative temperature");
+    if (!std::all_of(x, x + vocab, [](float v) { return std::isfinite(v); })) {
+      *out = kNonFiniteLogits;
+      continue;
+    }
     const int64_t best = std::max_element(x, x + vocab) - x;  // the first of equal maxima
     if (temperature == 0.0f) {
       *out = int32_t(best);

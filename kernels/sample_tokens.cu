@@ -119,11 +119,18 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   float* w = a.weights + row * int64_t(vocab);
   const float temperature = a.temperature[row];
 
-  // 1. The argmax, ties to the lowest id (std::max_element's rule).
+  // 1. The argmax, ties to the lowest id (std::max_element's rule); and whether the row holds a
+  // NaN or an infinity (0.: then nothing can be drawn, the row gets kNonFiniteLogits).
   Best best{-INFINITY, INT_MAX};
+  int non_finite = 0;
   for (int i = threadIdx.x; i < vocab; i += kThreads) {
     const float v = x[i];
+    non_finite |= !isfinite(v);
     if (v > best.value || (v == best.value && i < best.id)) best = Best{v, i};
+  }
+  if (__syncthreads_or(non_finite)) {  // the whole block leaves together
+    if (threadIdx.x == 0) a.tokens[row] = kNonFiniteLogits;
+    return;
   }
   __shared__ typename cub::BlockReduce<Best, kThreads>::TempStorage best_storage;
   __shared__ Best top;

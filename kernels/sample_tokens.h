@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Token sampling on the device, one row per sequence, with per-row settings, so a decode step
 // ends on the GPU and only the sampled ids come back. Exactly, for a row:
+//  0. a row holding a NaN or an infinity gets kNonFiniteLogits (-1): no token can be drawn
+//     from it, and the caller learns it from the ids it reads back anyway (no extra copy).
 //  1. temperature == 0: the argmax (the lowest id among equal maxima). Done.
 //  2. w_i = exp(l_i / T - max_j l_j / T) in f32 (the top token has w = 1).
 //  3. top_k > 0: keep ids whose logit >= the k-th largest logit (ties at the cut are kept).
@@ -15,14 +17,18 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "runtime/stream.h"
 #include "runtime/tensor.h"
 
 namespace tidal::kernels {
 
+// The id written for a row whose logits are not all finite.
+constexpr int32_t kNonFiniteLogits = -1;
+
 struct SampleParams {
-  TensorView tokens;       // [num_rows] i32, written
+  TensorView tokens;       // [num_rows] i32, written (kNonFiniteLogits for a non-finite row)
   TensorView logits;       // [num_rows, vocab] f32, row stride >= vocab
   TensorView temperature;  // [num_rows] f32, >= 0
   TensorView top_k;        // [num_rows] i32, >= 0 (0: off)

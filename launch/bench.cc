@@ -16,6 +16,7 @@
 #include "benchmarks/common/table.h"
 #include "kernels/counter_rng.h"
 #include "launch/cli.h"
+#include "launch/progress.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "runtime/device.h"
@@ -294,6 +295,16 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const int64_t max_batch = o.mixed ? int64_t(variants.size())
                                     : *std::max_element(batches.begin(), batches.end());
+  // Bounded before any product is taken (and before anything is allocated).
+  if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
+    return invalid_argument("--context " + std::to_string(max_ctx) +
+                            " (with --warmup and --steps) exceeds " +
+                            std::to_string(engine::kMaxContext) + " tokens");
+  }
+  if (max_batch > engine::kMaxBatch) {
+    return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
+                            std::to_string(engine::kMaxBatch));
+  }
   const int64_t per_seq = max_ctx + o.warmup + o.steps + 2;
   // A latency benchmark: positions past the checkpoint's trained context only extrapolate RoPE.
   c.max_position_embeddings = std::max(c.max_position_embeddings, per_seq);
@@ -304,6 +315,9 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   int64_t max_budget = 2;
   for (const Variant& v : variants) max_budget = std::max(max_budget, v.budget);
   run.engine.max_budget = max_budget;
+  TIDAL_RETURN_IF_ERROR(c.validate().with_context(preset));
+  // The plan must fit before the weights are made.
+  TIDAL_RETURN_IF_ERROR(engine::check_fits(c, run.engine).with_context(preset));
   model::LlamaWeights w;
   model::WeightPlacement placement;
   placement.dtype = run.engine.dtype;
@@ -321,6 +335,13 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   std::unique_ptr<engine::Engine> e;
   TIDAL_RETURN_IF_ERROR(engine::Engine::create(c, std::move(w), run.engine, &e));
   if (dist != nullptr && dist->rank() != 0) return e->serve();
+  // Long prefills (--prefill) and random KV fills show progress on stderr.
+  Progress progress(o.prefill ? "prefill" : "random KV fill", "tokens");
+  e->set_progress([&](int64_t done, int64_t total) {
+    if (done == 0) progress.start(total);
+    progress.update(done);
+    if (done == total) progress.finish();
+  });
   std::fprintf(stderr, "tidal bench: %s on %s: weights %.2f GiB, KV %.2f GiB for %lld tokens%s\n",
                preset.c_str(), run.device_name.c_str(),
                double(e->memory_plan().weight_bytes) / double(1ull << 30),
@@ -353,7 +374,9 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
   TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
   TIDAL_RETURN_IF_ERROR(parse_count_list(o.budgets, "--budget", &budgets));
-  if (o.steps < 1 || o.warmup < 0) return invalid_argument("--steps must be >= 1, --warmup >= 0");
+  if (o.steps < 1 || o.steps > 1000000 || o.warmup < 0 || o.warmup > 1000000) {
+    return invalid_argument("--steps must be in [1, 1000000] and --warmup in [0, 1000000]");
+  }
   std::vector<Variant> variants;
   TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
   Run run;

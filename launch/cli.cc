@@ -5,9 +5,24 @@
 #include <sstream>
 
 #include "runtime/device.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::launch {
 namespace {
+
+constexpr int kMaxThreads = 1024;
+
+// --seed: the whole u64 range, and nothing outside it (CLI11 would wrap "-1" to 2^64 - 1).
+CLI::Validator seed_validator() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        uint64_t v = 0;
+        return parse_u64(s, &v) ? std::string()
+                                : "'" + s + "' is not a seed (an integer in [0, " +
+                                      std::to_string(UINT64_MAX) + "])";
+      },
+      "");
+}
 
 void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
   cmd->add_option("--page-size", e->page_size, "KV cache page size, tokens")->capture_default_str();
@@ -33,6 +48,11 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
                   "f32, f16 or bf16")
       ->capture_default_str();
   cmd->add_flag("--eager", d->eager, "GPU: launch every op each step (no CUDA graph replay)");
+  d->threads = default_cpu_threads();
+  cmd->add_option("--threads", d->threads,
+                  "CPU path: threads (results are identical for every count); default: the "
+                  "machine's cores")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -61,7 +81,9 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
   cmd->add_option("--top-p", o->sampling.top_p, "nucleus mass in (0, 1]")->capture_default_str();
   cmd->add_option("--top-k", o->sampling.top_k, "0: off")->capture_default_str();
   cmd->add_option("--min-p", o->sampling.min_p, "0: off")->capture_default_str();
-  cmd->add_option("--seed", o->sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--seed", o->sampling.seed, "sampling seed")
+      ->check(seed_validator())
+      ->capture_default_str();
   cmd->add_option("--attention", o->attention, "full, tidal or quest")->capture_default_str();
   cmd->add_option("--budget", o->budget,
                   "sparse budget K in tokens, the current token included (tidal: per list, "
@@ -84,10 +106,16 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
                   "every N decode steps recompute the last N tokens densely; 0: off")
       ->capture_default_str();
   cmd->add_flag("--stats", o->stats, "print attention statistics to stderr");
+  o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
-  o->engine.max_batch = 1;
+  cmd->final_callback([cmd, o] {
+    for (const char* flag : {"--budget", "--sparse-start", "--reselect-layers", "--granularity",
+                             "--correction-interval", "--agreement"}) {
+      if (cmd->count(flag) > 0) o->attention_flags_given.push_back(flag);
+    }
+  });
 }
 
 void add_info_command(CLI::App& app, InfoOptions* o) {
@@ -96,9 +124,9 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
   auto* preset =
       cmd->add_option("--preset", o->preset, "llama2-7b, llama3-8b, llama3.1-8b or llama-64l");
   model->excludes(preset);
+  o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
-  o->engine.max_batch = 1;
 }
 
 void add_bench_command(CLI::App& app, BenchOptions* o) {
@@ -135,7 +163,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
   cmd->add_option("--page-size", o->page_size, "KV cache page size")->capture_default_str();
   cmd->add_option("--prefill-chunk", o->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "weights, KV cache and prompts")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "weights, KV cache and prompts")
+      ->check(seed_validator())
+      ->capture_default_str();
   cmd->add_option("--json", o->json_path, "also write the table as JSON to this file");
   cmd->add_option("--csv", o->csv_path, "also write the table as CSV to this file");
   add_device_flags(cmd, &o->device);
@@ -178,6 +208,11 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
     return invalid_argument("--dtype must be auto, f32, f16 or bf16 (got '" + f.dtype + "')");
   }
   e->cuda_graphs = !f.eager;
+  if (f.threads < 1 || f.threads > kMaxThreads) {
+    return invalid_argument("--threads must be in [1, " + std::to_string(kMaxThreads) + "] (got " +
+                            std::to_string(f.threads) + ")");
+  }
+  set_cpu_threads(f.threads);
   return ok_status();
 }
 
@@ -223,6 +258,21 @@ void add_tokenize_command(CLI::App& app, TokenizeOptions* o) {
   cmd->add_flag("--decode", o->decode, "turn ids back into text");
 }
 
+bool parse_u64(const std::string& text, uint64_t* out) {
+  if (text.empty() || text.size() > 20 ||
+      text.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  uint64_t v = 0;
+  for (char c : text) {
+    const uint64_t digit = uint64_t(c - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;  // would wrap
+    v = v * 10 + digit;
+  }
+  *out = v;
+  return true;
+}
+
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids) {
   std::string normalized = text;
   for (char& c : normalized) {
@@ -250,9 +300,22 @@ Status parse_id_list(const std::string& text, std::vector<int32_t>* ids) {
 namespace tidal::launch {
 
 Status build_policy(const GenerateOptions& o, model::AttentionPolicy* p) {
-  TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(o.attention, &p->kind));
-  TIDAL_RETURN_IF_ERROR(model::parse_granularity(o.granularity, &p->tidal.granularity));
-  TIDAL_RETURN_IF_ERROR(model::parse_agreement(o.agreement, &p->tidal.agreement));
+  TIDAL_RETURN_IF_ERROR(
+      model::parse_attention_kind(o.attention, &p->kind).with_context("--attention"));
+  // Which policies read each flag; a flag the chosen one ignores would silently do nothing.
+  for (const std::string& flag : o.attention_flags_given) {
+    const bool tidal_only = flag != "--budget" && flag != "--correction-interval";
+    const bool applies = tidal_only ? p->kind == model::AttentionKind::kTidal
+                                    : p->kind != model::AttentionKind::kFull;
+    if (!applies) {
+      return invalid_argument(flag + " has no effect with --attention " + o.attention + " (it " +
+                              "applies to " + (tidal_only ? "tidal" : "tidal and quest") + ")");
+    }
+  }
+  TIDAL_RETURN_IF_ERROR(
+      model::parse_granularity(o.granularity, &p->tidal.granularity).with_context("--granularity"));
+  TIDAL_RETURN_IF_ERROR(
+      model::parse_agreement(o.agreement, &p->tidal.agreement).with_context("--agreement"));
   p->tidal.budget = o.budget;
   p->tidal.sparse_start = o.sparse_start;
   p->quest.budget = o.budget;

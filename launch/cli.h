@@ -26,6 +26,7 @@ struct DeviceFlags {
   std::string device = "auto";  // auto (a GPU when one is visible), cpu, cuda or cuda:N
   std::string dtype = "auto";   // auto (bf16 on a GPU, f32 on the CPU), f32, f16 or bf16
   bool eager = false;           // GPU: launch every op each step instead of replaying graphs
+  int threads = 0;              // CPU path threads; Default (0): the machine's cores
 };
 
 // Tensor / pipeline parallelism under mpirun (launch/parallel_run.cc). Unset (0) both: one
@@ -53,6 +54,9 @@ struct GenerateOptions {
   std::string granularity = "per-query-head";
   std::string agreement = "approx";  // approx | exact: lists whose heads span TP ranks
   int64_t correction_interval = 0;
+  // The attention flags given on the command line ("--budget", ...): one that has no effect
+  // under the chosen --attention is refused.
+  std::vector<std::string> attention_flags_given;
   engine::SamplingParams sampling;
   engine::StopConditions stop;
   engine::EngineConfig engine;
@@ -119,7 +123,8 @@ Status run_info(const InfoOptions& opts);
 Status run_tokenize(const TokenizeOptions& opts);
 Status run_bench(const BenchOptions& opts);
 
-// Resolves --device / --dtype / --eager into the engine config; errors name the flag.
+// Resolves --device / --dtype / --eager into the engine config and sets the CPU path's thread
+// count (--threads, process-wide); errors name the flag.
 Status apply_device_flags(const DeviceFlags& flags, engine::EngineConfig* config);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
@@ -127,7 +132,11 @@ Status parse_count_list(const std::string& text, const char* flag, std::vector<i
 // "1,2,3" or "1 2 3" -> ids; errors name the bad item.
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids);
 
-// The attention policy the flags ask for (validated later against the model).
+// The attention policy the flags ask for (validated later against the model). Refuses a flag
+// that has no effect under the chosen --attention (--granularity with full, ...).
 Status build_policy(const GenerateOptions& opts, model::AttentionPolicy* policy);
+
+// A strict decimal unsigned 64-bit integer: no sign, no spaces, no wrap-around.
+bool parse_u64(const std::string& text, uint64_t* out);
 
 }  // namespace tidal::launch

@@ -1,21 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 // The subcommands: generate (stream a continuation), info (config and memory plan) and
 // tokenize. Text goes to stdout; statistics and errors to stderr.
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 
 #include "launch/cli.h"
+#include "launch/flag_names.h"
+#include "launch/progress.h"
 #include "model/tokenizer.h"
 #include "runtime/arena.h"
 #include "runtime/file.h"
+#include "runtime/size_math.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::launch {
 namespace {
-
-double mib(size_t bytes) { return double(bytes) / (1024.0 * 1024.0); }
 
 // Picks the model directory: --model, else the embedded default.
 Status resolve_model_dir(const GenerateOptions& o, const DefaultModel& d, std::string* dir) {
@@ -65,7 +70,6 @@ Status build_prompt(const GenerateOptions& o, const model::Tokenizer* tok, int32
 void print_stats(const engine::Engine& e, const engine::GenerationResult& r) {
   const engine::MemoryPlan& plan = e.memory_plan();
   const double n = double(r.tokens.size());
-  const int64_t kv_tokens = r.prompt_tokens + int64_t(r.tokens.size());
   std::fprintf(stderr,
                "tidal: prefill %lld tokens in %.1f ms (%.1f tok/s); generated %lld tokens in "
                "%.3f s (%.1f tok/s); finish: %s\n",
@@ -77,10 +81,15 @@ void print_stats(const engine::Engine& e, const engine::GenerationResult& r) {
   std::fprintf(stderr, "tidal: device %s, %s%s\n", plan.device_name.c_str(), dtype_name(plan.dtype),
                plan.device.kind == DeviceKind::kCuda
                    ? (e.config().cuda_graphs ? ", CUDA graphs" : ", eager launches")
-                   : "");
-  std::fprintf(stderr, "tidal: KV cache: %lld of %lld tokens (%.2f of %.2f MiB)\n",
-               static_cast<long long>(kv_tokens), static_cast<long long>(plan.kv_capacity_tokens),
-               mib(size_t(kv_tokens * plan.kv_bytes_per_token)), mib(plan.kv_bytes));
+                   : (", " + std::to_string(cpu_threads()) + " threads").c_str());
+  // Rows cached (the last generated token is never fed back) of the rows the cache holds, and
+  // their K/V bytes at kv_bytes_per_token each: both pairs have the same ratio.
+  const int64_t per_token = plan.kv_bytes_per_token;
+  std::fprintf(stderr, "tidal: KV cache: %lld of %lld tokens (%s of %s of K and V)\n",
+               static_cast<long long>(r.cached_tokens),
+               static_cast<long long>(plan.kv_capacity_tokens),
+               human_bytes(size_t(r.cached_tokens * per_token)).c_str(),
+               human_bytes(size_t(plan.kv_capacity_tokens * per_token)).c_str());
 }
 
 void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy& p,
@@ -126,75 +135,7 @@ void print_attention_stats(const engine::Engine& e, const model::AttentionPolicy
                static_cast<long long>(s.correction_tokens));
 }
 
-}  // namespace
-
-Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
-  if (o.parallel.requested()) return run_generate_parallel(o, defaults);
-  std::string dir;
-  TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
-  engine::EngineConfig config = o.engine;
-  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
-  std::unique_ptr<engine::Engine> engine;
-  TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
-  return generate_with(o, dir, *engine);
-}
-
-Status generate_with(const GenerateOptions& o, const std::string& dir, engine::Engine& e) {
-  engine::Engine* engine = &e;
-  const model::ModelConfig& cfg = engine->model_config();
-
-  std::unique_ptr<model::Tokenizer> tok;
-  const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
-  if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
-  if (!o.print_ids && !tok) {
-    return invalid_argument("model directory '" + dir + "' has no tokenizer: use --print-ids");
-  }
-  engine::GenerationRequest req;
-  std::vector<int32_t> extra_eos;
-  TIDAL_RETURN_IF_ERROR(build_prompt(o, tok.get(), cfg.bos_token_id, &req.prompt, &extra_eos));
-  req.sampling = o.sampling;
-  req.stop = o.stop;
-  TIDAL_RETURN_IF_ERROR(build_policy(o, &req.attention));
-  req.stop.eos_ids = cfg.eos_token_ids;
-  if (tok && tok->eos_id() >= 0) req.stop.eos_ids.push_back(tok->eos_id());
-  req.stop.eos_ids.insert(req.stop.eos_ids.end(), extra_eos.begin(), extra_eos.end());
-
-  std::vector<engine::GenerationResult> results;
-  TIDAL_RETURN_IF_ERROR(engine::generate(
-      *engine, {req}, tok.get(),
-      [&](const engine::GenerationEvent& ev) {
-        if (!o.print_ids && !ev.text.empty()) {
-          std::fwrite(ev.text.data(), 1, ev.text.size(), stdout);
-          std::fflush(stdout);
-        }
-        return true;
-      },
-      &results));
-  const engine::GenerationResult& r = results[0];
-  if (o.print_ids) {
-    for (size_t i = 0; i < r.tokens.size(); ++i) std::printf(i ? " %d" : "%d", r.tokens[i]);
-  }
-  std::printf("\n");
-  std::fflush(stdout);
-  print_stats(*engine, r);
-  if (o.stats) print_attention_stats(*engine, req.attention, r.stats);
-  return ok_status();
-}
-
-Status run_info(const InfoOptions& o) {
-  if (o.model_dir.empty() == o.preset.empty()) {
-    return invalid_argument("give one of --model DIR or --preset NAME");
-  }
-  model::ModelConfig c;
-  if (!o.preset.empty()) {
-    TIDAL_RETURN_IF_ERROR(model::model_config_preset(o.preset, &c));
-  } else {
-    TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
-  }
-  engine::EngineConfig config = o.engine;
-  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
-  TIDAL_RETURN_IF_ERROR(config.validate());
-  const engine::MemoryPlan p = engine::plan_memory(c, config, engine::available_memory(config.device));
+void print_config(const model::ModelConfig& c) {
   std::string eos;
   for (int32_t id : c.eos_token_ids) eos += (eos.empty() ? "" : ",") + std::to_string(id);
   std::printf("model            %s\n", c.name.c_str());
@@ -213,20 +154,150 @@ Status run_info(const InfoOptions& o) {
   std::printf("parameters       %lld (%.2f B)\n", static_cast<long long>(c.num_params()),
               double(c.num_params()) / 1e9);
   std::printf("checkpoint dtype %s\n", dtype_name(c.dtype));
-  std::printf("memory plan      %s, %s%s; %.1f MiB available\n", p.device_name.c_str(),
-              dtype_name(p.dtype),
-              p.device.kind == DeviceKind::kCpu ? " (the reference path)" : "",
-              mib(p.available_bytes));
-  std::printf("  weights        %.1f MiB\n", mib(p.weight_bytes));
-  std::printf("  kv cache       %.1f MiB: %lld tokens of %lld bytes, page size %lld%s\n",
-              mib(p.kv_bytes), static_cast<long long>(p.kv_capacity_tokens),
-              static_cast<long long>(p.kv_bytes_per_token),
-              static_cast<long long>(config.page_size),
+}
+
+// Every figure in exact bytes, and each derived one with the arithmetic that gives it.
+void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
+                const engine::MemoryPlan& p) {
+  const std::string where =
+      p.device.kind == DeviceKind::kCpu
+          ? " (the reference path, " + std::to_string(cpu_threads()) + " threads)"
+          : "";
+  std::printf("memory plan      %s, %s%s; %s available\n", p.device_name.c_str(),
+              dtype_name(p.dtype), where.c_str(),
+              p.available_bytes > 0 ? bytes_string(p.available_bytes).c_str() : "unknown");
+  std::printf("  weights        %s\n", bytes_string(p.weight_bytes).c_str());
+  const int64_t arena_pages = p.kv_pages + 1;  // + the padding page
+  const size_t paged = size_t(arena_pages) * size_t(p.kv_bytes_per_page);
+  const int64_t bounds = p.kv_bytes_per_page - config.page_size * p.kv_bytes_per_token;
+  std::printf("  kv cache       %s = %lld pages x %lld bytes + %lld bytes of alignment%s\n",
+              bytes_string(p.kv_bytes).c_str(), static_cast<long long>(arena_pages),
+              static_cast<long long>(p.kv_bytes_per_page),
+              static_cast<long long>(p.kv_bytes - std::min(p.kv_bytes, paged)),
               p.kv_capped ? " (capped to fit available memory)" : "");
-  std::printf("  workspace      %.1f MiB\n", mib(p.workspace_bytes));
-  std::printf("  max context    %lld tokens per sequence\n", static_cast<long long>(p.max_context));
-  std::printf("  total          %.1f MiB\n", mib(p.total_bytes()));
+  std::printf(
+      "                 %lld tokens = %lld pages x %lld tokens, + 1 padding page; a page "
+      "= %lld tokens x %lld bytes of K and V (%lld layers) + %lld bytes of Quest key "
+      "bounds\n",
+      static_cast<long long>(p.kv_capacity_tokens), static_cast<long long>(p.kv_pages),
+      static_cast<long long>(config.page_size), static_cast<long long>(config.page_size),
+      static_cast<long long>(p.kv_bytes_per_token), static_cast<long long>(c.num_layers),
+      static_cast<long long>(bounds));
+  std::printf("  workspace      %s\n", bytes_string(p.workspace_bytes).c_str());
+  std::printf("  max context    %lld tokens per sequence, %lld sequences per step\n",
+              static_cast<long long>(p.max_context), static_cast<long long>(config.max_batch));
+  std::printf("  total          %s = weights + kv cache + workspace\n",
+              bytes_string(p.total_bytes()).c_str());
+}
+
+}  // namespace
+
+Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
+  if (o.parallel.requested()) return run_generate_parallel(o, defaults);
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
+  // Every flag value is checked before the checkpoint is read; errors name the flag.
+  TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
+  TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
+  TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
+  engine::GenerationRequest req;
+  TIDAL_RETURN_IF_ERROR(build_policy(o, &req.attention));
+  model::ModelConfig cfg;
+  TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
+  TIDAL_RETURN_IF_ERROR(name_flags(req.attention.validate(cfg, config.page_size)));
+  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(cfg, config)).with_context(dir));
+
+  std::unique_ptr<engine::Engine> engine;
+  TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
+  return generate_with(o, dir, *engine);
+}
+
+// Streams the generation of one request on a loaded engine (one rank, or rank 0 of an mpirun
+// job: launch/parallel_run.cc).
+Status generate_with(const GenerateOptions& o, const std::string& dir, engine::Engine& e) {
+  engine::Engine* engine = &e;
+  const model::ModelConfig& cfg = engine->model_config();
+  engine::GenerationRequest req;
+  TIDAL_RETURN_IF_ERROR(build_policy(o, &req.attention));
+  std::unique_ptr<model::Tokenizer> tok;
+  const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
+  if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
+  if (!o.print_ids && !tok) {
+    return invalid_argument("model directory '" + dir + "' has no tokenizer: use --print-ids");
+  }
+  std::vector<int32_t> extra_eos;
+  TIDAL_RETURN_IF_ERROR(build_prompt(o, tok.get(), cfg.bos_token_id, &req.prompt, &extra_eos));
+  req.sampling = o.sampling;
+  req.stop = o.stop;
+  req.stop.eos_ids = cfg.eos_token_ids;
+  if (tok && tok->eos_id() >= 0) req.stop.eos_ids.push_back(tok->eos_id());
+  req.stop.eos_ids.insert(req.stop.eos_ids.end(), extra_eos.begin(), extra_eos.end());
+
+  // Long prefills show progress on stderr; so does a long --print-ids run (no text streams).
+  Progress prefill("prefill", "tokens");
+  engine->set_progress([&](int64_t done, int64_t total) {
+    if (done == 0) prefill.start(total);
+    prefill.update(done);
+    if (done == total) prefill.finish();
+  });
+  Progress decoding("generate", "tokens");
+  int64_t generated = 0;
+  std::string write_error;  // set when stdout fails: the run stops and exits 1
+  std::vector<engine::GenerationResult> results;
+  TIDAL_RETURN_IF_ERROR(engine::generate(
+      *engine, {req}, tok.get(),
+      [&](const engine::GenerationEvent& ev) {
+        if (o.print_ids) {
+          if (generated == 0) decoding.start(o.stop.max_new_tokens);  // after the prefill
+          if (!ev.finished) decoding.update(++generated);
+          return true;
+        }
+        if (!ev.text.empty() &&
+            (std::fwrite(ev.text.data(), 1, ev.text.size(), stdout) != ev.text.size() ||
+             std::fflush(stdout) != 0)) {
+          write_error = std::strerror(errno);
+          return false;  // cancels the request
+        }
+        return true;
+      },
+      &results));
+  decoding.finish();
+  if (!write_error.empty()) return unavailable("cannot write to stdout: " + write_error);
+  const engine::GenerationResult& r = results[0];
+  if (o.print_ids) {
+    for (size_t i = 0; i < r.tokens.size(); ++i) std::printf(i ? " %d" : "%d", r.tokens[i]);
+  }
+  std::printf("\n");
+  if (std::fflush(stdout) != 0) {
+    return unavailable(std::string("cannot write to stdout: ") + std::strerror(errno));
+  }
+  print_stats(*engine, r);
+  if (o.stats) print_attention_stats(*engine, req.attention, r.stats);
   return ok_status();
+}
+
+Status run_info(const InfoOptions& o) {
+  if (o.model_dir.empty() == o.preset.empty()) {
+    return invalid_argument("give one of --model DIR or --preset NAME");
+  }
+  model::ModelConfig c;
+  if (!o.preset.empty()) {
+    TIDAL_RETURN_IF_ERROR(model::model_config_preset(o.preset, &c));
+  } else {
+    TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
+  }
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
+  TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
+  const engine::MemoryPlan p =
+      engine::plan_memory(c, config, engine::available_memory(config.device));
+  print_config(c);
+  print_plan(c, config, p);
+  const Status fits = engine::check_fits(c, config);
+  std::printf("  fits           %s\n", fits.ok() ? "yes" : "no");
+  return name_flags(fits).with_context(c.name);
 }
 
 Status run_tokenize(const TokenizeOptions& o) {

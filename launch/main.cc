@@ -4,22 +4,42 @@
 //   tidal info (--model DIR | --preset NAME)         config, parameters, memory plan
 //   tidal tokenize (--model DIR | --tokenizer FILE) (--text T | --file F) [--no-bos] [--decode]
 //   tidal bench [--preset P,..] [--context 10K,..] [--policy ..] ...  latency vs the floor
+// Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
+// stderr and exit code 1; --help and --version exit 0.
+#include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
-
+#include <cstring>
 #include <string>
 
 #include "launch/cli.h"
 #include "runtime/device.h"
+#include "tidal_version.h"
 
 #ifndef TIDAL_DEFAULT_MODEL_DIR
 #define TIDAL_DEFAULT_MODEL_DIR ""
 #endif
 
+namespace {
+
+// An empty message: another rank of an mpirun job (rank 0) reports the failure.
+int fail(const std::string& message) {
+  if (!message.empty()) std::fprintf(stderr, "tidal: error: %s\n", message.c_str());
+  return 1;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace tidal::launch;
+  // A closed pipe on stdout must end in an error line and exit 1 (below), not a silent SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
+
   CLI::App app{"tidal: long-context Llama decoding with TidalDecode sparse attention"};
   app.require_subcommand(1);
+  app.set_version_flag("--version",
+                       std::string("tidal ") + TIDAL_VERSION + " (commit " + TIDAL_COMMIT + ")");
   GenerateOptions gen;
   InfoOptions info;
   TokenizeOptions tok;
@@ -28,7 +48,24 @@ int main(int argc, char** argv) {
   add_info_command(app, &info);
   add_tokenize_command(app, &tok);
   add_bench_command(app, &bench);
-  CLI11_PARSE(app, argc, argv);
+  // CLI11 reports an unknown subcommand as a missing one; say what it was.
+  if (argc > 1 && argv[1][0] != '-') {
+    try {
+      app.get_subcommand(argv[1]);
+    } catch (const CLI::OptionNotFound&) {
+      return fail(std::string("unknown subcommand '") + argv[1] +
+                  "' (generate, info, tokenize or bench; see tidal --help)");
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help, --help-all, --version
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::string what = e.what();
+    for (char& c : what) c = c == '\n' ? ' ' : c;
+    return fail(what + " (see tidal --help)");
+  }
 
   // TIDAL_SYNC_AFTER_LAUNCH=1: synchronize after every kernel launch, so a GPU fault names its
   // kernel (STYLE.md rule 19). Read once, here.
@@ -50,10 +87,12 @@ int main(int argc, char** argv) {
   } else if (app.got_subcommand("bench")) {
     st = bench.parallel.requested() ? run_bench_parallel(bench) : run_bench(bench);
   }
-  if (!st.ok()) {
-    // An empty message: another rank of an mpirun job (rank 0) reports the failure.
-    if (!st.message().empty()) std::fprintf(stderr, "tidal: error: %s\n", st.message().c_str());
-    return 1;
+  // Output that never arrived is a failure too (a full disk, a closed pipe).
+  errno = 0;
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    const std::string why = errno != 0 ? std::strerror(errno) : "write error";
+    if (st.ok()) return fail("cannot write to stdout: " + why);
   }
+  if (!st.ok()) return fail(st.message());
   return 0;
 }

@@ -31,7 +31,7 @@ std::vector<int64_t> reselect_layers(const AttentionPolicy& policy, const ModelC
 
 Status AttentionPolicy::validate(const ModelConfig& config, int64_t kv_page_size) const {
   if (correction_interval < 0) {
-    return invalid_argument("correction interval must be >= 0 (0: off), got " +
+    return invalid_argument("correction_interval must be >= 0 (0: off), got " +
                             str(correction_interval));
   }
   const int64_t layers = config.num_layers;
@@ -50,12 +50,12 @@ Status AttentionPolicy::validate(const ModelConfig& config, int64_t kv_page_size
       }
       for (int64_t r : reselect_layers(*this, config)) {
         if (r < 0 || r >= layers) {
-          return invalid_argument("reselect layer " + str(r) + " is outside the " + str(layers) +
-                                  " layers");
+          return invalid_argument("reselect_layers: layer " + str(r) + " is outside the " +
+                                  str(layers) + " layers");
         }
         if (r <= tidal.sparse_start) {
-          return invalid_argument("reselect layer " + str(r) + " must be above sparse_start " +
-                                  str(tidal.sparse_start));
+          return invalid_argument("reselect_layers: layer " + str(r) +
+                                  " must be above sparse_start " + str(tidal.sparse_start));
         }
       }
       return ok_status();

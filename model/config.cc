@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -20,9 +21,17 @@ namespace {
 
 using json = nlohmann::json;
 
-// Sanity bounds: far above any real model, low enough that q_dim(), kv_dim() and num_params()
-// cannot overflow int64.
-constexpr int64_t kMaxSize = int64_t{1} << 30;
+// Sanity bounds per size: far above any published model (the largest Llama has 126 layers, 128
+// heads, hidden 16384, inter 53248, a 128K vocabulary and a 10M context), low enough that every
+// product the engine plans from them fits in int64, and checked before anything is sized from
+// them (a config.json with 10^8 layers is an error here, not a std::bad_alloc later).
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+constexpr int64_t kMaxHidden = int64_t{1} << 17;
+constexpr int64_t kMaxInter = int64_t{1} << 20;
+constexpr int64_t kMaxLayers = 1024;
+constexpr int64_t kMaxHeads = 1024;
+constexpr int64_t kMaxHeadDim = 1024;
+constexpr int64_t kMaxContext = int64_t{1} << 28;
 constexpr double kMaxParams = 1e15;
 
 std::string short_dump(const json& v) {
@@ -320,6 +329,32 @@ std::string field(const char* name, int64_t v, const char* key) {
   return std::string(name) + " " + std::to_string(v) + " ('" + key + "')";
 }
 
+// Parameters the sizes give, in double (any int64 sizes: no overflow; a negative one counts 0).
+double estimated_params(const ModelConfig& c) {
+  auto d = [](int64_t v) { return v > 0 ? double(v) : 0.0; };
+  const double h = d(c.hidden), q = d(c.num_heads) * d(c.head_dim),
+               kv = d(c.num_kv_heads) * d(c.head_dim);
+  const double per_layer = h * q * 2 + h * kv * 2 + 3 * h * d(c.inter) + 2 * h;
+  return d(c.vocab) * h * 2 + d(c.num_layers) * per_layer + h;
+}
+
+// "; its weights alone would take ~3.2e+16 bytes (29.1 PiB in bf16)", for a size out of range.
+std::string weight_bytes_note(const ModelConfig& c) {
+  const double bytes = estimated_params(c) * double(dtype_size(c.dtype));
+  if (!(bytes > 0)) return "";
+  char buf[96];
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"};
+  double v = bytes;
+  int u = 0;
+  while (v >= 1024.0 && u < 8) {
+    v /= 1024.0;
+    ++u;
+  }
+  std::snprintf(buf, sizeof(buf), "; its weights alone would take ~%.3g bytes (%.1f %s in %s)",
+                bytes, v, units[u], dtype_name(c.dtype));
+  return buf;
+}
+
 }  // namespace
 
 Status ModelConfig::validate() const {
@@ -327,21 +362,24 @@ Status ModelConfig::validate() const {
     const char* name;
     const char* key;
     int64_t value;
+    int64_t max;
   } sizes[] = {
-      {"vocab", "vocab_size", vocab},
-      {"hidden", "hidden_size", hidden},
-      {"inter", "intermediate_size", inter},
-      {"num_layers", "num_hidden_layers", num_layers},
-      {"num_heads", "num_attention_heads", num_heads},
-      {"num_kv_heads", "num_key_value_heads", num_kv_heads},
-      {"head_dim", "head_dim", head_dim},
-      {"max_position_embeddings", "max_position_embeddings", max_position_embeddings},
+      {"vocab", "vocab_size", vocab, kMaxVocab},
+      {"hidden", "hidden_size", hidden, kMaxHidden},
+      {"inter", "intermediate_size", inter, kMaxInter},
+      {"num_layers", "num_hidden_layers", num_layers, kMaxLayers},
+      {"num_heads", "num_attention_heads", num_heads, kMaxHeads},
+      {"num_kv_heads", "num_key_value_heads", num_kv_heads, kMaxHeads},
+      {"head_dim", "head_dim", head_dim, kMaxHeadDim},
+      {"max_position_embeddings", "max_position_embeddings", max_position_embeddings, kMaxContext},
   };
   for (const auto& s : sizes) {
     if (s.value <= 0) return invalid_argument(field(s.name, s.value, s.key) + " must be positive");
-    if (s.value > kMaxSize) {
-      return invalid_argument(field(s.name, s.value, s.key) + " is implausibly large (max " +
-                              std::to_string(kMaxSize) + ")");
+    if (s.value > s.max) {
+      const bool weights = s.value != max_position_embeddings;  // every other size shapes them
+      return invalid_argument(field(s.name, s.value, s.key) + " is out of range: at most " +
+                              std::to_string(s.max) + ", far above any published model" +
+                              (weights ? weight_bytes_note(*this) : ""));
     }
   }
   if (num_heads % num_kv_heads != 0) {
@@ -371,7 +409,7 @@ Status ModelConfig::validate() const {
           ") must exceed low_freq_factor (" + std::to_string(rope.low_freq_factor) + ")");
     }
     if (rope.original_max_position_embeddings <= 0 ||
-        rope.original_max_position_embeddings > kMaxSize) {
+        rope.original_max_position_embeddings > kMaxContext) {
       return invalid_argument("llama3 rope scaling: original_max_position_embeddings " +
                               std::to_string(rope.original_max_position_embeddings) +
                               " is out of range");
@@ -397,11 +435,8 @@ Status ModelConfig::validate() const {
       return invalid_argument(std::string("dtype ") + dtype_name(dtype) +
                               " is not a checkpoint dtype (float32, float16, bfloat16)");
   }
-  // Each size is at most 2^30, so this double estimate cannot overflow; it bounds num_params().
-  const double h = double(hidden), q = double(num_heads * head_dim),
-               kv = double(num_kv_heads * head_dim);
-  const double per_layer = h * q * 2 + h * kv * 2 + 3 * h * double(inter) + 2 * h;
-  const double total = double(vocab) * h * 2 + double(num_layers) * per_layer + h;
+  // A double estimate (no overflow) that bounds num_params().
+  const double total = estimated_params(*this);
   if (total > kMaxParams) {
     return invalid_argument("the sizes give an implausible " + std::to_string(total) +
                             " parameters");

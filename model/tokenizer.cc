@@ -109,21 +109,64 @@ Status Tokenizer::load_from_dir(const std::string& dir, std::unique_ptr<Tokenize
   return load_with_names(path, bos_token, eos_token, out);
 }
 
+namespace {
+
+// Context ids kept before the stream: enough for a leading space and for a character whose
+// bytes the last context tokens split (at most 4 byte tokens).
+constexpr size_t kContextIds = 8;
+
+}  // namespace
+
+StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special,
+                             const std::vector<int32_t>& context)
+    : tokenizer_(tokenizer), skip_special_(skip_special) {
+  for (int32_t id : context) {
+    if (!(skip_special_ && tokenizer_.is_special(id))) ids_.push_back(id);
+  }
+  if (ids_.size() > kContextIds) ids_.erase(ids_.begin(), ids_.end() - long(kContextIds));
+  read_ = ids_.size();
+  std::string text;
+  // A bad context id only costs the leading-space rule: fall back to no context.
+  if (!decode_range(0, read_, &text).ok()) {
+    ids_.clear();
+    read_ = 0;
+    text.clear();
+  }
+  // The context's text is the prompt's, not ours; a trailing partial character in it is
+  // completed (and emitted) by the ids that follow.
+  emitted_ = text.size() - trailing_replacement_bytes(text);
+}
+
+Status StreamDecoder::decode_range(size_t begin, size_t end, std::string* text) const {
+  return tokenizer_.decode(
+      std::vector<int32_t>(ids_.begin() + long(begin), ids_.begin() + long(end)), skip_special_,
+      text);
+}
+
 Status StreamDecoder::push(int32_t id, std::string* new_text) {
   new_text->clear();
+  if (skip_special_ && tokenizer_.is_special(id)) return ok_status();  // no text, no context
   ids_.push_back(id);
   std::string all;
-  Status status = tokenizer_.decode(ids_, skip_special_, &all);
+  Status status = decode_range(window_, ids_.size(), &all);
   if (!status.ok()) {
     ids_.pop_back();
     return status;
   }
-  // Hold back a trailing U+FFFD: it may be half of a character still to come. Decoding the
-  // whole prefix each time also keeps the SentencePiece leading-space strip at the very start.
+  // Hold back a trailing U+FFFD: it may be half of a character still to come.
   const size_t stable = all.size() - trailing_replacement_bytes(all);
   if (stable > emitted_) {
     new_text->assign(all, emitted_, stable - emitted_);
     emitted_ = stable;
+  }
+  if (stable == all.size()) {
+    // Everything is final: the next window starts at the ids before this push (they carry the
+    // context a leading space needs), and what they decode to is already out.
+    window_ = read_;
+    read_ = ids_.size();
+    std::string kept;
+    TIDAL_RETURN_IF_ERROR(decode_range(window_, ids_.size(), &kept));
+    emitted_ = kept.size();
   }
   return ok_status();
 }
@@ -131,7 +174,7 @@ Status StreamDecoder::push(int32_t id, std::string* new_text) {
 Status StreamDecoder::finish(std::string* new_text) {
   new_text->clear();
   std::string all;
-  TIDAL_RETURN_IF_ERROR(tokenizer_.decode(ids_, skip_special_, &all));
+  TIDAL_RETURN_IF_ERROR(decode_range(window_, ids_.size(), &all));
   if (all.size() > emitted_) new_text->assign(all, emitted_, std::string::npos);
   emitted_ = all.size();
   return ok_status();

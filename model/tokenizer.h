@@ -44,19 +44,30 @@ class Tokenizer {
 
 // Streams decoded text as ids arrive: push() returns the text that became final with this id
 // (a multi-byte character split across tokens comes out once complete). finish() flushes the
-// rest. The output concatenated equals decode(all ids).
+// rest. The text is what the ids say after `context` (the prompt): the output concatenated
+// equals decode(context + ids) with decode(context) removed from its front. So a
+// SentencePiece-style leading space, which decode() strips only at the start of a text, is kept
+// whenever text precedes the token: after the prompt "Once upon", "▁a" streams as " a"; with no
+// context (or only special tokens before) it streams as "a", exactly as decode(ids) reads.
+// Decodes a window of the last few ids per push, so a long prompt or generation costs nothing
+// extra (vLLM's incremental detokenization).
 class StreamDecoder {
  public:
-  StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
-      : tokenizer_(tokenizer), skip_special_(skip_special) {}
+  StreamDecoder(const Tokenizer& tokenizer, bool skip_special,
+                const std::vector<int32_t>& context = {});
   Status push(int32_t id, std::string* new_text);
   Status finish(std::string* new_text);
 
  private:
+  // Text of ids_[begin, end), or an error for a bad id.
+  Status decode_range(size_t begin, size_t end, std::string* text) const;
+
   const Tokenizer& tokenizer_;
   bool skip_special_;
-  std::vector<int32_t> ids_;
-  size_t emitted_ = 0;  // bytes of decode(ids_) already returned
+  std::vector<int32_t> ids_;  // the ids that carry text (skipped specials left out)
+  size_t window_ = 0;         // decoding starts here: earlier text is final and emitted
+  size_t read_ = 0;           // ids_[window_, read_) is context whose text is already out
+  size_t emitted_ = 0;        // bytes of decode(ids_[window_, ...)) already returned (or context)
 };
 
 // Llama-3 instruct chat format for one user turn:

@@ -134,6 +134,7 @@ FinishReason to_proto(engine::FinishReason reason) {
     case engine::FinishReason::kStopString: return FINISH_REASON_STOP_STRING;
     case engine::FinishReason::kContext: return FINISH_REASON_CONTEXT;
     case engine::FinishReason::kCancelled: return FINISH_REASON_CANCELLED;
+    case engine::FinishReason::kKvCapacity: return FINISH_REASON_KV_CAPACITY;
   }
   TIDAL_CHECK(false, "to_proto: unknown engine::FinishReason");
   return FINISH_REASON_UNSPECIFIED;

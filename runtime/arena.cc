@@ -8,20 +8,23 @@
 #include <utility>
 
 #include "runtime/device.h"
+#include "runtime/size_math.h"
 
 namespace tidal {
 
 TensorView BumpAllocator::allocate(DType dtype, const std::vector<int64_t>& shape) {
-  int64_t numel = 1;
+  // Saturating: a plan from absurd sizes comes out as SIZE_MAX bytes, never wraps to small.
+  size_t bytes = dtype_size(dtype);
   for (int64_t s : shape) {
     TIDAL_CHECK(s >= 0, "BumpAllocator::allocate: negative dimension");
-    numel *= s;
+    bytes = sat_mul(bytes, size_t(s));
   }
-  const size_t bytes = size_t(numel) * dtype_size(dtype);
-  const size_t begin = (offset_ + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
-  offset_ = begin + bytes;
+  const size_t begin =
+      sat_mul(sat_add(offset_, kArenaAlignment - 1) / kArenaAlignment, kArenaAlignment);
+  offset_ = sat_add(begin, bytes);
   if (counting()) return make_view(nullptr, dtype, shape, device_);
-  TIDAL_CHECK(offset_ <= capacity_, "BumpAllocator::allocate: arena overflow (plan mismatch)");
+  TIDAL_CHECK(offset_ <= capacity_ && offset_ != kSizeSaturated,
+              "BumpAllocator::allocate: arena overflow (plan mismatch)");
   return make_view(base_ + begin, dtype, shape, device_);
 }
 
@@ -42,6 +45,9 @@ size_t available_host_memory() {
 }
 
 Status Arena::create(size_t bytes, const std::string& purpose, Device device, Arena* out) {
+  if (bytes > kSizeSaturated - kArenaAlignment) {
+    return out_of_memory("the " + purpose + " arena's size overflows (its sizes are too large)");
+  }
   const size_t rounded = (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
   void* p = nullptr;
   if (device.kind == DeviceKind::kCuda) {

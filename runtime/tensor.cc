@@ -62,7 +62,8 @@ TensorView make_view(void* data, DType dtype, const std::vector<int64_t>& shape,
   for (int d = v.rank - 1; d >= 0; --d) {
     v.shape[d] = shape[size_t(d)];
     v.stride[d] = stride;
-    stride *= shape[size_t(d)];
+    // Planning views (data null) may describe absurd sizes: saturate rather than overflow.
+    if (__builtin_mul_overflow(stride, shape[size_t(d)], &stride)) stride = INT64_MAX;
   }
   return v;
 }

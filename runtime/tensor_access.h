@@ -38,6 +38,15 @@ inline float get_f32(const TensorView& t, int64_t i0, int64_t i1 = 0, int64_t i2
   return load_f32(t.data, t.dtype, offset_of(t, i0, i1, i2, i3));
 }
 
+// The `n` elements of `t` from element offset `offset` (a dense row) as f32: a pointer into `t`
+// itself for f32, else `scratch` (>= n floats) holding the converted values. The same values
+// get_f32 reads, without a dtype switch per element.
+inline const float* row_f32(const TensorView& t, int64_t offset, int64_t n, float* scratch) {
+  if (t.dtype == DType::kF32) return static_cast<const float*>(t.data) + offset;
+  for (int64_t i = 0; i < n; ++i) scratch[i] = load_f32(t.data, t.dtype, offset + i);
+  return scratch;
+}
+
 inline void set_f32(const TensorView& t, int64_t i0, int64_t i1, int64_t i2, int64_t i3, float v) {
   store_f32(t.data, t.dtype, offset_of(t, i0, i1, i2, i3), v);
 }

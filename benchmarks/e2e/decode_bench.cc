@@ -2,7 +2,8 @@
 // decode_bench: the engine end to end. Builds an engine (random weights for a preset or the
 // small default shape, or a checkpoint), prefills --context random tokens, checks that a decode
 // step matches a prefill of the same tokens, then times --steps batch-1 decode steps.
-// On the CPU reference path (backend=cpu-ref) the numbers describe the oracle, not the product.
+// On the CPU reference path (backend=cpu-ref) the numbers describe the oracle (over the
+// machine's cores), not the product.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
@@ -18,6 +19,7 @@
 #include "model/config.h"
 #include "model/weights.h"
 #include "runtime/engine/engine.h"
+#include "runtime/thread_pool.h"
 
 namespace tidal::bench {
 namespace {
@@ -188,6 +190,7 @@ Status run(const Options& o, int64_t* failed) {
 
   BenchInfo info = collect_bench_info("decode_bench");
   info.extra = {{"backend", "cpu-ref"},
+                {"threads", std::to_string(cpu_threads())},
                 {"seed", std::to_string(o.seed)},
                 {"warmup", std::to_string(o.warmup)},
                 {"page_size", std::to_string(ec.page_size)},
@@ -196,7 +199,8 @@ Status run(const Options& o, int64_t* failed) {
   if (!o.model_dir.empty()) info.extra.push_back({"model_dir", o.model_dir});
   Table table(info, columns());
   table.print_header(
-      {"CPU reference path: single-threaded ref:: oracles in f32, not the product's speed.",
+      {"CPU reference path: the ref:: oracles' arithmetic in f32 (independent outputs split over",
+       "the machine's cores), not the product's speed.",
        "MB/step: f32 weights one step reads (layers, final norm, LM head, one embedding row) +",
        "K/V of the attended context (mean over the timed steps). GB/s = MB/step / med_ms.",
        "#wrong: logits of decode-after-prefill off a prefill of the same tokens, + non-finite."});

@@ -13,6 +13,7 @@
 #include "kernels/quest.h"
 #include "kernels/sample_tokens.h"
 #include "model/safetensors.h"
+#include "runtime/size_math.h"
 #include "runtime/tensor_access.h"
 
 namespace tidal::engine {
@@ -110,12 +111,29 @@ kernels::TokenRole token_role(model::LayerRole role, int64_t layer, int64_t spar
 }  // namespace
 
 Status EngineConfig::validate() const {
-  if (page_size < 1) return invalid_argument("page_size must be >= 1 (got " + str(page_size) + ")");
-  if (max_batch < 1) return invalid_argument("max_batch must be >= 1 (got " + str(max_batch) + ")");
-  if (max_context < 0) return invalid_argument("max_context must be >= 0 (0: the model's)");
-  if (kv_capacity < 0) return invalid_argument("kv_capacity must be >= 0 (0: planned)");
-  if (prefill_chunk < 1) return invalid_argument("prefill_chunk must be >= 1");
-  if (max_budget < 2) return invalid_argument("max_budget must be >= 2");
+  const struct {
+    const char* name;
+    int64_t value, min, max;
+  } sizes[] = {
+      {"page_size", page_size, 1, kMaxPageSize},
+      {"max_batch", max_batch, 1, kMaxBatch},
+      {"max_context", max_context, 0, kMaxContext},
+      {"kv_capacity", kv_capacity, 0, kMaxKvCapacity},
+      {"prefill_chunk", prefill_chunk, 1, kMaxPrefillChunk},
+      {"max_budget", max_budget, 2, kMaxContext},
+  };
+  for (const auto& f : sizes) {
+    if (f.value < f.min || f.value > f.max) {
+      return invalid_argument(std::string(f.name) + " " + str(f.value) + " is out of range [" +
+                              str(f.min) + ", " + str(f.max) + "]" +
+                              (f.min == 0 ? " (0: automatic)" : ""));
+    }
+  }
+  if (kv_capacity / page_size >= INT32_MAX - 1) {
+    return invalid_argument("kv_capacity " + str(kv_capacity) + " is " +
+                            str(kv_capacity / page_size) + " pages of page_size " + str(page_size) +
+                            "; page ids are i32 (at most " + str(INT32_MAX - 2) + " pages)");
+  }
   if (dtype != DType::kF32 && dtype != DType::kF16 && dtype != DType::kBF16) {
     return invalid_argument(std::string("dtype must be f32, f16 or bf16, not ") +
                             dtype_name(dtype));
@@ -127,10 +145,25 @@ Status EngineConfig::validate() const {
   return ok_status();
 }
 
+Status check_fits(const model::ModelConfig& model, const EngineConfig& config) {
+  TIDAL_RETURN_IF_ERROR(model.validate());
+  TIDAL_RETURN_IF_ERROR(config.validate());
+  if (resolved_context(model, config) > model.max_position_embeddings) {
+    return invalid_argument("max_context " + str(resolved_context(model, config)) +
+                            " exceeds the model's context of " +
+                            str(model.max_position_embeddings) + " tokens");
+  }
+  return plan_fits(model, config, plan_memory(model, config, available_memory(config.device)));
+}
+
 size_t available_memory(Device device) {
   if (device.kind == DeviceKind::kCpu) return available_host_memory();
   DeviceInfo info;
   return cuda_device_info(device.index, &info).ok() ? info.free_bytes : 0;
+}
+
+size_t MemoryPlan::total_bytes() const {
+  return sat_add(sat_add(weight_bytes, kv_bytes), workspace_bytes);
 }
 
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
@@ -147,26 +180,32 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   if (config.device.kind == DeviceKind::kCuda && cuda_device_info(config.device.index, &info).ok()) {
     p.device_name = info.name;
   }
+  // Every factor below is bounded (ModelConfig::validate, EngineConfig::validate), so these
+  // int64 products cannot overflow; the byte sums saturate.
   p.max_context = resolved_context(model, config);
   p.kv_bytes_per_token = 2 * layers * local.kv_dim() * int64_t(dtype_size(config.dtype));
+  p.kv_bytes_per_page =
+      int64_t(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers));
   p.weight_bytes = model::llama_weight_bytes(model, config.dtype, &shard);
-  p.workspace_bytes = model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)) +
-                      state_bytes(model, config);
+  p.workspace_bytes =
+      sat_add(model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)),
+              state_bytes(model, config));
   if (config.distributed != nullptr) {
-    p.workspace_bytes += model::ParallelBuffers::bytes_for(parallel_shape(model, shard, config));
+    p.workspace_bytes = sat_add(p.workspace_bytes, model::ParallelBuffers::bytes_for(
+                                                       parallel_shape(model, shard, config)));
   }
   int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
   if (config.kv_capacity == 0 && available_bytes > 0) {
     const double spare =
         0.92 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);
-    const double per_page =
-        double(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers));
-    const int64_t fit = spare > 0 ? int64_t(spare / per_page) - 1 : 0;  // - the padding page
-    if (fit < pages) {
-      pages = std::max<int64_t>(fit, 0);
+    // - the padding page; never below one page (plan_fits then says what the minimum needs).
+    const double fit = spare / double(p.kv_bytes_per_page) - 1.0;
+    if (fit < double(pages)) {
+      pages = std::max<int64_t>(fit > 1.0 ? int64_t(fit) : 1, 1);
       p.kv_capped = true;
     }
   }
+  p.kv_pages = pages;
   p.kv_capacity_tokens = pages * config.page_size;
   KvCacheConfig kv;
   kv.page_size = config.page_size;
@@ -177,6 +216,40 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   kv.layer_end = shard.layer_end;
   p.kv_bytes = KvCache::bytes_for(local, kv);
   return p;
+}
+
+Status plan_fits(const model::ModelConfig& model, const EngineConfig& config, const MemoryPlan& p) {
+  if (p.kv_pages >= INT32_MAX - 1) {
+    return out_of_memory("a KV cache of " + str(p.kv_pages) + " pages (max_batch " +
+                         str(config.max_batch) + " x max_context " + str(p.max_context) +
+                         " tokens, page_size " + str(config.page_size) +
+                         ") exceeds the i32 page ids; set kv_capacity");
+  }
+  const size_t total = p.total_bytes();
+  if (p.available_bytes == 0 || total <= p.available_bytes) return ok_status();
+  // Name the settings that size the largest part.
+  std::string why;
+  if (p.weight_bytes >= p.kv_bytes && p.weight_bytes >= p.workspace_bytes) {
+    why = "the weights are the largest part (" + str(model.num_params()) + " parameters in " +
+          dtype_name(p.dtype) + ")";
+  } else if (p.kv_bytes >= p.workspace_bytes) {
+    why = config.kv_capacity > 0
+              ? "the KV cache is the largest part (kv_capacity " + str(config.kv_capacity) +
+                    " tokens of " + str(p.kv_bytes_per_token) + " bytes)"
+              : "the KV cache is the largest part (max_batch " + str(config.max_batch) +
+                    " x max_context " + str(p.max_context) + " tokens of " +
+                    str(p.kv_bytes_per_token) + " bytes)";
+  } else {
+    why = "the workspace is the largest part (sized by max_batch " + str(config.max_batch) +
+          ", prefill_chunk " + str(config.prefill_chunk) + " and max_context " +
+          str(p.max_context) + ")";
+  }
+  return out_of_memory("does not fit in " + p.device_name + " memory (" + dtype_name(p.dtype) +
+                       "): it needs " + bytes_string(total) + " (weights " +
+                       human_bytes(p.weight_bytes) + ", KV cache " + human_bytes(p.kv_bytes) +
+                       " for " + str(p.kv_capacity_tokens) + " tokens, workspace " +
+                       human_bytes(p.workspace_bytes) + ") and " + bytes_string(p.available_bytes) +
+                       " are available; " + why);
 }
 
 Engine::~Engine() {
@@ -233,22 +306,14 @@ Status Engine::create_local(const model::ModelConfig& model, model::LlamaWeights
   }
   // Weights are already resident: plan against what is left plus what they take.
   const size_t available = available_memory(config.device);
-  const size_t with_weights =
-      available > 0 && config.device.kind == DeviceKind::kCuda ? available + weights.bytes()
-                                                                : available;
+  const size_t with_weights = available > 0 ? sat_add(available, weights.bytes()) : 0;
   e->plan_ = plan_memory(model, config, with_weights);
   if (e->plan_.max_context > model.max_position_embeddings) {
     return invalid_argument("max_context " + str(e->plan_.max_context) +
                             " exceeds the model's context of " +
                             str(model.max_position_embeddings) + " tokens");
   }
-  const size_t total = e->plan_.total_bytes();
-  if (e->plan_.kv_capacity_tokens < config.page_size ||
-      (with_weights > 0 && total > with_weights)) {
-    return out_of_memory("weights, KV cache and workspace need " + gib(total) + " GiB (KV " +
-                         str(e->plan_.kv_capacity_tokens) + " tokens); " + gib(with_weights) +
-                         " GiB of " + e->plan_.device_name + " memory is available");
-  }
+  TIDAL_RETURN_IF_ERROR(plan_fits(model, config, e->plan_).with_context(model.name));
   e->weights_ = std::move(weights);
   *out = std::move(e);
   return ok_status();
@@ -355,6 +420,8 @@ Status Engine::load(const std::string& dir, const EngineConfig& config,
       TIDAL_RETURN_IF_ERROR(model::make_model_shard(model, config.distributed->parallel,
                                                     config.distributed->coords(), &shard));
     }
+    // Refuse what cannot fit before reading a byte of the checkpoint.
+    TIDAL_RETURN_IF_ERROR(check_fits(model, config).with_context(dir));
     std::unique_ptr<model::SafetensorsCheckpoint> ckpt;
     TIDAL_RETURN_IF_ERROR(model::SafetensorsCheckpoint::open(dir, &ckpt));
     if (config.device.kind == DeviceKind::kCuda) {
@@ -449,6 +516,13 @@ Status Engine::read_kv(SeqId id, int64_t layer, int64_t position, std::vector<fl
 int64_t Engine::length(SeqId id) const {
   auto it = seqs_.find(id);
   return it == seqs_.end() ? 0 : it->second.cached;
+}
+
+int64_t Engine::pages_for_next_token(SeqId id) const {
+  const Sequence* s = find(id);
+  TIDAL_CHECK(s != nullptr, "Engine::pages_for_next_token: unknown sequence");
+  const int64_t need = (s->cached + 1 + kv_.page_size() - 1) / kv_.page_size();
+  return std::max<int64_t>(0, need - int64_t(s->block_table.size()));
 }
 
 int64_t Engine::kv_tokens_in_use() const {
@@ -604,8 +678,20 @@ void Engine::count_decode_stats(Sequence* s) {
   st.decode_steps += 1;
 }
 
-void Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits,
-                        int32_t* sampled) {
+// Non-finite logits (a NaN or an infinity: bad weights, an overflow) leave nothing to sample;
+// sample_tokens marks the row, and the id comes back with the others, so checking costs nothing.
+Status Engine::check_logits(int64_t row, const Sequence* s, int64_t position) const {
+  if (sampled_host_[row] != kernels::kNonFiniteLogits) return ok_status();
+  return internal_error("non-finite logits (NaN or infinity) at step " +
+                        str(int64_t(s->samples_drawn)) + " of the generation (position " +
+                        str(position) + "): the weights or activations overflowed");
+}
+
+Status Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits,
+                          int32_t* sampled, bool report) {
+  const int64_t first = begin;
+  report = report && progress_;
+  if (report) progress_(0, end - first);
   while (begin < end) {
     const int64_t chunk = std::min(config_.prefill_chunk, end - begin);
     step_->clear();
@@ -616,12 +702,15 @@ void Engine::dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logi
     if (want) add_sample_row(int32_t(chunk - 1), s);
     step_seqs_.clear();
     run_step(last ? logits : TensorView());
+    if (want) TIDAL_RETURN_IF_ERROR(check_logits(0, s, end - 1));
     if (want && sampled != nullptr) {
       *sampled = sampled_host_[0];
       s->samples_drawn += 1;
     }
     begin += chunk;
+    if (report) progress_(begin - first, end - first);  // run_step has waited for the chunk
   }
+  return ok_status();
 }
 
 Status Engine::prefill(SeqId id, TensorView logits, int32_t* sampled) {
@@ -634,9 +723,9 @@ Status Engine::prefill(SeqId id, TensorView logits, int32_t* sampled) {
   if (s->cached >= total) return invalid_argument("sequence " + str(id) + " is already prefilled");
   const TensorView rows =
       logits.data ? make_view(logits.data, DType::kF32, {1, model_.vocab}) : TensorView();
-  dense_pass(s, s->cached, total, rows, sampled);
-  s->cached = total;
-  return ok_status();
+  const Status st = dense_pass(s, s->cached, total, rows, sampled, /*report=*/true);
+  s->cached = total;  // the K/V are written either way
+  return st.with_context("sequence " + str(id));
 }
 
 Status Engine::correct(SeqId id, int64_t num_tokens) {
@@ -646,7 +735,9 @@ Status Engine::correct(SeqId id, int64_t num_tokens) {
   const int64_t n = std::min(num_tokens, s->cached);
   // Recomputing positions [cached - n, cached) writes their K/V again, now from dense attention
   // in every layer (each attends to the full cache before it, itself corrected first).
-  dense_pass(s, s->cached - n, s->cached, TensorView(), nullptr);
+  // No logits are computed, so nothing can be non-finite here.
+  TIDAL_CHECK(dense_pass(s, s->cached - n, s->cached, TensorView(), nullptr, false).ok(),
+              "correct: a pass without logits failed");
   s->stats.correction_passes += 1;
   s->stats.correction_tokens += n;
   return ok_status();
@@ -725,6 +816,10 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
   for (Sequence* s : seqs) {
     count_decode_stats(s);
     s->cached += 1;
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    TIDAL_RETURN_IF_ERROR(check_logits(int64_t(i), seqs[i], seqs[i]->cached - 1)
+                              .with_context("sequence " + str(ids[i])));
   }
   if (sampled != nullptr) {
     sampled->assign(sampled_host_, sampled_host_ + seqs.size());
@@ -856,6 +951,7 @@ Status Engine::add_random_sequence(int64_t length, const SequenceOptions& option
   TIDAL_RETURN_IF_ERROR(add_sequence(std::vector<int32_t>(size_t(length), 0), options, id));
   Sequence* s = find(*id);
   const int64_t chunk = config_.prefill_chunk;
+  if (progress_) progress_(0, length);
   for (int64_t begin = 0; begin < length; begin += chunk) {
     const int64_t count = std::min(chunk, length - begin);
     step_->clear();
@@ -863,6 +959,7 @@ Status Engine::add_random_sequence(int64_t length, const SequenceOptions& option
     step_->add_prefill(int32_t(s->row), int32_t(begin), s->tokens.data() + begin, count);
     if (dist_ != nullptr) broadcast_command(Command::kRandomKv, 0, int64_t(seed), length);
     fill_random_kv(seed, length);
+    if (progress_) progress_(begin + count, length);
   }
   s->cached = length;
   return ok_status();

@@ -31,9 +31,17 @@
 
 namespace tidal::engine {
 
+// Upper bounds of the engine's sizes (validate() checks them before anything is sized): far
+// above any real use, low enough that every product the plan makes fits in int64.
+constexpr int64_t kMaxPageSize = int64_t{1} << 16;
+constexpr int64_t kMaxBatch = 65535;  // the CUDA decode-attention grid's limit
+constexpr int64_t kMaxContext = int64_t{1} << 28;
+constexpr int64_t kMaxKvCapacity = int64_t{1} << 40;
+constexpr int64_t kMaxPrefillChunk = int64_t{1} << 20;
+
 struct EngineConfig {
-  int64_t page_size = 16;   // KV tokens per page; Default: 16
-  int64_t max_batch = 8;    // sequences decoded in one step; Default: 8
+  int64_t page_size = 16;   // KV tokens per page, [1, kMaxPageSize]; Default: 16
+  int64_t max_batch = 8;    // sequences decoded in one step, [1, kMaxBatch]; Default: 8
   int64_t max_context = 0;  // tokens per sequence (prompt + generated); Default (0): the model's
   int64_t kv_capacity = 0;  // KV tokens over all sequences; Default (0): max_batch *
                             // max_context, capped to what fits in available memory
@@ -47,10 +55,12 @@ struct EngineConfig {
   // holding the whole model, with no communicator calls at all.
   const Distributed* distributed = nullptr;
 
+  // Errors name the field and its range.
   Status validate() const;
 };
 
-// What the engine holds, in bytes, and what it can serve.
+// What the engine holds, in bytes, and what it can serve. The KV arena is kv_pages + 1 pages
+// (one padding page) of kv_bytes_per_page, plus alignment: kv_bytes says exactly.
 struct MemoryPlan {
   Device device;
   std::string device_name;     // "cpu" or the GPU's name
@@ -59,21 +69,34 @@ struct MemoryPlan {
   size_t weight_bytes = 0;
   size_t kv_bytes = 0;
   size_t workspace_bytes = 0;  // activations, selection state, op scratch, step plan
-  int64_t kv_capacity_tokens = 0;  // pages * page_size
-  int64_t kv_bytes_per_token = 0;  // every layer, K and V (Quest page bounds: per page, extra)
+  int64_t kv_pages = 0;        // pages sequences can hold
+  int64_t kv_capacity_tokens = 0;  // kv_pages * page_size
+  int64_t kv_bytes_per_token = 0;  // K and V, every layer
+  int64_t kv_bytes_per_page = 0;  // page_size tokens of K and V + Quest's 2 bound rows, every layer
   int64_t max_context = 0;
   bool kv_capped = false;  // the automatic capacity was cut to fit available memory
 
-  size_t total_bytes() const { return weight_bytes + kv_bytes + workspace_bytes; }
+  size_t total_bytes() const;  // weights + KV cache + workspace (saturating)
 };
 
-// Plans memory without allocating (for `tidal info`). `available_bytes` is the memory (host or
-// device) that weights, KV cache and workspace may take (0: unknown, no cap). An automatic KV
-// capacity keeps 8% of it free; an explicit one is taken as asked (Engine::create checks it).
-// With config.distributed, the plan is this rank's: its shard's weights, its layers' and heads'
-// KV cache, its workspace.
+// Plans memory without allocating (for `tidal info`; Engine::load and create plan first too).
+// `available_bytes` is the memory (host or device) that weights, KV cache and workspace may take
+// (0: unknown, no cap). An automatic KV capacity keeps 8% of it free (never below one page); an
+// explicit one is taken as asked. Requires: model and config valid. Every size is computed
+// without overflow (SIZE_MAX when absurd), so plan_fits() sees the truth. With
+// config.distributed, the plan is this rank's: its shard's weights, its layers' and heads' KV
+// cache, its workspace.
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes);
+// Whether the plan can be allocated: at least one KV page, page ids that fit i32, and everything
+// within the available memory (when known). kOutOfMemory otherwise, saying what needs how many
+// bytes, what is available and on which device, and which settings size the largest part.
+Status plan_fits(const model::ModelConfig& model, const EngineConfig& config,
+                 const MemoryPlan& plan);
+// Whether `config` can serve `model` on config.device now: both valid, max_context within
+// the model's context, and a plan that fits the memory the device has available. Engine::load
+// runs it before reading the checkpoint.
+Status check_fits(const model::ModelConfig& model, const EngineConfig& config);
 // Memory the engine's device offers now: free device memory on a GPU, available host memory on
 // the CPU (0: unknown).
 size_t available_memory(Device device);
@@ -116,12 +139,14 @@ class Engine {
                       SeqId* id);
   // Prefills every not-yet-cached prompt token in chunks. Writes the logits after the last prompt
   // token to `logits` [vocab] (f32, host) when it has data, and the token sampled from them
-  // (the sequence's sampling settings) to `*sampled` when not null.
+  // (the sequence's sampling settings) to `*sampled` when not null. Fails (the prompt's K/V
+  // cached) when those logits hold a NaN or an infinity, naming the position.
   Status prefill(SeqId id, TensorView logits, int32_t* sampled = nullptr);
   // One decode step: appends tokens[i] to sequence ids[i] (all distinct); writes their next-token
   // logits to logits[i] ([ids.size(), vocab], f32, host) when it has data, and the sampled next
   // tokens to `*sampled` when not null. Fails (changing nothing) when a sequence would exceed its
-  // context or the KV cache is full.
+  // context or the KV cache is full; fails after the step (its K/V cached) when a sequence's
+  // logits hold a NaN or an infinity, naming the sequence, the step and the position.
   Status decode(const std::vector<SeqId>& ids, const std::vector<int32_t>& tokens,
                 TensorView logits, std::vector<int32_t>* sampled = nullptr);
   // KV cache correction (reference/TIDALDECODE.md §2): recomputes the K/V of the sequence's last
@@ -166,8 +191,18 @@ class Engine {
   // This rank's list-agreement traffic so far.
   const model::AgreementCounters& agreement_counters() const { return par_.counters; }
 
+  // Called on the host as a prefill (or a random-KV fill) advances: (0, total) before the first
+  // chunk, then (positions done, total) after each chunk completes; for progress lines. Empty:
+  // none.
+  void set_progress(std::function<void(int64_t done, int64_t total)> progress) {
+    progress_ = std::move(progress);
+  }
+
   int64_t length(SeqId id) const;    // tokens cached for the sequence
   int64_t kv_tokens_in_use() const;  // pages held by live sequences, in tokens
+  int64_t free_kv_pages() const { return kv_.free_pages(); }
+  // KV pages the sequence's next decode token needs beyond those it holds (0 or 1).
+  int64_t pages_for_next_token(SeqId id) const;
   // CUDA graph captures so far (one per batch bucket, plus one per widening of its layer ops).
   int64_t graphs_captured() const { return captures_; }
 
@@ -201,7 +236,12 @@ class Engine {
   void add_sample_row(int32_t row, const Sequence* s);
   // Dense pass over positions [begin, end) of `s` in prefill chunks; the last chunk's logits
   // (and sample) when asked.
-  void dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits, int32_t* sampled);
+  // `report`: call progress_ as chunks complete. Fails when the last chunk's logits are not
+  // finite.
+  Status dense_pass(Sequence* s, int64_t begin, int64_t end, TensorView logits, int32_t* sampled,
+                    bool report);
+  // Whether logit row `row` of the step just run was finite (the sampled id says).
+  Status check_logits(int64_t row, const Sequence* s, int64_t position) const;
   // Runs the step in step_ (decode tokens of step_seqs_): graph replay or eager launches, then
   // sampling; copies logits (when `logits` has data: its rows) back, and the sampled ids to
   // sampled_host_.
@@ -258,6 +298,7 @@ class Engine {
   std::vector<size_t> pages_before_;  // decode: block-table sizes before the step's pages
   std::unordered_map<SeqId, Sequence> seqs_;
   std::function<void(int64_t layer, bool after)> attention_marker_;
+  std::function<void(int64_t done, int64_t total)> progress_;
   std::vector<Sequence*> step_seqs_;  // the decode tokens' sequences of the step being run
   std::vector<bool> row_used_;
   int64_t max_pages_ = 0;

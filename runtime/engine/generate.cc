@@ -36,6 +36,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::kStopString: return "stop_string";
     case FinishReason::kContext: return "context";
     case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kKvCapacity: return "kv_capacity";
   }
   return "unknown";
 }
@@ -46,7 +47,7 @@ Status StopConditions::validate() const {
                             ")");
   }
   for (const std::string& s : stop_strings) {
-    if (s.empty()) return invalid_argument("stop strings must not be empty");
+    if (s.empty()) return invalid_argument("stop_strings must not hold an empty string");
   }
   return ok_status();
 }
@@ -69,8 +70,11 @@ class Generator {
  private:
   Status admit(size_t index, Live* live);
   // Records the sampled token of `live`, streams it, and decides whether it finishes.
-  void accept(Live& live, int32_t token);
+  Status accept(Live& live, int32_t token);
   void finish(Live& live, FinishReason reason);
+  // Finishes (kKvCapacity) the live sequences whose next token finds no free KV page, so the
+  // others can go on.
+  void finish_out_of_pages(std::vector<Live>& live);
 
   Engine& engine_;
   const std::vector<GenerationRequest>& requests_;
@@ -87,7 +91,9 @@ Status Generator::admit(size_t index, Live* live) {
   options.sampling = req.sampling;
   TIDAL_RETURN_IF_ERROR(engine_.add_sequence(req.prompt, options, &live->seq));
   if (tokenizer_ != nullptr) {
-    live->decoder = std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true);
+    // The prompt is the decoder's context: text that follows it keeps its leading space.
+    live->decoder =
+        std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true, req.prompt);
     live->matcher = std::make_unique<StopStringMatcher>(req.stop.stop_strings);
   }
   const auto t0 = Clock::now();
@@ -95,11 +101,10 @@ Status Generator::admit(size_t index, Live* live) {
   TIDAL_RETURN_IF_ERROR(engine_.prefill(live->seq, TensorView(), &first));
   results_[index].prefill_seconds = seconds_since(t0);
   results_[index].prompt_tokens = int64_t(req.prompt.size());
-  accept(*live, first);
-  return ok_status();
+  return accept(*live, first);
 }
 
-void Generator::accept(Live& live, int32_t token) {
+Status Generator::accept(Live& live, int32_t token) {
   const GenerationRequest& req = requests_[live.index];
   GenerationResult& res = results_[live.index];
   res.tokens.push_back(token);
@@ -110,8 +115,11 @@ void Generator::accept(Live& live, int32_t token) {
   if (live.decoder) {
     std::string piece;
     const Status st = live.decoder->push(token, &piece);
-    TIDAL_CHECK(st.ok(),
-                "generate: the model produced an id the tokenizer rejects: " + st.message());
+    if (!st.ok()) {
+      return invalid_argument("the model produced token id " + std::to_string(token) +
+                              ", which the tokenizer cannot decode (its vocabulary has " +
+                              std::to_string(tokenizer_->vocab_size()) + " ids): " + st.message());
+    }
     stop_string = live.matcher->feed(piece, &ev.text);
     res.text += ev.text;
   }
@@ -120,15 +128,32 @@ void Generator::accept(Live& live, int32_t token) {
       !req.stop.ignore_eos &&
       std::find(req.stop.eos_ids.begin(), req.stop.eos_ids.end(), token) != req.stop.eos_ids.end();
   live.next = token;
-  if (cancelled) return finish(live, FinishReason::kCancelled);
-  if (stop_string) return finish(live, FinishReason::kStopString);
-  if (eos) return finish(live, FinishReason::kEos);
-  if (int64_t(res.tokens.size()) >= req.stop.max_new_tokens) {
-    return finish(live, FinishReason::kLength);
+  if (cancelled) {
+    finish(live, FinishReason::kCancelled);
+  } else if (stop_string) {
+    finish(live, FinishReason::kStopString);
+  } else if (eos) {
+    finish(live, FinishReason::kEos);
+  } else if (int64_t(res.tokens.size()) >= req.stop.max_new_tokens) {
+    finish(live, FinishReason::kLength);
+  } else if (engine_.length(live.seq) + 1 > engine_.memory_plan().max_context) {
+    finish(live, FinishReason::kContext);
   }
-  if (engine_.length(live.seq) + 1 > engine_.memory_plan().max_context) {
-    return finish(live, FinishReason::kContext);
+  return ok_status();
+}
+
+void Generator::finish_out_of_pages(std::vector<Live>& live) {
+  int64_t granted = 0;  // pages promised to the sequences before this one
+  for (Live& l : live) {
+    const int64_t need = engine_.pages_for_next_token(l.seq);
+    if (granted + need <= engine_.free_kv_pages()) {
+      granted += need;
+    } else {
+      finish(l, FinishReason::kKvCapacity);  // its pages return to the free list
+    }
   }
+  live.erase(std::remove_if(live.begin(), live.end(), [](const Live& l) { return l.done; }),
+             live.end());
 }
 
 void Generator::finish(Live& live, FinishReason reason) {
@@ -148,6 +173,7 @@ void Generator::finish(Live& live, FinishReason reason) {
     res.text += ev.text;
   }
   res.stats = engine_.stats(live.seq);
+  res.cached_tokens = engine_.length(live.seq);
   on_event_(ev);
   engine_.release(live.seq);
   live.done = true;
@@ -168,6 +194,7 @@ Status Generator::run() {
       ++next_request;
       if (!l.done) live.push_back(std::move(l));
     }
+    finish_out_of_pages(live);
     if (live.empty()) continue;
     ids.clear();
     tokens.clear();
@@ -189,7 +216,7 @@ Status Generator::run() {
     const double dt = seconds_since(t0);
     for (size_t i = 0; i < live.size(); ++i) {
       results_[live[i].index].decode_seconds += dt;
-      accept(live[i], sampled[i]);
+      TIDAL_RETURN_IF_ERROR(accept(live[i], sampled[i]));
     }
     live.erase(std::remove_if(live.begin(), live.end(), [](const Live& l) { return l.done; }),
                live.end());

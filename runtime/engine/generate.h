@@ -32,7 +32,10 @@ struct GenerationRequest {
   model::AttentionPolicy attention;  // decode-step attention (and cache correction); Default: full
 };
 
-enum class FinishReason { kEos, kLength, kStopString, kContext, kCancelled };
+// Why a request ended. Running out is a finish reason like the others, not an error: kContext
+// when the sequence reached max_context tokens, kKvCapacity when the KV cache had no page left
+// for its next token (other sequences hold the rest, or kv_capacity is below max_context).
+enum class FinishReason { kEos, kLength, kStopString, kContext, kCancelled, kKvCapacity };
 const char* finish_reason_name(FinishReason r);
 
 struct GenerationResult {
@@ -40,6 +43,9 @@ struct GenerationResult {
   std::string text;             // generated text (with a tokenizer; stop string cut off)
   FinishReason finish = FinishReason::kLength;
   int64_t prompt_tokens = 0;
+  // KV cache rows the request held at its end: the prompt and every generated token but the last
+  // (which was sampled, never fed back).
+  int64_t cached_tokens = 0;
   double prefill_seconds = 0;   // wall time of this request's prefill
   double decode_seconds = 0;    // wall time of the decode steps it took part in
   model::AttentionStats stats;  // KV rows read per layer role, list overlap, corrections

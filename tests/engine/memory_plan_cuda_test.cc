@@ -99,7 +99,11 @@ TEST(MemoryPlanCuda, Llama31At128KIsCappedToFitAndOverlargeCapacitiesAreRefused)
   std::unique_ptr<Engine> e;
   const Status st = Engine::create(c, std::move(w), cfg, &e);
   EXPECT_EQ(st.code(), StatusCode::kOutOfMemory) << st.to_string();
-  EXPECT_NE(st.message().find("GiB of " + p.device_name + " memory is available"),
+  EXPECT_NE(st.message().find("does not fit in " + p.device_name + " memory"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find(" bytes are available; the KV cache is the largest part "
+                              "(kv_capacity " +
+                              std::to_string(cfg.kv_capacity) + " tokens"),
             std::string::npos)
       << st.message();
   EXPECT_FALSE(e);

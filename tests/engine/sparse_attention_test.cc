@@ -298,7 +298,8 @@ TEST(SparseAttention, BadPoliciesFailTheRequest) {
   req.attention = tidal(8, Granularity::kPerQueryHead, {9});
   st = generate(
       *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);
-  EXPECT_NE(st.message().find("reselect layer 9 is outside the 6 layers"), std::string::npos);
+  EXPECT_NE(st.message().find("reselect_layers: layer 9 is outside the 6 layers"),
+            std::string::npos);
   req.attention = quest(4, 8);
   st = generate(
       *e, {req}, nullptr, [](const GenerationEvent&) { return true; }, &r);

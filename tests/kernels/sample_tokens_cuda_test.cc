@@ -3,6 +3,7 @@
 // vocab sizes; sampled tokens identical for the same seed on the GPU, and equal to the ref's on
 // at least 99% of (row, counter) draws over a 128256 vocab with every filter in play (they may
 // differ only where f32 exp or sums round differently at a boundary).
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -95,6 +96,27 @@ INSTANTIATE_TEST_SUITE_P(Vocabs, SampleTokensCudaGreedy,
                          [](const ::testing::TestParamInfo<VocabCase>& info) {
                            return info.param.name;
                          });
+
+TEST(SampleTokensCuda, NonFiniteRowsGetTheMarker) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  for (int64_t vocab : {int64_t(733), int64_t(128256)}) {
+    Rows r(5, vocab);
+    r.logits = testing::to_vector(testing::random_tensor({5, vocab}, 9, 2.0f).view());
+    r.logits[size_t(0 * vocab + 3)] = std::nanf("");
+    r.logits[size_t(1 * vocab + vocab - 1)] = INFINITY;
+    r.logits[size_t(2 * vocab + 0)] = -INFINITY;
+    r.logits[size_t(3 * vocab + vocab / 2)] = std::nanf("");
+    r.set(0, Setting{0.0f, 0, 1.0f, 0.0f});
+    r.set(1, Setting{1.0f, 0, 1.0f, 0.0f});
+    r.set(2, Setting{0.7f, 5, 0.9f, 0.05f});
+    r.set(3, Setting{1.0f, 0, 0.5f, 0.0f});
+    r.set(4, Setting{0.0f, 0, 1.0f, 0.0f});  // greedy: GPU and ref agree exactly
+    DeviceRows d(r);
+    const std::vector<int32_t> want = r.sample_ref();
+    EXPECT_EQ(d.sample(r.counters), want) << "vocab " << vocab;
+    for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(want[size_t(i)], kNonFiniteLogits);
+  }
+}
 
 class SampleTokensCudaDraws : public ::testing::TestWithParam<VocabCase> {};
 

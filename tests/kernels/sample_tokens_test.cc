@@ -62,6 +62,33 @@ TEST(SampleTokensRef, GreedyTakesTheLowestOfEqualMaxima) {
   EXPECT_EQ(r.sample_ref(), (std::vector<int32_t>{1, 0, 1}));
 }
 
+// Rows with a NaN, +inf or -inf (greedy or sampled, filters on or off) get kNonFiniteLogits; a
+// finite row beside them is sampled as if alone.
+Rows non_finite_rows(int64_t vocab) {
+  Rows r(5, vocab);
+  r.logits = testing::to_vector(testing::random_tensor({5, vocab}, 9, 2.0f).view());
+  r.logits[size_t(0 * vocab + 3)] = std::nanf("");
+  r.logits[size_t(1 * vocab + vocab - 1)] = INFINITY;
+  r.logits[size_t(2 * vocab + 0)] = -INFINITY;
+  r.logits[size_t(3 * vocab + vocab / 2)] = std::nanf("");
+  r.set(0, Setting{0.0f, 0, 1.0f, 0.0f});
+  r.set(1, Setting{1.0f, 0, 1.0f, 0.0f});
+  r.set(2, Setting{0.7f, 5, 0.9f, 0.05f});
+  r.set(3, Setting{1.0f, 0, 0.5f, 0.0f});
+  r.set(4, Setting{1.0f, 0, 1.0f, 0.0f});
+  return r;
+}
+
+TEST(SampleTokensRef, NonFiniteRowsGetTheMarker) {
+  Rows r = non_finite_rows(733);
+  const std::vector<int32_t> got = r.sample_ref();
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(got[size_t(i)], kNonFiniteLogits) << "row " << i;
+  Rows alone(1, 733);
+  alone.logits.assign(r.logits.begin() + 4 * 733, r.logits.end());
+  EXPECT_EQ(got[4], alone.sample_ref()[0]);
+  EXPECT_GE(got[4], 0);
+}
+
 TEST(SampleTokensRef, TopKOneIsGreedy) {
   const HostTensor x = testing::random_tensor({6, 733}, 3, 4.0f);  // distinct values
   Rows r(6, 733);

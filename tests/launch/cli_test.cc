@@ -2,10 +2,15 @@
 // The tidal command end to end, as a user runs it: golden generation on stories260K,
 // tokenize / info output, and one clear error line (exit code 1, no crash) for each bad input.
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
 #include <string>
 
 #include "runtime/device.h"
@@ -26,14 +31,38 @@ std::string quote(const std::string& s) {
   return q + "'";
 }
 
-CliRun tidal(const std::string& args) {
+// `stdout_to`: where stdout goes instead of a file the run returns (e.g. /dev/full).
+CliRun tidal(const std::string& args, const std::string& stdout_to = "") {
   const std::string dir = testing::temp_dir("cli");
-  const std::string cmd =
-      std::string(TIDAL_BINARY) + " " + args + " > " + dir + "/out 2> " + dir + "/err";
+  const std::string cmd = std::string(TIDAL_BINARY) + " " + args + " > " +
+                          (stdout_to.empty() ? dir + "/out" : stdout_to) + " 2> " + dir + "/err";
   const int status = std::system(cmd.c_str());
   CliRun r;
   if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-  r.out = testing::read_file(dir + "/out");
+  if (stdout_to.empty()) r.out = testing::read_file(dir + "/out");
+  r.err = testing::read_file(dir + "/err");
+  return r;
+}
+
+// Runs tidal with stdout a pipe whose reader has already gone: every write fails (EPIPE).
+CliRun tidal_to_closed_pipe(const std::string& args) {
+  const std::string dir = testing::temp_dir("cli");
+  const std::string cmd = std::string(TIDAL_BINARY) + " " + args + " 2> " + dir + "/err";
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  close(fds[0]);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    dup2(fds[1], 1);
+    close(fds[1]);
+    execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CliRun r;
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
   r.err = testing::read_file(dir + "/err");
   return r;
 }
@@ -58,7 +87,8 @@ TEST(Cli, GenerateGreedyFromBosPrintsTheGoldenText) {
   std::string want = golden.substr(0, golden.rfind("ids: ["));
   EXPECT_EQ(r.out, want);  // the text, then the newline the CLI ends with
   EXPECT_NE(r.err.find("generated 256 tokens"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("KV cache: 257 of 512 tokens"), std::string::npos) << r.err;
+  // 256 rows: BOS and 255 generated tokens; the last one is never fed back.
+  EXPECT_NE(r.err.find("KV cache: 256 of 512 tokens"), std::string::npos) << r.err;
 }
 
 TEST(Cli, PrintIdsAndPromptIds) {
@@ -109,9 +139,9 @@ TEST(Cli, SparseAttentionFlagsAndStats) {
   ASSERT_EQ(q.exit_code, 0) << q.err;
   EXPECT_NE(q.err.find("attention quest (budget 32, page 16, dense_layers 2)"), std::string::npos);
   expect_error(tidal("generate --model " + kStories + " --attention tidal --budget 1"),
-               "tidal budget must be >= 2");
+               "tidal --budget must be >= 2");
   expect_error(tidal("generate --model " + kStories + " --attention tidal --reselect-layers 9"),
-               "reselect layer 9 is outside the 5 layers");
+               "--reselect-layers: layer 9 is outside the 5 layers");
   expect_error(tidal("generate --model " + kStories + " --attention tidal --granularity rows"),
                "unknown granularity 'rows'");
   expect_error(tidal("generate --model " + kStories + " --attention quest --budget 8"),
@@ -147,9 +177,9 @@ TEST(Cli, InfoPrintsConfigAndMemoryPlan) {
 TEST(Cli, BadInputGetsOneClearLine) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   expect_error(tidal("generate --model /nonexistent/model"), "/nonexistent/model");
-  expect_error(tidal("generate --model " + kStories + " --top-p 0"), "top_p must be in (0, 1]");
+  expect_error(tidal("generate --model " + kStories + " --top-p 0"), "--top-p must be in (0, 1]");
   expect_error(tidal("generate --model " + kStories + " --temperature -1"),
-               "temperature must be a finite number >= 0");
+               "--temperature must be a finite number >= 0");
   std::string ids;
   for (int i = 0; i < 600; ++i) ids += (i ? "," : "") + std::string("5");
   expect_error(tidal("generate --model " + kStories + " --prompt-ids " + ids),
@@ -207,6 +237,190 @@ TEST(Cli, BrokenModelDirectoriesAreNamed) {
   const CliRun truncated = tidal("generate --prompt-ids 1 --print-ids --model " + dir);
   EXPECT_EQ(truncated.exit_code, 1) << truncated.err;
   EXPECT_NE(truncated.err.find("model.safetensors"), std::string::npos) << truncated.err;
+}
+
+TEST(Cli, ParseErrorsFollowTheErrorConvention) {
+  for (const char* args : {"", "foo", "generate --max-new-tokens", "generate --max-new-tokens abc",
+                           "generate --no-such-flag", "info --model", "tokenize --text"}) {
+    const CliRun r = tidal(args);
+    EXPECT_EQ(r.exit_code, 1) << args << ": " << r.err;
+    EXPECT_EQ(r.err.rfind("tidal: error: ", 0), 0u) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
+  }
+  expect_error(tidal("foo"), "unknown subcommand 'foo'");
+  expect_error(tidal("generate --max-new-tokens abc"), "--max-new-tokens");
+  const CliRun help = tidal("generate --help");
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("--max-batch INT=1 "), std::string::npos) << help.out;
+  const CliRun version = tidal("--version");
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_TRUE(std::regex_match(version.out, std::regex("tidal [0-9]+\\.[0-9]+\\.[0-9]+ \\(commit "
+                                                       "([0-9a-f]{12}(-dirty)?|unknown)\\)\n")))
+      << version.out;
+}
+
+// Reads "<label> <n> bytes" or "... = <a> x <b>" style figures from `tidal info`.
+int64_t number_after(const std::string& text, const std::string& label) {
+  const size_t at = text.find(label);
+  EXPECT_NE(at, std::string::npos) << label << " in " << text;
+  if (at == std::string::npos) return -1;
+  return std::stoll(text.substr(at + label.size()));
+}
+
+// Every byte figure `tidal info` prints agrees with the arithmetic it states.
+void expect_info_arithmetic(const std::string& out) {
+  const int64_t weights = number_after(out, "  weights        ");
+  const int64_t kv = number_after(out, "  kv cache       ");
+  const int64_t workspace = number_after(out, "  workspace      ");
+  const int64_t total = number_after(out, "  total          ");
+  EXPECT_EQ(total, weights + kv + workspace) << out;
+  std::smatch m;
+  ASSERT_TRUE(
+      std::regex_search(out, m,
+                        std::regex("= ([0-9]+) pages x ([0-9]+) bytes \\+ ([0-9]+) bytes of "
+                                   "alignment")))
+      << out;
+  const int64_t arena_pages = std::stoll(m[1]), page_bytes = std::stoll(m[2]);
+  EXPECT_EQ(kv, arena_pages * page_bytes + std::stoll(m[3])) << out;
+  ASSERT_TRUE(std::regex_search(
+      out, m,
+      std::regex("([0-9]+) tokens = ([0-9]+) pages x ([0-9]+) tokens, \\+ 1 padding page; a page = "
+                 "([0-9]+) tokens x ([0-9]+) bytes of K and V \\([0-9]+ layers\\) \\+ ([0-9]+) "
+                 "bytes of Quest key bounds")))
+      << out;
+  EXPECT_EQ(std::stoll(m[1]), std::stoll(m[2]) * std::stoll(m[3])) << out;
+  EXPECT_EQ(arena_pages, std::stoll(m[2]) + 1) << out;
+  EXPECT_EQ(page_bytes, std::stoll(m[4]) * std::stoll(m[5]) + std::stoll(m[6])) << out;
+}
+
+TEST(Cli, InfoFiguresAgreeAndNotFittingIsSaid) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  for (const char* flags :
+       {"", " --max-batch 1", " --dtype f16 --page-size 7 --max-batch 3", " --kv-capacity 1000"}) {
+    const CliRun r = tidal("info --model " + kStories + flags);
+    ASSERT_EQ(r.exit_code, 0) << flags << ": " << r.err;
+    expect_info_arithmetic(r.out);
+    EXPECT_NE(r.out.find("  fits           yes"), std::string::npos) << r.out;
+  }
+  expect_info_arithmetic(
+      tidal("info --model " + std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k").out);
+  // A plan no machine holds: the figures, "no", and one error line with the bytes it needs, the
+  // bytes there are, the device, and the flag that sized it.
+  const CliRun big =
+      tidal("info --model " + kStories + " --page-size 65536 --kv-capacity 1099511627776");
+  EXPECT_NE(big.out.find("  fits           no"), std::string::npos) << big.out;
+  expect_info_arithmetic(big.out);
+  expect_error(big, "does not fit in cpu memory (f32): it needs ");
+  EXPECT_TRUE(
+      std::regex_search(big.err, std::regex("it needs [0-9]+ bytes \\([0-9.]+ [KMGTPE]iB\\) "
+                                            "\\(.*\\) and [0-9]+ bytes \\([0-9.]+ "
+                                            "[KMGTPE]iB\\) are available")))
+      << big.err;
+  EXPECT_NE(big.err.find("--kv-capacity 1099511627776 tokens"), std::string::npos) << big.err;
+  // Flags that make any plan impossible are named.
+  expect_error(tidal("info --model " + kStories + " --page-size 100000000"),
+               "--page-size 100000000 is out of range");
+  expect_error(tidal("info --model " + kStories + " --max-batch 1000000000"),
+               "--max-batch 1000000000 is out of range");
+  expect_error(tidal("generate --model " + kStories + " --max-batch 1000000000"),
+               "--max-batch 1000000000 is out of range");
+}
+
+TEST(Cli, HugeConfigSizesAreRefusedAtOnce) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string dir = testing::temp_dir("huge");
+  std::string config = testing::read_file(kStories + "/config.json");
+  const size_t at = config.find("\"num_hidden_layers\": 5");
+  ASSERT_NE(at, std::string::npos) << config;
+  config.replace(at, std::strlen("\"num_hidden_layers\": 5"), "\"num_hidden_layers\": 100000000");
+  testing::write_file(dir + "/config.json", config);
+  for (const std::string& cmd : {"info --model " + dir, "generate --prompt-ids 1 --model " + dir}) {
+    expect_error(tidal(cmd), "num_layers 100000000 ('num_hidden_layers') is out of range");
+    expect_error(tidal(cmd), "its weights alone would take ~1.82e+13 bytes (16.5 TiB in f32)");
+  }
+}
+
+TEST(Cli, GeneratedTextFollowsThePrompt) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const CliRun r = tidal("generate --model " + kStories +
+                         " --prompt 'Once upon' --max-new-tokens 4 --temperature 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, " a time, there\n");  // the model's "▁a": its space is kept after the prompt
+}
+
+TEST(Cli, RunningOutIsAFinishReason) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string base =
+      "generate --model " + kStories + " --prompt '' --temperature 0 --ignore-eos";
+  const CliRun kv = tidal(base + " --max-new-tokens 600 --kv-capacity 64");
+  EXPECT_EQ(kv.exit_code, 0) << kv.err;
+  EXPECT_NE(kv.err.find("finish: kv_capacity"), std::string::npos) << kv.err;
+  EXPECT_NE(kv.err.find("KV cache: 64 of 64 tokens (80.00 KiB of 80.00 KiB"), std::string::npos)
+      << kv.err;
+  EXPECT_GT(kv.out.size(), 100u);
+  const CliRun ctx = tidal(base + " --max-new-tokens 600");
+  EXPECT_EQ(ctx.exit_code, 0) << ctx.err;
+  EXPECT_NE(ctx.err.find("finish: context"), std::string::npos) << ctx.err;
+  EXPECT_NE(ctx.err.find("KV cache: 512 of 512 tokens"), std::string::npos) << ctx.err;
+}
+
+// stories260K's checkpoint with model.norm.weight set to NaN (every logit NaN).
+std::string nan_checkpoint() {
+  const std::string dir = testing::temp_dir("nan");
+  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"}) {
+    testing::write_file(dir + "/" + f, testing::read_file(kStories + "/" + f));
+  }
+  std::string st = testing::read_file(kStories + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(st[size_t(i)]);
+  const auto header = nlohmann::json::parse(st.substr(8, n));
+  const auto& offsets = header.at("model.norm.weight").at("data_offsets");
+  for (size_t i = 8 + n + offsets[0].get<size_t>(); i < 8 + n + offsets[1].get<size_t>(); ++i) {
+    st[i] = char(0xFF);  // 0xFFFFFFFF is a NaN
+  }
+  testing::write_file(dir + "/model.safetensors", st);
+  return dir;
+}
+
+TEST(Cli, NothingFailsSilently) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string gen = "generate --model " + kStories + " --prompt '' --max-new-tokens 20";
+  // Output that cannot be written: a full disk, a closed pipe (text streamed, or ids at the end).
+  expect_error(tidal(gen, "/dev/full"), "cannot write to stdout: No space left on device");
+  expect_error(tidal("tokenize --model " + kStories + " --text hi", "/dev/full"),
+               "cannot write to stdout");
+  expect_error(tidal_to_closed_pipe(gen), "cannot write to stdout: Broken pipe");
+  expect_error(tidal_to_closed_pipe(gen + " --print-ids"), "cannot write to stdout");
+  // Non-finite logits stop the run, naming the step.
+  expect_error(tidal("generate --model " + nan_checkpoint() + " --prompt 'Once'"),
+               "non-finite logits (NaN or infinity) at step 0 of the generation (position 1)");
+  // Seeds are the u64 range, not wrapped into it.
+  expect_error(tidal(gen + " --seed -1"), "--seed: '-1' is not a seed");
+  expect_error(tidal(gen + " --seed 18446744073709551616"), "is not a seed");
+  EXPECT_EQ(tidal(gen + " --seed 18446744073709551615").exit_code, 0);
+  // Flags the chosen attention ignores are refused.
+  expect_error(tidal(gen + " --granularity shared"),
+               "--granularity has no effect with --attention full");
+  expect_error(tidal(gen + " --correction-interval 8"), "--correction-interval has no effect");
+  // Errors about a flag's value name the flag.
+  expect_error(tidal("generate --model " + kStories + " --max-new-tokens 0"),
+               "--max-new-tokens must be >= 1");
+  expect_error(tidal(gen + " --prefill-chunk 0"), "--prefill-chunk 0 is out of range");
+  expect_error(tidal(gen + " --top-k -1"), "--top-k must be >= 0");
+  expect_error(tidal(gen + " --min-p 2"), "--min-p must be in [0, 1]");
+  expect_error(tidal(gen + " --attention quest --budget 8"), "--budget 8 is below one page");
+  expect_error(tidal(gen + " --threads 0"), "--threads must be in [1, 1024]");
+}
+
+TEST(Cli, ThreadCountsGiveTheSameTokens) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string gen = "generate --model " + kStories +
+                          " --prompt 'Once upon a time' --max-new-tokens 40 --temperature 0.8 "
+                          "--seed 3 --print-ids --attention tidal --budget 16";
+  const CliRun one = tidal(gen + " --threads 1"), three = tidal(gen + " --threads 3");
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(one.out, three.out);
+  EXPECT_NE(three.err.find("device cpu, f32, 3 threads"), std::string::npos) << three.err;
 }
 
 }  // namespace

@@ -67,9 +67,10 @@ TEST(AttentionPolicy, BadPoliciesAreRejectedWithAMessage) {
   EXPECT_NE(error(tidal(1)).find("tidal budget must be >= 2"), std::string::npos);
   AttentionPolicy p = tidal(64);
   p.tidal.reselect_layers = std::vector<int64_t>{32};
-  EXPECT_NE(error(p).find("reselect layer 32 is outside the 32 layers"), std::string::npos);
+  EXPECT_NE(error(p).find("reselect_layers: layer 32 is outside the 32 layers"), std::string::npos);
   p.tidal.reselect_layers = std::vector<int64_t>{1};
-  EXPECT_NE(error(p).find("reselect layer 1 must be above sparse_start 2"), std::string::npos);
+  EXPECT_NE(error(p).find("reselect_layers: layer 1 must be above sparse_start 2"),
+            std::string::npos);
   p.tidal.reselect_layers = std::vector<int64_t>{2};
   EXPECT_NE(error(p).find("must be above sparse_start"), std::string::npos);
   p = tidal(64);
@@ -83,7 +84,7 @@ TEST(AttentionPolicy, BadPoliciesAreRejectedWithAMessage) {
   EXPECT_NE(error(q, 32, 32).find("must equal the KV cache page size 32"), std::string::npos);
   q.quest.page_size = 16;
   q.correction_interval = -1;
-  EXPECT_NE(error(q).find("correction interval"), std::string::npos);
+  EXPECT_NE(error(q).find("correction_interval"), std::string::npos);
   Granularity g;
   EXPECT_NE(parse_granularity("per-layer", &g).message().find("unknown granularity 'per-layer'"),
             std::string::npos);

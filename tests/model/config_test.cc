@@ -415,6 +415,44 @@ TEST(ConfigErrors, WrongTypes) {
   }
 }
 
+// Sizes beyond any published model are refused at parse time, naming the key, before anything is
+// sized from them (10^8 layers once ended in std::bad_alloc in the memory plan, 10^7 in a minute
+// and 24 GB of allocations).
+TEST(ConfigErrors, SizesAreBoundedNamingTheKey) {
+  const struct {
+    const char* from;
+    const char* key;
+    const char* value;
+  } cases[] = {
+      {"\"num_hidden_layers\": 32", "num_hidden_layers", "100000000"},
+      {"\"num_hidden_layers\": 32", "num_hidden_layers", "10000000"},
+      {"\"num_hidden_layers\": 32", "num_hidden_layers", "30000000"},
+      {"\"num_hidden_layers\": 32", "num_hidden_layers", "1025"},
+      {"\"hidden_size\": 4096", "hidden_size", "1000000000"},
+      {"\"intermediate_size\": 14336", "intermediate_size", "10000000"},
+      {"\"vocab_size\": 128256", "vocab_size", "100000000"},
+      {"\"num_key_value_heads\": 8", "num_key_value_heads", "1048576"},
+      {"\"max_position_embeddings\": 8192", "max_position_embeddings", "1000000000"},
+  };
+  for (const auto& c : cases) {
+    const std::string msg =
+        parse_error(edit(kLlama3, c.from, "\"" + std::string(c.key) + "\": " + c.value));
+    EXPECT_NE(msg.find(std::string(c.value) + " ('" + c.key + "') is out of range: at most"),
+              std::string::npos)
+        << msg;
+  }
+  // Sizes that shape the weights say what the weights alone would take.
+  EXPECT_NE(parse_error(edit(kLlama3, "\"num_hidden_layers\": 32", "\"num_hidden_layers\": 100000000"))
+                .find("; its weights alone would take ~4.36e+16 bytes (38.7 PiB in bf16)"),
+            std::string::npos);
+  // The largest allowed context parses (the engine's plan then decides what fits).
+  ModelConfig c;
+  EXPECT_TRUE(parse_model_config(edit(kLlama3, "\"max_position_embeddings\": 8192",
+                                      "\"max_position_embeddings\": 268435456"),
+                                 &c)
+                  .ok());
+}
+
 TEST(ConfigErrors, NotJsonOrNotObject) {
   EXPECT_NE(parse_error("").find("JSON"), std::string::npos);
   EXPECT_NE(parse_error("{\"hidden_size\": 4096,").find("JSON"), std::string::npos);

@@ -322,6 +322,93 @@ TEST(TokenizerStream, MatchesDecodeStories) {
   check_stream(cached(kStoriesJson), kMultiByteText);
 }
 
+// Streams the ids of `text` after its first `prompt_ids` ids (BOS included) as generate() does,
+// with those ids as the decoder's context: the pieces together are decode(all) with
+// decode(prompt) cut from its front (less a partial character it ends with), so text that follows
+// the prompt keeps its leading space.
+std::string stream_after(const Tokenizer& tok, const std::string& text, size_t prompt_ids) {
+  std::vector<int32_t> ids;
+  EXPECT_TRUE(tok.encode(text, /*add_bos=*/true, &ids).ok());
+  EXPECT_LT(prompt_ids, ids.size());
+  const std::vector<int32_t> prompt(ids.begin(), ids.begin() + long(prompt_ids));
+  StreamDecoder stream(tok, /*skip_special=*/true, prompt);
+  std::string got, piece;
+  for (size_t i = prompt_ids; i < ids.size(); ++i) {
+    EXPECT_TRUE(stream.push(ids[i], &piece).ok());
+    EXPECT_EQ(piece.find("\xEF\xBF\xBD"), std::string::npos) << "emitted half a character";
+    got += piece;
+  }
+  EXPECT_TRUE(stream.finish(&piece).ok());
+  std::string all, before;
+  EXPECT_TRUE(tok.decode(ids, true, &all).ok());
+  EXPECT_TRUE(tok.decode(prompt, true, &before).ok());
+  // A prompt that ends inside a character: the stream gives the whole character once complete.
+  while (before.size() >= 3 && before.compare(before.size() - 3, 3, "\xEF\xBF\xBD") == 0) {
+    before.resize(before.size() - 3);
+  }
+  EXPECT_EQ(all.compare(0, before.size(), before), 0);
+  EXPECT_EQ(got + piece, all.substr(before.size()));
+  return got + piece;
+}
+
+// The token after a prompt is what the model said, its leading space included; with no text
+// before it (BOS alone) there is none to keep. Every tokenizer kind: SentencePiece-style BPE in
+// tokenizer.json (stories260K), a SentencePiece tokenizer.model (Llama-2), byte-level BPE
+// (Llama-3, and the embedded model's own).
+void check_prompt_then_stream(const Tokenizer& tok) {
+  const std::string text = "Once upon a time, a dog sang \xC3\xA9t\xC3\xA9 \xF0\x9F\xA6\x99.";
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok.encode(text, /*add_bos=*/true, &ids).ok());
+  const size_t bos = tok.bos_id() >= 0 && ids[0] == tok.bos_id() ? 1 : 0;
+  // No prompt text: the stream reads exactly as the text.
+  EXPECT_EQ(stream_after(tok, text, bos), text);
+  // After "Once upon": " a time, ..." (the space is the model's, not dropped).
+  std::vector<int32_t> head;
+  ASSERT_TRUE(tok.encode("Once upon", /*add_bos=*/true, &head).ok());
+  ASSERT_EQ(std::vector<int32_t>(ids.begin(), ids.begin() + long(head.size())), head);
+  EXPECT_EQ(stream_after(tok, text, head.size()), text.substr(std::string("Once upon").size()));
+  // Every split point, the ones inside multi-byte characters included.
+  for (size_t k = bos; k + 1 < ids.size(); ++k) stream_after(tok, text, k);
+}
+
+TEST(TokenizerStream, PromptContextKeepsTheLeadingSpaceStories) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
+  check_prompt_then_stream(cached(kStoriesJson));
+}
+
+TEST(TokenizerStream, PromptContextKeepsTheLeadingSpaceLlama2) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama2Model);
+  check_prompt_then_stream(cached(kLlama2Model));
+}
+
+TEST(TokenizerStream, PromptContextKeepsTheLeadingSpaceLlama3) {
+  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
+  check_prompt_then_stream(cached(kLlama3Json));
+}
+
+TEST(TokenizerStream, PromptContextKeepsTheLeadingSpaceEmbeddedModel) {
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(
+      Tokenizer::load_from_dir(std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k", &tok).ok());
+  check_prompt_then_stream(*tok);
+}
+
+TEST(TokenizerStream, ABadContextIdIsIgnored) {
+  std::unique_ptr<Tokenizer> tok;
+  ASSERT_TRUE(
+      Tokenizer::load_from_dir(std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k", &tok).ok());
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok->encode("Hello there", /*add_bos=*/false, &ids).ok());
+  StreamDecoder stream(*tok, /*skip_special=*/true, {1, 99999});
+  std::string got, piece;
+  for (int32_t id : ids) {
+    ASSERT_TRUE(stream.push(id, &piece).ok());
+    got += piece;
+  }
+  ASSERT_TRUE(stream.finish(&piece).ok());
+  EXPECT_EQ(got + piece, "Hello there");
+}
+
 TEST(TokenizerStream, BadIdIsAnErrorAndTheStreamGoesOn) {
   TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
   const Tokenizer& tok = cached(kStoriesJson);

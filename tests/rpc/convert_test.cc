@@ -377,6 +377,7 @@ TEST(ToProto, EveryFinishReasonMaps) {
       {engine::FinishReason::kStopString, FINISH_REASON_STOP_STRING},
       {engine::FinishReason::kContext, FINISH_REASON_CONTEXT},
       {engine::FinishReason::kCancelled, FINISH_REASON_CANCELLED},
+      {engine::FinishReason::kKvCapacity, FINISH_REASON_KV_CAPACITY},
   };
   for (const auto& [reason, want] : cases) {
     EXPECT_EQ(to_proto(reason), want) << engine::finish_reason_name(reason);

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+// The command's flags as a class: every default --help shows is the value a run uses; library
+// errors about a flag's value name the flag; --seed takes the whole u64 range and nothing else;
+// attention flags the chosen policy ignores are refused.
+#include <gtest/gtest.h>
+
+#include "launch/cli.h"
+#include "launch/flag_names.h"
+
+namespace tidal::launch {
+namespace {
+
+struct Commands {
+  CLI::App app{"tidal"};
+  GenerateOptions gen;
+  InfoOptions info;
+  TokenizeOptions tok;
+  BenchOptions bench;
+  Commands() {
+    add_generate_command(app, &gen);
+    add_info_command(app, &info);
+    add_tokenize_command(app, &tok);
+    add_bench_command(app, &bench);
+  }
+};
+
+// --help shows each option's default as captured when the flag was defined; capturing again now,
+// with nothing parsed, reads the value a run would use. (--max-batch once showed 8 and ran 1.)
+TEST(Flags, HelpDefaultsAreTheValuesARunUses) {
+  Commands c;
+  int checked = 0;
+  for (CLI::App* cmd : c.app.get_subcommands({})) {
+    for (CLI::Option* opt : cmd->get_options()) {
+      const std::string shown = opt->get_default_str();
+      if (shown.empty()) continue;
+      opt->capture_default_str();
+      EXPECT_EQ(opt->get_default_str(), shown) << cmd->get_name() << " " << opt->get_name();
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 20);
+  EXPECT_EQ(c.gen.engine.max_batch, 1);
+}
+
+Status parse(Commands& c, std::vector<std::string> args) {
+  std::vector<const char*> argv = {"tidal"};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  try {
+    c.app.parse(int(argv.size()), const_cast<char**>(argv.data()));
+  } catch (const CLI::ParseError& e) {
+    return invalid_argument(e.what());
+  }
+  return ok_status();
+}
+
+TEST(Flags, SeedTakesTheWholeU64RangeAndNothingElse) {
+  {
+    Commands c;
+    ASSERT_TRUE(parse(c, {"generate", "--seed", "18446744073709551615"}).ok());
+    EXPECT_EQ(c.gen.sampling.seed, UINT64_MAX);
+  }
+  for (const char* bad : {"-1", "18446744073709551616", "1e3", "0x10", " 5", "+5", ""}) {
+    Commands c;
+    const Status st = parse(c, {"generate", "--seed", bad});
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("--seed"), std::string::npos) << st.message();
+    Commands b;
+    EXPECT_FALSE(parse(b, {"bench", "--seed", bad}).ok()) << bad;
+  }
+}
+
+TEST(Flags, AttentionFlagsWithoutEffectAreRefused) {
+  const struct {
+    std::vector<std::string> args;
+    const char* error;  // empty: accepted
+  } cases[] = {
+      {{"--granularity", "shared"}, "--granularity has no effect with --attention full"},
+      {{"--correction-interval", "4"}, "--correction-interval has no effect with --attention full"},
+      {{"--budget", "64"}, "--budget has no effect with --attention full"},
+      {{"--attention", "quest", "--sparse-start", "3"}, "--sparse-start has no effect"},
+      {{"--attention", "quest", "--reselect-layers", "4"}, "--reselect-layers has no effect"},
+      {{"--attention", "quest", "--budget", "64", "--correction-interval", "8"}, ""},
+      {{"--attention", "tidal", "--granularity", "shared", "--sparse-start", "1"}, ""},
+  };
+  for (const auto& tc : cases) {
+    Commands c;
+    std::vector<std::string> args = {"generate"};
+    args.insert(args.end(), tc.args.begin(), tc.args.end());
+    ASSERT_TRUE(parse(c, args).ok());
+    model::AttentionPolicy p;
+    const Status st = build_policy(c.gen, &p);
+    if (std::string(tc.error).empty()) {
+      EXPECT_TRUE(st.ok()) << st.message();
+    } else {
+      EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
+    }
+  }
+}
+
+TEST(FlagNames, FieldNamesBecomeFlags) {
+  EXPECT_EQ(name_flags("top_p must be in (0, 1] (got 0)"), "--top-p must be in (0, 1] (got 0)");
+  EXPECT_EQ(name_flags("page_size 0 is out of range; max_batch too"),
+            "--page-size 0 is out of range; --max-batch too");
+  EXPECT_EQ(name_flags("request 0: tidal budget must be >= 2"),
+            "request 0: tidal --budget must be >= 2");
+  // Words that only contain a field name, and flags already named, stay as they are.
+  EXPECT_EQ(name_flags("max_budget 9; --top-p; top_pp; my_page_size"),
+            "max_budget 9; --top-p; top_pp; my_page_size");
+  EXPECT_EQ(name_flags(invalid_argument("reselect_layers: layer 9")).message(),
+            "--reselect-layers: layer 9");
+  EXPECT_TRUE(name_flags(ok_status()).ok());
+}
+
+}  // namespace
+}  // namespace tidal::launch
