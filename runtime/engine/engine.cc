@@ -65,12 +65,6 @@ size_t state_bytes(const model::ModelConfig& m, const EngineConfig& c) {
   return (tables + 255) / 256 * 256 + StepPlan(step_capacity(m, c)).bytes();
 }
 
-std::string gib(size_t bytes) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.2f", double(bytes) / double(1ull << 30));
-  return buf;
-}
-
 // This process's part of the model: all of it, or its rank's shard (the whole model when the
 // shard is impossible: Engine::create reports that).
 model::ModelShard engine_shard(const model::ModelConfig& m, const EngineConfig& c) {
