@@ -108,10 +108,18 @@ __device__ __forceinline__ void to_floats(const Vec<T, kVec>& v, float (&out)[kV
 }
 
 // An activation vector as floats: an ordinary coherent load (the previous kernel wrote it), kept
-// in L1 for the SM's other blocks.
+// in L1 for the SM's other blocks. Loaded as one uint4 (a copy of Vec<__nv_bfloat16, 8> compiles
+// to 16 byte loads).
 template <typename T, int kVec>
 __device__ __forceinline__ void load_activation(const T* p, float (&out)[kVec]) {
-  to_floats<T, kVec>(*reinterpret_cast<const Vec<T, kVec>*>(p), out);
+  if constexpr (sizeof(Vec<T, kVec>) == 16) {
+    const uint4 r = *reinterpret_cast<const uint4*>(p);
+    Vec<T, kVec> v;
+    memcpy(&v, &r, sizeof(r));
+    to_floats<T, kVec>(v, out);
+  } else {
+    out[0] = to_float(*p);
+  }
 }
 
 // acc[r][m] += dot(weight vector r, activation vector of token m at `offset`).
