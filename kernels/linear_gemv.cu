@@ -11,9 +11,10 @@
 //   refills a slot as soon as it has consumed it, so its loads never drain between passes
 //   (8 loads = 128 bytes a thread in flight at all times; ~100 KB an SM);
 // - weight loads are ld.global.nc.L1::no_allocate (read once: don't evict the activations); the
-//   activations are ordinary loads (L1 hits after the first block of an SM), issued after the
-//   programmatic-launch wait (kernels/pdl.cuh): the first kDepth slots of weights are requested
-//   before it, so the weight stream starts while the kernel that writes `in` still runs;
+//   activations are ordinary loads, issued after the programmatic-launch wait (kernels/pdl.cuh),
+//   their lines prefetched into L1 all at once right after it (so a block's passes do not wait on
+//   one L2 round trip each); the first kDepth slots of weights are requested before the wait, so
+//   the weight stream starts while the kernel that writes `in` still runs;
 // - the 4 warps' sums meet in shared memory (one barrier); lane r * kTokens + m of warp 0 stores.
 // Rows whose byte size or pointers are not 16-byte aligned (in_features not a multiple of 8 for
 // 16-bit types, sliced activations) take the same kernel with one element a load (kVec = 1).
@@ -79,6 +80,13 @@ __device__ __forceinline__ Vec<T, kVec> load_weight(const T* p) {
     v.v[0] = __ldg(p);
   }
   return v;
+}
+
+// A hint to bring the line holding `p` into L1 (after the programmatic wait: the memory clobber
+// keeps it there).
+template <typename T>
+__device__ __forceinline__ void prefetch_l1(const T* p) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(p) : "memory");
 }
 
 // One slot: the vector at element `offset` of each of the block's rows.
@@ -187,6 +195,14 @@ __global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
   for (int m = 0; m < kTokens; ++m) {
     const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
     x[m] = in + token * in_stride;
+  }
+  // Every activation line this thread will read, requested into L1 at once (a hint: it holds no
+  // registers). Without it each slot's activation load is issued only after the previous slot's
+  // math, which waits on the previous load: n dependent L2 round trips per block (~2 us for a
+  // 4096-column pass) while the block's weights sit in registers and no bytes stream.
+  for (int64_t j = 0; j < n; ++j) {
+#pragma unroll
+    for (int m = 0; m < kTokens; ++m) prefetch_l1(x[m] + (first + j * kStep) * kVec);
   }
   float acc[kRows][kTokens];
 #pragma unroll
