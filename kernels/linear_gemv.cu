@@ -82,13 +82,6 @@ __device__ __forceinline__ Vec<T, kVec> load_weight(const T* p) {
   return v;
 }
 
-// A hint to bring the line holding `p` into L1 (after the programmatic wait: the memory clobber
-// keeps it there).
-template <typename T>
-__device__ __forceinline__ void prefetch_l1(const T* p) {
-  asm volatile("prefetch.global.L1 [%0];" ::"l"(p) : "memory");
-}
-
 // One slot: the vector at element `offset` of each of the block's rows.
 template <typename T, int kVec, int kRows>
 __device__ __forceinline__ void load_slot(Vec<T, kVec> (&slot)[kRows], const T* const (&w)[kRows],

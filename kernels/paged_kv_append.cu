@@ -5,7 +5,8 @@
 // aligned). Cache offsets are int64: a cache holds well over 2^31 elements. A sequence row,
 // position or page id outside the cache is a bug in the step plan (ref:: dies on it): the kernel
 // prints it and traps instead of writing another sequence's pages. A programmatic dependent launch
-// (kernels/pdl.cuh): scheduled while RoPE runs, it waits for it in the kernel.
+// (kernels/pdl.cuh): scheduled while RoPE runs, it finds its slot meanwhile and waits for RoPE only
+// before it reads k and v.
 #include "kernels/elementwise.cuh"
 #include "kernels/paged_kv_append.h"
 #include "kernels/pdl.cuh"
@@ -33,7 +34,9 @@ template <typename W>
 __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache, const W* k,
                                        const W* v, AppendArgs a) {
   pdl_launch_dependents();
-  pdl_wait();
+  // The slot comes from the step plan (sequence row, position) and the block table, which no
+  // kernel of the step writes (block_table_update runs first, an ordinary launch): looked up
+  // before the wait, while RoPE still runs.
   const int64_t t = blockIdx.x;
   const int32_t seq = a.seq_ids[t * a.seq_stride];
   const int32_t pos = a.positions[t * a.pos_stride];
@@ -51,6 +54,7 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
     }
     __trap();
   }
+  pdl_wait();  // k and v are earlier kernels' output (the projection, RoPE)
   const int64_t slot = int64_t(page) * a.page_size + int64_t(pos) % a.page_size;
   W* kd = k_cache + slot * a.token_words;
   W* vd = v_cache + slot * a.token_words;

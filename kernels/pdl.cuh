@@ -5,8 +5,9 @@
 // kernel before it in the stream still runs: as soon as every block of that kernel has executed
 // pdl_launch_dependents() (or exited). Each such kernel follows one contract:
 //   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
-//   2. before pdl_wait(), read nothing an earlier kernel of the step writes and write nothing at
-//      all: only constants (the weights, which the GEMV prefetches there) and its own indices;
+//   2. before pdl_wait(), write no global memory and read only what no kernel of the step writes:
+//      constants (weights, norm weights, RoPE frequencies) and the step plan's arrays and block
+//      tables (copied and updated before the step's first kernel, which is an ordinary launch);
 //   3. pdl_wait() in every thread of every block, before any other global access and before any
 //      early exit. It returns once every earlier kernel has completed and its writes are visible,
 //      and a grid whose every block waited cannot complete before its predecessor: so the chain
@@ -40,6 +41,12 @@ __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
 #endif
+}
+
+// A hint to bring the line holding `p` into L1 (and L2) without holding a register; asm volatile
+// with a memory clobber, so it stays on its side of a pdl_wait().
+__device__ __forceinline__ void prefetch_l1(const void* p) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(p) : "memory");
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...) with the programmatic-serialization attribute

@@ -32,6 +32,13 @@ __device__ __forceinline__ void normalize_row(T* out_row, const T* x_row, const 
   }
 }
 
+// The norm weights this thread reads in pass 2, requested before the programmatic wait (they are
+// constants), so pass 2 does not start with a DRAM round trip.
+template <typename T, int kVec>
+__device__ __forceinline__ void prefetch_weight(const T* weight, int64_t num_vecs) {
+  for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) prefetch_l1(weight + v * kVec);
+}
+
 __device__ __forceinline__ float inverse_rms(float sum_sq, int64_t hidden, float eps,
                                              float* scratch) {
   const float total = block_sum(sum_sq, scratch);
@@ -44,8 +51,9 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
                                 int64_t in_stride, float eps) {
   __shared__ float scratch[32];
   pdl_launch_dependents();
-  pdl_wait();  // `in` is the previous kernel's output
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
+  prefetch_weight<T, kVec>(weight, num_vecs);
+  pdl_wait();  // `in` is the previous kernel's output
   const T* x_row = in + row * in_stride;
   float sum_sq = 0.0f;
   for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
@@ -65,8 +73,9 @@ __global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* delta,
                                           const T* __restrict__ weight, int64_t hidden, float eps) {
   __shared__ float scratch[32];
   pdl_launch_dependents();
-  pdl_wait();
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
+  prefetch_weight<T, kVec>(weight, num_vecs);
+  pdl_wait();  // residual and delta are earlier kernels' output
   T* r_row = residual + row * hidden;
   const T* d_row = delta + row * hidden;
   float sum_sq = 0.0f;

@@ -5,7 +5,8 @@
 // cos/sin are taken in double precision so positions of a million tokens (angles ~1e6 rad) keep
 // full accuracy, matching ref's std::cos(double(angle)). Then every (head, pair-vector) of q and k
 // is rotated with 16-byte loads of both halves. A programmatic dependent launch
-// (kernels/pdl.cuh): it is scheduled while the QKV projection runs and waits for it in the kernel.
+// (kernels/pdl.cuh): it is scheduled while the QKV projection runs, computes its cos/sin table
+// meanwhile, and waits for the projection only before it touches q and k.
 #include "kernels/elementwise.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/rotary_embedding.h"
@@ -27,9 +28,10 @@ __global__ void rotary_embedding_kernel(T* __restrict__ q, T* __restrict__ k,
                                         int num_heads, int num_kv_heads, int head_dim) {
   extern __shared__ float cos_sin[];  // [half] cos, then [half] sin
   pdl_launch_dependents();
-  pdl_wait();  // q and k are the previous kernel's output
   const int64_t t = blockIdx.x;
   const int half = head_dim / 2;
+  // The angles need only the step plan's positions and the constant frequencies, which no kernel
+  // of the step writes: cos/sin (double precision) are computed while the QKV projection runs.
   const float position = float(positions[t * pos_stride]);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     const float angle = position * inv_freq[i * freq_stride];  // f32 product, as ref and HF
@@ -38,6 +40,7 @@ __global__ void rotary_embedding_kernel(T* __restrict__ q, T* __restrict__ k,
     cos_sin[i] = float(c);
     cos_sin[half + i] = float(s);
   }
+  pdl_wait();  // q and k are the previous kernel's output
   __syncthreads();
   const int vecs_per_head = half / kVec;
   const int work = (num_heads + num_kv_heads) * vecs_per_head;
