@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Llama forward, top to bottom as in transformers' LlamaForCausalLM: embedding; per layer
-// RMSNorm -> q/k/v (one stacked projection) -> RoPE -> KV append -> attention -> o_proj -> residual +
-// RMSNorm -> SwiGLU MLP (gate and up in one GEMM); final residual + norm; LM head on the rows that
-// need logits.
+// RMSNorm -> q/k/v (one stacked projection) -> RoPE -> KV append -> attention -> o_proj ->
+// residual + RMSNorm -> SwiGLU MLP (gate and up in one GEMM); final residual + norm; LM head on
+// the rows that need logits.
 // Every residual add is fused into the RMSNorm that follows it.
 #include "model/llama.h"
 
