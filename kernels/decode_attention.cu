@@ -136,9 +136,6 @@ __global__ void __launch_bounds__(kMergeThreads)
   __shared__ float scratch[32];
   float* weights = reinterpret_cast<float*>(smem4);
   float* sums = weights + merge_weights_floats(p.num_splits);
-  // The kernel after this one (the o_proj GEMV) may be scheduled now: it prefetches its weights,
-  // then waits for this grid (kernels/pdl.cuh).
-  attention::launch_dependents();
   const int h = blockIdx.x, t = blockIdx.y;
   const attention::RowSource src = attention::row_source(p, t, h, h + 1);
   // The plan is not the split kernel's output: reading it overlapped the split kernel's tail.

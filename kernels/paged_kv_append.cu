@@ -4,12 +4,9 @@
 // k and for v in 16-byte words (4- or 2-byte words when the run or a pointer is not 16-byte
 // aligned). Cache offsets are int64: a cache holds well over 2^31 elements. A sequence row,
 // position or page id outside the cache is a bug in the step plan (ref:: dies on it): the kernel
-// prints it and traps instead of writing another sequence's pages. A programmatic dependent launch
-// (kernels/pdl.cuh): scheduled while RoPE runs, it finds its slot meanwhile and waits for RoPE only
-// before it reads k and v.
+// prints it and traps instead of writing another sequence's pages.
 #include "kernels/elementwise.cuh"
 #include "kernels/paged_kv_append.h"
-#include "kernels/pdl.cuh"
 
 namespace tidal::kernels::cuda {
 
@@ -29,14 +26,10 @@ struct AppendArgs {
 };
 
 // k_cache, v_cache: [num_pages, page_size, token_words] words; k, v: [num_tokens, token_words]
-// (k and v are the previous kernels' output: read coherently, after the wait.)
 template <typename W>
-__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache, const W* k,
-                                       const W* v, AppendArgs a) {
-  pdl_launch_dependents();
-  // The slot comes from the step plan (sequence row, position) and the block table, which no
-  // kernel of the step writes (block_table_update runs first, an ordinary launch): looked up
-  // before the wait, while RoPE still runs.
+__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache,
+                                       const W* __restrict__ k, const W* __restrict__ v,
+                                       AppendArgs a) {
   const int64_t t = blockIdx.x;
   const int32_t seq = a.seq_ids[t * a.seq_stride];
   const int32_t pos = a.positions[t * a.pos_stride];
@@ -54,7 +47,6 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
     }
     __trap();
   }
-  pdl_wait();  // k and v are earlier kernels' output (the projection, RoPE)
   const int64_t slot = int64_t(page) * a.page_size + int64_t(pos) % a.page_size;
   W* kd = k_cache + slot * a.token_words;
   W* vd = v_cache + slot * a.token_words;
@@ -70,9 +62,9 @@ template <int kWordBytes>
 void launch(const PagedKvAppendParams& p, AppendArgs a, int64_t token_bytes, cudaStream_t stream) {
   using W = typename CopyWord<kWordBytes>::type;
   a.token_words = token_bytes / kWordBytes;
-  launch_programmatic(paged_kv_append_kernel<W>, dim3(unsigned(p.k.size(0))), dim3(kThreads), 0,
-                      stream, static_cast<W*>(p.k_cache.data), static_cast<W*>(p.v_cache.data),
-                      static_cast<const W*>(p.k.data), static_cast<const W*>(p.v.data), a);
+  paged_kv_append_kernel<W><<<unsigned(p.k.size(0)), kThreads, 0, stream>>>(
+      static_cast<W*>(p.k_cache.data), static_cast<W*>(p.v_cache.data),
+      static_cast<const W*>(p.k.data), static_cast<const W*>(p.v.data), a);
 }
 
 }  // namespace

@@ -6,10 +6,7 @@
 // weight multiply exactly as ref:: and transformers do. Re-reading instead of caching the row in
 // registers keeps any hidden size correct without a size-specific instantiation. Each thread reads
 // and writes only its own elements, so out may alias in (and residual) safely.
-// Both are programmatic dependent launches (kernels/pdl.cuh): the GEMV after them is scheduled
-// while they wait for the kernel before them, and prefetches its weights meanwhile.
 #include "kernels/elementwise.cuh"
-#include "kernels/pdl.cuh"
 #include "kernels/rms_norm.h"
 
 namespace tidal::kernels::cuda {
@@ -32,13 +29,6 @@ __device__ __forceinline__ void normalize_row(T* out_row, const T* x_row, const 
   }
 }
 
-// The norm weights this thread reads in pass 2, requested before the programmatic wait (they are
-// constants), so pass 2 does not start with a DRAM round trip.
-template <typename T, int kVec>
-__device__ __forceinline__ void prefetch_weight(const T* weight, int64_t num_vecs) {
-  for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) prefetch_l1(weight + v * kVec);
-}
-
 __device__ __forceinline__ float inverse_rms(float sum_sq, int64_t hidden, float eps,
                                              float* scratch) {
   const float total = block_sum(sum_sq, scratch);
@@ -50,10 +40,7 @@ template <typename T, int kVec>
 __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weight, int64_t hidden,
                                 int64_t in_stride, float eps) {
   __shared__ float scratch[32];
-  pdl_launch_dependents();
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
-  prefetch_weight<T, kVec>(weight, num_vecs);
-  pdl_wait();  // `in` is the previous kernel's output
   const T* x_row = in + row * in_stride;
   float sum_sq = 0.0f;
   for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
@@ -67,15 +54,11 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
 }
 
 // out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
-// (delta is the previous kernel's output: read coherently, after the wait, so no __restrict__.)
 template <typename T, int kVec>
-__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* delta,
+__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* __restrict__ delta,
                                           const T* __restrict__ weight, int64_t hidden, float eps) {
   __shared__ float scratch[32];
-  pdl_launch_dependents();
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
-  prefetch_weight<T, kVec>(weight, num_vecs);
-  pdl_wait();  // residual and delta are earlier kernels' output
   T* r_row = residual + row * hidden;
   const T* d_row = delta + row * hidden;
   float sum_sq = 0.0f;
@@ -111,12 +94,11 @@ void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cu
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    launch_programmatic(rms_norm_kernel<T, kVec>, dim3(unsigned(rows)),
-                        dim3(threads_for(hidden / kVec)), 0, stream, o, x, w, hidden, in.stride[0],
-                        eps);
+    rms_norm_kernel<T, kVec><<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(
+        o, x, w, hidden, in.stride[0], eps);
   } else {
-    launch_programmatic(rms_norm_kernel<T, 1>, dim3(unsigned(rows)), dim3(threads_for(hidden)), 0,
-                        stream, o, x, w, hidden, in.stride[0], eps);
+    rms_norm_kernel<T, 1>
+        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, x, w, hidden, in.stride[0], eps);
   }
 }
 
@@ -133,11 +115,11 @@ void launch_fused(TensorView out, TensorView residual, TensorView delta, TensorV
   const T* d = static_cast<const T*>(delta.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    launch_programmatic(fused_add_rms_norm_kernel<T, kVec>, dim3(unsigned(rows)),
-                        dim3(threads_for(hidden / kVec)), 0, stream, o, r, d, w, hidden, eps);
+    fused_add_rms_norm_kernel<T, kVec>
+        <<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(o, r, d, w, hidden, eps);
   } else {
-    launch_programmatic(fused_add_rms_norm_kernel<T, 1>, dim3(unsigned(rows)),
-                        dim3(threads_for(hidden)), 0, stream, o, r, d, w, hidden, eps);
+    fused_add_rms_norm_kernel<T, 1>
+        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, r, d, w, hidden, eps);
   }
 }
 

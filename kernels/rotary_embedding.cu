@@ -4,11 +4,8 @@
 // is float(position) * inv_freq[i] in f32, exactly the ref's (and transformers') product, and its
 // cos/sin are taken in double precision so positions of a million tokens (angles ~1e6 rad) keep
 // full accuracy, matching ref's std::cos(double(angle)). Then every (head, pair-vector) of q and k
-// is rotated with 16-byte loads of both halves. A programmatic dependent launch
-// (kernels/pdl.cuh): it is scheduled while the QKV projection runs, computes its cos/sin table
-// meanwhile, and waits for the projection only before it touches q and k.
+// is rotated with 16-byte loads of both halves.
 #include "kernels/elementwise.cuh"
-#include "kernels/pdl.cuh"
 #include "kernels/rotary_embedding.h"
 
 namespace tidal::kernels::cuda {
@@ -27,11 +24,8 @@ __global__ void rotary_embedding_kernel(T* __restrict__ q, T* __restrict__ k,
                                         const float* __restrict__ inv_freq, int64_t freq_stride,
                                         int num_heads, int num_kv_heads, int head_dim) {
   extern __shared__ float cos_sin[];  // [half] cos, then [half] sin
-  pdl_launch_dependents();
   const int64_t t = blockIdx.x;
   const int half = head_dim / 2;
-  // The angles need only the step plan's positions and the constant frequencies, which no kernel
-  // of the step writes: cos/sin (double precision) are computed while the QKV projection runs.
   const float position = float(positions[t * pos_stride]);
   for (int i = threadIdx.x; i < half; i += blockDim.x) {
     const float angle = position * inv_freq[i * freq_stride];  // f32 product, as ref and HF
@@ -40,7 +34,6 @@ __global__ void rotary_embedding_kernel(T* __restrict__ q, T* __restrict__ k,
     cos_sin[i] = float(c);
     cos_sin[half + i] = float(s);
   }
-  pdl_wait();  // q and k are the previous kernel's output
   __syncthreads();
   const int vecs_per_head = half / kVec;
   const int work = (num_heads + num_kv_heads) * vecs_per_head;
@@ -78,13 +71,11 @@ void launch(TensorView q, TensorView k, TensorView positions, TensorView inv_fre
   const float* freq = static_cast<const float*>(inv_freq.data);
   const int hq = int(q.size(1)), hk = int(k.size(1));
   if (vec) {
-    launch_programmatic(rotary_embedding_kernel<T, kVec>, dim3(unsigned(num_tokens)),
-                        dim3(kThreads), smem, stream, qp, kp, pos, positions.stride[0], freq,
-                        inv_freq.stride[0], hq, hk, head_dim);
+    rotary_embedding_kernel<T, kVec><<<unsigned(num_tokens), kThreads, smem, stream>>>(
+        qp, kp, pos, positions.stride[0], freq, inv_freq.stride[0], hq, hk, head_dim);
   } else {
-    launch_programmatic(rotary_embedding_kernel<T, 1>, dim3(unsigned(num_tokens)), dim3(kThreads),
-                        smem, stream, qp, kp, pos, positions.stride[0], freq, inv_freq.stride[0],
-                        hq, hk, head_dim);
+    rotary_embedding_kernel<T, 1><<<unsigned(num_tokens), kThreads, smem, stream>>>(
+        qp, kp, pos, positions.stride[0], freq, inv_freq.stride[0], hq, hk, head_dim);
   }
 }
 
