@@ -61,6 +61,7 @@ Status Engine::fork(SeqId source, const SequenceOptions& options, SeqId* id) {
     }
     const model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
     kernels::block_table_update(b.block_tables, b.page_updates, stream_);
+    stream_synchronize(stream_);  // the plan buffer is rebuilt for the next batch of entries
   }
   stream_synchronize(stream_);
   dst->cached = src->cached;
