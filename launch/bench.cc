@@ -16,6 +16,7 @@
 #include "benchmarks/common/table.h"
 #include "kernels/counter_rng.h"
 #include "launch/cli.h"
+#include "launch/policy_file.h"
 #include "launch/progress.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -81,6 +82,10 @@ struct Variant {
 
 Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets,
                       std::vector<Variant>* out) {
+  ModelPolicy file;
+  if (!o.policy_file.empty()) {
+    TIDAL_RETURN_IF_ERROR(read_policy_file(o.policy_file, &file).with_context("--policy-file"));
+  }
   for (const std::string& name : o.policies) {
     model::AttentionKind kind;
     TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(name, &kind).with_context("--policy"));
@@ -110,6 +115,10 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
           TIDAL_RETURN_IF_ERROR(
               parse_id_list(o.reselect_layers, &layers).with_context("--reselect-layers"));
           v.attention.tidal.reselect_layers = std::vector<int64_t>(layers.begin(), layers.end());
+        }
+        if (file.found() && !o.layers_given) {
+          v.attention.tidal.sparse_start = file.sparse_start;
+          v.attention.tidal.reselect_layers = file.reselect_layers;
         }
         out->push_back(v);
       }

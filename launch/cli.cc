@@ -90,11 +90,12 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
                   "quest: per head)")
       ->capture_default_str();
   cmd->add_option("--sparse-start", o->sparse_start,
-                  "tidal: first selection layer; the layers below are dense")
+                  "tidal: first selection layer; the layers below are dense (default: the "
+                  "model's tidal_policy.json, else 2)")
       ->capture_default_str();
   cmd->add_option("--reselect-layers", o->reselect_layers,
-                  "tidal: re-selection layers, e.g. 13 or 13,20, or none; default: the layer "
-                  "at 13/32 of the depth");
+                  "tidal: re-selection layers, e.g. 13 or 13,20, or none; default: the model's "
+                  "tidal_policy.json (tidal calibrate), else the layer at 13/32 of the depth");
   cmd->add_option("--granularity", o->granularity,
                   "tidal: per-query-head, per-kv-head or shared lists")
       ->capture_default_str();
@@ -151,6 +152,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
       ->capture_default_str();
   cmd->add_option("--reselect-layers", o->reselect_layers,
                   "tidal: re-selection layers (e.g. 13), none; default: the depth's");
+  cmd->add_option("--policy-file", o->policy_file,
+                  "tidal: the first selection and re-selection layers of a tidal_policy.json "
+                  "(written by tidal calibrate), unless --sparse-start / --reselect-layers is given");
   cmd->add_option("--steps", o->steps, "timed decode steps per configuration")
       ->capture_default_str();
   cmd->add_option("--warmup", o->warmup, "untimed decode steps first")->capture_default_str();
@@ -170,6 +174,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
   cmd->add_option("--csv", o->csv_path, "also write the table as CSV to this file");
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
+  cmd->final_callback([cmd, o] {
+    o->layers_given = cmd->count("--sparse-start") > 0 || cmd->count("--reselect-layers") > 0;
+  });
 }
 
 Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {

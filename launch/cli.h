@@ -81,6 +81,10 @@ struct BenchOptions {
   std::vector<std::string> granularities = {"per-query-head", "per-kv-head"};
   int64_t sparse_start = 2;
   std::string reselect_layers;  // empty: the depth's default
+  // tidal's layers from a tidal_policy.json (tidal calibrate's; presets have no model directory),
+  // unless --sparse-start or --reselect-layers is given (layers_given). Empty: none.
+  std::string policy_file;
+  bool layers_given = false;
   int64_t steps = 100;          // timed decode steps per configuration
   int64_t warmup = 10;          // untimed decode steps first
   bool prefill = false;         // prefill real (random) prompts and time it, not random KV

@@ -12,6 +12,7 @@
 
 #include "launch/cli.h"
 #include "launch/flag_names.h"
+#include "launch/policy_file.h"
 #include "launch/progress.h"
 #include "model/tokenizer.h"
 #include "runtime/arena.h"
@@ -35,6 +36,20 @@ Status resolve_model_dir(const GenerateOptions& o, const DefaultModel& d, std::s
   *dir = d.dir;
   std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
   return ok_status();
+}
+
+// The request's policy: the flags, then for tidal without --sparse-start / --reselect-layers the
+// model's own layers from its tidal_policy.json (launch/policy_file.h), when it has one.
+Status request_policy(const GenerateOptions& o, const std::string& dir,
+                      const model::ModelConfig& cfg, model::AttentionPolicy* p,
+                      ModelPolicy* file) {
+  TIDAL_RETURN_IF_ERROR(build_policy(o, p));
+  const auto& given = o.attention_flags_given;
+  const bool layers_given =
+      std::find(given.begin(), given.end(), "--sparse-start") != given.end() ||
+      std::find(given.begin(), given.end(), "--reselect-layers") != given.end();
+  TIDAL_RETURN_IF_ERROR(load_model_policy(dir, file));
+  return apply_model_policy(*file, layers_given, cfg, p);
 }
 
 // Builds the prompt ids from --prompt-ids, --chat, --prompt or --prompt-file.
@@ -203,9 +218,10 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
   TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
   engine::GenerationRequest req;
-  TIDAL_RETURN_IF_ERROR(build_policy(o, &req.attention));
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
+  ModelPolicy file;
+  TIDAL_RETURN_IF_ERROR(request_policy(o, dir, cfg, &req.attention, &file));
   TIDAL_RETURN_IF_ERROR(name_flags(req.attention.validate(cfg, config.page_size)));
   TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(cfg, config)).with_context(dir));
 
@@ -220,7 +236,8 @@ Status generate_with(const GenerateOptions& o, const std::string& dir, engine::E
   engine::Engine* engine = &e;
   const model::ModelConfig& cfg = engine->model_config();
   engine::GenerationRequest req;
-  TIDAL_RETURN_IF_ERROR(build_policy(o, &req.attention));
+  ModelPolicy file;
+  TIDAL_RETURN_IF_ERROR(request_policy(o, dir, cfg, &req.attention, &file));
   std::unique_ptr<model::Tokenizer> tok;
   const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
   if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
@@ -275,6 +292,12 @@ Status generate_with(const GenerateOptions& o, const std::string& dir, engine::E
   }
   print_stats(*engine, r);
   if (o.stats) print_attention_stats(*engine, req.attention, r.stats);
+  if (o.stats && file.found() && req.attention.kind == model::AttentionKind::kTidal &&
+      req.attention.tidal.reselect_layers == file.reselect_layers &&
+      req.attention.tidal.sparse_start == file.sparse_start) {
+    std::fprintf(stderr, "tidal:   selection layers from %s%s%s\n", file.path.c_str(),
+                 file.summary.empty() ? "" : ": ", file.summary.c_str());
+  }
   return ok_status();
 }
 

@@ -4,6 +4,7 @@
 //   tidal info (--model DIR | --preset NAME)         config, parameters, memory plan
 //   tidal tokenize (--model DIR | --tokenizer FILE) (--text T | --file F) [--no-bos] [--decode]
 //   tidal bench [--preset P,..] [--context 10K,..] [--policy ..] ...  latency vs the floor
+//   tidal niah | ppl | calibrate [--model DIR] ...   accuracy of the attention policies
 // Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
 // stderr and exit code 1; --help and --version exit 0.
 #include <cerrno>
@@ -13,12 +14,16 @@
 #include <cstring>
 #include <string>
 
+#include "launch/accuracy.h"
 #include "launch/cli.h"
 #include "runtime/device.h"
 #include "tidal_version.h"
 
 #ifndef TIDAL_DEFAULT_MODEL_DIR
 #define TIDAL_DEFAULT_MODEL_DIR ""
+#endif
+#ifndef TIDAL_DEFAULT_TEXT_DIR
+#define TIDAL_DEFAULT_TEXT_DIR ""
 #endif
 
 namespace {
@@ -44,17 +49,23 @@ int main(int argc, char** argv) {
   InfoOptions info;
   TokenizeOptions tok;
   BenchOptions bench;
+  NiahOptions niah;
+  PplOptions ppl;
+  CalibrateOptions calibrate;
   add_generate_command(app, &gen);
   add_info_command(app, &info);
   add_tokenize_command(app, &tok);
   add_bench_command(app, &bench);
+  add_niah_command(app, &niah);
+  add_ppl_command(app, &ppl);
+  add_calibrate_command(app, &calibrate);
   // CLI11 reports an unknown subcommand as a missing one; say what it was.
   if (argc > 1 && argv[1][0] != '-') {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
       return fail(std::string("unknown subcommand '") + argv[1] +
-                  "' (generate, info, tokenize or bench; see tidal --help)");
+                  "' (generate, info, tokenize, bench, niah, ppl or calibrate; see tidal --help)");
     }
   }
   try {
@@ -76,6 +87,11 @@ int main(int argc, char** argv) {
   DefaultModel defaults;
   const char* env = std::getenv("TIDAL_DEFAULT_MODEL");
   defaults.dir = env != nullptr ? env : TIDAL_DEFAULT_MODEL_DIR;
+  // TIDAL_TEXT_DIR overrides where the accuracy commands find their texts (../shared/text).
+  AccuracyDefaults texts;
+  texts.model_dir = defaults.dir;
+  const char* text_env = std::getenv("TIDAL_TEXT_DIR");
+  texts.text_dir = text_env != nullptr ? text_env : TIDAL_DEFAULT_TEXT_DIR;
 
   tidal::Status st;
   if (app.got_subcommand("generate")) {
@@ -86,6 +102,12 @@ int main(int argc, char** argv) {
     st = run_tokenize(tok);
   } else if (app.got_subcommand("bench")) {
     st = bench.parallel.requested() ? run_bench_parallel(bench) : run_bench(bench);
+  } else if (app.got_subcommand("niah")) {
+    st = run_niah(niah, texts);
+  } else if (app.got_subcommand("ppl")) {
+    st = run_ppl(ppl, texts);
+  } else if (app.got_subcommand("calibrate")) {
+    st = run_calibrate(calibrate, texts);
   }
   // Output that never arrived is a failure too (a full disk, a closed pipe).
   errno = 0;

@@ -25,7 +25,7 @@ void Progress::start(int64_t total) {
 }
 
 std::string Progress::format(const std::string& what, const std::string& unit, int64_t done,
-                             int64_t total, double seconds) {
+                             int64_t total, double seconds, bool elapsed) {
   const double rate = seconds > 0 ? double(done) / seconds : 0.0;
   std::string line =
       "tidal: " + what + " " + std::to_string(done) + "/" + std::to_string(total) + " " + unit;
@@ -33,6 +33,10 @@ std::string Progress::format(const std::string& what, const std::string& unit, i
   const double percent = total > 0 ? 100.0 * double(done) / double(total) : 100.0;
   std::snprintf(buf, sizeof(buf), " (%.0f%%), %.1f %s/s", std::floor(percent), rate, unit.c_str());
   line += buf;
+  if (elapsed) {
+    std::snprintf(buf, sizeof(buf), ", %.0f s elapsed", std::floor(seconds));
+    line += buf;
+  }
   if (rate > 0 && done < total) {
     std::snprintf(buf, sizeof(buf), ", %.0f s left", std::ceil(double(total - done) / rate));
     line += buf;
@@ -48,7 +52,7 @@ void Progress::update(int64_t done) {
   if (elapsed < delay_) return;
   // Refresh twice a second on a terminal, every 10 s in a log; always show the end.
   if (printed_ && !last && since_last < (terminal_ ? 0.5 : 10.0)) return;
-  const std::string line = format(what_, unit_, done, total_, elapsed);
+  const std::string line = format(what_, unit_, done, total_, elapsed, elapsed_);
   if (terminal_) {
     std::fprintf(out_, "\r%s%*s", line.c_str(),
                  int(last_width_ > line.size() ? last_width_ - line.size() : 0), "");

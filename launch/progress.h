@@ -23,9 +23,13 @@ class Progress {
   // Ends the line (when one was printed).
   void finish();
 
-  // "tidal: prefill 2048/8192 tokens (25%), 153.2 tokens/s, 40 s left".
+  // Long sweeps (tidal niah / ppl / calibrate) also show the time elapsed.
+  void show_elapsed(bool on) { elapsed_ = on; }
+
+  // "tidal: prefill 2048/8192 tokens (25%), 153.2 tokens/s, 40 s left"; with `elapsed`:
+  // "tidal: niah 20/80 runs (25%), 2.0 runs/s, 10 s elapsed, 30 s left".
   static std::string format(const std::string& what, const std::string& unit, int64_t done,
-                            int64_t total, double seconds);
+                            int64_t total, double seconds, bool elapsed = false);
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -36,6 +40,7 @@ class Progress {
   int64_t total_ = 0;
   Clock::time_point start_, last_;
   bool printed_ = false;
+  bool elapsed_ = false;
   size_t last_width_ = 0;
 };
 

@@ -44,6 +44,9 @@ Usage (GPU machine)::
 
     python3 model/training/train_tidal_tiny.py --data-dir .train_data/text \
         --work-dir /tmp/tidal_run --out-dir model/tidal-tiny-16k [--resume]
+    # issue 12's deeper testbed (24 layers, 2 KV heads, head_dim 128): model/training/README.md
+    python3 model/training/train_tidal_tiny.py --preset deep24 --data-dir .train_data/text \
+        --work-dir /tmp/deep24 --out-dir /tmp/deep24/tidal-deep24-16k [--resume]
     python3 model/training/train_tidal_tiny.py --smoke --bench  # tiny end-to-end check (+ step timings); with the
                                                                 # default dirs it writes to /tmp/tidal_tiny_run_smoke
 
@@ -80,6 +83,22 @@ VOCAB_SIZE = 4096
 MODEL_CFG = dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=10, num_attention_heads=4,
                  num_key_value_heads=1, head_dim=64, rope_theta=500000.0, rms_norm_eps=1e-5,
                  max_position_embeddings=16384, vocab_size=VOCAB_SIZE)
+MODEL_NAME = "tidal-tiny-16k"
+
+# Model shapes (--preset; --layers/--hidden/--inter/--heads/--kv-heads/--head-dim override one field).
+# "tiny" is the embedded model. The "deep24" family is issue 12's second testbed: TidalDecode's premise
+# (the tokens one layer attends to are the ones later layers need) is weakly tested by 10 layers that
+# read the needle in one of them, so these have 24 layers, 2 KV heads and head_dim 128 at the same 16K
+# context, data and curriculum. deep24: 24.7M parameters (49 MB in bf16: too large to commit);
+# deep24-small: 11.9M parameters (23.7 MB, under the repository's 24 MB limit for a committed model).
+PRESETS = {
+    "tiny": dict(MODEL_CFG),
+    "deep24": dict(MODEL_CFG, hidden_size=256, intermediate_size=768, num_hidden_layers=24,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=128),
+    "deep24-small": dict(MODEL_CFG, hidden_size=192, intermediate_size=288, num_hidden_layers=24,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=128),
+}
+PRESET_NAMES = {"tiny": "tidal-tiny-16k", "deep24": "tidal-deep24-16k", "deep24-small": "tidal-deep24s-16k"}
 
 # Real phases: "T x B : steps" (sequence length, sequences per step, optimizer steps).
 DEFAULT_PHASES = "512x64:3000,2048x16:1500,8192x4:700,16384x4:1000"
@@ -842,7 +861,8 @@ def parity_check(model, out_dir, data, device):
     hf = load_hf(out_dir, torch.float32, device)
     inv = getattr(getattr(hf.model, "rotary_emb", None), "inv_freq", None)
     if inv is not None:
-        want = 1.0 / (MODEL_CFG["rope_theta"] ** (torch.arange(0, 64, 2).float() / 64))
+        hd = MODEL_CFG["head_dim"]
+        want = 1.0 / (MODEL_CFG["rope_theta"] ** (torch.arange(0, hd, 2).float() / hd))
         assert torch.allclose(inv.float().cpu(), want, rtol=1e-5), "HF rope inv_freq differs: rope_theta not used"
     ids = torch.from_numpy(np.concatenate([[data.tok.bos], data.hay_eval[1000:1000 + 2047]]).astype(np.int64))
     ids = ids[None].to(device)
@@ -986,7 +1006,7 @@ def save_plots(out_dir, state, needle, lengths, depths):
     ax[1].set_ylim(-0.02, 1.02)
     ax[1].set_xlabel("step")
     ax[1].set_ylabel("needle exact match (teacher-forced, 4 needles, at current T)")
-    fig.suptitle("tidal-tiny-16k training curve")
+    fig.suptitle("%s training curve" % MODEL_NAME)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "training_curve.png"), dpi=110)
     plt.close(fig)
@@ -1103,7 +1123,7 @@ def write_card(out, r, lengths, depths):
     multi = r["needle_4_needles"]["accuracy"]
     mrows = "; ".join("%s: %s" % (L, ", ".join("%s%% %.0f" % (d, 100 * a) for d, a in v.items())) for L, v in multi.items())
     tr = r["training"]
-    card = f"""# tidal-tiny-16k
+    card = f"""# {MODEL_NAME}
 
 Tidal's own small long-context model: a Llama-3-architecture `LlamaForCausalLM` trained from scratch by
 `model/training/train_tidal_tiny.py` (issue 4). It is meant to be the model `tidal generate` runs with no
@@ -1208,7 +1228,26 @@ def main():
     ap.add_argument("--bench", action="store_true", help="time a training step at --bench-phases shapes first")
     ap.add_argument("--bench-phases", default=DEFAULT_PHASES)
     ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
+                    help="model shape: tiny (the embedded model), deep24 or deep24-small (issue 12's deeper testbed)")
+    for flag, key in (("--layers", "num_hidden_layers"), ("--hidden", "hidden_size"), ("--inter", "intermediate_size"),
+                      ("--heads", "num_attention_heads"), ("--kv-heads", "num_key_value_heads"),
+                      ("--head-dim", "head_dim")):
+        ap.add_argument(flag, type=int, dest=key, default=None, help="override the preset's " + key)
+    ap.add_argument("--name", default=None, help="model name in the card and plots (default: the preset's)")
     args = ap.parse_args()
+    global MODEL_NAME
+    MODEL_CFG.clear()
+    MODEL_CFG.update(PRESETS[args.preset])
+    for key in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+                "num_key_value_heads", "head_dim"):
+        if getattr(args, key) is not None:
+            MODEL_CFG[key] = getattr(args, key)
+    assert MODEL_CFG["num_attention_heads"] % MODEL_CFG["num_key_value_heads"] == 0, "heads % kv-heads != 0"
+    MODEL_NAME = args.name or PRESET_NAMES[args.preset]
+    if MODEL_CFG != PRESETS["tiny"] and args.out_dir == ap.get_default("out_dir"):
+        # Never overwrite the embedded model with another shape.
+        args.out_dir = os.path.join(args.work_dir, MODEL_NAME)
     if args.smoke:   # never touch the real model directory or the real run's checkpoints
         if args.out_dir == ap.get_default("out_dir"):
             args.out_dir = os.path.join(args.work_dir + "_smoke", "out")

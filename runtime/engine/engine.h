@@ -159,6 +159,11 @@ class Engine {
                              SeqId* id);
   // Frees the sequence's KV pages.
   void release(SeqId id);
+  // A new sequence holding a copy of `source`'s tokens and cached K/V (its own pages), decoded
+  // under `options`; `source` is left as it was. Prefill is dense under every policy, so a
+  // prompt prefilled once serves many policies (the accuracy harnesses: engine_fork.cc). The
+  // source must be fully prefilled. One process only (not under tensor / pipeline parallelism).
+  Status fork(SeqId source, const SequenceOptions& options, SeqId* id);
 
   // The sequence's attention statistics so far (decode steps and corrections).
   model::AttentionStats stats(SeqId id) const;
@@ -168,6 +173,11 @@ class Engine {
   // Copies the cached key and value of (layer, position), [num_kv_heads * head_dim] each, as f32.
   Status read_kv(SeqId id, int64_t layer, int64_t position, std::vector<float>* key,
                  std::vector<float>* value) const;
+
+  // The step workspace, for inspection from an attention marker (after = true): a selection
+  // layer's logits (`scores`), log-sum-exps (`lse`) and `lists` of the step's decode tokens, in
+  // the order decode() was given them (the accuracy harnesses' per-layer diagnostics).
+  const model::LlamaWorkspace& workspace() const { return ws_; }
 
   // Called on the host around every layer's attention launches of a step (before: after =
   // false), for timing with events; steps run eagerly while it is set. Empty: none.

@@ -150,6 +150,36 @@ TEST(Cli, SparseAttentionFlagsAndStats) {
                "unknown attention 'dense'");
 }
 
+// A model directory holding tidal_policy.json (written by tidal calibrate): its layers are the
+// default of --attention tidal; layer flags override it; a file that does not fit is named.
+TEST(Cli, GenerateTakesTheModelsCalibratedLayers) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string dir = testing::temp_dir("policy_model");
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) {
+    testing::write_file(dir + "/" + f, testing::read_file(kStories + "/" + f));
+  }
+  testing::write_file(dir + "/tidal_policy.json",
+                      R"({"sparse_start": 3, "reselect_layers": [],
+                          "calibration": {"summary": "test calibration"}})");
+  const std::string run = "generate --model " + dir +
+                          " --prompt '' --temperature 0 --max-new-tokens 4 --attention tidal "
+                          "--budget 16 --stats";
+  CliRun r = tidal(run);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("sparse_start 3, reselect none"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("selection layers from " + dir + "/tidal_policy.json: test calibration"),
+            std::string::npos)
+      << r.err;
+  r = tidal(run + " --sparse-start 2");  // a layer flag: the depth rule for the rest
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("sparse_start 2, reselect none"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("selection layers from"), std::string::npos) << r.err;
+  testing::write_file(dir + "/tidal_policy.json", R"({"sparse_start": 7, "reselect_layers": []})");
+  expect_error(tidal(run), dir + "/tidal_policy.json does not fit this model");
+  r = tidal("generate --model " + dir + " --prompt '' --max-new-tokens 2");  // full: unaffected
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 TEST(Cli, TokenizeAndDecode) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   CliRun r =

@@ -29,6 +29,9 @@ TEST(Progress, FormatsDoneTotalRateAndTimeLeft) {
             "tidal: prefill 8192/8192 tokens (100%), 128.0 tokens/s");
   EXPECT_EQ(Progress::format("prefill", "tokens", 0, 100, 0.0),
             "tidal: prefill 0/100 tokens (0%), 0.0 tokens/s");
+  // Sweeps show the time elapsed too.
+  EXPECT_EQ(Progress::format("niah", "runs", 20, 80, 10.5, /*elapsed=*/true),
+            "tidal: niah 20/80 runs (25%), 1.9 runs/s, 10 s elapsed, 32 s left");
 }
 
 TEST(Progress, SilentForShortWork) {

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tidal ppl`: streaming perplexity (reference/TIDALDECODE.md §4.4, the paper's PG-19 protocol):
+// BOS, then every token of a held-out text fed as a decode step, so sparse attention applies as
+// soon as the context passes the budget; one sequence per policy, batched. Prints a table (the
+// whole stream, its second half, against full), keeps a JSON of every policy's per-token losses
+// (--json; --resume continues one), and draws perplexity against position (--png-dir).
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "benchmarks/common/table.h"
+#include "launch/accuracy_run.h"
+#include "launch/plot.h"
+#include "launch/policy_file.h"
+#include "launch/progress.h"
+#include "runtime/file.h"
+
+namespace tidal::launch {
+namespace {
+
+using json = nlohmann::json;
+
+uint64_t checksum(const std::vector<int32_t>& ids) {
+  uint64_t h = 1469598103934665603ull;
+  for (int32_t id : ids) h = (h ^ uint64_t(uint32_t(id))) * 1099511628211ull;
+  return h;
+}
+
+std::vector<bench::Column> columns() {
+  return {{"policy", 6, false, 0}, {"granularity", 14, false, 0}, {"layers", 16, false, 0},
+          {"K", 5, true, 0},       {"corr", 4, true, 0},         {"ppl", 9, true, 3},
+          {"ppl_2nd_half", 12, true, 3}, {"ppl/full", 8, true, 4}, {"rows/full", 9, true, 3},
+          {"#wrong", 6, true, 0}};
+}
+
+}  // namespace
+
+Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(resolve_harness_model(o.common, defaults, &dir));
+  if (o.tokens < 2) return invalid_argument("--tokens must be >= 2");
+  if (o.offset < 0) return invalid_argument("--offset must be >= 0");
+  model::ModelConfig cfg;
+  TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
+  std::vector<Variant> variants;
+  TIDAL_RETURN_IF_ERROR(build_variants(o.variants, cfg, dir, 16, &variants));
+  std::unique_ptr<model::Tokenizer> tok;
+  TIDAL_RETURN_IF_ERROR(model::Tokenizer::load_from_dir(dir, &tok));
+  const std::string path = harness_text(defaults, o.text);
+  Haystack text;
+  TIDAL_RETURN_IF_ERROR(load_haystack(path, *tok, &text).with_context("--text"));
+  if (int64_t(text.tokens.size()) < o.offset + o.tokens - 1) {
+    return out_of_range("--text " + path + " has " + std::to_string(text.tokens.size()) +
+                        " tokens; --offset " + std::to_string(o.offset) + " and --tokens " +
+                        std::to_string(o.tokens) + " need " + std::to_string(o.offset + o.tokens - 1));
+  }
+  std::vector<int32_t> tokens = {cfg.bos_token_id};
+  tokens.insert(tokens.end(), text.tokens.begin() + o.offset,
+                text.tokens.begin() + o.offset + o.tokens - 1);
+
+  const json settings = {{"model", dir}, {"text", path}, {"tokens", o.tokens},
+                         {"offset", o.offset}, {"checksum", checksum(tokens)}};
+  std::map<std::string, json> done;  // by variant label
+  if (!o.common.resume_path.empty()) {
+    std::string prior_text;
+    TIDAL_RETURN_IF_ERROR(read_file(o.common.resume_path, &prior_text).with_context("--resume"));
+    const json prior = json::parse(prior_text, nullptr, false);
+    if (prior.is_discarded() || prior.value("command", "") != "ppl") {
+      return invalid_argument("--resume " + o.common.resume_path + ": not a tidal ppl JSON");
+    }
+    if (prior["settings"].value("checksum", uint64_t(0)) != checksum(tokens)) {
+      return invalid_argument("--resume " + o.common.resume_path +
+                              ": it scored other tokens (another --text, --offset, --tokens or "
+                              "tokenizer)");
+    }
+    for (const json& r : prior.value("results", json::array())) done[r.value("variant", "")] = r;
+  }
+  const std::string json_path = o.common.json_path.empty() ? o.common.resume_path
+                                                           : o.common.json_path;
+  json out = {{"command", "ppl"}, {"settings", settings}, {"complete", false}};
+  const bench::BenchInfo info = bench::collect_bench_info("tidal ppl");
+  out["machine"] = {{"device", info.device}, {"commit", info.commit}};
+
+  std::vector<const Variant*> todo;
+  int64_t max_budget = 2;
+  for (const Variant& v : variants) {
+    max_budget = std::max(max_budget, v.budget);
+    if (!done.count(v.label)) todo.push_back(&v);
+  }
+  if (!todo.empty()) {
+    std::unique_ptr<engine::Engine> engine;
+    TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, o.tokens, max_budget, &engine));
+    Progress progress("ppl", "decode steps", /*delay_seconds=*/2.0);
+    progress.show_elapsed(true);
+    const int64_t steps = o.tokens - 2;
+    progress.start(steps * int64_t(todo.size()));
+    const size_t batch = size_t(o.common.max_batch);
+    int64_t before = 0;
+    for (size_t b = 0; b < todo.size(); b += batch) {
+      const std::vector<const Variant*> part(todo.begin() + long(b),
+                                             todo.begin() + long(std::min(todo.size(), b + batch)));
+      std::vector<PplRun> runs;
+      TIDAL_RETURN_IF_ERROR(run_ppl_streams(*engine, tokens, part, &runs, [&](int64_t d) {
+        progress.update(before + d);
+      }));
+      before += steps * int64_t(part.size());
+      for (size_t i = 0; i < part.size(); ++i) {
+        std::vector<double> nll;
+        for (double x : runs[i].nll) nll.push_back(std::round(x * 1e6) / 1e6);
+        done[part[i]->label] = {{"variant", part[i]->label}, {"ppl", runs[i].perplexity()},
+                                {"kv_rows", runs[i].kv_rows},
+                                {"full_kv_rows", runs[i].full_kv_rows}, {"nll", nll}};
+      }
+      out["results"] = json::array();
+      for (const auto& [label, r] : done) out["results"].push_back(r);
+      if (!json_path.empty()) TIDAL_RETURN_IF_ERROR(write_file_atomic(json_path, out.dump() + "\n"));
+    }
+    progress.finish();
+  }
+
+  bench::BenchInfo table_info = info;
+  table_info.extra = {{"model", std::filesystem::path(dir).filename().string()},
+                      {"tokens", std::to_string(o.tokens)},
+                      {"offset", std::to_string(o.offset)}};
+  bench::Table table(table_info, columns());
+  table.print_header({"text=" + path,
+                      "streaming: BOS, then every token a decode step; ppl = exp(mean NLL)",
+                      "ppl_2nd_half: positions " + std::to_string(o.tokens / 2) + " on; rows/full: "
+                      "KV rows read over full's; #wrong: a budget covering the stream off full's "
+                      "ppl by > 0.1%"});
+  auto nll_of = [](const json& r) { return r["nll"].get<std::vector<double>>(); };
+  const auto full = done.find("full");
+  const double full_ppl = full != done.end() ? full->second.value("ppl", NAN) : NAN;
+  const size_t window =
+      size_t(o.window > 0 ? o.window : std::max<int64_t>(16, o.tokens / 32));
+  std::map<int64_t, LineChart> charts;  // by budget (0: full alone); full joins every chart
+  std::vector<Series> full_series;
+  for (const Variant& v : variants) {
+    const json& r = done.at(v.label);
+    PplRun run;
+    run.nll = nll_of(r);
+    const double ppl = run.perplexity();
+    const double rows = r.value("kv_rows", 0.0), full_rows = r.value("full_kv_rows", 0.0);
+    const bool control = v.budget >= o.tokens && std::isfinite(full_ppl);
+    const int64_t wrong = control && std::fabs(ppl / full_ppl - 1) > 1e-3 ? 1 : 0;
+    table.add_row({v.policy, v.granularity, v.layers,
+                   v.budget > 0 ? bench::Cell(v.budget) : bench::Cell(NAN),
+                   v.correction > 0 ? bench::Cell(v.correction) : bench::Cell(NAN), ppl,
+                   run.perplexity(run.nll.size() / 2, run.nll.size()), ppl / full_ppl,
+                   full_rows > 0 ? rows / full_rows : NAN, wrong});
+    Series s;
+    s.name = v.label;
+    for (size_t b = 0; b + window <= run.nll.size(); b += window) {
+      s.x.push_back(double(b + window));
+      s.y.push_back(run.perplexity(b, b + window));
+    }
+    LineChart& chart = charts[v.budget];
+    chart.title = "PERPLEXITY, WINDOWS OF " + std::to_string(window) + " TOKENS" +
+                  (v.budget > 0 ? ", K=" + std::to_string(v.budget) : "");
+    chart.x_title = "POSITION";
+    chart.y_title = "PPL";
+    chart.log_y = true;
+    if (v.budget == 0) full_series.push_back(s);
+    chart.series.push_back(std::move(s));
+  }
+  out["results"] = json::array();
+  for (const auto& [label, r] : done) out["results"].push_back(r);
+  out["complete"] = true;
+  if (!json_path.empty()) TIDAL_RETURN_IF_ERROR(write_file_atomic(json_path, out.dump() + "\n"));
+  if (!o.common.png_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.common.png_dir, ec);
+    for (auto& [budget, chart] : charts) {
+      if (budget == 0 && charts.size() > 1) continue;  // full is drawn in every budget's chart
+      if (budget > 0) chart.series.insert(chart.series.begin(), full_series.begin(), full_series.end());
+      const std::string name = budget > 0 ? "ppl_K" + std::to_string(budget) + ".png" : "ppl.png";
+      TIDAL_RETURN_IF_ERROR(write_png(o.common.png_dir + "/" + name, render_line_chart(chart)));
+    }
+  }
+  return table.failed_rows() > 0 ? internal_error("rows with #wrong > 0") : ok_status();
+}
+
+}  // namespace tidal::launch

@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: Apache-2.0
+// The accuracy commands' pieces that need no model run: tidal_policy.json (read, write, the rules
+// by which it becomes a model's default), the sweep's policy variants and their flags, and the
+// calibration choice.
+#include <cmath>
+
+#include "launch/accuracy.h"
+#include "launch/policy_file.h"
+#include "tests/testing/model_config.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::launch {
+namespace {
+
+model::ModelConfig ten_layers() {
+  testing::TinyLlama t;
+  t.layers = 10;
+  return testing::tiny_llama(t);
+}
+
+TEST(PolicyFile, WriteThenRead) {
+  const std::string path = testing::temp_dir("policy") + "/tidal_policy.json";
+  ASSERT_TRUE(write_policy_file(path, 5, {7}, R"({"summary": "K=64: needle 10/10"})").ok());
+  ModelPolicy p;
+  ASSERT_TRUE(read_policy_file(path, &p).ok());
+  EXPECT_TRUE(p.found());
+  EXPECT_EQ(p.sparse_start, 5);
+  EXPECT_EQ(p.reselect_layers, std::vector<int64_t>{7});
+  EXPECT_EQ(p.summary, "K=64: needle 10/10");
+  EXPECT_EQ(layers_label(5, {7}), "5:7");
+  EXPECT_EQ(layers_label(3, {5, 8}), "3:5+8");
+  EXPECT_EQ(layers_label(5, {}), "5:-");
+}
+
+TEST(PolicyFile, AbsentIsNotAnError) {
+  ModelPolicy p;
+  ASSERT_TRUE(load_model_policy(testing::temp_dir("policy"), &p).ok());
+  EXPECT_FALSE(p.found());
+}
+
+TEST(PolicyFile, MalformedFilesNameThemselves) {
+  const std::string dir = testing::temp_dir("policy");
+  for (const std::string& bad :
+       {std::string("not json"), std::string("[1]"), std::string(R"({"reselect_layers": []})"),
+        std::string(R"({"sparse_start": -1, "reselect_layers": []})"),
+        std::string(R"({"sparse_start": 2, "reselect_layers": "5"})"),
+        std::string(R"({"sparse_start": 2, "reselect_layers": [1.5]})")}) {
+    testing::write_file(dir + "/tidal_policy.json", bad);
+    ModelPolicy p;
+    const Status st = load_model_policy(dir, &p);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(st.message().find("tidal_policy.json"), std::string::npos) << st.message();
+  }
+}
+
+TEST(PolicyFile, BecomesTheDefaultOnlyForTidalWithoutLayerFlags) {
+  ModelPolicy file;
+  file.path = "/m/tidal_policy.json";
+  file.sparse_start = 5;
+  file.reselect_layers = {};
+  model::AttentionPolicy tidal;
+  tidal.kind = model::AttentionKind::kTidal;
+  model::AttentionPolicy p = tidal;
+  ASSERT_TRUE(apply_model_policy(file, /*layers_given=*/false, ten_layers(), &p).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 5);
+  EXPECT_EQ(model::reselect_layers(p, ten_layers()), std::vector<int64_t>{});
+  p = tidal;  // a layer flag given: the flags (and the depth rule) win
+  ASSERT_TRUE(apply_model_policy(file, /*layers_given=*/true, ten_layers(), &p).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 2);
+  EXPECT_EQ(model::reselect_layers(p, ten_layers()), std::vector<int64_t>{4});
+  p = model::AttentionPolicy();  // full: nothing to apply
+  ASSERT_TRUE(apply_model_policy(file, false, ten_layers(), &p).ok());
+  EXPECT_EQ(p.kind, model::AttentionKind::kFull);
+  p = tidal;  // no file: the depth-scaled rule stays
+  ASSERT_TRUE(apply_model_policy(ModelPolicy(), false, ten_layers(), &p).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 2);
+  file.sparse_start = 12;  // calibrated for a deeper model
+  p = tidal;
+  const Status st = apply_model_policy(file, false, ten_layers(), &p);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("/m/tidal_policy.json"), std::string::npos) << st.message();
+}
+
+TEST(AccuracyFlags, Lists) {
+  std::vector<int64_t> v;
+  ASSERT_TRUE(parse_length_list("1K,4k 16384", "--lengths", &v).ok());
+  EXPECT_EQ(v, (std::vector<int64_t>{1024, 4096, 16384}));
+  v.clear();
+  ASSERT_TRUE(parse_int_list("0,10,3-5", "--depths", &v).ok());
+  EXPECT_EQ(v, (std::vector<int64_t>{0, 10, 3, 4, 5}));
+  for (const char* bad : {"", "0", "x", "-4", "1.5K"}) {
+    v.clear();
+    EXPECT_FALSE(parse_length_list(bad, "--lengths", &v).ok()) << bad;
+  }
+  for (const char* bad : {"5-3", "a", "1-"}) {
+    v.clear();
+    const Status st = parse_int_list(bad, "--depths", &v);
+    EXPECT_FALSE(st.ok()) << bad;
+    EXPECT_NE(st.message().find("--depths"), std::string::npos);
+  }
+}
+
+TEST(AccuracyFlags, VariantsCoverEveryCombination) {
+  VariantFlags f;
+  f.policies = {"full", "tidal", "quest"};
+  f.budgets = "32,64";
+  f.granularities = {"per-query-head", "shared"};
+  f.layers = {"default", "5:-", "3:5+7"};
+  f.corrections = "0,64";
+  std::vector<Variant> v;
+  const Status st = build_variants(f, ten_layers(), testing::temp_dir("v"), 16, &v);
+  ASSERT_TRUE(st.ok()) << st.to_string();
+  // full once; per budget and correction: quest once, tidal 2 granularities x 3 layer sets.
+  EXPECT_EQ(v.size(), 1u + 2 * 2 * (1 + 2 * 3));
+  EXPECT_EQ(v[0].label, "full");
+  EXPECT_EQ(v[1].label, "tidal per-query-head 2:4 default K=32");
+  EXPECT_EQ(v[2].label, "tidal per-query-head 5:- K=32");
+  EXPECT_EQ(v[3].label, "tidal per-query-head 3:5+7 K=32");
+  EXPECT_EQ(*v[3].attention.tidal.reselect_layers, (std::vector<int64_t>{5, 7}));
+  EXPECT_EQ(v[7].label, "tidal per-query-head 2:4 default K=32 corr=64");
+  EXPECT_EQ(v[7].attention.correction_interval, 64);
+  EXPECT_EQ(v.back().label, "quest K=64 corr=64");
+  EXPECT_EQ(variant_file_name("niah", v[2]), "niah_tidal_per-query-head_5-none_K32.png");
+  EXPECT_EQ(variant_file_name("niah", v[3]), "niah_tidal_per-query-head_3-5p7_K32.png");
+}
+
+TEST(AccuracyFlags, ModelLayersComeFromTheFile) {
+  const std::string dir = testing::temp_dir("v");
+  VariantFlags f;
+  f.policies = {"tidal"};
+  f.layers = {"model"};
+  std::vector<Variant> v;
+  ASSERT_TRUE(build_variants(f, ten_layers(), dir, 16, &v).ok());  // no file: the depth rule
+  EXPECT_EQ(v[0].layers, "2:4 default");
+  f.layers = {"calibrated"};
+  v.clear();
+  EXPECT_EQ(build_variants(f, ten_layers(), dir, 16, &v).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(write_policy_file(dir + "/tidal_policy.json", 5, {}, "").ok());
+  f.layers = {"model", "calibrated", "default"};  // the first two are one
+  v.clear();
+  ASSERT_TRUE(build_variants(f, ten_layers(), dir, 16, &v).ok());
+  ASSERT_EQ(v.size(), 2u);
+  EXPECT_EQ(v[0].layers, "5:- calibrated");
+  EXPECT_EQ(v[1].layers, "2:4 default");
+}
+
+TEST(AccuracyFlags, BadVariantsAreRefused) {
+  std::vector<Variant> v;
+  VariantFlags f;
+  f.policies = {"tidal"};
+  f.layers = {"12:-"};  // outside 10 layers
+  EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
+  f.layers = {"3:2"};  // re-selection not above the first
+  v.clear();
+  EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
+  f.layers = {"x"};
+  v.clear();
+  EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
+  f.layers = {"5:-"};
+  f.policies = {"quest"};
+  f.budgets = "8";  // below one page
+  v.clear();
+  EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
+}
+
+CandidateScore score(int64_t start, int64_t hits, double ppl, double cost) {
+  CandidateScore c;
+  c.sparse_start = start;
+  c.hits = hits;
+  c.ppl = ppl;
+  c.cost = cost;
+  return c;
+}
+
+TEST(Calibrate, ChoosesTheCheapestCandidateThatMatchesFull) {
+  const std::vector<CandidateScore> s = {score(2, 1, 40.0, 0.3),    // cheap, misses needles
+                                         score(5, 10, 41.0, 0.6),   // matches
+                                         score(6, 10, 40.2, 0.7),   // matches, dearer
+                                         score(3, 10, 60.0, 0.4)};  // perplexity too high
+  bool matched = false;
+  EXPECT_EQ(choose_candidate(s, 10, 40.0, 0, 0.05, &matched), 1u);
+  EXPECT_TRUE(matched);
+  // A tolerance of one miss admits nothing new here; a 60% perplexity tolerance admits the third.
+  EXPECT_EQ(choose_candidate(s, 10, 40.0, 0, 0.6, &matched), 3u);
+  // Nothing matches full: the most accurate (hits, then perplexity) is taken.
+  EXPECT_EQ(choose_candidate(s, 11, 40.0, 0, 0.05, &matched), 2u);
+  EXPECT_FALSE(matched);
+  // Without perplexity (NaN) only the needle counts.
+  std::vector<CandidateScore> n = s;
+  for (CandidateScore& c : n) c.ppl = NAN;
+  EXPECT_EQ(choose_candidate(n, 10, NAN, 0, 0.05, &matched), 3u);
+  EXPECT_TRUE(matches_full(n[0], 2, NAN, 1, 0.0));
+  EXPECT_FALSE(matches_full(n[0], 3, NAN, 1, 0.0));
+}
+
+}  // namespace
+}  // namespace tidal::launch
