@@ -23,21 +23,6 @@
 namespace tidal::launch {
 namespace {
 
-// Picks the model directory: --model, else the embedded default.
-Status resolve_model_dir(const GenerateOptions& o, const DefaultModel& d, std::string* dir) {
-  if (!o.model_dir.empty()) {
-    *dir = o.model_dir;
-    return ok_status();
-  }
-  if (d.dir.empty() || !std::filesystem::exists(d.dir + "/config.json")) {
-    return not_found("no --model given and the embedded default model is missing (looked in '" +
-                     d.dir + "'); pass --model DIR");
-  }
-  *dir = d.dir;
-  std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
-  return ok_status();
-}
-
 // The prompt as the flags give it: --prompt-ids, --chat (one user message), --prompt or
 // --prompt-file; engine::build_prompt (the one request builder) then turns it into ids.
 Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok, engine::PromptSpec* spec) {
@@ -190,10 +175,25 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
 
 }  // namespace
 
+Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d,
+                            std::string* dir) {
+  if (!model_dir.empty()) {
+    *dir = model_dir;
+    return ok_status();
+  }
+  if (d.dir.empty() || !std::filesystem::exists(d.dir + "/config.json")) {
+    return not_found("no --model given and the embedded default model is missing (looked in '" +
+                     d.dir + "'); pass --model DIR");
+  }
+  *dir = d.dir;
+  std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
+  return ok_status();
+}
+
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
   std::string dir;
-  TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
+  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   // Every flag value is checked before the checkpoint is read; errors name the flag.

@@ -4,6 +4,8 @@
 //   tidal info (--model DIR | --preset NAME)         config, parameters, memory plan
 //   tidal tokenize (--model DIR | --tokenizer FILE) (--text T | --file F) [--no-bos] [--decode]
 //   tidal bench [--preset P,..] [--context 10K,..] [--policy ..] ...  latency vs the floor
+//   tidal serve [--model DIR] [--listen HOST:PORT] ...  the gRPC coordinator
+//   tidal client [--server HOST:PORT] [--prompt ... | --chat] ...  stream from a server
 // Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
 // stderr and exit code 1; --help and --version exit 0.
 #include <cerrno>
@@ -48,13 +50,20 @@ int main(int argc, char** argv) {
   add_info_command(app, &info);
   add_tokenize_command(app, &tok);
   add_bench_command(app, &bench);
+#if TIDAL_WITH_RPC
+  ServeOptions serve;
+  ClientOptions client;
+  add_serve_command(app, &serve);
+  add_client_command(app, &client);
+  serve.version = std::string(TIDAL_VERSION) + " (commit " + TIDAL_COMMIT + ")";
+#endif
   // CLI11 reports an unknown subcommand as a missing one; say what it was.
   if (argc > 1 && argv[1][0] != '-') {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
       return fail(std::string("unknown subcommand '") + argv[1] +
-                  "' (generate, info, tokenize or bench; see tidal --help)");
+                  "' (generate, info, tokenize, bench, serve or client; see tidal --help)");
     }
   }
   try {
@@ -87,6 +96,13 @@ int main(int argc, char** argv) {
   } else if (app.got_subcommand("bench")) {
     st = bench.parallel.requested() ? run_bench_parallel(bench) : run_bench(bench);
   }
+#if TIDAL_WITH_RPC
+  else if (app.got_subcommand("serve")) {
+    st = run_serve(serve, defaults);
+  } else if (app.got_subcommand("client")) {
+    st = run_client(client);
+  }
+#endif
   // Output that never arrived is a failure too (a full disk, a closed pipe).
   errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {

@@ -167,7 +167,7 @@ int64_t Server::shutdown(double drain_seconds) {
   if (!scheduler_->wait_idle(drain_seconds)) {
     const engine::SchedulerStats st = scheduler_->stats();
     cancelled = st.queued + st.running;
-    scheduler_->cancel_all(unavailable("the server is shutting down"));
+    cancel_all();
     scheduler_->wait_idle(60.0);  // cancellations are taken at the next step boundary
   }
   // Every stream has ended: the calls still open are unary and finish at once.
@@ -175,6 +175,8 @@ int64_t Server::shutdown(double drain_seconds) {
   scheduler_->stop();
   return cancelled;
 }
+
+void Server::cancel_all() { scheduler_->cancel_all(unavailable("the server is shutting down")); }
 
 engine::SchedulerStats Server::stats() const { return scheduler_->stats(); }
 

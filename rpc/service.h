@@ -58,6 +58,9 @@ class Server {
   // (their streams end with UNAVAILABLE) and stops serving. Returns how many it cancelled.
   // Idempotent.
   int64_t shutdown(double drain_seconds);
+  // Any thread: cancels every live request now (their streams end with UNAVAILABLE); cuts a
+  // shutdown's drain short.
+  void cancel_all();
 
   engine::SchedulerStats stats() const;
 
