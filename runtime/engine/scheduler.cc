@@ -232,6 +232,12 @@ void Scheduler::finish(Entry& e, FinishReason reason, const Status& status) {
   }
   ev.result = &r;
   ev.status = status;
+  {
+    // The name is free before the client can see the end: a Cancel after it finds nothing.
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = names_.find(e.name);
+    if (it != names_.end() && it->second == e.handle) names_.erase(it);
+  }
   e.on_event(ev);
   e.done = true;
   if (e.cancelled || (reason == FinishReason::kCancelled && status.ok())) {
@@ -242,8 +248,6 @@ void Scheduler::finish(Entry& e, FinishReason reason, const Status& status) {
     counters_.finished += 1;
   }
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = names_.find(e.name);
-  if (it != names_.end() && it->second == e.handle) names_.erase(it);
   live_.erase(e.handle);
   idle_.notify_all();
 }
