@@ -230,15 +230,6 @@ void Scheduler::finish(Entry& e, FinishReason reason, const Status& status) {
     engine_.release(e.seq);
     reserved_pages_ -= e.reserved;
   }
-  ev.result = &r;
-  ev.status = status;
-  {
-    // The name is free before the client can see the end: a Cancel after it finds nothing.
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = names_.find(e.name);
-    if (it != names_.end() && it->second == e.handle) names_.erase(it);
-  }
-  e.on_event(ev);
   e.done = true;
   if (e.cancelled || (reason == FinishReason::kCancelled && status.ok())) {
     counters_.cancelled += 1;
@@ -247,9 +238,31 @@ void Scheduler::finish(Entry& e, FinishReason reason, const Status& status) {
   } else {
     counters_.finished += 1;
   }
+  {
+    // Before the client can see the end: its id is free (a Cancel after it finds nothing) and
+    // the statistics count it (GetStats after it shows it ended and its pages back).
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = names_.find(e.name);
+    if (it != names_.end() && it->second == e.handle) names_.erase(it);
+    snapshot_locked();
+  }
+  ev.result = &r;
+  ev.status = status;
+  e.on_event(ev);
   std::lock_guard<std::mutex> lock(mu_);
   live_.erase(e.handle);
   idle_.notify_all();
+}
+
+void Scheduler::snapshot_locked() {
+  const double rate = stats_.tokens_per_second;
+  stats_ = counters_;
+  stats_.tokens_per_second = rate;
+  auto live = [](const std::unique_ptr<Entry>& e) { return !e->done; };
+  stats_.queued = int64_t(std::count_if(queue_.begin(), queue_.end(), live) + inbox_.size());
+  stats_.running = int64_t(std::count_if(running_.begin(), running_.end(), live));
+  stats_.kv_pages_used = stats_.kv_pages_total - engine_.free_kv_pages();
+  stats_.kv_pages_reserved = reserved_pages_;
 }
 
 void Scheduler::remove_done() {
@@ -442,11 +455,7 @@ void Scheduler::publish(double step_seconds, int64_t tokens) {
   const double span = std::min(kRateWindowSeconds, std::max(seconds(now - start_time_), 1e-9));
   (void)step_seconds;
   std::lock_guard<std::mutex> lock(mu_);
-  stats_ = counters_;
-  stats_.queued = int64_t(queue_.size() + inbox_.size());
-  stats_.running = int64_t(running_.size());
-  stats_.kv_pages_used = stats_.kv_pages_total - engine_.free_kv_pages();
-  stats_.kv_pages_reserved = reserved_pages_;
+  snapshot_locked();
   stats_.tokens_per_second = double(sum) / span;
   busy_ = !queue_.empty() || !running_.empty();
 }

@@ -124,6 +124,8 @@ class Scheduler {
   // Ends `e`: the finished event, its pages released, counters updated.
   void finish(Entry& e, FinishReason reason, const Status& status = Status());
   void remove_done();
+  // stats_ from the counters and the live requests (mu_ held).
+  void snapshot_locked();
   void publish(double step_seconds, int64_t tokens);
   int64_t pages_for(int64_t tokens) const;
 
