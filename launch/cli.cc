@@ -167,7 +167,8 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
   cmd->add_option("--timeout", o->timeout, "seconds per call; 0: none")->capture_default_str();
   auto* info = cmd->add_flag("--info", o->info, "print the served model's description (JSON)");
   auto* stats = cmd->add_flag("--server-stats", o->server_stats, "print the server's statistics");
-  auto* health = cmd->add_flag("--health", o->health, "check the server's health (exit 1 unless SERVING)");
+  auto* health =
+      cmd->add_flag("--health", o->health, "check the server's health (exit 1 unless SERVING)");
   auto* cancel = cmd->add_option("--cancel", o->cancel, "cancel the live request with this id");
   auto* tokenize = cmd->add_flag("--tokenize", o->tokenize, "print the ids the prompt becomes");
   const std::vector<CLI::Option*> actions = {info, stats, health, cancel, tokenize};

@@ -4,6 +4,8 @@
 // line per response with --json. --chat without a prompt is a conversation: each stdin line is a
 // user turn, the replies stream back. --info, --server-stats, --health, --cancel and --tokenize
 // ask the server something else. A failed call ends with `tidal: error: CODE: message`, exit 1.
+#include "rpc/client.h"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <cerrno>
@@ -12,7 +14,6 @@
 #include <iostream>
 
 #include "launch/cli.h"
-#include "rpc/client.h"
 #include "rpc/service.h"
 #include "runtime/file.h"
 
@@ -130,8 +131,9 @@ void print_final(const v1::FinalMessage& f, bool stats) {
   std::fprintf(stderr,
                "tidal: prompt %lld tokens; generated %lld tokens; queue %.1f ms, ttft %.1f ms "
                "(server), %.1f tok/s; finish: %s\n",
-               static_cast<long long>(u.prompt_tokens()), static_cast<long long>(u.generated_tokens()),
-               u.queue_seconds() * 1e3, u.first_token_seconds() * 1e3,
+               static_cast<long long>(u.prompt_tokens()),
+               static_cast<long long>(u.generated_tokens()), u.queue_seconds() * 1e3,
+               u.first_token_seconds() * 1e3,
                u.decode_seconds() > 0 && n > 1 ? (n - 1) / u.decode_seconds() : 0.0,
                v1::FinishReason_Name(f.finish()).c_str() + std::strlen("FINISH_REASON_"));
   if (!stats) return;
@@ -227,8 +229,8 @@ Status run_client(const ClientOptions& c) {
     v1::ModelInfo info;
     v1::Stats stats;
     TIDAL_RETURN_IF_ERROR(from_grpc(c.info ? client.model_info(&info) : client.stats(&stats)));
-    const google::protobuf::Message& m = c.info ? static_cast<const google::protobuf::Message&>(info)
-                                                : stats;
+    const google::protobuf::Message& m =
+        c.info ? static_cast<const google::protobuf::Message&>(info) : stats;
     return write_out(to_json(m, c.json) + "\n");
   }
   if (c.health) {

@@ -25,7 +25,8 @@ namespace {
 
 // The prompt as the flags give it: --prompt-ids, --chat (one user message), --prompt or
 // --prompt-file; engine::build_prompt (the one request builder) then turns it into ids.
-Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok, engine::PromptSpec* spec) {
+Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok,
+                   engine::PromptSpec* spec) {
   const int given = int(o.prompt_given) + int(!o.prompt_file.empty()) + int(!o.prompt_ids.empty());
   if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
   if (!o.prompt_ids.empty()) {
@@ -175,8 +176,7 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
 
 }  // namespace
 
-Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d,
-                            std::string* dir) {
+Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d, std::string* dir) {
   if (!model_dir.empty()) {
     *dir = model_dir;
     return ok_status();

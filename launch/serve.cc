@@ -81,14 +81,15 @@ Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine&
   const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
   if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
   std::unique_ptr<rpc::Server> server;
-  TIDAL_RETURN_IF_ERROR(rpc::Server::start(engine, tok.get(), so, &server).with_context("--listen"));
+  TIDAL_RETURN_IF_ERROR(
+      rpc::Server::start(engine, tok.get(), so, &server).with_context("--listen"));
   const engine::MemoryPlan& plan = engine.memory_plan();
   std::fprintf(stderr, "tidal: serving on %s\n", server->address().c_str());
   std::fprintf(stderr,
                "tidal: model %s on %s (%s), %lld sequences per step, KV cache %lld tokens "
                "(%s), prefill chunk %lld%s; SIGINT or SIGTERM stops\n",
-               engine.model_config().name.c_str(), plan.device_name.c_str(),
-               dtype_name(plan.dtype), static_cast<long long>(engine.config().max_batch),
+               engine.model_config().name.c_str(), plan.device_name.c_str(), dtype_name(plan.dtype),
+               static_cast<long long>(engine.config().max_batch),
                static_cast<long long>(plan.kv_capacity_tokens), human_bytes(plan.kv_bytes).c_str(),
                static_cast<long long>(engine.config().prefill_chunk),
                so.auth_token.empty() ? "" : ", auth token required");

@@ -220,8 +220,8 @@ Status apply_llama3_chat(const Tokenizer& tokenizer, const std::vector<ChatMessa
   // it tokenizes the rendered template.
   std::string text;
   for (const ChatMessage& m : messages) {
-    text += "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) +
-            "<|eot_id|>";
+    text +=
+        "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
   }
   text += "<|start_header_id|>assistant<|end_header_id|>\n\n";
   std::vector<int32_t> body;

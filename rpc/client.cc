@@ -24,9 +24,7 @@ Client::Client(const std::string& target, const ClientOptions& options) : option
   health_ = grpc::health::v1::Health::NewStub(channel_);
 }
 
-bool Client::wait_ready(double seconds) {
-  return channel_->WaitForConnected(after(seconds));
-}
+bool Client::wait_ready(double seconds) { return channel_->WaitForConnected(after(seconds)); }
 
 void Client::prepare(grpc::ClientContext* ctx) const {
   if (!options_.auth_token.empty()) {
@@ -46,8 +44,7 @@ grpc::Status Client::generate(grpc::ClientContext* ctx, const v1::GenerateReques
                               const std::function<bool(const v1::GenerateResponse&)>& on_message,
                               v1::FinalMessage* final) {
   prepare(ctx);
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
-      stub_->Generate(ctx, request);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub_->Generate(ctx, request);
   v1::GenerateResponse msg;
   while (reader->Read(&msg)) {
     if (final != nullptr && msg.has_final()) *final = msg.final();
@@ -70,8 +67,7 @@ grpc::Status Client::cancel(const std::string& request_id, bool* found) {
   return st;
 }
 
-grpc::Status Client::tokenize(const v1::TokenizeRequest& request,
-                              v1::TokenizeResponse* response) {
+grpc::Status Client::tokenize(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) {
   grpc::ClientContext ctx;
   prepare(&ctx);
   return stub_->Tokenize(&ctx, request, response);

@@ -116,8 +116,8 @@ Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_inter
                               .with_context("attention.granularity"));
   }
   if (!in.agreement().empty()) {
-    TIDAL_RETURN_IF_ERROR(
-        model::parse_agreement(in.agreement(), &p.tidal.agreement).with_context("attention.agreement"));
+    TIDAL_RETURN_IF_ERROR(model::parse_agreement(in.agreement(), &p.tidal.agreement)
+                              .with_context("attention.agreement"));
   }
   if (in.has_budget()) p.tidal.budget = p.quest.budget = in.budget();
   if (in.has_sparse_start()) p.tidal.sparse_start = in.sparse_start();
@@ -146,8 +146,8 @@ Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokeni
   r.stop.eos_ids = eos_ids;
   TIDAL_RETURN_IF_ERROR(r.sampling.validate().with_context("sampling"));
   TIDAL_RETURN_IF_ERROR(r.stop.validate().with_context("stop"));
-  TIDAL_RETURN_IF_ERROR(
-      policy_from_proto(req.attention(), req.correction_interval(), config, kv_page_size, &r.attention));
+  TIDAL_RETURN_IF_ERROR(policy_from_proto(req.attention(), req.correction_interval(), config,
+                                          kv_page_size, &r.attention));
   *out = std::move(r);
   return ok_status();
 }

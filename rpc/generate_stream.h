@@ -20,8 +20,8 @@ class InferenceService final : public v1::Inference::CallbackService {
   InferenceService(engine::Engine& engine, const model::Tokenizer* tokenizer,
                    engine::Scheduler& scheduler, const ServerOptions& options);
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
-      grpc::CallbackServerContext* ctx, const v1::GenerateRequest* req) override;
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext* ctx,
+                                                           const v1::GenerateRequest* req) override;
   grpc::ServerUnaryReactor* Cancel(grpc::CallbackServerContext* ctx, const v1::CancelRequest* req,
                                    v1::CancelResponse* resp) override;
   grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* ctx,

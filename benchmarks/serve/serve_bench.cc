@@ -40,8 +40,8 @@ struct Options {
   int threads = 0;  // CPU path threads of the in-process server; 0: the machine's cores
   std::string auth_token;
   std::string clients = "32,64";
-  int64_t requests = 4;  // per client (ignored with --duration)
-  double duration = 0;   // seconds: soak; clients loop until it is up
+  int64_t requests = 4;                              // per client (ignored with --duration)
+  double duration = 0;                               // seconds: soak; clients loop until it is up
   std::string prompt_mix = "16:4,64:3,256:2,400:1";  // length:weight,...
   int64_t max_new_tokens = 32;
   std::string attention = "full";  // full, tidal, quest, or mixed (each request the next one)
@@ -82,8 +82,8 @@ struct ClientLog {
   std::string first_error;
 };
 
-v1::GenerateRequest make_request(const Options& o, const std::vector<MixEntry>& mix,
-                                 int64_t vocab, std::mt19937_64& rng, int64_t serial) {
+v1::GenerateRequest make_request(const Options& o, const std::vector<MixEntry>& mix, int64_t vocab,
+                                 std::mt19937_64& rng, int64_t serial) {
   std::vector<double> weights;
   for (const MixEntry& m : mix) weights.push_back(m.weight);
   std::discrete_distribution<size_t> pick(weights.begin(), weights.end());
@@ -205,8 +205,10 @@ Status run_load(const Options& o, const std::string& target, const std::vector<M
   }
   if (leftover != 0) {
     all.wrong += 1;
-    std::fprintf(stderr, "serve_bench: afterwards the server holds %lld KV pages, %lld running, "
-                 "%lld queued\n", static_cast<long long>(after.kv_pages_used()),
+    std::fprintf(stderr,
+                 "serve_bench: afterwards the server holds %lld KV pages, %lld running, "
+                 "%lld queued\n",
+                 static_cast<long long>(after.kv_pages_used()),
                  static_cast<long long>(after.running()), static_cast<long long>(after.queued()));
   }
   if (!all.first_error.empty()) {
@@ -214,13 +216,13 @@ Status run_load(const Options& o, const std::string& target, const std::vector<M
   }
   const int64_t mixed = after.mixed_steps() - before.mixed_steps();
   const int64_t steps = after.steps() - before.steps();
-  table->add_row({clients, all.requests, double(all.prompt_tokens) / double(std::max<int64_t>(1, all.requests)),
-                  all.tokens, wall, double(all.requests) / wall, double(all.tokens) / wall,
-                  quantile_ms(all.ttft, 0.5), quantile_ms(all.ttft, 0.99), quantile_ms(all.itl, 0.5),
-                  quantile_ms(all.itl, 0.99), quantile_ms(all.e2e, 0.5) / 1e3,
-                  quantile_ms(all.e2e, 0.99) / 1e3,
-                  steps > 0 ? 100.0 * double(mixed) / double(steps) : 0.0, after.kv_pages_used(),
-                  all.wrong});
+  table->add_row(
+      {clients, all.requests,
+       double(all.prompt_tokens) / double(std::max<int64_t>(1, all.requests)), all.tokens, wall,
+       double(all.requests) / wall, double(all.tokens) / wall, quantile_ms(all.ttft, 0.5),
+       quantile_ms(all.ttft, 0.99), quantile_ms(all.itl, 0.5), quantile_ms(all.itl, 0.99),
+       quantile_ms(all.e2e, 0.5) / 1e3, quantile_ms(all.e2e, 0.99) / 1e3,
+       steps > 0 ? 100.0 * double(mixed) / double(steps) : 0.0, after.kv_pages_used(), all.wrong});
   return ok_status();
 }
 
@@ -267,8 +269,9 @@ int run(const Options& o) {
       rpc::ServerOptions so;
       so.listen = "127.0.0.1:0";
       so.auth_token = o.auth_token;
-      st = ts.ok() || ts.code() == StatusCode::kNotFound ? rpc::Server::start(*engine, tok.get(), so, &server)
-                                                         : ts;
+      st = ts.ok() || ts.code() == StatusCode::kNotFound
+               ? rpc::Server::start(*engine, tok.get(), so, &server)
+               : ts;
     }
     if (!st.ok()) {
       std::fprintf(stderr, "serve_bench: error: %s\n", st.message().c_str());
@@ -291,14 +294,22 @@ int run(const Options& o) {
               {"max_batch", std::to_string(info.limits().max_batch())},
               {"kv_tokens", std::to_string(info.kv().tokens())},
               {"prefill_chunk", std::to_string(info.limits().prefill_chunk())}};
-  Table table(bi, {{"clients", 7, true, 0},     {"requests", 8, true, 0},
-                   {"prompt_avg", 10, true, 1}, {"gen_tok", 8, true, 0},
-                   {"wall_s", 7, true, 2},      {"req/s", 7, true, 2},
-                   {"tok/s", 8, true, 1},       {"ttft_p50", 9, true, 1},
-                   {"ttft_p99", 9, true, 1},    {"itl_p50", 8, true, 2},
-                   {"itl_p99", 8, true, 2},     {"e2e_p50", 8, true, 3},
-                   {"e2e_p99", 8, true, 3},     {"mixed%", 6, true, 1},
-                   {"kv_end", 6, true, 0},      {"#wrong", 6, true, 0}});
+  Table table(bi, {{"clients", 7, true, 0},
+                   {"requests", 8, true, 0},
+                   {"prompt_avg", 10, true, 1},
+                   {"gen_tok", 8, true, 0},
+                   {"wall_s", 7, true, 2},
+                   {"req/s", 7, true, 2},
+                   {"tok/s", 8, true, 1},
+                   {"ttft_p50", 9, true, 1},
+                   {"ttft_p99", 9, true, 1},
+                   {"itl_p50", 8, true, 2},
+                   {"itl_p99", 8, true, 2},
+                   {"e2e_p50", 8, true, 3},
+                   {"e2e_p99", 8, true, 3},
+                   {"mixed%", 6, true, 1},
+                   {"kv_end", 6, true, 0},
+                   {"#wrong", 6, true, 0}});
   table.print_header({"prompt mix (tokens:weight) " + o.prompt_mix + ", " +
                           std::to_string(o.max_new_tokens) + " new tokens each, attention " +
                           o.attention +

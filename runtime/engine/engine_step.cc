@@ -78,10 +78,9 @@ Status Engine::step(const std::vector<SeqId>& ids, const std::vector<int32_t>& t
                             str(chunk_tokens) + " chunk tokens exceeds the step capacity (" +
                             str(cap.max_decode) + " decode, " + str(cap.max_tokens) + " in all)");
   }
-  TIDAL_CHECK(logits.data == nullptr ||
-                  (logits.rank == 2 && logits.size(0) <= logit_rows &&
-                   logits.size(1) == model_.vocab && logits.dtype == DType::kF32 &&
-                   logits.on_cpu()),
+  TIDAL_CHECK(logits.data == nullptr || (logits.rank == 2 && logits.size(0) <= logit_rows &&
+                                         logits.size(1) == model_.vocab &&
+                                         logits.dtype == DType::kF32 && logits.on_cpu()),
               "step: logits must be host f32 [rows, vocab], rows <= the sampled rows");
   // Reserve every decode page first so a full cache changes nothing.
   std::vector<size_t>& before = pages_before_;

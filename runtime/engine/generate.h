@@ -47,8 +47,8 @@ struct GenerationResult {
   // KV cache rows the request held at its end: the prompt and every generated token but the last
   // (which was sampled, never fed back).
   int64_t cached_tokens = 0;
-  double queue_seconds = 0;     // from its submission to its first prefill step
-  double prefill_seconds = 0;   // from its first prefill step to its first token
+  double queue_seconds = 0;        // from its submission to its first prefill step
+  double prefill_seconds = 0;      // from its first prefill step to its first token
   double first_token_seconds = 0;  // from its submission to its first token (TTFT)
   double decode_seconds = 0;    // wall time of the decode steps it took part in
   model::AttentionStats stats;  // KV rows read per layer role, list overlap, corrections

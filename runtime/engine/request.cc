@@ -49,17 +49,20 @@ Status build_prompt(const PromptSpec& spec, const model::Tokenizer* tokenizer,
       from = "ids";
       break;
     case PromptSpec::Kind::kChat:
-      if (tokenizer == nullptr) return invalid_argument("chat: needs a tokenizer; this model has none");
-      TIDAL_RETURN_IF_ERROR(
-          model::apply_llama3_chat(*tokenizer, spec.messages, &prompt, &chat_eos).with_context("chat"));
+      if (tokenizer == nullptr)
+        return invalid_argument("chat: needs a tokenizer; this model has none");
+      TIDAL_RETURN_IF_ERROR(model::apply_llama3_chat(*tokenizer, spec.messages, &prompt, &chat_eos)
+                                .with_context("chat"));
       from = "chat";
       break;
     case PromptSpec::Kind::kText:
       if (spec.text.empty()) {
         TIDAL_RETURN_IF_ERROR(bos_only(tokenizer, config, &prompt));
       } else {
-        if (tokenizer == nullptr) return invalid_argument("text: needs a tokenizer; send ids instead");
-        TIDAL_RETURN_IF_ERROR(tokenizer->encode(spec.text, /*add_bos=*/true, &prompt).with_context("text"));
+        if (tokenizer == nullptr)
+          return invalid_argument("text: needs a tokenizer; send ids instead");
+        TIDAL_RETURN_IF_ERROR(
+            tokenizer->encode(spec.text, /*add_bos=*/true, &prompt).with_context("text"));
         if (prompt.empty()) return invalid_argument("text: encodes to no tokens");
       }
       from = "text";
@@ -80,8 +83,8 @@ RequestState::RequestState(GenerationRequest request, const model::Tokenizer* to
   result_.prompt_tokens = int64_t(request_.prompt.size());
   if (tokenizer_ != nullptr) {
     // The prompt is the decoder's context: text that follows it keeps its leading space.
-    decoder_ = std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true,
-                                                      request_.prompt);
+    decoder_ =
+        std::make_unique<model::StreamDecoder>(*tokenizer_, /*skip_special=*/true, request_.prompt);
     matcher_ = std::make_unique<StopStringMatcher>(request_.stop.stop_strings);
   }
 }

@@ -21,10 +21,10 @@ struct Scheduler::Entry {
   std::unique_ptr<RequestState> state;
   SeqId seq = -1;
   bool admitted = false;
-  int64_t reserved = 0;     // KV pages promised to it (kReserve)
-  int64_t prompt_done = 0;  // prompt positions prefilled
-  bool decoding = false;    // prefilled: it has a sampled token to feed
-  int32_t next = -1;        // that token
+  int64_t reserved = 0;                 // KV pages promised to it (kReserve)
+  int64_t prompt_done = 0;              // prompt positions prefilled
+  bool decoding = false;                // prefilled: it has a sampled token to feed
+  int32_t next = -1;                    // that token
   int64_t since_correction = 0;         // decode steps since its last correction pass
   int64_t corr_next = 0, corr_end = 0;  // the pass due: positions [corr_next, corr_end)
   bool cancelled = false;
@@ -125,9 +125,8 @@ void Scheduler::start() {
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock, [this] {
-          return stopping_ || !inbox_.empty() || !cancels_.empty() || busy_;
-        });
+        wake_.wait(lock,
+                   [this] { return stopping_ || !inbox_.empty() || !cancels_.empty() || busy_; });
         if (stopping_) return;
       }
       step();
@@ -194,8 +193,8 @@ void Scheduler::admit() {
     int64_t need = 0;
     if (options_.admission == SchedulerOptions::Admission::kReserve) {
       // Rows cached at most: the prompt and every generated token but the last.
-      const int64_t rows = std::min(e.prompt_size() + r.stop.max_new_tokens - 1,
-                                    engine_.memory_plan().max_context);
+      const int64_t rows =
+          std::min(e.prompt_size() + r.stop.max_new_tokens - 1, engine_.memory_plan().max_context);
       need = std::min(pages_for(rows), stats_.kv_pages_total);
       if (reserved_pages_ + need > stats_.kv_pages_total) break;  // waits for pages
     }
@@ -204,8 +203,8 @@ void Scheduler::admit() {
     options.sampling = r.sampling;
     const Status st = engine_.add_sequence(r.prompt, options, &e.seq);
     if (!st.ok()) {
-      const bool later = st.code() == StatusCode::kOutOfMemory ||
-                         st.code() == StatusCode::kUnavailable;
+      const bool later =
+          st.code() == StatusCode::kOutOfMemory || st.code() == StatusCode::kUnavailable;
       if (later && !running_.empty()) break;  // waits for pages or a slot
       finish(e, FinishReason::kCancelled, st);
       queue_.pop_front();
@@ -278,8 +277,7 @@ bool Scheduler::deliver(Entry& e, int32_t token) {
     finish(e, FinishReason::kCancelled,
            internal_error("non-finite logits (NaN or infinity) at step " +
                           std::to_string(r.tokens.size()) + " of the generation (position " +
-                          std::to_string(length - 1) +
-                          "): the weights or activations overflowed"));
+                          std::to_string(length - 1) + "): the weights or activations overflowed"));
     return false;
   }
   GenerationEvent ev;

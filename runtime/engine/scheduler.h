@@ -46,12 +46,12 @@ struct SchedulerOptions {
 
 // A snapshot of the scheduler, taken after every step.
 struct SchedulerStats {
-  int64_t queued = 0;   // submitted, not admitted
-  int64_t running = 0;  // admitted (prefilling or decoding)
+  int64_t queued = 0;    // submitted, not admitted
+  int64_t running = 0;   // admitted (prefilling or decoding)
   int64_t finished = 0;  // ended with a finish reason (not cancelled)
   int64_t cancelled = 0;
-  int64_t failed = 0;    // ended with an error
-  int64_t prompt_tokens = 0;     // of admitted requests
+  int64_t failed = 0;         // ended with an error
+  int64_t prompt_tokens = 0;  // of admitted requests
   int64_t generated_tokens = 0;
   int64_t steps = 0;
   int64_t mixed_steps = 0;  // steps holding decode tokens and prefill / correction chunks
@@ -81,8 +81,8 @@ class Scheduler {
   // called or the queue is full, everything (kUnavailable); then queues it. `on_event` is called
   // on the stepping thread: once per token (returning false cancels the request), then once
   // with `finished` set.
-  Status submit(GenerationRequest request, const std::string& name,
-                GenerationCallback on_event, RequestHandle* handle);
+  Status submit(GenerationRequest request, const std::string& name, GenerationCallback on_event,
+                RequestHandle* handle);
   // Any thread. Ends a live request at the next step boundary, before anything else is planned
   // (its KV pages return then): its finished event has finish kCancelled and status `why`.
   // False when no live request has that name (or handle).

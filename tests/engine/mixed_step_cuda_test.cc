@@ -64,8 +64,8 @@ TEST_P(MixedStepCuda, MatchesSeparatePrefillAndDecode) {
                         &want_ids)
                   .ok());
   int32_t first = -1;
-  ASSERT_TRUE(e->prefill(sep[2], make_view(want.data() + 2 * vocab, DType::kF32, {vocab}), &first)
-                  .ok());
+  ASSERT_TRUE(
+      e->prefill(sep[2], make_view(want.data() + 2 * vocab, DType::kF32, {vocab}), &first).ok());
   want_ids.push_back(first);
   const std::vector<StepChunk> chunks = {StepChunk{mix[0], 40, 4, false, true},
                                          StepChunk{mix[2], 0, 27, true, false}};

@@ -88,8 +88,8 @@ TEST(MixedStep, EqualsSeparatePrefillAndDecode) {
                         &want_ids)
                   .ok());
   int32_t first = -1;
-  ASSERT_TRUE(e->prefill(sep[2], make_view(want.data() + 2 * vocab, DType::kF32, {vocab}), &first)
-                  .ok());
+  ASSERT_TRUE(
+      e->prefill(sep[2], make_view(want.data() + 2 * vocab, DType::kF32, {vocab}), &first).ok());
   want_ids.push_back(first);
   // Mixed: one step.
   const std::vector<StepChunk> chunks = {StepChunk{mix[2], 0, 13, true, false}};
@@ -139,8 +139,7 @@ TEST(MixedStep, ChunkedPrefillBesideDecodingEqualsPrefill) {
     const int64_t n = std::min<int64_t>(16, 45 - begin);
     const bool last = begin + n == 45;
     const std::vector<StepChunk> chunks = {StepChunk{chunked, begin, n, last, false}};
-    const TensorView logits =
-        last ? make_view(got.data(), DType::kF32, {2, vocab}) : TensorView();
+    const TensorView logits = last ? make_view(got.data(), DType::kF32, {2, vocab}) : TensorView();
     ASSERT_TRUE(e->step({other}, {next}, chunks, logits, &sampled).ok());
     ASSERT_EQ(sampled.size(), last ? 2u : 1u);
     next = sampled[0];

@@ -49,7 +49,8 @@ std::unique_ptr<Engine> make_engine(int64_t max_batch = 8, int64_t kv_capacity =
 GenerationRequest request(int64_t prompt_len, int32_t salt, int64_t max_new,
                           model::AttentionKind kind = model::AttentionKind::kFull) {
   GenerationRequest r;
-  for (int64_t i = 0; i < prompt_len; ++i) r.prompt.push_back(int32_t((i * 5 + salt * 11) % 47 + 1));
+  for (int64_t i = 0; i < prompt_len; ++i)
+    r.prompt.push_back(int32_t((i * 5 + salt * 11) % 47 + 1));
   r.stop.max_new_tokens = max_new;
   r.stop.ignore_eos = true;
   r.sampling.temperature = 0.8f;

@@ -33,8 +33,7 @@ std::string generate_cmd(const std::string& flags) {
 TEST(ServeProcess, SigtermDrainsRunningStreamsAndExitsZero) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
   ServeProcess serve;
-  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --threads 1"))
-      << serve.err();
+  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --threads 1")) << serve.err();
   std::vector<Streamed> streams(3);
   std::vector<std::thread> threads;
   for (int i = 0; i < 3; ++i) {
@@ -132,8 +131,7 @@ TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
   EXPECT_EQ(noauth.err.rfind("tidal: error: UNAUTHENTICATED: ", 0), 0u) << noauth.err;
   const TidalRun bad = run_tidal("client" + server + " --auth-token letmein --prompt-ids 1,600");
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.err.find("tidal: error: INVALID_ARGUMENT: ids[1]: token id 600"),
-            std::string::npos)
+  EXPECT_NE(bad.err.find("tidal: error: INVALID_ARGUMENT: ids[1]: token id 600"), std::string::npos)
       << bad.err;
   EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
   const TidalRun flag = run_tidal("client" + server + " --attention quest --granularity shared");

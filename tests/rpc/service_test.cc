@@ -10,8 +10,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <functional>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -66,7 +66,8 @@ const PolicyCase kPolicies[] = {
        r->mutable_attention()->mutable_reselect_layers()->add_layers(3);
        r->mutable_attention()->set_granularity("per-query-head");
      }},
-    {"tidal_per_kv_head", "--attention tidal --budget 16 --reselect-layers 3 --granularity per-kv-head",
+    {"tidal_per_kv_head",
+     "--attention tidal --budget 16 --reselect-layers 3 --granularity per-kv-head",
      [](v1::GenerateRequest* r) {
        r->mutable_attention()->set_kind("tidal");
        r->mutable_attention()->set_budget(16);
@@ -116,9 +117,9 @@ TEST(Service, StreamEqualsTidalGenerateForEveryPolicy) {
     EXPECT_EQ(s.final.usage().prompt_tokens(), prompt_tokens) << p.name;
     const bool sparse = std::string(p.name) != "full";
     const auto& roles = s.final.stats().roles();
-    const bool read_sparse = std::any_of(roles.begin(), roles.end(), [](const v1::LayerRoleStats& r) {
-      return r.role() == "sparse" || r.role() == "quest";
-    });
+    const bool read_sparse = std::any_of(
+        roles.begin(), roles.end(),
+        [](const v1::LayerRoleStats& r) { return r.role() == "sparse" || r.role() == "quest"; });
     EXPECT_EQ(read_sparse, sparse) << p.name;
   }
   EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
@@ -268,14 +269,16 @@ TEST(Service, BadRequestsGetTheirCodeAndTheServerKeepsServing) {
          r->mutable_attention()->mutable_reselect_layers()->add_layers(5);
        },
        grpc::StatusCode::INVALID_ARGUMENT, "layer 5 is outside the 5 layers"},
-      {"negative max tokens", [](v1::GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(-4); },
+      {"negative max tokens",
+       [](v1::GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(-4); },
        grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be >= 1"},
       {"ids outside the vocabulary",
        [](v1::GenerateRequest* r) {
          r->mutable_ids()->add_ids(1);
          r->mutable_ids()->add_ids(512);
        },
-       grpc::StatusCode::INVALID_ARGUMENT, "ids[1]: token id 512 is outside the model's vocabulary"},
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "ids[1]: token id 512 is outside the model's vocabulary"},
       {"chat with no messages", [](v1::GenerateRequest* r) { r->mutable_chat(); },
        grpc::StatusCode::INVALID_ARGUMENT, "chat: messages: a chat needs at least one message"},
       {"chat with an unknown role",
@@ -359,10 +362,11 @@ TEST(Service, CorrectionPassesRunAtTheIntervalAndShowInStats) {
   const v1::Stats st = stats_of(*client);
   EXPECT_EQ(st.correction_passes(), 6);
   EXPECT_EQ(st.correction_tokens(), 48);
-  const TidalRun want = run_tidal("generate --model " + stories_dir() +
-                             " --device cpu --prompt 'Once upon a time' --temperature 0 "
-                             "--max-new-tokens 50 --ignore-eos --print-ids --attention tidal "
-                             "--budget 16 --reselect-layers 3 --correction-interval 8 --stats");
+  const TidalRun want =
+      run_tidal("generate --model " + stories_dir() +
+                " --device cpu --prompt 'Once upon a time' --temperature 0 "
+                "--max-new-tokens 50 --ignore-eos --print-ids --attention tidal "
+                "--budget 16 --reselect-layers 3 --correction-interval 8 --stats");
   ASSERT_EQ(want.exit_code, 0) << want.err;
   EXPECT_EQ(s.ids, parse_ids(want.out));
   EXPECT_NE(want.err.find("cache correction: 6 passes, 48 tokens recomputed"), std::string::npos)
@@ -429,9 +433,8 @@ TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
   int64_t cancelled = -1;
   std::thread stop([&] { cancelled = served->server->shutdown(60); });
   HealthStatus::ServingStatus h = HealthStatus::SERVING;
-  ASSERT_TRUE(eventually([&] {
-    return client->health(kServiceName, &h).ok() && h == HealthStatus::NOT_SERVING;
-  }));
+  ASSERT_TRUE(eventually(
+      [&] { return client->health(kServiceName, &h).ok() && h == HealthStatus::NOT_SERVING; }));
   const Streamed refused = generate(*client, text_request("hi", 0, 0, 4));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   stop.join();
