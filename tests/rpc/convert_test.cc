@@ -220,6 +220,26 @@ TEST(FromProto, Llama3ChatUsesTheTemplateAndItsEos) {
   if (tok->eos_id() >= 0) {
     EXPECT_EQ(std::count(eos.begin(), eos.end(), tok->eos_id()), 1);
   }
+  // A conversation: every turn in its header, trimmed, then the assistant's header.
+  GenerateRequest conv;
+  const std::pair<const char*, const char*> turns[] = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", " Hello! "}, {"user", "Bye"}};
+  for (const auto& [role, content] : turns) {
+    v1::ChatMessage* cm = conv.mutable_chat()->add_messages();
+    cm->set_role(role);
+    cm->set_content(content);
+  }
+  ASSERT_TRUE(from_proto(conv, tok, config, kPage, &out).ok());
+  std::vector<int32_t> want;
+  ASSERT_TRUE(tok->encode("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+                          "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                          "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+                          "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
+                          "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                          /*add_bos=*/false, &want)
+                  .ok());
+  want.insert(want.begin(), 128000);
+  EXPECT_EQ(out.prompt, want);
 }
 
 TEST(FromProto, EosIdsAreDeduplicatedInOrder) {
@@ -471,11 +491,11 @@ TEST(PolicyFromProto, BadPoliciesNameTheField) {
 }
 
 TEST(FromProto, MalformedChatMessagesNameTheMessage) {
-  TIDAL_SKIP_WITHOUT_SHARED(kLlama3Json);
-  const model::Tokenizer* tok = cached_tokenizer(kLlama3Json, /*dir=*/false);
+  // The structure is checked before the template's tokens: any tokenizer shows it.
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesDir);
+  const model::Tokenizer* tok = cached_tokenizer(kStoriesDir, /*dir=*/true);
   ASSERT_NE(tok, nullptr);
-  model::ModelConfig config;
-  ASSERT_TRUE(model::model_config_preset("llama3-8b", &config).ok());
+  const model::ModelConfig config = small_config();
   const std::vector<std::vector<std::pair<std::string, std::string>>> bad = {
       {},
       {{"robot", "hi"}},

@@ -138,6 +138,15 @@ TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
   EXPECT_EQ(flag.exit_code, 1);
   EXPECT_NE(flag.err.find("--granularity has no effect with --attention quest"), std::string::npos)
       << flag.err;
+  // --chat without a prompt reads turns from stdin; stories260K has no chat template.
+  const std::string turns = ::tidal::testing::temp_dir("chat") + "/turns";
+  ::tidal::testing::write_file(turns, "Hi there\n");
+  const TidalRun chat =
+      run_tidal("client" + server + " --auth-token letmein --chat --system 'Be brief' < " + turns);
+  EXPECT_EQ(chat.exit_code, 1);
+  EXPECT_NE(chat.err.find("INVALID_ARGUMENT: chat: chat template: the tokenizer has no"),
+            std::string::npos)
+      << chat.err;
   const TidalRun health = run_tidal("client" + server + " --health");
   EXPECT_EQ(health.exit_code, 0) << health.err;
   EXPECT_EQ(health.out, "SERVING\n");

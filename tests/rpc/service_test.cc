@@ -103,15 +103,20 @@ TEST(Service, StreamEqualsTidalGenerateForEveryPolicy) {
                                quote(prompt) + " --temperature 0.8 --seed 7 --max-new-tokens 60 " +
                                p.flags;
     const TidalRun ids = run_tidal(common + " --print-ids");
-    const TidalRun text = run_tidal(common);
     ASSERT_EQ(ids.exit_code, 0) << ids.err;
-    ASSERT_EQ(text.exit_code, 0) << text.err;
     v1::GenerateRequest req = text_request(prompt, 0.8f, 7, 60);
     p.set(&req);
     const Streamed s = generate(*client, req);
     ASSERT_TRUE(s.status.ok()) << p.name << ": " << s.status.error_message();
     EXPECT_EQ(s.ids, parse_ids(ids.out)) << p.name;
-    EXPECT_EQ(s.text + "\n", text.out) << p.name;
+    // The streamed text is what `tidal generate` prints (checked for two policies: the text
+    // follows from the ids).
+    const std::string name = p.name;
+    if (name == "full" || name == "tidal_shared") {
+      const TidalRun text = run_tidal(common);
+      ASSERT_EQ(text.exit_code, 0) << text.err;
+      EXPECT_EQ(s.text + "\n", text.out) << p.name;
+    }
     ASSERT_TRUE(s.has_final) << p.name;
     EXPECT_EQ(s.final.usage().generated_tokens(), int64_t(s.ids.size()));
     EXPECT_EQ(s.final.usage().prompt_tokens(), prompt_tokens) << p.name;
@@ -129,11 +134,11 @@ TEST(Service, StreamEqualsTidalGenerateForEveryPolicy) {
 v1::GenerateRequest mixed_request(int i) {
   v1::GenerateRequest r;
   r.set_request_id("client-" + std::to_string(i));
-  const int64_t len = 1 + (i * 37) % 300;
+  const int64_t len = 1 + (i * 37) % 200;
   for (int64_t t = 0; t < len; ++t) r.mutable_ids()->add_ids(int32_t(1 + (t * 13 + i * 7) % 500));
   r.mutable_sampling()->set_temperature(i % 3 == 0 ? 0.0f : 0.9f);
   r.mutable_sampling()->set_seed(uint64_t(100 + i));
-  r.mutable_stop()->set_max_new_tokens(24 + i % 17);
+  r.mutable_stop()->set_max_new_tokens(16 + i % 9);
   r.mutable_stop()->set_ignore_eos(true);
   v1::AttentionPolicy* a = r.mutable_attention();
   switch (i % 4) {
@@ -159,8 +164,8 @@ v1::GenerateRequest mixed_request(int i) {
 
 TEST(Service, ThirtyTwoConcurrentClientsEachGetTheirSoloOutput) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
-  // 6144 tokens of KV: not every request fits at once, so some queue for pages.
-  auto served = serve_stories(cpu_config(32, 6144));
+  // 4096 tokens of KV: not every request fits at once, so some queue for pages.
+  auto served = serve_stories(cpu_config(32, 4096));
   constexpr int kClients = 32;
   std::vector<Streamed> together(kClients);
   std::vector<std::thread> threads;
@@ -189,7 +194,7 @@ TEST(Service, ThirtyTwoConcurrentClientsEachGetTheirSoloOutput) {
     ASSERT_TRUE(solo.status.ok()) << i;
     EXPECT_EQ(t.ids, solo.ids) << "client " << i;
     EXPECT_EQ(t.final.finish(), v1::FINISH_REASON_LENGTH) << i;
-    EXPECT_EQ(int64_t(t.ids.size()), 24 + i % 17) << i;
+    EXPECT_EQ(int64_t(t.ids.size()), 16 + i % 9) << i;
   }
   EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
 }
@@ -206,7 +211,7 @@ TEST(Service, CancelAndDisconnectFreeKvWhileOthersGoOn) {
   };
   Streamed keep1, keep2, cancelled, dropped;
   std::thread k1([&] { keep1 = generate(*served->client(), long_request("keep1", 1)); });
-  std::thread k2([&] { keep2 = generate(*served->client(), long_request("keep2", 2)); });
+  std::thread k2([&] { keep2 = generate(*served->client(), long_request("keep2", 1)); });
   std::thread c([&] { cancelled = generate(*served->client(), long_request("cancel-me", 3)); });
   ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 3; }));
   // A client that stops reading after a few tokens: it disconnects (cancels its call).
@@ -237,7 +242,7 @@ TEST(Service, CancelAndDisconnectFreeKvWhileOthersGoOn) {
   ASSERT_TRUE(keep1.status.ok());
   ASSERT_TRUE(keep2.status.ok());
   EXPECT_EQ(keep1.ids.size(), 480u);
-  EXPECT_EQ(keep1.ids, generate(*client, long_request("again", 1)).ids);
+  EXPECT_EQ(keep1.ids, keep2.ids);  // the same request (seed included): the same tokens
   EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
   ASSERT_TRUE(client->cancel("nobody", &found).ok());
   EXPECT_FALSE(found);
