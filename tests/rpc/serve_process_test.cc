@@ -38,7 +38,7 @@ TEST(ServeProcess, SigtermDrainsRunningStreamsAndExitsZero) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 3; ++i) {
     threads.emplace_back([&, i] {
-      v1::GenerateRequest r = text_request("Once upon a time", 0.8f, uint64_t(i), 400);
+      v1::GenerateRequest r = text_request("Once upon a time", 0.8f, uint64_t(i), 200);
       r.mutable_stop()->set_ignore_eos(true);
       streams[size_t(i)] = generate(*connect(serve.address()), r);
     });
@@ -51,7 +51,7 @@ TEST(ServeProcess, SigtermDrainsRunningStreamsAndExitsZero) {
   EXPECT_EQ(serve.wait(60), 0) << serve.err();
   for (const Streamed& st : streams) {
     ASSERT_TRUE(st.status.ok()) << st.status.error_message();
-    EXPECT_EQ(st.ids.size(), 400u);  // drained: each finished
+    EXPECT_EQ(st.ids.size(), 200u);  // drained: each finished
   }
   const std::string err = serve.err();
   EXPECT_NE(err.find("SIGTERM: shutting down; 3 requests live"), std::string::npos) << err;
