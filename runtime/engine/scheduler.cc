@@ -6,8 +6,6 @@
 namespace tidal::engine {
 namespace {
 
-constexpr double kRateWindowSeconds = 10.0;  // tokens/s is measured over this much recent time
-
 double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -123,13 +121,20 @@ void Scheduler::start() {
   TIDAL_CHECK(!thread_.joinable(), "Scheduler::start: already running");
   thread_ = std::thread([this] {
     for (;;) {
+      bool work = false;
       {
         std::unique_lock<std::mutex> lock(mu_);
-        wake_.wait(lock,
-                   [this] { return stopping_ || !inbox_.empty() || !cancels_.empty() || busy_; });
+        // Idle, it wakes every second to refresh the statistics (tokens/s decays to 0).
+        work = wake_.wait_for(lock, std::chrono::seconds(1), [this] {
+          return stopping_ || !inbox_.empty() || !cancels_.empty() || busy_;
+        });
         if (stopping_) return;
       }
-      step();
+      if (work) {
+        step();
+      } else {
+        publish(0);
+      }
     }
   });
 }
@@ -309,9 +314,8 @@ bool Scheduler::step() {
   reap_cancelled();
   admit();
   step_tokens_ = 0;
-  const auto t0 = Clock::now();
   const bool ran = !running_.empty() && run_step();
-  publish(seconds(Clock::now() - t0), step_tokens_);
+  publish(step_tokens_);
   return ran || !queue_.empty() || !running_.empty();
 }
 
@@ -442,16 +446,16 @@ bool Scheduler::run_step() {
   return true;
 }
 
-void Scheduler::publish(double step_seconds, int64_t tokens) {
+void Scheduler::publish(int64_t tokens) {
   const auto now = Clock::now();
   window_.emplace_back(now, tokens);
-  while (!window_.empty() && seconds(now - window_.front().first) > kRateWindowSeconds) {
+  const double window = options_.rate_window_seconds;
+  while (!window_.empty() && seconds(now - window_.front().first) > window) {
     window_.pop_front();
   }
   int64_t sum = 0;
   for (const auto& w : window_) sum += w.second;
-  const double span = std::min(kRateWindowSeconds, std::max(seconds(now - start_time_), 1e-9));
-  (void)step_seconds;
+  const double span = std::min(window, std::max(seconds(now - start_time_), 1e-9));
   std::lock_guard<std::mutex> lock(mu_);
   snapshot_locked();
   stats_.tokens_per_second = double(sum) / span;

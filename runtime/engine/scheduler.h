@@ -41,7 +41,8 @@ struct SchedulerOptions {
   //   that finds no page for its next token ends with kKvCapacity.
   enum class Admission { kReserve, kOnDemand };
   Admission admission = Admission::kReserve;
-  int64_t max_queue = 4096;  // queued requests at most; submit refuses more (kUnavailable)
+  int64_t max_queue = 4096;  // live requests (queued or running) at most; more are refused
+  double rate_window_seconds = 10;  // SchedulerStats::tokens_per_second is over this much time
 };
 
 // A snapshot of the scheduler, taken after every step.
@@ -61,7 +62,7 @@ struct SchedulerStats {
   int64_t kv_pages_used = 0;      // held by live sequences
   int64_t kv_pages_reserved = 0;  // promised to running requests (kReserve)
   int64_t page_size = 0;
-  double tokens_per_second = 0;  // generated, over the last 10 seconds
+  double tokens_per_second = 0;  // generated, over the last rate_window_seconds
 };
 
 using RequestHandle = uint64_t;
@@ -126,7 +127,8 @@ class Scheduler {
   void remove_done();
   // stats_ from the counters and the live requests (mu_ held).
   void snapshot_locked();
-  void publish(double step_seconds, int64_t tokens);
+  // Adds the round's tokens to the rate window and takes the snapshot.
+  void publish(int64_t tokens);
   int64_t pages_for(int64_t tokens) const;
 
   Engine& engine_;

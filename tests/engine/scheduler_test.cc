@@ -6,6 +6,7 @@
 // decode steps; requests sharing steps produce what they produce alone; refusals are clear.
 #include "runtime/engine/scheduler.h"
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <thread>
@@ -250,6 +251,7 @@ TEST(Scheduler, ThreadedMixedLoadEqualsSoloRuns) {
   auto e = make_engine(/*max_batch=*/6, 0, /*prefill_chunk=*/16);
   Scheduler s(*e, nullptr);
   s.start();
+  EXPECT_EQ(s.stats().tokens_per_second, 0);
   const model::AttentionKind kinds[] = {model::AttentionKind::kFull, model::AttentionKind::kTidal,
                                         model::AttentionKind::kQuest};
   std::vector<GenerationRequest> reqs;
@@ -277,10 +279,37 @@ TEST(Scheduler, ThreadedMixedLoadEqualsSoloRuns) {
   for (std::thread& t : threads) t.join();
   ASSERT_TRUE(s.wait_idle(60));
   s.stop();
+  EXPECT_GT(s.stats().tokens_per_second, 0);
   for (int i = 0; i < 12; ++i) EXPECT_EQ(got[i], solo(reqs[size_t(i)])) << i;
   EXPECT_EQ(s.stats().finished, 12);
+  EXPECT_EQ(s.stats().generated_tokens, 12 * 10 + 3 * (0 + 1 + 2 + 3));
   EXPECT_EQ(s.stats().kv_pages_used, 0);
   EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
+}  // namespace
+}  // namespace tidal::engine
+
+namespace tidal::engine {
+namespace {
+
+// Idle, the scheduler's thread still refreshes the statistics: the rate decays to 0.
+TEST(Scheduler, RateDecaysWhileIdle) {
+  auto e = make_engine();
+  SchedulerOptions o;
+  o.rate_window_seconds = 0.5;
+  Scheduler s(*e, nullptr, o);
+  s.start();
+  RequestHandle h;
+  ASSERT_TRUE(s.submit(request(4, 1, 20), "", [](const GenerationEvent&) { return true; }, &h).ok());
+  ASSERT_TRUE(s.wait_idle(60));
+  const auto t0 = std::chrono::steady_clock::now();
+  while (s.stats().tokens_per_second > 0 &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(s.stats().tokens_per_second, 0);
+  EXPECT_EQ(s.stats().generated_tokens, 20);
 }
 
 }  // namespace
