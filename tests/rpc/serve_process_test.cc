@@ -60,7 +60,8 @@ TEST(ServeProcess, SigtermDrainsRunningStreamsAndExitsZero) {
   }
   const std::string err = serve.err();
   std::smatch live;
-  ASSERT_TRUE(std::regex_search(err, live, std::regex("SIGTERM: shutting down; ([0-9]+) requests live")))
+  ASSERT_TRUE(
+      std::regex_search(err, live, std::regex("SIGTERM: shutting down; ([0-9]+) requests live")))
       << err;
   EXPECT_GE(std::stoi(live[1]), 1) << "the signal came while streams ran";
   EXPECT_NE(err.find("stopped: 3 requests finished"), std::string::npos) << err;
