@@ -57,10 +57,10 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
 
 }  // namespace
 
-void add_generate_command(CLI::App& app, GenerateOptions* o) {
-  CLI::App* cmd = app.add_subcommand("generate", "stream a continuation of a prompt");
-  cmd->add_option("--model", o->model_dir,
-                  "Hugging Face model directory; default: the embedded model");
+namespace {
+
+// The prompt, stop, sampling and attention flags `generate` and `client` share.
+void add_request_flags(CLI::App* cmd, GenerateOptions* o) {
   cmd->add_option_function<std::string>(
       "--prompt",
       [o](const std::string& p) {
@@ -107,16 +107,78 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
                   "every N decode steps recompute the last N tokens densely; 0: off")
       ->capture_default_str();
   cmd->add_flag("--stats", o->stats, "print attention statistics to stderr");
-  o->engine.max_batch = 1;  // before the flags capture their defaults for --help
-  add_engine_flags(cmd, &o->engine);
-  add_device_flags(cmd, &o->device);
-  add_parallel_flags(cmd, &o->parallel);
   cmd->final_callback([cmd, o] {
     for (const char* flag : {"--budget", "--sparse-start", "--reselect-layers", "--granularity",
                              "--correction-interval", "--agreement"}) {
       if (cmd->count(flag) > 0) o->attention_flags_given.push_back(flag);
     }
   });
+}
+
+}  // namespace
+
+void add_generate_command(CLI::App& app, GenerateOptions* o) {
+  CLI::App* cmd = app.add_subcommand("generate", "stream a continuation of a prompt");
+  cmd->add_option("--model", o->model_dir,
+                  "Hugging Face model directory; default: the embedded model");
+  add_request_flags(cmd, o);
+  o->engine.max_batch = 1;  // before the flags capture their defaults for --help
+  add_engine_flags(cmd, &o->engine);
+  add_device_flags(cmd, &o->device);
+  add_parallel_flags(cmd, &o->parallel);
+}
+
+void add_serve_command(CLI::App& app, ServeOptions* o) {
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "serve the gRPC API (tidal.v1.Inference) until SIGINT or SIGTERM");
+  cmd->add_option("--model", o->model_dir,
+                  "Hugging Face model directory; default: the embedded model");
+  cmd->add_option("--listen", o->listen, "host:port to serve on (port 0: any free one)")
+      ->capture_default_str();
+  auto* token = cmd->add_option("--auth-token", o->auth_token,
+                                "refuse calls without metadata 'authorization: Bearer TOKEN'");
+  auto* token_file =
+      cmd->add_option("--auth-token-file", o->auth_token_file, "read the auth token from a file");
+  token->excludes(token_file);
+  cmd->add_option("--drain-seconds", o->drain_seconds,
+                  "on SIGINT / SIGTERM, how long running requests may finish before they are "
+                  "cancelled")
+      ->capture_default_str();
+  cmd->add_option("--max-queue", o->max_queue,
+                  "requests queued or running at most; more are refused (UNAVAILABLE)")
+      ->capture_default_str();
+  cmd->add_flag("--quiet", o->quiet, "no log line per request");
+  o->engine.max_batch = 32;  // before the flags capture their defaults for --help
+  add_engine_flags(cmd, &o->engine);
+  add_device_flags(cmd, &o->device);
+  add_parallel_flags(cmd, &o->parallel);
+}
+
+void add_client_command(CLI::App& app, ClientOptions* o) {
+  CLI::App* cmd = app.add_subcommand(
+      "client", "stream a generation from a tidal server (or ask it for info, stats, ...)");
+  cmd->add_option("--server", o->server, "host:port of the server")->capture_default_str();
+  auto* token = cmd->add_option("--auth-token", o->auth_token, "the server's shared secret");
+  auto* token_file =
+      cmd->add_option("--auth-token-file", o->auth_token_file, "read the auth token from a file");
+  token->excludes(token_file);
+  cmd->add_option("--request-id", o->request_id, "the request's id (for --cancel from elsewhere)");
+  cmd->add_option("--system", o->system, "--chat: a system message before the conversation");
+  cmd->add_flag("--json", o->json, "print every response as one JSON line");
+  cmd->add_option("--timeout", o->timeout, "seconds per call; 0: none")->capture_default_str();
+  auto* info = cmd->add_flag("--info", o->info, "print the served model's description (JSON)");
+  auto* stats = cmd->add_flag("--server-stats", o->server_stats, "print the server's statistics");
+  auto* health =
+      cmd->add_flag("--health", o->health, "check the server's health (exit 1 unless SERVING)");
+  auto* cancel = cmd->add_option("--cancel", o->cancel, "cancel the live request with this id");
+  auto* tokenize = cmd->add_flag("--tokenize", o->tokenize, "print the ids the prompt becomes");
+  const std::vector<CLI::Option*> actions = {info, stats, health, cancel, tokenize};
+  for (CLI::Option* a : actions) {
+    for (CLI::Option* b : actions) {
+      if (a != b) a->excludes(b);
+    }
+  }
+  add_request_flags(cmd, &o->request);
 }
 
 void add_info_command(CLI::App& app, InfoOptions* o) {

@@ -64,6 +64,40 @@ struct GenerateOptions {
   ParallelFlags parallel;
 };
 
+// `tidal serve`: the gRPC coordinator (launch/serve.cc).
+struct ServeOptions {
+  std::string model_dir;  // empty: the embedded default
+  std::string listen = "127.0.0.1:50051";
+  std::string auth_token;       // the shared secret calls must carry; empty: none
+  std::string auth_token_file;  // read the secret from a file (its first line)
+  double drain_seconds = 30;    // on SIGINT / SIGTERM: how long live requests may finish
+  int64_t max_queue = 4096;     // live requests at most; more are refused (UNAVAILABLE)
+  bool quiet = false;           // no per-request log lines
+  std::string version;          // reported by GetModelInfo (set by main)
+  engine::EngineConfig engine;
+  DeviceFlags device;
+  ParallelFlags parallel;
+};
+
+// `tidal client`: streams a generation from a server, or asks it something else
+// (launch/client.cc). The prompt, stop, sampling and attention flags are generate's.
+struct ClientOptions {
+  std::string server = "127.0.0.1:50051";
+  std::string auth_token;
+  std::string auth_token_file;
+  std::string request_id;  // empty: the server picks one
+  std::string system;      // --chat: a system message first
+  bool json = false;       // every response as one JSON line on stdout
+  double timeout = 0;      // seconds per call; 0: none
+  // Instead of generating:
+  bool info = false;          // GetModelInfo
+  bool server_stats = false;  // GetStats
+  bool health = false;        // grpc.health.v1 Check
+  std::string cancel;         // Cancel this request id
+  bool tokenize = false;      // Tokenize the prompt
+  GenerateOptions request;    // prompt, stop, sampling and attention flags
+};
+
 struct InfoOptions {
   std::string model_dir;
   std::string preset;
@@ -113,6 +147,8 @@ void add_generate_command(CLI::App& app, GenerateOptions* opts);
 void add_info_command(CLI::App& app, InfoOptions* opts);
 void add_tokenize_command(CLI::App& app, TokenizeOptions* opts);
 void add_bench_command(CLI::App& app, BenchOptions* opts);
+void add_serve_command(CLI::App& app, ServeOptions* opts);
+void add_client_command(CLI::App& app, ClientOptions* opts);
 
 Status run_generate(const GenerateOptions& opts, const DefaultModel& defaults);
 // The part of `generate` after loading: tokenizer, prompt, generation, output (`dir`: the model's).
@@ -123,6 +159,19 @@ Status run_generate_parallel(const GenerateOptions& opts, const DefaultModel& de
 Status run_bench_parallel(const BenchOptions& opts);
 // run_bench on one rank of a job (null: one process).
 Status run_bench_on(const BenchOptions& opts, const engine::Distributed* dist);
+// `serve`: loads the model and serves until SIGINT / SIGTERM (then drains, and returns ok).
+Status run_serve(const ServeOptions& opts, const DefaultModel& defaults);
+// The part of `serve` after loading (one rank, or rank 0 of an mpirun job). SIGINT and SIGTERM
+// must be blocked in every thread of the process (block_stop_signals) before any is started.
+Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine);
+Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults);
+// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts afterwards), so
+// that serve_with can wait for them.
+void block_stop_signals();
+Status run_client(const ClientOptions& opts);
+// --model, else the embedded default (saying so on stderr).
+Status model_dir_or_default(const std::string& model_dir, const DefaultModel& defaults,
+                            std::string* dir);
 Status run_info(const InfoOptions& opts);
 Status run_tokenize(const TokenizeOptions& opts);
 Status run_bench(const BenchOptions& opts);

@@ -16,27 +16,13 @@
 #include "launch/progress.h"
 #include "model/tokenizer.h"
 #include "runtime/arena.h"
+#include "runtime/engine/request.h"
 #include "runtime/file.h"
 #include "runtime/size_math.h"
 #include "runtime/thread_pool.h"
 
 namespace tidal::launch {
 namespace {
-
-// Picks the model directory: --model, else the embedded default.
-Status resolve_model_dir(const GenerateOptions& o, const DefaultModel& d, std::string* dir) {
-  if (!o.model_dir.empty()) {
-    *dir = o.model_dir;
-    return ok_status();
-  }
-  if (d.dir.empty() || !std::filesystem::exists(d.dir + "/config.json")) {
-    return not_found("no --model given and the embedded default model is missing (looked in '" +
-                     d.dir + "'); pass --model DIR");
-  }
-  *dir = d.dir;
-  std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
-  return ok_status();
-}
 
 // The request's policy: the flags, then for tidal without --sparse-start / --reselect-layers the
 // model's own layers from its tidal_policy.json (launch/policy_file.h), when it has one.
@@ -52,32 +38,30 @@ Status request_policy(const GenerateOptions& o, const std::string& dir,
   return apply_model_policy(*file, layers_given, cfg, p);
 }
 
-// Builds the prompt ids from --prompt-ids, --chat, --prompt or --prompt-file.
-Status build_prompt(const GenerateOptions& o, const model::Tokenizer* tok, int32_t model_bos,
-                    std::vector<int32_t>* ids, std::vector<int32_t>* extra_eos) {
+// The prompt as the flags give it: --prompt-ids, --chat (one user message), --prompt or
+// --prompt-file; engine::build_prompt (the one request builder) then turns it into ids.
+Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok,
+                   engine::PromptSpec* spec) {
   const int given = int(o.prompt_given) + int(!o.prompt_file.empty()) + int(!o.prompt_ids.empty());
   if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
   if (!o.prompt_ids.empty()) {
     if (o.chat) return invalid_argument("--chat needs a text prompt, not --prompt-ids");
-    TIDAL_RETURN_IF_ERROR(parse_id_list(o.prompt_ids, ids));
-    if (ids->empty()) return invalid_argument("--prompt-ids holds no ids");
+    spec->kind = engine::PromptSpec::Kind::kIds;
+    TIDAL_RETURN_IF_ERROR(parse_id_list(o.prompt_ids, &spec->ids));
+    if (spec->ids.empty()) return invalid_argument("--prompt-ids holds no ids");
     return ok_status();
   }
   std::string text = o.prompt;
   if (!o.prompt_file.empty()) TIDAL_RETURN_IF_ERROR(read_file(o.prompt_file, &text));
-  if (tok == nullptr) {
-    if (!text.empty() || o.chat) {
-      return invalid_argument("the model has no tokenizer: use --prompt-ids and --print-ids");
-    }
-    if (model_bos < 0) return invalid_argument("an empty prompt needs a BOS token");
-    ids->push_back(model_bos);
-    return ok_status();
+  if (tok == nullptr && (!text.empty() || o.chat)) {
+    return invalid_argument("the model has no tokenizer: use --prompt-ids and --print-ids");
   }
-  if (o.chat) return model::apply_llama3_chat_template(*tok, text, ids, extra_eos);
-  TIDAL_RETURN_IF_ERROR(tok->encode(text, /*add_bos=*/true, ids));
-  if (ids->empty()) {
-    if (model_bos < 0) return invalid_argument("an empty prompt needs a BOS token");
-    ids->push_back(model_bos);
+  if (o.chat) {
+    spec->kind = engine::PromptSpec::Kind::kChat;
+    spec->messages = {model::ChatMessage{"user", text}};
+  } else {
+    spec->kind = engine::PromptSpec::Kind::kText;
+    spec->text = text;
   }
   return ok_status();
 }
@@ -207,10 +191,24 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
 
 }  // namespace
 
+Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d, std::string* dir) {
+  if (!model_dir.empty()) {
+    *dir = model_dir;
+    return ok_status();
+  }
+  if (d.dir.empty() || !std::filesystem::exists(d.dir + "/config.json")) {
+    return not_found("no --model given and the embedded default model is missing (looked in '" +
+                     d.dir + "'); pass --model DIR");
+  }
+  *dir = d.dir;
+  std::fprintf(stderr, "tidal: no --model given; using the embedded model %s\n", dir->c_str());
+  return ok_status();
+}
+
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
   std::string dir;
-  TIDAL_RETURN_IF_ERROR(resolve_model_dir(o, defaults, &dir));
+  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   // Every flag value is checked before the checkpoint is read; errors name the flag.
@@ -244,13 +242,13 @@ Status generate_with(const GenerateOptions& o, const std::string& dir, engine::E
   if (!o.print_ids && !tok) {
     return invalid_argument("model directory '" + dir + "' has no tokenizer: use --print-ids");
   }
-  std::vector<int32_t> extra_eos;
-  TIDAL_RETURN_IF_ERROR(build_prompt(o, tok.get(), cfg.bos_token_id, &req.prompt, &extra_eos));
+  engine::PromptSpec spec;
+  TIDAL_RETURN_IF_ERROR(prompt_spec(o, tok.get(), &spec));
+  TIDAL_RETURN_IF_ERROR(engine::build_prompt(spec, tok.get(), cfg, &req.prompt, &req.stop.eos_ids));
+  const std::vector<int32_t> eos_ids = req.stop.eos_ids;
   req.sampling = o.sampling;
   req.stop = o.stop;
-  req.stop.eos_ids = cfg.eos_token_ids;
-  if (tok && tok->eos_id() >= 0) req.stop.eos_ids.push_back(tok->eos_id());
-  req.stop.eos_ids.insert(req.stop.eos_ids.end(), extra_eos.begin(), extra_eos.end());
+  req.stop.eos_ids = eos_ids;
 
   // Long prefills show progress on stderr; so does a long --print-ids run (no text streams).
   Progress prefill("prefill", "tokens");

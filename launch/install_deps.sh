@@ -11,7 +11,8 @@ packages=(
   libcli11-dev                                       # the tidal command's flags
   libopenmpi-dev openmpi-bin                         # MPI communicator (CPU path), mpirun
   libgrpc++-dev protobuf-compiler-grpc               # the gRPC coordinator (rpc/)
-  libprotobuf-dev protobuf-compiler                  # rpc/proto/inference.proto
+  libprotobuf-dev protobuf-compiler                  # rpc/proto (tidal.v1 API, health)
+  python3-grpcio                                     # the Python client (rpc/python) and its test
   libgtest-dev libgmock-dev                          # tests
 )
 

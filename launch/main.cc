@@ -5,6 +5,8 @@
 //   tidal tokenize (--model DIR | --tokenizer FILE) (--text T | --file F) [--no-bos] [--decode]
 //   tidal bench [--preset P,..] [--context 10K,..] [--policy ..] ...  latency vs the floor
 //   tidal niah | ppl | calibrate [--model DIR] ...   accuracy of the attention policies
+//   tidal serve [--model DIR] [--listen HOST:PORT] ...  the gRPC coordinator
+//   tidal client [--server HOST:PORT] [--prompt ... | --chat] ...  stream from a server
 // Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
 // stderr and exit code 1; --help and --version exit 0.
 #include <cerrno>
@@ -59,13 +61,21 @@ int main(int argc, char** argv) {
   add_niah_command(app, &niah);
   add_ppl_command(app, &ppl);
   add_calibrate_command(app, &calibrate);
+#if TIDAL_WITH_RPC
+  ServeOptions serve;
+  ClientOptions client;
+  add_serve_command(app, &serve);
+  add_client_command(app, &client);
+  serve.version = std::string(TIDAL_VERSION) + " (commit " + TIDAL_COMMIT + ")";
+#endif
   // CLI11 reports an unknown subcommand as a missing one; say what it was.
   if (argc > 1 && argv[1][0] != '-') {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
       return fail(std::string("unknown subcommand '") + argv[1] +
-                  "' (generate, info, tokenize, bench, niah, ppl or calibrate; see tidal --help)");
+                  "' (generate, info, tokenize, bench, niah, ppl, calibrate, serve or client; "
+                  "see tidal --help)");
     }
   }
   try {
@@ -109,6 +119,13 @@ int main(int argc, char** argv) {
   } else if (app.got_subcommand("calibrate")) {
     st = run_calibrate(calibrate, texts);
   }
+#if TIDAL_WITH_RPC
+  else if (app.got_subcommand("serve")) {
+    st = run_serve(serve, defaults);
+  } else if (app.got_subcommand("client")) {
+    st = run_client(client);
+  }
+#endif
   // Output that never arrived is a failure too (a full disk, a closed pipe).
   errno = 0;
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {

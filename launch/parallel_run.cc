@@ -135,6 +135,33 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   return st;
 }
 
+#if TIDAL_WITH_RPC
+// `serve --tp/--pp`: rank 0 runs the coordinator over its engine; every other rank serves the
+// steps rank 0 broadcasts until rank 0 shuts down. SIGINT and SIGTERM (mpirun forwards them to
+// every rank) are blocked on all ranks; rank 0 takes them and drains, then its engine's
+// destructor lets the others leave serve().
+Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults) {
+  block_stop_signals();
+  Job job;
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
+  const bool rank0 = job.mpi.rank() == 0;
+  GenerateOptions g;
+  g.model_dir = o.model_dir;
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(
+      job, engine::agree_status(*job.dist.world, model_dir(g, defaults, rank0, &dir))));
+  std::unique_ptr<engine::Engine> engine;
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::Engine::load(dir, config, &engine)));
+  if (!rank0) return engine->serve();
+  ServeOptions one = o;
+  one.parallel = ParallelFlags();
+  const Status st = serve_with(one, dir, *engine);
+  engine.reset();  // lets the other ranks leave serve()
+  return st;
+}
+#endif
+
 Status run_bench_parallel(const BenchOptions& o) {
   Job job;
   engine::EngineConfig config;
@@ -156,6 +183,12 @@ Status run_generate_parallel(const GenerateOptions&, const DefaultModel&) {
 Status run_bench_parallel(const BenchOptions&) {
   return unavailable("--tp/--pp need MPI: this tidal was built with TIDAL_WITH_MPI=OFF");
 }
+
+#if TIDAL_WITH_RPC
+Status run_serve_parallel(const ServeOptions&, const DefaultModel&) {
+  return unavailable("--tp/--pp need MPI: this tidal was built with TIDAL_WITH_MPI=OFF");
+}
+#endif
 
 #endif
 

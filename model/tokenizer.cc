@@ -180,12 +180,35 @@ Status StreamDecoder::finish(std::string* new_text) {
   return ok_status();
 }
 
-Status apply_llama3_chat_template(const Tokenizer& tokenizer, std::string_view prompt,
-                                  std::vector<int32_t>* ids, std::vector<int32_t>* eos_ids) {
-  ids->clear();
-  eos_ids->clear();
-  const int32_t bos = tokenizer.token_to_id("<|begin_of_text|>");
-  const int32_t eot = tokenizer.token_to_id("<|eot_id|>");
+namespace {
+
+// The structure of a chat, checked before any tokenizer is needed.
+Status check_chat_messages(const std::vector<ChatMessage>& messages) {
+  if (messages.empty()) return invalid_argument("messages: a chat needs at least one message");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    const std::string& role = messages[i].role;
+    if (role != "system" && role != "user" && role != "assistant") {
+      return invalid_argument(where + ".role: '" + printable(role, 40) +
+                              "' is not system, user or assistant");
+    }
+    if (role == "system" && i > 0) {
+      return invalid_argument(where + ".role: a system message may only come first");
+    }
+  }
+  if (messages.back().role != "user") {
+    return invalid_argument("messages[" + std::to_string(messages.size() - 1) +
+                            "].role: the last message must be the user's (the reply is the "
+                            "assistant's)");
+  }
+  return ok_status();
+}
+
+}  // namespace
+
+Status apply_llama3_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                         std::vector<int32_t>* ids, std::vector<int32_t>* eos_ids) {
+  TIDAL_RETURN_IF_ERROR(check_chat_messages(messages));
   for (const char* name :
        {"<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"}) {
     if (tokenizer.token_to_id(name) < 0) {
@@ -195,16 +218,27 @@ Status apply_llama3_chat_template(const Tokenizer& tokenizer, std::string_view p
   }
   // The special tokens are written as text: encode() splits them out, as transformers does when
   // it tokenizes the rendered template.
-  const std::string text = "<|start_header_id|>user<|end_header_id|>\n\n" + trim(prompt) +
-                           "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n";
+  std::string text;
+  for (const ChatMessage& m : messages) {
+    text +=
+        "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + trim(m.content) + "<|eot_id|>";
+  }
+  text += "<|start_header_id|>assistant<|end_header_id|>\n\n";
   std::vector<int32_t> body;
   TIDAL_RETURN_IF_ERROR(tokenizer.encode(text, /*add_bos=*/false, &body));
-  ids->push_back(bos);
+  ids->clear();
+  eos_ids->clear();
+  ids->push_back(tokenizer.token_to_id("<|begin_of_text|>"));
   ids->insert(ids->end(), body.begin(), body.end());
-  eos_ids->push_back(eot);
+  eos_ids->push_back(tokenizer.token_to_id("<|eot_id|>"));
   const int32_t end_of_text = tokenizer.token_to_id("<|end_of_text|>");
   if (end_of_text >= 0) eos_ids->push_back(end_of_text);
   return ok_status();
+}
+
+Status apply_llama3_chat_template(const Tokenizer& tokenizer, std::string_view prompt,
+                                  std::vector<int32_t>* ids, std::vector<int32_t>* eos_ids) {
+  return apply_llama3_chat(tokenizer, {ChatMessage{"user", std::string(prompt)}}, ids, eos_ids);
 }
 
 }  // namespace tidal::model

@@ -70,11 +70,22 @@ class StreamDecoder {
   size_t emitted_ = 0;        // bytes of decode(ids_[window_, ...)) already returned (or context)
 };
 
-// Llama-3 instruct chat format for one user turn:
-// <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>
-// <|start_header_id|>assistant<|end_header_id|>\n\n   (prompt trimmed, as the template does).
-// Fails when the tokenizer lacks those special tokens. `eos_ids` receives the ids that end an
-// assistant turn (<|eot_id|>, and <|end_of_text|> when present).
+// One turn of a chat: role "system", "user" or "assistant", and its text.
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+// Llama-3 instruct chat format: <|begin_of_text|>, then per message
+// <|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|> (content trimmed, as the
+// template does), then <|start_header_id|>assistant<|end_header_id|>\n\n for the reply. The
+// messages: at least one; roles system, user or assistant; a system message only first; the
+// last one from the user. Fails (kInvalidArgument, naming the message: "messages[2].role: ...")
+// on malformed messages, or when the tokenizer lacks those special tokens. `eos_ids` receives the
+// ids that end an assistant turn (<|eot_id|>, and <|end_of_text|> when present).
+Status apply_llama3_chat(const Tokenizer& tokenizer, const std::vector<ChatMessage>& messages,
+                         std::vector<int32_t>* ids, std::vector<int32_t>* eos_ids);
+// One user turn: apply_llama3_chat with {{"user", prompt}}.
 Status apply_llama3_chat_template(const Tokenizer& tokenizer, std::string_view prompt,
                                   std::vector<int32_t>* ids, std::vector<int32_t>* eos_ids);
 

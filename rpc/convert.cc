@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Proto <-> engine conversions. Every check on a request happens here, before the engine sees
-// it, so a bad request fails with INVALID_ARGUMENT before any token is streamed.
+// Proto <-> engine conversions. Every check on a request happens here or in the engine's own
+// validation before it is queued, so a bad request fails before any token is streamed.
 #include "rpc/convert.h"
 
 #include <algorithm>
@@ -12,55 +12,8 @@
 namespace tidal::rpc {
 namespace {
 
-// The id range check, naming where the ids came from ("ids[3]", "text").
-Status check_vocab(const std::vector<int32_t>& ids, int64_t vocab, bool from_ids) {
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] >= 0 && ids[i] < vocab) continue;
-    const std::string where = from_ids ? "ids[" + std::to_string(i) + "]" : "text";
-    return invalid_argument(where + ": token id " + std::to_string(ids[i]) +
-                            " is outside the model's vocabulary [0, " + std::to_string(vocab) +
-                            ")");
-  }
-  return ok_status();
-}
-
-// Fills `prompt` (and, for chat, the template's extra EOS ids) from the request's prompt oneof.
-Status convert_prompt(const GenerateRequest& req, const model::Tokenizer* tokenizer,
-                      const model::ModelConfig& config, std::vector<int32_t>* prompt,
-                      std::vector<int32_t>* chat_eos) {
-  switch (req.prompt_case()) {
-    case GenerateRequest::PROMPT_NOT_SET: return invalid_argument("prompt: set either text or ids");
-    case GenerateRequest::kIds: {
-      if (req.chat()) return invalid_argument("chat: needs a text prompt, not ids");
-      if (req.ids().ids().empty()) return invalid_argument("ids: must not be empty");
-      prompt->assign(req.ids().ids().begin(), req.ids().ids().end());
-      return check_vocab(*prompt, config.vocab, /*from_ids=*/true);
-    }
-    case GenerateRequest::kText: break;
-  }
-  const std::string& text = req.text();
-  if (req.chat()) {
-    if (tokenizer == nullptr) {
-      return invalid_argument("chat: needs a tokenizer; this model has none");
-    }
-    TIDAL_RETURN_IF_ERROR(
-        model::apply_llama3_chat_template(*tokenizer, text, prompt, chat_eos).with_context("chat"));
-  } else if (text.empty()) {
-    // BOS alone: the unconditional start of a document.
-    int32_t bos = config.bos_token_id;
-    if (bos < 0 && tokenizer != nullptr) bos = tokenizer->bos_id();
-    if (bos < 0) return invalid_argument("text: is empty and the model has no BOS token");
-    prompt->assign(1, bos);
-  } else {
-    if (tokenizer == nullptr) return invalid_argument("text: needs a tokenizer; send ids instead");
-    TIDAL_RETURN_IF_ERROR(tokenizer->encode(text, /*add_bos=*/true, prompt).with_context("text"));
-    if (prompt->empty()) return invalid_argument("text: encodes to no tokens");
-  }
-  return check_vocab(*prompt, config.vocab, /*from_ids=*/false);
-}
-
 // Unset optional fields keep SamplingParams' defaults.
-engine::SamplingParams convert_sampling(const SamplingParams& in) {
+engine::SamplingParams convert_sampling(const v1::SamplingParams& in) {
   engine::SamplingParams out;
   if (in.has_temperature()) out.temperature = in.temperature();
   if (in.has_top_k()) out.top_k = in.top_k();
@@ -70,7 +23,7 @@ engine::SamplingParams convert_sampling(const SamplingParams& in) {
   return out;
 }
 
-Status convert_stop(const StopConditions& in, const model::Tokenizer* tokenizer,
+Status convert_stop(const v1::StopConditions& in, const model::Tokenizer* tokenizer,
                     engine::StopConditions* out) {
   if (in.has_max_new_tokens()) out->max_new_tokens = in.max_new_tokens();
   for (int i = 0; i < in.stop_strings_size(); ++i) {
@@ -86,8 +39,8 @@ Status convert_stop(const StopConditions& in, const model::Tokenizer* tokenizer,
   return ok_status();
 }
 
-void add_unique(int32_t id, std::vector<int32_t>* ids) {
-  if (id >= 0 && std::find(ids->begin(), ids->end(), id) == ids->end()) ids->push_back(id);
+void messages_from_proto(const v1::ChatMessages& in, std::vector<model::ChatMessage>* out) {
+  for (const v1::ChatMessage& m : in.messages()) out->push_back({m.role(), m.content()});
 }
 
 }  // namespace
@@ -104,60 +57,237 @@ grpc::Status to_grpc_status(const Status& status) {
     case StatusCode::kOutOfMemory: return with(grpc::StatusCode::RESOURCE_EXHAUSTED);
     case StatusCode::kUnavailable: return with(grpc::StatusCode::UNAVAILABLE);
     case StatusCode::kInternal: return with(grpc::StatusCode::INTERNAL);
+    case StatusCode::kAlreadyExists: return with(grpc::StatusCode::ALREADY_EXISTS);
   }
   TIDAL_CHECK(false, "to_grpc_status: unknown StatusCode");
   return with(grpc::StatusCode::UNKNOWN);
 }
 
-Status from_proto(const GenerateRequest& req, const model::Tokenizer* tokenizer,
-                  const model::ModelConfig& config, engine::GenerationRequest* out) {
+Status prompt_from_proto(const v1::GenerateRequest& req, engine::PromptSpec* out) {
+  switch (req.prompt_case()) {
+    case v1::GenerateRequest::PROMPT_NOT_SET:
+      return invalid_argument("prompt: set one of text, ids or chat");
+    case v1::GenerateRequest::kIds:
+      out->kind = engine::PromptSpec::Kind::kIds;
+      out->ids.assign(req.ids().ids().begin(), req.ids().ids().end());
+      return ok_status();
+    case v1::GenerateRequest::kChat:
+      out->kind = engine::PromptSpec::Kind::kChat;
+      messages_from_proto(req.chat(), &out->messages);
+      return ok_status();
+    case v1::GenerateRequest::kText:
+      out->kind = engine::PromptSpec::Kind::kText;
+      out->text = req.text();
+      return ok_status();
+  }
+  return invalid_argument("prompt: unknown kind");
+}
+
+Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_interval,
+                         const model::ModelConfig& config, int64_t kv_page_size,
+                         model::AttentionPolicy* out) {
+  model::AttentionPolicy p;
+  if (!in.kind().empty()) {
+    TIDAL_RETURN_IF_ERROR(
+        model::parse_attention_kind(in.kind(), &p.kind).with_context("attention.kind"));
+  }
+  const bool is_tidal = p.kind == model::AttentionKind::kTidal;
+  const bool sparse = p.kind != model::AttentionKind::kFull;
+  // Fields the kind does not read would silently do nothing.
+  const struct {
+    const char* name;
+    bool given, applies;
+  } fields[] = {
+      {"attention.budget", in.has_budget(), sparse},
+      {"correction_interval", correction_interval != 0, sparse},
+      {"attention.granularity", !in.granularity().empty(), is_tidal},
+      {"attention.sparse_start", in.has_sparse_start(), is_tidal},
+      {"attention.reselect_layers", in.has_reselect_layers(), is_tidal},
+      {"attention.agreement", !in.agreement().empty(), is_tidal},
+  };
+  for (const auto& f : fields) {
+    if (f.given && !f.applies) {
+      return invalid_argument(std::string(f.name) + ": has no effect with attention kind '" +
+                              model::attention_kind_name(p.kind) + "'");
+    }
+  }
+  if (!in.granularity().empty()) {
+    TIDAL_RETURN_IF_ERROR(model::parse_granularity(in.granularity(), &p.tidal.granularity)
+                              .with_context("attention.granularity"));
+  }
+  if (!in.agreement().empty()) {
+    TIDAL_RETURN_IF_ERROR(model::parse_agreement(in.agreement(), &p.tidal.agreement)
+                              .with_context("attention.agreement"));
+  }
+  if (in.has_budget()) p.tidal.budget = p.quest.budget = in.budget();
+  if (in.has_sparse_start()) p.tidal.sparse_start = in.sparse_start();
+  if (in.has_reselect_layers()) {
+    p.tidal.reselect_layers = std::vector<int64_t>(in.reselect_layers().layers().begin(),
+                                                   in.reselect_layers().layers().end());
+  }
+  p.quest.page_size = kv_page_size;
+  p.correction_interval = correction_interval;
+  TIDAL_RETURN_IF_ERROR(p.validate(config, kv_page_size).with_context("attention"));
+  *out = std::move(p);
+  return ok_status();
+}
+
+Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokenizer,
+                  const model::ModelConfig& config, int64_t kv_page_size,
+                  engine::GenerationRequest* out) {
   TIDAL_CHECK(out != nullptr, "from_proto: out is null");
-  TIDAL_CHECK(config.vocab > 0, "from_proto: the model config has no vocab");
   engine::GenerationRequest r;
-  std::vector<int32_t> chat_eos;
-  TIDAL_RETURN_IF_ERROR(convert_prompt(req, tokenizer, config, &r.prompt, &chat_eos));
+  engine::PromptSpec spec;
+  TIDAL_RETURN_IF_ERROR(prompt_from_proto(req, &spec));
+  TIDAL_RETURN_IF_ERROR(engine::build_prompt(spec, tokenizer, config, &r.prompt, &r.stop.eos_ids));
+  const std::vector<int32_t> eos_ids = r.stop.eos_ids;
   r.sampling = convert_sampling(req.sampling());
   TIDAL_RETURN_IF_ERROR(convert_stop(req.stop(), tokenizer, &r.stop));
-  for (int32_t id : config.eos_token_ids) add_unique(id, &r.stop.eos_ids);
-  if (tokenizer != nullptr) add_unique(tokenizer->eos_id(), &r.stop.eos_ids);
-  for (int32_t id : chat_eos) add_unique(id, &r.stop.eos_ids);
+  r.stop.eos_ids = eos_ids;
   TIDAL_RETURN_IF_ERROR(r.sampling.validate().with_context("sampling"));
   TIDAL_RETURN_IF_ERROR(r.stop.validate().with_context("stop"));
+  TIDAL_RETURN_IF_ERROR(policy_from_proto(req.attention(), req.correction_interval(), config,
+                                          kv_page_size, &r.attention));
   *out = std::move(r);
   return ok_status();
 }
 
-FinishReason to_proto(engine::FinishReason reason) {
+v1::FinishReason to_proto(engine::FinishReason reason) {
   switch (reason) {
-    case engine::FinishReason::kEos: return FINISH_REASON_EOS;
-    case engine::FinishReason::kLength: return FINISH_REASON_LENGTH;
-    case engine::FinishReason::kStopString: return FINISH_REASON_STOP_STRING;
-    case engine::FinishReason::kContext: return FINISH_REASON_CONTEXT;
-    case engine::FinishReason::kCancelled: return FINISH_REASON_CANCELLED;
-    case engine::FinishReason::kKvCapacity: return FINISH_REASON_KV_CAPACITY;
+    case engine::FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case engine::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case engine::FinishReason::kStopString: return v1::FINISH_REASON_STOP_STRING;
+    case engine::FinishReason::kContext: return v1::FINISH_REASON_CONTEXT;
+    case engine::FinishReason::kCancelled: return v1::FINISH_REASON_CANCELLED;
+    case engine::FinishReason::kKvCapacity: return v1::FINISH_REASON_KV_CAPACITY;
   }
   TIDAL_CHECK(false, "to_proto: unknown engine::FinishReason");
-  return FINISH_REASON_UNSPECIFIED;
+  return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-void to_proto(const engine::GenerationEvent& ev, const std::string& request_id,
-              GenerateResponse* out) {
+void to_proto(const model::AttentionStats& in, v1::AttentionStats* out) {
   out->Clear();
-  out->set_request_id(request_id);
-  out->set_token_id(ev.finished ? -1 : ev.token);
-  out->set_text(ev.text);
+  out->set_decode_steps(in.decode_steps);
+  int64_t total = 0;
+  for (int role = 0; role < 4; ++role) {
+    total += in.rows[role];
+    if (in.layer_steps[role] == 0) continue;
+    v1::LayerRoleStats* r = out->add_roles();
+    r->set_role(model::layer_role_name(model::LayerRole(role)));
+    r->set_layer_steps(in.layer_steps[role]);
+    r->set_rows(in.rows[role]);
+  }
+  out->set_rows_total(total);
+  out->set_quest_metadata_rows(in.quest_metadata_rows);
+  out->set_overlap_kept(in.overlap_kept);
+  out->set_overlap_total(in.overlap_total);
+  out->set_correction_passes(in.correction_passes);
+  out->set_correction_tokens(in.correction_tokens);
 }
 
-void finish_to_proto(const engine::GenerationResult& result, const std::string& request_id,
-                     GenerateResponse* out) {
-  out->set_request_id(request_id);
-  out->set_token_id(-1);
+void to_proto(const engine::GenerationResult& result, v1::FinalMessage* out) {
   out->set_finish(to_proto(result.finish));
-  Usage* usage = out->mutable_usage();
+  v1::Usage* usage = out->mutable_usage();
   usage->set_prompt_tokens(result.prompt_tokens);
   usage->set_generated_tokens(int64_t(result.tokens.size()));
+  usage->set_queue_seconds(result.queue_seconds);
   usage->set_prefill_seconds(result.prefill_seconds);
+  usage->set_first_token_seconds(result.first_token_seconds);
   usage->set_decode_seconds(result.decode_seconds);
+  to_proto(result.stats, out->mutable_stats());
+}
+
+void to_proto(const engine::SchedulerStats& in, v1::Stats* out) {
+  out->set_queued(in.queued);
+  out->set_running(in.running);
+  out->set_requests_finished(in.finished);
+  out->set_requests_cancelled(in.cancelled);
+  out->set_requests_failed(in.failed);
+  out->set_prompt_tokens(in.prompt_tokens);
+  out->set_generated_tokens(in.generated_tokens);
+  out->set_kv_pages_used(in.kv_pages_used);
+  out->set_kv_pages_free(in.kv_pages_total - in.kv_pages_used);
+  out->set_kv_pages_total(in.kv_pages_total);
+  out->set_kv_pages_reserved(in.kv_pages_reserved);
+  out->set_page_size(in.page_size);
+  out->set_tokens_per_second(in.tokens_per_second);
+  out->set_steps(in.steps);
+  out->set_mixed_steps(in.mixed_steps);
+  out->set_correction_passes(in.correction_passes);
+  out->set_correction_tokens(in.correction_tokens);
+}
+
+void to_proto(const ServedModel& in, v1::ModelInfo* out) {
+  const engine::Engine& e = *in.engine;
+  const model::ModelConfig& c = e.model_config();
+  v1::ModelConfig* mc = out->mutable_config();
+  mc->set_name(c.name);
+  mc->set_num_layers(c.num_layers);
+  mc->set_hidden(c.hidden);
+  mc->set_inter(c.inter);
+  mc->set_num_heads(c.num_heads);
+  mc->set_num_kv_heads(c.num_kv_heads);
+  mc->set_head_dim(c.head_dim);
+  mc->set_vocab(c.vocab);
+  mc->set_max_position_embeddings(c.max_position_embeddings);
+  mc->set_bos_token_id(c.bos_token_id);
+  for (int32_t id : c.eos_token_ids) mc->add_eos_token_ids(id);
+  mc->set_rope_theta(double(c.rope.theta));
+  mc->set_num_params(c.num_params());
+  out->set_model_dir(in.model_dir);
+  const engine::MemoryPlan& plan = e.memory_plan();
+  out->set_device(plan.device_name);
+  out->set_dtype(dtype_name(plan.dtype));
+  const model::ModelShard& shard = e.shard();
+  out->mutable_parallel()->set_tp(shard.parallel.tp_size);
+  out->mutable_parallel()->set_pp(shard.parallel.pp_size);
+  out->mutable_parallel()->set_world_size(shard.parallel.tp_size * shard.parallel.pp_size);
+  for (const char* p : {"full", "tidal", "quest"}) out->add_policies(p);
+  for (const char* g : {"per-query-head", "per-kv-head", "shared"}) out->add_granularities(g);
+  v1::KvCapacity* kv = out->mutable_kv();
+  kv->set_tokens(plan.kv_capacity_tokens);
+  kv->set_page_size(e.config().page_size);
+  kv->set_pages(plan.kv_capacity_tokens / e.config().page_size);
+  kv->set_bytes(int64_t(plan.kv_bytes));
+  kv->set_max_context(plan.max_context);
+  v1::Limits* lim = out->mutable_limits();
+  lim->set_max_batch(e.config().max_batch);
+  lim->set_prefill_chunk(e.config().prefill_chunk);
+  lim->set_max_budget(std::min(e.config().max_budget, plan.max_context));
+  lim->set_max_queue(in.max_queue);
+  const engine::SamplingParams sampling;
+  const engine::StopConditions stop;
+  const model::AttentionPolicy policy;
+  v1::Defaults* d = out->mutable_defaults();
+  d->set_max_new_tokens(stop.max_new_tokens);
+  d->set_temperature(sampling.temperature);
+  d->set_top_k(sampling.top_k);
+  d->set_top_p(sampling.top_p);
+  d->set_min_p(sampling.min_p);
+  d->set_attention(model::attention_kind_name(policy.kind));
+  d->set_budget(policy.tidal.budget);
+  d->set_granularity(model::granularity_name(policy.tidal.granularity));
+  d->set_sparse_start(policy.tidal.sparse_start);
+  model::AttentionPolicy tidal_policy = policy;
+  tidal_policy.kind = model::AttentionKind::kTidal;
+  for (int64_t l : model::reselect_layers(tidal_policy, c)) d->add_reselect_layers(l);
+  d->set_agreement(model::agreement_name(policy.tidal.agreement));
+  out->set_has_tokenizer(in.has_tokenizer);
+  out->set_version(in.version);
+}
+
+std::string policy_summary(const model::AttentionPolicy& p) {
+  std::string s = model::attention_kind_name(p.kind);
+  if (p.kind == model::AttentionKind::kTidal) {
+    s += " (budget " + std::to_string(p.tidal.budget) + ", " +
+         model::granularity_name(p.tidal.granularity) + ")";
+  } else if (p.kind == model::AttentionKind::kQuest) {
+    s += " (budget " + std::to_string(p.quest.budget) + ")";
+  }
+  if (p.correction_interval > 0) {
+    s += ", correction every " + std::to_string(p.correction_interval);
+  }
+  return s;
 }
 
 }  // namespace tidal::rpc

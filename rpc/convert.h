@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The one place where the public API (proto/inference.proto) meets the engine: requests in,
-// streamed tokens and finish/usage out, and Status -> grpc::Status. Handlers stay thin.
+// The one place where the public API (proto/tidal/v1/inference.proto) meets the engine:
+// requests in (through engine::build_prompt, the request builder `tidal generate` uses too),
+// streamed tokens, results, statistics and the model's description out, and Status ->
+// grpc::Status. The service's handlers stay thin.
 #pragma once
 
 #include <grpcpp/support/status.h>
@@ -9,39 +11,56 @@
 
 #include "model/config.h"
 #include "model/tokenizer.h"
-#include "rpc/proto/inference.pb.h"
+#include "runtime/engine/engine.h"
 #include "runtime/engine/generate.h"
+#include "runtime/engine/request.h"
+#include "runtime/engine/scheduler.h"
 #include "runtime/status.h"
+#include "tidal/v1/inference.pb.h"
 
 namespace tidal::rpc {
 
-// Same code (kOutOfMemory -> RESOURCE_EXHAUSTED) and the same message.
+// Same code (kOutOfMemory -> RESOURCE_EXHAUSTED, kAlreadyExists -> ALREADY_EXISTS) and message.
 grpc::Status to_grpc_status(const Status& status);
 
-// Builds the engine's request from a GenerateRequest:
-// - prompt: `text` is encoded with BOS (empty text is BOS alone: config.bos_token_id, else the
-//   tokenizer's); `ids` are taken as-is (non-empty, each in [0, config.vocab)); `chat` wraps
-//   `text` in the Llama-3 template and adds the ids that end an assistant turn to the EOS ids.
-// - sampling / stop: unset fields keep the engine's defaults.
-// - EOS ids: config.eos_token_ids, then tokenizer->eos_id() when it has one, de-duplicated.
-// `tokenizer` may be null; then only an `ids` prompt (or empty text with a config BOS) works,
-// and stop strings are rejected. Bad input is kInvalidArgument with a one-line message that
-// names the field (e.g. "sampling.top_p: ..."). `out` is overwritten only on success.
-Status from_proto(const GenerateRequest& req, const model::Tokenizer* tokenizer,
-                  const model::ModelConfig& config, engine::GenerationRequest* out);
+// The prompt of a Generate (or Tokenize) request, as the request builder takes it.
+Status prompt_from_proto(const v1::GenerateRequest& req, engine::PromptSpec* out);
 
-// One streamed event. A token event sets token_id and text (finish and usage stay unset); a
-// finished event gives token_id -1 and the text flushed at the end, to which finish_to_proto
-// then adds finish and usage. `out` is cleared first.
-void to_proto(const engine::GenerationEvent& ev, const std::string& request_id,
-              GenerateResponse* out);
+// The attention policy (kind, budget, granularity, sparse start, re-selection layers, agreement)
+// and the correction interval, validated against the model and the KV cache's page size. A
+// field that has no effect under the kind is refused, as the command line refuses such flags.
+Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_interval,
+                         const model::ModelConfig& config, int64_t kv_page_size,
+                         model::AttentionPolicy* out);
 
-// Marks `out` as the request's last message: request_id, token_id -1, finish and usage from
-// `result`. Keeps out->text(), so it may be called on the response to_proto built from the
-// finished event (or on a fresh message).
-void finish_to_proto(const engine::GenerationResult& result, const std::string& request_id,
-                     GenerateResponse* out);
+// Builds the engine's request from a GenerateRequest: the prompt and EOS ids by
+// engine::build_prompt; sampling and stop conditions (unset fields keep the engine's defaults);
+// the policy by policy_from_proto. `tokenizer` may be null: then only an ids prompt (or empty
+// text with a config BOS) works, and stop strings are refused. Bad input is kInvalidArgument
+// with a one-line message that names the field ("sampling.top_p: ...", "attention.budget: ...").
+// `out` is overwritten only on success.
+Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokenizer,
+                  const model::ModelConfig& config, int64_t kv_page_size,
+                  engine::GenerationRequest* out);
 
-FinishReason to_proto(engine::FinishReason reason);
+v1::FinishReason to_proto(engine::FinishReason reason);
+void to_proto(const model::AttentionStats& in, v1::AttentionStats* out);
+// The final message of a finished request: finish reason, usage and attention statistics.
+void to_proto(const engine::GenerationResult& result, v1::FinalMessage* out);
+void to_proto(const engine::SchedulerStats& in, v1::Stats* out);
+
+// What GetModelInfo answers: the model, where and how it runs, its KV capacity, the limits and
+// the defaults a request gets.
+struct ServedModel {
+  const engine::Engine* engine = nullptr;
+  bool has_tokenizer = false;
+  std::string model_dir;
+  std::string version;
+  int64_t max_queue = 0;
+};
+void to_proto(const ServedModel& in, v1::ModelInfo* out);
+
+// "tidal (budget 16, per-kv-head)" for the request log.
+std::string policy_summary(const model::AttentionPolicy& policy);
 
 }  // namespace tidal::rpc

@@ -13,6 +13,7 @@ const char* code_name(StatusCode code) {
     case StatusCode::kOutOfMemory: return "out of memory";
     case StatusCode::kUnavailable: return "unavailable";
     case StatusCode::kInternal: return "internal";
+    case StatusCode::kAlreadyExists: return "already exists";
   }
   return "unknown";
 }

@@ -15,7 +15,8 @@ enum class StatusCode {
   kOutOfRange,
   kOutOfMemory,
   kUnavailable,
-  kInternal
+  kInternal,
+  kAlreadyExists,  // e.g. a request id that a live request already holds
 };
 
 class Status {
@@ -54,6 +55,9 @@ inline Status out_of_memory(std::string msg) {
 }
 inline Status unavailable(std::string msg) {
   return Status(StatusCode::kUnavailable, std::move(msg));
+}
+inline Status already_exists(std::string msg) {
+  return Status(StatusCode::kAlreadyExists, std::move(msg));
 }
 inline Status internal_error(std::string msg) {
   return Status(StatusCode::kInternal, std::move(msg));

@@ -534,8 +534,8 @@ Status Engine::add_sequence(const std::vector<int32_t>& prompt,
   return add_sequence(prompt, options, id);
 }
 
-Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOptions& options,
-                            SeqId* id) {
+Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
+                                 const SequenceOptions& options) const {
   const model::AttentionPolicy& policy = options.attention;
   TIDAL_RETURN_IF_ERROR(policy.validate(model_, config_.page_size));
   TIDAL_RETURN_IF_ERROR(options.sampling.validate());
@@ -562,6 +562,14 @@ Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOp
     return out_of_memory("prompt of " + str(n) + " tokens exceeds the KV cache capacity of " +
                          str(kv_.capacity_tokens()) + " tokens");
   }
+  return ok_status();
+}
+
+Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOptions& options,
+                            SeqId* id) {
+  TIDAL_RETURN_IF_ERROR(validate_sequence(prompt, options));
+  const model::AttentionPolicy& policy = options.attention;
+  const int64_t n = int64_t(prompt.size());
   auto free_row = std::find(row_used_.begin(), row_used_.end(), false);
   if (free_row == row_used_.end()) {
     return unavailable("all " + str(config_.max_batch) + " sequence slots are in use");
@@ -747,79 +755,13 @@ Status Engine::decode(const std::vector<SeqId>& ids, const std::vector<int32_t>&
                    logits.size(1) == model_.vocab && logits.dtype == DType::kF32 &&
                    logits.on_cpu()),
               "decode: logits must be host f32 [num_seqs, vocab]");
-  // The step's sequences and their block-table sizes live in buffers sized at create: a decode
-  // step allocates nothing.
-  std::vector<Sequence*>& seqs = step_seqs_;
-  seqs.clear();
+  static const std::vector<StepChunk> no_chunks;
+  TIDAL_RETURN_IF_ERROR(step(ids, tokens, no_chunks, logits, sampled));
   for (size_t i = 0; i < ids.size(); ++i) {
-    Sequence* s = find(ids[i]);
-    if (s == nullptr) return invalid_argument("unknown sequence " + str(ids[i]));
-    if (std::find(seqs.begin(), seqs.end(), s) != seqs.end()) {
-      return invalid_argument("sequence " + str(ids[i]) + " appears twice in one decode step");
-    }
-    if (s->cached != int64_t(s->tokens.size())) {
-      return invalid_argument("sequence " + str(ids[i]) + " must be prefilled before decoding");
-    }
-    if (tokens[i] < 0 || tokens[i] >= model_.vocab) {
-      return invalid_argument("token id " + str(tokens[i]) + " is outside the vocabulary");
-    }
-    if (s->cached + 1 > plan_.max_context) {
-      return out_of_range("sequence " + str(ids[i]) + " reached the context of " +
-                          str(plan_.max_context) + " tokens");
-    }
-    seqs.push_back(s);
+    const Sequence* s = find(ids[i]);
+    TIDAL_RETURN_IF_ERROR(
+        check_logits(int64_t(i), s, s->cached - 1).with_context("sequence " + str(ids[i])));
   }
-  // Reserve every page first so a full cache changes nothing.
-  std::vector<size_t>& before = pages_before_;
-  before.clear();
-  for (Sequence* s : seqs) before.push_back(s->block_table.size());
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    const Status st = kv_.reserve(&seqs[i]->block_table, seqs[i]->cached + 1);
-    if (!st.ok()) {
-      for (size_t j = 0; j <= i; ++j) {
-        std::vector<int32_t> extra(seqs[j]->block_table.begin() + long(before[j]),
-                                   seqs[j]->block_table.end());
-        seqs[j]->block_table.resize(before[j]);
-        kv_.release(&extra);
-      }
-      seqs.clear();
-      return st;
-    }
-  }
-  step_->clear();
-  bool traced = rank_trace_ != nullptr;
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    seqs[i]->tokens.push_back(tokens[i]);
-    add_decode_token(seqs[i], tokens[i]);
-    traced = traced || seqs[i]->trace != nullptr;
-  }
-  // On a GPU with graphs, pad the batch to its bucket: padding tokens attend to the padding page.
-  const bool graphs = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs && !traced &&
-                      !attention_marker_;
-  int64_t padded = int64_t(seqs.size());
-  if (graphs) padded = *std::lower_bound(buckets_.begin(), buckets_.end(), padded);
-  for (int64_t i = int64_t(seqs.size()); i < padded; ++i) {
-    DecodeToken pad;
-    pad.seq_row = int32_t(config_.max_batch);
-    step_->add_decode(pad);
-  }
-  for (int64_t i = 0; i < padded; ++i) {
-    add_sample_row(int32_t(i), i < int64_t(seqs.size()) ? seqs[size_t(i)] : nullptr);
-  }
-  run_step(logits);
-  for (Sequence* s : seqs) {
-    count_decode_stats(s);
-    s->cached += 1;
-  }
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    TIDAL_RETURN_IF_ERROR(check_logits(int64_t(i), seqs[i], seqs[i]->cached - 1)
-                              .with_context("sequence " + str(ids[i])));
-  }
-  if (sampled != nullptr) {
-    sampled->assign(sampled_host_, sampled_host_ + seqs.size());
-    for (Sequence* s : seqs) s->samples_drawn += 1;
-  }
-  seqs.clear();
   return ok_status();
 }
 

@@ -109,6 +109,23 @@ struct SequenceOptions {
   SamplingParams sampling;           // how its tokens are sampled; Default: temperature 1, seed 0
 };
 
+// A prefill or correction chunk of a mixed step (Engine::step): positions [begin, begin + count)
+// of one sequence, run densely through every layer.
+// - Prefill: `begin` is the sequence's first uncached position and the chunk lies within its
+//   prompt; with `sample`, the chunk must end the prompt and the token after it is sampled.
+// - Correction (reference/TIDALDECODE.md §2): the positions are all cached already; their K/V
+//   are recomputed and overwritten. `ends_pass` counts a correction pass in the statistics.
+struct StepChunk {
+  SeqId id = 0;
+  int64_t begin = 0;
+  int64_t count = 0;
+  bool sample = false;     // prefill only
+  bool ends_pass = false;  // correction only
+};
+
+// In Engine::step's sampled ids: the row's logits held a NaN or an infinity (nothing sampled).
+constexpr int32_t kNonFiniteToken = -1;
+
 class Engine {
  public:
   ~Engine();
@@ -149,6 +166,24 @@ class Engine {
   // logits hold a NaN or an infinity, naming the sequence, the step and the position.
   Status decode(const std::vector<SeqId>& ids, const std::vector<int32_t>& tokens,
                 TensorView logits, std::vector<int32_t>* sampled = nullptr);
+  // One mixed step (continuous batching): a decode token for each of `ids` (tokens[i] appended
+  // to ids[i], as decode()) and then `chunks`, in one forward. A sequence decodes at most once
+  // and has at most one chunk; it may decode beside its own correction chunk (the chunk's K/V
+  // are rewritten before the decode token reads them, in every layer: the same as correct()
+  // then decode()), not beside a prefill chunk. Writes the sampled ids to `*sampled` (when not
+  // null): the decode tokens' in order, then one per chunk with `sample`; a row whose logits are
+  // not finite gets kNonFiniteToken. `logits` ([rows, vocab] host f32, rows <= that count) gets
+  // those rows' logits when it has data. Fails (changing nothing) on a bad id or chunk, a
+  // sequence past its context, or a full KV cache. Decode-only steps replay CUDA graphs;
+  // nothing is allocated.
+  Status step(const std::vector<SeqId>& ids, const std::vector<int32_t>& tokens,
+              const std::vector<StepChunk>& chunks, TensorView logits,
+              std::vector<int32_t>* sampled);
+  // What add_sequence checks that does not depend on the engine's load (free slots and pages):
+  // the prompt (non-empty, in the vocabulary, within the context and the KV capacity) and the
+  // settings. Same errors as add_sequence.
+  Status validate_sequence(const std::vector<int32_t>& prompt,
+                           const SequenceOptions& options) const;
   // KV cache correction (reference/TIDALDECODE.md §2): recomputes the K/V of the sequence's last
   // `num_tokens` cached positions with a dense chunked pass through every layer, overwriting the
   // entries written while sparse layers were active. Counted in the sequence's stats.
@@ -310,6 +345,7 @@ class Engine {
   std::function<void(int64_t layer, bool after)> attention_marker_;
   std::function<void(int64_t done, int64_t total)> progress_;
   std::vector<Sequence*> step_seqs_;  // the decode tokens' sequences of the step being run
+  std::vector<Sequence*> chunk_seqs_;  // step(): the chunks' sequences
   std::vector<bool> row_used_;
   int64_t max_pages_ = 0;
   SeqId next_id_ = 0;

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// The generation loop: admits requests into free sequence slots, prefills each prompt densely,
-// then decodes every live sequence together one token per step, sampling and checking stop
-// conditions per request, schedules KV cache correction passes, and streams tokens (and, with a
-// tokenizer, text) as they come.
+// The generation loop of `tidal generate`: the coordinator's scheduler (scheduler.h) run on the
+// caller's thread until every request has finished: requests are admitted into free sequence
+// slots as KV pages allow, prefilled in chunks interleaved with the decode steps of the others,
+// sampled and checked per request (request.h), with KV cache correction passes scheduled, and
+// tokens (and, with a tokenizer, text) streamed as they come.
 #pragma once
 
 #include <cstdint>
@@ -46,18 +47,24 @@ struct GenerationResult {
   // KV cache rows the request held at its end: the prompt and every generated token but the last
   // (which was sampled, never fed back).
   int64_t cached_tokens = 0;
-  double prefill_seconds = 0;   // wall time of this request's prefill
+  double queue_seconds = 0;        // from its submission to its first prefill step
+  double prefill_seconds = 0;      // from its first prefill step to its first token
+  double first_token_seconds = 0;  // from its submission to its first token (TTFT)
   double decode_seconds = 0;    // wall time of the decode steps it took part in
   model::AttentionStats stats;  // KV rows read per layer role, list overlap, corrections
 };
 
 // A streamed piece: `token` was generated for request `request` (-1 with `finished` at the
-// end), `text` is newly printable text. Return false to cancel that request.
+// end), `text` is newly printable text. Return false to cancel that request. The finished event
+// also carries the request's result and, when it failed (non-finite logits, an engine error, or
+// a cancellation with a reason), that status.
 struct GenerationEvent {
   size_t request = 0;
   int32_t token = -1;
   std::string text;
   bool finished = false;
+  const GenerationResult* result = nullptr;  // the finished event only
+  Status status;                             // the finished event only
 };
 using GenerationCallback = std::function<bool(const GenerationEvent&)>;
 

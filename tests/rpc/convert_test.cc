@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // rpc/convert: every StatusCode maps to its gRPC code; requests become engine requests (ids,
-// text with the stories260K tokenizer, Llama-3 chat, defaults kept for unset fields); each bad
-// request is one line naming its field; events and results become responses.
+// text with the stories260K tokenizer, Llama-3 chat messages, attention policies, defaults kept
+// for unset fields); each bad request is one line naming its field; results, statistics and the
+// model's description become responses.
 #include "rpc/convert.h"
 
 #include <gtest/gtest.h>
@@ -23,6 +24,9 @@ namespace tidal::rpc {
 namespace {
 
 using ::tidal::testing::shared_path;
+using v1::GenerateRequest;
+
+constexpr int64_t kPage = 16;  // the KV cache page size the conversions check Quest against
 
 constexpr const char* kStoriesDir = "models/stories260K/hf";
 constexpr const char* kLlama3Json = "tokenizers/llama3/tokenizer.json";
@@ -67,6 +71,7 @@ TEST(ToGrpcStatus, EveryCodeMaps) {
       {StatusCode::kOutOfMemory, grpc::StatusCode::RESOURCE_EXHAUSTED},
       {StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE},
       {StatusCode::kInternal, grpc::StatusCode::INTERNAL},
+      {StatusCode::kAlreadyExists, grpc::StatusCode::ALREADY_EXISTS},
   };
   for (const auto& [code, want] : cases) {
     const grpc::Status g = to_grpc_status(Status(code, "boom: detail"));
@@ -82,7 +87,7 @@ TEST(ToGrpcStatus, EveryCodeMaps) {
 
 TEST(FromProto, IdsPromptIsTakenAsIs) {
   engine::GenerationRequest out;
-  const Status s = from_proto(ids_request({1, 0, 511, 42}), nullptr, small_config(), &out);
+  const Status s = from_proto(ids_request({1, 0, 511, 42}), nullptr, small_config(), kPage, &out);
   ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out.prompt, (std::vector<int32_t>{1, 0, 511, 42}));
   EXPECT_EQ(out.stop.eos_ids, (std::vector<int32_t>{2}));
@@ -98,7 +103,7 @@ TEST(FromProto, UnsetOptionalsKeepDefaults) {
       req.mutable_stop();
     }
     engine::GenerationRequest out;
-    ASSERT_TRUE(from_proto(req, nullptr, small_config(), &out).ok());
+    ASSERT_TRUE(from_proto(req, nullptr, small_config(), kPage, &out).ok());
     EXPECT_EQ(out.sampling.temperature, sampling_default.temperature);
     EXPECT_EQ(out.sampling.top_k, sampling_default.top_k);
     EXPECT_EQ(out.sampling.top_p, sampling_default.top_p);
@@ -120,7 +125,7 @@ TEST(FromProto, SetFieldsAreCopied) {
   req.mutable_stop()->set_max_new_tokens(7);
   req.mutable_stop()->set_ignore_eos(true);
   engine::GenerationRequest out;
-  ASSERT_TRUE(from_proto(req, nullptr, small_config(), &out).ok());
+  ASSERT_TRUE(from_proto(req, nullptr, small_config(), kPage, &out).ok());
   EXPECT_TRUE(out.sampling.greedy());
   EXPECT_EQ(out.sampling.top_k, 40);
   EXPECT_EQ(out.sampling.top_p, 0.9f);
@@ -134,7 +139,7 @@ TEST(FromProto, EmptyTextWithoutTokenizerIsConfigBos) {
   GenerateRequest req;
   req.set_text("");
   engine::GenerationRequest out;
-  ASSERT_TRUE(from_proto(req, nullptr, small_config(), &out).ok());
+  ASSERT_TRUE(from_proto(req, nullptr, small_config(), kPage, &out).ok());
   EXPECT_EQ(out.prompt, (std::vector<int32_t>{1}));
 }
 
@@ -148,7 +153,7 @@ TEST(FromProto, StoriesTextIsEncodedWithBos) {
   req.set_text("Once upon a time");
   req.mutable_stop()->add_stop_strings("Lily");
   engine::GenerationRequest out;
-  const Status s = from_proto(req, tok, config, &out);
+  const Status s = from_proto(req, tok, config, kPage, &out);
   ASSERT_TRUE(s.ok()) << s.to_string();
   // The ids of tokenizer_golden.json's first sentence, which starts with these four words.
   EXPECT_EQ(out.prompt, (std::vector<int32_t>{1, 403, 407, 261, 378}));
@@ -167,7 +172,7 @@ TEST(FromProto, StoriesEmptyTextIsBosOnly) {
     GenerateRequest req;
     req.set_text("");
     engine::GenerationRequest out;
-    ASSERT_TRUE(from_proto(req, tok, config, &out).ok());
+    ASSERT_TRUE(from_proto(req, tok, config, kPage, &out).ok());
     EXPECT_EQ(out.prompt, (std::vector<int32_t>{tok->bos_id()}));
     EXPECT_EQ(tok->bos_id(), 1);
   }
@@ -184,7 +189,7 @@ TEST(FromProto, Llama2SentencePieceWorksBesideProtobuf) {
   GenerateRequest req;
   req.set_text("Hello world");
   engine::GenerationRequest out;
-  const Status s = from_proto(req, tok, config, &out);
+  const Status s = from_proto(req, tok, config, kPage, &out);
   ASSERT_TRUE(s.ok()) << s.to_string();
   EXPECT_EQ(out.prompt, (std::vector<int32_t>{1, 15043, 3186}));
   std::string text;
@@ -199,10 +204,11 @@ TEST(FromProto, Llama3ChatUsesTheTemplateAndItsEos) {
   model::ModelConfig config;
   ASSERT_TRUE(model::model_config_preset("llama3-8b", &config).ok());
   GenerateRequest req;
-  req.set_text("  Hello!\n");
-  req.set_chat(true);
+  v1::ChatMessage* m = req.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("  Hello!\n");
   engine::GenerationRequest out;
-  const Status s = from_proto(req, tok, config, &out);
+  const Status s = from_proto(req, tok, config, kPage, &out);
   ASSERT_TRUE(s.ok()) << s.to_string();
   // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHello!<|eot_id|>
   // <|start_header_id|>assistant<|end_header_id|>\n\n
@@ -214,13 +220,33 @@ TEST(FromProto, Llama3ChatUsesTheTemplateAndItsEos) {
   if (tok->eos_id() >= 0) {
     EXPECT_EQ(std::count(eos.begin(), eos.end(), tok->eos_id()), 1);
   }
+  // A conversation: every turn in its header, trimmed, then the assistant's header.
+  GenerateRequest conv;
+  const std::pair<const char*, const char*> turns[] = {
+      {"system", "Be brief."}, {"user", "Hi"}, {"assistant", " Hello! "}, {"user", "Bye"}};
+  for (const auto& [role, content] : turns) {
+    v1::ChatMessage* cm = conv.mutable_chat()->add_messages();
+    cm->set_role(role);
+    cm->set_content(content);
+  }
+  ASSERT_TRUE(from_proto(conv, tok, config, kPage, &out).ok());
+  std::vector<int32_t> want;
+  ASSERT_TRUE(tok->encode("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+                          "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+                          "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+                          "<|start_header_id|>user<|end_header_id|>\n\nBye<|eot_id|>"
+                          "<|start_header_id|>assistant<|end_header_id|>\n\n",
+                          /*add_bos=*/false, &want)
+                  .ok());
+  want.insert(want.begin(), 128000);
+  EXPECT_EQ(out.prompt, want);
 }
 
 TEST(FromProto, EosIdsAreDeduplicatedInOrder) {
   model::ModelConfig config = small_config();
   config.eos_token_ids = {7, 2, 7, 3, 2};
   engine::GenerationRequest out;
-  ASSERT_TRUE(from_proto(ids_request({1}), nullptr, config, &out).ok());
+  ASSERT_TRUE(from_proto(ids_request({1}), nullptr, config, kPage, &out).ok());
   EXPECT_EQ(out.stop.eos_ids, (std::vector<int32_t>{7, 2, 3}));
 }
 
@@ -240,7 +266,7 @@ TEST_P(FromProtoBad, FailsNamingTheField) {
   c.edit(&req);
   engine::GenerationRequest out;
   out.prompt = {99};
-  const Status s = from_proto(req, /*tokenizer=*/nullptr, small_config(), &out);
+  const Status s = from_proto(req, /*tokenizer=*/nullptr, small_config(), kPage, &out);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find(c.field), std::string::npos) << s.message();
@@ -267,11 +293,11 @@ const BadCase kBadCases[] = {
     {"NoPrompt", [](GenerateRequest* r) { r->clear_prompt(); }, "prompt"},
     {"ChatWithoutTokenizer",
      [](GenerateRequest* r) {
-       r->set_text("hi");
-       r->set_chat(true);
+       v1::ChatMessage* m = r->mutable_chat()->add_messages();
+       m->set_role("user");
+       m->set_content("hi");
      },
      "chat"},
-    {"ChatWithIds", [](GenerateRequest* r) { r->set_chat(true); }, "chat"},
     {"TextWithoutTokenizer", [](GenerateRequest* r) { r->set_text("hi"); }, "text"},
     {"MaxNewTokensZero", [](GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(0); },
      "max_new_tokens"},
@@ -298,7 +324,7 @@ TEST(FromProto, EmptyTextWithNoBosAnywhereFails) {
   GenerateRequest req;
   req.set_text("");
   engine::GenerationRequest out;
-  const Status s = from_proto(req, nullptr, config, &out);
+  const Status s = from_proto(req, nullptr, config, kPage, &out);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("text"), std::string::npos) << s.message();
 }
@@ -308,76 +334,201 @@ TEST(FromProto, StoriesChatFailsWithoutLlama3Tokens) {
   const model::Tokenizer* tok = cached_tokenizer(kStoriesDir, /*dir=*/true);
   ASSERT_NE(tok, nullptr);
   GenerateRequest req;
-  req.set_text("hi");
-  req.set_chat(true);
+  v1::ChatMessage* m = req.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("hi");
   engine::GenerationRequest out;
-  const Status s = from_proto(req, tok, small_config(), &out);
+  const Status s = from_proto(req, tok, small_config(), kPage, &out);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message().rfind("chat: ", 0), 0u) << s.message();
 }
 
-// --- engine events and results -> GenerateResponse ---
+// --- results, statistics and the model -> responses ---
 
-TEST(ToProto, TokenEvent) {
-  engine::GenerationEvent ev;
-  ev.request = 3;
-  ev.token = 378;
-  ev.text = " time";
-  GenerateResponse resp;
-  resp.set_finish(FINISH_REASON_EOS);  // stale content is cleared
-  to_proto(ev, "req-a", &resp);
-  EXPECT_EQ(resp.request_id(), "req-a");
-  EXPECT_EQ(resp.token_id(), 378);
-  EXPECT_EQ(resp.text(), " time");
-  EXPECT_EQ(resp.finish(), FINISH_REASON_UNSPECIFIED);
-  EXPECT_FALSE(resp.has_usage());
-}
-
-TEST(ToProto, FinishedEventThenResult) {
-  engine::GenerationEvent ev;
-  ev.finished = true;
-  ev.text = "!";  // flushed at the end
+TEST(ToProto, FinalMessageHoldsUsageAndStats) {
   engine::GenerationResult result;
   result.tokens = {5, 6, 2};
   result.finish = engine::FinishReason::kEos;
   result.prompt_tokens = 4;
+  result.queue_seconds = 0.125;
   result.prefill_seconds = 0.25;
+  result.first_token_seconds = 0.5;
   result.decode_seconds = 1.5;
-  GenerateResponse resp;
-  to_proto(ev, "req-b", &resp);
-  EXPECT_EQ(resp.token_id(), -1);
-  EXPECT_FALSE(resp.has_usage());
-  finish_to_proto(result, "req-b", &resp);
-  EXPECT_EQ(resp.request_id(), "req-b");
-  EXPECT_EQ(resp.token_id(), -1);
-  EXPECT_EQ(resp.text(), "!");
-  EXPECT_EQ(resp.finish(), FINISH_REASON_EOS);
-  ASSERT_TRUE(resp.has_usage());
-  EXPECT_EQ(resp.usage().prompt_tokens(), 4);
-  EXPECT_EQ(resp.usage().generated_tokens(), 3);
-  EXPECT_EQ(resp.usage().prefill_seconds(), 0.25);
-  EXPECT_EQ(resp.usage().decode_seconds(), 1.5);
+  result.stats.decode_steps = 2;
+  result.stats.rows[int(model::LayerRole::kDense)] = 100;
+  result.stats.layer_steps[int(model::LayerRole::kDense)] = 4;
+  result.stats.rows[int(model::LayerRole::kSparse)] = 30;
+  result.stats.layer_steps[int(model::LayerRole::kSparse)] = 6;
+  result.stats.overlap_kept = 7;
+  result.stats.overlap_total = 9;
+  result.stats.correction_passes = 1;
+  result.stats.correction_tokens = 8;
+  v1::FinalMessage f;
+  to_proto(result, &f);
+  EXPECT_EQ(f.finish(), v1::FINISH_REASON_EOS);
+  EXPECT_EQ(f.usage().prompt_tokens(), 4);
+  EXPECT_EQ(f.usage().generated_tokens(), 3);
+  EXPECT_EQ(f.usage().queue_seconds(), 0.125);
+  EXPECT_EQ(f.usage().prefill_seconds(), 0.25);
+  EXPECT_EQ(f.usage().first_token_seconds(), 0.5);
+  EXPECT_EQ(f.usage().decode_seconds(), 1.5);
+  ASSERT_EQ(f.stats().roles_size(), 2);  // the roles that ran
+  EXPECT_EQ(f.stats().roles(0).role(), "dense");
+  EXPECT_EQ(f.stats().roles(0).rows(), 100);
+  EXPECT_EQ(f.stats().roles(1).role(), "sparse");
+  EXPECT_EQ(f.stats().roles(1).layer_steps(), 6);
+  EXPECT_EQ(f.stats().rows_total(), 130);
+  EXPECT_EQ(f.stats().overlap_kept(), 7);
+  EXPECT_EQ(f.stats().overlap_total(), 9);
+  EXPECT_EQ(f.stats().correction_passes(), 1);
+  EXPECT_EQ(f.stats().correction_tokens(), 8);
 }
 
-TEST(ToProto, FinishResultOnAFreshMessage) {
-  engine::GenerationResult result;  // finish kLength, nothing generated
-  GenerateResponse resp;
-  finish_to_proto(result, "req-c", &resp);
-  EXPECT_EQ(resp.request_id(), "req-c");
-  EXPECT_EQ(resp.token_id(), -1);
-  EXPECT_EQ(resp.text(), "");
-  EXPECT_EQ(resp.finish(), FINISH_REASON_LENGTH);
-  EXPECT_EQ(resp.usage().generated_tokens(), 0);
+TEST(ToProto, SchedulerStats) {
+  engine::SchedulerStats in;
+  in.queued = 3;
+  in.running = 2;
+  in.kv_pages_total = 10;
+  in.kv_pages_used = 4;
+  in.correction_passes = 5;
+  in.tokens_per_second = 12.5;
+  v1::Stats out;
+  to_proto(in, &out);
+  EXPECT_EQ(out.queued(), 3);
+  EXPECT_EQ(out.running(), 2);
+  EXPECT_EQ(out.kv_pages_free(), 6);
+  EXPECT_EQ(out.kv_pages_used(), 4);
+  EXPECT_EQ(out.correction_passes(), 5);
+  EXPECT_EQ(out.tokens_per_second(), 12.5);
+}
+
+// --- attention policies ---
+
+TEST(PolicyFromProto, TidalFieldsAreCopied) {
+  model::ModelConfig config = small_config();
+  config.num_layers = 8;
+  config.num_heads = 4;
+  config.num_kv_heads = 2;
+  v1::AttentionPolicy in;
+  in.set_kind("tidal");
+  in.set_budget(64);
+  in.set_granularity("shared");
+  in.set_sparse_start(1);
+  in.mutable_reselect_layers()->add_layers(5);
+  in.set_agreement("exact");
+  model::AttentionPolicy p;
+  const Status s = policy_from_proto(in, 16, config, kPage, &p);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(p.kind, model::AttentionKind::kTidal);
+  EXPECT_EQ(p.tidal.budget, 64);
+  EXPECT_EQ(p.tidal.granularity, model::Granularity::kShared);
+  EXPECT_EQ(p.tidal.sparse_start, 1);
+  EXPECT_EQ(p.tidal.reselect_layers, std::vector<int64_t>{5});
+  EXPECT_EQ(p.tidal.agreement, model::Agreement::kExact);
+  EXPECT_EQ(p.correction_interval, 16);
+  // Unset re-selection layers: the model's default; set and empty: none.
+  in.clear_reselect_layers();
+  ASSERT_TRUE(policy_from_proto(in, 0, config, kPage, &p).ok());
+  EXPECT_FALSE(p.tidal.reselect_layers.has_value());
+  in.mutable_reselect_layers();
+  ASSERT_TRUE(policy_from_proto(in, 0, config, kPage, &p).ok());
+  EXPECT_EQ(p.tidal.reselect_layers, std::vector<int64_t>{});
+  // Empty kind: full; Quest takes the cache's page size.
+  ASSERT_TRUE(policy_from_proto(v1::AttentionPolicy(), 0, config, kPage, &p).ok());
+  EXPECT_EQ(p.kind, model::AttentionKind::kFull);
+  v1::AttentionPolicy quest;
+  quest.set_kind("quest");
+  quest.set_budget(32);
+  ASSERT_TRUE(policy_from_proto(quest, 4, config, kPage, &p).ok());
+  EXPECT_EQ(p.quest.budget, 32);
+  EXPECT_EQ(p.quest.page_size, kPage);
+}
+
+TEST(PolicyFromProto, BadPoliciesNameTheField) {
+  model::ModelConfig config = small_config();
+  config.num_layers = 8;
+  config.num_heads = 4;
+  config.num_kv_heads = 2;
+  const struct {
+    const char* name;
+    std::function<void(v1::AttentionPolicy*)> edit;
+    int64_t correction;
+    const char* want;
+  } cases[] = {
+      {"unknown kind", [](v1::AttentionPolicy* p) { p->set_kind("sparse"); }, 0,
+       "attention.kind: unknown attention 'sparse'"},
+      {"budget 1", [](v1::AttentionPolicy* p) { p->set_budget(1); }, 0, "budget must be >= 2"},
+      {"reselect out of range",
+       [](v1::AttentionPolicy* p) { p->mutable_reselect_layers()->add_layers(8); }, 0,
+       "layer 8 is outside the 8 layers"},
+      {"unknown granularity", [](v1::AttentionPolicy* p) { p->set_granularity("per-token"); }, 0,
+       "attention.granularity: unknown granularity"},
+      {"negative correction", [](v1::AttentionPolicy*) {}, -2, "correction_interval must be >= 0"},
+      {"budget with full",
+       [](v1::AttentionPolicy* p) {
+         p->set_kind("full");
+         p->set_budget(8);
+       },
+       0, "attention.budget: has no effect with attention kind 'full'"},
+      {"granularity with quest",
+       [](v1::AttentionPolicy* p) {
+         p->set_kind("quest");
+         p->set_granularity("shared");
+       },
+       0, "attention.granularity: has no effect with attention kind 'quest'"},
+      {"correction with full", [](v1::AttentionPolicy* p) { p->set_kind("full"); }, 8,
+       "correction_interval: has no effect"},
+  };
+  for (const auto& c : cases) {
+    v1::AttentionPolicy in;
+    in.set_kind("tidal");
+    c.edit(&in);
+    model::AttentionPolicy p;
+    const Status s = policy_from_proto(in, c.correction, config, kPage, &p);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(s.message().find(c.want), std::string::npos) << c.name << ": " << s.message();
+  }
+}
+
+TEST(FromProto, MalformedChatMessagesNameTheMessage) {
+  // The structure is checked before the template's tokens: any tokenizer shows it.
+  TIDAL_SKIP_WITHOUT_SHARED(kStoriesDir);
+  const model::Tokenizer* tok = cached_tokenizer(kStoriesDir, /*dir=*/true);
+  ASSERT_NE(tok, nullptr);
+  const model::ModelConfig config = small_config();
+  const std::vector<std::vector<std::pair<std::string, std::string>>> bad = {
+      {},
+      {{"robot", "hi"}},
+      {{"user", "hi"}, {"system", "be brief"}, {"user", "again"}},
+      {{"user", "hi"}, {"assistant", "hello"}},
+  };
+  const char* want[] = {"chat: messages: a chat needs at least one message",
+                        "chat: messages[0].role: 'robot' is not system, user or assistant",
+                        "chat: messages[1].role: a system message may only come first",
+                        "chat: messages[1].role: the last message must be the user's"};
+  for (size_t i = 0; i < bad.size(); ++i) {
+    GenerateRequest req;
+    req.mutable_chat();
+    for (const auto& [role, content] : bad[i]) {
+      v1::ChatMessage* m = req.mutable_chat()->add_messages();
+      m->set_role(role);
+      m->set_content(content);
+    }
+    engine::GenerationRequest out;
+    const Status s = from_proto(req, tok, config, kPage, &out);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << i;
+    EXPECT_EQ(s.message().rfind(want[i], 0), 0u) << s.message();
+  }
 }
 
 TEST(ToProto, EveryFinishReasonMaps) {
-  const std::vector<std::pair<engine::FinishReason, FinishReason>> cases = {
-      {engine::FinishReason::kEos, FINISH_REASON_EOS},
-      {engine::FinishReason::kLength, FINISH_REASON_LENGTH},
-      {engine::FinishReason::kStopString, FINISH_REASON_STOP_STRING},
-      {engine::FinishReason::kContext, FINISH_REASON_CONTEXT},
-      {engine::FinishReason::kCancelled, FINISH_REASON_CANCELLED},
-      {engine::FinishReason::kKvCapacity, FINISH_REASON_KV_CAPACITY},
+  const std::vector<std::pair<engine::FinishReason, v1::FinishReason>> cases = {
+      {engine::FinishReason::kEos, v1::FINISH_REASON_EOS},
+      {engine::FinishReason::kLength, v1::FINISH_REASON_LENGTH},
+      {engine::FinishReason::kStopString, v1::FINISH_REASON_STOP_STRING},
+      {engine::FinishReason::kContext, v1::FINISH_REASON_CONTEXT},
+      {engine::FinishReason::kCancelled, v1::FINISH_REASON_CANCELLED},
+      {engine::FinishReason::kKvCapacity, v1::FINISH_REASON_KV_CAPACITY},
   };
   for (const auto& [reason, want] : cases) {
     EXPECT_EQ(to_proto(reason), want) << engine::finish_reason_name(reason);

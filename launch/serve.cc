@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tidal serve`: loads a model and serves tidal.v1.Inference (rpc/service.h) on --listen until
+// SIGINT or SIGTERM; then it stops admitting, lets running requests finish for --drain-seconds
+// (a second signal cuts that short), cancels the rest with a status and exits 0. The signals are
+// blocked in every thread and taken by sigwait here, so no thread is interrupted mid-step.
+#include <pthread.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "launch/cli.h"
+#include "launch/flag_names.h"
+#include "rpc/service.h"
+#include "runtime/file.h"
+#include "runtime/size_math.h"
+
+namespace tidal::launch {
+namespace {
+
+sigset_t stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+// The secret from --auth-token, or the first line of --auth-token-file.
+Status auth_token(const ServeOptions& o, std::string* token) {
+  *token = o.auth_token;
+  if (o.auth_token_file.empty()) return ok_status();
+  std::string text;
+  TIDAL_RETURN_IF_ERROR(read_file(o.auth_token_file, &text).with_context("--auth-token-file"));
+  *token = text.substr(0, text.find_first_of("\r\n"));
+  if (token->empty()) return invalid_argument("--auth-token-file: the file's first line is empty");
+  return ok_status();
+}
+
+void log_line(const std::string& line) {
+  std::fprintf(stderr, "tidal: %s\n", line.c_str());  // one call: one whole line
+}
+
+}  // namespace
+
+void block_stop_signals() {
+  const sigset_t set = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
+  block_stop_signals();  // before any thread starts (the CPU path's pool, gRPC's)
+  if (o.parallel.requested()) return run_serve_parallel(o, defaults);
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
+  engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
+  TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
+  model::ModelConfig cfg;
+  TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
+  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(cfg, config)).with_context(dir));
+  std::unique_ptr<engine::Engine> engine;
+  TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
+  return serve_with(o, dir, *engine);
+}
+
+Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine& engine) {
+  if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
+  if (!(o.drain_seconds >= 0)) return invalid_argument("--drain-seconds must be >= 0");
+  rpc::ServerOptions so;
+  so.listen = o.listen;
+  TIDAL_RETURN_IF_ERROR(auth_token(o, &so.auth_token));
+  so.model_dir = dir;
+  so.version = o.version;
+  so.scheduler.max_queue = o.max_queue;
+  if (!o.quiet) so.log = log_line;
+  std::unique_ptr<model::Tokenizer> tok;
+  const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
+  if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
+  std::unique_ptr<rpc::Server> server;
+  TIDAL_RETURN_IF_ERROR(
+      rpc::Server::start(engine, tok.get(), so, &server).with_context("--listen"));
+  const engine::MemoryPlan& plan = engine.memory_plan();
+  std::fprintf(stderr, "tidal: serving on %s\n", server->address().c_str());
+  std::fprintf(stderr,
+               "tidal: model %s on %s (%s), %lld sequences per step, KV cache %lld tokens "
+               "(%s), prefill chunk %lld%s; SIGINT or SIGTERM stops\n",
+               engine.model_config().name.c_str(), plan.device_name.c_str(), dtype_name(plan.dtype),
+               static_cast<long long>(engine.config().max_batch),
+               static_cast<long long>(plan.kv_capacity_tokens), human_bytes(plan.kv_bytes).c_str(),
+               static_cast<long long>(engine.config().prefill_chunk),
+               so.auth_token.empty() ? "" : ", auth token required");
+
+  const sigset_t set = stop_signals();
+  int sig = 0;
+  sigwait(&set, &sig);
+  const engine::SchedulerStats st = server->stats();
+  std::fprintf(stderr,
+               "tidal: %s: shutting down; %lld requests live, draining for up to %.0f s (a second "
+               "signal cancels them now)\n",
+               sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(st.queued + st.running),
+               o.drain_seconds);
+  // A second signal ends the drain: the live requests are cancelled at once.
+  std::atomic<bool> done{false};
+  std::thread second([&] {
+    int again = 0;
+    sigwait(&set, &again);
+    if (!done) server->cancel_all();
+  });
+  const int64_t cancelled = server->shutdown(o.drain_seconds);
+  done = true;
+  pthread_kill(second.native_handle(), SIGTERM);  // wakes its sigwait
+  second.join();
+  const engine::SchedulerStats end = server->stats();
+  std::fprintf(stderr,
+               "tidal: stopped: %lld requests finished, %lld cancelled (%lld at the drain's end), "
+               "%lld failed; %lld tokens generated\n",
+               static_cast<long long>(end.finished), static_cast<long long>(end.cancelled),
+               static_cast<long long>(cancelled), static_cast<long long>(end.failed),
+               static_cast<long long>(end.generated_tokens));
+  return ok_status();
+}
+
+}  // namespace tidal::launch

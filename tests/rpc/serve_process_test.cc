@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+// `tidal serve` and `tidal client` as a user runs them: SIGTERM with streams running drains them
+// (or, past --drain-seconds, ends them with a status) and the process exits 0; the client streams
+// the same text as `tidal generate`, prints JSON lines, and fails with one line naming the gRPC
+// code; the auth token; `serve --tp 1` (the distributed engine on one rank, as under mpirun)
+// serves the same tokens.
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "tests/rpc/rpc_testing.h"
+
+namespace tidal::rpc {
+namespace {
+
+using namespace ::tidal::rpc::testing;  // NOLINT: the helpers of this suite
+
+std::unique_ptr<Client> connect(const std::string& address, const std::string& token = "") {
+  ClientOptions o;
+  o.auth_token = token;
+  o.timeout_seconds = 120;
+  auto c = std::make_unique<Client>(address, o);
+  EXPECT_TRUE(c->wait_ready(30));
+  return c;
+}
+
+std::string generate_cmd(const std::string& flags) {
+  return "generate --model " + stories_dir() + " --device cpu " + flags;
+}
+
+TEST(ServeProcess, SigtermDrainsRunningStreamsAndExitsZero) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServeProcess serve;
+  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --threads 1")) << serve.err();
+  std::vector<Streamed> streams(3);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest r = text_request("Once upon a time", 0.8f, uint64_t(i), 200);
+      r.mutable_stop()->set_ignore_eos(true);
+      streams[size_t(i)] = generate(*connect(serve.address()), r);
+    });
+  }
+  auto client = connect(serve.address());
+  v1::Stats s;
+  // All three submitted and generating (a stream that came after the signal would be refused).
+  while (client->stats(&s).ok() &&
+         (s.running() + s.requests_finished() < 3 || s.generated_tokens() < 10)) {
+    std::this_thread::yield();
+  }
+  serve.signal(SIGTERM);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(serve.wait(60), 0) << serve.err();
+  for (const Streamed& st : streams) {
+    ASSERT_TRUE(st.status.ok()) << st.status.error_message();
+    EXPECT_EQ(st.ids.size(), 200u);  // drained: each finished
+  }
+  const std::string err = serve.err();
+  std::smatch live;
+  ASSERT_TRUE(
+      std::regex_search(err, live, std::regex("SIGTERM: shutting down; ([0-9]+) requests live")))
+      << err;
+  EXPECT_GE(std::stoi(live[1]), 1) << "the signal came while streams ran";
+  EXPECT_NE(err.find("stopped: 3 requests finished"), std::string::npos) << err;
+}
+
+TEST(ServeProcess, SigtermPastTheDrainEndsStreamsWithAStatus) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServeProcess serve;
+  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --drain-seconds 0"))
+      << serve.err();
+  std::vector<Streamed> streams(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest r = text_request("Once upon a time", 0.8f, uint64_t(i), 480);
+      r.mutable_stop()->set_ignore_eos(true);
+      streams[size_t(i)] = generate(*connect(serve.address()), r);
+    });
+  }
+  auto client = connect(serve.address());
+  v1::Stats s;
+  while (client->stats(&s).ok() && (s.running() < 2 || s.generated_tokens() < 4)) {
+    std::this_thread::yield();
+  }
+  serve.signal(SIGINT);
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(serve.wait(60), 0) << serve.err();
+  for (const Streamed& st : streams) {
+    if (st.status.ok()) {  // it may have finished inside the (zero) drain
+      EXPECT_EQ(st.ids.size(), 480u);
+    } else {
+      EXPECT_EQ(st.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+      EXPECT_NE(st.status.error_message().find("shutting down"), std::string::npos);
+    }
+  }
+  EXPECT_NE(serve.err().find("SIGINT: shutting down"), std::string::npos) << serve.err();
+}
+
+TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServeProcess serve;
+  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --auth-token-file " +
+                          [] {
+                            const std::string dir = ::tidal::testing::temp_dir("token");
+                            ::tidal::testing::write_file(dir + "/token", "letmein\n");
+                            return dir + "/token";
+                          }()))
+      << serve.err();
+  const std::string flags =
+      "--prompt 'Once upon a time' --temperature 0.7 --seed 3 --max-new-tokens 40 --attention "
+      "tidal --budget 16 --granularity shared --correction-interval 8";
+  const TidalRun want = run_tidal(generate_cmd(flags));
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  const std::string server = " --server " + serve.address();
+  const TidalRun got = run_tidal("client" + server + " --auth-token letmein " + flags + " --stats");
+  ASSERT_EQ(got.exit_code, 0) << got.err;
+  EXPECT_EQ(got.out, want.out);
+  EXPECT_NE(got.err.find("cache correction: 4 passes, 32 tokens recomputed"), std::string::npos)
+      << got.err;
+  // --json: one object per response; the last holds the final message.
+  const TidalRun json = run_tidal("client" + server + " --auth-token letmein --json " + flags);
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  std::istringstream lines(json.out);
+  std::string line, text;
+  nlohmann::json last;
+  while (std::getline(lines, line)) {
+    last = nlohmann::json::parse(line);
+    text += last.value("text", "");
+  }
+  EXPECT_EQ(text + "\n", want.out);
+  EXPECT_EQ(last["final"]["finish"], "FINISH_REASON_LENGTH");
+  EXPECT_EQ(last["final"]["usage"]["generated_tokens"], "40");
+  // Failures: one line naming the code.
+  const TidalRun noauth = run_tidal("client" + server + " " + flags);
+  EXPECT_EQ(noauth.exit_code, 1);
+  EXPECT_EQ(noauth.err.rfind("tidal: error: UNAUTHENTICATED: ", 0), 0u) << noauth.err;
+  const TidalRun bad = run_tidal("client" + server + " --auth-token letmein --prompt-ids 1,600");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("tidal: error: INVALID_ARGUMENT: ids[1]: token id 600"), std::string::npos)
+      << bad.err;
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  const TidalRun flag = run_tidal("client" + server + " --attention quest --granularity shared");
+  EXPECT_EQ(flag.exit_code, 1);
+  EXPECT_NE(flag.err.find("--granularity has no effect with --attention quest"), std::string::npos)
+      << flag.err;
+  // --chat without a prompt reads turns from stdin; stories260K has no chat template.
+  const std::string turns = ::tidal::testing::temp_dir("chat") + "/turns";
+  ::tidal::testing::write_file(turns, "Hi there\n");
+  const TidalRun chat =
+      run_tidal("client" + server + " --auth-token letmein --chat --system 'Be brief' < " + turns);
+  EXPECT_EQ(chat.exit_code, 1);
+  EXPECT_NE(chat.err.find("INVALID_ARGUMENT: chat: chat template: the tokenizer has no"),
+            std::string::npos)
+      << chat.err;
+  const TidalRun health = run_tidal("client" + server + " --health");
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_EQ(health.out, "SERVING\n");
+  const TidalRun info = run_tidal("client" + server + " --auth-token letmein --info");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["config"]["vocab"], "512");
+  const TidalRun tok =
+      run_tidal("client" + server + " --auth-token letmein --tokenize --prompt 'Once upon a time'");
+  EXPECT_EQ(tok.out, "1 403 407 261 378\n");
+  const TidalRun none = run_tidal("client" + server + " --auth-token letmein --cancel nobody");
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("no live request has id 'nobody'"), std::string::npos) << none.err;
+  const TidalRun down = run_tidal("client --server 127.0.0.1:1 --timeout 5 --prompt x");
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_EQ(down.err.rfind("tidal: error: UNAVAILABLE: ", 0), 0u) << down.err;
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(60), 0);
+}
+
+// The distributed engine with one rank (MPI as a singleton): rank 0's coordinator path.
+TEST(ServeProcess, DistributedOneRankServesTheSameTokens) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServeProcess serve;
+  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --tp 1 --max-batch 4"))
+      << serve.err();
+  auto client = connect(serve.address());
+  v1::ModelInfo info;
+  ASSERT_TRUE(client->model_info(&info).ok());
+  EXPECT_EQ(info.parallel().world_size(), 1);
+  const std::string flags =
+      "--prompt 'Once upon a time' --temperature 0.7 --seed 5 --max-new-tokens 30 --attention "
+      "tidal --budget 16 --granularity per-kv-head --print-ids";
+  const TidalRun want = run_tidal(generate_cmd(flags));
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  std::vector<std::thread> threads;
+  std::vector<TidalRun> got(3);
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back(
+        [&, i] { got[size_t(i)] = run_tidal("client --server " + serve.address() + " " + flags); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const TidalRun& g : got) {
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    EXPECT_EQ(parse_ids(g.out), parse_ids(want.out));
+  }
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(60), 0) << serve.err();
+}
+
+}  // namespace
+}  // namespace tidal::rpc

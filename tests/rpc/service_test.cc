@@ -1,0 +1,473 @@
+// SPDX-License-Identifier: Apache-2.0
+// The coordinator on loopback, in process, with stories260K on the CPU: a streamed generation
+// equals `tidal generate` (full, tidal at every granularity, quest); 32 concurrent clients with
+// mixed prompt lengths, policies and budgets each get their solo run's output and leave no KV
+// page behind; cancelling and disconnecting free a request's pages while the other streams go
+// on; every kind of bad request gets its code and a message, and the server keeps serving;
+// correction passes run at the requested interval; health, auth, model info, tokenize; a
+// graceful shutdown drains or cancels with a status.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "tests/rpc/rpc_testing.h"
+
+namespace tidal::rpc {
+namespace {
+
+using namespace ::tidal::rpc::testing;  // NOLINT: the helpers of this suite
+using HealthStatus = grpc::health::v1::HealthCheckResponse;
+
+engine::EngineConfig cpu_config(int64_t max_batch = 32, int64_t kv_capacity = 0) {
+  engine::EngineConfig c;
+  c.max_batch = max_batch;
+  c.kv_capacity = kv_capacity;
+  c.prefill_chunk = 64;  // prompts over 64 tokens are prefilled beside running decodes
+  return c;
+}
+
+// Polls until `pred` holds (true) or `seconds` pass (false).
+template <typename Pred>
+bool eventually(Pred pred, double seconds = 30) {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (!pred()) {
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+v1::Stats stats_of(Client& c) {
+  v1::Stats s;
+  EXPECT_TRUE(c.stats(&s).ok());
+  return s;
+}
+
+struct PolicyCase {
+  const char* name;
+  const char* flags;  // tidal generate's
+  std::function<void(v1::GenerateRequest*)> set;
+};
+
+const PolicyCase kPolicies[] = {
+    {"full", "", [](v1::GenerateRequest*) {}},
+    {"tidal_per_query_head",
+     "--attention tidal --budget 16 --reselect-layers 3 --granularity per-query-head",
+     [](v1::GenerateRequest* r) {
+       r->mutable_attention()->set_kind("tidal");
+       r->mutable_attention()->set_budget(16);
+       r->mutable_attention()->mutable_reselect_layers()->add_layers(3);
+       r->mutable_attention()->set_granularity("per-query-head");
+     }},
+    {"tidal_per_kv_head",
+     "--attention tidal --budget 16 --reselect-layers 3 --granularity per-kv-head",
+     [](v1::GenerateRequest* r) {
+       r->mutable_attention()->set_kind("tidal");
+       r->mutable_attention()->set_budget(16);
+       r->mutable_attention()->mutable_reselect_layers()->add_layers(3);
+       r->mutable_attention()->set_granularity("per-kv-head");
+     }},
+    {"tidal_shared", "--attention tidal --budget 16 --reselect-layers 3 --granularity shared",
+     [](v1::GenerateRequest* r) {
+       r->mutable_attention()->set_kind("tidal");
+       r->mutable_attention()->set_budget(16);
+       r->mutable_attention()->mutable_reselect_layers()->add_layers(3);
+       r->mutable_attention()->set_granularity("shared");
+     }},
+    {"quest", "--attention quest --budget 32",
+     [](v1::GenerateRequest* r) {
+       r->mutable_attention()->set_kind("quest");
+       r->mutable_attention()->set_budget(32);
+     }},
+};
+
+TEST(Service, StreamEqualsTidalGenerateForEveryPolicy) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  const std::string prompt = "Once upon a time, there was a little dog named Max. He";
+  v1::TokenizeRequest tr;
+  tr.set_text(prompt);
+  v1::TokenizeResponse tokens;
+  ASSERT_TRUE(client->tokenize(tr, &tokens).ok());
+  const int64_t prompt_tokens = tokens.ids_size();
+  for (const PolicyCase& p : kPolicies) {
+    const std::string common = "generate --model " + stories_dir() + " --device cpu --prompt " +
+                               quote(prompt) + " --temperature 0.8 --seed 7 --max-new-tokens 60 " +
+                               p.flags;
+    const TidalRun ids = run_tidal(common + " --print-ids");
+    ASSERT_EQ(ids.exit_code, 0) << ids.err;
+    v1::GenerateRequest req = text_request(prompt, 0.8f, 7, 60);
+    p.set(&req);
+    const Streamed s = generate(*client, req);
+    ASSERT_TRUE(s.status.ok()) << p.name << ": " << s.status.error_message();
+    EXPECT_EQ(s.ids, parse_ids(ids.out)) << p.name;
+    // The streamed text is what `tidal generate` prints (checked for two policies: the text
+    // follows from the ids).
+    const std::string name = p.name;
+    if (name == "full" || name == "tidal_shared") {
+      const TidalRun text = run_tidal(common);
+      ASSERT_EQ(text.exit_code, 0) << text.err;
+      EXPECT_EQ(s.text + "\n", text.out) << p.name;
+    }
+    ASSERT_TRUE(s.has_final) << p.name;
+    EXPECT_EQ(s.final.usage().generated_tokens(), int64_t(s.ids.size()));
+    EXPECT_EQ(s.final.usage().prompt_tokens(), prompt_tokens) << p.name;
+    const bool sparse = std::string(p.name) != "full";
+    const auto& roles = s.final.stats().roles();
+    const bool read_sparse = std::any_of(
+        roles.begin(), roles.end(),
+        [](const v1::LayerRoleStats& r) { return r.role() == "sparse" || r.role() == "quest"; });
+    EXPECT_EQ(read_sparse, sparse) << p.name;
+  }
+  EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
+}
+
+// A request of the mixed load: prompt lengths from 1 to ~300 tokens, every policy, budgets.
+v1::GenerateRequest mixed_request(int i) {
+  v1::GenerateRequest r;
+  r.set_request_id("client-" + std::to_string(i));
+  const int64_t len = 1 + (i * 37) % 200;
+  for (int64_t t = 0; t < len; ++t) r.mutable_ids()->add_ids(int32_t(1 + (t * 13 + i * 7) % 500));
+  r.mutable_sampling()->set_temperature(i % 3 == 0 ? 0.0f : 0.9f);
+  r.mutable_sampling()->set_seed(uint64_t(100 + i));
+  r.mutable_stop()->set_max_new_tokens(16 + i % 9);
+  r.mutable_stop()->set_ignore_eos(true);
+  v1::AttentionPolicy* a = r.mutable_attention();
+  switch (i % 4) {
+    case 0: break;
+    case 1:
+      a->set_kind("tidal");
+      a->set_budget(8 << (i % 3));
+      a->set_granularity(i % 2 ? "per-kv-head" : "shared");
+      a->mutable_reselect_layers()->add_layers(3);
+      break;
+    case 2:
+      a->set_kind("tidal");
+      a->set_budget(16);
+      r.set_correction_interval(8);
+      break;
+    case 3:
+      a->set_kind("quest");
+      a->set_budget(16 << (i % 2));
+      break;
+  }
+  return r;
+}
+
+TEST(Service, ThirtyTwoConcurrentClientsEachGetTheirSoloOutput) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  // 4096 tokens of KV: not every request fits at once, so some queue for pages.
+  auto served = serve_stories(cpu_config(32, 4096));
+  constexpr int kClients = 32;
+  std::vector<Streamed> together(kClients);
+  std::vector<std::thread> threads;
+  std::atomic<int> ready{0};
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      auto client = served->client();
+      ready += 1;
+      while (ready < kClients) std::this_thread::yield();  // start together
+      together[size_t(i)] = generate(*client, mixed_request(i));
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  auto client = served->client();
+  const v1::Stats after = stats_of(*client);
+  EXPECT_EQ(after.kv_pages_used(), 0);
+  EXPECT_EQ(after.kv_pages_reserved(), 0);
+  EXPECT_EQ(after.running(), 0);
+  EXPECT_EQ(after.queued(), 0);
+  EXPECT_EQ(after.requests_finished(), kClients);
+  EXPECT_GT(after.mixed_steps(), 0);  // prefill chunks rode with decode steps
+  for (int i = 0; i < kClients; ++i) {
+    const Streamed solo = generate(*client, mixed_request(i));
+    const Streamed& t = together[size_t(i)];
+    ASSERT_TRUE(t.status.ok()) << i << ": " << t.status.error_message();
+    ASSERT_TRUE(solo.status.ok()) << i;
+    EXPECT_EQ(t.ids, solo.ids) << "client " << i;
+    EXPECT_EQ(t.final.finish(), v1::FINISH_REASON_LENGTH) << i;
+    EXPECT_EQ(int64_t(t.ids.size()), 16 + i % 9) << i;
+  }
+  EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
+}
+
+TEST(Service, CancelAndDisconnectFreeKvWhileOthersGoOn) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config(8));
+  auto client = served->client();
+  auto long_request = [](const std::string& id, uint64_t seed) {
+    v1::GenerateRequest r = text_request("Once upon a time", 0.9f, seed, 480);
+    r.set_request_id(id);
+    r.mutable_stop()->set_ignore_eos(true);
+    return r;
+  };
+  Streamed keep1, keep2, cancelled, dropped;
+  std::thread k1([&] { keep1 = generate(*served->client(), long_request("keep1", 1)); });
+  std::thread k2([&] { keep2 = generate(*served->client(), long_request("keep2", 1)); });
+  std::thread c([&] { cancelled = generate(*served->client(), long_request("cancel-me", 3)); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 3; }));
+  // A client that stops reading after a few tokens: it disconnects (cancels its call).
+  int dropped_seen = 0;
+  dropped.status = client->generate(long_request("drop-me", 4), [&](const v1::GenerateResponse& m) {
+    dropped_seen += m.token_ids_size();
+    return dropped_seen < 5;
+  });
+  EXPECT_EQ(dropped.status.error_code(), grpc::StatusCode::CANCELLED);
+  bool found = false;
+  ASSERT_TRUE(client->cancel("cancel-me", &found).ok());
+  EXPECT_TRUE(found);
+  // Both requests end and their pages return while the two others still run.
+  ASSERT_TRUE(eventually([&] {
+    const v1::Stats s = stats_of(*client);
+    return s.requests_cancelled() == 2 && s.running() == 2;
+  }));
+  const v1::Stats mid = stats_of(*client);
+  EXPECT_EQ(mid.running(), 2);
+  EXPECT_LT(mid.generated_tokens(), 2 * 480 + 40);  // the keepers are still generating
+  c.join();
+  ASSERT_TRUE(cancelled.status.ok()) << cancelled.status.error_message();
+  ASSERT_TRUE(cancelled.has_final);
+  EXPECT_EQ(cancelled.final.finish(), v1::FINISH_REASON_CANCELLED);
+  EXPECT_LT(cancelled.ids.size(), 480u);
+  k1.join();
+  k2.join();
+  ASSERT_TRUE(keep1.status.ok());
+  ASSERT_TRUE(keep2.status.ok());
+  EXPECT_EQ(keep1.ids.size(), 480u);
+  EXPECT_EQ(keep1.ids, keep2.ids);  // the same request (seed included): the same tokens
+  EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
+  ASSERT_TRUE(client->cancel("nobody", &found).ok());
+  EXPECT_FALSE(found);
+}
+
+struct BadCase {
+  const char* name;
+  std::function<void(v1::GenerateRequest*)> edit;  // of a good text request
+  grpc::StatusCode code;
+  const char* message;
+};
+
+TEST(Service, BadRequestsGetTheirCodeAndTheServerKeepsServing) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config(4, /*kv_capacity=*/256));
+  auto client = served->client();
+  const BadCase cases[] = {
+      {"unknown policy", [](v1::GenerateRequest* r) { r->mutable_attention()->set_kind("dense"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "attention.kind: unknown attention 'dense'"},
+      {"budget below 2",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_kind("tidal");
+         r->mutable_attention()->set_budget(1);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "budget must be >= 2"},
+      {"reselect layer out of range",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_kind("tidal");
+         r->mutable_attention()->mutable_reselect_layers()->add_layers(5);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "layer 5 is outside the 5 layers"},
+      {"negative max tokens",
+       [](v1::GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(-4); },
+       grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be >= 1"},
+      {"ids outside the vocabulary",
+       [](v1::GenerateRequest* r) {
+         r->mutable_ids()->add_ids(1);
+         r->mutable_ids()->add_ids(512);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "ids[1]: token id 512 is outside the model's vocabulary"},
+      {"chat with no messages", [](v1::GenerateRequest* r) { r->mutable_chat(); },
+       grpc::StatusCode::INVALID_ARGUMENT, "chat: messages: a chat needs at least one message"},
+      {"chat with an unknown role",
+       [](v1::GenerateRequest* r) {
+         v1::ChatMessage* m = r->mutable_chat()->add_messages();
+         m->set_role("narrator");
+         m->set_content("hi");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "chat: messages[0].role: 'narrator' is not"},
+      {"chat without the template's tokens",
+       [](v1::GenerateRequest* r) {
+         v1::ChatMessage* m = r->mutable_chat()->add_messages();
+         m->set_role("user");
+         m->set_content("hi");
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "chat: chat template: the tokenizer has no"},
+      {"no prompt", [](v1::GenerateRequest* r) { r->clear_prompt(); },
+       grpc::StatusCode::INVALID_ARGUMENT, "prompt: set one of text, ids or chat"},
+      {"prompt over the context",
+       [](v1::GenerateRequest* r) {
+         for (int i = 0; i < 600; ++i) r->mutable_ids()->add_ids(5);
+       },
+       grpc::StatusCode::OUT_OF_RANGE, "exceeds the context of 512 tokens"},
+      {"prompt over the KV capacity",
+       [](v1::GenerateRequest* r) {
+         for (int i = 0; i < 300; ++i) r->mutable_ids()->add_ids(5);
+       },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "exceeds the KV cache capacity of 256 tokens"},
+  };
+  const v1::GenerateRequest good = text_request("Once upon a time", 0.0f, 0, 8);
+  const std::vector<int32_t> good_ids = generate(*client, good).ids;
+  ASSERT_EQ(good_ids.size(), 8u);
+  for (const BadCase& c : cases) {
+    v1::GenerateRequest req = good;
+    c.edit(&req);
+    const Streamed s = generate(*client, req);
+    EXPECT_EQ(s.status.error_code(), c.code) << c.name << ": " << s.status.error_message();
+    EXPECT_NE(s.status.error_message().find(c.message), std::string::npos)
+        << c.name << ": " << s.status.error_message();
+    EXPECT_EQ(s.messages, 0) << c.name;
+    EXPECT_EQ(generate(*client, good).ids, good_ids) << "after " << c.name;
+  }
+  // A request id a live request holds is refused; the holder is unaffected.
+  v1::GenerateRequest holder = text_request("Once upon a time", 0.0f, 0, 250);
+  holder.set_request_id("dup");
+  holder.mutable_stop()->set_ignore_eos(true);
+  Streamed first;
+  std::thread t([&] { first = generate(*served->client(), holder); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 1; }));
+  v1::GenerateRequest second = good;
+  second.set_request_id("dup");
+  const Streamed refused = generate(*client, second);
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_NE(refused.status.error_message().find("request id 'dup' is already running"),
+            std::string::npos)
+      << refused.status.error_message();
+  t.join();
+  EXPECT_TRUE(first.status.ok());
+  EXPECT_EQ(first.ids.size(), 250u);
+  EXPECT_TRUE(generate(*client, second).status.ok());  // free again
+  bool found = true;
+  const grpc::Status empty = client->cancel("", &found);
+  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST(Service, CorrectionPassesRunAtTheIntervalAndShowInStats) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  v1::GenerateRequest req = text_request("Once upon a time", 0.0f, 0, 50);
+  req.mutable_stop()->set_ignore_eos(true);
+  req.mutable_attention()->set_kind("tidal");
+  req.mutable_attention()->set_budget(16);
+  req.mutable_attention()->mutable_reselect_layers()->add_layers(3);
+  req.set_correction_interval(8);
+  const Streamed s = generate(*client, req);
+  ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+  // 49 decode steps: a pass after steps 8, 16, ..., 48, each over the last 8 tokens.
+  EXPECT_EQ(s.final.stats().correction_passes(), 6);
+  EXPECT_EQ(s.final.stats().correction_tokens(), 48);
+  const v1::Stats st = stats_of(*client);
+  EXPECT_EQ(st.correction_passes(), 6);
+  EXPECT_EQ(st.correction_tokens(), 48);
+  const TidalRun want =
+      run_tidal("generate --model " + stories_dir() +
+                " --device cpu --prompt 'Once upon a time' --temperature 0 "
+                "--max-new-tokens 50 --ignore-eos --print-ids --attention tidal "
+                "--budget 16 --reselect-layers 3 --correction-interval 8 --stats");
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  EXPECT_EQ(s.ids, parse_ids(want.out));
+  EXPECT_NE(want.err.find("cache correction: 6 passes, 48 tokens recomputed"), std::string::npos)
+      << want.err;
+}
+
+TEST(Service, HealthAuthInfoAndTokenize) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServerOptions options;
+  options.auth_token = "s3cret";
+  auto served = serve_stories(cpu_config(), options);
+  auto anonymous = served->client();
+  auto wrong = served->client("guess");
+  auto client = served->client("s3cret");
+  HealthStatus::ServingStatus h = HealthStatus::UNKNOWN;
+  ASSERT_TRUE(anonymous->health(kServiceName, &h).ok());  // health needs no token
+  EXPECT_EQ(h, HealthStatus::SERVING);
+  ASSERT_TRUE(anonymous->health("", &h).ok());
+  EXPECT_EQ(h, HealthStatus::SERVING);
+  const v1::GenerateRequest req = text_request("Once upon a time", 0.0f, 0, 4);
+  for (Client* c : {anonymous.get(), wrong.get()}) {
+    EXPECT_EQ(generate(*c, req).status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    v1::Stats s;
+    EXPECT_EQ(c->stats(&s).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    bool found;
+    EXPECT_EQ(c->cancel("x", &found).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  EXPECT_TRUE(generate(*client, req).status.ok());
+  v1::ModelInfo info;
+  ASSERT_TRUE(client->model_info(&info).ok());
+  EXPECT_EQ(info.config().num_layers(), 5);
+  EXPECT_EQ(info.config().num_kv_heads(), 4);
+  EXPECT_EQ(info.config().vocab(), 512);
+  EXPECT_EQ(info.device(), "cpu");
+  EXPECT_EQ(info.parallel().world_size(), 1);
+  EXPECT_EQ(info.kv().tokens(), 32 * 512);
+  EXPECT_EQ(info.limits().max_batch(), 32);
+  EXPECT_EQ(info.limits().prefill_chunk(), 64);
+  EXPECT_EQ(info.defaults().max_new_tokens(), 256);
+  EXPECT_EQ(info.policies_size(), 3);
+  EXPECT_TRUE(info.has_tokenizer());
+  v1::TokenizeRequest tr;
+  tr.set_text("Once upon a time");
+  v1::TokenizeResponse ids;
+  ASSERT_TRUE(client->tokenize(tr, &ids).ok());
+  EXPECT_EQ(std::vector<int32_t>(ids.ids().begin(), ids.ids().end()),
+            (std::vector<int32_t>{1, 403, 407, 261, 378}));
+  tr.set_add_bos(false);
+  ASSERT_TRUE(client->tokenize(tr, &ids).ok());
+  EXPECT_EQ(ids.ids_size(), 4);
+}
+
+TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  v1::GenerateRequest req = text_request("Once upon a time", 0.9f, 1, 300);
+  req.mutable_stop()->set_ignore_eos(true);
+  // Drained: the running stream finishes; meanwhile health says NOT_SERVING and new requests
+  // are refused.
+  Streamed drained;
+  std::thread t([&] { drained = generate(*served->client(), req); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 1; }));
+  int64_t cancelled = -1;
+  std::thread stop([&] { cancelled = served->server->shutdown(60); });
+  HealthStatus::ServingStatus h = HealthStatus::SERVING;
+  ASSERT_TRUE(eventually(
+      [&] { return client->health(kServiceName, &h).ok() && h == HealthStatus::NOT_SERVING; }));
+  const Streamed refused = generate(*client, text_request("hi", 0, 0, 4));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  stop.join();
+  t.join();
+  EXPECT_EQ(cancelled, 0);
+  ASSERT_TRUE(drained.status.ok()) << drained.status.error_message();
+  EXPECT_EQ(drained.ids.size(), 300u);
+  EXPECT_EQ(served->engine->kv_tokens_in_use(), 0);
+
+  // Not drained: the stream ends with UNAVAILABLE.
+  auto again = serve_stories(cpu_config());
+  auto c2 = again->client();
+  req.mutable_stop()->set_max_new_tokens(500);
+  Streamed cut;
+  std::thread t2([&] { cut = generate(*again->client(), req); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*c2).generated_tokens() > 3; }));
+  EXPECT_EQ(again->server->shutdown(0), 1);
+  t2.join();
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(cut.status.error_message().find("shutting down"), std::string::npos);
+  EXPECT_LT(cut.ids.size(), 500u);
+  EXPECT_EQ(again->engine->kv_tokens_in_use(), 0);
+  // One log line per request, with its id, tokens, policy, TTFT, rate and finish.
+  ASSERT_FALSE(served->log.empty());
+  EXPECT_NE(served->log[0].find("prompt 5 tokens, generated 300, full, queue"), std::string::npos)
+      << served->log[0];
+  EXPECT_NE(served->log[0].find("finish length"), std::string::npos) << served->log[0];
+}
+
+}  // namespace
+}  // namespace tidal::rpc
