@@ -77,10 +77,15 @@ struct GemvOutputs {
   int64_t begin[kGemvMaxOutputs];
   int64_t width[kGemvMaxOutputs];
 
+  // Selects, not an index: a runtime index into the kernel parameter would copy the struct to
+  // local memory (a stack frame in every thread). An empty output's range is empty: a row at its
+  // begin is past it and lands in the next one.
   __device__ __forceinline__ TOut* at(int64_t token, int64_t row) const {
-    // An empty output's range is empty: a row at its begin counts it and the next one too.
-    const int p = int(row >= begin[1]) + int(row >= begin[2]);
-    return ptr[p] + token * width[p] + (row - begin[p]);
+    const bool in1 = row >= begin[1], in2 = row >= begin[2];
+    TOut* const base = in2 ? ptr[2] : in1 ? ptr[1] : ptr[0];
+    const int64_t first = in2 ? begin[2] : in1 ? begin[1] : begin[0];
+    const int64_t w = in2 ? width[2] : in1 ? width[1] : width[0];
+    return base + token * w + (row - first);
   }
 };
 
