@@ -8,8 +8,8 @@
 // - weight loads are ld.global.nc.L1::no_allocate (read once: don't evict the activations);
 // - the activations (all tokens of the tile) are read through L1 (__ldg) and each loaded vector
 //   is reused for the warp's kRows rows; each weight element is read once for every token;
-// - 4 warps a block, so a 4096-row matrix gives 512 blocks (8 rows a block) at batch 1, enough to
-//   keep 132 SMs full: 4096 x 4096 is 2048 warps, all resident at once, 8 MB in flight.
+// - 4 warps a block, so a 4096-row matrix gives 1024 blocks (4 rows a block) at batch 1, enough
+//   to keep 132 SMs full: 4096 x 4096 is 4096 warps, all resident at once, 16 MB in flight.
 // Rows whose byte size or pointers are not 16-byte aligned (in_features not a multiple of 8 for
 // 16-bit types, sliced activations) take the same kernel with one element a load (kVec = 1).
 // The reduction over the 32 lanes is a butterfly per (row, token); lane r * kTokens + m stores.
@@ -30,11 +30,14 @@ constexpr int kWarps = 4;
 constexpr int kThreads = 32 * kWarps;
 
 // Rows a warp and loads in flight per row, by token tile. The activations cost tokens / rows
-// L1 loads per weight load, so wider batches share each activation vector over more rows.
+// L1 loads per weight load, so wider batches share each activation vector over more rows. One
+// token: a row a warp, 8 vectors a lane in flight (H200, kernel_bench, against 2 rows x 4:
+// 4096-row matrices 16.1 -> 14.2 us, the 14336-column down projection 40.1 -> 35.1 us, the same
+// elsewhere; `benchmarks/results/PERF_NOTES.md`).
 template <int kTokens>
 struct GemvConfig {
-  static constexpr int kRows = kTokens >= 4 ? 4 : 2;
-  static constexpr int kUnroll = kTokens >= 4 ? 2 : 4;
+  static constexpr int kRows = kTokens >= 4 ? 4 : kTokens == 2 ? 2 : 1;
+  static constexpr int kUnroll = kTokens >= 4 ? 2 : kTokens == 2 ? 4 : 8;
   static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
 };
 
@@ -242,7 +245,7 @@ void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView
                  cudaStream_t stream) {
   TIDAL_CHECK(num_outs >= 1 && num_outs <= kGemvMaxOutputs, "linear: 1 to 3 outputs");
   TIDAL_CHECK(ceil_div<int64_t>(in.size(0), 8) <= 65535 &&
-                  ceil_div<int64_t>(weight.size(0), kWarps * 2) < (int64_t(1) << 31),
+                  ceil_div<int64_t>(weight.size(0), kWarps) < (int64_t(1) << 31),
               "linear: shape too large for the GEMV grid");
   // out is the input's dtype, or f32 (logits from 16-bit weights).
   const bool f32_out = outs[0].dtype == DType::kF32;
