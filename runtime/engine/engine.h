@@ -337,8 +337,13 @@ class Engine {
   struct BucketGraph {
     Graph graph;
     std::vector<uint8_t> ops;  // [num_layers] the optional launches the graph holds
+    uint64_t last_used = 0;
   };
-  std::map<int64_t, BucketGraph> graphs_;  // by bucket
+  // By bucket: one graph per set of layer ops a step needed (a uniform workload has one; each
+  // mix of policies its own), the least recently used dropped past kGraphsPerBucket.
+  static constexpr size_t kGraphsPerBucket = 8;
+  std::map<int64_t, std::vector<BucketGraph>> graphs_;
+  uint64_t graph_clock_ = 0;
   int64_t captures_ = 0;
   std::vector<size_t> pages_before_;  // decode: block-table sizes before the step's pages
   std::unordered_map<SeqId, Sequence> seqs_;

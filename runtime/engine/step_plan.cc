@@ -147,10 +147,6 @@ void StepPlan::add_page_update(int32_t row, int32_t index, int32_t page) {
 
 const uint8_t* StepPlan::layer_ops() const { return array<uint8_t>(off_.layer_ops); }
 
-void StepPlan::set_layer_ops(const uint8_t* ops) {
-  std::memcpy(array<uint8_t>(off_.layer_ops), ops, size_t(capacity_.num_layers));
-}
-
 model::ForwardBatch StepPlan::batch(void* base, Device device, TensorView block_tables) const {
   const StepHeader& h = header();
   const int64_t t = h.num_tokens, d = h.num_decode, p = h.num_prefill_seqs;

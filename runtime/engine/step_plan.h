@@ -86,8 +86,6 @@ class StepPlan {
 
   int64_t num_decode() const { return header().num_decode; }
   const uint8_t* layer_ops() const;
-  // Replaces every layer's launch bits (a superset of what the tokens need is always correct).
-  void set_layer_ops(const uint8_t* ops);
 
   // The plan's arrays as views over a copy of the buffer at `base` on `device` (the host buffer
   // itself, or its device copy), shaped for this step.

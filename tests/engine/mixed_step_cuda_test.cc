@@ -2,7 +2,8 @@
 // Engine::step on the GPU: a mixed step (decode tokens beside a prefill chunk and a correction
 // chunk) gives the logits and K/V of separate calls to rounding (the mixed step runs its
 // projections as one GEMM, separate decode steps as GEMVs), and decode-only steps through step()
-// stay on the CUDA-graph path, bit for bit equal to decode().
+// stay on the CUDA-graph path, bit for bit equal to decode(); graphs are kept per set of layer
+// launches.
 #include <memory>
 #include <vector>
 
@@ -121,6 +122,57 @@ TEST_P(MixedStepCuda, DecodeOnlyStepsReplayGraphsAsDecodeDoes) {
     tb = sb[0];
   }
   EXPECT_GE(e->graphs_captured(), 1);
+}
+
+// Graphs are kept per set of layer launches: a full sequence's steps after a tidal sequence's
+// replay the full graph they captured first (no selection launches in them), and alternating
+// the two captures nothing new; the logits equal an engine without graphs.
+TEST_P(MixedStepCuda, GraphsAreKeptPerSetOfLayerLaunches) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const DType dtype = GetParam();
+  const model::LlamaWeights host = testing::host_weights(config(), 47);
+  EngineConfig cfg = testing::gpu_config(dtype);
+  cfg.page_size = 8;
+  EngineConfig eager_cfg = cfg;
+  eager_cfg.cuda_graphs = false;
+  auto e = testing::make_engine(config(), host, cfg);
+  auto eager = testing::make_engine(config(), host, eager_cfg);
+  ASSERT_NE(e, nullptr);
+  ASSERT_NE(eager, nullptr);
+  const int64_t vocab = config().vocab;
+  SequenceOptions full;
+  full.sampling.temperature = 0;
+  SequenceOptions tidal = full;
+  tidal.attention = testing::tidal_policy(8, model::Granularity::kPerQueryHead, {3});
+  SeqId f, t, ef;
+  ASSERT_TRUE(e->add_sequence(testing::random_prompt(40, vocab, 5), full, &f).ok());
+  ASSERT_TRUE(e->add_sequence(testing::random_prompt(40, vocab, 6), tidal, &t).ok());
+  ASSERT_TRUE(eager->add_sequence(testing::random_prompt(40, vocab, 5), full, &ef).ok());
+  int32_t tf = -1, tt = -1, tef = -1;
+  ASSERT_TRUE(e->prefill(f, TensorView(), &tf).ok());
+  ASSERT_TRUE(e->prefill(t, TensorView(), &tt).ok());
+  ASSERT_TRUE(eager->prefill(ef, TensorView(), &tef).ok());
+  ASSERT_EQ(tf, tef);
+  std::vector<float> lf(static_cast<size_t>(vocab)), lef(static_cast<size_t>(vocab));
+  std::vector<int32_t> s;
+  for (int step = 0; step < 6; ++step) {
+    ASSERT_TRUE(e->decode({f}, {tf}, make_view(lf.data(), DType::kF32, {1, vocab}), &s).ok());
+    tf = s[0];
+    ASSERT_TRUE(
+        eager->decode({ef}, {tef}, make_view(lef.data(), DType::kF32, {1, vocab}), &s).ok());
+    tef = s[0];
+    EXPECT_EQ(lf, lef) << step;
+    if (step == 0) {
+      EXPECT_EQ(e->graphs_captured(), 1);
+    }
+    ASSERT_TRUE(e->decode({t}, {tt}, TensorView(), &s).ok());
+    tt = s[0];
+    if (step == 0) {
+      EXPECT_EQ(e->graphs_captured(), 2);
+    }
+  }
+  EXPECT_EQ(e->graphs_captured(), 2) << "each set replays its own graph";
+  EXPECT_EQ(eager->graphs_captured(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, MixedStepCuda, ::testing::Values(DType::kF32, DType::kBF16),
