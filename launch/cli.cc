@@ -192,8 +192,8 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
 void add_info_command(CLI::App& app, InfoOptions* o) {
   CLI::App* cmd = app.add_subcommand("info", "print a model's config, size and memory plan");
   auto* model = cmd->add_option("--model", o->model_dir, "Hugging Face model directory");
-  auto* preset =
-      cmd->add_option("--preset", o->preset, "llama2-7b, llama3-8b, llama3.1-8b or llama-64l");
+  auto* preset = cmd->add_option("--preset", o->preset,
+                                 "llama2-7b, llama3-8b, llama3.1-8b, llama-64l or tiny");
   model->excludes(preset);
   o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);

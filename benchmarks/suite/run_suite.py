@@ -141,14 +141,17 @@ def load_suite(path):
         if not st.get("name") or st["name"] in names:
             raise SystemExit("suite %s: every stage needs a unique name" % path)
         names.add(st["name"])
+        if st["kind"] != "bench" and any(str(c).lower() == "max" for c in as_list(st.get("contexts"))):
+            raise SystemExit("suite %s: stage %s: context \"max\" is for bench stages" % (path, st["name"]))
         for p in as_list(st.get("presets", st.get("preset"))):
             if p not in P.PRESETS:
                 raise SystemExit("suite %s: stage %s: unknown preset %s" % (path, st["name"], p))
     return suite
 
 
-def expand(suite, kinds, stage_names):
-    """Every stage's cells (a cell named by two stages belongs to the first) and invocations."""
+def expand(suite, kinds, stage_names, resolve_max=None):
+    """Every stage's cells (a cell named by two stages belongs to the first) and invocations.
+    A bench context "max" is the longest that fits (resolve_max(stage, preset, batch))."""
     seen = set()
     plan = []  # (stage, [Invocation])
     for st in suite["stages"]:
@@ -177,10 +180,17 @@ def expand(suite, kinds, stage_names):
                     invs.append(Invocation("serve", st, cells, preset))
             plan.append((st, invs))
             continue
-        contexts = [P.parse_count(c) for c in as_list(st.get("contexts"))]
         batches = [int(b) for b in as_list(st.get("batches", [1]))]
         for preset in presets:
             for b in batches:
+                contexts = []
+                for c in as_list(st.get("contexts")):
+                    if str(c).lower() != "max":
+                        contexts.append(P.parse_count(c))
+                    elif resolve_max is not None:
+                        n = resolve_max(st, preset, b)
+                        if n:
+                            contexts.append(n)
                 if kind == "torch":  # one process per (preset, batch): all its contexts
                     cells = []
                     for n in contexts:
@@ -200,10 +210,12 @@ def expand(suite, kinds, stage_names):
                             seen.add(cell.key)
                             cells.append(cell)
                     if cells:
-                        invs.append(Invocation(kind, st, cells, "%s|%d|b%d" % (preset, n, b)))
-        # Within a stage: batch-major, then context, so the cheaper cells come first.
-        invs.sort(key=lambda inv: (min(c.batch for c in inv.cells),
-                                   min(c.context for c in inv.cells)) if kind == "bench" else (0, 0))
+                        inv = Invocation(kind, st, cells, "%s|%d|b%d" % (preset, n, b))
+                        inv.order = (b, contexts.index(n))
+                        invs.append(inv)
+        # Within a bench stage: by batch, then by the stage's order of contexts, presets alternating.
+        if kind == "bench":
+            invs.sort(key=lambda inv: inv.order)
         plan.append((st, invs))
     return plan
 
@@ -259,9 +271,20 @@ class Estimator:
     finished cells of this results file measured, plus a per-process start-up learned the same
     way."""
 
-    def __init__(self, results, device, bench_cfg, torch_cfg):
+    def __init__(self, results, device, bench_cfg, torch_cfg, memory_bytes=None):
         self.r, self.device = results, device
         self.bench_cfg, self.torch_cfg = bench_cfg, torch_cfg
+        self.memory = memory_bytes  # the device's (GPU memory, or the host's available memory)
+
+    def fits(self, c):
+        """False when the cell's engine plainly cannot fit (its run then fails at once)."""
+        if not self.memory or c.kind == "serve":
+            return True
+        s = P.PRESETS[c.preset]
+        elem = 2 if self.device == "cuda" else 4
+        tokens = c.batch * (c.context + self.steps_per_cell(c.kind) + 16)
+        need = P.weight_bytes(s, elem) + tokens * P.kv_bytes_per_token(s, elem) * 17 / 16
+        return need < self.memory
 
     def _model_ms(self, c):
         gbps = 3.0e12 if self.device == "cuda" else 5.0e9
@@ -294,6 +317,8 @@ class Estimator:
     def cell_seconds(self, c, ratio=None):
         if c.kind == "serve":
             return self._serve_seconds(c)
+        if not self.fits(c):
+            return 0.0
         ratio = self._ratio(c.kind) if ratio is None else ratio
         fill = 0.2 + c.context * c.batch * 2e-7  # random KV fill, graph capture
         return self._model_ms(c) * ratio * self.steps_per_cell(c.kind) / 1e3 + fill
@@ -381,7 +406,55 @@ class Runner:
         self.device = args.device or suite.get("device", "cuda")
         self.bench_cfg = dict(suite.get("bench", {}))
         self.torch_cfg = dict(suite.get("torch", {}))
-        self.est = Estimator(results, self.device, self.bench_cfg, self.torch_cfg)
+        self.est = Estimator(results, self.device, self.bench_cfg, self.torch_cfg,
+                             args.memory_gib * 2**30 if args.memory_gib else device_memory(self.device))
+
+    def info_plan(self, preset, batch, context, max_budget):
+        """(total, available, weights) bytes of `tidal info` for a bench process's engine at
+        `context` (the bench sizes its cache as run_bench_on does), or None."""
+        per_seq = context + int(self.bench_cfg.get("steps", 100)) + int(self.bench_cfg.get("warmup", 10)) + 2
+        cmd = [self.a.tidal, "info", "--preset", preset, "--device", self.device,
+               "--max-batch", str(batch), "--max-context", str(per_seq),
+               "--kv-capacity", str(batch * per_seq + batch * 16), "--prefill-chunk", "4096"]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        text = p.stdout
+        m_av = re.search(r"(\d+) bytes \([^)]*\) available", text)
+        m_tot = re.search(r"total\s+(\d+) bytes", text)
+        m_w = re.search(r"weights\s+(\d+) bytes", text)
+        if not (m_av and m_tot and m_w):
+            return None
+        return int(m_tot.group(1)), int(m_av.group(1)), int(m_w.group(1))
+
+    def resolve_max(self, stage, preset, batch):
+        """The longest context (a multiple of 1000) whose bench engine fits, by the memory plan of
+        `tidal info`; cached in the results so a resumed run measures the same cells."""
+        cache = self.r.data.setdefault("max_context", {})
+        key = "%s|%s|b%d" % (stage["name"], preset, batch)
+        if key in cache:
+            return cache[key]
+        budget = max([P.parse_count(b) for b in as_list(stage.get("budgets", [2048]))] + [2])
+        probe = self.info_plan(preset, batch, 100000, budget)
+        if probe is None:
+            log("cannot size the longest context of %s (tidal info failed)" % preset)
+            return None
+        total, avail, weights = probe
+        per_token = max(1.0, (total - weights) / 100000.0)
+        n = int((0.97 * avail - weights) / per_token)
+        cap = stage.get("max_context_cap")
+        if cap:
+            n = min(n, P.parse_count(cap))
+        n = n // 1000 * 1000
+        for _ in range(12):
+            probe = self.info_plan(preset, batch, n, budget)
+            if probe is None or probe[0] <= 0.97 * probe[1] or n <= 1000:  # a 3% margin
+                break
+            n = int(n * 0.98) // 1000 * 1000
+        cache[key] = n if n >= 1000 else None
+        log("longest context of %s at batch %d: %s (tidal info's plan)" % (preset, batch, P.context_label(n)))
+        return cache[key]
 
     # Implied "does not fit" (bench): a smaller-or-equal context and batch of the same preset
     # already did not fit (one process holds every variant's KV, so the policy does not matter).
@@ -656,6 +729,25 @@ def find_row(rows, c):
     return None
 
 
+def device_memory(device):
+    """Bytes of memory a run can hope for: the GPU's total (nvidia-smi), or the host's
+    MemAvailable; None when unknown."""
+    if device == "cuda":
+        out = capture(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"])
+        try:
+            return int(out.splitlines()[0]) * 2**20 if out else None
+        except ValueError:
+            return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def safe(text):
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
@@ -723,6 +815,9 @@ def main(argv=None):
     ap.add_argument("--stage", action="append", default=[], help="run only this stage (repeatable)")
     ap.add_argument("--no-torch", action="store_true", help="record torch cells as skipped")
     ap.add_argument("--dry-run", action="store_true", help="list the pending invocations and exit")
+    ap.add_argument("--memory-gib", type=float, default=0,
+                    help="the device memory the time estimates assume (default: nvidia-smi's total, "
+                    "or the host's available memory)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from results.json")
     a = ap.parse_args(argv)
     a.tidal = a.tidal or os.path.join(a.build, "launch", "tidal")
@@ -743,8 +838,8 @@ def main(argv=None):
         R.write_report(a.out, results.data)
         return 0
     kinds = [k for k in a.only.split(",") if k]
-    plan = expand(suite, kinds, a.stage)
     runner = Runner(a, suite, results)
+    plan = expand(suite, kinds, a.stage, resolve_max=runner.resolve_max if os.path.exists(a.tidal) else None)
     if not os.path.exists(a.tidal) and any(st["kind"] in ("bench", "serve") for st, _ in plan):
         print("run_suite: no tidal binary at %s (--build / --tidal)" % a.tidal, file=sys.stderr)
         return 2

@@ -134,19 +134,24 @@ class DecodeStep:
         if policy == "quest":
             self.pages = -(-(n + 1) // QUEST_PAGE)
             self.kp = max(1, min(self.K // QUEST_PAGE, self.pages))
-            # Page bounds, layer by layer (no copy of the cache): full pages, then the last one.
+            # Page bounds of positions 0..n-1, layer by layer (no copy of the cache): full pages,
+            # then the current page's earlier positions (none: it starts empty, -inf / +inf); the
+            # step folds the new key (position n) in.
             self.kmax = torch.empty(L, batch, kvh, self.pages, d, dtype=dtype, device=device)
             self.kmin = torch.empty_like(self.kmax)
-            full = (n + 1) // QUEST_PAGE
+            full = n // QUEST_PAGE
             for layer in range(L):
                 kl = self.kc[layer]
                 if full:
                     pk = kl[:, :, :full * QUEST_PAGE].reshape(batch, kvh, full, QUEST_PAGE, d)
                     self.kmax[layer][:, :, :full] = pk.amax(dim=3)
                     self.kmin[layer][:, :, :full] = pk.amin(dim=3)
-                if full < self.pages:
-                    self.kmax[layer][:, :, full] = kl[:, :, full * QUEST_PAGE:].amax(dim=2)
-                    self.kmin[layer][:, :, full] = kl[:, :, full * QUEST_PAGE:].amin(dim=2)
+                if full * QUEST_PAGE < n:
+                    self.kmax[layer][:, :, full] = kl[:, :, full * QUEST_PAGE:n].amax(dim=2)
+                    self.kmin[layer][:, :, full] = kl[:, :, full * QUEST_PAGE:n].amin(dim=2)
+                else:
+                    self.kmax[layer][:, :, full] = float("-inf")
+                    self.kmin[layer][:, :, full] = float("inf")
             self.last_page = torch.full((batch, kvh, self.G, 1), self.pages - 1, dtype=torch.long,
                                         device=device)
             self.page_offsets = torch.arange(QUEST_PAGE, dtype=torch.long, device=device)
@@ -195,12 +200,13 @@ class DecodeStep:
         idx = self.idx.view(B, kvh, K, 1).expand(B, kvh, K, d)
         return attend(q4, torch.gather(kl, 2, idx), torch.gather(vl, 2, idx))
 
-    def quest(self, q4, k_new, layer):
-        n, B, G = self.n, self.B, self.G
-        kvh, d = self.s["kv_heads"], self.s["head_dim"]
-        if self.kp >= self.pages:
-            return self.dense(q4, layer)
-        p = self.pages - 1  # the current page: fold the new key into its bounds
+    def quest_positions(self, q4, k_new, layer):
+        """Folds the new key into the current page's bounds; returns the positions [B, KV, G, T]
+        of the chosen pages (the top kp - 1 earlier pages by q+ . max + q- . min, then the
+        current page), those past n clamped to n (and masked by quest_mask)."""
+        B, G = self.B, self.G
+        kvh = self.s["kv_heads"]
+        p = self.pages - 1  # the current page
         self.kmax[layer][:, :, p] = torch.maximum(self.kmax[layer][:, :, p], k_new)
         self.kmin[layer][:, :, p] = torch.minimum(self.kmin[layer][:, :, p], k_new)
         qpos, qneg = q4.clamp(min=0), q4.clamp(max=0)
@@ -209,9 +215,15 @@ class DecodeStep:
         pages = torch.topk(bound, self.kp - 1, dim=-1).indices  # [B, KV, G, kp-1]
         pages = torch.cat([pages, self.last_page], dim=-1)
         pos = (pages.unsqueeze(-1) * QUEST_PAGE + self.page_offsets).view(B, kvh, G, -1)
-        pos = pos.clamp(max=n)
-        T = pos.shape[-1]
-        S = self.kc.shape[3]
+        return pos.clamp(max=self.n)
+
+    def quest(self, q4, k_new, layer):
+        if self.kp >= self.pages:
+            return self.dense(q4, layer)
+        B, G = self.B, self.G
+        kvh, d = self.s["kv_heads"], self.s["head_dim"]
+        pos = self.quest_positions(q4, k_new, layer)
+        T, S = pos.shape[-1], self.kc.shape[3]
         idx = pos.view(B, kvh, G, T, 1).expand(B, kvh, G, T, d)
         ks = torch.gather(self.kc[layer].unsqueeze(2).expand(B, kvh, G, S, d), 3, idx)
         vs = torch.gather(self.vc[layer].unsqueeze(2).expand(B, kvh, G, S, d), 3, idx)
@@ -245,8 +257,8 @@ class DecodeStep:
             x = x + F.linear(o.reshape(B, H * d), w["o"])
             h = rms_norm(x, w["mlp_norm"], eps)
             x = x + F.linear(F.silu(F.linear(h, w["gate"])) * F.linear(h, w["up"]), w["down"])
-        logits = F.linear(rms_norm(x, m.final_norm, eps), m.lm_head)
-        self.tokens.copy_(logits.argmax(dim=-1))
+        self.logits = F.linear(rms_norm(x, m.final_norm, eps), m.lm_head)
+        self.tokens.copy_(self.logits.argmax(dim=-1))
 
 
 def measure_copy_bytes_per_s(device):
