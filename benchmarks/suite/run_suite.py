@@ -607,7 +607,7 @@ class Runner:
         max_ctx = int(srv.get("max_context", c0.context + max_new + 64))
         log_path = os.path.join(self.logs, safe(inv.id) + ".log")
         cmd = [self.a.tidal, "serve", "--preset", c0.preset, "--listen", "127.0.0.1:0",
-               "--device", self.device, "--quiet",
+               "--device", self.device, "--quiet", "--drain-seconds", "0",
                "--max-batch", str(int(srv.get("max_batch", max(c.extra["clients"] for c in cells)))),
                "--max-context", str(max_ctx),
                "--prefill-chunk", str(int(srv.get("prefill_chunk", 4096)))]
@@ -700,7 +700,7 @@ class Runner:
             if server.poll() is None:
                 server.send_signal(signal.SIGTERM)
                 try:
-                    server.wait(timeout=20)
+                    server.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     os.killpg(server.pid, signal.SIGKILL)
                     server.wait()
@@ -913,9 +913,12 @@ def main(argv=None):
             est = runner.est.invocation_seconds(sub)
             left = None if deadline is None else deadline - time.time()
             if left is not None and est > left and (ran > 0 or left < 5):
+                # Deferred to the next run (which starts with it); a later, smaller one may fit.
                 stop_reason = "budget"
-                log("stopping: %s needs ~%.0f s, %.0f s of the budget left" % (sub.label(), est, left))
-                break
+                log("deferring %s: it needs ~%.0f s, %.0f s of the budget left" % (sub.label(), est, left))
+                if left < 5:
+                    break
+                continue
             done, nf, err = counts()
             log("%d/%d cells (%d do not fit, %d errors), elapsed %s, ETA %s | %s (~%.0f s)" %
                 (done, total, nf, err, hms(time.time() - t0), hms(eta()), sub.label(), est))
