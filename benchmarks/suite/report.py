@@ -22,6 +22,11 @@ PAPER_TABLE = """| context | Full | Quest (K = 32 → 4096) | TD (K = 32 → 409
 | 32K | ≈25.7 | ≈20.5–21.1 (K ≤ 1024), 21.3 @2048, 22.1 @4096 | ≈17.6–18.0 (K ≤ 1024), 18.4 @2048, 18.9 @4096 | ≈1.4× | ≈1.15× |
 | 100K | ≈45.8 | ≈24.8–25.1 (K ≤ 1024), 25.7 @2048, 26.1 @4096 | ≈21.2–21.4 (K ≤ 1024), 21.6 @2048, 22.3 @4096 | **≈2.1×** | ≈1.17× |"""
 
+# reference/TIDALDECODE.md §4.2 (README Fig. 2): attention-only latency relative to full = 1.00,
+# (Quest, TD) by model depth and context; the budget is not stated in the figure.
+PAPER_ATTENTION = {32: {10000: (1.24, 0.65), 32000: (0.66, 0.37), 100000: (0.41, 0.24)},
+                   64: {10000: (1.25, 0.61), 32000: (0.65, 0.32), 100000: (0.39, 0.18)}}
+
 ROLE_COLORS = {"dense": "#4c72b0", "select": "#dd8452", "sparse": "#55a868", "quest": "#c44e52"}
 
 
@@ -200,6 +205,30 @@ def status_of(v, kind, preset, n, b, pol, gran, budget):
     return "not run"
 
 
+def attention_section(v, hl):
+    """Attention-only time relative to full, beside the paper's README Fig. 2."""
+    variants = [x for x in headline_variants(hl) if x[0] != "full"]
+    rows = []
+    for preset in v.presets("bench"):
+        depth = P.PRESETS[preset]["layers"]
+        for n in (10000, 32000, 100000):
+            full = v.row("bench", preset, n, 1, "full", "-", 0)
+            if not full or not full.get("attn_ms"):
+                continue
+            cells = []
+            for var in variants:
+                r = v.row("bench", preset, n, 1, *var)
+                cells.append(fmt(ratio((r or {}).get("attn_ms"), full["attn_ms"]), 2))
+            paper = PAPER_ATTENTION.get(depth, {}).get(n)
+            rows.append([preset, depth, P.context_label(n), fmt(full["attn_ms"], 3)] + cells +
+                         [fmt(paper[0], 2) if paper else "-", fmt(paper[1], 2) if paper else "-"])
+    if not rows:
+        return None
+    return table(["preset", "layers", "context", "full attention ms"] +
+                 ["%s / full" % vlabel(*x) for x in variants] +
+                 ["paper Quest / full", "paper TD / full"], rows)
+
+
 def longest_section(v):
     rows = []
     for preset in v.presets("bench"):
@@ -364,10 +393,20 @@ def make_plots(out, v, hl):
     palette = ["#000000", "#c44e52", "#4c72b0", "#55a868", "#8172b2", "#937860", "#da8bc3",
                "#8c8c8c", "#ccb974", "#64b5cd"]
 
+    fixed = {("full", "-"): "#000000", ("quest", "-"): "#c44e52", ("tidal", "per-query-head"): "#2ca02c",
+             ("tidal", "per-kv-head"): "#1f77b4", ("tidal", "shared"): "#8172b2"}
+    main_budgets = {x[2] for x in headline_variants(hl)} | {0}
+
     def color(v3):
-        if v3 not in colors:
-            colors[v3] = palette[len(colors) % len(palette)]
-        return colors[v3]
+        """One colour per policy and granularity; budgets other than the headline's are lighter."""
+        fam = (v3[0], v3[1])
+        if fam not in colors:
+            colors[fam] = fixed.get(fam, palette[(len(colors) + 5) % len(palette)])
+        c = colors[fam]
+        if v3[2] in main_budgets:
+            return c
+        r, g, b = (int(c[i:i + 2], 16) for i in (1, 3, 5))
+        return "#%02x%02x%02x" % tuple(int(x + (255 - x) * 0.55) for x in (r, g, b))
 
     for preset in v.presets("bench"):
         ctxs = v.contexts("bench", preset, 1, ok_only=True)
@@ -446,16 +485,18 @@ def make_plots(out, v, hl):
         ax.legend(fontsize=7)
         save(fig, "speedup_%s.png" % preset,
              "%s: each policy's speedup over full attention in the same runtime, batch 1." % preset)
-        # 3. attention breakdown, stacked
-        bars = []
-        for n in ctxs:
-            for var in vars1:
+        # 3. attention breakdown, stacked: the headline's variants, grouped by context; beside
+        # each group's bars their time relative to full (the paper's README Fig. 2 is relative).
+        bvars = [x for x in headline_variants(hl) if any(v.row("bench", preset, n, 1, *x) for n in ctxs)]
+        bars, x, ticks = [], [], []
+        for gi, n in enumerate(ctxs):
+            for vi, var in enumerate(bvars):
                 r = v.row("bench", preset, n, 1, *var)
                 if r and r.get("attn_ms") is not None:
                     bars.append((n, var, r))
+                    x.append(gi * (len(bvars) + 1) + vi)
         if bars:
-            fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(bars) + 2), 5))
-            x = list(range(len(bars)))
+            fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(x) + 3), 5))
             bottom = [0.0] * len(bars)
             for role, col in (("dense", "dense_ms"), ("select", "select_ms"),
                               ("sparse", "sparse_ms"), ("quest", "quest_ms")):
@@ -464,15 +505,23 @@ def make_plots(out, v, hl):
                        label={"dense": "dense layers", "select": "selection layers",
                               "sparse": "sparse layers", "quest": "Quest layers"}[role])
                 bottom = [a + b for a, b in zip(bottom, vals)]
+            top = max(bottom) if bottom else 1.0
+            for xi, (n, var, r), h in zip(x, bars, bottom):
+                full = v.row("bench", preset, n, 1, "full", "-", 0)
+                if full and full.get("attn_ms") and var[0] != "full":
+                    ax.text(xi, h + 0.01 * top, "%.2f" % (r["attn_ms"] / full["attn_ms"]),
+                            ha="center", va="bottom", fontsize=7)
             ax.set_xticks(x)
             ax.set_xticklabels(["%s\n%s" % (P.context_label(b[0]), vlabel(*b[1]).replace(" K=", "\nK="))
-                                for b in bars], fontsize=6)
+                                for b in bars], fontsize=7)
             ax.set_ylabel("attention ms per token (one eager step)")
-            ax.set_title("%s: attention time by layer role, batch 1" % preset)
+            ax.set_title("%s: attention time by layer role, batch 1 (numbers: relative to full)" % preset,
+                         fontsize=10)
             ax.legend(fontsize=8)
             ax.grid(True, axis="y", alpha=0.3)
             save(fig, "breakdown_%s.png" % preset,
-                 "%s: attention-only time per token split by layer role (dense / selection / sparse / Quest)." % preset)
+                 "%s: attention-only time per token split by layer role (dense / selection / sparse / "
+                 "Quest), each bar's total relative to full at the same context above it." % preset)
         # 4. % of floor
         fig, ax = plt.subplots(figsize=(8, 5))
         width = 0.8 / max(1, len(vars1) + 1)
@@ -617,6 +666,14 @@ def write_report(out, data, plan_total=None):
     parts += ["### The paper's A100 table (reference/TIDALDECODE.md §4.1)", "",
               "Llama-2-7B-chat, fp16, batch 1, A100 SXM4 80 GB, ms per token read off the paper's "
               "Figure 10 (±~0.3 ms).", "", PAPER_TABLE, ""]
+    at = attention_section(v, hl)
+    if at:
+        parts += ["## Attention-only time relative to full (the paper's README Fig. 2)", "",
+                  "The attention launches of one eager step (all layers), over full attention's at "
+                  "the same context, batch 1; the paper's values are read off its README Fig. 2 "
+                  "(32- and 64-layer models; its budget is not stated). The stacked bars of "
+                  "`breakdown_*.png` split each into dense / selection / sparse / Quest layers.", "",
+                  at, ""]
     parts += ["## Longest context reached on one GPU", "", longest_section(v), ""]
     for preset in v.presets("bench"):
         for b in v.batches("bench", preset):
