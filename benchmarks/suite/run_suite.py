@@ -432,7 +432,7 @@ class Runner:
         """The longest context (a multiple of 1000) whose bench engine fits, by the memory plan of
         `tidal info`; cached in the results so a resumed run measures the same cells."""
         cache = self.r.data.setdefault("max_context", {})
-        key = "%s|%s|b%d" % (stage["name"], preset, batch)
+        key = "%s|b%d" % (preset, batch)  # one "max" per preset and batch, whatever the stage
         if key in cache:
             return cache[key]
         budget = max([P.parse_count(b) for b in as_list(stage.get("budgets", [2048]))] + [2])
