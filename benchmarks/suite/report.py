@@ -488,7 +488,7 @@ def make_plots(out, v, hl):
         # 3. attention breakdown, stacked: the headline's variants, grouped by context; beside
         # each group's bars their time relative to full (the paper's README Fig. 2 is relative).
         bvars = [x for x in headline_variants(hl) if any(v.row("bench", preset, n, 1, *x) for n in ctxs)]
-        bars, x, ticks = [], [], []
+        bars, x = [], []
         for gi, n in enumerate(ctxs):
             for vi, var in enumerate(bvars):
                 r = v.row("bench", preset, n, 1, *var)

@@ -31,6 +31,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -122,12 +123,19 @@ class Invocation:
 
     def label(self):
         c = self.cells[0]
+        variants = []
+        for x in self.cells:
+            v = x.label().split(" ", 3)[3]
+            if v not in variants:
+                variants.append(v)
         if self.kind == "serve":
-            return "serve %s %s clients %s" % (c.preset, c.policy if len({x.policy for x in self.cells}) == 1 else "+".join(sorted({x.policy for x in self.cells})),
-                                               ",".join(str(x.extra["clients"]) for x in self.cells))
+            clients = sorted({x.extra["clients"] for x in self.cells})
+            return "serve %s %s-token prompts: %s x %s clients" % (
+                c.preset, P.context_label(c.context), " and ".join(variants),
+                ",".join(str(n) for n in clients))
         ctxs = sorted({x.context for x in self.cells})
         return "%s %s %s b%d: %s" % (self.kind, c.preset, ",".join(P.context_label(x) for x in ctxs),
-                                     c.batch, ", ".join(sorted({x.label().split(" ", 3)[3] for x in self.cells})))
+                                     c.batch, ", ".join(sorted(variants)))
 
 
 def load_suite(path):
@@ -353,7 +361,6 @@ def run_logged(cmd, log_path, timeout, env=None, on_line=None):
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=logf, env=env,
                                 start_new_session=True, text=True, bufsize=1)
         timed_out = False
-        import threading
 
         def killer():
             nonlocal timed_out
@@ -622,7 +629,6 @@ class Runner:
                                   start_new_session=True, bufsize=1)
         address, lines = None, []
         start_limit = float(srv.get("start_timeout_s", 300))
-        import threading
         ready = threading.Event()
 
         def reader():
