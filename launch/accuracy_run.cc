@@ -358,6 +358,16 @@ Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int6
   return engine::Engine::load(dir, config, out);
 }
 
+std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model) {
+  engine::EngineConfig config;
+  if (!apply_device_flags(c.device, &config).ok() || config.device.kind != DeviceKind::kCuda) {
+    return cpu_model;
+  }
+  DeviceInfo info;
+  if (!cuda_device_info(config.device.index, &info).ok()) return cpu_model;
+  return info.name + " (cuda:" + std::to_string(config.device.index) + ")";
+}
+
 double full_rows_per_step(const model::ModelConfig& c, int64_t n) {
   return double(n) * double(c.num_kv_heads) * double(c.num_layers);
 }

@@ -85,6 +85,9 @@ std::string harness_text(const AccuracyDefaults& d, const std::string& given);
 // flags applied (errors name the flag).
 Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
                            int64_t max_budget, std::unique_ptr<engine::Engine>* out);
+// The device the device flags pick, for the results' records: the GPU's name ("NVIDIA H200
+// (cuda:0)"), else `cpu_model` (the header's CPU description).
+std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model);
 
 // KV rows full attention reads in one decode step at length n.
 double full_rows_per_step(const model::ModelConfig& c, int64_t n);

@@ -435,7 +435,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
                   std::to_string(pick.sparse_start).size() + 1).c_str(),
               summary);
   json calibration = {
-      {"tool", "tidal calibrate"}, {"commit", info.commit}, {"device", info.device},
+      {"tool", "tidal calibrate"}, {"commit", info.commit}, {"device", harness_device_name(o.common, info.device)},
       {"budget", o.budget}, {"granularity", o.granularity}, {"lengths", lengths},
       {"depths", depths}, {"needles_per_cell", o.needles}, {"seed", o.common.seed},
       {"ppl_tokens", o.ppl_tokens}, {"needle_cases", cases.size()},

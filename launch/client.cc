@@ -8,6 +8,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -115,9 +116,14 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   }
   if (policy.kind == model::AttentionKind::kTidal) {
     a->set_granularity(o.granularity);
-    a->set_sparse_start(o.sparse_start);
+    // Layers only when a flag names them: else the server's default (the model's
+    // tidal_policy.json, or the depth-scaled rule), as `generate` does.
+    const auto& given = o.attention_flags_given;
+    if (std::find(given.begin(), given.end(), "--sparse-start") != given.end()) {
+      a->set_sparse_start(o.sparse_start);
+    }
     a->set_agreement(o.agreement);
-    if (policy.tidal.reselect_layers.has_value()) {  // else the model's default
+    if (policy.tidal.reselect_layers.has_value()) {
       v1::LayerList* layers = a->mutable_reselect_layers();
       for (int64_t l : *policy.tidal.reselect_layers) layers->add_layers(l);
     }

@@ -120,7 +120,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   }
   json out = {{"command", "niah"}, {"settings", settings}, {"complete", false}};
   const bench::BenchInfo info = bench::collect_bench_info("tidal niah");
-  out["machine"] = {{"device", info.device}, {"commit", info.commit}};
+  out["machine"] = {{"device", harness_device_name(o.common, info.device)}, {"commit", info.commit}};
   for (const Variant& v : variants) {
     out["variants"].push_back({{"label", v.label}, {"policy", v.policy},
                                {"granularity", v.granularity}, {"layers", v.layers},

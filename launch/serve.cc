@@ -15,6 +15,7 @@
 
 #include "launch/cli.h"
 #include "launch/flag_names.h"
+#include "launch/policy_file.h"
 #include "launch/presets.h"
 #include "model/weights.h"
 #include "rpc/service.h"
@@ -102,6 +103,18 @@ Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine&
   TIDAL_RETURN_IF_ERROR(auth_token(o, &so.auth_token));
   so.model_dir = dir;
   so.version = o.version;
+  // The model's tidal_policy.json: the layers a tidal request without layers gets. Checked
+  // against the model once, here, so a file made for another model stops the server at start.
+  ModelPolicy file;
+  TIDAL_RETURN_IF_ERROR(load_model_policy(dir, &file));
+  if (file.found()) {
+    model::AttentionPolicy probe;
+    probe.kind = model::AttentionKind::kTidal;
+    probe.quest.page_size = engine.config().page_size;
+    TIDAL_RETURN_IF_ERROR(apply_model_policy(file, /*layers_given=*/false,
+                                             engine.model_config(), &probe));
+    so.model_layers = {true, file.sparse_start, file.reselect_layers, file.path};
+  }
   so.scheduler.max_queue = o.max_queue;
   if (!o.quiet) so.log = log_line;
   std::unique_ptr<model::Tokenizer> tok;
@@ -120,6 +133,10 @@ Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine&
                static_cast<long long>(plan.kv_capacity_tokens), human_bytes(plan.kv_bytes).c_str(),
                static_cast<long long>(engine.config().prefill_chunk),
                so.auth_token.empty() ? "" : ", auth token required");
+  if (file.found()) {
+    std::fprintf(stderr, "tidal: tidal requests without layers take %s from %s\n",
+                 layers_label(file.sparse_start, file.reselect_layers).c_str(), file.path.c_str());
+  }
 
   const sigset_t set = stop_signals();
   int sig = 0;

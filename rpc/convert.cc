@@ -85,7 +85,7 @@ Status prompt_from_proto(const v1::GenerateRequest& req, engine::PromptSpec* out
 
 Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_interval,
                          const model::ModelConfig& config, int64_t kv_page_size,
-                         model::AttentionPolicy* out) {
+                         model::AttentionPolicy* out, const ModelLayers* model_layers) {
   model::AttentionPolicy p;
   if (!in.kind().empty()) {
     TIDAL_RETURN_IF_ERROR(
@@ -120,6 +120,11 @@ Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_inter
                               .with_context("attention.agreement"));
   }
   if (in.has_budget()) p.tidal.budget = p.quest.budget = in.budget();
+  if (is_tidal && model_layers != nullptr && model_layers->found && !in.has_sparse_start() &&
+      !in.has_reselect_layers()) {
+    p.tidal.sparse_start = model_layers->sparse_start;
+    p.tidal.reselect_layers = model_layers->reselect_layers;
+  }
   if (in.has_sparse_start()) p.tidal.sparse_start = in.sparse_start();
   if (in.has_reselect_layers()) {
     p.tidal.reselect_layers = std::vector<int64_t>(in.reselect_layers().layers().begin(),
@@ -134,7 +139,7 @@ Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_inter
 
 Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokenizer,
                   const model::ModelConfig& config, int64_t kv_page_size,
-                  engine::GenerationRequest* out) {
+                  engine::GenerationRequest* out, const ModelLayers* model_layers) {
   TIDAL_CHECK(out != nullptr, "from_proto: out is null");
   engine::GenerationRequest r;
   engine::PromptSpec spec;
@@ -147,7 +152,7 @@ Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokeni
   TIDAL_RETURN_IF_ERROR(r.sampling.validate().with_context("sampling"));
   TIDAL_RETURN_IF_ERROR(r.stop.validate().with_context("stop"));
   TIDAL_RETURN_IF_ERROR(policy_from_proto(req.attention(), req.correction_interval(), config,
-                                          kv_page_size, &r.attention));
+                                          kv_page_size, &r.attention, model_layers));
   *out = std::move(r);
   return ok_status();
 }
@@ -267,9 +272,13 @@ void to_proto(const ServedModel& in, v1::ModelInfo* out) {
   d->set_attention(model::attention_kind_name(policy.kind));
   d->set_budget(policy.tidal.budget);
   d->set_granularity(model::granularity_name(policy.tidal.granularity));
-  d->set_sparse_start(policy.tidal.sparse_start);
   model::AttentionPolicy tidal_policy = policy;
   tidal_policy.kind = model::AttentionKind::kTidal;
+  if (in.layers.found) {
+    tidal_policy.tidal.sparse_start = in.layers.sparse_start;
+    tidal_policy.tidal.reselect_layers = in.layers.reselect_layers;
+  }
+  d->set_sparse_start(tidal_policy.tidal.sparse_start);
   for (int64_t l : model::reselect_layers(tidal_policy, c)) d->add_reselect_layers(l);
   d->set_agreement(model::agreement_name(policy.tidal.agreement));
   out->set_has_tokenizer(in.has_tokenizer);

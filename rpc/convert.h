@@ -15,6 +15,7 @@
 #include "runtime/engine/generate.h"
 #include "runtime/engine/request.h"
 #include "runtime/engine/scheduler.h"
+#include "rpc/model_layers.h"
 #include "runtime/status.h"
 #include "tidal/v1/inference.pb.h"
 
@@ -29,9 +30,10 @@ Status prompt_from_proto(const v1::GenerateRequest& req, engine::PromptSpec* out
 // The attention policy (kind, budget, granularity, sparse start, re-selection layers, agreement)
 // and the correction interval, validated against the model and the KV cache's page size. A
 // field that has no effect under the kind is refused, as the command line refuses such flags.
+// `model_layers` (may be null) fills the layers of a tidal request that gives none.
 Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_interval,
                          const model::ModelConfig& config, int64_t kv_page_size,
-                         model::AttentionPolicy* out);
+                         model::AttentionPolicy* out, const ModelLayers* model_layers = nullptr);
 
 // Builds the engine's request from a GenerateRequest: the prompt and EOS ids by
 // engine::build_prompt; sampling and stop conditions (unset fields keep the engine's defaults);
@@ -41,7 +43,7 @@ Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_inter
 // `out` is overwritten only on success.
 Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokenizer,
                   const model::ModelConfig& config, int64_t kv_page_size,
-                  engine::GenerationRequest* out);
+                  engine::GenerationRequest* out, const ModelLayers* model_layers = nullptr);
 
 v1::FinishReason to_proto(engine::FinishReason reason);
 void to_proto(const model::AttentionStats& in, v1::AttentionStats* out);
@@ -57,6 +59,7 @@ struct ServedModel {
   std::string model_dir;
   std::string version;
   int64_t max_queue = 0;
+  ModelLayers layers;  // the defaults' tidal layers when found
 };
 void to_proto(const ServedModel& in, v1::ModelInfo* out);
 

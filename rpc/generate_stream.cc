@@ -24,7 +24,7 @@ void GenerateStream::begin(const v1::GenerateRequest& req) {
   engine::Engine& engine = service_->engine();
   engine::GenerationRequest request;
   Status st = from_proto(req, service_->tokenizer(), engine.model_config(),
-                         engine.config().page_size, &request);
+                         engine.config().page_size, &request, &service_->model_layers());
   if (!st.ok()) {
     Finish(to_grpc_status(st));
     return;

@@ -45,6 +45,7 @@ class InferenceService final : public v1::Inference::CallbackService {
 
   engine::Engine& engine() { return engine_; }
   const model::Tokenizer* tokenizer() const { return tokenizer_; }
+  const ModelLayers& model_layers() const { return options_.model_layers; }
   engine::Scheduler& scheduler() { return scheduler_; }
 
  private:

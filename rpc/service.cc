@@ -108,6 +108,7 @@ grpc::ServerUnaryReactor* InferenceService::GetModelInfo(grpc::CallbackServerCon
   m.model_dir = options_.model_dir;
   m.version = options_.version;
   m.max_queue = options_.scheduler.max_queue;
+  m.layers = options_.model_layers;
   to_proto(m, resp);
   return finish(ctx, grpc::Status::OK);
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "model/tokenizer.h"
+#include "rpc/model_layers.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/scheduler.h"
 #include "runtime/status.h"
@@ -29,6 +30,9 @@ struct ServerOptions {
   std::string auth_token;
   std::string model_dir;  // for GetModelInfo
   std::string version;    // for GetModelInfo
+  // The model's own tidal layers (launch/policy_file.h reads them from tidal_policy.json): a
+  // tidal request that sets no layers takes them, and GetModelInfo reports them as the default.
+  ModelLayers model_layers;
   engine::SchedulerOptions scheduler;
   // Receives one line per finished request (id, prompt / generated tokens, policy, queue time,
   // TTFT, tokens/s, finish). Empty: no log.

@@ -535,5 +535,42 @@ TEST(ToProto, EveryFinishReasonMaps) {
   }
 }
 
+// A tidal request without layers takes the model's (tidal_policy.json); one that names either
+// layer field keeps its own, as `tidal generate`'s flags do; other kinds are left alone.
+TEST(PolicyFromProto, ModelLayersFillATidalRequestWithoutLayers) {
+  model::ModelConfig config = small_config();
+  config.num_layers = 8;
+  config.num_heads = 4;
+  config.num_kv_heads = 2;
+  const ModelLayers layers{true, 3, {6}, "tidal_policy.json"};
+  v1::AttentionPolicy in;
+  in.set_kind("tidal");
+  in.set_budget(16);
+  model::AttentionPolicy p;
+  ASSERT_TRUE(policy_from_proto(in, 0, config, kPage, &p, &layers).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 3);
+  EXPECT_EQ(p.tidal.reselect_layers, std::vector<int64_t>{6});
+  in.set_sparse_start(1);
+  ASSERT_TRUE(policy_from_proto(in, 0, config, kPage, &p, &layers).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 1);
+  EXPECT_FALSE(p.tidal.reselect_layers.has_value());
+  in.clear_sparse_start();
+  in.mutable_reselect_layers()->add_layers(5);
+  ASSERT_TRUE(policy_from_proto(in, 0, config, kPage, &p, &layers).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 2);
+  EXPECT_EQ(p.tidal.reselect_layers, std::vector<int64_t>{5});
+  // Not found: the depth-scaled rule, as without a file.
+  in.clear_reselect_layers();
+  const ModelLayers none;
+  ASSERT_TRUE(policy_from_proto(in, 0, config, kPage, &p, &none).ok());
+  EXPECT_EQ(p.tidal.sparse_start, 2);
+  EXPECT_FALSE(p.tidal.reselect_layers.has_value());
+  v1::AttentionPolicy quest;
+  quest.set_kind("quest");
+  quest.set_budget(16);
+  ASSERT_TRUE(policy_from_proto(quest, 0, config, kPage, &p, &layers).ok());
+  EXPECT_EQ(p.kind, model::AttentionKind::kQuest);
+}
+
 }  // namespace
 }  // namespace tidal::rpc

@@ -205,5 +205,40 @@ TEST(ServeProcess, DistributedOneRankServesTheSameTokens) {
   EXPECT_EQ(serve.wait(60), 0) << serve.err();
 }
 
+
+// A model directory holding tidal_policy.json: the server takes its layers for tidal requests
+// that name none (and says so at start), streaming what `tidal generate` writes on the same
+// directory; a file made for another model stops the server at start with one line.
+TEST(ServeProcess, TidalRequestsTakeTheModelsPolicyFile) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const std::string dir = ::tidal::testing::temp_dir("served_policy_model");
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"}) {
+    ::tidal::testing::write_file(dir + "/" + f,
+                                 ::tidal::testing::read_file(stories_dir() + "/" + f));
+  }
+  ::tidal::testing::write_file(dir + "/tidal_policy.json",
+                               R"({"sparse_start": 3, "reselect_layers": [4]})");
+  {
+    ServeProcess serve;
+    ASSERT_TRUE(serve.start("--model " + dir + " --device cpu --threads 1")) << serve.err();
+    EXPECT_NE(serve.err().find("take 3:4 from " + dir + "/tidal_policy.json"), std::string::npos)
+        << serve.err();
+    const std::string flags =
+        " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 24 --attention tidal "
+        "--budget 4";
+    const TidalRun want = run_tidal("generate --model " + dir + " --device cpu" + flags);
+    ASSERT_EQ(want.exit_code, 0) << want.err;
+    const TidalRun got = run_tidal("client --server " + serve.address() + flags);
+    ASSERT_EQ(got.exit_code, 0) << got.err;
+    EXPECT_EQ(got.out, want.out);
+  }
+  ::tidal::testing::write_file(dir + "/tidal_policy.json",
+                               R"({"sparse_start": 7, "reselect_layers": []})");
+  ServeProcess bad;
+  EXPECT_FALSE(bad.start("--model " + dir + " --device cpu --threads 1"));
+  EXPECT_NE(bad.err().find(dir + "/tidal_policy.json does not fit this model"), std::string::npos)
+      << bad.err();
+}
+
 }  // namespace
 }  // namespace tidal::rpc

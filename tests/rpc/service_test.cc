@@ -469,5 +469,44 @@ TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
   EXPECT_NE(served->log[0].find("finish length"), std::string::npos) << served->log[0];
 }
 
+// The model's tidal_policy.json layers (ServerOptions::model_layers, filled by `tidal serve`):
+// a tidal request that sets no layers runs with them, exactly as one that names them; a request
+// that names its own layers keeps them; GetModelInfo reports them as the default.
+TEST(Service, ModelLayersAreTheTidalDefault) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServerOptions options;
+  options.model_layers = {true, 3, {4}, "tidal_policy.json"};
+  auto served = serve_stories(cpu_config(), options);
+  auto client = served->client();
+  v1::ModelInfo info;
+  ASSERT_TRUE(client->model_info(&info).ok());
+  EXPECT_EQ(info.defaults().sparse_start(), 3);
+  EXPECT_EQ(std::vector<int64_t>(info.defaults().reselect_layers().begin(),
+                                 info.defaults().reselect_layers().end()),
+            std::vector<int64_t>{4});
+
+  const std::string prompt = "Once upon a time there was a little girl who loved to play outside";
+  auto tidal = [&](int64_t sparse_start, std::vector<int64_t> reselect) {
+    v1::GenerateRequest r = text_request(prompt, 0.0f, 0, 12);
+    r.mutable_attention()->set_kind("tidal");
+    r.mutable_attention()->set_budget(4);
+    if (sparse_start >= 0) {
+      r.mutable_attention()->set_sparse_start(sparse_start);
+      for (int64_t l : reselect) r.mutable_attention()->mutable_reselect_layers()->add_layers(l);
+    }
+    Streamed s = generate(*client, r);
+    EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+    EXPECT_TRUE(s.has_final);
+    return s;
+  };
+  const Streamed unset = tidal(-1, {});
+  const Streamed named = tidal(3, {4});
+  const Streamed other = tidal(1, {});
+  EXPECT_EQ(unset.ids, named.ids);
+  EXPECT_EQ(unset.final.stats().SerializeAsString(), named.final.stats().SerializeAsString());
+  // The layers decide which rows each step reads: a request with its own layers differs.
+  EXPECT_NE(unset.final.stats().SerializeAsString(), other.final.stats().SerializeAsString());
+}
+
 }  // namespace
 }  // namespace tidal::rpc
