@@ -130,7 +130,6 @@ class DecodeStep:
         # Sparse lists always end in the current position n.
         lists = s["heads"] if granularity == "per-query-head" else kvh
         self.current = torch.full((batch, lists, 1), n, dtype=torch.long, device=device)
-        self.sparse_ok = policy == "tidal" and self.K - 1 <= n
         if policy == "quest":
             self.pages = -(-(n + 1) // QUEST_PAGE)
             self.kp = max(1, min(self.K // QUEST_PAGE, self.pages))
