@@ -56,8 +56,58 @@ void linear(TensorView out, TensorView in, TensorView weight, [[maybe_unused]] S
                [&](int64_t begin, int64_t end) { linear_features(out, in, weight, begin, end); });
 }
 
+namespace {
+
+// linear_split's checks (linear's, with the outputs' widths adding up to the weight's rows).
+void check_split(const TensorView (&outs)[3], TensorView in, TensorView weight) {
+  TIDAL_CHECK(in.rank == 2 && weight.rank == 2, "linear_split: bad ranks");
+  TIDAL_CHECK(in.size(1) == weight.size(1), "linear_split: in_features mismatch");
+  TIDAL_CHECK(in.dtype == weight.dtype && in.stride[1] == 1 && weight.is_contiguous(),
+              "linear_split: in and weight share a dtype; weight contiguous, in with dense rows");
+  int64_t rows = 0;
+  for (const TensorView& o : outs) {
+    TIDAL_CHECK(o.rank == 2 && o.size(0) == in.size(0) && o.is_contiguous(),
+                "linear_split: every out must be contiguous [num_tokens, n_i]");
+    TIDAL_CHECK(o.dtype == outs[0].dtype && (o.dtype == in.dtype || o.dtype == DType::kF32),
+                "linear_split: the outs share a dtype: in's, or f32");
+    rows += o.size(1);
+  }
+  TIDAL_CHECK(rows == weight.size(0),
+              "linear_split: the outs' widths must add up to the weight's "
+              "rows");
+}
+
+}  // namespace
+
+void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
+                  TensorView weight, Stream stream) {
+  const TensorView outs[3] = {out0, out1, out2};
+  check_split(outs, in, weight);
+  if (on_cuda("linear_split", {out0, out1, out2, in, weight})) {
+    TIDAL_CUDA_CALL("linear_split", cuda::linear_split(out0, out1, out2, in, weight, stream));
+    return;
+  }
+  // The CPU path: each row block on its own, exactly as three linear calls.
+  int64_t row = 0;
+  for (const TensorView& o : outs) {
+    if (o.size(1) > 0) linear(o, in, weight.slice(row, row + o.size(1)), stream);
+    row += o.size(1);
+  }
+}
+
 void ref::linear(TensorView out, TensorView in, TensorView weight) {
   linear_features(out, in, weight, 0, weight.size(0));
+}
+
+void ref::linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
+                       TensorView weight) {
+  const TensorView outs[3] = {out0, out1, out2};
+  check_split(outs, in, weight);
+  int64_t row = 0;
+  for (const TensorView& o : outs) {
+    ref::linear(o, in, weight.slice(row, row + o.size(1)));
+    row += o.size(1);
+  }
 }
 
 }  // namespace tidal::kernels

@@ -191,11 +191,42 @@ void linear(TensorView out, TensorView in, TensorView weight, Stream stream) {
     return;
   }
   if (num_tokens <= kGemvMaxTokens || !lt_linear(out, in, weight, stream)) {
-    linear_gemv(out, in, weight, raw_stream(stream));
+    linear_gemv(&out, 1, in, weight, raw_stream(stream));
     check_launch("linear_gemv_kernel", stream);
     return;
   }
   check_launch("cublasLtMatmul", stream);
+}
+
+// out0, out1, out2: [num_tokens, n_i], contiguous, one dtype
+// in:               [num_tokens, in_features], dense rows
+// weight:           [n0 + n1 + n2, in_features], contiguous
+void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
+                  TensorView weight, Stream stream) {
+  TIDAL_NVTX_SCOPE("linear_split");
+  const TensorView outs[kGemvMaxOutputs] = {out0, out1, out2};
+  const int64_t num_tokens = in.size(0), in_features = in.size(1);
+  if (num_tokens == 0 || weight.size(0) == 0) return;
+  if (in_features == 0) {  // empty sums: zeros, as ref:: gives
+    for (const TensorView& o : outs) {
+      if (o.numel() > 0) {
+        TIDAL_CUDA_CHECK(cudaMemsetAsync(o.data, 0, o.nbytes(), raw_stream(stream)));
+      }
+    }
+    return;
+  }
+  if (num_tokens <= kGemvMaxTokens) {  // decode: the stacked weight streamed once
+    linear_gemv(outs, kGemvMaxOutputs, in, weight, raw_stream(stream));
+    check_launch("linear_gemv_kernel", stream);
+    return;
+  }
+  // Prefill: one GEMM per row block (each is compute-bound; nothing to gain from one launch).
+  int64_t row = 0;
+  for (const TensorView& o : outs) {
+    const int64_t n = o.size(1);
+    if (n > 0) linear(o, in, weight.slice(row, row + n), stream);
+    row += n;
+  }
 }
 
 }  // namespace tidal::kernels::cuda

@@ -15,12 +15,26 @@ namespace tidal::kernels {
 // made on the first call on a device, so that call must not be inside a graph capture.
 void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
 
+// Several projections of one input whose weights are stacked by rows (the fused QKV projection):
+// out0 = in @ weight[0, n0)^T, out1 = in @ weight[n0, n0 + n1)^T, out2 = in @ weight[n0 + n1,
+// n0 + n1 + n2)^T, exactly linear() on each row block. On the GPU few tokens (decode) take one
+// GEMV launch that streams the whole stacked weight once; more take cuBLASLt per block.
+// out0, out1, out2: [num_tokens, n_i] (n_i >= 0), contiguous, the dtype of `in`
+// in:               [num_tokens, in_features], row stride >= in_features
+// weight:           [n0 + n1 + n2, in_features], contiguous, the dtype of `in`
+void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
+                  TensorView weight, Stream stream);
+
 namespace ref {
 void linear(TensorView out, TensorView in, TensorView weight);
+void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
+                  TensorView weight);
 }  // namespace ref
 
 namespace cuda {
 void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
+void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
+                  TensorView weight, Stream stream);
 }  // namespace cuda
 
 }  // namespace tidal::kernels

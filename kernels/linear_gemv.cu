@@ -13,6 +13,10 @@
 // Rows whose byte size or pointers are not 16-byte aligned (in_features not a multiple of 8 for
 // 16-bit types, sliced activations) take the same kernel with one element a load (kVec = 1).
 // The reduction over the 32 lanes is a butterfly per (row, token); lane r * kTokens + m stores.
+// The rows may belong to up to three outputs (linear_split: the stacked q/k/v weight streamed in
+// one launch); a sum goes to the output whose row range holds it, which costs two compares at the
+// store and nothing in the streaming loop.
+#include <cstdint>
 #include <cstring>
 
 #include "kernels/elementwise.cuh"
@@ -65,6 +69,26 @@ __device__ __forceinline__ void load_activation(const T* p, float (&out)[kVec]) 
   }
 }
 
+// Where each weight row's sum goes: output p holds rows [begin[p], begin[p + 1]) (begin of an
+// unused output: past every row) as a [num_tokens, width[p]] matrix.
+template <typename TOut>
+struct GemvOutputs {
+  TOut* ptr[kGemvMaxOutputs];
+  int64_t begin[kGemvMaxOutputs];
+  int64_t width[kGemvMaxOutputs];
+
+  // Selects, not an index: a runtime index into the kernel parameter would copy the struct to
+  // local memory (a stack frame in every thread). An empty output's range is empty: a row at its
+  // begin is past it and lands in the next one.
+  __device__ __forceinline__ TOut* at(int64_t token, int64_t row) const {
+    const bool in1 = row >= begin[1], in2 = row >= begin[2];
+    TOut* const base = in2 ? ptr[2] : in1 ? ptr[1] : ptr[0];
+    const int64_t first = in2 ? begin[2] : in1 ? begin[1] : begin[0];
+    const int64_t w = in2 ? width[2] : in1 ? width[1] : width[0];
+    return base + token * w + (row - first);
+  }
+};
+
 // acc[r][m] += dot(weight vector r, activation vector of token m at `offset`).
 template <typename T, int kVec, int kRows, int kTokens>
 __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
@@ -88,13 +112,13 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
   }
 }
 
-// out:    [num_tokens, out_features], contiguous
+// out:    the outputs the weight's rows are split over (GemvOutputs)
 // in:     [num_tokens, in_features], row stride in_stride
 // weight: [out_features, in_features], contiguous
 // Grid: x over blocks of kWarps * kRows rows, y over tiles of kTokens tokens.
 template <typename T, typename TOut, int kTokens, int kVec>
 __global__ void __launch_bounds__(kThreads)
-    linear_gemv_kernel(TOut* __restrict__ out, const T* __restrict__ in,
+    linear_gemv_kernel(const GemvOutputs<TOut> out, const T* __restrict__ in,
                        const T* __restrict__ weight, int64_t num_tokens, int64_t in_stride,
                        int64_t out_features, int64_t in_features) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
@@ -157,21 +181,21 @@ __global__ void __launch_bounds__(kThreads)
     for (int m = 0; m < kTokens; ++m) {
       const float sum = warp_sum(acc[r][m]);
       if (lane == r * kTokens + m && row0 + r < out_features && token0 + m < num_tokens) {
-        out[(token0 + m) * out_features + row0 + r] = from_float<TOut>(sum);
+        *out.at(token0 + m, row0 + r) = from_float<TOut>(sum);
       }
     }
   }
 }
 
 template <typename T, typename TOut, int kTokens>
-void launch_tile(TensorView out, TensorView in, TensorView weight, bool vec, cudaStream_t stream) {
+void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, bool vec,
+                 cudaStream_t stream) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
   const int64_t num_tokens = in.size(0), in_features = in.size(1);
   const int64_t out_features = weight.size(0);
   const int64_t in_stride = num_tokens > 1 ? in.stride[0] : in_features;
   const dim3 grid(unsigned(ceil_div<int64_t>(out_features, kWarps * kRows)),
                   unsigned(ceil_div<int64_t>(num_tokens, kTokens)));
-  TOut* o = static_cast<TOut*>(out.data);
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
@@ -184,7 +208,17 @@ void launch_tile(TensorView out, TensorView in, TensorView weight, bool vec, cud
 }
 
 template <typename T, typename TOut>
-void launch_typed(TensorView out, TensorView in, TensorView weight, cudaStream_t stream) {
+void launch_typed(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
+                  cudaStream_t stream) {
+  GemvOutputs<TOut> out;
+  int64_t row = 0;
+  for (int p = 0; p < kGemvMaxOutputs; ++p) {
+    const bool used = p < num_outs;
+    out.ptr[p] = used ? static_cast<TOut*>(outs[p].data) : nullptr;
+    out.begin[p] = used ? row : INT64_MAX;
+    out.width[p] = used ? outs[p].size(1) : 0;
+    if (used) row += outs[p].size(1);
+  }
   const int64_t num_tokens = in.size(0), in_features = in.size(1);
   const bool vec =
       rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
@@ -204,26 +238,28 @@ void launch_typed(TensorView out, TensorView in, TensorView weight, cudaStream_t
 
 }  // namespace
 
-void linear_gemv(TensorView out, TensorView in, TensorView weight, cudaStream_t stream) {
+void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
+                 cudaStream_t stream) {
+  TIDAL_CHECK(num_outs >= 1 && num_outs <= kGemvMaxOutputs, "linear: 1 to 3 outputs");
   TIDAL_CHECK(ceil_div<int64_t>(in.size(0), 8) <= 65535 &&
                   ceil_div<int64_t>(weight.size(0), kWarps * 2) < (int64_t(1) << 31),
               "linear: shape too large for the GEMV grid");
   // out is the input's dtype, or f32 (logits from 16-bit weights).
-  const bool f32_out = out.dtype == DType::kF32;
+  const bool f32_out = outs[0].dtype == DType::kF32;
   switch (in.dtype) {
-    case DType::kF32: launch_typed<float, float>(out, in, weight, stream); return;
+    case DType::kF32: launch_typed<float, float>(outs, num_outs, in, weight, stream); return;
     case DType::kF16:
       if (f32_out) {
-        launch_typed<__half, float>(out, in, weight, stream);
+        launch_typed<__half, float>(outs, num_outs, in, weight, stream);
       } else {
-        launch_typed<__half, __half>(out, in, weight, stream);
+        launch_typed<__half, __half>(outs, num_outs, in, weight, stream);
       }
       return;
     case DType::kBF16:
       if (f32_out) {
-        launch_typed<__nv_bfloat16, float>(out, in, weight, stream);
+        launch_typed<__nv_bfloat16, float>(outs, num_outs, in, weight, stream);
       } else {
-        launch_typed<__nv_bfloat16, __nv_bfloat16>(out, in, weight, stream);
+        launch_typed<__nv_bfloat16, __nv_bfloat16>(outs, num_outs, in, weight, stream);
       }
       return;
     default: TIDAL_CHECK(false, std::string("linear: unsupported dtype ") + dtype_name(in.dtype));

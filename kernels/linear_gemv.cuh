@@ -12,12 +12,18 @@ namespace tidal::kernels::cuda {
 // linear() takes the GEMV for num_tokens <= this (decode buckets 1, 2, 4, 8), cuBLASLt above.
 constexpr int64_t kGemvMaxTokens = 8;
 
-// out = in @ weight^T for any num_tokens (more than kGemvMaxTokens run as chunks of 8 along the
+// linear_split's outputs at most (the fused QKV projection: q, k, v).
+constexpr int kGemvMaxOutputs = 3;
+
+// outs = in @ weight^T for any num_tokens (more than kGemvMaxTokens run as chunks of 8 along the
 // grid's y, each chunk streaming the weight again: correct but only the fallback for shapes
-// cuBLASLt refuses). Views as linear() checks them; in_features > 0.
-// out:    [num_tokens, out_features], contiguous, dtype of in or f32
-// in:     [num_tokens, in_features], dense rows
-// weight: [out_features, in_features], contiguous
-void linear_gemv(TensorView out, TensorView in, TensorView weight, cudaStream_t stream);
+// cuBLASLt refuses). The weight's rows are split over `num_outs` outputs in order (linear: one;
+// linear_split: q, k, v), one launch for all. Views as linear() / linear_split() check them;
+// in_features > 0.
+// outs[i]: [num_tokens, n_i], contiguous, one dtype: in's or f32; sum of n_i = out_features
+// in:      [num_tokens, in_features], dense rows
+// weight:  [out_features, in_features], contiguous
+void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
+                 cudaStream_t stream);
 
 }  // namespace tidal::kernels::cuda

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Llama forward, top to bottom as in transformers' LlamaForCausalLM: embedding; per layer
-// RMSNorm -> q/k/v -> RoPE -> KV append -> attention -> o_proj -> residual + RMSNorm -> SwiGLU
-// MLP (gate and up in one GEMM); final residual + norm; LM head on the rows that need logits.
+// RMSNorm -> q/k/v (one stacked projection) -> RoPE -> KV append -> attention -> o_proj -> residual +
+// RMSNorm -> SwiGLU MLP (gate and up in one GEMM); final residual + norm; LM head on the rows that
+// need logits.
 // Every residual add is fused into the RMSNorm that follows it.
 #include "model/llama.h"
 
@@ -197,9 +198,7 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     } else {
       k::fused_add_rms_norm(xn, x, proj, lw.input_norm, c.rms_norm_eps, stream);
     }
-    k::linear(flat(q), xn, lw.wq, stream);
-    k::linear(flat(key), xn, lw.wk, stream);
-    k::linear(flat(val), xn, lw.wv, stream);
+    k::linear_split(flat(q), flat(key), flat(val), xn, lw.w_qkv, stream);  // one GEMV at decode
     k::rotary_embedding(q, key, batch.positions, ws.inv_freq, stream);
     const KvLayer& cache = kv[size_t(l)];
     k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,

@@ -24,9 +24,17 @@ void carve(const ModelConfig& model, DType dt, const ModelShard* shard, BumpAllo
   for (int64_t i = s.layer_begin; i < s.layer_end; ++i) {
     LayerWeights& l = w->layers[size_t(i)];
     l.input_norm = alloc.allocate(dt, {c.hidden});
-    l.wq = alloc.allocate(dt, {c.q_dim(), c.hidden});
-    l.wk = alloc.allocate(dt, {c.kv_dim(), c.hidden});
-    l.wv = alloc.allocate(dt, {c.kv_dim(), c.hidden});
+    // One matrix for the three projections (one decode GEMV); each is a block of its rows. Under
+    // tensor parallelism the blocks are this rank's head slices (q, k, v loaded separately).
+    l.w_qkv = alloc.allocate(dt, {c.q_dim() + 2 * c.kv_dim(), c.hidden});
+    auto rows = [&](int64_t begin, int64_t end) {  // a planning pass has no data to offset
+      return l.w_qkv.data != nullptr
+                 ? l.w_qkv.slice(begin, end)
+                 : make_view(nullptr, dt, {end - begin, c.hidden}, l.w_qkv.device);
+    };
+    l.wq = rows(0, c.q_dim());
+    l.wk = rows(c.q_dim(), c.q_dim() + c.kv_dim());
+    l.wv = rows(c.q_dim() + c.kv_dim(), c.q_dim() + 2 * c.kv_dim());
     l.wo = alloc.allocate(dt, {c.hidden, c.q_dim()});
     l.post_norm = alloc.allocate(dt, {c.hidden});
     l.w_gate_up = alloc.allocate(dt, {2 * c.inter, c.hidden});

@@ -2,8 +2,8 @@
 // Llama weights in one arena on one device (f32 on the CPU reference path, bf16 on a GPU by
 // default): loaded from a safetensors checkpoint with every tensor's presence, shape and dtype
 // checked against the ModelConfig, or generated deterministically for random-weight runs. The
-// gate and up projections are stored as one [2 * inter, hidden] matrix so the MLP's first GEMM
-// streams both in one pass.
+// q, k and v projections are stored as one [q_dim + 2 * kv_dim, hidden] matrix, and the gate and
+// up projections as one [2 * inter, hidden] matrix, so each decode GEMV streams them in one pass.
 #pragma once
 
 #include <cstdint>
@@ -21,9 +21,10 @@ namespace tidal::model {
 
 struct LayerWeights {
   TensorView input_norm;  // [hidden]
-  TensorView wq;          // [num_heads * head_dim, hidden]
-  TensorView wk;          // [num_kv_heads * head_dim, hidden]
-  TensorView wv;          // [num_kv_heads * head_dim, hidden]
+  TensorView w_qkv;       // [q_dim + 2 * kv_dim, hidden]: q_proj rows, then k_proj, then v_proj
+  TensorView wq;          // [num_heads * head_dim, hidden]: rows of w_qkv
+  TensorView wk;          // [num_kv_heads * head_dim, hidden]: rows of w_qkv
+  TensorView wv;          // [num_kv_heads * head_dim, hidden]: rows of w_qkv
   TensorView wo;          // [hidden, num_heads * head_dim]
   TensorView post_norm;   // [hidden]
   TensorView w_gate_up;   // [2 * inter, hidden]: gate_proj rows, then up_proj rows

@@ -9,10 +9,8 @@
 #include <thread>
 
 #include "runtime/check.h"
+#include "tidal_version.h"  // launch/version.cmake, rewritten on every build
 
-#ifndef TIDAL_BENCH_COMMIT
-#define TIDAL_BENCH_COMMIT "unknown"
-#endif
 #ifndef TIDAL_BENCH_BUILD_TYPE
 #define TIDAL_BENCH_BUILD_TYPE "unknown"
 #endif
@@ -71,7 +69,7 @@ BenchInfo collect_bench_info(const std::string& bench) {
   info.device = cpu_model() + ", " + std::to_string(std::thread::hardware_concurrency()) + " cpus";
   info.compiler = compiler();
   info.build_type = TIDAL_BENCH_BUILD_TYPE;
-  info.commit = TIDAL_BENCH_COMMIT;
+  info.commit = TIDAL_COMMIT;
   return info;
 }
 

@@ -39,7 +39,7 @@ struct BenchInfo {
   std::string device;  // CPU model (the CUDA issue adds the GPU name and driver)
   std::string compiler;
   std::string build_type;
-  std::string commit;  // `git rev-parse --short HEAD` at configure time, or "unknown"
+  std::string commit;  // the tree the binary was built from (as `tidal --version`), or "unknown"
   std::vector<std::pair<std::string, std::string>> extra;  // backend, reps, notes, ...
 };
 

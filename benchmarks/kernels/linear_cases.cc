@@ -3,6 +3,7 @@
 // decode token (the GEMVs that stream most of a short-context decode step's bytes), a few at
 // batch 4 and 16, and the prefill GEMM of a 2048-token chunk (TFLOP/s). The LM heads write f32
 // logits. Checked: every output of a few token rows, against ref::linear in parallel slices.
+// `linear_split`: the fused QKV projection of both models (one stacked weight, three outputs).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -81,6 +82,61 @@ void bench_linear(const BenchEnv& env, const RunCase& run_case) {
           return count_wrong(sub_view(got.view(), tok * n + o0, {1, o1 - o0}, {n, 1}), want_row,
                              tolerance(dt));
         });
+      };
+      run_case(c);
+    }
+  }
+}
+
+void bench_linear_split(const BenchEnv& env, const RunCase& run_case) {
+  const DType dt = env.dtype;
+  struct SplitShape {
+    const char* role;
+    int64_t q, kv, in_features;
+    std::vector<int64_t> tokens;
+  };
+  // Llama-3-8B: 32 query heads and 8 KV heads of 128; Llama-2-7B: 32 and 32.
+  const std::vector<SplitShape> shapes =
+      env.quick ? std::vector<SplitShape>{{"qkv", 256, 64, 256, {1, 4}}}
+                : std::vector<SplitShape>{{"L3 qkv", 4096, 1024, 4096, {1, 4, 16}},
+                                          {"L2 qkv", 4096, 4096, 4096, {1, 4, 16}}};
+  uint64_t seed = 90;
+  for (const SplitShape& s : shapes) {
+    const int64_t n = s.q + 2 * s.kv, k = s.in_features;
+    const int64_t widths[3] = {s.q, s.kv, s.kv};
+    const float bound = float(std::sqrt(3.0 / double(k)));
+    const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
+    const DeviceBuffer dw = upload(env, w);
+    for (int64_t t : s.tokens) {
+      const HostTensor x = random_tensor({t, k}, dt, ++seed);
+      const DeviceBuffer dx = upload(env, x);
+      const DeviceBuffer dq = poisoned(env, {t, s.q}, dt), dk = poisoned(env, {t, s.kv}, dt),
+                         dv = poisoned(env, {t, s.kv}, dt);
+      const DeviceBuffer* outs[3] = {&dq, &dk, &dv};
+      const std::string shape = shape_str({t, k}) + " x " + shape_str({n, k}) + " " + s.role;
+      KernelCase c =
+          make_case(env, "linear_split", shape, double(t * k + n * k + t * n) * bytes_of(dt),
+                    2.0 * double(t) * double(n) * double(k));
+      c.run = [&] {
+        kernels::linear_split(dq.view(), dk.view(), dv.view(), dx.view(), dw.view(), env.stream);
+      };
+      c.check = [&] {
+        const std::vector<int64_t> rows = checked_tokens(t);
+        int64_t wrong = 0, row0 = 0;
+        for (int o = 0; o < 3; ++o) {  // each output against ref::linear on its row block
+          const int64_t width = widths[o];
+          const HostTensor got = outs[o]->download(env.stream);
+          HostTensor want({int64_t(rows.size()), width}, dt);
+          wrong += parallel_sum(int64_t(rows.size()), [&](int64_t r) {
+            const int64_t tok = rows[size_t(r)];
+            const TensorView want_row = want.view().slice(r, r + 1);
+            kernels::ref::linear(want_row, x.view().slice(tok, tok + 1),
+                                 w.view().slice(row0, row0 + width));
+            return count_wrong(got.view().slice(tok, tok + 1), want_row, tolerance(dt));
+          });
+          row0 += width;
+        }
+        return wrong;
       };
       run_case(c);
     }

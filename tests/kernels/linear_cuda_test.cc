@@ -2,7 +2,12 @@
 // linear on the GPU against ref::linear: the GEMV path (num_tokens <= 8, including the scalar
 // fallback for rows that are not 16-byte aligned) and the cuBLASLt path (9 and more tokens), every
 // dtype pair (f32, f16, bf16, and f16/bf16 inputs with f32 logits), strided inputs, Llama shapes,
-// and a CUDA-graph replay of both paths.
+// and a CUDA-graph replay of both paths. linear_split (the fused QKV projection) against
+// ref::linear on each row block, on both paths.
+// The GEMV's warp owns 2 rows (4 at 4+ tokens) and walks them in 16-byte vectors, 32 lanes x 2-4
+// vectors a step: the shapes cover a last warp with fewer rows (odd out_features), rows shorter
+// than one step (lanes with no vector), ragged tails after whole steps (1032, 11008, 14336, 5120),
+// and the scalar path; the split cases put a warp's rows across output boundaries.
 //
 // Inputs are made on the GPU by fill_random (production weights would take seconds to draw on the
 // host) and read back; the reference runs on f32 copies of those values (exact: every f16/bf16 is
@@ -50,6 +55,14 @@ const LinearCase kCases[] = {
     {"llama3_qkv_m1", 1, 4096, 6144, 0},
     {"llama_down_m1", 1, 14336, 4096, 0},
     {"llama3_down_m8", 8, 14336, 1024, 0},
+    {"m1_k8_n1", 1, 8, 1, 0},        // one vector: one thread of 128 works
+    {"m1_k1032_n7", 1, 1032, 7, 0},  // 129 vectors: one thread takes a second
+    {"m1_k4096_n4096_o_proj", 1, 4096, 4096, 0},
+    {"m2_k11008_n733", 2, 11008, 733, 0},  // Llama-2 down rows, odd row count
+    {"m3_k5120_n37_padded", 3, 5120, 37, 8},
+    {"m6_k1000_n5", 6, 1000, 5, 0},  // 125 vectors: three threads idle
+    {"m7_k333_n7", 7, 333, 7, 0},    // scalar path, 3 passes of 128
+    {"m1_k4096_n1024_kv", 1, 4096, 1024, 0},
 };
 
 struct DtypePair {
@@ -114,6 +127,59 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LinearCuda,
                            const DtypePair d = std::get<1>(info.param);
                            return std::string(std::get<0>(info.param).name) + "_" +
                                   dtype_name(d.in) + "_to_" + dtype_name(d.out);
+                         });
+
+// linear_split: three outputs of one stacked weight, each against ref::linear on its rows.
+struct SplitCase {
+  const char* name;
+  int64_t tokens, in_features;
+  int64_t widths[3];
+  int64_t pad;  // extra input columns (row stride in_features + pad)
+};
+
+const SplitCase kSplitCases[] = {
+    {"llama3_qkv_m1", 1, 4096, {4096, 1024, 1024}, 0},
+    {"llama2_qkv_m1", 1, 4096, {4096, 4096, 4096}, 0},
+    {"tp2_qkv_m2", 2, 4096, {2048, 512, 512}, 0},
+    {"odd_rows_m3", 3, 1032, {33, 1, 65}, 0},  // blocks straddle every output boundary
+    {"scalar_m5_k100", 5, 100, {37, 7, 7}, 0},
+    {"padded_m4", 4, 256, {64, 16, 16}, 5},  // row stride 261: the scalar GEMV
+    {"m8_k4096", 8, 4096, {512, 128, 128}, 0},
+    {"m9_cublaslt", 9, 1024, {128, 32, 32}, 0},
+    {"m37_cublaslt_padded", 37, 4096, {256, 64, 64}, 8},
+};
+
+class LinearSplitCuda : public ::testing::TestWithParam<std::tuple<SplitCase, DType>> {};
+
+TEST_P(LinearSplitCuda, MatchesRefPerRowBlock) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  const int64_t k = c.in_features, n = c.widths[0] + c.widths[1] + c.widths[2];
+  const Filled in = filled_random({c.tokens, k + c.pad}, dtype, 11, 1.0f);
+  const Filled weight = filled_random({n, k}, dtype, 12, 1.0f / std::sqrt(float(k)));
+  DeviceTensor outs[3];
+  for (int o = 0; o < 3; ++o) outs[o] = DeviceTensor::filled({c.tokens, c.widths[o]}, dtype, 0xFF);
+  linear_split(outs[0].view(), outs[1].view(), outs[2].view(),
+               testing::columns(in.device.view(), 0, k), weight.device.view(), Stream{});
+  const testing::Tolerance tol = testing::tolerance(dtype);
+  int64_t row = 0;
+  for (int o = 0; o < 3; ++o) {
+    const std::vector<float> want =
+        reference(testing::columns(in.host_f32.view(), 0, k),
+                  weight.host_f32.view().slice(row, row + c.widths[o]), dtype);
+    EXPECT_TRUE(testing::all_close(outs[o].to_floats(), want, tol.atol, tol.rtol))
+        << "output " << o << " (weight rows from " << row << ")";
+    row += c.widths[o];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearSplitCuda,
+                         ::testing::Combine(::testing::ValuesIn(kSplitCases),
+                                            ::testing::Values(DType::kF32, DType::kF16,
+                                                              DType::kBF16)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" +
+                                  dtype_name(std::get<1>(info.param));
                          });
 
 // Llama-3's LM head (128256 x 4096 bf16 -> f32 logits) at batch 1, checked on its first and last

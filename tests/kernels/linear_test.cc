@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/linear.h"
 
+#include <vector>
+
 #include "runtime/tensor_access.h"
 #include "tests/testing/testing.h"
 
@@ -37,6 +39,43 @@ TEST(LinearRef, MixedDtypesAreRejected) {
   const HostTensor x = HostTensor::from({1, 2}, {1, 2});  // f32 input, bf16 weight
   HostTensor y({1, 1}, DType::kF32);
   EXPECT_DEATH(linear(y.view(), x.view(), w.view(), Stream{}), "share a dtype");
+}
+
+// linear_split is linear on each row block of the stacked weight, bit for bit, on the CPU path
+// and in ref:: (a zero-width output included).
+TEST(LinearSplitRef, EqualsLinearPerRowBlock) {
+  const int64_t tokens = 3, k = 37;
+  const int64_t widths[3] = {11, 0, 5};
+  const int64_t n = widths[0] + widths[1] + widths[2];
+  std::vector<float> xv(size_t(tokens * k)), wv(size_t(n * k));
+  for (size_t i = 0; i < xv.size(); ++i) xv[i] = float(int(i * 7 % 23) - 11) / 8.0f;
+  for (size_t i = 0; i < wv.size(); ++i) wv[i] = float(int(i * 5 % 19) - 9) / 16.0f;
+  const HostTensor x = HostTensor::from({tokens, k}, xv), w = HostTensor::from({n, k}, wv);
+  for (bool use_ref : {false, true}) {
+    HostTensor a({tokens, widths[0]}, DType::kF32), b({tokens, widths[1]}, DType::kF32),
+        c({tokens, widths[2]}, DType::kF32);
+    if (use_ref) {
+      ref::linear_split(a.view(), b.view(), c.view(), x.view(), w.view());
+    } else {
+      linear_split(a.view(), b.view(), c.view(), x.view(), w.view(), Stream{});
+    }
+    int64_t row = 0;
+    for (const HostTensor* out : {&a, &b, &c}) {
+      const int64_t width = out->shape()[1];
+      HostTensor want({tokens, width}, DType::kF32);
+      ref::linear(want.view(), x.view(), w.view().slice(row, row + width));
+      EXPECT_EQ(testing::to_vector(out->view()), testing::to_vector(want.view()))
+          << (use_ref ? "ref" : "cpu") << ", rows from " << row;
+      row += width;
+    }
+  }
+}
+
+TEST(LinearSplitRef, WidthsMustAddUpToTheWeightRows) {
+  const HostTensor x = HostTensor::from({1, 2}, {1, 2});
+  const HostTensor w = HostTensor::from({4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+  HostTensor a({1, 2}, DType::kF32), b({1, 1}, DType::kF32), c({1, 2}, DType::kF32);
+  EXPECT_DEATH(linear_split(a.view(), b.view(), c.view(), x.view(), w.view(), Stream{}), "add up");
 }
 
 }  // namespace
