@@ -17,6 +17,7 @@
 #include "kernels/counter_rng.h"
 #include "launch/cli.h"
 #include "launch/policy_file.h"
+#include "launch/presets.h"
 #include "launch/progress.h"
 #include "model/config.h"
 #include "model/weights.h"
@@ -55,24 +56,6 @@ class Mark {
   std::unique_ptr<Event> event_;
   std::chrono::steady_clock::time_point host_;
 };
-
-// A Llama-3-shaped model small enough for the CPU reference path (`--preset tiny`: smoke runs).
-model::ModelConfig tiny_preset() {
-  model::ModelConfig c;
-  TIDAL_CHECK(model::model_config_preset("llama3-8b", &c).ok(), "llama3-8b preset missing");
-  c.name = "tiny";
-  c.vocab = 4096;
-  c.hidden = 256;
-  c.inter = 768;
-  c.num_layers = 4;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 32;
-  c.max_position_embeddings = 4096;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  return c;
-}
 
 struct Variant {
   std::string policy, granularity;
@@ -295,11 +278,7 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
 Status bench_preset(const BenchOptions& o, const std::string& preset,
                     const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
                     const std::vector<Variant>& variants, Run run, bench::Table* table) {
-  if (preset == "tiny") {
-    run.config = tiny_preset();
-  } else {
-    TIDAL_RETURN_IF_ERROR(model::model_config_preset(preset, &run.config));
-  }
+  TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
   model::ModelConfig& c = run.config;
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const int64_t max_batch = o.mixed ? int64_t(variants.size())

@@ -135,6 +135,14 @@ void add_serve_command(CLI::App& app, ServeOptions* o) {
                   "Hugging Face model directory; default: the embedded model");
   cmd->add_option("--listen", o->listen, "host:port to serve on (port 0: any free one)")
       ->capture_default_str();
+  auto* preset = cmd->add_option("--preset", o->preset,
+                                 "instead of --model: a preset with seeded random weights and no "
+                                 "tokenizer (ids only; load benchmarks): llama2-7b, llama3-8b, "
+                                 "llama3.1-8b, llama-64l or tiny");
+  preset->excludes(cmd->get_option("--model"));
+  cmd->add_option("--seed", o->seed, "--preset: the weights' seed")
+      ->check(seed_validator())
+      ->capture_default_str();
   auto* token = cmd->add_option("--auth-token", o->auth_token,
                                 "refuse calls without metadata 'authorization: Bearer TOKEN'");
   auto* token_file =
@@ -184,8 +192,8 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
 void add_info_command(CLI::App& app, InfoOptions* o) {
   CLI::App* cmd = app.add_subcommand("info", "print a model's config, size and memory plan");
   auto* model = cmd->add_option("--model", o->model_dir, "Hugging Face model directory");
-  auto* preset =
-      cmd->add_option("--preset", o->preset, "llama2-7b, llama3-8b, llama3.1-8b or llama-64l");
+  auto* preset = cmd->add_option("--preset", o->preset,
+                                 "llama2-7b, llama3-8b, llama3.1-8b, llama-64l or tiny");
   model->excludes(preset);
   o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);

@@ -67,6 +67,10 @@ struct GenerateOptions {
 // `tidal serve`: the gRPC coordinator (launch/serve.cc).
 struct ServeOptions {
   std::string model_dir;  // empty: the embedded default
+  // Instead of a model directory: a preset's shape with seeded random weights and no tokenizer
+  // (prompts as ids only), for load benchmarks (launch/presets.h). Empty: none.
+  std::string preset;
+  uint64_t seed = 1;  // --preset's weights
   std::string listen = "127.0.0.1:50051";
   std::string auth_token;       // the shared secret calls must carry; empty: none
   std::string auth_token_file;  // read the secret from a file (its first line)

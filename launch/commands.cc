@@ -13,6 +13,7 @@
 #include "launch/cli.h"
 #include "launch/flag_names.h"
 #include "launch/policy_file.h"
+#include "launch/presets.h"
 #include "launch/progress.h"
 #include "model/tokenizer.h"
 #include "runtime/arena.h"
@@ -305,7 +306,7 @@ Status run_info(const InfoOptions& o) {
   }
   model::ModelConfig c;
   if (!o.preset.empty()) {
-    TIDAL_RETURN_IF_ERROR(model::model_config_preset(o.preset, &c));
+    TIDAL_RETURN_IF_ERROR(launch_preset(o.preset, &c));
   } else {
     TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
   }

@@ -5,6 +5,7 @@
 // blocked in every thread and taken by sigwait here, so no thread is interrupted mid-step.
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -15,6 +16,8 @@
 #include "launch/cli.h"
 #include "launch/flag_names.h"
 #include "launch/policy_file.h"
+#include "launch/presets.h"
+#include "model/weights.h"
 #include "rpc/service.h"
 #include "runtime/file.h"
 #include "runtime/size_math.h"
@@ -45,6 +48,22 @@ void log_line(const std::string& line) {
   std::fprintf(stderr, "tidal: %s\n", line.c_str());  // one call: one whole line
 }
 
+// --preset: the preset's shape with seeded random weights (a load benchmark's server). Positions
+// past the preset's trained context only extrapolate RoPE, so --max-context may ask for more.
+Status create_preset_engine(const ServeOptions& o, const engine::EngineConfig& config,
+                            std::unique_ptr<engine::Engine>* out) {
+  model::ModelConfig c;
+  TIDAL_RETURN_IF_ERROR(launch_preset(o.preset, &c).with_context("--preset"));
+  c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
+  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(c, config)).with_context(o.preset));
+  model::LlamaWeights w;
+  model::WeightPlacement placement;
+  placement.dtype = config.dtype;
+  placement.device = config.device;
+  TIDAL_RETURN_IF_ERROR(model::init_random_llama_weights(c, o.seed, &w, placement));
+  return engine::Engine::create(c, std::move(w), config, out);
+}
+
 }  // namespace
 
 void block_stop_signals() {
@@ -54,12 +73,20 @@ void block_stop_signals() {
 
 Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   block_stop_signals();  // before any thread starts (the CPU path's pool, gRPC's)
-  if (o.parallel.requested()) return run_serve_parallel(o, defaults);
-  std::string dir;
-  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
+  if (o.parallel.requested()) {
+    if (!o.preset.empty()) return invalid_argument("--preset cannot be served under --tp / --pp");
+    return run_serve_parallel(o, defaults);
+  }
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
+  if (!o.preset.empty()) {  // no directory: no tokenizer, GetModelInfo names the preset
+    std::unique_ptr<engine::Engine> engine;
+    TIDAL_RETURN_IF_ERROR(create_preset_engine(o, config, &engine));
+    return serve_with(o, "preset:" + o.preset, *engine);
+  }
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
   TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(cfg, config)).with_context(dir));

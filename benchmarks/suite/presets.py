@@ -1,0 +1,105 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Preset shapes and byte counts shared by run_suite.py and torch_reference.py (standard library
+only). Keep in step with model/config.cc (model_config_preset) and launch/presets.cc (tiny)."""
+import math
+
+PRESETS = {
+    "llama2-7b": dict(vocab=32000, hidden=4096, inter=11008, layers=32, heads=32, kv_heads=32,
+                      head_dim=128, theta=10000.0, eps=1e-5, tied=False),
+    "llama3-8b": dict(vocab=128256, hidden=4096, inter=14336, layers=32, heads=32, kv_heads=8,
+                      head_dim=128, theta=500000.0, eps=1e-5, tied=False),
+    "llama3.1-8b": dict(vocab=128256, hidden=4096, inter=14336, layers=32, heads=32, kv_heads=8,
+                        head_dim=128, theta=500000.0, eps=1e-5, tied=False),
+    "llama-64l": dict(vocab=128256, hidden=4096, inter=14336, layers=64, heads=32, kv_heads=8,
+                      head_dim=128, theta=500000.0, eps=1e-5, tied=False),
+    "tiny": dict(vocab=4096, hidden=256, inter=768, layers=4, heads=8, kv_heads=2, head_dim=32,
+                 theta=500000.0, eps=1e-5, tied=False),
+}
+QUEST_PAGE = 16
+QUEST_DENSE_LAYERS = 2
+
+
+def parse_count(text):
+    """'10K' -> 10000, '1M' -> 1000000 (K = 1000, as tidal bench); ints pass through."""
+    if isinstance(text, int):
+        return text
+    t = str(text).strip().upper()
+    mult = 1
+    if t.endswith("K"):
+        mult, t = 1000, t[:-1]
+    elif t.endswith("M"):
+        mult, t = 1000000, t[:-1]
+    return int(round(float(t) * mult))
+
+
+def context_label(n):
+    """10000 -> '10K', 512000 -> '512K', 1000000 -> '1M', 300 -> '300'."""
+    if n >= 1000000 and n % 1000000 == 0:
+        return "%dM" % (n // 1000000)
+    if n >= 1000 and n % 1000 == 0:
+        return "%dK" % (n // 1000)
+    return str(n)
+
+
+def default_reselect(layers, sparse_start):
+    """Tidal's default re-selection layers: round(13 L / 32), when above sparse_start."""
+    r = int(math.floor(13.0 * layers / 32.0 + 0.5))
+    return [r] if sparse_start < r < layers else []
+
+
+def weight_bytes(s, elem):
+    h, d = s["hidden"], s["head_dim"]
+    per_layer = h * s["heads"] * d * 2 + h * s["kv_heads"] * d * 2 + 3 * h * s["inter"] + 2 * h
+    return (s["layers"] * per_layer + h + s["vocab"] * h * (1 if s["tied"] else 2)) * elem
+
+
+def stream_bytes(s, elem):
+    """Weights a decode step streams: all but the embedding table (a lookup reads one row)."""
+    w = weight_bytes(s, elem)
+    return w if s["tied"] else w - s["vocab"] * s["hidden"] * elem
+
+
+def kv_bytes_per_token(s, elem):
+    return 2 * s["layers"] * s["kv_heads"] * s["head_dim"] * elem
+
+
+def layer_roles(s, policy, sparse_start=2, reselect=None):
+    """Per layer: dense, select, sparse or quest (as model::layer_role)."""
+    if reselect is None:
+        reselect = default_reselect(s["layers"], sparse_start)
+    roles = []
+    for layer in range(s["layers"]):
+        if policy == "full":
+            roles.append("dense")
+        elif policy == "quest":
+            roles.append("dense" if layer < QUEST_DENSE_LAYERS else "quest")
+        elif layer < sparse_start:
+            roles.append("dense")
+        elif layer == sparse_start or layer in reselect:
+            roles.append("select")
+        else:
+            roles.append("sparse")
+    return roles
+
+
+def kv_rows_read(s, roles, n, budget, granularity, batch):
+    """KV rows (head_dim elements each; K and V counted separately) one step reads."""
+    kvh, h = s["kv_heads"], s["heads"]
+    rows = 0.0
+    for r in roles:
+        if r in ("dense", "select"):
+            rows += 2 * n * kvh
+        elif r == "sparse":
+            lists = h if granularity == "per-query-head" else kvh
+            rows += 2 * min(budget, n) * lists
+        else:  # quest: the page bounds (2 rows per page and KV head) + the chosen pages' rows
+            rows += 2 * (-(-n // QUEST_PAGE)) * kvh + 2 * min(budget, n) * h
+    return rows * batch
+
+
+def step_bytes(preset, policy, context, batch, budget=0, granularity="-", elem=2):
+    """Bytes one decode step must move (DESIGN.md §7): weights once + the KV rows it reads."""
+    s = PRESETS[preset]
+    roles = layer_roles(s, policy)
+    rows = kv_rows_read(s, roles, context, budget or 0, granularity, batch)
+    return stream_bytes(s, elem) + rows * s["head_dim"] * elem
