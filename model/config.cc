@@ -475,6 +475,23 @@ std::vector<std::string> model_config_preset_names() {
   return {"llama2-7b", "llama3-8b", "llama3.1-8b", "llama-64l"};
 }
 
+ModelConfig tiny_smoke_config() {
+  ModelConfig c;
+  TIDAL_CHECK(model_config_preset("llama3-8b", &c).ok(), "llama3-8b preset missing");
+  c.name = "tiny";
+  c.vocab = 4096;
+  c.hidden = 256;
+  c.inter = 768;
+  c.num_layers = 4;
+  c.num_heads = 8;
+  c.num_kv_heads = 2;
+  c.head_dim = 32;
+  c.max_position_embeddings = 4096;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
 Status model_config_preset(const std::string& name, ModelConfig* out) {
   ModelConfig c;
   c.name = name;

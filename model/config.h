@@ -64,5 +64,8 @@ Status load_model_config(const std::string& dir, ModelConfig* out);
 // "llama-64l" (a 64-layer Llama-3-shaped model).
 Status model_config_preset(const std::string& name, ModelConfig* out);
 std::vector<std::string> model_config_preset_names();
+// "tiny": a Llama-3-shaped model (4 layers, hidden 256, 8 / 2 heads of 32, vocab 4096, context
+// 4096) small enough for CPU smoke tests of the bench tools; not a user-facing preset.
+ModelConfig tiny_smoke_config();
 
 }  // namespace tidal::model

@@ -36,24 +36,10 @@ struct Options {
   std::string json_path, csv_path;
 };
 
-// A Llama-3-shaped model small enough that the CPU reference prefills 128 tokens in about a
-// second on two cores.
-model::ModelConfig small_shape() {
-  model::ModelConfig c;
-  TIDAL_CHECK(model::model_config_preset("llama3-8b", &c).ok(), "llama3-8b preset missing");
-  c.name = "small";
-  c.vocab = 4096;
-  c.hidden = 256;
-  c.inter = 768;
-  c.num_layers = 4;
-  c.num_heads = 8;
-  c.num_kv_heads = 2;
-  c.head_dim = 32;
-  return c;
-}
-
 Status resolve_config(const Options& o, model::ModelConfig* out) {
-  model::ModelConfig c = small_shape();
+  // model::tiny_smoke_config(): the CPU reference prefills 128 tokens in about a second on two
+  // cores.
+  model::ModelConfig c = model::tiny_smoke_config();
   if (!o.preset.empty()) TIDAL_RETURN_IF_ERROR(model::model_config_preset(o.preset, &c));
   const model::ModelConfig& s = o.shape;
   if (s.num_layers > 0) c.num_layers = s.num_layers;
