@@ -368,6 +368,11 @@ std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_
   return info.name + " (cuda:" + std::to_string(config.device.index) + ")";
 }
 
+std::string needle_case_key(const std::string& variant, const NeedleSpec& s) {
+  return variant + "|" + std::to_string(s.length) + "|" + std::to_string(s.depth_percent) + "|" +
+         std::to_string(s.index);
+}
+
 double full_rows_per_step(const model::ModelConfig& c, int64_t n) {
   return double(n) * double(c.num_kv_heads) * double(c.num_layers);
 }

@@ -89,6 +89,9 @@ Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int6
 // (cuda:0)"), else `cpu_model` (the header's CPU description).
 std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model);
 
+// The key of one (variant, needle case) result in a sweep's JSON: "label|length|depth|index".
+std::string needle_case_key(const std::string& variant, const NeedleSpec& s);
+
 // KV rows full attention reads in one decode step at length n.
 double full_rows_per_step(const model::ModelConfig& c, int64_t n);
 double kv_rows_of(const model::AttentionStats& s);

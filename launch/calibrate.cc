@@ -26,11 +26,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string case_key(const std::string& variant, const NeedleSpec& s) {
-  return variant + "|" + std::to_string(s.length) + "|" + std::to_string(s.depth_percent) + "|" +
-         std::to_string(s.index);
-}
-
 std::string spec_key(const NeedleSpec& s) {
   return std::to_string(s.length) + "|" + std::to_string(s.depth_percent) + "|" +
          std::to_string(s.index);
@@ -273,7 +268,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
 
   int64_t total = 0;
   for (const NeedleCase& c : cases) {
-    for (const Variant& v : cands) total += !state["needle"].contains(case_key(v.label, c.spec));
+    for (const Variant& v : cands) total += !state["needle"].contains(needle_case_key(v.label, c.spec));
     total += !state["probe"].contains(spec_key(c.spec));
   }
   std::vector<const Variant*> ppl_todo;
@@ -297,13 +292,13 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   for (const NeedleCase& c : cases) {
     std::vector<const Variant*> todo;
     for (const Variant& v : cands) {
-      if (!state["needle"].contains(case_key(v.label, c.spec))) todo.push_back(&v);
+      if (!state["needle"].contains(needle_case_key(v.label, c.spec))) todo.push_back(&v);
     }
     if (!todo.empty()) {
       std::vector<NeedleRun> runs;
       TIDAL_RETURN_IF_ERROR(run_needle_case(*engine, *tok, c, todo, o.sparse_question, &runs));
       for (size_t i = 0; i < todo.size(); ++i) {
-        state["needle"][case_key(todo[i]->label, c.spec)] = {
+        state["needle"][needle_case_key(todo[i]->label, c.spec)] = {
             {"retrieved", runs[i].retrieved}, {"output", runs[i].text},
             {"kv_rows", runs[i].kv_rows}, {"full_kv_rows", runs[i].full_kv_rows}};
       }
@@ -347,7 +342,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
     if (v.attention.tidal.reselect_layers) s.reselect = *v.attention.tidal.reselect_layers;
     double rows = 0, full_rows = 0;
     for (const NeedleCase& c : cases) {
-      const json& r = state["needle"][case_key(v.label, c.spec)];
+      const json& r = state["needle"][needle_case_key(v.label, c.spec)];
       s.hits += r.value("retrieved", false);
       rows += r.value("kv_rows", 0.0);
       full_rows += r.value("full_kv_rows", 0.0);

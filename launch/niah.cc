@@ -23,11 +23,6 @@ namespace {
 
 using json = nlohmann::json;
 
-std::string case_key(const std::string& variant, const NeedleSpec& s) {
-  return variant + "|" + std::to_string(s.length) + "|" + std::to_string(s.depth_percent) + "|" +
-         std::to_string(s.index);
-}
-
 json settings_json(const NiahOptions& o, const std::string& model, const std::string& haystack) {
   return {{"model", model},
           {"haystack", haystack},
@@ -133,7 +128,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
                             {"haystack_offset", c.haystack_offset},
                             {"prompt_tokens", c.context.size() + c.question.size()}});
     for (const Variant& v : variants) {
-      auto it = done.find(case_key(v.label, c.spec));
+      auto it = done.find(needle_case_key(v.label, c.spec));
       if (it != done.end() && it->second.value("number", "") != c.number) {
         return invalid_argument("--resume: its case " + it->first + " has another needle (" +
                                 it->second.value("number", "") + ", now " + c.number +
@@ -168,7 +163,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
 
   int64_t total = 0, finished = 0;
   for (const NeedleCase& c : cases) {
-    for (const Variant& v : variants) total += done.count(case_key(v.label, c.spec)) ? 0 : 1;
+    for (const Variant& v : variants) total += done.count(needle_case_key(v.label, c.spec)) ? 0 : 1;
   }
   std::unique_ptr<engine::Engine> engine;
   int64_t max_budget = 2;
@@ -187,7 +182,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
       const NeedleCase& c = cases[next_case];
       std::vector<const Variant*> todo;
       for (const Variant& v : variants) {
-        if (!done.count(case_key(v.label, c.spec))) todo.push_back(&v);
+        if (!done.count(needle_case_key(v.label, c.spec))) todo.push_back(&v);
       }
       if (todo.empty()) continue;
       std::vector<NeedleRun> runs;
@@ -196,7 +191,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
                                               std::to_string(c.spec.depth_percent) + "%/" +
                                               std::to_string(c.spec.index)));
       for (size_t i = 0; i < todo.size(); ++i) {
-        const std::string key = case_key(todo[i]->label, c.spec);
+        const std::string key = needle_case_key(todo[i]->label, c.spec);
         done[key] = {{"key", key},           {"variant", todo[i]->label},
                      {"length", c.spec.length}, {"depth", c.spec.depth_percent},
                      {"index", c.spec.index},   {"number", c.number},
@@ -223,12 +218,12 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
         int64_t cell = 0;
         for (int64_t i = 0; i < o.needles; ++i) {
           const NeedleSpec spec{length, d, i, o.common.seed, o.gen_tokens};
-          const json& r = done.at(case_key(v.label, spec));
+          const json& r = done.at(needle_case_key(v.label, spec));
           cell += r.value("retrieved", false);
           rows += r.value("kv_rows", 0.0);
           full_rows += r.value("full_kv_rows", 0.0);
           // A budget that covers the whole context must answer as full does.
-          const auto full = done.find(case_key("full", spec));
+          const auto full = done.find(needle_case_key("full", spec));
           if (v.budget >= length && full != done.end() &&
               full->second["tokens"] != r["tokens"]) {
             ++wrong;
@@ -266,7 +261,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
         for (int64_t d : depths) {
           double hits = 0;
           for (int64_t i = 0; i < o.needles; ++i) {
-            hits += done.at(case_key(v.label, {length, d, i, o.common.seed, o.gen_tokens}))
+            hits += done.at(needle_case_key(v.label, {length, d, i, o.common.seed, o.gen_tokens}))
                         .value("retrieved", false);
           }
           cells.push_back(hits / double(o.needles));

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 
+#include "tests/testing/llama_checkpoint.h"
 #include "tests/testing/model_config.h"
 #include "tests/testing/safetensors_writer.h"
 #include "tests/testing/testing.h"
@@ -25,33 +26,6 @@ ModelConfig tiny(int64_t kv_heads) {
   return c;
 }
 
-// Every tensor of `c` as an F32 safetensors entry, from the weights in `w`.
-std::vector<testing::TestTensor> tensors_of(const ModelConfig& c, const LlamaWeights& w) {
-  std::vector<testing::TestTensor> out;
-  auto add = [&](const std::string& name, TensorView v) {
-    std::vector<float> data(v.data_as<float>(), v.data_as<float>() + v.numel());
-    out.push_back(
-        {name, "F32", std::vector<int64_t>(v.shape, v.shape + v.rank), testing::bytes_of(data)});
-  };
-  add("model.embed_tokens.weight", w.embed);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const LayerWeights& lw = w.layers[size_t(l)];
-    add(p + "input_layernorm.weight", lw.input_norm);
-    add(p + "self_attn.q_proj.weight", lw.wq);
-    add(p + "self_attn.k_proj.weight", lw.wk);
-    add(p + "self_attn.v_proj.weight", lw.wv);
-    add(p + "self_attn.o_proj.weight", lw.wo);
-    add(p + "post_attention_layernorm.weight", lw.post_norm);
-    add(p + "mlp.gate_proj.weight", lw.w_gate());
-    add(p + "mlp.up_proj.weight", lw.w_up());
-    add(p + "mlp.down_proj.weight", lw.w_down);
-  }
-  add("model.norm.weight", w.final_norm);
-  add("lm_head.weight", w.lm_head);
-  return out;
-}
-
 Status load_from(const std::vector<testing::TestTensor>& tensors, const ModelConfig& c,
                  LlamaWeights* w) {
   const std::string dir = testing::temp_dir("weights");
@@ -65,7 +39,7 @@ TEST(LlamaWeights, LoadsWhatWasWritten) {
   const ModelConfig c = tiny(1);
   LlamaWeights src, got;
   ASSERT_TRUE(init_random_llama_weights(c, 5, &src).ok());
-  const Status st = load_from(tensors_of(c, src), c, &got);
+  const Status st = load_from(testing::llama_tensors(c, src), c, &got);
   ASSERT_TRUE(st.ok()) << st.to_string();
   EXPECT_EQ(testing::to_vector(got.layers[1].wk), testing::to_vector(src.layers[1].wk));
   EXPECT_EQ(testing::to_vector(got.lm_head), testing::to_vector(src.lm_head));
@@ -76,25 +50,25 @@ TEST(LlamaWeights, MissingMisshapenAndMistypedTensorsAreNamed) {
   LlamaWeights src, got;
   ASSERT_TRUE(init_random_llama_weights(c, 5, &src).ok());
 
-  auto missing = tensors_of(c, src);
+  auto missing = testing::llama_tensors(c, src);
   missing.erase(missing.begin() + 3);  // model.layers.0.self_attn.k_proj.weight
   Status st = load_from(missing, c, &got);
   EXPECT_EQ(st.code(), StatusCode::kNotFound);
   EXPECT_NE(st.message().find("'model.layers.0.self_attn.k_proj.weight'"), std::string::npos)
       << st.message();
 
-  auto misshapen = tensors_of(c, src);
+  auto misshapen = testing::llama_tensors(c, src);
   misshapen[2].shape = {4, 16};  // q_proj [8, 8] declared [4, 16]: same bytes, wrong shape
   st = load_from(misshapen, c, &got);
   EXPECT_NE(st.message().find("has shape [4, 16], the config needs [8, 8]"), std::string::npos)
       << st.message();
 
-  auto mistyped = tensors_of(c, src);
+  auto mistyped = testing::llama_tensors(c, src);
   mistyped[1].dtype = "I32";  // input_layernorm: 8 x 4 bytes either way
   st = load_from(mistyped, c, &got);
   EXPECT_NE(st.message().find("dtype i32"), std::string::npos) << st.message();
 
-  auto no_head = tensors_of(c, src);
+  auto no_head = testing::llama_tensors(c, src);
   no_head.pop_back();
   EXPECT_NE(load_from(no_head, c, &got).message().find("lm_head.weight"), std::string::npos);
 }
@@ -103,7 +77,7 @@ TEST(LlamaWeights, Bf16AndF16CheckpointsConvertExactly) {
   const ModelConfig c = tiny(1);
   LlamaWeights src, got;
   ASSERT_TRUE(init_random_llama_weights(c, 9, &src).ok());
-  auto tensors = tensors_of(c, src);
+  auto tensors = testing::llama_tensors(c, src);
   // Store the embedding as bf16 and the final norm as f16.
   std::vector<bf16> emb;
   for (float x : testing::to_vector(src.embed)) emb.push_back(f32_to_bf16(x));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/weights.h"
+#include "tests/testing/llama_checkpoint.h"
 #include "tests/testing/model_config.h"
 #include "tests/testing/safetensors_writer.h"
 #include "tests/testing/testing.h"
@@ -72,28 +73,7 @@ ModelConfig tiny(bool tied) {
 
 // The whole model's weights written as a checkpoint; returns its directory.
 std::string write_checkpoint(const ModelConfig& c, const LlamaWeights& w) {
-  std::vector<testing::TestTensor> out;
-  auto add = [&](const std::string& name, TensorView v) {
-    std::vector<float> data(v.data_as<float>(), v.data_as<float>() + v.numel());
-    out.push_back(
-        {name, "F32", std::vector<int64_t>(v.shape, v.shape + v.rank), testing::bytes_of(data)});
-  };
-  add("model.embed_tokens.weight", w.embed);
-  for (int64_t l = 0; l < c.num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const LayerWeights& lw = w.layers[size_t(l)];
-    add(p + "input_layernorm.weight", lw.input_norm);
-    add(p + "self_attn.q_proj.weight", lw.wq);
-    add(p + "self_attn.k_proj.weight", lw.wk);
-    add(p + "self_attn.v_proj.weight", lw.wv);
-    add(p + "self_attn.o_proj.weight", lw.wo);
-    add(p + "post_attention_layernorm.weight", lw.post_norm);
-    add(p + "mlp.gate_proj.weight", lw.w_gate());
-    add(p + "mlp.up_proj.weight", lw.w_up());
-    add(p + "mlp.down_proj.weight", lw.w_down);
-  }
-  add("model.norm.weight", w.final_norm);
-  if (!c.tie_word_embeddings) add("lm_head.weight", w.lm_head);
+  const std::vector<testing::TestTensor> out = testing::llama_tensors(c, w);
   const std::string dir = testing::temp_dir("shard");
   testing::write_file(dir + "/model.safetensors", testing::build_safetensors(out));
   return dir;
