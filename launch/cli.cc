@@ -254,6 +254,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
 }
 
 Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
+  const char* fp8_cuda =
+      "--kv-dtype fp8: FP8 KV runs on the CPU path only for now (use --device cpu)";
+  if (f.kv_dtype == "fp8" && f.device.rfind("cuda", 0) == 0) return invalid_argument(fp8_cuda);
   if (f.device == "auto") {
     e->device = cuda_available() ? Device{DeviceKind::kCuda, 0} : Device{};
   } else if (f.device == "cpu") {
@@ -289,10 +292,7 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
     return invalid_argument("--dtype must be auto, f32, f16 or bf16 (got '" + f.dtype + "')");
   }
   if (f.kv_dtype == "fp8") {
-    if (gpu) {
-      return invalid_argument(
-          "--kv-dtype fp8: FP8 KV runs on the CPU path only for now (use --device cpu)");
-    }
+    if (gpu) return invalid_argument(fp8_cuda);  // --device auto found a GPU
     e->kv_dtype = engine::KvDtype::kFp8;
   } else if (f.kv_dtype == "auto" || f.kv_dtype == dtype_name(e->dtype)) {
     e->kv_dtype = engine::KvDtype::kActivation;
