@@ -22,10 +22,9 @@ void check(const DecodeAttentionParams& p) {
               "decode_attention: q and out must be [num_tokens, num_heads, head_dim]");
   TIDAL_CHECK(p.k_cache.size(2) >= 1 && p.q.size(1) % p.k_cache.size(2) == 0,
               "decode_attention: num_heads must be a multiple of num_kv_heads");
-  TIDAL_CHECK(p.q.dtype == p.k_cache.dtype && p.out.dtype == p.q.dtype &&
-                  p.v_cache.dtype == p.k_cache.dtype && p.q.is_contiguous() &&
-                  p.out.is_contiguous() && p.k_cache.is_contiguous() && p.v_cache.is_contiguous(),
-              "decode_attention: q, out and the caches share a dtype and are contiguous");
+  TIDAL_CHECK(p.out.dtype == p.q.dtype && p.q.is_contiguous() && p.out.is_contiguous(),
+              "decode_attention: q and out share a dtype and are contiguous");
+  check_kv_format(p.k_cache, p.v_cache, p.k_scale, p.v_scale, p.q.dtype, op);
   const int64_t tokens = p.q.size(0);
   check_per_token(p.seq_ids, tokens, DType::kI32, op, "seq_ids");
   check_per_token(p.lengths, tokens, DType::kI32, op, "lengths");
@@ -74,7 +73,7 @@ void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
 // definition in double: ref::decode_attention runs every item on one thread, the CPU path splits
 // them over threads.
 void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64_t end) {
-  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
+  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables, p.k_scale, p.v_scale};
   const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
   const int64_t group = num_heads / p.k_cache.size(2);
   const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
@@ -116,8 +115,7 @@ void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64
     double max_score = -INFINITY;
     for (size_t i = 0; i < positions.size(); ++i) {
       const PagedSlot s = kv.slot(seq, positions[i]);
-      const float* k =
-          row_f32(p.k_cache, offset_of(p.k_cache, s.page, s.offset, kvh), head_dim, row.data());
+      const float* k = kv.k_row(s, kvh, row.data());
       double dot = 0.0;
       for (int64_t d = 0; d < head_dim; ++d) dot += q[size_t(d)] * double(k[d]);
       scores[i] = dot * scale;
@@ -132,8 +130,7 @@ void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64
     acc.assign(size_t(head_dim), 0.0);
     for (size_t i = 0; i < positions.size(); ++i) {
       const PagedSlot s = kv.slot(seq, positions[i]);
-      const float* v =
-          row_f32(p.v_cache, offset_of(p.v_cache, s.page, s.offset, kvh), head_dim, row.data());
+      const float* v = kv.v_row(s, kvh, row.data());
       const double w = scores[i] / denom;
       for (int64_t d = 0; d < head_dim; ++d) acc[size_t(d)] += w * double(v[d]);
     }

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/paged_kv_append.h"
 
+#include <tuple>
+#include <vector>
+
 #include "kernels/dispatch.h"
 #include "kernels/paged_kv_common.h"
 #include "runtime/tensor_access.h"
@@ -16,10 +19,9 @@ void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream strea
                   p.positions.size(0) == p.k.size(0) && p.seq_ids.dtype == DType::kI32 &&
                   p.positions.dtype == DType::kI32,
               "paged_kv_append: seq_ids and positions must be i32 [num_tokens]");
-  TIDAL_CHECK(p.k.dtype == p.k_cache.dtype && p.v.dtype == p.k_cache.dtype &&
-                  p.k.is_contiguous() && p.v.is_contiguous() && p.k_cache.is_contiguous() &&
-                  p.v_cache.is_contiguous(),
-              "paged_kv_append: k, v and the caches share a dtype and are contiguous");
+  TIDAL_CHECK(p.v.dtype == p.k.dtype && p.k.is_contiguous() && p.v.is_contiguous(),
+              "paged_kv_append: k and v share a dtype and are contiguous");
+  check_kv_format(p.k_cache, p.v_cache, p.k_scale, p.v_scale, p.k.dtype, "paged_kv_append");
   if (on_cuda("paged_kv_append", {p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.positions,
                                   p.k, p.v})) {
     TIDAL_CUDA_CALL("paged_kv_append", cuda::paged_kv_append(p, stream));
@@ -29,11 +31,25 @@ void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream strea
 }
 
 void ref::paged_kv_append(const PagedKvAppendParams& p) {
-  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
+  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables, p.k_scale, p.v_scale};
   for (int64_t t = 0; t < p.k.size(0); ++t) {
     const int32_t seq = p.seq_ids.data_as<int32_t>()[t * p.seq_ids.stride[0]];
     const int32_t pos = p.positions.data_as<int32_t>()[t * p.positions.stride[0]];
     const PagedSlot slot = kv.slot(seq, pos);
+    if (is_fp8_kv(p.k_cache)) {
+      const int64_t head_dim = p.k.size(2);
+      std::vector<float> row(static_cast<size_t>(head_dim));
+      for (int64_t h = 0; h < p.k.size(1); ++h) {
+        for (auto [src, cache, scale] :
+             {std::tuple{&p.k, &p.k_cache, &p.k_scale}, std::tuple{&p.v, &p.v_cache, &p.v_scale}}) {
+          for (int64_t d = 0; d < head_dim; ++d) row[size_t(d)] = get_f32(*src, t, h, d);
+          const int64_t at = offset_of(*cache, slot.page, slot.offset, h);
+          scale->data_as<float>()[offset_of(*scale, slot.page, slot.offset, h)] =
+              quantize_e4m3_row(row.data(), head_dim, cache->data_as<uint8_t>() + at);
+        }
+      }
+      continue;
+    }
     for (int64_t h = 0; h < p.k.size(1); ++h) {
       for (int64_t d = 0; d < p.k.size(2); ++d) {
         set_f32(p.k_cache, slot.page, slot.offset, h, d, get_f32(p.k, t, h, d));

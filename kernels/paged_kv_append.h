@@ -16,10 +16,15 @@ struct PagedKvAppendParams {
   TensorView block_tables;  // [num_rows, max_pages] i32, page ids per sequence row
   TensorView seq_ids;       // [num_tokens] i32, the block-table row of each token
   TensorView positions;     // [num_tokens] i32, each < max_pages * page_size
-  TensorView k;             // [num_tokens, num_kv_heads, head_dim], the cache dtype
+  TensorView k;             // [num_tokens, num_kv_heads, head_dim], the activations' dtype
   TensorView v;             // [num_tokens, num_kv_heads, head_dim]
+  // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h): [num_pages, page_size, num_kv_heads]
+  // f32, written with each row's scale. Default: empty, for caches of the activations' dtype.
+  TensorView k_scale = {};
+  TensorView v_scale = {};
 };
 
+// FP8 caches: each (token, KV head) row is quantized on its own (quantize_e4m3_row).
 // Two tokens writing the same slot (padding tokens of a graph bucket) leave either one there.
 void paged_kv_append(const PagedKvAppendParams& p, Stream stream);
 

@@ -32,7 +32,7 @@ int64_t prefill_items(const PrefillAttentionParams& p) {
 // definition in double: ref::prefill_attention runs every item on one thread, the CPU path
 // splits them over threads.
 void prefill_attention_items(const PrefillAttentionParams& p, int64_t begin, int64_t end) {
-  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables};
+  const PagedKv kv{p.k_cache, p.v_cache, p.block_tables, p.k_scale, p.v_scale};
   const int64_t num_heads = p.q.size(1), head_dim = p.q.size(2);
   const int64_t group = num_heads / p.k_cache.size(2);
   const double scale = p.scale > 0 ? p.scale : 1.0 / std::sqrt(double(head_dim));
@@ -51,8 +51,7 @@ void prefill_attention_items(const PrefillAttentionParams& p, int64_t begin, int
     double max_score = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
       const PagedSlot s = kv.slot(seq, j);
-      const float* k =
-          row_f32(p.k_cache, offset_of(p.k_cache, s.page, s.offset, kvh), head_dim, row.data());
+      const float* k = kv.k_row(s, kvh, row.data());
       double dot = 0.0;
       for (int64_t d = 0; d < head_dim; ++d) dot += q[size_t(d)] * double(k[d]);
       scores[size_t(j)] = dot * scale;
@@ -66,8 +65,7 @@ void prefill_attention_items(const PrefillAttentionParams& p, int64_t begin, int
     acc.assign(size_t(head_dim), 0.0);
     for (int64_t j = 0; j < n; ++j) {
       const PagedSlot s = kv.slot(seq, j);
-      const float* v =
-          row_f32(p.v_cache, offset_of(p.v_cache, s.page, s.offset, kvh), head_dim, row.data());
+      const float* v = kv.v_row(s, kvh, row.data());
       const double w = scores[size_t(j)] / denom;
       for (int64_t d = 0; d < head_dim; ++d) acc[size_t(d)] += w * double(v[d]);
     }
@@ -84,10 +82,9 @@ void prefill_attention(const PrefillAttentionParams& p, Stream stream) {
               "prefill_attention: q and out must be [num_tokens, num_heads, head_dim]");
   TIDAL_CHECK(p.q.size(1) % p.k_cache.size(2) == 0,
               "prefill_attention: num_heads must be a multiple of num_kv_heads");
-  TIDAL_CHECK(p.q.dtype == p.k_cache.dtype && p.out.dtype == p.q.dtype &&
-                  p.v_cache.dtype == p.k_cache.dtype && p.q.is_contiguous() &&
-                  p.out.is_contiguous() && p.k_cache.is_contiguous() && p.v_cache.is_contiguous(),
-              "prefill_attention: q, out and the caches share a dtype and are contiguous");
+  TIDAL_CHECK(p.out.dtype == p.q.dtype && p.q.is_contiguous() && p.out.is_contiguous(),
+              "prefill_attention: q and out share a dtype and are contiguous");
+  check_kv_format(p.k_cache, p.v_cache, p.k_scale, p.v_scale, p.q.dtype, op);
   TIDAL_CHECK(p.query_starts.rank == 1 && p.query_starts.size(0) >= 2,
               "prefill_attention: query_starts must be [num_seqs + 1]");
   const int64_t seqs = p.query_starts.size(0) - 1;

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/fp8_e4m3.h"
 #include "runtime/tensor_access.h"
 
 namespace tidal::kernels {
@@ -50,6 +52,7 @@ void quest_metadata_update(const QuestMetadataParams& p, [[maybe_unused]] Stream
   check_per_token(p.seq_ids, p.k.size(0), DType::kI32, op, "seq_ids");
   check_per_token(p.positions, p.k.size(0), DType::kI32, op, "positions");
   if (on_cuda(op, {p.key_max, p.key_min, p.block_tables, p.seq_ids, p.positions, p.k})) {
+    TIDAL_CHECK(!p.fp8_keys, "quest_metadata_update: FP8 KV runs on the CPU path only for now");
     TIDAL_CUDA_CALL(op, cuda::quest_metadata_update(p, stream));
     return;
   }
@@ -103,6 +106,8 @@ void expand_pages(const ExpandPagesParams& p, [[maybe_unused]] Stream stream) {
 // Tokens are folded in order, so several tokens of one page in one call (a prefill chunk) work
 // as long as each sequence's tokens come in ascending position order.
 void ref::quest_metadata_update(const QuestMetadataParams& p) {
+  std::vector<float> row(size_t(p.k.size(2)));
+  std::vector<uint8_t> codes(size_t(p.k.size(2)));
   for (int64_t t = 0; t < p.k.size(0); ++t) {
     const int32_t seq = i32_at(p.seq_ids, t), pos = i32_at(p.positions, t);
     TIDAL_CHECK(pos >= 0, "quest_metadata_update: negative position");
@@ -110,8 +115,13 @@ void ref::quest_metadata_update(const QuestMetadataParams& p) {
                                        p.key_max.size(0), "quest_metadata_update");
     const bool fresh = pos % p.page_size == 0;
     for (int64_t h = 0; h < p.k.size(1); ++h) {
+      for (int64_t d = 0; d < p.k.size(2); ++d) row[size_t(d)] = get_f32(p.k, t, h, d);
+      if (p.fp8_keys) {
+        const float scale = quantize_e4m3_row(row.data(), p.k.size(2), codes.data());
+        dequantize_e4m3_row(codes.data(), scale, p.k.size(2), row.data());
+      }
       for (int64_t d = 0; d < p.k.size(2); ++d) {
-        const float x = get_f32(p.k, t, h, d);
+        const float x = row[size_t(d)];
         set_f32(p.key_max, page, h, d, fresh ? x : std::max(get_f32(p.key_max, page, h, d), x));
         set_f32(p.key_min, page, h, d, fresh ? x : std::min(get_f32(p.key_min, page, h, d), x));
       }

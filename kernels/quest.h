@@ -23,6 +23,10 @@ struct QuestMetadataParams {
   TensorView positions;     // [num_tokens] i32
   TensorView k;             // [num_tokens, num_kv_heads, head_dim] post-RoPE keys just appended
   int64_t page_size = 16;   // the KV cache's
+  // The cache stores keys as FP8 (kernels/paged_kv_common.h): fold each key row as the cache
+  // holds it (quantized and dequantized, exact in the bounds' dtype for f32 and bf16), so the
+  // bounds bound the keys attention reads. The bounds stay in the activations' dtype.
+  bool fp8_keys = false;
 };
 
 // Folds the appended keys into their pages' bounds, as if token by token in order: a token at

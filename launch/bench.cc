@@ -144,11 +144,14 @@ double weight_stream_bytes(const model::ModelConfig& c, DType dtype) {
   return c.tie_word_embeddings ? all : all - embed;
 }
 
-double kv_bytes_read(const model::ModelConfig& c, DType dtype, const model::AttentionStats& s) {
+double kv_bytes_read(const model::ModelConfig& c, DType dtype, engine::KvDtype kv,
+                     const model::AttentionStats& s) {
   int64_t rows = 0;
   for (int64_t r : s.rows) rows += r;
   const double row_bytes = double(c.head_dim) * double(dtype_size(dtype));
-  return (2.0 * double(rows) + double(s.quest_metadata_rows)) * row_bytes;
+  // FP8: a byte per element and a 4-byte scale per K or V row; Quest's bounds stay in `dtype`.
+  const double kv_row = kv == engine::KvDtype::kFp8 ? double(c.head_dim) + 4.0 : row_bytes;
+  return 2.0 * double(rows) * kv_row + double(s.quest_metadata_rows) * row_bytes;
 }
 
 // Stats accumulated between two snapshots (the overlap counters are not needed here).
@@ -233,7 +236,8 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   double kv_bytes = 0;  // read by one step, over the batch
   for (size_t i = 0; i < ids.size(); ++i) {
     const model::AttentionStats d = minus(e.stats(ids[i]), before[i]);
-    kv_bytes += kv_bytes_read(c, run.engine.dtype, d) / double(std::max<int64_t>(d.decode_steps, 1));
+    kv_bytes += kv_bytes_read(c, run.engine.dtype, run.engine.kv_dtype, d) /
+                double(std::max<int64_t>(d.decode_steps, 1));
   }
   // Attention by layer role: one more step, eager, with events around each layer's attention.
   double role_ms[4] = {0, 0, 0, 0}, attn_ms = NAN;
@@ -395,6 +399,7 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   char copy[64];
   std::snprintf(copy, sizeof(copy), "%.3f TB/s (read + write)", run.copy_bytes_per_s / 1e12);
   bi.extra = {{"dtype", dtype_name(run.engine.dtype)},
+              {"kv_dtype", engine::kv_dtype_name(run.engine.kv_dtype, run.engine.dtype)},
               {"graphs", !gpu ? "n/a (cpu)" : run.engine.cuda_graphs ? "on" : "off (eager)"},
               {"copy", gpu ? copy : "n/a (cpu)"},
               {"steps", std::to_string(o.steps) + " timed after " + std::to_string(o.warmup)},

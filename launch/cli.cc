@@ -47,6 +47,10 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
                   "weights, activations and KV cache: auto (bf16 on a GPU, f32 on the CPU), "
                   "f32, f16 or bf16")
       ->capture_default_str();
+  cmd->add_option("--kv-dtype", d->kv_dtype,
+                  "KV cache: auto (the activations' dtype), f32, f16, bf16 (= --dtype) or fp8 "
+                  "(e4m3 with a scale per token and KV head; the CPU path only for now)")
+      ->capture_default_str();
   cmd->add_flag("--eager", d->eager, "GPU: launch every op each step (no CUDA graph replay)");
   d->threads = default_cpu_threads();
   cmd->add_option("--threads", d->threads,
@@ -250,6 +254,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
 }
 
 Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
+  const char* fp8_cuda =
+      "--kv-dtype fp8: FP8 KV runs on the CPU path only for now (use --device cpu)";
+  if (f.kv_dtype == "fp8" && f.device.rfind("cuda", 0) == 0) return invalid_argument(fp8_cuda);
   if (f.device == "auto") {
     e->device = cuda_available() ? Device{DeviceKind::kCuda, 0} : Device{};
   } else if (f.device == "cpu") {
@@ -283,6 +290,20 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
     e->dtype = DType::kBF16;
   } else {
     return invalid_argument("--dtype must be auto, f32, f16 or bf16 (got '" + f.dtype + "')");
+  }
+  if (f.kv_dtype == "fp8") {
+    if (gpu) return invalid_argument(fp8_cuda);  // --device auto found a GPU
+    e->kv_dtype = engine::KvDtype::kFp8;
+  } else if (f.kv_dtype == "auto" || f.kv_dtype == dtype_name(e->dtype)) {
+    e->kv_dtype = engine::KvDtype::kActivation;
+  } else if (f.kv_dtype == "f32" || f.kv_dtype == "f16" || f.kv_dtype == "bf16") {
+    return invalid_argument("--kv-dtype " + f.kv_dtype +
+                            ": the KV cache holds the activations' "
+                            "dtype (" +
+                            dtype_name(e->dtype) + ") or fp8");
+  } else {
+    return invalid_argument("--kv-dtype must be auto, f32, f16, bf16 or fp8 (got '" + f.kv_dtype +
+                            "')");
   }
   e->cuda_graphs = !f.eager;
   if (f.threads < 1 || f.threads > kMaxThreads) {

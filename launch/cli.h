@@ -25,8 +25,11 @@ struct DefaultModel {
 struct DeviceFlags {
   std::string device = "auto";  // auto (a GPU when one is visible), cpu, cuda or cuda:N
   std::string dtype = "auto";   // auto (bf16 on a GPU, f32 on the CPU), f32, f16 or bf16
-  bool eager = false;           // GPU: launch every op each step instead of replaying graphs
-  int threads = 0;              // CPU path threads; Default (0): the machine's cores
+  // The KV cache: auto (the activations' dtype), f32 / f16 / bf16 (that dtype: must be --dtype's),
+  // or fp8 (e4m3 with per-row scales; the CPU path only for now).
+  std::string kv_dtype = "auto";
+  bool eager = false;  // GPU: launch every op each step instead of replaying graphs
+  int threads = 0;     // CPU path threads; Default (0): the machine's cores
 };
 
 // Tensor / pipeline parallelism under mpirun (launch/parallel_run.cc). Unset (0) both: one
@@ -180,8 +183,8 @@ Status run_info(const InfoOptions& opts);
 Status run_tokenize(const TokenizeOptions& opts);
 Status run_bench(const BenchOptions& opts);
 
-// Resolves --device / --dtype / --eager into the engine config and sets the CPU path's thread
-// count (--threads, process-wide); errors name the flag.
+// Resolves --device / --dtype / --kv-dtype / --eager into the engine config and sets the CPU path's
+// thread count (--threads, process-wide); errors name the flag.
 Status apply_device_flags(const DeviceFlags& flags, engine::EngineConfig* config);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);

@@ -163,8 +163,10 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
       p.device.kind == DeviceKind::kCpu
           ? " (the reference path, " + std::to_string(cpu_threads()) + " threads)"
           : "";
-  std::printf("memory plan      %s, %s%s; %s available\n", p.device_name.c_str(),
-              dtype_name(p.dtype), where.c_str(),
+  std::printf("memory plan      %s, %s%s%s; %s available\n", p.device_name.c_str(),
+              dtype_name(p.dtype),
+              p.kv_dtype == engine::KvDtype::kFp8 ? ", KV cache fp8 (e4m3, a scale per row)" : "",
+              where.c_str(),
               p.available_bytes > 0 ? bytes_string(p.available_bytes).c_str() : "unknown");
   std::printf("  weights        %s\n", bytes_string(p.weight_bytes).c_str());
   const int64_t arena_pages = p.kv_pages + 1;  // + the padding page

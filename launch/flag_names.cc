@@ -14,6 +14,7 @@ const std::pair<const char*, const char*> kFlags[] = {
     {"max_context", "--max-context"},
     {"kv_capacity", "--kv-capacity"},
     {"prefill_chunk", "--prefill-chunk"},
+    {"kv_dtype", "--kv-dtype"},
     {"temperature", "--temperature"},
     {"top_k", "--top-k"},
     {"top_p", "--top-p"},

@@ -115,7 +115,9 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   }
   json out = {{"command", "niah"}, {"settings", settings}, {"complete", false}};
   const bench::BenchInfo info = bench::collect_bench_info("tidal niah");
-  out["machine"] = {{"device", harness_device_name(o.common, info.device)}, {"commit", info.commit}};
+  out["machine"] = {{"device", harness_device_name(o.common, info.device)},
+                    {"kv_dtype", o.common.device.kv_dtype},
+                    {"commit", info.commit}};
   for (const Variant& v : variants) {
     out["variants"].push_back({{"label", v.label}, {"policy", v.policy},
                                {"granularity", v.granularity}, {"layers", v.layers},
@@ -142,6 +144,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   bench::BenchInfo table_info = info;
   table_info.extra = {{"model", std::filesystem::path(dir).filename().string()},
                       {"device", o.common.device.device},
+                      {"kv_dtype", o.common.device.kv_dtype},
                       {"needles", std::to_string(o.needles)},
                       {"seed", std::to_string(o.common.seed)},
                       {"gen_tokens", std::to_string(o.gen_tokens)},

@@ -81,7 +81,9 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
                                                            : o.common.json_path;
   json out = {{"command", "ppl"}, {"settings", settings}, {"complete", false}};
   const bench::BenchInfo info = bench::collect_bench_info("tidal ppl");
-  out["machine"] = {{"device", harness_device_name(o.common, info.device)}, {"commit", info.commit}};
+  out["machine"] = {{"device", harness_device_name(o.common, info.device)},
+                    {"kv_dtype", o.common.device.kv_dtype},
+                    {"commit", info.commit}};
 
   std::vector<const Variant*> todo;
   int64_t max_budget = 2;

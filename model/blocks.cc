@@ -112,6 +112,8 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   p.q = q;
   p.k_cache = kv.k;
   p.v_cache = kv.v;
+  p.k_scale = kv.k_scale;
+  p.v_scale = kv.v_scale;
   p.block_tables = b.block_tables;
   p.seq_ids = b.seq_ids.slice(0, d);
   p.lengths = b.lengths;
@@ -140,6 +142,8 @@ void attention_layer(const ModelConfig& /*config*/, int64_t layer, const Forward
     p.q = q.slice(d, num_tokens);
     p.k_cache = kv.k;
     p.v_cache = kv.v;
+    p.k_scale = kv.k_scale;
+    p.v_scale = kv.v_scale;
     p.block_tables = b.block_tables;
     p.query_starts = b.query_starts;
     p.seq_ids = b.prefill_seq_ids;

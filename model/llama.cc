@@ -202,11 +202,12 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     k::rotary_embedding(q, key, batch.positions, ws.inv_freq, stream);
     const KvLayer& cache = kv[size_t(l)];
     k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
-                        val},
+                        val, cache.k_scale, cache.v_scale},
                        stream);
     if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
       k::quest_metadata_update({cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
-                                batch.positions, key, cache.k.size(1)},
+                                batch.positions, key, cache.k.size(1),
+                                cache.k_scale.data != nullptr},
                                stream);
     }
     if (batch.attention_hook) batch.attention_hook(l, false);

@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <tuple>
 #include <utility>
 
 #include "kernels/block_table_update.h"
 #include "kernels/counter_rng.h"
 #include "kernels/fill_random.h"
+#include "kernels/fp8_e4m3.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/quest.h"
 #include "kernels/sample_tokens.h"
@@ -132,6 +134,10 @@ Status EngineConfig::validate() const {
     return invalid_argument(std::string("dtype must be f32, f16 or bf16, not ") +
                             dtype_name(dtype));
   }
+  if (kv_dtype == KvDtype::kFp8 && device.kind == DeviceKind::kCuda) {
+    return invalid_argument(
+        "kv_dtype fp8: FP8 KV runs on the CPU path only for now (--device cpu)");
+  }
   if (device.kind == DeviceKind::kCuda && device.index >= cuda_device_count()) {
     return unavailable("no CUDA device " + str(device.index) + " (" + str(cuda_device_count()) +
                        " visible" + (TIDAL_WITH_CUDA ? ")" : "; built without CUDA)"));
@@ -148,6 +154,10 @@ Status check_fits(const model::ModelConfig& model, const EngineConfig& config) {
                             str(model.max_position_embeddings) + " tokens");
   }
   return plan_fits(model, config, plan_memory(model, config, available_memory(config.device)));
+}
+
+const char* kv_dtype_name(KvDtype kv, DType activation) {
+  return kv == KvDtype::kFp8 ? "fp8" : dtype_name(activation);
 }
 
 size_t available_memory(Device device) {
@@ -177,9 +187,11 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   // Every factor below is bounded (ModelConfig::validate, EngineConfig::validate), so these
   // int64 products cannot overflow; the byte sums saturate.
   p.max_context = resolved_context(model, config);
-  p.kv_bytes_per_token = 2 * layers * local.kv_dim() * int64_t(dtype_size(config.dtype));
+  const bool fp8 = config.kv_dtype == KvDtype::kFp8;
+  p.kv_dtype = config.kv_dtype;
+  p.kv_bytes_per_token = int64_t(KvCache::bytes_per_token(local, config.dtype, layers, fp8));
   p.kv_bytes_per_page =
-      int64_t(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers));
+      int64_t(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers, fp8));
   p.weight_bytes = model::llama_weight_bytes(model, config.dtype, &shard);
   p.workspace_bytes =
       sat_add(model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)),
@@ -205,6 +217,7 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   kv.page_size = config.page_size;
   kv.num_pages = pages;
   kv.dtype = config.dtype;
+  kv.fp8 = fp8;
   kv.device = config.device;
   kv.layer_begin = shard.layer_begin;
   kv.layer_end = shard.layer_end;
@@ -318,6 +331,7 @@ Status Engine::allocate() {
   kv.page_size = config_.page_size;
   kv.num_pages = plan_.kv_capacity_tokens / config_.page_size;
   kv.dtype = config_.dtype;
+  kv.fp8 = config_.kv_dtype == KvDtype::kFp8;
   kv.device = config_.device;
   kv.layer_begin = shard_.layer_begin;
   kv.layer_end = shard_.layer_end;
@@ -497,11 +511,21 @@ Status Engine::read_kv(SeqId id, int64_t layer, int64_t position, std::vector<fl
   const int64_t n = local_.kv_dim();  // this rank's KV heads
   const DType dt = kv.k.dtype;
   std::vector<uint8_t> raw(size_t(n) * dtype_size(dt));
-  for (auto [src, dst] : {std::pair{kv.k, key}, std::pair{kv.v, value}}) {
+  for (auto [src, scales, dst] :
+       {std::tuple{kv.k, kv.k_scale, key}, std::tuple{kv.v, kv.v_scale, value}}) {
     const TensorView row = src.select(page).select(position % kv_.page_size());
     copy_bytes(raw.data(), Device{}, row.data, row.device, raw.size(), stream_);
     stream_synchronize(stream_);
     dst->resize(size_t(n));
+    if (kv_.fp8()) {  // FP8 is CPU-only: the scales are host memory
+      const int64_t head_dim = local_.head_dim;
+      const TensorView s = scales.select(page).select(position % kv_.page_size());
+      for (int64_t h = 0; h < n / head_dim; ++h) {
+        kernels::dequantize_e4m3_row(raw.data() + h * head_dim, s.data_as<float>()[h], head_dim,
+                                     dst->data() + h * head_dim);
+      }
+      continue;
+    }
     for (int64_t i = 0; i < n; ++i) (*dst)[size_t(i)] = load_f32(raw.data(), dt, i);
   }
   return ok_status();
@@ -922,10 +946,11 @@ void Engine::fill_random_kv(uint64_t seed, int64_t length) {
     const uint64_t stream_id = uint64_t(l) * uint64_t(length) + uint64_t(begin);
     kernels::fill_random(k, kernels::random_bits(seed, 2 * stream_id), 0.0f, 1.0f, stream_);
     kernels::fill_random(v, kernels::random_bits(seed, 2 * stream_id + 1), 0.0f, 1.0f, stream_);
-    kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v},
+    kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v,
+                              cache.k_scale, cache.v_scale},
                              stream_);
     kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
-                                    b.positions, k, config_.page_size},
+                                    b.positions, k, config_.page_size, kv_.fp8()},
                                    stream_);
   }
   stream_synchronize(stream_);  // the plan buffer is rebuilt for the next chunk

@@ -39,6 +39,16 @@ constexpr int64_t kMaxContext = int64_t{1} << 28;
 constexpr int64_t kMaxKvCapacity = int64_t{1} << 40;
 constexpr int64_t kMaxPrefillChunk = int64_t{1} << 20;
 
+// How the KV cache stores K and V.
+enum class KvDtype : uint8_t {
+  kActivation,  // in the activations' dtype (EngineConfig::dtype), as computed
+  // FP8 e4m3 codes with a power-of-two f32 scale per (token, KV head) row
+  // (kernels/paged_kv_common.h): about half the bytes of bf16. The CPU path only, for now.
+  kFp8,
+};
+// "fp8", or the activations' dtype name for kActivation.
+const char* kv_dtype_name(KvDtype kv, DType activation);
+
 struct EngineConfig {
   int64_t page_size = 16;   // KV tokens per page, [1, kMaxPageSize]; Default: 16
   int64_t max_batch = 8;    // sequences decoded in one step, [1, kMaxBatch]; Default: 8
@@ -49,6 +59,7 @@ struct EngineConfig {
   int64_t max_budget = 4096;    // largest sparse budget a request may ask; Default: 4096
   Device device;                // Default: the CPU (the f32 reference path)
   DType dtype = DType::kF32;    // weights, activations and KV cache: f32, f16 or bf16; Default f32
+  KvDtype kv_dtype = KvDtype::kActivation;  // the KV cache's format; Default: the activations'
   bool cuda_graphs = true;      // GPU decode steps replay captured graphs; false: eager launches
   // Tensor / pipeline parallel: this process is one rank of that job and holds its shard of the
   // model (eager launches; graphs are a single-rank feature for now). Default: null, one process
@@ -65,13 +76,14 @@ struct MemoryPlan {
   Device device;
   std::string device_name;     // "cpu" or the GPU's name
   DType dtype = DType::kF32;
+  KvDtype kv_dtype = KvDtype::kActivation;
   size_t available_bytes = 0;  // memory the plan was made against (0: unknown)
   size_t weight_bytes = 0;
   size_t kv_bytes = 0;
   size_t workspace_bytes = 0;  // activations, selection state, op scratch, step plan
   int64_t kv_pages = 0;        // pages sequences can hold
   int64_t kv_capacity_tokens = 0;  // kv_pages * page_size
-  int64_t kv_bytes_per_token = 0;  // K and V, every layer
+  int64_t kv_bytes_per_token = 0;  // K and V (and their FP8 scales), every layer
   int64_t kv_bytes_per_page = 0;  // page_size tokens of K and V + Quest's 2 bound rows, every layer
   int64_t max_context = 0;
   bool kv_capped = false;  // the automatic capacity was cut to fit available memory

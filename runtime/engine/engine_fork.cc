@@ -39,8 +39,9 @@ Status Engine::fork(SeqId source, const SequenceOptions& options, SeqId* id) {
     }
     const int64_t from = src->block_table[size_t(p)], to = dst->block_table[size_t(p)];
     for (const model::KvLayer& layer : kv_.layers()) {
-      for (const TensorView& t : {layer.k, layer.v, layer.key_max, layer.key_min}) {
-        if (t.data == nullptr) continue;  // a layer another rank holds; no Quest bounds
+      for (const TensorView& t :
+           {layer.k, layer.v, layer.key_max, layer.key_min, layer.k_scale, layer.v_scale}) {
+        if (t.data == nullptr) continue;  // a layer another rank holds; no bounds or scales
         const TensorView a = t.slice(from, from + run), b = t.slice(to, to + run);
         copy_bytes(b.data, b.device, a.data, a.device, a.nbytes(), stream_);
       }

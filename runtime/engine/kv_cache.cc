@@ -15,8 +15,13 @@ void carve(const model::ModelConfig& m, const KvCacheConfig& c, BumpAllocator& a
   layers->assign(size_t(m.num_layers), model::KvLayer());
   for (int64_t i = c.layer_begin; i < end; ++i) {
     model::KvLayer& l = (*layers)[size_t(i)];
-    l.k = a.allocate(c.dtype, {pages, c.page_size, m.num_kv_heads, m.head_dim});
-    l.v = a.allocate(c.dtype, {pages, c.page_size, m.num_kv_heads, m.head_dim});
+    const DType kv = c.fp8 ? DType::kU8 : c.dtype;
+    l.k = a.allocate(kv, {pages, c.page_size, m.num_kv_heads, m.head_dim});
+    l.v = a.allocate(kv, {pages, c.page_size, m.num_kv_heads, m.head_dim});
+    if (c.fp8) {
+      l.k_scale = a.allocate(DType::kF32, {pages, c.page_size, m.num_kv_heads});
+      l.v_scale = a.allocate(DType::kF32, {pages, c.page_size, m.num_kv_heads});
+    }
     // Quest's per-page key bounds: a second small paged cache (2 rows per page, not per token).
     l.key_max = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
     l.key_min = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
@@ -43,10 +48,19 @@ size_t KvCache::bytes_for(const model::ModelConfig& model, const KvCacheConfig& 
 }
 
 size_t KvCache::bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype,
-                               int64_t layers) {
-  // K and V of page_size tokens, and two bound rows, per layer and KV head.
-  return size_t(layers < 0 ? model.num_layers : layers) * size_t(model.kv_dim()) *
-         dtype_size(dtype) * size_t(2 * page_size + 2);
+                               int64_t layers, bool fp8) {
+  // K and V of page_size tokens, and two bound rows (in `dtype`), per layer and KV head.
+  const size_t n = size_t(layers < 0 ? model.num_layers : layers);
+  return size_t(page_size) * bytes_per_token(model, dtype, int64_t(n), fp8) +
+         n * size_t(model.kv_dim()) * dtype_size(dtype) * 2;
+}
+
+size_t KvCache::bytes_per_token(const model::ModelConfig& model, DType dtype, int64_t layers,
+                                bool fp8) {
+  // FP8: a byte per element, and a 4-byte scale per KV head, for K and for V.
+  const size_t row = fp8 ? size_t(model.kv_dim()) + 4 * size_t(model.num_kv_heads)
+                         : size_t(model.kv_dim()) * dtype_size(dtype);
+  return 2 * size_t(layers) * row;
 }
 
 Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& config, KvCache* out) {

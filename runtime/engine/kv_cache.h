@@ -19,7 +19,10 @@ struct KvCacheConfig {
   int64_t page_size = 16;     // tokens per page; Default: 16
   int64_t num_pages = 0;      // pages sequences can hold (shared by all sequences)
   DType dtype = DType::kF32;  // K, V and bounds; Default: f32 (the CPU reference)
-  Device device;              // Default: the CPU
+  // K and V as FP8 e4m3 codes with an f32 scale per (token, KV head) row
+  // (kernels/paged_kv_common.h); the bounds stay in `dtype`. Default: false.
+  bool fp8 = false;
+  Device device;  // Default: the CPU
   // Layers whose cache this holds, [layer_begin, layer_end) (a pipeline stage's; the others'
   // views stay empty). Default: 0, -1 (every layer).
   int64_t layer_begin = 0;
@@ -34,9 +37,13 @@ class KvCache {
   // Bytes of the arena for `num_pages` pages (K, V and page bounds, every layer, plus the
   // padding page).
   static size_t bytes_for(const model::ModelConfig& model, const KvCacheConfig& config);
-  // Bytes one more page adds (K, V and its bounds, every layer held; `layers`: how many, -1 all).
+  // Bytes one more page adds (K, V, their FP8 scales and its bounds, every layer held;
+  // `layers`: how many, -1 all).
   static size_t bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype,
-                               int64_t layers = -1);
+                               int64_t layers = -1, bool fp8 = false);
+  // Bytes of one token's K and V (and FP8 scales) over `layers` layers.
+  static size_t bytes_per_token(const model::ModelConfig& model, DType dtype, int64_t layers,
+                                bool fp8);
 
   const std::vector<model::KvLayer>& layers() const { return layers_; }
   int64_t page_size() const { return config_.page_size; }
@@ -46,6 +53,7 @@ class KvCache {
   // The page padding tokens write to: never handed to a sequence.
   int32_t padding_page() const { return int32_t(config_.num_pages); }
   DType dtype() const { return config_.dtype; }
+  bool fp8() const { return config_.fp8; }
   size_t bytes() const { return arena_.bytes(); }
 
   // Grows `block_table` until it covers `num_tokens` positions. kOutOfMemory (and no change)

@@ -251,6 +251,26 @@ TEST(Cli, DeviceAndDtypeFlags) {
   EXPECT_NE(info.out.find("memory plan      cpu, f16"), std::string::npos) << info.out;
 }
 
+// --kv-dtype: fp8 on the CPU path (the plan says so, generation runs), refused on CUDA at once
+// whatever the machine, and a 16-bit KV dtype other than the activations' is refused.
+TEST(Cli, KvDtypeFlag) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  expect_error(tidal("generate --model " + kStories + " --device cuda --kv-dtype fp8"),
+               "--kv-dtype fp8: FP8 KV runs on the CPU path only for now");
+  expect_error(tidal("generate --model " + kStories + " --device cpu --kv-dtype bf16"),
+               "the KV cache holds the activations' dtype (f32) or fp8");
+  expect_error(tidal("generate --model " + kStories + " --kv-dtype e5m2"),
+               "--kv-dtype must be auto, f32, f16, bf16 or fp8");
+  const CliRun info = tidal("info --model " + kStories + " --device cpu --kv-dtype fp8");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("KV cache fp8"), std::string::npos) << info.out;
+  const CliRun gen = tidal("generate --model " + kStories +
+                           " --device cpu --kv-dtype fp8 --prompt '' --max-new-tokens 8 "
+                           "--temperature 0 --print-ids");
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  EXPECT_FALSE(gen.out.empty());
+}
+
 TEST(Cli, BrokenModelDirectoriesAreNamed) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string dir = testing::temp_dir("badmodel");
