@@ -3,7 +3,8 @@
 // launch, then a log-sum-exp merge of the splits. Two split kernels share the plan and the
 // partials: the tensor-core one (decode_attention_mma.cuh) for 16-bit caches at head_dim 64 / 128
 // when query heads share a KV head (GQA), the SIMT one (decode_attention.cuh) for the rest (MHA,
-// f32, small head_dims).
+// f32, small head_dims). FP8 caches (u8 e4m3 codes with a scale per row) take the same two
+// kernels (KT = uint8_t): the tensor-core one in f16 (exact e4m3 operands), the SIMT one on bytes.
 //
 // Grid of the split kernel: (num_splits, num_heads / heads_per_block, num_tokens), fixed for any
 // lengths so a captured step replays at every context length. num_splits defaults to one wave of
@@ -23,6 +24,7 @@
 #include "kernels/decode_attention.cuh"
 #include "kernels/decode_attention.h"
 #include "kernels/decode_attention_mma.cuh"
+#include "kernels/paged_kv_common.h"
 
 namespace tidal::kernels::cuda {
 namespace {
@@ -52,11 +54,14 @@ int heads_per_block(int64_t num_heads, int64_t num_kv_heads) {
 // The tensor-core kernel's launch attributes: over 48 KiB of dynamic shared memory needs the
 // opt-in, and kBlocksPerSm rings per SM the largest carveout (per device; cheap to repeat, legal
 // during a capture).
-template <typename T, int D>
+template <typename T, int D, typename KT>
+using MmaConfig = attention::MmaSplit<D, int(sizeof(KT))>;
+
+template <typename T, int D, typename KT>
 void set_mma_attributes() {
-  const auto kernel = attention::decode_attention_mma_split_kernel<T, D>;
+  const auto kernel = attention::decode_attention_mma_split_kernel<T, D, KT>;
   TIDAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        attention::MmaSplit<D>::kSmemBytes));
+                                        MmaConfig<T, D, KT>::kSmemBytes));
   TIDAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                         int(cudaSharedmemCarveoutMaxShared)));
 }
@@ -64,18 +69,18 @@ void set_mma_attributes() {
 // Resident tensor-core blocks per SM on the current device, from the occupancy calculator once
 // per device (kBlocksPerSm by design: 2): the default split count fills exactly one wave, so a
 // different residency costs a little speed, never a second wave.
-template <typename T, int D>
+template <typename T, int D, typename KT>
 int mma_blocks_per_sm() {
   static int counts[64] = {};
   int device = 0;
   TIDAL_CUDA_CHECK(cudaGetDevice(&device));
   TIDAL_CHECK(device >= 0 && device < 64, "decode_attention: device ordinal out of range");
   if (counts[device] == 0) {
-    set_mma_attributes<T, D>();
+    set_mma_attributes<T, D, KT>();
     int blocks = 0;
     TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-        &blocks, attention::decode_attention_mma_split_kernel<T, D>,
-        attention::MmaSplit<D>::kThreads, attention::MmaSplit<D>::kSmemBytes));
+        &blocks, attention::decode_attention_mma_split_kernel<T, D, KT>,
+        MmaConfig<T, D, KT>::kThreads, MmaConfig<T, D, KT>::kSmemBytes));
     counts[device] = std::max(blocks, 1);
   }
   return counts[device];
@@ -94,11 +99,16 @@ SplitPath split_path(const DecodeAttentionParams& p) {
   const bool half = p.q.dtype == DType::kF16 || p.q.dtype == DType::kBF16;
   if (half && (head_dim == 64 || head_dim == 128) &&
       heads_per_block(p.q.size(1), p.k_cache.size(2)) >= 2) {
-    const bool bf16 = p.q.dtype == DType::kBF16;
-    const int blocks =
-        head_dim == 64
-            ? (bf16 ? mma_blocks_per_sm<__nv_bfloat16, 64>() : mma_blocks_per_sm<__half, 64>())
-            : (bf16 ? mma_blocks_per_sm<__nv_bfloat16, 128>() : mma_blocks_per_sm<__half, 128>());
+    const bool bf16 = p.q.dtype == DType::kBF16, fp8 = is_fp8_kv(p.k_cache);
+    const auto blocks_for = [&](auto tag) {
+      using T = decltype(tag);
+      if (fp8) {
+        return head_dim == 64 ? mma_blocks_per_sm<T, 64, uint8_t>()
+                              : mma_blocks_per_sm<T, 128, uint8_t>();
+      }
+      return head_dim == 64 ? mma_blocks_per_sm<T, 64, T>() : mma_blocks_per_sm<T, 128, T>();
+    };
+    const int blocks = bf16 ? blocks_for(__nv_bfloat16{}) : blocks_for(__half{});
     return {true, blocks,
             head_dim == 64 ? attention::MmaSplit<64>::kTile : attention::MmaSplit<128>::kTile};
   }
@@ -190,34 +200,35 @@ __global__ void __launch_bounds__(kMergeThreads)
   if (threadIdx.x == 0 && lse != nullptr) lse[row] = mx + logf(total);
 }
 
-template <typename T, int D>
-void launch_mma(const attention::SplitArgs<T>& args, dim3 grid, cudaStream_t stream) {
-  using C = attention::MmaSplit<D>;
-  set_mma_attributes<T, D>();
-  attention::decode_attention_mma_split_kernel<T, D>
+template <typename T, int D, typename KT>
+void launch_mma(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t stream) {
+  using C = MmaConfig<T, D, KT>;
+  set_mma_attributes<T, D, KT>();
+  attention::decode_attention_mma_split_kernel<T, D, KT>
       <<<grid, C::kThreads, C::kSmemBytes, stream>>>(args);
 }
 
-template <typename T, int D, int GMAX>
-void launch_split(const attention::SplitArgs<T>& args, dim3 grid, cudaStream_t stream) {
-  attention::decode_attention_split_kernel<T, D, GMAX><<<grid, kThreads, 0, stream>>>(args);
+template <typename T, typename KT, int D, int GMAX>
+void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t stream) {
+  attention::decode_attention_split_kernel<T, KT, D, GMAX><<<grid, kThreads, 0, stream>>>(args);
 }
 
-template <typename T, int D>
-void launch_split(const attention::SplitArgs<T>& args, dim3 grid, int gmax, cudaStream_t stream) {
+template <typename T, typename KT, int D>
+void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, int gmax,
+                  cudaStream_t stream) {
   // 16-bit GQA runs at head_dim 64 / 128 take the tensor-core kernel: no SIMT instance for them.
   constexpr bool kGqa = std::is_same_v<T, float> || D < 64;
   switch (gmax) {
-    case 1: launch_split<T, D, 1>(args, grid, stream); return;
+    case 1: launch_split<T, KT, D, 1>(args, grid, stream); return;
     case 2:
       if constexpr (kGqa) {
-        launch_split<T, D, 2>(args, grid, stream);
+        launch_split<T, KT, D, 2>(args, grid, stream);
         return;
       }
       break;
     case 4:
       if constexpr (kGqa) {
-        launch_split<T, D, 4>(args, grid, stream);
+        launch_split<T, KT, D, 4>(args, grid, stream);
         return;
       }
       break;
@@ -226,7 +237,7 @@ void launch_split(const attention::SplitArgs<T>& args, dim3 grid, int gmax, cuda
   TIDAL_CHECK(false, "decode_attention: unsupported heads per block");
 }
 
-template <typename T>
+template <typename T, typename KT>
 void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
   const int64_t tokens = p.q.size(0), heads = p.q.size(1), head_dim = p.q.size(2);
   const int64_t splits = num_splits(p);
@@ -259,12 +270,14 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   plan.num_splits = int32_t(splits);
   plan.tile = path.tile;
 
-  attention::SplitArgs<T> args;
+  attention::SplitArgs<T, KT> args;
   args.plan = plan;
   args.out = static_cast<T*>(p.out.data);
   args.q = static_cast<const T*>(p.q.data);
-  args.k_cache = static_cast<const T*>(p.k_cache.data);
-  args.v_cache = static_cast<const T*>(p.v_cache.data);
+  args.k_cache = static_cast<const KT*>(p.k_cache.data);
+  args.v_cache = static_cast<const KT*>(p.v_cache.data);
+  args.k_scale = p.k_scale.data != nullptr ? p.k_scale.data_as<float>() : nullptr;
+  args.v_scale = p.v_scale.data != nullptr ? p.v_scale.data_as<float>() : nullptr;
   args.logits = p.logits.data != nullptr ? p.logits.data_as<float>() : nullptr;
   args.lse = p.lse.data != nullptr ? p.lse.data_as<float>() : nullptr;
   const size_t o_bytes = align_up(size_t(tokens * heads * splits * head_dim) * sizeof(float));
@@ -279,8 +292,8 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   bool launched = false;
   if constexpr (!std::is_same_v<T, float>) {
     if (path.mma) {
-      if (head_dim == 64) launch_mma<T, 64>(args, grid, s);
-      if (head_dim == 128) launch_mma<T, 128>(args, grid, s);
+      if (head_dim == 64) launch_mma<T, 64, KT>(args, grid, s);
+      if (head_dim == 128) launch_mma<T, 128, KT>(args, grid, s);
       check_launch("decode_attention_mma_split_kernel", stream);
       launched = true;
     }
@@ -288,11 +301,11 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   if (!launched) {
     const int gmax = hpb == 3 ? 4 : hpb;
     switch (head_dim) {
-      case 8: launch_split<T, 8>(args, grid, gmax, s); break;
-      case 16: launch_split<T, 16>(args, grid, gmax, s); break;
-      case 32: launch_split<T, 32>(args, grid, gmax, s); break;
-      case 64: launch_split<T, 64>(args, grid, gmax, s); break;
-      case 128: launch_split<T, 128>(args, grid, gmax, s); break;
+      case 8: launch_split<T, KT, 8>(args, grid, gmax, s); break;
+      case 16: launch_split<T, KT, 16>(args, grid, gmax, s); break;
+      case 32: launch_split<T, KT, 32>(args, grid, gmax, s); break;
+      case 64: launch_split<T, KT, 64>(args, grid, gmax, s); break;
+      case 128: launch_split<T, KT, 128>(args, grid, gmax, s); break;
       default: TIDAL_CHECK(false, "decode_attention: head_dim must be 8, 16, 32, 64 or 128");
     }
     check_launch("decode_attention_split_kernel", stream);
@@ -328,8 +341,14 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
   TIDAL_NVTX_SCOPE("decode_attention");
   if (p.q.size(0) == 0) return;
-  dispatch_float(p.q.dtype, "decode_attention",
-                 [&](auto t) { launch<decltype(t)>(p, workspace, stream); });
+  dispatch_float(p.q.dtype, "decode_attention", [&](auto t) {
+    using T = decltype(t);
+    if (is_fp8_kv(p.k_cache)) {
+      launch<T, uint8_t>(p, workspace, stream);
+    } else {
+      launch<T, T>(p, workspace, stream);
+    }
+  });
 }
 
 }  // namespace tidal::kernels::cuda

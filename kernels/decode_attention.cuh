@@ -19,12 +19,17 @@
 //     decode_attention_merge_kernel combines the splits of the other rows.
 // This kernel serves MHA, f32 and the small head_dims; 16-bit GQA runs at head_dim 64 / 128 take
 // the tensor-core kernel of decode_attention_mma.cuh, which shares the plan and the partials.
+// FP8 caches (KT = uint8_t, e4m3 codes with a scale per (token, KV head) row): a thread loads the
+// codes of its VEC elements (VEC bytes), and each row's scales multiply its score (K) and its
+// weight in O (V).
 #pragma once
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda_common.cuh"
+#include "kernels/fp8_e4m3.cuh"
 #include "kernels/token_role.h"
 
 namespace tidal::kernels::cuda::attention {
@@ -111,13 +116,16 @@ __device__ __forceinline__ void wait_for_prerequisites() {
 #endif
 }
 
-template <typename T>
+// KT: the caches' element, T or uint8_t (FP8 e4m3 codes, with k_scale and v_scale).
+template <typename T, typename KT = T>
 struct SplitArgs {
   Plan plan;
-  T* out;            // [num_tokens, num_heads, head_dim] (written when num_splits == 1)
-  const T* q;        // [num_tokens, num_heads, head_dim]
-  const T* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim]
-  const T* v_cache;  // same
+  T* out;             // [num_tokens, num_heads, head_dim] (written when num_splits == 1)
+  const T* q;         // [num_tokens, num_heads, head_dim]
+  const KT* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim]
+  const KT* v_cache;  // same
+  const float* k_scale = nullptr;  // FP8: [num_pages, num_kv_heads, page_size]
+  const float* v_scale = nullptr;  // same
   float* logits;     // [num_tokens, num_heads, max_len] or null
   float* lse;        // [num_tokens, num_heads] or null
   float* part_o;     // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
@@ -136,12 +144,53 @@ __device__ __forceinline__ void unpack(const uint4& raw, float (&out)[N]) {
   for (int i = 0; i < N; ++i) out[i] = to_float(v[i]);
 }
 
+// VEC e4m3 codes (raw: their VEC bytes, in the low words of a uint4) as floats.
+template <int N>
+__device__ __forceinline__ void unpack_e4m3(const uint4& raw, float (&out)[N]) {
+  static_assert(N == 4 || N == 8, "4 or 8 codes");
+  const uint32_t w[2] = {raw.x, raw.y};
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) {
+    const uint32_t pair = e4m3x2_to_f16x2(uint16_t(w[i / 2] >> (16 * (i % 2))));
+    __half2 h;
+    memcpy(&h, &pair, 4);
+    const float2 f = __half22float2(h);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+
+// The VEC elements of a thread at `p` (T: one 16-byte vector; FP8: VEC bytes), streamed (L2
+// evict-first: each K/V row is read once).
+template <typename KT, int VEC>
+__device__ __forceinline__ uint4 load_row_vec(const KT* p) {
+  if constexpr (sizeof(KT) * VEC == 16) {
+    return __ldcs(reinterpret_cast<const uint4*>(p));
+  } else if constexpr (VEC == 8) {
+    const uint2 v = __ldcs(reinterpret_cast<const uint2*>(p));
+    return make_uint4(v.x, v.y, 0, 0);
+  } else {
+    static_assert(VEC == 4, "4, 8 or 16 bytes");
+    return make_uint4(__ldcs(reinterpret_cast<const unsigned int*>(p)), 0, 0, 0);
+  }
+}
+
+template <typename T, typename KT, int VEC>
+__device__ __forceinline__ void unpack_row_vec(const uint4& raw, float (&out)[VEC]) {
+  if constexpr (std::is_same_v<KT, uint8_t>) {
+    unpack_e4m3<VEC>(raw, out);
+  } else {
+    unpack<T>(raw, out);
+  }
+}
+
 // At most 128 registers (no spills at 4 heads x head_dim 128): 4 blocks per SM for every
 // instantiation, which the host's split count assumes.
-template <typename T, int D, int GMAX>
+template <typename T, typename KT, int D, int GMAX>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
-    decode_attention_split_kernel(SplitArgs<T> a) {
-  constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte vector
+    decode_attention_split_kernel(SplitArgs<T, KT> a) {
+  constexpr bool kFp8 = std::is_same_v<KT, uint8_t>;
+  constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte vector of q
   constexpr int TG = D / VEC;               // threads per K/V row
   static_assert(D % VEC == 0 && TG >= 1 && TG <= 32 && (TG & (TG - 1)) == 0, "head_dim");
   constexpr int RW = 32 / TG;  // rows per warp per step
@@ -219,6 +268,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 
     for (int32_t base = begin; base < end; base += TILE) {
       uint4 kraw[U], vraw[U];
+      float ks[U], vs[U];  // FP8: the rows' scales
       int32_t pos[U];
       bool valid[U];
       if constexpr (!kAhead) {
@@ -234,12 +284,17 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
         valid[u] = ok;
         pos[u] = j;
         kraw[u] = vraw[u] = make_uint4(0, 0, 0, 0);
+        ks[u] = vs[u] = 0.0f;
         if (ok) {
           const int32_t slot = p.page_shift >= 0 ? j & (p.page_size - 1) : j % p.page_size;
           const int64_t off = (int64_t(page[u]) * p.page_size + slot) * row_stride + head_off;
-          // Streaming loads (L2 evict-first): each K/V row is read once.
-          kraw[u] = __ldcs(reinterpret_cast<const uint4*>(a.k_cache + off));
-          vraw[u] = __ldcs(reinterpret_cast<const uint4*>(a.v_cache + off));
+          kraw[u] = load_row_vec<KT, VEC>(a.k_cache + off);
+          vraw[u] = load_row_vec<KT, VEC>(a.v_cache + off);
+          if constexpr (kFp8) {
+            const int64_t at = (int64_t(page[u]) * p.num_kv_heads + kvh) * p.page_size + slot;
+            ks[u] = __ldg(a.k_scale + at);
+            vs[u] = __ldg(a.v_scale + at);
+          }
         }
       }
       if constexpr (kAhead) {
@@ -256,7 +311,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         float k[VEC];
-        unpack<T>(kraw[u], k);
+        unpack_row_vec<T, KT, VEC>(kraw[u], k);
 #pragma unroll
         for (int g = 0; g < GMAX; ++g) {
           float dot = 0.0f;
@@ -266,6 +321,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
           }
 #pragma unroll
           for (int off = TG / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+          if constexpr (kFp8) dot *= ks[u];
           s[g][u] = valid[u] ? dot * scale : -INFINITY;
         }
       }
@@ -310,7 +366,11 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         float v[VEC];
-        unpack<T>(vraw[u], v);
+        unpack_row_vec<T, KT, VEC>(vraw[u], v);
+        if constexpr (kFp8) {
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) v[e] *= vs[u];
+        }
 #pragma unroll
         for (int g = 0; g < GMAX; ++g) {
           if (g >= ng) continue;

@@ -23,9 +23,26 @@
 //     through ldmatrix.trans: D / 16 x 4 mma.
 // At the end the warps of a pass merge their (m, l, O) through shared memory (over their own rings)
 // into the split's partial, or into out and lse when the split covers the whole row.
+//
+// FP8 caches (KT = uint8_t: e4m3 codes, a scale per (token, KV head) row) run the same pipeline on
+// half the bytes (twice the stages), with f16 mma: e4m3 -> f16 is exact and one cvt per pair.
+//   - The ring holds codes and, per stage, the 16 keys' K and V scales (4-byte cp.async).
+//   - S: the lane's operands take a permutation of the head dims (the sum is the same): lane tq
+//     owns dims tq * D/4 .. +D/4, 4 of them per k-step, so its K operands are two 16-byte loads
+//     of a key row and one cvt per register. Q is converted to f16 once, scaled by a power of two
+//     (|q| / qs < 2^14: no overflow, and every bf16 element above 2^-14 of the row max is exact);
+//     qs and the key's scale multiply S in fp32.
+//   - P V: V's rows are scaled through P: P'[key] = P[key] * vscale[key] / vref, vref the largest
+//     V scale the warp has seen (a power of two, raised like the softmax max: O is rescaled by
+//     vref_old / vref_new, exactly), so P' <= 1 fits f16 head + tail and O is in units of vref.
+//     The output dims are permuted too: column n of n-tile i is dim n * D/8 + i, so a lane's B
+//     operands come from 16 (D 64: 8) contiguous bytes of each of its 4 key rows, paired by
+//     byte_perm.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/decode_attention.cuh"
@@ -33,37 +50,52 @@
 
 namespace tidal::kernels::cuda::attention {
 
-template <int D>
+// KB: bytes of a cache element (2: 16-bit caches, 1: FP8 codes).
+template <int D, int KB = 2>
 struct MmaSplit {
   static constexpr int kWarps = 4, kThreads = 32 * kWarps;
-  static constexpr int kKeys = 16;                  // keys per warp per stage: one P V k-step
-  static constexpr int kStages = D == 128 ? 3 : 4;  // ring: 16 (D 64: 12) KiB in flight per warp
+  static constexpr int kKeys = 16;  // keys per warp per stage: one P V k-step
+  // ring: 16-bit 16 (D 64: 12) KiB in flight per warp; FP8 the same bytes in twice the stages
+  static constexpr int kStages = (D == 128 ? 3 : 4) * (2 / KB);
   static constexpr int kBlocksPerSm = 2;  // by shared memory: the launch bound (the host asks)
   static constexpr int kTile = kWarps * kKeys;  // Plan::tile: chunks are multiples of it
-  static constexpr int kStride = D + 8;  // padded smem row: ldmatrix's 8 rows hit 8 bank groups
+  // Padded smem row (16 bytes): ldmatrix's 8 rows hit 8 bank groups, and so do the FP8 loads.
+  static constexpr int kStride = D + 16 / KB;
   static constexpr int kStageElems = 2 * kKeys * kStride;  // K rows, then V rows
-  static constexpr int kSmemBytes = kWarps * kStages * kStageElems * 2;
-  static constexpr int kChunks = D / 8;                 // 16-byte chunks per row
+  static constexpr int kSmemBytes = kWarps * kStages * kStageElems * KB;
+  static constexpr int kVecElems = 16 / KB;             // elements per 16-byte chunk
+  static constexpr int kChunks = D / kVecElems;         // 16-byte chunks per row
   static constexpr int kRowsPerCopy = 32 / kChunks;     // rows one warp-wide cp.async covers
   static constexpr int kCopies = kKeys / kRowsPerCopy;  // cp.async per lane per stage and tensor
   static_assert(D == 64 || D == 128, "head_dim 64 or 128");
+  static_assert(KB == 1 || KB == 2, "16-bit or FP8 caches");
   static_assert(kMaxHeadsPerBlock <= kWarps, "every pass of a run gets a warp");
   // The combine keeps a warp's O (kMaxHeadsPerBlock x D floats) over the warp's own ring.
-  static_assert(kMaxHeadsPerBlock * D * 4 <= kStages * kStageElems * 2, "O fits the ring");
+  static_assert(kMaxHeadsPerBlock * D * 4 <= kStages * kStageElems * KB, "O fits the ring");
 };
 
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
 
-// Grid (num_splits, num_heads / heads_per_block, num_tokens), MmaSplit<D>::kThreads threads,
-// MmaSplit<D>::kSmemBytes of dynamic shared memory.
-template <typename T, int D>
+// A 4-byte global -> shared copy (zero fill when !valid), through L1 (.ca: .cg takes 16 only).
+__device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(src),
+               "r"(valid ? 4 : 0));
+}
+
+// Grid (num_splits, num_heads / heads_per_block, num_tokens), MmaSplit<D, KB>::kThreads threads,
+// MmaSplit<D, KB>::kSmemBytes of dynamic shared memory (KB = sizeof(KT)).
+template <typename T, int D, typename KT = T>
 __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPerSm)
-    decode_attention_mma_split_kernel(SplitArgs<T> a) {
-  using C = MmaSplit<D>;
+    decode_attention_mma_split_kernel(SplitArgs<T, KT> a) {
+  constexpr bool kFp8 = std::is_same_v<KT, uint8_t>;
+  using C = MmaSplit<D, int(sizeof(KT))>;
+  using MT = std::conditional_t<kFp8, __half, T>;  // the mma's operand type
   constexpr int S = C::kStages, KEYS = C::kKeys, STRIDE = C::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float s_m[C::kWarps][kMaxHeadsPerBlock], s_l[C::kWarps][kMaxHeadsPerBlock];
   __shared__ uint32_t s_valid[C::kWarps][S];  // per stage: bit k set when key k was copied
+  // FP8: per stage, the K (0) and V (1) scales of its 16 keys (0 for a key not copied).
+  __shared__ __align__(16) float s_scale[kFp8 ? C::kWarps : 1][kFp8 ? S : 1][2][KEYS];
   __shared__ int s_state[kMaxHeadsPerBlock];  // per pass: 0 no keys here, 1 partial, 2 final
   launch_dependents();
 
@@ -100,8 +132,8 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   const int kvh = h0 / (p.num_heads / p.num_kv_heads);
   const int64_t seq_row = int64_t(p.seq_ids[t]) * p.bt_stride0;  // used only when nst > 0
   const int64_t row_stride = int64_t(p.num_kv_heads) * D;        // between slots of a page
-  const int64_t head_off = int64_t(kvh) * D + (lane % C::kChunks) * 8;
-  T* const ring = reinterpret_cast<T*>(smem_raw) + warp * S * C::kStageElems;
+  const int64_t head_off = int64_t(kvh) * D + (lane % C::kChunks) * C::kVecElems;
+  KT* const ring = reinterpret_cast<KT*>(smem_raw) + warp * S * C::kStageElems;
   // K/V lines are read once: evict-first, so the stream leaves L2 to what is reused (and does
   // not push out dirty lines it would have to write back first).
   const uint64_t stream_policy = l2_evict_first_policy();
@@ -127,26 +159,68 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   };
   // Stage s's 16 K and V rows into ring slot s % S; invalid keys get zeros and a clear bit.
   auto issue = [&](int s, int64_t row) {
-    T* sk = ring + (s % S) * C::kStageElems;
-    T* sv = sk + KEYS * STRIDE;
+    KT* sk = ring + (s % S) * C::kStageElems;
+    KT* sv = sk + KEYS * STRIDE;
     const uint32_t valid = __ballot_sync(0xffffffffu, row >= 0) & 0xffffu;
     if (lane == 0) s_valid[warp][s % S] = valid;
+    if constexpr (kFp8) {  // lanes 0-15: K scales of keys 0-15; lanes 16-31: V scales
+      const float* scales = lane < KEYS ? a.k_scale : a.v_scale;
+      int64_t at = 0;  // scales [num_pages, num_kv_heads, page_size]
+      if (row >= 0) {
+        const int64_t page = p.page_shift >= 0 ? row >> p.page_shift : row / p.page_size;
+        at = (page * p.num_kv_heads + kvh) * p.page_size + (row - page * p.page_size);
+      }
+      cp_async_4(smem_u32(&s_scale[warp][s % S][lane / KEYS][key]), scales + at, row >= 0);
+    }
 #pragma unroll
     for (int c = 0; c < C::kCopies; ++c) {
       const int r = lane / C::kChunks + c * C::kRowsPerCopy;
       const long long rr = __shfl_sync(0xffffffffu, static_cast<long long>(row), r);
       const int64_t off = rr >= 0 ? rr * row_stride + head_off : 0;
-      const int dst = r * STRIDE + (lane % C::kChunks) * 8;
+      const int dst = r * STRIDE + (lane % C::kChunks) * C::kVecElems;
       cp_async_16_hint(smem_u32(sk + dst), a.k_cache + off, rr >= 0, stream_policy);
       cp_async_16_hint(smem_u32(sv + dst), a.v_cache + off, rr >= 0, stream_policy);
     }
   };
 
-  // Q of the pass as the A operand: registers a0 and a2 of row g (rows g + 8 are zero).
+  // Q of the pass as the A operand: registers a0 and a2 of row g (rows g + 8 are zero). FP8: in
+  // f16 over q_scale, dims permuted (lane tq's k-step kk holds dims tq * D/4 + 4 kk + 0..3).
   uint32_t qf[D / 16][2];
+  float q_scale = 1.0f;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) qf[kk][0] = qf[kk][1] = 0u;
-  if (g < ng) {
+  if constexpr (kFp8) {
+    float qv[D / 4];
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < D / 4; ++i) qv[i] = 0.0f;
+    if (g < ng) {
+      const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + tq * (D / 4);
+#pragma unroll
+      for (int i = 0; i < D / 4; i += 8) {
+        float f[8];
+        unpack<T>(__ldg(reinterpret_cast<const uint4*>(qrow + i)), f);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          qv[i + e] = f[e];
+          amax = fmaxf(amax, fabsf(f[e]));
+        }
+      }
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    if (amax > 0.0f && isfinite(amax)) {
+      int e = 0;
+      frexpf(amax, &e);  // amax < 2^e
+      q_scale = ldexpf(1.0f, e - 14);
+    }
+    const float inv = 1.0f / q_scale;  // a power of two: exact
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = pack2<__half>(qv[4 * kk] * inv, qv[4 * kk + 1] * inv);
+      qf[kk][1] = pack2<__half>(qv[4 * kk + 2] * inv, qv[4 * kk + 3] * inv);
+    }
+  } else if (g < ng) {
     const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
@@ -160,26 +234,58 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
                          : nullptr;
   // float2 stores when every row of the logits starts 8-byte aligned.
   const bool logit_pairs = a.max_len % 2 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 8 == 0;
-  const float scale_log2 = a.scale * kLog2e;
+  const float logit_scale = a.scale * q_scale, scale_log2 = logit_scale * kLog2e;
 
-  float o[D / 8][4];  // O: rows g (d0, d1) and g + 8 (d2, d3, unused) of dims dt * 8 + 2 tq + 0..1
+  // O: rows g (d0, d1) and g + 8 (d2, d3, unused) of dims dt * 8 + 2 tq + 0..1 (FP8: dims
+  // (2 tq + 0..1) * D/8 + dt, in units of v_ref)
+  float o[D / 8][4];
 #pragma unroll
   for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
   float m_run = -INFINITY, l_run = 0.0f;  // log2-domain max; this lane's share of the sum
+  float v_ref = 0.0f;                     // FP8: the largest V scale seen (a power of two)
 
   auto compute = [&](int s) {
-    const T* sk = ring + (s % S) * C::kStageElems;
-    const T* sv = sk + KEYS * STRIDE;
+    const KT* sk = ring + (s % S) * C::kStageElems;
+    const KT* sv = sk + KEYS * STRIDE;
     const uint32_t valid = s_valid[warp][s % S];
     float sc[2][4] = {};  // keys 0-7 and 8-15
+    if constexpr (kFp8) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      uint32_t b[4];  // keys {0-7, 8-15} x dims kk * 16 + {0-7, 8-15}
-      ldmatrix_x4(
-          b, smem_u32(sk + (lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 + ((lane / 8) % 2) * 8));
-      const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
-      mma_16816<T>(sc[0], qa, b[0], b[1]);
-      mma_16816<T>(sc[1], qa, b[2], b[3]);
+      for (int nt = 0; nt < 2; ++nt) {  // key nt * 8 + g: its dims tq * D/4 .. + D/4
+        const uint4* krow =
+            reinterpret_cast<const uint4*>(sk + (nt * 8 + g) * STRIDE + tq * (D / 4));
+#pragma unroll
+        for (int c = 0; c < D / 64; ++c) {
+          const uint4 w4 = krow[c];
+          const uint32_t w[4] = {w4.x, w4.y, w4.z, w4.w};
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int kk = c * 4 + i;
+            const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
+            mma_16816<__half>(sc[nt], qa, e4m3x2_to_f16x2(uint16_t(w[i])),
+                              e4m3x2_to_f16x2(uint16_t(w[i] >> 16)));
+          }
+        }
+      }
+    } else {
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        uint32_t b[4];  // keys {0-7, 8-15} x dims kk * 16 + {0-7, 8-15}
+        ldmatrix_x4(b, smem_u32(sk + (lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 +
+                                ((lane / 8) % 2) * 8));
+        const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
+        mma_16816<T>(sc[0], qa, b[0], b[1]);
+        mma_16816<T>(sc[1], qa, b[2], b[3]);
+      }
+    }
+    if constexpr (kFp8) {  // S of key k times its K scale
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        const float2 ks =
+            *reinterpret_cast<const float2*>(&s_scale[warp][s % S][0][nt * 8 + 2 * tq]);
+        sc[nt][0] *= ks.x;
+        sc[nt][1] *= ks.y;
+      }
     }
     if (logit_row != nullptr) {
       const int32_t pos0 = first + s * step;
@@ -188,7 +294,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         const int k = nt * 8 + 2 * tq;
         const int32_t j = pos0 + k;
         const bool v0 = (valid >> k) & 1u, v1 = (valid >> (k + 1)) & 1u;
-        const float x0 = sc[nt][0] * a.scale, x1 = sc[nt][1] * a.scale;
+        const float x0 = sc[nt][0] * logit_scale, x1 = sc[nt][1] * logit_scale;
         if (logit_pairs && v0 && v1 && j + 1 < a.max_len) {
           *reinterpret_cast<float2*>(logit_row + j) = make_float2(x0, x1);
         } else {
@@ -214,10 +320,27 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const float alpha = exp2f(m_run - base);
     m_run = mx;
     l_run *= alpha;
+    float o_alpha = alpha;
+    float2 vs[2] = {};  // FP8: the V scales of keys 2 tq + 0..1 and 8 + 2 tq + 0..1, over v_ref
+    if constexpr (kFp8) {
+      vs[0] = *reinterpret_cast<const float2*>(&s_scale[warp][s % S][1][2 * tq]);
+      vs[1] = *reinterpret_cast<const float2*>(&s_scale[warp][s % S][1][8 + 2 * tq]);
+      float vmax = fmaxf(fmaxf(vs[0].x, vs[0].y), fmaxf(vs[1].x, vs[1].y));
+      vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 1));
+      vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 2));
+      const float v_new = fmaxf(v_ref, vmax);
+      if (v_new > 0.0f) {  // powers of two: the ratios are exact
+        o_alpha *= v_ref / v_new;
+        const float inv = 1.0f / v_new;
+        vs[0] = make_float2(vs[0].x * inv, vs[0].y * inv);
+        vs[1] = make_float2(vs[1].x * inv, vs[1].y * inv);
+      }
+      v_ref = v_new;
+    }
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= alpha;
-      o[dt][1] *= alpha;
+      o[dt][0] *= o_alpha;
+      o[dt][1] *= o_alpha;
     }
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
@@ -227,23 +350,60 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         l_run += x[nt][e];
       }
     }
+    if constexpr (kFp8) {
+#pragma unroll
+      for (int nt = 0; nt < 2; ++nt) {
+        x[nt][0] *= vs[nt].x;
+        x[nt][1] *= vs[nt].y;
+      }
+    }
     // P as the A operand (rows g + 8 zero): keys 2 tq.. in a0, keys 8 + 2 tq.. in a2. As a 16-bit
     // head plus tail: P V then uses fp32-like weights (~2^-17), like the SIMT kernel, so results
     // do not move with where the splits cut a row (a 16-bit P would round against each split's
     // running max). Two mma per product; the tensor pipe stays mostly idle.
     uint32_t ph[2], pl[2];
-    pack2_split<T>(x[0][0], x[0][1], &ph[0], &pl[0]);
-    pack2_split<T>(x[1][0], x[1][1], &ph[1], &pl[1]);
+    pack2_split<MT>(x[0][0], x[0][1], &ph[0], &pl[0]);
+    pack2_split<MT>(x[1][0], x[1][1], &ph[1], &pl[1]);
     const uint32_t pa_head[4] = {ph[0], 0u, ph[1], 0u}, pa_tail[4] = {pl[0], 0u, pl[1], 0u};
+    if constexpr (kFp8) {
+      // B of n-tile i: column g = dim g * D/8 + i; rows 2 tq + 0..1 (b0), 8 + 2 tq + 0..1 (b1).
+      // A word of two key rows' bytes i..i+3 becomes 4 register pairs: byte_perm interleaves them.
+      using Bytes = std::conditional_t<D == 128, uint4, uint2>;
+      constexpr int kWords = D / 32;  // words of D/8 bytes
+      uint32_t rows[4][kWords];       // keys 2 tq, 2 tq + 1, 8 + 2 tq, 9 + 2 tq
 #pragma unroll
-    for (int dp = 0; dp < D / 16; ++dp) {
-      uint32_t b[4];  // keys {0-7, 8-15} x dims dp * 16 + {0-7, 8-15}, transposed
-      ldmatrix_x4_trans(
-          b, smem_u32(sv + (lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dp * 16 + (lane / 16) * 8));
-      mma_16816<T>(o[2 * dp], pa_head, b[0], b[1]);
-      mma_16816<T>(o[2 * dp + 1], pa_head, b[2], b[3]);
-      mma_16816<T>(o[2 * dp], pa_tail, b[0], b[1]);
-      mma_16816<T>(o[2 * dp + 1], pa_tail, b[2], b[3]);
+      for (int r = 0; r < 4; ++r) {
+        const int k = (r / 2) * 8 + 2 * tq + r % 2;
+        const Bytes b = *reinterpret_cast<const Bytes*>(sv + k * STRIDE + g * (D / 8));
+        memcpy(rows[r], &b, sizeof(Bytes));
+      }
+#pragma unroll
+      for (int wi = 0; wi < kWords; ++wi) {
+        const uint32_t lo0 = __byte_perm(rows[0][wi], rows[1][wi], 0x5140);
+        const uint32_t hi0 = __byte_perm(rows[0][wi], rows[1][wi], 0x7362);
+        const uint32_t lo1 = __byte_perm(rows[2][wi], rows[3][wi], 0x5140);
+        const uint32_t hi1 = __byte_perm(rows[2][wi], rows[3][wi], 0x7362);
+        const uint32_t pairs0[4] = {lo0, lo0 >> 16, hi0, hi0 >> 16};
+        const uint32_t pairs1[4] = {lo1, lo1 >> 16, hi1, hi1 >> 16};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const uint32_t b0 = e4m3x2_to_f16x2(uint16_t(pairs0[j]));
+          const uint32_t b1 = e4m3x2_to_f16x2(uint16_t(pairs1[j]));
+          mma_16816<__half>(o[4 * wi + j], pa_head, b0, b1);
+          mma_16816<__half>(o[4 * wi + j], pa_tail, b0, b1);
+        }
+      }
+    } else {
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b[4];  // keys {0-7, 8-15} x dims dp * 16 + {0-7, 8-15}, transposed
+        ldmatrix_x4_trans(b, smem_u32(sv + (lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dp * 16 +
+                                      (lane / 16) * 8));
+        mma_16816<T>(o[2 * dp], pa_head, b[0], b[1]);
+        mma_16816<T>(o[2 * dp + 1], pa_head, b[2], b[3]);
+        mma_16816<T>(o[2 * dp], pa_tail, b[0], b[1]);
+        mma_16816<T>(o[2 * dp + 1], pa_tail, b[2], b[3]);
+      }
     }
   };
 
@@ -286,7 +446,13 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   if (g < ng) {
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
-      *reinterpret_cast<float2*>(so + g * D + dt * 8 + 2 * tq) = make_float2(o[dt][0], o[dt][1]);
+      if constexpr (kFp8) {
+        so[g * D + (2 * tq) * (D / 8) + dt] = o[dt][0] * v_ref;
+        so[g * D + (2 * tq + 1) * (D / 8) + dt] = o[dt][1] * v_ref;
+      } else {
+        *reinterpret_cast<float2*>(so + g * D + dt * 8 + 2 * tq) =
+            make_float2(o[dt][0], o[dt][1]);
+      }
     }
     if (tq == 0) {
       s_m[warp][g] = m_run;
@@ -312,7 +478,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       if (s_m[w][gg] == -INFINITY) continue;  // a warp without keys (its O is zero anyway)
       const float wt = exp2f(s_m[w][gg] - mx);
       sum = fmaf(s_l[w][gg], wt, sum);
-      const float* sow = reinterpret_cast<const float*>(reinterpret_cast<const T*>(smem_raw) +
+      const float* sow = reinterpret_cast<const float*>(reinterpret_cast<const KT*>(smem_raw) +
                                                         w * S * C::kStageElems);
       acc = fmaf(sow[gg * D + d], wt, acc);
     }

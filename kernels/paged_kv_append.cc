@@ -44,7 +44,7 @@ void ref::paged_kv_append(const PagedKvAppendParams& p) {
              {std::tuple{&p.k, &p.k_cache, &p.k_scale}, std::tuple{&p.v, &p.v_cache, &p.v_scale}}) {
           for (int64_t d = 0; d < head_dim; ++d) row[size_t(d)] = get_f32(*src, t, h, d);
           const int64_t at = offset_of(*cache, slot.page, slot.offset, h);
-          scale->data_as<float>()[offset_of(*scale, slot.page, slot.offset, h)] =
+          scale->data_as<float>()[offset_of(*scale, slot.page, h, slot.offset)] =
               quantize_e4m3_row(row.data(), head_dim, cache->data_as<uint8_t>() + at);
         }
       }

@@ -5,7 +5,10 @@
 // aligned). Cache offsets are int64: a cache holds well over 2^31 elements. A sequence row,
 // position or page id outside the cache is a bug in the step plan (ref:: dies on it): the kernel
 // prints it and traps instead of writing another sequence's pages.
+// FP8 caches: one warp per (K or V, KV head) row quantizes it (the row's amax by a warp max, its
+// power-of-two scale, then the codes), with the host reference's arithmetic (fp8_e4m3.cuh).
 #include "kernels/elementwise.cuh"
+#include "kernels/fp8_e4m3.cuh"
 #include "kernels/paged_kv_append.h"
 
 namespace tidal::kernels::cuda {
@@ -26,11 +29,8 @@ struct AppendArgs {
 };
 
 // k_cache, v_cache: [num_pages, page_size, token_words] words; k, v: [num_tokens, token_words]
-template <typename W>
-__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache,
-                                       const W* __restrict__ k, const W* __restrict__ v,
-                                       AppendArgs a) {
-  const int64_t t = blockIdx.x;
+// The cache row (page * page_size + slot) of token t, or a trap for a malformed plan.
+__device__ __forceinline__ int64_t append_slot(const AppendArgs& a, int64_t t) {
   const int32_t seq = a.seq_ids[t * a.seq_stride];
   const int32_t pos = a.positions[t * a.pos_stride];
   const int64_t block = pos >= 0 ? int64_t(pos) / a.page_size : -1;
@@ -47,7 +47,15 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
     }
     __trap();
   }
-  const int64_t slot = int64_t(page) * a.page_size + int64_t(pos) % a.page_size;
+  return int64_t(page) * a.page_size + int64_t(pos) % a.page_size;
+}
+
+template <typename W>
+__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache,
+                                       const W* __restrict__ k, const W* __restrict__ v,
+                                       AppendArgs a) {
+  const int64_t t = blockIdx.x;
+  const int64_t slot = append_slot(a, t);
   W* kd = k_cache + slot * a.token_words;
   W* vd = v_cache + slot * a.token_words;
   const W* ks = k + t * a.token_words;
@@ -55,6 +63,33 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
   for (int64_t w = threadIdx.x; w < a.token_words; w += blockDim.x) {
     kd[w] = ks[w];
     vd[w] = vs[w];
+  }
+}
+
+// k_cache, v_cache: [num_pages, page_size, num_kv_heads, head_dim] e4m3 codes; k_scale, v_scale:
+// [num_pages, num_kv_heads, page_size] f32; k, v: [num_tokens, num_kv_heads, head_dim] of T.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    paged_kv_append_fp8_kernel(uint8_t* __restrict__ k_cache, uint8_t* __restrict__ v_cache,
+                               float* __restrict__ k_scale, float* __restrict__ v_scale,
+                               const T* __restrict__ k, const T* __restrict__ v, AppendArgs a,
+                               int num_kv_heads, int head_dim) {
+  const int64_t t = blockIdx.x;
+  const int64_t slot = append_slot(a, t);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int r = warp; r < 2 * num_kv_heads; r += kThreads / 32) {  // warp-uniform
+    const bool is_v = r >= num_kv_heads;
+    const int h = is_v ? r - num_kv_heads : r;
+    const T* src = (is_v ? v : k) + (t * num_kv_heads + h) * head_dim;
+    uint8_t* dst = (is_v ? v_cache : k_cache) + (slot * num_kv_heads + h) * head_dim;
+    float amax = 0.0f;
+    for (int d = lane; d < head_dim; d += 32) amax = fmaxf(amax, fabsf(to_float(src[d])));
+    const float scale = e4m3_row_scale(warp_max(amax));
+    for (int d = lane; d < head_dim; d += 32) dst[d] = f32_to_e4m3(to_float(src[d]) / scale);
+    if (lane == 0) {
+      const int64_t page = slot / a.page_size, at = (page * num_kv_heads + h) * a.page_size;
+      (is_v ? v_scale : k_scale)[at + slot - page * a.page_size] = scale;
+    }
   }
 }
 
@@ -92,6 +127,17 @@ void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
   a.page_size = p.k_cache.size(1);
   a.token_words = 0;
   const cudaStream_t s = raw_stream(stream);
+  if (p.k_cache.dtype == DType::kU8) {  // FP8 e4m3 codes with per-row scales
+    dispatch_float(p.k.dtype, "paged_kv_append", [&](auto tag) {
+      using T = decltype(tag);
+      paged_kv_append_fp8_kernel<T><<<unsigned(num_tokens), kThreads, 0, s>>>(
+          static_cast<uint8_t*>(p.k_cache.data), static_cast<uint8_t*>(p.v_cache.data),
+          p.k_scale.data_as<float>(), p.v_scale.data_as<float>(), static_cast<const T*>(p.k.data),
+          static_cast<const T*>(p.v.data), a, int(p.k.size(1)), int(p.k.size(2)));
+    });
+    check_launch("paged_kv_append_fp8_kernel", stream);
+    return;
+  }
   switch (copy_word_bytes(token_bytes, {}, {p.k_cache.data, p.v_cache.data, p.k.data, p.v.data})) {
     case 16: launch<16>(p, a, token_bytes, s); break;
     case 4: launch<4>(p, a, token_bytes, s); break;

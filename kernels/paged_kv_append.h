@@ -18,7 +18,7 @@ struct PagedKvAppendParams {
   TensorView positions;     // [num_tokens] i32, each < max_pages * page_size
   TensorView k;             // [num_tokens, num_kv_heads, head_dim], the activations' dtype
   TensorView v;             // [num_tokens, num_kv_heads, head_dim]
-  // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h): [num_pages, page_size, num_kv_heads]
+  // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h): [num_pages, num_kv_heads, page_size]
   // f32, written with each row's scale. Default: empty, for caches of the activations' dtype.
   TensorView k_scale = {};
   TensorView v_scale = {};

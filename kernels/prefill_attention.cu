@@ -2,12 +2,15 @@
 // prefill_attention on the GPU. bf16/f16 at head_dim 64 or 128 (16-byte aligned tensors) run the
 // tensor-core FlashAttention-2 kernel of prefill_attention_mma.cuh; everything else (f32, small or
 // odd head_dims) runs the SIMT kernel below: correct at any context, in bounded memory, but slow
-// (it exists for exactness tests on tiny models, e.g. stories260K at head_dim 8).
+// (it exists for exactness tests on tiny models, e.g. stories260K at head_dim 8). FP8 caches (e4m3
+// codes with a scale per row) run the SIMT kernel at every head_dim for now.
 #include <climits>
 #include <cmath>
 #include <type_traits>
 
 #include "kernels/cuda_common.cuh"
+#include "kernels/fp8_e4m3.cuh"
+#include "kernels/paged_kv_common.h"
 #include "kernels/prefill_attention.h"
 #include "kernels/prefill_attention_mma.cuh"
 
@@ -23,7 +26,28 @@ constexpr int kSimtMaxDim = 256;  // per-lane accumulators: kSimtMaxDim / 32 dim
 // Keys go in chunks of 32, one per lane: each lane scores its key (whole dot product), the warp
 // updates the online softmax (fp32, natural exp as the ref), then the lanes split the head dims
 // and accumulate the chunk's P V with the weights and row offsets broadcast by shuffles.
+// Element d of cache row `off` (an element offset, a multiple of head_dim) as f32: FP8 codes times
+// the row's scale (passed in), else the cache's value.
+template <bool kFp8, typename T>
+__device__ __forceinline__ float cache_at(const T* cache, const uint8_t* codes, int64_t off, int d,
+                                          float row_scale) {
+  if constexpr (kFp8) {
+    return e4m3_to_f32(codes[off + d]) * row_scale;
+  } else {
+    return to_float(cache[off + d]);
+  }
+}
+
+// The scale of the cache row at element offset `off` (FP8 scales: [num_pages, num_kv_heads,
+// page_size]).
 template <typename T>
+__device__ __forceinline__ int64_t scale_index(const Args<T>& a, int64_t off, int kvh) {
+  const int64_t row = off / (int64_t(a.num_kv_heads) * a.head_dim);  // page * page_size + slot
+  const int64_t page = row / a.page_size;
+  return (page * a.num_kv_heads + kvh) * a.page_size + (row - page * a.page_size);
+}
+
+template <typename T, bool kFp8>
 __global__ void __launch_bounds__(32 * kSimtWarps) prefill_attention_simt_kernel(const Args<T> a) {
   __shared__ float sq[kSimtWarps][kSimtMaxDim];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -50,8 +74,11 @@ __global__ void __launch_bounds__(32 * kSimtWarps) prefill_attention_simt_kernel
       off = prefill::kv_row_offset(page, key, a.page_size, a.num_pages, a.num_kv_heads, kvh, dim);
     }
     if (off >= 0) {
+      const float ks = kFp8 ? a.k_scale[scale_index(a, off, kvh)] : 1.0f;
       float dot = 0.0f;
-      for (int d = 0; d < dim; ++d) dot += sq[warp][d] * to_float(a.k_cache[off + d]);
+      for (int d = 0; d < dim; ++d) {
+        dot += sq[warp][d] * cache_at<kFp8>(a.k_cache, a.k_codes, off, d, ks);
+      }
       s = dot * a.scale;
     }
     const float m_new = fmaxf(m_run, warp_max(s));
@@ -67,10 +94,11 @@ __global__ void __launch_bounds__(32 * kSimtWarps) prefill_attention_simt_kernel
       const float pk = __shfl_sync(0xffffffffu, p, k);
       const long long ok = __shfl_sync(0xffffffffu, static_cast<long long>(off), k);
       if (ok < 0) continue;  // warp-uniform
+      const float vs = kFp8 ? a.v_scale[scale_index(a, ok, kvh)] : 1.0f;
 #pragma unroll
       for (int i = 0; i < kSimtMaxDim / 32; ++i) {
         const int d = lane + 32 * i;
-        if (d < dim) acc[i] += pk * to_float(a.v_cache[ok + d]);
+        if (d < dim) acc[i] += pk * cache_at<kFp8>(a.v_cache, a.v_codes, ok, d, vs);
       }
     }
   }
@@ -112,8 +140,15 @@ void launch(const PrefillAttentionParams& p, Stream stream) {
   // __half / __nv_bfloat16 overload: those are CUDA-only types).
   a.out = static_cast<T*>(p.out.data);
   a.q = static_cast<const T*>(p.q.data);
-  a.k_cache = static_cast<const T*>(p.k_cache.data);
-  a.v_cache = static_cast<const T*>(p.v_cache.data);
+  const bool fp8 = is_fp8_kv(p.k_cache);
+  a.k_cache = fp8 ? nullptr : static_cast<const T*>(p.k_cache.data);
+  a.v_cache = fp8 ? nullptr : static_cast<const T*>(p.v_cache.data);
+  if (fp8) {
+    a.k_codes = p.k_cache.data_as<uint8_t>();
+    a.v_codes = p.v_cache.data_as<uint8_t>();
+    a.k_scale = p.k_scale.data_as<float>();
+    a.v_scale = p.v_scale.data_as<float>();
+  }
   a.block_tables = p.block_tables.data_as<int32_t>();
   a.query_starts = p.query_starts.data_as<int32_t>();
   a.seq_ids = p.seq_ids.data_as<int32_t>();
@@ -134,7 +169,7 @@ void launch(const PrefillAttentionParams& p, Stream stream) {
   if constexpr (!std::is_same_v<T, float>) {
     const bool aligned =
         aligned16(a.out) && aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache);
-    if (aligned && (dim == 64 || dim == 128)) {
+    if (!fp8 && aligned && (dim == 64 || dim == 128)) {
       if (dim == 64) launch_mma<T, 64>(a, p.max_query_len, int(num_seqs), s);
       if (dim == 128) launch_mma<T, 128>(a, p.max_query_len, int(num_seqs), s);
       check_launch("prefill_attention_mma_kernel", stream);
@@ -145,7 +180,11 @@ void launch(const PrefillAttentionParams& p, Stream stream) {
   const int64_t blocks = ceil_div(p.max_query_len, int64_t(kSimtWarps));
   TIDAL_CHECK(blocks <= INT_MAX, "prefill_attention: max_query_len too large");
   const dim3 grid{unsigned(blocks), unsigned(num_seqs), unsigned(heads)};
-  prefill_attention_simt_kernel<T><<<grid, 32 * kSimtWarps, 0, s>>>(a);
+  if (fp8) {
+    prefill_attention_simt_kernel<T, true><<<grid, 32 * kSimtWarps, 0, s>>>(a);
+  } else {
+    prefill_attention_simt_kernel<T, false><<<grid, 32 * kSimtWarps, 0, s>>>(a);
+  }
   check_launch("prefill_attention_simt_kernel", stream);
 }
 

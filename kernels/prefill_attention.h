@@ -30,8 +30,8 @@ struct PrefillAttentionParams {
   TensorView context_lens;
   int64_t max_query_len = 0;  // >= every sequence's query count; sizes the GPU grid
   float scale = 0.0f;         // softmax scale; Default (0): 1 / sqrt(head_dim)
-  // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h; CPU only for now): the rows' scales,
-  // f32 [num_pages, page_size, num_kv_heads]. Default: empty, for caches of q's dtype.
+  // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h): the rows' scales,
+  // f32 [num_pages, num_kv_heads, page_size]. Default: empty, for caches of q's dtype.
   TensorView k_scale = {};
   TensorView v_scale = {};
 };

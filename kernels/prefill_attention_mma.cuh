@@ -37,6 +37,12 @@ struct Args {
   int max_pages, num_pages, page_size;
   int num_heads, num_kv_heads, group, head_dim;
   float scale;  // softmax scale (already defaulted)
+  // FP8 caches (the SIMT kernel only): e4m3 codes in place of k_cache / v_cache, and the rows'
+  // scales [num_pages, num_kv_heads, page_size]; null otherwise.
+  const uint8_t* k_codes = nullptr;
+  const uint8_t* v_codes = nullptr;
+  const float* k_scale = nullptr;
+  const float* v_scale = nullptr;
 };
 
 // Page id of `key` in a block-table row, or -1 where the key lies past the table or the entry is

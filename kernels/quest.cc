@@ -52,7 +52,6 @@ void quest_metadata_update(const QuestMetadataParams& p, [[maybe_unused]] Stream
   check_per_token(p.seq_ids, p.k.size(0), DType::kI32, op, "seq_ids");
   check_per_token(p.positions, p.k.size(0), DType::kI32, op, "positions");
   if (on_cuda(op, {p.key_max, p.key_min, p.block_tables, p.seq_ids, p.positions, p.k})) {
-    TIDAL_CHECK(!p.fp8_keys, "quest_metadata_update: FP8 KV runs on the CPU path only for now");
     TIDAL_CUDA_CALL(op, cuda::quest_metadata_update(p, stream));
     return;
   }

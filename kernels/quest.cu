@@ -9,6 +9,7 @@
 //                          serves the KV head's G query heads, whose q sits in shared memory
 //   expand_pages           one block per (token, list); position e is page e / P, slot e % P
 #include "kernels/cuda_common.cuh"
+#include "kernels/fp8_e4m3.cuh"
 #include "kernels/quest.h"
 
 namespace tidal::kernels::cuda {
@@ -58,7 +59,7 @@ __global__ void __launch_bounds__(kThreads)
                                  const int32_t* positions,  // [num_tokens]
                                  const T* k,                // [num_tokens, num_kv_heads, head_dim]
                                  int64_t num_tokens, int num_kv_heads, int head_dim,
-                                 int page_size) {
+                                 int page_size, bool fp8_keys) {
   const int vecs = head_dim / V;
   const int64_t id = int64_t(blockIdx.x) * kThreads + threadIdx.x;
   const int64_t t = id / (int64_t(num_kv_heads) * vecs);
@@ -84,7 +85,15 @@ __global__ void __launch_bounds__(kThreads)
     const int32_t p = positions[u];
     if (seq_ids[u] != seq || p < 0 || p / page_size != lp) break;
     float x[V];
-    load_vec<T, V>(k + (u * num_kv_heads + h) * head_dim + d, x);
+    const T* key = k + (u * num_kv_heads + h) * head_dim;
+    load_vec<T, V>(key + d, x);
+    if (fp8_keys) {  // the key as the FP8 cache holds it: the whole row's scale, then round trip
+      float amax = 0.0f;
+      for (int i = 0; i < head_dim; ++i) amax = fmaxf(amax, fabsf(to_float(key[i])));
+      const float scale = e4m3_row_scale(amax);
+#pragma unroll
+      for (int e = 0; e < V; ++e) x[e] = e4m3_to_f32(f32_to_e4m3(x[e] / scale)) * scale;
+    }
     const bool fresh = p % page_size == 0;
 #pragma unroll
     for (int e = 0; e < V; ++e) {  // std::max / std::min as the ref: the old value wins ties
@@ -224,7 +233,7 @@ void launch_metadata_update(const QuestMetadataParams& p, Stream stream) {
           static_cast<T*>(p.key_max.data), static_cast<T*>(p.key_min.data),
           block_table(p.block_tables, p.key_max), p.seq_ids.data_as<int32_t>(),
           p.positions.data_as<int32_t>(), static_cast<const T*>(p.k.data), tokens, kv_heads,
-          head_dim, int(p.page_size));
+          head_dim, int(p.page_size), p.fp8_keys);
   check_launch("quest_metadata_update_kernel", stream);
 }
 

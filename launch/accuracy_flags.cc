@@ -31,7 +31,7 @@ void add_common_flags(CLI::App* cmd, AccuracyCommon* c, bool png) {
   cmd->add_option("--dtype", c->device.dtype, "auto (bf16 on a GPU, f32 on the CPU), f32, f16, bf16")
       ->capture_default_str();
   cmd->add_option("--kv-dtype", c->device.kv_dtype,
-                  "KV cache: auto (the activations' dtype), f32, f16, bf16 or fp8 (CPU only)")
+                  "KV cache: auto (the activations' dtype), f32, f16, bf16 or fp8")
       ->capture_default_str();
   cmd->add_flag("--eager", c->device.eager, "GPU: no CUDA graph replay");
   cmd->add_option("--threads", c->device.threads, "CPU path threads")->capture_default_str();

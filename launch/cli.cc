@@ -49,7 +49,7 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
       ->capture_default_str();
   cmd->add_option("--kv-dtype", d->kv_dtype,
                   "KV cache: auto (the activations' dtype), f32, f16, bf16 (= --dtype) or fp8 "
-                  "(e4m3 with a scale per token and KV head; the CPU path only for now)")
+                  "(e4m3 with a scale per token and KV head)")
       ->capture_default_str();
   cmd->add_flag("--eager", d->eager, "GPU: launch every op each step (no CUDA graph replay)");
   d->threads = default_cpu_threads();
@@ -254,9 +254,6 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
 }
 
 Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
-  const char* fp8_cuda =
-      "--kv-dtype fp8: FP8 KV runs on the CPU path only for now (use --device cpu)";
-  if (f.kv_dtype == "fp8" && f.device.rfind("cuda", 0) == 0) return invalid_argument(fp8_cuda);
   if (f.device == "auto") {
     e->device = cuda_available() ? Device{DeviceKind::kCuda, 0} : Device{};
   } else if (f.device == "cpu") {
@@ -292,7 +289,6 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
     return invalid_argument("--dtype must be auto, f32, f16 or bf16 (got '" + f.dtype + "')");
   }
   if (f.kv_dtype == "fp8") {
-    if (gpu) return invalid_argument(fp8_cuda);  // --device auto found a GPU
     e->kv_dtype = engine::KvDtype::kFp8;
   } else if (f.kv_dtype == "auto" || f.kv_dtype == dtype_name(e->dtype)) {
     e->kv_dtype = engine::KvDtype::kActivation;

@@ -26,7 +26,7 @@ struct DeviceFlags {
   std::string device = "auto";  // auto (a GPU when one is visible), cpu, cuda or cuda:N
   std::string dtype = "auto";   // auto (bf16 on a GPU, f32 on the CPU), f32, f16 or bf16
   // The KV cache: auto (the activations' dtype), f32 / f16 / bf16 (that dtype: must be --dtype's),
-  // or fp8 (e4m3 with per-row scales; the CPU path only for now).
+  // or fp8 (e4m3 with per-row scales).
   std::string kv_dtype = "auto";
   bool eager = false;  // GPU: launch every op each step instead of replaying graphs
   int threads = 0;     // CPU path threads; Default (0): the machine's cores

@@ -74,7 +74,7 @@ struct KvLayer {
   TensorView key_max;  // optional [num_pages, num_kv_heads, head_dim]: Quest page bounds
   TensorView key_min;  // optional, likewise
   // FP8 caches (k and v u8 e4m3 codes, kernels/paged_kv_common.h): the rows' scales, f32
-  // [num_pages, page_size, num_kv_heads]; empty when k and v hold the activations' dtype.
+  // [num_pages, num_kv_heads, page_size]; empty when k and v hold the activations' dtype.
   TensorView k_scale = {};
   TensorView v_scale = {};
 };

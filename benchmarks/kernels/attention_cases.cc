@@ -4,6 +4,8 @@
 // head) and causal prefill attention, on caches whose pages are shuffled over the arena. At
 // 100K positions the double-precision ref:: twin is slow, so a few (token, head) rows are
 // checked, each by running the ref on a one-head view of the same caches, rows in parallel.
+// Decode attention also runs over FP8 caches (e4m3 codes with a scale per row, the format
+// `--kv-dtype fp8` stores), for Llama-3's GQA at 100K and 256K positions.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -11,8 +13,10 @@
 #include "benchmarks/common/parallel.h"
 #include "benchmarks/kernels/case_util.h"
 #include "kernels/decode_attention.h"
+#include "kernels/fp8_e4m3.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/prefill_attention.h"
+#include "runtime/tensor_access.h"
 
 namespace tidal::bench {
 namespace {
@@ -21,26 +25,64 @@ constexpr int64_t kPage = 16;  // DESIGN.md §5's default page size
 
 // One layer's paged K/V cache for `rows` sequences of up to `max_len` positions, on the host
 // (for the ref) and on the device; the pages of every row are a random draw of the arena's.
+// fp8: the caches hold e4m3 codes (u8) with f32 scales [pages, kv_heads, kPage], quantized
+// from the random values as paged_kv_append would.
 struct PagedCache {
   HostTensor k, v, block_tables;  // [pages, kPage, kv_heads, head_dim] x2, [rows, per_row] i32
-  DeviceBuffer dk, dv, dtables;
+  HostTensor k_scale, v_scale;    // FP8 only
+  DeviceBuffer dk, dv, dtables, dk_scale, dv_scale;
   int64_t kv_heads = 0, head_dim = 0;
+  bool fp8 = false;
 
   PagedCache(const BenchEnv& env, int64_t rows, int64_t max_len, int64_t kv_heads_,
-             int64_t head_dim_, uint64_t seed)
-      : kv_heads(kv_heads_), head_dim(head_dim_) {
+             int64_t head_dim_, uint64_t seed, bool fp8_ = false)
+      : kv_heads(kv_heads_), head_dim(head_dim_), fp8(fp8_) {
     const int64_t per_row = (max_len + kPage - 1) / kPage;
     k = random_tensor({rows * per_row, kPage, kv_heads, head_dim}, env.dtype, seed);
     v = random_tensor({rows * per_row, kPage, kv_heads, head_dim}, env.dtype, seed + 1);
+    if (fp8) {
+      quantize(&k, &k_scale);
+      quantize(&v, &v_scale);
+      dk_scale = upload(env, k_scale);
+      dv_scale = upload(env, v_scale);
+    }
     block_tables = int_tensor({rows, per_row}, DType::kI32, shuffled(rows * per_row, seed + 2));
     dk = upload(env, k);
     dv = upload(env, v);
     dtables = upload(env, block_tables);
   }
+  // The cache's rows as e4m3 codes and their scales (rows in parallel).
+  void quantize(HostTensor* cache, HostTensor* scale) const {
+    const std::vector<int64_t> s = cache->shape();
+    HostTensor codes(s, DType::kU8);
+    *scale = HostTensor({s[0], s[2], s[1]}, DType::kF32);
+    const int64_t rows = s[0] * s[1] * s[2];
+    const TensorView src = cache->view();
+    parallel_sum(64, [&](int64_t part) {
+      std::vector<float> row(static_cast<size_t>(head_dim));
+      for (int64_t r = rows * part / 64; r < rows * (part + 1) / 64; ++r) {
+        for (int64_t d = 0; d < head_dim; ++d) {
+          row[size_t(d)] = load_f32(src.data, src.dtype, r * head_dim + d);
+        }
+        const int64_t page = r / (kPage * kv_heads), slot = r / kv_heads % kPage;
+        scale->view().data_as<float>()[(page * kv_heads + r % kv_heads) * kPage + slot] =
+            kernels::quantize_e4m3_row(row.data(), head_dim,
+                                       codes.view().data_as<uint8_t>() + r * head_dim);
+      }
+      return int64_t(0);
+    });
+    *cache = std::move(codes);
+  }
   // KV head `h` of a cache as a one-head cache: what a ref:: call checking one head reads.
   TensorView head(const HostTensor& cache, int64_t h) const {
     return sub_view(cache.view(), h * head_dim, {cache.shape()[0], kPage, 1, head_dim},
                     {kPage * kv_heads * head_dim, kv_heads * head_dim, head_dim, 1});
+  }
+  // KV head `h` of a scale tensor (FP8), likewise; empty without FP8.
+  TensorView head_scale(const HostTensor& scale, int64_t h) const {
+    if (!fp8) return {};
+    return sub_view(scale.view(), h * kPage, {scale.shape()[0], 1, kPage},
+                    {kv_heads * kPage, kPage, 1});
   }
 };
 
@@ -108,6 +150,10 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   p.q = dq.view();
   p.k_cache = kv.dk.view();
   p.v_cache = kv.dv.view();
+  if (kv.fp8) {
+    p.k_scale = kv.dk_scale.view();
+    p.v_scale = kv.dv_scale.view();
+  }
   p.block_tables = kv.dtables.view();
   p.seq_ids = dseq.view();
   p.lengths = dlen.view();
@@ -121,7 +167,7 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
 
   // Traffic: each list row reads its own K and V rows (per-query-head lists under GQA read G
   // times the rows of per-KV-head ones); dense rows read their sequence's cache once.
-  const double row_bytes = double(dim) * bytes_of(dt);
+  const double row_bytes = kv.fp8 ? double(dim) + 4.0 : double(dim) * bytes_of(dt);
   double bytes = 2.0 * double(tokens * heads) * row_bytes, flops = 0.0;
   for (int64_t len : lens) {
     const int64_t keys = sparse ? budget : len;  // per attending head
@@ -132,7 +178,7 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   }
   const std::string shape = "b=" + std::to_string(tokens) + " n=" + std::to_string(n) +
                             " h=" + std::to_string(heads) + "/" + std::to_string(kv.kv_heads) +
-                            " d=" + std::to_string(dim) + " " + var.name;
+                            " d=" + std::to_string(dim) + (kv.fp8 ? " fp8 " : " ") + var.name;
   KernelCase c = make_case(env, "decode_attention", shape, bytes, flops);
   c.run = [&] { kernels::decode_attention(p, ws.view(), env.stream); };
   c.check = [&] {
@@ -159,6 +205,8 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
       r.q = sub_view(q.view(), (t * heads + h) * dim, {1, 1, dim}, {heads * dim, dim, 1});
       r.k_cache = kv.head(kv.k, h / group);
       r.v_cache = kv.head(kv.v, h / group);
+      r.k_scale = kv.head_scale(kv.k_scale, h / group);
+      r.v_scale = kv.head_scale(kv.v_scale, h / group);
       r.block_tables = kv.block_tables.view();
       r.seq_ids = one(seq_ids, t);
       r.lengths = one(lengths, t);
@@ -261,6 +309,21 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
                       {TokenRole::kSparse, kv_heads, k, per_kv.c_str()});
         }
       }
+    }
+  }
+  // FP8 caches: Llama-3's GQA (and MHA at 100K), batch 1, dense, with logits, per-KV-head lists.
+  if (env.dtype == DType::kF32) return;  // 16-bit activations only (what --kv-dtype fp8 serves)
+  for (const int64_t kv_heads : {heads / 4, heads}) {
+    for (const int64_t n : {long_n, int64_t(262144)}) {
+      if ((env.quick || kv_heads == heads) && n != long_n) continue;
+      const PagedCache kv(env, 1, n, kv_heads, dim, 400 + uint64_t(n + kv_heads), true);
+      const HostTensor q = random_tensor({1, heads, dim}, env.dtype, 405, -kQScale, kQScale);
+      const DeviceBuffer dq = upload(env, q);
+      decode_case(env, run_case, kv, q, dq, n, dense);
+      decode_case(env, run_case, kv, q, dq, n, select);
+      const std::string per_kv = "K=" + std::to_string(big_k) + " per-kv";
+      decode_case(env, run_case, kv, q, dq, n,
+                  {TokenRole::kSparse, kv_heads, big_k, per_kv.c_str()});
     }
   }
 }

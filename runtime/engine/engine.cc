@@ -134,10 +134,6 @@ Status EngineConfig::validate() const {
     return invalid_argument(std::string("dtype must be f32, f16 or bf16, not ") +
                             dtype_name(dtype));
   }
-  if (kv_dtype == KvDtype::kFp8 && device.kind == DeviceKind::kCuda) {
-    return invalid_argument(
-        "kv_dtype fp8: FP8 KV runs on the CPU path only for now (--device cpu)");
-  }
   if (device.kind == DeviceKind::kCuda && device.index >= cuda_device_count()) {
     return unavailable("no CUDA device " + str(device.index) + " (" + str(cuda_device_count()) +
                        " visible" + (TIDAL_WITH_CUDA ? ")" : "; built without CUDA)"));
@@ -517,12 +513,18 @@ Status Engine::read_kv(SeqId id, int64_t layer, int64_t position, std::vector<fl
     copy_bytes(raw.data(), Device{}, row.data, row.device, raw.size(), stream_);
     stream_synchronize(stream_);
     dst->resize(size_t(n));
-    if (kv_.fp8()) {  // FP8 is CPU-only: the scales are host memory
+    if (kv_.fp8()) {  // codes times the rows' scales (one per KV head)
       const int64_t head_dim = local_.head_dim;
-      const TensorView s = scales.select(page).select(position % kv_.page_size());
+      const TensorView s = scales.select(page);  // [num_kv_heads, page_size]
+      std::vector<float> page_scales(size_t(s.numel()));
+      copy_bytes(page_scales.data(), Device{}, s.data, s.device,
+                 page_scales.size() * sizeof(float), stream_);
+      stream_synchronize(stream_);
       for (int64_t h = 0; h < n / head_dim; ++h) {
-        kernels::dequantize_e4m3_row(raw.data() + h * head_dim, s.data_as<float>()[h], head_dim,
-                                     dst->data() + h * head_dim);
+        kernels::dequantize_e4m3_row(
+            raw.data() + h * head_dim,
+            page_scales[size_t(h * kv_.page_size() + position % kv_.page_size())], head_dim,
+            dst->data() + h * head_dim);
       }
       continue;
     }

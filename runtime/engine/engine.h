@@ -43,7 +43,7 @@ constexpr int64_t kMaxPrefillChunk = int64_t{1} << 20;
 enum class KvDtype : uint8_t {
   kActivation,  // in the activations' dtype (EngineConfig::dtype), as computed
   // FP8 e4m3 codes with a power-of-two f32 scale per (token, KV head) row
-  // (kernels/paged_kv_common.h): about half the bytes of bf16. The CPU path only, for now.
+  // (kernels/paged_kv_common.h): about half the bytes of bf16.
   kFp8,
 };
 // "fp8", or the activations' dtype name for kActivation.

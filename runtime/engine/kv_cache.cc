@@ -19,8 +19,8 @@ void carve(const model::ModelConfig& m, const KvCacheConfig& c, BumpAllocator& a
     l.k = a.allocate(kv, {pages, c.page_size, m.num_kv_heads, m.head_dim});
     l.v = a.allocate(kv, {pages, c.page_size, m.num_kv_heads, m.head_dim});
     if (c.fp8) {
-      l.k_scale = a.allocate(DType::kF32, {pages, c.page_size, m.num_kv_heads});
-      l.v_scale = a.allocate(DType::kF32, {pages, c.page_size, m.num_kv_heads});
+      l.k_scale = a.allocate(DType::kF32, {pages, m.num_kv_heads, c.page_size});
+      l.v_scale = a.allocate(DType::kF32, {pages, m.num_kv_heads, c.page_size});
     }
     // Quest's per-page key bounds: a second small paged cache (2 rows per page, not per token).
     l.key_max = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});

@@ -11,11 +11,33 @@
 #include <vector>
 
 #include "kernels/decode_attention.h"
+#include "kernels/fp8_e4m3.h"
 #include "kernels/token_role.h"
 #include "runtime/tensor.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::kernels::testing_attention {
+
+// An FP8 copy of an f32 cache [pages, page_size, kv_heads, head_dim]: codes, per-row scales and
+// the f32 cache of the values the codes hold.
+struct Fp8Cache {
+  HostTensor codes, scale, dequant;
+  explicit Fp8Cache(const HostTensor& f32) {
+    const std::vector<int64_t>& s = f32.shape();
+    codes = HostTensor(s, DType::kU8);
+    scale = HostTensor({s[0], s[2], s[1]}, DType::kF32);  // [pages, kv_heads, page_size]
+    dequant = HostTensor(s, DType::kF32);
+    const int64_t rows = s[0] * s[1] * s[2], dim = s[3];
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* x = f32.view().data_as<float>() + r * dim;
+      uint8_t* c = codes.view().data_as<uint8_t>() + r * dim;
+      const float sc = quantize_e4m3_row(x, dim, c);
+      const int64_t page = r / (s[1] * s[2]), slot = r / s[2] % s[1], head = r % s[2];
+      scale.view().data_as<float>()[(page * s[2] + head) * s[1] + slot] = sc;
+      dequantize_e4m3_row(c, sc, dim, dequant.view().data_as<float>() + r * dim);
+    }
+  }
+};
 
 struct TokenPlan {
   TokenRole role;

@@ -4,6 +4,8 @@
 // K >= n, num_splits 1, 3 and auto, every dtype, both split kernels (SIMT: MHA, f32, small
 // head_dims; tensor cores: 16-bit GQA groups of 2, 3, 4 and 8 at head_dim 64 / 128); outputs
 // poisoned first, logits compared at every written position and checked untouched elsewhere.
+// FP8 caches (e4m3 codes with a scale per row) on both kernels, against the reference over the
+// same codes and scales.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -31,6 +33,7 @@ struct Case {
   DType dtype;
   int64_t num_splits;  // 0: auto
   std::vector<TokenPlan> tokens;
+  bool fp8 = false;  // FP8 e4m3 caches
 };
 
 constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
@@ -105,34 +108,66 @@ std::vector<Case> cases() {
                   {kSelect, 4100, 0, 0, 0}}});
   // Llama-3-8B attention at 32K: selection, per-KV-head lists of 2048, per-head lists of 37,
   // all over one sequence.
-  out.push_back(
-      {"llama3_gqa32x8_d128_32k_bf16",
-       {32, 8, 128, 16},
-       DType::kBF16,
-       0,
-       {{kSelect, 32768, 0, 0, 0}, {kSparse, 32768, 8, 2048, 0}, {kSparse, 32000, 32, 37, 0}}});
+  const std::vector<TokenPlan> llama3_32k = {
+      {kSelect, 32768, 0, 0, 0}, {kSparse, 32768, 8, 2048, 0}, {kSparse, 32000, 32, 37, 0}};
+  out.push_back({"llama3_gqa32x8_d128_32k_bf16", {32, 8, 128, 16}, DType::kBF16, 0, llama3_32k});
+  // FP8 caches: the tensor-core kernel (GQA 16-bit at head_dim 64 / 128, groups of 2, 3, 4 and
+  // 8, split or not) and the SIMT one (MHA, f32, small head_dims, a page of 7).
+  const std::vector<Case> fp8 = {
+      {"fp8_gqa32x8_d128_large_bf16", {32, 8, 128, 16}, DType::kBF16, 0, large_mix(32, 8)},
+      {"fp8_gqa32x8_d128_small_f16_splits3", {32, 8, 128, 16}, DType::kF16, 3, small_mix(32, 8)},
+      {"fp8_gqa4x1_d64_large_bf16", {4, 1, 64, 16}, DType::kBF16, 0, large_mix(4, 1)},
+      {"fp8_gqa4x1_d64_small_f16_splits1", {4, 1, 64, 16}, DType::kF16, 1, small_mix(4, 1)},
+      {"fp8_gqa12x4_d64_bf16", {12, 4, 64, 16}, DType::kBF16, 0, group3},
+      {"fp8_gqa16x2_d128_page7_bf16", {16, 2, 128, 7}, DType::kBF16, 0, small_mix(16, 2)},
+      {"fp8_mha32_d128_large_bf16", {32, 32, 128, 16}, DType::kBF16, 0, large_mix(32, 32)},
+      {"fp8_mha32_d128_small_f32", {32, 32, 128, 16}, DType::kF32, 3, small_mix(32, 32)},
+      {"fp8_stories_gqa8x4_d8_small_f32", {8, 4, 8, 16}, DType::kF32, 0, small_mix(8, 4)},
+      {"fp8_stories_gqa8x4_d8_large_bf16", {8, 4, 8, 16}, DType::kBF16, 0, large_mix(8, 4)},
+      {"fp8_gqa16x8_d32_page5_f16", {16, 8, 32, 5}, DType::kF16, 3, small_mix(16, 8)},
+      {"fp8_llama3_gqa32x8_d128_32k_bf16", {32, 8, 128, 16}, DType::kBF16, 0, llama3_32k},
+  };
+  for (Case c : fp8) {
+    c.fp8 = true;
+    out.push_back(std::move(c));
+  }
   return out;
 }
 
-// The reference on the batch's inputs rounded to the kernel's dtype (held as f32).
+// The reference on the batch's inputs rounded to the kernel's dtype (held as f32); with `fp8`,
+// the caches are those values quantized as paged_kv_append does (codes and row scales).
 struct Expected {
-  HostTensor q, k_cache, v_cache;  // rounded inputs
+  HostTensor q, k_cache, v_cache;  // rounded inputs (FP8: u8 codes)
+  HostTensor k_scale, v_scale;     // FP8 only
   HostTensor out, lse, logits;
 
-  Expected(const AttentionBatch& b, DType dtype)
+  Expected(const AttentionBatch& b, DType dtype, bool fp8 = false)
       : q(round(b.q, dtype)),
         k_cache(round(b.k_cache, dtype)),
         v_cache(round(b.v_cache, dtype)),
         out({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, DType::kF32),
         lse({b.num_tokens, b.shape.num_heads}, DType::kF32),
         logits({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32) {
+    if (fp8) {
+      quantize(&k_cache, &k_scale);
+      quantize(&v_cache, &v_scale);
+    }
     compute(b);
+  }
+  static void quantize(HostTensor* cache, HostTensor* scale) {
+    testing_attention::Fp8Cache f(*cache);
+    *cache = std::move(f.codes);
+    *scale = std::move(f.scale);
   }
   void compute(const AttentionBatch& b) {
     DecodeAttentionParams r = b.params(0, b.num_tokens);
     r.q = q.view();
     r.k_cache = k_cache.view();
     r.v_cache = v_cache.view();
+    if (k_cache.dtype() == DType::kU8) {
+      r.k_scale = k_scale.view();
+      r.v_scale = v_scale.view();
+    }
     r.out = out.view();
     r.lse = lse.view();
     r.logits = logits.view();
@@ -145,15 +180,22 @@ struct Expected {
 
 // Device copies of the inputs and plan, and poisoned outputs.
 struct OnDevice {
-  DeviceTensor q, k_cache, v_cache, block_tables, seq_ids, lengths, roles, indices, counts,
-      num_lists, out, lse, logits, workspace;
+  DeviceTensor q, k_cache, v_cache, k_scale, v_scale, block_tables, seq_ids, lengths, roles,
+      indices, counts, num_lists, out, lse, logits, workspace;
   DecodeAttentionParams p;
 
   OnDevice(const AttentionBatch& b, const Expected& e, DType dtype, int64_t num_splits) {
     const DecodeAttentionParams h = b.params(0, b.num_tokens);
     q = DeviceTensor::from_host(e.q.view(), dtype);
-    k_cache = DeviceTensor::from_host(e.k_cache.view(), dtype);
-    v_cache = DeviceTensor::from_host(e.v_cache.view(), dtype);
+    const bool fp8 = e.k_cache.view().dtype == DType::kU8;
+    k_cache = DeviceTensor::from_host(e.k_cache.view(), fp8 ? DType::kU8 : dtype);
+    v_cache = DeviceTensor::from_host(e.v_cache.view(), fp8 ? DType::kU8 : dtype);
+    if (fp8) {
+      k_scale = DeviceTensor::from_host(e.k_scale.view());
+      v_scale = DeviceTensor::from_host(e.v_scale.view());
+      p.k_scale = k_scale.view();
+      p.v_scale = v_scale.view();
+    }
     block_tables = DeviceTensor::from_host(h.block_tables);
     seq_ids = DeviceTensor::from_host(h.seq_ids);
     lengths = DeviceTensor::from_host(h.lengths);
@@ -238,7 +280,7 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
   TIDAL_SKIP_WITHOUT_CUDA();
   const Case& c = GetParam();
   const AttentionBatch b(c.shape, c.tokens, uint32_t(std::hash<std::string>{}(c.name)));
-  const Expected want(b, c.dtype);
+  const Expected want(b, c.dtype, c.fp8);
   OnDevice d(b, want, c.dtype, c.num_splits);
   // The workspace depends on the shapes only: the same with every data pointer null.
   DecodeAttentionParams shapes_only = d.p;

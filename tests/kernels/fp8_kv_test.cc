@@ -26,32 +26,13 @@ namespace {
 
 using testing_attention::AttentionBatch;
 using testing_attention::AttentionShape;
+using testing_attention::Fp8Cache;
 using testing_attention::TokenPlan;
 
 // Half an e4m3 ulp relative to an element (normals), and below the normals at most 2^-10 of the
 // row's scale, which is < 2 amax / 448.
 constexpr double kRel = 1.0 / 16;
 double subnormal_abs(double row_amax) { return row_amax * 2.0 / 448.0 / 1024.0; }
-
-// An FP8 copy of an f32 cache [pages, page_size, kv_heads, head_dim]: codes, per-row scales and
-// the f32 cache of the values the codes hold.
-struct Fp8Cache {
-  HostTensor codes, scale, dequant;
-  explicit Fp8Cache(const HostTensor& f32) {
-    const std::vector<int64_t>& s = f32.shape();
-    codes = HostTensor(s, DType::kU8);
-    scale = HostTensor({s[0], s[1], s[2]}, DType::kF32);
-    dequant = HostTensor(s, DType::kF32);
-    const int64_t rows = s[0] * s[1] * s[2], dim = s[3];
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* x = f32.view().data_as<float>() + r * dim;
-      uint8_t* c = codes.view().data_as<uint8_t>() + r * dim;
-      const float sc = quantize_e4m3_row(x, dim, c);
-      scale.view().data_as<float>()[r] = sc;
-      dequantize_e4m3_row(c, sc, dim, dequant.view().data_as<float>() + r * dim);
-    }
-  }
-};
 
 std::vector<uint8_t> codes(const HostTensor& t) {
   const uint8_t* p = t.view().data_as<uint8_t>();
@@ -88,8 +69,8 @@ TEST(Fp8Kv, AppendQuantizesEachRowOnItsOwnWhateverTheOrder) {
   for (int i = 0; i < 2; ++i) {
     kq[i] = HostTensor({pages, page, kv_heads, dim}, DType::kU8);
     vq[i] = HostTensor({pages, page, kv_heads, dim}, DType::kU8);
-    ks[i] = HostTensor({pages, page, kv_heads}, DType::kF32);
-    vs[i] = HostTensor({pages, page, kv_heads}, DType::kF32);
+    ks[i] = HostTensor({pages, kv_heads, page}, DType::kF32);
+    vs[i] = HostTensor({pages, kv_heads, page}, DType::kF32);
   }
   paged_kv_append({kq[0].view(), vq[0].view(), bt, make_view(seq.data(), DType::kI32, {tokens}),
                    make_view(pos.data(), DType::kI32, {tokens}), k.view(), v.view(), ks[0].view(),
@@ -127,7 +108,7 @@ TEST(Fp8Kv, AppendQuantizesEachRowOnItsOwnWhateverTheOrder) {
 
 TEST(Fp8Kv, CachesWithoutScalesOrOfAnotherDtypeAreBugs) {
   HostTensor kc({1, 2, 1, 4}, DType::kU8), vc({1, 2, 1, 4}, DType::kU8);
-  HostTensor ks({1, 2, 1}, DType::kF32);
+  HostTensor ks({1, 1, 2}, DType::kF32);
   int32_t table[1] = {0}, seq[1] = {0}, pos[1] = {0};
   const HostTensor k = testing::random_tensor({1, 1, 4}, 3);
   PagedKvAppendParams p{kc.view(),
@@ -139,7 +120,7 @@ TEST(Fp8Kv, CachesWithoutScalesOrOfAnotherDtypeAreBugs) {
                         k.view()};
   EXPECT_DEATH(paged_kv_append(p, Stream{}), "FP8 caches need");
   p.k_scale = ks.view();
-  p.v_scale = make_view(ks.view().data, DType::kF32, {1, 1, 1});  // not [pages, page, heads]
+  p.v_scale = make_view(ks.view().data, DType::kF32, {1, 1, 1});  // not [pages, heads, page]
   EXPECT_DEATH(paged_kv_append(p, Stream{}), "FP8 caches need");
   HostTensor fc({1, 2, 1, 4}, DType::kF32);
   p.k_cache = fc.view();
@@ -322,7 +303,7 @@ TEST(Fp8Kv, QuestBoundsBoundTheKeysTheCacheHolds) {
   quest_metadata_update({fmax.view(), fmin.view(), bt, seqv, posv, k.view(), page, true}, Stream{});
   HostTensor kq({pages, page, kv_heads, dim}, DType::kU8),
       vq({pages, page, kv_heads, dim}, DType::kU8);
-  HostTensor ks({pages, page, kv_heads}, DType::kF32), vs({pages, page, kv_heads}, DType::kF32);
+  HostTensor ks({pages, kv_heads, page}, DType::kF32), vs({pages, kv_heads, page}, DType::kF32);
   paged_kv_append({kq.view(), vq.view(), bt, seqv, posv, k.view(), k.view(), ks.view(), vs.view()},
                   Stream{});
   const PagedKv kv{kq.view(), vq.view(), bt, ks.view(), vs.view()};

@@ -3,6 +3,7 @@
 // shows), block tables that scatter sequences over the pages, distinct (sequence, position)
 // slots; and a write past element 2^31 of a Llama-3-sized cache (int64 offsets).
 #include <algorithm>
+#include <cmath>
 #include <random>
 #include <string>
 #include <tuple>
@@ -34,29 +35,47 @@ const AppendCase kCases[] = {
 
 class PagedKvAppendCuda : public ::testing::TestWithParam<std::tuple<AppendCase, DType>> {};
 
-TEST_P(PagedKvAppendCuda, MatchesRef) {
-  TIDAL_SKIP_WITHOUT_CUDA();
-  const auto& [c, dtype] = GetParam();
+// Scattered pages and distinct (row, position) slots for c.tokens tokens.
+struct Placement {
+  int64_t num_pages = 0;
+  HostTensor tables;
+  std::vector<int32_t> seq, pos;
+};
+
+Placement place(const AppendCase& c) {
+  Placement pl;
   std::mt19937 rng(1);
-  const int64_t num_pages = c.num_rows * c.max_pages + 3;  // a few pages nobody owns
+  pl.num_pages = c.num_rows * c.max_pages + 3;  // a few pages nobody owns
   // Each sequence row owns max_pages distinct pages, scattered over the cache.
-  std::vector<int32_t> pages(static_cast<size_t>(num_pages));
+  std::vector<int32_t> pages(static_cast<size_t>(pl.num_pages));
   for (size_t i = 0; i < pages.size(); ++i) pages[i] = int32_t(i);
   std::shuffle(pages.begin(), pages.end(), rng);
-  HostTensor tables({c.num_rows, c.max_pages}, DType::kI32);
+  pl.tables = HostTensor({c.num_rows, c.max_pages}, DType::kI32);
   std::copy(pages.begin(), pages.begin() + c.num_rows * c.max_pages,
-            tables.view().data_as<int32_t>());
+            pl.tables.view().data_as<int32_t>());
   // Distinct (row, position) slots for the tokens.
   std::vector<int64_t> slots(size_t(c.num_rows * c.max_pages * c.page_size));
   for (size_t i = 0; i < slots.size(); ++i) slots[i] = int64_t(i);
   std::shuffle(slots.begin(), slots.end(), rng);
-  ASSERT_LE(c.tokens, int64_t(slots.size()));
+  EXPECT_LE(c.tokens, int64_t(slots.size()));
   const int64_t capacity = c.max_pages * c.page_size;
-  std::vector<int32_t> seq(size_t(c.tokens)), pos(size_t(c.tokens));
-  for (size_t t = 0; t < seq.size(); ++t) {
-    seq[t] = int32_t(slots[t] / capacity);
-    pos[t] = int32_t(slots[t] % capacity);
+  pl.seq.resize(size_t(c.tokens));
+  pl.pos.resize(size_t(c.tokens));
+  for (size_t t = 0; t < pl.seq.size(); ++t) {
+    pl.seq[t] = int32_t(slots[t] / capacity);
+    pl.pos[t] = int32_t(slots[t] % capacity);
   }
+  return pl;
+}
+
+TEST_P(PagedKvAppendCuda, MatchesRef) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  Placement pl = place(c);
+  const int64_t num_pages = pl.num_pages;
+  const HostTensor& tables = pl.tables;
+  std::vector<int32_t>& seq = pl.seq;
+  std::vector<int32_t>& pos = pl.pos;
   const std::vector<int64_t> cache_shape = {num_pages, c.page_size, c.kv_heads, c.head_dim};
   HostTensor k_cache = testing::convert(testing::random_tensor(cache_shape, 2).view(), dtype);
   HostTensor v_cache = testing::convert(testing::random_tensor(cache_shape, 3).view(), dtype);
@@ -83,6 +102,55 @@ TEST_P(PagedKvAppendCuda, MatchesRef) {
       << "k cache";
   EXPECT_TRUE(testing::all_close(d_vc.to_floats(), testing::to_vector(v_cache.view()), 0, 0))
       << "v cache";
+}
+
+// FP8 caches: the device's codes and row scales equal the reference's bit for bit (the same
+// power-of-two scale and round-to-nearest-even e4m3 codes), from every activation dtype.
+TEST_P(PagedKvAppendCuda, Fp8CodesAndScalesEqualTheReference) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  Placement pl = place(c);
+  const std::vector<int64_t> cache_shape = {pl.num_pages, c.page_size, c.kv_heads, c.head_dim};
+  const std::vector<int64_t> scale_shape = {pl.num_pages, c.kv_heads, c.page_size};
+  // Rows of mixed magnitudes (scales from 2^-20 to 2^10), a zero row, and a huge element.
+  HostTensor kf = testing::random_tensor({c.tokens, c.kv_heads, c.head_dim}, 4, 3.0f);
+  HostTensor vf = testing::random_tensor({c.tokens, c.kv_heads, c.head_dim}, 5, 0.5f);
+  for (int64_t r = 0; r < c.tokens * c.kv_heads; ++r) {
+    const float mag = std::ldexp(1.0f, int(r % 31) - 20);
+    for (int64_t d = 0; d < c.head_dim; ++d) kf.view().data_as<float>()[r * c.head_dim + d] *= mag;
+  }
+  for (int64_t d = 0; d < c.head_dim; ++d) vf.view().data_as<float>()[d] = 0.0f;
+  kf.view().data_as<float>()[c.head_dim - 1] = 1e30f;
+  const HostTensor k = testing::convert(kf.view(), dtype), v = testing::convert(vf.view(), dtype);
+  HostTensor kc(cache_shape, DType::kU8), vc(cache_shape, DType::kU8);
+  HostTensor ks(scale_shape, DType::kF32), vs(scale_shape, DType::kF32);
+  for (HostTensor* t : {&kc, &vc, &ks, &vs}) {
+    std::fill_n(static_cast<uint8_t*>(t->view().data), t->view().nbytes(), uint8_t(0x5A));
+  }
+  DeviceTensor d_kc = DeviceTensor::from_host(kc.view()), d_vc = DeviceTensor::from_host(vc.view());
+  DeviceTensor d_ks = DeviceTensor::from_host(ks.view()), d_vs = DeviceTensor::from_host(vs.view());
+  const TensorView h_seq = make_view(pl.seq.data(), DType::kI32, {c.tokens});
+  const TensorView h_pos = make_view(pl.pos.data(), DType::kI32, {c.tokens});
+  const DeviceTensor d_tables = DeviceTensor::from_host(pl.tables.view());
+  const DeviceTensor d_seq = DeviceTensor::from_host(h_seq), d_pos = DeviceTensor::from_host(h_pos);
+  const DeviceTensor d_k = DeviceTensor::from_host(k.view()), d_v = DeviceTensor::from_host(v.view());
+  ref::paged_kv_append(PagedKvAppendParams{kc.view(), vc.view(), pl.tables.view(), h_seq, h_pos,
+                                           k.view(), v.view(), ks.view(), vs.view()});
+  paged_kv_append(PagedKvAppendParams{d_kc.view(), d_vc.view(), d_tables.view(), d_seq.view(),
+                                      d_pos.view(), d_k.view(), d_v.view(), d_ks.view(),
+                                      d_vs.view()},
+                  Stream{});
+  for (const auto& [dev, host, what] :
+       {std::tuple{&d_kc, &kc, "k codes"}, std::tuple{&d_vc, &vc, "v codes"},
+        std::tuple{&d_ks, &ks, "k scales"}, std::tuple{&d_vs, &vs, "v scales"}}) {
+    std::vector<uint8_t> got(host->view().nbytes());
+    copy_bytes(got.data(), Device{}, dev->view().data, dev->view().device, got.size(), Stream{});
+    stream_synchronize(Stream{});
+    const uint8_t* want = static_cast<const uint8_t*>(host->view().data);
+    int64_t differ = 0;
+    for (size_t i = 0; i < got.size(); ++i) differ += got[i] != want[i];
+    EXPECT_EQ(differ, 0) << what;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PagedKvAppendCuda,

@@ -16,6 +16,7 @@
 #include "kernels/prefill_attention.h"
 #include "runtime/device.h"
 #include "runtime/tensor_access.h"
+#include "tests/kernels/attention_batch.h"
 #include "tests/testing/device_tensor.h"
 #include "tests/testing/testing.h"
 
@@ -36,6 +37,7 @@ struct Shape {
 struct Case {
   Shape shape;
   DType dtype;
+  bool fp8 = false;  // FP8 e4m3 caches (codes and row scales)
 };
 
 // Host inputs of one call (f32, before rounding to the kernel's dtype) and its index arrays.
@@ -115,10 +117,22 @@ TEST_P(PrefillAttentionCuda, MatchesReference) {
   const int64_t row_elems = s.heads * s.dim;
 
   // The kernel's inputs rounded to its dtype: what both sides compute on.
+  // FP8: those values quantized as paged_kv_append does (poisoned rows become NaN codes).
   const HostTensor q = testing::convert(in.q.view(), dtype);
-  const HostTensor kc = testing::convert(in.k_cache.view(), dtype);
-  const HostTensor vc = testing::convert(in.v_cache.view(), dtype);
+  HostTensor kc = testing::convert(in.k_cache.view(), dtype);
+  HostTensor vc = testing::convert(in.v_cache.view(), dtype);
+  HostTensor ks, vs;
   PrefillAttentionParams host;
+  if (GetParam().fp8) {
+    testing_attention::Fp8Cache kf(testing::convert(kc.view(), DType::kF32));
+    testing_attention::Fp8Cache vf(testing::convert(vc.view(), DType::kF32));
+    kc = std::move(kf.codes);
+    vc = std::move(vf.codes);
+    ks = std::move(kf.scale);
+    vs = std::move(vf.scale);
+    host.k_scale = ks.view();
+    host.v_scale = vs.view();
+  }
   host.q = q.view();
   host.k_cache = kc.view();
   host.v_cache = vc.view();
@@ -132,6 +146,7 @@ TEST_P(PrefillAttentionCuda, MatchesReference) {
   const DeviceTensor dq = DeviceTensor::from_host(q.view()),
                      dk = DeviceTensor::from_host(kc.view());
   const DeviceTensor dv = DeviceTensor::from_host(vc.view());
+  DeviceTensor dks, dvs;
   const DeviceTensor dt = DeviceTensor::from_host(host.block_tables);
   const DeviceTensor dstarts = DeviceTensor::from_host(host.query_starts);
   const DeviceTensor dseq = DeviceTensor::from_host(host.seq_ids);
@@ -142,6 +157,12 @@ TEST_P(PrefillAttentionCuda, MatchesReference) {
   dev.q = dq.view();
   dev.k_cache = dk.view();
   dev.v_cache = dv.view();
+  if (GetParam().fp8) {
+    dks = DeviceTensor::from_host(ks.view());
+    dvs = DeviceTensor::from_host(vs.view());
+    dev.k_scale = dks.view();
+    dev.v_scale = dvs.view();
+  }
   dev.block_tables = dt.view();
   dev.query_starts = dstarts.view();
   dev.seq_ids = dseq.view();
@@ -214,13 +235,22 @@ std::vector<Case> cases() {
   for (const Shape& s : shapes) {
     for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) out.push_back({s, dtype});
   }
+  // FP8 caches (the SIMT kernel at every head_dim).
+  for (const Shape& s : shapes) {
+    const std::string name = s.name;
+    if (name == "q7_hd64_4q1kv" || name == "chunk129_after1000_hd64" ||
+        name == "three_seqs_hd128_8q2kv" || name == "hd8_8q4kv" || name == "llama3_hd128_32q8kv") {
+      out.push_back({s, DType::kBF16, true});
+      out.push_back({s, DType::kF32, true});
+    }
+  }
   return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PrefillAttentionCuda, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) {
                            return std::string(info.param.shape.name) + "_" +
-                                  dtype_name(info.param.dtype);
+                                  dtype_name(info.param.dtype) + (info.param.fp8 ? "_fp8" : "");
                          });
 
 // The production shape at full size: a 32K-token Llama-3-8B prompt in one chunk (32 query heads,

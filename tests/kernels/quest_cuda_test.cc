@@ -69,9 +69,8 @@ class QuestCuda : public ::testing::TestWithParam<DtypeCase> {};
 // Two calls over stale bounds: (1) seq 1 positions 0..20 (a page and 5 slots); (2) seq 0
 // positions 0..37 (crosses two page boundaries), seq 1 positions 21..50 (starts mid-page),
 // decode tokens of seq 2 at 77 (mid-page) and seq 3 at 32 (slot 0: restarts its page).
-TEST_P(QuestCuda, MetadataUpdateMatchesRefExactly) {
-  TIDAL_SKIP_WITHOUT_CUDA();
-  const DtypeCase& c = GetParam();
+// fp8_keys: the keys folded as the FP8 cache holds them (quantized and dequantized per row).
+void expect_metadata_update_matches_ref(const DtypeCase& c, bool fp8_keys) {
   const Pool pool(4, 8, 3);
   const std::vector<int64_t> bounds_shape = {pool.num_pages(), c.kv_heads, c.head_dim};
   HostTensor want_max = testing::convert(testing::random_tensor(bounds_shape, 1).view(), c.dtype);
@@ -104,6 +103,7 @@ TEST_P(QuestCuda, MetadataUpdateMatchesRefExactly) {
     p.positions = pos_h.view();
     p.k = k.view();
     p.page_size = kPageSize;
+    p.fp8_keys = fp8_keys;
     ref::quest_metadata_update(p);
     const DeviceTensor k_d = DeviceTensor::from_host(k.view());
     const DeviceTensor seq_d = DeviceTensor::from_host(seq_h.view());
@@ -119,6 +119,16 @@ TEST_P(QuestCuda, MetadataUpdateMatchesRefExactly) {
   }
   EXPECT_TRUE(testing::all_close(got_max.to_floats(), testing::to_vector(want_max.view()), 0, 0));
   EXPECT_TRUE(testing::all_close(got_min.to_floats(), testing::to_vector(want_min.view()), 0, 0));
+}
+
+TEST_P(QuestCuda, MetadataUpdateMatchesRefExactly) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  expect_metadata_update_matches_ref(GetParam(), false);
+}
+
+TEST_P(QuestCuda, MetadataUpdateOfFp8KeysMatchesRefExactly) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  expect_metadata_update_matches_ref(GetParam(), true);
 }
 
 // Tokens of every role and many lengths (0, 1 and many full pages); only kQuest tokens are

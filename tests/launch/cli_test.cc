@@ -251,12 +251,10 @@ TEST(Cli, DeviceAndDtypeFlags) {
   EXPECT_NE(info.out.find("memory plan      cpu, f16"), std::string::npos) << info.out;
 }
 
-// --kv-dtype: fp8 on the CPU path (the plan says so, generation runs), refused on CUDA at once
-// whatever the machine, and a 16-bit KV dtype other than the activations' is refused.
+// --kv-dtype: fp8 on the CPU path (the plan says so, generation runs), and a 16-bit KV dtype
+// other than the activations' is refused.
 TEST(Cli, KvDtypeFlag) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
-  expect_error(tidal("generate --model " + kStories + " --device cuda --kv-dtype fp8"),
-               "--kv-dtype fp8: FP8 KV runs on the CPU path only for now");
   expect_error(tidal("generate --model " + kStories + " --device cpu --kv-dtype bf16"),
                "the KV cache holds the activations' dtype (f32) or fp8");
   expect_error(tidal("generate --model " + kStories + " --kv-dtype e5m2"),

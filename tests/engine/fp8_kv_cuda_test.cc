@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// The FP8 KV cache on the GPU, end to end: the embedded model's 64 greedy tokens after its eval
+// prompt with FP8 KV on the CUDA engine against the same format on the CPU engine (the GPU
+// kernels against their references through a whole generation) and against the GPU's own bf16
+// cache (the cost of FP8), under full attention, TidalDecode (K = 32) and Quest (K = 32).
+// Agreements are printed; a sanity bound (no flip in the first 8 tokens) is asserted.
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "tests/engine/greedy_agreement.h"
+#include "tests/testing/engine_cuda.h"
+
+namespace tidal::engine {
+namespace {
+
+using testing_greedy::agreement;
+using testing_greedy::Agreement;
+using testing_greedy::greedy;
+using testing_greedy::kDir;
+
+TEST(Fp8KvCuda, GreedyTokensOfTheEmbeddedModel) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto eval = nlohmann::json::parse(testing::read_file(kDir + "/eval.json"));
+  const std::vector<int32_t> prompt =
+      eval.at("reference_greedy_64").at("prompt_ids").get<std::vector<int32_t>>();
+  model::AttentionPolicy full, tidal, quest;
+  tidal.kind = model::AttentionKind::kTidal;
+  tidal.tidal.budget = 32;
+  quest.kind = model::AttentionKind::kQuest;
+  quest.quest.budget = 32;
+  const int64_t n = 64;
+  auto config = [](Device device, DType dtype, bool fp8) {
+    EngineConfig cfg;
+    cfg.device = device;
+    cfg.max_batch = 1;
+    cfg.max_context = 256;
+    cfg.max_budget = 64;
+    cfg.dtype = dtype;
+    cfg.kv_dtype = fp8 ? KvDtype::kFp8 : KvDtype::kActivation;
+    return cfg;
+  };
+  for (const auto& [name, policy] :
+       {std::pair{"full", full}, std::pair{"tidal", tidal}, std::pair{"quest", quest}}) {
+    for (const DType dtype : {DType::kF32, DType::kBF16}) {
+      const std::vector<int32_t> gpu_fp8 = greedy(config(testing::gpu(), dtype, true), prompt,
+                                                  policy, n);
+      const std::vector<int32_t> cpu_fp8 = greedy(config(Device{}, dtype, true), prompt, policy, n);
+      const std::vector<int32_t> gpu_act = greedy(config(testing::gpu(), dtype, false), prompt,
+                                                  policy, n);
+      ASSERT_EQ(int64_t(gpu_fp8.size()), n);
+      const Agreement vs_cpu = agreement(gpu_fp8, cpu_fp8), vs_act = agreement(gpu_fp8, gpu_act);
+      std::printf(
+          "[ fp8 greedy cuda ] tidal-tiny-16k %-5s %-4s: GPU fp8 KV vs CPU fp8 KV %2lld/%lld equal "
+          "(first difference %2lld); GPU fp8 KV vs GPU %s KV %2lld/%lld (%2lld)\n",
+          name, dtype_name(dtype), static_cast<long long>(vs_cpu.same),
+          static_cast<long long>(n), static_cast<long long>(vs_cpu.first), dtype_name(dtype),
+          static_cast<long long>(vs_act.same), static_cast<long long>(n),
+          static_cast<long long>(vs_act.first));
+      EXPECT_GE(vs_cpu.first, 8) << name << " " << dtype_name(dtype);
+      EXPECT_GE(vs_act.first, 8) << name << " " << dtype_name(dtype);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tidal::engine

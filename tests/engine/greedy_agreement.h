@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: Apache-2.0
+// Greedy generation of the embedded model (model/tidal-tiny-16k) under an engine configuration
+// and an attention policy, and how two token sequences agree: shared by the FP8 KV tests of the
+// CPU and CUDA engines.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/engine/engine.h"
+#include "runtime/engine/generate.h"
+#include "tests/testing/testing.h"
+
+namespace tidal::engine::testing_greedy {
+
+inline const std::string kDir = std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k";
+
+inline std::vector<int32_t> greedy(const EngineConfig& cfg, const std::vector<int32_t>& prompt,
+                            const model::AttentionPolicy& policy, int64_t n) {
+  std::unique_ptr<Engine> engine;
+  const Status st = Engine::load(kDir, cfg, &engine);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  if (!st.ok()) return {};
+  GenerationRequest req;
+  req.prompt = prompt;
+  req.attention = policy;
+  req.sampling.temperature = 0;
+  req.stop.max_new_tokens = n;
+  req.stop.ignore_eos = true;
+  std::vector<GenerationResult> results;
+  EXPECT_TRUE(generate(
+                  *engine, {req}, nullptr, [](const GenerationEvent&) { return true; }, &results)
+                  .ok());
+  return results.empty() ? std::vector<int32_t>() : results[0].tokens;
+}
+
+struct Agreement {
+  int64_t same = 0, first = 0;
+};
+inline Agreement agreement(const std::vector<int32_t>& got, const std::vector<int32_t>& want) {
+  Agreement a{0, int64_t(want.size())};
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
+    if (got[i] == want[i]) {
+      ++a.same;
+    } else if (a.first == int64_t(want.size())) {
+      a.first = int64_t(i);
+    }
+  }
+  return a;
+}
+
+}  // namespace tidal::engine::testing_greedy
