@@ -234,11 +234,9 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
                          : nullptr;
   // float2 stores when every row of the logits starts 8-byte aligned.
   const bool logit_pairs = a.max_len % 2 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 8 == 0;
-  const float logit_scale = a.scale * q_scale, scale_log2 = logit_scale * kLog2e;
+  const float scale_log2 = a.scale * kLog2e;
 
-  // O: rows g (d0, d1) and g + 8 (d2, d3, unused) of dims dt * 8 + 2 tq + 0..1 (FP8: dims
-  // (2 tq + 0..1) * D/8 + dt, in units of v_ref)
-  float o[D / 8][4];
+  float o[D / 8][4];  // O: rows g (d0, d1) and g + 8 (d2, d3, unused) of dims dt * 8 + 2 tq + 0..1
 #pragma unroll
   for (int dt = 0; dt < D / 8; ++dt) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
   float m_run = -INFINITY, l_run = 0.0f;  // log2-domain max; this lane's share of the sum
@@ -249,43 +247,14 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const KT* sv = sk + KEYS * STRIDE;
     const uint32_t valid = s_valid[warp][s % S];
     float sc[2][4] = {};  // keys 0-7 and 8-15
-    if constexpr (kFp8) {
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {  // key nt * 8 + g: its dims tq * D/4 .. + D/4
-        const uint4* krow =
-            reinterpret_cast<const uint4*>(sk + (nt * 8 + g) * STRIDE + tq * (D / 4));
-#pragma unroll
-        for (int c = 0; c < D / 64; ++c) {
-          const uint4 w4 = krow[c];
-          const uint32_t w[4] = {w4.x, w4.y, w4.z, w4.w};
-#pragma unroll
-          for (int i = 0; i < 4; ++i) {
-            const int kk = c * 4 + i;
-            const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
-            mma_16816<__half>(sc[nt], qa, e4m3x2_to_f16x2(uint16_t(w[i])),
-                              e4m3x2_to_f16x2(uint16_t(w[i] >> 16)));
-          }
-        }
-      }
-    } else {
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        uint32_t b[4];  // keys {0-7, 8-15} x dims kk * 16 + {0-7, 8-15}
-        ldmatrix_x4(b, smem_u32(sk + (lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 +
-                                ((lane / 8) % 2) * 8));
-        const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
-        mma_16816<T>(sc[0], qa, b[0], b[1]);
-        mma_16816<T>(sc[1], qa, b[2], b[3]);
-      }
-    }
-    if constexpr (kFp8) {  // S of key k times its K scale
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        const float2 ks =
-            *reinterpret_cast<const float2*>(&s_scale[warp][s % S][0][nt * 8 + 2 * tq]);
-        sc[nt][0] *= ks.x;
-        sc[nt][1] *= ks.y;
-      }
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t b[4];  // keys {0-7, 8-15} x dims kk * 16 + {0-7, 8-15}
+      ldmatrix_x4(
+          b, smem_u32(sk + (lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 + ((lane / 8) % 2) * 8));
+      const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
+      mma_16816<T>(sc[0], qa, b[0], b[1]);
+      mma_16816<T>(sc[1], qa, b[2], b[3]);
     }
     if (logit_row != nullptr) {
       const int32_t pos0 = first + s * step;
@@ -294,7 +263,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         const int k = nt * 8 + 2 * tq;
         const int32_t j = pos0 + k;
         const bool v0 = (valid >> k) & 1u, v1 = (valid >> (k + 1)) & 1u;
-        const float x0 = sc[nt][0] * logit_scale, x1 = sc[nt][1] * logit_scale;
+        const float x0 = sc[nt][0] * a.scale, x1 = sc[nt][1] * a.scale;
         if (logit_pairs && v0 && v1 && j + 1 < a.max_len) {
           *reinterpret_cast<float2*>(logit_row + j) = make_float2(x0, x1);
         } else {
@@ -320,27 +289,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const float alpha = exp2f(m_run - base);
     m_run = mx;
     l_run *= alpha;
-    float o_alpha = alpha;
-    float2 vs[2] = {};  // FP8: the V scales of keys 2 tq + 0..1 and 8 + 2 tq + 0..1, over v_ref
-    if constexpr (kFp8) {
-      vs[0] = *reinterpret_cast<const float2*>(&s_scale[warp][s % S][1][2 * tq]);
-      vs[1] = *reinterpret_cast<const float2*>(&s_scale[warp][s % S][1][8 + 2 * tq]);
-      float vmax = fmaxf(fmaxf(vs[0].x, vs[0].y), fmaxf(vs[1].x, vs[1].y));
-      vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 1));
-      vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 2));
-      const float v_new = fmaxf(v_ref, vmax);
-      if (v_new > 0.0f) {  // powers of two: the ratios are exact
-        o_alpha *= v_ref / v_new;
-        const float inv = 1.0f / v_new;
-        vs[0] = make_float2(vs[0].x * inv, vs[0].y * inv);
-        vs[1] = make_float2(vs[1].x * inv, vs[1].y * inv);
-      }
-      v_ref = v_new;
-    }
 #pragma unroll
     for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= o_alpha;
-      o[dt][1] *= o_alpha;
+      o[dt][0] *= alpha;
+      o[dt][1] *= alpha;
     }
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
@@ -350,60 +302,145 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         l_run += x[nt][e];
       }
     }
-    if constexpr (kFp8) {
-#pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
-        x[nt][0] *= vs[nt].x;
-        x[nt][1] *= vs[nt].y;
-      }
-    }
     // P as the A operand (rows g + 8 zero): keys 2 tq.. in a0, keys 8 + 2 tq.. in a2. As a 16-bit
     // head plus tail: P V then uses fp32-like weights (~2^-17), like the SIMT kernel, so results
     // do not move with where the splits cut a row (a 16-bit P would round against each split's
     // running max). Two mma per product; the tensor pipe stays mostly idle.
     uint32_t ph[2], pl[2];
-    pack2_split<MT>(x[0][0], x[0][1], &ph[0], &pl[0]);
-    pack2_split<MT>(x[1][0], x[1][1], &ph[1], &pl[1]);
+    pack2_split<T>(x[0][0], x[0][1], &ph[0], &pl[0]);
+    pack2_split<T>(x[1][0], x[1][1], &ph[1], &pl[1]);
     const uint32_t pa_head[4] = {ph[0], 0u, ph[1], 0u}, pa_tail[4] = {pl[0], 0u, pl[1], 0u};
-    if constexpr (kFp8) {
-      // B of n-tile i: column g = dim g * D/8 + i; rows 2 tq + 0..1 (b0), 8 + 2 tq + 0..1 (b1).
-      // A word of two key rows' bytes i..i+3 becomes 4 register pairs: byte_perm interleaves them.
-      using Bytes = std::conditional_t<D == 128, uint4, uint2>;
-      constexpr int kWords = D / 32;  // words of D/8 bytes
-      uint32_t rows[4][kWords];       // keys 2 tq, 2 tq + 1, 8 + 2 tq, 9 + 2 tq
 #pragma unroll
-      for (int r = 0; r < 4; ++r) {
-        const int k = (r / 2) * 8 + 2 * tq + r % 2;
-        const Bytes b = *reinterpret_cast<const Bytes*>(sv + k * STRIDE + g * (D / 8));
-        memcpy(rows[r], &b, sizeof(Bytes));
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t b[4];  // keys {0-7, 8-15} x dims dp * 16 + {0-7, 8-15}, transposed
+      ldmatrix_x4_trans(
+          b, smem_u32(sv + (lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dp * 16 + (lane / 16) * 8));
+      mma_16816<T>(o[2 * dp], pa_head, b[0], b[1]);
+      mma_16816<T>(o[2 * dp + 1], pa_head, b[2], b[3]);
+      mma_16816<T>(o[2 * dp], pa_tail, b[0], b[1]);
+      mma_16816<T>(o[2 * dp + 1], pa_tail, b[2], b[3]);
+    }
+  };
+
+  // FP8: S^T = K Q^T (keys as rows: a lane holds keys g, g + 8 of heads 2 tq, 2 tq + 1), then
+  // O^T += V^T P'^T, P'^T the B operand through movmatrix's transpose. 8 + 8 mma per stage at
+  // head_dim 128 (the 16-bit path's layout would take 48).
+  float m2[2] = {-INFINITY, -INFINITY}, l2[2] = {0.0f, 0.0f};  // heads 2 tq + e
+  float ot[D / 16][4];  // O^T: dims g * D/8 + 2 dp + {0 (c0, c1), 1 (c2, c3)}, heads 2 tq + {0, 1}
+#pragma unroll
+  for (int dp = 0; dp < D / 16; ++dp) ot[dp][0] = ot[dp][1] = ot[dp][2] = ot[dp][3] = 0.0f;
+  float head_log2[2] = {0.0f, 0.0f}, head_logit[2] = {0.0f, 0.0f};
+  float* logit_rows[2] = {nullptr, nullptr};
+  if constexpr (kFp8) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = 2 * tq + e;  // q_scale of head h lives in lanes 4 h .. 4 h + 3
+      const float qs = __shfl_sync(0xffffffffu, q_scale, (4 * h) & 31);
+      head_logit[e] = a.scale * qs;
+      head_log2[e] = head_logit[e] * kLog2e;
+      if (src.selecting && a.logits != nullptr && h < ng) {
+        logit_rows[e] = a.logits + (int64_t(t) * p.num_heads + h0 + h) * a.max_len;
       }
+    }
+  }
+  auto compute_fp8 = [&](int s) {
+    const KT* sk = ring + (s % S) * C::kStageElems;
+    const KT* sv = sk + KEYS * STRIDE;
+    const uint32_t valid = s_valid[warp][s % S];
+    float st[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // keys g, g, g + 8, g + 8 x heads 2 tq, 2 tq + 1
+    const uint4* k0 = reinterpret_cast<const uint4*>(sk + g * STRIDE + tq * (D / 4));
+    const uint4* k1 = reinterpret_cast<const uint4*>(sk + (g + 8) * STRIDE + tq * (D / 4));
 #pragma unroll
-      for (int wi = 0; wi < kWords; ++wi) {
-        const uint32_t lo0 = __byte_perm(rows[0][wi], rows[1][wi], 0x5140);
-        const uint32_t hi0 = __byte_perm(rows[0][wi], rows[1][wi], 0x7362);
-        const uint32_t lo1 = __byte_perm(rows[2][wi], rows[3][wi], 0x5140);
-        const uint32_t hi1 = __byte_perm(rows[2][wi], rows[3][wi], 0x7362);
-        const uint32_t pairs0[4] = {lo0, lo0 >> 16, hi0, hi0 >> 16};
-        const uint32_t pairs1[4] = {lo1, lo1 >> 16, hi1, hi1 >> 16};
+    for (int c = 0; c < D / 64; ++c) {
+      const uint4 w0 = k0[c], w1 = k1[c];
+      const uint32_t r0[4] = {w0.x, w0.y, w0.z, w0.w}, r1[4] = {w1.x, w1.y, w1.z, w1.w};
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const uint32_t b0 = e4m3x2_to_f16x2(uint16_t(pairs0[j]));
-          const uint32_t b1 = e4m3x2_to_f16x2(uint16_t(pairs1[j]));
-          mma_16816<__half>(o[4 * wi + j], pa_head, b0, b1);
-          mma_16816<__half>(o[4 * wi + j], pa_tail, b0, b1);
+      for (int i = 0; i < 4; ++i) {
+        const int kk = c * 4 + i;
+        const uint32_t ka[4] = {e4m3x2_to_f16x2(uint16_t(r0[i])), e4m3x2_to_f16x2(uint16_t(r1[i])),
+                                e4m3x2_to_f16x2(uint16_t(r0[i] >> 16)),
+                                e4m3x2_to_f16x2(uint16_t(r1[i] >> 16))};
+        mma_16816<__half>(st, ka, qf[kk][0], qf[kk][1]);
+      }
+    }
+    const float* ksc = s_scale[warp][s % S][0];
+    const float* vsc = s_scale[warp][s % S][1];
+    const float kscale[2] = {ksc[g], ksc[g + 8]}, vscale[2] = {vsc[g], vsc[g + 8]};
+    const bool ok[2] = {bool((valid >> g) & 1u), bool((valid >> (g + 8)) & 1u)};
+    float x[2][2];  // [head e][key r: g, g + 8]
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const float dot = st[2 * r + e] * kscale[r];
+        x[e][r] = ok[r] ? dot * head_log2[e] : -INFINITY;
+        if (logit_rows[e] != nullptr && ok[r]) {
+          const int32_t j = first + s * step + g + 8 * r;  // a range row: key k is position j
+          if (j < a.max_len) logit_rows[e][j] = dot * head_logit[e];
         }
       }
-    } else {
+    }
+    // The V scales of the stage, over the largest seen (v_ref, raised like a running max).
+    float vmax = fmaxf(vscale[0], vscale[1]);
+    vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 4));
+    vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 8));
+    vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 16));
+    const float v_new = fmaxf(v_ref, vmax);
+    const float v_ratio = v_new > 0.0f ? v_ref / v_new : 1.0f;  // powers of two: exact
+    const float v_inv = v_new > 0.0f ? 1.0f / v_new : 0.0f;
+    v_ref = v_new;
+    float pw[2][2];
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {  // online softmax of head 2 tq + e over the stage's 16 keys
+      float mx = fmaxf(m2[e], fmaxf(x[e][0], x[e][1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
+      const float base = mx == -INFINITY ? 0.0f : mx;
+      const float alpha = exp2f(m2[e] - base);
+      m2[e] = mx;
+      l2[e] *= alpha;
+      const float o_alpha = alpha * v_ratio;
 #pragma unroll
       for (int dp = 0; dp < D / 16; ++dp) {
-        uint32_t b[4];  // keys {0-7, 8-15} x dims dp * 16 + {0-7, 8-15}, transposed
-        ldmatrix_x4_trans(b, smem_u32(sv + (lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dp * 16 +
-                                      (lane / 16) * 8));
-        mma_16816<T>(o[2 * dp], pa_head, b[0], b[1]);
-        mma_16816<T>(o[2 * dp + 1], pa_head, b[2], b[3]);
-        mma_16816<T>(o[2 * dp], pa_tail, b[0], b[1]);
-        mma_16816<T>(o[2 * dp + 1], pa_tail, b[2], b[3]);
+        ot[dp][e] *= o_alpha;
+        ot[dp][e + 2] *= o_alpha;
       }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float w = exp2f(x[e][r] - base);
+        l2[e] += w;
+        pw[e][r] = w * (vscale[r] * v_inv);
+      }
+    }
+    // P'^T as the B operand: rows (keys) of the 8 x 8 [key][head] tiles, transposed.
+    uint32_t pb[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) pb[r] = movmatrix_trans(pack2<__half>(pw[0][r], pw[1][r]));
+    // V^T as the A operand: bytes g * D/8 .. of keys 2 tq, 2 tq + 1, 8 + 2 tq, 9 + 2 tq.
+    using Bytes = std::conditional_t<D == 128, uint4, uint2>;
+    constexpr int kWords = D / 32;
+    uint32_t rows[4][kWords];
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int k = (r / 2) * 8 + 2 * tq + r % 2;
+      const Bytes b = *reinterpret_cast<const Bytes*>(sv + k * STRIDE + g * (D / 8));
+      memcpy(rows[r], &b, sizeof(Bytes));
+    }
+#pragma unroll
+    for (int wi = 0; wi < kWords; ++wi) {
+      const uint32_t lo0 = __byte_perm(rows[0][wi], rows[1][wi], 0x5140);
+      const uint32_t hi0 = __byte_perm(rows[0][wi], rows[1][wi], 0x7362);
+      const uint32_t lo1 = __byte_perm(rows[2][wi], rows[3][wi], 0x5140);
+      const uint32_t hi1 = __byte_perm(rows[2][wi], rows[3][wi], 0x7362);
+      const uint32_t va0[4] = {e4m3x2_to_f16x2(uint16_t(lo0)), e4m3x2_to_f16x2(uint16_t(lo0 >> 16)),
+                               e4m3x2_to_f16x2(uint16_t(lo1)),
+                               e4m3x2_to_f16x2(uint16_t(lo1 >> 16))};
+      const uint32_t va1[4] = {e4m3x2_to_f16x2(uint16_t(hi0)), e4m3x2_to_f16x2(uint16_t(hi0 >> 16)),
+                               e4m3x2_to_f16x2(uint16_t(hi1)),
+                               e4m3x2_to_f16x2(uint16_t(hi1 >> 16))};
+      mma_16816<__half>(ot[2 * wi], va0, pb[0], pb[1]);
+      mma_16816<__half>(ot[2 * wi + 1], va1, pb[0], pb[1]);
     }
   };
 
@@ -429,7 +466,11 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       const int32_t pos_c = key_pos(j + S + 1);
       cp_async_wait<S - 1>();  // groups 0..j have landed: this thread's part of stage j
       __syncwarp();            // ... and every lane's
-      compute(j);
+      if constexpr (kFp8) {
+        compute_fp8(j);
+      } else {
+        compute(j);
+      }
       __syncwarp();  // every lane is done reading slot j % S before it is refilled
       pos_a = pos_b;
       page_a = page_b;
@@ -440,23 +481,37 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   __syncwarp();
 
   // Combine: each warp leaves (m, l, O) of its heads; the warps of a pass are merged per head.
-  l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
-  l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
   float* const so = reinterpret_cast<float*>(ring);  // [kMaxHeadsPerBlock][D], over the ring
-  if (g < ng) {
+  if constexpr (kFp8) {
 #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      if constexpr (kFp8) {
-        so[g * D + (2 * tq) * (D / 8) + dt] = o[dt][0] * v_ref;
-        so[g * D + (2 * tq + 1) * (D / 8) + dt] = o[dt][1] * v_ref;
-      } else {
-        *reinterpret_cast<float2*>(so + g * D + dt * 8 + 2 * tq) =
-            make_float2(o[dt][0], o[dt][1]);
+    for (int e = 0; e < 2; ++e) {
+      l2[e] += __shfl_xor_sync(0xffffffffu, l2[e], 4);
+      l2[e] += __shfl_xor_sync(0xffffffffu, l2[e], 8);
+      l2[e] += __shfl_xor_sync(0xffffffffu, l2[e], 16);
+      const int h = 2 * tq + e;
+      if (h >= ng) continue;
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        *reinterpret_cast<float2*>(so + h * D + g * (D / 8) + 2 * dp) =
+            make_float2(ot[dp][e] * v_ref, ot[dp][e + 2] * v_ref);
+      }
+      if (g == 0) {
+        s_m[warp][h] = m2[e];
+        s_l[warp][h] = l2[e];
       }
     }
-    if (tq == 0) {
-      s_m[warp][g] = m_run;
-      s_l[warp][g] = l_run;
+  } else {
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 1);
+    l_run += __shfl_xor_sync(0xffffffffu, l_run, 2);
+    if (g < ng) {
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt) {
+        *reinterpret_cast<float2*>(so + g * D + dt * 8 + 2 * tq) = make_float2(o[dt][0], o[dt][1]);
+      }
+      if (tq == 0) {
+        s_m[warp][g] = m_run;
+        s_l[warp][g] = l_run;
+      }
     }
   }
   // A split covering the whole row (split 0 of a short row, or the only split) is the result.

@@ -57,6 +57,14 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t add
                : "r"(addr));
 }
 
+// The transpose of an 8 x 8 matrix of 16-bit elements held as mma fragments (lane l: row l / 4,
+// columns 2 (l % 4) and 2 (l % 4) + 1, low half first), in the same layout (sm_75+).
+__device__ __forceinline__ uint32_t movmatrix_trans(uint32_t x) {
+  uint32_t y;
+  asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;\n" : "=r"(y) : "r"(x));
+  return y;
+}
+
 // d += a (16x16, row) * b (16x8, col), fp32 accumulate.
 template <typename T>
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,

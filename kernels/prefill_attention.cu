@@ -3,7 +3,8 @@
 // tensor-core FlashAttention-2 kernel of prefill_attention_mma.cuh; everything else (f32, small or
 // odd head_dims) runs the SIMT kernel below: correct at any context, in bounded memory, but slow
 // (it exists for exactness tests on tiny models, e.g. stories260K at head_dim 8). FP8 caches (e4m3
-// codes with a scale per row) run the SIMT kernel at every head_dim for now.
+// codes with a scale per row) take the same two kernels: the tensor-core one dequantizes each
+// tile into shared memory (exact in bf16).
 #include <climits>
 #include <cmath>
 #include <type_traits>
@@ -112,12 +113,12 @@ __global__ void __launch_bounds__(32 * kSimtWarps) prefill_attention_simt_kernel
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-template <typename T, int D>
+template <typename T, int D, bool kFp8>
 void launch_mma(const Args<T>& a, int64_t max_query_len, int num_seqs, cudaStream_t stream) {
   using C = prefill::MmaTile<D>;
   const int64_t blocks = ceil_div(max_query_len * a.group, int64_t(C::kBlockM));
   TIDAL_CHECK(blocks <= INT_MAX, "prefill_attention: max_query_len too large");
-  const auto kernel = prefill::prefill_attention_mma_kernel<T, D>;
+  const auto kernel = prefill::prefill_attention_mma_kernel<T, D, kFp8>;
   // Over 48 KiB of dynamic shared memory needs the opt-in (per device; cheap to repeat).
   TIDAL_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmemBytes));
@@ -167,11 +168,17 @@ void launch(const PrefillAttentionParams& p, Stream stream) {
 
   TIDAL_NVTX_SCOPE("prefill_attention");
   if constexpr (!std::is_same_v<T, float>) {
-    const bool aligned =
-        aligned16(a.out) && aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache);
-    if (!fp8 && aligned && (dim == 64 || dim == 128)) {
-      if (dim == 64) launch_mma<T, 64>(a, p.max_query_len, int(num_seqs), s);
-      if (dim == 128) launch_mma<T, 128>(a, p.max_query_len, int(num_seqs), s);
+    const bool aligned = aligned16(a.out) && aligned16(a.q) &&
+                         (fp8 ? aligned16(a.k_codes) && aligned16(a.v_codes)
+                              : aligned16(a.k_cache) && aligned16(a.v_cache));
+    if (aligned && (dim == 64 || dim == 128)) {
+      if (fp8) {
+        if (dim == 64) launch_mma<T, 64, true>(a, p.max_query_len, int(num_seqs), s);
+        if (dim == 128) launch_mma<T, 128, true>(a, p.max_query_len, int(num_seqs), s);
+      } else {
+        if (dim == 64) launch_mma<T, 64, false>(a, p.max_query_len, int(num_seqs), s);
+        if (dim == 128) launch_mma<T, 128, false>(a, p.max_query_len, int(num_seqs), s);
+      }
       check_launch("prefill_attention_mma_kernel", stream);
       return;
     }

@@ -18,6 +18,7 @@
 #include <cstdint>
 
 #include "kernels/cuda_common.cuh"
+#include "kernels/fp8_e4m3.cuh"
 #include "kernels/mma_common.cuh"
 
 namespace tidal::kernels::cuda::prefill {
@@ -68,8 +69,11 @@ struct MmaTile {
 };
 
 // Grid: (ceil(max_query_len * group / kBlockM), num_seqs, num_kv_heads); block kThreads;
-// dynamic shared memory MmaTile<D>::kSmemBytes.
-template <typename T, int D>
+// dynamic shared memory MmaTile<D>::kSmemBytes. kFp8: the caches are e4m3 codes with row scales
+// (Args::k_codes ...): a tile's codes are loaded into registers a tile ahead (8 bytes a thread
+// and row, where the 16-bit caches take a 16-byte cp.async) and written to shared memory as T,
+// code * scale (exact in bf16), after the tile before it is computed; the math is unchanged.
+template <typename T, int D, bool kFp8 = false>
 __global__ void __launch_bounds__(MmaTile<D>::kThreads, 1)
     prefill_attention_mma_kernel(const Args<T> a) {
   using C = MmaTile<D>;
@@ -129,8 +133,55 @@ __global__ void __launch_bounds__(MmaTile<D>::kThreads, 1)
       cp_async_16(smem_u32(sv + dst), a.v_cache + src, off >= 0);
     }
   };
+  // FP8: tile codes and scales in registers between their load and their store to smem.
+  uint2 kraw[C::kKvPasses], vraw[C::kKvPasses];
+  float kscale[C::kKvPasses], vscale[C::kKvPasses];
+  auto fetch_fp8 = [&](int tile) {
+#pragma unroll
+    for (int i = 0; i < C::kKvPasses; ++i) {
+      const int key = tile * kBlockN + lrow + i * C::kRowsPerPass;
+      const int64_t off =
+          kv_row_offset(pages[i], key, a.page_size, a.num_pages, a.num_kv_heads, kvh, D);
+      kraw[i] = vraw[i] = make_uint2(0, 0);
+      kscale[i] = vscale[i] = 0.0f;
+      if (off >= 0) {
+        kraw[i] = __ldg(reinterpret_cast<const uint2*>(a.k_codes + off + chunk * 8));
+        vraw[i] = __ldg(reinterpret_cast<const uint2*>(a.v_codes + off + chunk * 8));
+        const int64_t at =
+            (int64_t(pages[i]) * a.num_kv_heads + kvh) * a.page_size + key % a.page_size;
+        kscale[i] = __ldg(a.k_scale + at);
+        vscale[i] = __ldg(a.v_scale + at);
+      }
+    }
+  };
+  auto store_fp8 = [&](int stage) {
+    auto convert = [](uint2 raw, float scale) {
+      const uint32_t w[2] = {raw.x, raw.y};
+      uint32_t out[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const uint32_t pair = e4m3x2_to_f16x2(uint16_t(w[i / 2] >> (16 * (i % 2))));
+        __half2 h;
+        memcpy(&h, &pair, 4);
+        const float2 f = __half22float2(h);
+        out[i] = pack2<T>(f.x * scale, f.y * scale);
+      }
+      return make_uint4(out[0], out[1], out[2], out[3]);
+    };
+#pragma unroll
+    for (int i = 0; i < C::kKvPasses; ++i) {
+      const int dst = (stage * kBlockN + lrow + i * C::kRowsPerPass) * kStride + chunk * 8;
+      *reinterpret_cast<uint4*>(sk + dst) = convert(kraw[i], kscale[i]);
+      *reinterpret_cast<uint4*>(sv + dst) = convert(vraw[i], vscale[i]);
+    }
+  };
   fetch_pages(0);
-  load_kv(0, 0);
+  if constexpr (kFp8) {
+    fetch_fp8(0);
+    store_fp8(0);
+  } else {
+    load_kv(0, 0);
+  }
   cp_async_commit();  // group 0: Q and tile 0
   if (num_tiles > 1) fetch_pages(1);
 
@@ -147,7 +198,12 @@ __global__ void __launch_bounds__(MmaTile<D>::kThreads, 1)
   for (int j = 0; j < num_tiles; ++j) {
     const int stage = j & 1;
     if (j + 1 < num_tiles) {
-      load_kv(j + 1, stage ^ 1);  // that stage was released by the barrier ending tile j - 1
+      // That stage was released by the barrier ending tile j - 1 (FP8: stored after tile j).
+      if constexpr (kFp8) {
+        fetch_fp8(j + 1);
+      } else {
+        load_kv(j + 1, stage ^ 1);
+      }
       if (j + 2 < num_tiles) fetch_pages(j + 2);
     }
     cp_async_commit();   // possibly empty: keeps one group per iteration
@@ -234,6 +290,9 @@ __global__ void __launch_bounds__(MmaTile<D>::kThreads, 1)
           mma_16816<T>(o[2 * dp + 1], pa, b[2], b[3]);
         }
       }
+    }
+    if constexpr (kFp8) {
+      if (j + 1 < num_tiles) store_fp8(stage ^ 1);
     }
     __syncthreads();  // every warp is done with this stage before it is refilled
   }

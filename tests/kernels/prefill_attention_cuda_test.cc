@@ -235,13 +235,16 @@ std::vector<Case> cases() {
   for (const Shape& s : shapes) {
     for (DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) out.push_back({s, dtype});
   }
-  // FP8 caches (the SIMT kernel at every head_dim).
+  // FP8 caches: the tensor-core kernel (16-bit, head_dim 64 / 128: tiles dequantized into shared
+  // memory) and the SIMT one (f32, head_dim 8).
   for (const Shape& s : shapes) {
     const std::string name = s.name;
     if (name == "q7_hd64_4q1kv" || name == "chunk129_after1000_hd64" ||
-        name == "three_seqs_hd128_8q2kv" || name == "hd8_8q4kv" || name == "llama3_hd128_32q8kv") {
+        name == "three_seqs_hd128_8q2kv" || name == "hd8_8q4kv" || name == "llama3_hd128_32q8kv" ||
+        name == "q65_hd64_4q1kv_page7" || name == "q300_hd128_4q1kv" ||
+        name == "q2048_after2048_hd128_8q2kv") {
       out.push_back({s, DType::kBF16, true});
-      out.push_back({s, DType::kF32, true});
+      out.push_back({s, name == "q65_hd64_4q1kv_page7" ? DType::kF16 : DType::kF32, true});
     }
   }
   return out;
