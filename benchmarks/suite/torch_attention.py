@@ -114,7 +114,9 @@ def candidates(kind, backend="auto", layout="auto"):
         names = ["default", "matmul"]
     else:
         names = [b for b in FAST + ("math",) if b in BACKENDS] + ["matmul"]
-    if backend != "auto":
+    if backend == "default" and HAS_SDPA:  # torch's own pick, no sdpa_kernel
+        names = ["default"]
+    elif backend != "auto":
         names = [b for b in names if b == backend]
     if kind == "mha":
         layouts = ["mha"]
@@ -171,6 +173,11 @@ def tune(kind, q, k, v, backend="auto", layout="auto", exclude=(), check_keys=40
     tol = tolerance(q.dtype)
     report, best, best_ms = {}, None, float("inf")
     cands = [c for c in candidates(kind, backend, layout) if c.backend not in exclude]
+    if not cands:
+        raise RuntimeError("no attention backend to try: --sdpa %s --gqa-layout %s, torch %s has "
+                           "SDPA backends %s (enable_gqa: %s), excluded %s" %
+                           (backend, layout, torch.__version__, sorted(BACKENDS) or "none",
+                            HAS_GQA, sorted(exclude) or "none"))
     for slow_pass in (False, True):
         for c in cands:
             if (c.backend in SLOW) != slow_pass:
