@@ -484,7 +484,8 @@ def problems_section(v):
         if e["status"] in ("error", "skipped") or (e["status"] == "does_not_fit" and
                                                   not (e.get("reason") or "").startswith("implied")):
             p = e["params"]
-            rows.append([p["kind"], p["preset"], P.context_label(p["context"]), p["batch"],
+            rows.append([p["kind"], p["preset"] + (" (FP8 KV)" if kv_of(e) else ""),
+                         P.context_label(p["context"]), p["batch"],
                          vlabel(p["policy"], p["granularity"], p["budget"] or 0),
                          e["status"].replace("_", " "),
                          (e.get("reason") or "").replace("|", "/")[:160]])
