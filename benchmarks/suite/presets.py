@@ -17,6 +17,26 @@ PRESETS = {
 }
 QUEST_PAGE = 16
 QUEST_DENSE_LAYERS = 2
+# torch_reference.py's step; run_suite.py measures torch rows of an older version again
+# (1: the query group as SDPA's query sequence, one backend; 2: enable_gqa, the fastest backend).
+TORCH_REFERENCE_VERSION = 2
+
+
+def kv_dtype_key(value):
+    """A suite's kv_dtype: "fp8", or "" for the activations' dtype ("bf16" on the GPU; also
+    "auto" / "default")."""
+    v = str(value or "").strip().lower()
+    if v in ("", "bf16", "auto", "default"):
+        return ""
+    if v == "fp8":
+        return "fp8"
+    raise ValueError("kv_dtype must be bf16 (the activations' dtype) or fp8, not %r" % value)
+
+
+def kv_row_bytes(s, elem, kv=""):
+    """Bytes of one K or V row of one head: head_dim elements, or FP8's byte each + a 4-byte
+    scale (as tidal bench's kv_bytes_read)."""
+    return s["head_dim"] + 4 if kv == "fp8" else s["head_dim"] * elem
 
 
 def parse_count(text):
@@ -59,8 +79,8 @@ def stream_bytes(s, elem):
     return w if s["tied"] else w - s["vocab"] * s["hidden"] * elem
 
 
-def kv_bytes_per_token(s, elem):
-    return 2 * s["layers"] * s["kv_heads"] * s["head_dim"] * elem
+def kv_bytes_per_token(s, elem, kv=""):
+    return 2 * s["layers"] * s["kv_heads"] * kv_row_bytes(s, elem, kv)
 
 
 def layer_roles(s, policy, sparse_start=2, reselect=None):
@@ -97,9 +117,10 @@ def kv_rows_read(s, roles, n, budget, granularity, batch):
     return rows * batch
 
 
-def step_bytes(preset, policy, context, batch, budget=0, granularity="-", elem=2):
-    """Bytes one decode step must move (DESIGN.md §7): weights once + the KV rows it reads."""
+def step_bytes(preset, policy, context, batch, budget=0, granularity="-", elem=2, kv=""):
+    """Bytes one decode step must move (DESIGN.md §7): weights once + the KV rows it reads
+    (Quest's page bounds counted as KV rows: an estimate)."""
     s = PRESETS[preset]
     roles = layer_roles(s, policy)
     rows = kv_rows_read(s, roles, context, budget or 0, granularity, batch)
-    return stream_bytes(s, elem) + rows * s["head_dim"] * elem
+    return stream_bytes(s, elem) + rows * kv_row_bytes(s, elem, kv)

@@ -47,13 +47,35 @@ def vlabel(policy, gran, budget):
                                        "shared": "shared"}.get(gran, gran))
 
 
-class View:
-    """Indexed cells of a results file."""
+def kv_of(e):
+    """A cell's KV cache dtype: "fp8", or "" for the activations' dtype."""
+    return e["params"].get("kv_dtype") or ""
 
-    def __init__(self, data):
+
+def is_stale(e):
+    """A PyTorch row measured by an older torch_reference.py (its version below
+    P.TORCH_REFERENCE_VERSION): shown marked, measured again by the next run."""
+    if e["params"].get("kind") != "torch" or e.get("status") not in ("ok", "does_not_fit"):
+        return False
+    version = e.get("version") or ((e.get("row") or {}).get("header") or {}).get("version") or 1
+    return version < P.TORCH_REFERENCE_VERSION
+
+
+STALE_MARK = "†"
+STALE_NOTE = ("%s: measured by version 1 of the PyTorch reference, whose GQA attention passed the "
+              "query group as SDPA's query sequence to one backend (slow on llama3-8b); the next "
+              "suite run measures it again." % STALE_MARK)
+
+
+class View:
+    """Indexed cells of a results file: those of one KV cache dtype (kv: "" or "fp8"), or of
+    every one (kv=None)."""
+
+    def __init__(self, data, kv=""):
         self.data = data
-        self.cells = data.get("cells", {})
-        self.ok = {}
+        self.kv = kv
+        self.cells = {k: e for k, e in data.get("cells", {}).items() if kv is None or kv_of(e) == kv}
+        self.ok, self.stale = {}, set()
         for e in self.cells.values():
             p = e["params"]
             key = (p["kind"], p["preset"], p["context"], p["batch"], p["policy"],
@@ -63,9 +85,19 @@ class View:
             e["_key"] = key
             if e["status"] == "ok":
                 self.ok[key] = e.get("row") or {}
+                if is_stale(e):
+                    self.stale.add(key)
 
     def row(self, kind, preset, n, b, pol, gran, budget):
         return self.ok.get((kind, preset, n, b, pol, gran, budget or 0))
+
+    def ms(self, kind, preset, n, b, pol, gran, budget, digits=3):
+        """The row's ms for a table (marked when stale), or its status."""
+        r = self.row(kind, preset, n, b, pol, gran, budget)
+        if not r:
+            return status_of(self, kind, preset, n, b, pol, gran, budget)
+        stale = (kind, preset, n, b, pol, gran, budget or 0) in self.stale
+        return fmt(r.get("ms"), digits) + (STALE_MARK if stale else "")
 
     def presets(self, kind="bench"):
         seen = []
@@ -126,7 +158,7 @@ def environment_lines(data):
             header = (e.get("row") or {}).get("header", {})
             break
     theader = {}
-    for e in v.cells.values():
+    for e in sorted(v.cells.values(), key=is_stale):  # a current row's header first
         if e["params"]["kind"] == "torch" and e["status"] == "ok":
             theader = (e.get("row") or {}).get("header", {})
             break
@@ -142,10 +174,11 @@ def environment_lines(data):
         ("tidal bench", "dtype %s, graphs %s, copy %s, steps %s" % (
             header.get("dtype", "-"), header.get("graphs", "-"), header.get("copy", "-"),
             header.get("steps", "-"))),
-        ("PyTorch reference", "torch %s (CUDA %s), %s, graphs %s, attention %s, copy %s TB/s" % (
-            theader.get("torch", "-"), theader.get("cuda", "-"), theader.get("dtype", "-"),
-            theader.get("graphs", "-"), theader.get("attention", "-"),
-            fmt(theader.get("copy_tbps"), 3)) if theader else "not run"),
+        ("PyTorch reference", "version %s: torch %s (CUDA %s), %s, graphs %s, attention %s, "
+         "copy %s TB/s" % (
+             theader.get("version", 1), theader.get("torch", "-"), theader.get("cuda", "-"),
+             theader.get("dtype", "-"), theader.get("graphs", "-"), theader.get("attention", "-"),
+             fmt(theader.get("copy_tbps"), 3)) if theader else "not run"),
         ("date of the last run", env.get("date") or "-"),
         ("host", "%s (%s)" % (env.get("host", "-"), env.get("os", "-"))),
         ("suite", "%s (`%s`)" % ((data.get("suite") or {}).get("name", "-"), data.get("suite_file", "-"))),
@@ -183,7 +216,7 @@ def headline_section(data, v, hl):
                     fmt(floor, 3),
                     fmt(ratio((r or {}).get("ms"), floor), 2, "x"),
                     fmt(ratio((full or {}).get("ms"), (r or {}).get("ms")), 2, "x"),
-                    fmt((t or {}).get("ms"), 3) if t else status_of(v, "torch", preset, n, batch, pol, gran, budget),
+                    v.ms("torch", preset, n, batch, pol, gran, budget),
                     fmt(ratio((t or {}).get("ms"), floor), 2, "x"),
                     fmt(ratio((tfull or {}).get("ms"), (t or {}).get("ms")), 2, "x"),
                     fmt(ratio((t or {}).get("ms"), (r or {}).get("ms")), 2, "x"),
@@ -229,7 +262,18 @@ def attention_section(v, hl):
                  ["paper Quest / full", "paper TD / full"], rows)
 
 
-def longest_section(v):
+def longest_section(v, v8=None):
+    """The longest context of each preset (and, from v8, each preset with an FP8 KV cache)."""
+    rows = []
+    for v, tag in ((v, ""), (v8, " (FP8 KV)")):
+        if v is not None:
+            rows += longest_rows(v, tag)
+    return table(["preset", "longest context (Tidal, batch 1)", "latency there",
+                  "longest (PyTorch)", "first context that does not fit", "all that do not fit"],
+                 rows)
+
+
+def longest_rows(v, tag):
     rows = []
     for preset in v.presets("bench"):
         ok = [n for n in v.contexts("bench", preset, 1, ok_only=True)]
@@ -237,7 +281,7 @@ def longest_section(v):
                         if e["params"]["kind"] == "bench" and e["params"]["preset"] == preset and
                         e["params"]["batch"] == 1 and e["status"] == "does_not_fit"})
         if not ok:
-            rows.append([preset, "-", "-", "-", "-", P.context_label(nofit[0]) if nofit else "-"])
+            rows.append([preset + tag, "-", "-", "-", "-", P.context_label(nofit[0]) if nofit else "-"])
             continue
         n = max(ok)
         lat = []
@@ -250,13 +294,52 @@ def longest_section(v):
              e["params"]["preset"] == preset and e["params"]["batch"] == 1 and e["status"] == "ok"]
         tmax = max((e["params"]["context"] for e in t), default=None)
         bigger_nofit = [x for x in nofit if x > n]
-        rows.append([preset, P.context_label(n), "; ".join(lat),
+        rows.append([preset + tag, P.context_label(n), "; ".join(lat),
                      P.context_label(tmax) if tmax else "-",
                      "-" if not bigger_nofit else P.context_label(bigger_nofit[0]),
                      ", ".join(P.context_label(x) for x in nofit) or "-"])
-    return table(["preset", "longest context (Tidal, batch 1)", "latency there",
-                  "longest (PyTorch)", "first context that does not fit", "all that do not fit"],
-                 rows)
+    return rows
+
+
+def kv_label(v):
+    """The name of a view's KV cache dtype: fp8, or the bench's kv_dtype / dtype (bf16)."""
+    if v.kv:
+        return v.kv.upper()
+    for e in v.cells.values():
+        if e["params"]["kind"] == "bench" and e["status"] == "ok":
+            h = (e.get("row") or {}).get("header") or {}
+            return h.get("kv_dtype") or h.get("dtype") or "bf16"
+    return "bf16"
+
+
+def kv_table(v, v8, cfg):
+    """One suite-configured comparison of the two KV dtypes: per context and variant, each
+    dtype's latency, floor and % of floor (from tidal bench's row: its floor counts FP8's bytes,
+    a byte per element and a 4-byte scale per row) and the speedup of FP8."""
+    preset, batch = cfg.get("preset", "llama3-8b"), int(cfg.get("batch", 1))
+    variants = headline_variants(cfg)
+    name, name8 = kv_label(v), kv_label(v8)
+
+    def cell(view, n, var):
+        r = view.row("bench", preset, n, batch, *var)
+        if r:
+            return r, [fmt(r.get("ms"), 3), fmt(r.get("floor_ms"), 3), fmt(r.get("%floor"), 1)]
+        st = status_of(view, "bench", preset, n, batch, *var)
+        return None, [{"not run": "pending"}.get(st, st), "-", "-"]
+
+    rows = []
+    for c in cfg.get("contexts", []):
+        n = P.parse_count(c)
+        for var in variants:
+            r, a = cell(v, n, var)
+            r8, b = cell(v8, n, var)
+            rows.append([P.context_label(n), vlabel(*var)] + a + b +
+                        [fmt(ratio((r or {}).get("ms"), (r8 or {}).get("ms")), 2, "x"),
+                         fmt((r or {}).get("GB"), 2), fmt((r8 or {}).get("GB"), 2)])
+    return "**%s, batch %d.**\n\n" % (preset, batch) + table(
+        ["context", "policy", "%s ms" % name, "%s floor ms" % name, "%s %% floor" % name,
+         "%s ms" % name8, "%s floor ms" % name8, "%s %% floor" % name8,
+         "%s ms / %s ms" % (name, name8), "%s GB/step" % name, "%s GB/step" % name8], rows)
 
 
 def preset_section(v, preset, batch):
@@ -315,44 +398,84 @@ def torch_section(v):
                         st = status_of(v, "torch", preset, n, b, pol, gran, budget)
                         if st != "not run":
                             rows.append([preset, P.context_label(n), b, vlabel(pol, gran, budget),
-                                         st, "-", "-", "-", "-", "-"])
+                                         st, "-", "-", "-", "-", "-", "-"])
                         continue
                     floor = (r or {}).get("floor_ms") or t.get("floor_ms")
                     rows.append([preset, P.context_label(n), b, vlabel(pol, gran, budget),
-                                 fmt(t.get("ms"), 3), fmt(t.get("p90_ms"), 3), fmt(floor, 3),
+                                 v.ms("torch", preset, n, b, pol, gran, budget),
+                                 fmt(t.get("p90_ms"), 3), fmt(floor, 3),
                                  fmt(ratio(t.get("ms"), floor), 2, "x"),
                                  fmt((r or {}).get("ms"), 3),
-                                 fmt(ratio(t.get("ms"), (r or {}).get("ms")), 2, "x")])
+                                 fmt(ratio(t.get("ms"), (r or {}).get("ms")), 2, "x"),
+                                 t.get("attention") or "-"])
     if not rows:
         return None
     return table(["preset", "context", "batch", "policy", "PyTorch ms", "p90 ms",
-                  "floor ms (Tidal's)", "PyTorch / floor", "Tidal ms", "PyTorch / Tidal"], rows)
+                  "floor ms (Tidal's)", "PyTorch / floor", "Tidal ms", "PyTorch / Tidal",
+                  "SDPA backend per call site"], rows)
 
 
-def serve_section(v):
+def planned_serve_cells(suite):
+    """Placeholders ({"params", "status": "pending"}) for the suite's serving cells."""
+    out = []
+    for st in suite.get("stages", []):
+        if st.get("kind") != "serve":
+            continue
+        presets = st.get("presets", st.get("preset", []))
+        presets = presets if isinstance(presets, list) else [presets]
+        kvs = st.get("kv_dtype", ["bf16"])
+        kvs = [P.kv_dtype_key(k) for k in (kvs if isinstance(kvs, list) else [kvs])]
+        budgets = [P.parse_count(b) for b in st.get("budgets", [2048])]
+        variants = []
+        for pol in st.get("policies", ["full", "tidal"]):
+            if pol == "full":
+                variants.append(("full", "-", None))
+            else:
+                variants += [(pol, "per-query-head" if pol == "tidal" else "-", b) for b in budgets]
+        for preset in presets:
+            for kv in kvs:
+                for pol, gran, budget in variants:
+                    for c in st.get("clients", [8, 32]):
+                        p = dict(kind="serve", preset=preset, context=P.parse_count(
+                            st.get("prompt_tokens", 32000)), batch=int(c), policy=pol,
+                            granularity=gran, budget=budget, clients=int(c))
+                        if kv:
+                            p["kv_dtype"] = kv
+                        out.append({"params": p, "status": "pending"})
+    return out
+
+
+def serve_section(v, suite=None):
     rows = []
-    for e in sorted(v.cells.values(), key=lambda e: (e["params"]["preset"], e["params"].get("clients", 0),
-                                                     e["params"]["policy"])):
+    have = {(e["params"]["preset"], kv_of(e), e["params"]["clients"], e["params"]["policy"],
+             e["params"]["budget"] or 0) for e in v.cells.values() if e["params"]["kind"] == "serve"}
+    planned = [e for e in planned_serve_cells(suite or {})
+               if (e["params"]["preset"], kv_of(e), e["params"]["clients"], e["params"]["policy"],
+                   e["params"]["budget"] or 0) not in have]
+    for e in sorted(list(v.cells.values()) + planned,
+                    key=lambda e: (e["params"]["preset"], kv_of(e), e["params"].get("clients", 0),
+                                   e["params"]["policy"])):
         p = e["params"]
         if p["kind"] != "serve":
             continue
         r = e.get("row") or {}
+        kv = kv_of(e) or "-"
         if e["status"] != "ok":
-            rows.append([p["preset"], p["clients"], vlabel(p["policy"], p["granularity"], p["budget"] or 0),
+            rows.append([p["preset"], kv, p["clients"], vlabel(p["policy"], p["granularity"], p["budget"] or 0),
                          P.context_label(p["context"]), {"does_not_fit": "does not fit"}.get(
-                             e["status"], e["status"]) + (": " + e.get("reason", "")[:80]
+                             e["status"], e["status"]) + (": " + e.get("reason", "")[:80].replace("|", "/")
                                                           if e.get("reason") else "")] + ["-"] * 9)
             continue
-        rows.append([p["preset"], p["clients"], vlabel(p["policy"], p["granularity"], p["budget"] or 0),
+        rows.append([p["preset"], kv, p["clients"], vlabel(p["policy"], p["granularity"], p["budget"] or 0),
                      fmt(r.get("prompt_avg"), 0), r.get("requests"), fmt(r.get("ttft_p50"), 1),
                      fmt(r.get("ttft_p99"), 1), fmt(r.get("itl_p50"), 2), fmt(r.get("itl_p99"), 2),
                      fmt(r.get("e2e_p50"), 2), fmt(r.get("e2e_p99"), 2), fmt(r.get("tok/s"), 1),
-                     fmt(r.get("req/s"), 3)])
+                     fmt(r.get("req/s"), 3), (r.get("header") or {}).get("kv_tokens", "-")])
     if not rows:
         return None
-    return table(["preset", "clients", "policy", "prompt tokens", "requests", "TTFT p50 ms",
-                  "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "e2e p50 s", "e2e p99 s",
-                  "gen tok/s", "req/s"], rows)
+    return table(["preset", "KV dtype", "clients", "policy", "prompt tokens", "requests",
+                  "TTFT p50 ms", "TTFT p99 ms", "ITL p50 ms", "ITL p99 ms", "e2e p50 s", "e2e p99 s",
+                  "gen tok/s", "req/s", "server KV tokens"], rows)
 
 
 def problems_section(v):
@@ -361,7 +484,8 @@ def problems_section(v):
         if e["status"] in ("error", "skipped") or (e["status"] == "does_not_fit" and
                                                   not (e.get("reason") or "").startswith("implied")):
             p = e["params"]
-            rows.append([p["kind"], p["preset"], P.context_label(p["context"]), p["batch"],
+            rows.append([p["kind"], p["preset"] + (" (FP8 KV)" if kv_of(e) else ""),
+                         P.context_label(p["context"]), p["batch"],
                          vlabel(p["policy"], p["granularity"], p["budget"] or 0),
                          e["status"].replace("_", " "),
                          (e.get("reason") or "").replace("|", "/")[:160]])
@@ -635,19 +759,27 @@ def make_plots(out, v, hl):
 
 # --- the report -----------------------------------------------------------------------------
 
-def write_report(out, data, plan_total=None):
-    v = View(data)
+def write_report(out, data, plan_total=None, plan_keys=None):
+    """plan_keys: the keys of every cell of the suite's plan (pending = those without a final,
+    current status); else plan_total cells, or those in the results."""
+    v, v8, vall = View(data), View(data, "fp8"), View(data, None)
     suite = data.get("suite") or {}
     hl = (suite.get("report") or {}).get("headline", {})
     plots, why_not = make_plots(out, v, hl)
     cells = data.get("cells", {})
-    n_final = sum(1 for e in cells.values() if e["status"] in ("ok", "does_not_fit", "skipped"))
+    n_final = sum(1 for e in cells.values()
+                  if e["status"] in ("ok", "does_not_fit", "skipped") and not is_stale(e))
     runs = data.get("runs", [])
     parts = ["# Tidal benchmark report: %s" % suite.get("name", "suite"), ""]
     if suite.get("description"):
         parts += [suite["description"], ""]
-    total = plan_total if plan_total is not None else len(cells)
-    pending = max(0, total - n_final)
+    if plan_keys is not None:
+        total = len(plan_keys)
+        pending = sum(1 for k in plan_keys if k not in cells or is_stale(cells[k]) or
+                      cells[k]["status"] not in ("ok", "does_not_fit", "skipped"))
+    else:
+        total = plan_total if plan_total is not None else len(cells)
+        pending = max(0, total - n_final)
     state = "complete" if pending == 0 else "partial: %d of %d cells pending (resume with " \
         "`run_suite.py --resume`)" % (pending, total)
     parts += ["Status: %s. %d runs of the driver, %.0f s in all." %
@@ -663,6 +795,8 @@ def write_report(out, data, plan_total=None):
               "fp16 on an A100 (reference/TIDALDECODE.md §4.1; contexts 10240 / 32768 / 102400, "
               "decoder layers only, a synchronisation around every layer, no CUDA graphs).", "",
               headline_section(data, v, hl), ""]
+    if v.stale:
+        parts += [STALE_NOTE, ""]
     parts += ["### The paper's A100 table (reference/TIDALDECODE.md §4.1)", "",
               "Llama-2-7B-chat, fp16, batch 1, A100 SXM4 80 GB, ms per token read off the paper's "
               "Figure 10 (±~0.3 ms).", "", PAPER_TABLE, ""]
@@ -674,7 +808,16 @@ def write_report(out, data, plan_total=None):
                   "(32- and 64-layer models; its budget is not stated). The stacked bars of "
                   "`breakdown_*.png` split each into dense / selection / sparse / Quest layers.", "",
                   at, ""]
-    parts += ["## Longest context reached on one GPU", "", longest_section(v), ""]
+    parts += ["## Longest context reached on one GPU", "", longest_section(v, v8), ""]
+    for cfg in (suite.get("report") or {}).get("kv_tables", []):
+        parts += ["## %s" % cfg.get("title", "bf16 against FP8 KV"), ""]
+        if cfg.get("text"):
+            parts += [cfg["text"], ""]
+        parts += ["Each dtype's *floor* is tidal bench's: the weights once plus the KV bytes the "
+                  "step reads, an FP8 row being a byte per element and a 4-byte scale (the Quest "
+                  "page bounds stay in the activations' dtype); *% floor* = floor / ms. *pending*: "
+                  "not measured yet; *does not fit*: the engine's memory plan exceeds the GPU.", "",
+                  kv_table(v, v8, cfg), ""]
     for preset in v.presets("bench"):
         for b in v.batches("bench", preset):
             parts += ["## %s, batch %d: every configuration" % (preset, b), "",
@@ -689,8 +832,14 @@ def write_report(out, data, plan_total=None):
     if tt:
         parts += ["## The PyTorch reference", "",
                   "The same decode step as a PyTorch user would write it (benchmarks/suite/"
-                  "torch_reference.py), on the same device in the same suite run.", "", tt, ""]
-    st = serve_section(v)
+                  "torch_reference.py), on the same device in the same suite run. Attention is "
+                  "SDPA with q [B, H, 1, D] against the cache's [B, KV, n, D] (enable_gqa) or the "
+                  "query group as the query sequence, sparse rows gathered by index_select; per "
+                  "step and call site the fastest backend that computes the right result is "
+                  "captured (last column).", "", tt, ""]
+        if v.stale:
+            parts += [STALE_NOTE, ""]
+    st = serve_section(vall, suite)
     if st:
         parts += ["## Serving under load", "",
                   "`tidal serve --preset` (random weights) on a free port, loaded by `serve_bench`: "
@@ -703,7 +852,7 @@ def write_report(out, data, plan_total=None):
             parts += ["![%s](%s)" % (caption, path), "", "*%s*" % caption, ""]
     else:
         parts += [why_not or "no data to plot", ""]
-    pt = problems_section(v)
+    pt = problems_section(vall)
     if pt:
         parts += ["## Cells that did not run", "", pt, ""]
     with open(os.path.join(out, "report.md"), "w") as f:

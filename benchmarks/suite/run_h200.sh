@@ -9,8 +9,12 @@
 # --budget-seconds N (default 380): no process is started that would end past N seconds, and one
 #   still running at N is killed (its cells stay pending); the report is written either way.
 # --tar FILE: pack RESULTS_DIR into FILE (.tar.gz) at the end, e.g. $OUT/suite.tar.gz.
-# The suite (benchmarks/suite/suite.json) runs the paper-style headline first, then the longer
-# contexts, serving, batches, budgets and the PyTorch reference at long contexts.
+# The suite (benchmarks/suite/suite.json) runs the paper-style headline first, then bf16 against
+# FP8 KV, the PyTorch reference, serving, the longer contexts, batches, budgets and the PyTorch
+# reference at long contexts. Flags after -- go to run_suite.py, e.g. -- --only-stage serve, or
+# -- --retry-errors (cells that failed, e.g. FP8 before its GPU kernels, run again).
+# First, unless TORCH_SELF_TEST=0: torch_reference.py --self-test (seconds; RESULTS_DIR/logs/
+# torch_self_test.log): every SDPA backend and the reference's sparse paths against fp32.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 build=${1:?usage: run_h200.sh BUILD RESULTS_DIR [--budget-seconds N] [--tar FILE]}
@@ -41,6 +45,18 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
   echo "run_h200.sh: $python lacks torch or matplotlib: PyTorch cells are skipped / no plots" >&2
 [[ -x $build/benchmarks/serve_bench ]] ||
   echo "run_h200.sh: no $build/benchmarks/serve_bench (built without gRPC?): serving is skipped" >&2
+
+if [[ ${TORCH_SELF_TEST:-1} != 0 ]] && "$python" -c 'import torch' 2>/dev/null; then
+  mkdir -p "$results/logs"
+  if timeout 120 "$python" benchmarks/suite/torch_reference.py --self-test --device cuda \
+      > "$results/logs/torch_self_test.log" 2>&1; then
+    echo "run_h200.sh: torch_reference --self-test passed ($(grep -m1 'dense attention at 100001' \
+      "$results/logs/torch_self_test.log" | cut -c1-160))" >&2
+  else
+    echo "run_h200.sh: torch_reference --self-test FAILED (see $results/logs/torch_self_test.log):" >&2
+    grep -E 'FAIL|Error|error' "$results/logs/torch_self_test.log" | head -20 >&2
+  fi
+fi
 
 resume=()
 [[ -f $results/results.json ]] && resume=(--resume)

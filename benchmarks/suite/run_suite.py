@@ -91,27 +91,38 @@ def cell_key(kind, preset, context, batch, policy, gran, budget, extra=""):
 
 
 class Cell:
-    def __init__(self, kind, stage, preset, context, batch, policy, gran, budget, extra=None):
+    """One measurement. kv: "" (the KV cache in the activations' dtype) or "fp8"; an FP8 cell's
+    key ends in |kv=fp8 (the keys of the other cells are those of results made before the KV
+    dtype was a dimension)."""
+
+    def __init__(self, kind, stage, preset, context, batch, policy, gran, budget, extra=None,
+                 kv=""):
         self.kind, self.stage, self.preset = kind, stage, preset
         self.context, self.batch = context, batch
         self.policy, self.gran, self.budget = policy, gran, budget
         self.extra = extra or {}
+        self.kv = kv
         tag = ""
         if kind == "serve":
             tag = "|c%d|new%d" % (self.extra["clients"], self.extra["max_new_tokens"])
+        if kv:
+            tag += "|kv=" + kv
         self.key = cell_key(kind, preset, context, batch, policy, gran, budget, tag)
 
     def params(self):
         d = dict(kind=self.kind, stage=self.stage, preset=self.preset, context=self.context,
                  batch=self.batch, policy=self.policy, granularity=self.gran,
                  budget=self.budget or None)
+        if self.kv:
+            d["kv_dtype"] = self.kv
         d.update(self.extra)
         return d
 
     def label(self):
         v = self.policy if self.policy == "full" else "%s K=%d%s" % (
             self.policy, self.budget, "" if self.gran == "-" else " " + self.gran)
-        return "%s %s b%d %s" % (self.preset, P.context_label(self.context), self.batch, v)
+        return "%s %s b%d%s %s" % (self.preset, P.context_label(self.context), self.batch,
+                                   " fp8-kv" if self.kv else "", v)
 
 
 class Invocation:
@@ -125,17 +136,17 @@ class Invocation:
         c = self.cells[0]
         variants = []
         for x in self.cells:
-            v = x.label().split(" ", 3)[3]
+            v = x.label().split(" ", 4 if x.kv else 3)[-1]
             if v not in variants:
                 variants.append(v)
         if self.kind == "serve":
             clients = sorted({x.extra["clients"] for x in self.cells})
-            return "serve %s %s-token prompts: %s x %s clients" % (
-                c.preset, P.context_label(c.context), " and ".join(variants),
-                ",".join(str(n) for n in clients))
+            return "serve %s %s-token prompts%s: %s x %s clients" % (
+                c.preset, P.context_label(c.context), ", fp8 KV" if c.kv else "",
+                " and ".join(variants), ",".join(str(n) for n in clients))
         ctxs = sorted({x.context for x in self.cells})
-        return "%s %s %s b%d: %s" % (self.kind, c.preset, ",".join(P.context_label(x) for x in ctxs),
-                                     c.batch, ", ".join(sorted(variants)))
+        return "%s %s %s b%d%s: %s" % (self.kind, c.preset, ",".join(P.context_label(x) for x in ctxs),
+                                       c.batch, " fp8 KV" if c.kv else "", ", ".join(sorted(variants)))
 
 
 def load_suite(path):
@@ -154,7 +165,25 @@ def load_suite(path):
         for p in as_list(st.get("presets", st.get("preset"))):
             if p not in P.PRESETS:
                 raise SystemExit("suite %s: stage %s: unknown preset %s" % (path, st["name"], p))
+        try:
+            kvs = stage_kvs(st)
+        except ValueError as e:
+            raise SystemExit("suite %s: stage %s: %s" % (path, st["name"], e))
+        if st["kind"] == "torch" and kvs != [""]:
+            raise SystemExit("suite %s: stage %s: the PyTorch reference has no FP8 KV cache" %
+                             (path, st["name"]))
     return suite
+
+
+def stage_kvs(st):
+    """The stage's KV cache dtypes ("kv_dtype": "bf16", "fp8" or a list; default bf16), as
+    P.kv_dtype_key gives them, in the stage's order."""
+    out = []
+    for v in as_list(st.get("kv_dtype", ["bf16"])):
+        k = P.kv_dtype_key(v)
+        if k not in out:
+            out.append(k)
+    return out
 
 
 def expand(suite, kinds, stage_names, resolve_max=None):
@@ -171,37 +200,40 @@ def expand(suite, kinds, stage_names, resolve_max=None):
         kind = st["kind"]
         variants = stage_variants(st)
         presets = as_list(st.get("presets", st.get("preset")))
+        kvs = stage_kvs(st)
         if kind == "serve":
             prompt = P.parse_count(st.get("prompt_tokens", 32000))
             new = int(st.get("max_new_tokens", 64))
             for preset in presets:
-                cells = []
-                for pol, gran, budget in variants:
-                    for c in as_list(st.get("clients", [8, 32])):
-                        cell = Cell("serve", st["name"], preset, prompt, int(c), pol, gran, budget,
-                                    dict(clients=int(c), max_new_tokens=new,
-                                         requests=int(st.get("requests", 1))))
-                        if cell.key not in seen:
-                            seen.add(cell.key)
-                            cells.append(cell)
-                if cells:
-                    invs.append(Invocation("serve", st, cells, preset))
+                for kv in kvs:  # one server per preset and KV dtype
+                    cells = []
+                    for pol, gran, budget in variants:
+                        for c in as_list(st.get("clients", [8, 32])):
+                            cell = Cell("serve", st["name"], preset, prompt, int(c), pol, gran,
+                                        budget, dict(clients=int(c), max_new_tokens=new,
+                                                     requests=int(st.get("requests", 1))), kv=kv)
+                            if cell.key not in seen:
+                                seen.add(cell.key)
+                                cells.append(cell)
+                    if cells:
+                        invs.append(Invocation("serve", st, cells, preset + ("|" + kv if kv else "")))
             plan.append((st, invs))
             continue
         batches = [int(b) for b in as_list(st.get("batches", [1]))]
         for preset in presets:
             for b in batches:
-                contexts = []
+                contexts = []  # (context, the KV dtypes measured there)
                 for c in as_list(st.get("contexts")):
                     if str(c).lower() != "max":
-                        contexts.append(P.parse_count(c))
+                        contexts.append((P.parse_count(c), kvs))
                     elif resolve_max is not None:
-                        n = resolve_max(st, preset, b)
-                        if n:
-                            contexts.append(n)
+                        for kv in kvs:  # the longest context depends on the KV dtype
+                            n = resolve_max(st, preset, b, kv)
+                            if n:
+                                contexts.append((n, [kv]))
                 if kind == "torch":  # one process per (preset, batch): all its contexts
                     cells = []
-                    for n in contexts:
+                    for n, _ in contexts:
                         for pol, gran, budget in variants:
                             cell = Cell(kind, st["name"], preset, n, b, pol, gran, budget)
                             if cell.key not in seen:
@@ -210,17 +242,20 @@ def expand(suite, kinds, stage_names, resolve_max=None):
                     if cells:
                         invs.append(Invocation(kind, st, cells, "%s|b%d" % (preset, b)))
                     continue
-                for n in contexts:  # bench: one process per (preset, context, batch)
-                    cells = []
-                    for pol, gran, budget in variants:
-                        cell = Cell(kind, st["name"], preset, n, b, pol, gran, budget)
-                        if cell.key not in seen:
-                            seen.add(cell.key)
-                            cells.append(cell)
-                    if cells:
-                        inv = Invocation(kind, st, cells, "%s|%d|b%d" % (preset, n, b))
-                        inv.order = (b, contexts.index(n))
-                        invs.append(inv)
+                # bench: one process per (preset, context, batch, KV dtype)
+                for ci, (n, ctx_kvs) in enumerate(contexts):
+                    for kv in ctx_kvs:
+                        cells = []
+                        for pol, gran, budget in variants:
+                            cell = Cell(kind, st["name"], preset, n, b, pol, gran, budget, kv=kv)
+                            if cell.key not in seen:
+                                seen.add(cell.key)
+                                cells.append(cell)
+                        if cells:
+                            inv = Invocation(kind, st, cells, "%s|%d|b%d%s" %
+                                             (preset, n, b, "|" + kv if kv else ""))
+                            inv.order = (b, ci, kvs.index(kv))
+                            invs.append(inv)
         # Within a bench stage: by batch, then by the stage's order of contexts, presets alternating.
         if kind == "bench":
             invs.sort(key=lambda inv: inv.order)
@@ -243,8 +278,9 @@ class Results:
         return self.data["cells"]
 
     def status(self, key):
+        """A cell's status; None when it has none, or is a stale PyTorch row (R.is_stale)."""
         c = self.cells.get(key)
-        return c["status"] if c else None
+        return c["status"] if c and not R.is_stale(c) else None
 
     def save(self):
         tmp = self.path + ".tmp"
@@ -252,12 +288,14 @@ class Results:
             json.dump(self.data, f, indent=1, allow_nan=False, default=str)
         os.replace(tmp, self.path)
 
-    def record(self, cell, status, row=None, reason=None, inv_id=None):
+    def record(self, cell, status, row=None, reason=None, inv_id=None, version=None):
         entry = {"params": cell.params(), "status": status, "when": now_iso(), "invocation": inv_id}
         if row is not None:
             entry["row"] = row
         if reason:
             entry["reason"] = reason
+        if version is not None:  # torch cells: the reference's version
+            entry["version"] = version
         self.cells[cell.key] = entry
 
 
@@ -291,22 +329,22 @@ class Estimator:
         s = P.PRESETS[c.preset]
         elem = 2 if self.device == "cuda" else 4
         tokens = c.batch * (c.context + self.steps_per_cell(c.kind) + 16)
-        need = P.weight_bytes(s, elem) + tokens * P.kv_bytes_per_token(s, elem) * 17 / 16
+        need = P.weight_bytes(s, elem) + tokens * P.kv_bytes_per_token(s, elem, c.kv) * 17 / 16
         return need < self.memory
 
     def _model_ms(self, c):
         gbps = 3.0e12 if self.device == "cuda" else 5.0e9
         return 1e3 * P.step_bytes(c.preset, c.policy, c.context, c.batch, c.budget, c.gran,
-                                  2 if self.device == "cuda" else 4) / gbps
+                                  2 if self.device == "cuda" else 4, c.kv) / gbps
 
     def _ratio(self, kind):
         """Median measured / modelled ms of finished cells of this kind (1.0 without any)."""
         rs = []
         for e in self.r.cells.values():
             p, row = e["params"], e.get("row") or {}
-            if p["kind"] == kind and e["status"] == "ok" and row.get("ms"):
+            if p["kind"] == kind and e["status"] == "ok" and row.get("ms") and not R.is_stale(e):
                 c = Cell(kind, p["stage"], p["preset"], p["context"], p["batch"], p["policy"],
-                         p["granularity"], p["budget"] or 0)
+                         p["granularity"], p["budget"] or 0, kv=p.get("kv_dtype") or "")
                 rs.append(row["ms"] / self._model_ms(c))
         return statistics.median(rs) if rs else 1.0
 
@@ -416,13 +454,15 @@ class Runner:
         self.est = Estimator(results, self.device, self.bench_cfg, self.torch_cfg,
                              args.memory_gib * 2**30 if args.memory_gib else device_memory(self.device))
 
-    def info_plan(self, preset, batch, context, max_budget):
+    def info_plan(self, preset, batch, context, max_budget, kv=""):
         """(total, available, weights) bytes of `tidal info` for a bench process's engine at
         `context` (the bench sizes its cache as run_bench_on does), or None."""
         per_seq = context + int(self.bench_cfg.get("steps", 100)) + int(self.bench_cfg.get("warmup", 10)) + 2
         cmd = [self.a.tidal, "info", "--preset", preset, "--device", self.device,
                "--max-batch", str(batch), "--max-context", str(per_seq),
                "--kv-capacity", str(batch * per_seq + batch * 16), "--prefill-chunk", "4096"]
+        if kv:
+            cmd += ["--kv-dtype", kv]
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.SubprocessError):
@@ -435,15 +475,15 @@ class Runner:
             return None
         return int(m_tot.group(1)), int(m_av.group(1)), int(m_w.group(1))
 
-    def resolve_max(self, stage, preset, batch):
+    def resolve_max(self, stage, preset, batch, kv=""):
         """The longest context (a multiple of 1000) whose bench engine fits, by the memory plan of
         `tidal info`; cached in the results so a resumed run measures the same cells."""
         cache = self.r.data.setdefault("max_context", {})
-        key = "%s|b%d" % (preset, batch)  # one "max" per preset and batch, whatever the stage
+        key = max_key(preset, batch, kv)
         if key in cache:
             return cache[key]
         budget = max([P.parse_count(b) for b in as_list(stage.get("budgets", [2048]))] + [2])
-        probe = self.info_plan(preset, batch, 100000, budget)
+        probe = self.info_plan(preset, batch, 100000, budget, kv)
         if probe is None:
             log("cannot size the longest context of %s (tidal info failed)" % preset)
             return None
@@ -455,24 +495,28 @@ class Runner:
             n = min(n, P.parse_count(cap))
         n = n // 1000 * 1000
         for _ in range(12):
-            probe = self.info_plan(preset, batch, n, budget)
+            probe = self.info_plan(preset, batch, n, budget, kv)
             if probe is None or probe[0] <= 0.97 * probe[1] or n <= 1000:  # a 3% margin
                 break
             n = int(n * 0.98) // 1000 * 1000
         cache[key] = n if n >= 1000 else None
-        log("longest context of %s at batch %d: %s (tidal info's plan)" % (preset, batch, P.context_label(n)))
+        log("longest context of %s at batch %d%s: %s (tidal info's plan)" %
+            (preset, batch, " with an FP8 KV cache" if kv else "", P.context_label(n)))
         return cache[key]
 
-    # Implied "does not fit" (bench): a smaller-or-equal context and batch of the same preset
-    # already did not fit (one process holds every variant's KV, so the policy does not matter).
+    # Implied "does not fit" (bench): a smaller-or-equal context and batch of the same preset and
+    # KV dtype already did not fit (one process holds every variant's KV, so the policy does not
+    # matter).
     def implied_not_fit(self, c):
         if c.kind != "bench":
             return None
         for e in self.r.cells.values():
             p = e["params"]
             if e["status"] == "does_not_fit" and p["kind"] == "bench" and \
-                    p["preset"] == c.preset and p["context"] <= c.context and p["batch"] <= c.batch:
-                return "%s at batch %d did not fit" % (P.context_label(p["context"]), p["batch"])
+                    p["preset"] == c.preset and (p.get("kv_dtype") or "") == c.kv and \
+                    p["context"] <= c.context and p["batch"] <= c.batch:
+                return "%s at batch %d%s did not fit" % (P.context_label(p["context"]), p["batch"],
+                                                         " (FP8 KV)" if c.kv else "")
         return None
 
     def bench_cmd(self, inv, cells, json_path):
@@ -487,6 +531,8 @@ class Runner:
                "--steps", str(self.bench_cfg.get("steps", 100)),
                "--warmup", str(self.bench_cfg.get("warmup", 10)),
                "--device", self.device, "--json", json_path]
+        if c0.kv:
+            cmd += ["--kv-dtype", c0.kv]
         if not inv.stage.get("breakdown", self.bench_cfg.get("breakdown", True)):
             cmd.append("--no-breakdown")
         for flag in as_list(inv.stage.get("bench_args", self.bench_cfg.get("args"))):
@@ -579,7 +625,7 @@ class Runner:
             obj["header"] = dict(header)
             busy[0] += obj.get("wall_s") or 0
             self.r.record(c, obj["status"], row=obj if obj["status"] == "ok" else None,
-                          reason=obj.get("reason"), inv_id=inv.id)
+                          reason=obj.get("reason"), inv_id=inv.id, version=header.get("version", 1))
             self.r.save()
 
         rc, wall, timed_out = run_logged(cmd, log_path, timeout, on_line=on_line)
@@ -593,7 +639,7 @@ class Runner:
             for c in cells:
                 if self.r.status(c.key) not in FINAL:
                     self.r.record(c, "does_not_fit" if NOT_FIT.search(err) else "error",
-                                  reason=err, inv_id=inv.id)
+                                  reason=err, inv_id=inv.id, version=P.TORCH_REFERENCE_VERSION)
             return rec, "error"
         for c in cells:
             if self.r.status(c.key) not in FINAL:
@@ -601,8 +647,15 @@ class Runner:
         return rec, "ok"
 
     def run_serve(self, inv, cells, timeout):
+        """One `tidal serve --preset` on a free port (127.0.0.1:0; the address comes from its
+        "serving on" line) for the invocation's cells, loaded by one serve_bench call per cell
+        (the smaller client counts first, so a run cut short keeps whole rows). A server that does
+        not start, or dies, fails its cells with its last error line; a serve_bench call that runs
+        past the stage's timeout_s fails its cell; one cut by the time budget leaves the cells
+        pending. The server is stopped (SIGTERM, then SIGKILL of its process group) whatever
+        happens."""
         st = inv.stage
-        deadline = time.time() + timeout if timeout else None
+        t0 = time.time()
         if not self.a.serve_bench or not os.path.exists(self.a.serve_bench):
             for c in cells:
                 self.r.record(c, "skipped", reason="no serve_bench binary (a build without gRPC?)",
@@ -612,16 +665,27 @@ class Runner:
         srv = st.get("server", {})
         max_new = c0.extra["max_new_tokens"]
         max_ctx = int(srv.get("max_context", c0.context + max_new + 64))
+        # Ends: the time budget's (cells stay pending) and the stage's own limit (cells fail).
+        budget_end = t0 + timeout if timeout else None
+        cap = float(st.get("timeout_s") or max(600.0, 4.0 * self.est.invocation_seconds(inv)))
+        cap_end = t0 + cap
+        end = cap_end if budget_end is None else min(budget_end, cap_end)
+        by_budget = budget_end is not None and budget_end <= cap_end
         log_path = os.path.join(self.logs, safe(inv.id) + ".log")
+        bench_log = os.path.join(self.logs, safe(inv.id) + ".serve_bench.log")
         cmd = [self.a.tidal, "serve", "--preset", c0.preset, "--listen", "127.0.0.1:0",
                "--device", self.device, "--quiet", "--drain-seconds", "0",
                "--max-batch", str(int(srv.get("max_batch", max(c.extra["clients"] for c in cells)))),
                "--max-context", str(max_ctx),
                "--prefill-chunk", str(int(srv.get("prefill_chunk", 4096)))]
-        for k in ("kv_capacity", "page_size", "threads"):
+        if c0.kv:
+            cmd += ["--kv-dtype", c0.kv]
+        for k in ("kv_capacity", "page_size", "threads"):  # kv_capacity 0 / absent: what fits
             if k in srv:
                 cmd += ["--" + k.replace("_", "-"), str(srv[k])]
-        t0 = time.time()
+        rec = {"id": inv.id, "kind": "serve", "cmd": cmd, "when": now_iso(),
+               "log": os.path.relpath(log_path, self.out),
+               "serve_bench_log": os.path.relpath(bench_log, self.out), "limit_s": cap}
         logf = open(log_path, "a")
         logf.write("$ %s\n" % " ".join(cmd))
         logf.flush()
@@ -631,7 +695,7 @@ class Runner:
         start_limit = float(srv.get("start_timeout_s", 300))
         ready = threading.Event()
 
-        def reader():
+        def reader():  # the server's stderr: into the log, and its address once it serves
             nonlocal address
             for line in server.stderr:
                 logf.write(line)
@@ -643,80 +707,116 @@ class Runner:
                     ready.set()
             ready.set()
 
+        def server_error():
+            return "tidal serve exited with %s: %s" % (server.returncode, error_line("".join(lines)))
+
+        def fail(todo, status, reason):
+            for c in todo:
+                self.r.record(c, status, reason=reason, inv_id=inv.id)
+            self.r.save()
+
         th = threading.Thread(target=reader, daemon=True)
         th.start()
-        wait = start_limit if deadline is None else min(start_limit, max(1.0, deadline - time.time()))
-        ready.wait(wait)
-        rec = {"id": inv.id, "kind": "serve", "cmd": cmd, "when": now_iso(),
-               "log": os.path.relpath(log_path, self.out)}
+        ready.wait(max(1.0, min(start_limit, end - time.time())))
         outcome = "ok"
         try:
             if address is None:
-                if server.poll() is None:  # still starting: out of time
+                if server.poll() is None:  # still starting
                     rec.update(rc=None, wall_s=time.time() - t0, timed_out=True)
-                    return rec, "interrupted"
-                err = error_line("".join(lines))
-                status = "does_not_fit" if NOT_FIT.search(err) else "error"
-                for c in cells:
-                    self.r.record(c, status, reason="tidal serve: " + err, inv_id=inv.id)
+                    if by_budget and time.time() >= end - 1:
+                        return rec, "interrupted"
+                    fail(cells, "error", "tidal serve printed no 'serving on' line in %.0f s" %
+                         (time.time() - t0))
+                    return rec, "error"
+                th.join(timeout=5)
+                err = server_error()
+                fail(cells, "does_not_fit" if NOT_FIT.search(err) else "error", err)
                 rec.update(rc=server.returncode, wall_s=time.time() - t0)
-                return rec, status
+                return rec, "error"
             rec["server_start_s"] = time.time() - t0
-            by_policy = {}
-            for c in cells:
-                by_policy.setdefault((c.policy, c.gran, c.budget), []).append(c)
-            for (pol, gran, budget), pcells in by_policy.items():
-                left = None if deadline is None else deadline - time.time()
-                if left is not None and left < 2:
-                    outcome = "interrupted"
+            rec["address"] = address
+            order = {"full": 0, "tidal": 1, "quest": 2}
+            todo = sorted(cells, key=lambda c: (c.extra["clients"], order.get(c.policy, 3), c.budget))
+            for i, c in enumerate(todo):
+                if server.poll() is not None:
+                    th.join(timeout=5)
+                    fail(todo[i:], "error", server_error())
+                    outcome = "error"
                     break
-                json_path = os.path.join(self.raw, safe(inv.id + "|" + pol + str(budget)) + ".json")
+                left = end - time.time()
+                if left < 2:
+                    if by_budget:
+                        outcome = "interrupted"
+                    else:
+                        fail(todo[i:], "error", "the serve stage's limit of %.0f s was reached" % cap)
+                        outcome = "error"
+                    break
+                tag = "%s%s|c%d" % (c.policy, c.budget or "", c.extra["clients"])
+                json_path = os.path.join(self.raw, safe(inv.id + "|" + tag) + ".json")
+                if os.path.exists(json_path):
+                    os.remove(json_path)
                 bcmd = [self.a.serve_bench, "--server", address,
-                        "--clients", ",".join(str(c.extra["clients"]) for c in pcells),
-                        "--requests", str(c0.extra["requests"]),
-                        "--prompt-mix", "%d:1" % c0.context, "--max-new-tokens", str(max_new),
-                        "--attention", pol, "--json", json_path]
-                if pol != "full":
-                    bcmd += ["--budget", str(budget)]
+                        "--clients", str(c.extra["clients"]), "--requests", str(c.extra["requests"]),
+                        "--prompt-mix", "%d:1" % c.context, "--max-new-tokens", str(max_new),
+                        "--attention", c.policy, "--json", json_path]
+                if c.policy != "full":
+                    bcmd += ["--budget", str(c.budget)]
                 for flag in as_list(st.get("serve_bench_args")):
                     bcmd.append(str(flag))
-                rc, wall, timed_out = run_logged(bcmd, log_path, left)
+                log("serve: %s" % c.label())
+                rc, wall, timed_out = run_logged(bcmd, bench_log, left)
                 if timed_out:
-                    outcome = "interrupted"
+                    if by_budget:
+                        outcome = "interrupted"
+                    else:
+                        fail(todo[i:], "error", "serve_bench ran past the serve stage's limit of "
+                             "%.0f s" % cap)
+                        outcome = "error"
                     break
-                rows = []
+                table, row = {}, None
                 if os.path.exists(json_path):
                     with open(json_path) as f:
                         table = json.load(f)
-                    rows = table.get("rows", [])
-                for c in pcells:
-                    row = next((r for r in rows if r.get("clients") == c.extra["clients"]), None)
-                    if row is None:
-                        self.r.record(c, "error", reason="serve_bench: " + error_line(tail(log_path)),
-                                      inv_id=inv.id)
-                        continue
-                    row = clean(row)
-                    row["header"] = table.get("header", {})
-                    row["policy"], row["budget"] = pol, budget or None
-                    self.r.record(c, "ok" if not row.get("#wrong") else "error", row=row,
-                                  reason="#wrong %s" % row.get("#wrong") if row.get("#wrong") else None,
-                                  inv_id=inv.id)
+                    row = next((r for r in table.get("rows", [])
+                                if r.get("clients") == c.extra["clients"]), None)
+                if row is None:
+                    why = "serve_bench rc %s: %s" % (rc, error_line(tail(bench_log)))
+                    if server.poll() is not None:
+                        th.join(timeout=5)
+                        why += "; " + server_error()
+                    fail([c], "error", why)
+                    continue
+                row = clean(row)
+                row["header"] = table.get("header", {})
+                row["policy"], row["budget"] = c.policy, c.budget or None
+                row["serve_bench_s"] = wall
+                wrong = row.get("#wrong")
+                self.r.record(c, "ok" if not wrong else "error", row=row,
+                              reason="#wrong %s: %s" % (wrong, error_line(tail(bench_log)))
+                              if wrong else None, inv_id=inv.id)
                 self.r.save()
         finally:
             if server.poll() is None:
                 server.send_signal(signal.SIGTERM)
                 try:
-                    server.wait(timeout=5)
+                    server.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     os.killpg(server.pid, signal.SIGKILL)
                     server.wait()
             th.join(timeout=5)
             logf.close()
+            rec["server_rc"] = server.returncode
         rec.update(rc=0 if outcome == "ok" else None, wall_s=time.time() - t0,
                    timed_out=outcome == "interrupted")
         busy = sum((self.r.cells.get(c.key, {}).get("row") or {}).get("wall_s") or 0 for c in cells)
         rec["overhead_s"] = max(0.0, rec["wall_s"] - busy) if outcome == "ok" else None
         return rec, outcome
+
+
+def max_key(preset, batch, kv=""):
+    """The results' key of a resolved "max" context: one per preset, batch and KV dtype, whatever
+    the stage."""
+    return "%s|b%d%s" % (preset, batch, "|kv=" + kv if kv else "")
 
 
 def find_row(rows, c):
@@ -818,7 +918,8 @@ def main(argv=None):
                     help="stop before an invocation that would end past this many seconds (0: none)")
     ap.add_argument("--max-invocations", type=int, default=0, help="stop after N processes (0: none)")
     ap.add_argument("--only", default="", help="kinds to run: bench,torch,serve (default all)")
-    ap.add_argument("--stage", action="append", default=[], help="run only this stage (repeatable)")
+    ap.add_argument("--stage", "--only-stage", dest="stage", action="append", default=[],
+                    help="run only this stage (repeatable), e.g. --only-stage serve")
     ap.add_argument("--no-torch", action="store_true", help="record torch cells as skipped")
     ap.add_argument("--dry-run", action="store_true", help="list the pending invocations and exit")
     ap.add_argument("--memory-gib", type=float, default=0,
@@ -837,11 +938,20 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     suite = load_suite(a.suite)
+    unknown = sorted(set(a.stage) - {st["name"] for st in suite["stages"]})
+    if unknown:
+        print("run_suite: no stage %s in %s (stages: %s)" % (", ".join(unknown), a.suite, ", ".join(
+            st["name"] for st in suite["stages"])), file=sys.stderr)
+        return 2
     results = Results(path)
     results.data["suite"] = suite
     results.data["suite_file"] = os.path.relpath(a.suite)
     if a.report_only:
-        R.write_report(a.out, results.data)
+        cached = results.data.get("max_context", {})  # "max" as the runs resolved it
+        plan = expand(suite, [], [],
+                      resolve_max=lambda st, preset, b, kv="": cached.get(max_key(preset, b, kv)))
+        R.write_report(a.out, results.data, plan_keys=[c.key for _, invs in plan for inv in invs
+                                                       for c in inv.cells])
         return 0
     kinds = [k for k in a.only.split(",") if k]
     runner = Runner(a, suite, results)
@@ -948,7 +1058,7 @@ def main(argv=None):
     log("%s: %d/%d cells final (%d do not fit, %d errors) in %s; %d pending%s" %
         (stop_reason, done, total, nf, err, hms(time.time() - t0), total - done,
          " (resume: --resume)" if total > done else ""))
-    R.write_report(a.out, results.data, plan_total=total)
+    R.write_report(a.out, results.data, plan_keys=[c.key for c in all_cells])
     return 0
 
 

@@ -23,9 +23,15 @@ by two CUDA events; the median and p90 of --steps replays after --warmup are rep
 replay writes the new token's K/V at position `context` (the cache holds context + 1 slots), so
 every timed step attends exactly `context` + 1 positions.
 
-Attention: torch.nn.functional.scaled_dot_product_attention (torch >= 2.0) with the query group
-of a KV head as the query sequence ([B, KV, G, D] against [B, KV, n, D]: no repeat_kv copy);
-torch < 2.0 (the CPU test machine's 1.13) falls back to matmul + softmax ("attention": "matmul").
+Attention (torch_attention.py): q [B, H, 1, D] against the cache's k, v [B, KV, n, D] through
+scaled_dot_product_attention(..., enable_gqa=True) (torch >= 2.5) or with a KV head's query group
+as the query sequence, never a repeat_interleave copy of K / V; sparse rows are gathered with
+index_select on the flattened cache. Per step and call site (dense, sparse, Quest) every SDPA
+backend (flash, efficient, cudnn) that runs the shapes is checked against fp32 attention and timed
+on the real shapes; the fastest is captured into the graph. Each row records the backends it ran
+("attention") and every candidate's time ("attention_candidates"). torch < 2.0 (the CPU test
+machine's 1.13) falls back to matmul + softmax. --self-test checks all of it on small shapes on
+the device in seconds (exit 1 on a mismatch).
 
 The floor is Tidal's (DESIGN.md §7): every weight once (the embedding table only when tied) plus
 the KV rows the step reads, over the device-to-device copy bandwidth measured in this process
@@ -49,10 +55,12 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from presets import (PRESETS, QUEST_PAGE, default_reselect, kv_rows_read,  # noqa: E402
-                     layer_roles, parse_count, stream_bytes, weight_bytes)
+from presets import (PRESETS, QUEST_PAGE, TORCH_REFERENCE_VERSION as VERSION,  # noqa: E402
+                     default_reselect, kv_rows_read, layer_roles, parse_count, stream_bytes,
+                     weight_bytes)
+import torch_attention as A  # noqa: E402
 
-HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
+HAS_SDPA = A.HAS_SDPA
 
 
 class Model:
@@ -93,28 +101,22 @@ def rope(x, cos, sin):
     return x * cos + rotated * sin
 
 
-def attend(q, k, v, mask=None):
-    """q [..., Lq, D] against k, v [..., S, D] (no causal mask: every key precedes the query)."""
-    if HAS_SDPA:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    s = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(q.shape[-1]))
-    if mask is not None:
-        s = s + mask
-    return torch.matmul(torch.softmax(s.float(), dim=-1).to(q.dtype), v)
-
-
 class DecodeStep:
-    """One decode step at a fixed context over a preallocated cache (static shapes: graphable)."""
+    """One decode step at a fixed context over a preallocated cache (static shapes: graphable).
+
+    The attention methods take a KV head's query group as q4 [B, KV, G, D] and return the
+    attention output in that shape; inside, SDPA sees q [B, H, 1, D]."""
 
     def __init__(self, model, batch, n, policy, budget, granularity, sparse_start, reselect,
-                 dtype, device):
+                 dtype, device, sdpa="auto", gqa_layout="auto"):
         s = model.s
         self.m, self.s, self.B, self.n = model, s, batch, n
         self.policy, self.granularity = policy, granularity
         self.K = max(2, min(budget, n + 1)) if policy != "full" else 0
         self.roles = layer_roles(s, policy, sparse_start, reselect)
         L, kvh, d = s["layers"], s["kv_heads"], s["head_dim"]
-        self.G = s["heads"] // kvh
+        H = s["heads"]
+        self.G = H // kvh
         # The cache: n random positions + the slot the step writes (position n).
         self.kc = torch.empty(L, batch, kvh, n + 1, d, dtype=dtype, device=device)
         self.vc = torch.empty_like(self.kc)
@@ -128,8 +130,15 @@ class DecodeStep:
         sin = torch.cat([torch.sin(ang), torch.sin(ang)]).to(dtype).to(device)
         self.cos, self.sin = cos, sin
         # Sparse lists always end in the current position n.
-        lists = s["heads"] if granularity == "per-query-head" else kvh
+        lists = H if granularity == "per-query-head" else kvh
         self.current = torch.full((batch, lists, 1), n, dtype=torch.long, device=device)
+        # Row of (sequence b, KV head of list i, position 0) in a layer's cache flattened to
+        # [B * KV * (n + 1), D]: a list's positions + its base are the rows index_select reads.
+        S = n + 1
+        seq = torch.arange(batch, dtype=torch.long, device=device).view(batch, 1, 1) * kvh
+        self.base_q = (seq + torch.arange(H, dtype=torch.long, device=device).view(1, H, 1)
+                       // self.G) * S  # [B, H, 1]: per query head
+        self.base_kv = (seq + torch.arange(kvh, dtype=torch.long, device=device).view(1, kvh, 1)) * S
         if policy == "quest":
             self.pages = -(-(n + 1) // QUEST_PAGE)
             self.kp = max(1, min(self.K // QUEST_PAGE, self.pages))
@@ -154,21 +163,71 @@ class DecodeStep:
             self.last_page = torch.full((batch, kvh, self.G, 1), self.pages - 1, dtype=torch.long,
                                         device=device)
             self.page_offsets = torch.arange(QUEST_PAGE, dtype=torch.long, device=device)
-            # The current page's slots past position n hold nothing yet: masked.
-            mask = torch.zeros(self.kp * QUEST_PAGE, dtype=dtype, device=device)
-            first = (self.pages - 1) * QUEST_PAGE
-            for j in range(QUEST_PAGE):
-                if first + j > n:
-                    mask[(self.kp - 1) * QUEST_PAGE + j] = float("-inf")
-            self.quest_mask = mask.view(1, 1, 1, -1)
+            # The chosen pages' positions: kp - 1 whole earlier pages, then the current page's
+            # slots up to n (its later slots hold nothing yet: left out, so no mask is needed
+            # and every SDPA backend can run it).
+            self.quest_rows = (self.kp - 1) * QUEST_PAGE + (n - (self.pages - 1) * QUEST_PAGE + 1)
+        self.tune(sdpa, gqa_layout)
+
+    # --- attention backends ----------------------------------------------------------------
+    def sites(self):
+        """(site, kind, list length) of the attention calls this step makes."""
+        out = [("dense", "grouped", self.n + 1)]
+        if self.policy == "tidal" and self.K - 1 < self.n:
+            out.append(("sparse", "mha" if self.granularity == "per-query-head" else "grouped",
+                        self.K))
+        if self.policy == "quest" and self.kp < self.pages:
+            out.append(("quest", "mha", self.quest_rows))
+        return out
+
+    def tune(self, sdpa="auto", gqa_layout="auto", exclude=()):
+        """Picks each call site's backend (torch_attention.tune) on its real shapes."""
+        B, s = self.B, self.s
+        H, kvh, d = s["heads"], s["kv_heads"], s["head_dim"]
+        dtype, device = self.kc.dtype, self.kc.device
+        g = torch.Generator(device="cpu").manual_seed(17)
+
+        def rnd(*shape):
+            return torch.randn(*shape, generator=g).to(device=device, dtype=dtype)
+
+        self.attn, self.attn_report = {}, {}
+        for site, kind, length in self.sites():
+            q = rnd(B, H, 1, d)
+            if site == "dense":
+                k, v = self.kc[0], self.vc[0]
+            else:
+                heads = H if kind == "mha" else kvh
+                k, v = rnd(B, heads, length, d), rnd(B, heads, length, d)
+            choice, report = A.tune(kind, q, k, v, sdpa, gqa_layout, exclude=exclude)
+            self.attn[site], self.attn_report[site] = choice, report
+            del q, k, v
+
+    def attention_label(self):
+        return "; ".join("%s %s" % (site, c.label()) for site, c in self.attn.items())
+
+    def backends(self):
+        return {c.backend for c in self.attn.values()}
+
+    def gather(self, layer, idx, base):
+        """Rows idx [B, lists, K] (+ base [B, lists, 1]) of a layer's K and V: [B, lists, K, D]."""
+        d = self.s["head_dim"]
+        rows = (idx + base).reshape(-1)
+        shape = tuple(idx.shape) + (d,)
+        return (self.kc[layer].view(-1, d).index_select(0, rows).view(shape),
+                self.vc[layer].view(-1, d).index_select(0, rows).view(shape))
+
+    def q_heads(self, q4):
+        B, kvh, G, d = q4.shape
+        return q4.reshape(B, kvh * G, 1, d)
 
     # --- attention by role ------------------------------------------------------------------
     def dense(self, q4, layer):
-        return attend(q4, self.kc[layer], self.vc[layer])
+        out = self.attn["dense"](self.q_heads(q4), self.kc[layer], self.vc[layer])
+        return out.reshape(q4.shape)
 
     def select(self, q4, layer):
         """Dense output + the lists of the following sparse layers."""
-        out = attend(q4, self.kc[layer], self.vc[layer])
+        out = self.dense(q4, layer)
         n, B = self.n, self.B
         if self.K - 1 >= n:  # every position fits the budget: the next layers stay dense
             self.idx = None
@@ -185,24 +244,15 @@ class DecodeStep:
     def sparse(self, q4, layer):
         if self.idx is None:
             return self.dense(q4, layer)
-        B, kvh, G, d = self.B, self.s["kv_heads"], self.G, self.s["head_dim"]
-        K = self.idx.shape[-1]
-        kl, vl = self.kc[layer], self.vc[layer]  # [B, KV, S, D]
-        if self.granularity == "per-query-head":
-            idx = self.idx.view(B, kvh, G, K, 1).expand(B, kvh, G, K, d)
-            S = kl.shape[2]
-            ks = torch.gather(kl.unsqueeze(2).expand(B, kvh, G, S, d), 3, idx)
-            vs = torch.gather(vl.unsqueeze(2).expand(B, kvh, G, S, d), 3, idx)
-            out = attend(q4.reshape(B, kvh * G, 1, d), ks.view(B, kvh * G, K, d),
-                         vs.view(B, kvh * G, K, d))
-            return out.view(B, kvh, G, d)
-        idx = self.idx.view(B, kvh, K, 1).expand(B, kvh, K, d)
-        return attend(q4, torch.gather(kl, 2, idx), torch.gather(vl, 2, idx))
+        base = self.base_q if self.granularity == "per-query-head" else self.base_kv
+        ks, vs = self.gather(layer, self.idx, base)  # [B, H or KV, K, D]
+        return self.attn["sparse"](self.q_heads(q4), ks, vs).reshape(q4.shape)
 
     def quest_positions(self, q4, k_new, layer):
         """Folds the new key into the current page's bounds; returns the positions [B, KV, G, T]
         of the chosen pages (the top kp - 1 earlier pages by q+ . max + q- . min, then the
-        current page), those past n clamped to n (and masked by quest_mask)."""
+        current page), those past n clamped to n (quest() reads the first quest_rows: the
+        clamped ones come last)."""
         B, G = self.B, self.G
         kvh = self.s["kv_heads"]
         p = self.pages - 1  # the current page
@@ -219,16 +269,10 @@ class DecodeStep:
     def quest(self, q4, k_new, layer):
         if self.kp >= self.pages:
             return self.dense(q4, layer)
-        B, G = self.B, self.G
-        kvh, d = self.s["kv_heads"], self.s["head_dim"]
-        pos = self.quest_positions(q4, k_new, layer)
-        T, S = pos.shape[-1], self.kc.shape[3]
-        idx = pos.view(B, kvh, G, T, 1).expand(B, kvh, G, T, d)
-        ks = torch.gather(self.kc[layer].unsqueeze(2).expand(B, kvh, G, S, d), 3, idx)
-        vs = torch.gather(self.vc[layer].unsqueeze(2).expand(B, kvh, G, S, d), 3, idx)
-        out = attend(q4.reshape(B, kvh * G, 1, d), ks.view(B, kvh * G, T, d),
-                     vs.view(B, kvh * G, T, d), self.quest_mask)
-        return out.view(B, kvh, G, d)
+        B, H = self.B, self.s["heads"]
+        pos = self.quest_positions(q4, k_new, layer)[..., :self.quest_rows]  # [B, KV, G, T]
+        ks, vs = self.gather(layer, pos.reshape(B, H, self.quest_rows), self.base_q)
+        return self.attn["quest"](self.q_heads(q4), ks, vs).reshape(q4.shape)
 
     # --- the step ---------------------------------------------------------------------------
     def __call__(self):
@@ -243,7 +287,7 @@ class DecodeStep:
             v = F.linear(h, w["v"]).view(B, kvh, d)
             self.kc[layer][:, :, n] = k
             self.vc[layer][:, :, n] = v
-            q4 = q.view(B, kvh, G, d)  # a KV head's query group as SDPA's query sequence
+            q4 = q.view(B, kvh, G, d)  # query heads by KV head (the attention methods' shape)
             role = self.roles[layer]
             if role == "dense":
                 o = self.dense(q4, layer)
@@ -345,6 +389,105 @@ def is_oom(e):
     return (oom is not None and isinstance(e, oom)) or "out of memory" in str(e).lower()
 
 
+def self_test(device, dtype):
+    """--self-test: every attention backend on small shapes (torch_attention.self_test), then the
+    decode step's fast paths at the tiny preset on `device` against fp32 attention restricted to
+    the positions they chose, and a graph-captured step of every policy. Returns the exit code."""
+    print("torch_reference self-test on %s, %s, torch %s: SDPA backends %s, enable_gqa %s" %
+          (device, dtype, torch.__version__, sorted(A.BACKENDS) or "-", A.HAS_GQA), flush=True)
+    failures = [A.self_test(device, dtype, log=lambda line: print(line, flush=True))]
+    tol = A.tolerance(dtype)
+
+    def check(cond, what):
+        print("  %s %s" % ("ok   " if cond else "FAIL ", what), flush=True)
+        failures.append(0 if cond else 1)
+
+    def restricted(q, keys, values, positions):
+        """fp32 softmax(q.k / sqrt(d)) v over the listed positions of one head."""
+        q, k, v = q.float(), keys[positions].float(), values[positions].float()
+        return torch.softmax(k @ q / math.sqrt(q.shape[0]), dim=0) @ v
+
+    s = PRESETS["tiny"]
+    kvh, d = s["kv_heads"], s["head_dim"]
+    model = Model(s, dtype, device, 1)
+    g = torch.Generator(device="cpu").manual_seed(9)
+    n, B = 300, 2
+    for gran, K in (("per-query-head", 24), ("per-kv-head", 40)):
+        step = DecodeStep(model, B, n, "tidal", K, gran, 2, [], dtype, device)
+        q4 = (torch.randn(B, kvh, step.G, d, generator=g) * 2).to(device=device, dtype=dtype)
+        step.select(q4, 2)
+        idx = step.idx  # [B, lists, K]
+        distinct = all(len(set(r)) == K for r in idx.view(-1, K).tolist())
+        check(bool((idx[..., -1] == n).all()) and bool((idx[..., :-1] < n).all()) and distinct,
+              "%s: %d distinct positions per list, the current one last" % (gran, K))
+        scores = torch.matmul(q4.double(), step.kc[2][:, :, :n].double().transpose(-1, -2))
+        if gran == "per-query-head":
+            want = torch.topk(scores.view(B, -1, n), K - 1, dim=-1).indices
+        else:
+            want = torch.topk(torch.softmax(scores / math.sqrt(d), dim=-1).sum(dim=2), K - 1,
+                              dim=-1).indices
+        same = sum(len(set(a) & set(b)) for a, b in zip(want.view(-1, K - 1).tolist(),
+                                                          idx[..., :-1].reshape(-1, K - 1).tolist()))
+        frac = same / float(want.numel())
+        check(frac >= (1.0 if dtype == torch.float32 else 0.9),
+              "%s: the lists are the top K - 1 of fp64 scores (%.0f%% agree)" % (gran, 100 * frac))
+        out = step.sparse(q4, 3)
+        err = 0.0
+        for b in range(B):
+            for h in range(s["heads"]):
+                kv, gi = divmod(h, step.G)
+                lst = idx[b, h] if gran == "per-query-head" else idx[b, kv]
+                want_o = restricted(q4[b, kv, gi], step.kc[3][b, kv], step.vc[3][b, kv], lst)
+                err = max(err, A.rel_error(out[b, kv, gi], want_o))
+        check(err <= tol, "%s: gather + %s = attention over the list (relative error %.2g)" %
+              (gran, step.attn["sparse"].label(), err))
+    for n_q in (203, 192):  # the current page holds 12 of 16 slots, or 1
+        step = DecodeStep(model, B, n_q, "quest", 64, "-", 2, [], dtype, device)
+        q4 = (torch.randn(B, kvh, step.G, d, generator=g) * 2).to(device=device, dtype=dtype)
+        k_new = torch.randn(B, kvh, d, generator=g).to(device=device, dtype=dtype)
+        step.kc[2][:, :, n_q] = k_new
+        pos = step.quest_positions(q4, k_new, 2)  # folding k_new again in quest() changes nothing
+        out = step.quest(q4, k_new, 2)
+        err = 0.0
+        for b in range(B):
+            for kv in range(kvh):
+                for gi in range(step.G):
+                    lst = torch.tensor(sorted(set(p for p in pos[b, kv, gi].tolist() if p <= n_q)),
+                                       device=device)
+                    want_o = restricted(q4[b, kv, gi], step.kc[2][b, kv], step.vc[2][b, kv], lst)
+                    err = max(err, A.rel_error(out[b, kv, gi], want_o))
+        check(err <= tol and len(lst) == step.quest_rows,
+              "quest at n = %d: %d positions, attention over them (%s, relative error %.2g)" %
+              (n_q, step.quest_rows, step.attn["quest"].label(), err))
+    torch.manual_seed(4)
+    full = DecodeStep(model, 1, 100, "full", 0, "-", 2, [], dtype, device)
+    torch.manual_seed(4)
+    wide = DecodeStep(model, 1, 100, "tidal", 150, "per-query-head", 2, [], dtype, device)
+    full()
+    wide()
+    err = A.rel_error(wide.logits, full.logits.float())
+    check(err <= tol, "tidal with K > n is full attention (logits' relative error %.2g)" % err)
+    graphs = device.type == "cuda"
+    for policy, gran, K in (("full", "-", 0), ("tidal", "per-query-head", 32),
+                            ("tidal", "per-kv-head", 32), ("quest", "-", 64)):
+        step = DecodeStep(model, B, 500, policy, K, gran, 2, [], dtype, device)
+        med, p90 = time_step(step, device, graphs, 1, 3)
+        check(0 < med <= p90 and bool(torch.isfinite(step.logits.float()).all()),
+              "%s %s: %s step %.3f ms (%s)" % (policy, gran, "graph-captured" if graphs else "eager",
+                                               med, step.attention_label()))
+    if device.type == "cuda":  # which backend wins at llama3-8b's shapes (information only)
+        for S in (32001, 100001):
+            q = torch.randn(1, 32, 1, 128, device=device, dtype=dtype)
+            kv = torch.randn(2, 1, 8, S, 128, device=device, dtype=dtype)
+            best, report = A.tune("grouped", q, kv[0], kv[1])
+            print("  llama3-8b dense attention at %d keys: %s; candidates (ms): %s" %
+                  (S, best.label(), json.dumps(report)), flush=True)
+            del kv
+    bad = sum(failures)
+    print("self-test: %s (%d failures)" % ("FAILED" if bad else "passed", bad), flush=True)
+    return 1 if bad else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="llama2-7b", choices=sorted(PRESETS))
@@ -364,6 +507,15 @@ def main():
     ap.add_argument("--no-graphs", action="store_true", help="cuda: eager steps")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", default="", help="also write every line's object to this file")
+    ap.add_argument("--sdpa", default="auto", choices=["auto", "flash", "efficient", "cudnn", "math",
+                                                        "matmul", "default"],
+                    help="attention backend (auto: the fastest correct one per call site)")
+    ap.add_argument("--gqa-layout", default="auto", choices=["auto", "gqa", "group"],
+                    help="grouped attention: enable_gqa=True, or the query group as the query "
+                    "sequence (auto: the faster)")
+    ap.add_argument("--self-test", action="store_true",
+                    help="check every attention backend and the sparse paths against fp32 "
+                    "attention on small shapes (seconds); exit 1 on a mismatch")
     a = ap.parse_args()
 
     if a.device == "auto":
@@ -375,6 +527,8 @@ def main():
     if a.dtype == "auto":
         a.dtype = "bf16" if device.type == "cuda" else "f32"
     dtype = {"bf16": torch.bfloat16, "f16": torch.float16, "f32": torch.float32}[a.dtype]
+    if a.self_test:
+        return self_test(device, dtype)
     elem = torch.tensor([], dtype=dtype).element_size()
     s = PRESETS[a.preset]
     contexts = [parse_count(c) for c in a.context.split(",") if c]
@@ -399,7 +553,10 @@ def main():
     emit({"kind": "header", "bench": "torch_reference", "device": name,
           "torch": torch.__version__, "cuda": getattr(torch.version, "cuda", None),
           "python": platform.python_version(), "dtype": a.dtype,
-          "graphs": "on" if graphs else "off", "attention": "sdpa" if HAS_SDPA else "matmul",
+          "graphs": "on" if graphs else "off", "version": VERSION,
+          "attention": ("sdpa, fastest backend per call site (rows: attention)" if a.sdpa == "auto"
+                        else "sdpa " + a.sdpa) if HAS_SDPA else "matmul",
+          "sdpa_backends": sorted(A.BACKENDS), "enable_gqa": A.HAS_GQA,
           "copy_tbps": copy / 1e12, "steps": a.steps, "warmup": a.warmup,
           "sparse_start": a.sparse_start, "reselect_layers": reselect, "preset": a.preset})
 
@@ -434,8 +591,19 @@ def main():
             try:
                 t1 = time.time()
                 step = DecodeStep(model, a.batch, n, policy, budget, gran, a.sparse_start,
-                                  reselect, dtype, device)
-                med, p90 = time_step(step, device, graphs, a.warmup, a.steps)
+                                  reselect, dtype, device, a.sdpa, a.gqa_layout)
+                try:
+                    med, p90 = time_step(step, device, graphs, a.warmup, a.steps)
+                except RuntimeError as e:  # e.g. a backend that cannot be graph-captured
+                    if is_oom(e) or a.sdpa != "auto" or not graphs:
+                        raise
+                    used = step.backends() & set(A.FAST)
+                    print("torch_reference: %s failed (%s); again without %s" %
+                          (step.attention_label(), str(e).splitlines()[0][:200], ", ".join(sorted(used))),
+                          file=sys.stderr)
+                    torch.cuda.synchronize()
+                    step.tune(a.sdpa, a.gqa_layout, exclude=used)
+                    med, p90 = time_step(step, device, graphs, a.warmup, a.steps)
                 roles = step.roles
                 rows = kv_rows_read(s, roles, n + 1, budget, gran, a.batch)
                 gb = (stream_bytes(s, elem) + rows * s["head_dim"] * elem) / 1e9
@@ -443,7 +611,8 @@ def main():
                 row.update(status="ok", ms=med, p90_ms=p90, **{"tok/s": a.batch / (med * 1e-3)},
                            GB=gb, floor_ms=floor,
                            **{"%floor": 100.0 * floor / med if floor else None},
-                           copy_tbps=copy / 1e12, wall_s=time.time() - t1)
+                           copy_tbps=copy / 1e12, wall_s=time.time() - t1,
+                           attention=step.attention_label(), attention_candidates=step.attn_report)
             except Exception as e:  # noqa: BLE001 - a failed cell is reported, the next one runs
                 if not is_oom(e):
                     raise

@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """benchmarks.suite_smoke: the suite driver (benchmarks/suite/run_suite.py) end to end on the CPU
 with benchmarks/suite/smoke.json (the tiny preset): a run stopped after 3 processes, a refused
-re-run without --resume, the resumed run to the end (no cell measured twice), the results JSON,
-the markdown report and (with matplotlib) the plots; then a run whose process outlives the time
-budget (a stub tidal that sleeps) is killed and leaves its cells pending.
+re-run without --resume, the resumed run to the end (no cell measured twice), the results JSON
+(FP8 KV cells beside the others, keyed apart, with tidal bench's FP8 bytes), the markdown report
+and (with matplotlib) the plots; then a run whose process outlives the time budget (a stub tidal
+that sleeps) is killed and leaves its cells pending; --only-stage; a server that fails to start
+fails its serving cells with its error; a PyTorch row of an older reference is measured again.
 
 The PyTorch reference cells must be measured when torch imports in this Python and are skipped
 otherwise; the serving cells need serve_bench (--serve-bench, empty in builds without gRPC).
@@ -111,9 +113,27 @@ def main():
     tidal_rows = [e["row"] for e in bench_ok if e["params"]["policy"] == "tidal"]
     check(tidal_rows and all((r["select_ms"] or 0) > 0 and (r["sparse_ms"] or 0) > 0
                              for r in tidal_rows), "tidal rows carry selection and sparse time")
-    nofit = of("bench", context=200000000)
+    nofit = [e for e in of("bench", context=200000000) if not e["params"].get("kv_dtype")]
     check(len(nofit) == 10 and all(e["status"] == "does_not_fit" for e in nofit),
           "the 200M cells do not fit (%d)" % len(nofit))
+    fp8 = {(e["params"]["context"], e["params"]["policy"]): e for e in of("bench", kv_dtype="fp8")}
+    check(sorted(fp8) == [(512, "full"), (512, "tidal"), (200000000, "full"), (200000000, "tidal")],
+          "4 FP8 KV cells (%s)" % sorted(fp8))
+    check(all(k.endswith("|kv=fp8") for k, e in cells.items() if e["params"].get("kv_dtype")) and
+          len({k for k in cells if k.endswith("|kv=fp8")}) == 4, "FP8 cells are keyed apart")
+    for pol, gran in (("full", "-"), ("tidal", "per-kv-head")):
+        e8 = fp8.get((512, pol))
+        e16 = [e for e in of("bench", context=512, batch=1, policy=pol, granularity=gran)
+               if not e["params"].get("kv_dtype") and e["params"]["budget"] in (None, 64)]
+        ok = e8 is not None and e8["status"] == "ok" and len(e16) == 1 and e16[0]["status"] == "ok"
+        check(ok and e8["row"]["header"].get("kv_dtype") == "fp8" and
+              e16[0]["row"]["header"].get("kv_dtype") == "f32" and
+              e8["row"]["GB"] < e16[0]["row"]["GB"] and e8["row"]["#wrong"] == 0,
+              "%s at 512 with an FP8 KV cache: measured, its bytes below f32's" % pol)
+    check(all(fp8[(200000000, p)]["status"] == "does_not_fit" and
+              not fp8[(200000000, p)].get("reason", "").startswith("implied")
+              for p in ("full", "tidal")),
+          "FP8 at 200M: its own does-not-fit, not implied by the f32 cache's")
     check(any("does not fit in cpu memory" in e.get("reason", "") for e in nofit),
           "tidal bench's own error is the reason")
     check(all(e.get("reason", "").startswith("implied") for e in nofit if e["params"]["batch"] == 2),
@@ -147,6 +167,12 @@ def main():
     check("Status: complete" in md, "the report says it is complete")
     check("| 1K |" in md and "200M" in md, "the longest context (1K) and the 200M that does not fit")
     check("≈45.8" in md, "the paper's table is in the report")
+    kv_md = "\n".join(line for line in md.split("## bf16 against FP8 KV cache", 1)[-1].split(
+        "\n## ", 1)[0].splitlines() if line.startswith("|"))
+    check("| f32 ms |" in kv_md and "| FP8 ms |" in kv_md and "| 512 | full |" in kv_md and
+          "does not fit" in kv_md and "pending" not in kv_md,
+          "the report compares the KV dtypes")
+    check("| tiny (FP8 KV) | 512 |" in md, "the longest-context table has the FP8 row")
     if have_torch:
         check("## The PyTorch reference" in md, "the report has the PyTorch table")
     if have_serve:
@@ -163,6 +189,7 @@ def main():
         check("matplotlib is not installed" in md, "the report says why there are no plots")
 
     # 4. The time budget: a process that outlives it is killed; its cells stay pending.
+    tidal = args.tidal
     stub = os.path.join(args.work, "slow_tidal")
     with open(stub, "w") as f:
         f.write("#!/bin/sh\n[ \"$1\" = info ] && exit 1\n[ \"$1\" = --version ] && exit 0\nsleep 60\n")
@@ -176,6 +203,48 @@ def main():
     check(d["invocations"] and d["invocations"][0]["timed_out"], "its process was killed")
     check(not any(e["status"] in ("ok", "error") for e in d["cells"].values()),
           "the killed process's cells stay pending")
+
+    # 5. --only-stage: that stage's cells only; an unknown stage is refused.
+    args.tidal = tidal
+    args.out = os.path.join(args.work, "only")
+    rc, _, _ = driver(args, "--only-stage", "kv")
+    d = load(args)
+    check(rc == 0 and d["cells"] and all(e["params"]["stage"] == "kv" for e in d["cells"].values()),
+          "--only-stage kv ran the kv stage only (%d cells)" % len(d["cells"]))
+    rc, _, err = driver(args, "--resume", "--only-stage", "nosuch")
+    check(rc == 2 and "no stage nosuch" in err, "an unknown --only-stage is refused")
+
+    # 6. A PyTorch row of an older reference (version 1) is pending again: measured (or skipped
+    # without torch) by the next run.
+    d["cells"] = {}
+    key = "torch|tiny|256|1|full|-|0"
+    d["cells"][key] = {"params": {"kind": "torch", "stage": "torch-headline", "preset": "tiny",
+                                  "context": 256, "batch": 1, "policy": "full", "granularity": "-",
+                                  "budget": None},
+                       "status": "ok", "when": "v1", "row": {"ms": 1.0, "header": {}}}
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(d, f)
+    rc, _, _ = driver(args, "--resume", "--only-stage", "torch-headline")
+    e = load(args)["cells"][key]
+    check(rc == 0 and e["when"] != "v1" and (e["status"] == "skipped" or e.get("version") == 2),
+          "the version-1 PyTorch row was run again (%s)" % e["status"])
+
+    # 7. A server that does not start fails its cells with its error line.
+    stub = os.path.join(args.work, "broken_tidal")
+    with open(stub, "w") as f:
+        f.write("#!/bin/sh\n[ \"$1\" = --version ] && exit 0\n"
+                "[ \"$1\" = serve ] && { echo 'tidal: error: no GPU for this test' >&2; exit 1; }\n"
+                "exit 1\n")
+    os.chmod(stub, 0o755)
+    args.out = os.path.join(args.work, "broken_serve")
+    args.tidal, serve_bench = stub, args.serve_bench
+    args.serve_bench = stub  # only needs to exist: the server fails first
+    rc, _, _ = driver(args, "--only-stage", "serve")
+    sc = load(args)["cells"].values()
+    check(rc == 0 and len(sc) == 4 and all(
+        e["status"] == "error" and "no GPU for this test" in e.get("reason", "") for e in sc),
+        "the serving cells failed with the server's error")
+    args.serve_bench = serve_bench
 
     if failures:
         print("FAILED: %d checks" % len(failures))

@@ -7,10 +7,12 @@ recomputations: TidalDecode's lists are the top (K - 1) earlier positions by q.k
 layer's gather + attention equals softmax attention restricted to its list; Quest's page bounds
 are the pages' element-wise min / max, its pages the top by q+ . max + q- . min plus the current
 page, and its attention equals attention restricted to those pages' positions up to n; a budget
-of at least n + 1 gives full attention's logits; a timed step runs and reports a positive time.
-Exit 77 (a skip) without torch."""
+of at least n + 1 gives full attention's logits; a timed step runs and reports a positive time;
+`torch_reference.py --self-test` (every attention backend this torch has, and the step's fast
+paths, against fp32 attention) passes on the CPU. Exit 77 (a skip) without torch."""
 import math
 import os
+import subprocess
 import sys
 import unittest
 
@@ -139,6 +141,21 @@ class TorchReferenceTest(unittest.TestCase):
         sparse = make_step("tidal", n, 8)
         sparse()
         self.assertFalse(torch.allclose(sparse.logits, full.logits), "K = 8 must differ from full")
+
+    def test_quest_reads_only_written_positions(self):
+        # n = 203: the current page (192..207) holds 192..203; its 4 empty slots are not read.
+        step = make_step("quest", 203, 64)
+        self.assertEqual(step.quest_rows, (step.kp - 1) * T.QUEST_PAGE + 12)
+        self.assertEqual(set(step.attn), {"dense", "quest"})
+
+    def test_self_test_passes(self):
+        p = subprocess.run([sys.executable, os.path.join(SRC, "benchmarks", "suite",
+                                                         "torch_reference.py"),
+                            "--self-test", "--device", "cpu"], capture_output=True, text=True,
+                           timeout=100)
+        self.assertEqual(p.returncode, 0, p.stdout[-3000:] + p.stderr[-2000:])
+        self.assertIn("self-test: passed", p.stdout)
+        self.assertNotIn("FAIL", p.stdout)
 
     def test_timed_step(self):
         step = make_step("tidal", 300, 32, batch=2)
