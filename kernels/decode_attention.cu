@@ -109,8 +109,11 @@ SplitPath split_path(const DecodeAttentionParams& p) {
       return head_dim == 64 ? mma_blocks_per_sm<T, 64, T>() : mma_blocks_per_sm<T, 128, T>();
     };
     const int blocks = bf16 ? blocks_for(__nv_bfloat16{}) : blocks_for(__half{});
-    return {true, blocks,
-            head_dim == 64 ? attention::MmaSplit<64>::kTile : attention::MmaSplit<128>::kTile};
+    const int tile = fp8 ? (head_dim == 64 ? attention::MmaSplit<64, 1>::kTile
+                                           : attention::MmaSplit<128, 1>::kTile)
+                         : (head_dim == 64 ? attention::MmaSplit<64>::kTile
+                                           : attention::MmaSplit<128>::kTile);
+    return {true, blocks, tile};
   }
   // SIMT: kRowsInFlight rows for each thread group of head_dim / vec threads.
   const int64_t vec = 16 / int64_t(dtype_size(p.q.dtype));

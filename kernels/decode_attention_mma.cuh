@@ -25,18 +25,25 @@
 // into the split's partial, or into out and lse when the split covers the whole row.
 //
 // FP8 caches (KT = uint8_t: e4m3 codes, a scale per (token, KV head) row) run the same pipeline on
-// half the bytes (twice the stages), with f16 mma: e4m3 -> f16 is exact and one cvt per pair.
-//   - The ring holds codes and, per stage, the 16 keys' K and V scales (4-byte cp.async).
-//   - S: the lane's operands take a permutation of the head dims (the sum is the same): lane tq
-//     owns dims tq * D/4 .. +D/4, 4 of them per k-step, so its K operands are two 16-byte loads
-//     of a key row and one cvt per register. Q is converted to f16 once, scaled by a power of two
-//     (|q| / qs < 2^14: no overflow, and every bf16 element above 2^-14 of the row max is exact);
-//     qs and the key's scale multiply S in fp32.
-//   - P V: V's rows are scaled through P: P'[key] = P[key] * vscale[key] / vref, vref the largest
-//     V scale the warp has seen (a power of two, raised like the softmax max: O is rescaled by
-//     vref_old / vref_new, exactly), so P' <= 1 fits f16 head + tail and O is in units of vref.
-//     The output dims are permuted too: column n of n-tile i is dim n * D/8 + i, so a lane's B
-//     operands come from 16 (D 64: 8) contiguous bytes of each of its 4 key rows, paired by
+// half the bytes, with f16 mma (e4m3 -> f16 is exact, one cvt per pair) in the transposed form:
+// the 16 mma rows are keys, not the 2-4 heads of a pass, so no tensor-core work is wasted on zero
+// rows and P V needs no tail (16 + 16 mma per 32 keys at head_dim 128, where the layout above
+// would take 96).
+//   - A stage is 32 keys (two P V k-steps), so its fixed work (lookups, the softmax update and its
+//     shuffles) spreads over as many bytes as a 16-bit stage's; the ring holds codes and the keys'
+//     K and V scales (4-byte cp.async).
+//   - S^T = K Q^T: K is the A operand, Q^T the B operand (column n = head n of the pass). Both take
+//     a permutation of the head dims (the sum is the same): lane tq owns dims tq * D/4 .. + D/4,
+//     4 of them per k-step, so its K operands are 16-byte loads of its key rows and one cvt per
+//     register. Q is converted to f16 once, over a power-of-two scale qs (|q| / qs < 2^14: no
+//     overflow, and every bf16 element above 2^-14 of the row max is exact); qs and the key's
+//     scale multiply S in fp32. A lane holds keys g + 8 q (q = 0..3) of heads 2 tq, 2 tq + 1.
+//   - O^T += V^T P'^T: V's scales go through P, P'[key] = P[key] * vscale[key] / vref, vref the
+//     largest V scale the warp has seen (a power of two, raised like the softmax max: O is
+//     rescaled by vref_old / vref_new, exactly), so P' <= 1 fits f16 and O is in units of vref.
+//     P'^T is the B operand through movmatrix's transpose of the [key][head] fragments. V^T's rows
+//     (dims) are permuted too: row r of k-step dp is dim g * D/8 + 2 dp + r / 8, so a lane's A
+//     operands come from 16 (D 64: 8) contiguous bytes of each of its key rows, paired by
 //     byte_perm.
 #pragma once
 
@@ -54,9 +61,11 @@ namespace tidal::kernels::cuda::attention {
 template <int D, int KB = 2>
 struct MmaSplit {
   static constexpr int kWarps = 4, kThreads = 32 * kWarps;
-  static constexpr int kKeys = 16;  // keys per warp per stage: one P V k-step
-  // ring: 16-bit 16 (D 64: 12) KiB in flight per warp; FP8 the same bytes in twice the stages
-  static constexpr int kStages = (D == 128 ? 3 : 4) * (2 / KB);
+  // Keys per warp per stage: one P V k-step (16-bit); FP8 two, so the stage's fixed work (the
+  // lookups, the softmax update and its shuffles) spreads over as many bytes as a 16-bit stage's.
+  static constexpr int kKeys = KB == 1 ? 32 : 16;
+  // Ring: 16-bit 16 (D 64: 12) KiB in flight per warp; FP8 9 (D 64: 10) KiB, 3 blocks an SM.
+  static constexpr int kStages = KB == 1 ? (D == 128 ? 2 : 3) : (D == 128 ? 3 : 4);
   static constexpr int kBlocksPerSm = 2;  // by shared memory: the launch bound (the host asks)
   static constexpr int kTile = kWarps * kKeys;  // Plan::tile: chunks are multiples of it
   // Padded smem row (16 bytes): ldmatrix's 8 rows hit 8 bank groups, and so do the FP8 loads.
@@ -94,7 +103,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float s_m[C::kWarps][kMaxHeadsPerBlock], s_l[C::kWarps][kMaxHeadsPerBlock];
   __shared__ uint32_t s_valid[C::kWarps][S];  // per stage: bit k set when key k was copied
-  // FP8: per stage, the K (0) and V (1) scales of its 16 keys (0 for a key not copied).
+  // FP8: per stage, the K (0) and V (1) scales of its keys (0 for a key not copied).
   __shared__ __align__(16) float s_scale[kFp8 ? C::kWarps : 1][kFp8 ? S : 1][2][KEYS];
   __shared__ int s_state[kMaxHeadsPerBlock];  // per pass: 0 no keys here, 1 partial, 2 final
   launch_dependents();
@@ -157,20 +166,21 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const int32_t slot = p.page_shift >= 0 ? j & (p.page_size - 1) : j % p.page_size;
     return int64_t(page) * p.page_size + slot;
   };
-  // Stage s's 16 K and V rows into ring slot s % S; invalid keys get zeros and a clear bit.
+  // Stage s's KEYS K and V rows into ring slot s % S; invalid keys get zeros and a clear bit.
   auto issue = [&](int s, int64_t row) {
     KT* sk = ring + (s % S) * C::kStageElems;
     KT* sv = sk + KEYS * STRIDE;
-    const uint32_t valid = __ballot_sync(0xffffffffu, row >= 0) & 0xffffu;
+    const uint32_t valid =
+        __ballot_sync(0xffffffffu, row >= 0) & (KEYS == 32 ? 0xffffffffu : 0xffffu);
     if (lane == 0) s_valid[warp][s % S] = valid;
-    if constexpr (kFp8) {  // lanes 0-15: K scales of keys 0-15; lanes 16-31: V scales
-      const float* scales = lane < KEYS ? a.k_scale : a.v_scale;
-      int64_t at = 0;  // scales [num_pages, num_kv_heads, page_size]
+    if constexpr (kFp8) {  // lane k: the K and V scales of key k
+      int64_t at = 0;      // scales [num_pages, num_kv_heads, page_size]
       if (row >= 0) {
         const int64_t page = p.page_shift >= 0 ? row >> p.page_shift : row / p.page_size;
         at = (page * p.num_kv_heads + kvh) * p.page_size + (row - page * p.page_size);
       }
-      cp_async_4(smem_u32(&s_scale[warp][s % S][lane / KEYS][key]), scales + at, row >= 0);
+      cp_async_4(smem_u32(&s_scale[warp][s % S][0][key]), a.k_scale + at, row >= 0);
+      cp_async_4(smem_u32(&s_scale[warp][s % S][1][key]), a.v_scale + at, row >= 0);
     }
 #pragma unroll
     for (int c = 0; c < C::kCopies; ++c) {
@@ -322,9 +332,9 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     }
   };
 
-  // FP8: S^T = K Q^T (keys as rows: a lane holds keys g, g + 8 of heads 2 tq, 2 tq + 1), then
-  // O^T += V^T P'^T, P'^T the B operand through movmatrix's transpose. 8 + 8 mma per stage at
-  // head_dim 128 (the 16-bit path's layout would take 48).
+  // FP8: S^T = K Q^T (keys as rows: a lane holds keys g + 8 q of heads 2 tq, 2 tq + 1), then
+  // O^T += V^T P'^T, P'^T the B operand through movmatrix's transpose: 16 + 16 mma per 32 keys
+  // at head_dim 128 (the 16-bit path's layout would take 96).
   float m2[2] = {-INFINITY, -INFINITY}, l2[2] = {0.0f, 0.0f};  // heads 2 tq + e
   float ot[D / 16][4];  // O^T: dims g * D/8 + 2 dp + {0 (c0, c1), 1 (c2, c3)}, heads 2 tq + {0, 1}
 #pragma unroll
@@ -347,41 +357,50 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const KT* sk = ring + (s % S) * C::kStageElems;
     const KT* sv = sk + KEYS * STRIDE;
     const uint32_t valid = s_valid[warp][s % S];
-    float st[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // keys g, g, g + 8, g + 8 x heads 2 tq, 2 tq + 1
-    const uint4* k0 = reinterpret_cast<const uint4*>(sk + g * STRIDE + tq * (D / 4));
-    const uint4* k1 = reinterpret_cast<const uint4*>(sk + (g + 8) * STRIDE + tq * (D / 4));
-#pragma unroll
-    for (int c = 0; c < D / 64; ++c) {
-      const uint4 w0 = k0[c], w1 = k1[c];
-      const uint32_t r0[4] = {w0.x, w0.y, w0.z, w0.w}, r1[4] = {w1.x, w1.y, w1.z, w1.w};
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int kk = c * 4 + i;
-        const uint32_t ka[4] = {e4m3x2_to_f16x2(uint16_t(r0[i])), e4m3x2_to_f16x2(uint16_t(r1[i])),
-                                e4m3x2_to_f16x2(uint16_t(r0[i] >> 16)),
-                                e4m3x2_to_f16x2(uint16_t(r1[i] >> 16))};
-        mma_16816<__half>(st, ka, qf[kk][0], qf[kk][1]);
-      }
-    }
     const float* ksc = s_scale[warp][s % S][0];
     const float* vsc = s_scale[warp][s % S][1];
-    const float kscale[2] = {ksc[g], ksc[g + 8]}, vscale[2] = {vsc[g], vsc[g + 8]};
-    const bool ok[2] = {bool((valid >> g) & 1u), bool((valid >> (g + 8)) & 1u)};
-    float x[2][2];  // [head e][key r: g, g + 8]
+    // S^T of the stage's two 16-key halves: st[hh] = keys 16 hh + {g, g, g + 8, g + 8} x heads
+    // 2 tq + {0, 1, 0, 1}.
+    float st[2][4] = {};
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
+    for (int hh = 0; hh < 2; ++hh) {
+      const uint4* k0 = reinterpret_cast<const uint4*>(sk + (16 * hh + g) * STRIDE + tq * (D / 4));
+      const uint4* k1 =
+          reinterpret_cast<const uint4*>(sk + (16 * hh + g + 8) * STRIDE + tq * (D / 4));
+#pragma unroll
+      for (int c = 0; c < D / 64; ++c) {
+        const uint4 w0 = k0[c], w1 = k1[c];
+        const uint32_t r0[4] = {w0.x, w0.y, w0.z, w0.w}, r1[4] = {w1.x, w1.y, w1.z, w1.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int kk = c * 4 + i;
+          const uint32_t ka[4] = {
+              e4m3x2_to_f16x2(uint16_t(r0[i])), e4m3x2_to_f16x2(uint16_t(r1[i])),
+              e4m3x2_to_f16x2(uint16_t(r0[i] >> 16)), e4m3x2_to_f16x2(uint16_t(r1[i] >> 16))};
+          mma_16816<__half>(st[hh], ka, qf[kk][0], qf[kk][1]);
+        }
+      }
+    }
+    // The lane's keys: q = 0..3 is key g + 8 q (halves hh = q / 2, rows r = q % 2).
+    float x[2][4], vscale[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      const int kq = g + 8 * q;
+      const bool ok = (valid >> kq) & 1u;
+      const float kscale = ksc[kq];
+      vscale[q] = vsc[kq];
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const float dot = st[2 * r + e] * kscale[r];
-        x[e][r] = ok[r] ? dot * head_log2[e] : -INFINITY;
-        if (logit_rows[e] != nullptr && ok[r]) {
-          const int32_t j = first + s * step + g + 8 * r;  // a range row: key k is position j
+        const float dot = st[q / 2][2 * (q % 2) + e] * kscale;
+        x[e][q] = ok ? dot * head_log2[e] : -INFINITY;
+        if (logit_rows[e] != nullptr && ok) {
+          const int32_t j = first + s * step + kq;  // a range row: key k is position j
           if (j < a.max_len) logit_rows[e][j] = dot * head_logit[e];
         }
       }
     }
     // The V scales of the stage, over the largest seen (v_ref, raised like a running max).
-    float vmax = fmaxf(vscale[0], vscale[1]);
+    float vmax = fmaxf(fmaxf(vscale[0], vscale[1]), fmaxf(vscale[2], vscale[3]));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 4));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 8));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 16));
@@ -389,10 +408,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const float v_ratio = v_new > 0.0f ? v_ref / v_new : 1.0f;  // powers of two: exact
     const float v_inv = v_new > 0.0f ? 1.0f / v_new : 0.0f;
     v_ref = v_new;
-    float pw[2][2];
+    float pw[2][4];
 #pragma unroll
-    for (int e = 0; e < 2; ++e) {  // online softmax of head 2 tq + e over the stage's 16 keys
-      float mx = fmaxf(m2[e], fmaxf(x[e][0], x[e][1]));
+    for (int e = 0; e < 2; ++e) {  // online softmax of head 2 tq + e over the stage's keys
+      float mx = fmaxf(m2[e], fmaxf(fmaxf(x[e][0], x[e][1]), fmaxf(x[e][2], x[e][3])));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
@@ -407,40 +426,42 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         ot[dp][e + 2] *= o_alpha;
       }
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const float w = exp2f(x[e][r] - base);
+      for (int q = 0; q < 4; ++q) {
+        const float w = exp2f(x[e][q] - base);
         l2[e] += w;
-        pw[e][r] = w * (vscale[r] * v_inv);
+        pw[e][q] = w * (vscale[q] * v_inv);
       }
     }
-    // P'^T as the B operand: rows (keys) of the 8 x 8 [key][head] tiles, transposed.
-    uint32_t pb[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) pb[r] = movmatrix_trans(pack2<__half>(pw[0][r], pw[1][r]));
-    // V^T as the A operand: bytes g * D/8 .. of keys 2 tq, 2 tq + 1, 8 + 2 tq, 9 + 2 tq.
     using Bytes = std::conditional_t<D == 128, uint4, uint2>;
     constexpr int kWords = D / 32;
-    uint32_t rows[4][kWords];
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int k = (r / 2) * 8 + 2 * tq + r % 2;
-      const Bytes b = *reinterpret_cast<const Bytes*>(sv + k * STRIDE + g * (D / 8));
-      memcpy(rows[r], &b, sizeof(Bytes));
-    }
+    for (int hh = 0; hh < 2; ++hh) {
+      // P'^T of the half as the B operand: rows (keys) of the 8 x 8 [key][head] tiles, transposed.
+      const uint32_t pb0 = movmatrix_trans(pack2<__half>(pw[0][2 * hh], pw[1][2 * hh]));
+      const uint32_t pb1 = movmatrix_trans(pack2<__half>(pw[0][2 * hh + 1], pw[1][2 * hh + 1]));
+      // V^T as the A operand: bytes g * D/8 .. of keys 2 tq, 2 tq + 1, 8 + 2 tq, 9 + 2 tq.
+      uint32_t rows[4][kWords];
 #pragma unroll
-    for (int wi = 0; wi < kWords; ++wi) {
-      const uint32_t lo0 = __byte_perm(rows[0][wi], rows[1][wi], 0x5140);
-      const uint32_t hi0 = __byte_perm(rows[0][wi], rows[1][wi], 0x7362);
-      const uint32_t lo1 = __byte_perm(rows[2][wi], rows[3][wi], 0x5140);
-      const uint32_t hi1 = __byte_perm(rows[2][wi], rows[3][wi], 0x7362);
-      const uint32_t va0[4] = {e4m3x2_to_f16x2(uint16_t(lo0)), e4m3x2_to_f16x2(uint16_t(lo0 >> 16)),
-                               e4m3x2_to_f16x2(uint16_t(lo1)),
-                               e4m3x2_to_f16x2(uint16_t(lo1 >> 16))};
-      const uint32_t va1[4] = {e4m3x2_to_f16x2(uint16_t(hi0)), e4m3x2_to_f16x2(uint16_t(hi0 >> 16)),
-                               e4m3x2_to_f16x2(uint16_t(hi1)),
-                               e4m3x2_to_f16x2(uint16_t(hi1 >> 16))};
-      mma_16816<__half>(ot[2 * wi], va0, pb[0], pb[1]);
-      mma_16816<__half>(ot[2 * wi + 1], va1, pb[0], pb[1]);
+      for (int r = 0; r < 4; ++r) {
+        const int k = 16 * hh + (r / 2) * 8 + 2 * tq + r % 2;
+        const Bytes b = *reinterpret_cast<const Bytes*>(sv + k * STRIDE + g * (D / 8));
+        memcpy(rows[r], &b, sizeof(Bytes));
+      }
+#pragma unroll
+      for (int wi = 0; wi < kWords; ++wi) {
+        const uint32_t lo0 = __byte_perm(rows[0][wi], rows[1][wi], 0x5140);
+        const uint32_t hi0 = __byte_perm(rows[0][wi], rows[1][wi], 0x7362);
+        const uint32_t lo1 = __byte_perm(rows[2][wi], rows[3][wi], 0x5140);
+        const uint32_t hi1 = __byte_perm(rows[2][wi], rows[3][wi], 0x7362);
+        const uint32_t va0[4] = {
+            e4m3x2_to_f16x2(uint16_t(lo0)), e4m3x2_to_f16x2(uint16_t(lo0 >> 16)),
+            e4m3x2_to_f16x2(uint16_t(lo1)), e4m3x2_to_f16x2(uint16_t(lo1 >> 16))};
+        const uint32_t va1[4] = {
+            e4m3x2_to_f16x2(uint16_t(hi0)), e4m3x2_to_f16x2(uint16_t(hi0 >> 16)),
+            e4m3x2_to_f16x2(uint16_t(hi1)), e4m3x2_to_f16x2(uint16_t(hi1 >> 16))};
+        mma_16816<__half>(ot[2 * wi], va0, pb0, pb1);
+        mma_16816<__half>(ot[2 * wi + 1], va1, pb0, pb1);
+      }
     }
   };
 
