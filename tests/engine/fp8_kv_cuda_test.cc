@@ -5,7 +5,6 @@
 // cache (the cost of FP8), under full attention, TidalDecode (K = 32) and Quest (K = 32).
 // Agreements are printed; a sanity bound (no flip in the first 8 tokens) is asserted.
 #include <cstdio>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -18,18 +17,10 @@ namespace {
 using testing_greedy::agreement;
 using testing_greedy::Agreement;
 using testing_greedy::greedy;
-using testing_greedy::kDir;
 
 TEST(Fp8KvCuda, GreedyTokensOfTheEmbeddedModel) {
   TIDAL_SKIP_WITHOUT_CUDA();
-  const auto eval = nlohmann::json::parse(testing::read_file(kDir + "/eval.json"));
-  const std::vector<int32_t> prompt =
-      eval.at("reference_greedy_64").at("prompt_ids").get<std::vector<int32_t>>();
-  model::AttentionPolicy full, tidal, quest;
-  tidal.kind = model::AttentionKind::kTidal;
-  tidal.tidal.budget = 32;
-  quest.kind = model::AttentionKind::kQuest;
-  quest.quest.budget = 32;
+  const std::vector<int32_t> prompt = testing_greedy::eval_prompt();
   const int64_t n = 64;
   auto config = [](Device device, DType dtype, bool fp8) {
     EngineConfig cfg;
@@ -41,8 +32,7 @@ TEST(Fp8KvCuda, GreedyTokensOfTheEmbeddedModel) {
     cfg.kv_dtype = fp8 ? KvDtype::kFp8 : KvDtype::kActivation;
     return cfg;
   };
-  for (const auto& [name, policy] :
-       {std::pair{"full", full}, std::pair{"tidal", tidal}, std::pair{"quest", quest}}) {
+  for (const auto& [name, policy] : testing_greedy::policies_k32()) {
     for (const DType dtype : {DType::kF32, DType::kBF16}) {
       const std::vector<int32_t> gpu_fp8 = greedy(config(testing::gpu(), dtype, true), prompt,
                                                   policy, n);

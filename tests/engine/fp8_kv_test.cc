@@ -5,7 +5,6 @@
 // sanity bound asserted).
 #include <cstdio>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 #include "model/tokenizer.h"
 #include "runtime/engine/engine.h"
@@ -21,7 +20,6 @@ namespace {
 using testing_greedy::agreement;
 using testing_greedy::Agreement;
 using testing_greedy::greedy;
-using testing_greedy::kDir;
 
 // llama3-8b's shape: 32 layers, 8 KV heads of 128, a 1M-token context at batch 1.
 model::ModelConfig llama3_8b_shape() {
@@ -106,17 +104,9 @@ TEST(Fp8KvPlan, ValidOnTheCpuAndNamed) {
 // and Quest (K = 32); bf16 against f32 is printed as a yardstick. Greedy decoding amplifies the
 // first flip of a near-tie, so the bound is a sanity one: no flip within the first 8 tokens.
 TEST(Fp8KvTidalTiny, GreedyTokensAgreeWithTheDefaultCache) {
-  const auto eval = nlohmann::json::parse(testing::read_file(kDir + "/eval.json"));
-  const std::vector<int32_t> prompt =
-      eval.at("reference_greedy_64").at("prompt_ids").get<std::vector<int32_t>>();
-  model::AttentionPolicy full, tidal, quest;
-  tidal.kind = model::AttentionKind::kTidal;
-  tidal.tidal.budget = 32;
-  quest.kind = model::AttentionKind::kQuest;
-  quest.quest.budget = 32;
+  const std::vector<int32_t> prompt = testing_greedy::eval_prompt();
   const int64_t n = 64;
-  for (const auto& [name, policy] :
-       {std::pair{"full", full}, std::pair{"tidal", tidal}, std::pair{"quest", quest}}) {
+  for (const auto& [name, policy] : testing_greedy::policies_k32()) {
     std::vector<int32_t> out[2][2];  // [bf16][fp8]
     for (int b16 = 0; b16 < 2; ++b16) {
       for (int fp8 = 0; fp8 < 2; ++fp8) {

@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "runtime/engine/engine.h"
@@ -16,6 +18,22 @@
 namespace tidal::engine::testing_greedy {
 
 inline const std::string kDir = std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k";
+
+// The 53-token prompt of the model's eval.json greedy reference.
+inline std::vector<int32_t> eval_prompt() {
+  const auto eval = nlohmann::json::parse(testing::read_file(kDir + "/eval.json"));
+  return eval.at("reference_greedy_64").at("prompt_ids").get<std::vector<int32_t>>();
+}
+
+// Full attention, TidalDecode (K = 32) and Quest (K = 32), by name.
+inline std::vector<std::pair<const char*, model::AttentionPolicy>> policies_k32() {
+  model::AttentionPolicy full, tidal, quest;
+  tidal.kind = model::AttentionKind::kTidal;
+  tidal.tidal.budget = 32;
+  quest.kind = model::AttentionKind::kQuest;
+  quest.quest.budget = 32;
+  return {{"full", full}, {"tidal", tidal}, {"quest", quest}};
+}
 
 inline std::vector<int32_t> greedy(const EngineConfig& cfg, const std::vector<int32_t>& prompt,
                             const model::AttentionPolicy& policy, int64_t n) {
