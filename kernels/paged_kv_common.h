@@ -9,8 +9,9 @@
 //   order dependence between the tokens of a page, a chunked prefill and token-by-token decode
 //   store the same bytes), at 4 bytes per head_dim-byte row (3% at head_dim 128). The scales of
 //   one KV head's page are contiguous (64 bytes at page_size 16): a stream over a head's keys
-//   reads them in whole sectors, where a [page, slot, head] layout would cost a 32-byte sector
-//   per key (25% more traffic at head_dim 128, measured on the H200).
+//   reads them in whole sectors, where a [page, slot, head] layout would fetch a 32-byte sector
+//   per key and tensor (up to 25% more DRAM traffic at head_dim 128; on the H200 the decode
+//   kernel was bound elsewhere and timed the same with both, benchmarks/results/PERF_NOTES.md).
 #pragma once
 
 #include <cstdint>
