@@ -91,6 +91,22 @@ TEST(LaunchParallel, TpAndPpPrintOneProcessesTokensOnceFromRankZero) {
   }
 }
 
+// The FP8 KV cache under both layouts: each rank quantizes the rows of its own KV heads (TP) or
+// layers (PP), and the tokens equal one process's with FP8 KV.
+TEST(LaunchParallel, Fp8KvUnderTpAndPpEqualsOneProcess) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const std::string args = generate_args(testing::shared_path(kStories)) + " --kv-dtype fp8";
+  const Outcome one = run(args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::string want = ids_line(one.output);
+  ASSERT_FALSE(want.empty()) << one.output;
+  for (const char* layout : {" --tp 2", " --pp 2"}) {
+    const Outcome r = run(mpirun(2) + args + layout);
+    EXPECT_EQ(r.exit_code, 0) << layout << "\n" << r.output;
+    EXPECT_EQ(ids_line(r.output), want) << layout << "\n" << r.output;
+  }
+}
+
 // --tp 1 without mpirun: MPI starts as a singleton and the engine takes the distributed path
 // (shard, plan broadcast, vocabulary-parallel sampling) with one rank.
 TEST(LaunchParallel, Tp1WithoutMpirunEqualsThePlainPath) {
