@@ -21,13 +21,30 @@ namespace tidal::kernels {
 
 constexpr float kE4m3Max = 448.0f;
 
-inline float e4m3_to_f32(uint8_t code) {
+namespace detail {
+// The value of a code from its fields.
+inline float e4m3_decode(uint8_t code) {
   const float sign = (code & 0x80) ? -1.0f : 1.0f;
   const int exp = (code >> 3) & 0xF, mant = code & 0x7;
   if (exp == 0xF && mant == 0x7) return NAN;
   if (exp == 0) return sign * std::ldexp(float(mant), -9);  // subnormal: mant * 2^-9
   return sign * std::ldexp(float(8 + mant), exp - 10);      // 1.mant * 2^(exp - 7)
 }
+// Every code's value, built once: the CPU path decodes a K/V row per key it reads, and a table
+// lookup costs a load where e4m3_decode costs two ldexp calls.
+struct E4m3Table {
+  float value[256];
+  E4m3Table() {
+    for (int c = 0; c < 256; ++c) value[c] = e4m3_decode(uint8_t(c));
+  }
+};
+inline const float* e4m3_values() {
+  static const E4m3Table table;
+  return table.value;
+}
+}  // namespace detail
+
+inline float e4m3_to_f32(uint8_t code) { return detail::e4m3_values()[code]; }
 
 inline uint8_t f32_to_e4m3(float x) {
   if (std::isnan(x)) return 0x7F;
@@ -74,7 +91,8 @@ inline float quantize_e4m3_row(const float* x, int64_t n, uint8_t* codes) {
 
 // The values a quantized row holds: decode(code) * scale (exact).
 inline void dequantize_e4m3_row(const uint8_t* codes, float scale, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(codes[i]) * scale;
+  const float* values = detail::e4m3_values();
+  for (int64_t i = 0; i < n; ++i) out[i] = values[codes[i]] * scale;
 }
 
 }  // namespace tidal::kernels
