@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // `tidal generate --tp/--pp` under mpirun, and failures of a rank, as a user meets them: the
-// command prints the same tokens as one process (once: only rank 0 prints); `--tp 1` without
+// command prints the same tokens as one process (once: only rank 0 prints), with a bf16/f32 or an
+// FP8 KV cache; `--tp 1` without
 // mpirun takes the distributed path to the same tokens; a rank that fails to load, dies, or hits
 // a fatal error ends the whole job with a non-zero exit and a message naming the rank, within
 // seconds. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
@@ -75,35 +76,23 @@ size_t count_of(const std::string& text, const std::string& what) {
   return n;
 }
 
+// With the KV cache in the activations' dtype and in FP8 (each rank quantizes the rows of its
+// own KV heads or layers).
 TEST(LaunchParallel, TpAndPpPrintOneProcessesTokensOnceFromRankZero) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
-  const std::string args = generate_args(testing::shared_path(kStories));
-  const Outcome one = run(args);
-  ASSERT_EQ(one.exit_code, 0) << one.output;
-  const std::string want = ids_line(one.output);
-  ASSERT_FALSE(want.empty()) << one.output;
-  for (const char* layout : {" --tp 2", " --pp 2"}) {
-    const Outcome r = run(mpirun(2) + args + layout);
-    EXPECT_EQ(r.exit_code, 0) << layout << "\n" << r.output;
-    EXPECT_EQ(ids_line(r.output), want) << layout << "\n" << r.output;
-    EXPECT_EQ(count_of(r.output, want), 1u) << "only rank 0 prints\n" << r.output;
-    EXPECT_EQ(count_of(r.output, "tidal: prefill"), 1u) << r.output;
-  }
-}
-
-// The FP8 KV cache under both layouts: each rank quantizes the rows of its own KV heads (TP) or
-// layers (PP), and the tokens equal one process's with FP8 KV.
-TEST(LaunchParallel, Fp8KvUnderTpAndPpEqualsOneProcess) {
-  TIDAL_SKIP_WITHOUT_SHARED(kStories);
-  const std::string args = generate_args(testing::shared_path(kStories)) + " --kv-dtype fp8";
-  const Outcome one = run(args);
-  ASSERT_EQ(one.exit_code, 0) << one.output;
-  const std::string want = ids_line(one.output);
-  ASSERT_FALSE(want.empty()) << one.output;
-  for (const char* layout : {" --tp 2", " --pp 2"}) {
-    const Outcome r = run(mpirun(2) + args + layout);
-    EXPECT_EQ(r.exit_code, 0) << layout << "\n" << r.output;
-    EXPECT_EQ(ids_line(r.output), want) << layout << "\n" << r.output;
+  for (const char* kv : {"", " --kv-dtype fp8"}) {
+    const std::string args = generate_args(testing::shared_path(kStories)) + kv;
+    const Outcome one = run(args);
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    const std::string want = ids_line(one.output);
+    ASSERT_FALSE(want.empty()) << one.output;
+    for (const char* layout : {" --tp 2", " --pp 2"}) {
+      const Outcome r = run(mpirun(2) + args + layout);
+      EXPECT_EQ(r.exit_code, 0) << layout << kv << "\n" << r.output;
+      EXPECT_EQ(ids_line(r.output), want) << layout << kv << "\n" << r.output;
+      EXPECT_EQ(count_of(r.output, want), 1u) << "only rank 0 prints\n" << r.output;
+      EXPECT_EQ(count_of(r.output, "tidal: prefill"), 1u) << r.output;
+    }
   }
 }
 
