@@ -1,10 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // `tidal generate --tp/--pp` under mpirun, and failures of a rank, as a user meets them: the
-// command prints the same tokens as one process (once: only rank 0 prints), with a bf16/f32 or an
-// FP8 KV cache; `--tp 1` without
-// mpirun takes the distributed path to the same tokens; a rank that fails to load, dies, or hits
-// a fatal error ends the whole job with a non-zero exit and a message naming the rank, within
-// seconds. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
+// command prints the same tokens as one process (once: only rank 0 prints), with the KV cache in
+// the activations' dtype or in FP8; `--tp 1` without mpirun takes the distributed path to the
+// same tokens; a rank that fails to load, dies, or hits a fatal error ends the whole job with a
+// non-zero exit and a message naming the rank, within seconds. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
