@@ -3,7 +3,8 @@
 // command prints the same tokens as one process (once: only rank 0 prints), with the KV cache in
 // the activations' dtype or in FP8; `--tp 1` without mpirun takes the distributed path to the
 // same tokens; a rank that fails to load, dies, or hits a fatal error ends the whole job with a
-// non-zero exit and a message naming the rank, within seconds. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
+// non-zero exit and a message naming the rank, within seconds. Each case spawns mpirun (with a
+// timeout, so a hang fails instead of stalling CI).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
