@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "runtime/engine/engine.h"
-#include "runtime/engine/generate.h"
+#include "tests/testing/generation.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::engine::testing_greedy {
@@ -35,37 +35,23 @@ inline std::vector<std::pair<const char*, model::AttentionPolicy>> policies_k32(
   return {{"full", full}, {"tidal", tidal}, {"quest", quest}};
 }
 
+// `n` greedy tokens of the embedded model loaded with `cfg`.
 inline std::vector<int32_t> greedy(const EngineConfig& cfg, const std::vector<int32_t>& prompt,
-                            const model::AttentionPolicy& policy, int64_t n) {
+                                   const model::AttentionPolicy& policy, int64_t n) {
   std::unique_ptr<Engine> engine;
   const Status st = Engine::load(kDir, cfg, &engine);
   EXPECT_TRUE(st.ok()) << st.to_string();
   if (!st.ok()) return {};
-  GenerationRequest req;
-  req.prompt = prompt;
-  req.attention = policy;
-  req.sampling.temperature = 0;
-  req.stop.max_new_tokens = n;
-  req.stop.ignore_eos = true;
-  std::vector<GenerationResult> results;
-  EXPECT_TRUE(generate(
-                  *engine, {req}, nullptr, [](const GenerationEvent&) { return true; }, &results)
-                  .ok());
-  return results.empty() ? std::vector<int32_t>() : results[0].tokens;
+  return testing::greedy_tokens(*engine, prompt, n, policy);
 }
 
+// Positions where `got` equals `want`, and the first that differs (want.size() when none does).
 struct Agreement {
   int64_t same = 0, first = 0;
 };
 inline Agreement agreement(const std::vector<int32_t>& got, const std::vector<int32_t>& want) {
-  Agreement a{0, int64_t(want.size())};
-  for (size_t i = 0; i < want.size() && i < got.size(); ++i) {
-    if (got[i] == want[i]) {
-      ++a.same;
-    } else if (a.first == int64_t(want.size())) {
-      a.first = int64_t(i);
-    }
-  }
+  Agreement a{0, int64_t(testing::agreeing_prefix(got, want))};
+  for (size_t i = 0; i < want.size() && i < got.size(); ++i) a.same += got[i] == want[i];
   return a;
 }
 

@@ -11,6 +11,7 @@
 #include "model/tokenizer.h"
 #include "runtime/engine/engine.h"
 #include "runtime/engine/generate.h"
+#include "tests/testing/generation.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::engine {
@@ -41,21 +42,6 @@ void read_golden(std::string* text, std::vector<int32_t>* ids) {
   }
 }
 
-std::vector<int32_t> greedy(Engine& engine, const std::vector<int32_t>& prompt, int64_t n,
-                            const model::AttentionPolicy& policy = model::AttentionPolicy()) {
-  GenerationRequest req;
-  req.prompt = prompt;
-  req.attention = policy;
-  req.sampling.temperature = 0;
-  req.stop.max_new_tokens = n;
-  req.stop.ignore_eos = true;
-  std::vector<GenerationResult> results;
-  const Status st = generate(
-      engine, {req}, nullptr, [](const GenerationEvent&) { return true; }, &results);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return results.empty() ? std::vector<int32_t>() : results[0].tokens;
-}
-
 TEST(Stories, LogitsAfterBosMatchTransformers) {
   TIDAL_SKIP_WITHOUT_SHARED(kModel);
   auto engine = load_stories();
@@ -76,7 +62,7 @@ TEST(Stories, Greedy256FromBosMatchesGoldenIdsAndText) {
   ASSERT_EQ(ids.size(), 256u);
   auto engine = load_stories();
   ASSERT_TRUE(engine);
-  EXPECT_EQ(greedy(*engine, {1}, 256), ids);
+  EXPECT_EQ(testing::greedy_tokens(*engine, {1}, 256), ids);
 
   std::unique_ptr<model::Tokenizer> tok;
   ASSERT_TRUE(model::Tokenizer::load_from_dir(testing::shared_path(kModel), &tok).ok());
@@ -113,13 +99,13 @@ TEST(Stories, EveryPolicyWithBudgetCoveringTheContextGivesTheGoldenText) {
       p.tidal.budget = 512;
       p.tidal.granularity = g;
       p.tidal.reselect_layers = reselect;
-      EXPECT_EQ(greedy(*engine, {1}, 256, p), ids) << model::granularity_name(g);
+      EXPECT_EQ(testing::greedy_tokens(*engine, {1}, 256, p), ids) << model::granularity_name(g);
     }
   }
   model::AttentionPolicy q;
   q.kind = model::AttentionKind::kQuest;
   q.quest.budget = 512;
-  EXPECT_EQ(greedy(*engine, {1}, 256, q), ids);
+  EXPECT_EQ(testing::greedy_tokens(*engine, {1}, 256, q), ids);
 }
 
 TEST(Stories, ChunkedPrefillEqualsTokenByToken) {
@@ -165,7 +151,7 @@ TEST(Stories, BatchedDecodeEqualsSoloRuns) {
   auto engine = load_stories();
   ASSERT_TRUE(engine);
   std::vector<std::vector<int32_t>> solo;
-  for (const auto& p : prompts) solo.push_back(greedy(*engine, p, 48));
+  for (const auto& p : prompts) solo.push_back(testing::greedy_tokens(*engine, p, 48));
 
   std::vector<GenerationRequest> reqs(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Helpers for the GPU engine tests (tests/engine/*_cuda_test.cc): random-weight models built on
 // the host (so the CPU and GPU engines hold the same numbers, and tests can sharpen attention),
-// copied to any device in any dtype; engines on the GPU; policies; greedy runs through generate();
-// lock-step decoding that records every step's logits; and prefix agreement.
+// copied to any device in any dtype; engines on the GPU; policies; lock-step decoding that records
+// every step's logits. Greedy runs through generate() and prefix agreement: generation.h.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -19,6 +19,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/engine/generate.h"
 #include "tests/testing/device_tensor.h"
+#include "tests/testing/generation.h"
 #include "tests/testing/model_config.h"
 #include "tests/testing/testing.h"
 
@@ -167,30 +168,6 @@ inline std::string policy_name(const model::AttentionPolicy& p) {
     s += " K=" + std::to_string(p.quest.budget) + " page " + std::to_string(p.quest.page_size);
   }
   return s;
-}
-
-// `n` greedy tokens after `prompt` through generate() (EOS ignored).
-inline std::vector<int32_t> greedy_tokens(
-    engine::Engine& e, const std::vector<int32_t>& prompt, int64_t n,
-    const model::AttentionPolicy& policy = model::AttentionPolicy()) {
-  engine::GenerationRequest req;
-  req.prompt = prompt;
-  req.attention = policy;
-  req.sampling.temperature = 0;
-  req.stop.max_new_tokens = n;
-  req.stop.ignore_eos = true;
-  std::vector<engine::GenerationResult> results;
-  const Status st = engine::generate(
-      e, {req}, nullptr, [](const engine::GenerationEvent&) { return true; }, &results);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return results.empty() ? std::vector<int32_t>() : results[0].tokens;
-}
-
-// Leading positions where a and b agree.
-inline size_t agreeing_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
-  size_t i = 0;
-  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
-  return i;
 }
 
 inline int32_t argmax_of(const std::vector<float>& row) {
