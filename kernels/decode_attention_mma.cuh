@@ -98,7 +98,6 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     decode_attention_mma_split_kernel(SplitArgs<T, KT> a) {
   constexpr bool kFp8 = std::is_same_v<KT, uint8_t>;
   using C = MmaSplit<D, int(sizeof(KT))>;
-  using MT = std::conditional_t<kFp8, __half, T>;  // the mma's operand type
   constexpr int S = C::kStages, KEYS = C::kKeys, STRIDE = C::kStride;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __shared__ float s_m[C::kWarps][kMaxHeadsPerBlock], s_l[C::kWarps][kMaxHeadsPerBlock];
