@@ -225,15 +225,8 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   std::unique_ptr<NeedleMaker> maker;
   TIDAL_RETURN_IF_ERROR(NeedleMaker::create(*tok, cfg.bos_token_id, std::move(hay), &maker));
   std::vector<NeedleCase> cases;
-  for (int64_t length : lengths) {
-    for (int64_t depth : depths) {
-      for (int64_t i = 0; i < o.needles; ++i) {
-        NeedleCase c;
-        TIDAL_RETURN_IF_ERROR(maker->make({length, depth, i, o.common.seed, o.gen_tokens}, &c));
-        cases.push_back(std::move(c));
-      }
-    }
-  }
+  TIDAL_RETURN_IF_ERROR(
+      maker->make_grid(lengths, depths, o.needles, o.common.seed, o.gen_tokens, &cases));
 
   // Resume: the earlier run's per-case answers, probes and perplexities.
   const json settings = {{"model", dir},      {"budget", o.budget},

@@ -156,6 +156,21 @@ std::vector<int32_t> NeedleMaker::number_ids(const std::string& digits) const {
   return ids;
 }
 
+Status NeedleMaker::make_grid(const std::vector<int64_t>& lengths,
+                             const std::vector<int64_t>& depths, int64_t needles, uint64_t seed,
+                             int64_t gen_tokens, std::vector<NeedleCase>* out) const {
+  for (int64_t length : lengths) {
+    for (int64_t depth : depths) {
+      for (int64_t i = 0; i < needles; ++i) {
+        NeedleCase c;
+        TIDAL_RETURN_IF_ERROR(make({length, depth, i, seed, gen_tokens}, &c));
+        out->push_back(std::move(c));
+      }
+    }
+  }
+  return ok_status();
+}
+
 Status NeedleMaker::make(const NeedleSpec& spec, NeedleCase* out) const {
   if (spec.depth_percent < 0 || spec.depth_percent > 100) {
     return invalid_argument("needle depth must be in 0..100 (got " +

@@ -69,6 +69,10 @@ class NeedleMaker {
                        std::unique_ptr<NeedleMaker>* out);
   // out_of_range when the haystack is too short or the length too small for the needle.
   Status make(const NeedleSpec& spec, NeedleCase* out) const;
+  // Every case of the grid lengths x depths x `needles` indices, in that order (appended to out).
+  Status make_grid(const std::vector<int64_t>& lengths, const std::vector<int64_t>& depths,
+                   int64_t needles, uint64_t seed, int64_t gen_tokens,
+                   std::vector<NeedleCase>* out) const;
   const Haystack& haystack() const { return haystack_; }
 
  private:

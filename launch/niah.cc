@@ -98,16 +98,9 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
 
   // Every case, made before anything runs (a haystack too short fails now).
   std::vector<NeedleCase> cases;
-  for (int64_t length : lengths) {
-    for (int64_t depth : depths) {
-      for (int64_t i = 0; i < o.needles; ++i) {
-        NeedleCase c;
-        TIDAL_RETURN_IF_ERROR(
-            maker->make({length, depth, i, o.common.seed, o.gen_tokens}, &c).with_context("niah"));
-        cases.push_back(std::move(c));
-      }
-    }
-  }
+  TIDAL_RETURN_IF_ERROR(
+      maker->make_grid(lengths, depths, o.needles, o.common.seed, o.gen_tokens, &cases)
+          .with_context("niah"));
   const json settings = settings_json(o, dir, haystack_path);
   std::map<std::string, json> done;
   if (!o.common.resume_path.empty()) {
