@@ -506,6 +506,17 @@ def make_plots(out, v, hl):
     os.makedirs(os.path.join(out, "plots"), exist_ok=True)
     made = []
 
+    def context_axes(ax, ctxs, ylabel, title):
+        """A log context axis labelled 10K, 32K, ..., a grid and a legend: the line plots' frame."""
+        ax.set_xscale("log")
+        ax.set_xticks(ctxs)
+        ax.set_xticklabels([P.context_label(n) for n in ctxs])
+        ax.set_xlabel("context (tokens)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+
     def save(fig, name, caption):
         path = os.path.join("plots", name)
         fig.tight_layout()
@@ -563,14 +574,7 @@ def make_plots(out, v, hl):
             if fp:
                 ax.plot([p[0] for p in fp], [p[1] for p in fp], "-.", color="gray",
                         label="floor of " + vlabel(*tid[-1]))
-        ax.set_xscale("log")
-        ax.set_xticks(ctxs)
-        ax.set_xticklabels([P.context_label(n) for n in ctxs])
-        ax.set_xlabel("context (tokens)")
-        ax.set_ylabel("ms per token (batch 1)")
-        ax.set_title("%s: decode latency against context" % preset)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        context_axes(ax, ctxs, "ms per token (batch 1)", "%s: decode latency against context" % preset)
         save(fig, "latency_%s.png" % preset,
              "%s: per-token latency against context, batch 1; solid Tidal, dashed PyTorch, gray the floors." % preset)
         # 2. speedup over full
@@ -599,14 +603,8 @@ def make_plots(out, v, hl):
             ax.plot(pp, [PAPER_A100["full"][n] / PAPER_A100["tidal"][n] for n in pp], "^:",
                     color="#999999", label="paper A100 TD K=2048")
         ax.axhline(1.0, color="gray", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_xticks(ctxs)
-        ax.set_xticklabels([P.context_label(n) for n in ctxs])
-        ax.set_xlabel("context (tokens)")
-        ax.set_ylabel("speedup over full (same runtime)")
-        ax.set_title("%s: speedup over full attention, batch 1" % preset)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+        context_axes(ax, ctxs, "speedup over full (same runtime)",
+                     "%s: speedup over full attention, batch 1" % preset)
         save(fig, "speedup_%s.png" % preset,
              "%s: each policy's speedup over full attention in the same runtime, batch 1." % preset)
         # 3. attention breakdown, stacked: the headline's variants, grouped by context; beside
