@@ -30,6 +30,28 @@ void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream strea
   ref::paged_kv_append(p);
 }
 
+void quantize_kv_cache(const TensorView& cache, TensorView codes, TensorView scales) {
+  TIDAL_CHECK(cache.rank == 4 && cache.is_contiguous() && same_shape(cache, codes) &&
+                  codes.dtype == DType::kU8 && codes.is_contiguous(),
+              "quantize_kv_cache: codes must be contiguous u8 of the cache's shape");
+  const int64_t pages = cache.size(0), page_size = cache.size(1), heads = cache.size(2),
+                dim = cache.size(3);
+  TIDAL_CHECK(scales.rank == 3 && scales.dtype == DType::kF32 && scales.is_contiguous() &&
+                  scales.size(0) == pages && scales.size(1) == heads &&
+                  scales.size(2) == page_size,
+              "quantize_kv_cache: scales must be contiguous f32 [num_pages, num_kv_heads, "
+              "page_size]");
+  std::vector<float> row(static_cast<size_t>(dim));
+  for (int64_t r = 0; r < pages * page_size * heads; ++r) {
+    for (int64_t d = 0; d < dim; ++d) {
+      row[size_t(d)] = load_f32(cache.data, cache.dtype, r * dim + d);
+    }
+    const int64_t page = r / (page_size * heads), slot = r / heads % page_size;
+    scales.data_as<float>()[(page * heads + r % heads) * page_size + slot] =
+        quantize_e4m3_row(row.data(), dim, codes.data_as<uint8_t>() + r * dim);
+  }
+}
+
 void ref::paged_kv_append(const PagedKvAppendParams& p) {
   const PagedKv kv{p.k_cache, p.v_cache, p.block_tables, p.k_scale, p.v_scale};
   for (int64_t t = 0; t < p.k.size(0); ++t) {

@@ -24,6 +24,11 @@ struct PagedKvAppendParams {
   TensorView v_scale = {};
 };
 
+// The FP8 copy of a whole host cache [num_pages, page_size, num_kv_heads, head_dim] of any float
+// dtype, row by row as paged_kv_append writes it: codes (u8, the cache's shape) and scales (f32
+// [num_pages, num_kv_heads, page_size]). For tests and benchmarks that build caches directly.
+void quantize_kv_cache(const TensorView& cache, TensorView codes, TensorView scales);
+
 // FP8 caches: each (token, KV head) row is quantized on its own (quantize_e4m3_row).
 // Two tokens writing the same slot (padding tokens of a graph bucket) leave either one there.
 void paged_kv_append(const PagedKvAppendParams& p, Stream stream);

@@ -13,10 +13,8 @@
 #include "benchmarks/common/parallel.h"
 #include "benchmarks/kernels/case_util.h"
 #include "kernels/decode_attention.h"
-#include "kernels/fp8_e4m3.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/prefill_attention.h"
-#include "runtime/tensor_access.h"
 
 namespace tidal::bench {
 namespace {
@@ -51,23 +49,17 @@ struct PagedCache {
     dv = upload(env, v);
     dtables = upload(env, block_tables);
   }
-  // The cache's rows as e4m3 codes and their scales (rows in parallel).
-  void quantize(HostTensor* cache, HostTensor* scale) const {
+  // The cache's rows as e4m3 codes and their scales (page ranges in parallel).
+  static void quantize(HostTensor* cache, HostTensor* scale) {
     const std::vector<int64_t> s = cache->shape();
     HostTensor codes(s, DType::kU8);
     *scale = HostTensor({s[0], s[2], s[1]}, DType::kF32);
-    const int64_t rows = s[0] * s[1] * s[2];
-    const TensorView src = cache->view();
     parallel_sum(64, [&](int64_t part) {
-      std::vector<float> row(static_cast<size_t>(head_dim));
-      for (int64_t r = rows * part / 64; r < rows * (part + 1) / 64; ++r) {
-        for (int64_t d = 0; d < head_dim; ++d) {
-          row[size_t(d)] = load_f32(src.data, src.dtype, r * head_dim + d);
-        }
-        const int64_t page = r / (kPage * kv_heads), slot = r / kv_heads % kPage;
-        scale->view().data_as<float>()[(page * kv_heads + r % kv_heads) * kPage + slot] =
-            kernels::quantize_e4m3_row(row.data(), head_dim,
-                                       codes.view().data_as<uint8_t>() + r * head_dim);
+      const int64_t begin = s[0] * part / 64, end = s[0] * (part + 1) / 64;
+      if (begin < end) {
+        kernels::quantize_kv_cache(cache->view().slice(begin, end),
+                                   codes.view().slice(begin, end),
+                                   scale->view().slice(begin, end));
       }
       return int64_t(0);
     });

@@ -12,6 +12,7 @@
 
 #include "kernels/decode_attention.h"
 #include "kernels/fp8_e4m3.h"
+#include "kernels/paged_kv_append.h"
 #include "kernels/token_role.h"
 #include "runtime/tensor.h"
 #include "tests/testing/testing.h"
@@ -27,14 +28,13 @@ struct Fp8Cache {
     codes = HostTensor(s, DType::kU8);
     scale = HostTensor({s[0], s[2], s[1]}, DType::kF32);  // [pages, kv_heads, page_size]
     dequant = HostTensor(s, DType::kF32);
+    quantize_kv_cache(f32.view(), codes.view(), scale.view());
     const int64_t rows = s[0] * s[1] * s[2], dim = s[3];
     for (int64_t r = 0; r < rows; ++r) {
-      const float* x = f32.view().data_as<float>() + r * dim;
-      uint8_t* c = codes.view().data_as<uint8_t>() + r * dim;
-      const float sc = quantize_e4m3_row(x, dim, c);
       const int64_t page = r / (s[1] * s[2]), slot = r / s[2] % s[1], head = r % s[2];
-      scale.view().data_as<float>()[(page * s[2] + head) * s[1] + slot] = sc;
-      dequantize_e4m3_row(c, sc, dim, dequant.view().data_as<float>() + r * dim);
+      dequantize_e4m3_row(codes.view().data_as<uint8_t>() + r * dim,
+                          scale.view().data_as<float>()[(page * s[2] + head) * s[1] + slot], dim,
+                          dequant.view().data_as<float>() + r * dim);
     }
   }
 };
