@@ -76,23 +76,6 @@ std::string write_gqa128_model(int rank) {
   return dir;
 }
 
-std::vector<int32_t> generate_tokens(engine::Engine& e, const std::vector<int32_t>& prompt,
-                                     int64_t n, const model::AttentionPolicy& policy,
-                                     float temperature) {
-  engine::GenerationRequest req;
-  req.prompt = prompt;
-  req.attention = policy;
-  req.sampling.temperature = temperature;
-  req.sampling.seed = 7;
-  req.stop.max_new_tokens = n;
-  req.stop.ignore_eos = true;
-  std::vector<engine::GenerationResult> results;
-  const Status st = engine::generate(
-      e, {req}, nullptr, [](const engine::GenerationEvent&) { return true; }, &results);
-  EXPECT_TRUE(st.ok()) << st.to_string();
-  return results.empty() ? std::vector<int32_t>() : results[0].tokens;
-}
-
 std::vector<int32_t> flatten(const std::vector<model::LayerTrace>& trace) {
   std::vector<int32_t> out;
   for (const model::LayerTrace& t : trace) {

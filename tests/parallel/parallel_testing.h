@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Helpers for the engine tests under mpirun: the communicators of a tp x pp layout over
 // MPI_COMM_WORLD, a small random GQA checkpoint with head_dim 128 written to disk (so every rank
-// loads its shard of the same weights), greedy generation, and traces flattened for comparison
-// across ranks.
+// loads its shard of the same weights), and traces flattened for comparison across ranks.
+// Generation through generate(): tests/testing/generation.h.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +14,7 @@
 #include "model/llama.h"
 #include "parallel/mpi_communicator.h"
 #include "runtime/engine/engine.h"
+#include "tests/testing/generation.h"
 
 namespace tidal::testing {
 
@@ -36,11 +37,6 @@ std::vector<std::pair<int, int>> layouts_for_world(int world_size);
 // heads, 2 KV heads, head_dim 128, hidden 256, untied LM head, 512 positions; q/k scaled up so
 // attention is sharp and sparse attention differs from dense. Returns its directory.
 std::string write_gqa128_model(int rank);
-
-// Greedy generation of `n` tokens (EOS ignored) under `policy`; temperature > 0 samples (seed 7).
-std::vector<int32_t> generate_tokens(engine::Engine& e, const std::vector<int32_t>& prompt,
-                                     int64_t n, const model::AttentionPolicy& policy,
-                                     float temperature = 0.0f);
 
 // A trace as integers: per entry position, layer, role, list count, then each list's length and
 // positions.

@@ -13,14 +13,16 @@
 
 namespace tidal::testing {
 
-// `n` greedy tokens after `prompt` through generate() (EOS ignored).
-inline std::vector<int32_t> greedy_tokens(
-    engine::Engine& e, const std::vector<int32_t>& prompt, int64_t n,
-    const model::AttentionPolicy& policy = model::AttentionPolicy()) {
+// `n` tokens after `prompt` through generate() (EOS ignored) under `policy`: greedy, or sampled
+// at `temperature` > 0 (seed 7).
+inline std::vector<int32_t> generate_tokens(engine::Engine& e, const std::vector<int32_t>& prompt,
+                                            int64_t n, const model::AttentionPolicy& policy,
+                                            float temperature = 0.0f) {
   engine::GenerationRequest req;
   req.prompt = prompt;
   req.attention = policy;
-  req.sampling.temperature = 0;
+  req.sampling.temperature = temperature;
+  req.sampling.seed = 7;
   req.stop.max_new_tokens = n;
   req.stop.ignore_eos = true;
   std::vector<engine::GenerationResult> results;
@@ -28,6 +30,13 @@ inline std::vector<int32_t> greedy_tokens(
       e, {req}, nullptr, [](const engine::GenerationEvent&) { return true; }, &results);
   EXPECT_TRUE(st.ok()) << st.to_string();
   return results.empty() ? std::vector<int32_t>() : results[0].tokens;
+}
+
+// `n` greedy tokens after `prompt` (EOS ignored).
+inline std::vector<int32_t> greedy_tokens(
+    engine::Engine& e, const std::vector<int32_t>& prompt, int64_t n,
+    const model::AttentionPolicy& policy = model::AttentionPolicy()) {
+  return generate_tokens(e, prompt, n, policy);
 }
 
 // Leading positions where a and b agree.
