@@ -52,6 +52,22 @@ def parse_count(text):
     return int(round(float(t) * mult))
 
 
+def policy_variants(policies, budgets, granularities):
+    """(policy, granularity, budget) of each run: full once, quest per budget, tidal per budget
+    and granularity. ValueError names a policy that is none of full, quest, tidal."""
+    out = []
+    for p in policies:
+        if p == "full":
+            out.append(("full", "-", 0))
+        elif p == "quest":
+            out.extend(("quest", "-", k) for k in budgets)
+        elif p == "tidal":
+            out.extend(("tidal", g, k) for k in budgets for g in granularities)
+        else:
+            raise ValueError(p)
+    return out
+
+
 def context_label(n):
     """10000 -> '10K', 512000 -> '512K', 1000000 -> '1M', 300 -> '300'."""
     if n >= 1000000 and n % 1000000 == 0:

@@ -71,19 +71,13 @@ def as_list(v):
 def stage_variants(st):
     """(policy, granularity, budget) of a stage: policies x budgets x granularities, as
     `tidal bench` expands them (full once; quest per budget; tidal per budget and granularity)."""
-    out = []
     budgets = [P.parse_count(b) for b in as_list(st.get("budgets", [2048]))]
     grans = as_list(st.get("granularities", ["per-query-head"]))
-    for pol in as_list(st.get("policies", ["full", "quest", "tidal"])):
-        if pol == "full":
-            out.append(("full", "-", 0))
-        elif pol == "quest":
-            out.extend(("quest", "-", k) for k in budgets)
-        elif pol == "tidal":
-            out.extend(("tidal", g, k) for k in budgets for g in grans)
-        else:
-            raise SystemExit("suite: unknown policy '%s' in stage %s" % (pol, st["name"]))
-    return out
+    try:
+        return P.policy_variants(as_list(st.get("policies", ["full", "quest", "tidal"])), budgets,
+                                 grans)
+    except ValueError as e:
+        raise SystemExit("suite: unknown policy '%s' in stage %s" % (e, st["name"]))
 
 
 def cell_key(kind, preset, context, batch, policy, gran, budget, extra=""):

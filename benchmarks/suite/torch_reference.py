@@ -56,8 +56,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import (PRESETS, QUEST_PAGE, TORCH_REFERENCE_VERSION as VERSION,  # noqa: E402
-                     default_reselect, kv_rows_read, layer_roles, parse_count, stream_bytes,
-                     weight_bytes)
+                     default_reselect, kv_rows_read, layer_roles, parse_count, policy_variants,
+                     stream_bytes, weight_bytes)
 import torch_attention as A  # noqa: E402
 
 HAS_SDPA = A.HAS_SDPA
@@ -371,17 +371,10 @@ def time_step(step, device, graphs, warmup, steps):
 
 
 def variants(policies, budgets, granularities):
-    out = []
-    for p in policies:
-        if p == "full":
-            out.append(("full", "-", 0))
-        elif p == "quest":
-            out.extend(("quest", "-", k) for k in budgets)
-        elif p == "tidal":
-            out.extend(("tidal", g, k) for k in budgets for g in granularities)
-        else:
-            raise SystemExit("torch_reference: unknown policy '%s' (full, quest, tidal)" % p)
-    return out
+    try:
+        return policy_variants(policies, budgets, granularities)
+    except ValueError as e:
+        raise SystemExit("torch_reference: unknown policy '%s' (full, quest, tidal)" % e)
 
 
 def is_oom(e):
