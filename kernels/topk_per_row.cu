@@ -1,19 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0
 // topk_per_row on the GPU: a multi-block radix select (the design of AIR top-k / RAFT's
 // multi-block select_k, written afresh), so 32 rows of 100K positions or 2 rows of 1M still
-// spread over the whole GPU. Each row's n - 1 candidates are cut into B chunks (B fixed by the
-// shapes, so a captured graph serves any n), and one launch is six kernels over (row, chunk):
-//   init       zero the row's histograms and counters (graphs replay the launch: nothing may be
-//              assumed zero from before)
-//   histogram  x3 per 11/11/10-bit digit of the order-preserving key: a shared-memory histogram of
-//              the candidates that match the digits found so far, added to the row's global one;
-//              the row's last block to finish picks the digit where the count from the top
-//              crosses the remaining k, so after three passes the threshold key T is exact, with
-//              `need` = how many keys equal to T are kept (the lowest positions: ref's tie rule)
-//   count      per chunk: keys above T, keys equal to T
-//   write      per chunk: its offset from the counts of the chunks before it, then a block scan
-//              over 4-element tiles writes the kept positions in ascending order
-// Rows with n <= K (keep everything) or K == 1 (only n - 1) are written by the write kernel.
+// spread over the whole GPU. Each row's n - 1 candidates are cut into B chunks, one block each
+// (B fixed by the shapes and the device, so a captured graph serves any n), and a launch is two
+// kernels:
+//   init    zero the rows' histograms and counters (graphs replay the launch, and the workspace
+//           is shared scratch: nothing may be assumed zero from before)
+//   select  one block per (row, chunk), in five phases separated by row-wide barriers:
+//     histogram x3  per 11/11/10-bit digit of the order-preserving key: a shared-memory
+//                   histogram of the candidates that match the digits found so far, added to
+//                   the row's global one; the row's last block to finish picks the digit where
+//                   the count from the top crosses the remaining k and releases the others, so
+//                   after three passes the threshold key T is exact, with `need` = how many keys
+//                   equal to T are kept (the lowest positions: ref's tie rule)
+//     count         per chunk: keys above T, keys equal to T
+//     write         per chunk: its offset from the counts of the chunks before it, then a block
+//                   scan over 4-element tiles writes the kept positions in ascending order
+// The barriers need every block of a row resident at once: B is capped so that the grid fits
+// one wave (blocks per SM from the occupancy calculator), and the launch is cooperative, which
+// makes the driver refuse a grid that would not fit rather than let it hang. With B = 1 a row
+// has no barrier to wait at, so any number of rows runs. Each phase re-reads its chunk, from L2
+// after the first pass. Rows with n <= K (keep everything) or K == 1 (only n - 1) are written
+// whole by their chunk 0.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -27,11 +35,11 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kMaxBins = 2048;
 constexpr int kHistWords = 2048 + 2048 + 1024;  // the three passes' histograms of one row
-// Per row: prefix[0..3] (key bits found before pass p), need[0..3], done[0..2] (blocks finished).
+// Per row: prefix[0..3] (key bits found before pass p), need[0..3], done[0..3] (blocks finished
+// pass p; done[3]: chunk counts written), ready[0..2] (pass p's digit published).
 constexpr int kStateWords = 16;
-constexpr int kPrefix = 0, kNeed = 4, kDone = 8;
-constexpr int64_t kMinChunk = 4096;      // candidates per block at least: amortises its fixed cost
-constexpr int64_t kTargetBlocks = 1024;  // blocks per pass to aim for: a few per SM on an H200
+constexpr int kPrefix = 0, kNeed = 4, kDone = 8, kReady = 12;
+constexpr int64_t kMinChunk = 4096;  // candidates per block at least: amortises its fixed cost
 
 __host__ __device__ constexpr int pass_shift(int pass) {
   return pass == 0 ? 21 : pass == 1 ? 10 : 0;
@@ -127,22 +135,35 @@ __global__ void __launch_bounds__(kThreads) topk_init_kernel(Args a) {
   }
 }
 
+// Row-wide synchronisation between the blocks of one row (all resident: see the header).
+__device__ __forceinline__ uint32_t load_acquire(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_release(uint32_t* p, uint32_t v) {
+  asm volatile("st.release.gpu.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+// Thread 0 waits for *p >= target, then the block goes on; what was written before the release
+// that set *p is visible to every thread of the block (read it with __ldcg: L1 is not coherent).
+__device__ __forceinline__ void wait_at_least(const uint32_t* p, uint32_t target) {
+  if (threadIdx.x == 0) {
+    while (load_acquire(p) < target) __nanosleep(20);
+  }
+  __syncthreads();
+}
+
+// One digit pass over the block's chunk [begin, end). The row's last block to add its
+// histogram picks the digit and publishes prefix / need for the next pass; the others wait.
 template <bool kVec>
-__global__ void __launch_bounds__(kThreads, 6) topk_histogram_kernel(Args a, int pass) {
-  const int64_t row = blockIdx.x;
-  Row r;
-  if (!load_row(a, row, &r) || r.trivial) return;
-  // Chunks hold < 2^31 / B positions each: chunk * B < max_len + 4 * B fits int.
-  const int begin = int(blockIdx.y) * r.chunk;
-  if (begin >= r.n - 1) return;
-  const int end = min(begin + r.chunk, r.n - 1);
+__device__ void histogram_pass(const Args& a, int64_t row, const Row& r, int begin, int end,
+                               int pass, uint32_t* hist) {
   uint32_t* state = a.state + row * kStateWords;
   uint32_t* global_hist = a.hist + row * kHistWords + pass * kMaxBins;
   const int shift = pass_shift(pass), bins = 1 << pass_bits(pass);
   const int high = shift + pass_bits(pass);  // key bits above this digit: 32 - high of them
-  const uint32_t prefix = state[kPrefix + pass];
+  const uint32_t prefix = __ldcg(&state[kPrefix + pass]);
 
-  __shared__ uint32_t hist[kMaxBins];
   for (int i = threadIdx.x; i < bins; i += kThreads) hist[i] = 0;
   __syncthreads();
   for_each_key<kVec>(r.scores, begin, end, [&](int, uint32_t key) {
@@ -155,44 +176,25 @@ __global__ void __launch_bounds__(kThreads, 6) topk_histogram_kernel(Args a, int
     if (hist[i] != 0) atomicAdd(&global_hist[i], hist[i]);
   }
   // The last block of the row to get here sees every block's additions (threadfence pattern of
-  // the CUDA threadFenceReduction sample) and picks the digit for the next pass.
+  // the CUDA threadFenceReduction sample).
   __threadfence();
   __syncthreads();
   __shared__ bool last;
   if (threadIdx.x == 0) last = atomicAdd(&state[kDone + pass], 1u) == uint32_t(r.chunks - 1);
   __syncthreads();
-  if (!last) return;
+  if (!last) {
+    wait_at_least(&state[kReady + pass], 1u);
+    return;
+  }
   __threadfence();
   const DigitChoice<uint32_t> c = select_digit<uint32_t, kThreads>(
-      bins, state[kNeed + pass], [&](int b) { return __ldcg(&global_hist[b]); });
+      bins, __ldcg(&state[kNeed + pass]), [&](int b) { return __ldcg(&global_hist[b]); });
   if (threadIdx.x == 0) {
     state[kPrefix + pass + 1] = prefix | (c.digit << shift);
     state[kNeed + pass + 1] = c.need;
+    store_release(&state[kReady + pass], 1u);  // orders the two stores above before it
   }
-}
-
-template <bool kVec>
-__global__ void __launch_bounds__(kThreads, 6) topk_count_kernel(Args a) {
-  const int64_t row = blockIdx.x;
-  Row r;
-  if (!load_row(a, row, &r) || r.trivial) return;
-  // Chunks hold < 2^31 / B positions each: chunk * B < max_len + 4 * B fits int.
-  const int begin = int(blockIdx.y) * r.chunk;
-  if (begin >= r.n - 1) return;
-  const int end = min(begin + r.chunk, r.n - 1);
-  const uint32_t threshold = a.state[row * kStateWords + kPrefix + 3];
-  uint32_t above = 0, equal = 0;
-  for_each_key<kVec>(r.scores, begin, end, [&](int, uint32_t key) {
-    above += key > threshold;
-    equal += key == threshold;
-  });
-  using Reduce = cub::BlockReduce<uint32_t, kThreads>;
-  __shared__ typename Reduce::TempStorage storage;
-  above = Reduce(storage).Sum(above);
   __syncthreads();
-  equal = Reduce(storage).Sum(equal);
-  if (threadIdx.x == 0)
-    a.chunk_counts[row * a.blocks_per_row + blockIdx.y] = make_uint2(above, equal);
 }
 
 // Chunk 0 of a row writes its count, the -1 padding and n - 1; rows with nothing to select are
@@ -214,32 +216,55 @@ __device__ void write_row_frame(const Args& a, int64_t row, const Row& r) {
 }
 
 template <bool kVec>
-__global__ void __launch_bounds__(kThreads) topk_write_kernel(Args a) {
+__global__ void __launch_bounds__(kThreads, 5) topk_select_kernel(Args a) {
   const int64_t row = blockIdx.x;
   Row r;
   if (!load_row(a, row, &r)) return;
   if (blockIdx.y == 0) write_row_frame(a, row, r);
-  if (r.trivial) return;
-  // Chunks hold < 2^31 / B positions each: chunk * B < max_len + 4 * B fits int.
+  // Chunks hold < 2^31 / B positions each: chunk * B < max_len + 4 * B fits int. Blocks past the
+  // row's last non-empty chunk take no part (r.chunks counts the blocks the barriers wait for).
+  if (r.trivial || int(blockIdx.y) >= r.chunks) return;
   const int begin = int(blockIdx.y) * r.chunk;
-  if (begin >= r.n - 1) return;
   const int end = min(begin + r.chunk, r.n - 1);
-  const uint32_t threshold = a.state[row * kStateWords + kPrefix + 3];
-  const uint32_t need = a.state[row * kStateWords + kNeed + 3];
+  uint32_t* state = a.state + row * kStateWords;
 
-  // Keys above T and equal to T in the chunks before this one.
-  uint32_t above = 0, equal = 0;
-  const uint2* counts = a.chunk_counts + row * a.blocks_per_row;
-  for (int c = threadIdx.x; c < int(blockIdx.y); c += kThreads) {
-    above += counts[c].x;
-    equal += counts[c].y;
-  }
+  __shared__ uint32_t hist[kMaxBins];
+  for (int pass = 0; pass < 3; ++pass) histogram_pass<kVec>(a, row, r, begin, end, pass, hist);
+  const uint32_t threshold = __ldcg(&state[kPrefix + 3]);
+  const uint32_t need = __ldcg(&state[kNeed + 3]);
+
+  // Count: keys above T and equal to T in this chunk, published for the chunks after it.
   using Reduce = cub::BlockReduce<uint32_t, kThreads>;
   using Scan = cub::BlockScan<uint32_t, kThreads>;
   __shared__ union {
     typename Reduce::TempStorage reduce;
     typename Scan::TempStorage scan;
   } storage;
+  {
+    uint32_t above = 0, equal = 0;
+    for_each_key<kVec>(r.scores, begin, end, [&](int, uint32_t key) {
+      above += key > threshold;
+      equal += key == threshold;
+    });
+    above = Reduce(storage.reduce).Sum(above);
+    __syncthreads();
+    equal = Reduce(storage.reduce).Sum(equal);
+    if (threadIdx.x == 0) {
+      a.chunk_counts[row * a.blocks_per_row + blockIdx.y] = make_uint2(above, equal);
+      __threadfence();
+      atomicAdd(&state[kDone + 3], 1u);
+    }
+    wait_at_least(&state[kDone + 3], uint32_t(r.chunks));
+  }
+
+  // Write: keys above T and equal to T in the chunks before this one.
+  uint32_t above = 0, equal = 0;
+  const uint2* counts = a.chunk_counts + row * a.blocks_per_row;
+  for (int c = threadIdx.x; c < int(blockIdx.y); c += kThreads) {
+    const uint2 v = __ldcg(&counts[c]);
+    above += v.x;
+    equal += v.y;
+  }
   __shared__ uint32_t base[2];
   above = Reduce(storage.reduce).Sum(above);
   __syncthreads();
@@ -289,27 +314,51 @@ __global__ void __launch_bounds__(kThreads) topk_write_kernel(Args a) {
   }
 }
 
-// B: chunks per row, from the shapes only (the workspace and the graph do not depend on n).
+// Resident select blocks per SM times the SMs: the most blocks one launch may hold, since a
+// row's blocks wait for each other (once per device, from the occupancy calculator).
+int64_t resident_blocks() {
+  static int per_sm[64] = {};
+  int device = 0;
+  TIDAL_CUDA_CHECK(cudaGetDevice(&device));
+  TIDAL_CHECK(device >= 0 && device < 64, "topk_per_row: device ordinal out of range");
+  if (per_sm[device] == 0) {
+    int blocks = 0;
+    // Both instantiations have the same resources; the vector one stands for both.
+    TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks, topk_select_kernel<true>, kThreads, 0));
+    int blocks_scalar = 0;
+    TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+        &blocks_scalar, topk_select_kernel<false>, kThreads, 0));
+    per_sm[device] = std::max(1, std::min(blocks, blocks_scalar));
+  }
+  return int64_t(per_sm[device]) * sm_count();
+}
+
+// B: chunks per row, from the shapes and the device only (the workspace and the graph do not
+// depend on n): as many as one wave of resident blocks holds, at least kMinChunk candidates
+// each; 1 when the rows alone fill the wave.
 int64_t blocks_per_row(const TopkPerRowParams& p) {
   const int64_t rows = std::max<int64_t>(1, p.scores.size(0) * p.indices.size(1));
   const int64_t most = std::max<int64_t>(1, ceil_div<int64_t>(p.scores.size(2), kMinChunk));
-  return std::min(most, std::max<int64_t>(1, ceil_div<int64_t>(kTargetBlocks, rows)));
+  return std::min(most, std::max<int64_t>(1, resident_blocks() / rows));
 }
 
 template <bool kVec>
 void launch(const Args& a, int64_t rows, Stream stream) {
   const cudaStream_t s = raw_stream(stream);
-  const dim3 grid(unsigned(rows), unsigned(a.blocks_per_row));
   topk_init_kernel<<<unsigned(rows), kThreads, 0, s>>>(a);
   check_launch("topk_init_kernel", stream);
-  for (int pass = 0; pass < 3; ++pass) {
-    topk_histogram_kernel<kVec><<<grid, kThreads, 0, s>>>(a, pass);
-    check_launch("topk_histogram_kernel", stream);
-  }
-  topk_count_kernel<kVec><<<grid, kThreads, 0, s>>>(a);
-  check_launch("topk_count_kernel", stream);
-  topk_write_kernel<kVec><<<grid, kThreads, 0, s>>>(a);
-  check_launch("topk_write_kernel", stream);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(rows), unsigned(a.blocks_per_row));
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = s;
+  cudaLaunchAttribute attr[1] = {};
+  attr[0].id = cudaLaunchAttributeCooperative;
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = a.blocks_per_row > 1 ? 1 : 0;  // B = 1: no barriers, any number of rows
+  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, topk_select_kernel<kVec>, a));
+  check_launch("topk_select_kernel", stream);
 }
 
 }  // namespace

@@ -92,7 +92,8 @@ void bench_topk_per_row(const BenchEnv& env, const RunCase& run_case) {
           : std::vector<Config>{{1, 32, 32, 100000, 2048},  // per query head
                                 {1, 32, 32, 100000, 256},
                                 {1, 32, 8, 100000, 2048},   // per KV head (GQA 4:1)
-                                {2, 1, 1, 1000000, 2048}};  // two 1M-position rows
+                                {2, 1, 1, 1000000, 2048},   // two 1M-position rows
+                                {1, 32, 8, 1 << 20, 2048}};  // per KV head at 2^20
   for (const Config& cfg : configs) {
     // t_n tokens of h_n score rows; l_n lists per token read rows l * (h_n / l_n).
     const int64_t t_n = cfg.tokens, h_n = cfg.heads, l_n = cfg.lists, n = cfg.n, k = cfg.budget;

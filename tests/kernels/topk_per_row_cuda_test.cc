@@ -155,7 +155,11 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"unaligned_rows_ties", 3, 4, 5003, 300, 2, Scores::kTies, /*pad=*/3},
                       Case{"mixed_n_k_lists_roles", 9, 8, 5000, 300, 0},
                       Case{"mixed_ties", 7, 4, 3000, 700, 0, Scores::kTies},
-                      Case{"batch16_kv_head_lists", 16, 32, 20000, 2048, 8}),
+                      Case{"batch16_kv_head_lists", 16, 32, 20000, 2048, 8},
+                      // 2048 rows: more than one wave of blocks, so one block a row (no
+                      // row-wide barriers); and 2^20 positions in 8 lists, one wave of blocks.
+                      Case{"batch64_rows_past_one_wave", 64, 32, 4097, 64, 32},
+                      Case{"n1m_8rows_k2048_ties", 1, 32, 1 << 20, 2048, 8, Scores::kTies}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // The same launch captured once and replayed at other lengths and budgets: the graph's fixed
@@ -196,6 +200,20 @@ TEST(TopkPerRowCudaGraph, ReplaysAtOtherLengthsMatchRef) {
     }
   }
   stream_destroy(stream);
+}
+
+// The blocks of a row meet at barriers in global memory. A missing fence there shows up as a
+// wrong list only now and then, so the same launch runs many times, each result checked.
+TEST(TopkPerRowCuda, RepeatedLaunchesAllMatchRef) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const Batch b = make_batch(Case{"repeat", 1, 32, 100000, 2048, 8, Scores::kTies}, 31);
+  const Result want = topk_testing::run_ref(b);
+  DeviceBatch d(b, 0);
+  for (int launch = 0; launch < 40; ++launch) {
+    topk_per_row(d.p, d.workspace.view(), Stream{});
+    stream_synchronize(Stream{});
+    ASSERT_TRUE(same(d.result(), want, b)) << "launch " << launch;
+  }
 }
 
 // Not a benchmark (kernel_bench is), but the number the design is judged by: 32 rows of 100K
