@@ -5,13 +5,12 @@ namespace tidal::kernels::cuda {
 
 int sm_count() {
   static int counts[64] = {};
-  int device = 0;
-  TIDAL_CUDA_CHECK(cudaGetDevice(&device));
-  TIDAL_CHECK(device >= 0 && device < 64, "sm_count: device ordinal out of range");
-  if (counts[device] == 0) {
-    TIDAL_CUDA_CHECK(cudaDeviceGetAttribute(&counts[device], cudaDevAttrMultiProcessorCount, device));
-  }
-  return counts[device];
+  return per_device_cached(counts, [] {
+    int device = 0, count = 0;
+    TIDAL_CUDA_CHECK(cudaGetDevice(&device));
+    TIDAL_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device));
+    return count;
+  });
 }
 
 }  // namespace tidal::kernels::cuda

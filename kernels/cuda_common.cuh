@@ -144,6 +144,17 @@ __device__ __forceinline__ float block_max(float x, float* scratch) {
   return warp_max(x);
 }
 
+// A per-device constant (a device attribute, an occupancy), computed by compute() the first time
+// the current device asks and kept in cache[device] (host side; devices 0..63).
+template <typename F>
+int per_device_cached(int (&cache)[64], F&& compute) {
+  int device = 0;
+  TIDAL_CUDA_CHECK(cudaGetDevice(&device));
+  TIDAL_CHECK(device >= 0 && device < 64, "kernels: device ordinal out of range");
+  if (cache[device] == 0) cache[device] = compute();
+  return cache[device];
+}
+
 // The SM count of the current device (cached per device; host side).
 int sm_count();
 

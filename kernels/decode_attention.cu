@@ -72,18 +72,14 @@ void set_mma_attributes() {
 template <typename T, int D, typename KT>
 int mma_blocks_per_sm() {
   static int counts[64] = {};
-  int device = 0;
-  TIDAL_CUDA_CHECK(cudaGetDevice(&device));
-  TIDAL_CHECK(device >= 0 && device < 64, "decode_attention: device ordinal out of range");
-  if (counts[device] == 0) {
+  return per_device_cached(counts, [] {
     set_mma_attributes<T, D, KT>();
     int blocks = 0;
     TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
         &blocks, attention::decode_attention_mma_split_kernel<T, D, KT>,
         MmaConfig<T, D, KT>::kThreads, MmaConfig<T, D, KT>::kSmemBytes));
-    counts[device] = std::max(blocks, 1);
-  }
-  return counts[device];
+    return std::max(blocks, 1);
+  });
 }
 
 // Which split kernel serves a launch, from the shapes and the device only (the workspace size

@@ -318,20 +318,15 @@ __global__ void __launch_bounds__(kThreads, 5) topk_select_kernel(Args a) {
 // row's blocks wait for each other (once per device, from the occupancy calculator).
 int64_t resident_blocks() {
   static int per_sm[64] = {};
-  int device = 0;
-  TIDAL_CUDA_CHECK(cudaGetDevice(&device));
-  TIDAL_CHECK(device >= 0 && device < 64, "topk_per_row: device ordinal out of range");
-  if (per_sm[device] == 0) {
-    int blocks = 0;
-    // Both instantiations have the same resources; the vector one stands for both.
+  const int blocks_per_sm = per_device_cached(per_sm, [] {
+    int blocks = 0, blocks_scalar = 0;  // the fewer of the two instantiations'
     TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
         &blocks, topk_select_kernel<true>, kThreads, 0));
-    int blocks_scalar = 0;
     TIDAL_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
         &blocks_scalar, topk_select_kernel<false>, kThreads, 0));
-    per_sm[device] = std::max(1, std::min(blocks, blocks_scalar));
-  }
-  return int64_t(per_sm[device]) * sm_count();
+    return std::max(1, std::min(blocks, blocks_scalar));
+  });
+  return int64_t(blocks_per_sm) * sm_count();
 }
 
 // B: chunks per row, from the shapes and the device only (the workspace and the graph do not
