@@ -6,11 +6,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define TIDAL_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define TIDAL_HOST_DEVICE inline
-#endif
+#include "kernels/host_device.h"
 
 namespace tidal::kernels {
 

@@ -4,8 +4,7 @@
 // - e4m3 -> f16 / f32 is exact (cvt.rn.f16x2.e4m3x2, sm_89+: every code is an f16).
 // - f32 -> e4m3 is cvt.rn.satfinite.e4m3x2.f32: round to nearest even, saturating to +-448, NaN to
 //   0x7F, -0 to 0x80: the host's f32_to_e4m3.
-// - the row scale is the smallest power of two 2^e (e >= -126) with amax / 2^e <= 448, found with
-//   exact exponent arithmetic as the host's e4m3_row_scale.
+// - the row scale is kernels/fp8_e4m3.h's e4m3_row_scale itself (one host / device definition).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -13,19 +12,11 @@
 
 #include <cstdint>
 
+#include "kernels/fp8_e4m3.h"
+
 namespace tidal::kernels::cuda {
 
-constexpr float kE4m3MaxDevice = 448.0f;
-
-__device__ __forceinline__ float e4m3_row_scale(float amax) {
-  if (!(amax > 0.0f) || !isfinite(amax)) return 1.0f;
-  int e = 0;
-  frexpf(amax / kE4m3MaxDevice, &e);  // a guess within one of the answer; exact tests follow
-  while (ldexpf(amax, -e) > kE4m3MaxDevice) ++e;
-  while (e > -126 && ldexpf(amax, 1 - e) <= kE4m3MaxDevice) --e;
-  if (e < -126) e = -126;
-  return ldexpf(1.0f, e);
-}
+using ::tidal::kernels::e4m3_row_scale;
 
 // x / scale as an e4m3 code (scale a power of two: the division is exact unless it underflows,
 // and an underflowing quotient rounds to code 0 either way).

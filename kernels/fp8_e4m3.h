@@ -17,6 +17,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/host_device.h"
+
 namespace tidal::kernels {
 
 constexpr float kE4m3Max = 448.0f;
@@ -69,14 +71,16 @@ inline uint8_t f32_to_e4m3(float x) {
 // The KV rows' scale for a row whose largest |element| is `amax`: the smallest power of two
 // 2^e with amax / 2^e <= 448 (1 for an all-zero or non-finite row; e >= -126, so it stays a
 // normal f32).
-inline float e4m3_row_scale(float amax) {
-  if (!(amax > 0.0f) || !std::isfinite(amax)) return 1.0f;
+// One definition for the CPU reference and the kernels (the codes must agree bit for bit).
+TIDAL_HOST_DEVICE float e4m3_row_scale(float amax) {
+  using std::isfinite;
+  if (!(amax > 0.0f) || !isfinite(amax)) return 1.0f;
   int e = 0;
-  std::frexp(amax / kE4m3Max, &e);  // a guess within one of the answer; exact tests follow
-  while (std::ldexp(amax, -e) > kE4m3Max) ++e;
-  while (e > -126 && std::ldexp(amax, 1 - e) <= kE4m3Max) --e;
+  frexpf(amax / kE4m3Max, &e);  // a guess within one of the answer; exact tests follow
+  while (ldexpf(amax, -e) > kE4m3Max) ++e;
+  while (e > -126 && ldexpf(amax, 1 - e) <= kE4m3Max) --e;
   if (e < -126) e = -126;
-  return std::ldexp(1.0f, e);
+  return ldexpf(1.0f, e);
 }
 
 // Quantizes n values into codes and returns the row's scale (dividing by a power of two is exact
