@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // commit_selection on the GPU: one block per (list, token). A kReselect token's block first
 // counts, for its list, how many positions of the old list the new one keeps (binary search in
-// the ascending new list) and adds (kept, old count) to its sequence's counters; then, after a
-// barrier (every old entry has been read), every selecting token's block copies the new list
-// and count over the old ones. A few KiB per list: latency-bound and tiny.
+// the ascending new list, staged in shared memory: 11 probes of global memory one after another
+// took 25 us for K = 2048 on an H200) and adds (kept, old count) to its sequence's counters;
+// then, after a barrier (every old entry has been read), every selecting token's block copies
+// the new list and count over the old ones. A few KiB per list: latency-bound and tiny.
+#include <algorithm>
+
 #include "kernels/commit_selection.h"
 #include "kernels/cuda_common.cuh"
 
@@ -11,6 +14,8 @@ namespace tidal::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kMaxStaged = 8192;  // new-list entries staged in shared memory (32 KiB); past it, the
+                                  // search reads global memory
 
 // True when `x` is among the first `n` entries of the ascending `list`.
 __device__ __forceinline__ bool contains(const int32_t* list, int32_t n, int32_t x) {
@@ -38,7 +43,7 @@ __global__ void __launch_bounds__(kThreads)
                             const uint8_t* roles,         // [num_tokens]
                             const int32_t* seq_ids,       // [num_tokens]
                             unsigned long long* overlap,  // [num_rows, 2]
-                            int max_lists, int budget, int num_rows) {
+                            int max_lists, int budget, int num_rows, int staged_capacity) {
   __shared__ int warp_kept[kThreads / 32];
   const int l = blockIdx.x, t = blockIdx.y;
   const auto role = TokenRole(roles[t]);
@@ -54,9 +59,16 @@ __global__ void __launch_bounds__(kThreads)
   if (role == TokenRole::kReselect) {
     const int32_t old_count = max(0, min(counts[li], budget));
     const int32_t search_n = max(0, min(new_count, budget));
+    extern __shared__ int32_t staged[];  // kMaxStaged entries when the launch gave them
+    const bool stage = search_n <= kMaxStaged && staged_capacity >= search_n;
+    if (stage) {
+      for (int32_t i = threadIdx.x; i < search_n; i += kThreads) staged[i] = new_list[i];
+      __syncthreads();
+    }
+    const int32_t* search = stage ? staged : new_list;
     int kept = 0;
     for (int32_t i = threadIdx.x; i < old_count; i += kThreads) {
-      kept += contains(new_list, search_n, old_list[i]) ? 1 : 0;
+      kept += contains(search, search_n, old_list[i]) ? 1 : 0;
     }
     kept = __reduce_add_sync(0xffffffffu, kept);
     if ((threadIdx.x & 31) == 0) warp_kept[threadIdx.x >> 5] = kept;
@@ -81,13 +93,16 @@ void commit_selection(const CommitSelectionParams& p, Stream stream) {
   if (tokens == 0 || max_lists == 0) return;
   TIDAL_CHECK(tokens <= 65535 && budget < (int64_t(1) << 31),
               "commit_selection: the CUDA grid takes at most 65535 tokens");
-  commit_selection_kernel<<<dim3(unsigned(max_lists), unsigned(tokens)), kThreads, 0,
-                            raw_stream(stream)>>>(
+  // Shared memory for the staged new list: the budget's entries, up to kMaxStaged (within the
+  // 48 KiB a launch gets without opting in).
+  const int staged = int(std::min<int64_t>(budget, kMaxStaged));
+  commit_selection_kernel<<<dim3(unsigned(max_lists), unsigned(tokens)), kThreads,
+                            size_t(staged) * sizeof(int32_t), raw_stream(stream)>>>(
       p.lists.data_as<int32_t>(), p.counts.data_as<int32_t>(), p.new_lists.data_as<int32_t>(),
       p.new_counts.data_as<int32_t>(), p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
       p.seq_ids.data_as<int32_t>(),
       reinterpret_cast<unsigned long long*>(p.overlap.data_as<int64_t>()), int(max_lists),
-      int(budget), int(p.overlap.size(0)));
+      int(budget), int(p.overlap.size(0)), staged);
   check_launch("commit_selection_kernel", stream);
 }
 

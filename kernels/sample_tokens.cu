@@ -121,13 +121,38 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
 
   // 1. The argmax, ties to the lowest id (std::max_element's rule); and whether the row holds a
   // NaN or an infinity (0.: then nothing can be drawn, the row gets kNonFiniteLogits).
+  // A thread visits its ids in ascending order, so `>` keeps the lowest id of a tie. Aligned rows
+  // are read 16 bytes at a time, four loads in flight per thread (a 128K-id row took 36 us on an
+  // H200 with one 4-byte load in flight).
   Best best{-INFINITY, INT_MAX};
   int non_finite = 0;
-  for (int i = threadIdx.x; i < vocab; i += kThreads) {
-    const float v = x[i];
+  const auto visit = [&](float v, int i) {
     non_finite |= !isfinite(v);
-    if (v > best.value || (v == best.value && i < best.id)) best = Best{v, i};
+    if (v > best.value) best = Best{v, i};
+  };
+  int tail = 0;
+  if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    constexpr int kUnroll = 4, kStep = 4 * kThreads;
+    const int vend = vocab & ~3;
+    for (int base = 4 * int(threadIdx.x); base < vend; base += kStep * kUnroll) {
+      float4 v[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (base + u * kStep < vend) v[u] = *reinterpret_cast<const float4*>(x + base + u * kStep);
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = base + u * kStep;
+        if (j >= vend) break;
+        visit(v[u].x, j);
+        visit(v[u].y, j + 1);
+        visit(v[u].z, j + 2);
+        visit(v[u].w, j + 3);
+      }
+    }
+    tail = vend;
   }
+  for (int i = tail + int(threadIdx.x); i < vocab; i += kThreads) visit(x[i], i);
   if (__syncthreads_or(non_finite)) {  // the whole block leaves together
     if (threadIdx.x == 0) a.tokens[row] = kNonFiniteLogits;
     return;
