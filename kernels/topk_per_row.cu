@@ -19,9 +19,12 @@
 // The barriers need every block of a row resident at once: B is capped so that the grid fits
 // one wave (blocks per SM from the occupancy calculator), and the launch is cooperative, which
 // makes the driver refuse a grid that would not fit rather than let it hang. With B = 1 a row
-// has no barrier to wait at, so any number of rows runs. Each phase re-reads its chunk, from L2
-// after the first pass. Rows with n <= K (keep everything) or K == 1 (only n - 1) are written
-// whole by their chunk 0.
+// has no barrier to wait at, so any number of rows runs. Passes 0 and 1 and the write read the
+// chunk (from L2 after the first); pass 1 also stages the keys it counts (those whose top 11 bits
+// are pass 0's digit: every key that can equal T) in shared memory, so pass 2 and the count read
+// only those, and the count adds the chunk's keys above pass 0's digit from its own pass-0
+// histogram. A chunk with more than kStaged such keys reads the chunk in every phase instead.
+// Rows with n <= K (keep everything) or K == 1 (only n - 1) are written whole by their chunk 0.
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -40,6 +43,7 @@ constexpr int kHistWords = 2048 + 2048 + 1024;  // the three passes' histograms 
 constexpr int kStateWords = 16;
 constexpr int kPrefix = 0, kNeed = 4, kDone = 8, kReady = 12;
 constexpr int64_t kMinChunk = 4096;  // candidates per block at least: amortises its fixed cost
+constexpr int kStaged = 4096;        // pass-1 keys a block keeps in shared memory (16 KiB)
 
 __host__ __device__ constexpr int pass_shift(int pass) {
   return pass == 0 ? 21 : pass == 1 ? 10 : 0;
@@ -153,22 +157,50 @@ __device__ __forceinline__ void wait_at_least(const uint32_t* p, uint32_t target
   __syncthreads();
 }
 
-// One digit pass over the block's chunk [begin, end). The row's last block to add its
-// histogram picks the digit and publishes prefix / need for the next pass; the others wait.
+// The keys of pass 1 (those whose top 11 bits are the digit pass 0 chose) staged in shared memory,
+// so that pass 2 and the count read them there instead of the chunk again. A block whose chunk
+// holds more than kStaged of them reads its chunk in every phase instead (same result).
+struct Staged {
+  uint32_t* keys;      // kStaged
+  uint32_t* count;     // keys offered; > kStaged: overflowed
+  uint32_t* above;     // the chunk's keys above pass 0's digit (block total, after pass 0)
+  __device__ bool usable() const { return *count <= uint32_t(kStaged); }
+};
+
+// Calls f(key) for each key of the chunk the pass must see: from the staged keys in passes after
+// pass 1 when they are usable, else every key of the chunk [begin, end).
+template <bool kVec, typename F>
+__device__ __forceinline__ void for_each_pass_key(const Row& r, int begin, int end,
+                                                  const Staged& st, bool staged, F&& f) {
+  if (staged) {
+    const int n = int(*st.count);
+    for (int i = threadIdx.x; i < n; i += kThreads) f(st.keys[i]);
+  } else {
+    for_each_key<kVec>(r.scores, begin, end, [&](int, uint32_t key) { f(key); });
+  }
+}
+
+// One digit pass over the block's keys. The row's last block to add its histogram picks the
+// digit and publishes prefix / need for the next pass; the others wait.
 template <bool kVec>
 __device__ void histogram_pass(const Args& a, int64_t row, const Row& r, int begin, int end,
-                               int pass, uint32_t* hist) {
+                               int pass, uint32_t* hist, const Staged& st) {
   uint32_t* state = a.state + row * kStateWords;
   uint32_t* global_hist = a.hist + row * kHistWords + pass * kMaxBins;
   const int shift = pass_shift(pass), bins = 1 << pass_bits(pass);
   const int high = shift + pass_bits(pass);  // key bits above this digit: 32 - high of them
   const uint32_t prefix = __ldcg(&state[kPrefix + pass]);
+  const bool staged = pass == 2 && st.usable();  // block-uniform
 
   for (int i = threadIdx.x; i < bins; i += kThreads) hist[i] = 0;
   __syncthreads();
-  for_each_key<kVec>(r.scores, begin, end, [&](int, uint32_t key) {
+  for_each_pass_key<kVec>(r, begin, end, st, staged, [&](uint32_t key) {
     if (high == 32 || (key >> high) == (prefix >> high)) {
       atomicAdd(&hist[(key >> shift) & uint32_t(bins - 1)], 1u);
+      if (pass == 1) {  // stage it for pass 2 and the count
+        const uint32_t at = atomicAdd(st.count, 1u);
+        if (at < uint32_t(kStaged)) st.keys[at] = key;
+      }
     }
   });
   __syncthreads();
@@ -184,17 +216,25 @@ __device__ void histogram_pass(const Args& a, int64_t row, const Row& r, int beg
   __syncthreads();
   if (!last) {
     wait_at_least(&state[kReady + pass], 1u);
-    return;
+  } else {
+    __threadfence();
+    const DigitChoice<uint32_t> c = select_digit<uint32_t, kThreads>(
+        bins, __ldcg(&state[kNeed + pass]), [&](int b) { return __ldcg(&global_hist[b]); });
+    if (threadIdx.x == 0) {
+      state[kPrefix + pass + 1] = prefix | (c.digit << shift);
+      state[kNeed + pass + 1] = c.need;
+      store_release(&state[kReady + pass], 1u);  // orders the two stores above before it
+    }
+    __syncthreads();
   }
-  __threadfence();
-  const DigitChoice<uint32_t> c = select_digit<uint32_t, kThreads>(
-      bins, __ldcg(&state[kNeed + pass]), [&](int b) { return __ldcg(&global_hist[b]); });
-  if (threadIdx.x == 0) {
-    state[kPrefix + pass + 1] = prefix | (c.digit << shift);
-    state[kNeed + pass + 1] = c.need;
-    store_release(&state[kReady + pass], 1u);  // orders the two stores above before it
+  if (pass == 0) {  // this chunk's keys above the chosen digit, from its own histogram
+    const uint32_t digit = (__ldcg(&state[kPrefix + 1]) >> shift) & uint32_t(bins - 1);
+    uint32_t above = 0;
+    for (int i = threadIdx.x; i < bins; i += kThreads) above += uint32_t(i) > digit ? hist[i] : 0u;
+    above = __reduce_add_sync(0xFFFFFFFFu, above);
+    if ((threadIdx.x & 31) == 0) atomicAdd(st.above, above);
+    __syncthreads();  // st.above complete; hist is free for the next pass
   }
-  __syncthreads();
 }
 
 // Chunk 0 of a row writes its count, the -1 padding and n - 1; rows with nothing to select are
@@ -216,7 +256,7 @@ __device__ void write_row_frame(const Args& a, int64_t row, const Row& r) {
 }
 
 template <bool kVec>
-__global__ void __launch_bounds__(kThreads, 5) topk_select_kernel(Args a) {
+__global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
   const int64_t row = blockIdx.x;
   Row r;
   if (!load_row(a, row, &r)) return;
@@ -229,7 +269,12 @@ __global__ void __launch_bounds__(kThreads, 5) topk_select_kernel(Args a) {
   uint32_t* state = a.state + row * kStateWords;
 
   __shared__ uint32_t hist[kMaxBins];
-  for (int pass = 0; pass < 3; ++pass) histogram_pass<kVec>(a, row, r, begin, end, pass, hist);
+  __shared__ uint32_t staged_keys[kStaged];
+  __shared__ uint32_t staged_count, above_digit0;
+  if (threadIdx.x == 0) staged_count = above_digit0 = 0;
+  __syncthreads();
+  const Staged st{staged_keys, &staged_count, &above_digit0};
+  for (int pass = 0; pass < 3; ++pass) histogram_pass<kVec>(a, row, r, begin, end, pass, hist, st);
   const uint32_t threshold = __ldcg(&state[kPrefix + 3]);
   const uint32_t need = __ldcg(&state[kNeed + 3]);
 
@@ -241,11 +286,15 @@ __global__ void __launch_bounds__(kThreads, 5) topk_select_kernel(Args a) {
     typename Scan::TempStorage scan;
   } storage;
   {
+    // With the staged keys: the keys above pass 0's digit, plus the staged ones above T (every
+    // key equal to T is staged: its top 11 bits are that digit).
+    const bool staged = st.usable();
     uint32_t above = 0, equal = 0;
-    for_each_key<kVec>(r.scores, begin, end, [&](int, uint32_t key) {
+    for_each_pass_key<kVec>(r, begin, end, st, staged, [&](uint32_t key) {
       above += key > threshold;
       equal += key == threshold;
     });
+    if (staged && threadIdx.x == 0) above += above_digit0;
     above = Reduce(storage.reduce).Sum(above);
     __syncthreads();
     equal = Reduce(storage.reduce).Sum(equal);
