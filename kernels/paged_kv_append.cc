@@ -6,6 +6,7 @@
 
 #include "kernels/dispatch.h"
 #include "kernels/paged_kv_common.h"
+#include "kernels/rotary_embedding.h"
 #include "runtime/tensor_access.h"
 
 namespace tidal::kernels {
@@ -22,11 +23,22 @@ void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream strea
   TIDAL_CHECK(p.v.dtype == p.k.dtype && p.k.is_contiguous() && p.v.is_contiguous(),
               "paged_kv_append: k and v share a dtype and are contiguous");
   check_kv_format(p.k_cache, p.v_cache, p.k_scale, p.v_scale, p.k.dtype, "paged_kv_append");
+  const bool rope = p.rope_q.data != nullptr;
+  if (rope) {
+    TIDAL_CHECK(p.rope_q.rank == 3 && p.rope_q.size(0) == p.k.size(0) &&
+                    p.rope_q.size(2) == p.k.size(2) && p.rope_q.dtype == p.k.dtype &&
+                    p.rope_q.is_contiguous() && p.rope_inv_freq.rank == 1 &&
+                    p.rope_inv_freq.dtype == DType::kF32 &&
+                    p.rope_inv_freq.size(0) == p.k.size(2) / 2 && p.k.size(2) % 2 == 0,
+                "paged_kv_append: rope_q must be [num_tokens, num_heads, head_dim] of k's dtype "
+                "and rope_inv_freq f32 [head_dim / 2]");
+  }
   if (on_cuda("paged_kv_append", {p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.positions,
-                                  p.k, p.v})) {
+                                  p.k, p.v, p.rope_q, p.rope_inv_freq})) {
     TIDAL_CUDA_CALL("paged_kv_append", cuda::paged_kv_append(p, stream));
     return;
   }
+  if (rope) rotary_embedding(p.rope_q, p.k, p.positions, p.rope_inv_freq, stream);
   ref::paged_kv_append(p);
 }
 

@@ -22,6 +22,10 @@ struct PagedKvAppendParams {
   // f32, written with each row's scale. Default: empty, for caches of the activations' dtype.
   TensorView k_scale = {};
   TensorView v_scale = {};
+  // Optional: rotary_embedding first, in the same launch on the GPU (kernels/rotary_embedding.h:
+  // q and k rotated in place at `positions`, then k appended). Default: empty, no rotation.
+  TensorView rope_q = {};         // [num_tokens, num_heads, head_dim], rotated in place
+  TensorView rope_inv_freq = {};  // [head_dim / 2] f32
 };
 
 // The FP8 copy of a whole host cache [num_pages, page_size, num_kv_heads, head_dim] of any float
@@ -29,7 +33,9 @@ struct PagedKvAppendParams {
 // [num_pages, num_kv_heads, page_size]). For tests and benchmarks that build caches directly.
 void quantize_kv_cache(const TensorView& cache, TensorView codes, TensorView scales);
 
-// FP8 caches: each (token, KV head) row is quantized on its own (quantize_e4m3_row).
+// FP8 caches: each (token, KV head) row is quantized on its own (quantize_e4m3_row). With rope_q
+// set, the result is exactly rotary_embedding(rope_q, k, positions, rope_inv_freq) followed by
+// the append.
 // Two tokens writing the same slot (padding tokens of a graph bucket) leave either one there.
 void paged_kv_append(const PagedKvAppendParams& p, Stream stream);
 

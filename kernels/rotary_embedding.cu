@@ -1,11 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// rotary_embedding: one block per token, in place on q and k (rotate-half pairs i, i + head_dim/2).
-// The block first computes cos/sin for its token's head_dim/2 angles into shared memory: the angle
-// is float(position) * inv_freq[i] in f32, exactly the ref's (and transformers') product, and its
-// cos/sin are taken in double precision so positions of a million tokens (angles ~1e6 rad) keep
-// full accuracy, matching ref's std::cos(double(angle)). Then every (head, pair-vector) of q and k
-// is rotated with 16-byte loads of both halves.
-#include "kernels/elementwise.cuh"
+// rotary_embedding: one block per token, in place on q and k (kernels/rotary.cuh: cos/sin in
+// double into shared memory, then every (head, pair-vector) rotated with 16-byte loads of both
+// halves).
+#include "kernels/rotary.cuh"
 #include "kernels/rotary_embedding.h"
 
 namespace tidal::kernels::cuda {
@@ -25,35 +22,9 @@ __global__ void rotary_embedding_kernel(T* __restrict__ q, T* __restrict__ k,
                                         int num_heads, int num_kv_heads, int head_dim) {
   extern __shared__ float cos_sin[];  // [half] cos, then [half] sin
   const int64_t t = blockIdx.x;
-  const int half = head_dim / 2;
-  const float position = float(positions[t * pos_stride]);
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const float angle = position * inv_freq[i * freq_stride];  // f32 product, as ref and HF
-    double s, c;
-    sincos(double(angle), &s, &c);
-    cos_sin[i] = float(c);
-    cos_sin[half + i] = float(s);
-  }
-  __syncthreads();
-  const int vecs_per_head = half / kVec;
-  const int work = (num_heads + num_kv_heads) * vecs_per_head;
-  for (int j = threadIdx.x; j < work; j += blockDim.x) {
-    const int head = j / vecs_per_head;
-    const int i0 = (j - head * vecs_per_head) * kVec;
-    T* x = head < num_heads ? q + (t * num_heads + head) * head_dim
-                            : k + (t * num_kv_heads + (head - num_heads)) * head_dim;
-    float a[kVec], b[kVec], ra[kVec], rb[kVec];
-    load_floats<T, kVec>(x + i0, a);
-    load_floats<T, kVec>(x + half + i0, b);
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      const float c = cos_sin[i0 + e], s = cos_sin[half + i0 + e];
-      ra[e] = a[e] * c - b[e] * s;
-      rb[e] = b[e] * c + a[e] * s;
-    }
-    store_floats<T, kVec>(x + i0, ra);
-    store_floats<T, kVec>(x + half + i0, rb);
-  }
+  rotate_token<T, kVec>(q + t * num_heads * head_dim, k + t * num_kv_heads * head_dim,
+                        float(positions[t * pos_stride]), inv_freq, freq_stride, num_heads,
+                        num_kv_heads, head_dim, cos_sin);
 }
 
 template <typename T>

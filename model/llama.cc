@@ -199,10 +199,10 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
       k::fused_add_rms_norm(xn, x, proj, lw.input_norm, c.rms_norm_eps, stream);
     }
     k::linear_split(flat(q), flat(key), flat(val), xn, lw.w_qkv, stream);  // one GEMV at decode
-    k::rotary_embedding(q, key, batch.positions, ws.inv_freq, stream);
     const KvLayer& cache = kv[size_t(l)];
+    // RoPE on q and k, then k and v into the cache: one launch on the GPU.
     k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
-                        val, cache.k_scale, cache.v_scale},
+                        val, cache.k_scale, cache.v_scale, q, ws.inv_freq},
                        stream);
     if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
       k::quest_metadata_update({cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // paged_kv_append on the GPU against ref:: (exact copies): random caches (so a stray write
 // shows), block tables that scatter sequences over the pages, distinct (sequence, position)
-// slots; and a write past element 2^31 of a Llama-3-sized cache (int64 offsets).
+// slots; a write past element 2^31 of a Llama-3-sized cache (int64 offsets); and RoPE fused
+// into the append, against the two launches.
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "kernels/paged_kv_append.h"
+#include "kernels/rotary_embedding.h"
 #include "runtime/device.h"
 #include "tests/testing/device_tensor.h"
 #include "tests/testing/testing.h"
@@ -150,6 +152,90 @@ TEST_P(PagedKvAppendCuda, Fp8CodesAndScalesEqualTheReference) {
     int64_t differ = 0;
     for (size_t i = 0; i < got.size(); ++i) differ += got[i] != want[i];
     EXPECT_EQ(differ, 0) << what;
+  }
+}
+
+// Bytes of a device tensor, for exact comparisons.
+std::vector<uint8_t> bytes_of(const DeviceTensor& t) {
+  std::vector<uint8_t> out(t.view().nbytes());
+  copy_bytes(out.data(), Device{}, t.view().data, t.view().device, out.size(), Stream{});
+  stream_synchronize(Stream{});
+  return out;
+}
+
+// With rope_q set, one launch rotates q and k and appends (a fused kernel where the rows allow
+// 16-byte vectors, else the two kernels): q, k and the cache (codes and scales for FP8) equal
+// rotary_embedding followed by the plain append, byte for byte.
+TEST_P(PagedKvAppendCuda, RopeThenAppendEqualsTheTwoLaunches) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  if (c.head_dim % 2 != 0) GTEST_SKIP() << "RoPE needs an even head_dim";
+  Placement pl = place(c);
+  const int64_t heads = 2 * c.kv_heads;
+  const HostTensor q =
+      testing::convert(testing::random_tensor({c.tokens, heads, c.head_dim}, 8).view(), dtype);
+  const HostTensor k =
+      testing::convert(testing::random_tensor({c.tokens, c.kv_heads, c.head_dim}, 9).view(), dtype);
+  const HostTensor v =
+      testing::convert(testing::random_tensor({c.tokens, c.kv_heads, c.head_dim}, 10).view(), dtype);
+  std::vector<float> freq(size_t(c.head_dim / 2));
+  for (size_t i = 0; i < freq.size(); ++i) {
+    freq[i] = std::pow(500000.0f, -2.0f * float(i) / float(c.head_dim));
+  }
+  const DeviceTensor d_freq =
+      DeviceTensor::from_host(make_view(freq.data(), DType::kF32, {c.head_dim / 2}));
+  const DeviceTensor d_tables = DeviceTensor::from_host(pl.tables.view());
+  const DeviceTensor d_seq =
+      DeviceTensor::from_host(make_view(pl.seq.data(), DType::kI32, {c.tokens}));
+  const DeviceTensor d_pos =
+      DeviceTensor::from_host(make_view(pl.pos.data(), DType::kI32, {c.tokens}));
+  const DeviceTensor d_v = DeviceTensor::from_host(v.view());
+  for (const bool fp8 : {false, true}) {
+    const DType cache_dtype = fp8 ? DType::kU8 : dtype;
+    const std::vector<int64_t> cache_shape = {pl.num_pages, c.page_size, c.kv_heads, c.head_dim};
+    const std::vector<int64_t> scale_shape = {pl.num_pages, c.kv_heads, c.page_size};
+    struct Run {
+      DeviceTensor q, k, kc, vc, ks, vs;
+    };
+    Run runs[2];
+    for (Run& r : runs) {
+      r.q = DeviceTensor::from_host(q.view());
+      r.k = DeviceTensor::from_host(k.view());
+      r.kc = DeviceTensor::filled(cache_shape, cache_dtype, 0x5A);
+      r.vc = DeviceTensor::filled(cache_shape, cache_dtype, 0x5A);
+      if (fp8) {
+        r.ks = DeviceTensor::filled(scale_shape, DType::kF32, 0x5A);
+        r.vs = DeviceTensor::filled(scale_shape, DType::kF32, 0x5A);
+      }
+    }
+    PagedKvAppendParams fused{runs[0].kc.view(), runs[0].vc.view(), d_tables.view(), d_seq.view(),
+                              d_pos.view(),      runs[0].k.view(),  d_v.view()};
+    if (fp8) {
+      fused.k_scale = runs[0].ks.view();
+      fused.v_scale = runs[0].vs.view();
+    }
+    fused.rope_q = runs[0].q.view();
+    fused.rope_inv_freq = d_freq.view();
+    paged_kv_append(fused, Stream{});
+
+    rotary_embedding(runs[1].q.view(), runs[1].k.view(), d_pos.view(), d_freq.view(), Stream{});
+    PagedKvAppendParams two{runs[1].kc.view(), runs[1].vc.view(), d_tables.view(), d_seq.view(),
+                            d_pos.view(),      runs[1].k.view(),  d_v.view()};
+    if (fp8) {
+      two.k_scale = runs[1].ks.view();
+      two.v_scale = runs[1].vs.view();
+    }
+    paged_kv_append(two, Stream{});
+
+    const char* cache = fp8 ? "fp8 cache" : "cache";
+    EXPECT_EQ(bytes_of(runs[0].q), bytes_of(runs[1].q)) << "q, " << cache;
+    EXPECT_EQ(bytes_of(runs[0].k), bytes_of(runs[1].k)) << "k, " << cache;
+    EXPECT_EQ(bytes_of(runs[0].kc), bytes_of(runs[1].kc)) << "k " << cache;
+    EXPECT_EQ(bytes_of(runs[0].vc), bytes_of(runs[1].vc)) << "v " << cache;
+    if (fp8) {
+      EXPECT_EQ(bytes_of(runs[0].ks), bytes_of(runs[1].ks)) << "k scales";
+      EXPECT_EQ(bytes_of(runs[0].vs), bytes_of(runs[1].vs)) << "v scales";
+    }
   }
 }
 
