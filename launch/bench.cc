@@ -305,8 +305,15 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   run.engine.max_context = per_seq;
   run.engine.kv_capacity = kv + max_batch * run.engine.page_size;
   int64_t max_budget = 2;
-  for (const Variant& v : variants) max_budget = std::max(max_budget, v.budget);
+  bool quest = false;
+  for (const Variant& v : variants) {
+    max_budget = std::max(max_budget, v.budget);
+    quest = quest || v.attention.kind == model::AttentionKind::kQuest;
+  }
   run.engine.max_budget = max_budget;
+  // Quest's page bounds only when a Quest row runs: `full` and `tidal` do not pay for them (a
+  // launch per layer a step, as in an engine that serves no Quest request).
+  run.engine.quest_bounds = quest;
   TIDAL_RETURN_IF_ERROR(c.validate().with_context(preset));
   // The plan must fit before the weights are made.
   TIDAL_RETURN_IF_ERROR(engine::check_fits(c, run.engine).with_context(preset));

@@ -67,6 +67,21 @@ size_t state_bytes(const model::ModelConfig& m, const EngineConfig& c) {
   return (tables + 255) / 256 * 256 + StepPlan(step_capacity(m, c)).bytes();
 }
 
+// The KV cache an engine of `c` holds for its shard: `pages` pages.
+KvCacheConfig kv_cache_config(const EngineConfig& c, const model::ModelShard& shard,
+                              int64_t pages) {
+  KvCacheConfig kv;
+  kv.page_size = c.page_size;
+  kv.num_pages = pages;
+  kv.dtype = c.dtype;
+  kv.fp8 = c.kv_dtype == KvDtype::kFp8;
+  kv.quest_bounds = c.quest_bounds;
+  kv.device = c.device;
+  kv.layer_begin = shard.layer_begin;
+  kv.layer_end = shard.layer_end;
+  return kv;
+}
+
 // This process's part of the model: all of it, or its rank's shard (the whole model when the
 // shard is impossible: Engine::create reports that).
 model::ModelShard engine_shard(const model::ModelConfig& m, const EngineConfig& c) {
@@ -187,7 +202,8 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   p.kv_dtype = config.kv_dtype;
   p.kv_bytes_per_token = int64_t(KvCache::bytes_per_token(local, config.dtype, layers, fp8));
   p.kv_bytes_per_page =
-      int64_t(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers, fp8));
+      int64_t(KvCache::bytes_per_page(local, config.page_size, config.dtype, layers, fp8,
+                                      config.quest_bounds));
   p.weight_bytes = model::llama_weight_bytes(model, config.dtype, &shard);
   p.workspace_bytes =
       sat_add(model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)),
@@ -209,15 +225,7 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   }
   p.kv_pages = pages;
   p.kv_capacity_tokens = pages * config.page_size;
-  KvCacheConfig kv;
-  kv.page_size = config.page_size;
-  kv.num_pages = pages;
-  kv.dtype = config.dtype;
-  kv.fp8 = fp8;
-  kv.device = config.device;
-  kv.layer_begin = shard.layer_begin;
-  kv.layer_end = shard.layer_end;
-  p.kv_bytes = KvCache::bytes_for(local, kv);
+  p.kv_bytes = KvCache::bytes_for(local, kv_cache_config(config, shard, pages));
   return p;
 }
 
@@ -323,15 +331,9 @@ Status Engine::create_local(const model::ModelConfig& model, model::LlamaWeights
 }
 
 Status Engine::allocate() {
-  KvCacheConfig kv;
-  kv.page_size = config_.page_size;
-  kv.num_pages = plan_.kv_capacity_tokens / config_.page_size;
-  kv.dtype = config_.dtype;
-  kv.fp8 = config_.kv_dtype == KvDtype::kFp8;
-  kv.device = config_.device;
-  kv.layer_begin = shard_.layer_begin;
-  kv.layer_end = shard_.layer_end;
-  TIDAL_RETURN_IF_ERROR(KvCache::create(local_, kv, &kv_));
+  TIDAL_RETURN_IF_ERROR(KvCache::create(
+      local_, kv_cache_config(config_, shard_, plan_.kv_capacity_tokens / config_.page_size),
+      &kv_));
   TIDAL_RETURN_IF_ERROR(
       model::LlamaWorkspace::create(local_, workspace_shape(model_, config_), &ws_));
   if (dist_ != nullptr) {
@@ -564,6 +566,11 @@ Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
                                  const SequenceOptions& options) const {
   const model::AttentionPolicy& policy = options.attention;
   TIDAL_RETURN_IF_ERROR(policy.validate(model_, config_.page_size));
+  if (policy.kind == model::AttentionKind::kQuest && !config_.quest_bounds) {
+    return invalid_argument(
+        "quest needs the KV cache's page bounds; this engine was made without them "
+        "(EngineConfig::quest_bounds = false)");
+  }
   TIDAL_RETURN_IF_ERROR(options.sampling.validate());
   const int64_t budget = policy.kind == model::AttentionKind::kTidal   ? policy.tidal.budget
                          : policy.kind == model::AttentionKind::kQuest ? policy.quest.budget
@@ -951,9 +958,11 @@ void Engine::fill_random_kv(uint64_t seed, int64_t length) {
     kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v,
                               cache.k_scale, cache.v_scale},
                              stream_);
-    kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
-                                    b.positions, k, config_.page_size, kv_.fp8()},
-                                   stream_);
+    if (cache.key_max.data != nullptr) {
+      kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
+                                      b.positions, k, config_.page_size, kv_.fp8()},
+                                     stream_);
+    }
   }
   stream_synchronize(stream_);  // the plan buffer is rebuilt for the next chunk
 }

@@ -61,6 +61,10 @@ struct EngineConfig {
   DType dtype = DType::kF32;    // weights, activations and KV cache: f32, f16 or bf16; Default f32
   KvDtype kv_dtype = KvDtype::kActivation;  // the KV cache's format; Default: the activations'
   bool cuda_graphs = true;      // GPU decode steps replay captured graphs; false: eager launches
+  // Keep Quest's per-page key bounds, updated with every appended key (a launch per layer a step
+  // on the GPU, and two rows per page of memory). false: no Quest request is accepted. Default:
+  // true (a server takes any policy).
+  bool quest_bounds = true;
   // Tensor / pipeline parallel: this process is one rank of that job and holds its shard of the
   // model (eager launches; graphs are a single-rank feature for now). Default: null, one process
   // holding the whole model, with no communicator calls at all.
@@ -84,7 +88,7 @@ struct MemoryPlan {
   int64_t kv_pages = 0;        // pages sequences can hold
   int64_t kv_capacity_tokens = 0;  // kv_pages * page_size
   int64_t kv_bytes_per_token = 0;  // K and V (and their FP8 scales), every layer
-  int64_t kv_bytes_per_page = 0;  // page_size tokens of K and V + Quest's 2 bound rows, every layer
+  int64_t kv_bytes_per_page = 0;  // page_size tokens of K and V (+ Quest's 2 bound rows), every layer
   int64_t max_context = 0;
   bool kv_capped = false;  // the automatic capacity was cut to fit available memory
 

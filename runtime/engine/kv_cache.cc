@@ -23,8 +23,10 @@ void carve(const model::ModelConfig& m, const KvCacheConfig& c, BumpAllocator& a
       l.v_scale = a.allocate(DType::kF32, {pages, m.num_kv_heads, c.page_size});
     }
     // Quest's per-page key bounds: a second small paged cache (2 rows per page, not per token).
-    l.key_max = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
-    l.key_min = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
+    if (c.quest_bounds) {
+      l.key_max = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
+      l.key_min = a.allocate(c.dtype, {pages, m.num_kv_heads, m.head_dim});
+    }
   }
 }
 
@@ -48,11 +50,11 @@ size_t KvCache::bytes_for(const model::ModelConfig& model, const KvCacheConfig& 
 }
 
 size_t KvCache::bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype,
-                               int64_t layers, bool fp8) {
+                               int64_t layers, bool fp8, bool quest_bounds) {
   // K and V of page_size tokens, and two bound rows (in `dtype`), per layer and KV head.
   const size_t n = size_t(layers < 0 ? model.num_layers : layers);
   return size_t(page_size) * bytes_per_token(model, dtype, int64_t(n), fp8) +
-         n * size_t(model.kv_dim()) * dtype_size(dtype) * 2;
+         (quest_bounds ? n * size_t(model.kv_dim()) * dtype_size(dtype) * 2 : 0);
 }
 
 size_t KvCache::bytes_per_token(const model::ModelConfig& model, DType dtype, int64_t layers,

@@ -22,6 +22,9 @@ struct KvCacheConfig {
   // K and V as FP8 e4m3 codes with an f32 scale per (token, KV head) row
   // (kernels/paged_kv_common.h); the bounds stay in `dtype`. Default: false.
   bool fp8 = false;
+  // Quest's per-page key bounds (two rows per page, KV head and layer, in `dtype`). false: none
+  // are kept, and no Quest request can run. Default: true.
+  bool quest_bounds = true;
   Device device;  // Default: the CPU
   // Layers whose cache this holds, [layer_begin, layer_end) (a pipeline stage's; the others'
   // views stay empty). Default: 0, -1 (every layer).
@@ -37,10 +40,10 @@ class KvCache {
   // Bytes of the arena for `num_pages` pages (K, V and page bounds, every layer, plus the
   // padding page).
   static size_t bytes_for(const model::ModelConfig& model, const KvCacheConfig& config);
-  // Bytes one more page adds (K, V, their FP8 scales and its bounds, every layer held;
-  // `layers`: how many, -1 all).
+  // Bytes one more page adds (K, V, their FP8 scales and, with quest_bounds, its bounds; every
+  // layer held; `layers`: how many, -1 all).
   static size_t bytes_per_page(const model::ModelConfig& model, int64_t page_size, DType dtype,
-                               int64_t layers = -1, bool fp8 = false);
+                               int64_t layers = -1, bool fp8 = false, bool quest_bounds = true);
   // Bytes of one token's K and V (and FP8 scales) over `layers` layers.
   static size_t bytes_per_token(const model::ModelConfig& model, DType dtype, int64_t layers,
                                 bool fp8);
