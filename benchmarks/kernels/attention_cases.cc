@@ -7,6 +7,7 @@
 // Decode attention also runs over FP8 caches (e4m3 codes with a scale per row, the format
 // `--kv-dtype fp8` stores), for Llama-3's GQA at 100K and 256K positions.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "kernels/decode_attention.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/prefill_attention.h"
+#include "kernels/rotary_embedding.h"
 
 namespace tidal::bench {
 namespace {
@@ -264,6 +266,41 @@ void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case) {
                count_wrong(got_v.view(), want_v.view(), {0.0, 0.0});
       };
       run_case(c);
+
+      // The same append with RoPE first (rope_q: one launch rotates q and k, then appends), 32
+      // query heads as both presets have; the same slots, so the check starts from kv.k again.
+      const int64_t heads = env.quick ? 8 : 32;
+      const HostTensor q = random_tensor({t, heads, dim}, dt, 112);
+      std::vector<float> freqs(static_cast<size_t>(dim / 2));
+      for (size_t i = 0; i < freqs.size(); ++i) {  // Llama-3's base, unscaled
+        freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(dim)));
+      }
+      const HostTensor inv_freq = HostTensor::from({dim / 2}, freqs);
+      const DeviceBuffer dq = upload(env, q), dk_rope = upload(env, k), dfreq = upload(env, inv_freq);
+      kernels::PagedKvAppendParams pr = p;
+      pr.k = dk_rope.view();
+      pr.rope_q = dq.view();
+      pr.rope_inv_freq = dfreq.view();
+      // q and k read and written, v read, k and v written to the cache.
+      KernelCase cr = make_case(
+          env, "paged_kv_append",
+          "rope, q " + shape_str({t, heads, dim}) + " k,v " + shape_str({t, kvh, dim}) +
+              " cache n=" + std::to_string(max_len),
+          double((2 * heads + 5 * kvh) * t * dim) * bytes_of(dt) + 8.0 * double(t));
+      cr.run = [&] { kernels::paged_kv_append(pr, env.stream); };
+      cr.check = [&] {  // q, k and the caches after one call (rotation to rounding)
+        HostTensor want_q = clone(q.view()), want_k = clone(k.view());
+        kernels::ref::rotary_embedding(want_q.view(), want_k.view(), pos.view(), inv_freq.view());
+        HostTensor want_kc = clone(kv.k.view()), want_vc = clone(kv.v.view());
+        kernels::ref::paged_kv_append({want_kc.view(), want_vc.view(), kv.block_tables.view(),
+                                       seq_ids.view(), pos.view(), want_k.view(), v.view()});
+        const auto tol = tolerance(dt);
+        return count_wrong(dq.download(env.stream).view(), want_q.view(), tol) +
+               count_wrong(dk_rope.download(env.stream).view(), want_k.view(), tol) +
+               count_wrong(kv.dk.download(env.stream).view(), want_kc.view(), tol) +
+               count_wrong(kv.dv.download(env.stream).view(), want_vc.view(), {0.0, 0.0});
+      };
+      run_case(cr);
     }
   }
 }
