@@ -158,6 +158,20 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
   return inv;
 }
 
+void append_to_cache(const KvLayer& cache, const ForwardBatch& batch, TensorView key,
+                     TensorView value, TensorView rope_q, TensorView inv_freq, Stream stream) {
+  namespace k = kernels;
+  // RoPE on q and k, then k and v into the cache: one launch on the GPU.
+  k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
+                      value, cache.k_scale, cache.v_scale, rope_q, inv_freq},
+                     stream);
+  if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
+    k::quest_metadata_update({cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
+                              batch.positions, key, cache.k.size(1), cache.k_scale.data != nullptr},
+                             stream);
+  }
+}
+
 void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBatch& batch,
                    const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream,
                    ForwardParallel* par) {
@@ -200,16 +214,7 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     }
     k::linear_split(flat(q), flat(key), flat(val), xn, lw.w_qkv, stream);  // one GEMV at decode
     const KvLayer& cache = kv[size_t(l)];
-    // RoPE on q and k, then k and v into the cache: one launch on the GPU.
-    k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
-                        val, cache.k_scale, cache.v_scale, q, ws.inv_freq},
-                       stream);
-    if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
-      k::quest_metadata_update({cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
-                                batch.positions, key, cache.k.size(1),
-                                cache.k_scale.data != nullptr},
-                               stream);
-    }
+    append_to_cache(cache, batch, key, val, q, ws.inv_freq, stream);  // RoPE first
     if (batch.attention_hook) batch.attention_hook(l, false);
     attention_layer(c, l, batch, cache, ws, q, attn, stream, par);
     if (batch.attention_hook) batch.attention_hook(l, true);

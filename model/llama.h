@@ -145,4 +145,10 @@ void llama_forward(const ModelConfig& config, const LlamaWeights& w, const Forwa
                    const std::vector<KvLayer>& kv, LlamaWorkspace& ws, Stream stream,
                    ForwardParallel* par = nullptr);
 
+// The batch's keys and values into one layer's cache (K, V, FP8 scales, and Quest's page bounds
+// when the cache keeps them). With `rope_q` and `inv_freq` set, q and key are rotated in place
+// first (the same launch on the GPU). key, value: [num_tokens, num_kv_heads, head_dim].
+void append_to_cache(const KvLayer& cache, const ForwardBatch& batch, TensorView key,
+                     TensorView value, TensorView rope_q, TensorView inv_freq, Stream stream);
+
 }  // namespace tidal::model

@@ -11,8 +11,6 @@
 #include "kernels/counter_rng.h"
 #include "kernels/fill_random.h"
 #include "kernels/fp8_e4m3.h"
-#include "kernels/paged_kv_append.h"
-#include "kernels/quest.h"
 #include "kernels/sample_tokens.h"
 #include "model/safetensors.h"
 #include "runtime/size_math.h"
@@ -955,14 +953,7 @@ void Engine::fill_random_kv(uint64_t seed, int64_t length) {
     const uint64_t stream_id = uint64_t(l) * uint64_t(length) + uint64_t(begin);
     kernels::fill_random(k, kernels::random_bits(seed, 2 * stream_id), 0.0f, 1.0f, stream_);
     kernels::fill_random(v, kernels::random_bits(seed, 2 * stream_id + 1), 0.0f, 1.0f, stream_);
-    kernels::paged_kv_append({cache.k, cache.v, b.block_tables, b.seq_ids, b.positions, k, v,
-                              cache.k_scale, cache.v_scale},
-                             stream_);
-    if (cache.key_max.data != nullptr) {
-      kernels::quest_metadata_update({cache.key_max, cache.key_min, b.block_tables, b.seq_ids,
-                                      b.positions, k, config_.page_size, kv_.fp8()},
-                                     stream_);
-    }
+    model::append_to_cache(cache, b, k, v, TensorView(), TensorView(), stream_);  // no RoPE
   }
   stream_synchronize(stream_);  // the plan buffer is rebuilt for the next chunk
 }
