@@ -715,6 +715,11 @@ class Runner:
         outcome = "ok"
         try:
             if address is None:
+                if ready.is_set():  # its stderr closed without an address: the server is exiting
+                    try:
+                        server.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        pass
                 if server.poll() is None:  # still starting
                     rec.update(rc=None, wall_s=time.time() - t0, timed_out=True)
                     if by_budget and time.time() >= end - 1:
