@@ -28,7 +28,8 @@ std::string ParallelLayout::name() const {
 }
 
 std::vector<std::pair<int, int>> layouts_for_world(int world_size) {
-  std::vector<std::pair<int, int>> all = {{2, 1}, {1, 2}, {2, 2}, {4, 1}, {1, 4}};
+  std::vector<std::pair<int, int>> all = {{2, 1}, {1, 2}, {2, 2}, {4, 1},
+                                          {1, 4}, {8, 1}, {4, 2}, {2, 4}};
   std::vector<std::pair<int, int>> out;
   for (auto [tp, pp] : all) {
     if (tp * pp == world_size) out.push_back({tp, pp});
@@ -36,13 +37,15 @@ std::vector<std::pair<int, int>> layouts_for_world(int world_size) {
   return out;
 }
 
-std::string write_gqa128_model(int rank) {
-  const int64_t vocab = 256, hidden = 256, heads = 4, kv = 2, hd = 128, inter = 256, layers = 4;
-  const std::string dir = temp_dir("gqa128_rank" + std::to_string(rank));
+std::string write_gqa128_model(int rank, int64_t heads, int64_t kv) {
+  const int64_t vocab = 256, hidden = 256, hd = 128, inter = 256, layers = 4;
+  const std::string dir = temp_dir("gqa128_h" + std::to_string(heads) + "_kv" +
+                                   std::to_string(kv) + "_rank" + std::to_string(rank));
   write_file(dir + "/config.json", R"({
   "architectures": ["LlamaForCausalLM"], "model_type": "llama",
   "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 4,
-  "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 128,
+  "num_attention_heads": )" + std::to_string(heads) + R"(, "num_key_value_heads": )" +
+                                       std::to_string(kv) + R"(, "head_dim": 128,
   "vocab_size": 256, "max_position_embeddings": 512, "rms_norm_eps": 1e-05,
   "rope_theta": 10000.0, "tie_word_embeddings": false, "hidden_act": "silu",
   "bos_token_id": 1, "eos_token_id": 2, "torch_dtype": "float32"

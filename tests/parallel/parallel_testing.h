@@ -30,13 +30,14 @@ struct ParallelLayout {
   std::string name() const;
 };
 
-// The layouts the world size allows, among tp 2, pp 2, tp 2 x pp 2, tp 4, pp 4.
+// The layouts the world size allows, among tp 2, pp 2, tp 2 x pp 2, tp 4, pp 4, tp 8, tp 4 x pp 2,
+// tp 2 x pp 4.
 std::vector<std::pair<int, int>> layouts_for_world(int world_size);
 
-// Writes (once per rank, identical bytes on every rank) a 4-layer random Llama with 4 query
-// heads, 2 KV heads, head_dim 128, hidden 256, untied LM head, 512 positions; q/k scaled up so
-// attention is sharp and sparse attention differs from dense. Returns its directory.
-std::string write_gqa128_model(int rank);
+// Writes (once per rank, identical bytes on every rank) a 4-layer random Llama with `heads` query
+// heads over `kv` KV heads, head_dim 128, hidden 256, untied LM head, 512 positions; q/k scaled up
+// so attention is sharp and sparse attention differs from dense. Returns its directory.
+std::string write_gqa128_model(int rank, int64_t heads = 4, int64_t kv = 2);
 
 // A trace as integers: per entry position, layer, role, list count, then each list's length and
 // positions.
