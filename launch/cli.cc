@@ -123,8 +123,16 @@ void add_request_flags(CLI::App* cmd, GenerateOptions* o) {
 
 void add_generate_command(CLI::App& app, GenerateOptions* o) {
   CLI::App* cmd = app.add_subcommand("generate", "stream a continuation of a prompt");
-  cmd->add_option("--model", o->model_dir,
-                  "Hugging Face model directory; default: the embedded model");
+  auto* model = cmd->add_option("--model", o->model_dir,
+                                "Hugging Face model directory; default: the embedded model");
+  auto* preset = cmd->add_option("--preset", o->preset,
+                                 "instead of --model: a preset with seeded random weights and no "
+                                 "tokenizer (--prompt-ids, --print-ids): llama2-7b, llama3-8b, "
+                                 "llama3.1-8b, llama-64l or tiny");
+  preset->excludes(model);
+  cmd->add_option("--weights-seed", o->weights_seed, "--preset: the weights' seed")
+      ->check(seed_validator())
+      ->capture_default_str();
   add_request_flags(cmd, o);
   o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);

@@ -42,6 +42,11 @@ struct ParallelFlags {
 
 struct GenerateOptions {
   std::string model_dir;  // empty: the embedded default
+  // Instead of a model directory: a preset's shape with random weights drawn from weights_seed
+  // and no tokenizer (--prompt-ids and --print-ids); under --tp/--pp every layout is one rank's
+  // model (launch/presets.h). Empty: none.
+  std::string preset;
+  uint64_t weights_seed = 1;
   std::string prompt;     // text (tokenized, BOS added)
   bool prompt_given = false;
   std::string prompt_file;

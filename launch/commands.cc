@@ -35,7 +35,8 @@ Status request_policy(const GenerateOptions& o, const std::string& dir,
   const bool layers_given =
       std::find(given.begin(), given.end(), "--sparse-start") != given.end() ||
       std::find(given.begin(), given.end(), "--reselect-layers") != given.end();
-  TIDAL_RETURN_IF_ERROR(load_model_policy(dir, file));
+  *file = ModelPolicy();
+  if (!dir.empty()) TIDAL_RETURN_IF_ERROR(load_model_policy(dir, file));  // empty: a --preset
   return apply_model_policy(*file, layers_given, cfg, p);
 }
 
@@ -210,14 +211,19 @@ Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d,
 
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
-  std::string dir;
-  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   // Every flag value is checked before the checkpoint is read; errors name the flag.
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
   TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
   TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
+  if (!o.preset.empty()) {  // random weights, no directory: no tokenizer, no policy file
+    std::unique_ptr<engine::Engine> engine;
+    TIDAL_RETURN_IF_ERROR(create_preset_engine(o.preset, o.weights_seed, config, &engine));
+    return generate_with(o, "", *engine);
+  }
+  std::string dir;
+  TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
   engine::GenerationRequest req;
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
@@ -240,10 +246,15 @@ Status generate_with(const GenerateOptions& o, const std::string& dir, engine::E
   ModelPolicy file;
   TIDAL_RETURN_IF_ERROR(request_policy(o, dir, cfg, &req.attention, &file));
   std::unique_ptr<model::Tokenizer> tok;
-  const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
-  if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
+  if (!dir.empty()) {  // empty: a --preset, which has none
+    const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
+    if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
+  }
   if (!o.print_ids && !tok) {
-    return invalid_argument("model directory '" + dir + "' has no tokenizer: use --print-ids");
+    return invalid_argument(dir.empty() ? "--preset " + o.preset +
+                                              " has no tokenizer: use --prompt-ids and --print-ids"
+                                        : "model directory '" + dir +
+                                              "' has no tokenizer: use --print-ids");
   }
   engine::PromptSpec spec;
   TIDAL_RETURN_IF_ERROR(prompt_spec(o, tok.get(), &spec));

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "launch/cli.h"
+#include "launch/presets.h"
 #if TIDAL_WITH_MPI
 #include "parallel/mpi_communicator.h"
 #endif
@@ -122,10 +123,15 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
   const bool rank0 = job.mpi.rank() == 0;
   std::string dir;
-  TIDAL_RETURN_IF_ERROR(quiet_on_workers(
-      job, engine::agree_status(*job.dist.world, model_dir(o, defaults, rank0, &dir))));
   std::unique_ptr<engine::Engine> engine;
-  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::Engine::load(dir, config, &engine)));
+  if (!o.preset.empty()) {  // every rank draws the same model and keeps its shard
+    TIDAL_RETURN_IF_ERROR(quiet_on_workers(
+        job, create_preset_engine(o.preset, o.weights_seed, config, &engine)));
+  } else {
+    TIDAL_RETURN_IF_ERROR(quiet_on_workers(
+        job, engine::agree_status(*job.dist.world, model_dir(o, defaults, rank0, &dir))));
+    TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::Engine::load(dir, config, &engine)));
+  }
   if (!rank0) return engine->serve();
   GenerateOptions one = o;
   one.parallel = ParallelFlags();

@@ -1,6 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "launch/presets.h"
 
+#include <algorithm>
+#include <utility>
+
+#include "launch/flag_names.h"
+#include "model/shard.h"
+#include "model/weights.h"
+#include "runtime/engine/distributed.h"
+
 namespace tidal::launch {
 
 Status launch_preset(const std::string& name, model::ModelConfig* out) {
@@ -11,6 +19,28 @@ Status launch_preset(const std::string& name, model::ModelConfig* out) {
   }
   *out = model::tiny_smoke_config();
   return ok_status();
+}
+
+Status create_preset_engine(const std::string& name, uint64_t seed,
+                            const engine::EngineConfig& config,
+                            std::unique_ptr<engine::Engine>* out) {
+  model::ModelConfig c;
+  TIDAL_RETURN_IF_ERROR(launch_preset(name, &c).with_context("--preset"));
+  c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
+  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(c, config)).with_context(name));
+  const engine::Distributed* dist = config.distributed;
+  model::ModelShard shard = model::whole_model(c);
+  Status made = ok_status();
+  if (dist != nullptr) made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
+  model::LlamaWeights w;
+  model::WeightPlacement placement;
+  placement.dtype = config.dtype;
+  placement.device = config.device;
+  placement.shard = &shard;
+  if (made.ok()) made = model::init_random_llama_weights(c, seed, &w, placement);
+  if (dist != nullptr) made = engine::agree_status(*dist->world, made);
+  TIDAL_RETURN_IF_ERROR(made);
+  return engine::Engine::create(c, std::move(w), config, out);
 }
 
 }  // namespace tidal::launch

@@ -1,12 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 // Model shapes by name for the commands that run seeded random weights instead of a checkpoint
-// (`tidal bench --preset`, `tidal serve --preset`): the presets of model/config.h plus `tiny`, a
-// Llama-3-shaped model small enough for smoke runs on the CPU reference path.
+// (`tidal bench --preset`, `tidal serve --preset`, `tidal generate --preset`): the presets of
+// model/config.h plus `tiny`, a Llama-3-shaped model small enough for smoke runs on the CPU
+// reference path.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
 
 #include "model/config.h"
+#include "runtime/engine/engine.h"
 #include "runtime/status.h"
 
 namespace tidal::launch {
@@ -14,5 +18,13 @@ namespace tidal::launch {
 // The config of preset `name` (llama2-7b, llama3-8b, llama3.1-8b, llama-64l or tiny); an unknown
 // name is an error listing the known ones.
 Status launch_preset(const std::string& name, model::ModelConfig* out);
+
+// An engine over preset `name` with random weights drawn from `seed`. Positions past the preset's
+// trained context only extrapolate RoPE, so config.max_context may ask for more. Under
+// config.distributed (collective: every rank calls it) each rank holds its shard of the same
+// draw, so every tp x pp layout runs one rank's model, and a rank's failure fails all.
+Status create_preset_engine(const std::string& name, uint64_t seed,
+                            const engine::EngineConfig& config,
+                            std::unique_ptr<engine::Engine>* out);
 
 }  // namespace tidal::launch

@@ -48,22 +48,6 @@ void log_line(const std::string& line) {
   std::fprintf(stderr, "tidal: %s\n", line.c_str());  // one call: one whole line
 }
 
-// --preset: the preset's shape with seeded random weights (a load benchmark's server). Positions
-// past the preset's trained context only extrapolate RoPE, so --max-context may ask for more.
-Status create_preset_engine(const ServeOptions& o, const engine::EngineConfig& config,
-                            std::unique_ptr<engine::Engine>* out) {
-  model::ModelConfig c;
-  TIDAL_RETURN_IF_ERROR(launch_preset(o.preset, &c).with_context("--preset"));
-  c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
-  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(c, config)).with_context(o.preset));
-  model::LlamaWeights w;
-  model::WeightPlacement placement;
-  placement.dtype = config.dtype;
-  placement.device = config.device;
-  TIDAL_RETURN_IF_ERROR(model::init_random_llama_weights(c, o.seed, &w, placement));
-  return engine::Engine::create(c, std::move(w), config, out);
-}
-
 }  // namespace
 
 void block_stop_signals() {
@@ -82,7 +66,7 @@ Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
   if (!o.preset.empty()) {  // no directory: no tokenizer, GetModelInfo names the preset
     std::unique_ptr<engine::Engine> engine;
-    TIDAL_RETURN_IF_ERROR(create_preset_engine(o, config, &engine));
+    TIDAL_RETURN_IF_ERROR(create_preset_engine(o.preset, o.seed, config, &engine));
     return serve_with(o, "preset:" + o.preset, *engine);
   }
   std::string dir;

@@ -118,6 +118,27 @@ Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, T
   return ok_status();
 }
 
+// Copies `part` of `whole` (a contiguous [rows, cols] or 1-D tensor of dst's dtype, on dst's
+// device) into `dst`: rows are one contiguous run; columns one run per row.
+void copy_part(TensorView dst, TensorView whole, Part part) {
+  const size_t es = dtype_size(dst.dtype);
+  const uint8_t* base = static_cast<const uint8_t*>(whole.data);
+  if (part.dim != 1) {
+    const int64_t row = whole.rank > 1 ? whole.size(1) : 1;
+    const int64_t first = part.dim == 0 ? part.begin * row : 0;
+    copy_bytes(dst.data, dst.device, base + es * size_t(first), whole.device, dst.nbytes(),
+               Stream{});
+    return;
+  }
+  const int64_t rows = dst.size(0), cols = dst.size(1), stride = whole.size(1);
+  uint8_t* out = static_cast<uint8_t*>(dst.data);
+  for (int64_t r = 0; r < rows; ++r) {
+    copy_bytes(out + es * size_t(r * cols), dst.device,
+               base + es * size_t(r * stride + part.begin), whole.device, es * size_t(cols),
+               Stream{});
+  }
+}
+
 }  // namespace
 
 size_t llama_weight_bytes(const ModelConfig& config, DType dtype, const ModelShard* shard) {
@@ -180,36 +201,81 @@ Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint
 Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, LlamaWeights* out,
                                  const WeightPlacement& placement) {
   TIDAL_RETURN_IF_ERROR(allocate(config, placement, out));
+  const ModelShard s = placement.shard != nullptr ? *placement.shard : whole_model(config);
+  const ModelConfig& c = config;
   // GPT-2 style init: 0.02, with the residual projections scaled by 1/sqrt(2 * num_layers).
   // Every tensor draws from its own stream (seed + its index), so the values do not depend on
   // the device or the order of the fills.
-  const float residual = 0.02f / std::sqrt(2.0f * float(config.num_layers));
+  const float residual = 0.02f / std::sqrt(2.0f * float(c.num_layers));
+  // A shard's weight is a part of the whole model's tensor (the checkpoint loader's parts): the
+  // whole tensor is drawn into scratch from the same stream, and the part copied out, so a
+  // tp x pp run of a preset holds one rank's model. Scratch is made once, as large as the
+  // largest tensor this rank takes a proper part of.
+  const DType dt = placement.dtype;
+  Arena scratch;
+  auto draw_parts = [&](uint64_t bits, float stddev, const std::vector<int64_t>& full,
+                        std::vector<std::pair<TensorView, Part>> parts) -> Status {
+    int64_t full_numel = 1;
+    for (int64_t d : full) full_numel *= d;
+    for (const auto& [dst, part] : parts) {
+      if (dst.data == nullptr) continue;
+      if (dst.numel() == full_numel) {  // the whole tensor (one part only)
+        kernels::fill_random(dst, bits, 0.0f, stddev, Stream{});
+        continue;
+      }
+      const size_t bytes = size_t(full_numel) * dtype_size(dt);
+      if (scratch.bytes() < bytes) {
+        stream_synchronize(Stream{});  // the copies out of the smaller scratch are done
+        scratch = Arena();
+        TIDAL_RETURN_IF_ERROR(Arena::create(bytes, "random weights (a shard's whole tensor)",
+                                            placement.device, &scratch));
+      }
+      const TensorView whole = make_view(scratch.data(), dt, full, placement.device);
+      kernels::fill_random(whole, bits, 0.0f, stddev, Stream{});
+      copy_part(dst, whole, part);
+    }
+    return ok_status();
+  };
   uint64_t stream_id = 0;
-  auto normal = [&](TensorView t, float stddev) {
-    const uint64_t bits = kernels::random_bits(seed, stream_id++);
-    if (t.data != nullptr) kernels::fill_random(t, bits, 0.0f, stddev, Stream{});
+  auto normal = [&](float stddev, const std::vector<int64_t>& full,
+                    std::vector<std::pair<TensorView, Part>> parts) {
+    return draw_parts(kernels::random_bits(seed, stream_id++), stddev, full, std::move(parts));
   };
   auto ones = [&](TensorView t) {
     if (t.data != nullptr) kernels::fill_random(t, 0, 1.0f, 0.0f, Stream{});
   };
+  const Part all{}, vocab_rows{0, s.vocab.begin};
+  const int64_t hd = c.head_dim;
+  const Part q_rows{0, s.heads.q_heads.begin * hd}, kv_rows{0, s.heads.kv_heads.begin * hd};
+  const Part o_cols{1, s.heads.q_heads.begin * hd}, ffn_cols{1, s.inter.begin};
+  // The fused gate_up draw is [gate; up]: a shard's gate rows and up rows are two parts of it.
+  const Part gate_rows{0, s.inter.begin}, up_rows{0, c.inter + s.inter.begin};
   // Absent parts (another stage's) are empty views: filling them does nothing, and every
   // present tensor keeps its stream id whatever the shard.
-  normal(out->embed, 0.02f);
+  TIDAL_RETURN_IF_ERROR(normal(0.02f, {c.vocab, c.hidden}, {{out->embed, vocab_rows}}));
   for (const LayerWeights& l : out->layers) {
     ones(l.input_norm);
-    normal(l.wq, 0.02f);
-    normal(l.wk, 0.02f);
-    normal(l.wv, 0.02f);
-    normal(l.wo, residual);
+    TIDAL_RETURN_IF_ERROR(normal(0.02f, {c.q_dim(), c.hidden}, {{l.wq, q_rows}}));
+    TIDAL_RETURN_IF_ERROR(normal(0.02f, {c.kv_dim(), c.hidden}, {{l.wk, kv_rows}}));
+    TIDAL_RETURN_IF_ERROR(normal(0.02f, {c.kv_dim(), c.hidden}, {{l.wv, kv_rows}}));
+    TIDAL_RETURN_IF_ERROR(normal(residual, {c.hidden, c.q_dim()}, {{l.wo, o_cols}}));
     ones(l.post_norm);
-    normal(l.w_gate_up, 0.02f);
-    normal(l.w_down, residual);
+    const bool gate_up_whole = l.w_gate_up.data == nullptr || l.w_gate_up.size(0) == 2 * c.inter;
+    if (gate_up_whole) {
+      TIDAL_RETURN_IF_ERROR(normal(0.02f, {2 * c.inter, c.hidden}, {{l.w_gate_up, all}}));
+    } else {
+      TIDAL_RETURN_IF_ERROR(normal(0.02f, {2 * c.inter, c.hidden},
+                                   {{l.w_gate(), gate_rows}, {l.w_up(), up_rows}}));
+    }
+    TIDAL_RETURN_IF_ERROR(normal(residual, {c.hidden, c.inter}, {{l.w_down, ffn_cols}}));
   }
   ones(out->final_norm);
-  if (config.tie_word_embeddings && out->lm_head.data != out->embed.data) {
+  if (c.tie_word_embeddings && out->lm_head.data != out->embed.data) {
     stream_id = 0;  // a tied head on a stage without the embedding draws the embedding's values
   }
-  if (out->lm_head.data != out->embed.data) normal(out->lm_head, 0.02f);
+  if (out->lm_head.data != out->embed.data) {
+    TIDAL_RETURN_IF_ERROR(normal(0.02f, {c.vocab, c.hidden}, {{out->lm_head, vocab_rows}}));
+  }
   stream_synchronize(Stream{});
   return ok_status();
 }

@@ -67,7 +67,9 @@ Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint
 // Deterministic random weights (kernels::fill_random, on the placement's device: a GPU makes 16
 // GB in well under a second): normal(0, 0.02) matrices, the residual projections (o_proj,
 // down_proj) scaled by 1 / sqrt(2 * num_layers), unit norms. For presets and benchmarks. Under
-// a shard each rank draws its own slices (not the slices of the whole model's draw).
+// a shard each rank holds its part of the whole model's draw (the whole tensor is drawn into
+// scratch on the placement's device, then the part copied), so every tp x pp layout of a seed
+// is the same model as one rank's.
 Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, LlamaWeights* out,
                                  const WeightPlacement& placement = {});
 

@@ -204,6 +204,26 @@ TEST(Cli, InfoPrintsConfigAndMemoryPlan) {
   EXPECT_NE(r.out.find("6738415616"), std::string::npos) << r.out;
 }
 
+// `generate --preset`: seeded random weights, ids in and out; the seed picks the model, and a
+// preset has no tokenizer to take a text prompt.
+TEST(Cli, GeneratePresetIsSeededIdsOnly) {
+  const std::string args =
+      "generate --preset tiny --device cpu --prompt-ids 1,5,9,200 --max-new-tokens 12 "
+      "--temperature 0 --print-ids --weights-seed ";
+  const CliRun a = tidal(args + "3"), again = tidal(args + "3"), other = tidal(args + "4");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_TRUE(std::regex_search(a.out, std::regex("^[0-9]+( [0-9]+){11}\n")))
+      << "12 ids on one line: " << a.out;
+  EXPECT_EQ(again.out, a.out);
+  EXPECT_NE(other.out, a.out) << "another seed is another model";
+  expect_error(tidal("generate --preset tiny --device cpu --prompt hi"),
+               "--preset tiny has no tokenizer: use --prompt-ids and --print-ids");
+  expect_error(tidal("generate --preset tiny --device cpu --prompt-ids 1,2"),
+               "--preset tiny has no tokenizer: use --prompt-ids and --print-ids");
+  expect_error(tidal("generate --preset llama9 --prompt-ids 1 --print-ids"), "llama9");
+}
+
 TEST(Cli, BadInputGetsOneClearLine) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   expect_error(tidal("generate --model /nonexistent/model"), "/nonexistent/model");

@@ -146,5 +146,64 @@ TEST(ShardedWeights, EachRankLoadsItsRowsAndColumnsOfTheCheckpoint) {
 
 TEST(ShardedWeights, ATiedHeadOnTheLastStageIsTheEmbeddingsRows) { expect_slices_of_whole(true); }
 
+// Every tensor of two weight sets of one shard, equal element for element.
+void expect_same_weights(const LlamaWeights& got, const LlamaWeights& want) {
+  ASSERT_EQ(got.layers.size(), want.layers.size());
+  auto same = [](TensorView a, TensorView b, const std::string& what) {
+    ASSERT_EQ(a.data == nullptr, b.data == nullptr) << what;
+    if (a.data != nullptr) {
+      EXPECT_EQ(testing::to_vector(a), testing::to_vector(b)) << what;
+    }
+  };
+  same(got.embed, want.embed, "embed");
+  for (size_t l = 0; l < got.layers.size(); ++l) {
+    const LayerWeights &g = got.layers[l], &w = want.layers[l];
+    const std::string at = "layer " + std::to_string(l) + " ";
+    same(g.input_norm, w.input_norm, at + "input_norm");
+    same(g.wq, w.wq, at + "wq");
+    same(g.wk, w.wk, at + "wk");
+    same(g.wv, w.wv, at + "wv");
+    same(g.wo, w.wo, at + "wo");
+    same(g.post_norm, w.post_norm, at + "post_norm");
+    same(g.w_gate_up, w.w_gate_up, at + "w_gate_up");
+    same(g.w_down, w.w_down, at + "w_down");
+  }
+  same(got.final_norm, want.final_norm, "final_norm");
+  same(got.lm_head, want.lm_head, "lm_head");
+}
+
+// A preset's random weights under tp x pp are the whole model's draw, sharded: a rank's random
+// init equals its shard of the whole random model written out and loaded, for every layout of
+// 4 ranks (tp 4 replicates the 2 KV heads) and a tied head.
+TEST(ShardedWeights, RandomInitOfAShardIsThatShardOfTheWholeDraw) {
+  for (bool tied : {false, true}) {
+    const ModelConfig c = tiny(tied);
+    LlamaWeights whole;
+    ASSERT_TRUE(init_random_llama_weights(c, 9, &whole).ok());
+    const std::string dir = write_checkpoint(c, whole);
+    std::unique_ptr<SafetensorsCheckpoint> ckpt;
+    ASSERT_TRUE(SafetensorsCheckpoint::open(dir, &ckpt).ok());
+    for (const parallel::ParallelConfig layout :
+         {parallel::ParallelConfig{2, 1}, parallel::ParallelConfig{1, 2},
+          parallel::ParallelConfig{2, 2}, parallel::ParallelConfig{4, 1}}) {
+      for (int tp = 0; tp < layout.tp_size; ++tp) {
+        for (int pp = 0; pp < layout.pp_size; ++pp) {
+          SCOPED_TRACE("tp " + std::to_string(layout.tp_size) + " x pp " +
+                       std::to_string(layout.pp_size) + ", rank (" + std::to_string(tp) + ", " +
+                       std::to_string(pp) + ")" + (tied ? ", tied" : ""));
+          ModelShard s;
+          ASSERT_TRUE(make_model_shard(c, layout, {tp, pp}, &s).ok());
+          WeightPlacement place;
+          place.shard = &s;
+          LlamaWeights loaded, drawn;
+          ASSERT_TRUE(load_llama_weights(c, *ckpt, &loaded, place).ok());
+          ASSERT_TRUE(init_random_llama_weights(c, 9, &drawn, place).ok());
+          expect_same_weights(drawn, loaded);
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace tidal::model

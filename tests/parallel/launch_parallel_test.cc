@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <regex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "tests/parallel/parallel_testing.h"
 #include "tests/testing/safetensors_writer.h"
@@ -92,6 +94,30 @@ TEST(LaunchParallel, TpAndPpPrintOneProcessesTokensOnceFromRankZero) {
       EXPECT_EQ(ids_line(r.output), want) << layout << kv << "\n" << r.output;
       EXPECT_EQ(count_of(r.output, want), 1u) << "only rank 0 prints\n" << r.output;
       EXPECT_EQ(count_of(r.output, "tidal: prefill"), 1u) << r.output;
+    }
+  }
+}
+
+// `generate --preset` under every layout of 2 and 4 ranks prints one rank's tokens: each rank
+// holds its shard of the same random draw (model/weights.h), so the layouts run one model.
+TEST(LaunchParallel, PresetTokensUnderEveryLayoutEqualOneRank) {
+  for (const char* policy :
+       {" --attention full", " --attention tidal --budget 8 --granularity shared --agreement exact",
+        " --attention tidal --budget 8 --granularity per-kv-head"}) {
+    const std::string args = std::string(TIDAL_BINARY) +
+                             " generate --preset tiny --weights-seed 3 --device cpu"
+                             " --prompt-ids 1,5,9,200,31 --max-new-tokens 24 --temperature 0"
+                             " --print-ids" +
+                             policy;
+    const Outcome one = run(args);
+    ASSERT_EQ(one.exit_code, 0) << one.output;
+    const std::string want = ids_line(one.output);
+    ASSERT_FALSE(want.empty()) << one.output;
+    for (const auto& [np, layout] : std::vector<std::pair<int, std::string>>{
+             {2, " --tp 2"}, {2, " --pp 2"}, {4, " --tp 2 --pp 2"}, {4, " --tp 4"}}) {
+      const Outcome r = run(mpirun(np) + args + layout);
+      EXPECT_EQ(r.exit_code, 0) << layout << policy << "\n" << r.output;
+      EXPECT_EQ(ids_line(r.output), want) << layout << policy << "\n" << r.output;
     }
   }
 }
