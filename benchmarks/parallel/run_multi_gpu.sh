@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Issues 15 and 16 on one machine of N GPUs, in one command (and, with --device cpu --quick, a
+# smoke run of the same steps on the CPU for CI):
+#   bash benchmarks/parallel/run_multi_gpu.sh BUILD OUT [--np N] [--device cuda|cpu] [--quick]
+#                                              [--only equality|bench|long]
+# Every layout of N ranks: N = 2: tp 2, pp 2; N = 4: tp 4, tp 2 x pp 2; N = 8: tp 8, tp 4 x pp 2,
+# tp 2 x pp 4 (one GPU per rank, NCCL; under mpirun as root: OMPI_ALLOW_RUN_AS_ROOT=1
+# OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1, NCCL_NVLS_ENABLE=0, set here).
+# 1. equality: greedy `tidal generate --print-ids` under every layout against one rank (one GPU),
+#    on the embedded model and on the llama3-8b preset (head_dim 128, weights seed 7: every layout
+#    holds its shard of the same draw), for full, tidal (per-query-head, per-kv-head, shared
+#    approx, shared exact) and quest. OUT/equality.txt; the script exits 1 on any mismatch.
+# 2. bench: `tidal bench` of llama3-8b and llama2-7b at 32K and 100K, full and tidal (K = 2048,
+#    per-query-head), on one rank and under every layout: OUT/bench_<layout>.txt (.json): the
+#    per-token latency of each layout against tp 1, and each rank's shard in the header line.
+# 3. long: a context one GPU cannot hold, across the N ranks: llama2-7b at 256K (bf16 KV; N = 2)
+#    or llama3-8b at 4M with FP8 KV (N = 8); `tidal info` on one GPU first (it must say no).
+# --quick --device cpu: the tiny preset, 200-token contexts, every step on the CPU reference path.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+build=${1:?usage: run_multi_gpu.sh BUILD OUT [--np N] [--device cuda|cpu] [--quick] [--only STEP]}
+out=${2:?usage: run_multi_gpu.sh BUILD OUT [--np N] [--device cuda|cpu] [--quick] [--only STEP]}
+shift 2
+np=2
+device=cuda
+quick=0
+only=""
+while (($#)); do
+  case $1 in
+    --np) np=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --quick) quick=1; shift ;;
+    --only) only=$2; shift 2 ;;
+    *) echo "run_multi_gpu.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+case $np in
+  2) layouts=("--tp 2" "--pp 2") ;;
+  4) layouts=("--tp 4" "--tp 2 --pp 2") ;;
+  8) layouts=("--tp 8" "--tp 4 --pp 2" "--tp 2 --pp 4") ;;
+  *) echo "run_multi_gpu.sh: --np must be 2, 4 or 8" >&2; exit 2 ;;
+esac
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
+tidal="$build/launch/tidal"
+"$tidal" --version >&2 || { echo "run_multi_gpu.sh: no working $tidal" >&2; exit 2; }
+mkdir -p "$out"
+mpi=(mpirun -np "$np" --oversubscribe --bind-to none)
+tag() { echo "$1" | tr -d ' -' ; }  # "--tp 2 --pp 2" -> tp2pp2
+error_of() { grep -h 'tidal: error' "$1" | tail -1 || true; }  # the run's error line, if any
+status=0
+
+if [[ -z $only || $only == equality ]]; then
+  eq="$out/equality.txt"
+  : > "$eq"
+  if ((quick)); then
+    models=("embedded|" "tiny seed 7|--preset tiny --weights-seed 7")
+    budget=16 new=24
+  else
+    models=("embedded|" "llama3-8b seed 7|--preset llama3-8b --weights-seed 7")
+    budget=256 new=48
+  fi
+  policies=("full|--attention full"
+            "tidal per-query-head|--attention tidal --granularity per-query-head"
+            "tidal per-kv-head|--attention tidal --granularity per-kv-head"
+            "tidal shared approx|--attention tidal --granularity shared --agreement approx"
+            "tidal shared exact|--attention tidal --granularity shared --agreement exact"
+            "quest|--attention quest")
+  printf '%-18s %-22s %-14s %s\n' model policy layout tokens | tee -a "$eq"
+  for m in "${models[@]}"; do
+    mname=${m%%|*} margs=${m#*|}
+    for p in "${policies[@]}"; do
+      pname=${p%%|*} pargs=${p#*|}
+      [[ $pname != full ]] && pargs="$pargs --budget $budget"
+      # The embedded model takes a text prompt; presets have no tokenizer.
+      if [[ -z $margs ]]; then prompt=(--prompt "Once upon a time, in a small village by the sea,")
+      else prompt=(--prompt-ids 1,791,406,1419,3993,308,927,279,1605,567); fi
+      cmd=("$tidal" generate $margs "${prompt[@]}" --device "$device" --temperature 0 --print-ids
+           --ignore-eos --max-new-tokens "$new" $pargs)
+      want=$("${cmd[@]}" 2>"$out/eq_err.txt" | tail -1)
+      if [[ -z $want ]]; then
+        printf '%-18s %-22s %-14s %s\n' "$mname" "$pname" "1 rank" \
+          "ERROR: $(error_of "$out/eq_err.txt")" | tee -a "$eq"
+        status=1
+        continue
+      fi
+      printf '%-18s %-22s %-14s %s\n' "$mname" "$pname" "1 rank" "$want" >> "$eq"
+      for l in "${layouts[@]}"; do
+        got=$("${mpi[@]}" "${cmd[@]}" $l 2>"$out/eq_err.txt" | tail -1)
+        err=$(error_of "$out/eq_err.txt")
+        if [[ $got == "$want" ]]; then
+          verdict=same
+        elif [[ $err == *"cannot split"* ]]; then
+          verdict="n/a (${err#tidal: error: })"  # a layout the model's shape does not allow
+        else
+          verdict="DIFFERENT: ${got:-$err}"
+          status=1
+        fi
+        printf '%-18s %-22s %-14s %s\n' "$mname" "$pname" "$l" "$verdict" | tee -a "$eq"
+      done
+    done
+  done
+fi
+
+if [[ -z $only || $only == bench ]]; then
+  if ((quick)); then
+    bench=(bench --device "$device" --preset tiny --context 200 --budget 32 --steps 3 --warmup 1)
+  else
+    bench=(bench --device "$device" --preset llama3-8b,llama2-7b --context 32K,100K --budget 2048)
+  fi
+  bench+=(--policy full,tidal --granularity per-query-head)
+  "$tidal" "${bench[@]}" --json "$out/bench_tp1.json" > "$out/bench_tp1.txt" 2>&1 || status=1
+  grep -v '^#' "$out/bench_tp1.txt" | tail -6
+  for l in "${layouts[@]}"; do
+    t=$(tag "$l")
+    "${mpi[@]}" "$tidal" "${bench[@]}" $l --json "$out/bench_$t.json" > "$out/bench_$t.txt" 2>&1 ||
+      status=1
+    echo "== $l"; grep -v '^#' "$out/bench_$t.txt" | tail -6
+  done
+fi
+
+if [[ -z $only || $only == long ]]; then
+  kv=()
+  if ((quick)); then
+    preset=tiny ctx=2000 budget=256
+  elif ((np >= 8)); then
+    preset=llama3-8b ctx=4194304 budget=2048 kv=(--kv-dtype fp8)
+  else
+    preset=llama2-7b ctx=262144 budget=2048
+  fi
+  # What one rank would need (`tidal info` exits 1 when it does not fit); then the N ranks run it.
+  "$tidal" info --preset "$preset" --device "$device" --max-context "$ctx" "${kv[@]}" \
+    > "$out/long_info_1rank.txt" 2>&1
+  echo "one rank, $preset at $ctx: $(grep -E '^  fits' "$out/long_info_1rank.txt")"
+  l=${layouts[0]}
+  "${mpi[@]}" "$tidal" bench --device "$device" --preset "$preset" --context "$ctx" "${kv[@]}" \
+    --batch 1 --policy full,tidal --granularity per-kv-head --budget "$budget" --steps 10 \
+    --warmup 2 $l > "$out/long_$(tag "$l").txt" 2>&1 || status=1
+  echo "== $preset at $ctx, $l"; grep -v '^#' "$out/long_$(tag "$l").txt" | tail -3
+fi
+exit $status
