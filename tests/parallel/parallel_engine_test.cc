@@ -232,17 +232,16 @@ std::map<std::pair<int64_t, int64_t>, std::vector<std::vector<int32_t>>> by_step
   return m;
 }
 
-// Shared lists agree on every TP rank of a stage (approx and exact); the exact variant's lists
-// are one rank's lists.
-TEST(ParallelEngine, SharedListsAreIdenticalOnEveryTpRankAndExactOnesEqualOneRank) {
-  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+// Shared lists agree on every TP rank of a stage (approx and exact), under every layout of the
+// world with tp > 1; the exact variant's lists are one rank's lists. `sparse_start`: the first
+// selection layer; every stage must hold a selection or sparse layer, so that every rank has lists.
+void expect_shared_lists_agree(const Subject& s, int64_t sparse_start = 2) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  Subject s = stories();
-  s.budget = 8;
   for (Agreement a : {Agreement::kApprox, Agreement::kExact}) {
-    const model::AttentionPolicy policy = testing::tidal_policy(s.budget, Granularity::kShared, a);
+    model::AttentionPolicy policy = testing::tidal_policy(s.budget, Granularity::kShared, a);
+    policy.tidal.sparse_start = sparse_start;
     std::vector<model::LayerTrace> one;
     if (rank == 0) {
       std::unique_ptr<Engine> e = load(s.dir, nullptr);
@@ -253,10 +252,10 @@ TEST(ParallelEngine, SharedListsAreIdenticalOnEveryTpRankAndExactOnesEqualOneRan
       if (tp == 1) continue;
       ParallelLayout layout(tp, pp);
       const RankTraces t = trace_generation(layout, s, policy);
-      const int stage_ranks = tp;
+      ASSERT_EQ(t.flat.size(), size_t(size));
       int64_t selections = 0;  // entries with lists
       for (int r = 0; r < size; ++r) {
-        const int first_of_stage = r / stage_ranks * stage_ranks;
+        const int first_of_stage = r / tp * tp;
         EXPECT_EQ(t.flat[size_t(r)], t.flat[size_t(first_of_stage)])
             << layout.name() << " " << model::agreement_name(a) << ": rank " << r
             << " holds other lists than rank " << first_of_stage;
@@ -279,6 +278,13 @@ TEST(ParallelEngine, SharedListsAreIdenticalOnEveryTpRankAndExactOnesEqualOneRan
   }
 }
 
+TEST(ParallelEngine, SharedListsAreIdenticalOnEveryTpRankAndExactOnesEqualOneRank) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  Subject s = stories();
+  s.budget = 8;
+  expect_shared_lists_agree(s);
+}
+
 // tp 4 over 2 KV heads: each KV head lives on 2 ranks, which agree on its per-KV-head list.
 TEST(ParallelEngine, ReplicatedKvHeadListsAgreeWithinTheirRanks) {
   int rank = 0, size = 1;
@@ -297,42 +303,14 @@ TEST(ParallelEngine, ReplicatedKvHeadListsAgreeWithinTheirRanks) {
 }
 
 // Eight ranks: shared lists, both agreement variants, identical on every rank of a tp group, and
-// the exact variant's equal to one rank's.
+// the exact variant's equal to one rank's. Layer 0 selects, so that each stage of tp 2 x pp 4 (one
+// layer each) holds lists.
 TEST(ParallelEngine, EightRanksSharedListsAreIdenticalOnEveryTpRank) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   if (size != 8) GTEST_SKIP() << "needs mpirun -np 8";
-  const Subject s = kv8(rank);
-  for (Agreement a : {Agreement::kApprox, Agreement::kExact}) {
-    const model::AttentionPolicy policy = testing::tidal_policy(s.budget, Granularity::kShared, a);
-    std::vector<model::LayerTrace> one;
-    if (rank == 0) {
-      std::unique_ptr<Engine> e = load(s.dir, nullptr);
-      e->set_rank_trace(&one);
-      testing::generate_tokens(*e, s.prompt, s.tokens, policy);
-    }
-    for (auto [tp, pp] : testing::layouts_for_world(size)) {
-      ParallelLayout layout(tp, pp);
-      const RankTraces t = trace_generation(layout, s, policy);
-      ASSERT_EQ(t.flat.size(), size_t(size));
-      for (int r = 0; r < size; ++r) {
-        const int first_of_stage = r / tp * tp;
-        EXPECT_FALSE(t.flat[size_t(r)].empty()) << layout.name() << ": rank " << r;
-        EXPECT_EQ(t.flat[size_t(r)], t.flat[size_t(first_of_stage)])
-            << layout.name() << " " << model::agreement_name(a) << ": rank " << r
-            << " holds other lists than rank " << first_of_stage;
-      }
-      if (a != Agreement::kExact || rank != 0) continue;
-      // Rank 0 holds the first stage's layers; exact lists are one rank's.
-      const auto want = by_step(one);
-      for (const auto& [step, lists] : by_step(t.mine)) {
-        ASSERT_TRUE(want.count(step)) << "position " << step.first << " layer " << step.second;
-        ASSERT_EQ(lists, want.at(step))
-            << layout.name() << " position " << step.first << " layer " << step.second;
-      }
-    }
-  }
+  expect_shared_lists_agree(kv8(rank), /*sparse_start=*/0);
 }
 
 // The per-rank memory is the model's share: every rank holds less than the whole, the ranks
