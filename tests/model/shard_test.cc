@@ -88,13 +88,20 @@ std::vector<float> block(TensorView t, int64_t r0, int64_t rows, int64_t c0, int
   return out;
 }
 
+// The whole model's random weights (seed 9), and the checkpoint they are written to.
+std::unique_ptr<SafetensorsCheckpoint> whole_random_checkpoint(const ModelConfig& c,
+                                                              LlamaWeights* whole) {
+  EXPECT_TRUE(init_random_llama_weights(c, 9, whole).ok());
+  std::unique_ptr<SafetensorsCheckpoint> ckpt;
+  EXPECT_TRUE(SafetensorsCheckpoint::open(write_checkpoint(c, *whole), &ckpt).ok());
+  return ckpt;
+}
+
 void expect_slices_of_whole(bool tied) {
   const ModelConfig c = tiny(tied);
   LlamaWeights whole;
-  ASSERT_TRUE(init_random_llama_weights(c, 9, &whole).ok());
-  const std::string dir = write_checkpoint(c, whole);
-  std::unique_ptr<SafetensorsCheckpoint> ckpt;
-  ASSERT_TRUE(SafetensorsCheckpoint::open(dir, &ckpt).ok());
+  const std::unique_ptr<SafetensorsCheckpoint> ckpt = whole_random_checkpoint(c, &whole);
+  ASSERT_NE(ckpt, nullptr);
   const int64_t hd = c.head_dim, h = c.hidden;
   for (int pp = 0; pp < 2; ++pp) {
     for (int tp = 0; tp < 2; ++tp) {
@@ -179,10 +186,8 @@ TEST(ShardedWeights, RandomInitOfAShardIsThatShardOfTheWholeDraw) {
   for (bool tied : {false, true}) {
     const ModelConfig c = tiny(tied);
     LlamaWeights whole;
-    ASSERT_TRUE(init_random_llama_weights(c, 9, &whole).ok());
-    const std::string dir = write_checkpoint(c, whole);
-    std::unique_ptr<SafetensorsCheckpoint> ckpt;
-    ASSERT_TRUE(SafetensorsCheckpoint::open(dir, &ckpt).ok());
+    const std::unique_ptr<SafetensorsCheckpoint> ckpt = whole_random_checkpoint(c, &whole);
+    ASSERT_NE(ckpt, nullptr);
     for (const parallel::ParallelConfig layout :
          {parallel::ParallelConfig{2, 1}, parallel::ParallelConfig{1, 2},
           parallel::ParallelConfig{2, 2}, parallel::ParallelConfig{4, 1}}) {
