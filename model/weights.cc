@@ -217,22 +217,26 @@ Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, Llama
                         std::vector<std::pair<TensorView, Part>> parts) -> Status {
     int64_t full_numel = 1;
     for (int64_t d : full) full_numel *= d;
+    bool drawn = false;  // the whole tensor is in scratch
+    auto whole = [&] { return make_view(scratch.data(), dt, full, placement.device); };
     for (const auto& [dst, part] : parts) {
       if (dst.data == nullptr) continue;
       if (dst.numel() == full_numel) {  // the whole tensor (one part only)
         kernels::fill_random(dst, bits, 0.0f, stddev, Stream{});
         continue;
       }
-      const size_t bytes = size_t(full_numel) * dtype_size(dt);
-      if (scratch.bytes() < bytes) {
-        stream_synchronize(Stream{});  // the copies out of the smaller scratch are done
-        scratch = Arena();
-        TIDAL_RETURN_IF_ERROR(Arena::create(bytes, "random weights (a shard's whole tensor)",
-                                            placement.device, &scratch));
+      if (!drawn) {
+        const size_t bytes = size_t(full_numel) * dtype_size(dt);
+        if (scratch.bytes() < bytes) {
+          stream_synchronize(Stream{});  // the copies out of the smaller scratch are done
+          scratch = Arena();
+          TIDAL_RETURN_IF_ERROR(Arena::create(bytes, "random weights (a shard's whole tensor)",
+                                              placement.device, &scratch));
+        }
+        kernels::fill_random(whole(), bits, 0.0f, stddev, Stream{});
+        drawn = true;
       }
-      const TensorView whole = make_view(scratch.data(), dt, full, placement.device);
-      kernels::fill_random(whole, bits, 0.0f, stddev, Stream{});
-      copy_part(dst, whole, part);
+      copy_part(dst, whole(), part);
     }
     return ok_status();
   };
