@@ -76,6 +76,18 @@ struct Part {
   int64_t begin = 0;
 };
 
+// Where `part` of a tensor of shape `full` lies, for a weight `dst` of its size: `rows` runs of
+// `cols` contiguous elements, `stride` apart, the first at element `first` of the whole tensor.
+struct PartRuns {
+  int64_t rows, cols, stride, first;
+};
+
+PartRuns part_runs(TensorView dst, const std::vector<int64_t>& full, Part part) {
+  if (part.dim == 1) return {dst.size(0), dst.size(1), full[1], part.begin};
+  const int64_t first = part.dim == 0 ? part.begin * (dst.rank > 1 ? dst.size(1) : 1) : 0;
+  return {1, dst.numel(), 0, first};
+}
+
 // Copies `part` of checkpoint tensor `name` (of shape `full`) into `dst` (any float dtype, any
 // device), checking presence, shape and dtype. `staging` is reused host memory for the
 // conversion. Only the part's bytes of the mapping are read.
@@ -91,13 +103,7 @@ Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, T
     return invalid_argument("tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
                             "; weights must be F32, F16 or BF16");
   }
-  // The part as rows of `cols` contiguous source elements, `src_stride` apart, from `first`.
-  const int64_t rows = part.dim == 1 ? dst.size(0) : 1;
-  const int64_t cols = part.dim == 1 ? dst.size(1) : dst.numel();
-  const int64_t src_stride = part.dim == 1 ? full[1] : 0;
-  int64_t first = 0;
-  if (part.dim == 0) first = part.begin * (dst.rank > 1 ? dst.size(1) : 1);
-  if (part.dim == 1) first = part.begin;
+  const auto [rows, cols, src_stride, first] = part_runs(dst, full, part);
   staging->resize(dst.nbytes());
   const size_t in_size = dtype_size(t->dtype), out_size = dtype_size(dst.dtype);
   for (int64_t r = 0; r < rows; ++r) {
@@ -118,24 +124,16 @@ Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, T
   return ok_status();
 }
 
-// Copies `part` of `whole` (a contiguous [rows, cols] or 1-D tensor of dst's dtype, on dst's
-// device) into `dst`: rows are one contiguous run; columns one run per row.
-void copy_part(TensorView dst, TensorView whole, Part part) {
+// Copies `part` of `whole` (a contiguous tensor of shape `full` in dst's dtype, on dst's device)
+// into `dst`, one copy per run (a row part is one run; a column part one run per row).
+void copy_part(TensorView dst, TensorView whole, const std::vector<int64_t>& full, Part part) {
   const size_t es = dtype_size(dst.dtype);
-  const uint8_t* base = static_cast<const uint8_t*>(whole.data);
-  if (part.dim != 1) {
-    const int64_t row = whole.rank > 1 ? whole.size(1) : 1;
-    const int64_t first = part.dim == 0 ? part.begin * row : 0;
-    copy_bytes(dst.data, dst.device, base + es * size_t(first), whole.device, dst.nbytes(),
-               Stream{});
-    return;
-  }
-  const int64_t rows = dst.size(0), cols = dst.size(1), stride = whole.size(1);
+  const auto [rows, cols, stride, first] = part_runs(dst, full, part);
+  const uint8_t* src = static_cast<const uint8_t*>(whole.data);
   uint8_t* out = static_cast<uint8_t*>(dst.data);
   for (int64_t r = 0; r < rows; ++r) {
-    copy_bytes(out + es * size_t(r * cols), dst.device,
-               base + es * size_t(r * stride + part.begin), whole.device, es * size_t(cols),
-               Stream{});
+    copy_bytes(out + es * size_t(r * cols), dst.device, src + es * size_t(first + r * stride),
+               whole.device, es * size_t(cols), Stream{});
   }
 }
 
@@ -236,7 +234,7 @@ Status init_random_llama_weights(const ModelConfig& config, uint64_t seed, Llama
         kernels::fill_random(whole(), bits, 0.0f, stddev, Stream{});
         drawn = true;
       }
-      copy_part(dst, whole(), part);
+      copy_part(dst, whole(), full, part);
     }
     return ok_status();
   };
