@@ -117,16 +117,23 @@ class TidalClientTest(unittest.TestCase):
         self.assertFalse(self.client.cancel("py-cancel"))
 
     def test_disconnect_frees_the_request(self):
+        cancelled = self.client.stats().requests_cancelled
         stream = self.client.generate("Once upon a time", max_new_tokens=480, ignore_eos=True)
         next(stream)
+        # Having seen a token, the statistics show the request (never the idle state before it).
+        s = self.client.stats()
+        self.assertEqual(s.running, 1)
+        self.assertGreater(s.kv_pages_used, 0)
         stream.cancel()  # the client goes away
         deadline = time.time() + 30
         while time.time() < deadline:
             s = self.client.stats()
-            if s.running == 0 and s.kv_pages_used == 0:
+            if s.running == 0 and s.queued == 0 and s.kv_pages_used == 0:
                 break
             time.sleep(0.01)
-        self.assertEqual(self.client.stats().kv_pages_used, 0)
+        s = self.client.stats()
+        self.assertEqual((s.running, s.kv_pages_used), (0, 0))
+        self.assertEqual(s.requests_cancelled, cancelled + 1)
 
     def test_concurrent_streams(self):
         results = {}

@@ -414,6 +414,12 @@ bool Scheduler::run_step() {
   }
   counters_.steps += 1;
   if (!ids_.empty() && !chunks_.empty()) counters_.mixed_steps += 1;
+  {
+    // Before any client sees this step's tokens: GetStats after a token shows its request
+    // running and its KV pages held (the step's own snapshot, in publish(), comes after).
+    std::lock_guard<std::mutex> lock(mu_);
+    snapshot_locked();
+  }
   size_t sample = ids_.size();  // the chunks' sampled ids follow the decode tokens'
   for (size_t i = 0; i < chunks_.size(); ++i) {
     const StepChunk& c = chunks_[i];

@@ -156,6 +156,32 @@ TEST(Scheduler, CancelFreesKvAtTheNextStep) {
   EXPECT_EQ(e->kv_tokens_in_use(), 0);
 }
 
+TEST(Scheduler, StatsSeenFromATokenShowItsRequestRunning) {
+  // A client that got a token and then reads the statistics (as one that disconnects and waits
+  // for its pages to come back) must not see the state from before the request started.
+  auto e = make_engine();
+  Scheduler s(*e, nullptr);
+  std::vector<SchedulerStats> seen;
+  RequestHandle h = 0;
+  auto on_event = [&s, &seen](const GenerationEvent& ev) {
+    if (!ev.finished) seen.push_back(s.stats());
+    return true;
+  };
+  // A prompt of one chunk: its first token comes from the step that admitted it.
+  ASSERT_TRUE(s.submit(request(5, 6, 12), "watched", on_event, &h).ok());
+  while (s.step()) {
+  }
+  ASSERT_EQ(seen.size(), 12u);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].running, 1) << "token " << i;
+    EXPECT_EQ(seen[i].queued, 0) << "token " << i;
+    const int64_t rows = 5 + int64_t(i);  // cached when token i is sampled
+    EXPECT_GE(seen[i].kv_pages_used, (rows + 7) / 8) << "token " << i;
+  }
+  EXPECT_EQ(s.stats().running, 0);
+  EXPECT_EQ(s.stats().kv_pages_used, 0);
+}
+
 TEST(Scheduler, ReserveAdmissionQueuesWhileFullAndRefusesTheImpossible) {
   // 64 tokens of KV: one request of 20 + 40 rows at a time.
   auto e = make_engine(/*max_batch=*/4, /*kv_capacity=*/64);
