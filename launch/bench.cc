@@ -57,14 +57,64 @@ class Mark {
   std::chrono::steady_clock::time_point host_;
 };
 
+// Rank 0's communication in one step (Engine::set_comm_marker), by kind; NaN: not measured.
+struct CommTimes {
+  double all_reduce_ms = NAN;  // the activation all-reduces
+  double agreement_ms = NAN;   // list agreement (collectives and the kernels between them)
+  double step_ms = NAN;        // the whole step they were part of
+  int64_t rank0_layers = 0;    // layers of rank 0's stage
+  int64_t selection_layers = 0;  // of them, the selection layers of the row's policy
+};
+
+// Marks around the spans of one step, on a pool made before it (no event is created mid-step).
+class CommMarks {
+ public:
+  CommMarks(bool gpu, int64_t layers) {
+    // At most two all-reduces a layer and the embedding's, and two agreement spans a layer.
+    for (int64_t i = 0; i < 2 * (4 * layers + 1); ++i) {
+      marks_.push_back(std::make_unique<Mark>(gpu));
+    }
+  }
+  void record(model::CommSpan span, bool after, Stream stream) {
+    if (used_ == marks_.size()) {
+      overflow_ = true;
+      return;
+    }
+    if (!after) spans_.push_back(span);
+    marks_[used_++]->record(stream);
+  }
+  void wait() {
+    if (used_ > 0) marks_[used_ - 1]->wait();
+  }
+  // Sums of the recorded spans (NaN when the pool overflowed).
+  CommTimes times() const {
+    CommTimes t;
+    if (overflow_) return t;
+    t.all_reduce_ms = t.agreement_ms = 0;
+    for (size_t i = 0; i < spans_.size(); ++i) {
+      const double ms = marks_[2 * i + 1]->ms_since(*marks_[2 * i]);
+      (spans_[i] == model::CommSpan::kAllReduce ? t.all_reduce_ms : t.agreement_ms) += ms;
+    }
+    return t;
+  }
+
+ private:
+  std::vector<std::unique_ptr<Mark>> marks_;
+  std::vector<model::CommSpan> spans_;
+  size_t used_ = 0;
+  bool overflow_ = false;
+};
+
 struct Variant {
   std::string policy, granularity;
   int64_t budget = 0;  // 0: not applicable (full)
   model::AttentionPolicy attention;
+  std::string agreement = "-";  // tidal lists that may span ranks: approx or exact
 };
 
 Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets,
                       std::vector<Variant>* out) {
+  if (o.agreements.empty()) return invalid_argument("--agreement: name approx, exact or both");
   ModelPolicy file;
   if (!o.policy_file.empty()) {
     TIDAL_RETURN_IF_ERROR(read_policy_file(o.policy_file, &file).with_context("--policy-file"));
@@ -89,6 +139,11 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
         v.granularity = g;
         TIDAL_RETURN_IF_ERROR(model::parse_granularity(g, &v.attention.tidal.granularity)
                                   .with_context("--granularity"));
+        // Per-query-head lists never span ranks: one row, under the first agreement.
+        const bool may_span = v.attention.tidal.granularity != model::Granularity::kPerQueryHead;
+        v.agreement = may_span ? o.agreements[0] : "-";
+        TIDAL_RETURN_IF_ERROR(model::parse_agreement(o.agreements[0], &v.attention.tidal.agreement)
+                                  .with_context("--agreement"));
         v.attention.tidal.budget = k;
         v.attention.tidal.sparse_start = o.sparse_start;
         if (o.reselect_layers == "none") {
@@ -104,6 +159,13 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
           v.attention.tidal.reselect_layers = file.reselect_layers;
         }
         out->push_back(v);
+        for (size_t a = 1; may_span && a < o.agreements.size(); ++a) {
+          v.agreement = o.agreements[a];
+          TIDAL_RETURN_IF_ERROR(
+              model::parse_agreement(v.agreement, &v.attention.tidal.agreement)
+                  .with_context("--agreement"));
+          out->push_back(v);
+        }
       }
     }
   }
@@ -136,22 +198,58 @@ double measure_copy_bytes_per_s(Device device, Stream stream) {
   return 2.0 * double(bytes) / (bench::summarize(ms).median * 1e-3);
 }
 
-// Bytes a decode step streams at least: every weight once (the embedding table only when it is
-// also the LM head: a lookup reads one row), plus the KV rows and Quest bounds it reads.
-double weight_stream_bytes(const model::ModelConfig& c, DType dtype) {
-  const double all = double(model::llama_weight_bytes(c, dtype));
-  const double embed = double(c.vocab * c.hidden) * double(dtype_size(dtype));
-  return c.tie_word_embeddings ? all : all - embed;
+// Weight bytes a decode step streams on one rank of `shard`: every weight it holds once, except
+// an embedding table that is not also its LM head (a lookup reads one row).
+double weight_stream_bytes(const model::ModelConfig& c, DType dtype,
+                           const model::ModelShard& shard) {
+  const double all = double(model::llama_weight_bytes(c, dtype, &shard));
+  if (!shard.first_stage() || (c.tie_word_embeddings && shard.last_stage())) return all;
+  return all - double(shard.local(c).vocab * c.hidden) * double(dtype_size(dtype));
 }
 
-double kv_bytes_read(const model::ModelConfig& c, DType dtype, engine::KvDtype kv,
-                     const model::AttentionStats& s) {
-  int64_t rows = 0;
-  for (int64_t r : s.rows) rows += r;
+// KV bytes a step reads (over the whole model), by what divides them among TP ranks: the rows
+// every query head of a KV head reads together (dense and selection layers, Quest's page
+// bounds), and the rows read per list or query head (sparse layers, Quest's chosen pages).
+struct KvBytes {
+  double per_kv_head = 0;
+  double per_list = 0;
+};
+
+KvBytes kv_bytes_read(const model::ModelConfig& c, DType dtype, engine::KvDtype kv,
+                      const model::AttentionStats& s) {
   const double row_bytes = double(c.head_dim) * double(dtype_size(dtype));
   // FP8: a byte per element and a 4-byte scale per K or V row; Quest's bounds stay in `dtype`.
   const double kv_row = kv == engine::KvDtype::kFp8 ? double(c.head_dim) + 4.0 : row_bytes;
-  return 2.0 * double(rows) * kv_row + double(s.quest_metadata_rows) * row_bytes;
+  auto rows = [&](model::LayerRole r) { return 2.0 * double(s.rows[int(r)]) * kv_row; };
+  KvBytes b;
+  b.per_kv_head = rows(model::LayerRole::kDense) + rows(model::LayerRole::kSelect) +
+                  double(s.quest_metadata_rows) * row_bytes;
+  b.per_list = rows(model::LayerRole::kSparse) + rows(model::LayerRole::kQuest);
+  return b;
+}
+
+// Bytes on a step's slowest path through the ranks, which bounds the step from below at the copy
+// bandwidth: pipeline stages run one after another and a stage's TP ranks side by side, so a
+// step streams at least, summed over the stages, one TP rank's part (the parts of a stage are
+// equal: TP splits heads, FFN and vocabulary evenly). TP rank 0's KV heads read their share of
+// `kv`; rows read per list count at the smaller of its KV- and query-head shares (a lower bound
+// whichever lists the policy has). On one rank: every weight once plus all of `kv`.
+Status step_floor_bytes(const model::ModelConfig& c, DType dtype, const engine::Distributed* dist,
+                        const KvBytes& kv, double* out) {
+  if (dist == nullptr) {
+    *out = weight_stream_bytes(c, dtype, model::whole_model(c)) + kv.per_kv_head + kv.per_list;
+    return ok_status();
+  }
+  double bytes = 0;
+  model::ModelShard shard;
+  for (int stage = 0; stage < dist->parallel.pp_size; ++stage) {
+    TIDAL_RETURN_IF_ERROR(model::make_model_shard(c, dist->parallel, {0, stage}, &shard));
+    bytes += weight_stream_bytes(c, dtype, shard);
+  }
+  const double kv_share = double(shard.heads.kv_heads.size) / double(c.num_kv_heads);
+  const double q_share = double(shard.heads.q_heads.size) / double(c.num_heads);
+  *out = bytes + kv.per_kv_head * kv_share + kv.per_list * std::min(kv_share, q_share);
+  return ok_status();
 }
 
 // Stats accumulated between two snapshots (the overlap counters are not needed here).
@@ -168,11 +266,14 @@ model::AttentionStats minus(model::AttentionStats a, const model::AttentionStats
 std::vector<Column> columns() {
   return {{"device", 12, false, 0},   {"preset", 10, false, 0},  {"context", 8, true, 0},
           {"batch", 5, true, 0},      {"policy", 6, false, 0},   {"granularity", 14, false, 0},
-          {"budget", 6, true, 0},     {"ms", 8, true, 3},        {"p90_ms", 8, true, 3},
-          {"tok/s", 9, true, 1},      {"attn_ms", 8, true, 3},   {"dense_ms", 8, true, 3},
-          {"select_ms", 9, true, 3},  {"sparse_ms", 9, true, 3}, {"quest_ms", 8, true, 3},
-          {"GB", 7, true, 2},         {"floor_ms", 8, true, 3},  {"%floor", 6, true, 1},
-          {"copy_tbps", 9, true, 2},  {"prefill_tok/s", 13, true, 0}, {"#wrong", 6, true, 0}};
+          {"agree", 6, false, 0},     {"budget", 6, true, 0},    {"ms", 8, true, 3},
+          {"p90_ms", 8, true, 3},     {"tok/s", 9, true, 1},     {"attn_ms", 8, true, 3},
+          {"dense_ms", 8, true, 3},   {"select_ms", 9, true, 3}, {"sparse_ms", 9, true, 3},
+          {"quest_ms", 8, true, 3},   {"ar_ms", 7, true, 3},     {"ar_us/L", 7, true, 1},
+          {"%ar", 5, true, 1},        {"agree_us/sel", 12, true, 1}, {"GB", 7, true, 2},
+          {"floor_ms", 8, true, 3},   {"%floor", 6, true, 1},    {"GiB/rank", 8, true, 2},
+          {"copy_tbps", 9, true, 2},
+          {"prefill_tok/s", 13, true, 0}, {"#wrong", 6, true, 0}};
 }
 
 struct Run {
@@ -180,6 +281,7 @@ struct Run {
   engine::EngineConfig engine;
   std::string device_name;
   double copy_bytes_per_s = 0;
+  double rank_gib = 0;  // the largest rank's memory: weights, KV cache and workspace
 };
 
 // One configuration: `batch` sequences of `context` positions, sequence i under
@@ -233,14 +335,18 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
     ms.push_back(stop.ms_since(start));
     for (int32_t t : next) wrong += t < 0 || t >= c.vocab;
   }
-  double kv_bytes = 0;  // read by one step, over the batch
+  KvBytes kv;  // read by one step, over the batch
   for (size_t i = 0; i < ids.size(); ++i) {
     const model::AttentionStats d = minus(e.stats(ids[i]), before[i]);
-    kv_bytes += kv_bytes_read(c, run.engine.dtype, run.engine.kv_dtype, d) /
-                double(std::max<int64_t>(d.decode_steps, 1));
+    const KvBytes b = kv_bytes_read(c, run.engine.dtype, run.engine.kv_dtype, d);
+    const double steps = double(std::max<int64_t>(d.decode_steps, 1));
+    kv.per_kv_head += b.per_kv_head / steps;
+    kv.per_list += b.per_list / steps;
   }
-  // Attention by layer role: one more step, eager, with events around each layer's attention.
+  // Attention by layer role: one more step, eager, with events around each layer's attention
+  // and (under --tp) around rank 0's all-reduces and list agreements.
   double role_ms[4] = {0, 0, 0, 0}, attn_ms = NAN;
+  CommTimes comm;
   if (o.breakdown && variants.size() == 1) {
     const std::vector<int64_t> reselect = model::reselect_layers(v.attention, c);
     std::vector<std::unique_ptr<Mark>> marks;
@@ -248,33 +354,61 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
     e.set_attention_marker([&](int64_t layer, bool after) {
       marks[size_t(2 * layer + (after ? 1 : 0))]->record(e.stream());
     });
+    CommMarks comm_marks(gpu, c.num_layers);
+    const bool parallel = run.engine.distributed != nullptr;
+    if (parallel) {
+      e.set_comm_marker(
+          [&](model::CommSpan span, bool after) { comm_marks.record(span, after, e.stream()); });
+    }
+    Mark step_start(gpu), step_end(gpu);
+    step_start.record(e.stream());
     const Status st = step();
+    step_end.record(e.stream());
     e.set_attention_marker(nullptr);
+    if (parallel) e.set_comm_marker(nullptr);
     TIDAL_RETURN_IF_ERROR(st);
-    marks.back()->wait();
+    step_end.wait();
+    comm_marks.wait();
     attn_ms = 0;
     for (int64_t l = 0; l < c.num_layers; ++l) {
       const double t = marks[size_t(2 * l + 1)]->ms_since(*marks[size_t(2 * l)]);
       role_ms[int(model::layer_role(v.attention, reselect, l))] += t;
       attn_ms += t;
     }
+    if (parallel) {
+      comm = comm_marks.times();
+      comm.step_ms = step_end.ms_since(step_start);
+      const model::ModelShard& shard = e.shard();
+      comm.rank0_layers = shard.layer_end - shard.layer_begin;
+      for (int64_t l = shard.layer_begin; l < shard.layer_end; ++l) {
+        comm.selection_layers += model::layer_role(v.attention, reselect, l) ==
+                                 model::LayerRole::kSelect;
+      }
+    }
   }
   for (engine::SeqId id : ids) e.release(id);
   const bench::SampleStats st = bench::summarize(ms);
-  const double bytes = weight_stream_bytes(c, run.engine.dtype) + kv_bytes;
+  double bytes = 0;
+  TIDAL_RETURN_IF_ERROR(step_floor_bytes(c, run.engine.dtype, run.engine.distributed, kv, &bytes));
   const double floor_ms =
       run.copy_bytes_per_s > 0 ? bytes / run.copy_bytes_per_s * 1e3 : std::nan("");
   const bool mixed = variants.size() > 1;
   auto role = [&](model::LayerRole r) {
     return o.breakdown && !mixed ? role_ms[int(r)] : std::nan("");
   };
+  const double agree_us = comm.selection_layers > 0
+                               ? comm.agreement_ms * 1e3 / double(comm.selection_layers)
+                               : std::nan("");
   table->add_row({run.device_name, c.name, context, batch, mixed ? "mixed" : v.policy,
-                  mixed ? "-" : v.granularity,
+                  mixed ? "-" : v.granularity, mixed ? "-" : v.agreement,
                   v.budget > 0 && !mixed ? Cell(v.budget) : Cell(std::nan("")), st.median, st.p90,
                   double(batch) / (st.median * 1e-3), attn_ms, role(model::LayerRole::kDense),
                   role(model::LayerRole::kSelect), role(model::LayerRole::kSparse),
-                  role(model::LayerRole::kQuest), bytes / 1e9, floor_ms,
-                  100.0 * floor_ms / st.median, run.copy_bytes_per_s / 1e12, prefill_tok_s,
+                  role(model::LayerRole::kQuest), comm.all_reduce_ms,
+                  comm.all_reduce_ms * 1e3 / double(std::max<int64_t>(comm.rank0_layers, 1)),
+                  100.0 * comm.all_reduce_ms / comm.step_ms, agree_us, bytes / 1e9, floor_ms,
+                  100.0 * floor_ms / st.median, run.rank_gib, run.copy_bytes_per_s / 1e12,
+                  prefill_tok_s,
                   wrong});
   return ok_status();
 }
@@ -332,8 +466,19 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   if (dist != nullptr) made = engine::agree_status(*dist->world, made);
   TIDAL_RETURN_IF_ERROR(made);
   std::unique_ptr<engine::Engine> e;
-  TIDAL_RETURN_IF_ERROR(engine::Engine::create(c, std::move(w), run.engine, &e));
+  Status created = engine::Engine::create(c, std::move(w), run.engine, &e);
+  if (dist != nullptr) created = engine::agree_status(*dist->world, created);
+  TIDAL_RETURN_IF_ERROR(created);
+  // Every rank's memory plan, to rank 0: the largest says what GPU a layout needs.
+  int64_t mine = int64_t(e->memory_plan().total_bytes());
+  std::vector<int64_t> rank_bytes = {mine};
+  if (dist != nullptr) {
+    rank_bytes.resize(size_t(dist->world->size()));
+    dist->world->all_gather(make_view(rank_bytes.data(), DType::kI64, {int64_t(rank_bytes.size())}),
+                            make_view(&mine, DType::kI64, {1}));
+  }
   if (dist != nullptr && dist->rank() != 0) return e->serve();
+  run.rank_gib = double(*std::max_element(rank_bytes.begin(), rank_bytes.end())) / double(1ull << 30);
   // Long prefills (--prefill) and random KV fills show progress on stderr.
   Progress progress(o.prefill ? "prefill" : "random KV fill", "tokens");
   e->set_progress([&](int64_t done, int64_t total) {
@@ -347,6 +492,16 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
                double(e->memory_plan().kv_bytes) / double(1ull << 30),
                static_cast<long long>(e->memory_plan().kv_capacity_tokens),
                dist != nullptr ? " (rank 0's shard)" : "");
+  if (dist != nullptr) {
+    std::string line = "tidal bench: memory per rank (weights + KV + workspace):";
+    for (size_t r = 0; r < rank_bytes.size(); ++r) {
+      char part[64];
+      std::snprintf(part, sizeof(part), "%s rank %zu %.2f GiB", r ? "," : "", r,
+                    double(rank_bytes[r]) / double(1ull << 30));
+      line += part;
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
   for (int64_t ctx : contexts) {
     if (o.mixed) {  // every variant in one batch, one sequence each
       TIDAL_RETURN_IF_ERROR(bench_one(o, run, *e, ctx, int64_t(variants.size()), variants, table)
@@ -420,8 +575,14 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   table.print_header(
       {"ms / p90_ms: per-step latency (CUDA events around each decode step, host planning",
        "included), median and p90. attn_ms: the attention launches of one more (eager) step,",
-       "by layer role. GB: weights once + KV rows read per step. floor_ms = GB / copy.",
-       "%floor = floor_ms / ms. #wrong: sampled ids outside the vocabulary."});
+       "by layer role (under --tp/--pp: rank 0's, in its stage's layers). Of that step on rank 0",
+       "under --tp: ar_ms, the activation all-reduces (waits for the other ranks included);",
+       "ar_us/L, ar_ms per layer of rank 0; %ar, their share of the step; agree_us/sel, list",
+       "agreement per selection layer (agree: approx or exact). GB: bytes on the step's slowest",
+       "path (one rank: weights once + KV rows read; under --tp/--pp one TP rank's part of each",
+       "stage, summed). floor_ms = GB / copy. %floor = floor_ms / ms. GiB/rank: the largest",
+       "rank's weights + KV cache + workspace.",
+       "#wrong: sampled ids outside the vocabulary."});
   for (const std::string& preset : o.presets) {
     TIDAL_RETURN_IF_ERROR(bench_preset(o, preset, contexts, batches, variants, run, &table));
   }

@@ -230,6 +230,11 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
   cmd->add_option("--granularity", o->granularities, "tidal: per-query-head, per-kv-head, shared")
       ->delimiter(',')
       ->capture_default_str();
+  cmd->add_option("--agreement", o->agreements,
+                  "tidal under --tp: approx, exact or both (approx,exact), for lists whose heads "
+                  "span ranks (shared, and per-kv-head when KV heads are replicated)")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("--sparse-start", o->sparse_start, "tidal: first selection layer")
       ->capture_default_str();
   cmd->add_option("--reselect-layers", o->reselect_layers,

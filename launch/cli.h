@@ -125,6 +125,9 @@ struct BenchOptions {
   std::vector<std::string> policies = {"full", "quest", "tidal"};
   std::string budgets = "256,2048";
   std::vector<std::string> granularities = {"per-query-head", "per-kv-head"};
+  // tidal under --tp, lists whose heads span ranks (shared; per-kv-head of replicated KV heads):
+  // a row per agreement. Per-query-head lists lie on one rank and take the first only.
+  std::vector<std::string> agreements = {"approx"};
   int64_t sparse_start = 2;
   std::string reselect_layers;  // empty: the depth's default
   // tidal's layers from a tidal_policy.json (tidal calibrate's; presets have no model directory),

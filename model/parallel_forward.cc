@@ -63,6 +63,23 @@ std::vector<int64_t> agreeing(const ForwardBatch& host, int64_t layer, ListAgree
   return tokens;
 }
 
+// Calls par.marker (when set) around its scope.
+class MarkedSpan {
+ public:
+  MarkedSpan(const ForwardParallel& par, CommSpan span) : par_(par), span_(span) {
+    if (par_.marker) par_.marker(span_, false);
+  }
+  ~MarkedSpan() {
+    if (par_.marker) par_.marker(span_, true);
+  }
+  MarkedSpan(const MarkedSpan&) = delete;
+  MarkedSpan& operator=(const MarkedSpan&) = delete;
+
+ private:
+  const ForwardParallel& par_;
+  CommSpan span_;
+};
+
 }  // namespace
 
 size_t ParallelBuffers::bytes_for(const ParallelShape& shape) {
@@ -99,7 +116,9 @@ ForwardBatch decode_slice(const ForwardBatch& b, int64_t begin, int64_t end) {
 }
 
 void tp_all_reduce(ForwardParallel& par, TensorView buf, Stream stream) {
-  if (par.tp != nullptr && par.tp->size() > 1) par.tp->all_reduce(buf, stream);
+  if (par.tp == nullptr || par.tp->size() == 1) return;
+  MarkedSpan span(par, CommSpan::kAllReduce);
+  par.tp->all_reduce(buf, stream);
 }
 
 bool lists_live_at(const ForwardBatch& host, int64_t boundary) {
@@ -151,6 +170,7 @@ void stage_output(ForwardParallel& par, const ForwardBatch& b, LlamaWorkspace& w
 void agree_exact(ForwardParallel& par, const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws,
                  Stream stream) {
   const ForwardBatch& host = host_of(b);
+  MarkedSpan span(par, CommSpan::kAgreement);
   const int64_t heads = ws.scores.size(1), max_len = ws.scores.size(2);
   bool any = false;
   for (ListAgreement code : {ListAgreement::kExactTp, ListAgreement::kExactKvGroup}) {
@@ -171,6 +191,7 @@ void agree_exact(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Lla
 void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws,
                   Stream stream) {
   const ForwardBatch& host = host_of(b);
+  MarkedSpan span(par, CommSpan::kAgreement);
   const int64_t d = b.num_decode;
   const TensorView roles = b.roles.select(layer);
   ParallelBuffers& buf = *par.buffers;

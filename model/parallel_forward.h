@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "model/llama.h"
 #include "model/shard.h"
@@ -67,6 +68,11 @@ struct AgreementCounters {
   int64_t exact_bytes = 0;   // score-row bytes all-reduced (n per token)
 };
 
+// What a marked span of the forward does (ForwardParallel::marker): the all-reduces of the
+// activations (after each row-parallel projection, and of a vocabulary-parallel embedding), or a
+// selection layer's list agreement (its collectives and the kernels between them).
+enum class CommSpan : uint8_t { kAllReduce = 0, kAgreement = 1 };
+
 struct ForwardParallel {
   ModelShard shard;
   parallel::Communicator* tp = nullptr;  // this stage's TP group (device buffers)
@@ -75,6 +81,9 @@ struct ForwardParallel {
   parallel::Communicator* kv_group = nullptr;
   ParallelBuffers* buffers = nullptr;
   AgreementCounters counters;
+  // Called on the host around every span of `CommSpan` (before: after = false), for timing
+  // with events on the forward's stream. Empty: none.
+  std::function<void(CommSpan span, bool after)> marker;
 };
 
 // Sums a row-parallel projection's partial outputs over the TP group (a no-op for tp = 1).

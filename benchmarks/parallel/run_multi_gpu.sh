@@ -11,8 +11,10 @@
 #    holds its shard of the same draw), for full, tidal (per-query-head, per-kv-head, shared
 #    approx, shared exact) and quest. OUT/equality.txt; the script exits 1 on any mismatch.
 # 2. bench: `tidal bench` of llama3-8b and llama2-7b at 32K and 100K, full and tidal (K = 2048,
-#    per-query-head), on one rank and under every layout: OUT/bench_<layout>.txt (.json): the
-#    per-token latency of each layout against tp 1, and each rank's shard in the header line.
+#    per-query-head, and shared under approx and exact agreement), on one rank and under every
+#    layout: OUT/bench_<layout>.txt (.json), then OUT/scaling.md (summarize.py): per-token
+#    latency against tp 1, speedup and efficiency, rank 0's all-reduce share and time per layer,
+#    agreement per selection layer, %floor against the layout's floor, memory of the largest rank.
 # 3. long: a context one GPU cannot hold, across the N ranks: llama2-7b at 256K (bf16 KV; N = 2)
 #    or llama3-8b at 4M with FP8 KV (N = 8); `tidal info` on one GPU first (it must say no).
 # --quick --device cpu: the tiny preset, 200-token contexts, every step on the CPU reference path.
@@ -107,7 +109,8 @@ if [[ -z $only || $only == bench ]]; then
   else
     bench=(bench --device "$device" --preset llama3-8b,llama2-7b --context 32K,100K --budget 2048)
   fi
-  bench+=(--policy full,tidal --granularity per-query-head)
+  # Shared lists span the TP ranks: a row per agreement (the cost of approx against exact).
+  bench+=(--policy full,tidal --granularity per-query-head,shared --agreement approx,exact)
   "$tidal" "${bench[@]}" --json "$out/bench_tp1.json" > "$out/bench_tp1.txt" 2>&1 || status=1
   grep -v '^#' "$out/bench_tp1.txt" | tail -6
   for l in "${layouts[@]}"; do
@@ -116,6 +119,8 @@ if [[ -z $only || $only == bench ]]; then
       status=1
     echo "== $l"; grep -v '^#' "$out/bench_$t.txt" | tail -6
   done
+  echo "== scaling against one rank (OUT/scaling.md)"
+  python3 benchmarks/parallel/summarize.py "$out" || status=1
 fi
 
 if [[ -z $only || $only == long ]]; then

@@ -251,6 +251,11 @@ class Engine {
   void set_rank_trace(std::vector<model::LayerTrace>* trace) { rank_trace_ = trace; }
   // This rank's list-agreement traffic so far.
   const model::AgreementCounters& agreement_counters() const { return par_.counters; }
+  // Rank 0: called on the host around this rank's activation all-reduces and list agreements
+  // of every step (before: after = false), for timing with events; none on one rank. Empty: none.
+  void set_comm_marker(std::function<void(model::CommSpan span, bool after)> marker) {
+    par_.marker = std::move(marker);
+  }
 
   // Called on the host as a prefill (or a random-KV fill) advances: (0, total) before the first
   // chunk, then (positions done, total) after each chunk completes; for progress lines. Empty:

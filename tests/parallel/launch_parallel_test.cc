@@ -3,13 +3,18 @@
 // command prints the same tokens as one process (once: only rank 0 prints), with the KV cache in
 // the activations' dtype or in FP8; `--tp 1` without mpirun takes the distributed path to the
 // same tokens; a rank that fails to load, dies, or hits a fatal error ends the whole job with a
-// non-zero exit and a message naming the rank, within seconds. Each case spawns mpirun (with a
-// timeout, so a hang fails instead of stalling CI).
+// non-zero exit and a message naming the rank, within seconds; `tidal bench` under tp times the
+// collectives and halves the floor's bytes. Each case spawns mpirun (with a timeout, so a hang
+// fails instead of stalling CI).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <map>
 #include <regex>
 #include <string>
 #include <utility>
@@ -119,6 +124,67 @@ TEST(LaunchParallel, PresetTokensUnderEveryLayoutEqualOneRank) {
       EXPECT_EQ(r.exit_code, 0) << layout << policy << "\n" << r.output;
       EXPECT_EQ(ids_line(r.output), want) << layout << policy << "\n" << r.output;
     }
+  }
+}
+
+// `tidal bench` rows under a layout, keyed "policy/agree", from its --json file.
+std::map<std::string, nlohmann::json> bench_rows(const std::string& launcher,
+                                                 const std::string& layout) {
+  const std::string json = testing::temp_dir("bench") + "/rows.json";
+  const Outcome r = run(launcher + TIDAL_BINARY +
+                        " bench --device cpu --preset tiny --context 300 --batch 1 --budget 32"
+                        " --policy full,tidal --granularity shared --agreement approx,exact"
+                        " --steps 2 --warmup 1 --json " +
+                        json + layout);
+  EXPECT_EQ(r.exit_code, 0) << layout << "\n" << r.output;
+  std::map<std::string, nlohmann::json> rows;
+  std::ifstream in(json);
+  EXPECT_TRUE(in.good()) << "no " << json << "\n" << r.output;
+  if (!in) return rows;
+  const nlohmann::json table = nlohmann::json::parse(in);
+  for (const nlohmann::json& row : table.at("rows")) {
+    rows[row.at("policy").get<std::string>() + "/" + row.at("agree").get<std::string>()] = row;
+  }
+  std::remove(json.c_str());
+  return rows;
+}
+
+// Under --tp the breakdown step times rank 0's all-reduces (a share of the step) and the list
+// agreement of each selection layer, approx and exact; the floor counts one TP rank's bytes
+// (about half the model at tp 2), and a pipeline's stages add up to the whole; the memory of the
+// largest rank is below one rank's.
+TEST(LaunchParallel, BenchUnderTpTimesCollectivesAndSplitsTheFloor) {
+  const auto one = bench_rows("", "");
+  const auto tp2 = bench_rows(mpirun(2), " --tp 2");
+  const auto pp2 = bench_rows(mpirun(2), " --pp 2");
+  for (const auto* rows : {&one, &tp2, &pp2}) {
+    ASSERT_EQ(rows->size(), 3u);  // full, tidal shared approx, tidal shared exact
+    ASSERT_EQ(rows->count("full/-"), 1u);
+    ASSERT_EQ(rows->count("tidal/approx"), 1u);
+    ASSERT_EQ(rows->count("tidal/exact"), 1u);
+  }
+  for (const auto& [name, row] : one) {
+    EXPECT_TRUE(row.at("ar_ms").is_null()) << name << " on one rank: " << row;
+    EXPECT_TRUE(row.at("agree_us/sel").is_null()) << name << " on one rank: " << row;
+  }
+  for (const auto& [name, row] : tp2) {
+    EXPECT_GT(row.at("ar_ms").get<double>(), 0) << name << ": " << row;
+    EXPECT_GT(row.at("ar_us/L").get<double>(), 0) << name << ": " << row;
+    EXPECT_GT(row.at("%ar").get<double>(), 0) << name << ": " << row;
+    EXPECT_LT(row.at("%ar").get<double>(), 100) << name << ": " << row;
+    if (name == "full/-") {
+      EXPECT_TRUE(row.at("agree_us/sel").is_null()) << row;  // no selection layer
+    } else {
+      EXPECT_GT(row.at("agree_us/sel").get<double>(), 0) << name << ": " << row;
+    }
+    const double whole = one.at(name).at("GB").get<double>(), part = row.at("GB").get<double>();
+    EXPECT_GT(part, 0.45 * whole) << name;  // the norms are on every rank: a little over half
+    EXPECT_LT(part, 0.55 * whole) << name;
+    EXPECT_NEAR(pp2.at(name).at("GB").get<double>(), whole, 1e-3 * whole) << name;
+    // Each rank holds a part of the weights and KV cache: the largest is below one rank's all.
+    const double all = one.at(name).at("GiB/rank").get<double>();
+    EXPECT_LT(row.at("GiB/rank").get<double>(), 0.75 * all) << name;
+    EXPECT_LT(pp2.at(name).at("GiB/rank").get<double>(), all) << name;
   }
 }
 
