@@ -355,7 +355,9 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
       marks[size_t(2 * layer + (after ? 1 : 0))]->record(e.stream());
     });
     CommMarks comm_marks(gpu, c.num_layers);
-    const bool parallel = run.engine.distributed != nullptr;
+    // All-reduces and agreement only where rank 0 has TP peers.
+    const bool parallel =
+        run.engine.distributed != nullptr && run.engine.distributed->parallel.tp_size > 1;
     if (parallel) {
       e.set_comm_marker(
           [&](model::CommSpan span, bool after) { comm_marks.record(span, after, e.stream()); });
@@ -449,18 +451,19 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   // launch per layer a step, as in an engine that serves no Quest request).
   run.engine.quest_bounds = quest;
   TIDAL_RETURN_IF_ERROR(c.validate().with_context(preset));
-  // The plan must fit before the weights are made.
-  TIDAL_RETURN_IF_ERROR(engine::check_fits(c, run.engine).with_context(preset));
   model::LlamaWeights w;
   model::WeightPlacement placement;
   placement.dtype = run.engine.dtype;
   placement.device = run.engine.device;
   // Under mpirun (--tp/--pp) each rank makes and holds only its shard; rank 0 runs the
-  // benchmark, the other ranks serve its steps until it moves to the next preset.
+  // benchmark, the other ranks serve its steps until it moves to the next preset. The plan must
+  // fit before the weights are made; a rank whose shard does not fit stops them all.
   const engine::Distributed* dist = run.engine.distributed;
   model::ModelShard shard = model::whole_model(c);
-  Status made = ok_status();
-  if (dist != nullptr) made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
+  Status made = engine::check_fits(c, run.engine).with_context(preset);
+  if (made.ok() && dist != nullptr) {
+    made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
+  }
   placement.shard = &shard;
   if (made.ok()) made = model::init_random_llama_weights(c, o.seed, &w, placement);
   if (dist != nullptr) made = engine::agree_status(*dist->world, made);

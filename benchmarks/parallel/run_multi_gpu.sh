@@ -10,11 +10,13 @@
 #    on the embedded model and on the llama3-8b preset (head_dim 128, weights seed 7: every layout
 #    holds its shard of the same draw), for full, tidal (per-query-head, per-kv-head, shared
 #    approx, shared exact) and quest. OUT/equality.txt; the script exits 1 on any mismatch.
-# 2. bench: `tidal bench` of llama3-8b and llama2-7b at 32K and 100K, full and tidal (K = 2048,
-#    per-query-head, and shared under approx and exact agreement), on one rank and under every
-#    layout: OUT/bench_<layout>.txt (.json), then OUT/scaling.md (summarize.py): per-token
-#    latency against tp 1, speedup and efficiency, rank 0's all-reduce share and time per layer,
-#    agreement per selection layer, %floor against the layout's floor, memory of the largest rank.
+# 2. bench: `tidal bench` of llama3-8b and llama2-7b (N = 2: 32K and 100K; N = 4, 8: 100K, 1M,
+#    and 1M with FP8 KV), full and tidal (K = 2048, per-query-head, and shared under approx and
+#    exact agreement), on one rank, with TP alone on 2 .. N ranks, and under every layout of N:
+#    OUT/bench_<layout>__<cell>.txt (.json; .nofit where the layout cannot hold the cell), then
+#    OUT/scaling.md (summarize.py): per-token latency, speedup and efficiency against the
+#    smallest layout that holds the cell, rank 0's all-reduce share and time per layer, agreement
+#    per selection layer, %floor against the layout's floor, memory of the largest rank.
 # 3. long: a context one GPU cannot hold, across the N ranks: llama2-7b at 256K (bf16 KV; N = 2)
 #    or llama3-8b at 4M with FP8 KV (N = 8); `tidal info` on one GPU first (it must say no).
 # --quick --device cpu: the tiny preset, 200-token contexts, every step on the CPU reference path.
@@ -104,22 +106,54 @@ if [[ -z $only || $only == equality ]]; then
 fi
 
 if [[ -z $only || $only == bench ]]; then
+  # The scaling table's layouts: one rank, every layout of N, and TP alone on fewer ranks.
+  case $np in
+    2) blayouts=("1|" "2|--tp 2" "2|--pp 2") ;;
+    4) blayouts=("1|" "2|--tp 2" "4|--tp 4" "4|--tp 2 --pp 2") ;;
+    8) blayouts=("1|" "2|--tp 2" "4|--tp 4" "8|--tp 8" "8|--tp 4 --pp 2" "8|--tp 2 --pp 4") ;;
+  esac
+  # Cells: preset|context|KV flags. Two GPUs (issue 15): 32K and 100K. Four and eight (issue
+  # 16): 100K and 1M, and 1M with FP8 KV (one GPU holds llama3-8b's).
   if ((quick)); then
-    bench=(bench --device "$device" --preset tiny --context 200 --budget 32 --steps 3 --warmup 1)
+    cells=("tiny|200|" "tiny|2000|--kv-dtype fp8")
+    common=(--budget 32 --steps 3 --warmup 1)
+  elif ((np == 2)); then
+    cells=("llama3-8b|32K|" "llama3-8b|100K|" "llama2-7b|32K|" "llama2-7b|100K|")
+    common=(--budget 2048)
   else
-    bench=(bench --device "$device" --preset llama3-8b,llama2-7b --context 32K,100K --budget 2048)
+    cells=("llama3-8b|100K|" "llama3-8b|1M|" "llama3-8b|1M|--kv-dtype fp8"
+           "llama2-7b|100K|" "llama2-7b|1M|" "llama2-7b|1M|--kv-dtype fp8")
+    common=(--budget 2048)
   fi
   # Shared lists span the TP ranks: a row per agreement (the cost of approx against exact).
-  bench+=(--policy full,tidal --granularity per-query-head,shared --agreement approx,exact)
-  "$tidal" "${bench[@]}" --json "$out/bench_tp1.json" > "$out/bench_tp1.txt" 2>&1 || status=1
-  grep -v '^#' "$out/bench_tp1.txt" | tail -6
-  for l in "${layouts[@]}"; do
-    t=$(tag "$l")
-    "${mpi[@]}" "$tidal" "${bench[@]}" $l --json "$out/bench_$t.json" > "$out/bench_$t.txt" 2>&1 ||
-      status=1
-    echo "== $l"; grep -v '^#' "$out/bench_$t.txt" | tail -6
+  common+=(--device "$device" --policy full,tidal --granularity per-query-head,shared
+           --agreement approx,exact)
+  rm -f "$out"/bench_*.json "$out"/bench_*.txt "$out"/bench_*.nofit
+  for cell in "${cells[@]}"; do
+    IFS='|' read -r preset ctx kvflags <<< "$cell"
+    for bl in "${blayouts[@]}"; do
+      ranks=${bl%%|*} l=${bl#*|}
+      f="$out/bench_$(tag "${l:-tp1}")__${preset}_${ctx}$(tag "$kvflags")"
+      launcher=()
+      ((ranks > 1)) && launcher=(mpirun -np "$ranks" --oversubscribe --bind-to none)
+      # shellcheck disable=SC2086  # $l and $kvflags are flag lists
+      if "${launcher[@]}" "$tidal" bench "${common[@]}" --preset "$preset" --context "$ctx" \
+          $kvflags $l --json "$f.json" > "$f.txt" 2>&1; then
+        echo "== $preset $ctx ${kvflags:-bf16/f32 KV}, ${l:-one rank}"
+        grep -v '^#' "$f.txt" | grep -v '^tidal' | tail -4
+      elif grep -q 'does not fit' "$f.txt"; then  # a layout too small for the cell: a finding
+        python3 -c 'import json, sys; json.dump(dict(zip(
+            ["ranks", "layout", "preset", "context", "kv", "error"], sys.argv[1:])), sys.stdout)' \
+          "$ranks" "${l:-one rank}" "$preset" "$ctx" "${kvflags:-default}" "$(error_of "$f.txt")" \
+          > "$f.nofit"
+        echo "== $preset $ctx ${kvflags:-default KV}, ${l:-one rank}: does not fit"
+      else
+        echo "== $preset $ctx ${kvflags}, ${l:-one rank}: FAILED: $(error_of "$f.txt")"
+        status=1
+      fi
+    done
   done
-  echo "== scaling against one rank (OUT/scaling.md)"
+  echo "== scaling (OUT/scaling.md)"
   python3 benchmarks/parallel/summarize.py "$out" || status=1
 fi
 
