@@ -59,10 +59,10 @@ class Mark {
 
 // Rank 0's communication in one step (Engine::set_comm_marker), by kind; NaN: not measured.
 struct CommTimes {
-  double all_reduce_ms = NAN;  // the activation all-reduces
-  double agreement_ms = NAN;   // list agreement (collectives and the kernels between them)
-  double step_ms = NAN;        // the whole step they were part of
-  int64_t rank0_layers = 0;    // layers of rank 0's stage
+  double all_reduce_ms = NAN;    // the activation all-reduces
+  double agreement_ms = NAN;     // list agreement (collectives and the kernels between them)
+  double step_ms = NAN;          // the whole step they were part of
+  int64_t rank0_layers = 0;      // layers of rank 0's stage
   int64_t selection_layers = 0;  // of them, the selection layers of the row's policy
 };
 
@@ -161,9 +161,8 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
         out->push_back(v);
         for (size_t a = 1; may_span && a < o.agreements.size(); ++a) {
           v.agreement = o.agreements[a];
-          TIDAL_RETURN_IF_ERROR(
-              model::parse_agreement(v.agreement, &v.attention.tidal.agreement)
-                  .with_context("--agreement"));
+          TIDAL_RETURN_IF_ERROR(model::parse_agreement(v.agreement, &v.attention.tidal.agreement)
+                                    .with_context("--agreement"));
           out->push_back(v);
         }
       }
@@ -399,17 +398,33 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
     return o.breakdown && !mixed ? role_ms[int(r)] : std::nan("");
   };
   const double agree_us = comm.selection_layers > 0
-                               ? comm.agreement_ms * 1e3 / double(comm.selection_layers)
-                               : std::nan("");
-  table->add_row({run.device_name, c.name, context, batch, mixed ? "mixed" : v.policy,
-                  mixed ? "-" : v.granularity, mixed ? "-" : v.agreement,
-                  v.budget > 0 && !mixed ? Cell(v.budget) : Cell(std::nan("")), st.median, st.p90,
-                  double(batch) / (st.median * 1e-3), attn_ms, role(model::LayerRole::kDense),
-                  role(model::LayerRole::kSelect), role(model::LayerRole::kSparse),
-                  role(model::LayerRole::kQuest), comm.all_reduce_ms,
+                              ? comm.agreement_ms * 1e3 / double(comm.selection_layers)
+                              : std::nan("");
+  table->add_row({run.device_name,
+                  c.name,
+                  context,
+                  batch,
+                  mixed ? "mixed" : v.policy,
+                  mixed ? "-" : v.granularity,
+                  mixed ? "-" : v.agreement,
+                  v.budget > 0 && !mixed ? Cell(v.budget) : Cell(std::nan("")),
+                  st.median,
+                  st.p90,
+                  double(batch) / (st.median * 1e-3),
+                  attn_ms,
+                  role(model::LayerRole::kDense),
+                  role(model::LayerRole::kSelect),
+                  role(model::LayerRole::kSparse),
+                  role(model::LayerRole::kQuest),
+                  comm.all_reduce_ms,
                   comm.all_reduce_ms * 1e3 / double(std::max<int64_t>(comm.rank0_layers, 1)),
-                  100.0 * comm.all_reduce_ms / comm.step_ms, agree_us, bytes / 1e9, floor_ms,
-                  100.0 * floor_ms / st.median, run.rank_gib, run.copy_bytes_per_s / 1e12,
+                  100.0 * comm.all_reduce_ms / comm.step_ms,
+                  agree_us,
+                  bytes / 1e9,
+                  floor_ms,
+                  100.0 * floor_ms / st.median,
+                  run.rank_gib,
+                  run.copy_bytes_per_s / 1e12,
                   prefill_tok_s,
                   wrong});
   return ok_status();
