@@ -210,6 +210,10 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
   o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
+  cmd->add_option("--tp", o->parallel.tp,
+                  "plan each rank of a job of this many tensor parallel ranks (no mpirun needed; "
+                  "every rank on a device like this one)");
+  cmd->add_option("--pp", o->parallel.pp, "... and this many pipeline stages");
 }
 
 void add_bench_command(CLI::App& app, BenchOptions* o) {

@@ -115,6 +115,7 @@ struct InfoOptions {
   std::string preset;
   engine::EngineConfig engine;
   DeviceFlags device;
+  ParallelFlags parallel;  // requested: plan every rank of that layout (no job is started)
 };
 
 // `tidal bench`: decode latency against the bandwidth floor (launch/bench.cc).

@@ -3,6 +3,7 @@
 // tokenize. Text goes to stdout; statistics and errors to stderr.
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "launch/policy_file.h"
 #include "launch/presets.h"
 #include "launch/progress.h"
+#include "model/shard.h"
 #include "model/tokenizer.h"
 #include "runtime/arena.h"
 #include "runtime/engine/request.h"
@@ -193,6 +195,70 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
               bytes_string(p.total_bytes()).c_str());
 }
 
+// `tidal info --tp T --pp P`: the plan of every rank of the layout, each on a device like this
+// process's, without starting the job. The job keeps the smallest rank's automatic KV capacity
+// on every rank (Engine::create); it fits when every rank does (else the first rank that does
+// not is the error).
+Status print_layout_plans(const model::ModelConfig& c, const engine::EngineConfig& config,
+                          const ParallelFlags& flags) {
+  const parallel::ParallelConfig layout{std::max(flags.tp, 1), std::max(flags.pp, 1)};
+  TIDAL_RETURN_IF_ERROR(layout.validate().with_context("--tp/--pp"));
+  if (config.max_context > c.max_position_embeddings) {
+    return invalid_argument("--max-context " + std::to_string(config.max_context) +
+                            " exceeds the model's context of " +
+                            std::to_string(c.max_position_embeddings) + " tokens");
+  }
+  const size_t available = engine::available_memory(config.device);
+  std::printf(
+      "layout           tp %d x pp %d = %d ranks, each on a device like this one (%s, "
+      "%s available), %s%s\n",
+      layout.tp_size, layout.pp_size, layout.world_size(),
+      config.device.kind == DeviceKind::kCpu ? "cpu" : "cuda",
+      available > 0 ? human_bytes(available).c_str() : "unknown", dtype_name(config.dtype),
+      config.kv_dtype == engine::KvDtype::kFp8 ? ", KV cache fp8" : "");
+  int64_t capacity = INT64_MAX, max_context = 0;
+  Status first_misfit = ok_status();
+  for (int rank = 0; rank < layout.world_size(); ++rank) {
+    model::ModelShard s;
+    TIDAL_RETURN_IF_ERROR(model::make_model_shard(c, layout, parallel::coords_of(layout, rank), &s)
+                              .with_context("--tp/--pp"));
+    const engine::MemoryPlan p = engine::plan_memory(c, config, available, s);
+    const Status fits = engine::plan_fits(c, config, p);
+    std::string kv_heads = "[" + std::to_string(s.heads.kv_heads.begin) + ", " +
+                           std::to_string(s.heads.kv_heads.end()) + ")";
+    if (s.heads.kv_replicas > 1)
+      kv_heads += " on " + std::to_string(s.heads.kv_replicas) + " ranks";
+    std::printf(
+        "  rank %-9d stage %d, layers [%lld, %lld), query heads [%lld, %lld), KV heads %s\n", rank,
+        s.coords.pp_rank, static_cast<long long>(s.layer_begin),
+        static_cast<long long>(s.layer_end), static_cast<long long>(s.heads.q_heads.begin),
+        static_cast<long long>(s.heads.q_heads.end()), kv_heads.c_str());
+    std::printf(
+        "                 weights %s, kv cache %s (%lld tokens%s), workspace %s; total %s: "
+        "%s\n",
+        human_bytes(p.weight_bytes).c_str(), human_bytes(p.kv_bytes).c_str(),
+        static_cast<long long>(p.kv_capacity_tokens), p.kv_capped ? ", capped" : "",
+        human_bytes(p.workspace_bytes).c_str(), human_bytes(p.total_bytes()).c_str(),
+        fits.ok() ? "fits" : "does not fit");
+    capacity = std::min(capacity, p.kv_capacity_tokens);
+    max_context = p.max_context;
+    if (!fits.ok() && first_misfit.ok())
+      first_misfit = fits.with_context("rank " + std::to_string(rank));
+  }
+  std::printf("  kv capacity    %lld tokens (the smallest rank's: every rank keeps as many)\n",
+              static_cast<long long>(capacity));
+  // An automatic capacity shrinks to fit memory; the layout must still hold one sequence of the
+  // context asked.
+  if (first_misfit.ok() && capacity < max_context) {
+    first_misfit = out_of_memory("the layout's KV capacity, " + std::to_string(capacity) +
+                                 " tokens (the smallest rank's), is below one sequence of " +
+                                 std::to_string(max_context) +
+                                 " tokens: more ranks, --kv-dtype fp8 or a shorter --max-context");
+  }
+  std::printf("  fits           %s\n", first_misfit.ok() ? "yes" : "no");
+  return first_misfit;
+}
+
 }  // namespace
 
 Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d, std::string* dir) {
@@ -326,6 +392,19 @@ Status run_info(const InfoOptions& o) {
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
+  // A preset is a shape, not a trained checkpoint: it takes the context asked (positions past
+  // its trained one only extrapolate RoPE), as `tidal bench` does.
+  if (!o.preset.empty()) {
+    c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
+  }
+  if (o.parallel.tp < 0 || o.parallel.pp < 0) {
+    return invalid_argument("--tp and --pp must be >= 1 (got tp " + std::to_string(o.parallel.tp) +
+                            ", pp " + std::to_string(o.parallel.pp) + ")");
+  }
+  if (o.parallel.requested()) {
+    print_config(c);
+    return name_flags(print_layout_plans(c, config, o.parallel)).with_context(c.name);
+  }
   const engine::MemoryPlan p =
       engine::plan_memory(c, config, engine::available_memory(config.device));
   print_config(c);

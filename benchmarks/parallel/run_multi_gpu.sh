@@ -166,11 +166,17 @@ if [[ -z $only || $only == long ]]; then
   else
     preset=llama2-7b ctx=262144 budget=2048
   fi
-  # What one rank would need (`tidal info` exits 1 when it does not fit); then the N ranks run it.
+  # What one rank and the layout's ranks would need (`tidal info` exits 1 when it does not fit);
+  # then the N ranks run it.
+  l=${layouts[0]}
   "$tidal" info --preset "$preset" --device "$device" --max-context "$ctx" "${kv[@]}" \
     > "$out/long_info_1rank.txt" 2>&1
   echo "one rank, $preset at $ctx: $(grep -E '^  fits' "$out/long_info_1rank.txt")"
-  l=${layouts[0]}
+  # shellcheck disable=SC2086  # $l is a flag list
+  "$tidal" info --preset "$preset" --device "$device" --max-context "$ctx" "${kv[@]}" $l \
+    > "$out/long_info_$(tag "$l").txt" 2>&1
+  echo "$l, $preset at $ctx: $(grep -E '^  (kv capacity|fits)' "$out/long_info_$(tag "$l").txt" |
+    tr -s ' ' | tr '\n' ';')"
   "${mpi[@]}" "$tidal" bench --device "$device" --preset "$preset" --context "$ctx" "${kv[@]}" \
     --batch 1 --policy full,tidal --granularity per-kv-head --budget "$budget" --steps 10 \
     --warmup 2 $l > "$out/long_$(tag "$l").txt" 2>&1 || status=1

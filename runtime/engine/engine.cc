@@ -181,7 +181,11 @@ size_t MemoryPlan::total_bytes() const {
 
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes) {
-  const model::ModelShard shard = engine_shard(model, config);
+  return plan_memory(model, config, available_bytes, engine_shard(model, config));
+}
+
+MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
+                       size_t available_bytes, const model::ModelShard& shard) {
   const model::ModelConfig local = shard.local(model);
   const int64_t layers = shard.layer_end - shard.layer_begin;
   MemoryPlan p;
@@ -206,7 +210,9 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   p.workspace_bytes =
       sat_add(model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)),
               state_bytes(model, config));
-  if (config.distributed != nullptr) {
+  // A rank of a job (even of one rank: --tp 1 under mpirun) holds the collectives' buffers.
+  const bool job = config.distributed != nullptr || shard.parallel.world_size() > 1;
+  if (job) {
     p.workspace_bytes = sat_add(p.workspace_bytes, model::ParallelBuffers::bytes_for(
                                                        parallel_shape(model, shard, config)));
   }

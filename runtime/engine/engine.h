@@ -104,6 +104,11 @@ struct MemoryPlan {
 // cache, its workspace.
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes);
+// The plan of the rank of a tp x pp job that holds `shard` (model::make_model_shard), from any
+// process: `tidal info --tp --pp` plans every rank of a layout without starting the job. Each
+// rank's automatic KV capacity is its own; a job runs with the smallest (Engine::create).
+MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
+                       size_t available_bytes, const model::ModelShard& shard);
 // Whether the plan can be allocated: at least one KV page, page ids that fit i32, and everything
 // within the available memory (when known). kOutOfMemory otherwise, saying what needs how many
 // bytes, what is available and on which device, and which settings size the largest part.

@@ -204,6 +204,35 @@ TEST(Cli, InfoPrintsConfigAndMemoryPlan) {
   EXPECT_NE(r.out.find("6738415616"), std::string::npos) << r.out;
 }
 
+// `info --tp --pp`: every rank's plan without a job; a layout the model cannot take, and one no
+// machine can hold, are errors naming why.
+TEST(Cli, InfoPlansEveryRankOfALayout) {
+  CliRun r = tidal("info --preset tiny --device cpu --tp 2 --pp 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tp 2 x pp 2 = 4 ranks"), std::string::npos) << r.out;
+  for (const char* rank : {"rank 0 ", "rank 1 ", "rank 2 ", "rank 3 "}) {
+    EXPECT_NE(r.out.find(rank), std::string::npos) << rank << "\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("stage 1, layers [2, 4), query heads [4, 8), KV heads [1, 2)"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("does not fit"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  fits           yes"), std::string::npos) << r.out;
+  // tp 4 over 2 KV heads: each KV head on 2 ranks.
+  r = tidal("info --preset tiny --device cpu --tp 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("KV heads [1, 2) on 2 ranks"), std::string::npos) << r.out;
+  expect_error(tidal("info --preset llama3-8b --device cpu --tp 3"),
+               "cannot split 32 query heads and 8 KV heads over tp 3");
+  expect_error(tidal("info --preset tiny --device cpu --tp -2"), "--tp and --pp must be");
+  // 200M tokens of llama3-8b KV on 8 ranks: 3 TB a rank, beyond any machine.
+  r = tidal(
+      "info --preset llama3-8b --device cpu --tp 8 --max-context 200000000 "
+      "--kv-capacity 200000000");
+  expect_error(r, "rank 0: ");
+  EXPECT_NE(r.out.find("  fits           no"), std::string::npos) << r.out;
+}
+
 // `generate --preset`: seeded random weights, ids in and out; the seed picks the model, and a
 // preset has no tokenizer to take a text prompt.
 TEST(Cli, GeneratePresetIsSeededIdsOnly) {
