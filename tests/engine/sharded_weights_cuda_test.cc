@@ -2,7 +2,7 @@
 // A preset's random weights drawn on the GPU for one rank of a tp x pp layout are, byte for byte,
 // that rank's part of the whole model drawn on the GPU: row parts (q, k, v, gate, up, the
 // vocabulary rows) and column parts (o, down: copied out of the whole draw) alike, in f32
-// and bf16, with the KV heads split (tp 2) and replicated (tp 4), and a tied head. The CPU test
+// and bf16, with the KV heads and vocabulary split (tp 2) and replicated (tp 4), and a tied head. The CPU test
 // of the same draw is ShardedWeights.RandomInitOfAShardIsThatShardOfTheWholeDraw (model_test).
 #include <gtest/gtest.h>
 
@@ -18,19 +18,6 @@
 
 namespace tidal::model {
 namespace {
-
-ModelConfig tiny(bool tied) {
-  testing::TinyLlama t;
-  t.layers = 3;
-  t.heads = 4;
-  t.kv_heads = 2;
-  t.head_dim = 8;
-  t.vocab = 36;
-  t.inter = 24;
-  ModelConfig c = testing::tiny_llama(t);
-  c.tie_word_embeddings = tied;
-  return c;
-}
 
 // A device view's bytes on the host.
 std::vector<uint8_t> host_bytes(TensorView t) {
@@ -59,7 +46,7 @@ TEST(ShardedWeightsCuda, RandomInitOfAShardIsThatShardOfTheWholeGpuDraw) {
   const Device gpu{DeviceKind::kCuda, 0};
   for (DType dtype : {DType::kF32, DType::kBF16}) {
     for (bool tied : {false, true}) {
-      const ModelConfig c = tiny(tied);
+      const ModelConfig c = testing::sharding_llama(tied);
       WeightPlacement whole_place;
       whole_place.device = gpu;
       whole_place.dtype = dtype;

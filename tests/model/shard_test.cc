@@ -58,19 +58,6 @@ TEST(ModelShard, ImpossibleLayoutsAreErrors) {
   EXPECT_FALSE(make_model_shard(stories_shaped(), {8, 1}, {0, 0}, &s).ok());  // inter 172 / 8
 }
 
-ModelConfig tiny(bool tied) {
-  testing::TinyLlama t;
-  t.layers = 3;
-  t.heads = 4;
-  t.kv_heads = 2;
-  t.head_dim = 4;
-  t.vocab = 10;
-  t.inter = 12;
-  ModelConfig c = testing::tiny_llama(t);
-  c.tie_word_embeddings = tied;
-  return c;
-}
-
 // The whole model's weights written as a checkpoint; returns its directory.
 std::string write_checkpoint(const ModelConfig& c, const LlamaWeights& w) {
   const std::vector<testing::TestTensor> out = testing::llama_tensors(c, w);
@@ -98,7 +85,7 @@ std::unique_ptr<SafetensorsCheckpoint> whole_random_checkpoint(const ModelConfig
 }
 
 void expect_slices_of_whole(bool tied) {
-  const ModelConfig c = tiny(tied);
+  const ModelConfig c = testing::sharding_llama(tied);
   LlamaWeights whole;
   const std::unique_ptr<SafetensorsCheckpoint> ckpt = whole_random_checkpoint(c, &whole);
   ASSERT_NE(ckpt, nullptr);
@@ -184,7 +171,7 @@ void expect_same_weights(const LlamaWeights& got, const LlamaWeights& want) {
 // 4 ranks (tp 4 replicates the 2 KV heads) and a tied head.
 TEST(ShardedWeights, RandomInitOfAShardIsThatShardOfTheWholeDraw) {
   for (bool tied : {false, true}) {
-    const ModelConfig c = tiny(tied);
+    const ModelConfig c = testing::sharding_llama(tied);
     LlamaWeights whole;
     const std::unique_ptr<SafetensorsCheckpoint> ckpt = whole_random_checkpoint(c, &whole);
     ASSERT_NE(ckpt, nullptr);

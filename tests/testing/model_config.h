@@ -37,4 +37,20 @@ inline model::ModelConfig tiny_llama(const TinyLlama& t) {
   return c;
 }
 
+// The sharding tests' model: 3 layers, 4 query heads over 2 KV heads, FFN 12, a vocabulary of
+// 10. Under tp 2 every part splits; under tp 4 the KV heads are replicated and so is the
+// vocabulary (4 does not divide 10); pp 2 splits the layers 2 + 1.
+inline model::ModelConfig sharding_llama(bool tied) {
+  TinyLlama t;
+  t.layers = 3;
+  t.heads = 4;
+  t.kv_heads = 2;
+  t.head_dim = 4;
+  t.vocab = 10;
+  t.inter = 12;
+  model::ModelConfig c = tiny_llama(t);
+  c.tie_word_embeddings = tied;
+  return c;
+}
+
 }  // namespace tidal::testing
