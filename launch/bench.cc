@@ -86,14 +86,14 @@ class CommMarks {
   void wait() {
     if (used_ > 0) marks_[used_ - 1]->wait();
   }
-  // Sums of the recorded spans (NaN when the pool overflowed).
+  // Sums of the recorded spans by kind; NaN for a kind with none (or when the pool overflowed).
   CommTimes times() const {
     CommTimes t;
     if (overflow_) return t;
-    t.all_reduce_ms = t.agreement_ms = 0;
     for (size_t i = 0; i < spans_.size(); ++i) {
-      const double ms = marks_[2 * i + 1]->ms_since(*marks_[2 * i]);
-      (spans_[i] == model::CommSpan::kAllReduce ? t.all_reduce_ms : t.agreement_ms) += ms;
+      double& sum = spans_[i] == model::CommSpan::kAllReduce ? t.all_reduce_ms : t.agreement_ms;
+      if (std::isnan(sum)) sum = 0;
+      sum += marks_[2 * i + 1]->ms_since(*marks_[2 * i]);
     }
     return t;
   }
@@ -114,7 +114,16 @@ struct Variant {
 
 Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets,
                       std::vector<Variant>* out) {
-  if (o.agreements.empty()) return invalid_argument("--agreement: name approx, exact or both");
+  // Every agreement named is checked, and each taken once, in the order given.
+  std::vector<std::string> agreements;
+  for (const std::string& a : o.agreements) {
+    model::Agreement parsed;
+    TIDAL_RETURN_IF_ERROR(model::parse_agreement(a, &parsed).with_context("--agreement"));
+    if (std::find(agreements.begin(), agreements.end(), a) == agreements.end()) {
+      agreements.push_back(a);
+    }
+  }
+  if (agreements.empty()) return invalid_argument("--agreement: name approx, exact or both");
   ModelPolicy file;
   if (!o.policy_file.empty()) {
     TIDAL_RETURN_IF_ERROR(read_policy_file(o.policy_file, &file).with_context("--policy-file"));
@@ -141,9 +150,8 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
                                   .with_context("--granularity"));
         // Per-query-head lists never span ranks: one row, under the first agreement.
         const bool may_span = v.attention.tidal.granularity != model::Granularity::kPerQueryHead;
-        v.agreement = may_span ? o.agreements[0] : "-";
-        TIDAL_RETURN_IF_ERROR(model::parse_agreement(o.agreements[0], &v.attention.tidal.agreement)
-                                  .with_context("--agreement"));
+        v.agreement = may_span ? agreements[0] : "-";
+        TIDAL_RETURN_IF_ERROR(model::parse_agreement(agreements[0], &v.attention.tidal.agreement));
         v.attention.tidal.budget = k;
         v.attention.tidal.sparse_start = o.sparse_start;
         if (o.reselect_layers == "none") {
@@ -159,10 +167,9 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
           v.attention.tidal.reselect_layers = file.reselect_layers;
         }
         out->push_back(v);
-        for (size_t a = 1; may_span && a < o.agreements.size(); ++a) {
-          v.agreement = o.agreements[a];
-          TIDAL_RETURN_IF_ERROR(model::parse_agreement(v.agreement, &v.attention.tidal.agreement)
-                                    .with_context("--agreement"));
+        for (size_t a = 1; may_span && a < agreements.size(); ++a) {
+          v.agreement = agreements[a];
+          TIDAL_RETURN_IF_ERROR(model::parse_agreement(v.agreement, &v.attention.tidal.agreement));
           out->push_back(v);
         }
       }
@@ -371,7 +378,8 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
     step_end.wait();
     comm_marks.wait();
     attn_ms = 0;
-    for (int64_t l = 0; l < c.num_layers; ++l) {
+    // Rank 0's layers only: under --pp the others' marks were never recorded.
+    for (int64_t l = e.shard().layer_begin; l < e.shard().layer_end; ++l) {
       const double t = marks[size_t(2 * l + 1)]->ms_since(*marks[size_t(2 * l)]);
       role_ms[int(model::layer_role(v.attention, reselect, l))] += t;
       attn_ms += t;
@@ -391,12 +399,17 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   const bench::SampleStats st = bench::summarize(ms);
   double bytes = 0;
   TIDAL_RETURN_IF_ERROR(step_floor_bytes(c, run.engine.dtype, run.engine.distributed, kv, &bytes));
+  // Under --pp a step of several sequences crosses the stages in micro-batches that overlap, so
+  // the stages' sum bounds nothing: no floor is given.
+  const engine::Distributed* dist = run.engine.distributed;
+  if (dist != nullptr && dist->parallel.pp_size > 1 && batch > 1) bytes = std::nan("");
   const double floor_ms =
       run.copy_bytes_per_s > 0 ? bytes / run.copy_bytes_per_s * 1e3 : std::nan("");
   const bool mixed = variants.size() > 1;
   auto role = [&](model::LayerRole r) {
     return o.breakdown && !mixed ? role_ms[int(r)] : std::nan("");
   };
+  // NaN where no list was agreed (lists on one rank, or no selection layer on rank 0).
   const double agree_us = comm.selection_layers > 0
                               ? comm.agreement_ms * 1e3 / double(comm.selection_layers)
                               : std::nan("");
@@ -596,11 +609,12 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
        "by layer role (under --tp/--pp: rank 0's, in its stage's layers). Of that step on rank 0",
        "under --tp: ar_ms, the activation all-reduces (waits for the other ranks included);",
        "ar_us/L, ar_ms per layer of rank 0; %ar, their share of the step; agree_us/sel, list",
-       "agreement per selection layer (agree: approx or exact). GB: bytes on the step's slowest",
-       "path (one rank: weights once + KV rows read; under --tp/--pp one TP rank's part of each",
-       "stage, summed). floor_ms = GB / copy. %floor = floor_ms / ms. GiB/rank: the largest",
-       "rank's weights + KV cache + workspace.",
-       "#wrong: sampled ids outside the vocabulary."});
+       "agreement per selection layer (agree: approx or exact; on one rank both rows run the",
+       "same code). GB: bytes on the step's slowest path (one rank: weights once + KV rows read;",
+       "under --tp/--pp one TP rank's part of each stage, summed; none under --pp at batch >= 2,",
+       "whose micro-batches overlap the stages). floor_ms = GB / copy. %floor = floor_ms / ms.",
+       "GiB/rank: the largest rank's weights + KV cache + workspace. #wrong: sampled ids outside",
+       "the vocabulary."});
   for (const std::string& preset : o.presets) {
     TIDAL_RETURN_IF_ERROR(bench_preset(o, preset, contexts, batches, variants, run, &table));
   }

@@ -63,14 +63,20 @@ std::vector<int64_t> agreeing(const ForwardBatch& host, int64_t layer, ListAgree
   return tokens;
 }
 
-// Calls par.marker (when set) around its scope.
+// Calls par.marker (when set) around its scope, from open() (or construction) to its end.
 class MarkedSpan {
  public:
-  MarkedSpan(const ForwardParallel& par, CommSpan span) : par_(par), span_(span) {
-    if (par_.marker) par_.marker(span_, false);
+  MarkedSpan(const ForwardParallel& par, CommSpan span, bool open_now = true)
+      : par_(par), span_(span) {
+    if (open_now) open();
+  }
+  void open() {
+    if (open_ || !par_.marker) return;
+    par_.marker(span_, false);
+    open_ = true;
   }
   ~MarkedSpan() {
-    if (par_.marker) par_.marker(span_, true);
+    if (open_) par_.marker(span_, true);
   }
   MarkedSpan(const MarkedSpan&) = delete;
   MarkedSpan& operator=(const MarkedSpan&) = delete;
@@ -78,6 +84,7 @@ class MarkedSpan {
  private:
   const ForwardParallel& par_;
   CommSpan span_;
+  bool open_ = false;
 };
 
 }  // namespace
@@ -170,7 +177,7 @@ void stage_output(ForwardParallel& par, const ForwardBatch& b, LlamaWorkspace& w
 void agree_exact(ForwardParallel& par, const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws,
                  Stream stream) {
   const ForwardBatch& host = host_of(b);
-  MarkedSpan span(par, CommSpan::kAgreement);
+  MarkedSpan span(par, CommSpan::kAgreement, /*open_now=*/false);  // at the first agreeing token
   const int64_t heads = ws.scores.size(1), max_len = ws.scores.size(2);
   bool any = false;
   for (ListAgreement code : {ListAgreement::kExactTp, ListAgreement::kExactKvGroup}) {
@@ -180,6 +187,7 @@ void agree_exact(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Lla
       // Row 0 of the token's scores: the summed probabilities of this rank's heads.
       const int64_t n = host.lengths.data_as<int32_t>()[t];
       float* row = ws.scores.data_as<float>() + t * heads * max_len;
+      span.open();
       comm->all_reduce(make_view(row, DType::kF32, {n}, ws.scores.device), stream);
       par.counters.exact_bytes += n * 4;
       any = true;
@@ -191,7 +199,7 @@ void agree_exact(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Lla
 void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws,
                   Stream stream) {
   const ForwardBatch& host = host_of(b);
-  MarkedSpan span(par, CommSpan::kAgreement);
+  MarkedSpan span(par, CommSpan::kAgreement, /*open_now=*/false);  // at the first agreeing group
   const int64_t d = b.num_decode;
   const TensorView roles = b.roles.select(layer);
   ParallelBuffers& buf = *par.buffers;
@@ -201,6 +209,7 @@ void agree_approx(ForwardParallel& par, const ForwardBatch& b, int64_t layer, Ll
     if (comm == nullptr) continue;
     const std::vector<int64_t> tokens = agreeing(host, layer, code);
     if (tokens.empty()) continue;
+    span.open();
     // Candidates as long as the longest agreeing list, not the engine's largest budget.
     int64_t kb = 1;
     for (int64_t t : tokens) kb = std::max<int64_t>(kb, host.budgets.data_as<int32_t>()[t]);

@@ -7,7 +7,8 @@ each: a layout and a cell) and OUT/bench_*.nofit (a layout that cannot hold a ce
 
 Rows are grouped by configuration (preset, context, KV dtype, batch, policy, granularity,
 agreement, budget). The base of a group is its layout of fewest ranks (one GPU when it holds the
-cell): speedup = base ms / ms (per-token latency); efficiency = speedup x base ranks / ranks.
+cell; the `base` column names it): speedup = base ms / ms (per-token latency); efficiency =
+speedup x base ranks / ranks.
 %ar, ar_us/L and agree_us/sel are rank 0's all-reduce share of the step, all-reduce time per
 layer and list agreement per selection layer (tidal bench's breakdown step); %floor is against
 the layout's own floor (one TP rank's bytes of each stage at the copy bandwidth); GiB/rank is the
@@ -36,7 +37,7 @@ def fmt(v, digits):
 
 
 COLS = ["preset", "context", "kv", "batch", "policy", "granularity", "agree", "budget", "layout",
-        "ms", "speedup", "efficiency", "%ar", "ar_us/L", "agree_us/sel", "GB", "%floor",
+        "ms", "base", "speedup", "efficiency", "%ar", "ar_us/L", "agree_us/sel", "GB", "%floor",
         "GiB/rank"]
 
 
@@ -69,11 +70,11 @@ def main(argv):
     lines = []
     for k in sorted(groups):
         runs = sorted(groups[k], key=lambda x: x[0])
-        (base_ranks, _), _, base = runs[0]
+        (base_ranks, _), base_name, base = runs[0]
         for (ranks, _), name, r in runs:
             speedup = base["ms"] / r["ms"] if r["ms"] else float("nan")
             lines.append([str(v) for v in k] + [
-                name, fmt(r["ms"], 3), fmt(speedup, 2), fmt(speedup * base_ranks / ranks, 2),
+                name, fmt(r["ms"], 3), base_name, fmt(speedup, 2), fmt(speedup * base_ranks / ranks, 2),
                 fmt(r.get("%ar"), 1), fmt(r.get("ar_us/L"), 1), fmt(r.get("agree_us/sel"), 1),
                 fmt(r["GB"], 2), fmt(r.get("%floor"), 1), fmt(r.get("GiB/rank"), 2)])
     widths = [max(len(c), *(len(l[i]) for l in lines)) for i, c in enumerate(COLS)]

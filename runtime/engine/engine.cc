@@ -179,13 +179,12 @@ size_t MemoryPlan::total_bytes() const {
   return sat_add(sat_add(weight_bytes, kv_bytes), workspace_bytes);
 }
 
-MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
-                       size_t available_bytes) {
-  return plan_memory(model, config, available_bytes, engine_shard(model, config));
-}
+namespace {
 
-MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
-                       size_t available_bytes, const model::ModelShard& shard) {
+// The plan of a process holding `shard`; `job`: a rank of an mpirun job (even of one rank), which
+// also holds the collectives' buffers.
+MemoryPlan plan_shard(const model::ModelConfig& model, const EngineConfig& config,
+                      size_t available_bytes, const model::ModelShard& shard, bool job) {
   const model::ModelConfig local = shard.local(model);
   const int64_t layers = shard.layer_end - shard.layer_begin;
   MemoryPlan p;
@@ -210,8 +209,6 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   p.workspace_bytes =
       sat_add(model::LlamaWorkspace::bytes_for(local, workspace_shape(model, config)),
               state_bytes(model, config));
-  // A rank of a job (even of one rank: --tp 1 under mpirun) holds the collectives' buffers.
-  const bool job = config.distributed != nullptr || shard.parallel.world_size() > 1;
   if (job) {
     p.workspace_bytes = sat_add(p.workspace_bytes, model::ParallelBuffers::bytes_for(
                                                        parallel_shape(model, shard, config)));
@@ -231,6 +228,19 @@ MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& conf
   p.kv_capacity_tokens = pages * config.page_size;
   p.kv_bytes = KvCache::bytes_for(local, kv_cache_config(config, shard, pages));
   return p;
+}
+
+}  // namespace
+
+MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
+                       size_t available_bytes) {
+  return plan_shard(model, config, available_bytes, engine_shard(model, config),
+                    config.distributed != nullptr);
+}
+
+MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
+                       size_t available_bytes, const model::ModelShard& shard) {
+  return plan_shard(model, config, available_bytes, shard, /*job=*/true);
 }
 
 Status plan_fits(const model::ModelConfig& model, const EngineConfig& config, const MemoryPlan& p) {

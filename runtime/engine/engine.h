@@ -104,9 +104,10 @@ struct MemoryPlan {
 // cache, its workspace.
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes);
-// The plan of the rank of a tp x pp job that holds `shard` (model::make_model_shard), from any
-// process: `tidal info --tp --pp` plans every rank of a layout without starting the job. Each
-// rank's automatic KV capacity is its own; a job runs with the smallest (Engine::create).
+// The plan of the rank of a tp x pp job (of any size, one included) that holds `shard`
+// (model::make_model_shard), from any process: `tidal info --tp --pp` plans every rank of a
+// layout without starting the job. Each rank's automatic KV capacity is its own; a job runs with
+// the smallest (Engine::create).
 MemoryPlan plan_memory(const model::ModelConfig& model, const EngineConfig& config,
                        size_t available_bytes, const model::ModelShard& shard);
 // Whether the plan can be allocated: at least one KV page, page ids that fit i32, and everything

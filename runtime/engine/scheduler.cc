@@ -416,7 +416,8 @@ bool Scheduler::run_step() {
   if (!ids_.empty() && !chunks_.empty()) counters_.mixed_steps += 1;
   {
     // Before any client sees this step's tokens: GetStats after a token shows its request
-    // running and its KV pages held (the step's own snapshot, in publish(), comes after).
+    // running and its KV pages held. The step's counters (tokens, finished requests) join in
+    // the snapshot of a request's end (finish) and in publish() after the step.
     std::lock_guard<std::mutex> lock(mu_);
     snapshot_locked();
   }

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """benchmarks/parallel/summarize.py on made-up `tidal bench` tables: the base of a configuration
-is its layout of fewest ranks (one GPU when it fits, else the smallest that does), speedup and
-efficiency follow from it, the collective columns pass through, a layout that cannot hold a cell
-is listed, and OUT/scaling.md is written. Exit 0 when every check passes."""
+is its layout of fewest ranks (one GPU when it fits, else the smallest that does), named in the
+base column; speedup and efficiency follow from it, the collective columns pass through, a
+layout that cannot hold a cell is listed, and OUT/scaling.md is written (the checks read it).
+Exit 0 when every check passes."""
 
 import json
 import os
@@ -52,36 +53,39 @@ def main():
         r = subprocess.run([sys.executable, SUMMARIZE, out], capture_output=True, text=True)
         check(r.returncode == 0, "summarize.py exits 0 (got %d: %s)" % (r.returncode, r.stderr))
         lines = r.stdout.splitlines()
-        by_layout = {}
-        for line in lines[1:]:
-            cells = line.split()
-            if cells and cells[0] == "llama3-8b":
-                # preset context kv batch policy granularity agree budget layout... (the layout
-                # is one or several words: "one rank", "tp 2", "tp 2 x pp 2")
-                tail = cells[-9:]
-                layout = " ".join(cells[8:-9])
-                by_layout[(int(cells[1]), layout)] = tail
-        check(len(by_layout) == 6, "six rows: 4 layouts at 100K, 2 at 1M (got %d)" % len(by_layout))
-        base = by_layout.get((100000, "one rank"))
-        check(base is not None and base[1:3] == ["1.00", "1.00"], "100K: one rank is the base")
-        tp2 = by_layout.get((100000, "tp 2"))
-        check(tp2 is not None and tp2[1:3] == ["1.60", "0.80"],
-              "100K tp 2: speedup 8/5 = 1.60, efficiency 0.80 (got %s)" % tp2)
-        check(tp2 is not None and tp2[3:6] == ["10.0", "12.5", "30.0"],
-              "100K tp 2: %%ar, ar_us/L and agree_us/sel pass through (got %s)" % tp2)
-        pp2 = by_layout.get((100000, "pp 2"))
-        check(pp2 is not None and pp2[1:3] == ["0.89", "0.44"],
-              "100K pp 2: speedup 8/9, efficiency over 2 ranks (got %s)" % pp2)
-        big = by_layout.get((1000000, "tp 2")), by_layout.get((1000000, "tp 4"))
-        check(big[0] is not None and big[0][1:3] == ["1.00", "1.00"],
-              "1M: tp 2, the smallest layout that holds it, is the base (got %s)" % (big[0],))
-        check(big[1] is not None and big[1][1:3] == ["1.67", "0.83"],
-              "1M tp 4: speedup 20/12 = 1.67, efficiency x 2/4 = 0.83 (got %s)" % (big[1],))
-        check(any(l.startswith("does not fit: llama3-8b at 1M") and "one rank" in l
-                  for l in lines), "the layout that cannot hold 1M is listed")
         md = os.path.join(out, "scaling.md")
-        check(os.path.exists(md) and open(md).read().count("| llama3-8b |") == 6,
-              "scaling.md holds the six rows")
+        table = [l for l in open(md).read().splitlines() if l.startswith("|")]
+        cols = [c.strip() for c in table[0].strip("|").split("|")]
+        rows = [dict(zip(cols, (c.strip() for c in l.strip("|").split("|")))) for l in table[2:]]
+        by_layout = {(int(x["context"]), x["layout"]): x for x in rows}
+        check(len(rows) == 6, "six rows: 4 layouts at 100K, 2 at 1M (got %d)" % len(rows))
+
+        def cells(context, layout, *names):
+            x = by_layout.get((context, layout))
+            return None if x is None else [x[n] for n in names]
+
+        check(cells(100000, "one rank", "base", "speedup", "efficiency") ==
+              ["one rank", "1.00", "1.00"], "100K: one rank is the base")
+        got = cells(100000, "tp 2", "base", "speedup", "efficiency")
+        check(got == ["one rank", "1.60", "0.80"],
+              "100K tp 2: speedup 8/5 = 1.60, efficiency 0.80 (got %s)" % got)
+        got = cells(100000, "tp 2", "%ar", "ar_us/L", "agree_us/sel")
+        check(got == ["10.0", "12.5", "30.0"],
+              "100K tp 2: %%ar, ar_us/L and agree_us/sel pass through (got %s)" % got)
+        got = cells(100000, "pp 2", "speedup", "efficiency")
+        check(got == ["0.89", "0.44"], "100K pp 2: speedup 8/9, efficiency over 2 ranks (got %s)" % got)
+        got = cells(1000000, "tp 2", "base", "speedup", "efficiency")
+        check(got == ["tp 2", "1.00", "1.00"],
+              "1M: tp 2, the smallest layout that holds it, is the base (got %s)" % got)
+        got = cells(1000000, "tp 4", "base", "speedup", "efficiency")
+        check(got == ["tp 2", "1.67", "0.83"],
+              "1M tp 4: speedup 20/12 = 1.67, efficiency x 2/4 = 0.83 (got %s)" % got)
+        check(any(l.startswith("does not fit: llama3-8b at 1M") and "one rank" in l
+                  for l in lines), "the layout that cannot hold 1M is listed (stdout)")
+        check(any(l.startswith("does not fit: llama3-8b at 1M") for l in open(md)),
+              "... and in scaling.md")
+        check(sum(1 for l in lines if l.lstrip().startswith("llama3-8b")) == 6,
+              "the printed table holds the six rows")
         empty = tempfile.mkdtemp()
         r = subprocess.run([sys.executable, SUMMARIZE, empty], capture_output=True, text=True)
         check(r.returncode == 1 and "no bench_" in r.stderr, "nothing to summarize: exit 1")

@@ -133,7 +133,8 @@ std::map<std::string, nlohmann::json> bench_rows(const std::string& launcher,
   const std::string json = testing::temp_dir("bench") + "/rows.json";
   const Outcome r = run(launcher + TIDAL_BINARY +
                         " bench --device cpu --preset tiny --context 300 --batch 1 --budget 32"
-                        " --policy full,tidal --granularity shared --agreement approx,exact"
+                        " --policy full,tidal --granularity shared,per-query-head"
+                        " --agreement approx,exact,approx"
                         " --steps 2 --warmup 1 --json " +
                         json + layout);
   EXPECT_EQ(r.exit_code, 0) << layout << "\n" << r.output;
@@ -158,10 +159,12 @@ TEST(LaunchParallel, BenchUnderTpTimesCollectivesAndSplitsTheFloor) {
   const auto tp2 = bench_rows(mpirun(2), " --tp 2");
   const auto pp2 = bench_rows(mpirun(2), " --pp 2");
   for (const auto* rows : {&one, &tp2, &pp2}) {
-    ASSERT_EQ(rows->size(), 3u);  // full, tidal shared approx, tidal shared exact
+    // full, tidal shared approx and exact (approx named twice: one row), tidal per-query-head.
+    ASSERT_EQ(rows->size(), 4u);
     ASSERT_EQ(rows->count("full/-"), 1u);
     ASSERT_EQ(rows->count("tidal/approx"), 1u);
     ASSERT_EQ(rows->count("tidal/exact"), 1u);
+    ASSERT_EQ(rows->count("tidal/-"), 1u);
   }
   for (const auto& [name, row] : one) {
     EXPECT_TRUE(row.at("ar_ms").is_null()) << name << " on one rank: " << row;
@@ -172,8 +175,9 @@ TEST(LaunchParallel, BenchUnderTpTimesCollectivesAndSplitsTheFloor) {
     EXPECT_GT(row.at("ar_us/L").get<double>(), 0) << name << ": " << row;
     EXPECT_GT(row.at("%ar").get<double>(), 0) << name << ": " << row;
     EXPECT_LT(row.at("%ar").get<double>(), 100) << name << ": " << row;
-    if (name == "full/-") {
-      EXPECT_TRUE(row.at("agree_us/sel").is_null()) << row;  // no selection layer
+    if (name == "full/-" || name == "tidal/-") {
+      // No selection layer, or per-query-head lists (each on one rank): nothing agreed.
+      EXPECT_TRUE(row.at("agree_us/sel").is_null()) << name << ": " << row;
     } else {
       EXPECT_GT(row.at("agree_us/sel").get<double>(), 0) << name << ": " << row;
     }
