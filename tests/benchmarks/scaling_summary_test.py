@@ -60,26 +60,24 @@ def main():
         by_layout = {(int(x["context"]), x["layout"]): x for x in rows}
         check(len(rows) == 6, "six rows: 4 layouts at 100K, 2 at 1M (got %d)" % len(rows))
 
-        def cells(context, layout, *names):
+        speed = ("base", "speedup", "efficiency")
+        expected = [  # (context, layout, columns, their cells, what it shows)
+            (100000, "one rank", speed, ["one rank", "1.00", "1.00"], "100K: one rank is the base"),
+            (100000, "tp 2", speed, ["one rank", "1.60", "0.80"],
+             "100K tp 2: speedup 8/5 = 1.60, efficiency 0.80"),
+            (100000, "tp 2", ("%ar", "ar_us/L", "agree_us/sel"), ["10.0", "12.5", "30.0"],
+             "100K tp 2: the collective columns pass through"),
+            (100000, "pp 2", speed, ["one rank", "0.89", "0.44"],
+             "100K pp 2: speedup 8/9, efficiency over 2 ranks"),
+            (1000000, "tp 2", speed, ["tp 2", "1.00", "1.00"],
+             "1M: tp 2, the smallest layout that holds it, is the base"),
+            (1000000, "tp 4", speed, ["tp 2", "1.67", "0.83"],
+             "1M tp 4: speedup 20/12 = 1.67, efficiency x 2/4 = 0.83"),
+        ]
+        for context, layout, names, want, what in expected:
             x = by_layout.get((context, layout))
-            return None if x is None else [x[n] for n in names]
-
-        check(cells(100000, "one rank", "base", "speedup", "efficiency") ==
-              ["one rank", "1.00", "1.00"], "100K: one rank is the base")
-        got = cells(100000, "tp 2", "base", "speedup", "efficiency")
-        check(got == ["one rank", "1.60", "0.80"],
-              "100K tp 2: speedup 8/5 = 1.60, efficiency 0.80 (got %s)" % got)
-        got = cells(100000, "tp 2", "%ar", "ar_us/L", "agree_us/sel")
-        check(got == ["10.0", "12.5", "30.0"],
-              "100K tp 2: %%ar, ar_us/L and agree_us/sel pass through (got %s)" % got)
-        got = cells(100000, "pp 2", "speedup", "efficiency")
-        check(got == ["0.89", "0.44"], "100K pp 2: speedup 8/9, efficiency over 2 ranks (got %s)" % got)
-        got = cells(1000000, "tp 2", "base", "speedup", "efficiency")
-        check(got == ["tp 2", "1.00", "1.00"],
-              "1M: tp 2, the smallest layout that holds it, is the base (got %s)" % got)
-        got = cells(1000000, "tp 4", "base", "speedup", "efficiency")
-        check(got == ["tp 2", "1.67", "0.83"],
-              "1M tp 4: speedup 20/12 = 1.67, efficiency x 2/4 = 0.83 (got %s)" % got)
+            got = None if x is None else [x[n] for n in names]
+            check(got == want, "%s (got %s)" % (what, got))
         check(any(l.startswith("does not fit: llama3-8b at 1M") and "one rank" in l
                   for l in lines), "the layout that cannot hold 1M is listed (stdout)")
         check(any(l.startswith("does not fit: llama3-8b at 1M") for l in open(md)),
