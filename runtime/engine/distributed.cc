@@ -2,20 +2,10 @@
 #include "runtime/engine/distributed.h"
 
 #include <algorithm>
-#include <cstring>
 #include <string>
 #include <vector>
 
 namespace tidal::engine {
-namespace {
-
-// One rank's outcome on the wire: the code and the first bytes of the message.
-struct Outcome {
-  int32_t code = 0;
-  char message[252] = {};
-};
-
-}  // namespace
 
 Status Distributed::validate() const {
   if (world == nullptr || tp == nullptr || pp == nullptr) {
@@ -34,31 +24,38 @@ Status Distributed::validate() const {
 }
 
 Status agree_status(parallel::Communicator& world, const Status& mine) {
-  Outcome me;
-  me.code = int32_t(mine.code());
-  std::strncpy(me.message, mine.message().c_str(), sizeof(me.message) - 1);
-  std::vector<Outcome> all(size_t(world.size()));
-  const int64_t n = int64_t(sizeof(Outcome));
-  world.all_gather(make_view(all.data(), DType::kU8, {world.size() * n}),
-                   make_view(&me, DType::kU8, {n}));
+  // Every rank's code and message length; then, only if some rank failed, the messages, whole,
+  // each padded to the longest (a collective needs one size on every rank).
+  const int ranks = world.size();
+  const std::string my_text = mine.message();
+  int64_t head[2] = {int64_t(mine.code()), int64_t(my_text.size())};
+  std::vector<int64_t> heads(size_t(2 * ranks));
+  world.all_gather(make_view(heads.data(), DType::kI64, {2 * ranks}),
+                   make_view(head, DType::kI64, {2}));
   int first = -1, failed = 0;
-  for (int r = 0; r < world.size(); ++r) {
-    if (all[size_t(r)].code == int32_t(StatusCode::kOk)) continue;
+  int64_t longest = 1;
+  for (int r = 0; r < ranks; ++r) {
+    longest = std::max(longest, heads[size_t(2 * r + 1)]);
+    if (heads[size_t(2 * r)] == int64_t(StatusCode::kOk)) continue;
     if (first < 0) first = r;
     ++failed;
   }
-  if (first < 0) return ok_status();
-  auto text = [](const Outcome& o) {
-    return std::string(o.message, strnlen(o.message, sizeof(o.message)));
+  if (first < 0) return ok_status();  // every rank saw the same heads: all return here
+  std::vector<char> padded(size_t(longest), '\0'), all(size_t(longest) * size_t(ranks));
+  std::copy(my_text.begin(), my_text.end(), padded.begin());
+  world.all_gather(make_view(all.data(), DType::kU8, {longest * ranks}),
+                   make_view(padded.data(), DType::kU8, {longest}));
+  auto code = [&](int r) { return StatusCode(heads[size_t(2 * r)]); };
+  auto text = [&](int r) {
+    return std::string(all.data() + size_t(r) * size_t(longest), size_t(heads[size_t(2 * r + 1)]));
   };
-  const Outcome& o = all[size_t(first)];
   // The same failure everywhere (a bad flag, a missing file every rank reads) needs no rank.
-  bool same = failed == world.size();
-  for (const Outcome& other : all) same = same && other.code == o.code && text(other) == text(o);
-  if (same) return Status(StatusCode(o.code), text(o));
-  std::string msg = "rank " + std::to_string(first) + ": " + text(o);
+  bool same = failed == ranks;
+  for (int r = 0; r < ranks; ++r) same = same && code(r) == code(first) && text(r) == text(first);
+  if (same) return Status(code(first), text(first));
+  std::string msg = "rank " + std::to_string(first) + ": " + text(first);
   if (failed > 1) msg += " (and " + std::to_string(failed - 1) + " more ranks failed)";
-  return Status(StatusCode(o.code), msg);
+  return Status(code(first), msg);
 }
 
 }  // namespace tidal::engine

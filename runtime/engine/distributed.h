@@ -29,7 +29,8 @@ struct Distributed {
 
 // Collective over `world`: every rank passes its own outcome and all return the same one: ok when
 // every rank's is, else the lowest failing rank's error, as "rank R: <message>" (with the number
-// of other failing ranks). So a rank that fails to load makes every rank stop, with the cause.
+// of other failing ranks). So a rank that fails to load makes every rank stop, with the cause,
+// its message whole.
 Status agree_status(parallel::Communicator& world, const Status& mine);
 
 // What rank 0 asks of the others with each broadcast.

@@ -425,6 +425,27 @@ TEST(ParallelEngine, ALoadFailureOnOneRankFailsEveryRankNamingIt) {
   for (int r = 0; r < size; ++r) EXPECT_EQ(all[size_t(r)], all[0]) << "rank " << r;
 }
 
+// agree_status carries messages whole, however long (a memory plan's refusal runs to 400
+// characters): the failing rank's, named, or the one every rank shares; ok when all are ok.
+TEST(ParallelEngine, AgreedFailuresKeepTheirWholeMessage) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  ParallelLayout layout(size, 1);
+  std::string long_text;
+  for (int i = 0; i < 100; ++i) long_text += "part " + std::to_string(i) + "; ";
+  ASSERT_GT(long_text.size(), 600u);
+  EXPECT_TRUE(agree_status(*layout.world, ok_status()).ok());
+  const int last = size - 1;
+  const Status one = agree_status(*layout.world, rank == last ? out_of_memory(long_text)
+                                                              : ok_status());
+  EXPECT_EQ(one.code(), StatusCode::kOutOfMemory);
+  EXPECT_EQ(one.message(), "rank " + std::to_string(last) + ": " + long_text);
+  const Status all = agree_status(*layout.world, invalid_argument(long_text + "!"));
+  EXPECT_EQ(all.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(all.message(), long_text + "!");
+}
+
 // Ranks follow rank 0's plans, so their plans must have one layout: settings that differ are an
 // error on every rank, not a misread plan.
 TEST(ParallelEngine, RanksWithDifferentSettingsRefuseToStart) {
