@@ -478,28 +478,11 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   // Quest's page bounds only when a Quest row runs: `full` and `tidal` do not pay for them (a
   // launch per layer a step, as in an engine that serves no Quest request).
   run.engine.quest_bounds = quest;
-  TIDAL_RETURN_IF_ERROR(c.validate().with_context(preset));
-  model::LlamaWeights w;
-  model::WeightPlacement placement;
-  placement.dtype = run.engine.dtype;
-  placement.device = run.engine.device;
   // Under mpirun (--tp/--pp) each rank makes and holds only its shard; rank 0 runs the
-  // benchmark, the other ranks serve its steps until it moves to the next preset. The plan must
-  // fit before the weights are made; a rank whose shard does not fit stops them all.
+  // benchmark, the other ranks serve its steps until it moves to the next preset.
   const engine::Distributed* dist = run.engine.distributed;
-  model::ModelShard shard = model::whole_model(c);
-  Status made = engine::check_fits(c, run.engine).with_context(preset);
-  if (made.ok() && dist != nullptr) {
-    made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
-  }
-  placement.shard = &shard;
-  if (made.ok()) made = model::init_random_llama_weights(c, o.seed, &w, placement);
-  if (dist != nullptr) made = engine::agree_status(*dist->world, made);
-  TIDAL_RETURN_IF_ERROR(made);
   std::unique_ptr<engine::Engine> e;
-  Status created = engine::Engine::create(c, std::move(w), run.engine, &e);
-  if (dist != nullptr) created = engine::agree_status(*dist->world, created);
-  TIDAL_RETURN_IF_ERROR(created);
+  TIDAL_RETURN_IF_ERROR(create_random_engine(c, o.seed, run.engine, &e));
   // Every rank's memory plan, to rank 0: the largest says what GPU a layout needs.
   int64_t mine = int64_t(e->memory_plan().total_bytes());
   std::vector<int64_t> rank_bytes = {mine};

@@ -21,17 +21,17 @@ Status launch_preset(const std::string& name, model::ModelConfig* out) {
   return ok_status();
 }
 
-Status create_preset_engine(const std::string& name, uint64_t seed,
+Status create_random_engine(const model::ModelConfig& c, uint64_t seed,
                             const engine::EngineConfig& config,
                             std::unique_ptr<engine::Engine>* out) {
-  model::ModelConfig c;
-  TIDAL_RETURN_IF_ERROR(launch_preset(name, &c).with_context("--preset"));
-  c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
-  TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(c, config)).with_context(name));
+  // The plan must fit before the weights are made; a rank whose shard does not fit stops them
+  // all (its outcome is agreed with the others' before anything else is collective).
   const engine::Distributed* dist = config.distributed;
   model::ModelShard shard = model::whole_model(c);
-  Status made = ok_status();
-  if (dist != nullptr) made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
+  Status made = engine::check_fits(c, config).with_context(c.name);
+  if (made.ok() && dist != nullptr) {
+    made = model::make_model_shard(c, dist->parallel, dist->coords(), &shard);
+  }
   model::LlamaWeights w;
   model::WeightPlacement placement;
   placement.dtype = config.dtype;
@@ -40,7 +40,16 @@ Status create_preset_engine(const std::string& name, uint64_t seed,
   if (made.ok()) made = model::init_random_llama_weights(c, seed, &w, placement);
   if (dist != nullptr) made = engine::agree_status(*dist->world, made);
   TIDAL_RETURN_IF_ERROR(made);
-  return engine::Engine::create(c, std::move(w), config, out);
+  return engine::Engine::create(c, std::move(w), config, out);  // agrees on its own failures
+}
+
+Status create_preset_engine(const std::string& name, uint64_t seed,
+                            const engine::EngineConfig& config,
+                            std::unique_ptr<engine::Engine>* out) {
+  model::ModelConfig c;
+  TIDAL_RETURN_IF_ERROR(launch_preset(name, &c).with_context("--preset"));
+  c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
+  return name_flags(create_random_engine(c, seed, config, out));
 }
 
 }  // namespace tidal::launch

@@ -19,10 +19,18 @@ namespace tidal::launch {
 // name is an error listing the known ones.
 Status launch_preset(const std::string& name, model::ModelConfig* out);
 
-// An engine over preset `name` with random weights drawn from `seed`. Positions past the preset's
-// trained context only extrapolate RoPE, so config.max_context may ask for more. Under
-// config.distributed (collective: every rank calls it) each rank holds its shard of the same
-// draw, so every tp x pp layout runs one rank's model, and a rank's failure fails all.
+// An engine over `c` (a preset's shape) with random weights drawn from `seed`: the plan is
+// checked before any weight is made. Under config.distributed (collective: every rank calls it)
+// each rank draws its shard of the same whole draw, and a rank's failure (not fitting included)
+// fails all. Errors name engine settings (max_context, kv_capacity, ...), not flags.
+Status create_random_engine(const model::ModelConfig& c, uint64_t seed,
+                            const engine::EngineConfig& config,
+                            std::unique_ptr<engine::Engine>* out);
+
+// An engine over preset `name` with random weights drawn from `seed` (create_random_engine, its
+// errors naming the flags). Positions past the preset's trained context only extrapolate RoPE,
+// so config.max_context may ask for more. Under config.distributed every tp x pp layout runs one
+// rank's model.
 Status create_preset_engine(const std::string& name, uint64_t seed,
                             const engine::EngineConfig& config,
                             std::unique_ptr<engine::Engine>* out);
