@@ -437,8 +437,8 @@ TEST(ParallelEngine, AgreedFailuresKeepTheirWholeMessage) {
   ASSERT_GT(long_text.size(), 600u);
   EXPECT_TRUE(agree_status(*layout.world, ok_status()).ok());
   const int last = size - 1;
-  const Status one = agree_status(*layout.world, rank == last ? out_of_memory(long_text)
-                                                              : ok_status());
+  const Status one =
+      agree_status(*layout.world, rank == last ? out_of_memory(long_text) : ok_status());
   EXPECT_EQ(one.code(), StatusCode::kOutOfMemory);
   EXPECT_EQ(one.message(), "rank " + std::to_string(last) + ": " + long_text);
   const Status all = agree_status(*layout.world, invalid_argument(long_text + "!"));
