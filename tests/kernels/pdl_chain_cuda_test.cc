@@ -145,7 +145,7 @@ Chain make_chain(const ChainShape& shape) {
     lengths.push_back(pos + 1);
     num_lists.push_back(int32_t(kHeads));
     for (int64_t h = 0; h < kHeads; ++h) {  // K - 1 earlier positions and the token itself
-      std::vector<int32_t> earlier(size_t(pos));
+      std::vector<int32_t> earlier(static_cast<size_t>(pos));
       std::iota(earlier.begin(), earlier.end(), 0);
       std::shuffle(earlier.begin(), earlier.end(), rng);
       earlier.resize(kBudget - 1);
