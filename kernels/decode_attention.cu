@@ -32,10 +32,6 @@ namespace {
 using attention::kThreads;
 
 constexpr int kMergeThreads = 256;
-// The merge as a programmatic dependent launch (sm_90; a programmatic edge when captured): it is
-// scheduled while the split kernel runs and waits in the kernel for the partials, which hides its
-// launch and plan reads (~2 us a call). false: an ordinary launch (the kernels are the same).
-constexpr bool kOverlapMerge = true;
 constexpr int64_t kMaxSplits = 1024;
 constexpr size_t kAlign = 256;
 
@@ -145,11 +141,11 @@ __global__ void __launch_bounds__(kMergeThreads)
   __shared__ float scratch[32];
   float* weights = reinterpret_cast<float*>(smem4);
   float* sums = weights + merge_weights_floats(p.num_splits);
+  // Scheduled while the split blocks run (kernels/pdl.cuh); the o projection after it likewise.
+  pdl_launch_dependents();
+  pdl_wait();
   const int h = blockIdx.x, t = blockIdx.y;
   const attention::RowSource src = attention::row_source(p, t, h, h + 1);
-  // The plan is not the split kernel's output: reading it overlapped the split kernel's tail.
-  // Every block waits here (even one about to exit), so this grid never completes before it.
-  attention::wait_for_prerequisites();
   if (src.len <= 0) return;
   const int32_t chunk = attention::split_chunk(src.len, p.num_splits, p.tile);
   const int active = int((int64_t(src.len) + chunk - 1) / chunk);
@@ -203,13 +199,14 @@ template <typename T, int D, typename KT>
 void launch_mma(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t stream) {
   using C = MmaConfig<T, D, KT>;
   set_mma_attributes<T, D, KT>();
-  attention::decode_attention_mma_split_kernel<T, D, KT>
-      <<<grid, C::kThreads, C::kSmemBytes, stream>>>(args);
+  launch_programmatic(attention::decode_attention_mma_split_kernel<T, D, KT>, grid,
+                      dim3(C::kThreads), C::kSmemBytes, stream, args);
 }
 
 template <typename T, typename KT, int D, int GMAX>
 void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t stream) {
-  attention::decode_attention_split_kernel<T, KT, D, GMAX><<<grid, kThreads, 0, stream>>>(args);
+  launch_programmatic(attention::decode_attention_split_kernel<T, KT, D, GMAX>, grid,
+                      dim3(kThreads), 0, stream, args);
 }
 
 template <typename T, typename KT, int D>
@@ -310,21 +307,12 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
     check_launch("decode_attention_split_kernel", stream);
   }
   if (splits == 1) return;
-  // The merge (a programmatic dependent launch: see kOverlapMerge).
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(heads), unsigned(tokens));
-  cfg.blockDim = dim3(kMergeThreads);
-  cfg.dynamicSmemBytes =
+  const size_t merge_smem =
       size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
-  cfg.stream = s;
-  cudaLaunchAttribute attr[1] = {};
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = kOverlapMerge ? 1 : 0;
-  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_attention_merge_kernel<T>, plan, args.out,
-                                      args.lse, static_cast<const float*>(args.part_o),
-                                      static_cast<const float*>(args.part_lse), int(head_dim)));
+  launch_programmatic(decode_attention_merge_kernel<T>, dim3(unsigned(heads), unsigned(tokens)),
+                      dim3(kMergeThreads), merge_smem, s, plan, args.out, args.lse,
+                      static_cast<const float*>(args.part_o),
+                      static_cast<const float*>(args.part_lse), int(head_dim));
   check_launch("decode_attention_merge_kernel", stream);
 }
 

@@ -30,6 +30,7 @@
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/fp8_e4m3.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/token_role.h"
 
 namespace tidal::kernels::cuda::attention {
@@ -101,21 +102,12 @@ __device__ __forceinline__ int32_t split_chunk(int32_t len, int32_t num_splits, 
   return max((share + tile - 1) / tile * tile, min_chunk);
 }
 
-// Programmatic dependent launch (sm_90): a split kernel lets the merge kernel be scheduled as soon
-// as every split block runs, and the merge waits for the split grid's completion (and memory)
-// only where it reads the partials; its launch and plan reads overlap the split kernel's tail.
-// Both are no-ops for kernels launched without the attribute.
-__device__ __forceinline__ void launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wait_for_prerequisites() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-
+// Both split kernels and the merge are programmatic dependent launches (kernels/pdl.cuh): the
+// split grid is scheduled while the KV append drains and waits for it in the kernel, the merge
+// while the split blocks run. Everything a kernel of the chain wrote (q, the appended K/V rows and
+// FP8 scales, the partials) is read after the wait with coherent loads; the plan's lists and block
+// tables through L2 (__ldcg), since the grid may have started before their writers' stores were
+// visible.
 // KT: the caches' element, T or uint8_t (FP8 e4m3 codes, with k_scale and v_scale).
 template <typename T, typename KT = T>
 struct SplitArgs {
@@ -201,7 +193,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   __shared__ float s_o[GMAX][GROUPS][D];
   __shared__ float s_m[GMAX][GROUPS], s_l[GMAX][GROUPS];
 
-  launch_dependents();
+  pdl_launch_dependents();
+  pdl_wait();
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
   const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
@@ -228,8 +221,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
     for (int g = 0; g < GMAX; ++g) {
       if (g < ng) {
-        unpack<T>(__ldg(reinterpret_cast<const uint4*>(
-                      a.q + (int64_t(t) * p.num_heads + h0 + g) * D + gl * VEC)),
+        unpack<T>(*reinterpret_cast<const uint4*>(a.q + (int64_t(t) * p.num_heads + h0 + g) * D +
+                                                  gl * VEC),
                   q[g]);
       } else {
 #pragma unroll
@@ -247,12 +240,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     auto entry = [&](int32_t b, int u) -> int32_t {
       const int32_t i = b + u * GROUPS + group;
       if (i >= end) return -1;
-      return src.list != nullptr ? __ldg(src.list + i) : i;
+      return src.list != nullptr ? __ldcg(src.list + i) : i;
     };
     auto page_of = [&](int32_t j) -> int32_t {
       if (j < 0 || j >= src.n) return -1;
       const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
-      return __ldg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
+      return __ldcg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
     };
     // The look-ahead costs 8 registers: only MHA's kernel (GMAX 1) has them to spare.
     constexpr bool kAhead = GMAX == 1;
@@ -292,8 +285,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
           vraw[u] = load_row_vec<KT, VEC>(a.v_cache + off);
           if constexpr (kFp8) {
             const int64_t at = (int64_t(page[u]) * p.num_kv_heads + kvh) * p.page_size + slot;
-            ks[u] = __ldg(a.k_scale + at);
-            vs[u] = __ldg(a.v_scale + at);
+            ks[u] = __ldcg(a.k_scale + at);
+            vs[u] = __ldcg(a.v_scale + at);
           }
         }
       }

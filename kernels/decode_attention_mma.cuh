@@ -105,7 +105,8 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   // FP8: per stage, the K (0) and V (1) scales of its keys (0 for a key not copied).
   __shared__ __align__(16) float s_scale[kFp8 ? C::kWarps : 1][kFp8 ? S : 1][2][KEYS];
   __shared__ int s_state[kMaxHeadsPerBlock];  // per pass: 0 no keys here, 1 partial, 2 final
-  launch_dependents();
+  pdl_launch_dependents();
+  pdl_wait();
 
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
@@ -153,12 +154,12 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     if (s >= nst) return -1;
     const int32_t i = first + s * step + key;
     if (i >= end) return -1;
-    return src.list != nullptr ? __ldg(src.list + i) : i;
+    return src.list != nullptr ? __ldcg(src.list + i) : i;
   };
   auto key_page = [&](int32_t j) -> int32_t {
     if (j < 0 || j >= src.n) return -1;
     const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
-    return __ldg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
+    return __ldcg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
   };
   auto key_row = [&](int32_t j, int32_t page) -> int64_t {
     if (j < 0 || j >= src.n || page < 0 || page >= p.num_pages) return -1;
@@ -208,7 +209,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
 #pragma unroll
       for (int i = 0; i < D / 4; i += 8) {
         float f[8];
-        unpack<T>(__ldg(reinterpret_cast<const uint4*>(qrow + i)), f);
+        unpack<T>(*reinterpret_cast<const uint4*>(qrow + i), f);
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           qv[i + e] = f[e];
@@ -233,8 +234,8 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-      qf[kk][0] = __ldg(reinterpret_cast<const unsigned int*>(qrow + kk * 16));
-      qf[kk][1] = __ldg(reinterpret_cast<const unsigned int*>(qrow + kk * 16 + 8));
+      qf[kk][0] = *reinterpret_cast<const unsigned int*>(qrow + kk * 16);
+      qf[kk][1] = *reinterpret_cast<const unsigned int*>(qrow + kk * 16 + 8);
     }
   }
   // Selecting rows (ranges: key k of stage s is position first + s * step + k) write logits.

@@ -6,8 +6,8 @@
 //   (512 contiguous bytes a warp-load), kUnroll vectors of each row in flight per lane before any
 //   arithmetic, so 8 independent 16-byte loads per lane hide DRAM latency;
 // - weight loads are ld.global.nc.L1::no_allocate (read once: don't evict the activations);
-// - the activations (all tokens of the tile) are read through L1 (__ldg) and each loaded vector
-//   is reused for the warp's kRows rows; each weight element is read once for every token;
+// - the activations (all tokens of the tile) are read through L1 (coherent loads) and each loaded
+//   vector is reused for the warp's kRows rows; each weight element is read once for every token;
 // - 4 warps a block, so a 4096-row matrix gives 1024 blocks (4 rows a block) at batch 1, enough
 //   to keep 132 SMs full: 4096 x 4096 is 4096 warps, all resident at once, 16 MB in flight.
 // Rows whose byte size or pointers are not 16-byte aligned (in_features not a multiple of 8 for
@@ -16,11 +16,17 @@
 // The rows may belong to up to three outputs (linear_split: the stacked q/k/v weight streamed in
 // one launch); a sum goes to the output whose row range holds it, which costs two compares at the
 // store and nothing in the streaming loop.
+// A programmatic dependent launch (kernels/pdl.cuh): the blocks that fit beside the kernel before
+// it issue their first step of weight loads (8 vectors a lane, constants) before they wait for
+// that kernel, so a layer's GEMV starts streaming while the small op before it runs, and the
+// activations, that op's output, are read after the wait with coherent loads (through L1, shared
+// by the block's warps).
 #include <cstdint>
 #include <cstring>
 
 #include "kernels/elementwise.cuh"
 #include "kernels/linear_gemv.cuh"
+#include "kernels/pdl.cuh"
 
 namespace tidal::kernels::cuda {
 
@@ -58,17 +64,19 @@ __device__ __forceinline__ Vec<T, kVec> load_weight(const T* p) {
   return v;
 }
 
-// An activation vector as floats, through L1 (it is reused by every row of the block's warps).
+// An activation vector as floats, through L1 (it is reused by every row of the block's warps). A
+// coherent load, not __ldg: the kernel before this one may still have been writing it when this
+// grid started (kernels/pdl.cuh).
 template <typename T, int kVec>
 __device__ __forceinline__ void load_activation(const T* p, float (&out)[kVec]) {
   if constexpr (sizeof(Vec<T, kVec>) == 16) {
-    const uint4 r = __ldg(reinterpret_cast<const uint4*>(p));
+    const uint4 r = *reinterpret_cast<const uint4*>(p);
     Vec<T, kVec> v;
     memcpy(&v, &r, sizeof(r));
 #pragma unroll
     for (int e = 0; e < kVec; ++e) out[e] = to_float(v.v[e]);
   } else {
-    out[0] = to_float(__ldg(p));
+    out[0] = to_float(*p);
   }
 }
 
@@ -116,19 +124,23 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
 }
 
 // out:    the outputs the weight's rows are split over (GemvOutputs)
-// in:     [num_tokens, in_features], row stride in_stride
+// in:     [num_tokens, in_features], row stride in_stride (no __restrict__: see load_activation)
 // weight: [out_features, in_features], contiguous
 // Grid: x over blocks of kWarps * kRows rows, y over tiles of kTokens tokens.
 template <typename T, typename TOut, int kTokens, int kVec>
 __global__ void __launch_bounds__(kThreads)
-    linear_gemv_kernel(const GemvOutputs<TOut> out, const T* __restrict__ in,
-                       const T* __restrict__ weight, int64_t num_tokens, int64_t in_stride,
-                       int64_t out_features, int64_t in_features) {
+    linear_gemv_kernel(const GemvOutputs<TOut> out, const T* in, const T* __restrict__ weight,
+                       int64_t num_tokens, int64_t in_stride, int64_t out_features,
+                       int64_t in_features) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
   constexpr int kUnroll = GemvConfig<kTokens>::kUnroll;
+  pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
   const int64_t row0 = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * kRows;
-  if (row0 >= out_features) return;  // whole warps leave; nothing below syncs the block
+  if (row0 >= out_features) {  // whole warps leave; nothing below syncs the block
+    pdl_wait();
+    return;
+  }
   const int64_t token0 = int64_t(blockIdx.y) * kTokens;
 
   // Rows past the end (last warp) and tokens past the batch (a tile of 4 for 3 tokens) re-read
@@ -155,6 +167,23 @@ __global__ void __launch_bounds__(kThreads)
 
   const int64_t num_vecs = in_features / kVec;  // kVec divides in_features (host checks)
   int64_t base = 0;
+  // The first full step's weights are loaded before the wait (constants), the rest after it.
+  if (32 * kUnroll <= num_vecs) {
+    Vec<T, kVec> wv[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) wv[u][r] = load_weight<T, kVec>(w[r] + (u * 32 + lane) * kVec);
+    }
+    pdl_wait();
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (u * 32 + lane) * kVec);
+    }
+    base = 32 * kUnroll;
+  } else {
+    pdl_wait();
+  }
   // Full steps: every lane loads kUnroll vectors of each row, all issued before the math.
   for (; base + 32 * kUnroll <= num_vecs; base += 32 * kUnroll) {
     Vec<T, kVec> wv[kUnroll][kRows];
@@ -202,11 +231,12 @@ void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, b
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>
-        <<<grid, kThreads, 0, stream>>>(o, x, w, num_tokens, in_stride, out_features, in_features);
+    launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>, grid,
+                        dim3(kThreads), 0, stream, o, x, w, num_tokens, in_stride, out_features,
+                        in_features);
   } else {
-    linear_gemv_kernel<T, TOut, kTokens, 1>
-        <<<grid, kThreads, 0, stream>>>(o, x, w, num_tokens, in_stride, out_features, in_features);
+    launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 1>, grid, dim3(kThreads), 0, stream,
+                        o, x, w, num_tokens, in_stride, out_features, in_features);
   }
 }
 

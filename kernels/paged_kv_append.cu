@@ -10,9 +10,12 @@
 // With rope_q set, the same block first rotates the token's q and k heads (kernels/rotary.cuh),
 // then appends the rotated k: one launch a layer instead of two. Shapes the fused kernels do not
 // take (rows not 16-byte aligned) run rotary_embedding's kernel, then the append.
+// Every kernel here is a programmatic dependent launch (kernels/pdl.cuh): scheduled while the QKV
+// projection drains, it waits for it in the kernel (k, v and q are its output: read coherently).
 #include "kernels/elementwise.cuh"
 #include "kernels/fp8_e4m3.cuh"
 #include "kernels/paged_kv_append.h"
+#include "kernels/pdl.cuh"
 #include "kernels/rotary.cuh"
 #include "kernels/rotary_embedding.h"
 
@@ -56,9 +59,10 @@ __device__ __forceinline__ int64_t append_slot(const AppendArgs& a, int64_t t) {
 }
 
 template <typename W>
-__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache,
-                                       const W* __restrict__ k, const W* __restrict__ v,
-                                       AppendArgs a) {
+__global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache, const W* k,
+                                       const W* v, AppendArgs a) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t slot = append_slot(a, t);
   W* kd = k_cache + slot * a.token_words;
@@ -100,9 +104,10 @@ __device__ __forceinline__ void append_fp8_rows(uint8_t* k_cache, uint8_t* v_cac
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
     paged_kv_append_fp8_kernel(uint8_t* __restrict__ k_cache, uint8_t* __restrict__ v_cache,
-                               float* __restrict__ k_scale, float* __restrict__ v_scale,
-                               const T* __restrict__ k, const T* __restrict__ v, AppendArgs a,
-                               int num_kv_heads, int head_dim) {
+                               float* __restrict__ k_scale, float* __restrict__ v_scale, const T* k,
+                               const T* v, AppendArgs a, int num_kv_heads, int head_dim) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t slot = append_slot(a, t);
   append_fp8_rows<T>(k_cache, v_cache, k_scale, v_scale, k, v, a, t, slot, num_kv_heads, head_dim);
@@ -131,7 +136,9 @@ __device__ __forceinline__ void rotate_for_append(T* q, T* k, const AppendArgs& 
 template <typename T, int kVec>
 __global__ void __launch_bounds__(kThreads)
     rope_append_kernel(uint4* __restrict__ k_cache, uint4* __restrict__ v_cache, T* q, T* k,
-                       const uint4* __restrict__ v, AppendArgs a, RopeArgs r) {
+                       const uint4* v, AppendArgs a, RopeArgs r) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t slot = append_slot(a, t);
   rotate_for_append<T, kVec>(q, k, a, r, t);
@@ -150,7 +157,9 @@ template <typename T, int kVec>
 __global__ void __launch_bounds__(kThreads)
     rope_append_fp8_kernel(uint8_t* __restrict__ k_cache, uint8_t* __restrict__ v_cache,
                            float* __restrict__ k_scale, float* __restrict__ v_scale, T* q, T* k,
-                           const T* __restrict__ v, AppendArgs a, RopeArgs r) {
+                           const T* v, AppendArgs a, RopeArgs r) {
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   const int64_t slot = append_slot(a, t);
   rotate_for_append<T, kVec>(q, k, a, r, t);
@@ -179,15 +188,15 @@ bool launch_rope_append(const PagedKvAppendParams& p, AppendArgs a, int64_t toke
   T* q = static_cast<T*>(p.rope_q.data);
   T* k = static_cast<T*>(p.k.data);
   if (fp8) {
-    rope_append_fp8_kernel<T, kVec><<<grid, kThreads, smem, stream>>>(
-        static_cast<uint8_t*>(p.k_cache.data), static_cast<uint8_t*>(p.v_cache.data),
-        p.k_scale.data_as<float>(), p.v_scale.data_as<float>(), q, k,
-        static_cast<const T*>(p.v.data), a, r);
+    launch_programmatic(rope_append_fp8_kernel<T, kVec>, dim3(grid), dim3(kThreads), smem, stream,
+                        static_cast<uint8_t*>(p.k_cache.data),
+                        static_cast<uint8_t*>(p.v_cache.data), p.k_scale.data_as<float>(),
+                        p.v_scale.data_as<float>(), q, k, static_cast<const T*>(p.v.data), a, r);
   } else {
     a.token_words = token_bytes / 16;
-    rope_append_kernel<T, kVec><<<grid, kThreads, smem, stream>>>(
-        static_cast<uint4*>(p.k_cache.data), static_cast<uint4*>(p.v_cache.data), q, k,
-        static_cast<const uint4*>(p.v.data), a, r);
+    launch_programmatic(rope_append_kernel<T, kVec>, dim3(grid), dim3(kThreads), smem, stream,
+                        static_cast<uint4*>(p.k_cache.data), static_cast<uint4*>(p.v_cache.data),
+                        q, k, static_cast<const uint4*>(p.v.data), a, r);
   }
   return true;
 }
@@ -196,9 +205,9 @@ template <int kWordBytes>
 void launch(const PagedKvAppendParams& p, AppendArgs a, int64_t token_bytes, cudaStream_t stream) {
   using W = typename CopyWord<kWordBytes>::type;
   a.token_words = token_bytes / kWordBytes;
-  paged_kv_append_kernel<W><<<unsigned(p.k.size(0)), kThreads, 0, stream>>>(
-      static_cast<W*>(p.k_cache.data), static_cast<W*>(p.v_cache.data),
-      static_cast<const W*>(p.k.data), static_cast<const W*>(p.v.data), a);
+  launch_programmatic(paged_kv_append_kernel<W>, dim3(unsigned(p.k.size(0))), dim3(kThreads), 0,
+                      stream, static_cast<W*>(p.k_cache.data), static_cast<W*>(p.v_cache.data),
+                      static_cast<const W*>(p.k.data), static_cast<const W*>(p.v.data), a);
 }
 
 }  // namespace
@@ -242,10 +251,11 @@ void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
   if (p.k_cache.dtype == DType::kU8) {  // FP8 e4m3 codes with per-row scales
     dispatch_float(p.k.dtype, "paged_kv_append", [&](auto tag) {
       using T = decltype(tag);
-      paged_kv_append_fp8_kernel<T><<<unsigned(num_tokens), kThreads, 0, s>>>(
-          static_cast<uint8_t*>(p.k_cache.data), static_cast<uint8_t*>(p.v_cache.data),
-          p.k_scale.data_as<float>(), p.v_scale.data_as<float>(), static_cast<const T*>(p.k.data),
-          static_cast<const T*>(p.v.data), a, int(p.k.size(1)), int(p.k.size(2)));
+      launch_programmatic(paged_kv_append_fp8_kernel<T>, dim3(unsigned(num_tokens)),
+                          dim3(kThreads), 0, s, static_cast<uint8_t*>(p.k_cache.data),
+                          static_cast<uint8_t*>(p.v_cache.data), p.k_scale.data_as<float>(),
+                          p.v_scale.data_as<float>(), static_cast<const T*>(p.k.data),
+                          static_cast<const T*>(p.v.data), a, int(p.k.size(1)), int(p.k.size(2)));
     });
     check_launch("paged_kv_append_fp8_kernel", stream);
     return;

@@ -27,10 +27,12 @@ struct DigitChoice {
 
 // One step of the descent, by all kThreads threads of a block (every thread must call it):
 // over buckets hist[0..bins), the highest digit d with sum_{x >= d} hist[x] >= need, and
-// need - sum_{x > d} hist[x]. `load(b)` reads bucket b. Requires: bins <= kThreads or
-// bins % kThreads == 0; 1 <= need <= sum of all buckets (otherwise digit 0 is returned).
-// Ends with a barrier, so the caller may overwrite the buckets right after.
-template <typename Count, int kThreads, typename Load>
+// need - sum_{x > d} hist[x]. `load(b)` reads bucket b, once per bucket: each thread loads its
+// buckets together (one round trip when they are in global memory) and keeps them for the
+// finder. Requires: bins <= kThreads, or bins % kThreads == 0 and bins <= kMaxPer * kThreads;
+// 1 <= need <= sum of all buckets (otherwise digit 0 is returned). Ends with a barrier, so the
+// caller may overwrite the buckets right after.
+template <typename Count, int kThreads, int kMaxPer = 8, typename Load>
 __device__ DigitChoice<Count> select_digit(int bins, Count need, Load&& load) {
   using Scan = cub::BlockScan<Count, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
@@ -38,22 +40,30 @@ __device__ DigitChoice<Count> select_digit(int bins, Count need, Load&& load) {
   // Thread 0 owns the top buckets, so an exclusive prefix over threads is "everything above".
   const int per = bins > kThreads ? bins / kThreads : 1;
   const int hi = bins - int(threadIdx.x) * per, lo = hi - per;
+  if (per > kMaxPer) __trap();  // a caller's bins beyond kMaxPer * kThreads: a bug, never a guess
+  Count bucket[kMaxPer];  // bucket[i]: bucket lo + i
   Count mine = 0;
-  if (hi > 0) {
-    for (int b = lo; b < hi; ++b) mine += load(b);
+#pragma unroll
+  for (int i = 0; i < kMaxPer; ++i) {
+    bucket[i] = hi > 0 && i < per ? load(lo + i) : Count(0);
   }
+#pragma unroll
+  for (int i = 0; i < kMaxPer; ++i) mine += bucket[i];  // the order of the buckets, lo first
   if (threadIdx.x == 0) choice = DigitChoice<Count>{0u, need};
   __syncthreads();  // the default is written before the finder overwrites it
   Count above;
   Scan(scan_storage).ExclusiveSum(mine, above);
   if (hi > 0 && above < need && need <= above + mine) {
-    for (int b = hi - 1; b >= lo; --b) {  // exactly one thread gets here
-      const Count h = load(b);
-      if (need <= above + h) {
-        choice = DigitChoice<Count>{uint32_t(b), Count(need - above)};
-        break;
+    bool found = false;  // exactly one thread gets here
+#pragma unroll
+    for (int i = kMaxPer - 1; i >= 0; --i) {
+      if (found || i >= per) continue;
+      if (need <= above + bucket[i]) {
+        choice = DigitChoice<Count>{uint32_t(lo + i), Count(need - above)};
+        found = true;
+      } else {
+        above += bucket[i];
       }
-      above += h;
     }
   }
   __syncthreads();

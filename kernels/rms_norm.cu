@@ -6,7 +6,11 @@
 // weight multiply exactly as ref:: and transformers do. Re-reading instead of caching the row in
 // registers keeps any hidden size correct without a size-specific instantiation. Each thread reads
 // and writes only its own elements, so out may alias in (and residual) safely.
+// Both are programmatic dependent launches (kernels/pdl.cuh): scheduled while the kernel before
+// them drains, they wait for it in the kernel, and the GEMV after them starts streaming its weights
+// meanwhile.
 #include "kernels/elementwise.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/rms_norm.h"
 
 namespace tidal::kernels::cuda {
@@ -40,6 +44,8 @@ template <typename T, int kVec>
 __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weight, int64_t hidden,
                                 int64_t in_stride, float eps) {
   __shared__ float scratch[32];
+  pdl_launch_dependents();
+  pdl_wait();  // `in` is the previous kernel's output
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
   const T* x_row = in + row * in_stride;
   float sum_sq = 0.0f;
@@ -54,10 +60,13 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
 }
 
 // out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
+// (delta is the previous kernel's output: no __restrict__, so its loads stay coherent.)
 template <typename T, int kVec>
-__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* __restrict__ delta,
+__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* delta,
                                           const T* __restrict__ weight, int64_t hidden, float eps) {
   __shared__ float scratch[32];
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
   T* r_row = residual + row * hidden;
   const T* d_row = delta + row * hidden;
@@ -94,11 +103,12 @@ void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cu
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    rms_norm_kernel<T, kVec><<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(
-        o, x, w, hidden, in.stride[0], eps);
+    launch_programmatic(rms_norm_kernel<T, kVec>, dim3(unsigned(rows)),
+                        dim3(threads_for(hidden / kVec)), 0, stream, o, x, w, hidden, in.stride[0],
+                        eps);
   } else {
-    rms_norm_kernel<T, 1>
-        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, x, w, hidden, in.stride[0], eps);
+    launch_programmatic(rms_norm_kernel<T, 1>, dim3(unsigned(rows)), dim3(threads_for(hidden)), 0,
+                        stream, o, x, w, hidden, in.stride[0], eps);
   }
 }
 
@@ -115,11 +125,11 @@ void launch_fused(TensorView out, TensorView residual, TensorView delta, TensorV
   const T* d = static_cast<const T*>(delta.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    fused_add_rms_norm_kernel<T, kVec>
-        <<<unsigned(rows), threads_for(hidden / kVec), 0, stream>>>(o, r, d, w, hidden, eps);
+    launch_programmatic(fused_add_rms_norm_kernel<T, kVec>, dim3(unsigned(rows)),
+                        dim3(threads_for(hidden / kVec)), 0, stream, o, r, d, w, hidden, eps);
   } else {
-    fused_add_rms_norm_kernel<T, 1>
-        <<<unsigned(rows), threads_for(hidden), 0, stream>>>(o, r, d, w, hidden, eps);
+    launch_programmatic(fused_add_rms_norm_kernel<T, 1>, dim3(unsigned(rows)),
+                        dim3(threads_for(hidden)), 0, stream, o, r, d, w, hidden, eps);
   }
 }
 

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // rotary_embedding: one block per token, in place on q and k (kernels/rotary.cuh: cos/sin in
 // double into shared memory, then every (head, pair-vector) rotated with 16-byte loads of both
-// halves).
+// halves). A programmatic dependent launch (kernels/pdl.cuh): it waits for the QKV projection in
+// the kernel.
+#include "kernels/pdl.cuh"
 #include "kernels/rotary.cuh"
 #include "kernels/rotary_embedding.h"
 
@@ -17,10 +19,12 @@ constexpr int kThreads = 128;
 // inv_freq: [head_dim / 2] f32, stride freq_stride
 template <typename T, int kVec>
 __global__ void rotary_embedding_kernel(T* __restrict__ q, T* __restrict__ k,
-                                        const int32_t* __restrict__ positions, int64_t pos_stride,
+                                        const int32_t* positions, int64_t pos_stride,
                                         const float* __restrict__ inv_freq, int64_t freq_stride,
                                         int num_heads, int num_kv_heads, int head_dim) {
   extern __shared__ float cos_sin[];  // [half] cos, then [half] sin
+  pdl_launch_dependents();
+  pdl_wait();
   const int64_t t = blockIdx.x;
   rotate_token<T, kVec>(q + t * num_heads * head_dim, k + t * num_kv_heads * head_dim,
                         float(positions[t * pos_stride]), inv_freq, freq_stride, num_heads,
@@ -42,11 +46,13 @@ void launch(TensorView q, TensorView k, TensorView positions, TensorView inv_fre
   const float* freq = static_cast<const float*>(inv_freq.data);
   const int hq = int(q.size(1)), hk = int(k.size(1));
   if (vec) {
-    rotary_embedding_kernel<T, kVec><<<unsigned(num_tokens), kThreads, smem, stream>>>(
-        qp, kp, pos, positions.stride[0], freq, inv_freq.stride[0], hq, hk, head_dim);
+    launch_programmatic(rotary_embedding_kernel<T, kVec>, dim3(unsigned(num_tokens)),
+                        dim3(kThreads), smem, stream, qp, kp, pos, positions.stride[0], freq,
+                        inv_freq.stride[0], hq, hk, head_dim);
   } else {
-    rotary_embedding_kernel<T, 1><<<unsigned(num_tokens), kThreads, smem, stream>>>(
-        qp, kp, pos, positions.stride[0], freq, inv_freq.stride[0], hq, hk, head_dim);
+    launch_programmatic(rotary_embedding_kernel<T, 1>, dim3(unsigned(num_tokens)), dim3(kThreads),
+                        smem, stream, qp, kp, pos, positions.stride[0], freq, inv_freq.stride[0],
+                        hq, hk, head_dim);
   }
 }
 

@@ -2,8 +2,11 @@
 // silu_and_mul: out = silu(gate) * up in f32, one rounding to the dtype. gate and up may be the two
 // column halves of the fused gate_up projection's output (row stride 2 * inter), so they are
 // indexed by their own row strides. Grid: x over 16-byte vectors of a row, y over tokens (looping
-// when there are more tokens than a grid's y holds).
+// when there are more tokens than a grid's y holds). A programmatic dependent launch
+// (kernels/pdl.cuh): it waits for the gate_up GEMV in the kernel, and the down projection after it
+// starts streaming its weights meanwhile.
 #include "kernels/elementwise.cuh"
+#include "kernels/pdl.cuh"
 #include "kernels/silu_and_mul.h"
 
 namespace tidal::kernels::cuda {
@@ -16,10 +19,13 @@ constexpr int64_t kMaxGridY = 65535;
 // out:  [num_tokens, inter], contiguous
 // gate: [num_tokens, inter], row stride gate_stride
 // up:   [num_tokens, inter], row stride up_stride
+// (gate and up are the previous kernel's output: no __restrict__, so their loads stay coherent.)
 template <typename T, int kVec>
-__global__ void silu_and_mul_kernel(T* __restrict__ out, const T* __restrict__ gate,
-                                    const T* __restrict__ up, int64_t num_tokens, int64_t inter,
-                                    int64_t gate_stride, int64_t up_stride) {
+__global__ void silu_and_mul_kernel(T* __restrict__ out, const T* gate, const T* up,
+                                    int64_t num_tokens, int64_t inter, int64_t gate_stride,
+                                    int64_t up_stride) {
+  pdl_launch_dependents();
+  pdl_wait();  // every thread, before the early exit below
   const int64_t num_vecs = inter / kVec;
   const int64_t v = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (v >= num_vecs) return;
@@ -48,11 +54,11 @@ void launch(TensorView out, TensorView gate, TensorView up, cudaStream_t stream)
   const T* g = static_cast<const T*>(gate.data);
   const T* u = static_cast<const T*>(up.data);
   if (vec) {
-    silu_and_mul_kernel<T, kVec>
-        <<<grid, kThreads, 0, stream>>>(o, g, u, num_tokens, inter, gate.stride[0], up.stride[0]);
+    launch_programmatic(silu_and_mul_kernel<T, kVec>, grid, dim3(kThreads), 0, stream, o, g, u,
+                        num_tokens, inter, gate.stride[0], up.stride[0]);
   } else {
-    silu_and_mul_kernel<T, 1>
-        <<<grid, kThreads, 0, stream>>>(o, g, u, num_tokens, inter, gate.stride[0], up.stride[0]);
+    launch_programmatic(silu_and_mul_kernel<T, 1>, grid, dim3(kThreads), 0, stream, o, g, u,
+                        num_tokens, inter, gate.stride[0], up.stride[0]);
   }
 }
 

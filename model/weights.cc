@@ -125,16 +125,13 @@ Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, T
 }
 
 // Copies `part` of `whole` (a contiguous tensor of shape `full` in dst's dtype, on dst's device)
-// into `dst`, one copy per run (a row part is one run; a column part one run per row).
+// into `dst` in one copy (a row part is one run; a column part a run per row, one 2-D copy).
 void copy_part(TensorView dst, TensorView whole, const std::vector<int64_t>& full, Part part) {
   const size_t es = dtype_size(dst.dtype);
   const auto [rows, cols, stride, first] = part_runs(dst, full, part);
-  const uint8_t* src = static_cast<const uint8_t*>(whole.data);
-  uint8_t* out = static_cast<uint8_t*>(dst.data);
-  for (int64_t r = 0; r < rows; ++r) {
-    copy_bytes(out + es * size_t(r * cols), dst.device, src + es * size_t(first + r * stride),
-               whole.device, es * size_t(cols), Stream{});
-  }
+  const uint8_t* src = static_cast<const uint8_t*>(whole.data) + es * size_t(first);
+  copy_rows(dst.data, dst.device, es * size_t(cols), src, whole.device, es * size_t(stride),
+            es * size_t(cols), size_t(rows), Stream{});
 }
 
 }  // namespace

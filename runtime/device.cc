@@ -2,6 +2,7 @@
 #include "runtime/device.h"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -14,6 +15,14 @@ namespace tidal {
 namespace {
 
 std::atomic<bool> g_sync_after_launch{false};
+
+void copy_host_rows(void* dst, size_t dst_pitch, const void* src, size_t src_pitch,
+                    size_t row_bytes, size_t rows) {
+  for (size_t r = 0; r < rows; ++r) {
+    std::memmove(static_cast<uint8_t*>(dst) + r * dst_pitch,
+                 static_cast<const uint8_t*>(src) + r * src_pitch, row_bytes);
+  }
+}
 
 #if TIDAL_WITH_CUDA
 void check(cudaError_t err, const char* what) {
@@ -126,6 +135,24 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     return;
   }
   check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, raw(stream)), "cudaMemcpyAsync");
+}
+
+void copy_rows(void* dst, Device dst_device, size_t dst_pitch, const void* src, Device src_device,
+               size_t src_pitch, size_t row_bytes, size_t rows, Stream stream) {
+  if (rows == 0 || row_bytes == 0) return;
+  if (rows == 1 || (dst_pitch == row_bytes && src_pitch == row_bytes)) {
+    copy_bytes(dst, dst_device, src, src_device, row_bytes * rows, stream);
+    return;
+  }
+  TIDAL_CHECK(dst_pitch >= row_bytes && src_pitch >= row_bytes,
+              "copy_rows: a pitch shorter than a row");
+  if (dst_device.kind == DeviceKind::kCpu && src_device.kind == DeviceKind::kCpu) {
+    copy_host_rows(dst, dst_pitch, src, src_pitch, row_bytes, rows);
+    return;
+  }
+  check(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDefault,
+                          raw(stream)),
+        "cudaMemcpy2DAsync");
 }
 
 void fill_bytes(void* dst, Device device, int value, size_t bytes, Stream stream) {
@@ -250,6 +277,16 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
     no_cuda("copy_bytes");
   }
   if (bytes) std::memmove(dst, src, bytes);
+}
+void copy_rows(void* dst, Device dst_device, size_t dst_pitch, const void* src, Device src_device,
+               size_t src_pitch, size_t row_bytes, size_t rows, Stream) {
+  if (dst_device.kind != DeviceKind::kCpu || src_device.kind != DeviceKind::kCpu) {
+    no_cuda("copy_rows");
+  }
+  if (rows == 0 || row_bytes == 0) return;
+  TIDAL_CHECK(rows == 1 || (dst_pitch >= row_bytes && src_pitch >= row_bytes),
+              "copy_rows: a pitch shorter than a row");
+  copy_host_rows(dst, dst_pitch, src, src_pitch, row_bytes, rows);
 }
 void fill_bytes(void* dst, Device device, int value, size_t bytes, Stream) {
   if (device.kind != DeviceKind::kCpu) no_cuda("fill_bytes");

@@ -48,6 +48,10 @@ void pinned_free(void* p);
 // Copies `bytes` between any two places (host or device); async on the stream for the GPU.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t bytes,
                 Stream stream);
+// Copies `rows` runs of `row_bytes`, run r from src + r * src_pitch to dst + r * dst_pitch (one
+// 2-D copy on the GPU; pitches are bytes, at least row_bytes unless rows == 1).
+void copy_rows(void* dst, Device dst_device, size_t dst_pitch, const void* src, Device src_device,
+               size_t src_pitch, size_t row_bytes, size_t rows, Stream stream);
 // Copies a contiguous view into another of the same dtype and element count.
 void copy_view(TensorView dst, TensorView src, Stream stream);
 void fill_bytes(void* dst, Device device, int value, size_t bytes, Stream stream);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // A preset's random weights drawn on the GPU for one rank of a tp x pp layout are, byte for byte,
 // that rank's part of the whole model drawn on the GPU: row parts (q, k, v, gate, up, the
-// vocabulary rows) and column parts (o, down: copied out of the whole draw) alike, in f32
+// vocabulary rows) and column parts (o, down: one 2-D copy out of the whole draw) alike, in f32
 // and bf16, with the KV heads and vocabulary split (tp 2) and replicated (tp 4), and a tied head. The CPU test
 // of the same draw is ShardedWeights.RandomInitOfAShardIsThatShardOfTheWholeDraw (model_test).
 #include <gtest/gtest.h>
@@ -98,6 +98,47 @@ TEST(ShardedWeightsCuda, RandomInitOfAShardIsThatShardOfTheWholeGpuDraw) {
       }
     }
   }
+}
+
+// copy_rows between every pair of host and device memory: a column block of a row-major matrix
+// (pitches wider than the rows), and a single run (no pitch needed).
+TEST(CopyRowsCuda, ColumnBlocksBetweenHostAndDevice) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const Device gpu{DeviceKind::kCuda, 0};
+  constexpr size_t kRows = 37, kCols = 300, kFirst = 17, kWidth = 100;  // bytes
+  std::vector<uint8_t> src(kRows * kCols);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = uint8_t(i * 7 + i / 251);
+  std::vector<uint8_t> want;
+  for (size_t r = 0; r < kRows; ++r) {
+    want.insert(want.end(), src.begin() + long(r * kCols + kFirst),
+                src.begin() + long(r * kCols + kFirst + kWidth));
+  }
+  void *d_src = nullptr, *d_dst = nullptr;
+  ASSERT_TRUE(device_malloc(src.size(), "test", &d_src).ok());
+  ASSERT_TRUE(device_malloc(want.size(), "test", &d_dst).ok());
+  copy_bytes(d_src, gpu, src.data(), Device{}, src.size(), Stream{});
+  for (const bool from_device : {false, true}) {
+    for (const bool to_device : {false, true}) {
+      SCOPED_TRACE(std::string(from_device ? "device" : "host") + " to " +
+                   (to_device ? "device" : "host"));
+      std::vector<uint8_t> got(want.size(), 0);
+      const uint8_t* from =
+          static_cast<const uint8_t*>(from_device ? d_src : static_cast<void*>(src.data()));
+      void* to = to_device ? d_dst : static_cast<void*>(got.data());
+      copy_rows(to, to_device ? gpu : Device{}, kWidth, from + kFirst,
+                from_device ? gpu : Device{}, kCols, kWidth, kRows, Stream{});
+      if (to_device) copy_bytes(got.data(), Device{}, d_dst, gpu, got.size(), Stream{});
+      stream_synchronize(Stream{});
+      EXPECT_EQ(got, want);
+    }
+  }
+  std::vector<uint8_t> one(kWidth, 0);  // rows == 1: the pitches are not used
+  copy_rows(one.data(), Device{}, 0, static_cast<uint8_t*>(d_src) + kFirst, gpu, 0, kWidth, 1,
+            Stream{});
+  stream_synchronize(Stream{});
+  EXPECT_EQ(one, std::vector<uint8_t>(want.begin(), want.begin() + long(kWidth)));
+  device_free(d_src);
+  device_free(d_dst);
 }
 
 }  // namespace

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+// Programmatic dependent launch (sm_90) through a decode layer's chain of kernels:
+//   [fused_add_]rms_norm -> QKV GEMV -> RoPE + KV append -> attention split -> merge -> o GEMV
+//   -> fused_add_rms_norm -> gate_up GEMV -> silu_and_mul -> down GEMV.
+// A kernel launched with launch_programmatic() may start while the kernel before it in the stream
+// still runs: as soon as every block of that kernel has executed pdl_launch_dependents() (or
+// exited). Its launch and block scheduling then overlap the previous kernel's tail instead of
+// following its drain, and a GEMV issues its first weight loads there. Each such kernel follows
+// one contract:
+//   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
+//   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
+//      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
+//      block-table update) has made its writes visible, since only the wait guarantees that;
+//   3. pdl_wait() in every thread of every block, before any other global access and before any
+//      exit. It returns once every earlier kernel has completed and its writes are visible, and a
+//      grid whose every block waited cannot complete before its predecessor: so the chain stays
+//      ordered even for a kernel after it launched the ordinary way (NCCL, cuBLAS, sampling).
+// Inputs written by an earlier kernel of the chain are read with coherent loads after the wait
+// (never ld.global.nc: no __ldg and no const __restrict__ pointers for them); the kernel is
+// running while they are written.
+// Both instructions are no-ops in a kernel launched without the attribute; a launch with it after
+// anything that is not a kernel (memcpy, memset, event wait) serialises as usual; stream capture
+// turns it into a programmatic graph edge. TIDAL_PDL=0 in the environment makes every
+// launch_programmatic() an ordinary launch (the kernels are the same): the A/B switch for
+// measuring what the overlap buys, and the one to try when a timeline or a graph looks wrong.
+// Only .cu files include this.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "kernels/cuda_common.cuh"
+
+namespace tidal::kernels::cuda {
+
+// Read once per process: TIDAL_PDL unset or anything but "0" keeps programmatic launches on.
+inline bool programmatic_launch_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("TIDAL_PDL");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled;
+}
+
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with the programmatic-serialization attribute
+// (unless TIDAL_PDL=0). Launch errors abort; callers still check_launch() after it.
+template <typename... Params, typename... Args>
+void launch_programmatic(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem,
+                         cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1] = {};
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = programmatic_launch_enabled() ? 1 : 0;
+  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+}  // namespace tidal::kernels::cuda
