@@ -59,8 +59,7 @@ struct PagedCache {
     parallel_sum(64, [&](int64_t part) {
       const int64_t begin = s[0] * part / 64, end = s[0] * (part + 1) / 64;
       if (begin < end) {
-        kernels::quantize_kv_cache(cache->view().slice(begin, end),
-                                   codes.view().slice(begin, end),
+        kernels::quantize_kv_cache(cache->view().slice(begin, end), codes.view().slice(begin, end),
                                    scale->view().slice(begin, end));
       }
       return int64_t(0);
@@ -276,17 +275,18 @@ void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case) {
         freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(dim)));
       }
       const HostTensor inv_freq = HostTensor::from({dim / 2}, freqs);
-      const DeviceBuffer dq = upload(env, q), dk_rope = upload(env, k), dfreq = upload(env, inv_freq);
+      const DeviceBuffer dq = upload(env, q), dk_rope = upload(env, k),
+                         dfreq = upload(env, inv_freq);
       kernels::PagedKvAppendParams pr = p;
       pr.k = dk_rope.view();
       pr.rope_q = dq.view();
       pr.rope_inv_freq = dfreq.view();
       // q and k read and written, v read, k and v written to the cache.
-      KernelCase cr = make_case(
-          env, "paged_kv_append",
-          "rope, q " + shape_str({t, heads, dim}) + " k,v " + shape_str({t, kvh, dim}) +
-              " cache n=" + std::to_string(max_len),
-          double((2 * heads + 5 * kvh) * t * dim) * bytes_of(dt) + 8.0 * double(t));
+      KernelCase cr =
+          make_case(env, "paged_kv_append",
+                    "rope, q " + shape_str({t, heads, dim}) + " k,v " + shape_str({t, kvh, dim}) +
+                        " cache n=" + std::to_string(max_len),
+                    double((2 * heads + 5 * kvh) * t * dim) * bytes_of(dt) + 8.0 * double(t));
       cr.run = [&] { kernels::paged_kv_append(pr, env.stream); };
       cr.check = [&] {  // q, k and the caches after one call (rotation to rounding)
         HostTensor want_q = clone(q.view()), want_k = clone(k.view());
@@ -308,6 +308,8 @@ void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case) {
 void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
   using kernels::TokenRole;
   const int64_t heads = env.quick ? 4 : 32, dim = env.quick ? 64 : 128;
+  // 10K: where a step's attention is a small share and its fixed cost per call shows.
+  const int64_t ten_k = env.quick ? 128 : 10000;
   const int64_t short_n = env.quick ? 300 : 32768, long_n = env.quick ? 1000 : 100000;
   const int64_t big_k = env.quick ? 64 : 2048, small_k = env.quick ? 16 : 256;
   const Variant dense{TokenRole::kDense, 1, 1, "dense"};
@@ -319,7 +321,7 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
       std::vector<int64_t> budgets;  // list rows at these K
     };
     const Config configs[] = {
-        {1, short_n, {}}, {4, short_n, {big_k}}, {1, long_n, {big_k, small_k}}};
+        {1, ten_k, {}}, {1, short_n, {}}, {4, short_n, {big_k}}, {1, long_n, {big_k, small_k}}};
     uint64_t seed = 200 + uint64_t(kv_heads);
     for (const Config& cfg : configs) {
       const int64_t tokens = env.quick && cfg.tokens > 1 ? 3 : cfg.tokens;

@@ -3,7 +3,8 @@
 // rates each against the device's copy bandwidth measured in the same run (DESIGN.md §7: a
 // memory-bound step's floor is bytes / copy bandwidth). STYLE.md rules 31-32.
 //   kernel_bench [--device cuda|cpu] [--dtype bf16|f16|f32] [--op NAME ...] [--quick]
-//                [--reps N] [--warmup N] [--budget-ms MS] [--json FILE] [--csv FILE]
+//                [--reps N] [--warmup N] [--budget-ms MS] [--graph-calls N] [--json FILE]
+//                [--csv FILE]
 // On the CPU every op runs its single-threaded ref:: twin: that proves the harness, not speed.
 #include <CLI/CLI.hpp>
 #include <cmath>
@@ -51,6 +52,7 @@ struct Options {
   std::vector<std::string> ops;  // Default (empty): all
   bool quick = false;
   RepOptions reps;
+  int graph_calls = 0;  // > 0: time replays of a CUDA graph of this many back-to-back calls
   std::string json_path, csv_path;
 };
 
@@ -70,13 +72,28 @@ struct Result {
 // Validate, then time (rule 31): one call on poisoned outputs, its check, then warm-up and timed
 // calls. On the GPU each timed call is bracketed by events on the bench stream and preceded,
 // outside the events, by the L2 flush (reps.between).
-Result measure(const BenchEnv& env, const RepOptions& reps, const KernelCase& c) {
+// graph_calls > 0 (GPU): each timed sample is one replay of a CUDA graph that holds graph_calls
+// calls back to back, divided by graph_calls: a call's cost as a decode step's replayed graph pays
+// it (no launch latency of its own; programmatic launches overlap one call's start with the last
+// one's end; what the calls read stays in L2 from one to the next, where it fits). The L2 is
+// flushed before each replay only.
+Result measure(const BenchEnv& env, const RepOptions& reps, const KernelCase& c, int graph_calls) {
   c.run();
   stream_synchronize(env.stream);
   Result r;
   r.wrong = c.check();
-  r.stats = summarize(env.cuda() ? run_timed(c.run, reps, CudaEventTimer(env.stream))
-                                 : run_timed(c.run, reps));
+  if (env.cuda() && graph_calls > 0) {
+    Graph::begin_capture(env.stream);
+    for (int i = 0; i < graph_calls; ++i) c.run();
+    const Graph graph = Graph::end_capture(env.stream);
+    std::vector<double> samples =
+        run_timed([&] { graph.launch(env.stream); }, reps, CudaEventTimer(env.stream));
+    for (double& us : samples) us /= graph_calls;
+    r.stats = summarize(samples);
+  } else {
+    r.stats = summarize(env.cuda() ? run_timed(c.run, reps, CudaEventTimer(env.stream))
+                                   : run_timed(c.run, reps));
+  }
   r.gbps = c.bytes / (r.stats.median * 1e-6) / 1e9;
   return r;
 }
@@ -106,7 +123,7 @@ Result measure_copy(const BenchEnv& env, const RepOptions& reps, KernelCase* c) 
     copy_bytes(dst.view().data, env.device, src.view().data, env.device, size_t(bytes), env.stream);
   };
   c->check = [&] { return count_wrong(dst.download(env.stream).view(), data.view(), {0.0, 0.0}); };
-  const Result r = measure(env, reps, *c);
+  const Result r = measure(env, reps, *c, 0);
   c->run = nullptr;  // they refer to this frame's buffers; only the row's fields stay
   c->check = nullptr;
   return r;
@@ -154,6 +171,8 @@ int run(const Options& o) {
                                       ? std::to_string(reps.reps)
                                       : "auto(" + std::to_string(int(reps.budget_ms)) + "ms)");
   info.extra.emplace_back("warmup", std::to_string(reps.warmup));
+  if (cuda && o.graph_calls > 0)
+    info.extra.emplace_back("graph_calls", std::to_string(o.graph_calls));
 
   KernelCase copy;
   const Result copy_result = measure_copy(env, reps, &copy);
@@ -163,9 +182,13 @@ int run(const Options& o) {
   info.extra.emplace_back("copy_GB/s", buf);
   Table table(info, columns());
   table.print_header(
-      {std::string(cuda ? "CUDA events on one stream, L2 flushed before every rep; "
-                        : "CPU reference path: single-threaded ref:: oracles, not the product's "
-                          "speed; ") +
+      {std::string(!cuda ? "CPU reference path: single-threaded ref:: oracles, not the product's "
+                           "speed; "
+                   : o.graph_calls > 0
+                       ? "CUDA events on one stream around replays of a graph of graph_calls "
+                         "calls (per-call times: replay / graph_calls; the copy row: one call), "
+                         "L2 flushed before every replay; "
+                       : "CUDA events on one stream, L2 flushed before every rep; ") +
            "med_us / min_us over the reps.",
        "GB/s: ideal bytes (each byte the op must read or write, once) / med_us. %copy: of the "
        "copy row's GB/s (" +
@@ -175,7 +198,7 @@ int run(const Options& o) {
   table.add_row(row_of(copy, copy_result, copy_gbps));
 
   const RunCase run_one = [&](const KernelCase& c) {
-    table.add_row(row_of(c, measure(env, reps, c), copy_gbps));
+    table.add_row(row_of(c, measure(env, reps, c, o.graph_calls), copy_gbps));
   };
   for (const Op& op : kOps) {
     bool wanted = o.ops.empty();
@@ -218,6 +241,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--warmup", o.reps.warmup, "untimed calls before timing")->capture_default_str();
   app.add_option("--budget-ms", o.reps.budget_ms, "sampling time per case when --reps is 0, ms")
+      ->capture_default_str();
+  app.add_option("--graph-calls", o.graph_calls,
+                 "GPU: time replays of a CUDA graph of N back-to-back calls (per-call time = "
+                 "replay / N), as a decode step's graph runs them; 0: one call per timed rep")
+      ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   app.add_option("--json", o.json_path, "also write the table as JSON to this file");
   app.add_option("--csv", o.csv_path, "also write the table as CSV to this file");
