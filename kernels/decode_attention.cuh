@@ -105,10 +105,9 @@ __device__ __forceinline__ int32_t split_chunk(int32_t len, int32_t num_splits, 
 // Both split kernels and the merge are programmatic dependent launches (kernels/pdl.cuh): the
 // split grid is scheduled while the KV append drains and waits for it in the kernel, the merge
 // while the split blocks run. Everything a kernel of the chain wrote (q, the appended K/V rows and
-// FP8 scales, the partials, the plan's lists and block tables) is read after the wait with plain
-// loads: coherent (never ld.global.nc, whose data must not change while the grid runs, and the
-// grid may start before its writers end), and still cached in L1, where a block's groups share
-// each block-table entry. The wait makes the earlier kernels' writes visible to them.
+// FP8 scales, the partials) is read after the wait with coherent loads; the plan's lists and block
+// tables through L2 (__ldcg), since the grid may have started before their writers' stores were
+// visible.
 // KT: the caches' element, T or uint8_t (FP8 e4m3 codes, with k_scale and v_scale).
 template <typename T, typename KT = T>
 struct SplitArgs {
@@ -119,11 +118,11 @@ struct SplitArgs {
   const KT* v_cache;  // same
   const float* k_scale = nullptr;  // FP8: [num_pages, num_kv_heads, page_size]
   const float* v_scale = nullptr;  // same
-  float* logits;                   // [num_tokens, num_heads, max_len] or null
-  float* lse;                      // [num_tokens, num_heads] or null
-  float* part_o;                   // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
-  float* part_lse;                 // [num_tokens, num_heads, num_splits]
-  int64_t max_len;                 // logits' last dimension
+  float* logits;     // [num_tokens, num_heads, max_len] or null
+  float* lse;        // [num_tokens, num_heads] or null
+  float* part_o;     // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
+  float* part_lse;   // [num_tokens, num_heads, num_splits]
+  int64_t max_len;   // logits' last dimension
   float scale;
 };
 
@@ -241,12 +240,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     auto entry = [&](int32_t b, int u) -> int32_t {
       const int32_t i = b + u * GROUPS + group;
       if (i >= end) return -1;
-      return src.list != nullptr ? src.list[i] : i;
+      return src.list != nullptr ? __ldcg(src.list + i) : i;
     };
     auto page_of = [&](int32_t j) -> int32_t {
       if (j < 0 || j >= src.n) return -1;
       const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
-      return p.block_tables[seq_row + int64_t(page_idx) * p.bt_stride1];
+      return __ldcg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
     };
     // The look-ahead costs 8 registers: only MHA's kernel (GMAX 1) has them to spare.
     constexpr bool kAhead = GMAX == 1;
@@ -286,8 +285,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
           vraw[u] = load_row_vec<KT, VEC>(a.v_cache + off);
           if constexpr (kFp8) {
             const int64_t at = (int64_t(page[u]) * p.num_kv_heads + kvh) * p.page_size + slot;
-            ks[u] = a.k_scale[at];
-            vs[u] = a.v_scale[at];
+            ks[u] = __ldcg(a.k_scale + at);
+            vs[u] = __ldcg(a.v_scale + at);
           }
         }
       }

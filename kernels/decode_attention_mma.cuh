@@ -154,12 +154,12 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     if (s >= nst) return -1;
     const int32_t i = first + s * step + key;
     if (i >= end) return -1;
-    return src.list != nullptr ? src.list[i] : i;
+    return src.list != nullptr ? __ldcg(src.list + i) : i;
   };
   auto key_page = [&](int32_t j) -> int32_t {
     if (j < 0 || j >= src.n) return -1;
     const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
-    return p.block_tables[seq_row + int64_t(page_idx) * p.bt_stride1];
+    return __ldcg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
   };
   auto key_row = [&](int32_t j, int32_t page) -> int64_t {
     if (j < 0 || j >= src.n || page < 0 || page >= p.num_pages) return -1;

@@ -17,10 +17,10 @@
 // one launch); a sum goes to the output whose row range holds it, which costs two compares at the
 // store and nothing in the streaming loop.
 // A programmatic dependent launch (kernels/pdl.cuh): the blocks that fit beside the kernel before
-// it prefetch the first step of their rows into L2 (4 KiB a row at batch 1: constants) before they
-// wait for that kernel, so a layer's GEMV starts streaming while the small op before it runs, and
-// the activations, that op's output, are read after the wait with coherent loads (through L1,
-// shared by the block's warps).
+// it issue their first step of weight loads (8 vectors a lane, constants) before they wait for
+// that kernel, so a layer's GEMV starts streaming while the small op before it runs, and the
+// activations, that op's output, are read after the wait with coherent loads (through L1, shared
+// by the block's warps).
 #include <cstdint>
 #include <cstring>
 
@@ -166,21 +166,24 @@ __global__ void __launch_bounds__(kThreads)
   }
 
   const int64_t num_vecs = in_features / kVec;  // kVec divides in_features (host checks)
-  // The first full step of each row is prefetched into L2 before the wait (weights are constants):
-  // one bulk prefetch per row, by lane r. Not loads into registers: ptxas sank those below the
-  // wait (SASS of e3bfdbb: every LDG after it, though the PTX had them before), so the early blocks
-  // streamed nothing; a prefetch has no consumer to sink to. After the wait the loop reads that
-  // step from L2.
-  if constexpr (sizeof(Vec<T, kVec>) == 16) {
-    if (32 * kUnroll <= num_vecs) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if (lane == r) prefetch_l2_bulk(w[r], 32 * kUnroll * 16);
-      }
-    }
-  }
-  pdl_wait();
   int64_t base = 0;
+  // The first full step's weights are loaded before the wait (constants), the rest after it.
+  if (32 * kUnroll <= num_vecs) {
+    Vec<T, kVec> wv[kUnroll][kRows];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) wv[u][r] = load_weight<T, kVec>(w[r] + (u * 32 + lane) * kVec);
+    }
+    pdl_wait();
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (u * 32 + lane) * kVec);
+    }
+    base = 32 * kUnroll;
+  } else {
+    pdl_wait();
+  }
   // Full steps: every lane loads kUnroll vectors of each row, all issued before the math.
   for (; base + 32 * kUnroll <= num_vecs; base += 32 * kUnroll) {
     Vec<T, kVec> wv[kUnroll][kRows];
@@ -228,11 +231,12 @@ void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, b
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>, grid, dim3(kThreads),
-                        0, stream, o, x, w, num_tokens, in_stride, out_features, in_features);
+    launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>, grid,
+                        dim3(kThreads), 0, stream, o, x, w, num_tokens, in_stride, out_features,
+                        in_features);
   } else {
-    launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 1>, grid, dim3(kThreads), 0, stream, o,
-                        x, w, num_tokens, in_stride, out_features, in_features);
+    launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 1>, grid, dim3(kThreads), 0, stream,
+                        o, x, w, num_tokens, in_stride, out_features, in_features);
   }
 }
 

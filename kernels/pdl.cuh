@@ -5,14 +5,12 @@
 // A kernel launched with launch_programmatic() may start while the kernel before it in the stream
 // still runs: as soon as every block of that kernel has executed pdl_launch_dependents() (or
 // exited). Its launch and block scheduling then overlap the previous kernel's tail instead of
-// following its drain, and a GEMV prefetches its first weights into L2 there. Each such kernel
-// follows one contract:
+// following its drain, and a GEMV issues its first weight loads there. Each such kernel follows
+// one contract:
 //   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
-//   2. before pdl_wait() it touches only constants (prefetches the weights) and writes nothing.
-//      Not even the step plan: a kernel may start before a plan-writing launch (top-k, the list
-//      commit, the block-table update) has made its writes visible, since only the wait
-//      guarantees that. Loads into registers are no use there: ptxas sinks a load to its first
-//      use, after the wait; prefetch_l2_bulk has no result to sink to;
+//   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
+//      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
+//      block-table update) has made its writes visible, since only the wait guarantees that;
 //   3. pdl_wait() in every thread of every block, before any other global access and before any
 //      exit. It returns once every earlier kernel has completed and its writes are visible, and a
 //      grid whose every block waited cannot complete before its predecessor: so the chain stays
@@ -56,14 +54,6 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-
-// Prefetches `bytes` (a multiple of 16) of global memory at `p` (16-byte aligned) into L2 through
-// the bulk-copy unit: asynchronous, nothing to wait for, and no register result.
-__device__ __forceinline__ void prefetch_l2_bulk(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
 #endif
 }
 

@@ -88,11 +88,13 @@ HostTensor i32s(std::vector<int64_t> values) {
 }
 
 // What a decode_attention row does: dense (optionally writing the selection logits and lse),
-// or a kSparse list row with `lists` lists of `budget` positions.
+// or a kSparse list row with `lists` lists of `budget` positions. splits > 0 overrides the
+// kernel's split count (1: no merge launch), to tell a call's fixed costs apart.
 struct Variant {
   kernels::TokenRole role;
   int64_t lists = 1, budget = 1;
   const char* name;
+  int64_t splits = 0;
 };
 
 // q scaled so a head's scores spread over a few units: the softmax then concentrates on tens of
@@ -156,6 +158,7 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   p.num_lists = dnum.view();
   p.logits = dlogits.view();
   p.lse = dlse.view();
+  p.num_splits = var.splits;
   const DeviceBuffer ws = workspace(env, kernels::decode_attention_workspace_size(p));
 
   // Traffic: each list row reads its own K and V rows (per-query-head lists under GQA read G
@@ -338,6 +341,13 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
         if (gqa) {  // under MHA per-KV-head lists are per-query-head lists
           decode_case(env, run_case, kv, q, dq, cfg.n,
                       {TokenRole::kSparse, kv_heads, k, per_kv.c_str()});
+        }
+        if (gqa && k == small_k) {  // the same short lists with fewer splits: the merge's share
+          for (const int64_t splits : {int64_t(4), int64_t(1)}) {
+            const std::string name = per_kv + " splits=" + std::to_string(splits);
+            decode_case(env, run_case, kv, q, dq, cfg.n,
+                        {TokenRole::kSparse, kv_heads, k, name.c_str(), splits});
+          }
         }
       }
     }
