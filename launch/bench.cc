@@ -270,16 +270,15 @@ model::AttentionStats minus(model::AttentionStats a, const model::AttentionStats
 }
 
 std::vector<Column> columns() {
-  return {{"device", 12, false, 0},   {"preset", 10, false, 0},  {"context", 8, true, 0},
-          {"batch", 5, true, 0},      {"policy", 6, false, 0},   {"granularity", 14, false, 0},
-          {"agree", 6, false, 0},     {"budget", 6, true, 0},    {"ms", 8, true, 3},
-          {"p90_ms", 8, true, 3},     {"tok/s", 9, true, 1},     {"attn_ms", 8, true, 3},
-          {"dense_ms", 8, true, 3},   {"select_ms", 9, true, 3}, {"sparse_ms", 9, true, 3},
-          {"quest_ms", 8, true, 3},   {"ar_ms", 7, true, 3},     {"ar_us/L", 7, true, 1},
-          {"%ar", 5, true, 1},        {"agree_us/sel", 12, true, 1}, {"GB", 7, true, 2},
-          {"floor_ms", 8, true, 3},   {"%floor", 6, true, 1},    {"GiB/rank", 8, true, 2},
-          {"copy_tbps", 9, true, 2},
-          {"prefill_tok/s", 13, true, 0}, {"#wrong", 6, true, 0}};
+  return {{"device", 12, false, 0},  {"preset", 10, false, 0},       {"context", 8, true, 0},
+          {"batch", 5, true, 0},     {"policy", 6, false, 0},        {"granularity", 14, false, 0},
+          {"agree", 6, false, 0},    {"budget", 6, true, 0},         {"ms", 8, true, 3},
+          {"p90_ms", 8, true, 3},    {"tok/s", 9, true, 1},          {"attn_ms", 8, true, 3},
+          {"dense_ms", 8, true, 3},  {"select_ms", 9, true, 3},      {"sparse_ms", 9, true, 3},
+          {"quest_ms", 8, true, 3},  {"ar_ms", 7, true, 3},          {"ar_us/L", 7, true, 1},
+          {"%ar", 5, true, 1},       {"agree_us/sel", 12, true, 1},  {"GB", 7, true, 2},
+          {"floor_ms", 8, true, 3},  {"%floor", 6, true, 1},         {"GiB/rank", 8, true, 2},
+          {"copy_tbps", 9, true, 2}, {"prefill_tok/s", 13, true, 0}, {"#wrong", 6, true, 0}};
 }
 
 struct Run {
@@ -390,8 +389,8 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
       const model::ModelShard& shard = e.shard();
       comm.rank0_layers = shard.layer_end - shard.layer_begin;
       for (int64_t l = shard.layer_begin; l < shard.layer_end; ++l) {
-        comm.selection_layers += model::layer_role(v.attention, reselect, l) ==
-                                 model::LayerRole::kSelect;
+        comm.selection_layers +=
+            model::layer_role(v.attention, reselect, l) == model::LayerRole::kSelect;
       }
     }
   }
@@ -443,24 +442,16 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   return ok_status();
 }
 
-Status bench_preset(const BenchOptions& o, const std::string& preset,
+// The rows of `batches` (every variant, every context) on one engine sized for max_batch
+// sequences. *no_fit: the engine's memory plan did not fit (kOutOfMemory before anything was
+// made or run), so the caller may try smaller engines.
+Status bench_engine(const BenchOptions& o, const std::string& preset,
                     const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
-                    const std::vector<Variant>& variants, Run run, bench::Table* table) {
-  TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
+                    int64_t max_batch, const std::vector<Variant>& variants, Run run,
+                    bench::Table* table, bool* no_fit) {
+  *no_fit = false;
   model::ModelConfig& c = run.config;
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
-  const int64_t max_batch = o.mixed ? int64_t(variants.size())
-                                    : *std::max_element(batches.begin(), batches.end());
-  // Bounded before any product is taken (and before anything is allocated).
-  if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
-    return invalid_argument("--context " + std::to_string(max_ctx) +
-                            " (with --warmup and --steps) exceeds " +
-                            std::to_string(engine::kMaxContext) + " tokens");
-  }
-  if (max_batch > engine::kMaxBatch) {
-    return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
-                            std::to_string(engine::kMaxBatch));
-  }
   const int64_t per_seq = max_ctx + o.warmup + o.steps + 2;
   // A latency benchmark: positions past the checkpoint's trained context only extrapolate RoPE.
   c.max_position_embeddings = std::max(c.max_position_embeddings, per_seq);
@@ -482,7 +473,9 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   // benchmark, the other ranks serve its steps until it moves to the next preset.
   const engine::Distributed* dist = run.engine.distributed;
   std::unique_ptr<engine::Engine> e;
-  TIDAL_RETURN_IF_ERROR(create_random_engine(c, o.seed, run.engine, &e));
+  const Status made = create_random_engine(c, o.seed, run.engine, &e);
+  if (made.code() == StatusCode::kOutOfMemory) *no_fit = true;
+  TIDAL_RETURN_IF_ERROR(made);
   // Every rank's memory plan, to rank 0: the largest says what GPU a layout needs.
   int64_t mine = int64_t(e->memory_plan().total_bytes());
   std::vector<int64_t> rank_bytes = {mine};
@@ -492,7 +485,8 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
                             make_view(&mine, DType::kI64, {1}));
   }
   if (dist != nullptr && dist->rank() != 0) return e->serve();
-  run.rank_gib = double(*std::max_element(rank_bytes.begin(), rank_bytes.end())) / double(1ull << 30);
+  run.rank_gib =
+      double(*std::max_element(rank_bytes.begin(), rank_bytes.end())) / double(1ull << 30);
   // Long prefills (--prefill) and random KV fills show progress on stderr.
   Progress progress(o.prefill ? "prefill" : "random KV fill", "tokens");
   e->set_progress([&](int64_t done, int64_t total) {
@@ -532,6 +526,51 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   return ok_status();
 }
 
+// A preset's rows. When the engine for the largest batch does not fit the device, each batch
+// size gets its own engine, smallest first: the sizes that fit still run, and the others are
+// named in *skipped (the caller reports them after writing the table). Under --tp/--pp every
+// rank takes the same path: the fit check is agreed over the ranks.
+Status bench_preset(const BenchOptions& o, const std::string& preset,
+                    const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
+                    const std::vector<Variant>& variants, Run run, bench::Table* table,
+                    std::vector<std::string>* skipped) {
+  TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
+  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  const int64_t max_batch =
+      o.mixed ? int64_t(variants.size()) : *std::max_element(batches.begin(), batches.end());
+  // Bounded before any product is taken (and before anything is allocated).
+  if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
+    return invalid_argument("--context " + std::to_string(max_ctx) +
+                            " (with --warmup and --steps) exceeds " +
+                            std::to_string(engine::kMaxContext) + " tokens");
+  }
+  if (max_batch > engine::kMaxBatch) {
+    return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
+                            std::to_string(engine::kMaxBatch));
+  }
+  bool no_fit = false;
+  const Status all =
+      bench_engine(o, preset, contexts, batches, max_batch, variants, run, table, &no_fit);
+  std::vector<int64_t> sizes(batches);
+  std::sort(sizes.begin(), sizes.end());
+  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
+  if (!no_fit || o.mixed || sizes.size() < 2) return all;
+  const bool worker = run.engine.distributed != nullptr && run.engine.distributed->rank() != 0;
+  for (const int64_t b : sizes) {
+    const Status one = bench_engine(o, preset, contexts, {b}, b, variants, run, table, &no_fit);
+    if (!no_fit) {
+      TIDAL_RETURN_IF_ERROR(one);
+      continue;
+    }
+    skipped->push_back(preset + " at batch " + std::to_string(b) + ": " + one.message());
+    if (!worker) {
+      std::fprintf(stderr, "tidal bench: %s at batch %lld does not fit: its rows are skipped\n",
+                   preset.c_str(), static_cast<long long>(b));
+    }
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 Status run_bench(const BenchOptions& o) { return run_bench_on(o, nullptr); }
@@ -564,8 +603,10 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
     stream_destroy(s);
   }
   if (worker) {
+    std::vector<std::string> skipped;  // rank 0 reports them
     for (const std::string& preset : o.presets) {
-      TIDAL_RETURN_IF_ERROR(bench_preset(o, preset, contexts, batches, variants, run, nullptr));
+      TIDAL_RETURN_IF_ERROR(
+          bench_preset(o, preset, contexts, batches, variants, run, nullptr, &skipped));
     }
     return ok_status();
   }
@@ -576,7 +617,9 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   std::snprintf(copy, sizeof(copy), "%.3f TB/s (read + write)", run.copy_bytes_per_s / 1e12);
   bi.extra = {{"dtype", dtype_name(run.engine.dtype)},
               {"kv_dtype", engine::kv_dtype_name(run.engine.kv_dtype, run.engine.dtype)},
-              {"graphs", !gpu ? "n/a (cpu)" : run.engine.cuda_graphs ? "on" : "off (eager)"},
+              {"graphs", !gpu                     ? "n/a (cpu)"
+                         : run.engine.cuda_graphs ? "on"
+                                                  : "off (eager)"},
               {"copy", gpu ? copy : "n/a (cpu)"},
               {"steps", std::to_string(o.steps) + " timed after " + std::to_string(o.warmup)},
               {"kv", o.prefill ? "prefilled random prompts" : "random values, no prefill"}};
@@ -598,11 +641,18 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
        "whose micro-batches overlap the stages). floor_ms = GB / copy. %floor = floor_ms / ms.",
        "GiB/rank: the largest rank's weights + KV cache + workspace. #wrong: sampled ids outside",
        "the vocabulary."});
+  std::vector<std::string> skipped;  // batch sizes whose engine does not fit
   for (const std::string& preset : o.presets) {
-    TIDAL_RETURN_IF_ERROR(bench_preset(o, preset, contexts, batches, variants, run, &table));
+    TIDAL_RETURN_IF_ERROR(
+        bench_preset(o, preset, contexts, batches, variants, run, &table, &skipped));
   }
   TIDAL_RETURN_IF_ERROR(table.write_files(o.json_path, o.csv_path));
   if (table.failed_rows() > 0) return internal_error("rows with #wrong > 0");
+  if (!skipped.empty()) {  // the rows that fit ran and are in the table; the exit says what did not
+    std::string what;
+    for (const std::string& line : skipped) what += (what.empty() ? "" : "; ") + line;
+    return out_of_memory("skipped what does not fit (the other rows ran): " + what);
+  }
   return ok_status();
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -237,6 +238,33 @@ TEST(Cli, InfoPlansEveryRankOfALayout) {
 }
 
 // `bench --agreement` names are all checked, even where no row would use them.
+// A batch size whose engine does not fit no longer costs the rows that do: batch 1 runs and is in
+// the table, batch 65535 (over 500 GB of KV cache for tiny at 4000 tokens) is named as skipped,
+// and the exit says so.
+TEST(Cli, BenchRunsTheBatchesThatFit) {
+  const std::string json = testing::temp_dir("cli") + "/rows.json";
+  const CliRun r = tidal(
+      "bench --device cpu --preset tiny --policy full --context 4000 --batch 65535,1 --steps 1 "
+      "--warmup 0 --no-breakdown --json " +
+      json);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("tidal bench: tiny at batch 65535 does not fit: its rows are skipped"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("tidal: error: skipped what does not fit (the other rows ran): tiny at "
+                       "batch 65535: "),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find("at batch 1:"), std::string::npos) << r.err;
+  std::ifstream in(json);
+  ASSERT_TRUE(in.good()) << r.err;
+  const nlohmann::json table = nlohmann::json::parse(in);
+  ASSERT_EQ(table.at("rows").size(), 1u) << table.dump();
+  EXPECT_EQ(table.at("rows")[0].at("batch").get<int64_t>(), 1);
+  EXPECT_EQ(table.at("rows")[0].at("context").get<int64_t>(), 4000);
+  EXPECT_GT(table.at("rows")[0].at("ms").get<double>(), 0.0);
+}
+
 TEST(Cli, BenchRefusesAnUnknownAgreement) {
   expect_error(tidal("bench --device cpu --preset tiny --policy full --agreement approx,bogus"),
                "--agreement: unknown agreement 'bogus'");
