@@ -2,14 +2,14 @@
 // The decode layer's chain of programmatic dependent launches (kernels/pdl.cuh), two layers:
 // rms_norm / fused_add_rms_norm -> QKV GEMV (linear_split) -> RoPE + KV append -> attention split
 // (+ merge) -> o GEMV -> fused_add_rms_norm -> gate_up GEMV -> silu_and_mul -> down GEMV. Each
-// kernel may start before the one before it ends (the GEMVs stream their first weights early) and
-// waits in the kernel for its inputs. Run back to back on one stream, eagerly and as a CUDA graph
-// replayed three times (starting with a device copy, so the first launch follows a memcpy node),
-// the chain must give bit-identical results to the same ops run one at a time with a synchronize
-// after each (where no overlap can happen): every kernel is deterministic, so any difference is a
-// read before its producer finished. The attention rows cover the split kernels' roles: a
-// selecting row (dense, logits written), a dense row and per-query-head lists, long enough for
-// several splits and the merge; GQA runs the tensor-core split kernel, MHA the SIMT one.
+// kernel may start before the one before it ends (the GEMVs write their first weight loads before
+// the wait) and waits in the kernel for its inputs. Run back to back on one stream, eagerly and as
+// a CUDA graph replayed three times (starting with a device copy, so the first launch follows a
+// memcpy node), the chain must give bit-identical results to the same ops run one at a time with a
+// synchronize after each (where no overlap can happen): every kernel is deterministic, so any
+// difference is a read before its producer finished. The attention rows cover the split kernels'
+// roles: a selecting row (dense, logits written), a dense row and per-query-head lists, long enough
+// for several splits and the merge; GQA runs the tensor-core split kernel, MHA the SIMT one.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -77,10 +77,10 @@ TensorView flat(TensorView t) {
 DecodeAttentionParams attention_params(const Chain& c, int64_t l) {
   DecodeAttentionParams p;
   p.q = c.q.view();
-  p.k_cache = c.k_cache.view().slice(l * c.shape.tokens * kMaxPages,
-                                     (l + 1) * c.shape.tokens * kMaxPages);
-  p.v_cache = c.v_cache.view().slice(l * c.shape.tokens * kMaxPages,
-                                     (l + 1) * c.shape.tokens * kMaxPages);
+  p.k_cache =
+      c.k_cache.view().slice(l * c.shape.tokens * kMaxPages, (l + 1) * c.shape.tokens * kMaxPages);
+  p.v_cache =
+      c.v_cache.view().slice(l * c.shape.tokens * kMaxPages, (l + 1) * c.shape.tokens * kMaxPages);
   p.block_tables = c.block_tables.view();
   p.seq_ids = c.seq_ids.view();
   p.lengths = c.lengths.view();
@@ -202,8 +202,16 @@ void run_chain(Chain& c, Stream stream, bool sync_each) {
                  stream);
     step();
     DecodeAttentionParams p = attention_params(c, l);
-    paged_kv_append({p.k_cache, p.v_cache, c.block_tables.view(), c.seq_ids.view(),
-                     c.positions.view(), c.k.view(), c.v.view(), {}, {}, c.q.view(),
+    paged_kv_append({p.k_cache,
+                     p.v_cache,
+                     c.block_tables.view(),
+                     c.seq_ids.view(),
+                     c.positions.view(),
+                     c.k.view(),
+                     c.v.view(),
+                     {},
+                     {},
+                     c.q.view(),
                      c.inv_freq.view()},
                     stream);
     step();
