@@ -147,7 +147,7 @@ __global__ void __launch_bounds__(kMergeThreads)
   const int h = blockIdx.x, t = blockIdx.y;
   const attention::RowSource src = attention::row_source(p, t, h, h + 1);
   if (src.len <= 0) return;
-  const int32_t chunk = attention::split_chunk(src.len, p.num_splits, p.tile);
+  const int32_t chunk = attention::split_chunk(src.span, p.num_splits, p.tile);
   const int active = int((int64_t(src.len) + chunk - 1) / chunk);
   if (active <= 1) return;  // one split covered the row and wrote it
   const int64_t row = int64_t(t) * p.num_heads + h;

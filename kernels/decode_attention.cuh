@@ -63,41 +63,48 @@ struct Plan {
 // that source. len == 0: nothing to attend (a malformed plan; outputs stay unwritten).
 struct RowSource {
   int32_t len;          // positions in the row
+  int32_t span;         // what the splits cut: len for a range, the list's capacity (max_budget)
   const int32_t* list;  // the list (ascending positions), or null: the range 0..len-1
   int32_t n;            // the token's length; list positions must lie in 0..n-1
   int32_t h_end;        // heads [h, h_end) share the source
   bool selecting;       // write logits (range rows of kSelect / kReselect tokens)
 };
 
+// The token's plan words are read together (one round trip, not one per branch); a list's count
+// is the only load that waits on them. Lists are cut into splits by their capacity, not their
+// count, so a split's list entries can be read beside the count (decode_attention_mma.cuh): a
+// split's first entry is known once num_lists is.
 __device__ __forceinline__ RowSource row_source(const Plan& p, int t, int h, int h_limit) {
-  RowSource r{0, nullptr, 0, h + 1, false};
+  RowSource r{0, 0, nullptr, 0, h + 1, false};
   const int32_t seq = p.seq_ids[t];
   const auto role = TokenRole(p.roles[t]);
+  const int32_t length = p.lengths[t];
+  const int32_t lists = p.num_lists[t];
   // Positions past the block table would read a page id out of bounds: cap them.
   const int64_t cap = int64_t(p.max_pages) * p.page_size;
-  const int32_t n = int32_t(min(int64_t(p.lengths[t]), cap));
+  const int32_t n = int32_t(min(int64_t(length), cap));
   if (seq < 0 || seq >= p.num_rows || n < 1) return r;
   r.n = n;
   if (is_dense_range(role)) {
-    r.len = n;
+    r.len = r.span = n;
     r.h_end = h_limit;
     r.selecting = is_selecting(role);
   } else if (role == TokenRole::kSparse || role == TokenRole::kQuest) {
-    const int32_t lists = p.num_lists[t];
     if (lists < 1 || lists > p.max_lists || p.num_heads % lists != 0) return r;
     const int32_t heads_per_list = p.num_heads / lists, l = h / heads_per_list;
     const int64_t row = int64_t(t) * p.max_lists + l;
     r.len = max(0, min(p.counts[row], p.max_budget));
+    r.span = r.len > 0 ? p.max_budget : 0;
     r.list = p.indices + row * p.max_budget;
     r.h_end = min(h_limit, (l + 1) * heads_per_list);
   }
   return r;
 }
 
-// Positions per split: an even share of the row rounded up to a tile, at least kMinChunk
+// Positions per split: an even share of the span rounded up to a tile, at least kMinChunk
 // (rounded likewise). Short rows use few splits; blocks past the row's end exit at once.
-__device__ __forceinline__ int32_t split_chunk(int32_t len, int32_t num_splits, int32_t tile) {
-  const int32_t share = int32_t((int64_t(len) + num_splits - 1) / num_splits);
+__device__ __forceinline__ int32_t split_chunk(int32_t span, int32_t num_splits, int32_t tile) {
+  const int32_t share = int32_t((int64_t(span) + num_splits - 1) / num_splits);
   const int32_t min_chunk = (kMinChunk + tile - 1) / tile * tile;
   return max((share + tile - 1) / tile * tile, min_chunk);
 }
@@ -209,7 +216,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     const RowSource src = row_source(p, t, h, h_limit);
     const int h0 = h, ng = src.h_end - h;
     h = src.h_end;
-    const int32_t chunk = split_chunk(src.len, p.num_splits, p.tile);
+    const int32_t chunk = split_chunk(src.span, p.num_splits, p.tile);
     const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.len)));
     const int32_t end = int32_t(min(int64_t(begin) + chunk, int64_t(src.len)));
     if (begin >= end) continue;

@@ -127,11 +127,14 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   for (int i = 0; i < pass && rest != 0; ++i) rest &= rest - 1;
   const int h0 = has_pass ? h_first + __ffs(int(rest)) - 1 : h_first;
   const RowSource src =
-      has_pass ? row_source(p, t, h0, h_limit) : RowSource{0, nullptr, 0, h0, false};
+      has_pass ? row_source(p, t, h0, h_limit) : RowSource{0, 0, nullptr, 0, h0, false};
   const int ng = src.h_end - h0;  // heads of the pass (0 without one)
-  const int32_t chunk = split_chunk(src.len, p.num_splits, p.tile);
-  const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.len)));
-  const int32_t end = int32_t(min(int64_t(begin) + chunk, int64_t(src.len)));
+  // The split's entries [begin, end); end_cap bounds them by the span alone, so the first list
+  // entries are read beside the count (the only plan word that depends on the others).
+  const int32_t chunk = split_chunk(src.span, p.num_splits, p.tile);
+  const int32_t begin = int32_t(min(int64_t(split) * chunk, int64_t(src.span)));
+  const int32_t end_cap = int32_t(min(int64_t(begin) + chunk, int64_t(src.span)));
+  const int32_t end = min(end_cap, src.len);
 
   // This warp's keys: stage s holds chunk entries first + s * step + 0..15.
   const int step = wpp * KEYS;
@@ -151,10 +154,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   // position, or the raw list entry; -1 past the chunk), then its block-table entry, then the
   // cache row (page * page_size + slot, or -1 for a position or page out of range).
   auto key_pos = [&](int s) -> int32_t {
-    if (s >= nst) return -1;
     const int32_t i = first + s * step + key;
-    if (i >= end) return -1;
-    return src.list != nullptr ? __ldcg(src.list + i) : i;
+    if (src.list == nullptr) return s < nst && i < end ? i : -1;
+    const int32_t entry = i < end_cap ? __ldcg(src.list + i) : -1;  // not waiting on the count
+    return i < end ? entry : -1;
   };
   auto key_page = [&](int32_t j) -> int32_t {
     if (j < 0 || j >= src.n) return -1;
@@ -465,12 +468,14 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     }
   };
 
+  // The first stages' entries, outside the branch on nst: a list's entries load beside its count.
+  int32_t pos[S + 1];
+#pragma unroll
+  for (int s = 0; s <= S; ++s) pos[s] = key_pos(s);
   if (nst > 0) {
     // Prologue: stages 0..S-2 in flight, the pages of stage S-1 and the entries of stage S
     // loading. Stage s always travels in cp.async group s (empty groups keep the count).
-    int32_t pos[S + 1], page[S];
-#pragma unroll
-    for (int s = 0; s <= S; ++s) pos[s] = key_pos(s);
+    int32_t page[S];
 #pragma unroll
     for (int s = 0; s < S; ++s) page[s] = key_page(pos[s]);
 #pragma unroll
@@ -540,32 +545,60 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   if (has_pass && rank == 0 && lane == 0) s_state[pass] = begin < end ? (final_split ? 2 : 1) : 0;
   __syncthreads();
 
-  for (int idx = threadIdx.x; idx < p.heads_per_block * D; idx += C::kThreads) {
-    const int hh = idx / D, d = idx % D;  // head h_first + hh, dimension d
+  // Per head of the run, once (a lane of warp 0 each): the weights of its pass's warp partials,
+  // their sum and the lse; then each thread merges its dimensions with those weights (a few
+  // shared loads and FMAs an element: the per-element exp2f / logf chain, serial over a thread's
+  // elements, measured ~2 us a block).
+  __shared__ float s_wt[kMaxHeadsPerBlock][C::kWarps];  // [head][warp of its pass]
+  __shared__ float s_sum[kMaxHeadsPerBlock];
+  __shared__ int s_head[kMaxHeadsPerBlock][3];  // state, first warp of its pass, row in the pass
+  if (threadIdx.x < p.heads_per_block) {
+    const int hh = threadIdx.x;  // head h_first + hh
     const uint32_t upto = starts & ((2u << hh) - 1u);
     const int pi = __popc(upto) - 1;  // its pass, whose first head is h_first + hp
-    const int hp = 31 - __clz(int(upto)), gg = hh - hp;
+    const int hp = 31 - __clz(int(upto)), gg = hh - hp, w0 = pi * wpp;
     const int state = s_state[pi];
-    if (state == 0) continue;
     float mx = -INFINITY;
-    for (int w = pi * wpp; w < (pi + 1) * wpp; ++w) mx = fmaxf(mx, s_m[w][gg]);
-    float sum = 0.0f, acc = 0.0f;
-    for (int w = pi * wpp; w < (pi + 1) * wpp; ++w) {
-      if (s_m[w][gg] == -INFINITY) continue;  // a warp without keys (its O is zero anyway)
-      const float wt = exp2f(s_m[w][gg] - mx);
-      sum = fmaf(s_l[w][gg], wt, sum);
-      const float* sow = reinterpret_cast<const float*>(reinterpret_cast<const KT*>(smem_raw) +
-                                                        w * S * C::kStageElems);
-      acc = fmaf(sow[gg * D + d], wt, acc);
+    for (int k = 0; k < wpp; ++k) mx = fmaxf(mx, s_m[w0 + k][gg]);
+    float sum = 0.0f;
+    for (int k = 0; k < wpp; ++k) {
+      // A warp without keys weighs 0 (its O and l are zero too).
+      const float m = s_m[w0 + k][gg], wt = m == -INFINITY ? 0.0f : exp2f(m - mx);
+      sum = fmaf(s_l[w0 + k][gg], wt, sum);
+      s_wt[hh][k] = wt;
     }
+    s_sum[hh] = sum;
+    s_head[hh][0] = state;
+    s_head[hh][1] = w0;
+    s_head[hh][2] = gg;
     const int64_t row = int64_t(t) * p.num_heads + h_first + hh;
     const float lse = mx * kLn2 + logf(sum);  // natural log, as the merge and the contract
+    if (state == 2 && a.lse != nullptr) a.lse[row] = lse;
+    if (state == 1) a.part_lse[row * p.num_splits + split] = lse;
+  }
+  __syncthreads();
+
+  static_assert(kMaxHeadsPerBlock * D % C::kThreads == 0, "whole elements a thread");
+#pragma unroll
+  for (int i = 0; i < kMaxHeadsPerBlock * D / C::kThreads; ++i) {
+    const int idx = threadIdx.x + i * C::kThreads;
+    const int hh = idx / D, d = idx % D;  // head h_first + hh, dimension d
+    if (hh >= p.heads_per_block) break;
+    const int state = s_head[hh][0], w0 = s_head[hh][1], gg = s_head[hh][2];
+    if (state == 0) continue;
+    float acc = 0.0f;
+#pragma unroll
+    for (int k = 0; k < C::kWarps; ++k) {
+      if (k >= wpp) break;
+      const float* sow = reinterpret_cast<const float*>(reinterpret_cast<const KT*>(smem_raw) +
+                                                        (w0 + k) * S * C::kStageElems);
+      acc = fmaf(sow[gg * D + d], s_wt[hh][k], acc);
+    }
+    const int64_t row = int64_t(t) * p.num_heads + h_first + hh;
     if (state == 2) {
-      a.out[row * D + d] = from_float<T>(acc / sum);
-      if (d == 0 && a.lse != nullptr) a.lse[row] = lse;
+      a.out[row * D + d] = from_float<T>(acc / s_sum[hh]);
     } else {
-      a.part_o[(row * p.num_splits + split) * D + d] = acc / sum;
-      if (d == 0) a.part_lse[row * p.num_splits + split] = lse;
+      a.part_o[(row * p.num_splits + split) * D + d] = acc / s_sum[hh];
     }
   }
 }
