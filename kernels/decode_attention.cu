@@ -176,14 +176,30 @@ __global__ void __launch_bounds__(kMergeThreads)
     const float w = weights[sg];
     acc = make_float4(w * first.x, w * first.y, w * first.z, w * first.w);
   }
-  for (int s = sg + split_groups; s < active; s += split_groups) {
-    const float w = weights[s];
-    const float4 v =
-        *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim + lane * 4);
-    acc.x = fmaf(w, v.x, acc.x);
-    acc.y = fmaf(w, v.y, acc.y);
-    acc.z = fmaf(w, v.z, acc.z);
-    acc.w = fmaf(w, v.w, acc.w);
+  // The rest, kBatch partials a thread in flight (one at a time waits an L2 round trip per
+  // split); in split order, so the sums are those of the one-at-a-time loop.
+  constexpr int kBatch = 8;
+  for (int s0 = sg + split_groups; s0 < active; s0 += kBatch * split_groups) {
+    float4 v[kBatch];
+    float w[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int s = s0 + u * split_groups;
+      v[u] = make_float4(0, 0, 0, 0);
+      w[u] = 0.0f;
+      if (s < active) {
+        v[u] = *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim +
+                                                lane * 4);
+        w[u] = weights[s];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      acc.x = fmaf(w[u], v[u].x, acc.x);
+      acc.y = fmaf(w[u], v[u].y, acc.y);
+      acc.z = fmaf(w[u], v[u].z, acc.z);
+      acc.w = fmaf(w[u], v[u].w, acc.w);
+    }
   }
   *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
   __syncthreads();
