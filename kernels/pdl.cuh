@@ -28,6 +28,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -54,6 +55,16 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// pdl_wait() that ptxas cannot hoist above the loads `dep` is computed from: the wait takes dep
+// as an operand, so the loads (constants: rule 2) are issued, and their data back, before it.
+// Without it ptxas places a kernel's early constant loads after the wait, where they overlap
+// nothing (the GEMV's first weights: SASS of e3bfdbb).
+__device__ __forceinline__ void pdl_wait_after(uint32_t dep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::"r"(dep) : "memory");
 #endif
 }
 
