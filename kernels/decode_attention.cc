@@ -62,6 +62,14 @@ void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
   TIDAL_CHECK(p.q.size(0) <= 65535 && p.q.size(1) <= 65535,
               "decode_attention: the CUDA grid takes at most 65535 tokens and heads");
   TIDAL_CHECK(p.num_splits <= 1024, "decode_attention: num_splits must be <= 1024");
+  if (p.merge_counters.data != nullptr) {
+    TIDAL_CHECK(p.merge_counters.dtype == DType::kI32 && p.merge_counters.is_contiguous() &&
+                    p.merge_counters.numel() >= p.q.size(0) * p.q.size(1) &&
+                    p.merge_counters.device.kind == p.q.device.kind &&
+                    p.merge_counters.device.index == p.q.device.index,
+                "decode_attention: merge_counters must be contiguous i32 of at least num_tokens * "
+                "num_heads elements on q's device");
+  }
   TIDAL_CHECK(p.k_cache.size(1) >= 1, "decode_attention: page_size must be >= 1");
   // Positions and list offsets are int32 in the kernels (with room for a tile past the end).
   TIDAL_CHECK(p.block_tables.size(1) * p.k_cache.size(1) < (int64_t(1) << 30) &&

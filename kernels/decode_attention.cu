@@ -124,11 +124,8 @@ int64_t num_splits(const DecodeAttentionParams& p) {
   return std::clamp<int64_t>(wave / blocks_per_split, 1, 256);
 }
 
-// Shared floats of the merge kernel's weights: the split count rounded up to float4.
-__host__ __device__ constexpr int merge_weights_floats(int splits) { return (splits + 3) / 4 * 4; }
-
-// Combines the splits of one (token, head): weights exp(lse_s - max), o = sum w_s o_s / sum w_s.
-// Grid (num_heads, num_tokens), kMergeThreads threads: thread = (split group, 4 dims).
+// Combines the splits of one (token, head) (attention::merge_splits). Grid (num_heads,
+// num_tokens), kMergeThreads threads.
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads)
     decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
@@ -136,79 +133,16 @@ __global__ void __launch_bounds__(kMergeThreads)
                                   const float* part_o,    // [tokens, heads, num_splits, head_dim]
                                   const float* part_lse,  // [tokens, heads, num_splits]
                                   int head_dim) {
-  // [num_splits rounded up to 4] weights, then [kMergeThreads * 4] sums (16-byte aligned).
-  extern __shared__ float4 smem4[];
+  extern __shared__ float4 smem4[];  // attention::merge_smem_floats(num_splits, kMergeThreads)
   __shared__ float scratch[32];
-  float* weights = reinterpret_cast<float*>(smem4);
-  float* sums = weights + merge_weights_floats(p.num_splits);
   // Scheduled while the split blocks run (kernels/pdl.cuh); the o projection after it likewise.
   pdl_launch_dependents();
   pdl_wait();
   const int h = blockIdx.x, t = blockIdx.y;
-  const attention::RowSource src = attention::row_source(p, t, h, h + 1);
-  if (src.len <= 0) return;
-  const int32_t chunk = attention::split_chunk(src.span, p.num_splits, p.tile);
-  const int active = int((int64_t(src.len) + chunk - 1) / chunk);
-  if (active <= 1) return;  // one split covered the row and wrote it
-  const int64_t row = int64_t(t) * p.num_heads + h;
-  const float* row_lse = part_lse + row * p.num_splits;
-  const int lanes = head_dim / 4, split_groups = kMergeThreads / lanes;
-  const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
-  // This thread's first partial, loaded beside the lse's so that the two latencies overlap.
-  float4 first = make_float4(0, 0, 0, 0);
-  if (sg < active) {
-    first =
-        *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + sg) * head_dim + lane * 4);
-  }
-
-  float mx = -INFINITY;
-  for (int s = threadIdx.x; s < active; s += kMergeThreads) mx = fmaxf(mx, row_lse[s]);
-  mx = block_max(mx, scratch);
-  float total = 0.0f;
-  for (int s = threadIdx.x; s < active; s += kMergeThreads) {
-    weights[s] = __expf(row_lse[s] - mx);
-    total += weights[s];
-  }
-  total = block_sum(total, scratch);  // its barriers also publish `weights`
-
-  float4 acc = make_float4(0, 0, 0, 0);  // lanes divides kMergeThreads: every thread has a slot
-  if (sg < active) {
-    const float w = weights[sg];
-    acc = make_float4(w * first.x, w * first.y, w * first.z, w * first.w);
-  }
-  // The rest, kBatch partials a thread in flight (one at a time waits an L2 round trip per
-  // split); in split order, so the sums are those of the one-at-a-time loop.
-  constexpr int kBatch = 8;
-  for (int s0 = sg + split_groups; s0 < active; s0 += kBatch * split_groups) {
-    float4 v[kBatch];
-    float w[kBatch];
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      const int s = s0 + u * split_groups;
-      v[u] = make_float4(0, 0, 0, 0);
-      w[u] = 0.0f;
-      if (s < active) {
-        v[u] = *reinterpret_cast<const float4*>(part_o + (row * p.num_splits + s) * head_dim +
-                                                lane * 4);
-        w[u] = weights[s];
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      acc.x = fmaf(w[u], v[u].x, acc.x);
-      acc.y = fmaf(w[u], v[u].y, acc.y);
-      acc.z = fmaf(w[u], v[u].z, acc.z);
-      acc.w = fmaf(w[u], v[u].w, acc.w);
-    }
-  }
-  *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
-  __syncthreads();
-  for (int d = threadIdx.x; d < head_dim; d += kMergeThreads) {
-    float o = 0.0f;
-    for (int k = 0; k < split_groups; ++k) o += sums[k * head_dim + d];
-    out[row * head_dim + d] = from_float<T>(o / total);
-  }
-  if (threadIdx.x == 0 && lse != nullptr) lse[row] = mx + logf(total);
+  const int active = attention::active_splits(p, t, h);
+  if (active <= 1) return;  // one split covered the row and wrote it (or no keys at all)
+  attention::merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, part_o,
+                          part_lse, out, lse, reinterpret_cast<float*>(smem4), scratch);
 }
 
 template <typename T, int D, typename KT>
@@ -299,6 +233,19 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
   args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
 
+  // The split blocks merge their own rows when the caller keeps counters, for runs of one head
+  // (MHA, on the SIMT kernel) whose merge fits the kernel's shared memory (its per-group
+  // outputs, groups * head_dim floats, unless the split count is very large). A run of several
+  // heads would merge them one after another in its last block: measured slower than the merge
+  // launch (GQA 32/8 K = 2048 per-KV-head lists, H200: 19.9 against 11.9 us a call), while one
+  // head's own merge saved ~0.05 ms a llama2-7b step (benchmarks/results/PERF_NOTES.md).
+  const int gmax = hpb == 3 ? 4 : hpb;
+  const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
+  const bool own_merge =
+      splits > 1 && p.merge_counters.data != nullptr && !path.mma && hpb == 1 &&
+      attention::merge_smem_floats(int(splits), kThreads) <= simt_floats;
+  args.merge_counters = own_merge ? p.merge_counters.data_as<int32_t>() : nullptr;
+
   const cudaStream_t s = raw_stream(stream);
   const dim3 grid(unsigned(splits), unsigned(heads / hpb), unsigned(tokens));
   bool launched = false;
@@ -311,7 +258,6 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
     }
   }
   if (!launched) {
-    const int gmax = hpb == 3 ? 4 : hpb;
     switch (head_dim) {
       case 8: launch_split<T, KT, 8>(args, grid, gmax, s); break;
       case 16: launch_split<T, KT, 16>(args, grid, gmax, s); break;
@@ -322,9 +268,9 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
     }
     check_launch("decode_attention_split_kernel", stream);
   }
-  if (splits == 1) return;
+  if (splits == 1 || own_merge) return;
   const size_t merge_smem =
-      size_t(merge_weights_floats(int(splits)) + kMergeThreads * 4) * sizeof(float);
+      size_t(attention::merge_smem_floats(int(splits), kMergeThreads)) * sizeof(float);
   launch_programmatic(decode_attention_merge_kernel<T>, dim3(unsigned(heads), unsigned(tokens)),
                       dim3(kMergeThreads), merge_smem, s, plan, args.out, args.lse,
                       static_cast<const float*>(args.part_o),

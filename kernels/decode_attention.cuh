@@ -109,6 +109,92 @@ __device__ __forceinline__ int32_t split_chunk(int32_t span, int32_t num_splits,
   return max((share + tile - 1) / tile * tile, min_chunk);
 }
 
+// Splits of head h of token t that hold keys (the first ones: chunks are cut from 0).
+__device__ __forceinline__ int active_splits(const Plan& p, int t, int h) {
+  const RowSource src = row_source(p, t, h, h + 1);
+  if (src.len <= 0) return 0;
+  const int32_t chunk = split_chunk(src.span, p.num_splits, p.tile);
+  return int((int64_t(src.len) + chunk - 1) / chunk);
+}
+
+// Shared floats merge_splits needs: the weights (the split count rounded up to float4), then
+// threads * 4 partial sums (16-byte aligned).
+__host__ __device__ constexpr int merge_smem_floats(int splits, int threads) {
+  return (splits + 3) / 4 * 4 + threads * 4;
+}
+
+// Combines the `active` splits of one (token, head) row into out and lse (when not null):
+// weights exp(lse_s - max), o = sum w_s o_s / sum w_s. Every thread of the block takes part, as
+// (split group, 4 dims); head_dim / 4 divides blockDim.x. smem: merge_smem_floats(num_splits,
+// blockDim.x) floats, 16-byte aligned; scratch: 32 floats. The partials are read through L2: in
+// the split kernel's own merge, other blocks of the launch wrote them. Ends with a barrier, so
+// the caller may reuse smem.
+template <typename T>
+__device__ void merge_splits(int64_t row, int active, int num_splits, int head_dim,
+                             const float* part_o,    // [tokens, heads, num_splits, head_dim]
+                             const float* part_lse,  // [tokens, heads, num_splits]
+                             T* out, float* lse, float* smem, float* scratch) {
+  float* const weights = smem;
+  float* const sums = smem + (num_splits + 3) / 4 * 4;
+  const int threads = int(blockDim.x);
+  const float* row_lse = part_lse + row * num_splits;
+  const float* row_o = part_o + row * num_splits * head_dim;
+  const int lanes = head_dim / 4, split_groups = threads / lanes;
+  const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
+  // This thread's first partial, loaded beside the lse's so that the two latencies overlap.
+  float4 first = make_float4(0, 0, 0, 0);
+  if (sg < active) first = __ldcg(reinterpret_cast<const float4*>(row_o + sg * head_dim) + lane);
+
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < active; s += threads) mx = fmaxf(mx, __ldcg(row_lse + s));
+  mx = block_max(mx, scratch);
+  float total = 0.0f;
+  for (int s = threadIdx.x; s < active; s += threads) {
+    weights[s] = __expf(__ldcg(row_lse + s) - mx);
+    total += weights[s];
+  }
+  total = block_sum(total, scratch);  // its barriers also publish `weights`
+
+  float4 acc = make_float4(0, 0, 0, 0);  // lanes divides the block: every thread has a slot
+  if (sg < active) {
+    const float w = weights[sg];
+    acc = make_float4(w * first.x, w * first.y, w * first.z, w * first.w);
+  }
+  // The rest, kBatch partials a thread in flight (a loop of one load at a time waits an L2 round
+  // trip per split); in split order, so the sums are those of the one-at-a-time loop.
+  constexpr int kBatch = 8;
+  for (int s0 = sg + split_groups; s0 < active; s0 += kBatch * split_groups) {
+    float4 v[kBatch];
+    float w[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int s = s0 + u * split_groups;
+      v[u] = make_float4(0, 0, 0, 0);
+      w[u] = 0.0f;
+      if (s < active) {
+        v[u] = __ldcg(reinterpret_cast<const float4*>(row_o + s * head_dim) + lane);
+        w[u] = weights[s];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      acc.x = fmaf(w[u], v[u].x, acc.x);
+      acc.y = fmaf(w[u], v[u].y, acc.y);
+      acc.z = fmaf(w[u], v[u].z, acc.z);
+      acc.w = fmaf(w[u], v[u].w, acc.w);
+    }
+  }
+  *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
+  __syncthreads();
+  for (int d = threadIdx.x; d < head_dim; d += threads) {
+    float o = 0.0f;
+    for (int k = 0; k < split_groups; ++k) o += sums[k * head_dim + d];
+    out[row * head_dim + d] = from_float<T>(o / total);
+  }
+  if (threadIdx.x == 0 && lse != nullptr) lse[row] = mx + logf(total);
+  __syncthreads();
+}
+
 // Both split kernels and the merge are programmatic dependent launches (kernels/pdl.cuh): the
 // split grid is scheduled while the KV append drains and waits for it in the kernel, the merge
 // while the split blocks run. Everything a kernel of the chain wrote (q, the appended K/V rows and
@@ -129,7 +215,11 @@ struct SplitArgs {
   float* lse;        // [num_tokens, num_heads] or null
   float* part_o;     // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
   float* part_lse;   // [num_tokens, num_heads, num_splits]
-  int64_t max_len;   // logits' last dimension
+  // Zeroed counters, one per (token, run of heads): the last split block of a run merges it
+  // (last_split_block, merge_run; the SIMT kernel, runs of one head); null:
+  // decode_attention_merge_kernel follows.
+  int* merge_counters = nullptr;
+  int64_t max_len;  // logits' last dimension
   float scale;
 };
 
@@ -183,6 +273,38 @@ __device__ __forceinline__ void unpack_row_vec(const uint4& raw, float (&out)[VE
   }
 }
 
+// The split kernels' own merge. Every block of (token t, run blockIdx.y) counts itself once,
+// after its partial stores; true in the block that counts last, which then merges the run. Its
+// counter is zero again for the next launch. Call with every thread, at the kernel's end.
+__device__ __forceinline__ bool last_split_block(int* counters, int t, int* s_flag) {
+  __threadfence();  // this thread's partial stores, visible device-wide before the count
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* const c = counters + int64_t(t) * gridDim.y + blockIdx.y;
+    const bool last = atomicAdd(c, 1) == int(gridDim.x) - 1;
+    if (last) atomicExch(c, 0);
+    *s_flag = last;
+  }
+  __syncthreads();
+  const bool last = *s_flag != 0;
+  if (last) __threadfence();  // ... and the other blocks' stores, seen after their counts
+  return last;
+}
+
+// Merges each head of the block's run (heads h_first..) that more than one split served.
+template <typename T, typename KT>
+__device__ void merge_run(const SplitArgs<T, KT>& a, int t, int h_first, int head_dim,
+                          float* smem, float* scratch) {
+  const Plan& p = a.plan;
+  for (int hh = 0; hh < p.heads_per_block; ++hh) {
+    const int h = h_first + hh;
+    const int active = active_splits(p, t, h);
+    if (active <= 1) continue;  // block-uniform: merge_splits' barriers see every thread
+    merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, a.part_o,
+                 a.part_lse, a.out, a.lse, smem, scratch);
+  }
+}
+
 // At most 128 registers (no spills at 4 heads x head_dim 128): 4 blocks per SM for every
 // instantiation, which the host's split count assumes.
 template <typename T, typename KT, int D, int GMAX>
@@ -197,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   constexpr int U = kRowsInFlight;
   constexpr int TILE = GROUPS * U;  // the host's Plan::tile (chunks are multiples of it)
   // o of every group and head, then combined: GMAX * 4 KiB for 16-bit caches.
-  __shared__ float s_o[GMAX][GROUPS][D];
+  __shared__ __align__(16) float s_o[GMAX][GROUPS][D];  // also the own merge's (host checks)
   __shared__ float s_m[GMAX][GROUPS], s_l[GMAX][GROUPS];
 
   pdl_launch_dependents();
@@ -413,6 +535,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       }
     }
     __syncthreads();  // the next pass reuses the shared arrays
+  }
+  if (a.merge_counters == nullptr) return;
+  __shared__ int s_last;
+  __shared__ float s_scratch[32];
+  if (last_split_block(a.merge_counters, t, &s_last)) {
+    merge_run(a, t, h_first, D, &s_o[0][0][0], s_scratch);
   }
 }
 

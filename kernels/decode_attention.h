@@ -47,6 +47,12 @@ struct DecodeAttentionParams {
   // f32 [num_pages, num_kv_heads, page_size]. Default: empty, for caches of q's dtype.
   TensorView k_scale = {};
   TensorView v_scale = {};
+  // Optional (GPU): i32, at least num_tokens * num_heads elements, all zero, kept by the caller
+  // across calls (a workspace that persists, never shared by concurrent launches). With it, the
+  // last split block to finish a (token, head) merges that head's splits, so no merge launch
+  // follows the split kernel (MHA shapes, where a block serves one head; GQA shapes keep the
+  // merge launch); the counters are zero again when the launch ends. Ignored on the CPU.
+  TensorView merge_counters = {};
 };
 
 // Bytes of scratch the GPU launch needs (split partials); 0 on the CPU. Depends only on the

@@ -121,6 +121,7 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   p.indices = rows_of(ws.lists, d);
   p.counts = rows_of(ws.counts, d);
   p.num_lists = b.num_lists;
+  p.merge_counters = ws.merge_counters;
   if (ops & kLayerSelects) {
     p.logits = rows_of(ws.scores, d);
     p.lse = rows_of(ws.lse, d);

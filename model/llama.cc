@@ -98,6 +98,7 @@ void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, Llam
   ws->page_counts = a.allocate(DType::kI32, {d, h});
   ws->overlap = a.allocate(DType::kI64, {s.num_rows, 2});
   ws->scratch = a.allocate(DType::kU8, {int64_t(scratch_bytes(c, *ws))});
+  ws->merge_counters = a.allocate(DType::kI32, {d * h});
 }
 
 Status check_shape(const WorkspaceShape& s) {
@@ -127,6 +128,7 @@ Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& s
   const std::vector<float> freq = rope_inv_freq(config.rope, config.head_dim);
   copy_bytes(out->inv_freq.data, shape.device, freq.data(), Device{}, freq.size() * 4, Stream{});
   fill_bytes(out->overlap.data, shape.device, 0, out->overlap.nbytes(), Stream{});
+  fill_bytes(out->merge_counters.data, shape.device, 0, out->merge_counters.nbytes(), Stream{});
   stream_synchronize(Stream{});
   out->arena = std::move(arena);
   return ok_status();

@@ -119,6 +119,9 @@ struct LlamaWorkspace {
   TensorView page_counts;  // [max_decode, num_heads] i32
   TensorView overlap;      // [num_rows, 2] i64 position-persistence counters (kept by the engine)
   TensorView scratch;      // u8: the largest op workspace (decode attention, top-k, sampling)
+  // [max_decode * num_heads] i32, zero between launches: decode attention's own-merge counters
+  // (kernels/decode_attention.h), so no merge launch follows its split kernel.
+  TensorView merge_counters;
   WorkspaceShape shape;
   Arena arena;
 

@@ -89,12 +89,15 @@ HostTensor i32s(std::vector<int64_t> values) {
 
 // What a decode_attention row does: dense (optionally writing the selection logits and lse),
 // or a kSparse list row with `lists` lists of `budget` positions. splits > 0 overrides the
-// kernel's split count (1: no merge launch), to tell a call's fixed costs apart.
+// kernel's split count (1: nothing to merge), to tell a call's fixed costs apart. Counters are
+// passed as the engine keeps them (MHA's split blocks then merge their own rows); merge_launch:
+// without them, so the merge kernel follows (for comparison).
 struct Variant {
   kernels::TokenRole role;
   int64_t lists = 1, budget = 1;
   const char* name;
   int64_t splits = 0;
+  bool merge_launch = false;
 };
 
 // q scaled so a head's scores spread over a few units: the softmax then concentrates on tens of
@@ -160,6 +163,11 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   p.lse = dlse.view();
   p.num_splits = var.splits;
   const DeviceBuffer ws = workspace(env, kernels::decode_attention_workspace_size(p));
+  DeviceBuffer counters;
+  if (!var.merge_launch) {
+    counters = upload(env, i32s(std::vector<int64_t>(size_t(tokens * heads), 0)));
+    p.merge_counters = counters.view();
+  }
 
   // Traffic: each list row reads its own K and V rows (per-query-head lists under GQA read G
   // times the rows of per-KV-head ones); dense rows read their sequence's cache once.
@@ -334,6 +342,13 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
       const DeviceBuffer dq = upload(env, q);
       decode_case(env, run_case, kv, q, dq, cfg.n, dense);
       decode_case(env, run_case, kv, q, dq, cfg.n, select);
+      if (!gqa && cfg.n == long_n && cfg.tokens == 1) {  // what MHA's own merge replaces
+        decode_case(env, run_case, kv, q, dq, cfg.n,
+                    {TokenRole::kDense, 1, 1, "dense merge-launch", 0, true});
+        const std::string lists = "K=" + std::to_string(big_k) + " per-q merge-launch";
+        decode_case(env, run_case, kv, q, dq, cfg.n,
+                    {TokenRole::kSparse, heads, big_k, lists.c_str(), 0, true});
+      }
       for (int64_t k : cfg.budgets) {
         const std::string per_q = "K=" + std::to_string(k) + " per-q";
         const std::string per_kv = "K=" + std::to_string(k) + " per-kv";

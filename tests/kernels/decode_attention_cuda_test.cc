@@ -292,6 +292,22 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
   decode_attention(d.p, d.workspace.view(), Stream{});
   stream_synchronize(Stream{});
   expect_matches(b, want, d, c.dtype, c.name);
+
+  // Again with merge counters (the engine's path: the split blocks merge their own rows), twice
+  // on the same counters: they must be back to zero after each launch.
+  DeviceTensor counters =
+      DeviceTensor::filled({b.num_tokens * b.shape.num_heads + 5}, DType::kI32, 0);
+  d.p.merge_counters = counters.view();
+  for (int rep = 0; rep < 2; ++rep) {
+    d.upload_plan(b);  // re-poisons the outputs
+    decode_attention(d.p, d.workspace.view(), Stream{});
+    stream_synchronize(Stream{});
+    expect_matches(b, want, d, c.dtype, c.name + " (own merge, launch " + std::to_string(rep) + ")");
+    const HostTensor left = counters.to_host();
+    const int32_t* n = left.view().data_as<int32_t>();
+    EXPECT_EQ(std::count(n, n + left.view().numel(), 0), left.view().numel())
+        << c.name << ": merge counters not zero after launch " << rep;
+  }
 }
 
 // One captured launch serves every plan: capture with short dense rows, then rewrite the plan
