@@ -19,11 +19,11 @@
 // A programmatic dependent launch (kernels/pdl.cuh): the blocks that fit beside the kernel before
 // it are scheduled early; each writes its first step of weight loads (8 vectors a lane, constants)
 // before the wait for that kernel and reads the activations, that op's output, after it with
-// coherent loads (through L1, shared by the block's warps). ptxas issues those first loads after
-// the wait all the same (SASS of e3bfdbb), so no weight streams early; yet this form measured
-// 0.03-0.08 ms a step faster with PDL on than off for llama3-8b, where the plain loop (727cb1f)
-// measured 0 to 0.04 ms slower, on the H200 (different runs). An L2 bulk prefetch before the wait
-// made every GEMV 1-4 us slower (benchmarks/results/PERF_NOTES.md).
+// coherent loads (through L1, shared by the block's warps). The wait takes a word of each of those
+// vectors as an operand (pdl_wait_after): with a plain wait ptxas issued the loads after it (SASS
+// of e3bfdbb), so no weight streamed early. Same-run step A/B on the H200: 0.03-0.05 ms faster
+// for llama3-8b and llama2-7b (41aa7b7 against fc73602). An L2 bulk prefetch before the wait made
+// every GEMV 1-4 us slower (benchmarks/results/PERF_NOTES.md).
 #include <cstdint>
 #include <cstring>
 

@@ -5,8 +5,8 @@
 // A kernel launched with launch_programmatic() may start while the kernel before it in the stream
 // still runs: as soon as every block of that kernel has executed pdl_launch_dependents() (or
 // exited). Its launch and block scheduling then overlap the previous kernel's tail instead of
-// following its drain. (A GEMV's first weight loads, written before its wait, are placed after it
-// by ptxas: see kernels/linear_gemv.cu.) Each such kernel follows one contract:
+// following its drain. (A GEMV loads its first weights before its wait: pdl_wait_after keeps
+// ptxas from moving them behind it.) Each such kernel follows one contract:
 //   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
 //   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
 //      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
