@@ -101,10 +101,10 @@ SplitPath split_path(const DecodeAttentionParams& p) {
       return head_dim == 64 ? mma_blocks_per_sm<T, 64, T>() : mma_blocks_per_sm<T, 128, T>();
     };
     const int blocks = bf16 ? blocks_for(__nv_bfloat16{}) : blocks_for(__half{});
-    const int tile = fp8 ? (head_dim == 64 ? attention::MmaSplit<64, 1>::kTile
-                                           : attention::MmaSplit<128, 1>::kTile)
-                         : (head_dim == 64 ? attention::MmaSplit<64>::kTile
-                                           : attention::MmaSplit<128>::kTile);
+    const int tile =
+        fp8 ? (head_dim == 64 ? attention::MmaSplit<64, 1>::kTile
+                              : attention::MmaSplit<128, 1>::kTile)
+            : (head_dim == 64 ? attention::MmaSplit<64>::kTile : attention::MmaSplit<128>::kTile);
     return {true, blocks, tile};
   }
   // SIMT: kRowsInFlight rows for each thread group of head_dim / vec threads.
@@ -241,9 +241,8 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   // head's own merge saved ~0.05 ms a llama2-7b step (benchmarks/results/PERF_NOTES.md).
   const int gmax = hpb == 3 ? 4 : hpb;
   const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
-  const bool own_merge =
-      splits > 1 && p.merge_counters.data != nullptr && !path.mma && hpb == 1 &&
-      attention::merge_smem_floats(int(splits), kThreads) <= simt_floats;
+  const bool own_merge = splits > 1 && p.merge_counters.data != nullptr && !path.mma && hpb == 1 &&
+                         attention::merge_smem_floats(int(splits), kThreads) <= simt_floats;
   args.merge_counters = own_merge ? p.merge_counters.data_as<int32_t>() : nullptr;
 
   const cudaStream_t s = raw_stream(stream);

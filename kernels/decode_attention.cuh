@@ -211,10 +211,10 @@ struct SplitArgs {
   const KT* v_cache;  // same
   const float* k_scale = nullptr;  // FP8: [num_pages, num_kv_heads, page_size]
   const float* v_scale = nullptr;  // same
-  float* logits;     // [num_tokens, num_heads, max_len] or null
-  float* lse;        // [num_tokens, num_heads] or null
-  float* part_o;     // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
-  float* part_lse;   // [num_tokens, num_heads, num_splits]
+  float* logits;                   // [num_tokens, num_heads, max_len] or null
+  float* lse;                      // [num_tokens, num_heads] or null
+  float* part_o;                   // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
+  float* part_lse;                 // [num_tokens, num_heads, num_splits]
   // Zeroed counters, one per (token, run of heads): the last split block of a run merges it
   // (last_split_block, merge_run; the SIMT kernel, runs of one head); null:
   // decode_attention_merge_kernel follows.
@@ -293,15 +293,15 @@ __device__ __forceinline__ bool last_split_block(int* counters, int t, int* s_fl
 
 // Merges each head of the block's run (heads h_first..) that more than one split served.
 template <typename T, typename KT>
-__device__ void merge_run(const SplitArgs<T, KT>& a, int t, int h_first, int head_dim,
-                          float* smem, float* scratch) {
+__device__ void merge_run(const SplitArgs<T, KT>& a, int t, int h_first, int head_dim, float* smem,
+                          float* scratch) {
   const Plan& p = a.plan;
   for (int hh = 0; hh < p.heads_per_block; ++hh) {
     const int h = h_first + hh;
     const int active = active_splits(p, t, h);
     if (active <= 1) continue;  // block-uniform: merge_splits' barriers see every thread
-    merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, a.part_o,
-                 a.part_lse, a.out, a.lse, smem, scratch);
+    merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, a.part_o, a.part_lse,
+                 a.out, a.lse, smem, scratch);
   }
 }
 

@@ -41,8 +41,8 @@ struct DecodeAttentionParams {
   // Optional (data null: not written). [num_tokens, num_heads] f32: log(sum_j exp(q.k_j * scale))
   // over the row's positions (natural log), for per-KV-head / shared selection scores.
   TensorView lse;
-  float scale = 0.0f;       // softmax scale; Default (0): 1 / sqrt(head_dim)
-  int64_t num_splits = 0;   // GPU split-K width; Default (0): chosen from the shapes and SM count
+  float scale = 0.0f;      // softmax scale; Default (0): 1 / sqrt(head_dim)
+  int64_t num_splits = 0;  // GPU split-K width; Default (0): chosen from the shapes and SM count
   // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h): the rows' scales,
   // f32 [num_pages, num_kv_heads, page_size]. Default: empty, for caches of q's dtype.
   TensorView k_scale = {};

@@ -1,9 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Llama forward, top to bottom as in transformers' LlamaForCausalLM: embedding; per layer
-// RMSNorm -> q/k/v (one stacked projection) -> RoPE -> KV append -> attention -> o_proj -> residual +
-// RMSNorm -> SwiGLU MLP (gate and up in one GEMM); final residual + norm; LM head on the rows that
-// need logits.
-// Every residual add is fused into the RMSNorm that follows it.
+// RMSNorm -> q/k/v (one stacked projection) -> RoPE -> KV append -> attention -> o_proj -> residual
+// + RMSNorm -> SwiGLU MLP (gate and up in one GEMM); final residual + norm; LM head on the rows
+// that need logits. Every residual add is fused into the RMSNorm that follows it.
 #include "model/llama.h"
 
 #include <algorithm>
@@ -36,7 +35,9 @@ TensorView flat(TensorView t) {
   return make_view(t.data, t.dtype, {t.size(0), t.size(1) * t.size(2)}, t.device);
 }
 
-int64_t max_pages(const WorkspaceShape& s) { return (s.max_context + s.page_size - 1) / s.page_size; }
+int64_t max_pages(const WorkspaceShape& s) {
+  return (s.max_context + s.page_size - 1) / s.page_size;
+}
 int64_t max_page_budget(const WorkspaceShape& s) {
   return std::max<int64_t>(1, s.max_budget / s.page_size);
 }

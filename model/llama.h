@@ -81,13 +81,13 @@ struct KvLayer {
 
 // Sizes of the step workspace.
 struct WorkspaceShape {
-  int64_t max_tokens = 0;   // tokens in one step
-  int64_t max_decode = 0;   // decode tokens in one step (the largest batch)
-  int64_t max_logits = 0;   // rows whose logits one step computes
-  int64_t num_rows = 0;     // block-table rows (sequence slots); stats counters per row
-  int64_t max_context = 0;  // positions per sequence
-  int64_t max_budget = 0;   // largest sparse budget K (tokens)
-  int64_t page_size = 16;   // KV page size (Quest pages)
+  int64_t max_tokens = 0;     // tokens in one step
+  int64_t max_decode = 0;     // decode tokens in one step (the largest batch)
+  int64_t max_logits = 0;     // rows whose logits one step computes
+  int64_t num_rows = 0;       // block-table rows (sequence slots); stats counters per row
+  int64_t max_context = 0;    // positions per sequence
+  int64_t max_budget = 0;     // largest sparse budget K (tokens)
+  int64_t page_size = 16;     // KV page size (Quest pages)
   DType dtype = DType::kF32;  // activations (the weights' dtype)
   Device device;
 };

@@ -302,7 +302,8 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
     d.upload_plan(b);  // re-poisons the outputs
     decode_attention(d.p, d.workspace.view(), Stream{});
     stream_synchronize(Stream{});
-    expect_matches(b, want, d, c.dtype, c.name + " (own merge, launch " + std::to_string(rep) + ")");
+    expect_matches(b, want, d, c.dtype,
+                   c.name + " (own merge, launch " + std::to_string(rep) + ")");
     const HostTensor left = counters.to_host();
     const int32_t* n = left.view().data_as<int32_t>();
     EXPECT_EQ(std::count(n, n + left.view().numel(), 0), left.view().numel())
