@@ -19,11 +19,13 @@
 // A programmatic dependent launch (kernels/pdl.cuh): the blocks that fit beside the kernel before
 // it are scheduled early; each writes its first step of weight loads (8 vectors a lane, constants)
 // before the wait for that kernel and reads the activations, that op's output, after it with
-// coherent loads (through L1, shared by the block's warps). The wait takes a word of each of those
-// vectors as an operand (pdl_wait_after): with a plain wait ptxas issued the loads after it (SASS
-// of e3bfdbb), so no weight streamed early. Same-run step A/B on the H200: 0.03-0.05 ms faster
-// for llama3-8b and llama2-7b (41aa7b7 against fc73602). An L2 bulk prefetch before the wait made
-// every GEMV 1-4 us slower (benchmarks/results/PERF_NOTES.md).
+// coherent loads (through L1, shared by the block's warps). ptxas issues those first loads after
+// the wait all the same (SASS of e3bfdbb), so no weight streams early; yet this form measured
+// 0.03-0.08 ms a step faster with PDL on than off for llama3-8b, where the plain loop (727cb1f)
+// measured 0 to 0.04 ms slower, on the H200 (different runs). An L2 bulk prefetch before the wait
+// made every GEMV 1-4 us slower, and a wait given the loaded words as an asm operand it does not
+// use changed nothing (the operand never reaches the PTX instruction: SASS of 2ccfbe4 still
+// waits first); benchmarks/results/PERF_NOTES.md.
 #include <cstdint>
 #include <cstring>
 
@@ -179,18 +181,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < kRows; ++r)
         wv[u][r] = load_weight<T, kVec>(w[r] + (u * 32 + lane) * kVec);
     }
-    // The wait takes a word of every vector, so all of them are in flight (and back) before it.
-    uint32_t dep = 0;
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        uint32_t word = 0;
-        memcpy(&word, &wv[u][r], sizeof(wv[u][r]) < 4 ? sizeof(wv[u][r]) : 4);
-        dep ^= word;
-      }
-    }
-    pdl_wait_after(dep);
+    pdl_wait();
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (u * 32 + lane) * kVec);

@@ -5,8 +5,8 @@
 // A kernel launched with launch_programmatic() may start while the kernel before it in the stream
 // still runs: as soon as every block of that kernel has executed pdl_launch_dependents() (or
 // exited). Its launch and block scheduling then overlap the previous kernel's tail instead of
-// following its drain. (A GEMV loads its first weights before its wait: pdl_wait_after keeps
-// ptxas from moving them behind it.) Each such kernel follows one contract:
+// following its drain. (A GEMV's first weight loads, written before its wait, are placed after it
+// by ptxas: see kernels/linear_gemv.cu.) Each such kernel follows one contract:
 //   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
 //   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
 //      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
@@ -28,7 +28,6 @@
 
 #include <cuda_runtime.h>
 
-#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -55,16 +54,6 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-
-// pdl_wait() that ptxas cannot hoist above the loads `dep` is computed from: the wait takes dep
-// as an operand, so the loads (constants: rule 2) are issued, and their data back, before it.
-// Without it ptxas places a kernel's early constant loads after the wait, where they overlap
-// nothing (the GEMV's first weights: SASS of e3bfdbb).
-__device__ __forceinline__ void pdl_wait_after(uint32_t dep) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::"r"(dep) : "memory");
 #endif
 }
 

@@ -7,8 +7,7 @@
 // registers keeps any hidden size correct without a size-specific instantiation. Each thread reads
 // and writes only its own elements, so out may alias in (and residual) safely.
 // Both are programmatic dependent launches (kernels/pdl.cuh): scheduled while the kernel before
-// them drains, they wait for it in the kernel, and the GEMV after them is scheduled meanwhile
-// and loads its first weights.
+// them drains, they wait for it in the kernel, and the GEMV after them is scheduled meanwhile.
 #include "kernels/elementwise.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/rms_norm.h"

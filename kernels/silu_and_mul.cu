@@ -4,7 +4,7 @@
 // indexed by their own row strides. Grid: x over 16-byte vectors of a row, y over tokens (looping
 // when there are more tokens than a grid's y holds). A programmatic dependent launch
 // (kernels/pdl.cuh): it waits for the gate_up GEMV in the kernel, and the down projection after it
-// is scheduled meanwhile and loads its first weights.
+// is scheduled meanwhile.
 #include "kernels/elementwise.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/silu_and_mul.h"
