@@ -547,8 +547,9 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
 
   // Per head of the run, once (a lane of warp 0 each): the weights of its pass's warp partials,
   // their sum and the lse; then each thread merges its dimensions with those weights (a few
-  // shared loads and FMAs an element: the per-element exp2f / logf chain, serial over a thread's
-  // elements, measured ~2 us a block).
+  // shared loads and FMAs an element, where each element had its own exp2f / logf chain). This
+  // phase still measures ~2 us a block: its elements run one after another, each with constant
+  // loads and a division (SASS of 2ccfbe4; benchmarks/results/PERF_NOTES.md).
   __shared__ float s_wt[kMaxHeadsPerBlock][C::kWarps];  // [head][warp of its pass]
   __shared__ float s_sum[kMaxHeadsPerBlock];
   __shared__ int s_head[kMaxHeadsPerBlock][3];  // state, first warp of its pass, row in the pass
