@@ -526,14 +526,14 @@ Status bench_engine(const BenchOptions& o, const std::string& preset,
   return ok_status();
 }
 
-// A preset's rows. When the engine for the largest batch does not fit the device, each batch
-// size gets its own engine, smallest first: the sizes that fit still run, and the others are
-// named in *skipped (the caller reports them after writing the table). Under --tp/--pp every
-// rank takes the same path: the fit check is agreed over the ranks.
-Status bench_preset(const BenchOptions& o, const std::string& preset,
-                    const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
-                    const std::vector<Variant>& variants, Run run, bench::Table* table,
-                    std::vector<std::string>* skipped) {
+// The rows of `variants` for a preset. When the engine for the largest batch does not fit the
+// device, each batch size gets its own engine, smallest first: the sizes that fit still run, and
+// the others are named in *skipped (the caller reports them after writing the table). Under
+// --tp/--pp every rank takes the same path: the fit check is agreed over the ranks.
+Status bench_variants(const BenchOptions& o, const std::string& preset,
+                      const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
+                      const std::vector<Variant>& variants, Run run, bench::Table* table,
+                      std::vector<std::string>* skipped) {
   TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const int64_t max_batch =
@@ -569,6 +569,26 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
     }
   }
   return ok_status();
+}
+
+// A preset's rows. Quest rows run on an engine of their own, which keeps Quest's page bounds;
+// the others on one without them, since an engine that keeps the bounds updates them at every
+// step (a launch per layer) and `full` and `tidal` rows would pay for it. --mixed puts every
+// variant in one batch: one engine, with the bounds when a Quest row is among them. Every rank
+// under --tp/--pp splits the variants the same way, so the engines follow in step.
+Status bench_preset(const BenchOptions& o, const std::string& preset,
+                    const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
+                    const std::vector<Variant>& variants, const Run& run, bench::Table* table,
+                    std::vector<std::string>* skipped) {
+  std::vector<Variant> plain, quest;
+  for (const Variant& v : variants) {
+    (v.attention.kind == model::AttentionKind::kQuest ? quest : plain).push_back(v);
+  }
+  if (o.mixed || plain.empty() || quest.empty()) {
+    return bench_variants(o, preset, contexts, batches, variants, run, table, skipped);
+  }
+  TIDAL_RETURN_IF_ERROR(bench_variants(o, preset, contexts, batches, plain, run, table, skipped));
+  return bench_variants(o, preset, contexts, batches, quest, run, table, skipped);
 }
 
 }  // namespace

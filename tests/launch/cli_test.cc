@@ -265,6 +265,35 @@ TEST(Cli, BenchRunsTheBatchesThatFit) {
   EXPECT_GT(table.at("rows")[0].at("ms").get<double>(), 0.0);
 }
 
+// Quest rows run on an engine of their own (with Quest's page bounds), `full` rows on one without
+// them: two engines, each announced on stderr, and the Quest rows after the others.
+TEST(Cli, BenchRunsQuestRowsOnTheirOwnEngine) {
+  const std::string json = testing::temp_dir("cli") + "/quest_rows.json";
+  const CliRun r = tidal(
+      "bench --device cpu --preset tiny --policy quest,full --budget 64 --context 600 --steps 1 "
+      "--warmup 0 --no-breakdown --json " +
+      json);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  size_t engines = 0;
+  for (size_t at = r.err.find("tidal bench: tiny on "); at != std::string::npos;
+       at = r.err.find("tidal bench: tiny on ", at + 1)) {
+    ++engines;
+  }
+  EXPECT_EQ(engines, 2u) << r.err;
+  std::ifstream in(json);
+  ASSERT_TRUE(in.good()) << r.err;
+  const nlohmann::json table = nlohmann::json::parse(in);
+  ASSERT_EQ(table.at("rows").size(), 2u) << table.dump();
+  EXPECT_EQ(table.at("rows")[0].at("policy").get<std::string>(), "full");
+  EXPECT_EQ(table.at("rows")[1].at("policy").get<std::string>(), "quest");
+  // --mixed serves every variant in one batch: one engine.
+  const CliRun m = tidal(
+      "bench --device cpu --preset tiny --policy quest,full --budget 64 --context 600 --steps 1 "
+      "--warmup 0 --no-breakdown --mixed");
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  EXPECT_EQ(m.err.find("tidal bench: tiny on "), m.err.rfind("tidal bench: tiny on ")) << m.err;
+}
+
 TEST(Cli, BenchRefusesAnUnknownAgreement) {
   expect_error(tidal("bench --device cpu --preset tiny --policy full --agreement approx,bogus"),
                "--agreement: unknown agreement 'bogus'");
