@@ -237,16 +237,28 @@ TEST(Cli, InfoPlansEveryRankOfALayout) {
   }
 }
 
-// `bench --agreement` names are all checked, even where no row would use them.
+// `tidal bench <args> --json FILE` on the CPU (a fresh FILE each call), and the table it wrote
+// (null when it wrote none).
+struct BenchRun {
+  CliRun run;
+  nlohmann::json table;
+};
+BenchRun bench_rows(const std::string& args) {
+  const std::string json = testing::temp_dir("cli") + "/rows.json";
+  BenchRun b{tidal("bench --device cpu --preset tiny --steps 1 --warmup 0 --no-breakdown " + args +
+                   " --json " + json),
+             nullptr};
+  std::ifstream in(json);
+  if (in.good()) b.table = nlohmann::json::parse(in);
+  return b;
+}
+
 // A batch size whose engine does not fit no longer costs the rows that do: batch 1 runs and is in
 // the table, batch 65535 (over 500 GB of KV cache for tiny at 4000 tokens) is named as skipped,
 // and the exit says so.
 TEST(Cli, BenchRunsTheBatchesThatFit) {
-  const std::string json = testing::temp_dir("cli") + "/rows.json";
-  const CliRun r = tidal(
-      "bench --device cpu --preset tiny --policy full --context 4000 --batch 65535,1 --steps 1 "
-      "--warmup 0 --no-breakdown --json " +
-      json);
+  const BenchRun b = bench_rows("--policy full --context 4000 --batch 65535,1");
+  const CliRun& r = b.run;
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_NE(r.err.find("tidal bench: tiny at batch 65535 does not fit: its rows are skipped"),
             std::string::npos)
@@ -256,44 +268,37 @@ TEST(Cli, BenchRunsTheBatchesThatFit) {
             std::string::npos)
       << r.err;
   EXPECT_EQ(r.err.find("at batch 1:"), std::string::npos) << r.err;
-  std::ifstream in(json);
-  ASSERT_TRUE(in.good()) << r.err;
-  const nlohmann::json table = nlohmann::json::parse(in);
-  ASSERT_EQ(table.at("rows").size(), 1u) << table.dump();
-  EXPECT_EQ(table.at("rows")[0].at("batch").get<int64_t>(), 1);
-  EXPECT_EQ(table.at("rows")[0].at("context").get<int64_t>(), 4000);
-  EXPECT_GT(table.at("rows")[0].at("ms").get<double>(), 0.0);
+  ASSERT_FALSE(b.table.is_null()) << r.err;
+  ASSERT_EQ(b.table.at("rows").size(), 1u) << b.table.dump();
+  EXPECT_EQ(b.table.at("rows")[0].at("batch").get<int64_t>(), 1);
+  EXPECT_EQ(b.table.at("rows")[0].at("context").get<int64_t>(), 4000);
+  EXPECT_GT(b.table.at("rows")[0].at("ms").get<double>(), 0.0);
 }
 
 // Quest rows run on an engine of their own (with Quest's page bounds), `full` rows on one without
-// them: two engines, each announced on stderr, and the Quest rows after the others.
+// them: two engines, each announced on stderr, and the Quest rows after the others; --mixed
+// serves every variant in one batch, on one engine.
 TEST(Cli, BenchRunsQuestRowsOnTheirOwnEngine) {
-  const std::string json = testing::temp_dir("cli") + "/quest_rows.json";
-  const CliRun r = tidal(
-      "bench --device cpu --preset tiny --policy quest,full --budget 64 --context 600 --steps 1 "
-      "--warmup 0 --no-breakdown --json " +
-      json);
-  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string engine = "tidal bench: tiny on ";
+  const BenchRun b = bench_rows("--policy quest,full --budget 64 --context 600");
+  ASSERT_EQ(b.run.exit_code, 0) << b.run.err;
   size_t engines = 0;
-  for (size_t at = r.err.find("tidal bench: tiny on "); at != std::string::npos;
-       at = r.err.find("tidal bench: tiny on ", at + 1)) {
+  for (size_t at = b.run.err.find(engine); at != std::string::npos;
+       at = b.run.err.find(engine, at + 1)) {
     ++engines;
   }
-  EXPECT_EQ(engines, 2u) << r.err;
-  std::ifstream in(json);
-  ASSERT_TRUE(in.good()) << r.err;
-  const nlohmann::json table = nlohmann::json::parse(in);
-  ASSERT_EQ(table.at("rows").size(), 2u) << table.dump();
-  EXPECT_EQ(table.at("rows")[0].at("policy").get<std::string>(), "full");
-  EXPECT_EQ(table.at("rows")[1].at("policy").get<std::string>(), "quest");
-  // --mixed serves every variant in one batch: one engine.
-  const CliRun m = tidal(
-      "bench --device cpu --preset tiny --policy quest,full --budget 64 --context 600 --steps 1 "
-      "--warmup 0 --no-breakdown --mixed");
-  ASSERT_EQ(m.exit_code, 0) << m.err;
-  EXPECT_EQ(m.err.find("tidal bench: tiny on "), m.err.rfind("tidal bench: tiny on ")) << m.err;
+  EXPECT_EQ(engines, 2u) << b.run.err;
+  ASSERT_FALSE(b.table.is_null()) << b.run.err;
+  ASSERT_EQ(b.table.at("rows").size(), 2u) << b.table.dump();
+  EXPECT_EQ(b.table.at("rows")[0].at("policy").get<std::string>(), "full");
+  EXPECT_EQ(b.table.at("rows")[1].at("policy").get<std::string>(), "quest");
+  const BenchRun m = bench_rows("--policy quest,full --budget 64 --context 600 --mixed");
+  ASSERT_EQ(m.run.exit_code, 0) << m.run.err;
+  EXPECT_NE(m.run.err.find(engine), std::string::npos) << m.run.err;
+  EXPECT_EQ(m.run.err.find(engine), m.run.err.rfind(engine)) << m.run.err;
 }
 
+// `bench --agreement` names are all checked, even where no row would use them.
 TEST(Cli, BenchRefusesAnUnknownAgreement) {
   expect_error(tidal("bench --device cpu --preset tiny --policy full --agreement approx,bogus"),
                "--agreement: unknown agreement 'bogus'");
