@@ -65,7 +65,6 @@ void check_cuda(const DecodeAttentionParams& p, const TensorView& workspace) {
   if (p.merge_counters.data != nullptr) {
     TIDAL_CHECK(p.merge_counters.dtype == DType::kI32 && p.merge_counters.is_contiguous() &&
                     p.merge_counters.numel() >= p.q.size(0) * p.q.size(1) &&
-                    p.merge_counters.device.kind == p.q.device.kind &&
                     p.merge_counters.device.index == p.q.device.index,
                 "decode_attention: merge_counters must be contiguous i32 of at least num_tokens * "
                 "num_heads elements on q's device");
@@ -163,7 +162,7 @@ void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
   check(p);
   if (on_cuda("decode_attention",
               {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.lengths, p.roles,
-               p.indices, p.counts, p.num_lists, p.logits, p.lse})) {
+               p.indices, p.counts, p.num_lists, p.logits, p.lse, p.merge_counters})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
     check_cuda(p, workspace);

@@ -526,28 +526,15 @@ Status bench_engine(const BenchOptions& o, const std::string& preset,
   return ok_status();
 }
 
-// The rows of `variants` for a preset. When the engine for the largest batch does not fit the
-// device, each batch size gets its own engine, smallest first: the sizes that fit still run, and
-// the others are named in *skipped (the caller reports them after writing the table). Under
-// --tp/--pp every rank takes the same path: the fit check is agreed over the ranks.
+// The rows of `variants` for a preset (run.config already its model; max_batch checked). When
+// the engine for the largest batch does not fit the device, each batch size gets its own
+// engine, smallest first: the sizes that fit still run, and the others are named in *skipped
+// (the caller reports them after writing the table). Under --tp/--pp every rank takes the same
+// path: the fit check is agreed over the ranks.
 Status bench_variants(const BenchOptions& o, const std::string& preset,
                       const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
-                      const std::vector<Variant>& variants, Run run, bench::Table* table,
-                      std::vector<std::string>* skipped) {
-  TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
-  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
-  const int64_t max_batch =
-      o.mixed ? int64_t(variants.size()) : *std::max_element(batches.begin(), batches.end());
-  // Bounded before any product is taken (and before anything is allocated).
-  if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
-    return invalid_argument("--context " + std::to_string(max_ctx) +
-                            " (with --warmup and --steps) exceeds " +
-                            std::to_string(engine::kMaxContext) + " tokens");
-  }
-  if (max_batch > engine::kMaxBatch) {
-    return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
-                            std::to_string(engine::kMaxBatch));
-  }
+                      int64_t max_batch, const std::vector<Variant>& variants, const Run& run,
+                      bench::Table* table, std::vector<std::string>* skipped) {
   bool no_fit = false;
   const Status all =
       bench_engine(o, preset, contexts, batches, max_batch, variants, run, table, &no_fit);
@@ -578,17 +565,32 @@ Status bench_variants(const BenchOptions& o, const std::string& preset,
 // under --tp/--pp splits the variants the same way, so the engines follow in step.
 Status bench_preset(const BenchOptions& o, const std::string& preset,
                     const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
-                    const std::vector<Variant>& variants, const Run& run, bench::Table* table,
+                    const std::vector<Variant>& variants, Run run, bench::Table* table,
                     std::vector<std::string>* skipped) {
+  TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
+  const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
+  const int64_t max_batch =
+      o.mixed ? int64_t(variants.size()) : *std::max_element(batches.begin(), batches.end());
+  // Bounded before any product is taken (and before anything is allocated).
+  if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
+    return invalid_argument("--context " + std::to_string(max_ctx) +
+                            " (with --warmup and --steps) exceeds " +
+                            std::to_string(engine::kMaxContext) + " tokens");
+  }
+  if (max_batch > engine::kMaxBatch) {
+    return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
+                            std::to_string(engine::kMaxBatch));
+  }
   std::vector<Variant> plain, quest;
   for (const Variant& v : variants) {
     (v.attention.kind == model::AttentionKind::kQuest ? quest : plain).push_back(v);
   }
   if (o.mixed || plain.empty() || quest.empty()) {
-    return bench_variants(o, preset, contexts, batches, variants, run, table, skipped);
+    return bench_variants(o, preset, contexts, batches, max_batch, variants, run, table, skipped);
   }
-  TIDAL_RETURN_IF_ERROR(bench_variants(o, preset, contexts, batches, plain, run, table, skipped));
-  return bench_variants(o, preset, contexts, batches, quest, run, table, skipped);
+  TIDAL_RETURN_IF_ERROR(
+      bench_variants(o, preset, contexts, batches, max_batch, plain, run, table, skipped));
+  return bench_variants(o, preset, contexts, batches, max_batch, quest, run, table, skipped);
 }
 
 }  // namespace
