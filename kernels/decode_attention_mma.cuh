@@ -547,11 +547,12 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
 
   // Per head of the run, once (a lane of warp 0 each): the weights of its pass's warp partials,
   // their sum and the lse; then each thread merges its dimensions with those weights (a few
-  // shared loads and FMAs an element, where each element had its own exp2f / logf chain). This
-  // phase still measures ~2 us a block: its elements run one after another, each with constant
-  // loads and a division (SASS of 2ccfbe4; benchmarks/results/PERF_NOTES.md).
+  // shared loads and FMAs an element, where each element had its own exp2f / logf chain). At
+  // 2ccfbe4 this phase still measured ~2 us a block: its elements ran one after another, each
+  // with constant loads and an IEEE division (SASS; benchmarks/results/PERF_NOTES.md). So the
+  // division is once a head here, and a thread's elements are computed before any is stored.
   __shared__ float s_wt[kMaxHeadsPerBlock][C::kWarps];  // [head][warp of its pass]
-  __shared__ float s_sum[kMaxHeadsPerBlock];
+  __shared__ float s_inv[kMaxHeadsPerBlock];  // 1 / the head's sum
   __shared__ int s_head[kMaxHeadsPerBlock][3];  // state, first warp of its pass, row in the pass
   if (threadIdx.x < p.heads_per_block) {
     const int hh = threadIdx.x;  // head h_first + hh
@@ -568,7 +569,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       sum = fmaf(s_l[w0 + k][gg], wt, sum);
       s_wt[hh][k] = wt;
     }
-    s_sum[hh] = sum;
+    s_inv[hh] = 1.0f / sum;  // one division a head (inf for a head without keys: not stored)
     s_head[hh][0] = state;
     s_head[hh][1] = w0;
     s_head[hh][2] = gg;
@@ -579,14 +580,22 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   }
   __syncthreads();
 
+  // A thread's elements: every value first (shared loads and FMAs, independent across elements),
+  // then the stores; the head's state, warps and 1 / sum come from phase A.
   static_assert(kMaxHeadsPerBlock * D % C::kThreads == 0, "whole elements a thread");
+  constexpr int kPer = kMaxHeadsPerBlock * D / C::kThreads;
+  const int heads = p.heads_per_block, num_splits = p.num_splits;
+  const int64_t row0 = int64_t(t) * p.num_heads + h_first;
+  float val[kPer];
+  int state[kPer];
 #pragma unroll
-  for (int i = 0; i < kMaxHeadsPerBlock * D / C::kThreads; ++i) {
+  for (int i = 0; i < kPer; ++i) {
     const int idx = threadIdx.x + i * C::kThreads;
     const int hh = idx / D, d = idx % D;  // head h_first + hh, dimension d
-    if (hh >= p.heads_per_block) break;
-    const int state = s_head[hh][0], w0 = s_head[hh][1], gg = s_head[hh][2];
-    if (state == 0) continue;
+    state[i] = hh < heads ? s_head[hh][0] : 0;
+    val[i] = 0.0f;
+    if (state[i] == 0) continue;
+    const int w0 = s_head[hh][1], gg = s_head[hh][2];
     float acc = 0.0f;
 #pragma unroll
     for (int k = 0; k < C::kWarps; ++k) {
@@ -595,12 +604,15 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
                                                         (w0 + k) * S * C::kStageElems);
       acc = fmaf(sow[gg * D + d], s_wt[hh][k], acc);
     }
-    const int64_t row = int64_t(t) * p.num_heads + h_first + hh;
-    if (state == 2) {
-      a.out[row * D + d] = from_float<T>(acc / s_sum[hh]);
-    } else {
-      a.part_o[(row * p.num_splits + split) * D + d] = acc / s_sum[hh];
-    }
+    val[i] = acc * s_inv[hh];
+  }
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) {
+    const int idx = threadIdx.x + i * C::kThreads;
+    const int64_t row = row0 + idx / D;
+    const int d = idx % D;
+    if (state[i] == 2) a.out[row * D + d] = from_float<T>(val[i]);
+    if (state[i] == 1) a.part_o[(row * num_splits + split) * D + d] = val[i];
   }
 }
 

@@ -181,7 +181,18 @@ __global__ void __launch_bounds__(kThreads)
       for (int r = 0; r < kRows; ++r)
         wv[u][r] = load_weight<T, kVec>(w[r] + (u * 32 + lane) * kVec);
     }
-    pdl_wait();
+    // The wait depends on a word of every vector: all of them are in flight (and back) first.
+    uint32_t dep = 0;
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        uint32_t word = 0;
+        memcpy(&word, &wv[u][r], sizeof(wv[u][r]) < 4 ? sizeof(wv[u][r]) : 4);
+        dep ^= word;
+      }
+    }
+    pdl_wait_after(dep);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (u * 32 + lane) * kVec);

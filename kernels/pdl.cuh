@@ -28,6 +28,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -54,6 +55,23 @@ __device__ __forceinline__ void pdl_launch_dependents() {
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// pdl_wait() issued only once `dep` is known: two waits predicated on it, one of which runs, so
+// ptxas must have the loads that dep is computed from back before it (an asm operand that the
+// instruction text does not use never reaches the PTX: 2ccfbe4's GEMV waited first regardless).
+// For a kernel's early constant loads (rule 2), which then overlap the kernel before.
+__device__ __forceinline__ void pdl_wait_after(uint32_t dep) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n"
+      "  .reg .pred p;\n"
+      "  setp.ne.u32 p, %0, 0;\n"
+      "  @p griddepcontrol.wait;\n"
+      "  @!p griddepcontrol.wait;\n"
+      "}\n" ::"r"(dep)
+      : "memory");
 #endif
 }
 
