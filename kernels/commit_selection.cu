@@ -85,6 +85,13 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) counts[li] = new_count;
 }
 
+// Launched the ordinary way right after the commit: it starts only once the commit has
+// completed, and every later kernel of the stream starts after it. So the committed lists are
+// visible to the decode attention of later layers before its programmatic wait
+// (DecodeAttentionParams::prior_lens), which a programmatic kernel right after the commit, able
+// to start as its blocks exit, would not guarantee.
+__global__ void lists_committed_kernel() {}
+
 }  // namespace
 
 void commit_selection(const CommitSelectionParams& p, Stream stream) {
@@ -104,6 +111,8 @@ void commit_selection(const CommitSelectionParams& p, Stream stream) {
       reinterpret_cast<unsigned long long*>(p.overlap.data_as<int64_t>()), int(max_lists),
       int(budget), int(p.overlap.size(0)), staged);
   check_launch("commit_selection_kernel", stream);
+  lists_committed_kernel<<<1, 1, 0, raw_stream(stream)>>>();
+  check_launch("lists_committed_kernel", stream);
 }
 
 }  // namespace tidal::kernels::cuda

@@ -41,6 +41,7 @@ void check(const DecodeAttentionParams& p) {
                 "decode_attention: logits must be contiguous f32 [num_tokens, num_heads, max_len]");
   }
   if (p.lse.data != nullptr) check_shape(p.lse, {tokens, p.q.size(1)}, DType::kF32, op, "lse");
+  if (p.prior_lens.data != nullptr) check_per_token(p.prior_lens, tokens, DType::kI32, op, "prior_lens");
   TIDAL_CHECK(p.num_splits >= 0, "decode_attention: num_splits must be >= 0");
 }
 
@@ -93,6 +94,10 @@ void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64
     const int64_t n = p.lengths.data_as<int32_t>()[t];
     const auto role = TokenRole(p.roles.data_as<uint8_t>()[t]);
     TIDAL_CHECK(n >= 1, "decode_attention: lengths must be >= 1");
+    if (p.prior_lens.data != nullptr) {
+      const int32_t prior = p.prior_lens.data_as<int32_t>()[t];
+      TIDAL_CHECK(prior >= 0 && prior <= n, "decode_attention: prior_lens must be in 0..lengths");
+    }
     const bool selecting = is_selecting(role);
     if (selecting) {
       TIDAL_CHECK(p.logits.data != nullptr && n <= p.logits.size(2),
@@ -162,7 +167,8 @@ void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
   check(p);
   if (on_cuda("decode_attention",
               {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.lengths, p.roles,
-               p.indices, p.counts, p.num_lists, p.logits, p.lse, p.merge_counters})) {
+               p.indices, p.counts, p.num_lists, p.logits, p.lse, p.merge_counters,
+               p.prior_lens})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
     check_cuda(p, workspace);

@@ -50,6 +50,7 @@ struct Plan {
   const int32_t* indices;       // [num_tokens, max_lists, max_budget]
   const int32_t* counts;        // [num_tokens, max_lists]
   const int32_t* num_lists;     // [num_tokens]
+  const int32_t* prior_lens;    // [num_tokens] or null (DecodeAttentionParams::prior_lens)
   int64_t bt_stride0, bt_stride1;
   int64_t num_pages;  // cache rows (page ids must be below)
   int32_t num_rows, max_pages;

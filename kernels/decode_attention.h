@@ -53,6 +53,16 @@ struct DecodeAttentionParams {
   // follows the split kernel (MHA shapes, where a block serves one head; GQA shapes keep the
   // merge launch); the counters are zero again when the launch ends. Ignored on the CPU.
   TensorView merge_counters = {};
+  // Optional: [num_tokens] i32, 0 <= prior_lens[t] <= lengths[t]: positions below it hold K/V
+  // rows that no launch of this step writes (they were cached by earlier steps; the engine's step
+  // plan sets it: the token's own position, or the first position a correction chunk of its
+  // sequence rewrites beside it). With it, the GPU's tensor-core kernel starts its plan, page and
+  // list lookups and its first stages of those rows before its programmatic wait
+  // (kernels/pdl.cuh), overlapping the kernels before it. That relies on the launch order the
+  // engine keeps: the plan arrays are host copies, block tables and committed lists are each
+  // followed by an ordinary launch before any decode attention reads them. Quest tokens read
+  // their lists after the wait. Results do not depend on it. Ignored on the CPU.
+  TensorView prior_lens = {};
 };
 
 // Bytes of scratch the GPU launch needs (split partials); 0 on the CPU. Depends only on the

@@ -106,10 +106,15 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   __shared__ __align__(16) float s_scale[kFp8 ? C::kWarps : 1][kFp8 ? S : 1][2][KEYS];
   __shared__ int s_state[kMaxHeadsPerBlock];  // per pass: 0 no keys here, 1 partial, 2 final
   pdl_launch_dependents();
-  pdl_wait();
 
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
+  // The early prologue (Plan::prior_lens): the plan, lists, pages and the first stages' K/V rows
+  // before the wait, when every one of them predates the kernel before this one. Quest tokens
+  // wait first: their lists are written in this layer, just before this launch.
+  bool waited = p.prior_lens == nullptr || TokenRole(p.roles[t]) == TokenRole::kQuest;
+  if (waited) pdl_wait();
+  const int32_t prior = waited ? 0 : p.prior_lens[t];
   const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, tq = lane % 4;  // fragment row (head of the pass) and column pair
@@ -202,45 +207,6 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   float q_scale = 1.0f;
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) qf[kk][0] = qf[kk][1] = 0u;
-  if constexpr (kFp8) {
-    float qv[D / 4];
-    float amax = 0.0f;
-#pragma unroll
-    for (int i = 0; i < D / 4; ++i) qv[i] = 0.0f;
-    if (g < ng) {
-      const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + tq * (D / 4);
-#pragma unroll
-      for (int i = 0; i < D / 4; i += 8) {
-        float f[8];
-        unpack<T>(*reinterpret_cast<const uint4*>(qrow + i), f);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          qv[i + e] = f[e];
-          amax = fmaxf(amax, fabsf(f[e]));
-        }
-      }
-    }
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
-    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
-    if (amax > 0.0f && isfinite(amax)) {
-      int e = 0;
-      frexpf(amax, &e);  // amax < 2^e
-      q_scale = ldexpf(1.0f, e - 14);
-    }
-    const float inv = 1.0f / q_scale;  // a power of two: exact
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      qf[kk][0] = pack2<__half>(qv[4 * kk] * inv, qv[4 * kk + 1] * inv);
-      qf[kk][1] = pack2<__half>(qv[4 * kk + 2] * inv, qv[4 * kk + 3] * inv);
-    }
-  } else if (g < ng) {
-    const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) {
-      qf[kk][0] = *reinterpret_cast<const unsigned int*>(qrow + kk * 16);
-      qf[kk][1] = *reinterpret_cast<const unsigned int*>(qrow + kk * 16 + 8);
-    }
-  }
   // Selecting rows (ranges: key k of stage s is position first + s * step + k) write logits.
   float* logit_row = src.selecting && a.logits != nullptr && g < ng
                          ? a.logits + (int64_t(t) * p.num_heads + h0 + g) * a.max_len
@@ -472,17 +438,67 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   int32_t pos[S + 1];
 #pragma unroll
   for (int s = 0; s <= S; ++s) pos[s] = key_pos(s);
+  int32_t page[S];
   if (nst > 0) {
     // Prologue: stages 0..S-2 in flight, the pages of stage S-1 and the entries of stage S
-    // loading. Stage s always travels in cp.async group s (empty groups keep the count).
-    int32_t page[S];
+    // loading. Stage s always travels in cp.async group s (empty groups keep the count). Before
+    // the wait, up to the first stage holding a row this step writes (position >= prior).
 #pragma unroll
     for (int s = 0; s < S; ++s) page[s] = key_page(pos[s]);
 #pragma unroll
     for (int s = 0; s < S - 1; ++s) {
-      if (s < nst) issue(s, key_row(pos[s], page[s]));
+      if (s < nst) {
+        if (!waited && __any_sync(0xffffffffu, pos[s] >= prior)) {
+          pdl_wait();
+          waited = true;
+        }
+        issue(s, key_row(pos[s], page[s]));
+      }
       cp_async_commit();
     }
+  }
+  if (!waited) pdl_wait();  // q, the newest rows and every output come after it
+
+  if constexpr (kFp8) {
+    float qv[D / 4];
+    float amax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < D / 4; ++i) qv[i] = 0.0f;
+    if (g < ng) {
+      const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + tq * (D / 4);
+#pragma unroll
+      for (int i = 0; i < D / 4; i += 8) {
+        float f[8];
+        unpack<T>(*reinterpret_cast<const uint4*>(qrow + i), f);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          qv[i + e] = f[e];
+          amax = fmaxf(amax, fabsf(f[e]));
+        }
+      }
+    }
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 1));
+    amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, 2));
+    if (amax > 0.0f && isfinite(amax)) {
+      int e = 0;
+      frexpf(amax, &e);  // amax < 2^e
+      q_scale = ldexpf(1.0f, e - 14);
+    }
+    const float inv = 1.0f / q_scale;  // a power of two: exact
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = pack2<__half>(qv[4 * kk] * inv, qv[4 * kk + 1] * inv);
+      qf[kk][1] = pack2<__half>(qv[4 * kk + 2] * inv, qv[4 * kk + 3] * inv);
+    }
+  } else if (g < ng) {
+    const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      qf[kk][0] = *reinterpret_cast<const unsigned int*>(qrow + kk * 16);
+      qf[kk][1] = *reinterpret_cast<const unsigned int*>(qrow + kk * 16 + 8);
+    }
+  }
+  if (nst > 0) {
     int32_t pos_a = pos[S - 1], page_a = page[S - 1], pos_b = pos[S];
     for (int j = 0; j < nst; ++j) {
       // Ring slot (j - 1) % S was released by the __syncwarp ending step j - 1.

@@ -122,6 +122,7 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   p.counts = rows_of(ws.counts, d);
   p.num_lists = b.num_lists;
   p.merge_counters = ws.merge_counters;
+  p.prior_lens = b.prior_lens;  // (kernels/decode_attention.h: the launch order it relies on)
   if (ops & kLayerSelects) {
     p.logits = rows_of(ws.scores, d);
     p.lse = rows_of(ws.lse, d);

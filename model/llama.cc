@@ -201,6 +201,9 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
   // earlier layer's output.
   const int64_t first = par != nullptr ? par->shard.layer_begin : 0;
   const int64_t end = par != nullptr ? par->shard.layer_end : c.num_layers;
+  // An ordinary launch follows the update (the embedding lookup, or the stage's receive), so
+  // every later kernel starts after it completed: decode attention may read the block tables
+  // before its programmatic wait (DecodeAttentionParams::prior_lens).
   k::block_table_update(batch.block_tables, batch.page_updates, stream);
   if (par == nullptr) {
     k::embedding_lookup(x, w.embed, batch.tokens, stream);

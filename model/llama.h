@@ -42,6 +42,7 @@ struct ForwardBatch {
   int64_t num_decode = 0;
   // Decode tokens ([num_decode] i32 each; kernels/token_role.h says how they are read):
   TensorView lengths;       // n = position + 1
+  TensorView prior_lens;    // positions below: rows no launch of this step writes (optional)
   TensorView num_lists;     // tidal: lists by granularity; quest: num_heads; full: 0
   TensorView budgets;       // tidal: K tokens
   TensorView page_lengths;  // quest: pages up to and including the current one

@@ -162,6 +162,11 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   p.logits = dlogits.view();
   p.lse = dlse.view();
   p.num_splits = var.splits;
+  // The engine's bound: each token's own row is the one its step appends.
+  std::vector<int64_t> prior;
+  for (int64_t len : lens) prior.push_back(len - 1);
+  const DeviceBuffer dprior = upload(env, i32s(prior));
+  p.prior_lens = dprior.view();
   const DeviceBuffer ws = workspace(env, kernels::decode_attention_workspace_size(p));
   DeviceBuffer counters;
   if (!var.merge_launch) {

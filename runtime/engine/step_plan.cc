@@ -33,6 +33,7 @@ StepPlan::StepPlan(const StepCapacity& c) : capacity_(c) {
   off_.positions = take(&at, t);
   off_.seq_ids = take(&at, t);
   off_.lengths = take(&at, d);
+  off_.prior_lens = take(&at, d);
   off_.num_lists = take(&at, d);
   off_.budgets = take(&at, d);
   off_.page_lengths = take(&at, d);
@@ -77,6 +78,7 @@ int64_t StepPlan::add_decode(const DecodeToken& t) {
   array<int32_t>(off_.positions)[i] = t.position;
   array<int32_t>(off_.seq_ids)[i] = t.seq_row;
   array<int32_t>(off_.lengths)[i] = t.position + 1;
+  array<int32_t>(off_.prior_lens)[i] = t.position;  // its own row is appended this step
   array<int32_t>(off_.num_lists)[i] = t.num_lists;
   array<int32_t>(off_.budgets)[i] = t.budget;
   array<int32_t>(off_.page_lengths)[i] = t.page_length;
@@ -111,6 +113,13 @@ void StepPlan::add_prefill(int32_t seq_row, int32_t first_position, const int32_
     array<int32_t>(off_.tokens)[h.num_tokens + i] = tokens[i];
     array<int32_t>(off_.positions)[h.num_tokens + i] = int32_t(first_position + i);
     array<int32_t>(off_.seq_ids)[h.num_tokens + i] = seq_row;
+  }
+  // A correction chunk rewrites rows of a sequence that may decode in this step too: that decode
+  // token's rows from first_position on are written by this step's launches.
+  for (int64_t i = 0; i < h.num_decode; ++i) {
+    if (array<int32_t>(off_.seq_ids)[i] != seq_row) continue;
+    int32_t& prior = array<int32_t>(off_.prior_lens)[i];
+    prior = std::max(0, std::min(prior, first_position));
   }
   int32_t* starts = array<int32_t>(off_.query_starts);
   starts[h.num_prefill_seqs + 1] = starts[h.num_prefill_seqs] + int32_t(count);
@@ -156,6 +165,7 @@ model::ForwardBatch StepPlan::batch(void* base, Device device, TensorView block_
   b.seq_ids = view(base, off_.seq_ids, DType::kI32, {t}, device);
   b.num_decode = d;
   b.lengths = view(base, off_.lengths, DType::kI32, {d}, device);
+  b.prior_lens = view(base, off_.prior_lens, DType::kI32, {d}, device);
   b.num_lists = view(base, off_.num_lists, DType::kI32, {d}, device);
   b.budgets = view(base, off_.budgets, DType::kI32, {d}, device);
   b.page_lengths = view(base, off_.page_lengths, DType::kI32, {d}, device);

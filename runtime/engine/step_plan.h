@@ -108,7 +108,7 @@ class StepPlan {
   // Byte offsets of the arrays inside the buffer.
   struct Offsets {
     size_t tokens, positions, seq_ids;                                 // [max_tokens] i32
-    size_t lengths, num_lists, budgets, page_lengths, page_budgets;    // [max_decode] i32
+    size_t lengths, prior_lens, num_lists, budgets, page_lengths, page_budgets;  // [max_decode]
     size_t agreement;                                                  // [max_decode] u8
     size_t roles;                                                      // [layers, max_decode] u8
     size_t layer_ops;                                                  // [layers] u8

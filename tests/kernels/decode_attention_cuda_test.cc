@@ -309,6 +309,20 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
     EXPECT_EQ(std::count(n, n + left.view().numel(), 0), left.view().numel())
         << c.name << ": merge counters not zero after launch " << rep;
   }
+
+  // Again with prior_lens (the engine's path: the tensor-core kernel looks up its rows and
+  // starts its first stages before the programmatic wait): the same results for any bound.
+  std::vector<int32_t> prior(b.lengths.size());
+  for (size_t t = 0; t < prior.size(); ++t) {
+    prior[t] = t % 3 == 0 ? b.lengths[t] - 1 : t % 3 == 1 ? b.lengths[t] / 2 : 0;
+  }
+  const DeviceTensor prior_lens = DeviceTensor::from_host(
+      make_view(prior.data(), DType::kI32, {int64_t(prior.size())}));
+  d.p.prior_lens = prior_lens.view();
+  d.upload_plan(b);
+  decode_attention(d.p, d.workspace.view(), Stream{});
+  stream_synchronize(Stream{});
+  expect_matches(b, want, d, c.dtype, c.name + " (prior_lens)");
 }
 
 // One captured launch serves every plan: capture with short dense rows, then rewrite the plan

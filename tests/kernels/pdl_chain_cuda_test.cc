@@ -52,6 +52,7 @@ struct Chain {
   std::vector<Layer> layers;
   DeviceTensor final_norm, x0, x, xn, q, k, v, attn, proj, gate_up, act;
   DeviceTensor k_cache, v_cache, block_tables, seq_ids, positions, lengths, inv_freq;
+  DeviceTensor prior_lens;  // each token's position: its own row is appended in the chain
   DeviceTensor indices, counts, num_lists, logits, lse, workspace;
 };
 
@@ -84,6 +85,7 @@ DecodeAttentionParams attention_params(const Chain& c, int64_t l) {
   p.block_tables = c.block_tables.view();
   p.seq_ids = c.seq_ids.view();
   p.lengths = c.lengths.view();
+  p.prior_lens = c.prior_lens.view();
   p.roles = c.layers[size_t(l)].roles.view();
   p.indices = c.indices.view();
   p.counts = c.counts.view();
@@ -159,6 +161,7 @@ Chain make_chain(const ChainShape& shape) {
   c.seq_ids = host_to_device({tokens}, DType::kI32, rows);
   c.positions = host_to_device({tokens}, DType::kI32, positions);
   c.lengths = host_to_device({tokens}, DType::kI32, lengths);
+  c.prior_lens = host_to_device({tokens}, DType::kI32, positions);
   c.indices = host_to_device({tokens, kHeads, kBudget}, DType::kI32, indices);
   c.counts = host_to_device({tokens, kHeads}, DType::kI32, counts);
   c.num_lists = host_to_device({tokens}, DType::kI32, num_lists);
