@@ -310,18 +310,6 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   for (int dp = 0; dp < D / 16; ++dp) ot[dp][0] = ot[dp][1] = ot[dp][2] = ot[dp][3] = 0.0f;
   float head_log2[2] = {0.0f, 0.0f}, head_logit[2] = {0.0f, 0.0f};
   float* logit_rows[2] = {nullptr, nullptr};
-  if constexpr (kFp8) {
-#pragma unroll
-    for (int e = 0; e < 2; ++e) {
-      const int h = 2 * tq + e;  // q_scale of head h lives in lanes 4 h .. 4 h + 3
-      const float qs = __shfl_sync(0xffffffffu, q_scale, (4 * h) & 31);
-      head_logit[e] = a.scale * qs;
-      head_log2[e] = head_logit[e] * kLog2e;
-      if (src.selecting && a.logits != nullptr && h < ng) {
-        logit_rows[e] = a.logits + (int64_t(t) * p.num_heads + h0 + h) * a.max_len;
-      }
-    }
-  }
   auto compute_fp8 = [&](int s) {
     const KT* sk = ring + (s % S) * C::kStageElems;
     const KT* sv = sk + KEYS * STRIDE;
@@ -489,6 +477,16 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     for (int kk = 0; kk < D / 16; ++kk) {
       qf[kk][0] = pack2<__half>(qv[4 * kk] * inv, qv[4 * kk + 1] * inv);
       qf[kk][1] = pack2<__half>(qv[4 * kk + 2] * inv, qv[4 * kk + 3] * inv);
+    }
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int h = 2 * tq + e;  // q_scale of head h lives in lanes 4 h .. 4 h + 3
+      const float qs = __shfl_sync(0xffffffffu, q_scale, (4 * h) & 31);
+      head_logit[e] = a.scale * qs;
+      head_log2[e] = head_logit[e] * kLog2e;
+      if (src.selecting && a.logits != nullptr && h < ng) {
+        logit_rows[e] = a.logits + (int64_t(t) * p.num_heads + h0 + h) * a.max_len;
+      }
     }
   } else if (g < ng) {
     const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;
