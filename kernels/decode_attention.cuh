@@ -323,10 +323,18 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   __shared__ __align__(16) float s_o[GMAX][GROUPS][D];  // also the own merge's (host checks)
   __shared__ float s_m[GMAX][GROUPS], s_l[GMAX][GROUPS];
 
+  // The look-ahead costs 8 registers: only MHA's kernel (GMAX 1) has them to spare.
+  constexpr bool kAhead = GMAX == 1;
+
   pdl_launch_dependents();
-  pdl_wait();
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
+  // The early prologue (MHA: GMAX 1; DecodeAttentionParams::prior_lens): the plan, lookups and
+  // this thread's first rows before the wait, when those rows predate the step. Quest tokens
+  // wait first (their lists are written just before this launch).
+  bool waited = !kAhead || p.prior_lens == nullptr || TokenRole(p.roles[t]) == TokenRole::kQuest;
+  if (waited) pdl_wait();
+  const int32_t prior = waited ? 0 : p.prior_lens[t];
   const int h_first = blockIdx.y * p.heads_per_block, h_limit = h_first + p.heads_per_block;
   const int lane = threadIdx.x & 31;
   const int gl = lane & (TG - 1);                          // lane within the row's group
@@ -347,23 +355,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     const int kvh = h0 / (p.num_heads / p.num_kv_heads);
     const int64_t head_off = int64_t(kvh) * D + gl * VEC;
 
-    float q[GMAX][VEC], o[GMAX][VEC], m[GMAX], l[GMAX];
-#pragma unroll
-    for (int g = 0; g < GMAX; ++g) {
-      if (g < ng) {
-        unpack<T>(*reinterpret_cast<const uint4*>(a.q + (int64_t(t) * p.num_heads + h0 + g) * D +
-                                                  gl * VEC),
-                  q[g]);
-      } else {
-#pragma unroll
-        for (int e = 0; e < VEC; ++e) q[g][e] = 0.0f;
-      }
-#pragma unroll
-      for (int e = 0; e < VEC; ++e) o[g][e] = 0.0f;
-      m[g] = -INFINITY;
-      l[g] = 0.0f;
-    }
-
     // Row u of the step at b: its entry (the position, or the raw list entry; -1 past the
     // chunk), then that entry's block-table entry. Both are looked up ahead (list entries two
     // steps, pages one) and issued before a step's math, so a step's K/V loads wait on neither.
@@ -377,8 +368,6 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
       return __ldcg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
     };
-    // The look-ahead costs 8 registers: only MHA's kernel (GMAX 1) has them to spare.
-    constexpr bool kAhead = GMAX == 1;
     int32_t ent[U], page[U], ent_next[U];
     if constexpr (kAhead) {
 #pragma unroll
@@ -389,17 +378,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       for (int u = 0; u < U; ++u) ent_next[u] = entry(begin + TILE, u);
     }
 
-    for (int32_t base = begin; base < end; base += TILE) {
-      uint4 kraw[U], vraw[U];
-      float ks[U], vs[U];  // FP8: the rows' scales
-      int32_t pos[U];
-      bool valid[U];
-      if constexpr (!kAhead) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) ent[u] = entry(base, u);
-#pragma unroll
-        for (int u = 0; u < U; ++u) page[u] = page_of(ent[u]);
-      }
+    uint4 kraw[U], vraw[U];
+    float ks[U], vs[U];  // FP8: the rows' scales
+    int32_t pos[U];
+    bool valid[U];
+    // The step's rows (ent / page) into registers.
+    auto load_rows = [&] {
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int32_t j = ent[u];
@@ -420,6 +404,53 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
           }
         }
       }
+    };
+    // Before the wait: the first step's rows when every one of this thread's predates the step.
+    // The wait then depends on them (pdl_wait_after), so ptxas keeps the loads ahead of it.
+    bool preloaded = false;
+    if (!waited) {
+      bool old_rows = true;
+#pragma unroll
+      for (int u = 0; u < U; ++u) old_rows = old_rows && ent[u] < prior;
+      if (old_rows) {
+        load_rows();
+        uint32_t dep = 0;
+#pragma unroll
+        for (int u = 0; u < U; ++u) dep ^= kraw[u].x ^ vraw[u].x;
+        pdl_wait_after(dep);
+        preloaded = true;
+      } else {
+        pdl_wait();
+      }
+      waited = true;
+    }
+
+    float q[GMAX][VEC], o[GMAX][VEC], m[GMAX], l[GMAX];
+#pragma unroll
+    for (int g = 0; g < GMAX; ++g) {
+      if (g < ng) {
+        unpack<T>(*reinterpret_cast<const uint4*>(a.q + (int64_t(t) * p.num_heads + h0 + g) * D +
+                                                  gl * VEC),
+                  q[g]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < VEC; ++e) q[g][e] = 0.0f;
+      }
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) o[g][e] = 0.0f;
+      m[g] = -INFINITY;
+      l[g] = 0.0f;
+    }
+
+    for (int32_t base = begin; base < end; base += TILE) {
+      if constexpr (!kAhead) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) ent[u] = entry(base, u);
+#pragma unroll
+        for (int u = 0; u < U; ++u) page[u] = page_of(ent[u]);
+      }
+      if (!preloaded) load_rows();
+      preloaded = false;
       if constexpr (kAhead) {
 #pragma unroll
         for (int u = 0; u < U; ++u) {  // the next steps' lookups, in flight during this math
@@ -537,6 +568,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     }
     __syncthreads();  // the next pass reuses the shared arrays
   }
+  if (!waited) pdl_wait();  // (a block with no rows: still ordered after the kernel before)
   if (a.merge_counters == nullptr) return;
   __shared__ int s_last;
   __shared__ float s_scratch[32];
