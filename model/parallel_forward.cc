@@ -113,6 +113,7 @@ ForwardBatch decode_slice(const ForwardBatch& b, int64_t begin, int64_t end) {
                         &s.page_lengths, &s.page_budgets, &s.agreement}) {
     *v = v->slice(begin, end);
   }
+  if (s.prior_lens.data != nullptr) s.prior_lens = s.prior_lens.slice(begin, end);
   s.num_decode = end - begin;
   // roles: [num_layers, num_decode] with a row stride of its own; the columns of the range.
   s.roles.data = static_cast<uint8_t*>(b.roles.data) + begin;
