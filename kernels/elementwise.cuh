@@ -61,6 +61,10 @@ struct CopyWord<1> {
   using type = uint8_t;
 };
 
+// SwiGLU: silu(g) * u in f32. One formula for silu_and_mul and the gate_up GEMV that applies it
+// (linear_swiglu), so the two round alike.
+__device__ __forceinline__ float silu_mul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 // out[r, :] = in[index[r], :]: one block per output row, the row moved in words W. An index
 // outside [0, num_in) is a bug in the caller (the ref:: twin dies on it): print it and trap, so the
 // fault is loud instead of reading someone else's memory.

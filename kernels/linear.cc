@@ -2,9 +2,11 @@
 #include "kernels/linear.h"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "kernels/silu_and_mul.h"
 #include "runtime/tensor_access.h"
 #include "runtime/thread_pool.h"
 
@@ -93,6 +95,49 @@ void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView 
     if (o.size(1) > 0) linear(o, in, weight.slice(row, row + o.size(1)), stream);
     row += o.size(1);
   }
+}
+
+namespace {
+
+// linear_swiglu's checks; the two column halves of gate_up.
+std::pair<TensorView, TensorView> swiglu_halves(TensorView act, TensorView in, TensorView weight,
+                                                TensorView gate_up) {
+  TIDAL_CHECK(act.rank == 2 && in.rank == 2 && weight.rank == 2 && gate_up.rank == 2,
+              "linear_swiglu: bad ranks");
+  const int64_t inter = act.size(1);
+  TIDAL_CHECK(weight.size(0) == 2 * inter && act.size(0) == in.size(0) &&
+                  gate_up.size(0) == in.size(0) && gate_up.size(1) == 2 * inter,
+              "linear_swiglu: act [num_tokens, inter], weight [2 inter, in_features], gate_up "
+              "[num_tokens, 2 inter]");
+  TIDAL_CHECK(in.size(1) == weight.size(1), "linear_swiglu: in_features mismatch");
+  TIDAL_CHECK(act.dtype == in.dtype && weight.dtype == in.dtype && gate_up.dtype == in.dtype,
+              "linear_swiglu: act, in, weight and gate_up share a dtype");
+  TIDAL_CHECK(act.is_contiguous() && weight.is_contiguous() && gate_up.is_contiguous() &&
+                  in.stride[1] == 1,
+              "linear_swiglu: act, weight and gate_up contiguous, in with dense rows");
+  TensorView gate = gate_up, up = gate_up;
+  gate.shape[1] = up.shape[1] = inter;
+  up.data = static_cast<uint8_t*>(up.data) + inter * dtype_size(up.dtype);
+  return {gate, up};
+}
+
+}  // namespace
+
+void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up,
+                   Stream stream) {
+  const auto [gate, up] = swiglu_halves(act, in, weight, gate_up);
+  if (on_cuda("linear_swiglu", {act, in, weight, gate_up})) {
+    TIDAL_CUDA_CALL("linear_swiglu", cuda::linear_swiglu(act, in, weight, gate_up, stream));
+    return;
+  }
+  linear(gate_up, in, weight, stream);
+  silu_and_mul(act, gate, up, stream);
+}
+
+void ref::linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up) {
+  const auto [gate, up] = swiglu_halves(act, in, weight, gate_up);
+  ref::linear(gate_up, in, weight);
+  ref::silu_and_mul(act, gate, up);
 }
 
 void ref::linear(TensorView out, TensorView in, TensorView weight) {

@@ -25,14 +25,28 @@ void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
 void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
                   TensorView weight, Stream stream);
 
+// A Llama MLP's fused gate_up projection and its SwiGLU: act = silu(in @ weight[0, inter)^T) *
+// (in @ weight[inter, 2 inter)^T), each projection rounded to in's dtype first; exactly linear()
+// into gate_up, then silu_and_mul() of its two column halves. On the GPU few tokens (decode) take
+// one GEMV launch that writes act (gate_up is not touched); more take that pair of calls.
+// act:     [num_tokens, inter], contiguous, in's dtype
+// in:      [num_tokens, in_features], row stride >= in_features
+// weight:  [2 inter, in_features], contiguous, in's dtype
+// gate_up: [num_tokens, 2 inter], contiguous, in's dtype: scratch (contents unspecified after)
+void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up,
+                   Stream stream);
+
 namespace ref {
 void linear(TensorView out, TensorView in, TensorView weight);
+void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up);
 void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
                   TensorView weight);
 }  // namespace ref
 
 namespace cuda {
 void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
+void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up,
+                   Stream stream);
 void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
                   TensorView weight, Stream stream);
 }  // namespace cuda

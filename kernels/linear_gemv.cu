@@ -128,42 +128,16 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
   }
 }
 
-// out:    the outputs the weight's rows are split over (GemvOutputs)
-// in:     [num_tokens, in_features], row stride in_stride (no __restrict__: see load_activation)
-// weight: [out_features, in_features], contiguous
-// Grid: x over blocks of kWarps * kRows rows, y over tiles of kTokens tokens.
-template <typename T, typename TOut, int kTokens, int kVec>
-__global__ void __launch_bounds__(kThreads)
-    linear_gemv_kernel(const GemvOutputs<TOut> out, const T* in, const T* __restrict__ weight,
-                       int64_t num_tokens, int64_t in_stride, int64_t out_features,
-                       int64_t in_features) {
+// acc[r][m] = dot(weight row w[r], activation row x[m]) over in_features, this lane's share
+// (before the butterfly). The PDL wait is in here: after the first full step's weight loads,
+// depending on them (the activations are read after it).
+template <typename T, int kTokens, int kVec>
+__device__ __forceinline__ void stream_rows(float (&acc)[GemvConfig<kTokens>::kRows][kTokens],
+                                            const T* const (&w)[GemvConfig<kTokens>::kRows],
+                                            const T* const (&x)[kTokens], int64_t in_features) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
   constexpr int kUnroll = GemvConfig<kTokens>::kUnroll;
-  pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
-  const int64_t row0 = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * kRows;
-  if (row0 >= out_features) {  // whole warps leave; nothing below syncs the block
-    pdl_wait();
-    return;
-  }
-  const int64_t token0 = int64_t(blockIdx.y) * kTokens;
-
-  // Rows past the end (last warp) and tokens past the batch (a tile of 4 for 3 tokens) re-read
-  // the last valid one, so the loop needs no predicates; their sums are never stored.
-  const T* w[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t row = row0 + r < out_features ? row0 + r : out_features - 1;
-    w[r] = weight + row * in_features;
-  }
-  const T* x[kTokens];
-#pragma unroll
-  for (int m = 0; m < kTokens; ++m) {
-    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
-    x[m] = in + token * in_stride;
-  }
-
-  float acc[kRows][kTokens];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll
@@ -223,6 +197,44 @@ __global__ void __launch_bounds__(kThreads)
     for (int r = 0; r < kRows; ++r) wv[r] = load_weight<T, kVec>(w[r] + v * kVec);
     accumulate<T, kVec, kRows, kTokens>(acc, wv, x, v * kVec);
   }
+}
+
+// out:    the outputs the weight's rows are split over (GemvOutputs)
+// in:     [num_tokens, in_features], row stride in_stride (no __restrict__: see load_activation)
+// weight: [out_features, in_features], contiguous
+// Grid: x over blocks of kWarps * kRows rows, y over tiles of kTokens tokens.
+template <typename T, typename TOut, int kTokens, int kVec>
+__global__ void __launch_bounds__(kThreads)
+    linear_gemv_kernel(const GemvOutputs<TOut> out, const T* in, const T* __restrict__ weight,
+                       int64_t num_tokens, int64_t in_stride, int64_t out_features,
+                       int64_t in_features) {
+  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31;
+  const int64_t row0 = (int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5)) * kRows;
+  if (row0 >= out_features) {  // whole warps leave; nothing below syncs the block
+    pdl_wait();
+    return;
+  }
+  const int64_t token0 = int64_t(blockIdx.y) * kTokens;
+
+  // Rows past the end (last warp) and tokens past the batch (a tile of 4 for 3 tokens) re-read
+  // the last valid one, so the loop needs no predicates; their sums are never stored.
+  const T* w[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t row = row0 + r < out_features ? row0 + r : out_features - 1;
+    w[r] = weight + row * in_features;
+  }
+  const T* x[kTokens];
+#pragma unroll
+  for (int m = 0; m < kTokens; ++m) {
+    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
+    x[m] = in + token * in_stride;
+  }
+
+  float acc[kRows][kTokens];
+  stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
 
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -256,6 +268,98 @@ void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, b
   }
 }
 
+// act[t, i] = silu_mul(gate[t, i], up[t, i]), gate and up rows i and inter + i of the weight, each
+// sum rounded to T first: what linear() into gate_up then silu_and_mul() compute. A block serves
+// kPairs = 2 kRows (gate, up) pairs: warps 0 and 1 the gate rows, 2 and 3 the up rows, kRows
+// each; the sums meet in shared memory. No warp leaves early (the block syncs): rows past inter
+// re-read the last one and are never stored.
+// act:    [num_tokens, inter], contiguous
+// in:     [num_tokens, in_features], row stride in_stride
+// weight: [2 inter, in_features], contiguous
+// Grid: x over blocks of kPairs pairs, y over tiles of kTokens tokens.
+template <typename T, int kTokens, int kVec>
+__global__ void __launch_bounds__(kThreads)
+    linear_swiglu_kernel(T* __restrict__ act, const T* in, const T* __restrict__ weight,
+                         int64_t num_tokens, int64_t in_stride, int64_t inter,
+                         int64_t in_features) {
+  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  constexpr int kPairs = 2 * kRows;
+  static_assert(kWarps == 4, "two gate warps, two up warps");
+  __shared__ float s_sum[kWarps][kRows][kTokens];
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t pair0 = int64_t(blockIdx.x) * kPairs, token0 = int64_t(blockIdx.y) * kTokens;
+  const int64_t first = (warp >> 1) * inter + pair0 + (warp & 1) * kRows;  // this warp's row 0
+  const T* w[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t pair = pair0 + (warp & 1) * kRows + r;
+    w[r] = weight + (pair < inter ? first + r : (warp >> 1) * inter + inter - 1) * in_features;
+  }
+  const T* x[kTokens];
+#pragma unroll
+  for (int m = 0; m < kTokens; ++m) {
+    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
+    x[m] = in + token * in_stride;
+  }
+  float acc[kRows][kTokens];
+  stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int m = 0; m < kTokens; ++m) {
+      const float sum = warp_sum(acc[r][m]);
+      if (lane == r * kTokens + m) s_sum[warp][r][m] = to_float(from_float<T>(sum));
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kPairs * kTokens; i += kThreads) {
+    const int lp = i / kTokens, m = i % kTokens;  // the block's pair lp: gate warp lp / kRows
+    const int gw = lp / kRows, r = lp % kRows;
+    const int64_t pair = pair0 + lp, token = token0 + m;
+    if (pair < inter && token < num_tokens) {
+      act[token * inter + pair] = from_float<T>(silu_mul(s_sum[gw][r][m], s_sum[gw + 2][r][m]));
+    }
+  }
+}
+
+template <typename T, int kTokens>
+void launch_swiglu_tile(TensorView act, TensorView in, TensorView weight, bool vec,
+                        cudaStream_t stream) {
+  constexpr int kPairs = 2 * GemvConfig<kTokens>::kRows;
+  const int64_t num_tokens = in.size(0), in_features = in.size(1), inter = act.size(1);
+  const int64_t in_stride = num_tokens > 1 ? in.stride[0] : in_features;
+  const dim3 grid(unsigned(ceil_div<int64_t>(inter, kPairs)),
+                  unsigned(ceil_div<int64_t>(num_tokens, kTokens)));
+  T* a = static_cast<T*>(act.data);
+  const T* x = static_cast<const T*>(in.data);
+  const T* w = static_cast<const T*>(weight.data);
+  if (vec) {
+    launch_programmatic(linear_swiglu_kernel<T, kTokens, 16 / sizeof(T)>, grid, dim3(kThreads), 0,
+                        stream, a, x, w, num_tokens, in_stride, inter, in_features);
+  } else {
+    launch_programmatic(linear_swiglu_kernel<T, kTokens, 1>, grid, dim3(kThreads), 0, stream, a, x,
+                        w, num_tokens, in_stride, inter, in_features);
+  }
+}
+
+template <typename T>
+void launch_swiglu(TensorView act, TensorView in, TensorView weight, cudaStream_t stream) {
+  const int64_t num_tokens = in.size(0), in_features = in.size(1);
+  const bool vec =
+      rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
+      rows_vectorizable(weight.data, weight.size(0), in_features, in_features, sizeof(T));
+  if (num_tokens <= 1) {
+    launch_swiglu_tile<T, 1>(act, in, weight, vec, stream);
+  } else if (num_tokens <= 2) {
+    launch_swiglu_tile<T, 2>(act, in, weight, vec, stream);
+  } else if (num_tokens <= 4) {
+    launch_swiglu_tile<T, 4>(act, in, weight, vec, stream);
+  } else {
+    launch_swiglu_tile<T, 8>(act, in, weight, vec, stream);
+  }
+}
+
 template <typename T, typename TOut>
 void launch_typed(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
                   cudaStream_t stream) {
@@ -286,6 +390,13 @@ void launch_typed(const TensorView* outs, int num_outs, TensorView in, TensorVie
 }
 
 }  // namespace
+
+void linear_swiglu_gemv(TensorView act, TensorView in, TensorView weight, cudaStream_t stream) {
+  TIDAL_CHECK(ceil_div<int64_t>(in.size(0), 8) <= 65535 && act.size(1) < (int64_t(1) << 31),
+              "linear_swiglu: shape too large for the GEMV grid");
+  dispatch_float(in.dtype, "linear_swiglu",
+                 [&](auto tag) { launch_swiglu<decltype(tag)>(act, in, weight, stream); });
+}
 
 void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
                  cudaStream_t stream) {

@@ -26,4 +26,11 @@ constexpr int kGemvMaxOutputs = 3;
 void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
                  cudaStream_t stream);
 
+// act = silu(in @ weight[0, inter)^T) * (in @ weight[inter, 2 inter)^T), each sum rounded to in's
+// dtype first (linear_swiglu), in one launch. Views as linear_swiglu() checks them.
+// act:    [num_tokens, inter], contiguous, in's dtype
+// in:     [num_tokens, in_features], dense rows
+// weight: [2 inter, in_features], contiguous
+void linear_swiglu_gemv(TensorView act, TensorView in, TensorView weight, cudaStream_t stream);
+
 }  // namespace tidal::kernels::cuda

@@ -34,7 +34,7 @@ __global__ void silu_and_mul_kernel(T* __restrict__ out, const T* gate, const T*
     load_floats<T, kVec>(gate + t * gate_stride + v * kVec, g);
     load_floats<T, kVec>(up + t * up_stride + v * kVec, u);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) g[e] = g[e] / (1.0f + expf(-g[e])) * u[e];
+    for (int e = 0; e < kVec; ++e) g[e] = silu_mul(g[e], u[e]);
     store_floats<T, kVec>(out + t * inter + v * kVec, g);
   }
 }

@@ -20,7 +20,6 @@
 #include "kernels/rms_norm.h"
 #include "kernels/rotary_embedding.h"
 #include "kernels/sample_tokens.h"
-#include "kernels/silu_and_mul.h"
 #include "kernels/topk_per_row.h"
 #include "model/blocks.h"
 #include "model/parallel_forward.h"
@@ -193,9 +192,6 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
   const TensorView q = ws.q.slice(0, n), key = ws.k.slice(0, n), val = ws.v.slice(0, n);
   const TensorView attn = ws.attn.slice(0, n);
   const TensorView gate_up = ws.gate_up.slice(0, n), act = ws.act.slice(0, n);
-  TensorView gate = gate_up, up = gate_up;  // the two column halves of the fused projection
-  gate.shape[1] = up.shape[1] = c.inter;
-  up.data = static_cast<uint8_t*>(up.data) + c.inter * dtype_size(up.dtype);
 
   // A pipeline stage runs its own layers; the residual stream it starts from includes every
   // earlier layer's output.
@@ -228,8 +224,7 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     if (par != nullptr) tp_all_reduce(*par, proj, stream);  // row-parallel: partial sums
     // MLP block.
     k::fused_add_rms_norm(xn, x, proj, lw.post_norm, c.rms_norm_eps, stream);
-    k::linear(gate_up, xn, lw.w_gate_up, stream);
-    k::silu_and_mul(act, gate, up, stream);
+    k::linear_swiglu(act, xn, lw.w_gate_up, gate_up, stream);  // one GEMV at decode
     k::linear(proj, act, lw.w_down, stream);
     if (par != nullptr) tp_all_reduce(*par, proj, stream);
   }

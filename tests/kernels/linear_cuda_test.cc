@@ -13,12 +13,14 @@
 // host) and read back; the reference runs on f32 copies of those values (exact: every f16/bf16 is
 // an f32), then rounds to the output dtype as ref::linear on 16-bit views would.
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "kernels/fill_random.h"
 #include "kernels/linear.h"
+#include "kernels/silu_and_mul.h"
 #include "runtime/device.h"
 #include "runtime/tensor_access.h"
 #include "tests/testing/device_tensor.h"
@@ -175,6 +177,66 @@ TEST_P(LinearSplitCuda, MatchesRefPerRowBlock) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, LinearSplitCuda,
                          ::testing::Combine(::testing::ValuesIn(kSplitCases),
+                                            ::testing::Values(DType::kF32, DType::kF16,
+                                                              DType::kBF16)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param).name) + "_" +
+                                  dtype_name(std::get<1>(info.param));
+                         });
+
+// linear_swiglu (gate_up and SwiGLU in one GEMV at decode) against linear() into gate_up then
+// silu_and_mul() on the same device, byte for byte: both round each projection to the dtype,
+// then apply one formula. Shapes: odd inter (a block's last pairs past the end), the scalar path
+// (K % 8), padded input rows, 1-8 tokens (every tile) and 9+ (the unfused path), Llama-3's MLP.
+struct SwigluCase {
+  const char* name;
+  int64_t tokens, in_features, inter, pad;
+};
+
+const SwigluCase kSwigluCases[] = {
+    {"m1_k64_i1", 1, 64, 1, 0},        {"m1_k256_i37", 1, 256, 37, 0},
+    {"m1_k100_i33_scalar", 1, 100, 33, 0}, {"m2_k4096_i130", 2, 4096, 130, 0},
+    {"m3_k1032_i65_padded", 3, 1032, 65, 5}, {"m4_k4096_i257", 4, 4096, 257, 0},
+    {"m5_k4096_i100", 5, 4096, 100, 0}, {"m8_k4096_i512", 8, 4096, 512, 0},
+    {"m9_unfused", 9, 1024, 96, 0},     {"llama3_mlp_m1", 1, 4096, 14336, 0},
+};
+
+class LinearSwigluCuda : public ::testing::TestWithParam<std::tuple<SwigluCase, DType>> {};
+
+TEST_P(LinearSwigluCuda, EqualsLinearThenSiluAndMul) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  const int64_t k = c.in_features, inter = c.inter;
+  const Filled in = filled_random({c.tokens, k + c.pad}, dtype, 21, 1.0f);
+  const Filled weight = filled_random({2 * inter, k}, dtype, 22, 1.0f / std::sqrt(float(k)));
+  const TensorView x = testing::columns(in.device.view(), 0, k);
+  DeviceTensor gate_up = DeviceTensor::filled({c.tokens, 2 * inter}, dtype, 0xFF);
+  DeviceTensor want = DeviceTensor::filled({c.tokens, inter}, dtype, 0xFF);
+  linear(gate_up.view(), x, weight.device.view(), Stream{});
+  TensorView gate = gate_up.view(), up = gate_up.view();
+  gate.shape[1] = up.shape[1] = inter;
+  up.data = static_cast<uint8_t*>(up.data) + inter * dtype_size(dtype);
+  silu_and_mul(want.view(), gate, up, Stream{});
+  DeviceTensor scratch = DeviceTensor::filled({c.tokens, 2 * inter}, dtype, 0xFF);
+  DeviceTensor got = DeviceTensor::filled({c.tokens, inter}, dtype, 0xFF);
+  linear_swiglu(got.view(), x, weight.device.view(), scratch.view(), Stream{});
+  stream_synchronize(Stream{});
+  const HostTensor g = got.to_host(), w = want.to_host();
+  ASSERT_EQ(g.view().nbytes(), w.view().nbytes());
+  EXPECT_EQ(std::memcmp(g.view().data, w.view().data, g.view().nbytes()), 0) << c.name;
+  // And it is what the reference gives (tolerances of the dtype).
+  const testing::Tolerance tol = testing::tolerance(dtype);
+  HostTensor ref_act({c.tokens, inter}, DType::kF32), ref_gate_up({c.tokens, 2 * inter},
+                                                                    DType::kF32);
+  ref::linear_swiglu(ref_act.view(), testing::columns(in.host_f32.view(), 0, k),
+                     weight.host_f32.view(), ref_gate_up.view());
+  const std::vector<float> r = testing::to_vector(
+      testing::convert(testing::convert(ref_act.view(), dtype).view(), DType::kF32).view());
+  EXPECT_TRUE(testing::all_close(got.to_floats(), r, tol.atol, tol.rtol)) << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, LinearSwigluCuda,
+                         ::testing::Combine(::testing::ValuesIn(kSwigluCases),
                                             ::testing::Values(DType::kF32, DType::kF16,
                                                               DType::kBF16)),
                          [](const auto& info) {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "kernels/linear.h"
 
+#include <cmath>
 #include <vector>
 
 #include "runtime/tensor_access.h"
@@ -76,6 +77,33 @@ TEST(LinearSplitRef, WidthsMustAddUpToTheWeightRows) {
   const HostTensor w = HostTensor::from({4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
   HostTensor a({1, 2}, DType::kF32), b({1, 1}, DType::kF32), c({1, 2}, DType::kF32);
   EXPECT_DEATH(linear_split(a.view(), b.view(), c.view(), x.view(), w.view(), Stream{}), "add up");
+}
+
+// linear_swiglu: silu(gate) * up of the fused projection's halves, against linear() then
+// silu_and_mul() (the CPU path and ref::), with a known value: gate 2, up 3 -> 3 * 2 / (1 + e^-2).
+TEST(LinearSwigluRef, EqualsLinearThenSiluAndMul) {
+  const HostTensor x = HostTensor::from({1, 2}, {1, 1});
+  // inter 2: gate rows (1, 1) and (0, -1), up rows (1, 2) and (0.5, 0).
+  const HostTensor w = HostTensor::from({4, 2}, {1, 1, 0, -1, 1, 2, 0.5f, 0});
+  for (bool use_ref : {false, true}) {
+    HostTensor act({1, 2}, DType::kF32), gate_up({1, 4}, DType::kF32);
+    if (use_ref) {
+      ref::linear_swiglu(act.view(), x.view(), w.view(), gate_up.view());
+    } else {
+      linear_swiglu(act.view(), x.view(), w.view(), gate_up.view(), Stream{});
+    }
+    const float silu2 = 2.0f / (1.0f + std::exp(-2.0f)), silu_m1 = -1.0f / (1.0f + std::exp(1.0f));
+    EXPECT_FLOAT_EQ(act.at(0), silu2 * 3.0f) << (use_ref ? "ref" : "cpu");
+    EXPECT_FLOAT_EQ(act.at(1), silu_m1 * 0.5f) << (use_ref ? "ref" : "cpu");
+  }
+}
+
+TEST(LinearSwigluRef, ShapesAreChecked) {
+  const HostTensor x = HostTensor::from({1, 2}, {1, 2});
+  const HostTensor w = HostTensor::from({3, 2}, {1, 2, 3, 4, 5, 6});  // odd rows: no halves
+  HostTensor act({1, 1}, DType::kF32), gate_up({1, 2}, DType::kF32);
+  EXPECT_DEATH(linear_swiglu(act.view(), x.view(), w.view(), gate_up.view(), Stream{}),
+               "weight \\[2 inter");
 }
 
 }  // namespace
