@@ -41,7 +41,8 @@ void check(const DecodeAttentionParams& p) {
                 "decode_attention: logits must be contiguous f32 [num_tokens, num_heads, max_len]");
   }
   if (p.lse.data != nullptr) check_shape(p.lse, {tokens, p.q.size(1)}, DType::kF32, op, "lse");
-  if (p.prior_lens.data != nullptr) check_per_token(p.prior_lens, tokens, DType::kI32, op, "prior_lens");
+  if (p.prior_lens.data != nullptr)
+    check_per_token(p.prior_lens, tokens, DType::kI32, op, "prior_lens");
   TIDAL_CHECK(p.num_splits >= 0, "decode_attention: num_splits must be >= 0");
 }
 
@@ -165,10 +166,9 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
                       [[maybe_unused]] Stream stream) {
   check(p);
-  if (on_cuda("decode_attention",
-              {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.lengths, p.roles,
-               p.indices, p.counts, p.num_lists, p.logits, p.lse, p.merge_counters,
-               p.prior_lens})) {
+  if (on_cuda("decode_attention", {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids,
+                                   p.lengths, p.roles, p.indices, p.counts, p.num_lists, p.logits,
+                                   p.lse, p.merge_counters, p.prior_lens})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
     check_cuda(p, workspace);

@@ -566,7 +566,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   // with constant loads and an IEEE division (SASS; benchmarks/results/PERF_NOTES.md). So the
   // division is once a head here, and a thread's elements are computed before any is stored.
   __shared__ float s_wt[kMaxHeadsPerBlock][C::kWarps];  // [head][warp of its pass]
-  __shared__ float s_inv[kMaxHeadsPerBlock];  // 1 / the head's sum
+  __shared__ float s_inv[kMaxHeadsPerBlock];            // 1 / the head's sum
   __shared__ int s_head[kMaxHeadsPerBlock][3];  // state, first warp of its pass, row in the pass
   if (threadIdx.x < p.heads_per_block) {
     const int hh = threadIdx.x;  // head h_first + hh

@@ -112,9 +112,9 @@ std::pair<TensorView, TensorView> swiglu_halves(TensorView act, TensorView in, T
   TIDAL_CHECK(in.size(1) == weight.size(1), "linear_swiglu: in_features mismatch");
   TIDAL_CHECK(act.dtype == in.dtype && weight.dtype == in.dtype && gate_up.dtype == in.dtype,
               "linear_swiglu: act, in, weight and gate_up share a dtype");
-  TIDAL_CHECK(act.is_contiguous() && weight.is_contiguous() && gate_up.is_contiguous() &&
-                  in.stride[1] == 1,
-              "linear_swiglu: act, weight and gate_up contiguous, in with dense rows");
+  TIDAL_CHECK(
+      act.is_contiguous() && weight.is_contiguous() && gate_up.is_contiguous() && in.stride[1] == 1,
+      "linear_swiglu: act, weight and gate_up contiguous, in with dense rows");
   TensorView gate = gate_up, up = gate_up;
   gate.shape[1] = up.shape[1] = inter;
   up.data = static_cast<uint8_t*>(up.data) + inter * dtype_size(up.dtype);

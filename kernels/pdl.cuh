@@ -10,7 +10,10 @@
 //   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
 //   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
 //      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
-//      block-table update) has made its writes visible, since only the wait guarantees that;
+//      block-table update) has made its writes visible, since only the wait guarantees that.
+//      One exception, with its own argument: decode attention's split kernels read the plan,
+//      block tables, committed lists and the cache rows older than the step before their wait
+//      (DecodeAttentionParams::prior_lens says which launches make that safe);
 //   3. pdl_wait() in every thread of every block, before any other global access and before any
 //      exit. It returns once every earlier kernel has completed and its writes are visible, and a
 //      grid whose every block waited cannot complete before its predecessor: so the chain stays

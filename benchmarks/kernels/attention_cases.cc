@@ -369,7 +369,8 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
                         {TokenRole::kSparse, kv_heads, k, name.c_str(), splits});
           }
         }
-        if (k == big_k && cfg.tokens == 1) {  // long lists: fewer, longer splits against the default
+        if (k == big_k &&
+            cfg.tokens == 1) {  // long lists: fewer, longer splits against the default
           for (const int64_t splits : {int64_t(16), int64_t(8)}) {
             const std::string q_name = per_q + " splits=" + std::to_string(splits);
             decode_case(env, run_case, kv, q, dq, cfg.n,

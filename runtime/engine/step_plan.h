@@ -23,7 +23,7 @@ struct StepCapacity {
   int64_t max_prefill_seqs = 0;  // sequences with prefill / correction tokens in a step
   int64_t max_logits = 0;        // rows whose logits a step computes
   int64_t num_layers = 0;
-  int64_t max_updates = 0;       // block-table entries a step may change
+  int64_t max_updates = 0;  // block-table entries a step may change
 };
 
 // The counts at the head of the buffer.
@@ -39,13 +39,13 @@ struct StepHeader {
 // One decode token's per-step facts (see model::ForwardBatch).
 struct DecodeToken {
   int32_t token = 0;
-  int32_t position = 0;      // n - 1
-  int32_t seq_row = 0;       // block-table row
-  int32_t num_lists = 0;     // tidal: by granularity; quest: num_heads; full: 0
-  int32_t budget = 1;        // tidal: K
-  int32_t page_length = 1;   // quest: pages up to the current one
-  int32_t page_budget = 1;   // quest: K / page_size
-  uint8_t agreement = 0;     // model::ListAgreement: tensor parallel list agreement; 0 none
+  int32_t position = 0;     // n - 1
+  int32_t seq_row = 0;      // block-table row
+  int32_t num_lists = 0;    // tidal: by granularity; quest: num_heads; full: 0
+  int32_t budget = 1;       // tidal: K
+  int32_t page_length = 1;  // quest: pages up to the current one
+  int32_t page_budget = 1;  // quest: K / page_size
+  uint8_t agreement = 0;    // model::ListAgreement: tensor parallel list agreement; 0 none
 };
 
 // How one logit row is sampled (engine::SamplingParams, flattened).
@@ -107,15 +107,15 @@ class StepPlan {
   StepCapacity capacity_;
   // Byte offsets of the arrays inside the buffer.
   struct Offsets {
-    size_t tokens, positions, seq_ids;                                 // [max_tokens] i32
+    size_t tokens, positions, seq_ids;                                           // [max_tokens] i32
     size_t lengths, prior_lens, num_lists, budgets, page_lengths, page_budgets;  // [max_decode]
-    size_t agreement;                                                  // [max_decode] u8
-    size_t roles;                                                      // [layers, max_decode] u8
-    size_t layer_ops;                                                  // [layers] u8
-    size_t query_starts, prefill_seq_ids, context_lens;                // [max_prefill_seqs(+1)]
-    size_t logit_rows, temperature, top_k, top_p, min_p;               // [max_logits] 4 bytes
-    size_t seeds, counters;                                            // [max_logits] 8 bytes
-    size_t updates;                                                    // [max_updates, 3] i32
+    size_t agreement;                                                            // [max_decode] u8
+    size_t roles;                                         // [layers, max_decode] u8
+    size_t layer_ops;                                     // [layers] u8
+    size_t query_starts, prefill_seq_ids, context_lens;   // [max_prefill_seqs(+1)]
+    size_t logit_rows, temperature, top_k, top_p, min_p;  // [max_logits] 4 bytes
+    size_t seeds, counters;                               // [max_logits] 8 bytes
+    size_t updates;                                       // [max_updates, 3] i32
   } off_;
   size_t bytes_ = 0;
   void* base_ = nullptr;

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The step plan's prior_lens: what decode attention may read before its programmatic wait.
+#include "runtime/engine/step_plan.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
-
-#include "runtime/engine/step_plan.h"
 
 namespace tidal::engine {
 namespace {

@@ -316,8 +316,8 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
   for (size_t t = 0; t < prior.size(); ++t) {
     prior[t] = t % 3 == 0 ? b.lengths[t] - 1 : t % 3 == 1 ? b.lengths[t] / 2 : 0;
   }
-  const DeviceTensor prior_lens = DeviceTensor::from_host(
-      make_view(prior.data(), DType::kI32, {int64_t(prior.size())}));
+  const DeviceTensor prior_lens =
+      DeviceTensor::from_host(make_view(prior.data(), DType::kI32, {int64_t(prior.size())}));
   d.p.prior_lens = prior_lens.view();
   d.upload_plan(b);
   decode_attention(d.p, d.workspace.view(), Stream{});

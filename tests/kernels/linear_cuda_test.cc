@@ -194,11 +194,16 @@ struct SwigluCase {
 };
 
 const SwigluCase kSwigluCases[] = {
-    {"m1_k64_i1", 1, 64, 1, 0},        {"m1_k256_i37", 1, 256, 37, 0},
-    {"m1_k100_i33_scalar", 1, 100, 33, 0}, {"m2_k4096_i130", 2, 4096, 130, 0},
-    {"m3_k1032_i65_padded", 3, 1032, 65, 5}, {"m4_k4096_i257", 4, 4096, 257, 0},
-    {"m5_k4096_i100", 5, 4096, 100, 0}, {"m8_k4096_i512", 8, 4096, 512, 0},
-    {"m9_unfused", 9, 1024, 96, 0},     {"llama3_mlp_m1", 1, 4096, 14336, 0},
+    {"m1_k64_i1", 1, 64, 1, 0},
+    {"m1_k256_i37", 1, 256, 37, 0},
+    {"m1_k100_i33_scalar", 1, 100, 33, 0},
+    {"m2_k4096_i130", 2, 4096, 130, 0},
+    {"m3_k1032_i65_padded", 3, 1032, 65, 5},
+    {"m4_k4096_i257", 4, 4096, 257, 0},
+    {"m5_k4096_i100", 5, 4096, 100, 0},
+    {"m8_k4096_i512", 8, 4096, 512, 0},
+    {"m9_unfused", 9, 1024, 96, 0},
+    {"llama3_mlp_m1", 1, 4096, 14336, 0},
 };
 
 class LinearSwigluCuda : public ::testing::TestWithParam<std::tuple<SwigluCase, DType>> {};
@@ -226,8 +231,8 @@ TEST_P(LinearSwigluCuda, EqualsLinearThenSiluAndMul) {
   EXPECT_EQ(std::memcmp(g.view().data, w.view().data, g.view().nbytes()), 0) << c.name;
   // And it is what the reference gives (tolerances of the dtype).
   const testing::Tolerance tol = testing::tolerance(dtype);
-  HostTensor ref_act({c.tokens, inter}, DType::kF32), ref_gate_up({c.tokens, 2 * inter},
-                                                                    DType::kF32);
+  HostTensor ref_act({c.tokens, inter}, DType::kF32),
+      ref_gate_up({c.tokens, 2 * inter}, DType::kF32);
   ref::linear_swiglu(ref_act.view(), testing::columns(in.host_f32.view(), 0, k),
                      weight.host_f32.view(), ref_gate_up.view());
   const std::vector<float> r = testing::to_vector(
