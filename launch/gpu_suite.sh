@@ -21,7 +21,9 @@ run_suites() {  # binary: runs each test suite in its own process
     local rc=$?
     local passed failed
     passed=$(grep -c '^\[       OK \]' "$log")
-    failed=$(grep -c '^\[  FAILED  \].*(' "$log")
+    # A failed test's result line ends with its time; gtest's closing list repeats the name
+    # without it (a parameterized name holds "(" too: GetParam()).
+    failed=$(grep -cE '^\[  FAILED  \] .* \([0-9]+ ms\)$' "$log")
     # A suite that died (an abort, a fault) counts as one failure even when no test reported one.
     if [[ $rc -ne 0 && $failed -eq 0 ]]; then failed=1; fi
     printf '%-10s rc=%-3d ok=%-4d failed=%-4d %s\n' "$name" "$rc" "$passed" "$failed" "$suite" \
