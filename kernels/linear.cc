@@ -126,10 +126,11 @@ std::pair<TensorView, TensorView> swiglu_halves(TensorView act, TensorView in, T
 void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up,
                    Stream stream) {
   const auto [gate, up] = swiglu_halves(act, in, weight, gate_up);
+  bool fused = false;
   if (on_cuda("linear_swiglu", {act, in, weight, gate_up})) {
-    TIDAL_CUDA_CALL("linear_swiglu", cuda::linear_swiglu(act, in, weight, gate_up, stream));
-    return;
+    TIDAL_CUDA_CALL("linear_swiglu", fused = cuda::linear_swiglu(act, in, weight, stream));
   }
+  if (fused) return;
   linear(gate_up, in, weight, stream);
   silu_and_mul(act, gate, up, stream);
 }

@@ -25,7 +25,6 @@
 #include "kernels/elementwise.cuh"
 #include "kernels/linear.h"
 #include "kernels/linear_gemv.cuh"
-#include "kernels/silu_and_mul.h"
 
 #define TIDAL_CUBLAS_CHECK(call)                                                     \
   do {                                                                               \
@@ -199,29 +198,18 @@ void linear(TensorView out, TensorView in, TensorView weight, Stream stream) {
   check_launch("cublasLtMatmul", stream);
 }
 
-// act:     [num_tokens, inter], contiguous, in's dtype
-// in:      [num_tokens, in_features], dense rows
-// weight:  [2 inter, in_features], contiguous
-// gate_up: [num_tokens, 2 inter], contiguous: the prefill path's projection
-void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up,
-                   Stream stream) {
+// act:    [num_tokens, inter], contiguous, in's dtype
+// in:     [num_tokens, in_features], dense rows
+// weight: [2 inter, in_features], contiguous
+bool linear_swiglu(TensorView act, TensorView in, TensorView weight, Stream stream) {
+  const int64_t num_tokens = in.size(0);
+  if (num_tokens < 1 || num_tokens > kGemvMaxTokens || act.size(1) == 0 || in.size(1) == 0) {
+    return false;  // not decode, or nothing to stream: linear() then silu_and_mul()
+  }
   TIDAL_NVTX_SCOPE("linear_swiglu");
-  const int64_t num_tokens = in.size(0), inter = act.size(1);
-  if (num_tokens == 0 || inter == 0) return;
-  if (in.size(1) == 0) {  // empty sums: silu(0) * 0 = 0
-    TIDAL_CUDA_CHECK(cudaMemsetAsync(act.data, 0, act.nbytes(), raw_stream(stream)));
-    return;
-  }
-  if (num_tokens <= kGemvMaxTokens) {  // decode: one GEMV writes act, no gate_up round trip
-    linear_swiglu_gemv(act, in, weight, raw_stream(stream));
-    check_launch("linear_swiglu_kernel", stream);
-    return;
-  }
-  TensorView gate = gate_up, up = gate_up;
-  gate.shape[1] = up.shape[1] = inter;
-  up.data = static_cast<uint8_t*>(up.data) + inter * dtype_size(up.dtype);
-  linear(gate_up, in, weight, stream);
-  silu_and_mul(act, gate, up, stream);
+  linear_swiglu_gemv(act, in, weight, raw_stream(stream));
+  check_launch("linear_swiglu_kernel", stream);
+  return true;
 }
 
 // out0, out1, out2: [num_tokens, n_i], contiguous, one dtype

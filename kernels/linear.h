@@ -45,8 +45,9 @@ void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView 
 
 namespace cuda {
 void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
-void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up,
-                   Stream stream);
+// The decode shapes (1 to kGemvMaxTokens tokens, in_features and inter > 0) as one GEMV launch;
+// false (nothing launched) for the others, which linear_swiglu() runs as linear + silu_and_mul.
+bool linear_swiglu(TensorView act, TensorView in, TensorView weight, Stream stream);
 void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
                   TensorView weight, Stream stream);
 }  // namespace cuda

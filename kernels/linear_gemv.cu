@@ -28,6 +28,7 @@
 // waits first); benchmarks/results/PERF_NOTES.md.
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/elementwise.cuh"
 #include "kernels/linear_gemv.cuh"
@@ -248,6 +249,30 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Calls f(std::integral_constant<int, kTokens>) for the smallest token tile that holds the batch
+// (3 tokens run as a tile of 4, the 4th a copy of the 3rd); beyond 8 tokens, tiles of 8 along the
+// grid's y.
+template <typename F>
+void with_tile(int64_t num_tokens, F&& f) {
+  if (num_tokens <= 1) {
+    f(std::integral_constant<int, 1>{});
+  } else if (num_tokens <= 2) {
+    f(std::integral_constant<int, 2>{});
+  } else if (num_tokens <= 4) {
+    f(std::integral_constant<int, 4>{});
+  } else {
+    f(std::integral_constant<int, 8>{});
+  }
+}
+
+// 16-byte vectors for every activation and weight row (else one element a load).
+template <typename T>
+bool gemv_vectorizable(TensorView in, TensorView weight) {
+  const int64_t num_tokens = in.size(0), in_features = in.size(1);
+  return rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
+         rows_vectorizable(weight.data, weight.size(0), in_features, in_features, sizeof(T));
+}
+
 template <typename T, typename TOut, int kTokens>
 void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, bool vec,
                  cudaStream_t stream) {
@@ -345,19 +370,10 @@ void launch_swiglu_tile(TensorView act, TensorView in, TensorView weight, bool v
 
 template <typename T>
 void launch_swiglu(TensorView act, TensorView in, TensorView weight, cudaStream_t stream) {
-  const int64_t num_tokens = in.size(0), in_features = in.size(1);
-  const bool vec =
-      rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
-      rows_vectorizable(weight.data, weight.size(0), in_features, in_features, sizeof(T));
-  if (num_tokens <= 1) {
-    launch_swiglu_tile<T, 1>(act, in, weight, vec, stream);
-  } else if (num_tokens <= 2) {
-    launch_swiglu_tile<T, 2>(act, in, weight, vec, stream);
-  } else if (num_tokens <= 4) {
-    launch_swiglu_tile<T, 4>(act, in, weight, vec, stream);
-  } else {
-    launch_swiglu_tile<T, 8>(act, in, weight, vec, stream);
-  }
+  const bool vec = gemv_vectorizable<T>(in, weight);
+  with_tile(in.size(0), [&](auto tile) {
+    launch_swiglu_tile<T, decltype(tile)::value>(act, in, weight, vec, stream);
+  });
 }
 
 template <typename T, typename TOut>
@@ -372,21 +388,10 @@ void launch_typed(const TensorView* outs, int num_outs, TensorView in, TensorVie
     out.width[p] = used ? outs[p].size(1) : 0;
     if (used) row += outs[p].size(1);
   }
-  const int64_t num_tokens = in.size(0), in_features = in.size(1);
-  const bool vec =
-      rows_vectorizable(in.data, num_tokens, in_features, in.stride[0], sizeof(T)) &&
-      rows_vectorizable(weight.data, weight.size(0), in_features, in_features, sizeof(T));
-  // The smallest tile that holds the batch (3 tokens run as a tile of 4, the 4th a copy of the
-  // 3rd); beyond 8 tokens, tiles of 8 along the grid's y.
-  if (num_tokens <= 1) {
-    launch_tile<T, TOut, 1>(out, in, weight, vec, stream);
-  } else if (num_tokens <= 2) {
-    launch_tile<T, TOut, 2>(out, in, weight, vec, stream);
-  } else if (num_tokens <= 4) {
-    launch_tile<T, TOut, 4>(out, in, weight, vec, stream);
-  } else {
-    launch_tile<T, TOut, 8>(out, in, weight, vec, stream);
-  }
+  const bool vec = gemv_vectorizable<T>(in, weight);
+  with_tile(in.size(0), [&](auto tile) {
+    launch_tile<T, TOut, decltype(tile)::value>(out, in, weight, vec, stream);
+  });
 }
 
 }  // namespace

@@ -109,11 +109,10 @@ ForwardBatch decode_slice(const ForwardBatch& b, int64_t begin, int64_t end) {
   TIDAL_CHECK(b.tokens.size(0) == b.num_decode && begin >= 0 && begin < end && end <= b.num_decode,
               "decode_slice: a range of a decode-only batch");
   ForwardBatch s = b;
-  for (TensorView* v : {&s.tokens, &s.positions, &s.seq_ids, &s.lengths, &s.num_lists, &s.budgets,
-                        &s.page_lengths, &s.page_budgets, &s.agreement}) {
+  for (TensorView* v : {&s.tokens, &s.positions, &s.seq_ids, &s.lengths, &s.prior_lens,
+                        &s.num_lists, &s.budgets, &s.page_lengths, &s.page_budgets, &s.agreement}) {
     *v = v->slice(begin, end);
   }
-  if (s.prior_lens.data != nullptr) s.prior_lens = s.prior_lens.slice(begin, end);
   s.num_decode = end - begin;
   // roles: [num_layers, num_decode] with a row stride of its own; the columns of the range.
   s.roles.data = static_cast<uint8_t*>(b.roles.data) + begin;
