@@ -40,6 +40,7 @@ const Op kOps[] = {
     {"topk_per_row", bench_topk_per_row},
     {"quest_page_scores", bench_quest_page_scores},
     {"expand_pages", bench_expand_pages},
+    {"linear_swiglu", bench_linear_swiglu},
     {"silu_and_mul", bench_silu_and_mul},
     {"residual_add", bench_residual_add},
     {"prefill_attention", bench_prefill_attention},

@@ -4,6 +4,7 @@
 // batch 4 and 16, and the prefill GEMM of a 2048-token chunk (TFLOP/s). The LM heads write f32
 // logits. Checked: every output of a few token rows, against ref::linear in parallel slices.
 // `linear_split`: the fused QKV projection of both models (one stacked weight, three outputs).
+// `linear_swiglu`: the MLP's gate_up projection with SwiGLU applied in the same launch (decode).
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -12,6 +13,7 @@
 #include "benchmarks/common/parallel.h"
 #include "benchmarks/kernels/case_util.h"
 #include "kernels/linear.h"
+#include "kernels/silu_and_mul.h"
 
 namespace tidal::bench {
 namespace {
@@ -137,6 +139,57 @@ void bench_linear_split(const BenchEnv& env, const RunCase& run_case) {
           row0 += width;
         }
         return wrong;
+      };
+      run_case(c);
+    }
+  }
+}
+
+void bench_linear_swiglu(const BenchEnv& env, const RunCase& run_case) {
+  const DType dt = env.dtype;
+  struct SwigluShape {
+    const char* role;
+    int64_t inter, in_features;
+    std::vector<int64_t> tokens;
+  };
+  const std::vector<SwigluShape> shapes =
+      env.quick ? std::vector<SwigluShape>{{"gate_up", 352, 256, {1, 4}}}
+                : std::vector<SwigluShape>{{"L3 gate_up", 14336, 4096, {1, 4, 16}},
+                                           {"L2 gate_up", 11008, 4096, {1}}};
+  uint64_t seed = 110;
+  for (const SwigluShape& s : shapes) {
+    const int64_t inter = s.inter, k = s.in_features;
+    const float bound = float(std::sqrt(3.0 / double(k)));
+    const HostTensor w = random_tensor({2 * inter, k}, dt, ++seed, -bound, bound);
+    const DeviceBuffer dw = upload(env, w);
+    for (int64_t t : s.tokens) {
+      const HostTensor x = random_tensor({t, k}, dt, ++seed);
+      const DeviceBuffer dx = upload(env, x), dact = poisoned(env, {t, inter}, dt);
+      const DeviceBuffer dgu = poisoned(env, {t, 2 * inter}, dt);  // scratch past 8 tokens
+      const std::string shape =
+          shape_str({t, k}) + " x " + shape_str({2 * inter, k}) + " " + s.role;
+      KernelCase c = make_case(env, "linear_swiglu", shape,
+                               double(t * k + 2 * inter * k + t * inter) * bytes_of(dt),
+                               4.0 * double(t) * double(inter) * double(k));
+      c.run = [&] {
+        kernels::linear_swiglu(dact.view(), dx.view(), dw.view(), dgu.view(), env.stream);
+      };
+      c.check = [&] {  // gate and up rounded to the dtype, then silu_and_mul, as ref:: does
+        const HostTensor got = dact.download(env.stream);
+        const std::vector<int64_t> rows = checked_tokens(t);
+        constexpr int64_t kSlice = 1024;
+        const int64_t slices = (inter + kSlice - 1) / kSlice;
+        return parallel_sum(int64_t(rows.size()) * slices, [&](int64_t piece) {
+          const int64_t tok = rows[size_t(piece / slices)], o0 = (piece % slices) * kSlice;
+          const int64_t len = std::min(inter, o0 + kSlice) - o0;
+          HostTensor gate({1, len}, dt), up({1, len}, dt), want({1, len}, dt);
+          const TensorView x_row = x.view().slice(tok, tok + 1);
+          kernels::ref::linear(gate.view(), x_row, w.view().slice(o0, o0 + len));
+          kernels::ref::linear(up.view(), x_row, w.view().slice(inter + o0, inter + o0 + len));
+          kernels::ref::silu_and_mul(want.view(), gate.view(), up.view());
+          return count_wrong(sub_view(got.view(), tok * inter + o0, {1, len}, {inter, 1}),
+                             want.view(), tolerance(dt));
+        });
       };
       run_case(c);
     }
