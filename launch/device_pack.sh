@@ -22,8 +22,8 @@ trap 'rm -rf "$stage"' EXIT
 bins=("$build/launch/tidal")
 if [[ $mode != --tidal-only ]]; then
   bins+=("$build"/tests/*/*_cuda_test)
-  if [[ -x $build/tests/launch/launch_parallel_test ]]; then
-    bins+=("$build/tests/launch/launch_parallel_test")
+  if [[ -x $build/tests/parallel/launch_parallel_test ]]; then
+    bins+=("$build/tests/parallel/launch_parallel_test")
   fi
   if [[ $mode == all ]]; then bins+=("$build/benchmarks/kernel_bench"); fi
 fi
