@@ -135,6 +135,26 @@ void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView 
   silu_and_mul(act, gate, up, stream);
 }
 
+void linear_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView weight,
+                       Stream stream) {
+  TIDAL_CHECK(p.rope_q.data != nullptr && p.rope_q.rank == 3 && p.k.rank == 3 && p.v.rank == 3,
+              "linear_qkv_append: rope_q (q), k and v must be [num_tokens, heads, head_dim]");
+  check_paged_kv_append(p);
+  auto flat = [](TensorView t) {  // [num_tokens, heads * head_dim]; contiguous (checked above)
+    return make_view(t.data, t.dtype, {t.size(0), t.size(1) * t.size(2)}, t.device);
+  };
+  const TensorView outs[3] = {flat(p.rope_q), flat(p.k), flat(p.v)};
+  check_split(outs, in, weight);
+  bool fused = false;
+  if (on_cuda("linear_qkv_append", {p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.positions,
+                                    p.k, p.v, p.rope_q, p.rope_inv_freq, in, weight})) {
+    TIDAL_CUDA_CALL("linear_qkv_append", fused = cuda::linear_qkv_append(p, in, weight, stream));
+  }
+  if (fused) return;
+  linear_split(outs[0], outs[1], outs[2], in, weight, stream);
+  paged_kv_append(p, stream);
+}
+
 void ref::linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView gate_up) {
   const auto [gate, up] = swiglu_halves(act, in, weight, gate_up);
   ref::linear(gate_up, in, weight);

@@ -212,6 +212,22 @@ bool linear_swiglu(TensorView act, TensorView in, TensorView weight, Stream stre
   return true;
 }
 
+// q (p.rope_q), k, v: [num_tokens, heads, head_dim], contiguous; in: [num_tokens, in_features],
+// dense rows; weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
+bool linear_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView weight,
+                       Stream stream) {
+  const int64_t num_tokens = in.size(0), half = p.k.size(2) / 2;
+  // 8 = 2 x the most rows a warp takes (GemvConfig): a pair block stays inside one head.
+  if (num_tokens < 1 || num_tokens > kGemvMaxTokens || in.size(1) == 0 || half == 0 ||
+      half % 8 != 0 || p.k_cache.dtype != in.dtype) {
+    return false;  // prefill, FP8 caches, odd heads: linear_split then paged_kv_append
+  }
+  TIDAL_NVTX_SCOPE("linear_qkv_append");
+  linear_qkv_append_gemv(p, in, weight, raw_stream(stream));
+  check_launch("linear_qkv_append_kernel", stream);
+  return true;
+}
+
 // out0, out1, out2: [num_tokens, n_i], contiguous, one dtype
 // in:               [num_tokens, in_features], dense rows
 // weight:           [n0 + n1 + n2, in_features], contiguous

@@ -32,7 +32,9 @@
 
 #include "kernels/elementwise.cuh"
 #include "kernels/linear_gemv.cuh"
+#include "kernels/paged_kv_append.cuh"
 #include "kernels/pdl.cuh"
+#include "kernels/rotary.cuh"
 
 namespace tidal::kernels::cuda {
 
@@ -200,6 +202,34 @@ __device__ __forceinline__ void stream_rows(float (&acc)[GemvConfig<kTokens>::kR
   }
 }
 
+// x[m]: token token0 + m's activation row; tokens past the batch (a tile of 4 for 3 tokens)
+// re-read the last one, so the streaming loop needs no predicates (their sums are never stored).
+template <typename T, int kTokens>
+__device__ __forceinline__ void token_rows(const T* (&x)[kTokens], const T* in, int64_t token0,
+                                           int64_t num_tokens, int64_t in_stride) {
+#pragma unroll
+  for (int m = 0; m < kTokens; ++m) {
+    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
+    x[m] = in + token * in_stride;
+  }
+}
+
+// The warp's (row r, token m) sums, each rounded to T as a stored output would be, into
+// s_sum[warp][r][m] (lane r * kTokens + m writes). The caller syncs the block before reading.
+template <typename T, int kRows, int kTokens>
+__device__ __forceinline__ void sums_to_shared(const float (&acc)[kRows][kTokens],
+                                               float (&s_sum)[kWarps][kRows][kTokens]) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int m = 0; m < kTokens; ++m) {
+      const float sum = warp_sum(acc[r][m]);
+      if (lane == r * kTokens + m) s_sum[warp][r][m] = to_float(from_float<T>(sum));
+    }
+  }
+}
+
 // out:    the outputs the weight's rows are split over (GemvOutputs)
 // in:     [num_tokens, in_features], row stride in_stride (no __restrict__: see load_activation)
 // weight: [out_features, in_features], contiguous
@@ -219,8 +249,7 @@ __global__ void __launch_bounds__(kThreads)
   }
   const int64_t token0 = int64_t(blockIdx.y) * kTokens;
 
-  // Rows past the end (last warp) and tokens past the batch (a tile of 4 for 3 tokens) re-read
-  // the last valid one, so the loop needs no predicates; their sums are never stored.
+  // Rows past the end (last warp) re-read the last one, as tokens past the batch do (token_rows).
   const T* w[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -228,11 +257,7 @@ __global__ void __launch_bounds__(kThreads)
     w[r] = weight + row * in_features;
   }
   const T* x[kTokens];
-#pragma unroll
-  for (int m = 0; m < kTokens; ++m) {
-    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
-    x[m] = in + token * in_stride;
-  }
+  token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
 
   float acc[kRows][kTokens];
   stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
@@ -312,7 +337,7 @@ __global__ void __launch_bounds__(kThreads)
   static_assert(kWarps == 4, "two gate warps, two up warps");
   __shared__ float s_sum[kWarps][kRows][kTokens];
   pdl_launch_dependents();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int warp = threadIdx.x >> 5;
   const int64_t pair0 = int64_t(blockIdx.x) * kPairs, token0 = int64_t(blockIdx.y) * kTokens;
   const int64_t first = (warp >> 1) * inter + pair0 + (warp & 1) * kRows;  // this warp's row 0
   const T* w[kRows];
@@ -322,21 +347,10 @@ __global__ void __launch_bounds__(kThreads)
     w[r] = weight + (pair < inter ? first + r : (warp >> 1) * inter + inter - 1) * in_features;
   }
   const T* x[kTokens];
-#pragma unroll
-  for (int m = 0; m < kTokens; ++m) {
-    const int64_t token = token0 + m < num_tokens ? token0 + m : num_tokens - 1;
-    x[m] = in + token * in_stride;
-  }
+  token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
   float acc[kRows][kTokens];
   stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-#pragma unroll
-    for (int m = 0; m < kTokens; ++m) {
-      const float sum = warp_sum(acc[r][m]);
-      if (lane == r * kTokens + m) s_sum[warp][r][m] = to_float(from_float<T>(sum));
-    }
-  }
+  sums_to_shared<T, kRows, kTokens>(acc, s_sum);
   __syncthreads();
   for (int i = threadIdx.x; i < kPairs * kTokens; i += kThreads) {
     const int lp = i / kTokens, m = i % kTokens;  // the block's pair lp: gate warp lp / kRows
@@ -376,6 +390,162 @@ void launch_swiglu(TensorView act, TensorView in, TensorView weight, cudaStream_
   });
 }
 
+// The QKV projection's epilogue for linear_qkv_append: q and k rotated (RoPE) and stored, k and
+// v also appended to a cache of T.
+template <typename T>
+struct QkvAppend {
+  T* q;        // [num_tokens, num_heads * head_dim]
+  T* k;        // [num_tokens, num_kv_heads * head_dim]
+  T* v;        // [num_tokens, num_kv_heads * head_dim]
+  T* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim]
+  T* v_cache;
+  const float* inv_freq;  // [head_dim / 2], stride freq_stride
+  int64_t freq_stride;
+  int num_heads, num_kv_heads, head_dim;
+  AppendArgs plan;  // the slot of each token (token_words unused)
+};
+
+// q, k, v = in @ weight^T, each sum rounded to T; q and k rotated at the token's position; k and
+// v appended at its slot: what linear_split then paged_kv_append with RoPE compute. Two kinds of
+// block, both kWarps warps of kRows rows:
+// - pair blocks (q and k heads): kPairs = 2 kRows rotate-half pairs (i, i + head_dim / 2) of one
+//   head, warps 0 and 1 the rows i, warps 2 and 3 the rows i + head_dim / 2; the rounded sums meet
+//   in shared memory and one thread rotates each (pair, token): the pairs of a block never straddle
+//   a head (the host checks (head_dim / 2) % kPairs == 0);
+// - v blocks: kWarps kRows consecutive v rows, stored by the lane that holds each sum.
+// No warp leaves early (the block syncs): rows past the end re-read the last one and are never
+// stored. The slots are plan reads, after the wait (in stream_rows).
+// in:     [num_tokens, in_features], row stride in_stride
+// weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
+// Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens.
+template <typename T, int kTokens, int kVec>
+__global__ void __launch_bounds__(kThreads)
+    linear_qkv_append_kernel(const QkvAppend<T> e, const T* in, const T* __restrict__ weight,
+                             int64_t num_tokens, int64_t in_stride, int64_t in_features) {
+  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  constexpr int kPairs = 2 * kRows;
+  static_assert(kWarps == 4, "two warps for each half of the pairs");
+  __shared__ float s_sum[kWarps][kRows][kTokens];
+  __shared__ int64_t s_slot[kTokens];
+  pdl_launch_dependents();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int head_dim = e.head_dim, half = head_dim / 2;
+  const int64_t kv_width = int64_t(e.num_kv_heads) * head_dim;
+  const int64_t pair_blocks = int64_t(e.num_heads + e.num_kv_heads) * half / kPairs;
+  const int64_t v_first = int64_t(e.num_heads + e.num_kv_heads) * head_dim;  // v's weight rows
+  const bool pairs = blockIdx.x < pair_blocks;
+  const int64_t token0 = int64_t(blockIdx.y) * kTokens;
+
+  // Pair blocks: pair p is (head p / half, i = p % half); v blocks: v rows from v0.
+  const int64_t pair0 = int64_t(blockIdx.x) * kPairs;
+  const int head = int(pair0 / half);
+  const int i0 = int(pair0 % half) + (warp & 1) * kRows;  // this warp's first pair in the head
+  const int64_t v0 = (int64_t(blockIdx.x) - pair_blocks) * kWarps * kRows + warp * kRows;
+  const T* w[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t row = pairs ? int64_t(head) * head_dim + (warp >> 1) * half + i0 + r
+                              : v_first + (v0 + r < kv_width ? v0 + r : kv_width - 1);
+    w[r] = weight + row * in_features;
+  }
+  const T* x[kTokens];
+  token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
+  float acc[kRows][kTokens];
+  stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
+
+  const bool appends = !pairs || head >= e.num_heads;  // k or v: the block needs the slots
+  if (appends && threadIdx.x < kTokens && token0 + threadIdx.x < num_tokens) {
+    s_slot[threadIdx.x] = append_slot(e.plan, token0 + threadIdx.x, /*reporter=*/true);
+  }
+  if (!pairs) {
+    __syncthreads();  // s_slot
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+      for (int m = 0; m < kTokens; ++m) {
+        const float sum = warp_sum(acc[r][m]);
+        const int64_t row = v0 + r, token = token0 + m;
+        if (lane == r * kTokens + m && row < kv_width && token < num_tokens) {
+          const T value = from_float<T>(sum);
+          e.v[token * kv_width + row] = value;
+          e.v_cache[s_slot[m] * kv_width + row] = value;
+        }
+      }
+    }
+    return;
+  }
+  sums_to_shared<T, kRows, kTokens>(acc, s_sum);
+  __syncthreads();  // s_sum, s_slot
+  for (int j = threadIdx.x; j < kPairs * kTokens; j += kThreads) {
+    const int lp = j / kTokens, m = j % kTokens;  // the block's pair lp: first-half warp lp / kRows
+    const int gw = lp / kRows, r = lp % kRows;
+    const int i = int(pair0 % half) + lp;
+    const int64_t token = token0 + m;
+    if (token >= num_tokens) continue;
+    float c, sn, ra, rb;
+    rope_cos_sin(float(e.plan.positions[token * e.plan.pos_stride]), e.inv_freq[i * e.freq_stride],
+                 &c, &sn);
+    rotate_pair(s_sum[gw][r][m], s_sum[gw + 2][r][m], c, sn, &ra, &rb);
+    const T a = from_float<T>(ra), b = from_float<T>(rb);
+    if (head < e.num_heads) {
+      T* q = e.q + token * e.num_heads * head_dim + int64_t(head) * head_dim;
+      q[i] = a;
+      q[half + i] = b;
+    } else {
+      const int64_t at = int64_t(head - e.num_heads) * head_dim + i;
+      T* k = e.k + token * kv_width + at;
+      T* kc = e.k_cache + s_slot[m] * kv_width + at;
+      k[0] = a;
+      k[half] = b;
+      kc[0] = a;
+      kc[half] = b;
+    }
+  }
+}
+
+template <typename T, int kTokens>
+void launch_qkv_append_tile(const QkvAppend<T>& e, TensorView in, TensorView weight, bool vec,
+                            cudaStream_t stream) {
+  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  const int64_t num_tokens = in.size(0), in_features = in.size(1);
+  const int64_t in_stride = num_tokens > 1 ? in.stride[0] : in_features;
+  const int64_t pair_blocks =
+      int64_t(e.num_heads + e.num_kv_heads) * (e.head_dim / 2) / (2 * kRows);
+  const int64_t v_blocks = ceil_div<int64_t>(int64_t(e.num_kv_heads) * e.head_dim, kWarps * kRows);
+  const dim3 grid(unsigned(pair_blocks + v_blocks),
+                  unsigned(ceil_div<int64_t>(num_tokens, kTokens)));
+  const T* x = static_cast<const T*>(in.data);
+  const T* w = static_cast<const T*>(weight.data);
+  if (vec) {
+    launch_programmatic(linear_qkv_append_kernel<T, kTokens, 16 / sizeof(T)>, grid, dim3(kThreads),
+                        0, stream, e, x, w, num_tokens, in_stride, in_features);
+  } else {
+    launch_programmatic(linear_qkv_append_kernel<T, kTokens, 1>, grid, dim3(kThreads), 0, stream, e,
+                        x, w, num_tokens, in_stride, in_features);
+  }
+}
+
+template <typename T>
+void launch_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView weight,
+                       cudaStream_t stream) {
+  QkvAppend<T> e;
+  e.q = static_cast<T*>(p.rope_q.data);
+  e.k = static_cast<T*>(p.k.data);
+  e.v = static_cast<T*>(p.v.data);
+  e.k_cache = static_cast<T*>(p.k_cache.data);
+  e.v_cache = static_cast<T*>(p.v_cache.data);
+  e.inv_freq = p.rope_inv_freq.data_as<float>();
+  e.freq_stride = p.rope_inv_freq.stride[0];
+  e.num_heads = int(p.rope_q.size(1));
+  e.num_kv_heads = int(p.k.size(1));
+  e.head_dim = int(p.k.size(2));
+  e.plan = make_append_args(p);
+  const bool vec = gemv_vectorizable<T>(in, weight);
+  with_tile(in.size(0), [&](auto tile) {
+    launch_qkv_append_tile<T, decltype(tile)::value>(e, in, weight, vec, stream);
+  });
+}
+
 template <typename T, typename TOut>
 void launch_typed(const TensorView* outs, int num_outs, TensorView in, TensorView weight,
                   cudaStream_t stream) {
@@ -401,6 +571,14 @@ void linear_swiglu_gemv(TensorView act, TensorView in, TensorView weight, cudaSt
               "linear_swiglu: shape too large for the GEMV grid");
   dispatch_float(in.dtype, "linear_swiglu",
                  [&](auto tag) { launch_swiglu<decltype(tag)>(act, in, weight, stream); });
+}
+
+void linear_qkv_append_gemv(const PagedKvAppendParams& p, TensorView in, TensorView weight,
+                            cudaStream_t stream) {
+  TIDAL_CHECK(ceil_div<int64_t>(in.size(0), 8) <= 65535 && weight.size(0) < (int64_t(1) << 31),
+              "linear_qkv_append: shape too large for the GEMV grid");
+  dispatch_float(in.dtype, "linear_qkv_append",
+                 [&](auto tag) { launch_qkv_append<decltype(tag)>(p, in, weight, stream); });
 }
 
 void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView weight,

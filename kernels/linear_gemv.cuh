@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include "kernels/paged_kv_append.h"
 #include "runtime/tensor.h"
 
 namespace tidal::kernels::cuda {
@@ -32,5 +33,12 @@ void linear_gemv(const TensorView* outs, int num_outs, TensorView in, TensorView
 // in:     [num_tokens, in_features], dense rows
 // weight: [2 inter, in_features], contiguous
 void linear_swiglu_gemv(TensorView act, TensorView in, TensorView weight, cudaStream_t stream);
+
+// linear_split of in and weight into p.rope_q, p.k, p.v (flattened to [num_tokens, heads *
+// head_dim]), then paged_kv_append(p) with RoPE, in one launch: exactly those two calls. Views as
+// linear_qkv_append() checks them, and the shapes it takes (kernels/linear.cu): 1 to
+// kGemvMaxTokens tokens, a cache of in's dtype, (head_dim / 2) % 8 == 0.
+void linear_qkv_append_gemv(const PagedKvAppendParams& p, TensorView in, TensorView weight,
+                            cudaStream_t stream);
 
 }  // namespace tidal::kernels::cuda

@@ -11,7 +11,7 @@
 
 namespace tidal::kernels {
 
-void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream stream) {
+void check_paged_kv_append(const PagedKvAppendParams& p) {
   check_paged_kv(p.k_cache, p.v_cache, p.block_tables, "paged_kv_append");
   TIDAL_CHECK(p.k.rank == 3 && same_shape(p.k, p.v) && p.k.size(1) == p.k_cache.size(2) &&
                   p.k.size(2) == p.k_cache.size(3),
@@ -23,8 +23,7 @@ void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream strea
   TIDAL_CHECK(p.v.dtype == p.k.dtype && p.k.is_contiguous() && p.v.is_contiguous(),
               "paged_kv_append: k and v share a dtype and are contiguous");
   check_kv_format(p.k_cache, p.v_cache, p.k_scale, p.v_scale, p.k.dtype, "paged_kv_append");
-  const bool rope = p.rope_q.data != nullptr;
-  if (rope) {
+  if (p.rope_q.data != nullptr) {
     TIDAL_CHECK(p.rope_q.rank == 3 && p.rope_q.size(0) == p.k.size(0) &&
                     p.rope_q.size(2) == p.k.size(2) && p.rope_q.dtype == p.k.dtype &&
                     p.rope_q.is_contiguous() && p.rope_inv_freq.rank == 1 &&
@@ -33,8 +32,13 @@ void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream strea
                 "paged_kv_append: rope_q must be [num_tokens, num_heads, head_dim] of k's dtype "
                 "and rope_inv_freq f32 [head_dim / 2]");
   }
-  if (on_cuda("paged_kv_append", {p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.positions,
-                                  p.k, p.v, p.rope_q, p.rope_inv_freq})) {
+}
+
+void paged_kv_append(const PagedKvAppendParams& p, [[maybe_unused]] Stream stream) {
+  check_paged_kv_append(p);
+  const bool rope = p.rope_q.data != nullptr;
+  if (on_cuda("paged_kv_append", {p.k_cache, p.v_cache, p.block_tables, p.seq_ids, p.positions, p.k,
+                                  p.v, p.rope_q, p.rope_inv_freq})) {
     TIDAL_CUDA_CALL("paged_kv_append", cuda::paged_kv_append(p, stream));
     return;
   }
@@ -49,8 +53,7 @@ void quantize_kv_cache(const TensorView& cache, TensorView codes, TensorView sca
   const int64_t pages = cache.size(0), page_size = cache.size(1), heads = cache.size(2),
                 dim = cache.size(3);
   TIDAL_CHECK(scales.rank == 3 && scales.dtype == DType::kF32 && scales.is_contiguous() &&
-                  scales.size(0) == pages && scales.size(1) == heads &&
-                  scales.size(2) == page_size,
+                  scales.size(0) == pages && scales.size(1) == heads && scales.size(2) == page_size,
               "quantize_kv_cache: scales must be contiguous f32 [num_pages, num_kv_heads, "
               "page_size]");
   std::vector<float> row(static_cast<size_t>(dim));

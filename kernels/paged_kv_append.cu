@@ -14,7 +14,7 @@
 // projection drains, it waits for it in the kernel (k, v and q are its output: read coherently).
 #include "kernels/elementwise.cuh"
 #include "kernels/fp8_e4m3.cuh"
-#include "kernels/paged_kv_append.h"
+#include "kernels/paged_kv_append.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/rotary.cuh"
 #include "kernels/rotary_embedding.h"
@@ -25,46 +25,13 @@ namespace {
 
 constexpr int kThreads = 128;
 
-struct AppendArgs {
-  const int32_t* block_tables;  // [num_rows, max_pages], strides bt_stride0 / bt_stride1
-  int64_t bt_stride0, bt_stride1;
-  int64_t num_rows, max_pages;
-  const int32_t* seq_ids;    // [num_tokens], stride seq_stride
-  const int32_t* positions;  // [num_tokens], stride pos_stride
-  int64_t seq_stride, pos_stride;
-  int64_t num_pages, page_size;
-  int64_t token_words;  // words of one token's keys (num_kv_heads * head_dim elements)
-};
-
-// k_cache, v_cache: [num_pages, page_size, token_words] words; k, v: [num_tokens, token_words]
-// The cache row (page * page_size + slot) of token t, or a trap for a malformed plan.
-__device__ __forceinline__ int64_t append_slot(const AppendArgs& a, int64_t t) {
-  const int32_t seq = a.seq_ids[t * a.seq_stride];
-  const int32_t pos = a.positions[t * a.pos_stride];
-  const int64_t block = pos >= 0 ? int64_t(pos) / a.page_size : -1;
-  int32_t page = -1;
-  if (seq >= 0 && seq < a.num_rows && block >= 0 && block < a.max_pages) {
-    page = a.block_tables[seq * a.bt_stride0 + block * a.bt_stride1];
-  }
-  if (page < 0 || page >= a.num_pages) {
-    if (threadIdx.x == 0) {
-      printf(
-          "tidal paged_kv_append: token %lld (sequence row %d, position %d) maps to page %d, "
-          "outside the cache of %lld pages or the block table\n",
-          (long long)t, seq, pos, page, (long long)a.num_pages);
-    }
-    __trap();
-  }
-  return int64_t(page) * a.page_size + int64_t(pos) % a.page_size;
-}
-
 template <typename W>
 __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ v_cache, const W* k,
                                        const W* v, AppendArgs a) {
   pdl_launch_dependents();
   pdl_wait();
   const int64_t t = blockIdx.x;
-  const int64_t slot = append_slot(a, t);
+  const int64_t slot = append_slot(a, t, threadIdx.x == 0);
   W* kd = k_cache + slot * a.token_words;
   W* vd = v_cache + slot * a.token_words;
   const W* ks = k + t * a.token_words;
@@ -80,10 +47,10 @@ __global__ void paged_kv_append_kernel(W* __restrict__ k_cache, W* __restrict__ 
 // [num_pages, num_kv_heads, page_size] f32; k, v: [num_tokens, num_kv_heads, head_dim] of T (plain
 // loads: the RoPE kernel wrote k in this launch).
 template <typename T>
-__device__ __forceinline__ void append_fp8_rows(uint8_t* k_cache, uint8_t* v_cache,
-                                                float* k_scale, float* v_scale, const T* k,
-                                                const T* v, const AppendArgs& a, int64_t t,
-                                                int64_t slot, int num_kv_heads, int head_dim) {
+__device__ __forceinline__ void append_fp8_rows(uint8_t* k_cache, uint8_t* v_cache, float* k_scale,
+                                                float* v_scale, const T* k, const T* v,
+                                                const AppendArgs& a, int64_t t, int64_t slot,
+                                                int num_kv_heads, int head_dim) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (int r = warp; r < 2 * num_kv_heads; r += kThreads / 32) {  // warp-uniform
     const bool is_v = r >= num_kv_heads;
@@ -109,7 +76,7 @@ __global__ void __launch_bounds__(kThreads)
   pdl_launch_dependents();
   pdl_wait();
   const int64_t t = blockIdx.x;
-  const int64_t slot = append_slot(a, t);
+  const int64_t slot = append_slot(a, t, threadIdx.x == 0);
   append_fp8_rows<T>(k_cache, v_cache, k_scale, v_scale, k, v, a, t, slot, num_kv_heads, head_dim);
 }
 
@@ -140,7 +107,7 @@ __global__ void __launch_bounds__(kThreads)
   pdl_launch_dependents();
   pdl_wait();
   const int64_t t = blockIdx.x;
-  const int64_t slot = append_slot(a, t);
+  const int64_t slot = append_slot(a, t, threadIdx.x == 0);
   rotate_for_append<T, kVec>(q, k, a, r, t);
   uint4* kd = k_cache + slot * a.token_words;
   uint4* vd = v_cache + slot * a.token_words;
@@ -161,7 +128,7 @@ __global__ void __launch_bounds__(kThreads)
   pdl_launch_dependents();
   pdl_wait();
   const int64_t t = blockIdx.x;
-  const int64_t slot = append_slot(a, t);
+  const int64_t slot = append_slot(a, t, threadIdx.x == 0);
   rotate_for_append<T, kVec>(q, k, a, r, t);
   append_fp8_rows<T>(k_cache, v_cache, k_scale, v_scale, k, v, a, t, slot, r.num_kv_heads,
                      r.head_dim);
@@ -177,8 +144,8 @@ bool launch_rope_append(const PagedKvAppendParams& p, AppendArgs a, int64_t toke
   const bool fp8 = p.k_cache.dtype == DType::kU8;
   if ((head_dim / 2) % kVec != 0 || !aligned_to(p.rope_q.data, 16) || !aligned_to(p.k.data, 16))
     return false;
-  if (!fp8 && copy_word_bytes(token_bytes, {}, {p.k_cache.data, p.v_cache.data, p.k.data,
-                                                 p.v.data}) != 16) {
+  if (!fp8 && copy_word_bytes(token_bytes, {},
+                              {p.k_cache.data, p.v_cache.data, p.k.data, p.v.data}) != 16) {
     return false;
   }
   const RopeArgs r{p.rope_inv_freq.data_as<float>(), p.rope_inv_freq.stride[0],
@@ -195,8 +162,8 @@ bool launch_rope_append(const PagedKvAppendParams& p, AppendArgs a, int64_t toke
   } else {
     a.token_words = token_bytes / 16;
     launch_programmatic(rope_append_kernel<T, kVec>, dim3(grid), dim3(kThreads), smem, stream,
-                        static_cast<uint4*>(p.k_cache.data), static_cast<uint4*>(p.v_cache.data),
-                        q, k, static_cast<const uint4*>(p.v.data), a, r);
+                        static_cast<uint4*>(p.k_cache.data), static_cast<uint4*>(p.v_cache.data), q,
+                        k, static_cast<const uint4*>(p.v.data), a, r);
   }
   return true;
 }
@@ -221,19 +188,7 @@ void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
   if (num_tokens == 0 || token_bytes == 0) return;
   TIDAL_CHECK(num_tokens < (int64_t(1) << 31), "paged_kv_append: more tokens than a grid holds");
   TIDAL_CHECK(p.k_cache.size(1) > 0, "paged_kv_append: page_size must be positive");
-  AppendArgs a;
-  a.block_tables = static_cast<const int32_t*>(p.block_tables.data);
-  a.bt_stride0 = p.block_tables.stride[0];
-  a.bt_stride1 = p.block_tables.stride[1];
-  a.num_rows = p.block_tables.size(0);
-  a.max_pages = p.block_tables.size(1);
-  a.seq_ids = static_cast<const int32_t*>(p.seq_ids.data);
-  a.positions = static_cast<const int32_t*>(p.positions.data);
-  a.seq_stride = p.seq_ids.stride[0];
-  a.pos_stride = p.positions.stride[0];
-  a.num_pages = p.k_cache.size(0);
-  a.page_size = p.k_cache.size(1);
-  a.token_words = 0;
+  AppendArgs a = make_append_args(p);
   const cudaStream_t s = raw_stream(stream);
   if (p.rope_q.data != nullptr) {
     TIDAL_CHECK(p.k.size(2) * int64_t(sizeof(float)) <= 48 * 1024,
@@ -251,8 +206,8 @@ void paged_kv_append(const PagedKvAppendParams& p, Stream stream) {
   if (p.k_cache.dtype == DType::kU8) {  // FP8 e4m3 codes with per-row scales
     dispatch_float(p.k.dtype, "paged_kv_append", [&](auto tag) {
       using T = decltype(tag);
-      launch_programmatic(paged_kv_append_fp8_kernel<T>, dim3(unsigned(num_tokens)),
-                          dim3(kThreads), 0, s, static_cast<uint8_t*>(p.k_cache.data),
+      launch_programmatic(paged_kv_append_fp8_kernel<T>, dim3(unsigned(num_tokens)), dim3(kThreads),
+                          0, s, static_cast<uint8_t*>(p.k_cache.data),
                           static_cast<uint8_t*>(p.v_cache.data), p.k_scale.data_as<float>(),
                           p.v_scale.data_as<float>(), static_cast<const T*>(p.k.data),
                           static_cast<const T*>(p.v.data), a, int(p.k.size(1)), int(p.k.size(2)));

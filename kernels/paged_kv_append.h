@@ -39,6 +39,10 @@ void quantize_kv_cache(const TensorView& cache, TensorView codes, TensorView sca
 // Two tokens writing the same slot (padding tokens of a graph bucket) leave either one there.
 void paged_kv_append(const PagedKvAppendParams& p, Stream stream);
 
+// The checks paged_kv_append makes of p (dies with a message on a bad shape or dtype), for ops
+// that append in their own launch (linear_qkv_append).
+void check_paged_kv_append(const PagedKvAppendParams& p);
+
 namespace ref {
 void paged_kv_append(const PagedKvAppendParams& p);
 }  // namespace ref

@@ -160,18 +160,32 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int64_t head_dim) {
   return inv;
 }
 
+namespace {
+
+kernels::PagedKvAppendParams append_params(const KvLayer& cache, const ForwardBatch& batch,
+                                           TensorView key, TensorView value, TensorView rope_q,
+                                           TensorView inv_freq) {
+  return {cache.k, cache.v,       batch.block_tables, batch.seq_ids, batch.positions, key,
+          value,   cache.k_scale, cache.v_scale,      rope_q,        inv_freq};
+}
+
+// Quest's page bounds follow every appended key (when the cache keeps them).
+void update_page_bounds(const KvLayer& cache, const ForwardBatch& batch, TensorView key,
+                        Stream stream) {
+  if (cache.key_max.data == nullptr) return;
+  kernels::quest_metadata_update(
+      {cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids, batch.positions, key,
+       cache.k.size(1), cache.k_scale.data != nullptr},
+      stream);
+}
+
+}  // namespace
+
 void append_to_cache(const KvLayer& cache, const ForwardBatch& batch, TensorView key,
                      TensorView value, TensorView rope_q, TensorView inv_freq, Stream stream) {
-  namespace k = kernels;
   // RoPE on q and k, then k and v into the cache: one launch on the GPU.
-  k::paged_kv_append({cache.k, cache.v, batch.block_tables, batch.seq_ids, batch.positions, key,
-                      value, cache.k_scale, cache.v_scale, rope_q, inv_freq},
-                     stream);
-  if (cache.key_max.data != nullptr) {  // Quest page bounds follow every appended key
-    k::quest_metadata_update({cache.key_max, cache.key_min, batch.block_tables, batch.seq_ids,
-                              batch.positions, key, cache.k.size(1), cache.k_scale.data != nullptr},
-                             stream);
-  }
+  kernels::paged_kv_append(append_params(cache, batch, key, value, rope_q, inv_freq), stream);
+  update_page_bounds(cache, batch, key, stream);
 }
 
 void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBatch& batch,
@@ -214,9 +228,11 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     } else {
       k::fused_add_rms_norm(xn, x, proj, lw.input_norm, c.rms_norm_eps, stream);
     }
-    k::linear_split(flat(q), flat(key), flat(val), xn, lw.w_qkv, stream);  // one GEMV at decode
+    // q, k, v, RoPE and the append: one GEMV at decode.
     const KvLayer& cache = kv[size_t(l)];
-    append_to_cache(cache, batch, key, val, q, ws.inv_freq, stream);  // RoPE first
+    k::linear_qkv_append(append_params(cache, batch, key, val, q, ws.inv_freq), xn, lw.w_qkv,
+                         stream);
+    update_page_bounds(cache, batch, key, stream);
     if (batch.attention_hook) batch.attention_hook(l, false);
     attention_layer(c, l, batch, cache, ws, q, attn, stream, par);
     if (batch.attention_hook) batch.attention_hook(l, true);

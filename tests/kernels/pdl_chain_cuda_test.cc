@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The decode layer's chain of programmatic dependent launches (kernels/pdl.cuh), two layers:
-// rms_norm / fused_add_rms_norm -> QKV GEMV (linear_split) -> RoPE + KV append -> attention split
-// (+ merge) -> o GEMV -> fused_add_rms_norm -> gate_up GEMV -> silu_and_mul -> down GEMV. Each
+// rms_norm / fused_add_rms_norm -> QKV GEMV with RoPE and the KV append (linear_qkv_append) ->
+// attention split (+ merge) -> o GEMV -> fused_add_rms_norm -> gate_up GEMV with SwiGLU
+// (linear_swiglu) -> down GEMV, as llama_forward queues it at decode. Each
 // kernel may start before the one before it ends (the GEMVs write their first weight loads before
 // the wait) and waits in the kernel for its inputs. Run back to back on one stream, eagerly and as
 // a CUDA graph replayed three times (starting with a device copy, so the first launch follows a
@@ -23,7 +24,6 @@
 #include "kernels/linear.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/rms_norm.h"
-#include "kernels/silu_and_mul.h"
 #include "kernels/token_role.h"
 #include "runtime/device.h"
 #include "tests/testing/device_tensor.h"
@@ -190,9 +190,6 @@ void run_chain(Chain& c, Stream stream, bool sync_each) {
   };
   copy_view(c.x.view(), c.x0.view(), stream);
   step();
-  TensorView gate = c.gate_up.view(), up = c.gate_up.view();
-  gate.shape[1] = up.shape[1] = kInter;
-  up.data = static_cast<uint8_t*>(up.data) + kInter * dtype_size(up.dtype);
   for (int64_t l = 0; l < kLayers; ++l) {
     const Layer& w = c.layers[size_t(l)];
     if (l == 0) {
@@ -201,22 +198,19 @@ void run_chain(Chain& c, Stream stream, bool sync_each) {
       fused_add_rms_norm(c.xn.view(), c.x.view(), c.proj.view(), w.input_norm.view(), kEps, stream);
     }
     step();
-    linear_split(flat(c.q.view()), flat(c.k.view()), flat(c.v.view()), c.xn.view(), w.w_qkv.view(),
-                 stream);
-    step();
     DecodeAttentionParams p = attention_params(c, l);
-    paged_kv_append({p.k_cache,
-                     p.v_cache,
-                     c.block_tables.view(),
-                     c.seq_ids.view(),
-                     c.positions.view(),
-                     c.k.view(),
-                     c.v.view(),
-                     {},
-                     {},
-                     c.q.view(),
-                     c.inv_freq.view()},
-                    stream);
+    linear_qkv_append({p.k_cache,
+                       p.v_cache,
+                       c.block_tables.view(),
+                       c.seq_ids.view(),
+                       c.positions.view(),
+                       c.k.view(),
+                       c.v.view(),
+                       {},
+                       {},
+                       c.q.view(),
+                       c.inv_freq.view()},
+                      c.xn.view(), w.w_qkv.view(), stream);
     step();
     p.out = c.attn.view();
     decode_attention(p, c.workspace.view(), stream);
@@ -225,9 +219,7 @@ void run_chain(Chain& c, Stream stream, bool sync_each) {
     step();
     fused_add_rms_norm(c.xn.view(), c.x.view(), c.proj.view(), w.post_norm.view(), kEps, stream);
     step();
-    linear(c.gate_up.view(), c.xn.view(), w.w_gate_up.view(), stream);
-    step();
-    silu_and_mul(c.act.view(), gate, up, stream);
+    linear_swiglu(c.act.view(), c.xn.view(), w.w_gate_up.view(), c.gate_up.view(), stream);
     step();
     linear(c.proj.view(), c.act.view(), w.w_down.view(), stream);
     step();
