@@ -25,8 +25,11 @@ __device__ __forceinline__ void rope_cos_sin(float position, float inv_freq, flo
 // The rotate-half pair (a, b) = (x[i], x[i + head_dim/2]) by the angle with cosine c and sine s.
 __device__ __forceinline__ void rotate_pair(float a, float b, float c, float s, float* ra,
                                             float* rb) {
-  *ra = a * c - b * s;
-  *rb = b * c + a * s;
+  // Explicit fmaf of a product rounded on its own: the compiler may not contract these two
+  // differently in different kernels (the RoPE kernels and the QKV GEMV's epilogue give the
+  // same bits).
+  *ra = fmaf(a, c, -__fmul_rn(b, s));
+  *rb = fmaf(b, c, __fmul_rn(a, s));
 }
 
 // Every thread of the block calls it (it holds a barrier). cos_sin: head_dim floats of shared

@@ -146,15 +146,36 @@ TensorView flat(TensorView t) {
   return make_view(t.data, t.dtype, {t.size(0), t.size(1) * t.size(2)}, t.device);
 }
 
+std::vector<uint8_t> bytes_of(const DeviceTensor& t) {
+  if (t.view().data == nullptr) return {};
+  const HostTensor h = t.to_host();
+  const uint8_t* p = static_cast<const uint8_t*>(h.view().data);
+  return std::vector<uint8_t>(p, p + h.view().nbytes());
+}
+
 std::vector<uint8_t> bytes_of(const QkvOutputs& r) {
   std::vector<uint8_t> out;
   for (const DeviceTensor* t : {&r.q, &r.k, &r.v, &r.k_cache, &r.v_cache, &r.k_scale, &r.v_scale}) {
-    if (t->view().data == nullptr) continue;
-    const HostTensor h = t->to_host();
-    const uint8_t* p = static_cast<const uint8_t*>(h.view().data);
-    out.insert(out.end(), p, p + h.view().nbytes());
+    const std::vector<uint8_t> b = bytes_of(*t);
+    out.insert(out.end(), b.begin(), b.end());
   }
   return out;
+}
+
+// The outputs whose bytes differ, by name ("" when none do).
+std::string differing(const QkvOutputs& got, const QkvOutputs& want) {
+  const std::pair<const char*, const DeviceTensor QkvOutputs::*> outs[] = {
+      {"q", &QkvOutputs::q},         {"k", &QkvOutputs::k},
+      {"v", &QkvOutputs::v},         {"k_cache", &QkvOutputs::k_cache},
+      {"v_cache", &QkvOutputs::v_cache}, {"k_scale", &QkvOutputs::k_scale},
+      {"v_scale", &QkvOutputs::v_scale}};
+  std::string names;
+  for (const auto& [name, member] : outs) {
+    if (bytes_of(got.*member) != bytes_of(want.*member)) {
+      names += names.empty() ? name : std::string(" ") + name;
+    }
+  }
+  return names;
 }
 
 class LinearQkvAppendCuda : public ::testing::TestWithParam<std::tuple<QkvCase, DType>> {};
@@ -182,7 +203,7 @@ TEST_P(LinearQkvAppendCuda, EqualsLinearSplitThenRopeAppend) {
 
   const std::vector<uint8_t> g = bytes_of(got), w = bytes_of(want);
   ASSERT_EQ(g.size(), w.size());
-  EXPECT_TRUE(g == w) << c.name;
+  EXPECT_TRUE(g == w) << c.name << ": " << differing(got, want) << " differ";
   // Every output was written (no poison left) and q was rotated (differs from the plain sums).
   for (float f : got.q.to_floats()) ASSERT_TRUE(std::isfinite(f)) << c.name;
   for (float f : got.k.to_floats()) ASSERT_TRUE(std::isfinite(f)) << c.name;
