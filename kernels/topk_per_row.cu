@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// topk_per_row on the GPU: a multi-block radix select (the design of AIR top-k / RAFT's
-// multi-block select_k, written afresh), so 32 rows of 100K positions or 2 rows of 1M still
-// spread over the whole GPU. Each row's n - 1 candidates are cut into B chunks, one block each
-// (B fixed by the shapes and the device, so a captured graph serves any n), and a launch is two
-// kernels:
+// topk_per_row on the GPU: a radix select whose rows are each spread over several blocks, so 32
+// rows of 100K positions or 2 rows of 1M still fill the GPU. Two paths, chosen by the shapes and
+// the device only (a captured graph serves any n):
+// - rows of up to 16 x 20480 positions: one thread-block cluster a row (topk_cluster_kernel,
+//   below), every block holding its chunk in shared memory, barriers in hardware;
+// - longer rows: the multi-block select of AIR top-k / RAFT's select_k (written afresh),
+//   described here. Each row's n - 1 candidates are cut into B chunks, one block each, and a
+//   launch is two kernels:
 //   init    zero the rows' histograms and counters (graphs replay the launch, and the workspace
 //           is shared scratch: nothing may be assumed zero from before)
 //   select  one block per (row, chunk), in five phases separated by row-wide barriers:
@@ -25,6 +28,8 @@
 // only those, and the count adds the chunk's keys above pass 0's digit from its own pass-0
 // histogram. A chunk with more than kStaged such keys reads the chunk in every phase instead.
 // Rows with n <= K (keep everything) or K == 1 (only n - 1) are written whole by their chunk 0.
+#include <cooperative_groups.h>
+
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -161,9 +166,9 @@ __device__ __forceinline__ void wait_at_least(const uint32_t* p, uint32_t target
 // so that pass 2 and the count read them there instead of the chunk again. A block whose chunk
 // holds more than kStaged of them reads its chunk in every phase instead (same result).
 struct Staged {
-  uint32_t* keys;      // kStaged
-  uint32_t* count;     // keys offered; > kStaged: overflowed
-  uint32_t* above;     // the chunk's keys above pass 0's digit (block total, after pass 0)
+  uint32_t* keys;   // kStaged
+  uint32_t* count;  // keys offered; > kStaged: overflowed
+  uint32_t* above;  // the chunk's keys above pass 0's digit (block total, after pass 0)
   __device__ bool usable() const { return *count <= uint32_t(kStaged); }
 };
 
@@ -363,6 +368,268 @@ __global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
   }
 }
 
+// The cluster path: rows of up to kClusterKeys * 16 candidates run as one thread-block cluster
+// per row (8 blocks, or 16 where the device allows it), each block holding its chunk's keys in
+// shared memory for the whole select. A pass's histograms stay in each block's shared memory:
+// block c sums slice c of the bins over the cluster (distributed shared memory loads), every
+// block finds the slice that holds the digit from the slices' sums and the digit inside it from
+// a copy of that slice. The row-wide barriers are cluster barriers (in hardware), so there is no
+// init kernel, no workspace and no global spin: the chunk is read from global memory once,
+// every later phase reads shared memory. Same phases and results as the multi-block kernel.
+constexpr int kClusterKeys = 20480;  // keys one block holds (80 KiB of dynamic shared memory)
+constexpr int kClusterMax = 16;
+
+__device__ __forceinline__ void cluster_arrive() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void cluster_wait() {
+  asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+
+// keys[j] = order_key(src[j]) for j < len, and pass 0's histogram of them in hist0.
+template <bool kVec>
+__device__ __forceinline__ void load_keys(const float* src, int len, uint32_t* keys,
+                                          uint32_t* hist0) {
+  constexpr int kUnroll = 8, kStep = 4 * kThreads;
+  const int shift = pass_shift(0);
+  int tail = 0;
+  if (kVec) {
+    const int vlen = len & ~3;
+    for (int base = 4 * int(threadIdx.x); base < vlen; base += kStep * kUnroll) {
+      float4 v[kUnroll];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        if (base + u * kStep < vlen)
+          v[u] = *reinterpret_cast<const float4*>(src + base + u * kStep);
+      }
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int j = base + u * kStep;
+        if (j >= vlen) break;
+        const uint4 k =
+            make_uint4(order_key(v[u].x), order_key(v[u].y), order_key(v[u].z), order_key(v[u].w));
+        *reinterpret_cast<uint4*>(keys + j) = k;
+        atomicAdd(&hist0[k.x >> shift], 1u);
+        atomicAdd(&hist0[k.y >> shift], 1u);
+        atomicAdd(&hist0[k.z >> shift], 1u);
+        atomicAdd(&hist0[k.w >> shift], 1u);
+      }
+    }
+    tail = vlen;
+  }
+  for (int j = tail + int(threadIdx.x); j < len; j += kThreads) {
+    const uint32_t k = order_key(src[j]);
+    keys[j] = k;
+    atomicAdd(&hist0[k >> shift], 1u);
+  }
+}
+
+// grid (cluster size C, rows), clusters of C blocks along x: block rank c holds chunk c of its
+// row. a.blocks_per_row == C.
+template <bool kVec>
+__global__ void __launch_bounds__(kThreads) topk_cluster_kernel(Args a) {
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = int(cluster.block_rank());
+  const int64_t row = blockIdx.y;
+  Row r;
+  // Both exits are uniform over the cluster (one row), before any remote access.
+  if (!load_row(a, row, &r)) return;
+  if (rank == 0) write_row_frame(a, row, r);
+  if (r.trivial) return;
+  const int begin = min(rank * r.chunk, r.n - 1);
+  const int len = min(r.chunk, r.n - 1 - begin);  // 0 for ranks past the last chunk
+
+  extern __shared__ __align__(16) uint32_t keys[];    // len of them
+  __shared__ __align__(16) uint32_t local[kMaxBins];  // this block's histogram of a pass
+  // The row's totals of this block's slice of a pass's bins (bins / C of them: bins from
+  // rank * bins / C), and a copy of the slice that holds the pass's digit.
+  __shared__ __align__(16) uint32_t slice_total[kMaxBins / 8];
+  __shared__ __align__(16) uint32_t chosen[kMaxBins / 8];
+  __shared__ uint32_t slice_sum;
+  __shared__ DigitChoice<uint32_t> crossing;  // the slice holding the digit, need inside it
+  __shared__ uint2 row_counts[kClusterMax];   // rank 0's: each chunk's (above T, equal T)
+  __shared__ uint32_t base[2];
+  using Reduce = cub::BlockReduce<uint32_t, kThreads>;
+  using Scan = cub::BlockScan<uint32_t, kThreads>;
+  __shared__ union {
+    typename Reduce::TempStorage reduce;
+    typename Scan::TempStorage scan;
+  } storage;
+
+  const int c = a.blocks_per_row, lane = int(threadIdx.x) & 31;
+  for (int i = threadIdx.x; i < kMaxBins; i += kThreads) local[i] = 0;
+  __syncthreads();
+  load_keys<kVec>(r.scores + begin, len, keys, local);
+
+  uint32_t prefix = 0, need = uint32_t(r.budget - 1);
+  for (int pass = 0; pass < 3; ++pass) {
+    const int shift = pass_shift(pass), bins = 1 << pass_bits(pass);
+    const int high = shift + pass_bits(pass), slice = bins / c;  // a multiple of 4
+    if (pass > 0) {
+      for (int i = threadIdx.x; i < bins; i += kThreads) local[i] = 0;
+      __syncthreads();
+      for (int j = threadIdx.x; j < len; j += kThreads) {
+        const uint32_t key = keys[j];
+        if ((key >> high) == (prefix >> high))
+          atomicAdd(&local[(key >> shift) & uint32_t(bins - 1)], 1u);
+      }
+    }
+    cluster.sync();  // every block's histogram of this pass is complete
+    // This block's slice summed over the cluster: 16-byte loads of each block's histogram (a
+    // remote atomic a bucket serialises at its target block: ~20 us a pass, measured).
+    uint32_t part = 0;
+    if (int(threadIdx.x) < slice / 4) {
+      const int b = rank * slice + 4 * int(threadIdx.x);
+      uint4 sum = make_uint4(0u, 0u, 0u, 0u);
+      for (int q = 0; q < c; ++q) {
+        const uint4 v = *reinterpret_cast<const uint4*>(cluster.map_shared_rank(local + b, q));
+        sum.x += v.x, sum.y += v.y, sum.z += v.z, sum.w += v.w;
+      }
+      *reinterpret_cast<uint4*>(slice_total + 4 * threadIdx.x) = sum;
+      part = sum.x + sum.y + sum.z + sum.w;
+    }
+    part = Reduce(storage.reduce).Sum(part);
+    if (threadIdx.x == 0) slice_sum = part;
+    cluster.sync();  // every slice's totals and sum are complete
+    // The slice holding the need-th key from the top: the highest rank whose slice sum, with
+    // the sums of the ranks above it, reaches need (rank 0's slice at least: it sums to all).
+    if (threadIdx.x < 32) {
+      const uint32_t mine = lane < c ? *cluster.map_shared_rank(&slice_sum, lane) : 0u;
+      uint32_t from_here = mine;  // the sums of ranks lane.. c - 1
+      for (int o = 1; o < 32; o <<= 1) {
+        const uint32_t v = __shfl_down_sync(0xFFFFFFFFu, from_here, o);
+        if (lane + o < 32) from_here += v;
+      }
+      const uint32_t hits = __ballot_sync(0xFFFFFFFFu, lane < c && from_here >= need);
+      const int star = 31 - __clz(hits);
+      const uint32_t above = __shfl_sync(0xFFFFFFFFu, from_here - mine, star);
+      if (lane == 0) crossing = DigitChoice<uint32_t>{uint32_t(star), need - above};
+    }
+    __syncthreads();
+    const int star = int(crossing.digit);
+    if (int(threadIdx.x) < slice / 4) {
+      reinterpret_cast<uint4*>(chosen)[threadIdx.x] =
+          reinterpret_cast<const uint4*>(cluster.map_shared_rank(slice_total, star))[threadIdx.x];
+    }
+    __syncthreads();
+    const DigitChoice<uint32_t> d =
+        select_digit<uint32_t, kThreads>(slice, crossing.need, [&](int b) { return chosen[b]; });
+    prefix |= (uint32_t(star * slice) + d.digit) << shift;
+    need = d.need;
+  }
+  const uint32_t threshold = prefix;
+
+  // Each thread takes a run of consecutive keys, so one scan orders the block's kept positions;
+  // (above << 16 | equal) scans both counts at once (a block holds < 2^16 keys).
+  const int run = ceil_div(len, kThreads);
+  const int lo = min(int(threadIdx.x) * run, len), hi_end = min(lo + run, len);
+  uint32_t mine = 0;
+  for (int j = lo; j < hi_end; ++j) {
+    const uint32_t key = keys[j];
+    mine += key > threshold ? (1u << 16) : key == threshold ? 1u : 0u;
+  }
+  uint32_t before, total;
+  Scan(storage.scan).ExclusiveSum(mine, before, total);
+  if (threadIdx.x == 0) {
+    *cluster.map_shared_rank(row_counts + rank, 0) = make_uint2(total >> 16, total & 0xFFFFu);
+  }
+  cluster.sync();  // every chunk's counts are in rank 0
+  if (threadIdx.x < 32) {
+    const uint2* counts = cluster.map_shared_rank(row_counts, 0);
+    const uint2 v = int(threadIdx.x) < rank ? counts[threadIdx.x] : make_uint2(0u, 0u);
+    const uint32_t above = __reduce_add_sync(0xFFFFFFFFu, v.x);
+    const uint32_t equal = __reduce_add_sync(0xFFFFFFFFu, v.y);
+    if (threadIdx.x == 0) base[0] = above, base[1] = equal;
+  }
+  __syncthreads();
+  cluster_arrive();  // done with rank 0's memory (rank 0 waits for everyone before it exits)
+  uint32_t above = base[0] + (before >> 16), equal = base[1] + (before & 0xFFFFu);
+  for (int j = lo; j < hi_end; ++j) {
+    const uint32_t key = keys[j];
+    if (key > threshold) {
+      r.out[above + min(equal, need)] = begin + j;
+      ++above;
+    } else if (key == threshold) {
+      if (equal < need) r.out[above + equal] = begin + j;
+      ++equal;
+    }
+  }
+  cluster_wait();
+}
+
+// Both instantiations of the cluster kernel may use clusters of 16 and kClusterKeys of dynamic
+// shared memory (once per device).
+void configure_cluster_kernels() {
+  static int done[64] = {};
+  per_device_cached(done, [] {
+    for (auto* kernel : {topk_cluster_kernel<true>, topk_cluster_kernel<false>}) {
+      TIDAL_CUDA_CHECK(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+      TIDAL_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            int(kClusterKeys * sizeof(uint32_t))));
+    }
+    return 1;
+  });
+}
+
+cudaLaunchConfig_t cluster_config(int c, int64_t rows, size_t smem, cudaLaunchAttribute* attr) {
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(c), unsigned(rows));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  attr[0] = {};
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = unsigned(c);
+  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  return cfg;
+}
+
+// Keys a cluster block holds for rows of max_len positions in clusters of c (a multiple of 4).
+int64_t cluster_chunk(int64_t max_len, int c) {
+  return (ceil_div<int64_t>(std::max<int64_t>(1, max_len - 1), c) + 3) & ~int64_t(3);
+}
+
+// The cluster size for rows of max_len positions: 8, else 16 where the device runs clusters of
+// 16 blocks with the most shared memory; 0 when the rows are too long for either, or too many
+// for the grid (the multi-block kernel then). Depends on the shapes and the device only.
+int cluster_size(int64_t max_len, int64_t rows) {
+  if (rows > 65535) return 0;
+  if (cluster_chunk(max_len, 8) <= kClusterKeys) return 8;
+  if (cluster_chunk(max_len, 16) > kClusterKeys) return 0;
+  static int fits16[64] = {};  // 1: clusters of 16 run here, -1: they do not
+  const int fits = per_device_cached(fits16, [] {
+    configure_cluster_kernels();
+    for (auto* kernel : {topk_cluster_kernel<true>, topk_cluster_kernel<false>}) {
+      cudaLaunchAttribute attr[1];
+      const cudaLaunchConfig_t cfg =
+          cluster_config(16, 1, size_t(kClusterKeys) * sizeof(uint32_t), attr);
+      int clusters = 0;
+      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+        (void)cudaGetLastError();  // not an error of ours: this device has no such clusters
+        return -1;
+      }
+      if (clusters < 1) return -1;
+    }
+    return 1;
+  });
+  return fits > 0 ? 16 : 0;
+}
+
+template <bool kVec>
+void launch_cluster(const Args& a, int64_t rows, Stream stream) {
+  configure_cluster_kernels();
+  cudaLaunchAttribute attr[1];
+  cudaLaunchConfig_t cfg =
+      cluster_config(a.blocks_per_row, rows,
+                     size_t(cluster_chunk(a.max_len, a.blocks_per_row)) * sizeof(uint32_t), attr);
+  cfg.stream = raw_stream(stream);
+  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, topk_cluster_kernel<kVec>, a));
+  check_launch("topk_cluster_kernel", stream);
+}
+
 // Resident select blocks per SM times the SMs: the most blocks one launch may hold, since a
 // row's blocks wait for each other (once per device, from the occupancy calculator).
 int64_t resident_blocks() {
@@ -409,6 +676,7 @@ void launch(const Args& a, int64_t rows, Stream stream) {
 
 size_t topk_per_row_workspace_size(const TopkPerRowParams& p) {
   const int64_t rows = p.scores.size(0) * p.indices.size(1);
+  if (cluster_size(p.scores.size(2), rows) > 0) return 0;  // the cluster path needs none
   return size_t(rows) * (kHistWords + kStateWords) * sizeof(uint32_t) +
          size_t(rows * blocks_per_row(p)) * sizeof(uint2);
 }
@@ -420,9 +688,7 @@ void topk_per_row(const TopkPerRowParams& p, TensorView workspace, Stream stream
   TIDAL_CHECK(p.scores.size(2) < (int64_t(1) << 30) && p.indices.size(2) < (int64_t(1) << 30),
               "topk_per_row: max_len and max_budget must be below 2^30");
   TIDAL_CHECK(rows < (int64_t(1) << 31), "topk_per_row: too many rows");
-  TIDAL_CHECK(reinterpret_cast<uintptr_t>(workspace.data) % 16 == 0,
-              "topk_per_row: workspace must be 16-byte aligned");
-  Args a;
+  Args a = {};
   a.indices = p.indices.data_as<int32_t>();
   a.counts = p.counts.data_as<int32_t>();
   a.scores = p.scores.data_as<float>();
@@ -432,19 +698,30 @@ void topk_per_row(const TopkPerRowParams& p, TensorView workspace, Stream stream
   a.roles = p.roles.data_as<uint8_t>();
   a.token_stride = p.scores.stride[0];
   a.head_stride = p.scores.stride[1];
-  a.hist = static_cast<uint32_t*>(workspace.data);
-  a.state = a.hist + rows * kHistWords;
-  a.chunk_counts = reinterpret_cast<uint2*>(a.state + rows * kStateWords);
   a.active_roles = p.active_roles;
   a.num_heads = int(p.scores.size(1));
   a.max_lists = int(p.indices.size(1));
   a.max_budget = int(p.indices.size(2));
   a.max_len = int(p.scores.size(2));
-  a.blocks_per_row = int(blocks_per_row(p));
-  TIDAL_CHECK(a.blocks_per_row <= 65535, "topk_per_row: max_len too large for the grid");
   // 16-byte loads need every row start 16-byte aligned.
   const bool vec = reinterpret_cast<uintptr_t>(a.scores) % 16 == 0 && a.token_stride % 4 == 0 &&
                    a.head_stride % 4 == 0;
+  if (const int c = cluster_size(a.max_len, rows); c > 0) {
+    a.blocks_per_row = c;
+    if (vec) {
+      launch_cluster<true>(a, rows, stream);
+    } else {
+      launch_cluster<false>(a, rows, stream);
+    }
+    return;
+  }
+  TIDAL_CHECK(reinterpret_cast<uintptr_t>(workspace.data) % 16 == 0,
+              "topk_per_row: workspace must be 16-byte aligned");
+  a.hist = static_cast<uint32_t*>(workspace.data);
+  a.state = a.hist + rows * kHistWords;
+  a.chunk_counts = reinterpret_cast<uint2*>(a.state + rows * kStateWords);
+  a.blocks_per_row = int(blocks_per_row(p));
+  TIDAL_CHECK(a.blocks_per_row <= 65535, "topk_per_row: max_len too large for the grid");
   if (vec) {
     launch<true>(a, rows, stream);
   } else {

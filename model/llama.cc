@@ -45,8 +45,6 @@ int64_t max_page_budget(const WorkspaceShape& s) {
 size_t scratch_bytes(const ModelConfig& c, const LlamaWorkspace& ws) {
   const WorkspaceShape& s = ws.shape;
   kernels::DecodeAttentionParams a;
-  a.out = ws.attn.slice(0, s.max_decode);
-  a.q = ws.q.slice(0, s.max_decode);
   a.k_cache = make_view(nullptr, s.dtype, {1, s.page_size, c.num_kv_heads, c.head_dim}, s.device);
   a.v_cache = a.k_cache;
   a.logits = ws.scores;
@@ -54,7 +52,15 @@ size_t scratch_bytes(const ModelConfig& c, const LlamaWorkspace& ws) {
   a.indices = ws.lists;
   a.counts = ws.counts;
   a.block_tables = make_view(nullptr, DType::kI32, {s.num_rows, max_pages(s)}, s.device);
-  size_t bytes = kernels::decode_attention_workspace_size(a);
+  // Every decode count a step may have: the split count grows as tokens fall (one wave of
+  // blocks), and tokens x splits, rounded, is not largest at max_decode (3 tokens may need more
+  // than 8).
+  size_t bytes = 0;
+  for (int64_t n = 1; n <= s.max_decode; ++n) {
+    a.out = ws.attn.slice(0, n);
+    a.q = ws.q.slice(0, n);
+    bytes = std::max(bytes, kernels::decode_attention_workspace_size(a));
+  }
   kernels::TopkPerRowParams t;
   t.indices = ws.new_lists;
   t.counts = ws.new_counts;

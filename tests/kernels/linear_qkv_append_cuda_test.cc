@@ -165,9 +165,12 @@ std::vector<uint8_t> bytes_of(const QkvOutputs& r) {
 // The outputs whose bytes differ, by name ("" when none do).
 std::string differing(const QkvOutputs& got, const QkvOutputs& want) {
   const std::pair<const char*, const DeviceTensor QkvOutputs::*> outs[] = {
-      {"q", &QkvOutputs::q},         {"k", &QkvOutputs::k},
-      {"v", &QkvOutputs::v},         {"k_cache", &QkvOutputs::k_cache},
-      {"v_cache", &QkvOutputs::v_cache}, {"k_scale", &QkvOutputs::k_scale},
+      {"q", &QkvOutputs::q},
+      {"k", &QkvOutputs::k},
+      {"v", &QkvOutputs::v},
+      {"k_cache", &QkvOutputs::k_cache},
+      {"v_cache", &QkvOutputs::v_cache},
+      {"k_scale", &QkvOutputs::k_scale},
       {"v_scale", &QkvOutputs::v_scale}};
   std::string names;
   for (const auto& [name, member] : outs) {

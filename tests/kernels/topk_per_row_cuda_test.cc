@@ -148,6 +148,10 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"n4097_k2048", 2, 2, 4097, 2048, 1},
                       Case{"n100k_32rows_k2048", 1, 32, 100000, 2048, 32},
                       Case{"n100k_32rows_k2048_ties", 1, 32, 100000, 2048, 32, Scores::kTies},
+                      // The cluster path at its limits: 8 blocks of 20480 keys, then 16.
+                      Case{"n163841_2rows_k2048", 1, 2, 163841, 2048, 2},
+                      Case{"n200k_8rows_k2048", 1, 8, 200000, 2048, 8},
+                      Case{"n200k_8rows_k300_ties", 1, 8, 200000, 300, 8, Scores::kTies},
                       Case{"n1m_2rows_k2048", 2, 1, 1000000, 2048, 1},
                       Case{"n1m_2rows_k4096_ties", 1, 2, 1000000, 4096, 2, Scores::kTies},
                       Case{"special_values", 2, 2, 3001, 500, 2, Scores::kSpecial},
@@ -155,6 +159,9 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"unaligned_rows_ties", 3, 4, 5003, 300, 2, Scores::kTies, /*pad=*/3},
                       Case{"mixed_n_k_lists_roles", 9, 8, 5000, 300, 0},
                       Case{"mixed_ties", 7, 4, 3000, 700, 0, Scores::kTies},
+                      // Rows past the cluster path's 16 x 20480 keys: the multi-block kernel.
+                      Case{"mixed_long_rows", 5, 8, 400000, 3000, 0},
+                      Case{"mixed_long_rows_ties", 4, 4, 400000, 700, 0, Scores::kTies},
                       Case{"batch16_kv_head_lists", 16, 32, 20000, 2048, 8},
                       // 2048 rows: more than one wave of blocks, so one block a row (no
                       // row-wide barriers); and 2^20 positions in 8 lists, one wave of blocks.
