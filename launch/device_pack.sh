@@ -3,11 +3,12 @@
 # NCCL, OpenMPI and protobuf, but no gRPC): the cuda-labelled test binaries, `tidal`,
 # `kernel_bench` and `launch_parallel_test`, stripped, under build/ as gpu_suite.sh expects them,
 # with the shared libraries the node lacks (gRPC, abseil, re2, c-ares, upb, SentencePiece, PCRE2,
-# protobuf) under lib/, as one .tar.xz (a few tens of MB: small enough to travel with a checkout).
+# protobuf) under lib/, as one .tar.xz (about 13 MB: small enough to travel with a checkout).
 #   bash launch/device_pack.sh BUILD_DIR OUT.tar.xz [--no-bench | --tidal-only]
 # (--no-bench leaves kernel_bench out; --tidal-only packs `tidal` alone, without the libraries:
 # the baseline of an A/B, run with the other package's lib/. A device call carries 64 MiB with
-# the checkout, so two full packages do not fit.)
+# the checkout; several variants staged side by side and packed as one xz -9 stream share their
+# common bytes too, so an A/B of three builds travels in about 20 MB.)
 # On the node, from the directory it was unpacked in:
 #   export LD_LIBRARY_PATH=$PWD/lib:$LD_LIBRARY_PATH
 #   bash launch/gpu_suite.sh build OUT_DIR tests
