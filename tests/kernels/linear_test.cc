@@ -106,55 +106,56 @@ TEST(LinearSwigluRef, ShapesAreChecked) {
                "weight \\[2 inter");
 }
 
-// linear_qkv_append on the CPU: the projection, then q and k rotated and k, v in the cache. One
-// head of head_dim 2 each (one rotate-half pair), in_features 2, at position 1 (angle 0.5).
+// One head of head_dim 2 (one rotate-half pair) for q, k and v, a cache of one page of 2 slots,
+// the token at position 1 (angle 0.5): what the linear_qkv_append ref tests share.
+struct QkvRefCase {
+  HostTensor q{{1, 1, 2}, DType::kF32}, k{{1, 1, 2}, DType::kF32}, v{{1, 1, 2}, DType::kF32};
+  HostTensor kc{{1, 2, 1, 2}, DType::kF32}, vc{{1, 2, 1, 2}, DType::kF32};
+  HostTensor freq = HostTensor::from({1}, {0.5f});
+  int32_t table[1] = {0}, seq[1] = {0}, pos[1] = {1};
+
+  // Without RoPE (rope_q and rope_inv_freq unset) unless `rope`.
+  PagedKvAppendParams params(bool rope) {
+    PagedKvAppendParams p{kc.view(),
+                          vc.view(),
+                          make_view(table, DType::kI32, {1, 1}),
+                          make_view(seq, DType::kI32, {1}),
+                          make_view(pos, DType::kI32, {1}),
+                          k.view(),
+                          v.view()};
+    if (rope) {
+      p.rope_q = q.view();
+      p.rope_inv_freq = freq.view();
+    }
+    return p;
+  }
+};
+
+// linear_qkv_append on the CPU: the projection, then q and k rotated and k, v in the cache.
 TEST(LinearQkvAppendRef, ProjectsRotatesAndAppends) {
   const HostTensor x = HostTensor::from({1, 2}, {1, 2});
   // Rows: q (1, 0), (0, 1) -> q = (1, 2); k (1, 1), (0, 0) -> k = (3, 0); v (2, 0), (0, 3) -> (2,
   // 6).
   const HostTensor w = HostTensor::from({6, 2}, {1, 0, 0, 1, 1, 1, 0, 0, 2, 0, 0, 3});
-  HostTensor q({1, 1, 2}, DType::kF32), k({1, 1, 2}, DType::kF32), v({1, 1, 2}, DType::kF32);
-  HostTensor kc({1, 2, 1, 2}, DType::kF32), vc({1, 2, 1, 2}, DType::kF32);
-  int32_t table[1] = {0}, seq[1] = {0}, pos[1] = {1};
-  const HostTensor freq = HostTensor::from({1}, {0.5f});
-  PagedKvAppendParams p{kc.view(),
-                        vc.view(),
-                        make_view(table, DType::kI32, {1, 1}),
-                        make_view(seq, DType::kI32, {1}),
-                        make_view(pos, DType::kI32, {1}),
-                        k.view(),
-                        v.view()};
-  p.rope_q = q.view();
-  p.rope_inv_freq = freq.view();
-  linear_qkv_append(p, x.view(), w.view(), Stream{});
-  const float c = float(std::cos(0.5)), s = float(std::sin(0.5));
+  QkvRefCase c;
+  linear_qkv_append(c.params(/*rope=*/true), x.view(), w.view(), Stream{});
+  const float cs = float(std::cos(0.5)), sn = float(std::sin(0.5));
   // (a, b) -> (a c - b s, b c + a s).
   EXPECT_TRUE(
-      testing::all_close(testing::to_vector(q.view()), {c - 2 * s, 2 * c + s}, 1e-6f, 1e-6f));
-  EXPECT_TRUE(testing::all_close(testing::to_vector(k.view()), {3 * c, 3 * s}, 1e-6f, 1e-6f));
-  EXPECT_TRUE(testing::all_close(testing::to_vector(v.view()), {2, 6}, 0, 0));
-  EXPECT_TRUE(testing::all_close(testing::to_vector(kc.view()), {0, 0, 3 * c, 3 * s}, 0, 0));
-  EXPECT_TRUE(testing::all_close(testing::to_vector(vc.view()), {0, 0, 2, 6}, 0, 0));
+      testing::all_close(testing::to_vector(c.q.view()), {cs - 2 * sn, 2 * cs + sn}, 1e-6f, 1e-6f));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(c.k.view()), {3 * cs, 3 * sn}, 1e-6f, 1e-6f));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(c.v.view()), {2, 6}, 0, 0));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(c.kc.view()), {0, 0, 3 * cs, 3 * sn}, 0, 0));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(c.vc.view()), {0, 0, 2, 6}, 0, 0));
 }
 
 TEST(LinearQkvAppendRef, NeedsRopeAndMatchingRows) {
   const HostTensor x = HostTensor::from({1, 2}, {1, 2});
   const HostTensor w5 = HostTensor::from({5, 2}, {1, 0, 0, 1, 1, 1, 0, 0, 2, 0});  // not 6 rows
-  HostTensor q({1, 1, 2}, DType::kF32), k({1, 1, 2}, DType::kF32), v({1, 1, 2}, DType::kF32);
-  HostTensor kc({1, 2, 1, 2}, DType::kF32), vc({1, 2, 1, 2}, DType::kF32);
-  int32_t table[1] = {0}, seq[1] = {0}, pos[1] = {1};
-  const HostTensor freq = HostTensor::from({1}, {0.5f});
-  PagedKvAppendParams p{kc.view(),
-                        vc.view(),
-                        make_view(table, DType::kI32, {1, 1}),
-                        make_view(seq, DType::kI32, {1}),
-                        make_view(pos, DType::kI32, {1}),
-                        k.view(),
-                        v.view()};
-  EXPECT_DEATH(linear_qkv_append(p, x.view(), w5.view(), Stream{}), "rope_q \\(q\\)");
-  p.rope_q = q.view();
-  p.rope_inv_freq = freq.view();
-  EXPECT_DEATH(linear_qkv_append(p, x.view(), w5.view(), Stream{}), "add up");
+  QkvRefCase c;
+  EXPECT_DEATH(linear_qkv_append(c.params(/*rope=*/false), x.view(), w5.view(), Stream{}),
+               "rope_q \\(q\\)");
+  EXPECT_DEATH(linear_qkv_append(c.params(/*rope=*/true), x.view(), w5.view(), Stream{}), "add up");
 }
 
 }  // namespace
