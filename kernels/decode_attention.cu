@@ -234,16 +234,19 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
   args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
 
-  // The split blocks merge their own rows when the caller keeps counters, for runs of one head
-  // (MHA, on the SIMT kernel) whose merge fits the kernel's shared memory (its per-group
-  // outputs, groups * head_dim floats, unless the split count is very large). A run of several
-  // heads would merge them one after another in its last block: measured slower than the merge
-  // launch (GQA 32/8 K = 2048 per-KV-head lists, H200: 19.9 against 11.9 us a call), while one
-  // head's own merge saved ~0.05 ms a llama2-7b step (benchmarks/results/PERF_NOTES.md).
+  // The split blocks merge their own rows when the caller keeps counters: the tensor-core kernel
+  // always (a warp a head of the run, merge_splits_warp), the SIMT kernel for runs of one head
+  // (MHA) whose merge fits its shared memory (its per-group outputs, groups * head_dim floats,
+  // unless the split count is very large). A SIMT run of several heads (f32, small head_dims)
+  // would merge them one after another in its last block, which measured slower than the merge
+  // launch on the tensor-core kernel (GQA 32/8 K = 2048 per-KV-head lists, H200: 19.9 against
+  // 11.9 us a call), while one head's own merge saved ~0.05 ms a llama2-7b step
+  // (benchmarks/results/PERF_NOTES.md): those keep the merge launch.
   const int gmax = hpb == 3 ? 4 : hpb;
   const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
-  const bool own_merge = splits > 1 && p.merge_counters.data != nullptr && !path.mma && hpb == 1 &&
-                         attention::merge_smem_floats(int(splits), kThreads) <= simt_floats;
+  const bool own_merge =
+      splits > 1 && p.merge_counters.data != nullptr &&
+      (path.mma || (hpb == 1 && attention::merge_smem_floats(int(splits), kThreads) <= simt_floats));
   args.merge_counters = own_merge ? p.merge_counters.data_as<int32_t>() : nullptr;
 
   const cudaStream_t s = raw_stream(stream);

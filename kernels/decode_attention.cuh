@@ -196,6 +196,68 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   __syncthreads();
 }
 
+// merge_splits with one warp (the tensor-core kernel's own merge: a warp a head, the run's heads
+// at once, no block barrier). Lane l owns dims l * D/32 ..; the lse of splits l and l + 32 stay in
+// registers (more splits are re-read), and the first kBatch partials load beside them, so a row of
+// up to kBatch splits costs one L2 round trip and each further kBatch one more. The same formula as
+// merge_splits (weights exp(lse_s - max), o = sum w_s o_s / sum w_s), summed in split order.
+template <typename T, int D>
+__device__ void merge_splits_warp(int64_t row, int active, int num_splits, const float* part_o,
+                                  const float* part_lse, T* out, float* lse) {
+  static_assert(D % 64 == 0, "whole float2 / float4 a lane");
+  constexpr int V = D / 32, kBatch = V == 4 ? 16 : 32;
+  using Vec = std::conditional_t<V == 4, float4, float2>;
+  const int lane = threadIdx.x % 32;
+  const float* row_lse = part_lse + row * num_splits;
+  const Vec* row_o = reinterpret_cast<const Vec*>(part_o + row * num_splits * D) + lane;
+  const int stride = D / V;  // Vecs between splits
+  auto load = [&](int s, float (&v)[V]) {
+    const Vec x = __ldcg(row_o + int64_t(s) * stride);
+    memcpy(v, &x, sizeof(x));
+  };
+  float v[kBatch][V];
+#pragma unroll
+  for (int u = 0; u < kBatch; ++u) {
+    if (u < active) load(u, v[u]);
+  }
+  const float l0 = lane < active ? __ldcg(row_lse + lane) : -INFINITY;
+  const float l1 = lane + 32 < active ? __ldcg(row_lse + lane + 32) : -INFINITY;
+  float mx = fmaxf(l0, l1);
+  for (int s = lane + 64; s < active; s += 32) mx = fmaxf(mx, __ldcg(row_lse + s));
+  mx = warp_max(mx);
+  const float w0 = __expf(l0 - mx), w1 = __expf(l1 - mx);  // 0 past active
+  float total = w0 + w1;
+  for (int s = lane + 64; s < active; s += 32) total += __expf(__ldcg(row_lse + s) - mx);
+  total = warp_sum(total);
+  auto weight = [&](int s) {  // warp-uniform s
+    if (s < 32) return __shfl_sync(0xffffffffu, w0, s);
+    if (s < 64) return __shfl_sync(0xffffffffu, w1, s - 32);
+    return __expf(__ldcg(row_lse + s) - mx);
+  };
+
+  float acc[V] = {};
+  for (int s0 = 0; s0 < active; s0 += kBatch) {
+    if (s0 > 0) {
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        if (s0 + u < active) load(s0 + u, v[u]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (s0 + u >= active) break;
+      const float w = weight(s0 + u);
+#pragma unroll
+      for (int i = 0; i < V; ++i) acc[i] = fmaf(w, v[u][i], acc[i]);
+    }
+  }
+  float o[V];
+#pragma unroll
+  for (int i = 0; i < V; ++i) o[i] = acc[i] / total;
+  store_floats(out + row * D + lane * V, o);
+  if (lane == 0 && lse != nullptr) lse[row] = mx + logf(total);
+}
+
 // Both split kernels and the merge are programmatic dependent launches (kernels/pdl.cuh): the
 // split grid is scheduled while the KV append drains and waits for it in the kernel, the merge
 // while the split blocks run. Everything a kernel of the chain wrote (q, the appended K/V rows and
