@@ -234,19 +234,24 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
   args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
 
-  // The split blocks merge their own rows when the caller keeps counters: the tensor-core kernel
-  // always (a warp a head of the run, merge_splits_warp), the SIMT kernel for runs of one head
-  // (MHA) whose merge fits its shared memory (its per-group outputs, groups * head_dim floats,
-  // unless the split count is very large). A SIMT run of several heads (f32, small head_dims)
-  // would merge them one after another in its last block, which measured slower than the merge
-  // launch on the tensor-core kernel (GQA 32/8 K = 2048 per-KV-head lists, H200: 19.9 against
-  // 11.9 us a call), while one head's own merge saved ~0.05 ms a llama2-7b step
-  // (benchmarks/results/PERF_NOTES.md): those keep the merge launch.
+  // The split blocks merge their own rows when the caller keeps counters (no merge launch):
+  // - the tensor-core kernel on FP8 caches: the run's last block merges its heads, a warp a head
+  //   (merge_splits_warp). Measured in a graph (H200): FP8 K = 2048 per-KV lists 15.4 -> 13.1 us
+  //   a call, FP8 dense flat. On 16-bit caches the same merge was slower wherever a row had ~32
+  //   partials (dense 10K 18.2 -> 19.4 us, K = 2048 per-KV lists 9.2 -> 11.7; faster only with
+  //   <= 16: K = 256 lists -0.5 us), and llama3-8b steps +0.02 to +0.05 ms: those keep the
+  //   merge launch (benchmarks/results/PERF_NOTES.md). An FP8 stage is 32 keys a warp, so a
+  //   list row has half the partials of a 16-bit one.
+  // - the SIMT kernel for runs of one head (MHA) whose merge fits its shared memory (its
+  //   per-group outputs, groups * head_dim floats, unless the split count is very large): ~0.05
+  //   ms a llama2-7b step. A SIMT run of several heads (f32, small head_dims) would merge them
+  //   one after another (merge_run), measured slower than the launch on GQA.
   const int gmax = hpb == 3 ? 4 : hpb;
   const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
   const bool own_merge =
       splits > 1 && p.merge_counters.data != nullptr &&
-      (path.mma || (hpb == 1 && attention::merge_smem_floats(int(splits), kThreads) <= simt_floats));
+      (path.mma ? std::is_same_v<KT, uint8_t>
+                : hpb == 1 && attention::merge_smem_floats(int(splits), kThreads) <= simt_floats);
   args.merge_counters = own_merge ? p.merge_counters.data_as<int32_t>() : nullptr;
 
   const cudaStream_t s = raw_stream(stream);
