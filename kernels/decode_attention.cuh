@@ -211,7 +211,7 @@ __device__ void merge_splits_warp(int64_t row, int active, int num_splits, const
   const float* row_lse = part_lse + row * num_splits;
   const Vec* row_o = reinterpret_cast<const Vec*>(part_o + row * num_splits * D) + lane;
   const int stride = D / V;  // Vecs between splits
-  auto load = [&](int s, float (&v)[V]) {
+  auto load = [&](int s, float(&v)[V]) {
     const Vec x = __ldcg(row_o + int64_t(s) * stride);
     memcpy(v, &x, sizeof(x));
   };

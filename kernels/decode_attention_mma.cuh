@@ -629,17 +629,19 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     if (state[i] == 1) a.part_o[(row * num_splits + split) * D + d] = val[i];
   }
 
-  // The own merge (SplitArgs::merge_counters; the host passes them for FP8 caches only): the
+  // The own merge (SplitArgs::merge_counters; FP8 caches only, the host passes none otherwise): the
   // run's last block merges its heads, a warp a head, in parallel (one after another, each with
   // block barriers, measured slower than the merge launch: benchmarks/results/PERF_NOTES.md).
-  if (a.merge_counters == nullptr) return;
-  __shared__ int s_last;
-  if (!last_split_block(a.merge_counters, t, &s_last) || warp >= heads) return;
-  const int h = h_first + warp;
-  const int active = active_splits(p, t, h);
-  if (active > 1) {
-    merge_splits_warp<T, D>(int64_t(t) * p.num_heads + h, active, num_splits, a.part_o,
-                            a.part_lse, a.out, a.lse);
+  if constexpr (kFp8) {
+    if (a.merge_counters == nullptr) return;
+    __shared__ int s_last;
+    if (!last_split_block(a.merge_counters, t, &s_last) || warp >= heads) return;
+    const int h = h_first + warp;
+    const int active = active_splits(p, t, h);
+    if (active > 1) {
+      merge_splits_warp<T, D>(int64_t(t) * p.num_heads + h, active, num_splits, a.part_o,
+                              a.part_lse, a.out, a.lse);
+    }
   }
 }
 
