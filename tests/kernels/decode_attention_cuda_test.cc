@@ -126,6 +126,14 @@ std::vector<Case> cases() {
       {"fp8_stories_gqa8x4_d8_large_bf16", {8, 4, 8, 16}, DType::kBF16, 0, large_mix(8, 4)},
       {"fp8_gqa16x8_d32_page5_f16", {16, 8, 32, 5}, DType::kF16, 3, small_mix(16, 8)},
       {"fp8_llama3_gqa32x8_d128_32k_bf16", {32, 8, 128, 16}, DType::kBF16, 0, llama3_32k},
+      // Many splits: the own merge's rows of more than 64 partials (the selecting row: 86) and,
+      // at head_dim 64, more than one batch of 32.
+      {"fp8_llama3_gqa32x8_d128_32k_bf16_splits100",
+       {32, 8, 128, 16},
+       DType::kBF16,
+       100,
+       llama3_32k},
+      {"fp8_gqa4x1_d64_large_bf16_splits100", {4, 1, 64, 16}, DType::kBF16, 100, large_mix(4, 1)},
   };
   for (Case c : fp8) {
     c.fp8 = true;
