@@ -47,8 +47,16 @@ HostTensor spiky_logits(std::vector<int64_t> shape, uint64_t seed, float spike) 
 }  // namespace
 
 void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
-  const int64_t heads = env.quick ? 8 : 32, n = env.quick ? 3000 : 100000;
-  for (int64_t lists : {heads / 4, int64_t(1)}) {  // per-KV-head under GQA 4:1, and shared
+  const int64_t heads = env.quick ? 8 : 32;
+  struct Config {
+    int64_t n, lists;
+  };
+  // Per-KV-head under GQA 4:1 and shared at 100K; per-KV-head at 2^20 (an FP8 cache's million).
+  const std::vector<Config> configs =
+      env.quick
+          ? std::vector<Config>{{3000, heads / 4}, {3000, 1}}
+          : std::vector<Config>{{100000, heads / 4}, {100000, 1}, {int64_t(1) << 20, heads / 4}};
+  for (const auto& [n, lists] : configs) {
     const HostTensor scores = spiky_logits({1, heads, n}, 400 + uint64_t(lists), 16.0f);
     std::vector<float> lse_values(static_cast<size_t>(heads));
     for (int64_t h = 0; h < heads; ++h) {  // the lse decode_attention would have written
@@ -91,8 +99,8 @@ void bench_topk_per_row(const BenchEnv& env, const RunCase& run_case) {
           ? std::vector<Config>{{1, 4, 4, 3000, 64}, {1, 4, 1, 3000, 64}, {2, 1, 1, 20000, 64}}
           : std::vector<Config>{{1, 32, 32, 100000, 2048},  // per query head
                                 {1, 32, 32, 100000, 256},
-                                {1, 32, 8, 100000, 2048},   // per KV head (GQA 4:1)
-                                {2, 1, 1, 1000000, 2048},   // two 1M-position rows
+                                {1, 32, 8, 100000, 2048},    // per KV head (GQA 4:1)
+                                {2, 1, 1, 1000000, 2048},    // two 1M-position rows
                                 {1, 32, 8, 1 << 20, 2048}};  // per KV head at 2^20
   for (const Config& cfg : configs) {
     // t_n tokens of h_n score rows; l_n lists per token read rows l * (h_n / l_n).
