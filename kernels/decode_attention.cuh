@@ -10,12 +10,12 @@
 //     of the pass: the pass keeps all their q vectors in registers (GQA's one read per group).
 //   - a thread group of TG = head_dim / VEC threads owns one K/V row at a time, each thread one
 //     16-byte vector of it (VEC elements); a warp holds 32 / TG groups; a step of the block
-//     covers TILE = GROUPS * kRowsInFlight rows of the split's chunk, group g taking the
-//     kRowsInFlight consecutive rows g * kRowsInFlight .. of it (all their K and V loads issued
-//     before any math, their list entries and pages looked up a step or two ahead; a selecting
-//     row's group writes its logits as one 16-byte store), with its own fp32 online softmax in
-//     registers. No barrier inside the loop; the groups' (m, l, o) are combined through shared
-//     memory at the end.
+//     covers TILE = GROUPS * kRowsInFlight rows of the split's chunk (all their K and V loads
+//     issued before any math, their list entries and pages looked up a step or two ahead), group
+//     g taking rows g * kRowsInFlight .. + kRowsInFlight - 1 of it under MHA (a selecting row's
+//     logits then leave a group as one 16-byte store) and rows g, g + GROUPS, ... for runs of
+//     several heads; each group has its own fp32 online softmax in registers. No barrier inside
+//     the loop; the groups' (m, l, o) are combined through shared memory at the end.
 //   - the split's partial (o / l, m + log l) goes to the workspace, or straight to `out` and `lse`
 //     when the split covers the whole row (one split, or a row shorter than a chunk);
 //     decode_attention_merge_kernel combines the splits of the other rows.
