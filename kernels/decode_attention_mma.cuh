@@ -64,8 +64,8 @@ struct MmaSplit {
   // Keys per warp per stage: one P V k-step (16-bit); FP8 two, so the stage's fixed work (the
   // lookups, the softmax update and its shuffles) spreads over as many bytes as a 16-bit stage's.
   static constexpr int kKeys = KB == 1 ? 32 : 16;
-  // Ring: 16-bit 16 (D 64: 12) KiB in flight per warp; FP8 9 (D 64: 10) KiB, 3 blocks an SM.
-  static constexpr int kStages = KB == 1 ? (D == 128 ? 2 : 3) : (D == 128 ? 3 : 4);
+  // Ring: 16-bit 16 (D 64: 12) KiB in flight per warp; FP8 18 (D 64: 10) KiB, 2 blocks an SM.
+  static constexpr int kStages = KB == 1 ? 3 : (D == 128 ? 3 : 4);
   static constexpr int kBlocksPerSm = 2;  // by shared memory: the launch bound (the host asks)
   static constexpr int kTile = kWarps * kKeys;  // Plan::tile: chunks are multiples of it
   // Padded smem row (16 bytes): ldmatrix's 8 rows hit 8 bank groups, and so do the FP8 loads.
