@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // kernel_bench cases for the selection and sampling ops: head_group_probs and topk_per_row over
-// the selection layer's 100K-position logits (TidalDecode), Quest's page scores and page
-// expansion, and sample_tokens over Llama-3's vocabulary. Index outputs must match the ref::
-// twin exactly; every list / row / head is checked (one-row ref:: calls in parallel).
+// the selection layer's logits at 100K and 2^20 positions (TidalDecode), Quest's page scores
+// and page expansion, and sample_tokens over Llama-3's vocabulary. Index outputs must match the
+// ref:: twin exactly; every list / row / head is checked (one-row ref:: calls in parallel).
 #include <algorithm>
 #include <cmath>
 #include <string>
