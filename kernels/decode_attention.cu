@@ -137,9 +137,14 @@ __global__ void __launch_bounds__(kMergeThreads)
   __shared__ float scratch[32];
   // Scheduled while the split blocks run (kernels/pdl.cuh); the o projection after it likewise.
   pdl_launch_dependents();
-  pdl_wait();
   const int h = blockIdx.x, t = blockIdx.y;
+  // The row's split count from the plan before the wait, under the split kernel's contract
+  // (DecodeAttentionParams::prior_lens: plan arrays are host copies, committed lists are followed
+  // by an ordinary launch); Quest tokens' lists are expanded in this layer: after the wait.
+  const bool early = p.prior_lens != nullptr && TokenRole(p.roles[t]) != TokenRole::kQuest;
+  if (!early) pdl_wait();
   const int active = attention::active_splits(p, t, h);
+  if (early) pdl_wait();
   if (active <= 1) return;  // one split covered the row and wrote it (or no keys at all)
   attention::merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, part_o,
                           part_lse, out, lse, reinterpret_cast<float*>(smem4), scratch);

@@ -144,9 +144,20 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   const float* row_o = part_o + row * num_splits * head_dim;
   const int lanes = head_dim / 4, split_groups = threads / lanes;
   const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
-  // This thread's first partial, loaded beside the lse's so that the two latencies overlap.
-  float4 first = make_float4(0, 0, 0, 0);
-  if (sg < active) first = __ldcg(reinterpret_cast<const float4*>(row_o + sg * head_dim) + lane);
+  // This thread's partials (splits sg, sg + split_groups, ...), kBatch at a time; the first batch
+  // loads beside the lse's, so a row of up to kBatch * split_groups splits waits one round trip
+  // for both (the weights' block reductions run while they land).
+  constexpr int kBatch = 8;
+  auto load_batch = [&](int s0, float4(&dst)[kBatch]) {
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int s = s0 + u * split_groups;
+      dst[u] = s < active ? __ldcg(reinterpret_cast<const float4*>(row_o + s * head_dim) + lane)
+                          : make_float4(0, 0, 0, 0);
+    }
+  };
+  float4 v[kBatch];
+  load_batch(sg, v);
 
   float mx = -INFINITY;
   for (int s = threadIdx.x; s < active; s += threads) mx = fmaxf(mx, __ldcg(row_lse + s));
@@ -158,33 +169,23 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   }
   total = block_sum(total, scratch);  // its barriers also publish `weights`
 
+  // In split order, so the sums are those of a one-at-a-time loop: the first split's weighted
+  // partial, then fmaf of each next one (a split past `active` adds 0 * 0).
   float4 acc = make_float4(0, 0, 0, 0);  // lanes divides the block: every thread has a slot
-  if (sg < active) {
-    const float w = weights[sg];
-    acc = make_float4(w * first.x, w * first.y, w * first.z, w * first.w);
-  }
-  // The rest, kBatch partials a thread in flight (a loop of one load at a time waits an L2 round
-  // trip per split); in split order, so the sums are those of the one-at-a-time loop.
-  constexpr int kBatch = 8;
-  for (int s0 = sg + split_groups; s0 < active; s0 += kBatch * split_groups) {
-    float4 v[kBatch];
-    float w[kBatch];
+  for (int s0 = sg; s0 < active; s0 += kBatch * split_groups) {
+    if (s0 != sg) load_batch(s0, v);
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       const int s = s0 + u * split_groups;
-      v[u] = make_float4(0, 0, 0, 0);
-      w[u] = 0.0f;
-      if (s < active) {
-        v[u] = __ldcg(reinterpret_cast<const float4*>(row_o + s * head_dim) + lane);
-        w[u] = weights[s];
+      const float w = s < active ? weights[s] : 0.0f;
+      if (s == sg) {
+        acc = make_float4(w * v[u].x, w * v[u].y, w * v[u].z, w * v[u].w);
+      } else {
+        acc.x = fmaf(w, v[u].x, acc.x);
+        acc.y = fmaf(w, v[u].y, acc.y);
+        acc.z = fmaf(w, v[u].z, acc.z);
+        acc.w = fmaf(w, v[u].w, acc.w);
       }
-    }
-#pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
-      acc.x = fmaf(w[u], v[u].x, acc.x);
-      acc.y = fmaf(w[u], v[u].y, acc.y);
-      acc.z = fmaf(w[u], v[u].z, acc.z);
-      acc.w = fmaf(w[u], v[u].w, acc.w);
     }
   }
   *reinterpret_cast<float4*>(sums + sg * head_dim + lane * 4) = acc;
@@ -651,10 +652,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   }
   if (!waited) pdl_wait();  // (a block with no rows: still ordered after the kernel before)
   if (a.merge_counters == nullptr) return;
-  __shared__ int s_last;
-  __shared__ float s_scratch[32];
-  if (last_split_block(a.merge_counters, t, &s_last)) {
-    merge_run(a, t, h_first, D, &s_o[0][0][0], s_scratch);
+  if constexpr (GMAX > 1) {
+    // The host gives counters to runs of one head only (decode_attention.cu: measured slower on
+    // GQA), so these instantiations carry no merge code (it cost them registers, and a spill).
+    __trap();
+  } else {
+    __shared__ int s_last;
+    __shared__ float s_scratch[32];
+    if (last_split_block(a.merge_counters, t, &s_last)) {
+      merge_run(a, t, h_first, D, &s_o[0][0][0], s_scratch);
+    }
   }
 }
 
