@@ -125,9 +125,12 @@ int64_t num_splits(const DecodeAttentionParams& p) {
 }
 
 // Combines the splits of one (token, head) (attention::merge_splits). Grid (num_heads,
-// num_tokens), kMergeThreads threads.
+// num_tokens), kMergeThreads threads, at most 48 registers: a block then fits beside the two
+// tensor-core split blocks an SM holds (2 x 208 x 128 registers), so it is resident, waiting,
+// while they run (at 63 registers it was not, and K = 2048 list calls took 2-4 us longer in a
+// graph on the H200).
 template <typename T>
-__global__ void __launch_bounds__(kMergeThreads)
+__global__ void __launch_bounds__(kMergeThreads, 5)
     decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
                                   float* lse,                 // [num_tokens, num_heads] or null
                                   const float* part_o,    // [tokens, heads, num_splits, head_dim]

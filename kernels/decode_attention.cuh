@@ -145,9 +145,10 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   const int lanes = head_dim / 4, split_groups = threads / lanes;
   const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
   // This thread's partials (splits sg, sg + split_groups, ...), kBatch at a time; the first batch
-  // loads beside the lse's, so a row of up to kBatch * split_groups splits waits one round trip
-  // for both (the weights' block reductions run while they land).
-  constexpr int kBatch = 8;
+  // loads beside the lse's, so a row of up to kBatch * split_groups splits (40 at head_dim 128
+  // and 256 threads: a 33-split row) waits one round trip for both (the weights' block
+  // reductions run while they land). 5, not more: the merge kernel keeps to 48 registers.
+  constexpr int kBatch = 5;
   auto load_batch = [&](int s0, float4(&dst)[kBatch]) {
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
