@@ -52,6 +52,10 @@ template <int kTokens>
 struct GemvConfig {
   static constexpr int kRows = kTokens >= 4 ? 4 : kTokens == 2 ? 2 : 1;
   static constexpr int kUnroll = kTokens >= 4 ? 2 : kTokens == 2 ? 4 : 8;
+  // Resident blocks an SM the register budget must allow (launch bound). One token: 8 (64
+  // registers), so a 4096-row matrix (1024 blocks) is one wave on 132 SMs; at 80 registers (6
+  // blocks an SM) its last 232 blocks started only as the first ones left.
+  static constexpr int kMinBlocks = kTokens == 1 ? 8 : 1;
   static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
 };
 
@@ -235,7 +239,7 @@ __device__ __forceinline__ void sums_to_shared(const float (&acc)[kRows][kTokens
 // weight: [out_features, in_features], contiguous
 // Grid: x over blocks of kWarps * kRows rows, y over tiles of kTokens tokens.
 template <typename T, typename TOut, int kTokens, int kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
     linear_gemv_kernel(const GemvOutputs<TOut> out, const T* in, const T* __restrict__ weight,
                        int64_t num_tokens, int64_t in_stride, int64_t out_features,
                        int64_t in_features) {
@@ -328,7 +332,7 @@ void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, b
 // weight: [2 inter, in_features], contiguous
 // Grid: x over blocks of kPairs pairs, y over tiles of kTokens tokens.
 template <typename T, int kTokens, int kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
     linear_swiglu_kernel(T* __restrict__ act, const T* in, const T* __restrict__ weight,
                          int64_t num_tokens, int64_t in_stride, int64_t inter,
                          int64_t in_features) {
@@ -419,7 +423,7 @@ struct QkvAppend {
 // weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
 // Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens.
 template <typename T, int kTokens, int kVec>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
     linear_qkv_append_kernel(const QkvAppend<T> e, const T* in, const T* __restrict__ weight,
                              int64_t num_tokens, int64_t in_stride, int64_t in_features) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
