@@ -52,9 +52,12 @@ template <int kTokens>
 struct GemvConfig {
   static constexpr int kRows = kTokens >= 4 ? 4 : kTokens == 2 ? 2 : 1;
   static constexpr int kUnroll = kTokens >= 4 ? 2 : kTokens == 2 ? 4 : 8;
-  // Resident blocks an SM the register budget must allow (launch bound). One token: 8 (64
-  // registers), so a 4096-row matrix (1024 blocks) is one wave on 132 SMs; at 80 registers (6
-  // blocks an SM) its last 232 blocks started only as the first ones left.
+  // linear_gemv_kernel's resident blocks an SM (launch bound). One token: 8 (64 registers), so a
+  // 4096-row matrix (1024 blocks: o, down) is one wave on 132 SMs; at 80 registers (6 blocks an
+  // SM) its last 232 blocks started only as the first ones left. H200, in a graph: o 10.3 ->
+  // 9.2 us, llama3-8b down 30.8 -> 28.5, llama2-7b down 26.0 -> 23.1; llama2-7b steps -0.10 to
+  // -0.15 ms, llama3-8b within +-0.03. The fused QKV and SwiGLU GEMVs keep their registers: so
+  // bounded they spilled (QKV) or gained nothing in the step (PERF_NOTES.md).
   static constexpr int kMinBlocks = kTokens == 1 ? 8 : 1;
   static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
 };
@@ -332,7 +335,7 @@ void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, b
 // weight: [2 inter, in_features], contiguous
 // Grid: x over blocks of kPairs pairs, y over tiles of kTokens tokens.
 template <typename T, int kTokens, int kVec>
-__global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
+__global__ void __launch_bounds__(kThreads)
     linear_swiglu_kernel(T* __restrict__ act, const T* in, const T* __restrict__ weight,
                          int64_t num_tokens, int64_t in_stride, int64_t inter,
                          int64_t in_features) {
@@ -423,7 +426,7 @@ struct QkvAppend {
 // weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
 // Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens.
 template <typename T, int kTokens, int kVec>
-__global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
+__global__ void __launch_bounds__(kThreads)
     linear_qkv_append_kernel(const QkvAppend<T> e, const T* in, const T* __restrict__ weight,
                              int64_t num_tokens, int64_t in_stride, int64_t in_features) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
