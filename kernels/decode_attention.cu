@@ -125,10 +125,11 @@ int64_t num_splits(const DecodeAttentionParams& p) {
 }
 
 // Combines the splits of one (token, head) (attention::merge_splits). Grid (num_heads,
-// num_tokens), kMergeThreads threads, at most 48 registers: a block then fits beside the two
-// tensor-core split blocks an SM holds (2 x 208 x 128 registers), so it is resident, waiting,
-// while they run (at 63 registers it was not, and K = 2048 list calls took 2-4 us longer in a
-// graph on the H200).
+// num_tokens), kMergeThreads threads, at most 48 registers. An ordinary launch (not a
+// programmatic one): it starts once the split grid has completed. Scheduled early, beside the
+// split blocks, it let the o projection after it start too, whose blocks then took each SM as its
+// split blocks left and streamed the weights against the split kernel's last K/V rows: llama3-8b
+// steps 0.045-0.075 ms slower than with this launch (H200, benchmarks/results/PERF_NOTES.md).
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads, 5)
     decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
@@ -138,16 +139,11 @@ __global__ void __launch_bounds__(kMergeThreads, 5)
                                   int head_dim) {
   extern __shared__ float4 smem4[];  // attention::merge_smem_floats(num_splits, kMergeThreads)
   __shared__ float scratch[32];
-  // Scheduled while the split blocks run (kernels/pdl.cuh); the o projection after it likewise.
+  // The o projection after it is a programmatic launch: scheduled while this grid runs.
   pdl_launch_dependents();
+  pdl_wait();  // (an ordinary launch: nothing to wait for; kept for a programmatic one)
   const int h = blockIdx.x, t = blockIdx.y;
-  // The row's split count from the plan before the wait, under the split kernel's contract
-  // (DecodeAttentionParams::prior_lens: plan arrays are host copies, committed lists are followed
-  // by an ordinary launch); Quest tokens' lists are expanded in this layer: after the wait.
-  const bool early = p.prior_lens != nullptr && TokenRole(p.roles[t]) != TokenRole::kQuest;
-  if (!early) pdl_wait();
   const int active = attention::active_splits(p, t, h);
-  if (early) pdl_wait();
   if (active <= 1) return;  // one split covered the row and wrote it (or no keys at all)
   attention::merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, part_o,
                           part_lse, out, lse, reinterpret_cast<float*>(smem4), scratch);
@@ -287,10 +283,11 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   if (splits == 1 || own_merge) return;
   const size_t merge_smem =
       size_t(attention::merge_smem_floats(int(splits), kMergeThreads)) * sizeof(float);
-  launch_programmatic(decode_attention_merge_kernel<T>, dim3(unsigned(heads), unsigned(tokens)),
-                      dim3(kMergeThreads), merge_smem, s, plan, args.out, args.lse,
-                      static_cast<const float*>(args.part_o),
-                      static_cast<const float*>(args.part_lse), int(head_dim));
+  decode_attention_merge_kernel<T><<<dim3(unsigned(heads), unsigned(tokens)), dim3(kMergeThreads),
+                                     merge_smem, s>>>(plan, args.out, args.lse,
+                                                      static_cast<const float*>(args.part_o),
+                                                      static_cast<const float*>(args.part_lse),
+                                                      int(head_dim));
   check_launch("decode_attention_merge_kernel", stream);
 }
 

@@ -262,12 +262,12 @@ __device__ void merge_splits_warp(int64_t row, int active, int num_splits, const
   if (lane == 0 && lse != nullptr) lse[row] = mx + logf(total);
 }
 
-// Both split kernels and the merge are programmatic dependent launches (kernels/pdl.cuh): the
-// split grid is scheduled while the KV append drains and waits for it in the kernel, the merge
-// while the split blocks run. Everything a kernel of the chain wrote (q, the appended K/V rows and
-// FP8 scales, the partials) is read after the wait with coherent loads; the plan's lists and block
-// tables through L2 (__ldcg), since the grid may have started before their writers' stores were
-// visible.
+// Both split kernels are programmatic dependent launches (kernels/pdl.cuh): the split grid is
+// scheduled while the QKV GEMV and its KV append drain and waits for them in the kernel; the
+// merge launch after it is an ordinary one (decode_attention.cu). Everything a kernel of the
+// chain wrote (q, the appended K/V rows and FP8 scales, the partials) is read after the wait with
+// coherent loads; the plan's lists and block tables through L2 (__ldcg), since the grid may have
+// started before their writers' stores were visible.
 // KT: the caches' element, T or uint8_t (FP8 e4m3 codes, with k_scale and v_scale).
 template <typename T, typename KT = T>
 struct SplitArgs {

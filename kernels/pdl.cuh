@@ -2,7 +2,8 @@
 // Programmatic dependent launch (sm_90) through a decode layer's chain of kernels:
 //   [fused_add_]rms_norm -> QKV GEMV with RoPE and the KV append -> attention split -> merge
 //   -> o GEMV -> fused_add_rms_norm -> gate_up GEMV with SwiGLU -> down GEMV
-// (at decode; other shapes run RoPE + append and silu_and_mul as launches of their own).
+// (at decode; other shapes run RoPE + append and silu_and_mul as launches of their own). The
+// attention merge, where a layer has one, is an ordinary launch (decode_attention.cu says why).
 // A kernel launched with launch_programmatic() may start while the kernel before it in the stream
 // still runs: as soon as every block of that kernel has executed pdl_launch_dependents() (or
 // exited). Its launch and block scheduling then overlap the previous kernel's tail instead of
