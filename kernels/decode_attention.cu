@@ -129,7 +129,7 @@ int64_t num_splits(const DecodeAttentionParams& p) {
 // programmatic one): it starts once the split grid has completed. Scheduled early, beside the
 // split blocks, it let the o projection after it start too, whose blocks then took each SM as its
 // split blocks left and streamed the weights against the split kernel's last K/V rows: llama3-8b
-// steps 0.045-0.075 ms slower than with this launch (H200, benchmarks/results/PERF_NOTES.md).
+// steps 0.02-0.11 ms slower than with this launch (H200, benchmarks/results/PERF_NOTES.md).
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads, 5)
     decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]

@@ -56,7 +56,7 @@ struct GemvConfig {
   // 4096-row matrix (1024 blocks: o, down) is one wave on 132 SMs; at 80 registers (6 blocks an
   // SM) its last 232 blocks started only as the first ones left. H200, in a graph: o 10.3 ->
   // 9.2 us, llama3-8b down 30.8 -> 28.5, llama2-7b down 26.0 -> 23.1; llama2-7b steps -0.10 to
-  // -0.15 ms, llama3-8b within +-0.03. The fused QKV and SwiGLU GEMVs keep their registers: so
+  // -0.15 ms, llama3-8b within +-0.05. The fused QKV and SwiGLU GEMVs keep their registers: so
   // bounded they spilled (QKV) or gained nothing in the step (PERF_NOTES.md).
   static constexpr int kMinBlocks = kTokens == 1 ? 8 : 1;
   static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
