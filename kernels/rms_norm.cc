@@ -52,9 +52,10 @@ void rms_norm(TensorView out, TensorView in, TensorView weight, float eps,
 void fused_add_rms_norm(TensorView out, TensorView residual, TensorView delta, TensorView weight,
                         float eps, [[maybe_unused]] Stream stream) {
   check_norm("fused_add_rms_norm", out, residual, weight);
-  TIDAL_CHECK(same_shape(residual, delta) && delta.dtype == residual.dtype &&
-                  residual.is_contiguous() && delta.is_contiguous(),
-              "fused_add_rms_norm: residual and delta must be contiguous, of one shape and dtype");
+  TIDAL_CHECK(same_shape(residual, delta) && residual.is_contiguous() && delta.is_contiguous() &&
+                  (delta.dtype == residual.dtype || delta.dtype == DType::kF32),
+              "fused_add_rms_norm: residual and delta must be contiguous, of one shape, and delta "
+              "of residual's dtype or f32");
   if (on_cuda("fused_add_rms_norm", {out, residual, delta, weight})) {
     TIDAL_CUDA_CALL("fused_add_rms_norm",
                     cuda::fused_add_rms_norm(out, residual, delta, weight, eps, stream));
@@ -71,7 +72,8 @@ void ref::fused_add_rms_norm(TensorView out, TensorView residual, TensorView del
                              TensorView weight, float eps) {
   for (int64_t r = 0; r < residual.size(0); ++r) {
     for (int64_t i = 0; i < residual.size(1); ++i) {
-      set_f32(residual, r, i, float(double(get_f32(residual, r, i)) + get_f32(delta, r, i)));
+      const float d = round_to(residual.dtype, get_f32(delta, r, i));  // as if stored there
+      set_f32(residual, r, i, float(double(get_f32(residual, r, i)) + d));
     }
     norm_row(out, residual, weight, eps, r);
   }

@@ -8,6 +8,8 @@
 // and writes only its own elements, so out may alias in (and residual) safely.
 // Both are programmatic dependent launches (kernels/pdl.cuh): scheduled while the kernel before
 // them drains, they wait for it in the kernel, and the GEMV after them is scheduled meanwhile.
+#include <type_traits>
+
 #include "kernels/elementwise.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/rms_norm.h"
@@ -60,22 +62,27 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
 
 // out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
 // (delta is the previous kernel's output: no __restrict__, so its loads stay coherent.)
-template <typename T, int kVec>
-__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const T* delta,
+// D: T, or f32 (a row-parallel projection's partial sums reduced in f32 across ranks), rounded to
+// T first so that the sum is the one a delta stored in T gives.
+template <typename T, typename D, int kVec>
+__global__ void fused_add_rms_norm_kernel(T* out, T* residual, const D* delta,
                                           const T* __restrict__ weight, int64_t hidden, float eps) {
   __shared__ float scratch[32];
   pdl_launch_dependents();
   pdl_wait();
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
   T* r_row = residual + row * hidden;
-  const T* d_row = delta + row * hidden;
+  const D* d_row = delta + row * hidden;
   float sum_sq = 0.0f;
   for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
     float r[kVec], d[kVec];
     load_floats<T, kVec>(r_row + v * kVec, r);
-    load_floats<T, kVec>(d_row + v * kVec, d);
+    load_floats<D, kVec>(d_row + v * kVec, d);
 #pragma unroll
-    for (int e = 0; e < kVec; ++e) r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
+    for (int e = 0; e < kVec; ++e) {
+      if constexpr (!std::is_same_v<D, T>) d[e] = to_float(from_float<T>(d[e]));
+      r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
+    }
 #pragma unroll
     for (int e = 0; e < kVec; ++e) sum_sq += r[e] * r[e];
     store_floats<T, kVec>(r_row + v * kVec, r);
@@ -111,23 +118,23 @@ void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cu
   }
 }
 
-template <typename T>
+template <typename T, typename D>
 void launch_fused(TensorView out, TensorView residual, TensorView delta, TensorView weight,
                   float eps, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
   const int64_t rows = residual.size(0), hidden = residual.size(1);
   const bool vec = hidden % kVec == 0 && aligned_to(out.data, 16) &&
-                   aligned_to(residual.data, 16) && aligned_to(delta.data, 16) &&
+                   aligned_to(residual.data, 16) && aligned_to(delta.data, sizeof(D) * kVec) &&
                    aligned_to(weight.data, 16);
   T* o = static_cast<T*>(out.data);
   T* r = static_cast<T*>(residual.data);
-  const T* d = static_cast<const T*>(delta.data);
+  const D* d = static_cast<const D*>(delta.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    launch_programmatic(fused_add_rms_norm_kernel<T, kVec>, dim3(unsigned(rows)),
+    launch_programmatic(fused_add_rms_norm_kernel<T, D, kVec>, dim3(unsigned(rows)),
                         dim3(threads_for(hidden / kVec)), 0, stream, o, r, d, w, hidden, eps);
   } else {
-    launch_programmatic(fused_add_rms_norm_kernel<T, 1>, dim3(unsigned(rows)),
+    launch_programmatic(fused_add_rms_norm_kernel<T, D, 1>, dim3(unsigned(rows)),
                         dim3(threads_for(hidden)), 0, stream, o, r, d, w, hidden, eps);
   }
 }
@@ -145,7 +152,8 @@ void rms_norm(TensorView out, TensorView in, TensorView weight, float eps, Strea
   check_launch("rms_norm_kernel", stream);
 }
 
-// out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
+// out, residual, delta: [num_tokens, hidden] contiguous (delta: residual's dtype or f32);
+// weight: [hidden]
 void fused_add_rms_norm(TensorView out, TensorView residual, TensorView delta, TensorView weight,
                         float eps, Stream stream) {
   TIDAL_NVTX_SCOPE("fused_add_rms_norm");
@@ -153,7 +161,12 @@ void fused_add_rms_norm(TensorView out, TensorView residual, TensorView delta, T
   TIDAL_CHECK(residual.size(0) < (int64_t(1) << 31),
               "fused_add_rms_norm: more rows than a grid holds");
   dispatch_float(residual.dtype, "fused_add_rms_norm", [&](auto tag) {
-    launch_fused<decltype(tag)>(out, residual, delta, weight, eps, raw_stream(stream));
+    using T = decltype(tag);
+    if (delta.dtype == residual.dtype) {
+      launch_fused<T, T>(out, residual, delta, weight, eps, raw_stream(stream));
+    } else {
+      launch_fused<T, float>(out, residual, delta, weight, eps, raw_stream(stream));
+    }
   });
   check_launch("fused_add_rms_norm_kernel", stream);
 }

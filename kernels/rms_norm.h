@@ -16,7 +16,10 @@ namespace tidal::kernels {
 void rms_norm(TensorView out, TensorView in, TensorView weight, float eps, Stream stream);
 
 // residual += delta (rounded to the residual's dtype), then out = rms_norm(residual, weight).
-// out, residual, delta: [num_tokens, hidden], contiguous; weight: [hidden]; one dtype.
+// out, residual, delta: [num_tokens, hidden], contiguous; weight: [hidden]; one dtype, except that
+// delta may be f32 under a 16-bit residual: a row-parallel projection's partial sums all-reduced
+// in f32 (model/parallel_forward.h), rounded to the residual's dtype before the add, so the result
+// is the one the rounded delta gives.
 void fused_add_rms_norm(TensorView out, TensorView residual, TensorView delta, TensorView weight,
                         float eps, Stream stream);
 

@@ -509,6 +509,13 @@ Status bench_engine(const BenchOptions& o, const std::string& preset,
       line += part;
     }
     std::fprintf(stderr, "%s\n", line.c_str());
+    if (dist->parallel.tp_size > 1) {
+      std::fprintf(stderr, "tidal bench: row-parallel all-reduces: %s partial sums, %s\n",
+                   e->f32_partials() ? "f32" : dtype_name(run.engine.dtype),
+                   e->registered_partials() ? "on the TP group's registered memory (NCCL "
+                                              "symmetric window)"
+                                            : "on plain device memory");
+    }
   }
   for (int64_t ctx : contexts) {
     if (o.mixed) {  // every variant in one batch, one sequence each
@@ -648,7 +655,8 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   if (dist != nullptr) {
     bi.extra.push_back({"parallel", "tp " + std::to_string(dist->parallel.tp_size) + " x pp " +
                                         std::to_string(dist->parallel.pp_size) +
-                                        " (mpirun; eager launches)"});
+                                        " (mpirun; graphs as above, except steps with exact "
+                                        "agreement and micro-batches: eager)"});
   }
   bench::Table table(bi, columns());
   table.print_header(

@@ -212,6 +212,14 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
   const TensorView q = ws.q.slice(0, n), key = ws.k.slice(0, n), val = ws.v.slice(0, n);
   const TensorView attn = ws.attn.slice(0, n);
   const TensorView gate_up = ws.gate_up.slice(0, n), act = ws.act.slice(0, n);
+  // The row-parallel projections' output. Under TP with 16-bit activations, f32 partial sums:
+  // all-reduced in f32 and rounded once by the norm (or add) that takes them, as one rank rounds
+  // its whole sum, so the residual stream differs from one rank's only where the f32 sums' order
+  // moves a rounding (ParallelBuffers::partial).
+  const bool f32_partials = par != nullptr && par->buffers != nullptr &&
+                            par->buffers->partial.data != nullptr && par->tp != nullptr &&
+                            par->tp->size() > 1;
+  const TensorView delta = f32_partials ? par->buffers->partial.slice(0, n) : proj;
 
   // A pipeline stage runs its own layers; the residual stream it starts from includes every
   // earlier layer's output.
@@ -232,7 +240,7 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     if (l == first) {
       k::rms_norm(xn, x, lw.input_norm, c.rms_norm_eps, stream);
     } else {
-      k::fused_add_rms_norm(xn, x, proj, lw.input_norm, c.rms_norm_eps, stream);
+      k::fused_add_rms_norm(xn, x, delta, lw.input_norm, c.rms_norm_eps, stream);
     }
     // q, k, v, RoPE and the append: one GEMV at decode.
     const KvLayer& cache = kv[size_t(l)];
@@ -242,21 +250,21 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     if (batch.attention_hook) batch.attention_hook(l, false);
     attention_layer(c, l, batch, cache, ws, q, attn, stream, par);
     if (batch.attention_hook) batch.attention_hook(l, true);
-    k::linear(proj, flat(attn), lw.wo, stream);
-    if (par != nullptr) tp_all_reduce(*par, proj, stream);  // row-parallel: partial sums
+    k::linear(delta, flat(attn), lw.wo, stream);
+    if (par != nullptr) tp_all_reduce(*par, delta, stream);  // row-parallel: partial sums
     // MLP block.
-    k::fused_add_rms_norm(xn, x, proj, lw.post_norm, c.rms_norm_eps, stream);
+    k::fused_add_rms_norm(xn, x, delta, lw.post_norm, c.rms_norm_eps, stream);
     k::linear_swiglu(act, xn, lw.w_gate_up, gate_up, stream);  // one GEMV at decode
-    k::linear(proj, act, lw.w_down, stream);
-    if (par != nullptr) tp_all_reduce(*par, proj, stream);
+    k::linear(delta, act, lw.w_down, stream);
+    if (par != nullptr) tp_all_reduce(*par, delta, stream);
   }
   if (par != nullptr && !par->shard.last_stage()) {
-    k::residual_add(x, x, proj, stream);  // the next stage starts from the whole residual
+    k::residual_add(x, x, delta, stream);  // the next stage starts from the whole residual
     stage_output(*par, batch, ws, x, stream);
     return;
   }
   // Final residual and norm; LM head only on the rows that need logits.
-  k::fused_add_rms_norm(xn, x, proj, w.final_norm, c.rms_norm_eps, stream);
+  k::fused_add_rms_norm(xn, x, delta, w.final_norm, c.rms_norm_eps, stream);
   if (num_logits == 0) return;
   const TensorView last = ws.last.slice(0, num_logits);
   k::gather_rows(last, xn, batch.logit_rows, stream);

@@ -16,7 +16,12 @@ namespace {
 
 namespace k = kernels;
 
-void carve(const ParallelShape& s, BumpAllocator& a, ParallelBuffers* b) {
+bool f32_partials(const ParallelShape& s) {
+  return s.tp_size > 1 && s.dtype != DType::kF32 && s.max_tokens > 0 && s.hidden > 0;
+}
+
+// with_partial: carve `partial` from the arena too (no registered memory holds it).
+void carve(const ParallelShape& s, BumpAllocator& a, ParallelBuffers* b, bool with_partial) {
   const int64_t d = std::max<int64_t>(1, s.max_decode), kb = std::max<int64_t>(1, s.max_budget);
   b->candidates = a.allocate(DType::kI32, {d, kb});
   b->gathered = a.allocate(DType::kI32, {s.tp_size, d, kb});
@@ -31,6 +36,7 @@ void carve(const ParallelShape& s, BumpAllocator& a, ParallelBuffers* b) {
   sp.logits = make_view(nullptr, DType::kF32, {s.max_logits, s.vocab}, s.device);
   b->scratch =
       a.allocate(DType::kU8, {std::max<int64_t>(1, int64_t(k::sample_tokens_workspace_size(sp)))});
+  if (with_partial) b->partial = a.allocate(DType::kF32, {s.max_tokens, s.hidden});
 }
 
 // The host copy's role of decode token t in `layer`.
@@ -45,7 +51,7 @@ const ForwardBatch& host_of(const ForwardBatch& b) {
 }
 
 // The communicator agreeing tokens of `code` use; null when none is needed (a group of one).
-parallel::Communicator* group_for(ForwardParallel& par, ListAgreement code) {
+parallel::Communicator* group_for(const ForwardParallel& par, ListAgreement code) {
   parallel::Communicator* c =
       code == ListAgreement::kApproxTp || code == ListAgreement::kExactTp ? par.tp : par.kv_group;
   return c != nullptr && c->size() > 1 ? c : nullptr;
@@ -92,15 +98,30 @@ class MarkedSpan {
 size_t ParallelBuffers::bytes_for(const ParallelShape& shape) {
   BumpAllocator plan = BumpAllocator::planner(shape.device);
   ParallelBuffers b;
-  carve(shape, plan, &b);
+  carve(shape, plan, &b, f32_partials(shape));
   return plan.used();
 }
 
-Status ParallelBuffers::create(const ParallelShape& shape, ParallelBuffers* out) {
+Status ParallelBuffers::create(const ParallelShape& shape, parallel::Communicator* tp,
+                               ParallelBuffers* out) {
+  // The partial sums in memory the TP group registered, when it can (every rank the same size,
+  // every all-reduce from offset 0: what NCCL's symmetric windows ask).
+  const bool partial = f32_partials(shape);
+  std::shared_ptr<void> registered;
+  if (partial && tp != nullptr && tp->size() > 1 && shape.device.kind == DeviceKind::kCuda) {
+    registered = tp->alloc_registered(size_t(shape.max_tokens * shape.hidden) * 4);
+  }
+  BumpAllocator plan = BumpAllocator::planner(shape.device);
+  carve(shape, plan, out, partial && registered == nullptr);
   Arena arena;
-  TIDAL_RETURN_IF_ERROR(Arena::create(bytes_for(shape), "parallel buffers", shape.device, &arena));
+  TIDAL_RETURN_IF_ERROR(Arena::create(plan.used(), "parallel buffers", shape.device, &arena));
   BumpAllocator alloc = arena.allocator();
-  carve(shape, alloc, out);
+  carve(shape, alloc, out, partial && registered == nullptr);
+  if (registered != nullptr) {
+    out->partial =
+        make_view(registered.get(), DType::kF32, {shape.max_tokens, shape.hidden}, shape.device);
+  }
+  out->registered = std::move(registered);
   out->arena = std::move(arena);
   return ok_status();
 }
@@ -140,6 +161,28 @@ bool lists_live_at(const ForwardBatch& host, int64_t boundary) {
     if (selected && used) return true;
   }
   return false;
+}
+
+bool launch_signature(const ForwardParallel& par, const ForwardBatch& host,
+                      std::vector<int64_t>* sig) {
+  const ModelShard& s = par.shard;
+  const bool decode = host.num_decode > 0;
+  sig->push_back(decode && !s.first_stage() && lists_live_at(host, s.layer_begin));
+  sig->push_back(decode && !s.last_stage() && lists_live_at(host, s.layer_end));
+  for (int64_t l = s.layer_begin; l < s.layer_end && decode; ++l) {
+    for (ListAgreement code : {ListAgreement::kExactTp, ListAgreement::kExactKvGroup}) {
+      if (group_for(par, code) != nullptr && !agreeing(host, l, code).empty()) return false;
+    }
+    for (ListAgreement code : {ListAgreement::kApproxTp, ListAgreement::kApproxKvGroup}) {
+      if (group_for(par, code) == nullptr) continue;
+      int64_t kb = 0;  // as agree_approx sizes the candidates
+      for (int64_t t : agreeing(host, l, code)) {
+        kb = std::max<int64_t>({kb, 1, host.budgets.data_as<int32_t>()[t]});
+      }
+      sig->push_back(kb);
+    }
+  }
+  return true;
 }
 
 void stage_input(ForwardParallel& par, const ModelConfig& /*local*/, const LlamaWeights& w,

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <vector>
 
 #include "model/llama.h"
 #include "model/shard.h"
@@ -38,6 +40,11 @@ struct ParallelShape {
   int64_t vocab_shard = 0;  // this rank's rows of it
   int tp_size = 1;
   Device device;
+  // Tokens in a step and the hidden size, for the f32 partial sums of the row-parallel
+  // projections: allocated when tp_size > 1 and the activations are 16-bit.
+  int64_t max_tokens = 0;
+  int64_t hidden = 0;
+  DType dtype = DType::kF32;  // the activations'
 };
 
 // Device buffers of the collectives, in one arena.
@@ -52,9 +59,17 @@ struct ParallelBuffers {
   TensorView logits;        // [max_logits, vocab] f32: the whole rows
   TensorView sampled;       // [max_logits] i32: ids coming back to rank 0 from the last stage
   TensorView scratch;       // u8: sample_tokens' workspace over whole rows [max_logits, vocab]
+  // [max_tokens, hidden] f32: o_proj's and down_proj's partial sums under TP with 16-bit
+  // activations, all-reduced in f32 and rounded once by the norm that adds them, as one rank
+  // rounds its whole sum (empty otherwise: the projections write the workspace's proj). In
+  // memory the TP group registered for its collectives when it could (`registered`).
+  TensorView partial;
+  std::shared_ptr<void> registered;
   Arena arena;
 
-  static Status create(const ParallelShape& shape, ParallelBuffers* out);
+  // tp: the TP group (null or of one rank: no registered memory).
+  static Status create(const ParallelShape& shape, parallel::Communicator* tp,
+                       ParallelBuffers* out);
   static size_t bytes_for(const ParallelShape& shape);
 };
 
@@ -85,6 +100,15 @@ struct ForwardParallel {
   // with events on the forward's stream. Empty: none.
   std::function<void(CommSpan span, bool after)> marker;
 };
+
+// What the parallel forward of a decode-only batch decides on the host beyond its layer ops
+// (ForwardBatch::layer_ops), appended to `sig`: whether live selection lists cross each stage
+// boundary, and per layer the candidates' width of approximate list agreement (0: no token
+// agrees there). A step replays a graph captured for another step only when both have the same
+// signature. False when the launches depend on values that change every step (exact agreement
+// all-reduces score rows as long as each token's context): such steps run eagerly.
+bool launch_signature(const ForwardParallel& par, const ForwardBatch& host,
+                      std::vector<int64_t>* sig);
 
 // Sums a row-parallel projection's partial outputs over the TP group (a no-op for tp = 1).
 void tp_all_reduce(ForwardParallel& par, TensorView buf, Stream stream);

@@ -102,6 +102,11 @@ std::unique_ptr<Communicator> Communicator::split(int color, int key) {
   return group;
 }
 
+std::shared_ptr<void> Communicator::alloc_registered(size_t bytes) {
+  TIDAL_CHECK(bytes > 0, "alloc_registered: zero bytes");
+  return do_alloc_registered(bytes);
+}
+
 void SingleRankCommunicator::do_all_gather(TensorView out, TensorView in, bool in_place,
                                            Stream stream) {
   if (in_place || in.nbytes() == 0) return;

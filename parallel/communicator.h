@@ -53,6 +53,14 @@ class Communicator {
   void barrier();
   // Collective: ranks passing the same color (>= 0) form one new group, ordered by (key, rank).
   std::unique_ptr<Communicator> split(int color, int key);
+  // Collective (every rank of the group, the same `bytes`): device memory for the data of this
+  // group's collectives that the transport registers with every rank, so that collectives on it
+  // take its low-latency path. NCCL: ncclMemAlloc'd and registered as a symmetric window
+  // (NCCL >= 2.27's symmetric kernels; every rank must then pass views at the same offsets).
+  // Null when the transport has no such path or the registration failed (a rank that fails makes
+  // every rank fall back): callers then use memory of their own. The memory lives as long as the
+  // returned handle, which must not outlive the communicator.
+  std::shared_ptr<void> alloc_registered(size_t bytes);
 
  protected:
   Communicator(int rank, int size);
@@ -66,6 +74,7 @@ class Communicator {
   virtual void do_recv(TensorView out, int peer, Stream stream) = 0;
   virtual void do_barrier() = 0;
   virtual std::unique_ptr<Communicator> do_split(int color, int key) = 0;
+  virtual std::shared_ptr<void> do_alloc_registered(size_t /*bytes*/) { return nullptr; }
 
   int rank_;
   int size_;

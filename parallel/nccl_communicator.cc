@@ -156,6 +156,41 @@ void NcclCommunicator::do_barrier() {
   TIDAL_CUDA_RT_CHECK(cudaStreamSynchronize(s));
 }
 
+bool NcclCommunicator::any_rank(bool mine) {
+  const cudaStream_t s = static_cast<cudaStream_t>(own_stream_);
+  const int32_t flag = mine ? 1 : 0;
+  int32_t sum = 0;
+  TIDAL_CUDA_RT_CHECK(cudaMemcpyAsync(scratch_, &flag, sizeof(flag), cudaMemcpyHostToDevice, s));
+  TIDAL_NCCL_CHECK(ncclAllReduce(scratch_, scratch_, 1, ncclInt32, ncclSum, handle(comm_), s));
+  TIDAL_CUDA_RT_CHECK(cudaMemcpyAsync(&sum, scratch_, sizeof(sum), cudaMemcpyDeviceToHost, s));
+  TIDAL_CUDA_RT_CHECK(cudaStreamSynchronize(s));
+  return sum > 0;
+}
+
+std::shared_ptr<void> NcclCommunicator::do_alloc_registered(size_t bytes) {
+  if (size() == 1) return nullptr;  // nothing to register with
+  TIDAL_CUDA_RT_CHECK(cudaSetDevice(device_));
+  void* p = nullptr;
+  const ncclResult_t alloc = ncclMemAlloc(&p, bytes);
+  if (any_rank(alloc != ncclSuccess)) {
+    if (alloc == ncclSuccess) ncclMemFree(p);
+    return nullptr;
+  }
+  ncclWindow_t win = nullptr;
+  const ncclResult_t reg =
+      ncclCommWindowRegister(handle(comm_), p, bytes, &win, NCCL_WIN_COLL_SYMMETRIC);
+  if (any_rank(reg != ncclSuccess || win == nullptr)) {
+    if (reg == ncclSuccess && win != nullptr) ncclCommWindowDeregister(handle(comm_), win);
+    ncclMemFree(p);
+    return nullptr;
+  }
+  void* comm = comm_;
+  return std::shared_ptr<void>(p, [comm, win](void* q) {
+    ncclCommWindowDeregister(handle(comm), win);
+    ncclMemFree(q);
+  });
+}
+
 std::unique_ptr<Communicator> NcclCommunicator::do_split(int color, int key) {
   ncclComm_t group = nullptr;
   TIDAL_NCCL_CHECK(ncclCommSplit(handle(comm_), color, key, &group, nullptr));

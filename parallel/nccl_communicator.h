@@ -41,6 +41,10 @@ class NcclCommunicator final : public Communicator {
   void do_barrier() override;
   // ncclCommSplit: the new group shares this one's device.
   std::unique_ptr<Communicator> do_split(int color, int key) override;
+  // ncclMemAlloc + ncclCommWindowRegister(NCCL_WIN_COLL_SYMMETRIC); null on any rank's failure.
+  std::shared_ptr<void> do_alloc_registered(size_t bytes) override;
+  // Collective: whether any rank passes true (an all-reduce on the private stream).
+  bool any_rank(bool mine);
 
   void* comm_ = nullptr;  // ncclComm_t
   int device_ = 0;

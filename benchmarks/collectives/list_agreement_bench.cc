@@ -128,7 +128,7 @@ int main(int argc, char** argv) {
         ps.vocab_shard = 8;
         ps.tp_size = tp;
         model::ParallelBuffers buffers;
-        if (!model::ParallelBuffers::create(ps, &buffers).ok()) return 1;
+        if (!model::ParallelBuffers::create(ps, nullptr, &buffers).ok()) return 1;
         model::ForwardParallel par;
         par.tp = &world;
         par.buffers = &buffers;

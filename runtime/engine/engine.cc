@@ -103,6 +103,9 @@ model::ParallelShape parallel_shape(const model::ModelConfig& m, const model::Mo
   s.vocab_shard = shard.vocab.size;
   s.tp_size = shard.parallel.tp_size;
   s.device = c.device;
+  s.max_tokens = cap.max_tokens;
+  s.hidden = m.hidden;
+  s.dtype = c.dtype;
   return s;
 }
 
@@ -323,7 +326,6 @@ Status Engine::create_local(const model::ModelConfig& model, model::LlamaWeights
     TIDAL_RETURN_IF_ERROR(config.distributed->validate());
     TIDAL_RETURN_IF_ERROR(model::make_model_shard(model, config.distributed->parallel,
                                                   config.distributed->coords(), &e->shard_));
-    e->config_.cuda_graphs = false;
   }
   e->local_ = e->shard_.local(model);
   if (config.device.kind == DeviceKind::kCuda) {
@@ -352,7 +354,7 @@ Status Engine::allocate() {
       model::LlamaWorkspace::create(local_, workspace_shape(model_, config_), &ws_));
   if (dist_ != nullptr) {
     TIDAL_RETURN_IF_ERROR(
-        model::ParallelBuffers::create(parallel_shape(model_, shard_, config_), &pbuf_));
+        model::ParallelBuffers::create(parallel_shape(model_, shard_, config_), dist_->tp, &pbuf_));
   }
   max_pages_ = max_pages(model_, config_);
   row_used_.assign(size_t(config_.max_batch), false);
@@ -826,37 +828,7 @@ void Engine::run_step(TensorView logits) {
                          !traced && !attention_marker_ && h.num_decode > 0 &&
                          h.num_tokens == h.num_decode && bucket;
   if (use_graph) {
-    // Graphs by batch bucket and by the optional launches (selection, Quest) each layer needs.
-    // Lengths, lists, roles and sampling settings are device data, so a graph replays any step
-    // of its bucket whose layers need exactly its launches. Exactly, not "at most": a graph
-    // holding a union of policies' launches would make every step pay the launches (empty ones
-    // included) of policies it does not run, ~0.2-0.3 ms a step on an 8B model.
-    std::vector<BucketGraph>& bucket_graphs = graphs_[h.num_decode];
-    const uint8_t* need = step_->layer_ops();
-    const size_t num_layers = size_t(model_.num_layers);
-    auto hit = std::find_if(bucket_graphs.begin(), bucket_graphs.end(), [&](const BucketGraph& g) {
-      return std::equal(g.ops.begin(), g.ops.end(), need, need + num_layers);
-    });
-    if (hit != bucket_graphs.end()) {
-      hit->last_used = ++graph_clock_;
-      hit->graph.launch(stream_);
-    } else {
-      // The first step of a set runs eagerly (lazy library handles and algorithm choices are
-      // made outside any capture) and is the real step; the capture only records.
-      enqueue_step();
-      if (bucket_graphs.size() >= kGraphsPerBucket) {
-        bucket_graphs.erase(std::min_element(
-            bucket_graphs.begin(), bucket_graphs.end(),
-            [](const BucketGraph& a, const BucketGraph& b) { return a.last_used < b.last_used; }));
-      }
-      BucketGraph& g = bucket_graphs.emplace_back();
-      g.ops.assign(need, need + num_layers);
-      g.last_used = ++graph_clock_;
-      Graph::begin_capture(stream_);
-      enqueue_step();
-      g.graph = Graph::end_capture(stream_);
-      captures_ += 1;
-    }
+    replay_or_capture(h.num_decode, step_->layer_ops(), {}, [this] { enqueue_step(); });
   } else {
     enqueue_step();
   }
@@ -868,6 +840,54 @@ void Engine::run_step(TensorView logits) {
                size_t(rows * model_.vocab) * 4, stream_);
   }
   stream_synchronize(stream_);
+}
+
+void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<int64_t> sig,
+                               const std::function<void()>& enqueue) {
+  // Graphs by batch bucket and by the optional launches (selection, Quest) each layer needs.
+  // Lengths, lists, roles and sampling settings are device data, so a graph replays any step
+  // of its bucket whose layers need exactly its launches. Exactly, not "at most": a graph
+  // holding a union of policies' launches would make every step pay the launches (empty ones
+  // included) of policies it does not run, ~0.2-0.3 ms a step on an 8B model.
+  std::vector<BucketGraph>& bucket_graphs = graphs_[bucket];
+  const size_t num_layers = size_t(model_.num_layers);
+  auto hit = std::find_if(bucket_graphs.begin(), bucket_graphs.end(), [&](const BucketGraph& g) {
+    return g.sig == sig && std::equal(g.ops.begin(), g.ops.end(), need, need + num_layers);
+  });
+  if (hit != bucket_graphs.end()) {
+    hit->last_used = ++graph_clock_;
+    hit->graph.launch(stream_);
+    model::AgreementCounters& c = par_.counters;
+    c.approx_layers += hit->counted.approx_layers;
+    c.approx_bytes += hit->counted.approx_bytes;
+    c.exact_layers += hit->counted.exact_layers;
+    c.exact_bytes += hit->counted.exact_bytes;
+    return;
+  }
+  // The first step of a set runs eagerly (lazy library handles and algorithm choices are made
+  // outside any capture) and is the real step; the capture only records (under TP/PP every rank
+  // misses at the same step: their caches see the same plans).
+  const model::AgreementCounters before = par_.counters;
+  enqueue();
+  if (bucket_graphs.size() >= kGraphsPerBucket) {
+    bucket_graphs.erase(std::min_element(
+        bucket_graphs.begin(), bucket_graphs.end(),
+        [](const BucketGraph& a, const BucketGraph& b) { return a.last_used < b.last_used; }));
+  }
+  BucketGraph& g = bucket_graphs.emplace_back();
+  g.ops.assign(need, need + num_layers);
+  g.sig = std::move(sig);
+  g.last_used = ++graph_clock_;
+  g.counted.approx_layers = par_.counters.approx_layers - before.approx_layers;
+  g.counted.approx_bytes = par_.counters.approx_bytes - before.approx_bytes;
+  g.counted.exact_layers = par_.counters.exact_layers - before.exact_layers;
+  g.counted.exact_bytes = par_.counters.exact_bytes - before.exact_bytes;
+  const model::AgreementCounters counted = par_.counters;
+  Graph::begin_capture(stream_);
+  enqueue();
+  g.graph = Graph::end_capture(stream_);
+  par_.counters = counted;  // the capture recorded, it ran nothing
+  captures_ += 1;
 }
 
 void Engine::enqueue_step() {

@@ -257,6 +257,10 @@ class Engine {
   void set_rank_trace(std::vector<model::LayerTrace>* trace) { rank_trace_ = trace; }
   // This rank's list-agreement traffic so far.
   const model::AgreementCounters& agreement_counters() const { return par_.counters; }
+  // Under TP: whether the row-parallel all-reduces run on memory the TP group registered
+  // (NCCL symmetric window), and whether their partial sums are f32 (16-bit activations).
+  bool registered_partials() const { return pbuf_.registered != nullptr; }
+  bool f32_partials() const { return pbuf_.partial.data != nullptr; }
   // Rank 0: called on the host around this rank's activation all-reduces and list agreements
   // of every step (before: after = false), for timing with events; none on one rank. Empty: none.
   void set_comm_marker(std::function<void(model::CommSpan span, bool after)> marker) {
@@ -320,6 +324,12 @@ class Engine {
   void run_step(TensorView logits);
   // Queues the step's plan upload, forward and sampling on the stream.
   void enqueue_step();
+  // A decode step of bucket `bucket` whose optional launches are `need` ([num_layers] layer ops)
+  // and whose other host-decided launches are `sig` (empty on one rank; model::launch_signature
+  // and the sampling path under TP/PP): replays the graph holding exactly those launches, or runs
+  // `enqueue` eagerly (the real step) and then captures it.
+  void replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<int64_t> sig,
+                         const std::function<void()>& enqueue);
   void record_traces(int64_t layer);
   void count_decode_stats(Sequence* s);
   // Appends random K/V for the plan's prefill positions (add_random_sequence), in held layers.
@@ -333,8 +343,12 @@ class Engine {
   void run_step_distributed(TensorView logits);
   // Every rank: the plan's forward (in `parts` micro-batches of its decode tokens, as rank 0
   // decided), then on the last stage sampling, and the ids (and `logit_rows` logit rows) sent to
-  // rank 0.
+  // rank 0. A decode-only step of one part replays a graph when its launches allow
+  // (model::launch_signature); every rank decides alike from the same plan.
   void execute_step(int32_t logit_rows, int64_t parts);
+  // execute_step's launches up to the ids' trip to rank 0: the plan upload, the forward of each
+  // part, and sampling on the last stage. `host`: the plan's arrays on the host.
+  void enqueue_parts(int32_t logit_rows, int64_t parts, const model::ForwardBatch& host);
   // Last stage: samples logit rows [begin, begin + count) from this part's shard logits.
   void sample_part(int64_t begin, int64_t count, bool want_logits);
   // Every rank: the position-persistence counters summed over the ranks ([num_rows, 2]).
@@ -364,6 +378,10 @@ class Engine {
   struct BucketGraph {
     Graph graph;
     std::vector<uint8_t> ops;  // [num_layers] the optional launches the graph holds
+    std::vector<int64_t> sig;  // under TP/PP: the other host-decided launches
+    // What the captured step's agreement collectives counted on the host (ForwardParallel::
+    // counters), added again at each replay.
+    model::AgreementCounters counted;
     uint64_t last_used = 0;
   };
   // By bucket: one graph per set of layer ops a step needed (a uniform workload has one; each

@@ -161,15 +161,54 @@ void Engine::run_step_distributed(TensorView logits) {
 
 void Engine::execute_step(int32_t logit_rows, int64_t parts) {
   const StepHeader h = step_->header();
+  const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
+  const int64_t d = h.num_decode, n = h.num_logits;
+  TIDAL_CHECK(parts == 1 || (h.num_tokens == d && parts <= d && logit_rows == 0),
+              "execute_step: micro-batches split decode-only steps");
+  // A graph where every rank can replay it: the same plan on every rank, so the same choice.
+  // Rank 0's traces, markers (benchmarks' breakdown step) and rank traces run eagerly on their
+  // rank alone, which is fine: graph or not, a rank issues the same collectives in order.
+  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
+                                  [](const Sequence* s) { return s->trace != nullptr; });
+  std::vector<int64_t> sig;
+  const bool graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
+                     parts == 1 && d > 0 && h.num_tokens == d &&
+                     std::binary_search(buckets_.begin(), buckets_.end(), d) && !traced &&
+                     !attention_marker_ && rank_trace_ == nullptr && !par_.marker &&
+                     model::launch_signature(par_, host, &sig);
+  if (graph) {
+    // The sampling path is decided on the host too (sample_part).
+    const float* t = step_->samples(plan_host_, Device{}).temperature.data_as<float>();
+    sig.push_back(std::all_of(t, t + n, [](float x) { return x == 0.0f; }));
+    sig.push_back(logit_rows);
+    replay_or_capture(d, step_->layer_ops(), std::move(sig),
+                      [&] { enqueue_parts(logit_rows, parts, host); });
+  } else {
+    enqueue_parts(logit_rows, parts, host);
+  }
+  const int pp = shard_.parallel.pp_size;
+  // The ids (and the logits rank 0 asked for) travel from the last stage's first TP rank.
+  if (pp > 1 && n > 0 && shard_.coords.tp_rank == 0) {
+    if (shard_.last_stage()) {
+      dist_->pp->send(pbuf_.sampled.slice(0, n), 0, stream_);
+      if (logit_rows > 0) dist_->pp->send(pbuf_.logits.slice(0, logit_rows), 0, stream_);
+    } else if (shard_.first_stage()) {
+      dist_->pp->recv(pbuf_.sampled.slice(0, n), pp - 1, stream_);
+      if (logit_rows > 0) dist_->pp->recv(pbuf_.logits.slice(0, logit_rows), pp - 1, stream_);
+    }
+  }
+  // The next broadcast overwrites the plan the device may still be copying.
+  stream_synchronize(stream_);
+}
+
+void Engine::enqueue_parts(int32_t logit_rows, int64_t parts, const model::ForwardBatch& host) {
+  const StepHeader h = step_->header();
   if (config_.device.kind == DeviceKind::kCuda) {
     copy_bytes(plan_device_, config_.device, plan_host_, Device{}, step_->bytes(), stream_);
   }
   model::ForwardBatch b = step_->batch(plan_device_, config_.device, block_tables_);
-  const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
   b.host = &host;
   const int64_t d = h.num_decode, n = h.num_logits;
-  TIDAL_CHECK(parts == 1 || (h.num_tokens == d && parts <= d && logit_rows == 0),
-              "execute_step: micro-batches split decode-only steps");
   for (int64_t p = 0; p < parts; ++p) {
     // Part p: decode tokens [begin, end) (all of the step when there is one part).
     const int64_t begin = d * p / parts, end = parts == 1 ? h.num_tokens : d * (p + 1) / parts;
@@ -192,19 +231,6 @@ void Engine::execute_step(int32_t logit_rows, int64_t parts) {
       sample_part(parts == 1 ? 0 : begin, parts == 1 ? n : end - begin, logit_rows > 0);
     }
   }
-  const int pp = shard_.parallel.pp_size;
-  // The ids (and the logits rank 0 asked for) travel from the last stage's first TP rank.
-  if (pp > 1 && n > 0 && shard_.coords.tp_rank == 0) {
-    if (shard_.last_stage()) {
-      dist_->pp->send(pbuf_.sampled.slice(0, n), 0, stream_);
-      if (logit_rows > 0) dist_->pp->send(pbuf_.logits.slice(0, logit_rows), 0, stream_);
-    } else if (shard_.first_stage()) {
-      dist_->pp->recv(pbuf_.sampled.slice(0, n), pp - 1, stream_);
-      if (logit_rows > 0) dist_->pp->recv(pbuf_.logits.slice(0, logit_rows), pp - 1, stream_);
-    }
-  }
-  // The next broadcast overwrites the plan the device may still be copying.
-  stream_synchronize(stream_);
 }
 
 void Engine::sample_part(int64_t begin, int64_t count, bool want_logits) {

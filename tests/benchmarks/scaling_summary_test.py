@@ -26,7 +26,7 @@ def row(context, ms, ar=None, agree=None, policy="tidal", granularity="shared", 
 def write(out, name, parallel, kv, rows):
     header = {"bench": "tidal bench", "kv_dtype": kv}
     if parallel:
-        header["parallel"] = parallel + " (mpirun; eager launches)"
+        header["parallel"] = parallel + " (mpirun)"
     with open(os.path.join(out, name), "w") as f:
         json.dump({"header": header, "rows": rows}, f)
 

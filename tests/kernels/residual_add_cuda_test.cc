@@ -77,6 +77,31 @@ TEST_P(ResidualAddCuda, MisalignedBuffers) {
   EXPECT_TRUE(testing::all_close(got, testing::to_vector(want.view()), tol.atol, tol.rtol));
 }
 
+// An f32 addend (the f32 all-reduce of a row-parallel projection's partial sums) is rounded to
+// out's dtype first: bit for bit what its rounded copy gives, on the vector and scalar paths.
+TEST_P(ResidualAddCuda, F32AddendEqualsItsRoundedCopy) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  if (dtype == DType::kF32) GTEST_SKIP() << "an f32 addend under f32 is the plain case";
+  const int64_t n = c.tokens * c.hidden;
+  const HostTensor a = testing::convert(testing::random_tensor({n + 1}, 5, 4.0f).view(), dtype);
+  const HostTensor b = testing::random_tensor({n + 1}, 6);  // f32
+  const HostTensor rounded = testing::convert(b.view(), dtype);
+  const DeviceTensor d_a = DeviceTensor::from_host(a.view());
+  const DeviceTensor d_b = DeviceTensor::from_host(b.view());
+  const DeviceTensor d_rounded = DeviceTensor::from_host(rounded.view());
+  for (int64_t offset : {0, 1}) {  // aligned, then misaligned (the scalar path)
+    DeviceTensor got = DeviceTensor::filled({c.tokens, c.hidden}, dtype, 0xFF);
+    DeviceTensor want = DeviceTensor::filled({c.tokens, c.hidden}, dtype, 0xFF);
+    const TensorView av = testing::offset_view(d_a.view(), offset, {c.tokens, c.hidden});
+    residual_add(got.view(), av, testing::offset_view(d_b.view(), offset, {c.tokens, c.hidden}),
+                 Stream{});
+    residual_add(want.view(), av,
+                 testing::offset_view(d_rounded.view(), offset, {c.tokens, c.hidden}), Stream{});
+    EXPECT_EQ(got.to_floats(), want.to_floats()) << "offset " << offset;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, ResidualAddCuda,
                          ::testing::Combine(::testing::ValuesIn(kCases),
                                             ::testing::Values(DType::kF32, DType::kF16,

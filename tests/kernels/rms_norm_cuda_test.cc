@@ -97,6 +97,32 @@ TEST_P(NormCuda, FusedAddRmsNormMatchesRef) {
       << "out";
 }
 
+// Under TP the delta is the f32 all-reduce of the partial sums: the kernel rounds it to the
+// residual's dtype first, bit for bit what the rounded delta gives (the one-rank forward's).
+TEST_P(NormCuda, FusedAddRmsNormF32DeltaEqualsItsRoundedCopy) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const auto& [c, dtype] = GetParam();
+  if (dtype == DType::kF32) GTEST_SKIP() << "an f32 delta under an f32 residual is the plain case";
+  const HostTensor residual =
+      testing::convert(testing::random_tensor({c.tokens, c.hidden}, 8, 4.0f).view(), dtype);
+  const HostTensor delta = testing::random_tensor({c.tokens, c.hidden}, 9);  // f32
+  const HostTensor rounded = testing::convert(delta.view(), dtype);
+  const HostTensor weight = testing::convert(testing::random_tensor({c.hidden}, 10).view(), dtype);
+  const DeviceTensor d_weight = DeviceTensor::from_host(weight.view());
+  DeviceTensor res_f32 = DeviceTensor::from_host(residual.view());
+  DeviceTensor res_rounded = DeviceTensor::from_host(residual.view());
+  const DeviceTensor d_delta = DeviceTensor::from_host(delta.view());
+  const DeviceTensor d_rounded = DeviceTensor::from_host(rounded.view());
+  DeviceTensor out_f32 = DeviceTensor::filled({c.tokens, c.hidden}, dtype, 0xFF);
+  DeviceTensor out_rounded = DeviceTensor::filled({c.tokens, c.hidden}, dtype, 0xFF);
+  fused_add_rms_norm(out_f32.view(), res_f32.view(), d_delta.view(), d_weight.view(), 1e-5f,
+                     Stream{});
+  fused_add_rms_norm(out_rounded.view(), res_rounded.view(), d_rounded.view(), d_weight.view(),
+                     1e-5f, Stream{});
+  EXPECT_EQ(res_f32.to_floats(), res_rounded.to_floats()) << "residual";
+  EXPECT_EQ(out_f32.to_floats(), out_rounded.to_floats()) << "out";
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, NormCuda,
                          ::testing::Combine(::testing::ValuesIn(kCases),
                                             ::testing::Values(DType::kF32, DType::kF16,

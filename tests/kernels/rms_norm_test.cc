@@ -83,6 +83,27 @@ TEST(FusedAddRmsNormRef, ResidualIsStoredInItsDtype) {
   EXPECT_EQ(y.at(1), 1.0f);
 }
 
+// A row-parallel projection's partial sums reduced in f32 (model/parallel_forward.h): the f32
+// delta gives exactly what its copy rounded to the residual's dtype gives.
+TEST(FusedAddRmsNormRef, AnF32DeltaEqualsItsRoundedCopy) {
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    const HostTensor r0 = testing::convert(testing::random_tensor({3, 37}, 21, 4.0f).view(), dtype);
+    HostTensor res_f32 = testing::convert(r0.view(), dtype);
+    HostTensor res_rounded = testing::convert(r0.view(), dtype);
+    const HostTensor delta = testing::random_tensor({3, 37}, 22);  // f32, not representable
+    const HostTensor rounded = testing::convert(delta.view(), dtype);
+    const HostTensor w = testing::convert(testing::random_tensor({37}, 23).view(), dtype);
+    HostTensor out_f32({3, 37}, dtype), out_rounded({3, 37}, dtype);
+    fused_add_rms_norm(out_f32.view(), res_f32.view(), delta.view(), w.view(), 1e-5f, Stream{});
+    fused_add_rms_norm(out_rounded.view(), res_rounded.view(), rounded.view(), w.view(), 1e-5f,
+                       Stream{});
+    EXPECT_EQ(testing::to_vector(res_f32.view()), testing::to_vector(res_rounded.view()))
+        << dtype_name(dtype);
+    EXPECT_EQ(testing::to_vector(out_f32.view()), testing::to_vector(out_rounded.view()))
+        << dtype_name(dtype);
+  }
+}
+
 TEST(RmsNormRef, RowStrideAndRoundingBeforeTheWeight) {
   // Row 1 of a [2, 3] buffer viewed as [2, 2]: {2, 2} has rms 2, so the normed value is 1; the
   // row stride skips the 99s.
