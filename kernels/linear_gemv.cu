@@ -62,6 +62,18 @@ struct GemvConfig {
   static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
 };
 
+// The fused QKV GEMV's layout: at one token 2 rows x 4 vectors a warp (the same 8 loads a lane in
+// flight as 1 x 8, and the same order of sums: every lane adds its vectors in the same sequence),
+// so llama3-8b's 6144 rows are 768 blocks, one wave at 6 blocks an SM: its blocks leave the SMs
+// together, and the attention split blocks after it (2 an SM, each needing half an SM's
+// registers) start their pre-wait prologue everywhere at once instead of behind a second wave.
+template <int kTokens>
+struct QkvConfig : GemvConfig<kTokens> {
+  static constexpr int kRows = kTokens == 1 ? 2 : GemvConfig<kTokens>::kRows;
+  static constexpr int kUnroll = kTokens == 1 ? 4 : GemvConfig<kTokens>::kUnroll;
+  static_assert(kRows * kTokens <= 32, "one lane stores each (row, token) sum");
+};
+
 // A weight vector: streamed past L1 when 16 bytes, a plain read-only load otherwise.
 template <typename T, int kVec>
 __device__ __forceinline__ Vec<T, kVec> load_weight(const T* p) {
@@ -141,12 +153,12 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
 // acc[r][m] = dot(weight row w[r], activation row x[m]) over in_features, this lane's share
 // (before the butterfly). The PDL wait is in here: after the first full step's weight loads,
 // depending on them (the activations are read after it).
-template <typename T, int kTokens, int kVec>
-__device__ __forceinline__ void stream_rows(float (&acc)[GemvConfig<kTokens>::kRows][kTokens],
-                                            const T* const (&w)[GemvConfig<kTokens>::kRows],
+template <typename T, int kTokens, int kVec, typename Config = GemvConfig<kTokens>>
+__device__ __forceinline__ void stream_rows(float (&acc)[Config::kRows][kTokens],
+                                            const T* const (&w)[Config::kRows],
                                             const T* const (&x)[kTokens], int64_t in_features) {
-  constexpr int kRows = GemvConfig<kTokens>::kRows;
-  constexpr int kUnroll = GemvConfig<kTokens>::kUnroll;
+  constexpr int kRows = Config::kRows;
+  constexpr int kUnroll = Config::kUnroll;
   const int lane = threadIdx.x & 31;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -429,7 +441,7 @@ template <typename T, int kTokens, int kVec>
 __global__ void __launch_bounds__(kThreads)
     linear_qkv_append_kernel(const QkvAppend<T> e, const T* in, const T* __restrict__ weight,
                              int64_t num_tokens, int64_t in_stride, int64_t in_features) {
-  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  constexpr int kRows = QkvConfig<kTokens>::kRows;
   constexpr int kPairs = 2 * kRows;
   static_assert(kWarps == 4, "two warps for each half of the pairs");
   __shared__ float s_sum[kWarps][kRows][kTokens];
@@ -458,7 +470,7 @@ __global__ void __launch_bounds__(kThreads)
   const T* x[kTokens];
   token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
   float acc[kRows][kTokens];
-  stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
+  stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features);
 
   const bool appends = !pairs || head >= e.num_heads;  // k or v: the block needs the slots
   if (appends && threadIdx.x < kTokens && token0 + threadIdx.x < num_tokens) {
@@ -513,7 +525,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int kTokens>
 void launch_qkv_append_tile(const QkvAppend<T>& e, TensorView in, TensorView weight, bool vec,
                             cudaStream_t stream) {
-  constexpr int kRows = GemvConfig<kTokens>::kRows;
+  constexpr int kRows = QkvConfig<kTokens>::kRows;
   const int64_t num_tokens = in.size(0), in_features = in.size(1);
   const int64_t in_stride = num_tokens > 1 ? in.stride[0] : in_features;
   const int64_t pair_blocks =
