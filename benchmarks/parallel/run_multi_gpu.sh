@@ -6,7 +6,8 @@
 # Every layout of N ranks: N = 2: tp 2, pp 2; N = 4: tp 4, tp 2 x pp 2; N = 8: tp 8, tp 4 x pp 2,
 # tp 2 x pp 4 (one GPU per rank, NCCL; under mpirun as root: OMPI_ALLOW_RUN_AS_ROOT=1
 # OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1, NCCL_NVLS_ENABLE=0, set here).
-# 1. equality: greedy `tidal generate --print-ids` under every layout against one rank (one GPU),
+# 1. equality: on GPUs first parallel_ranks_cuda_test under mpirun -np N (OUT/ranks_test.txt);
+#    then greedy `tidal generate --print-ids` under every layout against one rank (one GPU),
 #    on the embedded model and on the llama3-8b preset (head_dim 128, weights seed 7: every layout
 #    holds its shard of the same draw), for full, tidal (per-query-head, per-kv-head, shared
 #    approx, shared exact) and quest. OUT/equality.txt; the script exits 1 on any mismatch.
@@ -54,6 +55,20 @@ error_of() { grep -h 'tidal: error' "$1" | tail -1 || true; }  # the run's error
 status=0
 
 if [[ -z $only || $only == equality ]]; then
+  # The GPU engine test over N ranks first (tests/parallel/parallel_ranks_cuda_test.cc: bf16
+  # tokens of every layout against one GPU, shared lists identical on every TP rank).
+  ranks_test="$build/tests/parallel/parallel_ranks_cuda_test"
+  if [[ $device == cuda && -x $ranks_test ]]; then
+    if "${mpi[@]}" "$ranks_test" --gtest_color=no > "$out/ranks_test.txt" 2>&1; then
+      ok=$(grep -c '^\[       OK \]' "$out/ranks_test.txt")
+      skipped=$(grep -c '^\[  SKIPPED \] [A-Z]' "$out/ranks_test.txt")
+      echo "parallel_ranks_cuda_test at $np ranks: passed ($ok OK, $skipped skipped)"
+    else
+      echo "parallel_ranks_cuda_test at $np ranks: FAILED (OUT/ranks_test.txt)"
+      grep -A3 'Failure\|failure in' "$out/ranks_test.txt" | head -30
+      status=1
+    fi
+  fi
   eq="$out/equality.txt"
   : > "$eq"
   if ((quick)); then
