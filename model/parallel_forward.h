@@ -67,7 +67,8 @@ struct ParallelBuffers {
   std::shared_ptr<void> registered;
   Arena arena;
 
-  // tp: the TP group (null or of one rank: no registered memory).
+  // tp: the TP group (null or of one rank: no registered memory). Collective over tp when the
+  // partial sums are registered (alloc_registered): its failures after that point are local.
   static Status create(const ParallelShape& shape, parallel::Communicator* tp,
                        ParallelBuffers* out);
   static size_t bytes_for(const ParallelShape& shape);

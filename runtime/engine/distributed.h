@@ -46,7 +46,8 @@ enum class Command : int32_t {
 struct CommandHeader {
   int32_t command = 0;
   int32_t logit_rows = 0;  // kStep: logit rows whose values rank 0 wants back
-  // kStep: micro-batches; kRandomKv: seed, length; kResetCounters: row.
+  // kStep: micro-batches, whether graphs may replay (rank 0's verdict); kRandomKv: seed, length;
+  // kResetCounters: row.
   int64_t args[3] = {};
 };
 constexpr size_t kCommandBytes = 64;

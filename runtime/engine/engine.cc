@@ -347,15 +347,18 @@ Status Engine::create_local(const model::ModelConfig& model, model::LlamaWeights
 }
 
 Status Engine::allocate() {
+  // First, while every rank is still here: the parallel buffers' registration is collective over
+  // the TP group, and a rank that failed an allocation before it would leave for agree_status's
+  // collective while its peers wait in the registration.
+  if (dist_ != nullptr) {
+    TIDAL_RETURN_IF_ERROR(
+        model::ParallelBuffers::create(parallel_shape(model_, shard_, config_), dist_->tp, &pbuf_));
+  }
   TIDAL_RETURN_IF_ERROR(KvCache::create(
       local_, kv_cache_config(config_, shard_, plan_.kv_capacity_tokens / config_.page_size),
       &kv_));
   TIDAL_RETURN_IF_ERROR(
       model::LlamaWorkspace::create(local_, workspace_shape(model_, config_), &ws_));
-  if (dist_ != nullptr) {
-    TIDAL_RETURN_IF_ERROR(
-        model::ParallelBuffers::create(parallel_shape(model_, shard_, config_), dist_->tp, &pbuf_));
-  }
   max_pages_ = max_pages(model_, config_);
   row_used_.assign(size_t(config_.max_batch), false);
   return init_device_state();

@@ -343,9 +343,10 @@ class Engine {
   void run_step_distributed(TensorView logits);
   // Every rank: the plan's forward (in `parts` micro-batches of its decode tokens, as rank 0
   // decided), then on the last stage sampling, and the ids (and `logit_rows` logit rows) sent to
-  // rank 0. A decode-only step of one part replays a graph when its launches allow
+  // rank 0. A decode-only step of one part replays a graph when rank 0 allows it
+  // (`graphs_allowed`: no traces or markers there) and its launches do
   // (model::launch_signature); every rank decides alike from the same plan.
-  void execute_step(int32_t logit_rows, int64_t parts);
+  void execute_step(int32_t logit_rows, int64_t parts, bool graphs_allowed);
   // execute_step's launches up to the ids' trip to rank 0: the plan upload, the forward of each
   // part, and sampling on the last stage. `host`: the plan's arrays on the host.
   void enqueue_parts(int32_t logit_rows, int64_t parts, const model::ForwardBatch& host);

@@ -116,7 +116,7 @@ Status Engine::serve() {
     CommandHeader h;
     std::memcpy(&h, command_host_, sizeof(h));
     switch (Command(h.command)) {
-      case Command::kStep: execute_step(h.logit_rows, h.args[0]); break;
+      case Command::kStep: execute_step(h.logit_rows, h.args[0], h.args[1] != 0); break;
       case Command::kRandomKv: fill_random_kv(uint64_t(h.args[0]), h.args[1]); break;
       case Command::kStats: sum_overlap(); break;
       case Command::kResetCounters: {
@@ -147,8 +147,12 @@ void Engine::run_step_distributed(TensorView logits) {
       rows == 0 && !traced && !attention_marker_) {
     parts = std::min<int64_t>(shard_.parallel.pp_size, h.num_decode);
   }
-  broadcast_command(Command::kStep, int32_t(rows), parts);
-  execute_step(int32_t(rows), parts);
+  // Whether the ranks may replay graphs this step: rank 0's traces and markers (the benchmarks'
+  // breakdown step) need eager launches, and every rank must take the same path (capturing a
+  // collective registers its buffers, which NCCL asks of every rank alike or none).
+  const bool graphs = !traced && !attention_marker_ && !par_.marker;
+  broadcast_command(Command::kStep, int32_t(rows), parts, graphs ? 1 : 0);
+  execute_step(int32_t(rows), parts, graphs);
   if (n > 0) {
     copy_bytes(sampled_host_, Device{}, pbuf_.sampled.data, config_.device, size_t(n) * 4, stream_);
   }
@@ -159,28 +163,25 @@ void Engine::run_step_distributed(TensorView logits) {
   stream_synchronize(stream_);
 }
 
-void Engine::execute_step(int32_t logit_rows, int64_t parts) {
+void Engine::execute_step(int32_t logit_rows, int64_t parts, bool graphs_allowed) {
   const StepHeader h = step_->header();
   const model::ForwardBatch host = step_->batch(plan_host_, Device{}, TensorView());
   const int64_t d = h.num_decode, n = h.num_logits;
   TIDAL_CHECK(parts == 1 || (h.num_tokens == d && parts <= d && logit_rows == 0),
               "execute_step: micro-batches split decode-only steps");
-  // A graph where every rank can replay it: the same plan on every rank, so the same choice.
-  // Rank 0's traces, markers (benchmarks' breakdown step) and rank traces run eagerly on their
-  // rank alone, which is fine: graph or not, a rank issues the same collectives in order.
-  const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
-                                  [](const Sequence* s) { return s->trace != nullptr; });
+  // A graph only where every rank takes one: the same plan on every rank, rank 0's verdict on
+  // its traces and markers (graphs_allowed), and rank traces, which tests set on every rank alike.
   std::vector<int64_t> sig;
-  const bool graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
-                     parts == 1 && d > 0 && h.num_tokens == d &&
-                     std::binary_search(buckets_.begin(), buckets_.end(), d) && !traced &&
-                     !attention_marker_ && rank_trace_ == nullptr && !par_.marker &&
-                     model::launch_signature(par_, host, &sig);
+  const bool graph = graphs_allowed && config_.device.kind == DeviceKind::kCuda &&
+                     config_.cuda_graphs && parts == 1 && d > 0 && h.num_tokens == d &&
+                     std::binary_search(buckets_.begin(), buckets_.end(), d) &&
+                     rank_trace_ == nullptr && model::launch_signature(par_, host, &sig);
   if (graph) {
-    // The sampling path is decided on the host too (sample_part).
+    // The sampling path is decided on the host too (sample_part), over n rows.
     const float* t = step_->samples(plan_host_, Device{}).temperature.data_as<float>();
     sig.push_back(std::all_of(t, t + n, [](float x) { return x == 0.0f; }));
     sig.push_back(logit_rows);
+    sig.push_back(n);
     replay_or_capture(d, step_->layer_ops(), std::move(sig),
                       [&] { enqueue_parts(logit_rows, parts, host); });
   } else {
