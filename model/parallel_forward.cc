@@ -111,12 +111,13 @@ Status ParallelBuffers::create(const ParallelShape& shape, parallel::Communicato
   if (partial && tp != nullptr && tp->size() > 1 && shape.device.kind == DeviceKind::kCuda) {
     registered = tp->alloc_registered(size_t(shape.max_tokens * shape.hidden) * 4);
   }
+  const bool own_partial = partial && registered == nullptr;  // carved from the arena
   BumpAllocator plan = BumpAllocator::planner(shape.device);
-  carve(shape, plan, out, partial && registered == nullptr);
+  carve(shape, plan, out, own_partial);
   Arena arena;
   TIDAL_RETURN_IF_ERROR(Arena::create(plan.used(), "parallel buffers", shape.device, &arena));
   BumpAllocator alloc = arena.allocator();
-  carve(shape, alloc, out, partial && registered == nullptr);
+  carve(shape, alloc, out, own_partial);
   if (registered != nullptr) {
     out->partial =
         make_view(registered.get(), DType::kF32, {shape.max_tokens, shape.hidden}, shape.device);

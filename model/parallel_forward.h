@@ -82,6 +82,18 @@ struct AgreementCounters {
   int64_t approx_bytes = 0;
   int64_t exact_layers = 0;  // selection layers agreed by all-reducing score rows
   int64_t exact_bytes = 0;   // score-row bytes all-reduced (n per token)
+
+  AgreementCounters& operator+=(const AgreementCounters& o) {
+    approx_layers += o.approx_layers;
+    approx_bytes += o.approx_bytes;
+    exact_layers += o.exact_layers;
+    exact_bytes += o.exact_bytes;
+    return *this;
+  }
+  AgreementCounters operator-(const AgreementCounters& o) const {
+    return {approx_layers - o.approx_layers, approx_bytes - o.approx_bytes,
+            exact_layers - o.exact_layers, exact_bytes - o.exact_bytes};
+  }
 };
 
 // What a marked span of the forward does (ForwardParallel::marker): the all-reduces of the

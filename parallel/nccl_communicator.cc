@@ -150,11 +150,7 @@ void NcclCommunicator::do_recv(TensorView out, int peer, Stream stream) {
                             handle(comm_), raw(stream)));
 }
 
-void NcclCommunicator::do_barrier() {
-  const cudaStream_t s = static_cast<cudaStream_t>(own_stream_);
-  TIDAL_NCCL_CHECK(ncclAllReduce(scratch_, scratch_, 1, ncclInt32, ncclSum, handle(comm_), s));
-  TIDAL_CUDA_RT_CHECK(cudaStreamSynchronize(s));
-}
+void NcclCommunicator::do_barrier() { any_rank(false); }
 
 bool NcclCommunicator::any_rank(bool mine) {
   const cudaStream_t s = static_cast<cudaStream_t>(own_stream_);

@@ -37,7 +37,7 @@ class NcclCommunicator final : public Communicator {
   void do_broadcast(TensorView buf, int root, Stream stream) override;
   void do_send(TensorView in, int peer, Stream stream) override;
   void do_recv(TensorView out, int peer, Stream stream) override;
-  // An all-reduce of one int on a private stream, then a synchronize of that stream.
+  // any_rank(false): an all-reduce of one int on a private stream, then a synchronize of it.
   void do_barrier() override;
   // ncclCommSplit: the new group shares this one's device.
   std::unique_ptr<Communicator> do_split(int color, int key) override;

@@ -860,11 +860,7 @@ void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<
   if (hit != bucket_graphs.end()) {
     hit->last_used = ++graph_clock_;
     hit->graph.launch(stream_);
-    model::AgreementCounters& c = par_.counters;
-    c.approx_layers += hit->counted.approx_layers;
-    c.approx_bytes += hit->counted.approx_bytes;
-    c.exact_layers += hit->counted.exact_layers;
-    c.exact_bytes += hit->counted.exact_bytes;
+    par_.counters += hit->counted;
     return;
   }
   // The first step of a set runs eagerly (lazy library handles and algorithm choices are made
@@ -881,10 +877,7 @@ void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<
   g.ops.assign(need, need + num_layers);
   g.sig = std::move(sig);
   g.last_used = ++graph_clock_;
-  g.counted.approx_layers = par_.counters.approx_layers - before.approx_layers;
-  g.counted.approx_bytes = par_.counters.approx_bytes - before.approx_bytes;
-  g.counted.exact_layers = par_.counters.exact_layers - before.exact_layers;
-  g.counted.exact_bytes = par_.counters.exact_bytes - before.exact_bytes;
+  g.counted = par_.counters - before;
   const model::AgreementCounters counted = par_.counters;
   Graph::begin_capture(stream_);
   enqueue();
