@@ -19,6 +19,8 @@
 // after its L2 flush, the merge), see benchmarks/results/PERF_NOTES.md.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/decode_attention.cuh"
@@ -124,6 +126,121 @@ int64_t num_splits(const DecodeAttentionParams& p) {
   return std::clamp<int64_t>(wave / blocks_per_split, 1, 256);
 }
 
+// Whether clusters of `size` blocks of the tensor-core kernel run on this device (sizes over 8
+// are non-portable: opted into first). Per device, for the two size classes.
+template <typename T, int D, typename KT>
+bool mma_clusters_fit(int size) {
+  static int cached[2][64] = {};  // 1: they fit, -1: they do not
+  const int wide = size > 8 ? 1 : 0;
+  return per_device_cached(cached[wide], [wide] {
+           set_mma_attributes<T, D, KT>();
+           const auto kernel = attention::decode_attention_mma_split_kernel<T, D, KT>;
+           const unsigned c = wide ? 16u : 8u;
+           if (wide && cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed,
+                                            1) != cudaSuccess) {
+             (void)cudaGetLastError();  // not an error of ours: no such clusters here
+             return -1;
+           }
+           cudaLaunchConfig_t cfg = {};
+           cfg.gridDim = dim3(c);
+           cfg.blockDim = dim3(MmaConfig<T, D, KT>::kThreads);
+           cfg.dynamicSmemBytes = MmaConfig<T, D, KT>::kSmemBytes;
+           cudaLaunchAttribute attr[1] = {};
+           attr[0].id = cudaLaunchAttributeClusterDimension;
+           attr[0].val.clusterDim.x = c;
+           attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+           cfg.attrs = attr;
+           cfg.numAttrs = 1;
+           int clusters = 0;
+           if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+             (void)cudaGetLastError();
+             return -1;
+           }
+           return clusters >= 1 ? 1 : -1;
+         }) > 0;
+}
+
+// Read once per process: an integer from the environment, or `fallback` when unset.
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
+}
+
+// The launch shape of a lists-only launch (DecodeAttentionParams::lists_only) on the tensor-core
+// kernel: clusters of `size` blocks (the row's splits), `heads_per_block` query heads a block.
+// size 0: the wave-filling splits and the merge launch (or own merge), as any other launch.
+// Measured on an H200 (llama3-8b, per-KV-head lists of K = 2048, benchmarks/results/PERF_NOTES.md):
+//   - FP8 caches: clusters of 8 with the exit trigger (split_trigger) against the own merge with
+//     it: 2^20 7.26 -> 7.17 ms a step, 100K 4.75 -> 4.68 (7.41 / 4.90 with the own merge as it
+//     was, triggering at its start). A call in a graph of 32: 11.8 -> 10.0 us at 2^20.
+//   - 16-bit caches: 12.3 -> 9.2 us a call in the graph, but +0.06 ms a step (10K and 100K) against
+//     the merge launch: the o projection then starts after the split grid's exit, where the
+//     ordinary merge launch lets it be scheduled while the merge runs. So no clusters by default.
+//   - lists per query head (head_lists): a cluster of a few splits leaves each head's warp most
+//     of its list to stream alone (K = 2048 at 8 splits: 24.0 us a call against 20.2 with the
+//     wave's 33 splits; a block a head +0.45 ms a step), so those launches keep the wave.
+// size: num_splits when set (2..16), else TIDAL_ATTN_CLUSTER (0 none, 2..16) when set, else 8 for
+// FP8 caches and none for 16-bit ones; kept where the device runs such clusters.
+// TIDAL_ATTN_HEAD_LISTS=block (a block a head) or =run (the run's heads, a warp each) puts
+// head-list launches in clusters too, for measurements.
+struct ClusterShape {
+  int size = 0;
+  int heads_per_block = 0;
+};
+
+ClusterShape cluster_shape(const DecodeAttentionParams& p, const SplitPath& path, int run_heads) {
+  ClusterShape c;
+  if (!p.lists_only || !path.mma || p.num_splits == 1 || p.num_splits > 16) return c;
+  static const int env_size = env_int("TIDAL_ATTN_CLUSTER", -1);
+  static const int head_mode = [] {  // 0 wave, 1 block, 2 run
+    const char* v = std::getenv("TIDAL_ATTN_HEAD_LISTS");
+    if (v == nullptr) return 0;
+    return std::strcmp(v, "block") == 0 ? 1 : std::strcmp(v, "run") == 0 ? 2 : 0;
+  }();
+  const bool fp8 = is_fp8_kv(p.k_cache), bf16 = p.q.dtype == DType::kBF16;
+  const int size = p.num_splits > 0 ? int(p.num_splits) : env_size >= 0 ? env_size : fp8 ? 8 : 0;
+  if (size < 2 || size > 16 || (p.head_lists && head_mode == 0)) return c;
+  const auto fits = [&](auto tag) {
+    using T = decltype(tag);
+    if (fp8) {
+      return p.q.size(2) == 64 ? mma_clusters_fit<T, 64, uint8_t>(size)
+                               : mma_clusters_fit<T, 128, uint8_t>(size);
+    }
+    return p.q.size(2) == 64 ? mma_clusters_fit<T, 64, T>(size)
+                             : mma_clusters_fit<T, 128, T>(size);
+  };
+  if (!(bf16 ? fits(__nv_bfloat16{}) : fits(__half{}))) return c;
+  c.size = size;
+  c.heads_per_block = p.head_lists && head_mode == 1 ? 1 : run_heads;
+  return c;
+}
+
+// Where the split kernel triggers its dependents (attention::kTriggerAtStart ...). With a merge
+// launch after it: at its start (the ordinary merge launch holds the o projection back until the
+// split grid completes, and lets it be scheduled while the merge runs). Without one (own merge,
+// cluster merge, a single split) the o projection's programmatic launch follows the split kernel
+// directly; measured on an H200 (ms a step, trigger at start / after the K/V loop / at exit):
+//   - FP8 caches (tensor-core kernel): at the exit. llama3-8b per-KV lists at 2^20, clusters of 8:
+//     7.55 / 7.55 / 7.27 (call 28); with the own merge, start -> exit: 2^20 7.41 -> 7.26, `full`
+//     at 100K 6.24 -> 6.10, per-KV at 100K 4.90 -> 4.75 (call 29).
+//   - MHA (SIMT kernel, own merge): at the start. llama2-7b start -> exit: +0.09 to +0.11 ms at
+//     10K and 100K, `full` and `tidal` (call 29).
+//   - 16-bit GQA clusters (only when asked for): at the exit (4.57 / 4.52 / 4.34 at 10K).
+// TIDAL_ATTN_TRIGGER (start, loop, exit) sets it for every launch without a merge launch.
+int split_trigger(bool merge_launch, bool mma, bool fp8, bool cluster) {
+  static const int forced = [] {
+    const char* v = std::getenv("TIDAL_ATTN_TRIGGER");
+    if (v == nullptr) return -1;
+    return std::strcmp(v, "start") == 0  ? int(attention::kTriggerAtStart)
+           : std::strcmp(v, "loop") == 0 ? int(attention::kTriggerAfterLoop)
+           : std::strcmp(v, "exit") == 0 ? int(attention::kTriggerAtExit)
+                                         : -1;
+  }();
+  if (merge_launch) return attention::kTriggerAtStart;
+  if (forced >= 0) return forced;
+  return (mma && fp8) || cluster ? attention::kTriggerAtExit : attention::kTriggerAtStart;
+}
+
 // Combines the splits of one (token, head) (attention::merge_splits). Grid (num_heads,
 // num_tokens), kMergeThreads threads, at most 48 registers. An ordinary launch (not a
 // programmatic one): it starts once the split grid has completed. Scheduled early, beside the
@@ -153,8 +270,9 @@ template <typename T, int D, typename KT>
 void launch_mma(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t stream) {
   using C = MmaConfig<T, D, KT>;
   set_mma_attributes<T, D, KT>();
-  launch_programmatic(attention::decode_attention_mma_split_kernel<T, D, KT>, grid,
-                      dim3(C::kThreads), C::kSmemBytes, stream, args);
+  launch_programmatic_clusters(attention::decode_attention_mma_split_kernel<T, D, KT>, grid,
+                               dim3(C::kThreads), C::kSmemBytes, stream,
+                               args.cluster_merge ? grid.x : 1u, args);
 }
 
 template <typename T, typename KT, int D, int GMAX>
@@ -190,10 +308,13 @@ void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, int gmax,
 template <typename T, typename KT>
 void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
   const int64_t tokens = p.q.size(0), heads = p.q.size(1), head_dim = p.q.size(2);
-  const int64_t splits = num_splits(p);
-  TIDAL_CHECK(splits <= kMaxSplits, "decode_attention: num_splits must be <= 1024");
   const SplitPath path = split_path(p);
-  const int hpb = heads_per_block(heads, p.k_cache.size(2));
+  // A lists-only launch in clusters: a cluster's blocks are the row's splits (no workspace).
+  const ClusterShape shape = cluster_shape(p, path, heads_per_block(heads, p.k_cache.size(2)));
+  const int cluster = shape.size;
+  const int64_t splits = cluster > 0 ? cluster : num_splits(p);
+  TIDAL_CHECK(splits <= kMaxSplits, "decode_attention: num_splits must be <= 1024");
+  const int hpb = cluster > 0 ? shape.heads_per_block : heads_per_block(heads, p.k_cache.size(2));
   const int page_size = int(p.k_cache.size(1));
   const bool pow2 = (page_size & (page_size - 1)) == 0;
 
@@ -232,9 +353,11 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.logits = p.logits.data != nullptr ? p.logits.data_as<float>() : nullptr;
   args.lse = p.lse.data != nullptr ? p.lse.data_as<float>() : nullptr;
   const size_t o_bytes = align_up(size_t(tokens * heads * splits * head_dim) * sizeof(float));
-  args.part_o = splits > 1 ? static_cast<float*>(workspace.data) : nullptr;
+  const bool partials = splits > 1 && cluster == 0;
+  args.part_o = partials ? static_cast<float*>(workspace.data) : nullptr;
   args.part_lse =
-      splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(workspace.data) + o_bytes) : nullptr;
+      partials ? reinterpret_cast<float*>(static_cast<char*>(workspace.data) + o_bytes) : nullptr;
+  args.cluster_merge = cluster > 0;
   args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
   args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
 
@@ -253,10 +376,12 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   const int gmax = hpb == 3 ? 4 : hpb;
   const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
   const bool own_merge =
-      splits > 1 && p.merge_counters.data != nullptr &&
+      partials && p.merge_counters.data != nullptr &&
       (path.mma ? std::is_same_v<KT, uint8_t>
                 : hpb == 1 && attention::merge_smem_floats(int(splits), kThreads) <= simt_floats);
   args.merge_counters = own_merge ? p.merge_counters.data_as<int32_t>() : nullptr;
+  args.trigger = split_trigger(partials && !own_merge, path.mma, std::is_same_v<KT, uint8_t>,
+                               cluster > 0);
 
   const cudaStream_t s = raw_stream(stream);
   const dim3 grid(unsigned(splits), unsigned(heads / hpb), unsigned(tokens));
@@ -280,7 +405,7 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
     }
     check_launch("decode_attention_split_kernel", stream);
   }
-  if (splits == 1 || own_merge) return;
+  if (!partials || own_merge) return;
   const size_t merge_smem =
       size_t(attention::merge_smem_floats(int(splits), kMergeThreads)) * sizeof(float);
   decode_attention_merge_kernel<T><<<dim3(unsigned(heads), unsigned(tokens)), dim3(kMergeThreads),
@@ -298,6 +423,10 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
   if (splits <= 1) return 0;
   const size_t rows = size_t(p.q.size(0) * p.q.size(1) * splits);
   return align_up(rows * size_t(p.q.size(2)) * sizeof(float)) + align_up(rows * sizeof(float));
+}
+
+int decode_attention_cluster_size(const DecodeAttentionParams& p) {
+  return cluster_shape(p, split_path(p), heads_per_block(p.q.size(1), p.k_cache.size(2))).size;
 }
 
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {

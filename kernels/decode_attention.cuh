@@ -268,6 +268,14 @@ __device__ void merge_splits_warp(int64_t row, int active, int num_splits, const
 // chain wrote (q, the appended K/V rows and FP8 scales, the partials) is read after the wait with
 // coherent loads; the plan's lists and block tables through L2 (__ldcg), since the grid may have
 // started before their writers' stores were visible.
+// Where a split kernel lets the next launch be scheduled (pdl_launch_dependents): at its start,
+// after its K/V loop (the tensor-core kernel; the SIMT one then triggers at its exit), or at its
+// exit. With a merge launch after it (an ordinary launch, which holds the o projection back until
+// the split grid completes) the split kernel triggers at its start; without one (own merge,
+// cluster merge, one split) the o projection's programmatic launch follows the split kernel
+// directly (decode_attention.cu says where it is let in).
+constexpr int kTriggerAtStart = 0, kTriggerAfterLoop = 1, kTriggerAtExit = 2;
+
 // KT: the caches' element, T or uint8_t (FP8 e4m3 codes, with k_scale and v_scale).
 template <typename T, typename KT = T>
 struct SplitArgs {
@@ -286,7 +294,11 @@ struct SplitArgs {
   // (last_split_block, merge_run; the SIMT kernel, runs of one head); null:
   // decode_attention_merge_kernel follows.
   int* merge_counters = nullptr;
-  int64_t max_len;  // logits' last dimension
+  // The tensor-core kernel launched in clusters of num_splits blocks along x: the splits of a run
+  // merge in distributed shared memory (cluster_merge); no partials, no merge launch.
+  bool cluster_merge = false;
+  int trigger = kTriggerAtStart;
+  int64_t max_len;                // logits' last dimension
   float scale;
 };
 
@@ -392,7 +404,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   // The look-ahead costs 8 registers: only MHA's kernel (GMAX 1) has them to spare.
   constexpr bool kAhead = GMAX == 1;
 
-  pdl_launch_dependents();
+  if (a.trigger == kTriggerAtStart) pdl_launch_dependents();
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
   // The early prologue (MHA: GMAX 1; DecodeAttentionParams::prior_lens): the plan, lookups and

@@ -42,7 +42,8 @@ struct DecodeAttentionParams {
   // over the row's positions (natural log), for per-KV-head / shared selection scores.
   TensorView lse;
   float scale = 0.0f;      // softmax scale; Default (0): 1 / sqrt(head_dim)
-  int64_t num_splits = 0;  // GPU split-K width; Default (0): chosen from the shapes and SM count
+  int64_t num_splits = 0;  // GPU split-K width (lists_only: the cluster's); Default (0): chosen
+                           // from the shapes and SM count
   // FP8 caches (u8 e4m3 codes, kernels/paged_kv_common.h): the rows' scales,
   // f32 [num_pages, num_kv_heads, page_size]. Default: empty, for caches of q's dtype.
   TensorView k_scale = {};
@@ -63,6 +64,16 @@ struct DecodeAttentionParams {
   // followed by an ordinary launch before any decode attention reads them. Quest tokens read
   // their lists after the wait. Results do not depend on it. Ignored on the CPU.
   TensorView prior_lens = {};
+  // Optional hints (GPU; results never depend on them, only the launch's shape). lists_only:
+  // no token reads a dense range in this launch (every one attends lists: a sparse layer). The
+  // tensor-core kernel may then run each run's row as one thread-block cluster of a few splits
+  // that merge in distributed shared memory: no partials and no merge launch, where a short
+  // list's call is mostly their fixed cost. By default on FP8 caches (clusters of 8; 16-bit ones
+  // measured slower in the step), or of num_splits (2..16) when set; TIDAL_ATTN_CLUSTER in the
+  // environment sets the size (0: none). head_lists: some token may have a list per query head
+  // under GQA; such launches keep the wave-filling splits. decode_attention.cu has the numbers.
+  bool lists_only = false;
+  bool head_lists = false;
 };
 
 // Bytes of scratch the GPU launch needs (split partials); 0 on the CPU. Depends only on the
@@ -80,6 +91,8 @@ void decode_attention(const DecodeAttentionParams& p);
 namespace cuda {
 size_t decode_attention_workspace_size(const DecodeAttentionParams& p);
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream);
+// The cluster size the launch of `p` takes (lists_only), 0 for none: for tests and benchmarks.
+int decode_attention_cluster_size(const DecodeAttentionParams& p);
 }  // namespace cuda
 
 }  // namespace tidal::kernels

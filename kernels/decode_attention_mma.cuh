@@ -47,6 +47,8 @@
 //     byte_perm.
 #pragma once
 
+#include <cooperative_groups.h>
+
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -91,6 +93,42 @@ __device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool v
                "r"(valid ? 4 : 0));
 }
 
+// The merge of a run whose splits are the blocks of one thread-block cluster (SplitArgs::
+// cluster_merge): each block leaves its partial in its own shared memory (`part`: [heads][D], o / l
+// of its keys, 0 without keys; `lse`: [heads], -inf without keys), and after a cluster barrier the
+// run's heads x D outputs are shared out over the cluster's threads, each reading its element and
+// the heads' lse from every block (distributed shared memory): weights exp(lse_c - max), o = sum
+// w_c o_c / sum w_c in split order, as merge_splits. No partials go through L2 and no merge launch
+// follows. A run with one split holding keys gets that split's values exactly (weight 1). Called
+// by every thread of every block of the cluster (it holds two cluster barriers); out and lse point
+// at the run's first head.
+template <typename T, int D, int kThreads>
+__device__ void cluster_merge(const float* part, const float* lse_part, int heads, T* out,
+                              float* lse) {
+  namespace cg = cooperative_groups;
+  const cg::cluster_group cluster = cg::this_cluster();
+  cluster.sync();  // every block's partial is in its shared memory
+  const int blocks = int(cluster.num_blocks());
+  for (int e = int(cluster.block_rank()) * kThreads + int(threadIdx.x); e < heads * D;
+       e += blocks * kThreads) {
+    const int hh = e / D, d = e % D;
+    float mx = -INFINITY;
+    for (int c = 0; c < blocks; ++c) mx = fmaxf(mx, *cluster.map_shared_rank(lse_part + hh, c));
+    if (mx != -INFINITY) {  // some split holds keys (else the row's outputs stay unwritten)
+      float total = 0.0f, acc = 0.0f;
+      for (int c = 0; c < blocks; ++c) {
+        const float l = *cluster.map_shared_rank(lse_part + hh, c);
+        const float w = l == mx ? 1.0f : l == -INFINITY ? 0.0f : __expf(l - mx);
+        total += w;
+        acc = fmaf(w, *cluster.map_shared_rank(part + e, c), acc);
+      }
+      out[hh * D + d] = from_float<T>(acc / total);
+      if (d == 0 && lse != nullptr) lse[hh] = mx + logf(total);
+    }
+  }
+  cluster.sync();  // no block leaves while another still reads its shared memory
+}
+
 // Grid (num_splits, num_heads / heads_per_block, num_tokens), MmaSplit<D, KB>::kThreads threads,
 // MmaSplit<D, KB>::kSmemBytes of dynamic shared memory (KB = sizeof(KT)).
 template <typename T, int D, typename KT = T>
@@ -105,7 +143,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   // FP8: per stage, the K (0) and V (1) scales of its keys (0 for a key not copied).
   __shared__ __align__(16) float s_scale[kFp8 ? C::kWarps : 1][kFp8 ? S : 1][2][KEYS];
   __shared__ int s_state[kMaxHeadsPerBlock];  // per pass: 0 no keys here, 1 partial, 2 final
-  pdl_launch_dependents();
+  if (a.trigger == kTriggerAtStart) pdl_launch_dependents();
 
   const Plan& p = a.plan;
   const int split = blockIdx.x, t = blockIdx.z;
@@ -519,6 +557,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   }
   cp_async_wait<0>();  // (only empty groups can be pending here)
   __syncwarp();
+  if (a.trigger == kTriggerAfterLoop) pdl_launch_dependents();
 
   // Combine: each warp leaves (m, l, O) of its heads; the warps of a pass are merged per head.
   float* const so = reinterpret_cast<float*>(ring);  // [kMaxHeadsPerBlock][D], over the ring
@@ -568,6 +607,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   __shared__ float s_wt[kMaxHeadsPerBlock][C::kWarps];  // [head][warp of its pass]
   __shared__ float s_inv[kMaxHeadsPerBlock];            // 1 / the head's sum
   __shared__ int s_head[kMaxHeadsPerBlock][3];  // state, first warp of its pass, row in the pass
+  __shared__ float s_clse[kMaxHeadsPerBlock];   // cluster merge: the split's lse per head
   if (threadIdx.x < p.heads_per_block) {
     const int hh = threadIdx.x;  // head h_first + hh
     const uint32_t upto = starts & ((2u << hh) - 1u);
@@ -589,8 +629,12 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     s_head[hh][2] = gg;
     const int64_t row = int64_t(t) * p.num_heads + h_first + hh;
     const float lse = mx * kLn2 + logf(sum);  // natural log, as the merge and the contract
-    if (state == 2 && a.lse != nullptr) a.lse[row] = lse;
-    if (state == 1) a.part_lse[row * p.num_splits + split] = lse;
+    if (a.cluster_merge) {
+      s_clse[hh] = state != 0 ? lse : -INFINITY;  // the cluster merge weighs it (0: no keys)
+    } else {
+      if (state == 2 && a.lse != nullptr) a.lse[row] = lse;
+      if (state == 1) a.part_lse[row * p.num_splits + split] = lse;
+    }
   }
   __syncthreads();
 
@@ -619,6 +663,19 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       acc = fmaf(sow[gg * D + d], s_wt[hh][k], acc);
     }
     val[i] = acc * s_inv[hh];
+  }
+  if (a.cluster_merge) {
+    // Every split of the run is a block of this cluster: the partials meet in shared memory.
+    __syncthreads();  // the warps' O (over the rings) is read: the ring's start takes the partial
+    float* const part = reinterpret_cast<float*>(smem_raw);  // [heads][D]
+#pragma unroll
+    for (int i = 0; i < kPer; ++i) {
+      const int idx = threadIdx.x + i * C::kThreads;
+      if (idx < heads * D) part[idx] = state[i] != 0 ? val[i] : 0.0f;
+    }
+    cluster_merge<T, D, C::kThreads>(part, s_clse, heads, a.out + row0 * D,
+                                     a.lse != nullptr ? a.lse + row0 : nullptr);
+    return;
   }
 #pragma unroll
   for (int i = 0; i < kPer; ++i) {

@@ -123,6 +123,8 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   p.num_lists = b.num_lists;
   p.merge_counters = ws.merge_counters;
   p.prior_lens = b.prior_lens;  // (kernels/decode_attention.h: the launch order it relies on)
+  p.lists_only = (ops & kLayerListsOnly) != 0;
+  p.head_lists = (ops & kLayerHeadLists) != 0;
   if (ops & kLayerSelects) {
     p.logits = rows_of(ws.scores, d);
     p.lse = rows_of(ws.lse, d);

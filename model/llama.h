@@ -28,9 +28,12 @@ struct LayerTrace {
   std::vector<std::vector<int32_t>> lists;
 };
 
-// Bits of ForwardBatch::layer_ops: which of a layer's optional launches some token needs.
+// Bits of ForwardBatch::layer_ops: which of a layer's optional launches some token needs, and
+// how its attention launch is shaped (hints: results never depend on them).
 constexpr uint8_t kLayerSelects = 1;  // a token selects: group probs, top-k, commit
 constexpr uint8_t kLayerQuest = 2;    // a token runs Quest: page scores, page top-k, expansion
+constexpr uint8_t kLayerListsOnly = 4;  // every decode token attends lists (DecodeAttentionParams)
+constexpr uint8_t kLayerHeadLists = 8;  // some token's lists are per query head under GQA
 
 // The tokens of one step as views on the step's device (the step plan's arrays). Tokens
 // [0, num_decode) are decode tokens; [num_decode, num_tokens) are prefill or correction tokens,
@@ -48,7 +51,8 @@ struct ForwardBatch {
   TensorView page_lengths;  // quest: pages up to and including the current one
   TensorView page_budgets;  // quest: K / page_size pages
   TensorView roles;         // [num_layers, num_decode] u8 TokenRole
-  // Host: per layer, kLayerSelects | kLayerQuest when some decode token needs those launches.
+  // Host: per layer, kLayerSelects | kLayerQuest when some decode token needs those launches,
+  // kLayerListsOnly | kLayerHeadLists as the decode tokens' roles and lists are.
   const uint8_t* layer_ops = nullptr;  // [num_layers]
   // Prefill tokens, by sequence (kernels/prefill_attention.h; rows counted from num_decode):
   TensorView query_starts;     // [num_prefill_seqs + 1] i32

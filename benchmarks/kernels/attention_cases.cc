@@ -91,13 +91,16 @@ HostTensor i32s(std::vector<int64_t> values) {
 // or a kSparse list row with `lists` lists of `budget` positions. splits > 0 overrides the
 // kernel's split count (1: nothing to merge), to tell a call's fixed costs apart. Counters are
 // passed as the engine keeps them (MHA's split blocks then merge their own rows); merge_launch:
-// without them, so the merge kernel follows (for comparison).
+// without them, so the merge kernel follows (for comparison). sparse_layer: the hints the engine
+// gives a layer whose tokens all attend lists (DecodeAttentionParams::lists_only, and head_lists
+// for lists per query head under GQA).
 struct Variant {
   kernels::TokenRole role;
   int64_t lists = 1, budget = 1;
   const char* name;
   int64_t splits = 0;
   bool merge_launch = false;
+  bool sparse_layer = false;
 };
 
 // q scaled so a head's scores spread over a few units: the softmax then concentrates on tens of
@@ -162,6 +165,8 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   p.logits = dlogits.view();
   p.lse = dlse.view();
   p.num_splits = var.splits;
+  p.lists_only = var.sparse_layer;
+  p.head_lists = var.sparse_layer && lists > kv.kv_heads;
   // The engine's bound: each token's own row is the one its step appends.
   std::vector<int64_t> prior;
   for (int64_t len : lens) prior.push_back(len - 1);
@@ -361,6 +366,13 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
         if (gqa) {  // under MHA per-KV-head lists are per-query-head lists
           decode_case(env, run_case, kv, q, dq, cfg.n,
                       {TokenRole::kSparse, kv_heads, k, per_kv.c_str()});
+          // As a sparse layer launches them (DecodeAttentionParams::lists_only: on 16-bit caches
+          // the default launch unless TIDAL_ATTN_CLUSTER asks for clusters).
+          const std::string q_layer = per_q + " sparse-layer", kv_layer = per_kv + " sparse-layer";
+          decode_case(env, run_case, kv, q, dq, cfg.n,
+                      {TokenRole::kSparse, heads, k, q_layer.c_str(), 0, false, true});
+          decode_case(env, run_case, kv, q, dq, cfg.n,
+                      {TokenRole::kSparse, kv_heads, k, kv_layer.c_str(), 0, false, true});
         }
         if (gqa && k == small_k) {  // the same short lists with fewer splits: the merge's share
           for (const int64_t splits : {int64_t(4), int64_t(1)}) {
@@ -398,6 +410,11 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
       const std::string per_kv = "K=" + std::to_string(big_k) + " per-kv";
       decode_case(env, run_case, kv, q, dq, n,
                   {TokenRole::kSparse, kv_heads, big_k, per_kv.c_str()});
+      if (kv_heads != heads) {  // a sparse layer's launch: clusters of 8 splits
+        const std::string kv_layer = per_kv + " sparse-layer";
+        decode_case(env, run_case, kv, q, dq, n,
+                    {TokenRole::kSparse, kv_heads, big_k, kv_layer.c_str(), 0, false, true});
+      }
     }
   }
 }

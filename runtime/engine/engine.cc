@@ -693,6 +693,9 @@ void Engine::add_decode_token(Sequence* s, int32_t token) {
     t.page_length = int32_t((n - 1) / config_.page_size + 1);
     t.page_budget = int32_t(policy.quest.budget / config_.page_size);
   }
+  // Lists per query head under GQA: the attention of a lists-only layer then gives each head
+  // its own blocks (kernels/decode_attention.h, head_lists).
+  t.head_lists = t.num_lists > local_.num_kv_heads;
   upload_pages(s, n);
   const int64_t i = step_->add_decode(t);
   for (int64_t l = 0; l < model_.num_layers; ++l) {
@@ -847,7 +850,8 @@ void Engine::run_step(TensorView logits) {
 
 void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<int64_t> sig,
                                const std::function<void()>& enqueue) {
-  // Graphs by batch bucket and by the optional launches (selection, Quest) each layer needs.
+  // Graphs by batch bucket and by the layer ops: the optional launches (selection, Quest) each
+  // layer needs and its attention's launch shape (lists-only layers, head lists).
   // Lengths, lists, roles and sampling settings are device data, so a graph replays any step
   // of its bucket whose layers need exactly its launches. Exactly, not "at most": a graph
   // holding a union of policies' launches would make every step pay the launches (empty ones

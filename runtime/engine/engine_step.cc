@@ -119,6 +119,7 @@ Status Engine::step(const std::vector<SeqId>& ids, const std::vector<int32_t>& t
   for (int64_t i = int64_t(seqs.size()); i < padded; ++i) {
     DecodeToken pad;
     pad.seq_row = int32_t(config_.max_batch);
+    pad.padding = true;
     step_->add_decode(pad);
   }
   for (int64_t i = 0; i < padded; ++i) {

@@ -21,7 +21,11 @@ TensorView view(void* base, size_t offset, DType dtype, std::initializer_list<in
 
 }  // namespace
 
-StepPlan::StepPlan(const StepCapacity& c) : capacity_(c) {
+StepPlan::StepPlan(const StepCapacity& c)
+    : capacity_(c),
+      range_tokens_(size_t(std::max<int64_t>(c.num_layers, 0)), 0),
+      head_lists_(size_t(std::max<int64_t>(c.max_decode, 0)), 0),
+      padding_(size_t(std::max<int64_t>(c.max_decode, 0)), 0) {
   TIDAL_CHECK(c.max_tokens >= 1 && c.max_decode >= 0 && c.max_decode <= c.max_tokens &&
                   c.max_prefill_seqs >= 1 && c.max_logits >= 1 && c.num_layers >= 1 &&
                   c.max_updates >= 1,
@@ -65,6 +69,7 @@ void StepPlan::clear() {
   TIDAL_CHECK(base_ != nullptr, "StepPlan: not bound to a buffer");
   mutable_header() = StepHeader();
   std::memset(array<uint8_t>(off_.layer_ops), 0, size_t(capacity_.num_layers));
+  std::fill(range_tokens_.begin(), range_tokens_.end(), 0);
   array<int32_t>(off_.query_starts)[0] = 0;
   std::fill_n(array<int32_t>(off_.updates), 3 * capacity_.max_updates, -1);
 }
@@ -84,8 +89,14 @@ int64_t StepPlan::add_decode(const DecodeToken& t) {
   array<int32_t>(off_.page_lengths)[i] = t.page_length;
   array<int32_t>(off_.page_budgets)[i] = t.page_budget;
   array<uint8_t>(off_.agreement)[i] = t.agreement;
+  head_lists_[size_t(i)] = t.head_lists ? 1 : 0;
+  padding_[size_t(i)] = t.padding ? 1 : 0;
+  uint8_t* ops = array<uint8_t>(off_.layer_ops);
   for (int64_t l = 0; l < capacity_.num_layers; ++l) {
     array<uint8_t>(off_.roles)[l * capacity_.max_decode + i] = uint8_t(kernels::TokenRole::kDense);
+    if (t.padding) continue;  // dense over its one position: the hints hold without it
+    range_tokens_[size_t(l)] += 1;
+    ops[l] = uint8_t(ops[l] & ~model::kLayerListsOnly);
   }
   h.num_decode += 1;
   h.num_tokens += 1;
@@ -96,10 +107,19 @@ void StepPlan::set_role(int64_t decode_index, int64_t layer, kernels::TokenRole 
   TIDAL_CHECK(decode_index >= 0 && decode_index < header().num_decode && layer >= 0 &&
                   layer < capacity_.num_layers,
               "StepPlan::set_role: token or layer out of range");
-  array<uint8_t>(off_.roles)[layer * capacity_.max_decode + decode_index] = uint8_t(role);
+  uint8_t& slot = array<uint8_t>(off_.roles)[layer * capacity_.max_decode + decode_index];
+  int32_t& ranges = range_tokens_[size_t(layer)];
+  TIDAL_CHECK(!padding_[size_t(decode_index)], "StepPlan::set_role: a padding token's role");
+  ranges += int32_t(kernels::is_dense_range(role)) -
+            int32_t(kernels::is_dense_range(kernels::TokenRole(slot)));
+  slot = uint8_t(role);
   uint8_t& ops = array<uint8_t>(off_.layer_ops)[layer];
   if (kernels::is_selecting(role)) ops |= model::kLayerSelects;
   if (role == kernels::TokenRole::kQuest) ops |= model::kLayerQuest;
+  if (!kernels::is_dense_range(role) && head_lists_[size_t(decode_index)] != 0) {
+    ops |= model::kLayerHeadLists;
+  }
+  ops = uint8_t(ranges == 0 ? ops | model::kLayerListsOnly : ops & ~model::kLayerListsOnly);
 }
 
 void StepPlan::add_prefill(int32_t seq_row, int32_t first_position, const int32_t* tokens,

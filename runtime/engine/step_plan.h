@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kernels/token_role.h"
 #include "model/llama.h"
@@ -46,6 +47,8 @@ struct DecodeToken {
   int32_t page_length = 1;  // quest: pages up to the current one
   int32_t page_budget = 1;  // quest: K / page_size
   uint8_t agreement = 0;    // model::ListAgreement: tensor parallel list agreement; 0 none
+  bool head_lists = false;  // its lists are per query head, and query heads share KV heads
+  bool padding = false;     // fills a graph bucket: left out of the layers' attention hints
 };
 
 // How one logit row is sampled (engine::SamplingParams, flattened).
@@ -74,7 +77,8 @@ class StepPlan {
   const StepHeader& header() const { return *reinterpret_cast<const StepHeader*>(base_); }
   // Appends a decode token (all decode tokens come before any prefill token); returns its index.
   int64_t add_decode(const DecodeToken& t);
-  // The token's role in `layer`; also marks the layer's optional launches.
+  // The token's role in `layer`; also marks the layer's optional launches and its attention's
+  // shape (model::kLayerListsOnly: no decode token left on a dense range; kLayerHeadLists).
   void set_role(int64_t decode_index, int64_t layer, kernels::TokenRole role);
   // Appends a prefill (or correction) chunk: tokens[i] at positions first_position + i of
   // sequence row `seq_row`, whose cache then holds first_position + count positions.
@@ -105,6 +109,11 @@ class StepPlan {
   }
 
   StepCapacity capacity_;
+  // Host only (not in the buffer): per layer, the decode tokens on a dense range (every token but
+  // padding is, until set_role says otherwise); per decode token, DecodeToken::head_lists and
+  // ::padding.
+  std::vector<int32_t> range_tokens_;
+  std::vector<uint8_t> head_lists_, padding_;
   // Byte offsets of the arrays inside the buffer.
   struct Offsets {
     size_t tokens, positions, seq_ids;                                           // [max_tokens] i32

@@ -331,6 +331,31 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
   decode_attention(d.p, d.workspace.view(), Stream{});
   stream_synchronize(Stream{});
   expect_matches(b, want, d, c.dtype, c.name + " (prior_lens)");
+
+  // Again with the sparse layers' hints (GQA tensor-core shapes: the splits of a run as one
+  // thread-block cluster merging in shared memory, of the case's split count when it sets one:
+  // clusters of 3 hold fewer threads than a run's outputs). Results never depend on the hints,
+  // so every mix must match, range rows and selecting tokens included.
+  for (const bool head_lists : {false, true}) {
+    d.p.lists_only = true;
+    d.p.head_lists = head_lists;
+    d.upload_plan(b);
+    decode_attention(d.p, d.workspace.view(), Stream{});
+    stream_synchronize(Stream{});
+    expect_matches(b, want, d, c.dtype,
+                   c.name + (head_lists ? " (lists_only, head_lists)" : " (lists_only)"));
+  }
+  // The clusters did run where they should: GQA at head_dim 64 / 128 on the tensor-core kernel
+  // (16-bit activations), no head lists; of the case's split count, else 8 on FP8 caches only.
+  d.p.head_lists = false;
+  const bool mma = c.dtype != DType::kF32 &&
+                   (c.shape.head_dim == 64 || c.shape.head_dim == 128) &&
+                   c.shape.num_heads > c.shape.num_kv_heads;
+  const int64_t want_size = !mma || c.num_splits == 1 || c.num_splits > 16 ? 0
+                            : c.num_splits > 0                            ? c.num_splits
+                            : c.fp8                                       ? 8
+                                                                          : 0;
+  EXPECT_EQ(cuda::decode_attention_cluster_size(d.p), want_size) << c.name;
 }
 
 // One captured launch serves every plan: capture with short dense rows, then rewrite the plan
@@ -354,26 +379,31 @@ TEST(DecodeAttentionCudaGraph, ReplayFollowsThePlanInDeviceMemory) {
       b.roles[t] = uint8_t(t % 2 == 0 ? kDense : kReselect);
     }
   };
-  set_short();
-  Expected want(b, DType::kBF16);
-  OnDevice d(b, want, DType::kBF16, 0);
   Stream stream;
   ASSERT_TRUE(stream_create(&stream).ok());
-  Graph::begin_capture(stream);
-  decode_attention(d.p, d.workspace.view(), stream);
-  const Graph graph = Graph::end_capture(stream);
-  for (int round = 0; round < 3; ++round) {
-    if (round == 1) {
-      b.lengths = long_lengths;
-      b.roles = long_roles;
-    } else {
-      set_short();
+  // Plain, then as a sparse layer's launch (clusters of splits, a block per head).
+  for (const bool hinted : {false, true}) {
+    set_short();
+    Expected want(b, DType::kBF16);
+    OnDevice d(b, want, DType::kBF16, 0);
+    d.p.lists_only = d.p.head_lists = hinted;
+    Graph::begin_capture(stream);
+    decode_attention(d.p, d.workspace.view(), stream);
+    const Graph graph = Graph::end_capture(stream);
+    for (int round = 0; round < 3; ++round) {
+      if (round == 1) {
+        b.lengths = long_lengths;
+        b.roles = long_roles;
+      } else {
+        set_short();
+      }
+      want.compute(b);
+      d.upload_plan(b);
+      graph.launch(stream);
+      stream_synchronize(stream);
+      expect_matches(b, want, d, DType::kBF16,
+                     std::string(hinted ? "hinted " : "") + "replay " + std::to_string(round));
     }
-    want.compute(b);
-    d.upload_plan(b);
-    graph.launch(stream);
-    stream_synchronize(stream);
-    expect_matches(b, want, d, DType::kBF16, "replay " + std::to_string(round));
   }
   stream_destroy(stream);
 }
