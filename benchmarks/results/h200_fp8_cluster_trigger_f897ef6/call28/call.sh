@@ -1,0 +1,38 @@
+#!/bin/bash
+# Call 28 (2026-12-04, 5th session, one H200): cluster-merged lists-only decode attention, second
+# build (e9: its trigger after the K/V loop, head lists on the wave unless asked). A/B in one
+# binary over TIDAL_ATTN_CLUSTER / _TRIGGER / TIDAL_ATTN_HEAD_LISTS; then every cuda test.
+set -u
+O=/tmp/o28; mkdir -p $O
+trap 'tar -C /tmp/o28 -cJf $OUT/o28.tar.xz .' EXIT
+R=$PWD
+mkdir -p /work /tmp/c && ln -sfn "$R" /work/bld && ln -sfn "$R" /work/main && ln -sfn "$R/.carry/shared" /work/shared
+tar -xJf .carry/e9.tar.xz -C /tmp/c || { echo "extract failed"; exit 1; }
+export LD_LIBRARY_PATH=/tmp/c/lib:${LD_LIBRARY_PATH:-}
+B=/tmp/c/build
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee $O/gpu.txt
+t0=$(date +%s)
+el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+row() { grep -E "^ +NVIDIA" "$1" | awk -v t="$2" '{printf "%-10s %s %s %s ms=%s floor=%s\n", t, $4, $6, $7, $10, $(NF-5)}'; }
+timeout 150 $B/tests/kernels/kernels_cuda_test --gtest_filter='*DecodeAttention*' > $O/da_tests.txt 2>&1
+el "decode attention tests rc=$?"; grep -E "PASSED|FAILED|tests ran" $O/da_tests.txt | tail -8
+timeout 100 $B/benchmarks/kernel_bench --op decode_attention --graph-calls 32 --budget-ms 8 > $O/kb.txt 2>&1
+el "kb rc=$?"; grep -E "h=32/8.*(per-kv|per-q)" $O/kb.txt | cut -c20-120 | head -30
+TIDAL_ATTN_CLUSTER=16 TIDAL_ATTN_HEAD_LISTS=run timeout 100 $B/benchmarks/kernel_bench --op decode_attention --graph-calls 32 --budget-ms 8 > $O/kb16run.txt 2>&1
+el "kb16run rc=$?"; grep -E "sparse-layer" $O/kb16run.txt | cut -c20-120
+ab() {  # tag, env...
+  local tag=$1; shift
+  env "$@" timeout 60 $B/launch/tidal bench --preset llama3-8b --budget 2048 --context 10K,100K --policy tidal --granularity per-query-head,per-kv-head --no-breakdown > $O/l3_$tag.txt 2>&1; row $O/l3_$tag.txt $tag
+  env "$@" timeout 60 $B/launch/tidal bench --preset llama3-8b --budget 2048 --context 1048576 --kv-dtype fp8 --policy tidal --granularity per-kv-head --no-breakdown --steps 30 --warmup 5 > $O/fp8_$tag.txt 2>&1; row $O/fp8_$tag.txt $tag
+}
+for r in 1 2; do
+  ab off.$r TIDAL_ATTN_CLUSTER=0
+  ab c8loop.$r TIDAL_ATTN_CLUSTER=8
+  ab c8exit.$r TIDAL_ATTN_CLUSTER_TRIGGER=exit
+  [ $r = 1 ] && ab c8start.$r TIDAL_ATTN_CLUSTER_TRIGGER=start
+  ab c16run.$r TIDAL_ATTN_CLUSTER=16 TIDAL_ATTN_HEAD_LISTS=run
+  ab c8block.$r TIDAL_ATTN_HEAD_LISTS=block
+done
+el "ab done"
+timeout 230 bash launch/gpu_suite.sh $B $O/tests tests > $O/tests_stdout.txt 2>&1
+el "tests rc=$?"; grep -v "failed=0" $O/tests/summary.txt | tail -6; tail -1 $O/tests/summary.txt
