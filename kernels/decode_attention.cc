@@ -163,6 +163,15 @@ size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
 #endif
 }
 
+int decode_attention_cluster_size(const DecodeAttentionParams& p) {
+  if (p.q.device.kind != DeviceKind::kCuda) return 0;
+#if TIDAL_WITH_CUDA
+  return cuda::decode_attention_cluster_size(p);
+#else
+  no_cuda_build("decode_attention");
+#endif
+}
+
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
                       [[maybe_unused]] Stream stream) {
   check(p);

@@ -80,6 +80,10 @@ struct DecodeAttentionParams {
 // shapes of `p` (data may be null), so a workspace can be planned before any tensor exists.
 size_t decode_attention_workspace_size(const DecodeAttentionParams& p);
 
+// The thread-block cluster size the GPU launch of `p` takes (DecodeAttentionParams::lists_only),
+// 0 for none and on the CPU: for tests and benchmarks.
+int decode_attention_cluster_size(const DecodeAttentionParams& p);
+
 // workspace: at least decode_attention_workspace_size(p) bytes on p's device (may be empty on
 // the CPU).
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream);
@@ -91,7 +95,6 @@ void decode_attention(const DecodeAttentionParams& p);
 namespace cuda {
 size_t decode_attention_workspace_size(const DecodeAttentionParams& p);
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream);
-// The cluster size the launch of `p` takes (lists_only), 0 for none: for tests and benchmarks.
 int decode_attention_cluster_size(const DecodeAttentionParams& p);
 }  // namespace cuda
 

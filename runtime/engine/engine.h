@@ -341,6 +341,11 @@ class Engine {
   // Rank 0: broadcasts a command (and the plan after it) to the other ranks.
   void broadcast_command(Command command, int32_t logit_rows = 0, int64_t a0 = 0, int64_t a1 = 0);
   void run_step_distributed(TensorView logits);
+  // Pipeline micro-batches of a step: a decode-only step of two or more sequences crosses the
+  // stages in up to pp parts; 1 on one rank, under pp = 1, and when per-sequence traces or the
+  // attention marker (which read whole-step rows) or logits wanted back need the step whole.
+  // Engine::step leaves such a step unpadded, and run_step_distributed splits it.
+  int64_t micro_batches(int64_t num_decode, bool decode_only, bool want_logits, bool traced) const;
   // Every rank: the plan's forward (in `parts` micro-batches of its decode tokens, as rank 0
   // decided), then on the last stage sampling, and the ids (and `logit_rows` logit rows) sent to
   // rank 0. A decode-only step of one part replays a graph when rank 0 allows it

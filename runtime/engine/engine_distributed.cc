@@ -131,22 +131,25 @@ Status Engine::serve() {
   }
 }
 
+int64_t Engine::micro_batches(int64_t num_decode, bool decode_only, bool want_logits,
+                              bool traced) const {
+  if (dist_ == nullptr || shard_.parallel.pp_size < 2 || !decode_only || num_decode < 2 ||
+      want_logits || traced || attention_marker_) {
+    return 1;
+  }
+  return std::min<int64_t>(shard_.parallel.pp_size, num_decode);
+}
+
 void Engine::run_step_distributed(TensorView logits) {
   const int64_t n = step_->header().num_logits;
   const int64_t rows = logits.data != nullptr ? logits.size(0) : 0;
   TIDAL_CHECK(rows <= n && (rows == 0 || logits.size(1) == model_.vocab),
               "run_step: more logit rows asked than computed");
-  // Micro-batches: a decode-only step of several sequences crosses the stages in up to pp
-  // parts. Rank 0 decides for every rank (not with its per-sequence traces or attention marker,
-  // which read whole-step rows, nor when it wants logits back).
+  // Rank 0 decides the micro-batches for every rank.
   const StepHeader& h = step_->header();
   const bool traced = std::any_of(step_seqs_.begin(), step_seqs_.end(),
                                   [](const Sequence* s) { return s->trace != nullptr; });
-  int64_t parts = 1;
-  if (shard_.parallel.pp_size > 1 && h.num_tokens == h.num_decode && h.num_decode >= 2 &&
-      rows == 0 && !traced && !attention_marker_) {
-    parts = std::min<int64_t>(shard_.parallel.pp_size, h.num_decode);
-  }
+  const int64_t parts = micro_batches(h.num_decode, h.num_tokens == h.num_decode, rows > 0, traced);
   // Whether the ranks may replay graphs this step: rank 0's traces and markers (the benchmarks'
   // breakdown step) need eager launches, and every rank must take the same path (capturing a
   // collective registers its buffers, which NCCL asks of every rank alike or none).

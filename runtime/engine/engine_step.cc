@@ -110,8 +110,9 @@ Status Engine::step(const std::vector<SeqId>& ids, const std::vector<int32_t>& t
   }
   // A decode-only step on a GPU with graphs is padded to its bucket: padding tokens attend to
   // the padding page. A step with chunks runs eagerly, and so does one that pipeline stages take
-  // in micro-batches (two or more tokens under pp > 1: run_step_distributed), which is not padded.
-  const bool micro_batched = dist_ != nullptr && shard_.parallel.pp_size > 1 && seqs.size() >= 2;
+  // in micro-batches (micro_batches), which is not padded.
+  const bool micro_batched =
+      micro_batches(int64_t(seqs.size()), chunks.empty(), logits.data != nullptr, traced) > 1;
   const bool graphs = chunks.empty() && config_.device.kind == DeviceKind::kCuda &&
                       config_.cuda_graphs && !traced && !attention_marker_ && !micro_batched;
   int64_t padded = int64_t(seqs.size());

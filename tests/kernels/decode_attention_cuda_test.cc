@@ -355,7 +355,7 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
                             : c.num_splits > 0                            ? c.num_splits
                             : c.fp8                                       ? 8
                                                                           : 0;
-  EXPECT_EQ(cuda::decode_attention_cluster_size(d.p), want_size) << c.name;
+  EXPECT_EQ(decode_attention_cluster_size(d.p), want_size) << c.name;
 }
 
 // One captured launch serves every plan: capture with short dense rows, then rewrite the plan
