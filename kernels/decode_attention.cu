@@ -160,7 +160,7 @@ bool mma_clusters_fit(int size) {
          }) > 0;
 }
 
-// Read once per process: an integer from the environment, or `fallback` when unset.
+// An integer from the environment, or `fallback` when unset (callers keep it in a static).
 int env_int(const char* name, int fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;

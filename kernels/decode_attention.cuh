@@ -297,7 +297,7 @@ struct SplitArgs {
   // The tensor-core kernel launched in clusters of num_splits blocks along x: the splits of a run
   // merge in distributed shared memory (cluster_merge); no partials, no merge launch.
   bool cluster_merge = false;
-  int trigger = kTriggerAtStart;
+  int trigger = kTriggerAtStart;  // where the kernel lets the next launch in (kTrigger*)
   int64_t max_len;                // logits' last dimension
   float scale;
 };

@@ -9,7 +9,9 @@
 // exited). Its launch and block scheduling then overlap the previous kernel's tail instead of
 // following its drain. (A GEMV's first weight loads, written before its wait, are placed after it
 // by ptxas: see kernels/linear_gemv.cu.) Each such kernel follows one contract:
-//   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early);
+//   1. pdl_launch_dependents() first, in every thread (lets the next kernel be scheduled early;
+//      decode attention's split kernels may call it later or leave it to their exit when no merge
+//      launch follows them: SplitArgs::trigger, measured in kernels/decode_attention.cu);
 //   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
 //      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
 //      block-table update) has made its writes visible, since only the wait guarantees that.

@@ -693,8 +693,8 @@ void Engine::add_decode_token(Sequence* s, int32_t token) {
     t.page_length = int32_t((n - 1) / config_.page_size + 1);
     t.page_budget = int32_t(policy.quest.budget / config_.page_size);
   }
-  // Lists per query head under GQA: the attention of a lists-only layer then gives each head
-  // its own blocks (kernels/decode_attention.h, head_lists).
+  // Lists per query head under GQA: a lists-only layer's attention keeps its wave-filling splits
+  // for them (kernels/decode_attention.h, head_lists).
   t.head_lists = t.num_lists > local_.num_kv_heads;
   upload_pages(s, n);
   const int64_t i = step_->add_decode(t);
