@@ -2,8 +2,8 @@
 // kernel_bench: validates, then times, the decode-path ops of kernels/ on Llama-shaped cases, and
 // rates each against the device's copy bandwidth measured in the same run (DESIGN.md §7: a
 // memory-bound step's floor is bytes / copy bandwidth). STYLE.md rules 31-32.
-//   kernel_bench [--device cuda|cpu] [--dtype bf16|f16|f32] [--op NAME ...] [--quick]
-//                [--reps N] [--warmup N] [--budget-ms MS] [--graph-calls N] [--json FILE]
+//   kernel_bench [--device cuda|cpu] [--dtype bf16|f16|f32] [--op NAME ...] [--shape TEXT ...]
+//                [--quick] [--reps N] [--warmup N] [--budget-ms MS] [--graph-calls N] [--json FILE]
 //                [--csv FILE]
 // On the CPU every op runs its single-threaded ref:: twin: that proves the harness, not speed.
 #include <CLI/CLI.hpp>
@@ -51,6 +51,7 @@ struct Options {
   std::string device;            // Default (empty): cuda when a GPU is visible, else cpu
   std::string dtype;             // Default (empty): bf16 on cuda, f32 on cpu
   std::vector<std::string> ops;  // Default (empty): all
+  std::vector<std::string> shapes;  // a case runs when its shape contains each of these
   bool quick = false;
   RepOptions reps;
   int graph_calls = 0;  // > 0: time replays of a CUDA graph of this many back-to-back calls
@@ -199,6 +200,9 @@ int run(const Options& o) {
   table.add_row(row_of(copy, copy_result, copy_gbps));
 
   const RunCase run_one = [&](const KernelCase& c) {
+    for (const std::string& s : o.shapes) {
+      if (c.shape.find(s) == std::string::npos) return;
+    }
     table.add_row(row_of(c, measure(env, reps, c, o.graph_calls), copy_gbps));
   };
   for (const Op& op : kOps) {
@@ -237,6 +241,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));
   app.add_option("--op", o.ops, "ops to run (repeatable); default: all. The copy row always runs")
       ->check(CLI::IsMember(names));
+  app.add_option("--shape", o.shapes,
+                 "only the cases whose shape contains this text (repeatable: each must match), "
+                 "e.g. --shape fp8 --shape n=1048576 (a profiler's run of one case)");
   app.add_flag("--quick", o.quick, "small shapes: a smoke test of the harness (CI, CPU)");
   app.add_option("--reps", o.reps.reps, "timed calls per case; 0: fill --budget-ms")
       ->capture_default_str();
