@@ -70,12 +70,16 @@ struct MmaSplit {
   static constexpr int kStages = KB == 1 ? 3 : (D == 128 ? 3 : 4);
   static constexpr int kBlocksPerSm = 2;  // by shared memory: the launch bound (the host asks)
   static constexpr int kTile = kWarps * kKeys;  // Plan::tile: chunks are multiples of it
-  // Padded smem row (16 bytes): ldmatrix's 8 rows hit 8 bank groups, and so do the FP8 loads.
-  static constexpr int kStride = D + 16 / KB;
+  // Rows unpadded in shared memory, their 16-byte chunks swizzled (chunk c of row r at c ^ (r &
+  // kSwizzle), at(): ldmatrix's 8 rows and the FP8 loads hit distinct bank groups). A row padded
+  // by 16 bytes, as this kernel had it, splits each cp.async row into 2-3 L2 requests: a stream
+  // at 91% of the read rate the same copies reach into unpadded rows (H200, PERF_NOTES.md).
+  static constexpr int kStride = D;
   static constexpr int kStageElems = 2 * kKeys * kStride;  // K rows, then V rows
   static constexpr int kSmemBytes = kWarps * kStages * kStageElems * KB;
   static constexpr int kVecElems = 16 / KB;             // elements per 16-byte chunk
   static constexpr int kChunks = D / kVecElems;         // 16-byte chunks per row
+  static constexpr int kSwizzle = (kChunks < 8 ? kChunks : 8) - 1;
   static constexpr int kRowsPerCopy = 32 / kChunks;     // rows one warp-wide cp.async covers
   static constexpr int kCopies = kKeys / kRowsPerCopy;  // cp.async per lane per stage and tensor
   static_assert(D == 64 || D == 128, "head_dim 64 or 128");
@@ -86,6 +90,14 @@ struct MmaSplit {
 };
 
 constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// Element e of row r of a stage's K or V rows (MmaSplit's swizzled layout): e's 16-byte chunk
+// moves to chunk ^ (r & kSwizzle), its place within the chunk kept.
+template <typename C>
+__device__ __forceinline__ int at(int r, int e) {
+  return r * C::kStride + (((e / C::kVecElems) ^ (r & C::kSwizzle)) * C::kVecElems) +
+         e % C::kVecElems;
+}
 
 // A 4-byte global -> shared copy (zero fill when !valid), through L1 (.ca: .cg takes 16 only).
 __device__ __forceinline__ void cp_async_4(uint32_t dst, const void* src, bool valid) {
@@ -137,7 +149,8 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   constexpr bool kFp8 = std::is_same_v<KT, uint8_t>;
   using C = MmaSplit<D, int(sizeof(KT))>;
   constexpr int S = C::kStages, KEYS = C::kKeys, STRIDE = C::kStride;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // 128-byte aligned: each ring row a whole 128-byte line of shared memory (see kStride).
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   __shared__ float s_m[C::kWarps][kMaxHeadsPerBlock], s_l[C::kWarps][kMaxHeadsPerBlock];
   __shared__ uint32_t s_valid[C::kWarps][S];  // per stage: bit k set when key k was copied
   // FP8: per stage, the K (0) and V (1) scales of its keys (0 for a key not copied).
@@ -192,6 +205,9 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
   // K/V lines are read once: evict-first, so the stream leaves L2 to what is reused (and does
   // not push out dirty lines it would have to write back first).
   const uint64_t stream_policy = l2_evict_first_policy();
+  auto copy16 = [&](KT* dst, const KT* from, bool valid) {
+    cp_async_16_hint(smem_u32(dst), from, valid, stream_policy);
+  };
 
   // The lookups, split so that no function waits on a load it issues: entry of stage s (the
   // position, or the raw list entry; -1 past the chunk), then its block-table entry, then the
@@ -220,22 +236,49 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         __ballot_sync(0xffffffffu, row >= 0) & (KEYS == 32 ? 0xffffffffu : 0xffffu);
     if (lane == 0) s_valid[warp][s % S] = valid;
     if constexpr (kFp8) {  // lane k: the K and V scales of key k
-      int64_t at = 0;      // scales [num_pages, num_kv_heads, page_size]
+      int64_t scale_at = 0;  // scales [num_pages, num_kv_heads, page_size]
       if (row >= 0) {
         const int64_t page = p.page_shift >= 0 ? row >> p.page_shift : row / p.page_size;
-        at = (page * p.num_kv_heads + kvh) * p.page_size + (row - page * p.page_size);
+        scale_at = (page * p.num_kv_heads + kvh) * p.page_size + (row - page * p.page_size);
       }
-      cp_async_4(smem_u32(&s_scale[warp][s % S][0][key]), a.k_scale + at, row >= 0);
-      cp_async_4(smem_u32(&s_scale[warp][s % S][1][key]), a.v_scale + at, row >= 0);
+      cp_async_4(smem_u32(&s_scale[warp][s % S][0][key]), a.k_scale + scale_at, row >= 0);
+      cp_async_4(smem_u32(&s_scale[warp][s % S][1][key]), a.v_scale + scale_at, row >= 0);
+    }
+    // The common stage (every range stage but a row's last, and list runs of adjacent keys):
+    // each run of 16 keys is 16 consecutive cache rows. Its copies then need no shuffle, no
+    // 64-bit multiply and no zero fill each: a lane's rows in a run are its first one plus
+    // multiples of kRowsPerCopy, one pointer step apart (the FP8 kernel at 2^20 positions: 248M
+    // -> 194M instructions, H200).
+    const int64_t run_row = __shfl_sync(0xffffffffu, static_cast<long long>(row), key & ~15);
+    if (__all_sync(0xffffffffu, row >= 0 && row == run_row + (key & 15))) {
+      const int r0 = lane / C::kChunks;  // this lane's first row of each run
+      const int64_t step_elems = int64_t(C::kRowsPerCopy) * row_stride;
+#pragma unroll
+      for (int run = 0; run < KEYS / 16; ++run) {
+        const int64_t first_row = __shfl_sync(0xffffffffu, static_cast<long long>(row), 16 * run);
+        const int64_t off = (first_row + r0) * row_stride + head_off;
+        const KT* k_src = a.k_cache + off;
+        const KT* v_src = a.v_cache + off;
+#pragma unroll
+        for (int c = 0; c < 16 / C::kRowsPerCopy; ++c) {
+          const int r = 16 * run + r0 + c * C::kRowsPerCopy;
+          const int dst = at<C>(r, (lane % C::kChunks) * C::kVecElems);
+          copy16(sk + dst, k_src, true);
+          copy16(sv + dst, v_src, true);
+          k_src += step_elems;
+          v_src += step_elems;
+        }
+      }
+      return;
     }
 #pragma unroll
     for (int c = 0; c < C::kCopies; ++c) {
       const int r = lane / C::kChunks + c * C::kRowsPerCopy;
       const long long rr = __shfl_sync(0xffffffffu, static_cast<long long>(row), r);
       const int64_t off = rr >= 0 ? rr * row_stride + head_off : 0;
-      const int dst = r * STRIDE + (lane % C::kChunks) * C::kVecElems;
-      cp_async_16_hint(smem_u32(sk + dst), a.k_cache + off, rr >= 0, stream_policy);
-      cp_async_16_hint(smem_u32(sv + dst), a.v_cache + off, rr >= 0, stream_policy);
+      const int dst = at<C>(r, (lane % C::kChunks) * C::kVecElems);
+      copy16(sk + dst, a.k_cache + off, rr >= 0);
+      copy16(sv + dst, a.v_cache + off, rr >= 0);
     }
   };
 
@@ -268,7 +311,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     for (int kk = 0; kk < D / 16; ++kk) {
       uint32_t b[4];  // keys {0-7, 8-15} x dims kk * 16 + {0-7, 8-15}
       ldmatrix_x4(
-          b, smem_u32(sk + (lane % 8 + (lane / 16) * 8) * STRIDE + kk * 16 + ((lane / 8) % 2) * 8));
+          b, smem_u32(sk + at<C>(lane % 8 + (lane / 16) * 8, kk * 16 + ((lane / 8) % 2) * 8)));
       const uint32_t qa[4] = {qf[kk][0], 0u, qf[kk][1], 0u};
       mma_16816<T>(sc[0], qa, b[0], b[1]);
       mma_16816<T>(sc[1], qa, b[2], b[3]);
@@ -303,19 +346,21 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float base = mx == -INFINITY ? 0.0f : mx;  // no valid key yet: keep everything at 0
-    const float alpha = exp2f(m_run - base);
+    const float alpha = exp2_ftz(m_run - base);
     m_run = mx;
     l_run *= alpha;
+    if (__any_sync(0xffffffffu, alpha != 1.0f)) {  // as the FP8 stage's rescale below
 #pragma unroll
-    for (int dt = 0; dt < D / 8; ++dt) {
-      o[dt][0] *= alpha;
-      o[dt][1] *= alpha;
+      for (int dt = 0; dt < D / 8; ++dt) {
+        o[dt][0] *= alpha;
+        o[dt][1] *= alpha;
+      }
     }
 #pragma unroll
     for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        x[nt][e] = exp2f(x[nt][e] - base);
+        x[nt][e] = exp2_ftz(x[nt][e] - base);
         l_run += x[nt][e];
       }
     }
@@ -331,7 +376,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     for (int dp = 0; dp < D / 16; ++dp) {
       uint32_t b[4];  // keys {0-7, 8-15} x dims dp * 16 + {0-7, 8-15}, transposed
       ldmatrix_x4_trans(
-          b, smem_u32(sv + (lane % 8 + ((lane / 8) % 2) * 8) * STRIDE + dp * 16 + (lane / 16) * 8));
+          b, smem_u32(sv + at<C>(lane % 8 + ((lane / 8) % 2) * 8, dp * 16 + (lane / 16) * 8)));
       mma_16816<T>(o[2 * dp], pa_head, b[0], b[1]);
       mma_16816<T>(o[2 * dp + 1], pa_head, b[2], b[3]);
       mma_16816<T>(o[2 * dp], pa_tail, b[0], b[1]);
@@ -359,12 +404,11 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     float st[2][4] = {};
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      const uint4* k0 = reinterpret_cast<const uint4*>(sk + (16 * hh + g) * STRIDE + tq * (D / 4));
-      const uint4* k1 =
-          reinterpret_cast<const uint4*>(sk + (16 * hh + g + 8) * STRIDE + tq * (D / 4));
 #pragma unroll
       for (int c = 0; c < D / 64; ++c) {
-        const uint4 w0 = k0[c], w1 = k1[c];
+        const int e = tq * (D / 4) + c * 16;
+        const uint4 w0 = *reinterpret_cast<const uint4*>(sk + at<C>(16 * hh + g, e));
+        const uint4 w1 = *reinterpret_cast<const uint4*>(sk + at<C>(16 * hh + g + 8, e));
         const uint32_t r0[4] = {w0.x, w0.y, w0.z, w0.w}, r1[4] = {w1.x, w1.y, w1.z, w1.w};
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
@@ -400,10 +444,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
     vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 8));
     vmax = fmaxf(vmax, __shfl_xor_sync(0xffffffffu, vmax, 16));
     const float v_new = fmaxf(v_ref, vmax);
-    const float v_ratio = v_new > 0.0f ? v_ref / v_new : 1.0f;  // powers of two: exact
-    const float v_inv = v_new > 0.0f ? 1.0f / v_new : 0.0f;
+    const float v_inv = v_new > 0.0f ? pow2_reciprocal(v_new) : 0.0f;
+    const float v_ratio = v_new > 0.0f ? v_ref * v_inv : 1.0f;  // powers of two: exact
     v_ref = v_new;
-    float pw[2][4];
+    float pw[2][4], o_alpha[2];
 #pragma unroll
     for (int e = 0; e < 2; ++e) {  // online softmax of head 2 tq + e over the stage's keys
       float mx = fmaxf(m2[e], fmaxf(fmaxf(x[e][0], x[e][1]), fmaxf(x[e][2], x[e][3])));
@@ -411,20 +455,27 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 16));
       const float base = mx == -INFINITY ? 0.0f : mx;
-      const float alpha = exp2f(m2[e] - base);
+      const float alpha = exp2_ftz(m2[e] - base);
       m2[e] = mx;
       l2[e] *= alpha;
-      const float o_alpha = alpha * v_ratio;
-#pragma unroll
-      for (int dp = 0; dp < D / 16; ++dp) {
-        ot[dp][e] *= o_alpha;
-        ot[dp][e + 2] *= o_alpha;
-      }
+      o_alpha[e] = alpha * v_ratio;
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        const float w = exp2f(x[e][q] - base);
+        const float w = exp2_ftz(x[e][q] - base);
         l2[e] += w;
         pw[e][q] = w * (vscale[q] * v_inv);
+      }
+    }
+    // O's rescale, skipped by the warp when no max moved (most stages of a long row: x 1 is
+    // exact either way).
+    if (__any_sync(0xffffffffu, o_alpha[0] != 1.0f || o_alpha[1] != 1.0f)) {
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          ot[dp][e] *= o_alpha[e];
+          ot[dp][e + 2] *= o_alpha[e];
+        }
       }
     }
     using Bytes = std::conditional_t<D == 128, uint4, uint2>;
@@ -439,7 +490,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const int k = 16 * hh + (r / 2) * 8 + 2 * tq + r % 2;
-        const Bytes b = *reinterpret_cast<const Bytes*>(sv + k * STRIDE + g * (D / 8));
+        const Bytes b = *reinterpret_cast<const Bytes*>(sv + at<C>(k, g * (D / 8)));
         memcpy(rows[r], &b, sizeof(Bytes));
       }
 #pragma unroll

@@ -40,6 +40,18 @@ __device__ __forceinline__ void cp_async_16_hint(uint32_t dst, const void* src, 
   asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(dst),
                "l"(src), "r"(valid ? 16 : 0), "l"(policy));
 }
+// 2^x by the hardware's ex2 (what exp2f runs too), with results below 2^-126 flushed to zero
+// rather than scaled into denormals: softmax weights that small are lost in any fp32 sum beside
+// the row's largest, which is 1. exp2f spends three more instructions on that range.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+// 1 / x for x = 2^e, e in [-126, 126]: exact, by the exponent bits alone (no division).
+__device__ __forceinline__ float pow2_reciprocal(float x) {
+  return __int_as_float(0x7f000000 - __float_as_int(x));
+}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() {
