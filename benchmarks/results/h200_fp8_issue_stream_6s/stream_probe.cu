@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(256) read_ldg(const uint4* __restrict__ in, in
 // bytes apart (pitch == row: contiguous), 16 B per lane per copy, kStages stages of 8 KiB.
 template <int kStages>
 __global__ void __launch_bounds__(128) read_cpasync(const uint8_t* __restrict__ base, int64_t rows,
-                                                    int row, int pitch, int heads, int hint,
+                                                    int row, int pitch, int heads, int hint, int dpitch,
                                                     uint32_t* out) {
   extern __shared__ __align__(16) uint8_t smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -43,18 +43,18 @@ __global__ void __launch_bounds__(128) read_cpasync(const uint8_t* __restrict__ 
   const int64_t per = (rows + gridDim.x - 1) / gridDim.x;
   const int64_t r0 = int64_t(blockIdx.x) * per, r1 = min(rows, r0 + per);
   const int stage_rows = 8192 / row;  // rows of one stage of a warp
-  uint8_t* ring = smem + warp * kStages * 8192;
+  uint8_t* ring = smem + warp * kStages * 9216;  // room for rows padded to 144 B
   uint32_t acc = 0;
   int64_t nst = (r1 - r0 + 4 * stage_rows - 1) / (4 * stage_rows);
   auto issue = [&](int64_t s) {
     const int64_t first = r0 + (s * 4 + warp) * stage_rows;
-    uint8_t* dst = ring + (s % kStages) * 8192;
+    uint8_t* dst = ring + (s % kStages) * 9216;
     for (int c = 0; c < 16; ++c) {  // 16 copies of 512 B: the stage's 8 KiB
       const int off = c * 512 + lane * 16, r = off / row, col = off % row;
       const int64_t gr = first + r;
       const bool ok = gr < r1;
       const uint8_t* src = base + (ok ? gr : 0) * pitch + int64_t(head) * row + col;
-      const uint32_t d = uint32_t(__cvta_generic_to_shared(dst + off));
+      const uint32_t d = uint32_t(__cvta_generic_to_shared(dst + r * dpitch + col));
       if (hint)
         asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2, %3;\n" ::"r"(d), "l"(src), "r"(ok ? 16 : 0), "l"(pol));
       else
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(128) read_cpasync(const uint8_t* __restrict__ 
     asm volatile("cp.async.commit_group;\n" ::);
     asm volatile("cp.async.wait_group %0;\n" ::"n"(kStages - 1) : "memory");
     __syncwarp();
-    acc ^= reinterpret_cast<const uint32_t*>(ring + (j % kStages) * 8192)[lane * 3];
+    acc ^= reinterpret_cast<const uint32_t*>(ring + (j % kStages) * 9216)[lane * 3];
     __syncwarp();
   }
   if (acc == 0x12345678u) out[0] = acc;
@@ -115,16 +115,16 @@ int main(int argc, char** argv) {
            double(bytes));
   }
   constexpr int S = 3;
-  const size_t smem = 4 * S * 8192;
+  const size_t smem = 4 * S * 9216;
   cudaFuncSetAttribute(read_cpasync<S>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
-  struct Cfg { int row, heads, splits, hint; const char* what; };
+  struct Cfg { int row, heads, splits, hint, dpitch; const char* what; };
   const Cfg cfgs[] = {
-      {128, 1, 264, 1, "contiguous 128 B rows, 264 blocks, evict-first"},
-      {128, 1, 264, 0, "contiguous 128 B rows, 264 blocks, no hint"},
-      {128, 8, 33, 1, "FP8 layout: 8 heads x 128 B / 1 KiB pitch, 33 x 8 blocks, evict-first"},
-      {128, 8, 33, 0, "FP8 layout: 8 heads x 128 B / 1 KiB pitch, 33 x 8 blocks, no hint"},
-      {256, 8, 33, 1, "bf16 layout: 8 heads x 256 B / 2 KiB pitch, 33 x 8 blocks, evict-first"},
-      {1024, 1, 264, 1, "one 1 KiB row per token (all heads), 264 blocks, evict-first"},
+      {128, 1, 264, 0, 128, "contiguous 128 B rows, 264 blocks"},
+      {128, 1, 264, 0, 144, "contiguous 128 B rows, 264 blocks, smem rows padded to 144 B"},
+      {128, 8, 33, 0, 128, "FP8 layout: 8 heads x 128 B / 1 KiB pitch, 33 x 8 blocks"},
+      {128, 8, 33, 0, 144, "FP8 layout, smem rows padded to 144 B (the attention kernel's)"},
+      {256, 8, 33, 0, 256, "bf16 layout: 8 heads x 256 B / 2 KiB pitch, 33 x 8 blocks"},
+      {256, 8, 33, 0, 272, "bf16 layout, smem rows padded to 272 B (the attention kernel's)"},
   };
   for (int ci = 0; ci < int(sizeof(cfgs) / sizeof(cfgs[0])); ++ci) {
     const Cfg& c = cfgs[ci];
@@ -134,7 +134,7 @@ int main(int argc, char** argv) {
     char name[120];
     std::snprintf(name, sizeof(name), "cp.async %s", c.what);
     timeit(name, [&] {
-      read_cpasync<S><<<dim3(c.splits, c.heads), 128, smem>>>(buf, rows, c.row, pitch, c.heads, c.hint, out);
+      read_cpasync<S><<<dim3(c.splits, c.heads), 128, smem>>>(buf, rows, c.row, pitch, c.heads, c.hint, c.dpitch, out);
     }, double(rows) * pitch);
   }
   return 0;
