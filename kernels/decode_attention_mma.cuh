@@ -244,8 +244,8 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       cp_async_4(smem_u32(&s_scale[warp][s % S][0][key]), a.k_scale + scale_at, row >= 0);
       cp_async_4(smem_u32(&s_scale[warp][s % S][1][key]), a.v_scale + scale_at, row >= 0);
     }
-    // The common stage (every range stage but a row's last, and list runs of adjacent keys):
-    // each run of 16 keys is 16 consecutive cache rows. Its copies then need no shuffle, no
+    // The common stage (with pages of 16 positions or more, every range stage but a row's last,
+    // and list runs of adjacent keys): each run of 16 keys is 16 consecutive cache rows. Its copies then need no shuffle, no
     // 64-bit multiply and no zero fill each: a lane's rows in a run are its first one plus
     // multiples of kRowsPerCopy, one pointer step apart (the FP8 kernel at 2^20 positions: 248M
     // -> 194M instructions, H200).
