@@ -1,6 +1,6 @@
 #!/bin/bash
-# Call 46 (lost: the machine stopped answering; run it first next session): e19 = branch next-topk
-# (0ccabdf: top-k rows shared out on the device, score rows padded to 16 bytes, cluster_attribute()),
+# Call 46 (lost: the machine stopped answering; run it first next session): e19 = main + pending/
+# 0001-0003 (`git am`; branch next-topk, 0ccabdf, when written: top-k rows shared out on the device, score rows padded to 16 bytes, cluster_attribute()),
 # built and packed as .carry/e19.tar.xz; e16 = main's GPU code. Top-k/Quest tests, kernel_bench
 # top-k, the real step's top-k under ncu, steps A/B against e16, then every GPU test.
 set -u
