@@ -245,10 +245,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       cp_async_4(smem_u32(&s_scale[warp][s % S][1][key]), a.v_scale + scale_at, row >= 0);
     }
     // The common stage (with pages of 16 positions or more, every range stage but a row's last,
-    // and list runs of adjacent keys): each run of 16 keys is 16 consecutive cache rows. Its copies then need no shuffle, no
-    // 64-bit multiply and no zero fill each: a lane's rows in a run are its first one plus
-    // multiples of kRowsPerCopy, one pointer step apart (the FP8 kernel at 2^20 positions: 248M
-    // -> 194M instructions, H200).
+    // and list runs of adjacent keys): each run of 16 keys is 16 consecutive cache rows. Its
+    // copies then need no shuffle, no 64-bit multiply and no zero fill each: a lane's rows in a
+    // run are its first one plus multiples of kRowsPerCopy, one pointer step apart (the FP8
+    // kernel at 2^20 positions: 248M -> 194M instructions, H200).
     const int64_t run_row = __shfl_sync(0xffffffffu, static_cast<long long>(row), key & ~15);
     if (__all_sync(0xffffffffu, row >= 0 && row == run_row + (key & 15))) {
       const int r0 = lane / C::kChunks;  // this lane's first row of each run
