@@ -8,18 +8,8 @@
 #   both                    ~ e19 (the top-k patches 0001-0003 alone)
 # Order: the changed kernels' GPU tests first (stop if they fail), kernel_bench rows, the real
 # 2^20 step's kernels under ncu, steps A/B, every GPU test. ~8 min; split at "steps" if need be.
-set -u
-O=/tmp/o47; mkdir -p $O
-trap 'tar -C /tmp/o47 -cJf $OUT/o47.tar.xz .' EXIT
-R=$PWD
-mkdir -p /work /tmp/a /tmp/b && ln -sfn "$R" /work/bld && ln -sfn "$R" /work/main && ln -sfn "$R/.carry/shared" /work/shared
-rm -rf /tmp/a/build /tmp/b/build
-tar -xJf .carry/e16.tar.xz -C /tmp/a && tar -xJf .carry/e21.tar.xz -C /tmp/b || { echo "extract failed"; exit 1; }
-export LD_LIBRARY_PATH=/tmp/b/lib:${LD_LIBRARY_PATH:-}
+source launch/device_call.sh o47 e16:a e21:b
 A=/tmp/a/build; B=/tmp/b/build
-t0=$(date +%s)
-el() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
-row() { grep -E "^ +NVIDIA" "$1" | awk -v t="$2" '{printf "%-14s %s %s %s ms=%s floor=%s x=%.3f\n", t, $4, $6, $7, $10, $(NF-5), $10/$(NF-5)}'; }
 # The FP8 tensor-core kernel changed (its logit stores): its head_dim-64 case under memcheck
 # first (PERF_NOTES: an illegal instruction there once followed an edit).
 timeout 120 compute-sanitizer --tool memcheck $B/tests/kernels/kernels_cuda_test --gtest_filter='*fp8_gqa4x1_d64_large_bf16*' > $O/sanitizer.txt 2>&1
