@@ -7,7 +7,8 @@
 # - each .carry/PACK.tar.xz (launch/device_pack.sh) unpacked under /tmp/DIR (its build/ and lib/);
 #   LD_LIBRARY_PATH gets the first one's lib/;
 # - el MESSAGE: MESSAGE after the seconds since sourcing;
-#   row FILE TAG: each `tidal bench` row of FILE as context, policy, granularity, ms, floor, x floor.
+#   row FILE TAG: each `tidal bench` row of FILE as context, policy, granularity, ms, floor and
+#   multiple of the floor.
 [[ $# -ge 2 ]] || { echo "usage: source launch/device_call.sh NAME PACK:DIR ..." >&2; return 2; }
 set -u
 O=/tmp/$1
@@ -27,12 +28,17 @@ for spec in "$@"; do
   pack=${spec%%:*}
   dir=/tmp/${spec#*:}
   rm -rf "$dir" && mkdir -p "$dir"
-  tar -xJf ".carry/$pack.tar.xz" -C "$dir" || { echo "device_call: cannot unpack .carry/$pack.tar.xz" >&2; exit 1; }
+  if ! tar -xJf ".carry/$pack.tar.xz" -C "$dir"; then
+    echo "device_call: cannot unpack .carry/$pack.tar.xz" >&2
+    exit 1
+  fi
   [[ -n $first_lib ]] || first_lib=$dir/lib
 done
 export LD_LIBRARY_PATH=$first_lib:${LD_LIBRARY_PATH:-}
 device_call_t0=$(date +%s)
 el() { echo "[$(($(date +%s) - device_call_t0)) s] $*"; }
 row() {
-  grep -E "^ +NVIDIA" "$1" | awk -v t="$2" '{printf "%-14s %s %s %s ms=%s floor=%s x=%.3f\n", t, $4, $6, $7, $10, $(NF-5), $10/$(NF-5)}'
+  grep -E "^ +NVIDIA" "$1" | awk -v t="$2" '{
+    printf "%-14s %s %s %s ms=%s floor=%s x=%.3f\n", t, $4, $6, $7, $10, $(NF-5), $10 / $(NF-5)
+  }'
 }
