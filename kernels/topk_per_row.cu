@@ -19,14 +19,17 @@
 //     count         per chunk: keys above T, keys equal to T
 //     write         per chunk: its offset from the counts of the chunks before it, then a block
 //                   scan over 4-element tiles writes the kept positions in ascending order
-// The barriers need every block of a row resident at once: B is capped so that the grid fits
-// one wave (blocks per SM from the occupancy calculator), and the launch is cooperative, which
-// makes the driver refuse a grid that would not fit rather than let it hang. With B = 1 a row
-// has no barrier to wait at, so any number of rows runs. Passes 0 and 1 and the write read the
-// chunk (from L2 after the first); pass 1 also stages the keys it counts (those whose top 11 bits
-// are pass 0's digit: every key that can equal T) in shared memory, so pass 2 and the count read
-// only those, and the count adds the chunk's keys above pass 0's digit from its own pass-0
-// histogram. A chunk with more than kStaged such keys reads the chunk in every phase instead.
+// The grid is fixed by the shapes (one wave at most, blocks per SM from the occupancy calculator)
+// and shared out on the device among the rows the step actually selects for (a token's L lists,
+// not the max_lists the buffers hold): B = the grid / those rows, capped at kMinChunk candidates a
+// chunk. The barriers need every block of a row resident at once: the launch is cooperative,
+// which makes the driver refuse a grid that would not fit rather than let it hang. With B = 1 a
+// row has no barrier to wait at, and a block takes rows one after another. Passes 0 and 1 and the
+// write read the chunk (from L2 after the first); pass 1 also stages the keys it counts (those
+// whose top 11 bits are pass 0's digit: every key that can equal T) in shared memory, so pass 2
+// and the count read only those, and the count adds the chunk's keys above pass 0's digit from
+// its own pass-0 histogram. A chunk with more than kStaged such keys reads the chunk in every
+// phase instead.
 // Rows with n <= K (keep everything) or K == 1 (only n - 1) are written whole by their chunk 0.
 #include <cooperative_groups.h>
 
@@ -66,9 +69,12 @@ struct Args {
   int64_t token_stride, head_stride;  // of scores, elements
   uint32_t* hist;                     // [rows, kHistWords]
   uint32_t* state;                    // [rows, kStateWords]
-  uint2* chunk_counts;                // [rows, blocks_per_row]: (above T, equal to T)
+  uint2* chunk_counts;                // [max(grid, rows)]: (above T, equal to T) per chunk
   uint32_t active_roles;
-  int num_heads, max_lists, max_budget, max_len, blocks_per_row;
+  int num_tokens, num_heads, max_lists, max_budget, max_len;
+  // Cluster path: the blocks of a row. Multi-block path: the most chunks a row may take (each
+  // launch divides its grid among the rows it actually selects for, up to this many a row).
+  int blocks_per_row;
 };
 
 // What a block needs to know about its row (row = token * max_lists + list).
@@ -83,7 +89,8 @@ struct Row {
 
 // False for rows that are not selected for: inactive role, list beyond the token's L, or
 // arguments the ref would reject (the device skips them rather than reading out of bounds).
-__device__ bool load_row(const Args& a, int64_t row, Row* r) {
+// The row's n - 1 candidates are cut into `chunks` chunks.
+__device__ bool load_row(const Args& a, int64_t row, int chunks, Row* r) {
   const int64_t t = row / a.max_lists;
   const int l = int(row % a.max_lists);
   const uint32_t role = a.roles[t];
@@ -98,7 +105,7 @@ __device__ bool load_row(const Args& a, int64_t row, Row* r) {
   r->budget = budget;
   r->trivial = n <= budget || budget == 1;
   const int m = n - 1;  // n <= max_len < 2^31: positions in a row fit int
-  r->chunk = (ceil_div(m, a.blocks_per_row) + 3) & ~3;
+  r->chunk = (ceil_div(m, chunks) + 3) & ~3;
   r->chunks = r->chunk > 0 ? ceil_div(m, r->chunk) : 0;
   return true;
 }
@@ -135,7 +142,7 @@ __device__ __forceinline__ void for_each_key(const float* row, int begin, int en
 
 __global__ void __launch_bounds__(kThreads) topk_init_kernel(Args a) {
   Row r;
-  if (!load_row(a, blockIdx.x, &r) || r.trivial) return;
+  if (!load_row(a, blockIdx.x, 1, &r) || r.trivial) return;
   uint32_t* hist = a.hist + int64_t(blockIdx.x) * kHistWords;
   for (int i = threadIdx.x; i < kHistWords; i += kThreads) hist[i] = 0;
   if (threadIdx.x < kStateWords) {
@@ -260,16 +267,60 @@ __device__ void write_row_frame(const Args& a, int64_t row, const Row& r) {
   if (threadIdx.x == 0) a.counts[row] = kept;
 }
 
+// The rows a launch selects for, in token order: a token whose role is active and whose list
+// count L is valid has rows token * max_lists + 0..L-1 (load_row may still skip one for its n or
+// K: its blocks then exit together). Returns how many there are, and in *row the i-th (-1 past
+// the end). Warp 0 scans the tokens 32 at a time; every thread of the block gets the answer.
+__device__ int active_row(const Args& a, int i, int64_t* row) {
+  __shared__ int s_total;
+  __shared__ long long s_row;
+  if (threadIdx.x < 32) {
+    const int lane = int(threadIdx.x);
+    int before = 0;
+    long long found = -1;
+    for (int t0 = 0; t0 < a.num_tokens; t0 += 32) {
+      const int t = t0 + lane;
+      int l = 0;
+      if (t < a.num_tokens) {
+        const uint32_t role = a.roles[t];
+        const int lists = a.num_lists[t];
+        const bool on = role < 32 && ((a.active_roles >> role) & 1u) != 0;
+        if (on && lists >= 1 && lists <= a.max_lists && a.num_heads % lists == 0) l = lists;
+      }
+      int upto = l;  // inclusive prefix over the lanes
+      for (int o = 1; o < 32; o <<= 1) {
+        const int v = __shfl_up_sync(0xFFFFFFFFu, upto, o);
+        if (lane >= o) upto += v;
+      }
+      const int first = before + upto - l;
+      if (i >= first && i < first + l) found = (long long)t * a.max_lists + (i - first);
+      before += __shfl_sync(0xFFFFFFFFu, upto, 31);
+    }
+    if (lane == 0) {
+      s_total = before;
+      s_row = -1;
+    }
+    __syncwarp();
+    if (found >= 0) s_row = found;  // one lane at most
+  }
+  __syncthreads();
+  const int total = s_total;
+  *row = s_row;
+  __syncthreads();  // the next call may overwrite them
+  return total;
+}
+
+// One chunk of one row: the five phases of the header. `slot`: this chunk's entry of
+// chunk_counts (the row's chunks are slot - chunk .. slot - chunk + chunks - 1).
 template <bool kVec>
-__global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
-  const int64_t row = blockIdx.x;
+__device__ void select_chunk(const Args& a, int64_t row, int chunk, int chunks, int slot) {
   Row r;
-  if (!load_row(a, row, &r)) return;
-  if (blockIdx.y == 0) write_row_frame(a, row, r);
+  if (!load_row(a, row, chunks, &r)) return;
+  if (chunk == 0) write_row_frame(a, row, r);
   // Chunks hold < 2^31 / B positions each: chunk * B < max_len + 4 * B fits int. Blocks past the
   // row's last non-empty chunk take no part (r.chunks counts the blocks the barriers wait for).
-  if (r.trivial || int(blockIdx.y) >= r.chunks) return;
-  const int begin = int(blockIdx.y) * r.chunk;
+  if (r.trivial || chunk >= r.chunks) return;
+  const int begin = chunk * r.chunk;
   const int end = min(begin + r.chunk, r.n - 1);
   uint32_t* state = a.state + row * kStateWords;
 
@@ -304,7 +355,7 @@ __global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
     __syncthreads();
     equal = Reduce(storage.reduce).Sum(equal);
     if (threadIdx.x == 0) {
-      a.chunk_counts[row * a.blocks_per_row + blockIdx.y] = make_uint2(above, equal);
+      a.chunk_counts[slot] = make_uint2(above, equal);
       __threadfence();
       atomicAdd(&state[kDone + 3], 1u);
     }
@@ -313,8 +364,8 @@ __global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
 
   // Write: keys above T and equal to T in the chunks before this one.
   uint32_t above = 0, equal = 0;
-  const uint2* counts = a.chunk_counts + row * a.blocks_per_row;
-  for (int c = threadIdx.x; c < int(blockIdx.y); c += kThreads) {
+  const uint2* counts = a.chunk_counts + (slot - chunk);
+  for (int c = threadIdx.x; c < chunk; c += kThreads) {
     const uint2 v = __ldcg(&counts[c]);
     above += v.x;
     equal += v.y;
@@ -365,6 +416,24 @@ __global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
     }
     above_before += total >> 16;
     equal_before += total & 0xFFFFu;
+  }
+}
+
+// Grid (G): one wave at most, cooperative when a row may take several chunks. Every block counts
+// the rows this launch selects for (R) and gives each min(blocks_per_row, G / R) chunks, so a
+// token with 8 lists of 32 gets four times the blocks a row that the grid's 32 would give it
+// (llama3-8b, per-KV-head lists at 2^20 positions: 16 -> 66 blocks a row). With R > G a block
+// takes rows one after another, a chunk each (no barriers).
+template <bool kVec>
+__global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
+  int64_t row = -1;
+  const int rows = active_row(a, 0, &row);
+  if (rows == 0) return;
+  const int chunks = max(1, min(a.blocks_per_row, int(gridDim.x) / rows));
+  for (int item = int(blockIdx.x); item < rows * chunks; item += int(gridDim.x)) {
+    if (item > 0) active_row(a, item / chunks, &row);
+    if (row < 0) break;  // (not reached: the lists cannot change during the launch)
+    select_chunk<kVec>(a, row, item % chunks, chunks, item);
   }
 }
 
@@ -434,7 +503,7 @@ __global__ void __launch_bounds__(kThreads) topk_cluster_kernel(Args a) {
   const int64_t row = blockIdx.y;
   Row r;
   // Both exits are uniform over the cluster (one row), before any remote access.
-  if (!load_row(a, row, &r)) return;
+  if (!load_row(a, row, a.blocks_per_row, &r)) return;
   if (rank == 0) write_row_frame(a, row, r);
   if (r.trivial) return;
   const int begin = min(rank * r.chunk, r.n - 1);
@@ -645,29 +714,37 @@ int64_t resident_blocks() {
   return int64_t(blocks_per_sm) * sm_count();
 }
 
-// B: chunks per row, from the shapes and the device only (the workspace and the graph do not
-// depend on n): as many as one wave of resident blocks holds, at least kMinChunk candidates
-// each; 1 when the rows alone fill the wave.
-int64_t blocks_per_row(const TopkPerRowParams& p) {
+// The multi-block launch, from the shapes and the device only (the workspace and the graph do
+// not depend on n or on the lists a step selects for): the most chunks a row may take (at least
+// kMinChunk candidates each) and the grid, one wave of resident blocks at most.
+struct MultiBlock {
+  int64_t chunks;  // Args::blocks_per_row
+  int64_t grid;
+};
+
+MultiBlock multi_block(const TopkPerRowParams& p) {
   const int64_t rows = std::max<int64_t>(1, p.scores.size(0) * p.indices.size(1));
+  const int64_t wave = resident_blocks();
   const int64_t most = std::max<int64_t>(1, ceil_div<int64_t>(p.scores.size(2), kMinChunk));
-  return std::min(most, std::max<int64_t>(1, resident_blocks() / rows));
+  const int64_t chunks = std::min(most, wave);
+  return {chunks, std::min(wave, rows * chunks)};
 }
 
 template <bool kVec>
-void launch(const Args& a, int64_t rows, Stream stream) {
+void launch(const Args& a, int64_t rows, int64_t grid, Stream stream) {
   const cudaStream_t s = raw_stream(stream);
   topk_init_kernel<<<unsigned(rows), kThreads, 0, s>>>(a);
   check_launch("topk_init_kernel", stream);
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(rows), unsigned(a.blocks_per_row));
+  cfg.gridDim = dim3(unsigned(grid));
   cfg.blockDim = dim3(kThreads);
   cfg.stream = s;
   cudaLaunchAttribute attr[1] = {};
   attr[0].id = cudaLaunchAttributeCooperative;
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = a.blocks_per_row > 1 ? 1 : 0;  // B = 1: no barriers, any number of rows
+  // A row of one chunk has no barrier to wait at; with several, the grid is one wave.
+  cfg.numAttrs = a.blocks_per_row > 1 && grid > 1 ? 1 : 0;
   TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, topk_select_kernel<kVec>, a));
   check_launch("topk_select_kernel", stream);
 }
@@ -678,7 +755,7 @@ size_t topk_per_row_workspace_size(const TopkPerRowParams& p) {
   const int64_t rows = p.scores.size(0) * p.indices.size(1);
   if (cluster_size(p.scores.size(2), rows) > 0) return 0;  // the cluster path needs none
   return size_t(rows) * (kHistWords + kStateWords) * sizeof(uint32_t) +
-         size_t(rows * blocks_per_row(p)) * sizeof(uint2);
+         size_t(std::max(rows, multi_block(p).grid)) * sizeof(uint2);
 }
 
 void topk_per_row(const TopkPerRowParams& p, TensorView workspace, Stream stream) {
@@ -700,6 +777,7 @@ void topk_per_row(const TopkPerRowParams& p, TensorView workspace, Stream stream
   a.head_stride = p.scores.stride[1];
   a.active_roles = p.active_roles;
   a.num_heads = int(p.scores.size(1));
+  a.num_tokens = int(tokens);
   a.max_lists = int(p.indices.size(1));
   a.max_budget = int(p.indices.size(2));
   a.max_len = int(p.scores.size(2));
@@ -720,12 +798,12 @@ void topk_per_row(const TopkPerRowParams& p, TensorView workspace, Stream stream
   a.hist = static_cast<uint32_t*>(workspace.data);
   a.state = a.hist + rows * kHistWords;
   a.chunk_counts = reinterpret_cast<uint2*>(a.state + rows * kStateWords);
-  a.blocks_per_row = int(blocks_per_row(p));
-  TIDAL_CHECK(a.blocks_per_row <= 65535, "topk_per_row: max_len too large for the grid");
+  const MultiBlock m = multi_block(p);
+  a.blocks_per_row = int(m.chunks);
   if (vec) {
-    launch<true>(a, rows, stream);
+    launch<true>(a, rows, m.grid, stream);
   } else {
-    launch<false>(a, rows, stream);
+    launch<false>(a, rows, m.grid, stream);
   }
 }
 

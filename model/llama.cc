@@ -37,6 +37,12 @@ TensorView flat(TensorView t) {
 int64_t max_pages(const WorkspaceShape& s) {
   return (s.max_context + s.page_size - 1) / s.page_size;
 }
+// A score row's length in memory: positions rounded up to 4 floats, so every row starts 16-byte
+// aligned and topk_per_row and head_group_probs take their 16-byte loads (a row pitch of
+// 1048600 + 1 floats sent llama3-8b's 2^20-position top-k down the scalar path: 154 us against
+// ~60, H200, benchmarks/results/PERF_NOTES.md). The kernels read the pitch from the view.
+int64_t score_pitch(int64_t positions) { return (positions + 3) / 4 * 4; }
+
 int64_t max_page_budget(const WorkspaceShape& s) {
   return std::max<int64_t>(1, s.max_budget / s.page_size);
 }
@@ -93,13 +99,13 @@ void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, Llam
   ws->logits = a.allocate(DType::kF32, {s.max_logits, c.vocab});
   ws->sampled = a.allocate(DType::kI32, {s.max_logits});
   ws->inv_freq = a.allocate(DType::kF32, {c.head_dim / 2});
-  ws->scores = a.allocate(DType::kF32, {d, h, s.max_context});
+  ws->scores = a.allocate(DType::kF32, {d, h, score_pitch(s.max_context)});
   ws->lse = a.allocate(DType::kF32, {d, h});
   ws->lists = a.allocate(DType::kI32, {d, h, s.max_budget});
   ws->counts = a.allocate(DType::kI32, {d, h});
   ws->new_lists = a.allocate(DType::kI32, {d, h, s.max_budget});
   ws->new_counts = a.allocate(DType::kI32, {d, h});
-  ws->page_scores = a.allocate(DType::kF32, {d, h, max_pages(s)});
+  ws->page_scores = a.allocate(DType::kF32, {d, h, score_pitch(max_pages(s))});
   ws->pages = a.allocate(DType::kI32, {d, h, max_page_budget(s)});
   ws->page_counts = a.allocate(DType::kI32, {d, h});
   ws->overlap = a.allocate(DType::kI64, {s.num_rows, 2});

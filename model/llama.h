@@ -113,13 +113,15 @@ struct LlamaWorkspace {
   TensorView sampled;   // [max_logits] i32 sampled ids
   TensorView inv_freq;  // [head_dim / 2] f32 RoPE frequencies
   // Selection state of the decode tokens of the step.
-  TensorView scores;       // [max_decode, num_heads, max_context] f32: logits, then group probs
+  // scores: [max_decode, num_heads, max_context rounded up to 4 floats] f32: logits, then group
+  // probs (rows 16-byte aligned; page_scores likewise).
+  TensorView scores;
   TensorView lse;          // [max_decode, num_heads] f32
   TensorView lists;        // [max_decode, num_heads, max_budget] i32 lists sparse layers read
   TensorView counts;       // [max_decode, num_heads] i32
   TensorView new_lists;    // [max_decode, num_heads, max_budget] i32 a selection layer's top-k
   TensorView new_counts;   // [max_decode, num_heads] i32
-  TensorView page_scores;  // [max_decode, num_heads, max_pages] f32 Quest bounds
+  TensorView page_scores;  // [max_decode, num_heads, max_pages rounded up to 4] f32 Quest bounds
   TensorView pages;        // [max_decode, num_heads, max_page_budget] i32 chosen pages
   TensorView page_counts;  // [max_decode, num_heads] i32
   TensorView overlap;      // [num_rows, 2] i64 position-persistence counters (kept by the engine)

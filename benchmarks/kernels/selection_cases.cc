@@ -90,41 +90,84 @@ void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
   }
 }
 
+// What a selection layer's top-k reads for lists of `group` heads: each list's first row holds
+// the sum over its heads of softmax probabilities (head_group_probs), here of logits uniform in
+// [-spread, spread]. A flat head (small spread: a random-valued KV cache, or a head attending
+// broadly) puts nearly every key in a few pass-0 buckets of the radix select.
+HostTensor group_probs(int64_t tokens, int64_t heads, int64_t group, int64_t n, float spread,
+                       uint64_t seed) {
+  HostTensor t = random_tensor({tokens, heads, n}, DType::kF32, seed, -spread, spread);
+  float* x = static_cast<float*>(t.view().data);
+  parallel_sum(tokens * heads, [&](int64_t row) {  // each row -> its probabilities
+    float* r = x + row * n;
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; ++j) sum += std::exp(double(r[j]) - spread);
+    const double log_sum = spread + std::log(sum);
+    for (int64_t j = 0; j < n; ++j) r[j] = float(std::exp(double(r[j]) - log_sum));
+    return int64_t(0);
+  });
+  parallel_sum(tokens * (heads / group), [&](int64_t list) {  // first row of each list: the sum
+    float* first = x + list * group * n;
+    for (int64_t h = 1; h < group; ++h) {
+      for (int64_t j = 0; j < n; ++j) first[j] += first[h * n + j];
+    }
+    return int64_t(0);
+  });
+  return t;
+}
+
 void bench_topk_per_row(const BenchEnv& env, const RunCase& run_case) {
   struct Config {
     int64_t tokens, heads, lists, n, budget;
+    float spread = 0.0f;       // > 0: head-group probabilities of logits in [-spread, spread]
+    int64_t buffer_lists = 0;  // list rows the output buffers hold (0: lists)
   };
   const std::vector<Config> configs =
       env.quick
-          ? std::vector<Config>{{1, 4, 4, 3000, 64}, {1, 4, 1, 3000, 64}, {2, 1, 1, 20000, 64}}
+          ? std::vector<Config>{{1, 4, 4, 3000, 64},
+                                {1, 4, 1, 3000, 64},
+                                {2, 1, 1, 20000, 64},
+                                {1, 4, 2, 3000, 64, 0.5f}}
           : std::vector<Config>{{1, 32, 32, 100000, 2048},  // per query head
                                 {1, 32, 32, 100000, 256},
-                                {1, 32, 8, 100000, 2048},    // per KV head (GQA 4:1)
-                                {2, 1, 1, 1000000, 2048},    // two 1M-position rows
-                                {1, 32, 8, 1 << 20, 2048}};  // per KV head at 2^20
+                                {1, 32, 8, 100000, 2048},   // per KV head (GQA 4:1)
+                                {2, 1, 1, 1000000, 2048},   // two 1M-position rows
+                                {1, 32, 8, 1 << 20, 2048},  // per KV head at 2^20
+                                // ... on probabilities of flat and of spread heads
+                                {1, 32, 8, 100000, 2048, 0.5f},
+                                {1, 32, 8, 1 << 20, 2048, 0.5f},
+                                {1, 32, 8, 1 << 20, 2048, 8.0f},
+                                // ... in buffers of 32 list rows, as a step's workspace holds them
+                                {1, 32, 8, 1 << 20, 2048, 0.5f, 32}};
   for (const Config& cfg : configs) {
     // t_n tokens of h_n score rows; l_n lists per token read rows l * (h_n / l_n).
     const int64_t t_n = cfg.tokens, h_n = cfg.heads, l_n = cfg.lists, n = cfg.n, k = cfg.budget;
-    // 24 random bits per score: among 100K+ positions some scores tie, which exercises the
-    // contract's tie rule (the lower position wins) on the GPU as well.
+    // Uniform: 24 random bits per score: among 100K+ positions some scores tie, which exercises
+    // the contract's tie rule (the lower position wins) on the GPU as well.
     const HostTensor scores =
-        random_tensor({t_n, h_n, n}, DType::kF32, 500 + uint64_t(n), -10.0f, 10.0f);
+        cfg.spread > 0.0f
+            ? group_probs(t_n, h_n, h_n / l_n, n, cfg.spread, 600 + uint64_t(n))
+            : random_tensor({t_n, h_n, n}, DType::kF32, 500 + uint64_t(n), -10.0f, 10.0f);
     const HostTensor lengths = filled_i32(t_n, n), budgets = filled_i32(t_n, k);
     const HostTensor num_lists = filled_i32(t_n, l_n), roles = roles_of(t_n, TokenRole::kSelect);
     const DeviceBuffer dscores = upload(env, scores), dlen = upload(env, lengths);
     const DeviceBuffer dbudgets = upload(env, budgets), dnum = upload(env, num_lists);
     const DeviceBuffer droles = upload(env, roles);
-    const DeviceBuffer dind = poisoned(env, {t_n, l_n, k}, DType::kI32);
-    const DeviceBuffer dcounts = poisoned(env, {t_n, l_n}, DType::kI32);
+    const int64_t m_n = cfg.buffer_lists > 0 ? cfg.buffer_lists : l_n;  // list rows held
+    const DeviceBuffer dind = poisoned(env, {t_n, m_n, k}, DType::kI32);
+    const DeviceBuffer dcounts = poisoned(env, {t_n, m_n}, DType::kI32);
     const kernels::TopkPerRowParams p{dind.view(),   dcounts.view(),          dscores.view(),
                                       dlen.view(),   dbudgets.view(),         dnum.view(),
                                       droles.view(), kernels::kSelectingRoles};
     const DeviceBuffer ws = workspace(env, kernels::topk_per_row_workspace_size(p));
-    KernelCase c = make_case(env, "topk_per_row",
-                             std::to_string(t_n * l_n) + " rows x " + std::to_string(n) +
-                                 " K=" + std::to_string(k) + " b=" + std::to_string(t_n) +
-                                 " lists=" + std::to_string(l_n) + "/" + std::to_string(h_n),
-                             4.0 * double(t_n * l_n * (n + k + 1)));
+    KernelCase c = make_case(
+        env, "topk_per_row",
+        std::to_string(t_n * l_n) + " rows x " + std::to_string(n) + " K=" + std::to_string(k) +
+            " b=" + std::to_string(t_n) + " lists=" + std::to_string(l_n) + "/" +
+            std::to_string(h_n) +
+            (cfg.spread > 0.0f ? (cfg.spread < 1.0f ? " flat-probs" : " spread-probs") : "") +
+            (m_n != l_n ? " in " + std::to_string(m_n) + " rows" : ""),
+        4.0 * double(t_n * l_n * (n + k + 1)));
     c.dtype = "f32";
     c.run = [&] { kernels::topk_per_row(p, ws.view(), env.stream); };
     c.check = [&] {
@@ -143,8 +186,9 @@ void bench_topk_per_row(const BenchEnv& env, const RunCase& run_case) {
             sub_view(roles.view(), t, {1}, {1}),
             kernels::kSelectingRoles};
         kernels::ref::topk_per_row(r);
-        return count_wrong(sub_view(got.view(), u * k, {1, 1, k}, {k, k, 1}), ind.view(), {}) +
-               count_wrong(sub_view(got_counts.view(), u, {1, 1}, {1, 1}), cnt.view(), {});
+        const int64_t held = t * m_n + l;  // the list's row in the buffers
+        return count_wrong(sub_view(got.view(), held * k, {1, 1, k}, {k, k, 1}), ind.view(), {}) +
+               count_wrong(sub_view(got_counts.view(), held, {1, 1}, {1, 1}), cnt.view(), {});
       });
     };
     run_case(c);

@@ -4,6 +4,7 @@
 // ties, special values, mixed per-token n / K / L / roles, unaligned rows (scalar loads), a
 // garbage workspace, and a CUDA graph replayed at other lengths (the launch zeroes its own state).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -88,7 +89,9 @@ Result run_gpu(const Batch& b, int64_t pad = 0) {
   return ::testing::AssertionSuccess();
 }
 
-enum class Scores { kNormal, kTies, kSpecial };
+// kFlat: positive scores within 2^(+-0.4) of one value, as a flat head's probabilities: nearly
+// every key in one or two pass-0 buckets, more than a block stages in pass 1.
+enum class Scores { kNormal, kTies, kSpecial, kFlat };
 
 struct Case {
   std::string name;
@@ -102,12 +105,14 @@ Batch make_batch(const Case& c, uint32_t seed) {
   std::mt19937 rng(seed);
   Batch b(c.tokens, c.heads, c.max_len, c.heads, c.max_budget);
   std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::uniform_real_distribution<float> flat(-0.4f, 0.4f);
   const float special[] = {std::nanf(""), -INFINITY, -0.0f, 0.0f, 1.5f, INFINITY, -2.0f, 7.0f};
   for (float& s : b.scores) {
     switch (c.kind) {
       case Scores::kNormal: s = normal(rng); break;
       case Scores::kTies: s = float(rng() % 5) * 0.5f - 1.0f; break;
       case Scores::kSpecial: s = special[rng() % 8]; break;
+      case Scores::kFlat: s = 1e-6f * std::exp2(flat(rng)); break;
     }
   }
   for (int64_t t = 0; t < c.tokens; ++t) b.lists[size_t(t)] = c.lists;
@@ -152,6 +157,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"n163841_2rows_k2048", 1, 2, 163841, 2048, 2},
                       Case{"n200k_8rows_k2048", 1, 8, 200000, 2048, 8},
                       Case{"n200k_8rows_k300_ties", 1, 8, 200000, 300, 8, Scores::kTies},
+                      Case{"n200k_8rows_k2048_flat", 1, 8, 200000, 2048, 8, Scores::kFlat},
                       Case{"n1m_2rows_k2048", 2, 1, 1000000, 2048, 1},
                       Case{"n1m_2rows_k4096_ties", 1, 2, 1000000, 4096, 2, Scores::kTies},
                       Case{"special_values", 2, 2, 3001, 500, 2, Scores::kSpecial},
@@ -166,7 +172,12 @@ INSTANTIATE_TEST_SUITE_P(
                       // 2048 rows: more than one wave of blocks, so one block a row (no
                       // row-wide barriers); and 2^20 positions in 8 lists, one wave of blocks.
                       Case{"batch64_rows_past_one_wave", 64, 32, 4097, 64, 32},
-                      Case{"n1m_8rows_k2048_ties", 1, 32, 1 << 20, 2048, 8, Scores::kTies}),
+                      Case{"n1m_8rows_k2048_ties", 1, 32, 1 << 20, 2048, 8, Scores::kTies},
+                      Case{"n1m_8rows_k2048_flat", 1, 32, 1 << 20, 2048, 8, Scores::kFlat},
+                      // 560 long rows of 70 tokens: more rows than one wave of blocks, so
+                      // the multi-block kernel's blocks take rows one after another, and the
+                      // active rows are counted over more than 32 tokens.
+                      Case{"n330k_560rows_past_one_wave", 70, 8, 330000, 64, 8}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // The same launch captured once and replayed at other lengths and budgets: the graph's fixed
