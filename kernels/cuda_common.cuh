@@ -57,6 +57,15 @@ constexpr T ceil_div(T a, T b) {
   return (a + b - 1) / b;
 }
 
+// The launch attribute for thread-block clusters of `x` blocks along x (sm_90).
+inline cudaLaunchAttribute cluster_attribute(unsigned x) {
+  cudaLaunchAttribute a = {};
+  a.id = cudaLaunchAttributeClusterDimension;
+  a.val.clusterDim.x = x;
+  a.val.clusterDim.y = a.val.clusterDim.z = 1;
+  return a;
+}
+
 // Calls f(T{}) with T the CUDA type of a float dtype: float, __half or __nv_bfloat16.
 template <typename F>
 void dispatch_float(DType dtype, const char* op, F&& f) {

@@ -145,10 +145,7 @@ bool mma_clusters_fit(int size) {
            cfg.gridDim = dim3(c);
            cfg.blockDim = dim3(MmaConfig<T, D, KT>::kThreads);
            cfg.dynamicSmemBytes = MmaConfig<T, D, KT>::kSmemBytes;
-           cudaLaunchAttribute attr[1] = {};
-           attr[0].id = cudaLaunchAttributeClusterDimension;
-           attr[0].val.clusterDim.x = c;
-           attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+           cudaLaunchAttribute attr[1] = {cluster_attribute(c)};
            cfg.attrs = attr;
            cfg.numAttrs = 1;
            int clusters = 0;

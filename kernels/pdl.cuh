@@ -99,12 +99,7 @@ void launch_programmatic_clusters(void (*kernel)(Params...), dim3 grid, dim3 blo
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[n++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (cluster_x > 1) {
-    attr[n].id = cudaLaunchAttributeClusterDimension;
-    attr[n].val.clusterDim.x = cluster_x;
-    attr[n].val.clusterDim.y = attr[n].val.clusterDim.z = 1;
-    ++n;
-  }
+  if (cluster_x > 1) attr[n++] = cluster_attribute(cluster_x);
   cfg.attrs = attr;
   cfg.numAttrs = n;
   TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));

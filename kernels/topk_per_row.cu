@@ -647,10 +647,7 @@ cudaLaunchConfig_t cluster_config(int c, int64_t rows, size_t smem, cudaLaunchAt
   cfg.gridDim = dim3(unsigned(c), unsigned(rows));
   cfg.blockDim = dim3(kThreads);
   cfg.dynamicSmemBytes = smem;
-  attr[0] = {};
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = unsigned(c);
-  attr[0].val.clusterDim.y = attr[0].val.clusterDim.z = 1;
+  attr[0] = cluster_attribute(unsigned(c));
   cfg.attrs = attr;
   cfg.numAttrs = 1;
   return cfg;
