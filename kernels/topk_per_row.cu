@@ -430,10 +430,11 @@ __global__ void __launch_bounds__(kThreads, 4) topk_select_kernel(Args a) {
   const int rows = active_row(a, 0, &row);
   if (rows == 0) return;
   const int chunks = max(1, min(a.blocks_per_row, int(gridDim.x) / rows));
-  for (int item = int(blockIdx.x); item < rows * chunks; item += int(gridDim.x)) {
-    if (item > 0) active_row(a, item / chunks, &row);
+  const int64_t items = int64_t(rows) * chunks;  // <= max(grid, rows)
+  for (int64_t item = blockIdx.x; item < items; item += gridDim.x) {
+    if (item > 0) active_row(a, int(item / chunks), &row);
     if (row < 0) break;  // (not reached: the lists cannot change during the launch)
-    select_chunk<kVec>(a, row, item % chunks, chunks, item);
+    select_chunk<kVec>(a, row, int(item % chunks), chunks, int(item));
   }
 }
 

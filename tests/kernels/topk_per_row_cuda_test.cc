@@ -169,15 +169,16 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"mixed_long_rows", 5, 8, 400000, 3000, 0},
                       Case{"mixed_long_rows_ties", 4, 4, 400000, 700, 0, Scores::kTies},
                       Case{"batch16_kv_head_lists", 16, 32, 20000, 2048, 8},
-                      // 2048 rows: more than one wave of blocks, so one block a row (no
-                      // row-wide barriers); and 2^20 positions in 8 lists, one wave of blocks.
+                      // 2048 rows of 4097 positions (the cluster path); 2^20 positions in 8
+                      // lists of 32 rows (the multi-block path: the wave over the 8).
                       Case{"batch64_rows_past_one_wave", 64, 32, 4097, 64, 32},
                       Case{"n1m_8rows_k2048_ties", 1, 32, 1 << 20, 2048, 8, Scores::kTies},
                       Case{"n1m_8rows_k2048_flat", 1, 32, 1 << 20, 2048, 8, Scores::kFlat},
-                      // 560 long rows of 70 tokens: more rows than one wave of blocks, so
-                      // the multi-block kernel's blocks take rows one after another, and the
-                      // active rows are counted over more than 32 tokens.
-                      Case{"n330k_560rows_past_one_wave", 70, 8, 330000, 64, 8}),
+                      // 1200 long rows of 75 tokens: more rows than a wave of blocks holds
+                      // (4 blocks an SM: 528 on an H200, 592 on 148 SMs), so the multi-block
+                      // kernel's blocks take rows one after another, and the active rows are
+                      // counted over more than 32 tokens.
+                      Case{"n330k_1200rows_past_one_wave", 75, 16, 330000, 64, 16}),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 // The same launch captured once and replayed at other lengths and budgets: the graph's fixed
