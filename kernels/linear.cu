@@ -217,10 +217,15 @@ bool linear_swiglu(TensorView act, TensorView in, TensorView weight, Stream stre
 bool linear_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView weight,
                        Stream stream) {
   const int64_t num_tokens = in.size(0), half = p.k.size(2) / 2;
+  // An FP8 cache takes the one launch when the caller keeps the counters its blocks meet by.
+  const TensorView& c = p.append_counters;
+  const bool fp8 = p.k_cache.dtype == DType::kU8 && c.data != nullptr && c.dtype == DType::kI32 &&
+                   c.is_contiguous() && c.numel() >= num_tokens * p.k.size(1) * 2 &&
+                   c.device.kind == p.k_cache.device.kind && c.device.index == p.k_cache.device.index;
   // 8 = 2 x the most rows a warp takes (GemvConfig): a pair block stays inside one head.
   if (num_tokens < 1 || num_tokens > kGemvMaxTokens || in.size(1) == 0 || half == 0 ||
-      half % 8 != 0 || p.k_cache.dtype != in.dtype) {
-    return false;  // prefill, FP8 caches, odd heads: linear_split then paged_kv_append
+      half % 8 != 0 || (p.k_cache.dtype != in.dtype && !fp8)) {
+    return false;  // prefill, FP8 caches without counters, odd heads: linear_split + append
   }
   TIDAL_NVTX_SCOPE("linear_qkv_append");
   linear_qkv_append_gemv(p, in, weight, raw_stream(stream));

@@ -41,8 +41,8 @@ void linear_swiglu(TensorView act, TensorView in, TensorView weight, TensorView 
 // p.rope_q (q), p.k and p.v (each [num_tokens, heads, head_dim], contiguous, heads * head_dim
 // columns of the stacked weight in that order), then paged_kv_append(p), which rotates q and k and
 // appends k and v; exactly that pair of calls. On the GPU, decode shapes with a cache of in's
-// dtype take one GEMV launch whose epilogue rotates and appends; the rest (prefill, FP8 caches)
-// take the pair. p.rope_q is required.
+// dtype, or an FP8 cache and p.append_counters, take one GEMV launch whose epilogue rotates and
+// appends; the rest (prefill, FP8 caches without counters) take the pair. p.rope_q is required.
 void linear_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView weight,
                        Stream stream);
 
@@ -60,9 +60,9 @@ void linear(TensorView out, TensorView in, TensorView weight, Stream stream);
 bool linear_swiglu(TensorView act, TensorView in, TensorView weight, Stream stream);
 void linear_split(TensorView out0, TensorView out1, TensorView out2, TensorView in,
                   TensorView weight, Stream stream);
-// The decode shapes (1 to kGemvMaxTokens tokens, in_features > 0, a cache of in's dtype,
-// (head_dim / 2) % 8 == 0) as one GEMV launch; false (nothing launched) for the others, which
-// linear_qkv_append() runs as linear_split + paged_kv_append.
+// The decode shapes (1 to kGemvMaxTokens tokens, in_features > 0, a cache of in's dtype or an FP8
+// cache with p.append_counters, (head_dim / 2) % 8 == 0) as one GEMV launch; false (nothing
+// launched) for the others, which linear_qkv_append() runs as linear_split + paged_kv_append.
 bool linear_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView weight,
                        Stream stream);
 }  // namespace cuda

@@ -31,6 +31,7 @@
 #include <type_traits>
 
 #include "kernels/elementwise.cuh"
+#include "kernels/fp8_e4m3.cuh"
 #include "kernels/linear_gemv.cuh"
 #include "kernels/paged_kv_append.cuh"
 #include "kernels/pdl.cuh"
@@ -410,19 +411,83 @@ void launch_swiglu(TensorView act, TensorView in, TensorView weight, cudaStream_
 }
 
 // The QKV projection's epilogue for linear_qkv_append: q and k rotated (RoPE) and stored, k and
-// v also appended to a cache of T.
+// v also appended to a cache of T or to an FP8 cache.
 template <typename T>
 struct QkvAppend {
   T* q;        // [num_tokens, num_heads * head_dim]
   T* k;        // [num_tokens, num_kv_heads * head_dim]
   T* v;        // [num_tokens, num_kv_heads * head_dim]
-  T* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim]
+  T* k_cache;  // [num_pages, page_size, num_kv_heads, head_dim] (caches of T)
   T* v_cache;
+  // FP8 caches: e4m3 codes [num_pages, page_size, num_kv_heads, head_dim] and row scales
+  // [num_pages, num_kv_heads, page_size] f32; `counters` [num_tokens, num_kv_heads, 2 (k, v)]:
+  // blocks of the row done, zero between launches (each launch leaves it zero).
+  uint8_t* k_codes;
+  uint8_t* v_codes;
+  float* k_scale;
+  float* v_scale;
+  unsigned* counters;
   const float* inv_freq;  // [head_dim / 2], stride freq_stride
   int64_t freq_stride;
   int num_heads, num_kv_heads, head_dim;
   AppendArgs plan;  // the slot of each token (token_words unused)
 };
+
+// A value another block of this grid stored (coherent: read at L2, past L1).
+template <typename T>
+__device__ __forceinline__ float load_cg(const T* p) {
+  return to_float(__ldcg(p));
+}
+
+// FP8 caches: a (token, KV head) row of k or v is quantized whole (its amax sets its power-of-two
+// scale, as in paged_kv_append), but each of the head's `blocks_per_head` blocks holds a slice of
+// it. So each block, once its slice is stored in k / v, counts itself in on the row's counter, and
+// the row's last block (the threadfence pattern of cooperative groups' grid sync) reads the whole
+// row back from k / v, takes its amax with the reference's fmaxf reduction, and writes its codes
+// and its scale. atomicInc wraps the counter back to zero for the next launch. Called by every
+// thread of the block.
+template <typename T, int kTokens, int kThreadsPerBlock>
+__device__ __forceinline__ void append_fp8_slices(const QkvAppend<T>& e, bool is_v, int head,
+                                                  int64_t token0, int64_t num_tokens,
+                                                  int blocks_per_head, const int64_t* s_slot) {
+  __shared__ bool s_last[kTokens];  // this block is the row's last (for token m)
+  __shared__ float s_red[32];
+  __syncthreads();  // the block's slice stored (and s_slot)
+  if (threadIdx.x < kTokens) {
+    const int m = threadIdx.x;
+    const int64_t token = token0 + m;
+    bool last = false;
+    if (token < num_tokens) {
+      unsigned* c = e.counters + (token * e.num_kv_heads + head) * 2 + (is_v ? 1 : 0);
+      __threadfence();  // the block's stores (before the barrier) ahead of its count
+      last = atomicInc(c, unsigned(blocks_per_head - 1)) == unsigned(blocks_per_head - 1);
+      if (last) __threadfence();  // every block's slice seen after its count
+    }
+    s_last[m] = last;
+  }
+  __syncthreads();
+  const int64_t kv_width = int64_t(e.num_kv_heads) * e.head_dim;
+#pragma unroll 1
+  for (int m = 0; m < kTokens; ++m) {
+    if (!s_last[m]) continue;  // block-uniform
+    const int64_t token = token0 + m;
+    const T* src = (is_v ? e.v : e.k) + token * kv_width + int64_t(head) * e.head_dim;
+    uint8_t* dst = (is_v ? e.v_codes : e.k_codes) + s_slot[m] * kv_width + int64_t(head) * e.head_dim;
+    float amax = 0.0f;  // NaN skipped, as append_fp8_rows' warp_max of fmaxf
+    for (int d = threadIdx.x; d < e.head_dim; d += kThreadsPerBlock) {
+      amax = fmaxf(amax, fabsf(load_cg(src + d)));
+    }
+    const float scale = e4m3_row_scale(block_max(amax, s_red));
+    for (int d = threadIdx.x; d < e.head_dim; d += kThreadsPerBlock) {
+      dst[d] = f32_to_e4m3(load_cg(src + d) / scale);
+    }
+    if (threadIdx.x == 0) {
+      const int64_t page = s_slot[m] / e.plan.page_size;
+      (is_v ? e.v_scale : e.k_scale)[(page * e.num_kv_heads + head) * e.plan.page_size +
+                                     s_slot[m] % e.plan.page_size] = scale;
+    }
+  }
+}
 
 // q, k, v = in @ weight^T, each sum rounded to T; q and k rotated at the token's position; k and
 // v appended at its slot: what linear_split then paged_kv_append with RoPE compute. Two kinds of
@@ -432,12 +497,14 @@ struct QkvAppend {
 //   in shared memory and one thread rotates each (pair, token): the pairs of a block never straddle
 //   a head (the host checks (head_dim / 2) % kPairs == 0);
 // - v blocks: kWarps kRows consecutive v rows, stored by the lane that holds each sum.
+// Either way a head takes head_dim / (kWarps kRows) blocks, consecutive along x. kFp8: the cache
+// is FP8, and each k or v head's blocks meet in append_fp8_slices, whose last one writes the row.
 // No warp leaves early (the block syncs): rows past the end re-read the last one and are never
 // stored. The slots are plan reads, after the wait (in stream_rows).
 // in:     [num_tokens, in_features], row stride in_stride
 // weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
-// Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens.
-template <typename T, int kTokens, int kVec>
+// Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens (kFp8: one).
+template <typename T, int kTokens, int kVec, bool kFp8>
 __global__ void __launch_bounds__(kThreads)
     linear_qkv_append_kernel(const QkvAppend<T> e, const T* in, const T* __restrict__ weight,
                              int64_t num_tokens, int64_t in_stride, int64_t in_features) {
@@ -476,6 +543,7 @@ __global__ void __launch_bounds__(kThreads)
   if (appends && threadIdx.x < kTokens && token0 + threadIdx.x < num_tokens) {
     s_slot[threadIdx.x] = append_slot(e.plan, token0 + threadIdx.x, /*reporter=*/true);
   }
+  const int blocks_per_head = head_dim / (kWarps * kRows);
   if (!pairs) {
     __syncthreads();  // s_slot
 #pragma unroll
@@ -487,9 +555,14 @@ __global__ void __launch_bounds__(kThreads)
         if (lane == r * kTokens + m && row < kv_width && token < num_tokens) {
           const T value = from_float<T>(sum);
           e.v[token * kv_width + row] = value;
-          e.v_cache[s_slot[m] * kv_width + row] = value;
+          if constexpr (!kFp8) e.v_cache[s_slot[m] * kv_width + row] = value;
         }
       }
+    }
+    if constexpr (kFp8) {
+      const int v_head = int(((int64_t(blockIdx.x) - pair_blocks) * kWarps * kRows) / head_dim);
+      append_fp8_slices<T, kTokens, kThreads>(e, /*is_v=*/true, v_head, token0, num_tokens,
+                                              blocks_per_head, s_slot);
     }
     return;
   }
@@ -513,11 +586,19 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       const int64_t at = int64_t(head - e.num_heads) * head_dim + i;
       T* k = e.k + token * kv_width + at;
-      T* kc = e.k_cache + s_slot[m] * kv_width + at;
       k[0] = a;
       k[half] = b;
-      kc[0] = a;
-      kc[half] = b;
+      if constexpr (!kFp8) {
+        T* kc = e.k_cache + s_slot[m] * kv_width + at;
+        kc[0] = a;
+        kc[half] = b;
+      }
+    }
+  }
+  if constexpr (kFp8) {
+    if (head >= e.num_heads) {  // block-uniform
+      append_fp8_slices<T, kTokens, kThreads>(e, /*is_v=*/false, head - e.num_heads, token0,
+                                              num_tokens, blocks_per_head, s_slot);
     }
   }
 }
@@ -535,12 +616,17 @@ void launch_qkv_append_tile(const QkvAppend<T>& e, TensorView in, TensorView wei
                   unsigned(ceil_div<int64_t>(num_tokens, kTokens)));
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
-  if (vec) {
-    launch_programmatic(linear_qkv_append_kernel<T, kTokens, 16 / sizeof(T)>, grid, dim3(kThreads),
-                        0, stream, e, x, w, num_tokens, in_stride, in_features);
+  auto run = [&](auto kernel) {
+    launch_programmatic(kernel, grid, dim3(kThreads), 0, stream, e, x, w, num_tokens, in_stride,
+                        in_features);
+  };
+  constexpr int kV = 16 / sizeof(T);
+  if (e.k_codes != nullptr) {
+    vec ? run(linear_qkv_append_kernel<T, kTokens, kV, true>)
+        : run(linear_qkv_append_kernel<T, kTokens, 1, true>);
   } else {
-    launch_programmatic(linear_qkv_append_kernel<T, kTokens, 1>, grid, dim3(kThreads), 0, stream, e,
-                        x, w, num_tokens, in_stride, in_features);
+    vec ? run(linear_qkv_append_kernel<T, kTokens, kV, false>)
+        : run(linear_qkv_append_kernel<T, kTokens, 1, false>);
   }
 }
 
@@ -551,8 +637,14 @@ void launch_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView w
   e.q = static_cast<T*>(p.rope_q.data);
   e.k = static_cast<T*>(p.k.data);
   e.v = static_cast<T*>(p.v.data);
-  e.k_cache = static_cast<T*>(p.k_cache.data);
-  e.v_cache = static_cast<T*>(p.v_cache.data);
+  const bool fp8 = p.k_cache.dtype == DType::kU8;
+  e.k_cache = fp8 ? nullptr : static_cast<T*>(p.k_cache.data);
+  e.v_cache = fp8 ? nullptr : static_cast<T*>(p.v_cache.data);
+  e.k_codes = fp8 ? static_cast<uint8_t*>(p.k_cache.data) : nullptr;
+  e.v_codes = fp8 ? static_cast<uint8_t*>(p.v_cache.data) : nullptr;
+  e.k_scale = fp8 ? p.k_scale.data_as<float>() : nullptr;
+  e.v_scale = fp8 ? p.v_scale.data_as<float>() : nullptr;
+  e.counters = fp8 ? static_cast<unsigned*>(p.append_counters.data) : nullptr;
   e.inv_freq = p.rope_inv_freq.data_as<float>();
   e.freq_stride = p.rope_inv_freq.stride[0];
   e.num_heads = int(p.rope_q.size(1));

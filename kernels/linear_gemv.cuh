@@ -37,7 +37,8 @@ void linear_swiglu_gemv(TensorView act, TensorView in, TensorView weight, cudaSt
 // linear_split of in and weight into p.rope_q, p.k, p.v (flattened to [num_tokens, heads *
 // head_dim]), then paged_kv_append(p) with RoPE, in one launch: exactly those two calls. Views as
 // linear_qkv_append() checks them, and the shapes it takes (kernels/linear.cu): 1 to
-// kGemvMaxTokens tokens, a cache of in's dtype, (head_dim / 2) % 8 == 0.
+// kGemvMaxTokens tokens, a cache of in's dtype or an FP8 cache with p.append_counters,
+// (head_dim / 2) % 8 == 0.
 void linear_qkv_append_gemv(const PagedKvAppendParams& p, TensorView in, TensorView weight,
                             cudaStream_t stream);
 

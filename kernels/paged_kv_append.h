@@ -26,6 +26,13 @@ struct PagedKvAppendParams {
   // q and k rotated in place at `positions`, then k appended). Default: empty, no rotation.
   TensorView rope_q = {};         // [num_tokens, num_heads, head_dim], rotated in place
   TensorView rope_inv_freq = {};  // [head_dim / 2] f32
+  // Optional, linear_qkv_append on the GPU with an FP8 cache only (ignored elsewhere): i32, at
+  // least num_tokens * num_kv_heads * 2 elements, all zero, kept by the caller across launches (a
+  // workspace that persists, never shared by concurrent launches; each launch leaves it zero).
+  // With it the decode shapes append to an FP8 cache in the QKV GEMV's own launch (the blocks of
+  // a head meet through these counters to quantize its row whole); without it, in a launch of
+  // their own.
+  TensorView append_counters = {};
 };
 
 // The FP8 copy of a whole host cache [num_pages, page_size, num_kv_heads, head_dim] of any float

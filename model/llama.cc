@@ -111,6 +111,7 @@ void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, Llam
   ws->overlap = a.allocate(DType::kI64, {s.num_rows, 2});
   ws->scratch = a.allocate(DType::kU8, {int64_t(scratch_bytes(c, *ws))});
   ws->merge_counters = a.allocate(DType::kI32, {d * h});
+  ws->append_counters = a.allocate(DType::kI32, {t, c.num_kv_heads, 2});
 }
 
 Status check_shape(const WorkspaceShape& s) {
@@ -141,6 +142,7 @@ Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& s
   copy_bytes(out->inv_freq.data, shape.device, freq.data(), Device{}, freq.size() * 4, Stream{});
   fill_bytes(out->overlap.data, shape.device, 0, out->overlap.nbytes(), Stream{});
   fill_bytes(out->merge_counters.data, shape.device, 0, out->merge_counters.nbytes(), Stream{});
+  fill_bytes(out->append_counters.data, shape.device, 0, out->append_counters.nbytes(), Stream{});
   stream_synchronize(Stream{});
   out->arena = std::move(arena);
   return ok_status();
@@ -250,8 +252,9 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     }
     // q, k, v, RoPE and the append: one GEMV at decode.
     const KvLayer& cache = kv[size_t(l)];
-    k::linear_qkv_append(append_params(cache, batch, key, val, q, ws.inv_freq), xn, lw.w_qkv,
-                         stream);
+    k::PagedKvAppendParams append = append_params(cache, batch, key, val, q, ws.inv_freq);
+    append.append_counters = ws.append_counters;
+    k::linear_qkv_append(append, xn, lw.w_qkv, stream);
     update_page_bounds(cache, batch, key, stream);
     if (batch.attention_hook) batch.attention_hook(l, false);
     attention_layer(c, l, batch, cache, ws, q, attn, stream, par);

@@ -129,6 +129,9 @@ struct LlamaWorkspace {
   // [max_decode * num_heads] i32, zero between launches: decode attention's own-merge counters
   // (kernels/decode_attention.h), so no merge launch follows its split kernel.
   TensorView merge_counters;
+  // [max_tokens, num_kv_heads, 2] i32, zero between launches: the counters by which the QKV
+  // GEMV's blocks append to an FP8 cache in its own launch (PagedKvAppendParams::append_counters).
+  TensorView append_counters;
   WorkspaceShape shape;
   Arena arena;
 

@@ -4,8 +4,10 @@
 // q, k, v and both caches. Both paths round each projection to the dtype and rotate with one
 // formula (kernels/rotary.cuh), so nothing may differ. Shapes: every token tile (1, 2, 3 as 4,
 // 5 as 8, 8), MHA and GQA, head_dim 16 to 128 (a pair block's pairs span a whole half-head at
-// head_dim 16), the scalar path (padded activation rows), Llama-3-8B's projection; and the shapes
-// the fused launch refuses (9 tokens, (head_dim / 2) % 8 != 0, an FP8 cache), which take the pair.
+// head_dim 16), the scalar path (padded activation rows), Llama-3-8B's projection, FP8 caches
+// (whose heads' blocks meet through counters to quantize each row whole: a head of 16 to 1 blocks);
+// and the shapes the fused launch refuses (9 tokens, (head_dim / 2) % 8 != 0, an FP8 cache without
+// counters), which take the pair. The counters are zero again after every launch.
 // Tokens sit in different sequences at scattered positions of shuffled pages.
 #include <algorithm>
 #include <cmath>
@@ -33,22 +35,40 @@ struct QkvCase {
   const char* name;
   int64_t tokens, in_features, heads, kv_heads, head_dim;
   int64_t pad;  // extra columns in the activation rows (row stride in_features + pad)
-  bool fp8;     // an FP8 cache (the unfused pair)
-  bool fused;   // the one-launch path takes it
+  bool fp8;       // an FP8 cache
+  bool counters;  // append_counters given (FP8: the one launch needs them)
+  bool fused;     // the one-launch path takes it
 };
 
 const QkvCase kCases[] = {
-    {"m1_mha_d64", 1, 256, 4, 4, 64, 0, false, true},
-    {"m1_gqa_d128", 1, 512, 8, 2, 128, 0, false, true},
-    {"m2_gqa_d128", 2, 512, 8, 2, 128, 0, false, true},
-    {"m3_d32", 3, 320, 6, 2, 32, 0, false, true},
-    {"m5_d16_scalar", 5, 200, 2, 1, 16, 3, false, true},  // row stride 203: one element a load
-    {"m8_mha_d64", 8, 1024, 8, 8, 64, 0, false, true},
-    {"llama3_8b_m1", 1, 4096, 32, 8, 128, 0, false, true},
-    {"m9_prefill", 9, 256, 4, 2, 64, 0, false, false},
-    {"m1_d24_odd_half", 1, 128, 2, 1, 24, 0, false, false},
-    {"m2_fp8_cache", 2, 256, 4, 2, 64, 0, true, false},
+    {"m1_mha_d64", 1, 256, 4, 4, 64, 0, false, false, true},
+    {"m1_gqa_d128", 1, 512, 8, 2, 128, 0, false, false, true},
+    {"m2_gqa_d128", 2, 512, 8, 2, 128, 0, false, false, true},
+    {"m3_d32", 3, 320, 6, 2, 32, 0, false, false, true},
+    {"m5_d16_scalar", 5, 200, 2, 1, 16, 3, false, false, true},  // row stride 203: one element a load
+    {"m8_mha_d64", 8, 1024, 8, 8, 64, 0, false, false, true},
+    {"llama3_8b_m1", 1, 4096, 32, 8, 128, 0, false, false, true},
+    {"m9_prefill", 9, 256, 4, 2, 64, 0, false, false, false},
+    {"m1_d24_odd_half", 1, 128, 2, 1, 24, 0, false, false, false},
+    {"m2_fp8_no_counters", 2, 256, 4, 2, 64, 0, true, false, false},
+    // FP8 caches in one launch: 16 blocks a head (1 token, d128), 8 (2 tokens, d64: tiles of 2
+    // rows a warp), 2 (4 tokens, d32: 4 rows a warp), 1 (8 tokens, d16, scalar loads).
+    {"m1_gqa_d128_fp8", 1, 512, 8, 2, 128, 0, true, true, true},
+    {"m2_gqa_d64_fp8", 2, 256, 4, 2, 64, 0, true, true, true},
+    {"m3_d32_fp8", 3, 320, 6, 2, 32, 0, true, true, true},
+    {"m5_d16_scalar_fp8", 5, 200, 2, 1, 16, 3, true, true, true},
+    {"m8_mha_d64_fp8", 8, 1024, 8, 8, 64, 0, true, true, true},
+    {"llama3_8b_m1_fp8", 1, 4096, 32, 8, 128, 0, true, true, true},
+    {"m9_prefill_fp8", 9, 256, 4, 2, 64, 0, true, true, false},
 };
+
+const QkvCase& case_named(const std::string& name) {
+  for (const QkvCase& c : kCases) {
+    if (name == c.name) return c;
+  }
+  TIDAL_CHECK(false, "no QKV case " + name);
+  return kCases[0];
+}
 
 constexpr int64_t kPageSize = 16, kMaxPages = 16;
 
@@ -116,6 +136,7 @@ QkvInputs make_setup(const QkvCase& c, DType dtype) {
 // One run's outputs and caches.
 struct QkvOutputs {
   DeviceTensor q, k, v, k_cache, v_cache, k_scale, v_scale;
+  DeviceTensor counters;  // append_counters (FP8 cases that give them), zero
 };
 
 DeviceTensor copy_of(const DeviceTensor& t) {
@@ -132,6 +153,7 @@ QkvOutputs make_run(const QkvCase& c, DType dtype, const QkvInputs& s) {
   r.v_cache = copy_of(s.v_cache0);
   r.k_scale = copy_of(s.k_scale0);
   r.v_scale = copy_of(s.v_scale0);
+  if (c.counters) r.counters = DeviceTensor::filled({c.tokens, c.kv_heads, 2}, DType::kI32, 0);
   return r;
 }
 
@@ -139,7 +161,15 @@ PagedKvAppendParams params(const QkvInputs& s, QkvOutputs& r) {
   return {r.k_cache.view(), r.v_cache.view(),   s.block_tables.view(),
           s.seq_ids.view(), s.positions.view(), r.k.view(),
           r.v.view(),       r.k_scale.view(),   r.v_scale.view(),
-          r.q.view(),       s.inv_freq.view()};
+          r.q.view(),       s.inv_freq.view(),  r.counters.view()};
+}
+
+// The counters are left zero (or were never given).
+bool counters_zero(const QkvOutputs& r) {
+  if (r.counters.view().data == nullptr) return true;
+  const HostTensor h = r.counters.to_host();
+  const int32_t* c = h.view().data_as<int32_t>();
+  return std::all_of(c, c + h.view().numel(), [](int32_t v) { return v == 0; });
 }
 
 TensorView flat(TensorView t) {
@@ -207,6 +237,7 @@ TEST_P(LinearQkvAppendCuda, EqualsLinearSplitThenRopeAppend) {
   const std::vector<uint8_t> g = bytes_of(got), w = bytes_of(want);
   ASSERT_EQ(g.size(), w.size());
   EXPECT_TRUE(g == w) << c.name << ": " << differing(got, want) << " differ";
+  EXPECT_TRUE(counters_zero(got)) << c.name;
   // Every output was written (no poison left) and q was rotated (differs from the plain sums).
   for (float f : got.q.to_floats()) ASSERT_TRUE(std::isfinite(f)) << c.name;
   for (float f : got.k.to_floats()) ASSERT_TRUE(std::isfinite(f)) << c.name;
@@ -229,12 +260,14 @@ INSTANTIATE_TEST_SUITE_P(Shapes, LinearQkvAppendCuda,
                          });
 
 // In a CUDA graph, replayed: the same bytes as the eager pair, each replay appending again into
-// the restored cache.
-TEST(LinearQkvAppendCudaGraph, ReplayMatchesEagerPair) {
+// the restored cache (an FP8 cache too: each replay finds its counters zero again).
+class LinearQkvAppendCudaGraph : public ::testing::TestWithParam<QkvCase> {};
+
+TEST_P(LinearQkvAppendCudaGraph, ReplayMatchesEagerPair) {
   TIDAL_SKIP_WITHOUT_CUDA();
   Stream stream;
   ASSERT_TRUE(stream_create(&stream).ok());
-  const QkvCase c = kCases[2];
+  const QkvCase& c = GetParam();
   const DType dtype = DType::kBF16;
   const QkvInputs s = make_setup(c, dtype);
   const TensorView x = s.in.view();
@@ -250,16 +283,26 @@ TEST(LinearQkvAppendCudaGraph, ReplayMatchesEagerPair) {
   Graph::begin_capture(stream);
   copy_view(got.k_cache.view(), s.k_cache0.view(), stream);
   copy_view(got.v_cache.view(), s.v_cache0.view(), stream);
+  if (c.fp8) {
+    copy_view(got.k_scale.view(), s.k_scale0.view(), stream);
+    copy_view(got.v_scale.view(), s.v_scale0.view(), stream);
+  }
   linear_qkv_append(pg, x, s.weight.view(), stream);
   const Graph graph = Graph::end_capture(stream);
   ASSERT_TRUE(graph.valid());
   for (int rep = 0; rep < 3; ++rep) {
     graph.launch(stream);
     stream_synchronize(stream);
-    EXPECT_TRUE(bytes_of(got) == w) << "replay " << rep;
+    EXPECT_TRUE(bytes_of(got) == w) << c.name << ": replay " << rep;
+    EXPECT_TRUE(counters_zero(got)) << c.name << ": replay " << rep;
   }
   stream_destroy(stream);
 }
+
+INSTANTIATE_TEST_SUITE_P(Caches, LinearQkvAppendCudaGraph,
+                         ::testing::Values(case_named("m2_gqa_d128"),
+                                           case_named("m2_gqa_d64_fp8")),
+                         [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
 }  // namespace tidal::kernels
