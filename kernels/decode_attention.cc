@@ -40,6 +40,14 @@ void check(const DecodeAttentionParams& p) {
                     p.logits.size(0) == tokens && p.logits.size(1) == p.q.size(1),
                 "decode_attention: logits must be contiguous f32 [num_tokens, num_heads, max_len]");
   }
+  if (p.logits16.data != nullptr) {
+    TIDAL_CHECK(p.logits16.rank == 3 && p.logits16.dtype == DType::kF16 &&
+                    p.logits16.is_contiguous() && p.logits16.size(0) == tokens &&
+                    p.logits16.size(1) == p.q.size(1),
+                "decode_attention: logits16 must be contiguous f16 [num_tokens, num_heads, max_len]");
+    TIDAL_CHECK(p.logits.data == nullptr || p.logits.size(2) == p.logits16.size(2),
+                "decode_attention: logits and logits16 must have the same max_len");
+  }
   if (p.lse.data != nullptr) check_shape(p.lse, {tokens, p.q.size(1)}, DType::kF32, op, "lse");
   if (p.prior_lens.data != nullptr)
     check_per_token(p.prior_lens, tokens, DType::kI32, op, "prior_lens");
@@ -100,8 +108,14 @@ void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64
       TIDAL_CHECK(prior >= 0 && prior <= n, "decode_attention: prior_lens must be in 0..lengths");
     }
     const bool selecting = is_selecting(role);
+    // A selecting token's logits: f16 where its lists are a group's and logits16 is given.
+    const TensorView& logits =
+        selecting && p.logits16.data != nullptr &&
+                has_group_lists(p.num_lists.data_as<int32_t>()[t], int32_t(num_heads))
+            ? p.logits16
+            : p.logits;
     if (selecting) {
-      TIDAL_CHECK(p.logits.data != nullptr && n <= p.logits.size(2),
+      TIDAL_CHECK(logits.data != nullptr && n <= logits.size(2),
                   "decode_attention: a selecting token needs logits of max_len >= n");
     }
     const int64_t lists = is_dense_range(role) ? 0 : p.num_lists.data_as<int32_t>()[t];
@@ -132,7 +146,7 @@ void decode_attention_items(const DecodeAttentionParams& p, int64_t begin, int64
       double dot = 0.0;
       for (int64_t d = 0; d < head_dim; ++d) dot += q[size_t(d)] * double(k[d]);
       scores[i] = dot * scale;
-      if (selecting) set_f32(p.logits, t, h, positions[i], float(scores[i]));
+      if (selecting) set_f32(logits, t, h, positions[i], float(scores[i]));
       max_score = std::max(max_score, scores[i]);
     }
     double denom = 0.0;
@@ -177,7 +191,7 @@ void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
   check(p);
   if (on_cuda("decode_attention", {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids,
                                    p.lengths, p.roles, p.indices, p.counts, p.num_lists, p.logits,
-                                   p.lse, p.merge_counters, p.prior_lens})) {
+                                   p.logits16, p.lse, p.merge_counters, p.prior_lens})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
     check_cuda(p, workspace);

@@ -348,6 +348,7 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.k_scale = p.k_scale.data != nullptr ? p.k_scale.data_as<float>() : nullptr;
   args.v_scale = p.v_scale.data != nullptr ? p.v_scale.data_as<float>() : nullptr;
   args.logits = p.logits.data != nullptr ? p.logits.data_as<float>() : nullptr;
+  args.logits16 = p.logits16.data != nullptr ? static_cast<__half*>(p.logits16.data) : nullptr;
   args.lse = p.lse.data != nullptr ? p.lse.data_as<float>() : nullptr;
   const size_t o_bytes = align_up(size_t(tokens * heads * splits * head_dim) * sizeof(float));
   const bool partials = splits > 1 && cluster == 0;
@@ -355,7 +356,9 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   args.part_lse =
       partials ? reinterpret_cast<float*>(static_cast<char*>(workspace.data) + o_bytes) : nullptr;
   args.cluster_merge = cluster > 0;
-  args.max_len = p.logits.data != nullptr ? p.logits.size(2) : 0;
+  args.max_len = p.logits.data != nullptr     ? p.logits.size(2)
+                 : p.logits16.data != nullptr ? p.logits16.size(2)
+                                              : 0;
   args.scale = p.scale > 0 ? p.scale : float(1.0 / std::sqrt(double(head_dim)));
 
   // The split blocks merge their own rows when the caller keeps counters (no merge launch):

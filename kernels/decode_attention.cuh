@@ -71,6 +71,7 @@ struct RowSource {
   int32_t n;            // the token's length; list positions must lie in 0..n-1
   int32_t h_end;        // heads [h, h_end) share the source
   bool selecting;       // write logits (range rows of kSelect / kReselect tokens)
+  bool group_logits;    // selecting, lists a group's: the logits go to logits16 when it is given
 };
 
 // The token's plan words are read together (one round trip, not one per branch); a list's count
@@ -78,7 +79,7 @@ struct RowSource {
 // count, so a split's list entries can be read beside the count (decode_attention_mma.cuh): a
 // split's first entry is known once num_lists is.
 __device__ __forceinline__ RowSource row_source(const Plan& p, int t, int h, int h_limit) {
-  RowSource r{0, 0, nullptr, 0, h + 1, false};
+  RowSource r{0, 0, nullptr, 0, h + 1, false, false};
   const int32_t seq = p.seq_ids[t];
   const auto role = TokenRole(p.roles[t]);
   const int32_t length = p.lengths[t];
@@ -92,6 +93,7 @@ __device__ __forceinline__ RowSource row_source(const Plan& p, int t, int h, int
     r.len = r.span = n;
     r.h_end = h_limit;
     r.selecting = is_selecting(role);
+    r.group_logits = r.selecting && has_group_lists(lists, p.num_heads);
   } else if (role == TokenRole::kSparse || role == TokenRole::kQuest) {
     if (lists < 1 || lists > p.max_lists || p.num_heads % lists != 0) return r;
     const int32_t heads_per_list = p.num_heads / lists, l = h / heads_per_list;
@@ -287,6 +289,7 @@ struct SplitArgs {
   const float* k_scale = nullptr;  // FP8: [num_pages, num_kv_heads, page_size]
   const float* v_scale = nullptr;  // same
   float* logits;                   // [num_tokens, num_heads, max_len] or null
+  __half* logits16 = nullptr;      // same, f16: group_logits rows' (DecodeAttentionParams)
   float* lse;                      // [num_tokens, num_heads] or null
   float* part_o;                   // [num_tokens, num_heads, num_splits, head_dim] (num_splits > 1)
   float* part_lse;                 // [num_tokens, num_heads, num_splits]
@@ -298,8 +301,53 @@ struct SplitArgs {
   // merge in distributed shared memory (cluster_merge); no partials, no merge launch.
   bool cluster_merge = false;
   int trigger = kTriggerAtStart;  // where the kernel lets the next launch in (kTrigger*)
-  int64_t max_len;                // logits' last dimension
+  int64_t max_len;                // logits' (and logits16's) last dimension
   float scale;
+};
+
+// Where a selecting row writes its logits: f32 (DecodeAttentionParams::logits), or f16 for a token
+// whose lists a group of heads shares when logits16 is given; null: no logits (not selecting, or
+// no buffer for its kind).
+struct LogitRow {
+  void* row = nullptr;  // position 0 of the head's row
+  bool f16 = false;
+
+  template <typename T, typename KT>
+  __device__ __forceinline__ static LogitRow of(const SplitArgs<T, KT>& a, const RowSource& src,
+                                                int t, int num_heads, int h) {
+    LogitRow r;
+    if (!src.selecting) return r;
+    const int64_t at = (int64_t(t) * num_heads + h) * a.max_len;
+    if (src.group_logits && a.logits16 != nullptr) {
+      r.row = a.logits16 + at;
+      r.f16 = true;
+    } else if (a.logits != nullptr) {
+      r.row = a.logits + at;
+    }
+    return r;
+  }
+  __device__ __forceinline__ explicit operator bool() const { return row != nullptr; }
+  __device__ __forceinline__ void store(int64_t j, float x) const {
+    if (f16) {
+      static_cast<__half*>(row)[j] = __float2half_rn(x);
+    } else {
+      static_cast<float*>(row)[j] = x;
+    }
+  }
+  // Positions j and j + 1 in one store: j even, the row's pairs aligned (pairs_aligned).
+  __device__ __forceinline__ void store2(int64_t j, float x0, float x1) const {
+    if (f16) {
+      *reinterpret_cast<__half2*>(static_cast<__half*>(row) + j) = __floats2half2_rn(x0, x1);
+    } else {
+      *reinterpret_cast<float2*>(static_cast<float*>(row) + j) = make_float2(x0, x1);
+    }
+  }
+  // Every row of both buffers holds its pairs aligned (8 bytes f32, 4 bytes f16).
+  template <typename T, typename KT>
+  __device__ __forceinline__ static bool pairs_aligned(const SplitArgs<T, KT>& a) {
+    return a.max_len % 2 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 8 == 0 &&
+           reinterpret_cast<uintptr_t>(a.logits16) % 4 == 0;
+  }
 };
 
 // 16 bytes of T as floats (raw: a uint4 loaded through the read-only path).
@@ -420,9 +468,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   const int64_t row_stride = int64_t(p.num_kv_heads) * D;  // between slots of a page
   const int64_t seq_row = int64_t(p.seq_ids[t]) * p.bt_stride0;
   const float scale = a.scale;
-  // float4 logits: every row of them 16-byte aligned (a group's first position is a multiple of U).
+  // float4 logits: every row of them 16-byte aligned (a group's first position is a multiple of U);
+  // f16 ones (logits16): four halves, 8-byte aligned.
   static_assert(U == 4, "a group's logits are one float4");
   const bool logit_quads = a.max_len % 4 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 16 == 0;
+  const bool logit16_quads =
+      a.max_len % 4 == 0 && reinterpret_cast<uintptr_t>(a.logits16) % 8 == 0;
 
   for (int h = h_first; h < h_limit;) {  // one pass per position source (block-uniform)
     const RowSource src = row_source(p, t, h, h_limit);
@@ -562,19 +613,30 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       }
 
       // Selecting tokens: the pre-softmax logits, from the same read of K. Lane g % TG of the
-      // group writes head g: under MHA its U consecutive positions as one float4 when all are
-      // valid (one store where U scalar ones cost the kernel ~8% of its time at 100K, on an H200).
-      if (src.selecting && a.logits != nullptr) {
+      // group writes head g: under MHA its U consecutive positions as one store when all are valid
+      // (one store where U scalar ones cost the kernel ~8% of its time at 100K, on an H200): a
+      // float4, or four halves for a token whose lists a group shares (logits16).
+      const bool half = src.group_logits && a.logits16 != nullptr;
+      if (half || (src.selecting && a.logits != nullptr)) {
         bool quad = false;
         if constexpr (GMAX == 1) {
-          quad = logit_quads && src.list == nullptr && pos[U - 1] < a.max_len;
+          quad = (half ? logit16_quads : logit_quads) && src.list == nullptr &&
+                 pos[U - 1] < a.max_len;
 #pragma unroll
           for (int u = 0; u < U; ++u) quad = quad && valid[u];
         }
+        const int64_t row0 = (int64_t(t) * p.num_heads + h0) * a.max_len;
         if (quad) {
-          if (gl == 0) {
-            *reinterpret_cast<float4*>(a.logits + (int64_t(t) * p.num_heads + h0) * a.max_len +
-                                       pos[0]) = make_float4(s[0][0], s[0][1], s[0][2], s[0][3]);
+          if (gl == 0 && half) {
+            const __half2 lo = __floats2half2_rn(s[0][0], s[0][1]);
+            const __half2 hi = __floats2half2_rn(s[0][2], s[0][3]);
+            uint2 w;
+            memcpy(&w.x, &lo, 4);
+            memcpy(&w.y, &hi, 4);
+            *reinterpret_cast<uint2*>(a.logits16 + row0 + pos[0]) = w;
+          } else if (gl == 0) {
+            *reinterpret_cast<float4*>(a.logits + row0 + pos[0]) =
+                make_float4(s[0][0], s[0][1], s[0][2], s[0][3]);
           }
         } else {
 #pragma unroll
@@ -582,7 +644,12 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
             for (int g = 0; g < GMAX; ++g) {
               if (g < ng && valid[u] && gl == g % TG && pos[u] < a.max_len) {
-                a.logits[(int64_t(t) * p.num_heads + h0 + g) * a.max_len + pos[u]] = s[g][u];
+                const int64_t at = row0 + int64_t(g) * a.max_len + pos[u];
+                if (half) {
+                  a.logits16[at] = __float2half_rn(s[g][u]);
+                } else {
+                  a.logits[at] = s[g][u];
+                }
               }
             }
           }

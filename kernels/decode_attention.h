@@ -38,6 +38,13 @@ struct DecodeAttentionParams {
   // Written for selecting tokens (kSelect / kReselect) at positions 0..n-1: q.k * scale (f32).
   // May be empty (data null) when no token selects. [num_tokens, num_heads, max_len] f32.
   TensorView logits;
+  // Optional: [num_tokens, num_heads, max_len] f16 (max_len >= n). With it, a selecting token
+  // whose lists a group of heads shares (has_group_lists(num_lists[t], num_heads)) has its logits
+  // written here instead, each f32 q.k * scale rounded to f16 (to nearest even; beyond +-65504,
+  // infinite), and `logits` left as it was for that token: they only feed head_group_probs, and
+  // half the bytes is what a selection layer at 2^20 positions spends most on beyond its K/V
+  // reads (reference/TIDALDECODE.md §8.2: logits "in fp16/fp32").
+  TensorView logits16 = {};
   // Optional (data null: not written). [num_tokens, num_heads] f32: log(sum_j exp(q.k_j * scale))
   // over the row's positions (natural log), for per-KV-head / shared selection scores.
   TensorView lse;

@@ -289,11 +289,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
 #pragma unroll
   for (int kk = 0; kk < D / 16; ++kk) qf[kk][0] = qf[kk][1] = 0u;
   // Selecting rows (ranges: key k of stage s is position first + s * step + k) write logits.
-  float* logit_row = src.selecting && a.logits != nullptr && g < ng
-                         ? a.logits + (int64_t(t) * p.num_heads + h0 + g) * a.max_len
-                         : nullptr;
-  // float2 stores when every row of the logits starts 8-byte aligned.
-  const bool logit_pairs = a.max_len % 2 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 8 == 0;
+  // (f32, or f16 for a token whose lists a group shares: LogitRow.)
+  const LogitRow logit_row = g < ng ? LogitRow::of(a, src, t, p.num_heads, h0 + g) : LogitRow{};
+  // Pair stores (float2 / half2) when every row of the logits starts aligned for them.
+  const bool logit_pairs = LogitRow::pairs_aligned(a);
   const float scale_log2 = a.scale * kLog2e;
 
   float o[D / 8][4];  // O: rows g (d0, d1) and g + 8 (d2, d3, unused) of dims dt * 8 + 2 tq + 0..1
@@ -316,7 +315,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       mma_16816<T>(sc[0], qa, b[0], b[1]);
       mma_16816<T>(sc[1], qa, b[2], b[3]);
     }
-    if (logit_row != nullptr) {
+    if (logit_row) {
       const int32_t pos0 = first + s * step;
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
@@ -325,10 +324,10 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
         const bool v0 = (valid >> k) & 1u, v1 = (valid >> (k + 1)) & 1u;
         const float x0 = sc[nt][0] * a.scale, x1 = sc[nt][1] * a.scale;
         if (logit_pairs && v0 && v1 && j + 1 < a.max_len) {
-          *reinterpret_cast<float2*>(logit_row + j) = make_float2(x0, x1);
+          logit_row.store2(j, x0, x1);
         } else {
-          if (v0 && j < a.max_len) logit_row[j] = x0;
-          if (v1 && j + 1 < a.max_len) logit_row[j + 1] = x1;
+          if (v0 && j < a.max_len) logit_row.store(j, x0);
+          if (v1 && j + 1 < a.max_len) logit_row.store(j + 1, x1);
         }
       }
     }
@@ -392,7 +391,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
 #pragma unroll
   for (int dp = 0; dp < D / 16; ++dp) ot[dp][0] = ot[dp][1] = ot[dp][2] = ot[dp][3] = 0.0f;
   float head_log2[2] = {0.0f, 0.0f}, head_logit[2] = {0.0f, 0.0f};
-  float* logit_rows[2] = {nullptr, nullptr};
+  LogitRow logit_rows[2];
   auto compute_fp8 = [&](int s) {
     const KT* sk = ring + (s % S) * C::kStageElems;
     const KT* sv = sk + KEYS * STRIDE;
@@ -432,9 +431,9 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       for (int e = 0; e < 2; ++e) {
         const float dot = st[q / 2][2 * (q % 2) + e] * kscale;
         x[e][q] = ok ? dot * head_log2[e] : -INFINITY;
-        if (logit_rows[e] != nullptr && ok) {
+        if (logit_rows[e] && ok) {
           const int32_t j = first + s * step + kq;  // a range row: key k is position j
-          if (j < a.max_len) logit_rows[e][j] = dot * head_logit[e];
+          if (j < a.max_len) logit_rows[e].store(j, dot * head_logit[e]);
         }
       }
     }
@@ -573,9 +572,7 @@ __global__ void __launch_bounds__(MmaSplit<D>::kThreads, MmaSplit<D>::kBlocksPer
       const float qs = __shfl_sync(0xffffffffu, q_scale, (4 * h) & 31);
       head_logit[e] = a.scale * qs;
       head_log2[e] = head_logit[e] * kLog2e;
-      if (src.selecting && a.logits != nullptr && h < ng) {
-        logit_rows[e] = a.logits + (int64_t(t) * p.num_heads + h0 + h) * a.max_len;
-      }
+      if (h < ng) logit_rows[e] = LogitRow::of(a, src, t, p.num_heads, h0 + h);
     }
   } else if (g < ng) {
     const T* qrow = a.q + (int64_t(t) * p.num_heads + h0 + g) * D + 2 * tq;

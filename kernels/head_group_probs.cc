@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/dispatch.h"
+#include "runtime/tensor_access.h"
 
 namespace tidal::kernels {
 
@@ -19,7 +20,11 @@ void head_group_probs(const HeadGroupProbsParams& p, [[maybe_unused]] Stream str
   check_per_token(p.roles, tokens, DType::kU8, op, "roles");
   if (p.agreement.data != nullptr)
     check_per_token(p.agreement, tokens, DType::kU8, op, "agreement");
-  if (on_cuda(op, {p.scores, p.lse, p.lengths, p.num_lists, p.roles, p.agreement})) {
+  if (p.logits16.data != nullptr) {
+    check_shape(p.logits16, {tokens, p.scores.size(1), p.scores.size(2)}, DType::kF16, op,
+                "logits16");
+  }
+  if (on_cuda(op, {p.scores, p.logits16, p.lse, p.lengths, p.num_lists, p.roles, p.agreement})) {
     TIDAL_CUDA_CALL(op, cuda::head_group_probs(p, stream));
     return;
   }
@@ -41,11 +46,17 @@ void ref::head_group_probs(const HeadGroupProbsParams& p) {
     const int64_t group = num_heads / lists;
     float* scores = p.scores.data_as<float>() + t * num_heads * max_len;
     const float* lse = p.lse.data_as<float>() + t * num_heads;
+    // The logits: f16 ones where decode attention wrote them there (DecodeAttentionParams).
+    const bool from16 =
+        p.logits16.data != nullptr && has_group_lists(int32_t(lists), int32_t(num_heads));
+    const auto logit = [&](int64_t h, int64_t j) {
+      return from16 ? get_f32(p.logits16, t, h, j) : scores[h * max_len + j];
+    };
     for (int64_t l = 0; l < lists; ++l) {
       sum.assign(size_t(n), 0.0);
       for (int64_t h = l * group; h < (l + 1) * group; ++h) {
         for (int64_t j = 0; j < n; ++j) {
-          sum[size_t(j)] += std::exp(double(scores[h * max_len + j]) - double(lse[h]));
+          sum[size_t(j)] += std::exp(double(logit(h, j)) - double(lse[h]));
         }
       }
       for (int64_t j = 0; j < n; ++j) scores[l * group * max_len + j] = float(sum[size_t(j)]);

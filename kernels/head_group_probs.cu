@@ -5,7 +5,9 @@
 // are 16-byte aligned are read as float4, four heads' loads in flight before any exp (with one
 // 4-byte load per head in flight the kernel reached 31% of the copy bandwidth at 100K positions,
 // 8 lists of 4 heads, on an H200; at 2^20 positions that is ~0.1 ms per selection layer).
+// Logits that decode attention kept as f16 (logits16) are read from there, 8 bytes per 4.
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/head_group_probs.h"
@@ -18,11 +20,35 @@ constexpr int kPerThread = 4;
 constexpr int kChunk = kThreads * kPerThread;  // positions per block
 constexpr int kHeadsInFlight = 4;              // vector path: float4 loads issued before the exps
 
+// The group's logits, head hh of the group at position j: f32 rows of the scores, or f16 rows of
+// logits16 (decode attention wrote them there: has_group_lists).
+struct GroupLogits {
+  const float* f32;   // the group's first head's row in scores, or null
+  const __half* f16;  // the same in logits16, or null
+  int64_t max_len;
+  __device__ __forceinline__ float at(int hh, int64_t j) const {
+    return f16 != nullptr ? __half2float(f16[hh * max_len + j]) : f32[hh * max_len + j];
+  }
+  // Positions j..j+3 (16-byte f32 / 8-byte f16 loads: rows aligned, j a multiple of 4).
+  __device__ __forceinline__ float4 at4(int hh, int64_t j) const {
+    if (f16 != nullptr) {
+      const uint2 raw = *reinterpret_cast<const uint2*>(f16 + hh * max_len + j);
+      __half2 lo, hi;
+      memcpy(&lo, &raw.x, 4);
+      memcpy(&hi, &raw.y, 4);
+      const float2 a = __half22float2(lo), b = __half22float2(hi);
+      return make_float4(a.x, a.y, b.x, b.y);
+    }
+    return *reinterpret_cast<const float4*>(f32 + hh * max_len + j);
+  }
+};
+
 // Grid (ceil(max_len / kChunk), max(1, num_heads / 2), num_tokens): a list index per y (a token
 // with L < num_heads lists has L <= num_heads / 2), blocks past L or past n exit at once, so the
 // grid is fixed for any plan.
 __global__ void __launch_bounds__(kThreads)
     head_group_probs_kernel(float* scores,             // [num_tokens, num_heads, max_len]
+                            const __half* logits16,    // [num_tokens, num_heads, max_len] or null
                             const float* lse,          // [num_tokens, num_heads]
                             const int32_t* lengths,    // [num_tokens]
                             const int32_t* num_lists,  // [num_tokens]
@@ -41,6 +67,9 @@ __global__ void __launch_bounds__(kThreads)
   const int group = num_heads / lists;
   const int64_t head0 = int64_t(t) * num_heads + int64_t(l) * group;
   float* rows = scores + head0 * max_len;  // the group's first row; the others follow
+  const bool from16 = logits16 != nullptr && has_group_lists(lists, num_heads);
+  const GroupLogits in{from16 ? nullptr : rows, from16 ? logits16 + head0 * max_len : nullptr,
+                       max_len};
 
   float sum[kPerThread];
 #pragma unroll
@@ -52,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
       float4 v[kHeadsInFlight];
 #pragma unroll
       for (int u = 0; u < kHeadsInFlight; ++u) {
-        if (h0 + u < group) v[u] = *reinterpret_cast<const float4*>(rows + (h0 + u) * max_len + jv);
+        if (h0 + u < group) v[u] = in.at4(h0 + u, jv);
       }
 #pragma unroll
       for (int u = 0; u < kHeadsInFlight; ++u) {  // heads in ascending order, as the scalar path
@@ -71,7 +100,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int hh = 0; hh < group; ++hh) {
       const float lse_h = lse[head0 + hh];
       for (int k = 0; k < kPerThread; ++k) {
-        if (jv + k < n) sum[k] += expf(rows[hh * max_len + jv + k] - lse_h);
+        if (jv + k < n) sum[k] += expf(in.at(hh, jv + k) - lse_h);
       }
     }
     for (int k = 0; k < kPerThread; ++k) {
@@ -81,14 +110,14 @@ __global__ void __launch_bounds__(kThreads)
   }
   for (int hh = 0; hh < group; ++hh) {
     const float lse_h = lse[head0 + hh];
-    const float* row = rows + hh * max_len;
 #pragma unroll
     for (int k = 0; k < kPerThread; ++k) {
       const int64_t j = j0 + k * kThreads;
-      if (j < n) sum[k] += expf(row[j] - lse_h);
+      if (j < n) sum[k] += expf(in.at(hh, j) - lse_h);
     }
   }
-  // In place: position j of the first row was read above by this same thread only.
+  // Over the first row: its position j (f32 logits: in place) was read above by this same thread
+  // only.
 #pragma unroll
   for (int k = 0; k < kPerThread; ++k) {
     const int64_t j = j0 + k * kThreads;
@@ -105,13 +134,16 @@ void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
   TIDAL_CHECK(tokens <= 65535 && heads <= 65535,
               "head_group_probs: the CUDA grid takes at most 65535 tokens and heads");
   // Every row 16-byte aligned: the base, and rows max_len floats apart (the scores are contiguous).
+  // f16 logits (contiguous, checked): 8-byte aligned rows.
   const bool vec = reinterpret_cast<uintptr_t>(p.scores.data) % 16 == 0 && max_len % 4 == 0 &&
                    p.scores.stride[2] == 1 && p.scores.stride[1] == max_len &&
-                   p.scores.stride[0] == heads * max_len;
+                   p.scores.stride[0] == heads * max_len &&
+                   reinterpret_cast<uintptr_t>(p.logits16.data) % 8 == 0;
   const dim3 grid(unsigned((max_len + kChunk - 1) / kChunk),
                   unsigned(std::max<int64_t>(1, heads / 2)), unsigned(tokens));
   head_group_probs_kernel<<<grid, kThreads, 0, raw_stream(stream)>>>(
-      p.scores.data_as<float>(), p.lse.data_as<float>(), p.lengths.data_as<int32_t>(),
+      p.scores.data_as<float>(), static_cast<const __half*>(p.logits16.data),
+      p.lse.data_as<float>(), p.lengths.data_as<int32_t>(),
       p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
       p.agreement.data != nullptr ? p.agreement.data_as<uint8_t>() : nullptr, int(heads), max_len,
       vec);

@@ -27,4 +27,12 @@ constexpr bool is_selecting(TokenRole r) {
 // Roles that attend over a dense range 0..n-1 (rather than lists).
 constexpr bool is_dense_range(TokenRole r) { return r == TokenRole::kDense || is_selecting(r); }
 
+// A selecting token whose L = `lists` lists are each shared by a group of heads (1 <= L <
+// num_heads, L divides num_heads: per-KV-head lists under GQA, shared lists): its lists are picked
+// from the group's summed probabilities (head_group_probs), which are all its logits feed, so
+// they may be kept as f16 (DecodeAttentionParams::logits16).
+constexpr bool has_group_lists(int32_t lists, int32_t num_heads) {
+  return lists >= 1 && lists < num_heads && num_heads % lists == 0;
+}
+
 }  // namespace tidal::kernels

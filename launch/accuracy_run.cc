@@ -187,7 +187,8 @@ Status probe_needle_case(engine::Engine& e, const NeedleCase& c, int64_t budget,
   p.number_recall_sum.assign(size_t(layers), 0.0);
   p.overlap_sum.assign(size_t(layers * layers), 0.0);
   // Every layer selects (per query head), so every layer attends densely: full's output, with
-  // each layer's logits and top-K lists in the workspace after it.
+  // each layer's logits and top-K lists in the workspace after it (f32 logits in `scores`: per
+  // query head; lists a group shares would keep theirs as f16 in `logits16`).
   model::AttentionPolicy policy;
   policy.kind = model::AttentionKind::kTidal;
   policy.tidal.budget = budget;

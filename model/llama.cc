@@ -100,6 +100,7 @@ void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, Llam
   ws->sampled = a.allocate(DType::kI32, {s.max_logits});
   ws->inv_freq = a.allocate(DType::kF32, {c.head_dim / 2});
   ws->scores = a.allocate(DType::kF32, {d, h, score_pitch(s.max_context)});
+  ws->logits16 = a.allocate(DType::kF16, {d, h, score_pitch(s.max_context)});
   ws->lse = a.allocate(DType::kF32, {d, h});
   ws->lists = a.allocate(DType::kI32, {d, h, s.max_budget});
   ws->counts = a.allocate(DType::kI32, {d, h});

@@ -113,9 +113,13 @@ struct LlamaWorkspace {
   TensorView sampled;   // [max_logits] i32 sampled ids
   TensorView inv_freq;  // [head_dim / 2] f32 RoPE frequencies
   // Selection state of the decode tokens of the step.
-  // scores: [max_decode, num_heads, max_context rounded up to 4 floats] f32: logits, then group
-  // probs (rows 16-byte aligned; page_scores likewise).
+  // scores: [max_decode, num_heads, max_context rounded up to 4 floats] f32: logits (per-query-
+  // head lists), then group probs (rows 16-byte aligned; page_scores likewise).
   TensorView scores;
+  // [max_decode, num_heads, same pitch] f16: the logits of tokens whose lists a group of heads
+  // shares (per-KV-head, shared), which feed only head_group_probs: half the bytes
+  // (kernels/decode_attention.h, DecodeAttentionParams::logits16).
+  TensorView logits16;
   TensorView lse;          // [max_decode, num_heads] f32
   TensorView lists;        // [max_decode, num_heads, max_budget] i32 lists sparse layers read
   TensorView counts;       // [max_decode, num_heads] i32

@@ -93,7 +93,9 @@ HostTensor i32s(std::vector<int64_t> values) {
 // passed as the engine keeps them (MHA's split blocks then merge their own rows); merge_launch:
 // without them, so the merge kernel follows (for comparison). sparse_layer: the hints the engine
 // gives a layer whose tokens all attend lists (DecodeAttentionParams::lists_only, and head_lists
-// for lists per query head under GQA).
+// for lists per query head under GQA). logits16: the selecting token picks lists a group of heads
+// shares (L = 1) and its logits are written as f16 (DecodeAttentionParams::logits16), as the
+// engine does for per-KV-head and shared lists.
 struct Variant {
   kernels::TokenRole role;
   int64_t lists = 1, budget = 1;
@@ -101,6 +103,7 @@ struct Variant {
   int64_t splits = 0;
   bool merge_launch = false;
   bool sparse_layer = false;
+  bool logits16 = false;
 };
 
 // q scaled so a head's scores spread over a few units: the softmax then concentrates on tens of
@@ -142,7 +145,7 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   const DeviceBuffer dout = poisoned(env, {tokens, heads, dim}, dt);
   DeviceBuffer dlogits, dlse;
   if (selecting) {
-    dlogits = poisoned(env, {tokens, heads, n}, DType::kF32);
+    dlogits = poisoned(env, {tokens, heads, n}, var.logits16 ? DType::kF16 : DType::kF32);
     dlse = poisoned(env, {tokens, heads}, DType::kF32);
   }
   // The device call's params; the check builds one-head host twins of them.
@@ -162,7 +165,7 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   p.indices = dind.view();
   p.counts = dcounts.view();
   p.num_lists = dnum.view();
-  p.logits = dlogits.view();
+  (var.logits16 ? p.logits16 : p.logits) = dlogits.view();
   p.lse = dlse.view();
   p.num_splits = var.splits;
   p.lists_only = var.sparse_layer;
@@ -187,7 +190,7 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
     const int64_t keys = sparse ? budget : len;  // per attending head
     bytes += 2.0 * row_bytes * double(sparse ? lists * budget : kv.kv_heads * len);
     bytes += sparse ? 4.0 * double(lists * (budget + 1)) : 0.0;
-    bytes += selecting ? 4.0 * double(heads * (len + 1)) : 0.0;
+    bytes += selecting ? (var.logits16 ? 2.0 : 4.0) * double(heads * len) + 4.0 * heads : 0.0;
     flops += 4.0 * double(heads * keys * dim);
   }
   const std::string shape = "b=" + std::to_string(tokens) + " n=" + std::to_string(n) +
@@ -239,9 +242,10 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
           sub_view(got.view(), (t * heads + h) * dim, {1, 1, dim}, {heads * dim, dim, 1}),
           out.view(), tol);
       if (selecting) {
+        // (f16 logits: the ref:: twin's f32 ones rounded, within f16's tolerance of them.)
         wrong += count_wrong(
             sub_view(got_logits.view(), (t * heads + h) * n, {1, 1, len}, {heads * n, n, 1}),
-            logits.view(), tol);
+            logits.view(), var.logits16 ? tolerance(DType::kF16) : tol);
         wrong += count_wrong(sub_view(got_lse.view(), t * heads + h, {1, 1}, {heads, 1}),
                              lse.view(), tol);
       }
@@ -335,6 +339,7 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
   const int64_t big_k = env.quick ? 64 : 2048, small_k = env.quick ? 16 : 256;
   const Variant dense{TokenRole::kDense, 1, 1, "dense"};
   const Variant select{TokenRole::kSelect, 1, 1, "dense+logits"};
+  const Variant select16{TokenRole::kSelect, 1, 1, "dense+logits16", 0, false, false, true};
   for (int64_t kv_heads : {heads, heads / 4}) {  // MHA (Llama-2), GQA 4:1 (Llama-3)
     const bool gqa = kv_heads != heads;
     struct Config {
@@ -352,6 +357,7 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
       const DeviceBuffer dq = upload(env, q);
       decode_case(env, run_case, kv, q, dq, cfg.n, dense);
       decode_case(env, run_case, kv, q, dq, cfg.n, select);
+      if (gqa && cfg.tokens == 1) decode_case(env, run_case, kv, q, dq, cfg.n, select16);
       if (!gqa && cfg.n == long_n && cfg.tokens == 1) {  // what MHA's own merge replaces
         decode_case(env, run_case, kv, q, dq, cfg.n,
                     {TokenRole::kDense, 1, 1, "dense merge-launch", 0, true});
@@ -407,6 +413,7 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
       const DeviceBuffer dq = upload(env, q);
       decode_case(env, run_case, kv, q, dq, n, dense);
       decode_case(env, run_case, kv, q, dq, n, select);
+      if (kv_heads != heads) decode_case(env, run_case, kv, q, dq, n, select16);
       const std::string per_kv = "K=" + std::to_string(big_k) + " per-kv";
       decode_case(env, run_case, kv, q, dq, n,
                   {TokenRole::kSparse, kv_heads, big_k, per_kv.c_str()});

@@ -72,21 +72,35 @@ void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
     const DeviceBuffer dscores = upload(env, scores), dlse = upload(env, lse);
     const DeviceBuffer dlen = upload(env, lengths), dnum = upload(env, num_lists);
     const DeviceBuffer droles = upload(env, roles);
-    const kernels::HeadGroupProbsParams p{dscores.view(), dlse.view(),   dlen.view(),
-                                          dnum.view(),    droles.view(), TensorView()};
-    KernelCase c = make_case(env, "head_group_probs",
-                             shape_str({1, heads, n}) + " lists=" + std::to_string(lists),
-                             4.0 * double((heads + lists) * n + heads));
-    c.dtype = "f32";
-    c.run = [&] { kernels::head_group_probs(p, env.stream); };
-    c.check = [&] {  // the whole tensor: the group rows rewritten, the others untouched
-      const HostTensor got = dscores.download(env.stream);
-      HostTensor want = clone(scores.view());
-      kernels::ref::head_group_probs(
-          {want.view(), lse.view(), lengths.view(), num_lists.view(), roles.view(), TensorView()});
-      return count_wrong(got.view(), want.view(), tolerance(DType::kF32));
-    };
-    run_case(c);
+    // The logits as decode attention leaves them for group lists with logits16 (f16).
+    HostTensor logits16({1, heads, n}, DType::kF16);
+    for (int64_t i = 0; i < heads * n; ++i) {
+      static_cast<f16*>(logits16.view().data)[i] =
+          f32_to_f16(static_cast<const float*>(scores.view().data)[i]);
+    }
+    const DeviceBuffer dlogits16 = upload(env, logits16);
+    for (const bool f16_logits : {false, true}) {
+      kernels::HeadGroupProbsParams p{dscores.view(), dlse.view(),   dlen.view(),
+                                      dnum.view(),    droles.view(), TensorView()};
+      if (f16_logits) p.logits16 = dlogits16.view();
+      KernelCase c = make_case(
+          env, "head_group_probs",
+          shape_str({1, heads, n}) + " lists=" + std::to_string(lists) +
+              (f16_logits ? " logits16" : ""),
+          (f16_logits ? 2.0 : 4.0) * double(heads * n) + 4.0 * double(lists * n + heads));
+      c.dtype = f16_logits ? "f16" : "f32";
+      c.run = [&] { kernels::head_group_probs(p, env.stream); };
+      c.check = [&] {  // the whole tensor: the group rows rewritten, the others untouched
+        const HostTensor got = dscores.download(env.stream);
+        HostTensor want = clone(scores.view());
+        kernels::HeadGroupProbsParams r{want.view(),      lse.view(),   lengths.view(),
+                                        num_lists.view(), roles.view(), TensorView()};
+        if (f16_logits) r.logits16 = logits16.view();
+        kernels::ref::head_group_probs(r);
+        return count_wrong(got.view(), want.view(), tolerance(DType::kF32));
+      };
+      run_case(c);
+    }
   }
 }
 

@@ -232,8 +232,10 @@ class Engine {
                  std::vector<float>* value) const;
 
   // The step workspace, for inspection from an attention marker (after = true): a selection
-  // layer's logits (`scores`), log-sum-exps (`lse`) and `lists` of the step's decode tokens, in
-  // the order decode() was given them (the accuracy harnesses' per-layer diagnostics).
+  // layer's logits (`scores`; per-query-head lists' f32 ones: lists a group of heads shares keep
+  // theirs in `logits16`, and group sums in `scores`), log-sum-exps (`lse`) and `lists` of the
+  // step's decode tokens, in the order decode() was given them (the accuracy harnesses'
+  // per-layer diagnostics).
   const model::LlamaWorkspace& workspace() const { return ws_; }
 
   // Called on the host around every layer's attention launches of a step (before: after =

@@ -42,7 +42,7 @@ struct Fp8Cache {
 struct TokenPlan {
   TokenRole role;
   int32_t n;           // positions 0..n-1 are cached
-  int32_t lists = 0;   // L of a list-attending token
+  int32_t lists = 0;   // L of a list-attending token, or of the lists a selecting token picks
   int32_t budget = 0;  // K: each list holds min(K, n) positions (Quest: whole pages)
   int32_t seq = -1;    // block-table row; -1: a row of its own
 };
@@ -135,7 +135,7 @@ struct AttentionBatch {
       const TokenPlan& tp = plans[size_t(t)];
       lengths.push_back(tp.n);
       roles.push_back(uint8_t(tp.role));
-      num_lists.push_back(is_dense_range(tp.role) ? 0 : tp.lists);
+      num_lists.push_back(tp.role == TokenRole::kDense ? 0 : tp.lists);
     }
     q = testing::random_tensor({num_tokens, s.num_heads, s.head_dim}, base + 1);
     k_cache =

@@ -40,12 +40,14 @@ constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
                     kReselect = TokenRole::kReselect, kSparse = TokenRole::kSparse,
                     kQuest = TokenRole::kQuest;
 
-// Every role, n = 1, 7, 16 (one page), 17, 733; budgets 2, 37, K >= n; L = H, KVH, 1.
+// Every role, n = 1, 7, 16 (one page), 17, 733; budgets 2, 37, K >= n; L = H, KVH, 1; selecting
+// tokens that pick lists of a group of heads (KVH < H, or 1: f16 logits, logits16) and of one.
 std::vector<TokenPlan> small_mix(int32_t h, int32_t kvh) {
-  return {{kDense, 1, 0, 0, 0},     {kSelect, 7, 0, 0, 1},    {kReselect, 16, 0, 0, 2},
-          {kDense, 17, 0, 0, 2},    {kSparse, 733, h, 37, 0}, {kSparse, 733, kvh, 2, 0},
-          {kSparse, 17, 1, 37, 2},  {kQuest, 733, h, 64, 0},  {kSelect, 733, 0, 0, 0},
-          {kSparse, 1, kvh, 2, -1}, {kQuest, 16, kvh, 16, 1}, {kReselect, 1, 0, 0, -1}};
+  return {{kDense, 1, 0, 0, 0},     {kSelect, 7, 0, 0, 1},       {kReselect, 16, 0, 0, 2},
+          {kDense, 17, 0, 0, 2},    {kSparse, 733, h, 37, 0},    {kSparse, 733, kvh, 2, 0},
+          {kSparse, 17, 1, 37, 2},  {kQuest, 733, h, 64, 0},     {kSelect, 733, 0, 0, 0},
+          {kSparse, 1, kvh, 2, -1}, {kQuest, 16, kvh, 16, 1},    {kReselect, 1, 0, 0, -1},
+          {kSelect, 733, kvh, 0, -1}, {kReselect, 17, 1, 0, 2}, {kSelect, 40, h, 0, -1}};
 }
 
 // The small mix plus n = 4100 rows: dense, reselect, lists of 37 and of every position.
@@ -147,7 +149,7 @@ std::vector<Case> cases() {
 struct Expected {
   HostTensor q, k_cache, v_cache;  // rounded inputs (FP8: u8 codes)
   HostTensor k_scale, v_scale;     // FP8 only
-  HostTensor out, lse, logits;
+  HostTensor out, lse, logits, logits16;
 
   Expected(const AttentionBatch& b, DType dtype, bool fp8 = false)
       : q(round(b.q, dtype)),
@@ -155,7 +157,8 @@ struct Expected {
         v_cache(round(b.v_cache, dtype)),
         out({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, DType::kF32),
         lse({b.num_tokens, b.shape.num_heads}, DType::kF32),
-        logits({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32) {
+        logits({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32),
+        logits16({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF16) {
     if (fp8) {
       quantize(&k_cache, &k_scale);
       quantize(&v_cache, &v_scale);
@@ -179,6 +182,7 @@ struct Expected {
     r.out = out.view();
     r.lse = lse.view();
     r.logits = logits.view();
+    r.logits16 = logits16.view();
     ref::decode_attention(r);
   }
   static HostTensor round(const HostTensor& x, DType dtype) {
@@ -189,7 +193,7 @@ struct Expected {
 // Device copies of the inputs and plan, and poisoned outputs.
 struct OnDevice {
   DeviceTensor q, k_cache, v_cache, k_scale, v_scale, block_tables, seq_ids, lengths, roles,
-      indices, counts, num_lists, out, lse, logits, workspace;
+      indices, counts, num_lists, out, lse, logits, logits16, workspace;
   DecodeAttentionParams p;
 
   OnDevice(const AttentionBatch& b, const Expected& e, DType dtype, int64_t num_splits) {
@@ -214,6 +218,8 @@ struct OnDevice {
     out = DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.shape.head_dim}, dtype, 0xFF);
     lse = DeviceTensor::filled({b.num_tokens, b.shape.num_heads}, DType::kF32, 0xFF);
     logits = DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF32, 0xFF);
+    logits16 =
+        DeviceTensor::filled({b.num_tokens, b.shape.num_heads, b.max_len}, DType::kF16, 0xFF);
     p.out = out.view();
     p.q = q.view();
     p.k_cache = k_cache.view();
@@ -226,6 +232,7 @@ struct OnDevice {
     p.counts = counts.view();
     p.num_lists = num_lists.view();
     p.logits = logits.view();
+    p.logits16 = logits16.view();
     p.lse = lse.view();
     p.num_splits = num_splits;
     const size_t bytes = decode_attention_workspace_size(p);
@@ -239,7 +246,7 @@ struct OnDevice {
     copy_view(indices.view(), h.indices, Stream{});
     copy_view(counts.view(), h.counts, Stream{});
     copy_view(num_lists.view(), h.num_lists, Stream{});
-    for (const DeviceTensor* t : {&out, &lse, &logits}) {
+    for (const DeviceTensor* t : {&out, &lse, &logits, &logits16}) {
       fill_bytes(t->view().data, t->view().device, 0xFF, t->view().nbytes(), Stream{});
     }
     stream_synchronize(Stream{});
@@ -247,7 +254,8 @@ struct OnDevice {
 };
 
 // Every output element against the reference; logits equal at every written position
-// (selecting tokens, j < n) and still poison everywhere else.
+// (selecting tokens, j < n: f16 ones in logits16 for tokens whose lists a group of heads shares,
+// f32 ones in logits for the others) and still poison everywhere else, in both buffers.
 void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevice& got, DType dtype,
                     const std::string& what) {
   const testing::Tolerance tol = testing::tolerance(dtype);
@@ -259,15 +267,21 @@ void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevic
       << what << ": lse";
   const std::vector<float> logits = got.logits.to_floats();
   const std::vector<float> want_logits = testing::to_vector(want.logits.view());
-  std::vector<float> got_written, want_written;
-  int64_t overwritten = 0;
+  const std::vector<float> want_logits16 = testing::to_vector(want.logits16.view());
+  const HostTensor logits16_h = got.logits16.to_host();
+  const uint16_t* logits16_bits = static_cast<const uint16_t*>(logits16_h.view().data);
+  const std::vector<float> logits16 = got.logits16.to_floats();
+  std::vector<float> got_written, want_written, got16, want16;
+  int64_t overwritten = 0, overwritten16 = 0;
   const int64_t heads = b.shape.num_heads;
   for (int64_t t = 0; t < b.num_tokens; ++t) {
     const bool selecting = is_selecting(TokenRole(b.roles[size_t(t)]));
+    const bool group = selecting && has_group_lists(b.num_lists[size_t(t)], int32_t(heads));
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t j = 0; j < b.max_len; ++j) {
         const size_t at = size_t((t * heads + h) * b.max_len + j);
-        if (selecting && j < b.lengths[size_t(t)]) {
+        const bool written = selecting && j < b.lengths[size_t(t)];
+        if (written && !group) {
           got_written.push_back(logits[at]);
           want_written.push_back(want_logits[at]);
         } else {
@@ -275,11 +289,22 @@ void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevic
           std::memcpy(&bits, &logits[at], 4);
           overwritten += bits != 0xFFFFFFFFu;
         }
+        if (written && group) {
+          got16.push_back(logits16[at]);
+          want16.push_back(want_logits16[at]);
+        } else {
+          overwritten16 += logits16_bits[at] != 0xFFFFu;
+        }
       }
     }
   }
   EXPECT_TRUE(testing::all_close(got_written, want_written, 1e-4f, 1e-4f)) << what << ": logits";
   EXPECT_EQ(overwritten, 0) << what << ": logits written outside selecting tokens' rows 0..n-1";
+  // f16 of nearly equal f32 values: equal, or one f16 step apart where a rounding boundary lies
+  // between them (2^-10 relative at most).
+  EXPECT_TRUE(testing::all_close(got16, want16, 1e-4f, 1.0f / 1024)) << what << ": logits16";
+  EXPECT_EQ(overwritten16, 0) << what
+                              << ": logits16 written outside group-list selecting tokens' rows";
 }
 
 class DecodeAttentionCuda : public ::testing::TestWithParam<Case> {};

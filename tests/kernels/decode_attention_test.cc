@@ -234,6 +234,60 @@ TEST_P(DecodeAttentionProperty, LogitsOnlyForSelectingTokensAndLseIsTheirLogSumE
   }
 }
 
+// With logits16, a selecting token whose lists a group of heads shares (L < H) writes each logit
+// there as the f16 of the f32 one it would write otherwise, and nothing into logits; tokens of
+// one list a head (L = H) write logits as before and nothing into logits16. Out and lse as
+// without it.
+TEST_P(DecodeAttentionProperty, GroupListTokensWriteF16Logits) {
+  const AttentionShape& s = GetParam().shape;
+  const int32_t h = int32_t(s.num_heads), kvh = int32_t(s.num_kv_heads);
+  const AttentionBatch b(s,
+                         {{TokenRole::kSelect, 29, kvh},
+                          {TokenRole::kReselect, 9, 1},
+                          {TokenRole::kSelect, 31, h},
+                          {TokenRole::kDense, 12},
+                          {TokenRole::kSparse, 31, 1, 4}},
+                         13);
+  const Result plain = run(b, 0, b.num_tokens);
+  const int64_t count = b.num_tokens * s.num_heads * b.max_len;
+  HostTensor out({b.num_tokens, s.num_heads, s.head_dim}, DType::kF32);
+  HostTensor lse({b.num_tokens, s.num_heads}, DType::kF32);
+  HostTensor logits =
+      HostTensor::from({b.num_tokens, s.num_heads, b.max_len}, std::vector<float>(count, -123.0f));
+  HostTensor logits16({b.num_tokens, s.num_heads, b.max_len}, DType::kF16);
+  for (int64_t i = 0; i < count; ++i) static_cast<f16*>(logits16.view().data)[i] = f32_to_f16(-123.0f);
+  DecodeAttentionParams p = b.params(0, b.num_tokens);
+  p.out = out.view();
+  p.lse = lse.view();
+  p.logits = logits.view();
+  p.logits16 = logits16.view();
+  decode_attention(p, TensorView{}, Stream{});
+  EXPECT_TRUE(testing::all_close(testing::to_vector(out.view()), plain.out, 0, 0));
+  EXPECT_TRUE(testing::all_close(testing::to_vector(lse.view()), plain.lse, 0, 0));
+  const std::vector<float> got = testing::to_vector(logits.view());
+  const std::vector<float> got16 = testing::to_vector(logits16.view());
+  // The f16 of each plain logit (to nearest even), as a float.
+  std::vector<float> plain16;
+  for (float v : plain.logits) plain16.push_back(f16_to_f32(f32_to_f16(v)));
+  int64_t group_written = 0;
+  for (int64_t t = 0; t < b.num_tokens; ++t) {
+    const bool group = is_selecting(TokenRole(b.roles[size_t(t)])) &&
+                       has_group_lists(b.num_lists[size_t(t)], h);
+    for (int64_t i = t * s.num_heads * b.max_len; i < (t + 1) * s.num_heads * b.max_len; ++i) {
+      if (group) {
+        ASSERT_EQ(got[size_t(i)], -123.0f) << "token " << t << " element " << i;
+        ASSERT_EQ(got16[size_t(i)], plain16[size_t(i)]) << "token " << t << " element " << i;
+        group_written += plain.logits[size_t(i)] != -123.0f;
+      } else {
+        ASSERT_EQ(got[size_t(i)], plain.logits[size_t(i)]) << "token " << t << " element " << i;
+        ASSERT_EQ(got16[size_t(i)], -123.0f) << "token " << t << " element " << i;
+      }
+    }
+  }
+  // Both group-list tokens wrote (n positions of every head); with H = KVH only the shared one.
+  EXPECT_EQ(group_written, (kvh < h ? 29 + 9 : 9) * s.num_heads);
+}
+
 // A list holding every position 0..n-1 is the dense row, for each granularity L.
 TEST_P(DecodeAttentionProperty, ListOfEveryPositionEqualsDenseRow) {
   const AttentionShape& s = GetParam().shape;

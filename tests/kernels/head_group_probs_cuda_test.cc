@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // head_group_probs on the GPU against ref:: over named shapes: mixed roles and granularities,
-// n = 1 .. 32K; rows the op must not touch are compared bit for bit.
+// n = 1 .. 32K; rows the op must not touch are compared bit for bit. Each shape twice: logits in
+// the f32 scores, and (`_f16`) group-list tokens' logits in logits16 as decode attention leaves
+// them, the scores' own values then only read for the other tokens.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -24,6 +26,7 @@ struct Case {
   int64_t num_heads;
   std::vector<Token> tokens;
   std::vector<uint8_t> agreement;  // per token (tensor parallel); empty: none
+  bool f16 = false;                // logits16 given
 };
 
 class HeadGroupProbsCuda : public ::testing::TestWithParam<Case> {};
@@ -53,6 +56,21 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
       lse.view().data_as<float>()[t * c.num_heads + h] = float(mx + std::log(sum));
     }
   }
+  // logits16: the same logits as f16; the scores of the tokens that read them there then hold
+  // other values (a sum taken from the wrong buffer differs).
+  HostTensor logits16;
+  testing::DeviceTensor logits16_d;
+  if (c.f16) {
+    logits16 = testing::convert(scores.view(), DType::kF16);
+    const HostTensor other = testing::random_tensor({tokens, c.num_heads, max_len}, 18, 3.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      if (!has_group_lists(c.tokens[size_t(t)].lists, int32_t(c.num_heads))) continue;
+      const int64_t at = t * c.num_heads * max_len, count = c.num_heads * max_len;
+      std::copy(other.view().data_as<float>() + at, other.view().data_as<float>() + at + count,
+                sc + at);
+    }
+    logits16_d = testing::DeviceTensor::from_host(logits16.view());
+  }
   const testing::DeviceTensor scores_d = testing::DeviceTensor::from_host(scores.view());
   const testing::DeviceTensor lse_d = testing::DeviceTensor::from_host(lse.view());
   const testing::DeviceTensor len_d =
@@ -75,6 +93,7 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
   r.lengths = make_view(lengths.data(), DType::kI32, {tokens});
   r.num_lists = make_view(num_lists.data(), DType::kI32, {tokens});
   r.roles = make_view(roles.data(), DType::kU8, {tokens});
+  if (c.f16) r.logits16 = logits16.view();
   ref::head_group_probs(r);
 
   HeadGroupProbsParams p;
@@ -84,6 +103,7 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
   p.lengths = len_d.view();
   p.num_lists = lists_d.view();
   p.roles = roles_d.view();
+  if (c.f16) p.logits16 = logits16_d.view();
   head_group_probs(p, Stream{});
   stream_synchronize(Stream{});
   // Untouched entries are equal exactly (diff 0); written sums to f32 rounding of the exps.
@@ -94,9 +114,21 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
 constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
                     kReselect = TokenRole::kReselect, kSparse = TokenRole::kSparse;
 
+// Every shape with f32 logits, then with logits16.
+std::vector<Case> with_f16(std::vector<Case> cases) {
+  const size_t n = cases.size();
+  for (size_t i = 0; i < n; ++i) {
+    Case c = cases[i];
+    c.name += "_f16";
+    c.f16 = true;
+    cases.push_back(c);
+  }
+  return cases;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Shapes, HeadGroupProbsCuda,
-    ::testing::Values(
+    ::testing::ValuesIn(with_f16({
         Case{"n1_shared", 8, {{kSelect, 1, 1}}, {}},
         Case{"stories_8x4_mixed",
              8,
@@ -117,7 +149,7 @@ INSTANTIATE_TEST_SUITE_P(
             "llama3_32x8_32k",
             32,
             {{kSelect, 32768, 8}, {kReselect, 32768, 1}, {kSelect, 4100, 32}, {kReselect, 1023, 8}},
-            {}}),
+            {}}})),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace

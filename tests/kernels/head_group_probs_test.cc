@@ -52,6 +52,33 @@ TEST(HeadGroupProbsRef, KnownValues) {
   EXPECT_TRUE(testing::all_close(testing::to_vector(scores.view()), want, 1e-6f, 1e-6f));
 }
 
+// With logits16, a group-list token's logits are read there (decode attention wrote them as f16)
+// and its sums still go to the scores; per-query-head tokens keep theirs in the scores.
+TEST(HeadGroupProbsRef, GroupListTokensReadLogits16) {
+  // f16-exact logits: head 0 {0, 2}, head 1 {5, 5}; token 0 shared (L = 1), token 1 L = 2.
+  const std::vector<float> values = {0, 2, 1000, 5, 5, 1000};
+  std::vector<float> all = values;
+  all.insert(all.end(), values.begin(), values.end());
+  HostTensor logits16({2, 2, 3}, DType::kF16);
+  for (size_t i = 0; i < all.size(); ++i) {
+    static_cast<f16*>(logits16.view().data)[i] = f32_to_f16(all[i]);
+  }
+  // The scores: token 0's hold other values (to be overwritten in row 0 only), token 1's logits.
+  std::vector<float> scores_v = {-9, -9, -9, -9, -9, -9};
+  scores_v.insert(scores_v.end(), values.begin(), values.end());
+  HostTensor scores = HostTensor::from({2, 2, 3}, scores_v);
+  const float lse0 = float(std::log(1 + std::exp(2.0))), lse1 = float(5 + std::log(2.0));
+  const HostTensor lse = HostTensor::from({2, 2}, {lse0, lse1, lse0, lse1});
+  Plan plan{{2, 2}, {1, 2}, {uint8_t(TokenRole::kSelect), uint8_t(TokenRole::kSelect)}};
+  HeadGroupProbsParams p = plan.params(scores, lse);
+  p.logits16 = logits16.view();
+  head_group_probs(p, Stream{});
+  const float p0 = float(1 / (1 + std::exp(2.0))), p1 = float(std::exp(2.0) / (1 + std::exp(2.0)));
+  std::vector<float> want = {p0 + 0.5f, p1 + 0.5f, -9, -9, -9, -9};
+  want.insert(want.end(), values.begin(), values.end());
+  EXPECT_TRUE(testing::all_close(testing::to_vector(scores.view()), want, 1e-6f, 1e-6f));
+}
+
 // A rank holding one head of a list that spans ranks (shared lists under tensor parallelism)
 // turns its logits into probabilities too, since the ranks sum them; without agreement a
 // one-head list keeps its logits (they order the same way).
