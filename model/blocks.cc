@@ -69,7 +69,7 @@ void select_lists(const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws, Tens
   const int64_t d = b.num_decode;
   k::HeadGroupProbsParams g;
   g.scores = rows_of(ws.scores, d);
-  g.logits16 = rows_of(ws.logits16, d);
+  if (ws.logits16.data != nullptr) g.logits16 = rows_of(ws.logits16, d);
   g.lse = rows_of(ws.lse, d);
   g.lengths = b.lengths;
   g.num_lists = b.num_lists;
@@ -128,7 +128,7 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   p.head_lists = (ops & kLayerHeadLists) != 0;
   if (ops & kLayerSelects) {
     p.logits = rows_of(ws.scores, d);
-    p.logits16 = rows_of(ws.logits16, d);
+    if (ws.logits16.data != nullptr) p.logits16 = rows_of(ws.logits16, d);
     p.lse = rows_of(ws.lse, d);
   }
   k::decode_attention(p, ws.scratch, stream);

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "kernels/block_table_update.h"
@@ -42,6 +44,16 @@ int64_t max_pages(const WorkspaceShape& s) {
 // 1048600 + 1 floats sent llama3-8b's 2^20-position top-k down the scalar path: 154 us against
 // ~60, H200, benchmarks/results/PERF_NOTES.md). The kernels read the pitch from the view.
 int64_t score_pitch(int64_t positions) { return (positions + 3) / 4 * 4; }
+
+// The A/B switches of two step-level choices, read once per process, for measuring what each buys
+// (benchmarks/results/PERF_NOTES.md), as TIDAL_PDL=0 does for programmatic launches:
+// TIDAL_LOGITS16=0 keeps every selecting token's logits f32 (no logits16: the selection then
+// rounds as before it), TIDAL_FP8_QKV_APPEND=0 appends to FP8 caches in a launch of their own
+// (no append_counters: the same bytes).
+bool switched_off(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && std::strcmp(v, "0") == 0;
+}
 
 int64_t max_page_budget(const WorkspaceShape& s) {
   return std::max<int64_t>(1, s.max_budget / s.page_size);
@@ -145,6 +157,10 @@ Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& s
   fill_bytes(out->merge_counters.data, shape.device, 0, out->merge_counters.nbytes(), Stream{});
   fill_bytes(out->append_counters.data, shape.device, 0, out->append_counters.nbytes(), Stream{});
   stream_synchronize(Stream{});
+  static const bool no_logits16 = switched_off("TIDAL_LOGITS16");
+  static const bool no_fused_fp8 = switched_off("TIDAL_FP8_QKV_APPEND");
+  if (no_logits16) out->logits16 = TensorView{};
+  if (no_fused_fp8) out->append_counters = TensorView{};
   out->arena = std::move(arena);
   return ok_status();
 }

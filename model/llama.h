@@ -118,7 +118,7 @@ struct LlamaWorkspace {
   TensorView scores;
   // [max_decode, num_heads, same pitch] f16: the logits of tokens whose lists a group of heads
   // shares (per-KV-head, shared), which feed only head_group_probs: half the bytes
-  // (kernels/decode_attention.h, DecodeAttentionParams::logits16).
+  // (kernels/decode_attention.h, DecodeAttentionParams::logits16). Empty under TIDAL_LOGITS16=0.
   TensorView logits16;
   TensorView lse;          // [max_decode, num_heads] f32
   TensorView lists;        // [max_decode, num_heads, max_budget] i32 lists sparse layers read
@@ -135,6 +135,7 @@ struct LlamaWorkspace {
   TensorView merge_counters;
   // [max_tokens, num_kv_heads, 2] i32, zero between launches: the counters by which the QKV
   // GEMV's blocks append to an FP8 cache in its own launch (PagedKvAppendParams::append_counters).
+  // Empty under TIDAL_FP8_QKV_APPEND=0.
   TensorView append_counters;
   WorkspaceShape shape;
   Arena arena;
