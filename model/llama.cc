@@ -72,12 +72,17 @@ size_t scratch_bytes(const ModelConfig& c, const LlamaWorkspace& ws) {
   a.block_tables = make_view(nullptr, DType::kI32, {s.num_rows, max_pages(s)}, s.device);
   // Every decode count a step may have: the split count grows as tokens fall (one wave of
   // blocks), and tokens x splits, rounded, is not largest at max_decode (3 tokens may need more
-  // than 8).
+  // than 8). Both cache formats: the split count follows the split kernel's residency, which
+  // differs between a cache of the activations' dtype and an FP8 (u8) one (tidal-tiny-16k's
+  // FP8 niah at 16K overran a scratch sized for the bf16 cache; H100, tenth session).
   size_t bytes = 0;
-  for (int64_t n = 1; n <= s.max_decode; ++n) {
-    a.out = ws.attn.slice(0, n);
-    a.q = ws.q.slice(0, n);
-    bytes = std::max(bytes, kernels::decode_attention_workspace_size(a));
+  for (const DType cache : {s.dtype, DType::kU8}) {
+    a.k_cache.dtype = a.v_cache.dtype = cache;
+    for (int64_t n = 1; n <= s.max_decode; ++n) {
+      a.out = ws.attn.slice(0, n);
+      a.q = ws.q.slice(0, n);
+      bytes = std::max(bytes, kernels::decode_attention_workspace_size(a));
+    }
   }
   kernels::TopkPerRowParams t;
   t.indices = ws.new_lists;

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "kernels/decode_attention.h"
+#include "model/config.h"
+#include "model/llama.h"
 #include "tests/engine/greedy_agreement.h"
 #include "tests/testing/engine_cuda.h"
 
@@ -50,6 +53,46 @@ TEST(Fp8KvCuda, GreedyTokensOfTheEmbeddedModel) {
           static_cast<long long>(vs_act.first));
       EXPECT_GE(vs_cpu.first, 8) << name << " " << dtype_name(dtype);
       EXPECT_GE(vs_act.first, 8) << name << " " << dtype_name(dtype);
+    }
+  }
+}
+
+// The step's scratch covers decode attention on an FP8 cache at every decode count: the split
+// count follows the split kernel's residency, which is not the 16-bit cache's (the embedded
+// model's FP8 niah at 16K overran a scratch sized for its bf16 cache).
+TEST(Fp8KvCuda, StepScratchCoversTheFp8SplitKernel) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  std::vector<model::ModelConfig> configs(3);
+  ASSERT_TRUE(model::load_model_config(std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k",
+                                       &configs[0]).ok());
+  ASSERT_TRUE(model::model_config_preset("llama3-8b", &configs[1]).ok());
+  ASSERT_TRUE(model::model_config_preset("llama2-7b", &configs[2]).ok());
+  for (const model::ModelConfig& c : configs) {
+    for (const DType dtype : {DType::kBF16, DType::kF16, DType::kF32}) {
+      model::WorkspaceShape shape;
+      shape.max_tokens = 8;
+      shape.max_decode = 8;
+      shape.max_logits = 8;
+      shape.num_rows = 8;
+      shape.max_context = 16384;
+      shape.max_budget = 1024;
+      shape.dtype = dtype;
+      shape.device = testing::gpu();
+      model::LlamaWorkspace ws;
+      ASSERT_TRUE(model::LlamaWorkspace::create(c, shape, &ws).ok());
+      for (const DType cache : {dtype, DType::kU8}) {
+        for (int64_t n = 1; n <= shape.max_decode; ++n) {
+          kernels::DecodeAttentionParams p;
+          p.q = ws.q.slice(0, n);
+          p.out = ws.attn.slice(0, n);
+          p.k_cache = make_view(nullptr, cache, {1, shape.page_size, c.num_kv_heads, c.head_dim},
+                                shape.device);
+          p.v_cache = p.k_cache;
+          EXPECT_LE(kernels::decode_attention_workspace_size(p), ws.scratch.nbytes())
+              << c.name << " " << dtype_name(dtype) << " cache " << dtype_name(cache) << " at "
+              << n << " decode tokens";
+        }
+      }
     }
   }
 }
