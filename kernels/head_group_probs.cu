@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// head_group_probs on the GPU: one block per (position chunk, list, token); each thread sums
+// head_group_probs on the GPU: blocks per (list, token) that share out its position chunks; a thread sums
 // exp(s_hj - lse_h) over the list's heads for kPerThread positions and writes the sum over the
 // first head's row. Reads each logit once, writes one row per list: bandwidth-bound. Rows that
 // are 16-byte aligned are read as float4, four heads' loads in flight before any exp (with one
@@ -43,9 +43,70 @@ struct GroupLogits {
   }
 };
 
-// Grid (ceil(max_len / kChunk), max(1, num_heads / 2), num_tokens): a list index per y (a token
-// with L < num_heads lists has L <= num_heads / 2), blocks past L or past n exit at once, so the
-// grid is fixed for any plan.
+// One chunk of kChunk positions of list l's group (rows: the group's first row in the scores,
+// the others follow; n: the token's positions).
+__device__ __forceinline__ void group_chunk(float* rows, const GroupLogits& in, const float* lse,
+                                            int group, int64_t chunk, int64_t n, bool vec) {
+  float sum[kPerThread];
+#pragma unroll
+  for (int k = 0; k < kPerThread; ++k) sum[k] = 0.0f;
+  // Vector path: this thread's 4 consecutive positions, all inside the row, rows 16-byte aligned.
+  const int64_t jv = (chunk * kThreads + threadIdx.x) * kPerThread;
+  if (vec && jv + kPerThread <= n) {
+    for (int h0 = 0; h0 < group; h0 += kHeadsInFlight) {
+      float4 v[kHeadsInFlight];
+#pragma unroll
+      for (int u = 0; u < kHeadsInFlight; ++u) {
+        if (h0 + u < group) v[u] = in.at4(h0 + u, jv);
+      }
+#pragma unroll
+      for (int u = 0; u < kHeadsInFlight; ++u) {  // heads in ascending order, as the scalar path
+        if (h0 + u >= group) break;
+        const float lse_h = lse[h0 + u];
+        sum[0] += expf(v[u].x - lse_h);
+        sum[1] += expf(v[u].y - lse_h);
+        sum[2] += expf(v[u].z - lse_h);
+        sum[3] += expf(v[u].w - lse_h);
+      }
+    }
+    *reinterpret_cast<float4*>(rows + jv) = make_float4(sum[0], sum[1], sum[2], sum[3]);
+    return;
+  }
+  if (vec) {  // the row's last, partial group of 4 positions
+    for (int hh = 0; hh < group; ++hh) {
+      const float lse_h = lse[hh];
+      for (int k = 0; k < kPerThread; ++k) {
+        if (jv + k < n) sum[k] += expf(in.at(hh, jv + k) - lse_h);
+      }
+    }
+    for (int k = 0; k < kPerThread; ++k) {
+      if (jv + k < n) rows[jv + k] = sum[k];
+    }
+    return;
+  }
+  const int64_t j0 = chunk * kChunk + threadIdx.x;
+  for (int hh = 0; hh < group; ++hh) {
+    const float lse_h = lse[hh];
+#pragma unroll
+    for (int k = 0; k < kPerThread; ++k) {
+      const int64_t j = j0 + k * kThreads;
+      if (j < n) sum[k] += expf(in.at(hh, j) - lse_h);
+    }
+  }
+  // Over the first row: its position j (f32 logits: in place) was read above by this same thread
+  // only.
+#pragma unroll
+  for (int k = 0; k < kPerThread; ++k) {
+    const int64_t j = j0 + k * kThreads;
+    if (j < n) rows[j] = sum[k];
+  }
+}
+
+// Grid (min(ceil(max_len / kChunk), cap), max(1, num_heads / 2), num_tokens): a list index per y
+// (a token with L < num_heads lists has L <= num_heads / 2), blocks past L exit at once, so the
+// grid is fixed for any plan. Each block walks the chunks blockIdx.x, + gridDim.x, ...: a block
+// of one chunk does ~8 KB of work behind three dependent header loads, so at 2^20 positions 16384
+// such blocks ran at half the copy rate whatever the logits' width (44-45 us, H200, call 47).
 __global__ void __launch_bounds__(kThreads)
     head_group_probs_kernel(float* scores,             // [num_tokens, num_heads, max_len]
                             const __half* logits16,    // [num_tokens, num_heads, max_len] or null
@@ -62,66 +123,15 @@ __global__ void __launch_bounds__(kThreads)
   const bool single = lists == 1 && num_heads == 1 && agreement != nullptr && agreement[t] != 0;
   if (lists < 1 || (lists >= num_heads && !single) || num_heads % lists != 0 || l >= lists) return;
   const int64_t n = min(int64_t(lengths[t]), max_len);
-  const int64_t j0 = int64_t(blockIdx.x) * kChunk + threadIdx.x;  // scalar path
-  if (int64_t(blockIdx.x) * kChunk >= n) return;
   const int group = num_heads / lists;
   const int64_t head0 = int64_t(t) * num_heads + int64_t(l) * group;
   float* rows = scores + head0 * max_len;  // the group's first row; the others follow
   const bool from16 = logits16 != nullptr && has_group_lists(lists, num_heads);
   const GroupLogits in{from16 ? nullptr : rows, from16 ? logits16 + head0 * max_len : nullptr,
                        max_len};
-
-  float sum[kPerThread];
-#pragma unroll
-  for (int k = 0; k < kPerThread; ++k) sum[k] = 0.0f;
-  // Vector path: this thread's 4 consecutive positions, all inside the row, rows 16-byte aligned.
-  const int64_t jv = (int64_t(blockIdx.x) * kThreads + threadIdx.x) * kPerThread;
-  if (vec && jv + kPerThread <= n) {
-    for (int h0 = 0; h0 < group; h0 += kHeadsInFlight) {
-      float4 v[kHeadsInFlight];
-#pragma unroll
-      for (int u = 0; u < kHeadsInFlight; ++u) {
-        if (h0 + u < group) v[u] = in.at4(h0 + u, jv);
-      }
-#pragma unroll
-      for (int u = 0; u < kHeadsInFlight; ++u) {  // heads in ascending order, as the scalar path
-        if (h0 + u >= group) break;
-        const float lse_h = lse[head0 + h0 + u];
-        sum[0] += expf(v[u].x - lse_h);
-        sum[1] += expf(v[u].y - lse_h);
-        sum[2] += expf(v[u].z - lse_h);
-        sum[3] += expf(v[u].w - lse_h);
-      }
-    }
-    *reinterpret_cast<float4*>(rows + jv) = make_float4(sum[0], sum[1], sum[2], sum[3]);
-    return;
-  }
-  if (vec) {  // the row's last, partial group of 4 positions
-    for (int hh = 0; hh < group; ++hh) {
-      const float lse_h = lse[head0 + hh];
-      for (int k = 0; k < kPerThread; ++k) {
-        if (jv + k < n) sum[k] += expf(in.at(hh, jv + k) - lse_h);
-      }
-    }
-    for (int k = 0; k < kPerThread; ++k) {
-      if (jv + k < n) rows[jv + k] = sum[k];
-    }
-    return;
-  }
-  for (int hh = 0; hh < group; ++hh) {
-    const float lse_h = lse[head0 + hh];
-#pragma unroll
-    for (int k = 0; k < kPerThread; ++k) {
-      const int64_t j = j0 + k * kThreads;
-      if (j < n) sum[k] += expf(in.at(hh, j) - lse_h);
-    }
-  }
-  // Over the first row: its position j (f32 logits: in place) was read above by this same thread
-  // only.
-#pragma unroll
-  for (int k = 0; k < kPerThread; ++k) {
-    const int64_t j = j0 + k * kThreads;
-    if (j < n) rows[j] = sum[k];
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+  for (int64_t chunk = blockIdx.x; chunk < chunks; chunk += gridDim.x) {
+    group_chunk(rows, in, lse + head0, group, chunk, n, vec);
   }
 }
 
@@ -139,7 +149,10 @@ void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
                    p.scores.stride[2] == 1 && p.scores.stride[1] == max_len &&
                    p.scores.stride[0] == heads * max_len &&
                    reinterpret_cast<uintptr_t>(p.logits16.data) % 8 == 0;
-  const dim3 grid(unsigned((max_len + kChunk - 1) / kChunk),
+  // Chunks a block: about four waves of 8 blocks an SM over the (list, token) blocks of the grid.
+  const int64_t lists_grid = std::max<int64_t>(1, heads / 2) * tokens;
+  const int64_t cap = std::max<int64_t>(1, int64_t(sm_count()) * 8 * 4 / lists_grid);
+  const dim3 grid(unsigned(std::min<int64_t>((max_len + kChunk - 1) / kChunk, cap)),
                   unsigned(std::max<int64_t>(1, heads / 2)), unsigned(tokens));
   head_group_probs_kernel<<<grid, kThreads, 0, raw_stream(stream)>>>(
       p.scores.data_as<float>(), static_cast<const __half*>(p.logits16.data),

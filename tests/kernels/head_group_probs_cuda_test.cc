@@ -114,6 +114,21 @@ TEST_P(HeadGroupProbsCuda, MatchesReference) {
 constexpr TokenRole kDense = TokenRole::kDense, kSelect = TokenRole::kSelect,
                     kReselect = TokenRole::kReselect, kSparse = TokenRole::kSparse;
 
+// 24 tokens of 8 heads, longest max_n: the grid then has fewer position chunks than a row (at
+// most 44 on 132 SMs, fewer on smaller GPUs), so blocks walk several chunks each. Selecting
+// tokens of 1, 2 and 4 lists, with dense and sparse ones between; lengths off the chunk size.
+std::vector<Token> many_long_tokens(int32_t max_n) {
+  std::vector<Token> tokens;
+  const TokenRole roles[] = {TokenRole::kSelect, TokenRole::kReselect, TokenRole::kDense,
+                             TokenRole::kSelect, TokenRole::kSparse, TokenRole::kReselect};
+  const int32_t lists[] = {1, 2, 4, 2, 1, 4};
+  for (int i = 0; i < 24; ++i) {
+    const int32_t n = i == 0 ? max_n : max_n - 1 - 997 * i;
+    tokens.push_back({roles[i % 6], n, lists[(i / 6 + i) % 6]});
+  }
+  return tokens;
+}
+
 // Every shape with f32 logits, then with logits16.
 std::vector<Case> with_f16(std::vector<Case> cases) {
   const size_t n = cases.size();
@@ -149,7 +164,9 @@ INSTANTIATE_TEST_SUITE_P(
             "llama3_32x8_32k",
             32,
             {{kSelect, 32768, 8}, {kReselect, 32768, 1}, {kSelect, 4100, 32}, {kReselect, 1023, 8}},
-            {}}})),
+            {}},
+        Case{"chunk_loop_24x8_vec", 8, many_long_tokens(90000), {}},
+        Case{"chunk_loop_24x8_odd", 8, many_long_tokens(90001), {}}})),
     [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
 }  // namespace
