@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// sample_tokens on the GPU: one 512-thread block per row (rows are few, a row is at most a few
-// hundred KB), following kernels/sample_tokens.h step by step:
-//   argmax (ties to the lowest id) -> done when T == 0
+// sample_tokens on the GPU: a thread-block cluster of kCluster 512-thread blocks per row (rows
+// are few, a row is at most a few hundred KB), following kernels/sample_tokens.h step by step:
+//   argmax (ties to the lowest id): block c scans chunk c of the row, the blocks exchange their
+//   bests through distributed shared memory -> done when T == 0; otherwise rank 0 goes on alone
+//   (one block read a 128K-id row in ~15 us on an H200: the greedy step's argmax, every step)
 //   top-k: the k-th largest logit by a 4 x 8-bit radix descent over order-preserving keys
 //   weights w = exp(l/T - max/T) into the workspace (-1 for ids top-k dropped), so later passes
 //   neither recompute exp nor re-apply top-k
@@ -10,6 +12,7 @@
 //   exact and order-independent (a double atomic in shared memory may be a CAS loop)
 //   min-p, then the draw: a block scan in double over contiguous id segments, one thread walks
 //   the segment where the running kept mass crosses u * (kept mass)
+#include <cooperative_groups.h>
 #include <climits>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -22,7 +25,10 @@
 namespace tidal::kernels::cuda {
 namespace {
 
+namespace cg = cooperative_groups;
+
 constexpr int kThreads = 512;
+constexpr int kCluster = 8;  // blocks a row (portable cluster size)
 constexpr int kBins = 256;  // 8-bit digits
 
 struct Args {
@@ -112,8 +118,18 @@ __device__ float top_p_threshold(const float* w, int vocab, uint64_t need) {
   return __uint_as_float(prefix);
 }
 
+// Ids [begin, end) of chunk c of a row: multiples of 4 but the row's end, so a chunk of an
+// aligned row starts 16-byte aligned.
+__device__ __forceinline__ int2 chunk_of(int vocab, int c) {
+  const int chunk = ((vocab + kCluster - 1) / kCluster + 3) & ~3;
+  return make_int2(min(vocab, c * chunk), min(vocab, (c + 1) * chunk));
+}
+
+// grid (kCluster, rows), clusters of kCluster blocks along x.
 __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
-  const int64_t row = blockIdx.x;
+  const cg::cluster_group cluster = cg::this_cluster();
+  const int rank = int(cluster.block_rank());
+  const int64_t row = blockIdx.y;
   const int vocab = a.vocab;
   const float* x = a.logits + row * a.logit_stride;
   float* w = a.weights + row * int64_t(vocab);
@@ -130,11 +146,12 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
     non_finite |= !isfinite(v);
     if (v > best.value) best = Best{v, i};
   };
-  int tail = 0;
+  const int2 span = chunk_of(vocab, rank);
+  int tail = span.x;
   if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
     constexpr int kUnroll = 4, kStep = 4 * kThreads;
-    const int vend = vocab & ~3;
-    for (int base = 4 * int(threadIdx.x); base < vend; base += kStep * kUnroll) {
+    const int vend = span.x + ((span.y - span.x) & ~3);
+    for (int base = span.x + 4 * int(threadIdx.x); base < vend; base += kStep * kUnroll) {
       float4 v[kUnroll];
 #pragma unroll
       for (int u = 0; u < kUnroll; ++u) {
@@ -152,16 +169,37 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
     }
     tail = vend;
   }
-  for (int i = tail + int(threadIdx.x); i < vocab; i += kThreads) visit(x[i], i);
-  if (__syncthreads_or(non_finite)) {  // the whole block leaves together
+  for (int i = tail + int(threadIdx.x); i < span.y; i += kThreads) visit(x[i], i);
+  // The chunk's best and flag, then every block reduces the cluster's kCluster of them (the same
+  // order everywhere, so the same answer): the exits below are uniform over the cluster.
+  __shared__ typename cub::BlockReduce<Best, kThreads>::TempStorage best_storage;
+  __shared__ Best chunk_best;
+  __shared__ int chunk_non_finite;
+  non_finite = __syncthreads_or(non_finite);
+  best = cub::BlockReduce<Best, kThreads>(best_storage).Reduce(best, BestOf{});
+  if (threadIdx.x == 0) {
+    chunk_best = best;
+    chunk_non_finite = non_finite;
+  }
+  cluster.sync();  // every chunk's best is in its block's shared memory
+  __shared__ Best top;
+  __shared__ int row_non_finite;
+  if (threadIdx.x == 0) {
+    Best b{-INFINITY, INT_MAX};
+    int nf = 0;
+    for (int c = 0; c < kCluster; ++c) {
+      b = BestOf{}(b, *cluster.map_shared_rank(&chunk_best, c));
+      nf |= *cluster.map_shared_rank(&chunk_non_finite, c);
+    }
+    top = b;
+    row_non_finite = nf;
+  }
+  cluster.sync();  // no block leaves while another may still read its shared memory
+  if (rank != 0) return;
+  if (row_non_finite) {
     if (threadIdx.x == 0) a.tokens[row] = kNonFiniteLogits;
     return;
   }
-  __shared__ typename cub::BlockReduce<Best, kThreads>::TempStorage best_storage;
-  __shared__ Best top;
-  best = cub::BlockReduce<Best, kThreads>(best_storage).Reduce(best, BestOf{});
-  if (threadIdx.x == 0) top = best;
-  __syncthreads();
   best = top;
   if (temperature == 0.0f) {
     if (threadIdx.x == 0) a.tokens[row] = best.id;
@@ -252,7 +290,6 @@ void sample_tokens(const SampleParams& p, TensorView workspace, Stream stream) {
   const int64_t rows = p.logits.size(0), vocab = p.logits.size(1);
   if (rows == 0) return;
   TIDAL_CHECK(vocab >= 1 && vocab < (int64_t(1) << 30), "sample_tokens: vocab out of range");
-  TIDAL_CHECK(rows < (int64_t(1) << 31), "sample_tokens: too many rows");
   Args a;
   a.tokens = p.tokens.data_as<int32_t>();
   a.logits = p.logits.data_as<float>();
@@ -265,7 +302,15 @@ void sample_tokens(const SampleParams& p, TensorView workspace, Stream stream) {
   a.weights = static_cast<float*>(workspace.data);
   a.logit_stride = p.logits.stride[0];
   a.vocab = int(vocab);
-  sample_tokens_kernel<<<unsigned(rows), kThreads, 0, raw_stream(stream)>>>(a);
+  TIDAL_CHECK(rows < 65536, "sample_tokens: too many rows");
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(unsigned(kCluster), unsigned(rows));
+  cfg.blockDim = dim3(kThreads);
+  cfg.stream = raw_stream(stream);
+  cudaLaunchAttribute attr[1] = {cluster_attribute(kCluster)};
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sample_tokens_kernel, a));
   check_launch("sample_tokens_kernel", stream);
 }
 
