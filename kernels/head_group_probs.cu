@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// head_group_probs on the GPU: blocks per (list, token) that share out its position chunks; a thread sums
-// exp(s_hj - lse_h) over the list's heads for kPerThread positions and writes the sum over the
-// first head's row. Reads each logit once, writes one row per list: bandwidth-bound. Rows that
-// are 16-byte aligned are read as float4, four heads' loads in flight before any exp (with one
+// head_group_probs on the GPU: blocks per (list, token) that share out its position chunks; a
+// thread sums exp(s_hj - lse_h) over the list's heads for kPerThread positions and writes the sum
+// over the first head's row. Reads each logit once, writes one row per list: bandwidth-bound. Rows
+// that are 16-byte aligned are read as float4, four heads' loads in flight before any exp (with one
 // 4-byte load per head in flight the kernel reached 31% of the copy bandwidth at 100K positions,
 // 8 lists of 4 heads, on an H200; at 2^20 positions that is ~0.1 ms per selection layer).
 // Logits that decode attention kept as f16 (logits16) are read from there, 8 bytes per 4.
@@ -149,15 +149,21 @@ void head_group_probs(const HeadGroupProbsParams& p, Stream stream) {
                    p.scores.stride[2] == 1 && p.scores.stride[1] == max_len &&
                    p.scores.stride[0] == heads * max_len &&
                    reinterpret_cast<uintptr_t>(p.logits16.data) % 8 == 0;
-  // Chunks a block: about four waves of 8 blocks an SM over the (list, token) blocks of the grid.
+  // Blocks a (list, token): about four waves of 8 blocks an SM if every (list, token) slot of the
+  // grid worked, but never more than kMaxChunksABlock chunks a block. The slots that work are
+  // known on the device only (lists and roles): one selecting token in a batch of 64 would
+  // otherwise get 4 blocks a list for all its positions.
+  constexpr int64_t kMaxChunksABlock = 8;
+  const int64_t chunks = (max_len + kChunk - 1) / kChunk;
   const int64_t lists_grid = std::max<int64_t>(1, heads / 2) * tokens;
   const int64_t cap = std::max<int64_t>(1, int64_t(sm_count()) * 8 * 4 / lists_grid);
-  const dim3 grid(unsigned(std::min<int64_t>((max_len + kChunk - 1) / kChunk, cap)),
-                  unsigned(std::max<int64_t>(1, heads / 2)), unsigned(tokens));
+  const int64_t blocks =
+      std::min(chunks, std::max(cap, (chunks + kMaxChunksABlock - 1) / kMaxChunksABlock));
+  const dim3 grid(unsigned(blocks), unsigned(std::max<int64_t>(1, heads / 2)), unsigned(tokens));
   head_group_probs_kernel<<<grid, kThreads, 0, raw_stream(stream)>>>(
       p.scores.data_as<float>(), static_cast<const __half*>(p.logits16.data),
-      p.lse.data_as<float>(), p.lengths.data_as<int32_t>(),
-      p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
+      p.lse.data_as<float>(), p.lengths.data_as<int32_t>(), p.num_lists.data_as<int32_t>(),
+      p.roles.data_as<uint8_t>(),
       p.agreement.data != nullptr ? p.agreement.data_as<uint8_t>() : nullptr, int(heads), max_len,
       vec);
   check_launch("head_group_probs_kernel", stream);

@@ -13,6 +13,8 @@
 //   min-p, then the draw: a block scan in double over contiguous id segments, one thread walks
 //   the segment where the running kept mass crosses u * (kept mass)
 #include <cooperative_groups.h>
+
+#include <algorithm>
 #include <climits>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
@@ -29,7 +31,7 @@ namespace cg = cooperative_groups;
 
 constexpr int kThreads = 512;
 constexpr int kCluster = 8;  // blocks a row (portable cluster size)
-constexpr int kBins = 256;  // 8-bit digits
+constexpr int kBins = 256;   // 8-bit digits
 
 struct Args {
   int32_t* tokens;           // [num_rows]
@@ -125,7 +127,7 @@ __device__ __forceinline__ int2 chunk_of(int vocab, int c) {
   return make_int2(min(vocab, c * chunk), min(vocab, (c + 1) * chunk));
 }
 
-// grid (kCluster, rows), clusters of kCluster blocks along x.
+// grid (kCluster, rows), clusters of kCluster blocks along x; `a` starts at the launch's first row.
 __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = int(cluster.block_rank());
@@ -170,8 +172,8 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
     tail = vend;
   }
   for (int i = tail + int(threadIdx.x); i < span.y; i += kThreads) visit(x[i], i);
-  // The chunk's best and flag, then every block reduces the cluster's kCluster of them (the same
-  // order everywhere, so the same answer): the exits below are uniform over the cluster.
+  // The chunk's best and flag into the block's shared memory; rank 0 reduces the cluster's
+  // kCluster of them through distributed shared memory and goes on alone.
   __shared__ typename cub::BlockReduce<Best, kThreads>::TempStorage best_storage;
   __shared__ Best chunk_best;
   __shared__ int chunk_non_finite;
@@ -184,7 +186,7 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   cluster.sync();  // every chunk's best is in its block's shared memory
   __shared__ Best top;
   __shared__ int row_non_finite;
-  if (threadIdx.x == 0) {
+  if (rank == 0 && threadIdx.x == 0) {
     Best b{-INFINITY, INT_MAX};
     int nf = 0;
     for (int c = 0; c < kCluster; ++c) {
@@ -302,16 +304,30 @@ void sample_tokens(const SampleParams& p, TensorView workspace, Stream stream) {
   a.weights = static_cast<float*>(workspace.data);
   a.logit_stride = p.logits.stride[0];
   a.vocab = int(vocab);
-  TIDAL_CHECK(rows < 65536, "sample_tokens: too many rows");
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(unsigned(kCluster), unsigned(rows));
-  cfg.blockDim = dim3(kThreads);
-  cfg.stream = raw_stream(stream);
+  // Rows ride gridDim.y (at most 65535 a launch): the engine samples up to two rows a sequence
+  // of a batch, so larger calls go out in slices, each with its arrays advanced to its first row.
+  constexpr int64_t kMaxRowsALaunch = 65535;
   cudaLaunchAttribute attr[1] = {cluster_attribute(kCluster)};
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sample_tokens_kernel, a));
-  check_launch("sample_tokens_kernel", stream);
+  for (int64_t r0 = 0; r0 < rows; r0 += kMaxRowsALaunch) {
+    Args s = a;
+    s.tokens += r0;
+    s.logits += r0 * a.logit_stride;
+    s.temperature += r0;
+    s.top_k += r0;
+    s.top_p += r0;
+    s.min_p += r0;
+    s.seeds += r0;
+    s.counters += r0;
+    s.weights += r0 * vocab;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(unsigned(kCluster), unsigned(std::min(rows - r0, kMaxRowsALaunch)));
+    cfg.blockDim = dim3(kThreads);
+    cfg.stream = raw_stream(stream);
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    TIDAL_CUDA_CHECK(cudaLaunchKernelEx(&cfg, sample_tokens_kernel, s));
+    check_launch("sample_tokens_kernel", stream);
+  }
 }
 
 }  // namespace tidal::kernels::cuda

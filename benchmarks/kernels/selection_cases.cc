@@ -49,32 +49,36 @@ HostTensor spiky_logits(std::vector<int64_t> shape, uint64_t seed, float spike) 
 void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
   const int64_t heads = env.quick ? 8 : 32;
   struct Config {
-    int64_t n, lists;
+    int64_t n, lists, tokens;  // tokens > 1: a batch whose first token alone selects
   };
-  // Per-KV-head under GQA 4:1 and shared at 100K; per-KV-head at 2^20 (an FP8 cache's million).
+  // Per-KV-head under GQA 4:1 and shared at 100K; per-KV-head at 2^20 (an FP8 cache's million);
+  // one selecting token of a batch of 16 at 256K (the grid is sized for every token's lists).
   const std::vector<Config> configs =
-      env.quick
-          ? std::vector<Config>{{3000, heads / 4}, {3000, 1}}
-          : std::vector<Config>{{100000, heads / 4}, {100000, 1}, {int64_t(1) << 20, heads / 4}};
-  for (const auto& [n, lists] : configs) {
-    const HostTensor scores = spiky_logits({1, heads, n}, 400 + uint64_t(lists), 16.0f);
-    std::vector<float> lse_values(static_cast<size_t>(heads));
-    for (int64_t h = 0; h < heads; ++h) {  // the lse decode_attention would have written
+      env.quick ? std::vector<Config>{{3000, heads / 4, 1}, {3000, 1, 1}, {3000, heads / 4, 4}}
+                : std::vector<Config>{{100000, heads / 4, 1},
+                                      {100000, 1, 1},
+                                      {int64_t(1) << 20, heads / 4, 1},
+                                      {int64_t(1) << 18, heads / 4, 16}};
+  for (const auto& [n, lists, tokens] : configs) {
+    const HostTensor scores = spiky_logits({tokens, heads, n}, 400 + uint64_t(lists), 16.0f);
+    std::vector<float> lse_values(static_cast<size_t>(tokens * heads));
+    for (int64_t h = 0; h < tokens * heads; ++h) {  // the lse decode_attention would have written
       const float* row = static_cast<const float*>(scores.view().data) + h * n;
       const double m = *std::max_element(row, row + n);
       double sum = 0.0;
       for (int64_t j = 0; j < n; ++j) sum += std::exp(double(row[j]) - m);
       lse_values[size_t(h)] = float(m + std::log(sum));
     }
-    const HostTensor lse = HostTensor::from({1, heads}, lse_values);
-    const HostTensor lengths = filled_i32(1, n), num_lists = filled_i32(1, lists);
-    const HostTensor roles = roles_of(1, TokenRole::kSelect);
+    const HostTensor lse = HostTensor::from({tokens, heads}, lse_values);
+    const HostTensor lengths = filled_i32(tokens, n), num_lists = filled_i32(tokens, lists);
+    HostTensor roles = roles_of(tokens, TokenRole::kSparse);
+    static_cast<uint8_t*>(roles.view().data)[0] = uint8_t(TokenRole::kSelect);
     const DeviceBuffer dscores = upload(env, scores), dlse = upload(env, lse);
     const DeviceBuffer dlen = upload(env, lengths), dnum = upload(env, num_lists);
     const DeviceBuffer droles = upload(env, roles);
     // The logits as decode attention leaves them for group lists with logits16 (f16).
-    HostTensor logits16({1, heads, n}, DType::kF16);
-    for (int64_t i = 0; i < heads * n; ++i) {
+    HostTensor logits16({tokens, heads, n}, DType::kF16);
+    for (int64_t i = 0; i < tokens * heads * n; ++i) {
       static_cast<f16*>(logits16.view().data)[i] =
           f32_to_f16(static_cast<const float*>(scores.view().data)[i]);
     }
@@ -83,11 +87,11 @@ void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
       kernels::HeadGroupProbsParams p{dscores.view(), dlse.view(),   dlen.view(),
                                       dnum.view(),    droles.view(), TensorView()};
       if (f16_logits) p.logits16 = dlogits16.view();
-      KernelCase c = make_case(
-          env, "head_group_probs",
-          shape_str({1, heads, n}) + " lists=" + std::to_string(lists) +
-              (f16_logits ? " logits16" : ""),
-          (f16_logits ? 2.0 : 4.0) * double(heads * n) + 4.0 * double(lists * n + heads));
+      KernelCase c =
+          make_case(env, "head_group_probs",
+                    shape_str({tokens, heads, n}) + " lists=" + std::to_string(lists) +
+                        (tokens > 1 ? " 1-selecting" : "") + (f16_logits ? " logits16" : ""),
+                    (f16_logits ? 2.0 : 4.0) * double(heads * n) + 4.0 * double(lists * n + heads));
       c.dtype = f16_logits ? "f16" : "f32";
       c.run = [&] { kernels::head_group_probs(p, env.stream); };
       c.check = [&] {  // the whole tensor: the group rows rewritten, the others untouched

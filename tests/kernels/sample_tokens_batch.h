@@ -19,16 +19,17 @@ struct Setting {
 };
 
 struct Rows {
-  int64_t rows, vocab;
-  std::vector<float> logits;  // [rows, vocab]
+  int64_t rows, vocab, stride;  // rows of logits `stride` >= vocab floats apart
+  std::vector<float> logits;    // [rows, stride]: ids past vocab are padding no sampler reads
   std::vector<float> temperature, top_p, min_p;
   std::vector<int32_t> top_k, tokens;
   std::vector<int64_t> seeds, counters;
 
-  Rows(int64_t r, int64_t v)
+  Rows(int64_t r, int64_t v, int64_t logit_stride = 0)
       : rows(r),
         vocab(v),
-        logits(size_t(r * v)),
+        stride(logit_stride > 0 ? logit_stride : v),
+        logits(size_t(r * stride)),
         temperature(size_t(r), 1.0f),
         top_p(size_t(r), 1.0f),
         min_p(size_t(r), 0.0f),
@@ -46,7 +47,8 @@ struct Rows {
   SampleParams params() {
     SampleParams p;
     p.tokens = make_view(tokens.data(), DType::kI32, {rows});
-    p.logits = make_view(logits.data(), DType::kF32, {rows, vocab});
+    p.logits = make_view(logits.data(), DType::kF32, {rows, stride});
+    p.logits.shape[1] = vocab;
     p.temperature = make_view(temperature.data(), DType::kF32, {rows});
     p.top_k = make_view(top_k.data(), DType::kI32, {rows});
     p.top_p = make_view(top_p.data(), DType::kF32, {rows});

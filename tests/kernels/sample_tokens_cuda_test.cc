@@ -35,7 +35,7 @@ struct DeviceRows {
   SampleParams p;
 
   explicit DeviceRows(Rows& r) {
-    logits = DeviceTensor::from_host(r.params().logits);
+    logits = DeviceTensor::from_host(make_view(r.logits.data(), DType::kF32, {r.rows, r.stride}));
     temperature = device(r.rows, DType::kF32, r.temperature);
     top_k = device(r.rows, DType::kI32, r.top_k);
     top_p = device(r.rows, DType::kF32, r.top_p);
@@ -45,6 +45,7 @@ struct DeviceRows {
     tokens = DeviceTensor::filled({r.rows}, DType::kI32, 0xFF);
     p.tokens = tokens.view();
     p.logits = logits.view();
+    p.logits.shape[1] = r.vocab;  // padded rows: the stride stays r.stride
     p.temperature = temperature.view();
     p.top_k = top_k.view();
     p.top_p = top_p.view();
@@ -116,6 +117,64 @@ TEST(SampleTokensCuda, NonFiniteRowsGetTheMarker) {
     EXPECT_EQ(d.sample(r.counters), want) << "vocab " << vocab;
     for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(want[size_t(i)], kNonFiniteLogits);
   }
+}
+
+// Greedy maxima tied across the boundary of two of a row's kCluster chunks (the blocks of one
+// row's cluster): the lower id, as the ref, on aligned rows, rows at every 4-byte offset from a
+// 16-byte boundary, and padded rows whose padding holds larger values no sampler may read.
+TEST(SampleTokensCuda, GreedyTiesAcrossChunkBoundariesAndPaddedRows) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  constexpr int64_t kBlocksARow = 8;  // kernels/sample_tokens.cu: kCluster
+  struct Case {
+    int64_t vocab, stride;
+  };
+  for (const Case& c : {Case{128256, 128256}, Case{128255, 128257}, Case{32000, 32003},
+                        Case{733, 740}, Case{16, 21}}) {
+    // Chunk c of a row covers ids [c * chunk, (c + 1) * chunk), chunk a multiple of 4.
+    const int64_t chunk = ((c.vocab + kBlocksARow - 1) / kBlocksARow + 3) & ~int64_t(3);
+    const int64_t rows = 2 * kBlocksARow;
+    Rows r(rows, c.vocab, c.stride);
+    std::mt19937 rng(uint32_t(c.vocab));
+    std::vector<int32_t> want(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) {
+      float* x = r.logits.data() + i * c.stride;
+      for (int64_t j = 0; j < c.vocab; ++j) x[j] = float(rng() % 1000) * 1e-3f;
+      for (int64_t j = c.vocab; j < c.stride; ++j) x[j] = 1e30f;
+      r.set(i, Setting{0.0f, 0, 1.0f, 0.0f});
+      const int64_t b = (i % kBlocksARow) * chunk;  // row i: a tie across boundary b
+      if (b == 0 || b >= c.vocab) {  // no boundary there: the first and the last id tie
+        x[0] = x[c.vocab - 1] = 7.0f;
+        want[size_t(i)] = 0;
+      } else {
+        x[b - 1] = x[b] = 7.0f;
+        want[size_t(i)] = int32_t(b - 1);
+      }
+    }
+    DeviceRows d(r);
+    EXPECT_EQ(d.sample(r.counters), want) << "vocab " << c.vocab << ", stride " << c.stride;
+    EXPECT_EQ(r.sample_ref(), want) << "vocab " << c.vocab << ", stride " << c.stride;
+  }
+}
+
+// More rows than one launch's grid holds (65535 along y): every row, the last ones included, is
+// sampled from its own logits with its own settings.
+TEST(SampleTokensCuda, RowsPastOneLaunch) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const int64_t rows = 65535 + 70000, vocab = 9;
+  Rows r(rows, vocab);
+  r.logits = testing::to_vector(testing::random_tensor({rows, vocab}, 21, 3.0f).view());
+  for (int64_t i = 0; i < rows; ++i) {
+    // Greedy, or top-k 1 at a temperature (the same argmax through the sampling path).
+    r.set(i, i % 2 == 0 ? Setting{0.0f, 0, 1.0f, 0.0f} : Setting{0.9f, 1, 1.0f, 0.0f});
+    r.seeds[size_t(i)] = i;
+  }
+  DeviceRows d(r);
+  const std::vector<int32_t> got = d.sample(r.counters);
+  const std::vector<int32_t> want = r.sample_ref();
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < rows; ++i) wrong += got[size_t(i)] != want[size_t(i)];
+  EXPECT_EQ(wrong, 0) << "rows " << rows;
+  EXPECT_EQ(got.back(), want.back());
 }
 
 class SampleTokensCudaDraws : public ::testing::TestWithParam<VocabCase> {};
