@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// sample_tokens on the GPU: a thread-block cluster of kCluster 512-thread blocks per row (rows
-// are few, a row is at most a few hundred KB), following kernels/sample_tokens.h step by step:
+// sample_tokens on the GPU: a thread-block cluster of 512-thread blocks per row (kCluster blocks
+// when rows * kCluster fit the SMs, else one; a row is at most a few hundred KB), following
+// kernels/sample_tokens.h step by step:
 //   argmax (ties to the lowest id): block c scans chunk c of the row, the blocks exchange their
 //   bests through distributed shared memory -> done when T == 0; otherwise rank 0 goes on alone
-//   (one block read a 128K-id row in ~15 us on an H200: the greedy step's argmax, every step)
+//   (one block read a 128K-id row in 10.4 us on an H200, 8 in 5.0: the greedy step's argmax)
 //   top-k: the k-th largest logit by a 4 x 8-bit radix descent over order-preserving keys
 //   weights w = exp(l/T - max/T) into the workspace (-1 for ids top-k dropped), so later passes
 //   neither recompute exp nor re-apply top-k
@@ -30,8 +31,10 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int kThreads = 512;
-constexpr int kCluster = 8;  // blocks a row (portable cluster size)
-constexpr int kBins = 256;   // 8-bit digits
+constexpr int kCluster = 8;  // blocks a row when rows are few (portable cluster size)
+// Unused dynamic shared memory that leaves room for one block an SM (sm_90: 228 KB an SM).
+constexpr size_t kAloneSmemBytes = size_t(120) << 10;
+constexpr int kBins = 256;  // 8-bit digits
 
 struct Args {
   int32_t* tokens;           // [num_rows]
@@ -122,15 +125,16 @@ __device__ float top_p_threshold(const float* w, int vocab, uint64_t need) {
 
 // Ids [begin, end) of chunk c of a row: multiples of 4 but the row's end, so a chunk of an
 // aligned row starts 16-byte aligned.
-__device__ __forceinline__ int2 chunk_of(int vocab, int c) {
-  const int chunk = ((vocab + kCluster - 1) / kCluster + 3) & ~3;
+__device__ __forceinline__ int2 chunk_of(int vocab, int c, int blocks) {
+  const int chunk = ((vocab + blocks - 1) / blocks + 3) & ~3;
   return make_int2(min(vocab, c * chunk), min(vocab, (c + 1) * chunk));
 }
 
-// grid (kCluster, rows), clusters of kCluster blocks along x; `a` starts at the launch's first row.
+// grid (blocks, rows), a cluster of `blocks` along x a row; `a` starts at the launch's first row.
 __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   const cg::cluster_group cluster = cg::this_cluster();
   const int rank = int(cluster.block_rank());
+  const int blocks = int(cluster.num_blocks());
   const int64_t row = blockIdx.y;
   const int vocab = a.vocab;
   const float* x = a.logits + row * a.logit_stride;
@@ -148,7 +152,7 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
     non_finite |= !isfinite(v);
     if (v > best.value) best = Best{v, i};
   };
-  const int2 span = chunk_of(vocab, rank);
+  const int2 span = chunk_of(vocab, rank, blocks);
   int tail = span.x;
   if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
     constexpr int kUnroll = 4, kStep = 4 * kThreads;
@@ -173,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   }
   for (int i = tail + int(threadIdx.x); i < span.y; i += kThreads) visit(x[i], i);
   // The chunk's best and flag into the block's shared memory; rank 0 reduces the cluster's
-  // kCluster of them through distributed shared memory and goes on alone.
+  // `blocks` of them through distributed shared memory and goes on alone.
   __shared__ typename cub::BlockReduce<Best, kThreads>::TempStorage best_storage;
   __shared__ Best chunk_best;
   __shared__ int chunk_non_finite;
@@ -189,7 +193,7 @@ __global__ void __launch_bounds__(kThreads) sample_tokens_kernel(Args a) {
   if (rank == 0 && threadIdx.x == 0) {
     Best b{-INFINITY, INT_MAX};
     int nf = 0;
-    for (int c = 0; c < kCluster; ++c) {
+    for (int c = 0; c < blocks; ++c) {
       b = BestOf{}(b, *cluster.map_shared_rank(&chunk_best, c));
       nf |= *cluster.map_shared_rank(&chunk_non_finite, c);
     }
@@ -307,7 +311,21 @@ void sample_tokens(const SampleParams& p, TensorView workspace, Stream stream) {
   // Rows ride gridDim.y (at most 65535 a launch): the engine samples up to two rows a sequence
   // of a batch, so larger calls go out in slices, each with its arrays advanced to its first row.
   constexpr int64_t kMaxRowsALaunch = 65535;
-  cudaLaunchAttribute attr[1] = {cluster_attribute(kCluster)};
+  // A few rows: kCluster blocks a row, one block an SM. Two rows' rank-0 blocks on one SM ran
+  // the filters 1.24x slower (16 rows, H200: 314 us against 254 alone; 62 registers let 2 blocks
+  // share an SM). More rows: one block a row, which was as fast or faster from 64 rows on
+  // (greedy 11.3 us against 15.4 in clusters; filtered 322 against 380). Call 51.
+  const int blocks = rows * kCluster <= int64_t(sm_count()) ? kCluster : 1;
+  const size_t smem = blocks > 1 ? kAloneSmemBytes : 0;
+  if (smem != 0) {
+    static int done[64] = {};
+    per_device_cached(done, [] {
+      TIDAL_CUDA_CHECK(cudaFuncSetAttribute(
+          sample_tokens_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kAloneSmemBytes)));
+      return 1;
+    });
+  }
+  cudaLaunchAttribute attr[1] = {cluster_attribute(unsigned(blocks))};
   for (int64_t r0 = 0; r0 < rows; r0 += kMaxRowsALaunch) {
     Args s = a;
     s.tokens += r0;
@@ -320,7 +338,8 @@ void sample_tokens(const SampleParams& p, TensorView workspace, Stream stream) {
     s.counters += r0;
     s.weights += r0 * vocab;
     cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3(unsigned(kCluster), unsigned(std::min(rows - r0, kMaxRowsALaunch)));
+    cfg.gridDim = dim3(unsigned(blocks), unsigned(std::min(rows - r0, kMaxRowsALaunch)));
+    cfg.dynamicSmemBytes = smem;
     cfg.blockDim = dim3(kThreads);
     cfg.stream = raw_stream(stream);
     cfg.attrs = attr;

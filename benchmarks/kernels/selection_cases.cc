@@ -323,8 +323,11 @@ void bench_sample_tokens(const BenchEnv& env, const RunCase& run_case) {
     int64_t top_k;
   };
   const Config configs[] = {{"greedy", 1, 0.0f, 1.0f, 0.0f, 0},
+                            {"greedy", 16, 0.0f, 1.0f, 0.0f, 0},
+                            {"greedy", 64, 0.0f, 1.0f, 0.0f, 0},
                             {"top-p 0.9", 1, 0.8f, 0.9f, 0.0f, 0},
-                            {"top-k 50 p 0.9 min-p 0.05", 16, 0.8f, 0.9f, 0.05f, 50}};
+                            {"top-k 50 p 0.9 min-p 0.05", 16, 0.8f, 0.9f, 0.05f, 50},
+                            {"top-k 50 p 0.9 min-p 0.05", 64, 0.8f, 0.9f, 0.05f, 50}};
   for (const Config& cfg : configs) {
     const int64_t b = cfg.rows;
     const HostTensor logits = spiky_logits({b, vocab}, 800 + uint64_t(b), 8.0f);

@@ -186,31 +186,34 @@ TEST_P(SampleTokensCudaDraws, AgreeWithRefAndRepeatForTheSameSeed) {
                                          {1.0f, 0, 0.9f, 0.0f},    {1.3f, 0, 1.0f, 0.05f},
                                          {0.8f, 100, 0.8f, 0.02f}, {1.0f, 1, 1.0f, 0.0f},
                                          {0.6f, 40, 0.95f, 0.1f},  {2.0f, 0, 0.5f, 0.0f}};
-  const int64_t rows = int64_t(settings.size());
-  Rows r(rows, vocab);
-  const std::vector<float> x =
-      testing::to_vector(testing::random_tensor({rows, vocab}, 11, 2.5f).view());
-  r.logits = x;
-  for (int64_t i = 0; i < rows; ++i) {
-    r.set(i, settings[size_t(i)]);
-    r.seeds[size_t(i)] = 1000 + 7 * i;
-  }
-  DeviceRows d(r);
-  constexpr int64_t kDraws = 24;
-  int64_t agree = 0;
-  for (int64_t c = 0; c < kDraws; ++c) {
-    std::vector<int64_t> counters(static_cast<size_t>(rows));
-    for (int64_t i = 0; i < rows; ++i) counters[size_t(i)] = c * 3 + i;
-    r.counters = counters;
-    const std::vector<int32_t> want = r.sample_ref();
-    const std::vector<int32_t> got = d.sample(counters);
-    EXPECT_EQ(d.sample(counters), got) << "the same seed and counter drew another token";
+  // 8 rows: clusters of 8 blocks a row; 40 rows (more than the SMs hold 8 blocks each of): a
+  // block a row.
+  for (const int64_t rows : {int64_t(settings.size()), int64_t(5 * settings.size())}) {
+    Rows r(rows, vocab);
+    const std::vector<float> x =
+        testing::to_vector(testing::random_tensor({rows, vocab}, 11, 2.5f).view());
+    r.logits = x;
     for (int64_t i = 0; i < rows; ++i) {
-      ASSERT_TRUE(got[size_t(i)] >= 0 && got[size_t(i)] < vocab);
-      agree += got[size_t(i)] == want[size_t(i)];
+      r.set(i, settings[size_t(i) % settings.size()]);
+      r.seeds[size_t(i)] = 1000 + 7 * i;
     }
+    DeviceRows d(r);
+    constexpr int64_t kDraws = 24;
+    int64_t agree = 0;
+    for (int64_t c = 0; c < kDraws; ++c) {
+      std::vector<int64_t> counters(static_cast<size_t>(rows));
+      for (int64_t i = 0; i < rows; ++i) counters[size_t(i)] = c * 3 + i;
+      r.counters = counters;
+      const std::vector<int32_t> want = r.sample_ref();
+      const std::vector<int32_t> got = d.sample(counters);
+      EXPECT_EQ(d.sample(counters), got) << "the same seed and counter drew another token";
+      for (int64_t i = 0; i < rows; ++i) {
+        ASSERT_TRUE(got[size_t(i)] >= 0 && got[size_t(i)] < vocab);
+        agree += got[size_t(i)] == want[size_t(i)];
+      }
+    }
+    EXPECT_GE(double(agree), 0.99 * double(rows * kDraws)) << agree << " of " << rows * kDraws;
   }
-  EXPECT_GE(double(agree), 0.99 * double(rows * kDraws)) << agree << " of " << rows * kDraws;
 }
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, SampleTokensCudaDraws,
