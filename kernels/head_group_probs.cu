@@ -102,11 +102,12 @@ __device__ __forceinline__ void group_chunk(float* rows, const GroupLogits& in, 
   }
 }
 
-// Grid (min(ceil(max_len / kChunk), cap), max(1, num_heads / 2), num_tokens): a list index per y
-// (a token with L < num_heads lists has L <= num_heads / 2), blocks past L exit at once, so the
-// grid is fixed for any plan. Each block walks the chunks blockIdx.x, + gridDim.x, ...: a block
-// of one chunk does ~8 KB of work behind three dependent header loads, so at 2^20 positions 16384
-// such blocks ran at half the copy rate whatever the logits' width (44-45 us, H200, call 47).
+// Grid (blocks, max(1, num_heads / 2), num_tokens), blocks <= ceil(max_len / kChunk) (the host
+// sizes it below): a list index per y (a token with L < num_heads lists has L <= num_heads / 2),
+// blocks past L exit at once, so the grid is fixed for any plan. Each block walks the chunks
+// blockIdx.x, + gridDim.x, ...: a block of one chunk does ~8 KB of work behind three dependent
+// header loads, so at 2^20 positions 16384 such blocks ran at half the copy rate whatever the
+// logits' width (44-45 us, H200, call 47).
 __global__ void __launch_bounds__(kThreads)
     head_group_probs_kernel(float* scores,             // [num_tokens, num_heads, max_len]
                             const __half* logits16,    // [num_tokens, num_heads, max_len] or null
