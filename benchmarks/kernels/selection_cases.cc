@@ -61,8 +61,10 @@ void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case) {
                                       {int64_t(1) << 18, heads / 4, 16}};
   for (const auto& [n, lists, tokens] : configs) {
     const HostTensor scores = spiky_logits({tokens, heads, n}, 400 + uint64_t(lists), 16.0f);
-    std::vector<float> lse_values(static_cast<size_t>(tokens * heads));
-    for (int64_t h = 0; h < tokens * heads; ++h) {  // the lse decode_attention would have written
+    // The lse decode_attention would have written, for token 0's heads: the only selecting token,
+    // so the only lse the kernel and the ref read.
+    std::vector<float> lse_values(static_cast<size_t>(tokens * heads), 0.0f);
+    for (int64_t h = 0; h < heads; ++h) {
       const float* row = static_cast<const float*>(scores.view().data) + h * n;
       const double m = *std::max_element(row, row + n);
       double sum = 0.0;

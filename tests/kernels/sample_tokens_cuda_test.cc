@@ -122,6 +122,7 @@ TEST(SampleTokensCuda, NonFiniteRowsGetTheMarker) {
 // Greedy maxima tied across the boundary of two of a row's kCluster chunks (the blocks of one
 // row's cluster): the lower id, as the ref, on aligned rows, rows at every 4-byte offset from a
 // 16-byte boundary, and padded rows whose padding holds larger values no sampler may read.
+// kBlocksARow rows, one boundary each: clusters of 8 on any GPU of 64 SMs or more.
 TEST(SampleTokensCuda, GreedyTiesAcrossChunkBoundariesAndPaddedRows) {
   TIDAL_SKIP_WITHOUT_CUDA();
   constexpr int64_t kBlocksARow = 8;  // kernels/sample_tokens.cu: kCluster
@@ -132,7 +133,7 @@ TEST(SampleTokensCuda, GreedyTiesAcrossChunkBoundariesAndPaddedRows) {
                         Case{733, 740}, Case{16, 21}}) {
     // Chunk c of a row covers ids [c * chunk, (c + 1) * chunk), chunk a multiple of 4.
     const int64_t chunk = ((c.vocab + kBlocksARow - 1) / kBlocksARow + 3) & ~int64_t(3);
-    const int64_t rows = 2 * kBlocksARow;
+    const int64_t rows = kBlocksARow;
     Rows r(rows, c.vocab, c.stride);
     std::mt19937 rng(uint32_t(c.vocab));
     std::vector<int32_t> want(static_cast<size_t>(rows));
@@ -141,7 +142,7 @@ TEST(SampleTokensCuda, GreedyTiesAcrossChunkBoundariesAndPaddedRows) {
       for (int64_t j = 0; j < c.vocab; ++j) x[j] = float(rng() % 1000) * 1e-3f;
       for (int64_t j = c.vocab; j < c.stride; ++j) x[j] = 1e30f;
       r.set(i, Setting{0.0f, 0, 1.0f, 0.0f});
-      const int64_t b = (i % kBlocksARow) * chunk;  // row i: a tie across boundary b
+      const int64_t b = i * chunk;   // row i: a tie across boundary b
       if (b == 0 || b >= c.vocab) {  // no boundary there: the first and the last id tie
         x[0] = x[c.vocab - 1] = 7.0f;
         want[size_t(i)] = 0;
