@@ -98,6 +98,9 @@ int main(int argc, char** argv) {
                      {"#wrong", 6, true, 0}});
   if (rank == 0) table.print_header();
 
+  // Rows whose lists differ between ranks: the same count on every rank (from the all-gathered
+  // checksums), so every rank exits alike and mpirun reports the failure.
+  int64_t failed = 0;
   for (int64_t d : batches) {
     for (int64_t n : contexts) {
       for (int64_t k : budgets) {
@@ -211,6 +214,7 @@ int main(int argc, char** argv) {
           world.all_gather(make_view(sums.data(), DType::kI64, {tp}),
                            make_view(&sum, DType::kI64, {1}));
           for (int64_t v : sums) wrong += v != sums[0];
+          failed += wrong > 0 ? 1 : 0;
           double recall = NAN;
           if (!is_exact) {
             int64_t kept = 0, total = 0;
@@ -230,6 +234,13 @@ int main(int argc, char** argv) {
         }
       }
     }
+  }
+  if (failed > 0) {
+    if (rank == 0) {
+      std::fprintf(stderr, "list_agreement_bench: FAILED: %lld rows have #wrong > 0\n",
+                   static_cast<long long>(failed));
+    }
+    return 1;
   }
   return 0;
 }

@@ -184,8 +184,9 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
 
   // Traffic: each list row reads its own K and V rows (per-query-head lists under GQA read G
   // times the rows of per-KV-head ones); dense rows read their sequence's cache once.
+  // q and out are in the activations' dtype, also over an FP8 cache (its rows: codes + a scale).
   const double row_bytes = kv.fp8 ? double(dim) + 4.0 : double(dim) * bytes_of(dt);
-  double bytes = 2.0 * double(tokens * heads) * row_bytes, flops = 0.0;
+  double bytes = 2.0 * double(tokens * heads * dim) * bytes_of(dt), flops = 0.0;
   for (int64_t len : lens) {
     const int64_t keys = sparse ? budget : len;  // per attending head
     bytes += 2.0 * row_bytes * double(sparse ? lists * budget : kv.kv_heads * len);

@@ -232,6 +232,8 @@ int main(int argc, char** argv) {
   Options o;
   o.reps.warmup = 2;
   o.reps.budget_ms = 200.0;
+  // A slow case (prefill at 32K: ~42 ms a call) still gets a median of 10 samples.
+  o.reps.min_reps = 10;
   std::vector<std::string> names;
   for (const Op& op : kOps) names.push_back(op.name);
   CLI::App app{"kernel_bench: validate, then time, the ops of kernels/ against the copy bandwidth"};
@@ -249,6 +251,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--warmup", o.reps.warmup, "untimed calls before timing")->capture_default_str();
   app.add_option("--budget-ms", o.reps.budget_ms, "sampling time per case when --reps is 0, ms")
+      ->capture_default_str();
+  app.add_option("--min-reps", o.reps.min_reps,
+                 "fewest timed calls per case when --reps is 0 (however long a call takes)")
+      ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   app.add_option("--graph-calls", o.graph_calls,
                  "GPU: time replays of a CUDA graph of N back-to-back calls (per-call time = "

@@ -7,11 +7,13 @@
 // throughput. It validates as it goes: every stream must end with its final message, status OK
 // and exactly the tokens asked; afterwards the server must hold no request and no KV page.
 // `#wrong` counts the failures; the binary exits 1 when a row has any. --duration turns it into a
-// soak: clients loop until the time is up.
+// soak: clients loop until the time is up. Before each row's clock starts, every client connects
+// and sends --warmup-requests untimed (but validated) requests at the row's concurrency.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -41,6 +43,7 @@ struct Options {
   std::string auth_token;
   std::string clients = "32,64";
   int64_t requests = 4;                              // per client (ignored with --duration)
+  int64_t warmup_requests = 1;  // per client, untimed, before each row's timed requests
   double duration = 0;                               // seconds: soak; clients loop until it is up
   std::string prompt_mix = "16:4,64:3,256:2,400:1";  // length:weight,...
   int64_t max_new_tokens = 32;
@@ -146,31 +149,42 @@ void run_request(rpc::Client& client, const v1::GenerateRequest& req, ClientLog*
 }
 
 double quantile_ms(std::vector<double> v, double q) {
-  if (v.empty()) return 0.0;
+  if (v.empty()) return NAN;  // printed as "-"
   std::sort(v.begin(), v.end());
   return 1e3 * quantile_sorted(v, q);
 }
 
-// One row: `clients` clients until each sent o.requests (or o.duration passed).
+// One row: `clients` clients until each sent o.requests (or o.duration passed). Each client first
+// connects and sends o.warmup_requests untimed requests at the row's concurrency (the server
+// captures its step graphs for the batch sizes this load reaches), then waits for the others; the
+// clock starts, and the server's counters are read, once the last one is ready.
 Status run_load(const Options& o, const std::string& target, const std::vector<MixEntry>& mix,
                 int64_t vocab, int64_t clients, Table* table) {
   rpc::ClientOptions co;
   co.auth_token = o.auth_token;
   rpc::Client probe(target, co);
   v1::Stats before;
-  if (!probe.stats(&before).ok()) return unavailable("GetStats failed on " + target);
-  std::vector<ClientLog> logs(static_cast<size_t>(clients));
+  std::vector<ClientLog> logs(static_cast<size_t>(clients)), warm(static_cast<size_t>(clients));
   std::vector<std::thread> threads;
   std::atomic<int64_t> ready{0};
-  const auto t0 = Clock::now();
+  std::atomic<bool> go{false}, stats_ok{false};
+  Clock::time_point t0;  // written by the last client to be ready, before `go`
   const double duration = o.duration;
   for (int64_t c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       rpc::Client client(target, co);
       client.wait_ready(30);
       std::mt19937_64 rng(o.seed * 1000003 + uint64_t(c));
-      ready += 1;
-      while (ready < clients) std::this_thread::yield();
+      for (int64_t i = 0; i < o.warmup_requests; ++i) {
+        run_request(client, make_request(o, mix, vocab, rng, c + i), &warm[size_t(c)]);
+      }
+      if (ready.fetch_add(1) + 1 == clients) {
+        stats_ok = probe.stats(&before).ok();
+        t0 = Clock::now();
+        go.store(true, std::memory_order_release);
+      }
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      if (!stats_ok) return;
       for (int64_t i = 0;; ++i) {
         const bool more = duration > 0
                               ? std::chrono::duration<double>(Clock::now() - t0).count() < duration
@@ -182,7 +196,14 @@ Status run_load(const Options& o, const std::string& target, const std::vector<M
   }
   for (std::thread& t : threads) t.join();
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!stats_ok) return unavailable("GetStats failed on " + target);
   ClientLog all;
+  for (const ClientLog& l : warm) {  // untimed, but validated like the rest
+    all.wrong += l.wrong;
+    if (all.first_error.empty() && !l.first_error.empty()) {
+      all.first_error = "warm-up: " + l.first_error;
+    }
+  }
   for (const ClientLog& l : logs) {
     all.ttft.insert(all.ttft.end(), l.ttft.begin(), l.ttft.end());
     all.itl.insert(all.itl.end(), l.itl.begin(), l.itl.end());
@@ -315,8 +336,11 @@ int run(const Options& o) {
                           o.attention +
                           (o.attention == "full" ? "" : " budget " + std::to_string(o.budget)) +
                           ", temperature " + std::to_string(o.temperature),
-                      o.duration > 0 ? "soak: clients loop for " + std::to_string(o.duration) + " s"
-                                     : std::to_string(o.requests) + " requests per client",
+                      (o.duration > 0 ? "soak: clients loop for " + std::to_string(o.duration) +
+                                            " s"
+                                      : std::to_string(o.requests) + " requests per client") +
+                          ", after " + std::to_string(o.warmup_requests) +
+                          " untimed warm-up request(s) each",
                       "ttft / itl in ms, e2e in s, measured by the clients; mixed% = steps "
                       "holding decode tokens and prefill chunks; kv_end = KV pages held after"});
   for (int64_t n : client_counts) {
@@ -362,6 +386,10 @@ int main(int argc, char** argv) {
   app.add_option("--clients", o.clients, "concurrent clients, one row each (e.g. 32,64)")
       ->capture_default_str();
   app.add_option("--requests", o.requests, "requests per client")->capture_default_str();
+  app.add_option("--warmup-requests", o.warmup_requests,
+                 "untimed requests per client before each row (graph captures, connections)")
+      ->check(CLI::Range(int64_t(0), int64_t(1000)))
+      ->capture_default_str();
   app.add_option("--duration", o.duration, "soak: seconds the clients keep sending");
   app.add_option("--prompt-mix", o.prompt_mix, "prompt lengths and weights")->capture_default_str();
   app.add_option("--max-new-tokens", o.max_new_tokens, "tokens per request")->capture_default_str();
