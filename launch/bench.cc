@@ -273,7 +273,8 @@ std::vector<Column> columns() {
   return {{"device", 12, false, 0},  {"preset", 10, false, 0},       {"context", 8, true, 0},
           {"batch", 5, true, 0},     {"policy", 6, false, 0},        {"granularity", 14, false, 0},
           {"agree", 6, false, 0},    {"budget", 6, true, 0},         {"ms", 8, true, 3},
-          {"p90_ms", 8, true, 3},    {"tok/s", 9, true, 1},          {"attn_ms", 8, true, 3},
+          {"p90_ms", 8, true, 3},    {"min_ms", 8, true, 3},         {"tok/s", 9, true, 1},
+          {"attn_ms", 8, true, 3},
           {"dense_ms", 8, true, 3},  {"select_ms", 9, true, 3},      {"sparse_ms", 9, true, 3},
           {"quest_ms", 8, true, 3},  {"ar_ms", 7, true, 3},          {"ar_us/L", 7, true, 1},
           {"%ar", 5, true, 1},       {"agree_us/sel", 12, true, 1},  {"GB", 7, true, 2},
@@ -297,7 +298,7 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   const bool gpu = run.engine.device.kind == DeviceKind::kCuda;
   const Variant& v = variants[0];  // names the row, and times the breakdown's layer roles
   std::vector<engine::SeqId> ids(static_cast<size_t>(batch));
-  double prefill_tok_s = NAN;
+  std::vector<double> prefill_tok_s;  // each sequence's prefill (--prefill), one sample each
   for (int64_t i = 0; i < batch; ++i) {
     engine::SequenceOptions opts;
     opts.attention = variants[size_t(i) % variants.size()].attention;
@@ -315,7 +316,7 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
       TIDAL_RETURN_IF_ERROR(e.prefill(ids[size_t(i)], TensorView(), &first));
       stop.record(e.stream());
       stop.wait();
-      prefill_tok_s = double(context) / (stop.ms_since(start) * 1e-3);
+      prefill_tok_s.push_back(double(context) / (stop.ms_since(start) * 1e-3));
     } else {
       TIDAL_RETURN_IF_ERROR(e.add_random_sequence(context, opts, seed, &ids[size_t(i)]));
     }
@@ -422,6 +423,7 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
                   v.budget > 0 && !mixed ? Cell(v.budget) : Cell(std::nan("")),
                   st.median,
                   st.p90,
+                  st.min,
                   double(batch) / (st.median * 1e-3),
                   attn_ms,
                   role(model::LayerRole::kDense),
@@ -437,7 +439,7 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
                   100.0 * floor_ms / st.median,
                   run.rank_gib,
                   run.copy_bytes_per_s / 1e12,
-                  prefill_tok_s,
+                  prefill_tok_s.empty() ? NAN : bench::summarize(prefill_tok_s).median,
                   wrong});
   return ok_status();
 }
@@ -660,17 +662,18 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   }
   bench::Table table(bi, columns());
   table.print_header(
-      {"ms / p90_ms: per-step latency (CUDA events around each decode step, host planning",
-       "included), median and p90. attn_ms: the attention launches of one more (eager) step,",
+      {"ms / p90_ms / min_ms: per-step latency (CUDA events around each decode step, host planning",
+       "included), median, p90 and min. attn_ms: the attention launches of one more (eager) step,",
        "by layer role (under --tp/--pp: rank 0's, in its stage's layers). Of that step on rank 0",
        "under --tp: ar_ms, the activation all-reduces (waits for the other ranks included);",
        "ar_us/L, ar_ms per layer of rank 0; %ar, their share of the step; agree_us/sel, list",
-       "agreement per selection layer (agree: approx or exact; on one rank both rows run the",
-       "same code). GB: bytes on the step's slowest path (one rank: weights once + KV rows read;",
-       "under --tp/--pp one TP rank's part of each stage, summed; none under --pp at batch >= 2,",
-       "whose micro-batches overlap the stages). floor_ms = GB / copy. %floor = floor_ms / ms.",
-       "GiB/rank: the largest rank's weights + KV cache + workspace. #wrong: sampled ids outside",
-       "the vocabulary."});
+       "agreement per selection layer (agree: approx or exact; on one rank both rows run the same",
+       "code). GB: bytes on the step's slowest path (one rank: weights once + KV rows read; under",
+       "--tp/--pp one TP rank's part of each stage, summed; none under --pp at batch >= 2, whose",
+       "micro-batches overlap the stages). floor_ms = GB / copy. %floor = floor_ms / ms. GiB/rank:",
+       "the largest rank's weights + KV cache + workspace. prefill_tok/s (--prefill): the median",
+       "over the batch's sequences of one prefill each. #wrong: sampled ids outside the",
+       "vocabulary."});
   std::vector<std::string> skipped;  // batch sizes whose engine does not fit
   for (const std::string& preset : o.presets) {
     TIDAL_RETURN_IF_ERROR(

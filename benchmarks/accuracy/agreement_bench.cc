@@ -102,8 +102,10 @@ int64_t count_nonfinite(const float* v, int64_t n) {
   return bad;
 }
 
+// KV read by decode steps in units of one position's K and V rows (2 x head_dim elements): a Quest
+// page bound (min or max, head_dim elements) is half of one, as `tidal bench` weighs its bytes.
 double total_rows(const model::AttentionStats& s) {
-  double rows = double(s.quest_metadata_rows);
+  double rows = 0.5 * double(s.quest_metadata_rows);
   for (int64_t r : s.rows) rows += double(r);
   return rows;
 }
@@ -328,7 +330,8 @@ Table make_table(const Options& o, const model::ModelConfig& c, int64_t threads,
       "next token. fr_prefix: free-running greedy tokens equal to full's before the first",
       "difference (mean). fr_exact%: free-running positions equal to full's.",
       "overlap%: share of a list's positions the re-selection layer keeps.",
-      "rows/full: KV rows read by decode steps (+ Quest page bounds), over full's.",
+      "rows/full: KV read by decode steps (K + V rows; a Quest page bound counts half), over",
+      "full's.",
       "#wrong: prefill logits off full's, non-finite logits; controls (full, tidal K=context):",
       "every step off full's logits (1e-4) or token."};
   for (size_t i = 0; i < passages.size(); ++i) {

@@ -146,6 +146,16 @@ def ratio(a, b):
     return a / b if a and b else None
 
 
+def floor_cell(r, t, digits=3):
+    """The floor of a row: Tidal's (r, from a copy measured in its own run); else PyTorch's own
+    (t, its process's copy), marked as such. Returns (value, text)."""
+    if (r or {}).get("floor_ms"):
+        return r["floor_ms"], fmt(r["floor_ms"], digits)
+    if (t or {}).get("floor_ms"):
+        return t["floor_ms"], fmt(t["floor_ms"], digits) + " (PyTorch's)"
+    return None, "-"
+
+
 # --- markdown -------------------------------------------------------------------------------
 
 def environment_lines(data):
@@ -207,13 +217,13 @@ def headline_section(data, v, hl):
             for pol, gran, budget in variants:
                 r = v.row("bench", preset, n, batch, pol, gran, budget)
                 t = v.row("torch", preset, n, batch, pol, gran, budget)
-                floor = (r or {}).get("floor_ms") or (t or {}).get("floor_ms")
+                floor, floor_text = floor_cell(r, t)
                 paper = PAPER_A100.get(pol, {}).get(n) if preset == "llama2-7b" else None
                 paper_full = PAPER_A100["full"].get(n) if preset == "llama2-7b" else None
                 rows.append([
                     P.context_label(n), vlabel(pol, gran, budget),
                     fmt((r or {}).get("ms"), 3) if r else status_of(v, "bench", preset, n, batch, pol, gran, budget),
-                    fmt(floor, 3),
+                    floor_text,
                     fmt(ratio((r or {}).get("ms"), floor), 2, "x"),
                     fmt(ratio((full or {}).get("ms"), (r or {}).get("ms")), 2, "x"),
                     v.ms("torch", preset, n, batch, pol, gran, budget),
@@ -288,8 +298,9 @@ def longest_rows(v, tag):
         for pol, gran, budget in v.variants("bench", preset, 1):
             r = v.row("bench", preset, n, 1, pol, gran, budget)
             if r:
-                lat.append("%s %.3f ms (%.0f%% of floor)" % (vlabel(pol, gran, budget), r["ms"],
-                                                          r.get("%floor") or 0))
+                pct = r.get("%floor")
+                lat.append("%s %.3f ms (%s of floor)" % (vlabel(pol, gran, budget), r["ms"],
+                                                      "%.0f%%" % pct if pct else "-"))
         t = [e for e in v.cells.values() if e["params"]["kind"] == "torch" and
              e["params"]["preset"] == preset and e["params"]["batch"] == 1 and e["status"] == "ok"]
         tmax = max((e["params"]["context"] for e in t), default=None)
@@ -400,10 +411,10 @@ def torch_section(v):
                             rows.append([preset, P.context_label(n), b, vlabel(pol, gran, budget),
                                          st, "-", "-", "-", "-", "-", "-"])
                         continue
-                    floor = (r or {}).get("floor_ms") or t.get("floor_ms")
+                    floor, floor_text = floor_cell(r, t)
                     rows.append([preset, P.context_label(n), b, vlabel(pol, gran, budget),
                                  v.ms("torch", preset, n, b, pol, gran, budget),
-                                 fmt(t.get("p90_ms"), 3), fmt(floor, 3),
+                                 fmt(t.get("p90_ms"), 3), floor_text,
                                  fmt(ratio(t.get("ms"), floor), 2, "x"),
                                  fmt((r or {}).get("ms"), 3),
                                  fmt(ratio(t.get("ms"), (r or {}).get("ms")), 2, "x"),
@@ -411,7 +422,7 @@ def torch_section(v):
     if not rows:
         return None
     return table(["preset", "context", "batch", "policy", "PyTorch ms", "p90 ms",
-                  "floor ms (Tidal's)", "PyTorch / floor", "Tidal ms", "PyTorch / Tidal",
+                  "floor ms (Tidal's unless marked)", "PyTorch / floor", "Tidal ms", "PyTorch / Tidal",
                   "SDPA backend per call site"], rows)
 
 
@@ -648,7 +659,9 @@ def make_plots(out, v, hl):
         fig, ax = plt.subplots(figsize=(8, 5))
         width = 0.8 / max(1, len(vars1) + 1)
         for i, var in enumerate(vars1):
-            vals = [(v.row("bench", preset, n, 1, *var) or {}).get("%floor") or 0 for n in ctxs]
+            # No bar (nan) where a cell has no figure: a 0 would read as "0% of the floor".
+            vals = [(v.row("bench", preset, n, 1, *var) or {}).get("%floor") or float("nan")
+                    for n in ctxs]
             ax.bar([j + i * width for j in range(len(ctxs))], vals, width, color=color(var),
                    label="Tidal " + vlabel(*var))
         tv = [x for x in vars1 if any(v.row("torch", preset, n, 1, *x) for n in ctxs)]
@@ -657,7 +670,7 @@ def make_plots(out, v, hl):
             for n in ctxs:
                 t = v.row("torch", preset, n, 1, *var)
                 f = v.floor(preset, n, 1, *var) or (t or {}).get("floor_ms")
-                vals.append(100.0 * f / t["ms"] if t and f else 0)
+                vals.append(100.0 * f / t["ms"] if t and f else float("nan"))
             ax.bar([j + (len(vars1) + k * 0.5) * width for j in range(len(ctxs))], vals, width * 0.5,
                    color=color(var), alpha=0.45, hatch="//", label="PyTorch " + vlabel(*var))
         ax.axhline(100.0, color="gray", lw=0.8)

@@ -574,7 +574,7 @@ class Runner:
     def run_torch(self, inv, cells, timeout):
         if self.a.no_torch:
             for c in cells:
-                self.r.record(c, "skipped", reason="--no-torch", inv_id=inv.id)
+                self.r.record(c, "skipped", reason=self.a.no_torch, inv_id=inv.id)
             return {"id": inv.id, "kind": "torch", "rc": None, "wall_s": 0}, "skipped"
         probe = subprocess.run([self.a.python, "-c", "import torch; print(torch.__version__)"],
                                capture_output=True, text=True)
@@ -919,7 +919,8 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="kinds to run: bench,torch,serve (default all)")
     ap.add_argument("--stage", "--only-stage", dest="stage", action="append", default=[],
                     help="run only this stage (repeatable), e.g. --only-stage serve")
-    ap.add_argument("--no-torch", action="store_true", help="record torch cells as skipped")
+    ap.add_argument("--no-torch", nargs="?", const="--no-torch", default=None, metavar="REASON",
+                    help="record torch cells as skipped (with REASON when given)")
     ap.add_argument("--dry-run", action="store_true", help="list the pending invocations and exit")
     ap.add_argument("--memory-gib", type=float, default=0,
                     help="the device memory the time estimates assume (default: nvidia-smi's total, "

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""The decode step a PyTorch user would write, timed the way `tidal bench` times Tidal's.
+"""The decode step a PyTorch user would write, timed with CUDA events around each step after a
+warm-up, as `tidal bench` times Tidal's. Tidal's timed step also holds its host planning, the plan's
+upload and the copy of the sampled ids to the host; this one replays a graph with the next token
+kept on the device, so the comparison, if anything, favours PyTorch.
 
 One batch-B decode step of a Llama-shaped model with seeded random weights of a preset's shapes
 (the same presets as `tidal bench`), a KV cache of `context` random positions, and:
