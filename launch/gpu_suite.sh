@@ -2,7 +2,8 @@
 # The GPU half of the checks, for a machine with an NVIDIA GPU and a CUDA build:
 #   bash launch/gpu_suite.sh BUILD_DIR OUT_DIR [tests|bench|all]
 # tests: every cuda-labelled gtest binary, one process per test suite (a kernel fault in one
-#        suite cannot hide the others' results), logs and a summary in OUT_DIR;
+#        suite cannot hide the others' results), and the PyTorch reference's checks where torch
+#        is installed; logs and a summary in OUT_DIR;
 # bench: kernel_bench and tidal bench tables (--json) in OUT_DIR.
 set -uo pipefail
 build=${1:?build dir}
@@ -37,6 +38,21 @@ if [[ $what == tests || $what == all ]]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
     | tee -a "$summary"
   for bin in "$build"/tests/*/*_cuda_test; do run_suites "$bin"; done
+  # The PyTorch reference's own checks (float64 recomputations, its --self-test on the CPU):
+  # CI's machines have no torch, so they run here, where the suite's PyTorch rows are timed.
+  py=${TIDAL_PYTHON:-python3}
+  if "$py" -c 'import torch' 2>/dev/null; then
+    timeout 900 "$py" "$(dirname "$0")/../tests/benchmarks/torch_reference_test.py" \
+      > "$out/tmp.log" 2>&1
+    rc=$?
+    ran=$(grep -oE '^Ran [0-9]+ test' "$out/tmp.log" | grep -oE '[0-9]+' || echo 0)
+    printf '%-10s rc=%-3d ok=%-4d failed=%-4d %s\n' python "$rc" "$((rc == 0 ? ran : 0))" \
+      "$((rc == 0 ? 0 : 1))" torch_reference_test | tee -a "$summary"
+    cat "$out/tmp.log" >> "$out/tests.log"
+    rm -f "$out/tmp.log"
+  else
+    echo "gpu_suite.sh: $py has no torch: torch_reference_test not run" | tee -a "$summary"
+  fi
   awk '{for(i=1;i<=NF;i++){if($i~/^ok=/){split($i,a,"=");ok+=a[2]} if($i~/^failed=/){split($i,b,"=");f+=b[2]}}} END {print "TOTAL ok=" ok " failed=" f}' "$summary" | tee -a "$summary"
 fi
 if [[ $what == bench || $what == all ]]; then

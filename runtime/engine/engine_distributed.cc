@@ -49,16 +49,12 @@ Status Engine::init_distributed() {
     }
   }
   if (pages < mine[0]) {
-    plan_.kv_capacity_tokens = pages * config_.page_size;
+    // The plan this rank would make for that capacity (its pages, KV bytes with the cache's FP8
+    // scales and Quest bounds as allocate() makes it), against the same memory.
+    EngineConfig capped = config_;
+    capped.kv_capacity = pages * config_.page_size;
+    plan_ = plan_memory(model_, capped, plan_.available_bytes, shard_);
     plan_.kv_capped = true;
-    KvCacheConfig kv;
-    kv.page_size = config_.page_size;
-    kv.num_pages = pages;
-    kv.dtype = config_.dtype;
-    kv.device = config_.device;
-    kv.layer_begin = shard_.layer_begin;
-    kv.layer_end = shard_.layer_end;
-    plan_.kv_bytes = KvCache::bytes_for(local_, kv);
   }
   TIDAL_RETURN_IF_ERROR(agree_status(world, allocate()));
   // A KV head replicated over ranks: those ranks agree on its per-KV-head lists.

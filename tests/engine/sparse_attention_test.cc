@@ -244,9 +244,11 @@ TEST(SparseAttention, CorrectionRestoresDenseKvAndGenerationContinues) {
         std::vector<float> ks, vs, kd, vd;
         EXPECT_TRUE(sparse->read_kv(s, layer, pos, &ks, &vs).ok());
         EXPECT_TRUE(dense->read_kv(d, layer, pos, &kd, &vd).ok());
-        for (size_t i = 0; i < ks.size(); ++i) {
-          worst =
-              std::max({worst, double(std::fabs(ks[i] - kd[i])), double(std::fabs(vs[i] - vd[i]))});
+        EXPECT_TRUE(ks.size() == kd.size() && vs.size() == vd.size() && ks.size() == vs.size());
+        for (size_t i = 0; i < std::min(ks.size(), kd.size()); ++i) {
+          for (double e : {double(std::fabs(ks[i] - kd[i])), double(std::fabs(vs[i] - vd[i]))}) {
+            worst = std::isnan(e) ? INFINITY : std::max(worst, e);  // NaN: as far off as it gets
+          }
         }
       }
     }

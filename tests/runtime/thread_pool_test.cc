@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -85,9 +86,15 @@ TEST(ThreadPool, CallersOnSeveralThreadsTakeTurns) {
 }
 
 TEST(ThreadPool, DefaultIsTheMachinesCores) {
+  // The machine's count, independently of the pool's own default (at least one thread).
+  const int cores = std::max(1, int(std::thread::hardware_concurrency()));
   set_cpu_threads(0);
-  EXPECT_EQ(cpu_threads(), default_cpu_threads());
-  EXPECT_GE(default_cpu_threads(), 1);
+  EXPECT_EQ(default_cpu_threads(), cores);
+  EXPECT_EQ(cpu_threads(), cores);
+  set_cpu_threads(3);
+  EXPECT_EQ(cpu_threads(), 3);
+  set_cpu_threads(0);  // back to the default
+  EXPECT_EQ(cpu_threads(), cores);
 }
 
 }  // namespace
