@@ -57,7 +57,20 @@ Status start_job(const ParallelFlags& flags, const DeviceFlags& device_flags, Jo
   }
   if (st.ok()) st = apply_device_flags(device_flags, config);
   if (st.ok() && config->device.kind == DeviceKind::kCuda) {
-    config->device.index = job->mpi.local_rank() % std::max(1, cuda_device_count());
+    // A rank's GPU is its local rank's: an index on the command line would name one GPU for
+    // every rank of the host, and two ranks on one GPU are refused later by NCCL, less clearly.
+    const int gpus = cuda_device_count(), local = job->mpi.local_rank();
+    if (device_flags.device.rfind("cuda:", 0) == 0) {
+      st = invalid_argument("--device " + device_flags.device +
+                            " under --tp/--pp: each rank takes the GPU of its local rank; give "
+                            "--device cuda (CUDA_VISIBLE_DEVICES chooses a host's GPUs)");
+    } else if (local >= gpus) {
+      st = unavailable("rank " + std::to_string(job->mpi.rank()) + " is local rank " +
+                       std::to_string(local) + " of a host with " + std::to_string(gpus) +
+                       " visible GPUs: start at most one rank per GPU on each host");
+    } else {
+      config->device.index = local;
+    }
   }
   parallel::Communicator& world = job->mpi.comm();
   TIDAL_RETURN_IF_ERROR(engine::agree_status(world, st));
