@@ -60,7 +60,7 @@ void add_variant_flags(CLI::App* cmd, VariantFlags* v) {
 }
 
 // "S", "S:R", "S:R1+R2", "S:-" (or "S:none").
-Status parse_layers(const std::string& spec, int64_t layers, int64_t* start,
+Status parse_layers(const std::string& spec, int64_t* start,
                     std::optional<std::vector<int64_t>>* reselect) {
   auto number = [&](const std::string& s, int64_t* v) {
     if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos) {
@@ -87,7 +87,6 @@ Status parse_layers(const std::string& spec, int64_t layers, int64_t* start,
     }
     (*reselect)->push_back(r);
   }
-  (void)layers;
   return ok_status();
 }
 
@@ -245,7 +244,7 @@ Status build_variants(const VariantFlags& f, const model::ModelConfig& config,
       l = {file.sparse_start, file.reselect_layers, "calibrated"};
     } else {
       std::optional<std::vector<int64_t>> re;
-      TIDAL_RETURN_IF_ERROR(parse_layers(spec, config.num_layers, &l.start, &re));
+      TIDAL_RETURN_IF_ERROR(parse_layers(spec, &l.start, &re));
       l.reselect = re ? *re : model::default_reselect_layers(config.num_layers, l.start);
     }
     const bool seen = std::any_of(layer_sets.begin(), layer_sets.end(), [&](const Layers& o) {

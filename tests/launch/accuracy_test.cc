@@ -153,6 +153,12 @@ TEST(AccuracyFlags, BadVariantsAreRefused) {
   f.layers = {"3:2"};  // re-selection not above the first
   v.clear();
   EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
+  f.layers = {"3:12"};  // --layers parses the spec; the model's depth is checked with the policy
+  v.clear();
+  const Status outside = build_variants(f, ten_layers(), "", 16, &v);
+  EXPECT_NE(outside.message().find("3:12 K=64: reselect_layers: layer 12 is outside the 10 layers"),
+            std::string::npos)
+      << outside.message();
   f.layers = {"x"};
   v.clear();
   EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
