@@ -248,12 +248,13 @@ Status print_layout_plans(const model::ModelConfig& c, const engine::EngineConfi
   std::printf("  kv capacity    %lld tokens (the smallest rank's: every rank keeps as many)\n",
               static_cast<long long>(capacity));
   // An automatic capacity shrinks to fit memory; the layout must still hold one sequence of the
-  // context asked.
+  // context asked. fp8 is advised only where it is not already the KV dtype.
   if (first_misfit.ok() && capacity < max_context) {
-    first_misfit = out_of_memory("the layout's KV capacity, " + std::to_string(capacity) +
-                                 " tokens (the smallest rank's), is below one sequence of " +
-                                 std::to_string(max_context) +
-                                 " tokens: more ranks, --kv-dtype fp8 or a shorter --max-context");
+    const bool fp8 = config.kv_dtype == engine::KvDtype::kFp8;
+    first_misfit = out_of_memory(
+        "the layout's KV capacity, " + std::to_string(capacity) +
+        " tokens (the smallest rank's), is below one sequence of " + std::to_string(max_context) +
+        " tokens: more ranks" + (fp8 ? " or" : ", --kv-dtype fp8 or") + " a shorter --max-context");
   }
   std::printf("  fits           %s\n", first_misfit.ok() ? "yes" : "no");
   return first_misfit;

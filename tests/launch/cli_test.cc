@@ -235,6 +235,16 @@ TEST(Cli, InfoPlansEveryRankOfALayout) {
     expect_error(r, "rank 0: ");
     EXPECT_NE(r.out.find("  fits           no"), std::string::npos) << r.out;
   }
+  // 100M tokens of context: the automatic KV capacity shrinks below one sequence. The advice
+  // names fp8 only where the KV cache is not fp8 already (where memory is known and the weights
+  // fit, as on any machine that runs the suite).
+  for (const std::string kv : {"auto", "fp8"}) {
+    r = tidal("info --preset llama3-8b --device cpu --tp 8 --max-context 100000000 --kv-dtype " +
+              kv);
+    if (r.err.find("the layout's KV capacity") == std::string::npos) continue;
+    expect_error(r, "more ranks");
+    EXPECT_EQ(r.err.find("--kv-dtype fp8") != std::string::npos, kv == "auto") << r.err;
+  }
 }
 
 // `tidal bench <args> --json FILE` on the CPU (a fresh FILE each call), and the table it wrote
