@@ -432,6 +432,18 @@ Status build_policy(const GenerateOptions& o, model::AttentionPolicy* p) {
   p->quest.budget = o.budget;
   p->quest.page_size = o.engine.page_size;
   p->correction_interval = o.correction_interval;
+  // The flags' own values, before a model's tidal_policy.json sets the layers (request_policy):
+  // the file's check would otherwise report these as the file's error. The same rules as
+  // AttentionPolicy::validate, which checks the rest against the model.
+  if (o.correction_interval < 0) {
+    return invalid_argument("--correction-interval must be >= 0 (0: off), got " +
+                            std::to_string(o.correction_interval));
+  }
+  if (p->kind == model::AttentionKind::kTidal && o.budget < 2) {
+    return invalid_argument(
+        "tidal --budget must be >= 2 (the current token and at least one selected), got " +
+        std::to_string(o.budget));
+  }
   if (o.reselect_layers == "none") {
     p->tidal.reselect_layers = std::vector<int64_t>();
   } else if (!o.reselect_layers.empty()) {

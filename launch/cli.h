@@ -202,7 +202,8 @@ Status parse_count_list(const std::string& text, const char* flag, std::vector<i
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids);
 
 // The attention policy the flags ask for (validated later against the model). Refuses a flag
-// that has no effect under the chosen --attention (--granularity with full, ...).
+// that has no effect under the chosen --attention (--granularity with full, ...), and the values
+// no model takes (tidal --budget below 2, a negative --correction-interval).
 Status build_policy(const GenerateOptions& opts, model::AttentionPolicy* policy);
 
 // A strict decimal unsigned 64-bit integer: no sign, no spaces, no wrap-around.

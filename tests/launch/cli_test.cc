@@ -181,6 +181,20 @@ TEST(Cli, GenerateTakesTheModelsCalibratedLayers) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// The embedded model ships a tidal_policy.json: a bad value of the user's own flag is named as
+// the flag, not blamed on the file (which sets only the layers).
+TEST(Cli, PolicyFlagErrorsNameTheFlagNotThePolicyFile) {
+  const std::string gen = "generate --model " + std::string(TIDAL_SOURCE_DIR) +
+                          "/model/tidal-tiny-16k --prompt '' --max-new-tokens 2 --attention tidal";
+  for (const auto& [flags, error] :
+       {std::pair<std::string, std::string>{" --budget 1", "tidal --budget must be >= 2"},
+        {" --correction-interval -3", "--correction-interval must be >= 0 (0: off), got -3"}}) {
+    const CliRun r = tidal(gen + flags);
+    expect_error(r, error);
+    EXPECT_EQ(r.err.find("tidal_policy.json"), std::string::npos) << r.err;
+  }
+}
+
 TEST(Cli, TokenizeAndDecode) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   CliRun r =

@@ -97,6 +97,34 @@ TEST(Flags, AttentionFlagsWithoutEffectAreRefused) {
   }
 }
 
+// Values no model takes are refused by the flag's name before a model's tidal_policy.json is
+// applied (whose own check names the file).
+TEST(Flags, PolicyFlagValuesAreCheckedByName) {
+  const struct {
+    std::vector<std::string> args;
+    const char* error;  // empty: accepted
+  } cases[] = {
+      {{"--attention", "tidal", "--budget", "1"}, "tidal --budget must be >= 2"},
+      {{"--attention", "tidal", "--correction-interval", "-3"},
+       "--correction-interval must be >= 0 (0: off), got -3"},
+      {{"--attention", "quest", "--correction-interval", "-1"}, "--correction-interval must be"},
+      {{"--attention", "tidal", "--budget", "2", "--correction-interval", "0"}, ""},
+  };
+  for (const auto& tc : cases) {
+    Commands c;
+    std::vector<std::string> args = {"generate"};
+    args.insert(args.end(), tc.args.begin(), tc.args.end());
+    ASSERT_TRUE(parse(c, args).ok());
+    model::AttentionPolicy p;
+    const Status st = build_policy(c.gen, &p);
+    if (std::string(tc.error).empty()) {
+      EXPECT_TRUE(st.ok()) << st.message();
+    } else {
+      EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
+    }
+  }
+}
+
 TEST(FlagNames, FieldNamesBecomeFlags) {
   EXPECT_EQ(name_flags("top_p must be in (0, 1] (got 0)"), "--top-p must be in (0, 1] (got 0)");
   EXPECT_EQ(name_flags("page_size 0 is out of range; max_batch too"),
