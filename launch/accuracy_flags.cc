@@ -20,6 +20,7 @@ void add_common_flags(CLI::App* cmd, AccuracyCommon* c, bool png) {
   cmd->add_option("--prefill-chunk", c->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();
   cmd->add_option("--seed", c->seed, "needle cases (cities, numbers, haystack offsets)")
+      ->check(seed_validator())
       ->capture_default_str();
   cmd->add_option("--json", c->json_path, "write every result as JSON here (kept up to date)");
   cmd->add_option("--resume", c->resume_path,

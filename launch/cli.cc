@@ -12,18 +12,6 @@ namespace {
 
 constexpr int kMaxThreads = 1024;
 
-// --seed: the whole u64 range, and nothing outside it (CLI11 would wrap "-1" to 2^64 - 1).
-CLI::Validator seed_validator() {
-  return CLI::Validator(
-      [](std::string& s) -> std::string {
-        uint64_t v = 0;
-        return parse_u64(s, &v) ? std::string()
-                                : "'" + s + "' is not a seed (an integer in [0, " +
-                                      std::to_string(UINT64_MAX) + "])";
-      },
-      "");
-}
-
 void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
   cmd->add_option("--page-size", e->page_size, "KV cache page size, tokens")->capture_default_str();
   cmd->add_option("--max-context", e->max_context,
@@ -367,6 +355,17 @@ void add_tokenize_command(CLI::App& app, TokenizeOptions* o) {
   text->excludes(in);
   cmd->add_flag("--no-bos", o->no_bos, "do not prepend the BOS token");
   cmd->add_flag("--decode", o->decode, "turn ids back into text");
+}
+
+CLI::Validator seed_validator() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        uint64_t v = 0;
+        return parse_u64(s, &v) ? std::string()
+                                : "'" + s + "' is not a seed (an integer in [0, " +
+                                      std::to_string(UINT64_MAX) + "])";
+      },
+      "");
 }
 
 bool parse_u64(const std::string& text, uint64_t* out) {

@@ -208,5 +208,8 @@ Status build_policy(const GenerateOptions& opts, model::AttentionPolicy* policy)
 
 // A strict decimal unsigned 64-bit integer: no sign, no spaces, no wrap-around.
 bool parse_u64(const std::string& text, uint64_t* out);
+// For every seed flag: the whole u64 range, and nothing outside it (CLI11 alone would wrap "-1"
+// to 2^64 - 1).
+CLI::Validator seed_validator();
 
 }  // namespace tidal::launch

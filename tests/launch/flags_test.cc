@@ -1,26 +1,40 @@
 // SPDX-License-Identifier: Apache-2.0
 // The command's flags as a class: every default --help shows is the value a run uses; library
-// errors about a flag's value name the flag; --seed takes the whole u64 range and nothing else;
-// attention flags the chosen policy ignores are refused.
+// errors about a flag's value name the flag; every seed flag takes the whole u64 range and nothing
+// else; attention flags the chosen policy ignores are refused.
 #include <gtest/gtest.h>
 
+#include <functional>
+
+#include "launch/accuracy.h"
 #include "launch/cli.h"
 #include "launch/flag_names.h"
 
 namespace tidal::launch {
 namespace {
 
+// Every subcommand, as main.cc registers them.
 struct Commands {
   CLI::App app{"tidal"};
   GenerateOptions gen;
   InfoOptions info;
   TokenizeOptions tok;
   BenchOptions bench;
+  NiahOptions niah;
+  PplOptions ppl;
+  CalibrateOptions calibrate;
+  ServeOptions serve;
+  ClientOptions client;
   Commands() {
     add_generate_command(app, &gen);
     add_info_command(app, &info);
     add_tokenize_command(app, &tok);
     add_bench_command(app, &bench);
+    add_niah_command(app, &niah);
+    add_ppl_command(app, &ppl);
+    add_calibrate_command(app, &calibrate);
+    add_serve_command(app, &serve);
+    add_client_command(app, &client);
   }
 };
 
@@ -38,8 +52,9 @@ TEST(Flags, HelpDefaultsAreTheValuesARunUses) {
       ++checked;
     }
   }
-  EXPECT_GT(checked, 20);
+  EXPECT_GT(checked, 100) << "every subcommand's options";
   EXPECT_EQ(c.gen.engine.max_batch, 1);
+  EXPECT_EQ(c.serve.engine.max_batch, 32);
 }
 
 Status parse(Commands& c, std::vector<std::string> args) {
@@ -53,19 +68,34 @@ Status parse(Commands& c, std::vector<std::string> args) {
   return ok_status();
 }
 
+// Every seed flag of every subcommand, and the field each one sets.
 TEST(Flags, SeedTakesTheWholeU64RangeAndNothingElse) {
-  {
-    Commands c;
-    ASSERT_TRUE(parse(c, {"generate", "--seed", "18446744073709551615"}).ok());
-    EXPECT_EQ(c.gen.sampling.seed, UINT64_MAX);
-  }
-  for (const char* bad : {"-1", "18446744073709551616", "1e3", "0x10", " 5", "+5", ""}) {
-    Commands c;
-    const Status st = parse(c, {"generate", "--seed", bad});
-    EXPECT_FALSE(st.ok()) << bad;
-    EXPECT_NE(st.message().find("--seed"), std::string::npos) << st.message();
-    Commands b;
-    EXPECT_FALSE(parse(b, {"bench", "--seed", bad}).ok()) << bad;
+  const struct {
+    const char* command;
+    const char* flag;
+    std::function<uint64_t(const Commands&)> value;
+  } seeds[] = {
+      {"generate", "--seed", [](const Commands& c) { return c.gen.sampling.seed; }},
+      {"generate", "--weights-seed", [](const Commands& c) { return c.gen.weights_seed; }},
+      {"bench", "--seed", [](const Commands& c) { return c.bench.seed; }},
+      {"niah", "--seed", [](const Commands& c) { return c.niah.common.seed; }},
+      {"ppl", "--seed", [](const Commands& c) { return c.ppl.common.seed; }},
+      {"calibrate", "--seed", [](const Commands& c) { return c.calibrate.common.seed; }},
+      {"serve", "--seed", [](const Commands& c) { return c.serve.seed; }},
+      {"client", "--seed", [](const Commands& c) { return c.client.request.sampling.seed; }},
+  };
+  for (const auto& s : seeds) {
+    {
+      Commands c;
+      ASSERT_TRUE(parse(c, {s.command, s.flag, "18446744073709551615"}).ok()) << s.command;
+      EXPECT_EQ(s.value(c), UINT64_MAX) << s.command << " " << s.flag;
+    }
+    for (const char* bad : {"-1", "18446744073709551616", "1e3", "0x10", " 5", "+5", ""}) {
+      Commands c;
+      const Status st = parse(c, {s.command, s.flag, bad});
+      EXPECT_FALSE(st.ok()) << s.command << " " << s.flag << " " << bad;
+      EXPECT_NE(st.message().find(s.flag), std::string::npos) << st.message();
+    }
   }
 }
 
