@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "rpc/client.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace tidal::rpc {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;
+// Deadlines further away are clamped: the clock counts int64 nanoseconds since 1970, which run
+// out in 2262 (and 1e13 s in microseconds is already past int64).
+constexpr double kMaxDeadlineSeconds = 1e9;  // ~31 years
 
+// `seconds` from now; NaN and values <= 0 are now (an expired deadline).
 std::chrono::system_clock::time_point after(double seconds) {
+  const double s = seconds > 0 ? std::min(seconds, kMaxDeadlineSeconds) : 0.0;
   return std::chrono::system_clock::now() +
-         std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
+         std::chrono::microseconds(static_cast<int64_t>(s * 1e6));
 }
+
+// A deadline for every call unless the timeout is 0 (or negative): NaN is not "none".
+bool has_deadline(double timeout_seconds) { return !(timeout_seconds <= 0); }
 
 }  // namespace
 
@@ -30,7 +39,7 @@ void Client::prepare(grpc::ClientContext* ctx) const {
   if (!options_.auth_token.empty()) {
     ctx->AddMetadata("authorization", "Bearer " + options_.auth_token);
   }
-  if (options_.timeout_seconds > 0) ctx->set_deadline(after(options_.timeout_seconds));
+  if (has_deadline(options_.timeout_seconds)) ctx->set_deadline(after(options_.timeout_seconds));
 }
 
 grpc::Status Client::generate(const v1::GenerateRequest& request,
@@ -88,7 +97,7 @@ grpc::Status Client::stats(v1::Stats* stats) {
 grpc::Status Client::health(const std::string& service,
                             grpc::health::v1::HealthCheckResponse::ServingStatus* status) {
   grpc::ClientContext ctx;
-  if (options_.timeout_seconds > 0) ctx.set_deadline(after(options_.timeout_seconds));
+  if (has_deadline(options_.timeout_seconds)) ctx.set_deadline(after(options_.timeout_seconds));
   grpc::health::v1::HealthCheckRequest req;
   req.set_service(service);
   grpc::health::v1::HealthCheckResponse resp;

@@ -16,8 +16,10 @@
 namespace tidal::rpc {
 
 struct ClientOptions {
-  std::string auth_token;      // sent as "authorization: Bearer <token>"; empty: none
-  double timeout_seconds = 0;  // per call deadline; 0: none
+  std::string auth_token;  // sent as "authorization: Bearer <token>"; empty: none
+  // Per call deadline; 0 (or less): none. Values past ~31 years (inf included) are clamped to
+  // that; NaN is an expired deadline (every call fails with DEADLINE_EXCEEDED), not "none".
+  double timeout_seconds = 0;
 };
 
 class Client {
@@ -25,7 +27,8 @@ class Client {
   // Connects lazily: the first call (or wait_ready) opens the channel to `target` (host:port).
   Client(const std::string& target, const ClientOptions& options = ClientOptions());
 
-  // Blocks until the channel is connected or `seconds` pass.
+  // Blocks until the channel is connected or `seconds` pass (clamped as timeout_seconds; NaN and
+  // values <= 0: no wait).
   bool wait_ready(double seconds);
 
   // Streams a generation: `on_message` gets every response in order (return false to stop

@@ -102,6 +102,7 @@ class Scheduler {
   void start();
   void stop();
   // Blocks until no request is live (queued or running) or `seconds` pass; true when idle.
+  // `seconds` past ~31 years (inf included) wait until idle; NaN or <= 0 does not wait.
   bool wait_idle(double seconds);
 
   SchedulerStats stats() const;  // any thread

@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cfloat>
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <map>
 #include <thread>
@@ -467,6 +469,38 @@ TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
   EXPECT_NE(served->log[0].find("prompt 5 tokens, generated 300, full, queue"), std::string::npos)
       << served->log[0];
   EXPECT_NE(served->log[0].find("finish length"), std::string::npos) << served->log[0];
+}
+
+// Durations past the clocks' range are clamped, not overflowed: a client timeout of inf or
+// 1e13 s is a far deadline (the call succeeds) and NaN an expired one; an infinite drain waits
+// for the running stream (it once overflowed and cancelled it at once).
+TEST(Service, DurationsOutsideTheClocksRangeAreClamped) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  const v1::GenerateRequest hi = text_request("Once upon a time", 0.0f, 0, 4);
+  for (double timeout : {double(INFINITY), 1e13, DBL_MAX, std::nan("")}) {
+    ClientOptions o;
+    o.timeout_seconds = timeout;
+    Client c(served->server->address(), o);
+    EXPECT_TRUE(c.wait_ready(INFINITY));
+    const Streamed s = generate(c, hi);
+    if (std::isnan(timeout)) {
+      EXPECT_EQ(s.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    } else {
+      EXPECT_TRUE(s.status.ok()) << timeout << ": " << s.status.error_message();
+      EXPECT_EQ(s.ids.size(), 4u) << timeout;
+    }
+  }
+  auto client = served->client();
+  v1::GenerateRequest req = text_request("Once upon a time", 0.9f, 1, 480);
+  req.mutable_stop()->set_ignore_eos(true);
+  Streamed drained;
+  std::thread t([&] { drained = generate(*served->client(), req); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 1; }));
+  EXPECT_EQ(served->server->shutdown(INFINITY), 0);
+  t.join();
+  ASSERT_TRUE(drained.status.ok()) << drained.status.error_message();
+  EXPECT_EQ(drained.ids.size(), 480u);
 }
 
 // The model's tidal_policy.json layers (ServerOptions::model_layers, filled by `tidal serve`):
