@@ -2,6 +2,7 @@
 // Flag definitions. Defaults live in the option structs; each flag's help names its unit.
 #include "launch/cli.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "runtime/device.h"
@@ -150,7 +151,7 @@ void add_serve_command(CLI::App& app, ServeOptions* o) {
   token->excludes(token_file);
   cmd->add_option("--drain-seconds", o->drain_seconds,
                   "on SIGINT / SIGTERM, how long running requests may finish before they are "
-                  "cancelled")
+                  "cancelled (at most 604800, a week)")
       ->capture_default_str();
   cmd->add_option("--max-queue", o->max_queue,
                   "requests queued or running at most; more are refused (UNAVAILABLE)")
@@ -173,7 +174,8 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
   cmd->add_option("--request-id", o->request_id, "the request's id (for --cancel from elsewhere)");
   cmd->add_option("--system", o->system, "--chat: a system message before the conversation");
   cmd->add_flag("--json", o->json, "print every response as one JSON line");
-  cmd->add_option("--timeout", o->timeout, "seconds per call; 0: none")->capture_default_str();
+  cmd->add_option("--timeout", o->timeout, "seconds per call, at most 604800 (a week); 0: none")
+      ->capture_default_str();
   auto* info = cmd->add_flag("--info", o->info, "print the served model's description (JSON)");
   auto* stats = cmd->add_flag("--server-stats", o->server_stats, "print the server's statistics");
   auto* health =
@@ -313,6 +315,14 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
   }
   set_cpu_threads(f.threads);
   return ok_status();
+}
+
+Status check_seconds(double seconds, const char* flag) {
+  if (seconds >= 0 && seconds <= kMaxFlagSeconds) return ok_status();  // false for NaN
+  char got[32];
+  std::snprintf(got, sizeof(got), "%g", seconds);
+  return invalid_argument(std::string(flag) + " must be a number of seconds in [0, " +
+                          std::to_string(int64_t(kMaxFlagSeconds)) + "] (a week), got " + got);
 }
 
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {

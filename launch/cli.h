@@ -100,7 +100,7 @@ struct ClientOptions {
   std::string request_id;  // empty: the server picks one
   std::string system;      // --chat: a system message first
   bool json = false;       // every response as one JSON line on stdout
-  double timeout = 0;      // seconds per call; 0: none
+  double timeout = 0;      // seconds per call (at most a week); 0: none
   // Instead of generating:
   bool info = false;          // GetModelInfo
   bool server_stats = false;  // GetStats
@@ -195,6 +195,12 @@ Status run_bench(const BenchOptions& opts);
 // Resolves --device / --dtype / --kv-dtype / --eager into the engine config and sets the CPU path's
 // thread count (--threads, process-wide); errors name the flag.
 Status apply_device_flags(const DeviceFlags& flags, engine::EngineConfig* config);
+// Flags in seconds (client --timeout, serve --drain-seconds) take a finite value in
+// [0, kMaxFlagSeconds]: a week covers any call or drain, and inf, NaN or 1e13 would overflow the
+// clocks' deadlines (or silently mean "none").
+constexpr double kMaxFlagSeconds = 7 * 24 * 3600;
+// Errors name `flag` and the value: "--timeout must be ... in [0, 604800] (a week), got inf".
+Status check_seconds(double seconds, const char* flag);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 

@@ -228,7 +228,7 @@ Status run_client(const ClientOptions& c) {
     TIDAL_RETURN_IF_ERROR(read_file(c.auth_token_file, &text).with_context("--auth-token-file"));
     co.auth_token = text.substr(0, text.find_first_of("\r\n"));
   }
-  if (c.timeout < 0) return invalid_argument("--timeout must be >= 0");
+  TIDAL_RETURN_IF_ERROR(check_seconds(c.timeout, "--timeout"));
   co.timeout_seconds = c.timeout;
   rpc::Client client(c.server, co);
   if (c.info || c.server_stats) {

@@ -48,6 +48,12 @@ void log_line(const std::string& line) {
   std::fprintf(stderr, "tidal: %s\n", line.c_str());  // one call: one whole line
 }
 
+// The flags serve_with reads, checked before a model is loaded as well.
+Status check_serve_flags(const ServeOptions& o) {
+  if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
+  return check_seconds(o.drain_seconds, "--drain-seconds");
+}
+
 }  // namespace
 
 void block_stop_signals() {
@@ -57,6 +63,7 @@ void block_stop_signals() {
 
 Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   block_stop_signals();  // before any thread starts (the CPU path's pool, gRPC's)
+  TIDAL_RETURN_IF_ERROR(check_serve_flags(o));
   if (o.parallel.requested()) {
     if (!o.preset.empty()) return invalid_argument("--preset cannot be served under --tp / --pp");
     return run_serve_parallel(o, defaults);
@@ -80,8 +87,7 @@ Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
 }
 
 Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine& engine) {
-  if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
-  if (!(o.drain_seconds >= 0)) return invalid_argument("--drain-seconds must be >= 0");
+  TIDAL_RETURN_IF_ERROR(check_serve_flags(o));
   rpc::ServerOptions so;
   so.listen = o.listen;
   TIDAL_RETURN_IF_ERROR(auth_token(o, &so.auth_token));

@@ -4,6 +4,7 @@
 // else; attention flags the chosen policy ignores are refused.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 
 #include "launch/accuracy.h"
@@ -153,6 +154,26 @@ TEST(Flags, PolicyFlagValuesAreCheckedByName) {
       EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
     }
   }
+}
+
+// Seconds flags: finite, in [0, a week]; NaN is not "none".
+TEST(Flags, SecondsAreFiniteAndAtMostAWeek) {
+  for (double ok : {0.0, 0.5, 30.0, kMaxFlagSeconds}) {
+    EXPECT_TRUE(check_seconds(ok, "--timeout").ok()) << ok;
+  }
+  for (double bad :
+       {-1.0, double(INFINITY), -double(INFINITY), std::nan(""), 1e10, 1e13, kMaxFlagSeconds + 1}) {
+    const Status st = check_seconds(bad, "--drain-seconds");
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(st.message().rfind("--drain-seconds must be a number of seconds in [0, 604800]", 0),
+              0u)
+        << st.message();
+  }
+  EXPECT_EQ(check_seconds(INFINITY, "--timeout").message(),
+            "--timeout must be a number of seconds in [0, 604800] (a week), got inf");
+  Commands c;
+  ASSERT_TRUE(parse(c, {"client", "--timeout", "inf"}).ok());  // parsed; refused by run_client
+  EXPECT_TRUE(std::isinf(c.client.timeout));
 }
 
 TEST(FlagNames, FieldNamesBecomeFlags) {

@@ -6,6 +6,7 @@
 // serves the same tokens.
 #include <signal.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -173,6 +174,32 @@ TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
   EXPECT_EQ(down.err.rfind("tidal: error: UNAVAILABLE: ", 0), 0u) << down.err;
   serve.signal(SIGTERM);
   EXPECT_EQ(serve.wait(60), 0);
+}
+
+// A failed `tidal` run's stderr: exactly one line, the error holding `what`.
+void expect_error(const std::string& err, const std::string& what) {
+  EXPECT_EQ(err.rfind("tidal: error: ", 0), 0u) << err;
+  EXPECT_NE(err.find(what), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+}
+
+// --drain-seconds and --timeout take finite seconds up to a week: inf and 1e10 once overflowed
+// the clocks (a drain that cancelled at once, undefined behaviour in the client) and NaN meant
+// "no deadline". Refused before a model is loaded (no "using the embedded model" line) or a
+// server is called.
+TEST(ServeProcess, DurationFlagsAreFiniteAndAtMostAWeek) {
+  for (const char* bad : {"inf", "1e10", "nan", "-1", "604801"}) {
+    ServeProcess serve;
+    EXPECT_FALSE(serve.start(std::string("--device cpu --drain-seconds ") + bad)) << bad;
+    expect_error(serve.err(),
+                 "--drain-seconds must be a number of seconds in [0, 604800] (a week), got ");
+    const TidalRun client =
+        run_tidal(std::string("client --server 127.0.0.1:1 --prompt x --timeout ") + bad);
+    EXPECT_EQ(client.exit_code, 1) << bad;
+    expect_error(client.err, "--timeout must be a number of seconds in [0, 604800] (a week), got ");
+  }
+  const TidalRun nan = run_tidal("client --server 127.0.0.1:1 --prompt x --timeout nan");
+  EXPECT_NE(nan.err.find("got nan"), std::string::npos) << nan.err;
 }
 
 // The distributed engine with one rank (MPI as a singleton): rank 0's coordinator path.
