@@ -86,6 +86,8 @@ struct ServeOptions {
   int64_t max_queue = 4096;     // live requests at most; more are refused (UNAVAILABLE)
   bool quiet = false;           // no per-request log lines
   std::string version;          // reported by GetModelInfo (set by main)
+  // --auth-token was given: an empty one is refused, not taken as "none".
+  bool auth_token_given = false;
   engine::EngineConfig engine;
   DeviceFlags device;
   ParallelFlags parallel;

@@ -51,6 +51,13 @@ void log_line(const std::string& line) {
 // The flags serve_with reads, checked before a model is loaded as well.
 Status check_serve_flags(const ServeOptions& o) {
   if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
+  // An empty secret would silently serve without authentication (as would an empty first line
+  // of --auth-token-file, refused in auth_token()).
+  if (o.auth_token_given && o.auth_token.empty()) {
+    return invalid_argument(
+        "--auth-token is empty: give the secret calls must carry, or leave the flag out to serve "
+        "without authentication");
+  }
   return check_seconds(o.drain_seconds, "--drain-seconds");
 }
 

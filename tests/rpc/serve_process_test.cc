@@ -202,6 +202,21 @@ TEST(ServeProcess, DurationFlagsAreFiniteAndAtMostAWeek) {
   EXPECT_NE(nan.err.find("got nan"), std::string::npos) << nan.err;
 }
 
+// An empty --auth-token would serve without authentication: refused at start, as an empty
+// first line of --auth-token-file is.
+TEST(ServeProcess, EmptyAuthTokenIsRefused) {
+  ServeProcess serve;
+  EXPECT_FALSE(serve.start("--device cpu --auth-token ''"));
+  expect_error(serve.err(), "--auth-token is empty");
+  const std::string dir = ::tidal::testing::temp_dir("token");
+  ::tidal::testing::write_file(dir + "/token", "\nsecret\n");
+  ServeProcess file;
+  EXPECT_FALSE(file.start("--device cpu --auth-token-file " + dir + "/token"));
+  EXPECT_NE(file.err().find("--auth-token-file: the file's first line is empty"),
+            std::string::npos)
+      << file.err();
+}
+
 // The distributed engine with one rank (MPI as a singleton): rank 0's coordinator path.
 TEST(ServeProcess, DistributedOneRankServesTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
