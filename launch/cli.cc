@@ -52,8 +52,10 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
 
 namespace {
 
-// The prompt, stop, sampling and attention flags `generate` and `client` share.
-void add_request_flags(CLI::App* cmd, GenerateOptions* o) {
+// The prompt, stop, sampling and attention flags `generate` and `client` share. Returns their
+// names (for `client`, which refuses them beside --info and the other non-generating calls).
+std::vector<std::string> add_request_flags(CLI::App* cmd, GenerateOptions* o) {
+  const size_t first = cmd->get_options().size();
   cmd->add_option_function<std::string>(
       "--prompt",
       [o](const std::string& p) {
@@ -100,12 +102,18 @@ void add_request_flags(CLI::App* cmd, GenerateOptions* o) {
                   "every N decode steps recompute the last N tokens densely; 0: off")
       ->capture_default_str();
   cmd->add_flag("--stats", o->stats, "print attention statistics to stderr");
-  cmd->final_callback([cmd, o] {
-    for (const char* flag : {"--budget", "--sparse-start", "--reselect-layers", "--granularity",
-                             "--correction-interval", "--agreement"}) {
-      if (cmd->count(flag) > 0) o->attention_flags_given.push_back(flag);
-    }
-  });
+  std::vector<std::string> names;
+  const std::vector<CLI::Option*> options = cmd->get_options();
+  for (size_t i = first; i < options.size(); ++i) names.push_back(options[i]->get_name());
+  return names;
+}
+
+// After parsing (the command's final callback): the attention flags given, for build_policy.
+void note_attention_flags(const CLI::App* cmd, GenerateOptions* o) {
+  for (const char* flag : {"--budget", "--sparse-start", "--reselect-layers", "--granularity",
+                           "--correction-interval", "--agreement"}) {
+    if (cmd->count(flag) > 0) o->attention_flags_given.push_back(flag);
+  }
 }
 
 }  // namespace
@@ -127,6 +135,7 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
+  cmd->final_callback([cmd, o] { note_attention_flags(cmd, o); });
 }
 
 void add_serve_command(CLI::App& app, ServeOptions* o) {
@@ -189,7 +198,16 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
       if (a != b) a->excludes(b);
     }
   }
-  add_request_flags(cmd, &o->request);
+  std::vector<std::string> generation = add_request_flags(cmd, &o->request);
+  generation.push_back("--request-id");
+  cmd->final_callback([cmd, o, generation] {
+    note_attention_flags(cmd, &o->request);
+    o->cancel_given = cmd->count("--cancel") > 0;
+    o->system_given = cmd->count("--system") > 0;
+    for (const std::string& flag : generation) {
+      if (cmd->count(flag) > 0) o->generation_flags_given.push_back(flag);
+    }
+  });
 }
 
 void add_info_command(CLI::App& app, InfoOptions* o) {

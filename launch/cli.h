@@ -110,6 +110,12 @@ struct ClientOptions {
   std::string cancel;         // Cancel this request id
   bool tokenize = false;      // Tokenize the prompt
   GenerateOptions request;    // prompt, stop, sampling and attention flags
+  // The flags given, for run_client's checks: an empty --cancel id, --system without --chat,
+  // and a generation's flags (generate's request flags, --request-id) beside a call that does
+  // not generate are refused, as flags without effect.
+  bool cancel_given = false;
+  bool system_given = false;
+  std::vector<std::string> generation_flags_given;
 };
 
 struct InfoOptions {

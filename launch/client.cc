@@ -218,9 +218,34 @@ Status converse(rpc::Client& client, const ClientOptions& c, v1::GenerateRequest
   return ok_status();
 }
 
+// Flags without effect on what the client does are refused, as `generate` refuses them.
+Status check_client_flags(const ClientOptions& c) {
+  if (c.cancel_given && c.cancel.empty()) {
+    return invalid_argument("--cancel needs the id of the request to cancel (got an empty one)");
+  }
+  if (c.system_given && !c.request.chat) {
+    return invalid_argument("--system has no effect without --chat");
+  }
+  const char* call = c.info           ? "--info"
+                     : c.server_stats ? "--server-stats"
+                     : c.health       ? "--health"
+                     : c.cancel_given ? "--cancel"
+                     : c.tokenize     ? "--tokenize"
+                                      : nullptr;
+  if (call == nullptr) return ok_status();
+  for (const std::string& flag : c.generation_flags_given) {
+    // --tokenize reads the prompt (and --chat's template), nothing else of a generation.
+    const bool prompt =
+        flag == "--prompt" || flag == "--prompt-file" || flag == "--prompt-ids" || flag == "--chat";
+    if (!(c.tokenize && prompt)) return invalid_argument(flag + " has no effect with " + call);
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 Status run_client(const ClientOptions& c) {
+  TIDAL_RETURN_IF_ERROR(check_client_flags(c));
   rpc::ClientOptions co;
   co.auth_token = c.auth_token;
   if (!c.auth_token_file.empty()) {
@@ -249,7 +274,7 @@ Status run_client(const ClientOptions& c) {
     }
     return ok_status();
   }
-  if (!c.cancel.empty()) {
+  if (c.cancel_given) {
     bool found = false;
     TIDAL_RETURN_IF_ERROR(from_grpc(client.cancel(c.cancel, &found)));
     if (!found) return not_found("no live request has id '" + c.cancel + "'");

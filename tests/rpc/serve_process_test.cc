@@ -202,6 +202,38 @@ TEST(ServeProcess, DurationFlagsAreFiniteAndAtMostAWeek) {
   EXPECT_NE(nan.err.find("got nan"), std::string::npos) << nan.err;
 }
 
+// Client flags that would do nothing are refused before any call (no server here): an empty
+// --cancel id (it once fell through to streaming a whole generation), --system without --chat,
+// and a generation's flags beside a call that does not generate.
+TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
+  const std::string client = "client --server 127.0.0.1:1 --timeout 5 ";
+  const struct {
+    const char* flags;
+    const char* error;
+  } cases[] = {
+      {"--cancel ''", "--cancel needs the id of the request to cancel"},
+      {"--cancel '' --prompt 'Once upon'", "--cancel needs the id of the request to cancel"},
+      {"--cancel r1 --max-new-tokens 4", "--max-new-tokens has no effect with --cancel"},
+      {"--system 'Be brief' --prompt hi", "--system has no effect without --chat"},
+      {"--info --temperature 0.5", "--temperature has no effect with --info"},
+      {"--health --attention tidal --budget 16", "--attention has no effect with --health"},
+      {"--server-stats --request-id r1", "--request-id has no effect with --server-stats"},
+      {"--tokenize --prompt hi --seed 3", "--seed has no effect with --tokenize"},
+  };
+  for (const auto& tc : cases) {
+    const TidalRun r = run_tidal(client + tc.flags);
+    EXPECT_EQ(r.exit_code, 1) << tc.flags;
+    expect_error(r.err, tc.error);
+  }
+  // What each call reads passes the checks and fails only at the (absent) server.
+  for (const char* ok : {"--tokenize --chat --system 'Be brief' --prompt hi", "--info --json",
+                         "--cancel r1", "--chat --system 'Be brief' --prompt hi"}) {
+    const TidalRun r = run_tidal(client + ok);
+    EXPECT_EQ(r.exit_code, 1) << ok;
+    expect_error(r.err, "UNAVAILABLE: ");
+  }
+}
+
 // An empty --auth-token would serve without authentication: refused at start, as an empty
 // first line of --auth-token-file is.
 TEST(ServeProcess, EmptyAuthTokenIsRefused) {
