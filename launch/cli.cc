@@ -135,7 +135,10 @@ void add_generate_command(CLI::App& app, GenerateOptions* o) {
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
-  cmd->final_callback([cmd, o] { note_attention_flags(cmd, o); });
+  cmd->final_callback([cmd, o] {
+    note_attention_flags(cmd, o);
+    o->weights_seed_given = cmd->count("--weights-seed") > 0;
+  });
 }
 
 void add_serve_command(CLI::App& app, ServeOptions* o) {

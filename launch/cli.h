@@ -47,6 +47,7 @@ struct GenerateOptions {
   // model (launch/presets.h). Empty: none.
   std::string preset;
   uint64_t weights_seed = 1;
+  bool weights_seed_given = false;  // without --preset it has no effect: refused
   std::string prompt;     // text (tokenized, BOS added)
   bool prompt_given = false;
   std::string prompt_file;

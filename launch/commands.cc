@@ -277,6 +277,10 @@ Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d,
 }
 
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
+  if (o.weights_seed_given && o.preset.empty()) {
+    return invalid_argument("--weights-seed has no effect without --preset (a model's weights "
+                            "are its checkpoint's)");
+  }
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));

@@ -346,6 +346,9 @@ TEST(Cli, GeneratePresetIsSeededIdsOnly) {
   expect_error(tidal("generate --preset tiny --device cpu --prompt-ids 1,2"),
                "--preset tiny has no tokenizer: use --prompt-ids and --print-ids");
   expect_error(tidal("generate --preset llama9 --prompt-ids 1 --print-ids"), "llama9");
+  // A model directory's weights are its own: the seed would do nothing.
+  expect_error(tidal("generate --weights-seed 3 --prompt-ids 1 --print-ids"),
+               "--weights-seed has no effect without --preset");
 }
 
 TEST(Cli, BadInputGetsOneClearLine) {
