@@ -424,6 +424,9 @@ Status run_tokenize(const TokenizeOptions& o) {
     return invalid_argument("give --model DIR or --tokenizer FILE");
   }
   if (!o.text_given && o.file.empty()) return invalid_argument("give --text or --file");
+  if (o.decode && o.no_bos) {
+    return invalid_argument("--no-bos has no effect with --decode (the ids given are decoded)");
+  }
   std::unique_ptr<model::Tokenizer> tok;
   if (!o.tokenizer_file.empty()) {
     TIDAL_RETURN_IF_ERROR(model::Tokenizer::load(o.tokenizer_file, &tok));

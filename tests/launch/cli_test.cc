@@ -206,6 +206,9 @@ TEST(Cli, TokenizeAndDecode) {
   r = tidal("tokenize --model " + kStories +
             " --decode --text '346 306 414 263 304 341 443 317 439 419 400 428 352 303 426'");
   EXPECT_EQ(r.out, "Hello world! Lily's dog ran.\n");
+  // Decoding adds no BOS: --no-bos there would do nothing.
+  expect_error(tidal("tokenize --model " + kStories + " --decode --no-bos --text '346 306'"),
+               "--no-bos has no effect with --decode");
 }
 
 TEST(Cli, InfoPrintsConfigAndMemoryPlan) {
