@@ -34,6 +34,9 @@ struct VariantFlags {
   std::vector<std::string> layers = {"model"};
   std::string corrections = "0";  // cache correction intervals (tidal and quest); 0: off
   std::string policy_file;        // default: <model>/tidal_policy.json
+  // The flags above given on the command line ("--budget", ...): one that no listed policy
+  // reads (--granularity with --policy full,quest, ...) is refused.
+  std::vector<std::string> flags_given;
 };
 
 // One policy of a sweep.
@@ -66,6 +69,7 @@ struct NiahOptions {
   std::string haystack;    // default: <text>/austen/persuasion.txt (held out from training)
   bool sparse_question = false;  // decode the question token by token (Quest's protocol)
   double min_accuracy = -1;      // fail (exit 1) when a policy retrieves less, percent (CI)
+  bool min_accuracy_given = false;  // given: in [0, 100]; else no floor
 };
 
 struct PplOptions {
@@ -130,6 +134,7 @@ Status parse_length_list(const std::string& text, const char* flag, std::vector<
 Status parse_int_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 
 // The sweep's variants for `config` (validated). Reads the policy file when a layers spec needs it.
+// A flag in flags.flags_given that no listed policy reads is an error naming it.
 Status build_variants(const VariantFlags& flags, const model::ModelConfig& config,
                       const std::string& model_dir, int64_t page_size, std::vector<Variant>* out);
 // A file name for a variant's picture: "niah_tidal_per-query-head_2-4_default_K64.png".

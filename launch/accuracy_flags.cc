@@ -38,6 +38,9 @@ void add_common_flags(CLI::App* cmd, AccuracyCommon* c, bool png) {
   cmd->add_option("--threads", c->device.threads, "CPU path threads")->capture_default_str();
 }
 
+const char* const kVariantFlags[] = {"--budget", "--granularity", "--layers",
+                                     "--correction-interval", "--policy-file"};
+
 void add_variant_flags(CLI::App* cmd, VariantFlags* v) {
   cmd->add_option("--policy", v->policies, "full, tidal, quest")
       ->delimiter(',')
@@ -58,6 +61,13 @@ void add_variant_flags(CLI::App* cmd, VariantFlags* v) {
       ->capture_default_str();
   cmd->add_option("--policy-file", v->policy_file,
                   "the tidal_policy.json 'model' and 'calibrated' read; default: the model's");
+}
+
+// After parsing (the command's final callback).
+void note_variant_flags(const CLI::App* cmd, VariantFlags* v) {
+  for (const char* flag : kVariantFlags) {
+    if (cmd->count(flag) > 0) v->flags_given.push_back(flag);
+  }
 }
 
 // "S", "S:R", "S:R1+R2", "S:-" (or "S:none").
@@ -113,7 +123,12 @@ void add_niah_command(CLI::App& app, NiahOptions* o) {
                 "decode the question token by token under the policy (Quest's protocol) instead "
                 "of prefilling it densely (TidalDecode's)");
   cmd->add_option("--min-accuracy", o->min_accuracy,
-                  "fail when a policy retrieves less than this percent at some length (for CI)");
+                  "fail when a policy retrieves less than this percent (0 to 100) at some length "
+                  "(for CI)");
+  cmd->final_callback([cmd, o] {
+    note_variant_flags(cmd, &o->variants);
+    o->min_accuracy_given = cmd->count("--min-accuracy") > 0;
+  });
 }
 
 void add_ppl_command(CLI::App& app, PplOptions* o) {
@@ -124,8 +139,11 @@ void add_ppl_command(CLI::App& app, PplOptions* o) {
   cmd->add_option("--text", o->text, "the text; default: ../shared/text/austen/persuasion.txt");
   cmd->add_option("--tokens", o->tokens, "tokens scored")->capture_default_str();
   cmd->add_option("--offset", o->offset, "the text token to start from")->capture_default_str();
-  cmd->add_option("--window", o->window, "tokens per point of the curves (one PNG per budget); 0: tokens / 32, at least 16")
+  cmd->add_option("--window", o->window,
+                  "tokens per point of the curves (one PNG per budget); "
+                  "0: tokens / 32, at least 16")
       ->capture_default_str();
+  cmd->final_callback([cmd, o] { note_variant_flags(cmd, &o->variants); });
 }
 
 void add_calibrate_command(CLI::App& app, CalibrateOptions* o) {
@@ -217,6 +235,23 @@ Status parse_int_list(const std::string& text, const char* flag, std::vector<int
 Status build_variants(const VariantFlags& f, const model::ModelConfig& config,
                       const std::string& model_dir, int64_t page_size,
                       std::vector<Variant>* out) {
+  // Flags no listed policy reads would silently do nothing (`generate` refuses them likewise).
+  bool tidal = false, sparse = false;
+  std::string listed;
+  for (const std::string& name : f.policies) {
+    model::AttentionKind kind;
+    TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(name, &kind).with_context("--policy"));
+    tidal = tidal || kind == model::AttentionKind::kTidal;
+    sparse = sparse || kind != model::AttentionKind::kFull;
+    listed += (listed.empty() ? "" : ",") + name;
+  }
+  for (const std::string& flag : f.flags_given) {
+    const bool tidal_only = flag != "--budget" && flag != "--correction-interval";
+    if (!(tidal_only ? tidal : sparse)) {
+      return invalid_argument(flag + " has no effect with --policy " + listed + " (it applies to " +
+                              (tidal_only ? "tidal" : "tidal and quest") + ")");
+    }
+  }
   std::vector<int64_t> budgets, corrections;
   TIDAL_RETURN_IF_ERROR(parse_int_list(f.budgets, "--budget", &budgets));
   TIDAL_RETURN_IF_ERROR(parse_int_list(f.corrections, "--correction-interval", &corrections));

@@ -73,6 +73,13 @@ std::vector<bench::Column> columns(const std::vector<int64_t>& depths) {
 }  // namespace
 
 Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
+  // Checked first: 200 would fail only after the whole sweep, -5 would set no floor.
+  if (o.min_accuracy_given && !(o.min_accuracy >= 0 && o.min_accuracy <= 100)) {
+    char got[32];
+    std::snprintf(got, sizeof(got), "%g", o.min_accuracy);
+    return invalid_argument(std::string("--min-accuracy must be a percent in [0, 100], got ") +
+                            got);
+  }
   std::string dir;
   TIDAL_RETURN_IF_ERROR(resolve_harness_model(o.common, defaults, &dir));
   std::vector<int64_t> lengths, depths;

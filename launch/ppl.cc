@@ -38,6 +38,10 @@ std::vector<bench::Column> columns() {
 }  // namespace
 
 Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
+  if (o.window < 0) {
+    return invalid_argument("--window must be >= 0 (0: tokens / 32, at least 16), got " +
+                            std::to_string(o.window));
+  }
   std::string dir;
   TIDAL_RETURN_IF_ERROR(resolve_harness_model(o.common, defaults, &dir));
   if (o.tokens < 2) return invalid_argument("--tokens must be >= 2");

@@ -169,6 +169,37 @@ TEST(AccuracyFlags, BadVariantsAreRefused) {
   EXPECT_EQ(build_variants(f, ten_layers(), "", 16, &v).code(), StatusCode::kInvalidArgument);
 }
 
+// A variant flag given on the command line that no listed policy reads would do nothing.
+TEST(AccuracyFlags, FlagsNoListedPolicyReadsAreRefused) {
+  const struct {
+    std::vector<std::string> policies;
+    const char* flag;
+    const char* error;  // empty: accepted
+  } cases[] = {
+      {{"full"}, "--budget", "--budget has no effect with --policy full (it applies to tidal and"},
+      {{"full"}, "--granularity", "--granularity has no effect with --policy full (it applies"},
+      {{"full"}, "--layers", "--layers has no effect with --policy full"},
+      {{"full"}, "--correction-interval", "--correction-interval has no effect"},
+      {{"full", "quest"}, "--policy-file", "--policy-file has no effect with --policy full,quest"},
+      {{"full", "quest"}, "--granularity", "--granularity has no effect with --policy full,quest"},
+      {{"full", "quest"}, "--budget", ""},
+      {{"full", "tidal"}, "--layers", ""},
+  };
+  for (const auto& tc : cases) {
+    VariantFlags f;
+    f.policies = tc.policies;
+    f.flags_given = {tc.flag};
+    std::vector<Variant> v;
+    const Status st = build_variants(f, ten_layers(), testing::temp_dir("v"), 16, &v);
+    if (std::string(tc.error).empty()) {
+      EXPECT_TRUE(st.ok()) << tc.flag << ": " << st.message();
+    } else {
+      EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << tc.flag;
+      EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
+    }
+  }
+}
+
 CandidateScore score(int64_t start, int64_t hits, double ppl, double cost) {
   CandidateScore c;
   c.sparse_start = start;

@@ -610,6 +610,24 @@ TEST(Cli, NothingFailsSilently) {
   expect_error(tidal(gen + " --threads 0"), "--threads must be in [1, 1024]");
 }
 
+// niah / ppl flags that would do nothing, or only fail after the whole sweep, are refused with
+// one line before any work (the embedded model; nothing runs).
+TEST(Cli, AccuracyFlagsWithoutEffectAreRefused) {
+  expect_error(tidal("ppl --policy full --budget 32"),
+               "--budget has no effect with --policy full (it applies to tidal and quest)");
+  expect_error(tidal("ppl --policy full,quest --granularity shared"),
+               "--granularity has no effect with --policy full,quest (it applies to tidal)");
+  expect_error(tidal("niah --policy full --layers 2:-"),
+               "--layers has no effect with --policy full");
+  expect_error(tidal("niah --min-accuracy 200"),
+               "--min-accuracy must be a percent in [0, 100], got 200");
+  expect_error(tidal("niah --min-accuracy -5"),
+               "--min-accuracy must be a percent in [0, 100], got -5");
+  expect_error(tidal("niah --min-accuracy nan"), "got nan");
+  expect_error(tidal("ppl --window -3"),
+               "--window must be >= 0 (0: tokens / 32, at least 16), got -3");
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +

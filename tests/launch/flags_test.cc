@@ -176,6 +176,21 @@ TEST(Flags, SecondsAreFiniteAndAtMostAWeek) {
   EXPECT_TRUE(std::isinf(c.client.timeout));
 }
 
+// niah and ppl record the variant flags given (build_variants refuses those no listed policy
+// reads), and niah whether --min-accuracy was given (a floor outside [0, 100] is refused).
+TEST(Flags, AccuracyCommandsRecordTheFlagsGiven) {
+  Commands c;
+  ASSERT_TRUE(parse(c, {"ppl", "--policy", "full", "--budget", "32", "--layers", "2:-"}).ok());
+  EXPECT_EQ(c.ppl.variants.flags_given, (std::vector<std::string>{"--budget", "--layers"}));
+  Commands n;
+  ASSERT_TRUE(parse(n, {"niah", "--granularity", "shared"}).ok());
+  EXPECT_EQ(n.niah.variants.flags_given, std::vector<std::string>{"--granularity"});
+  EXPECT_FALSE(n.niah.min_accuracy_given);
+  Commands m;
+  ASSERT_TRUE(parse(m, {"niah", "--min-accuracy", "-1"}).ok());
+  EXPECT_TRUE(m.niah.min_accuracy_given);
+}
+
 TEST(FlagNames, FieldNamesBecomeFlags) {
   EXPECT_EQ(name_flags("top_p must be in (0, 1] (got 0)"), "--top-p must be in (0, 1] (got 0)");
   EXPECT_EQ(name_flags("page_size 0 is out of range; max_batch too"),
