@@ -76,6 +76,12 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
                                                      v1::TokenizeResponse* resp) {
   grpc::Status st = check_auth(*ctx);
   if (!st.ok()) return finish(ctx, st);
+  if (req->input_case() == v1::TokenizeRequest::kChat && req->has_add_bos()) {
+    // A field without effect is refused (inference.proto): the chat template places BOS itself.
+    return finish(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                    "add_bos: has no effect with chat input (the chat template "
+                                    "places BOS); set it with text only"));
+  }
   std::vector<int32_t> ids, eos;
   Status s;
   if (req->input_case() == v1::TokenizeRequest::kText && req->has_add_bos() && !req->add_bos()) {

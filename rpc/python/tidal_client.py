@@ -131,12 +131,15 @@ class TidalClient:
 
     def tokenize(self, text: Optional[str] = None, *,
                  messages: Optional[Sequence[Tuple[str, str]]] = None,
-                 add_bos: bool = True) -> List[int]:
+                 add_bos: Optional[bool] = None) -> List[int]:
+        # add_bos: text only (None: the server's default, BOS added); given with messages the
+        # server refuses it (INVALID_ARGUMENT) rather than this client dropping it.
         req = pb.TokenizeRequest()
         if messages is not None:
             req.chat.messages.extend(pb.ChatMessage(role=r, content=c) for r, c in messages)
         else:
             req.text = text or ""
+        if add_bos is not None:
             req.add_bos = add_bos
         return list(self._stub.Tokenize(req, metadata=self._metadata, timeout=self._timeout).ids)
 

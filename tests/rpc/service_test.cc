@@ -424,6 +424,19 @@ TEST(Service, HealthAuthInfoAndTokenize) {
   tr.set_add_bos(false);
   ASSERT_TRUE(client->tokenize(tr, &ids).ok());
   EXPECT_EQ(ids.ids_size(), 4);
+  // add_bos reads text only: with chat input (whose template places BOS) it is refused, either
+  // value, instead of being dropped.
+  v1::TokenizeRequest chat;
+  v1::ChatMessage* m = chat.mutable_chat()->add_messages();
+  m->set_role("user");
+  m->set_content("Hi");
+  for (bool add_bos : {false, true}) {
+    chat.set_add_bos(add_bos);
+    const grpc::Status st = client->tokenize(chat, &ids);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << add_bos;
+    EXPECT_EQ(st.error_message().rfind("add_bos: has no effect with chat input", 0), 0u)
+        << st.error_message();
+  }
 }
 
 TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
