@@ -176,6 +176,9 @@ void add_serve_command(CLI::App& app, ServeOptions* opts);
 void add_client_command(CLI::App& app, ClientOptions* opts);
 
 Status run_generate(const GenerateOptions& opts, const DefaultModel& defaults);
+// generate's flags that need no model (--weights-seed needs --preset), checked before anything
+// loads (on every rank of a job); errors name the flag.
+Status check_generate_flags(const GenerateOptions& opts);
 // The part of `generate` after loading: tokenizer, prompt, generation, output (`dir`: the model's).
 Status generate_with(const GenerateOptions& opts, const std::string& dir, engine::Engine& engine);
 // generate and bench as one rank of an mpirun job (launch/parallel_run.cc). Only rank 0 prints;
@@ -190,6 +193,9 @@ Status run_serve(const ServeOptions& opts, const DefaultModel& defaults);
 // must be blocked in every thread of the process (block_stop_signals) before any is started.
 Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine);
 Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults);
+// The flags serve_with reads that need no model (--max-queue, --auth-token, --drain-seconds),
+// checked before a model loads; errors name the flag.
+Status check_serve_flags(const ServeOptions& opts);
 // Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts afterwards), so
 // that serve_with can wait for them.
 void block_stop_signals();

@@ -276,12 +276,17 @@ Status model_dir_or_default(const std::string& model_dir, const DefaultModel& d,
   return ok_status();
 }
 
-Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
+Status check_generate_flags(const GenerateOptions& o) {
   if (o.weights_seed_given && o.preset.empty()) {
-    return invalid_argument("--weights-seed has no effect without --preset (a model's weights "
-                            "are its checkpoint's)");
+    return invalid_argument(
+        "--weights-seed has no effect without --preset (a model's weights are its checkpoint's)");
   }
+  return ok_status();
+}
+
+Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
+  TIDAL_RETURN_IF_ERROR(check_generate_flags(o));
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   // Every flag value is checked before the checkpoint is read; errors name the flag.

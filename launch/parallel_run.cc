@@ -134,6 +134,7 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   Job job;
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, check_generate_flags(o)));  // alike on every rank
   const bool rank0 = job.mpi.rank() == 0;
   std::string dir;
   std::unique_ptr<engine::Engine> engine;
@@ -164,6 +165,7 @@ Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults) {
   Job job;
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, check_serve_flags(o)));  // alike on every rank
   const bool rank0 = job.mpi.rank() == 0;
   GenerateOptions g;
   g.model_dir = o.model_dir;

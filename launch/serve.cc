@@ -48,7 +48,8 @@ void log_line(const std::string& line) {
   std::fprintf(stderr, "tidal: %s\n", line.c_str());  // one call: one whole line
 }
 
-// The flags serve_with reads, checked before a model is loaded as well.
+}  // namespace
+
 Status check_serve_flags(const ServeOptions& o) {
   if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
   // An empty secret would silently serve without authentication (as would an empty first line
@@ -61,8 +62,6 @@ Status check_serve_flags(const ServeOptions& o) {
   return check_seconds(o.drain_seconds, "--drain-seconds");
 }
 
-}  // namespace
-
 void block_stop_signals() {
   const sigset_t set = stop_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
@@ -70,11 +69,11 @@ void block_stop_signals() {
 
 Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   block_stop_signals();  // before any thread starts (the CPU path's pool, gRPC's)
-  TIDAL_RETURN_IF_ERROR(check_serve_flags(o));
   if (o.parallel.requested()) {
     if (!o.preset.empty()) return invalid_argument("--preset cannot be served under --tp / --pp");
     return run_serve_parallel(o, defaults);
   }
+  TIDAL_RETURN_IF_ERROR(check_serve_flags(o));  // before the model loads
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));

@@ -214,6 +214,17 @@ TEST(LaunchParallel, RanksThatDoNotMatchTpTimesPpAreAClearError) {
   EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
 }
 
+// Flag checks that need no model, under a job: one line, from rank 0 (not one per rank).
+TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
+  for (const std::string& args :
+       {std::string(" generate --tp 2 --device cpu --weights-seed 3 --prompt-ids 1 --print-ids"),
+        std::string(" serve --tp 2 --device cpu --listen 127.0.0.1:0 --drain-seconds nan")}) {
+    const Outcome r = run(mpirun(2) + TIDAL_BINARY + args);
+    EXPECT_NE(r.exit_code, 0) << args << "\n" << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
+  }
+}
+
 // The GQA head_dim 128 model without layer 3's down projection: with --pp 2 only rank 1 (the
 // second stage, layers 2-3) needs it.
 TEST(LaunchParallel, ALoadFailureOnOneRankEndsTheJobNamingTheRank) {
