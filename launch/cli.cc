@@ -22,6 +22,10 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
   cmd->add_option("--max-batch", e->max_batch, "sequences decoded together")->capture_default_str();
   cmd->add_option("--prefill-chunk", e->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();
+  cmd->add_flag_callback(
+      "--no-quest-bounds", [e] { e->quest_bounds = false; },
+      "keep no Quest page bounds in the KV cache (at 16-token pages ~6% of a 16-bit cache, ~11% "
+      "of an FP8 one); quest requests are then refused");
 }
 
 void add_parallel_flags(CLI::App* cmd, ParallelFlags* p) {
@@ -226,6 +230,10 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
                   "plan each rank of a job of this many tensor parallel ranks (no mpirun needed; "
                   "every rank on a device like this one)");
   cmd->add_option("--pp", o->parallel.pp, "... and this many pipeline stages");
+  cmd->add_option("--memory-gib", o->memory_gib,
+                  "plan against this much memory on each device (GiB) instead of what this one "
+                  "has free: a GPU this machine lacks, e.g. 141 for an H200 (with --dtype bf16)")
+      ->check(CLI::Range(0.0, 1.0e6));
 }
 
 void add_bench_command(CLI::App& app, BenchOptions* o) {

@@ -125,6 +125,9 @@ struct InfoOptions {
   engine::EngineConfig engine;
   DeviceFlags device;
   ParallelFlags parallel;  // requested: plan every rank of that layout (no job is started)
+  // Plan against this much memory on each device, GiB, instead of what this one has free (a GPU
+  // this machine does not have); 0: this device's.
+  double memory_gib = 0;
 };
 
 // `tidal bench`: decode latency against the bandwidth floor (launch/bench.cc).

@@ -200,7 +200,7 @@ void print_plan(const model::ModelConfig& c, const engine::EngineConfig& config,
 // on every rank (Engine::create); it fits when every rank does (else the first rank that does
 // not is the error).
 Status print_layout_plans(const model::ModelConfig& c, const engine::EngineConfig& config,
-                          const ParallelFlags& flags) {
+                          const ParallelFlags& flags, size_t available) {
   const parallel::ParallelConfig layout{std::max(flags.tp, 1), std::max(flags.pp, 1)};
   TIDAL_RETURN_IF_ERROR(layout.validate().with_context("--tp/--pp"));
   if (config.max_context > c.max_position_embeddings) {
@@ -208,7 +208,6 @@ Status print_layout_plans(const model::ModelConfig& c, const engine::EngineConfi
                             " exceeds the model's context of " +
                             std::to_string(c.max_position_embeddings) + " tokens");
   }
-  const size_t available = engine::available_memory(config.device);
   std::printf(
       "layout           tp %d x pp %d = %d ranks, each on a device like this one (%s, "
       "%s available), %s%s\n",
@@ -411,15 +410,18 @@ Status run_info(const InfoOptions& o) {
     return invalid_argument("--tp and --pp must be >= 1 (got tp " + std::to_string(o.parallel.tp) +
                             ", pp " + std::to_string(o.parallel.pp) + ")");
   }
+  // --memory-gib: the memory of a device this machine may not have (planned with this one's code
+  // paths: on the CPU, plan a GPU's dtype with --dtype bf16).
+  const size_t available = o.memory_gib > 0 ? size_t(o.memory_gib * double(size_t(1) << 30))
+                                            : engine::available_memory(config.device);
   if (o.parallel.requested()) {
     print_config(c);
-    return name_flags(print_layout_plans(c, config, o.parallel)).with_context(c.name);
+    return name_flags(print_layout_plans(c, config, o.parallel, available)).with_context(c.name);
   }
-  const engine::MemoryPlan p =
-      engine::plan_memory(c, config, engine::available_memory(config.device));
+  const engine::MemoryPlan p = engine::plan_memory(c, config, available);
   print_config(c);
   print_plan(c, config, p);
-  const Status fits = engine::check_fits(c, config);
+  const Status fits = engine::check_fits(c, config, available);
   std::printf("  fits           %s\n", fits.ok() ? "yes" : "no");
   return name_flags(fits).with_context(c.name);
 }

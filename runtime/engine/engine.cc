@@ -158,6 +158,11 @@ Status EngineConfig::validate() const {
 }
 
 Status check_fits(const model::ModelConfig& model, const EngineConfig& config) {
+  return check_fits(model, config, available_memory(config.device));
+}
+
+Status check_fits(const model::ModelConfig& model, const EngineConfig& config,
+                  size_t available_bytes) {
   TIDAL_RETURN_IF_ERROR(model.validate());
   TIDAL_RETURN_IF_ERROR(config.validate());
   if (resolved_context(model, config) > model.max_position_embeddings) {
@@ -165,7 +170,7 @@ Status check_fits(const model::ModelConfig& model, const EngineConfig& config) {
                             " exceeds the model's context of " +
                             str(model.max_position_embeddings) + " tokens");
   }
-  return plan_fits(model, config, plan_memory(model, config, available_memory(config.device)));
+  return plan_fits(model, config, plan_memory(model, config, available_bytes));
 }
 
 const char* kv_dtype_name(KvDtype kv, DType activation) {
@@ -588,7 +593,7 @@ Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
   if (policy.kind == model::AttentionKind::kQuest && !config_.quest_bounds) {
     return invalid_argument(
         "quest needs the KV cache's page bounds; this engine was made without them "
-        "(EngineConfig::quest_bounds = false)");
+        "(EngineConfig::quest_bounds = false: tidal --no-quest-bounds)");
   }
   TIDAL_RETURN_IF_ERROR(options.sampling.validate());
   const int64_t budget = policy.kind == model::AttentionKind::kTidal   ? policy.tidal.budget

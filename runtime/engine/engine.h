@@ -119,6 +119,9 @@ Status plan_fits(const model::ModelConfig& model, const EngineConfig& config,
 // the model's context, and a plan that fits the memory the device has available. Engine::load
 // runs it before reading the checkpoint.
 Status check_fits(const model::ModelConfig& model, const EngineConfig& config);
+// The same against `available_bytes` of memory (0: unknown, nothing is refused for size).
+Status check_fits(const model::ModelConfig& model, const EngineConfig& config,
+                  size_t available_bytes);
 // Memory the engine's device offers now: free device memory on a GPU, available host memory on
 // the CPU (0: unknown).
 size_t available_memory(Device device);

@@ -222,6 +222,41 @@ TEST(Cli, InfoPrintsConfigAndMemoryPlan) {
   EXPECT_NE(r.out.find("6738415616"), std::string::npos) << r.out;
 }
 
+// `--no-quest-bounds`: a KV cache without Quest's page bounds (smaller), which then refuses quest;
+// `info --memory-gib`: a plan against a device this machine does not have.
+TEST(Cli, InfoPlansWithoutQuestBoundsAndForAnotherDevicesMemory) {
+  const std::string tiny = "info --preset tiny --device cpu --kv-capacity 4096";
+  CliRun with = tidal(tiny), without = tidal(tiny + " --no-quest-bounds");
+  ASSERT_EQ(with.exit_code, 0) << with.err;
+  ASSERT_EQ(without.exit_code, 0) << without.err;
+  // tiny: 4 layers x 2 KV heads x 2 bound rows x 32 dims x 4 bytes (f32) = 2048 bytes a page.
+  EXPECT_NE(with.out.find("257 pages x 34816 bytes"), std::string::npos) << with.out;
+  EXPECT_NE(without.out.find("257 pages x 32768 bytes"), std::string::npos) << without.out;
+  EXPECT_NE(without.out.find("+ 0 bytes of Quest key bounds"), std::string::npos) << without.out;
+  // llama3-8b at 4M tokens of FP8 KV (67584 bytes a token): 264 GiB, beyond one 141 GiB H200,
+  // 33 GiB a rank (+ weights, workspace) over 8 of them.
+  const std::string big =
+      "info --preset llama3-8b --device cpu --dtype bf16 --kv-dtype fp8 --max-context 4194304 "
+      "--kv-capacity 4194304 --no-quest-bounds --memory-gib 141";
+  CliRun one = tidal(big);
+  expect_error(one, "does not fit");
+  EXPECT_NE(one.out.find("151397597184 bytes (141.00 GiB) available"), std::string::npos)
+      << one.out;
+  CliRun eight = tidal(big + " --tp 8");
+  ASSERT_EQ(eight.exit_code, 0) << eight.err;
+  EXPECT_NE(eight.out.find("141.00 GiB available"), std::string::npos) << eight.out;
+  EXPECT_NE(eight.out.find("  fits           yes"), std::string::npos) << eight.out;
+  expect_error(tidal(big + " --tp 8 --memory-gib 30"), "does not fit");
+  expect_error(tidal("info --preset tiny --device cpu --memory-gib -1"), "--memory-gib");
+}
+
+TEST(Cli, QuestIsRefusedWithoutQuestBounds) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  expect_error(tidal("generate --model " + kStories +
+                     " --device cpu --attention quest --budget 32 --no-quest-bounds --prompt hi"),
+               "--no-quest-bounds");
+}
+
 // `info --tp --pp`: every rank's plan without a job; a layout the model cannot take, and one no
 // machine can hold, are errors naming why.
 TEST(Cli, InfoPlansEveryRankOfALayout) {
