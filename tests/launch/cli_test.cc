@@ -235,9 +235,10 @@ TEST(Cli, InfoPlansWithoutQuestBoundsAndForAnotherDevicesMemory) {
   EXPECT_NE(without.out.find("+ 0 bytes of Quest key bounds"), std::string::npos) << without.out;
   // llama3-8b at 4M tokens of FP8 KV (67584 bytes a token): 264 GiB, beyond one 141 GiB H200,
   // 33 GiB a rank (+ weights, workspace) over 8 of them.
-  const std::string big =
+  const std::string plan =
       "info --preset llama3-8b --device cpu --dtype bf16 --kv-dtype fp8 --max-context 4194304 "
-      "--kv-capacity 4194304 --no-quest-bounds --memory-gib 141";
+      "--kv-capacity 4194304 --no-quest-bounds --memory-gib ";
+  const std::string big = plan + "141";
   CliRun one = tidal(big);
   expect_error(one, "does not fit");
   EXPECT_NE(one.out.find("151397597184 bytes (141.00 GiB) available"), std::string::npos)
@@ -246,7 +247,7 @@ TEST(Cli, InfoPlansWithoutQuestBoundsAndForAnotherDevicesMemory) {
   ASSERT_EQ(eight.exit_code, 0) << eight.err;
   EXPECT_NE(eight.out.find("141.00 GiB available"), std::string::npos) << eight.out;
   EXPECT_NE(eight.out.find("  fits           yes"), std::string::npos) << eight.out;
-  expect_error(tidal(big + " --tp 8 --memory-gib 30"), "does not fit");
+  expect_error(tidal(plan + "30 --tp 8"), "does not fit");
   expect_error(tidal("info --preset tiny --device cpu --memory-gib -1"), "--memory-gib");
 }
 
