@@ -100,11 +100,28 @@ TEST(Flags, SeedTakesTheWholeU64RangeAndNothingElse) {
   }
 }
 
+// `generate ARGS`' attention policy: built, or refused with a message holding `error`.
+struct PolicyCase {
+  std::vector<std::string> args;
+  const char* error;  // empty: accepted
+};
+
+void expect_policy(const PolicyCase& tc) {
+  Commands c;
+  std::vector<std::string> args = {"generate"};
+  args.insert(args.end(), tc.args.begin(), tc.args.end());
+  ASSERT_TRUE(parse(c, args).ok());
+  model::AttentionPolicy p;
+  const Status st = build_policy(c.gen, &p);
+  if (std::string(tc.error).empty()) {
+    EXPECT_TRUE(st.ok()) << st.message();
+  } else {
+    EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
+  }
+}
+
 TEST(Flags, AttentionFlagsWithoutEffectAreRefused) {
-  const struct {
-    std::vector<std::string> args;
-    const char* error;  // empty: accepted
-  } cases[] = {
+  const PolicyCase cases[] = {
       {{"--granularity", "shared"}, "--granularity has no effect with --attention full"},
       {{"--correction-interval", "4"}, "--correction-interval has no effect with --attention full"},
       {{"--budget", "64"}, "--budget has no effect with --attention full"},
@@ -113,47 +130,20 @@ TEST(Flags, AttentionFlagsWithoutEffectAreRefused) {
       {{"--attention", "quest", "--budget", "64", "--correction-interval", "8"}, ""},
       {{"--attention", "tidal", "--granularity", "shared", "--sparse-start", "1"}, ""},
   };
-  for (const auto& tc : cases) {
-    Commands c;
-    std::vector<std::string> args = {"generate"};
-    args.insert(args.end(), tc.args.begin(), tc.args.end());
-    ASSERT_TRUE(parse(c, args).ok());
-    model::AttentionPolicy p;
-    const Status st = build_policy(c.gen, &p);
-    if (std::string(tc.error).empty()) {
-      EXPECT_TRUE(st.ok()) << st.message();
-    } else {
-      EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
-    }
-  }
+  for (const PolicyCase& tc : cases) expect_policy(tc);
 }
 
 // Values no model takes are refused by the flag's name before a model's tidal_policy.json is
 // applied (whose own check names the file).
 TEST(Flags, PolicyFlagValuesAreCheckedByName) {
-  const struct {
-    std::vector<std::string> args;
-    const char* error;  // empty: accepted
-  } cases[] = {
+  const PolicyCase cases[] = {
       {{"--attention", "tidal", "--budget", "1"}, "tidal --budget must be >= 2"},
       {{"--attention", "tidal", "--correction-interval", "-3"},
        "--correction-interval must be >= 0 (0: off), got -3"},
       {{"--attention", "quest", "--correction-interval", "-1"}, "--correction-interval must be"},
       {{"--attention", "tidal", "--budget", "2", "--correction-interval", "0"}, ""},
   };
-  for (const auto& tc : cases) {
-    Commands c;
-    std::vector<std::string> args = {"generate"};
-    args.insert(args.end(), tc.args.begin(), tc.args.end());
-    ASSERT_TRUE(parse(c, args).ok());
-    model::AttentionPolicy p;
-    const Status st = build_policy(c.gen, &p);
-    if (std::string(tc.error).empty()) {
-      EXPECT_TRUE(st.ok()) << st.message();
-    } else {
-      EXPECT_NE(st.message().find(tc.error), std::string::npos) << st.message();
-    }
-  }
+  for (const PolicyCase& tc : cases) expect_policy(tc);
 }
 
 // Seconds flags: finite, in [0, a week]; NaN is not "none".
