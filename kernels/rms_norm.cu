@@ -8,6 +8,12 @@
 // and writes only its own elements, so out may alias in (and residual) safely.
 // Both are programmatic dependent launches (kernels/pdl.cuh): scheduled while the kernel before
 // them drains, they wait for it in the kernel, and the GEMV after them is scheduled meanwhile.
+// Rows of at most kMaxThreads 16-byte vectors (hidden 4096 in bf16: a decode step's norms) take a
+// vector a thread (kOne): the weight is loaded before the wait (a constant: pdl.cuh's rule 2) and
+// the row stays in registers, so after the reduction nothing waits on memory; the same operations
+// in the same order, so the same bytes as the two-pass form.
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "kernels/elementwise.cuh"
@@ -40,15 +46,55 @@ __device__ __forceinline__ float inverse_rms(float sum_sq, int64_t hidden, float
   return 1.0f / sqrtf(total / float(hidden) + eps);
 }
 
-// out: [num_tokens, hidden] contiguous; in: row stride in_stride; weight: [hidden]
+// kOne: the thread's weight vector (16 bytes) into w before the wait, which then depends on it
+// (pdl_wait_after: ptxas would otherwise place the load after the wait). Every thread waits.
 template <typename T, int kVec>
+__device__ __forceinline__ void weight_then_wait(const T* weight, bool mine, float (&w)[kVec]) {
+  static_assert(sizeof(T) * kVec == 16, "one 16-byte vector");
+  uint32_t dep = 0;
+  if (mine) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(weight);
+    dep = raw.x ^ raw.y ^ raw.z ^ raw.w;
+    const Vec<T, kVec> v = *reinterpret_cast<const Vec<T, kVec>*>(&raw);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) w[e] = to_float(v.v[e]);
+  }
+  pdl_wait_after(dep);
+}
+
+// kOne pass 2: out_vec = round(x * inv_rms) * w, from registers.
+template <typename T, int kVec>
+__device__ __forceinline__ void normalize_vec(T* out_vec, float (&x)[kVec], const float (&w)[kVec],
+                                              float inv_rms) {
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) x[e] = to_float(from_float<T>(x[e] * inv_rms)) * w[e];
+  store_floats<T, kVec>(out_vec, x);
+}
+
+// out: [num_tokens, hidden] contiguous; in: row stride in_stride; weight: [hidden]
+template <typename T, int kVec, bool kOne>
 __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weight, int64_t hidden,
                                 int64_t in_stride, float eps) {
   __shared__ float scratch[32];
   pdl_launch_dependents();
-  pdl_wait();  // `in` is the previous kernel's output
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
   const T* x_row = in + row * in_stride;
+  if constexpr (kOne) {
+    const int64_t v = threadIdx.x;
+    const bool mine = v < num_vecs;
+    float w[kVec] = {}, x[kVec] = {};
+    weight_then_wait<T, kVec>(weight + v * kVec, mine, w);  // `in` is the previous kernel's output
+    float sum_sq = 0.0f;
+    if (mine) {
+      load_floats<T, kVec>(x_row + v * kVec, x);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) sum_sq += x[e] * x[e];
+    }
+    const float inv_rms = inverse_rms(sum_sq, hidden, eps, scratch);
+    if (mine) normalize_vec<T, kVec>(out + row * hidden + v * kVec, x, w, inv_rms);
+    return;
+  }
+  pdl_wait();  // `in` is the previous kernel's output
   float sum_sq = 0.0f;
   for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
     float x[kVec];
@@ -64,15 +110,38 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
 // (delta is the previous kernel's output: no __restrict__, so its loads stay coherent.)
 // D: T, or f32 (a row-parallel projection's partial sums reduced in f32 across ranks), rounded to
 // T first so that the sum is the one a delta stored in T gives.
-template <typename T, typename D, int kVec>
+template <typename T, typename D, int kVec, bool kOne>
 __global__ void fused_add_rms_norm_kernel(T* out, T* residual, const D* delta,
                                           const T* __restrict__ weight, int64_t hidden, float eps) {
   __shared__ float scratch[32];
   pdl_launch_dependents();
-  pdl_wait();
   const int64_t row = blockIdx.x, num_vecs = hidden / kVec;
   T* r_row = residual + row * hidden;
   const D* d_row = delta + row * hidden;
+  if constexpr (kOne) {
+    const int64_t v = threadIdx.x;
+    const bool mine = v < num_vecs;
+    float w[kVec] = {}, r[kVec] = {};
+    weight_then_wait<T, kVec>(weight + v * kVec, mine, w);
+    float sum_sq = 0.0f;
+    if (mine) {
+      float d[kVec];
+      load_floats<T, kVec>(r_row + v * kVec, r);
+      load_floats<D, kVec>(d_row + v * kVec, d);
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) {
+        if constexpr (!std::is_same_v<D, T>) d[e] = to_float(from_float<T>(d[e]));
+        r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
+      }
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) sum_sq += r[e] * r[e];
+      store_floats<T, kVec>(r_row + v * kVec, r);
+    }
+    const float inv_rms = inverse_rms(sum_sq, hidden, eps, scratch);
+    if (mine) normalize_vec<T, kVec>(out + row * hidden + v * kVec, r, w, inv_rms);
+    return;
+  }
+  pdl_wait();
   float sum_sq = 0.0f;
   for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
     float r[kVec], d[kVec];
@@ -98,6 +167,16 @@ int threads_for(int64_t num_vecs) {
       std::min<int64_t>(kMaxThreads, std::max<int64_t>(32, ceil_div<int64_t>(num_vecs, 32) * 32)));
 }
 
+// Whether a row of num_vecs 16-byte vectors takes the kOne kernels. TIDAL_NORM_ONE=0 keeps the
+// two-pass form for every row (the A/B switch).
+bool one_vector_a_thread(int64_t num_vecs) {
+  static const bool enabled = [] {
+    const char* v = std::getenv("TIDAL_NORM_ONE");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  return enabled && num_vecs <= kMaxThreads;
+}
+
 template <typename T>
 void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cudaStream_t stream) {
   constexpr int kVec = 16 / sizeof(T);
@@ -109,12 +188,13 @@ void launch_norm(TensorView out, TensorView in, TensorView weight, float eps, cu
   const T* x = static_cast<const T*>(in.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    launch_programmatic(rms_norm_kernel<T, kVec>, dim3(unsigned(rows)),
-                        dim3(threads_for(hidden / kVec)), 0, stream, o, x, w, hidden, in.stride[0],
-                        eps);
+    const auto kernel = one_vector_a_thread(hidden / kVec) ? rms_norm_kernel<T, kVec, true>
+                                                           : rms_norm_kernel<T, kVec, false>;
+    launch_programmatic(kernel, dim3(unsigned(rows)), dim3(threads_for(hidden / kVec)), 0, stream,
+                        o, x, w, hidden, in.stride[0], eps);
   } else {
-    launch_programmatic(rms_norm_kernel<T, 1>, dim3(unsigned(rows)), dim3(threads_for(hidden)), 0,
-                        stream, o, x, w, hidden, in.stride[0], eps);
+    launch_programmatic(rms_norm_kernel<T, 1, false>, dim3(unsigned(rows)),
+                        dim3(threads_for(hidden)), 0, stream, o, x, w, hidden, in.stride[0], eps);
   }
 }
 
@@ -131,10 +211,13 @@ void launch_fused(TensorView out, TensorView residual, TensorView delta, TensorV
   const D* d = static_cast<const D*>(delta.data);
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
-    launch_programmatic(fused_add_rms_norm_kernel<T, D, kVec>, dim3(unsigned(rows)),
-                        dim3(threads_for(hidden / kVec)), 0, stream, o, r, d, w, hidden, eps);
+    const auto kernel = one_vector_a_thread(hidden / kVec)
+                            ? fused_add_rms_norm_kernel<T, D, kVec, true>
+                            : fused_add_rms_norm_kernel<T, D, kVec, false>;
+    launch_programmatic(kernel, dim3(unsigned(rows)), dim3(threads_for(hidden / kVec)), 0, stream,
+                        o, r, d, w, hidden, eps);
   } else {
-    launch_programmatic(fused_add_rms_norm_kernel<T, D, 1>, dim3(unsigned(rows)),
+    launch_programmatic(fused_add_rms_norm_kernel<T, D, 1, false>, dim3(unsigned(rows)),
                         dim3(threads_for(hidden)), 0, stream, o, r, d, w, hidden, eps);
   }
 }
