@@ -106,6 +106,24 @@ __global__ void rms_norm_kernel(T* out, const T* in, const T* __restrict__ weigh
   normalize_row<T, kVec>(out + row * hidden, x_row, weight, num_vecs, inv_rms);
 }
 
+// r_vec += d_vec (rounded to T, as stored, into r and back to r_vec); r's squares added to sum_sq
+// one after another (the order of sums the row's bytes depend on).
+template <typename T, typename D, int kVec>
+__device__ __forceinline__ void add_vec(T* r_vec, const D* d_vec, float (&r)[kVec],
+                                        float& sum_sq) {
+  float d[kVec];
+  load_floats<T, kVec>(r_vec, r);
+  load_floats<D, kVec>(d_vec, d);
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) {
+    if constexpr (!std::is_same_v<D, T>) d[e] = to_float(from_float<T>(d[e]));
+    r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
+  }
+#pragma unroll
+  for (int e = 0; e < kVec; ++e) sum_sq += r[e] * r[e];
+  store_floats<T, kVec>(r_vec, r);
+}
+
 // out, residual, delta: [num_tokens, hidden] contiguous; weight: [hidden]
 // (delta is the previous kernel's output: no __restrict__, so its loads stay coherent.)
 // D: T, or f32 (a row-parallel projection's partial sums reduced in f32 across ranks), rounded to
@@ -124,19 +142,7 @@ __global__ void fused_add_rms_norm_kernel(T* out, T* residual, const D* delta,
     float w[kVec] = {}, r[kVec] = {};
     weight_then_wait<T, kVec>(weight + v * kVec, mine, w);
     float sum_sq = 0.0f;
-    if (mine) {
-      float d[kVec];
-      load_floats<T, kVec>(r_row + v * kVec, r);
-      load_floats<D, kVec>(d_row + v * kVec, d);
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) {
-        if constexpr (!std::is_same_v<D, T>) d[e] = to_float(from_float<T>(d[e]));
-        r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
-      }
-#pragma unroll
-      for (int e = 0; e < kVec; ++e) sum_sq += r[e] * r[e];
-      store_floats<T, kVec>(r_row + v * kVec, r);
-    }
+    if (mine) add_vec<T, D, kVec>(r_row + v * kVec, d_row + v * kVec, r, sum_sq);
     const float inv_rms = inverse_rms(sum_sq, hidden, eps, scratch);
     if (mine) normalize_vec<T, kVec>(out + row * hidden + v * kVec, r, w, inv_rms);
     return;
@@ -144,17 +150,8 @@ __global__ void fused_add_rms_norm_kernel(T* out, T* residual, const D* delta,
   pdl_wait();
   float sum_sq = 0.0f;
   for (int64_t v = threadIdx.x; v < num_vecs; v += blockDim.x) {
-    float r[kVec], d[kVec];
-    load_floats<T, kVec>(r_row + v * kVec, r);
-    load_floats<D, kVec>(d_row + v * kVec, d);
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) {
-      if constexpr (!std::is_same_v<D, T>) d[e] = to_float(from_float<T>(d[e]));
-      r[e] = to_float(from_float<T>(r[e] + d[e]));  // as stored
-    }
-#pragma unroll
-    for (int e = 0; e < kVec; ++e) sum_sq += r[e] * r[e];
-    store_floats<T, kVec>(r_row + v * kVec, r);
+    float r[kVec];
+    add_vec<T, D, kVec>(r_row + v * kVec, d_row + v * kVec, r, sum_sq);
   }
   // Pass 2 reads back the residual this same thread stored (same v -> same thread), rounded.
   const float inv_rms = inverse_rms(sum_sq, hidden, eps, scratch);
