@@ -239,13 +239,11 @@ int split_trigger(bool merge_launch, bool mma, bool fp8, bool cluster) {
 }
 
 // Combines the splits of one (token, head) (attention::merge_splits). Grid (num_heads,
-// num_tokens), kMergeThreads threads, at most 48 registers. It lets the o projection after it be
-// scheduled only once the split grid has completed (its wait, then its trigger): the merge
-// triggering at its start while the split grid still ran let the o projection's blocks take each
-// SM as its split blocks left and stream the weights against the split kernel's last K/V rows,
-// llama3-8b steps 0.02-0.11 ms slower (H200, benchmarks/results/PERF_NOTES.md). Launched
-// programmatically (merge_programmatic()) its 32 small blocks wait beside the split blocks; else
-// an ordinary launch that starts once the split grid has completed.
+// num_tokens), kMergeThreads threads, at most 48 registers. An ordinary launch (not a
+// programmatic one): it starts once the split grid has completed. Scheduled early, beside the
+// split blocks, it let the o projection after it start too, whose blocks then took each SM as its
+// split blocks left and streamed the weights against the split kernel's last K/V rows: llama3-8b
+// steps 0.02-0.11 ms slower than with this launch (H200, benchmarks/results/PERF_NOTES.md).
 template <typename T>
 __global__ void __launch_bounds__(kMergeThreads, 5)
     decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
@@ -255,19 +253,14 @@ __global__ void __launch_bounds__(kMergeThreads, 5)
                                   int head_dim) {
   extern __shared__ float4 smem4[];  // attention::merge_smem_floats(num_splits, kMergeThreads)
   __shared__ float scratch[32];
-  pdl_wait();                // the split grid has completed (a no-op in an ordinary launch)
-  pdl_launch_dependents();   // the o projection (a programmatic launch) may be scheduled now
+  // The o projection after it is a programmatic launch: scheduled while this grid runs.
+  pdl_launch_dependents();
+  pdl_wait();  // (an ordinary launch: nothing to wait for; kept for a programmatic one)
   const int h = blockIdx.x, t = blockIdx.y;
   const int active = attention::active_splits(p, t, h);
   if (active <= 1) return;  // one split covered the row and wrote it (or no keys at all)
   attention::merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, part_o,
                           part_lse, out, lse, reinterpret_cast<float*>(smem4), scratch);
-}
-
-// Whether the merge is a programmatic launch (TIDAL_MERGE_PDL=1) or an ordinary one (default).
-bool merge_programmatic() {
-  static const bool on = env_int("TIDAL_MERGE_PDL", 0) != 0;
-  return on;
 }
 
 template <typename T, int D, typename KT>
@@ -415,17 +408,11 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   if (!partials || own_merge) return;
   const size_t merge_smem =
       size_t(attention::merge_smem_floats(int(splits), kMergeThreads)) * sizeof(float);
-  const dim3 merge_grid{unsigned(heads), unsigned(tokens)};
-  const auto merge_kernel = decode_attention_merge_kernel<T>;
-  const auto part_o = static_cast<const float*>(args.part_o);
-  const auto part_lse = static_cast<const float*>(args.part_lse);
-  if (merge_programmatic()) {
-    launch_programmatic(merge_kernel, merge_grid, dim3(kMergeThreads), merge_smem, s, plan,
-                        args.out, args.lse, part_o, part_lse, int(head_dim));
-  } else {
-    merge_kernel<<<merge_grid, dim3(kMergeThreads), merge_smem, s>>>(
-        plan, args.out, args.lse, part_o, part_lse, int(head_dim));
-  }
+  decode_attention_merge_kernel<T><<<dim3(unsigned(heads), unsigned(tokens)), dim3(kMergeThreads),
+                                     merge_smem, s>>>(plan, args.out, args.lse,
+                                                      static_cast<const float*>(args.part_o),
+                                                      static_cast<const float*>(args.part_lse),
+                                                      int(head_dim));
   check_launch("decode_attention_merge_kernel", stream);
 }
 

@@ -37,8 +37,10 @@ done
 export LD_LIBRARY_PATH=$first_lib:${LD_LIBRARY_PATH:-}
 device_call_t0=$(date +%s)
 el() { echo "[$(($(date +%s) - device_call_t0)) s] $*"; }
-row() {
+row() {  # the device's name is several words: the preset is the field before context and batch
   grep -E "^ +NVIDIA" "$1" | awk -v t="$2" '{
-    printf "%-14s %s %s %s ms=%s floor=%s x=%.3f\n", t, $4, $6, $7, $10, $(NF-5), $10 / $(NF-5)
+    p = 2; while (p < NF - 2 && !($(p + 1) ~ /^[0-9]+$/ && $(p + 2) ~ /^[0-9]+$/)) ++p
+    printf "%-14s %s %s %s %s ms=%s floor=%s x=%.3f\n", t, $p, $(p + 1), $(p + 3), $(p + 4),
+      $(p + 7), $(NF - 5), $(p + 7) / $(NF - 5)
   }'
 }
