@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <utility>
 
 #include "runtime/check.h"
@@ -29,6 +31,13 @@
 namespace tidal::kernels::cuda {
 
 inline cudaStream_t raw_stream(Stream s) { return static_cast<cudaStream_t>(s.handle); }
+
+// An A/B switch from the environment: on unless `name` is set to "0" (callers read it once, into
+// a static, and name what it measures where they read it).
+inline bool switch_on(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr || std::strcmp(v, "0") != 0;
+}
 
 // After every launch (STYLE.md rule 19): the launch error, and with TIDAL_SYNC_AFTER_LAUNCH a
 // synchronize (outside graph capture) so an asynchronous fault names its kernel.

@@ -151,13 +151,22 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
   }
 }
 
+// stream_rows' hook for a kernel's own reads before the wait: none.
+struct NoEarlyReads {
+  __device__ __forceinline__ uint32_t operator()() const { return 0u; }
+};
+
 // acc[r][m] = dot(weight row w[r], activation row x[m]) over in_features, this lane's share
 // (before the butterfly). The PDL wait is in here: after the first full step's weight loads,
-// depending on them (the activations are read after it).
-template <typename T, int kTokens, int kVec, typename Config = GemvConfig<kTokens>>
+// depending on them (the activations are read after it). early(), called once the first weight
+// loads are issued and before the wait, may read what the kernel before cannot be writing (see
+// linear_qkv_append_kernel); the wait depends on the word it returns as on the weights'.
+template <typename T, int kTokens, int kVec, typename Config = GemvConfig<kTokens>,
+          typename Early = NoEarlyReads>
 __device__ __forceinline__ void stream_rows(float (&acc)[Config::kRows][kTokens],
                                             const T* const (&w)[Config::kRows],
-                                            const T* const (&x)[kTokens], int64_t in_features) {
+                                            const T* const (&x)[kTokens], int64_t in_features,
+                                            Early early = {}) {
   constexpr int kRows = Config::kRows;
   constexpr int kUnroll = Config::kUnroll;
   const int lane = threadIdx.x & 31;
@@ -179,7 +188,7 @@ __device__ __forceinline__ void stream_rows(float (&acc)[Config::kRows][kTokens]
         wv[u][r] = load_weight<T, kVec>(w[r] + (u * 32 + lane) * kVec);
     }
     // The wait depends on a word of every vector: all of them are in flight (and back) first.
-    uint32_t dep = 0;
+    uint32_t dep = early();
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
 #pragma unroll
@@ -195,8 +204,10 @@ __device__ __forceinline__ void stream_rows(float (&acc)[Config::kRows][kTokens]
       accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (u * 32 + lane) * kVec);
     }
     base = 32 * kUnroll;
-  } else {
+  } else if constexpr (std::is_same_v<Early, NoEarlyReads>) {
     pdl_wait();
+  } else {
+    pdl_wait_after(early());
   }
   // Full steps: every lane loads kUnroll vectors of each row, all issued before the math.
   for (; base + 32 * kUnroll <= num_vecs; base += 32 * kUnroll) {
@@ -431,7 +442,40 @@ struct QkvAppend {
   int64_t freq_stride;
   int num_heads, num_kv_heads, head_dim;
   AppendArgs plan;  // the slot of each token (token_words unused)
+  // The plan (positions, sequence rows, block tables) and inv_freq are read before the wait
+  // (PagedKvAppendParams::plan_complete), else after the stream.
+  bool early;
 };
+
+// What a thread of a QKV block needs from the plan for its epilogue: the cosine and sine of its
+// rotate-half pair (threads below kPairs * kTokens of a pair block: pair j / kTokens, token
+// j % kTokens) and the cache row of its token (threads below kTokens of a block that appends).
+struct QkvPlanWords {
+  float c = 0.0f, sn = 0.0f;
+  int64_t slot = 0;
+  // A word that depends on every one of them (for pdl_wait_after).
+  __device__ __forceinline__ uint32_t dep() const {
+    return __float_as_uint(c) ^ __float_as_uint(sn) ^ uint32_t(slot);
+  }
+};
+
+template <typename T, int kPairs, int kTokens>
+__device__ __forceinline__ QkvPlanWords qkv_plan_words(const QkvAppend<T>& e, bool pairs,
+                                                       bool appends, int64_t pair0,
+                                                       int64_t token0, int64_t num_tokens) {
+  QkvPlanWords words;
+  const int j = threadIdx.x;
+  if (pairs && j < kPairs * kTokens && token0 + j % kTokens < num_tokens) {
+    const int64_t token = token0 + j % kTokens;
+    const int i = int(pair0 % (e.head_dim / 2)) + j / kTokens;
+    rope_cos_sin(float(e.plan.positions[token * e.plan.pos_stride]), e.inv_freq[i * e.freq_stride],
+                 &words.c, &words.sn);
+  }
+  if (appends && j < kTokens && token0 + j < num_tokens) {
+    words.slot = append_slot(e.plan, token0 + j, /*reporter=*/true);
+  }
+  return words;
+}
 
 // A value another block of this grid stored (coherent: read at L2, past L1).
 template <typename T>
@@ -500,7 +544,11 @@ __device__ __forceinline__ void append_fp8_slices(const QkvAppend<T>& e, bool is
 // Either way a head takes head_dim / (kWarps kRows) blocks, consecutive along x. kFp8: the cache
 // is FP8, and each k or v head's blocks meet in append_fp8_slices, whose last one writes the row.
 // No warp leaves early (the block syncs): rows past the end re-read the last one and are never
-// stored. The slots are plan reads, after the wait (in stream_rows).
+// stored. The rotation's angles and the slots are plan reads (qkv_plan_words): with e.early,
+// before the wait, beside the first weight loads (the wait depends on them), so the epilogue
+// after the stream loads nothing; they cost the grid's tail up to three dependent L2 round trips
+// and the angle's double-precision sincos (the k blocks: the slot, then the position for the
+// angle). Else after the stream.
 // in:     [num_tokens, in_features], row stride in_stride
 // weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
 // Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens (kFp8: one).
@@ -536,13 +584,19 @@ __global__ void __launch_bounds__(kThreads)
   }
   const T* x[kTokens];
   token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
-  float acc[kRows][kTokens];
-  stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features);
-
   const bool appends = !pairs || head >= e.num_heads;  // k or v: the block needs the slots
-  if (appends && threadIdx.x < kTokens && token0 + threadIdx.x < num_tokens) {
-    s_slot[threadIdx.x] = append_slot(e.plan, token0 + threadIdx.x, /*reporter=*/true);
-  }
+  QkvPlanWords words;
+  const auto fetch = [&] {
+    words = qkv_plan_words<T, kPairs, kTokens>(e, pairs, appends, pair0, token0, num_tokens);
+  };
+  float acc[kRows][kTokens];
+  stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features, [&]() -> uint32_t {
+    if (!e.early) return 0u;
+    fetch();
+    return words.dep();
+  });
+  if (!e.early) fetch();
+  if (appends && threadIdx.x < kTokens) s_slot[threadIdx.x] = words.slot;
   const int blocks_per_head = head_dim / (kWarps * kRows);
   if (!pairs) {
     __syncthreads();  // s_slot
@@ -568,16 +622,15 @@ __global__ void __launch_bounds__(kThreads)
   }
   sums_to_shared<T, kRows, kTokens>(acc, s_sum);
   __syncthreads();  // s_sum, s_slot
-  for (int j = threadIdx.x; j < kPairs * kTokens; j += kThreads) {
+  static_assert(kPairs * kTokens <= kThreads, "a thread rotates one (pair, token)");
+  const int j = threadIdx.x;
+  if (j < kPairs * kTokens && token0 + j % kTokens < num_tokens) {
     const int lp = j / kTokens, m = j % kTokens;  // the block's pair lp: first-half warp lp / kRows
     const int gw = lp / kRows, r = lp % kRows;
     const int i = int(pair0 % half) + lp;
     const int64_t token = token0 + m;
-    if (token >= num_tokens) continue;
-    float c, sn, ra, rb;
-    rope_cos_sin(float(e.plan.positions[token * e.plan.pos_stride]), e.inv_freq[i * e.freq_stride],
-                 &c, &sn);
-    rotate_pair(s_sum[gw][r][m], s_sum[gw + 2][r][m], c, sn, &ra, &rb);
+    float ra, rb;
+    rotate_pair(s_sum[gw][r][m], s_sum[gw + 2][r][m], words.c, words.sn, &ra, &rb);
     const T a = from_float<T>(ra), b = from_float<T>(rb);
     if (head < e.num_heads) {
       T* q = e.q + token * e.num_heads * head_dim + int64_t(head) * head_dim;
@@ -651,6 +704,9 @@ void launch_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView w
   e.num_kv_heads = int(p.k.size(1));
   e.head_dim = int(p.k.size(2));
   e.plan = make_append_args(p);
+  // TIDAL_QKV_EARLY=0 reads the plan after the wait all the same (the A/B switch).
+  static const bool early_reads = switch_on("TIDAL_QKV_EARLY");
+  e.early = p.plan_complete && early_reads;
   const bool vec = gemv_vectorizable<T>(in, weight);
   with_tile(in.size(0), [&](auto tile) {
     launch_qkv_append_tile<T, decltype(tile)::value>(e, in, weight, vec, stream);

@@ -33,6 +33,12 @@ struct PagedKvAppendParams {
   // a head meet through these counters to quantize its row whole); without it, in a launch of
   // their own.
   TensorView append_counters = {};
+  // Optional hint, linear_qkv_append's GEMV on the GPU only (results never depend on it): true
+  // when positions, seq_ids, block_tables and rope_inv_freq were written, and visible, before the
+  // kernel before this launch started (an ordinary launch separates their writers from it, as the
+  // engine's step keeps: model/llama.cc). The GEMV then reads its angles and slots before its
+  // programmatic wait (kernels/pdl.cuh), beside its first weight loads, instead of in its tail.
+  bool plan_complete = false;
 };
 
 // The FP8 copy of a whole host cache [num_pages, page_size, num_kv_heads, head_dim] of any float

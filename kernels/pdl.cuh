@@ -15,9 +15,10 @@
 //   2. before pdl_wait() it reads only constants (the weights) and writes nothing. Not even the
 //      step plan: a kernel may start before a plan-writing launch (top-k, the list commit, the
 //      block-table update) has made its writes visible, since only the wait guarantees that.
-//      One exception, with its own argument: decode attention's split kernels read the plan,
+//      Two exceptions, with their own argument: decode attention's split kernels read the plan,
 //      block tables, committed lists and the cache rows older than the step before their wait
-//      (DecodeAttentionParams::prior_lens says which launches make that safe);
+//      (DecodeAttentionParams::prior_lens says which launches make that safe), and the QKV GEMV
+//      its tokens' positions, slots and RoPE frequencies (PagedKvAppendParams::plan_complete);
 //   3. pdl_wait() in every thread of every block, before any other global access and before any
 //      exit. It returns once every earlier kernel has completed and its writes are visible, and a
 //      grid whose every block waited cannot complete before its predecessor: so the chain stays
@@ -36,8 +37,6 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <utility>
 
 #include "kernels/cuda_common.cuh"
@@ -46,10 +45,7 @@ namespace tidal::kernels::cuda {
 
 // Read once per process: TIDAL_PDL unset or anything but "0" keeps programmatic launches on.
 inline bool programmatic_launch_enabled() {
-  static const bool enabled = [] {
-    const char* v = std::getenv("TIDAL_PDL");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool enabled = switch_on("TIDAL_PDL");
   return enabled;
 }
 

@@ -12,8 +12,6 @@
 // vector a thread (kOne): the weight is loaded before the wait (a constant: pdl.cuh's rule 2) and
 // the row stays in registers, so after the reduction nothing waits on memory; the same operations
 // in the same order, so the same bytes as the two-pass form.
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 
 #include "kernels/elementwise.cuh"
@@ -167,10 +165,7 @@ int threads_for(int64_t num_vecs) {
 // Whether a row of num_vecs 16-byte vectors takes the kOne kernels. TIDAL_NORM_ONE=0 keeps the
 // two-pass form for every row (the A/B switch).
 bool one_vector_a_thread(int64_t num_vecs) {
-  static const bool enabled = [] {
-    const char* v = std::getenv("TIDAL_NORM_ONE");
-    return v == nullptr || std::strcmp(v, "0") != 0;
-  }();
+  static const bool enabled = switch_on("TIDAL_NORM_ONE");
   return enabled && num_vecs <= kMaxThreads;
 }
 

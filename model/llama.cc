@@ -276,6 +276,9 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     const KvLayer& cache = kv[size_t(l)];
     k::PagedKvAppendParams append = append_params(cache, batch, key, val, q, ws.inv_freq);
     append.append_counters = ws.append_counters;
+    // The plan and block tables are complete (the ordinary launch after the update, above), and
+    // inv_freq is written once at create.
+    append.plan_complete = true;
     k::linear_qkv_append(append, xn, lw.w_qkv, stream);
     update_page_bounds(cache, batch, key, stream);
     if (batch.attention_hook) batch.attention_hook(l, false);

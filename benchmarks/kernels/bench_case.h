@@ -48,6 +48,7 @@ void bench_rms_norm(const BenchEnv& env, const RunCase& run_case);
 void bench_fused_add_rms_norm(const BenchEnv& env, const RunCase& run_case);
 void bench_linear(const BenchEnv& env, const RunCase& run_case);
 void bench_linear_split(const BenchEnv& env, const RunCase& run_case);
+void bench_linear_qkv_append(const BenchEnv& env, const RunCase& run_case);
 void bench_linear_swiglu(const BenchEnv& env, const RunCase& run_case);
 void bench_rotary_embedding(const BenchEnv& env, const RunCase& run_case);
 void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case);

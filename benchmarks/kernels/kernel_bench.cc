@@ -33,6 +33,7 @@ const Op kOps[] = {
     {"fused_add_rms_norm", bench_fused_add_rms_norm},
     {"linear", bench_linear},
     {"linear_split", bench_linear_split},
+    {"linear_qkv_append", bench_linear_qkv_append},
     {"rotary_embedding", bench_rotary_embedding},
     {"paged_kv_append", bench_paged_kv_append},
     {"decode_attention", bench_decode_attention},

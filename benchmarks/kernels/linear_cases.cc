@@ -4,6 +4,8 @@
 // batch 4 and 16, and the prefill GEMM of a 2048-token chunk (TFLOP/s). The LM heads write f32
 // logits. Checked: every output of a few token rows, against ref::linear in parallel slices.
 // `linear_split`: the fused QKV projection of both models (one stacked weight, three outputs).
+// `linear_qkv_append`: the same projection as the decode step runs it (RoPE and the KV append in
+// its epilogue).
 // `linear_swiglu`: the MLP's gate_up projection with SwiGLU applied in the same launch (decode).
 #include <algorithm>
 #include <cmath>
@@ -13,6 +15,7 @@
 #include "benchmarks/common/parallel.h"
 #include "benchmarks/kernels/case_util.h"
 #include "kernels/linear.h"
+#include "kernels/paged_kv_append.h"
 #include "kernels/silu_and_mul.h"
 
 namespace tidal::bench {
@@ -139,6 +142,85 @@ void bench_linear_split(const BenchEnv& env, const RunCase& run_case) {
           row0 += width;
         }
         return wrong;
+      };
+      run_case(c);
+    }
+  }
+}
+
+// The QKV projection as a decode step runs it: one GEMV whose epilogue rotates q and k (RoPE)
+// and appends k and v to a paged cache (linear_qkv_append), with the step's plan complete before
+// the launch (plan_complete; TIDAL_QKV_EARLY=0 reads it after the wait). Token i is sequence row
+// i at position kLen - 1 - i. Checked: q, k, v and the whole caches against the CPU op.
+void bench_linear_qkv_append(const BenchEnv& env, const RunCase& run_case) {
+  const DType dt = env.dtype;
+  struct QkvShape {
+    const char* role;
+    int64_t heads, kv_heads, head_dim, in_features;
+    std::vector<int64_t> tokens;
+  };
+  const std::vector<QkvShape> shapes =
+      env.quick ? std::vector<QkvShape>{{"qkv", 4, 2, 64, 256, {1, 3}}}
+                : std::vector<QkvShape>{{"L3 qkv", 32, 8, 128, 4096, {1, 4, 8}},
+                                        {"L2 qkv", 32, 32, 128, 4096, {1, 4, 8}}};
+  constexpr int64_t kPage = 16, kLen = 64;  // a cache row's pages: kLen / kPage
+  uint64_t seed = 130;
+  for (const QkvShape& s : shapes) {
+    const int64_t d = s.head_dim, k = s.in_features, n = (s.heads + 2 * s.kv_heads) * d;
+    const float bound = float(std::sqrt(3.0 / double(k)));
+    const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
+    const DeviceBuffer dw = upload(env, w);
+    std::vector<float> freqs(static_cast<size_t>(d / 2));
+    for (size_t i = 0; i < freqs.size(); ++i) {  // Llama-3's base, unscaled
+      freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(d)));
+    }
+    const HostTensor inv_freq = HostTensor::from({d / 2}, freqs);
+    const DeviceBuffer dfreq = upload(env, inv_freq);
+    for (int64_t t : s.tokens) {
+      const int64_t pages = t * (kLen / kPage);
+      std::vector<int64_t> table, seqs, positions;
+      for (int64_t p = 0; p < pages; ++p) table.push_back(pages - 1 - p);  // reversed pages
+      for (int64_t i = 0; i < t; ++i) {
+        seqs.push_back(i);
+        positions.push_back(kLen - 1 - i);
+      }
+      const HostTensor x = random_tensor({t, k}, dt, ++seed);
+      const HostTensor kc = random_tensor({pages, kPage, s.kv_heads, d}, dt, ++seed),
+                       vc = random_tensor({pages, kPage, s.kv_heads, d}, dt, ++seed);
+      const HostTensor tables = int_tensor({t, kLen / kPage}, DType::kI32, table),
+                       seq_ids = int_tensor({t}, DType::kI32, seqs),
+                       pos = int_tensor({t}, DType::kI32, positions);
+      const DeviceBuffer dx = upload(env, x), dkc = upload(env, kc), dvc = upload(env, vc),
+                         dtables = upload(env, tables), dseq = upload(env, seq_ids),
+                         dpos = upload(env, pos);
+      const DeviceBuffer dq = poisoned(env, {t, s.heads, d}, dt),
+                         dk = poisoned(env, {t, s.kv_heads, d}, dt),
+                         dv = poisoned(env, {t, s.kv_heads, d}, dt);
+      kernels::PagedKvAppendParams p{dkc.view(),  dvc.view(),   dtables.view(), dseq.view(),
+                                     dpos.view(), dk.view(),    dv.view(),      {},
+                                     {},          dq.view(),    dfreq.view()};
+      p.plan_complete = true;
+      const std::string shape = shape_str({t, k}) + " x " + shape_str({n, k}) + " " + s.role;
+      // The weight and x read; q, k, v written, and k and v once more into the cache.
+      KernelCase c = make_case(env, "linear_qkv_append", shape,
+                               double(t * k + n * k + t * n + 2 * t * s.kv_heads * d) *
+                                   bytes_of(dt),
+                               2.0 * double(t) * double(n) * double(k));
+      c.run = [&] { kernels::linear_qkv_append(p, dx.view(), dw.view(), env.stream); };
+      c.check = [&] {  // every output, and the whole caches (the right slots, nothing else)
+        HostTensor q({t, s.heads, d}, dt), kk({t, s.kv_heads, d}, dt), vv({t, s.kv_heads, d}, dt);
+        HostTensor want_kc = clone(kc.view()), want_vc = clone(vc.view());
+        kernels::PagedKvAppendParams h{want_kc.view(), want_vc.view(), tables.view(),
+                                       seq_ids.view(), pos.view(),     kk.view(),
+                                       vv.view(),      {},             {},
+                                       q.view(),       inv_freq.view()};
+        kernels::linear_qkv_append(h, x.view(), w.view(), Stream{});
+        const auto tol = tolerance(dt);
+        return count_wrong(dq.download(env.stream).view(), q.view(), tol) +
+               count_wrong(dk.download(env.stream).view(), kk.view(), tol) +
+               count_wrong(dv.download(env.stream).view(), vv.view(), tol) +
+               count_wrong(dkc.download(env.stream).view(), want_kc.view(), tol) +
+               count_wrong(dvc.download(env.stream).view(), want_vc.view(), tol);
       };
       run_case(c);
     }

@@ -224,20 +224,27 @@ TEST_P(LinearQkvAppendCuda, EqualsLinearSplitThenRopeAppend) {
   linear_split(flat(pw.rope_q), flat(pw.k), flat(pw.v), x, s.weight.view(), Stream{});
   paged_kv_append(pw, Stream{});
 
-  QkvOutputs got = make_run(c, dtype, s);
-  const PagedKvAppendParams pg = params(s, got);
-  // The decode shapes must take the one launch (the cuda:: launcher says whether it did); the
-  // others, through the public op, the pair.
+  // The plan read after the GEMV's wait, then before it (plan_complete: the inputs are host
+  // copies made before the launch): the same bytes.
+  const std::vector<uint8_t> w = bytes_of(want);
+  QkvOutputs got;
+  for (const bool early : {false, true}) {
+    got = make_run(c, dtype, s);
+    PagedKvAppendParams pg = params(s, got);
+    pg.plan_complete = early;
+    // The decode shapes must take the one launch (the cuda:: launcher says whether it did); the
+    // others, through the public op, the pair.
 #if TIDAL_WITH_CUDA
-  EXPECT_EQ(cuda::linear_qkv_append(pg, x, s.weight.view(), Stream{}), c.fused) << c.name;
+    EXPECT_EQ(cuda::linear_qkv_append(pg, x, s.weight.view(), Stream{}), c.fused) << c.name;
 #endif
-  if (!c.fused) linear_qkv_append(pg, x, s.weight.view(), Stream{});
-  stream_synchronize(Stream{});
-
-  const std::vector<uint8_t> g = bytes_of(got), w = bytes_of(want);
-  ASSERT_EQ(g.size(), w.size());
-  EXPECT_TRUE(g == w) << c.name << ": " << differing(got, want) << " differ";
-  EXPECT_TRUE(counters_zero(got)) << c.name;
+    if (!c.fused) linear_qkv_append(pg, x, s.weight.view(), Stream{});
+    stream_synchronize(Stream{});
+    const std::vector<uint8_t> g = bytes_of(got);
+    ASSERT_EQ(g.size(), w.size());
+    EXPECT_TRUE(g == w) << c.name << " early=" << early << ": " << differing(got, want)
+                        << " differ";
+    EXPECT_TRUE(counters_zero(got)) << c.name << " early=" << early;
+  }
   // Every output was written (no poison left) and q was rotated (differs from the plain sums).
   for (float f : got.q.to_floats()) ASSERT_TRUE(std::isfinite(f)) << c.name;
   for (float f : got.k.to_floats()) ASSERT_TRUE(std::isfinite(f)) << c.name;
@@ -279,7 +286,8 @@ TEST_P(LinearQkvAppendCudaGraph, ReplayMatchesEagerPair) {
   const std::vector<uint8_t> w = bytes_of(want);
 
   QkvOutputs got = make_run(c, dtype, s);
-  const PagedKvAppendParams pg = params(s, got);
+  PagedKvAppendParams pg = params(s, got);
+  pg.plan_complete = true;  // the plan was copied before the capture; the graph rewrites no part
   Graph::begin_capture(stream);
   copy_view(got.k_cache.view(), s.k_cache0.view(), stream);
   copy_view(got.v_cache.view(), s.v_cache0.view(), stream);

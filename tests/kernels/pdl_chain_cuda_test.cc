@@ -209,7 +209,9 @@ void run_chain(Chain& c, Stream stream, bool sync_each) {
                        {},
                        {},
                        c.q.view(),
-                       c.inv_freq.view()},
+                       c.inv_freq.view(),
+                       {},
+                       /*plan_complete=*/true},  // host copies, before the first launch
                       c.xn.view(), w.w_qkv.view(), stream);
     step();
     p.out = c.attn.view();
