@@ -244,7 +244,7 @@ int split_trigger(bool merge_launch, bool mma, bool fp8, bool cluster) {
 // split blocks, it let the o projection after it start too, whose blocks then took each SM as its
 // split blocks left and streamed the weights against the split kernel's last K/V rows: llama3-8b
 // steps 0.02-0.11 ms slower than with this launch (H200, benchmarks/results/PERF_NOTES.md).
-template <typename T>
+template <typename T, bool kPartialsFirst>
 __global__ void __launch_bounds__(kMergeThreads, 5)
     decode_attention_merge_kernel(attention::Plan p, T* out,  // [num_tokens, num_heads, head_dim]
                                   float* lse,                 // [num_tokens, num_heads] or null
@@ -257,10 +257,19 @@ __global__ void __launch_bounds__(kMergeThreads, 5)
   pdl_launch_dependents();
   pdl_wait();  // (an ordinary launch: nothing to wait for; kept for a programmatic one)
   const int h = blockIdx.x, t = blockIdx.y;
+  const int64_t row = int64_t(t) * p.num_heads + h;
+  // The partials first, for every split that may hold keys: the plan's round trips (how many do)
+  // then overlap theirs instead of preceding them (kPartialsFirst; TIDAL_MERGE_FIRST=0 launches
+  // the kernel without, the A/B switch).
+  attention::MergeFirst first;
+  if constexpr (kPartialsFirst) {
+    first = attention::merge_first(row, p.num_splits, p.num_splits, head_dim, part_o, part_lse);
+  }
   const int active = attention::active_splits(p, t, h);
   if (active <= 1) return;  // one split covered the row and wrote it (or no keys at all)
-  attention::merge_splits(int64_t(t) * p.num_heads + h, active, p.num_splits, head_dim, part_o,
-                          part_lse, out, lse, reinterpret_cast<float*>(smem4), scratch);
+  attention::merge_splits(row, active, p.num_splits, head_dim, part_o, part_lse, out, lse,
+                          reinterpret_cast<float*>(smem4), scratch,
+                          kPartialsFirst ? &first : nullptr);
 }
 
 template <typename T, int D, typename KT>
@@ -406,13 +415,14 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
     check_launch("decode_attention_split_kernel", stream);
   }
   if (!partials || own_merge) return;
+  static const bool partials_first = switch_on("TIDAL_MERGE_FIRST");
   const size_t merge_smem =
       size_t(attention::merge_smem_floats(int(splits), kMergeThreads)) * sizeof(float);
-  decode_attention_merge_kernel<T><<<dim3(unsigned(heads), unsigned(tokens)), dim3(kMergeThreads),
-                                     merge_smem, s>>>(plan, args.out, args.lse,
-                                                      static_cast<const float*>(args.part_o),
-                                                      static_cast<const float*>(args.part_lse),
-                                                      int(head_dim));
+  auto merge = partials_first ? decode_attention_merge_kernel<T, true>
+                              : decode_attention_merge_kernel<T, false>;
+  merge<<<dim3(unsigned(heads), unsigned(tokens)), dim3(kMergeThreads), merge_smem, s>>>(
+      plan, args.out, args.lse, static_cast<const float*>(args.part_o),
+      static_cast<const float*>(args.part_lse), int(head_dim));
   check_launch("decode_attention_merge_kernel", stream);
 }
 

@@ -128,17 +128,59 @@ __host__ __device__ constexpr int merge_smem_floats(int splits, int threads) {
   return (splits + 3) / 4 * 4 + threads * 4;
 }
 
+// A thread's first loads of merge_splits: its first batch of partials (splits sg, sg +
+// split_groups, ..., kMergeBatch of them) and the lse of split threadIdx.x. 5 a batch, not more:
+// the merge kernel keeps to 48 registers.
+constexpr int kMergeBatch = 5;
+struct MergeFirst {
+  float4 v[kMergeBatch];
+  float lse;
+};
+
+// Loads a row's MergeFirst for the splits below `limit` (zeros and -inf past it). The merge
+// kernel calls it with limit num_splits before the plan says how many splits hold keys, so the
+// plan's round trips overlap these (merge_splits masks what lies past `active`): volatile, so the
+// compiler cannot sink the loads below the kernel's early exit.
+__device__ __forceinline__ MergeFirst merge_first(int64_t row, int limit, int num_splits,
+                                                  int head_dim, const float* part_o,
+                                                  const float* part_lse) {
+  MergeFirst f;
+  const int lanes = head_dim / 4, split_groups = int(blockDim.x) / lanes;
+  const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
+  const float* row_o = part_o + row * num_splits * head_dim;
+#pragma unroll
+  for (int u = 0; u < kMergeBatch; ++u) {
+    const int s = sg + u * split_groups;
+    f.v[u] = make_float4(0, 0, 0, 0);
+    if (s < limit) {
+      const float* src = row_o + int64_t(s) * head_dim + lane * 4;
+      asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
+                   : "=f"(f.v[u].x), "=f"(f.v[u].y), "=f"(f.v[u].z), "=f"(f.v[u].w)
+                   : "l"(src));
+    }
+  }
+  f.lse = -INFINITY;
+  if (int(threadIdx.x) < limit) {
+    asm volatile("ld.global.cg.f32 %0, [%1];"
+                 : "=f"(f.lse)
+                 : "l"(part_lse + row * num_splits + threadIdx.x));
+  }
+  return f;
+}
+
 // Combines the `active` splits of one (token, head) row into out and lse (when not null):
 // weights exp(lse_s - max), o = sum w_s o_s / sum w_s. Every thread of the block takes part, as
 // (split group, 4 dims); head_dim / 4 divides blockDim.x. smem: merge_smem_floats(num_splits,
 // blockDim.x) floats, 16-byte aligned; scratch: 32 floats. The partials are read through L2: in
-// the split kernel's own merge, other blocks of the launch wrote them. Ends with a barrier, so
-// the caller may reuse smem.
+// the split kernel's own merge, other blocks of the launch wrote them. `first`: this thread's
+// merge_first loads of the row (any limit >= active), or null to load them here. Ends with a
+// barrier, so the caller may reuse smem.
 template <typename T>
 __device__ void merge_splits(int64_t row, int active, int num_splits, int head_dim,
                              const float* part_o,    // [tokens, heads, num_splits, head_dim]
                              const float* part_lse,  // [tokens, heads, num_splits]
-                             T* out, float* lse, float* smem, float* scratch) {
+                             T* out, float* lse, float* smem, float* scratch,
+                             const MergeFirst* first = nullptr) {
   float* const weights = smem;
   float* const sums = smem + (num_splits + 3) / 4 * 4;
   const int threads = int(blockDim.x);
@@ -146,11 +188,12 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   const float* row_o = part_o + row * num_splits * head_dim;
   const int lanes = head_dim / 4, split_groups = threads / lanes;
   const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
-  // This thread's partials (splits sg, sg + split_groups, ...), kBatch at a time; the first batch
-  // loads beside the lse's, so a row of up to kBatch * split_groups splits (40 at head_dim 128
-  // and 256 threads: a 33-split row) waits one round trip for both (the weights' block
-  // reductions run while they land). 5, not more: the merge kernel keeps to 48 registers.
-  constexpr int kBatch = 5;
+  // This thread's partials (splits sg, sg + split_groups, ...), kMergeBatch at a time; the first
+  // batch loads beside the lse's, so a row of up to kMergeBatch * split_groups splits (40 at
+  // head_dim 128 and 256 threads: a 33-split row) waits one round trip for both (the weights'
+  // block reductions run while they land). A split's lse is read once (the thread's first in a
+  // register, for both passes).
+  constexpr int kBatch = kMergeBatch;
   auto load_batch = [&](int s0, float4(&dst)[kBatch]) {
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
@@ -160,14 +203,25 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
     }
   };
   float4 v[kBatch];
-  load_batch(sg, v);
+  float lse0;
+  if (first != nullptr) {
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      v[u] = sg + u * split_groups < active ? first->v[u] : make_float4(0, 0, 0, 0);
+    }
+    lse0 = first->lse;
+  } else {
+    load_batch(sg, v);
+    lse0 = int(threadIdx.x) < active ? __ldcg(row_lse + threadIdx.x) : -INFINITY;
+  }
+  auto split_lse = [&](int s) { return s == int(threadIdx.x) ? lse0 : __ldcg(row_lse + s); };
 
   float mx = -INFINITY;
-  for (int s = threadIdx.x; s < active; s += threads) mx = fmaxf(mx, __ldcg(row_lse + s));
+  for (int s = threadIdx.x; s < active; s += threads) mx = fmaxf(mx, split_lse(s));
   mx = block_max(mx, scratch);
   float total = 0.0f;
   for (int s = threadIdx.x; s < active; s += threads) {
-    weights[s] = __expf(__ldcg(row_lse + s) - mx);
+    weights[s] = __expf(split_lse(s) - mx);
     total += weights[s];
   }
   total = block_sum(total, scratch);  // its barriers also publish `weights`
