@@ -7,7 +7,6 @@
 // Decode attention also runs over FP8 caches (e4m3 codes with a scale per row, the format
 // `--kv-dtype fp8` stores), for Llama-3's GQA at 100K, 256K and 2^20 positions.
 #include <algorithm>
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -296,11 +295,7 @@ void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case) {
       // query heads as both presets have; the same slots, so the check starts from kv.k again.
       const int64_t heads = env.quick ? 8 : 32;
       const HostTensor q = random_tensor({t, heads, dim}, dt, 112);
-      std::vector<float> freqs(static_cast<size_t>(dim / 2));
-      for (size_t i = 0; i < freqs.size(); ++i) {  // Llama-3's base, unscaled
-        freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(dim)));
-      }
-      const HostTensor inv_freq = HostTensor::from({dim / 2}, freqs);
+      const HostTensor inv_freq = llama3_inv_freq(dim);
       const DeviceBuffer dq = upload(env, q), dk_rope = upload(env, k),
                          dfreq = upload(env, inv_freq);
       kernels::PagedKvAppendParams pr = p;

@@ -58,6 +58,14 @@ HostTensor clone(const TensorView& v) {
   return t;
 }
 
+HostTensor llama3_inv_freq(int64_t head_dim) {
+  std::vector<float> freqs(static_cast<size_t>(head_dim / 2));
+  for (size_t i = 0; i < freqs.size(); ++i) {
+    freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(head_dim)));
+  }
+  return HostTensor::from({head_dim / 2}, freqs);
+}
+
 std::vector<int64_t> shuffled(int64_t n, uint64_t seed) {
   std::vector<int64_t> p(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) p[size_t(i)] = i;

@@ -37,6 +37,8 @@ HostTensor random_tensor(std::vector<int64_t> shape, DType dtype, uint64_t seed,
 HostTensor int_tensor(std::vector<int64_t> shape, DType dtype, const std::vector<int64_t>& values);
 // A contiguous host copy of any view (the inputs of in-place ops, before the kernel runs).
 HostTensor clone(const TensorView& v);
+// RoPE's inverse frequencies [head_dim / 2] f32 at Llama-3's base (500000), unscaled.
+HostTensor llama3_inv_freq(int64_t head_dim);
 
 // A random permutation of 0..n-1: the page ids of block tables, so paged ops read their pages
 // scattered over the cache as a long-running server's would be.

@@ -3,7 +3,6 @@
 // and fused with the residual add), RoPE, SwiGLU and the residual add, each for one decode
 // token and for a prefill chunk, at Llama-3-8B widths (hidden 4096, inter 14336, 32/8 heads of
 // 128). Every output element is checked against the op's ref:: twin, row blocks in parallel.
-#include <cmath>
 #include <vector>
 
 #include "benchmarks/kernels/case_util.h"
@@ -118,11 +117,7 @@ void bench_fused_add_rms_norm(const BenchEnv& env, const RunCase& run_case) {
 void bench_rotary_embedding(const BenchEnv& env, const RunCase& run_case) {
   const Dims d = dims(env);
   const DType dt = env.dtype;
-  std::vector<float> freqs(static_cast<size_t>(d.head_dim / 2));
-  for (size_t i = 0; i < freqs.size(); ++i) {  // Llama-3's base, unscaled
-    freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(d.head_dim)));
-  }
-  const HostTensor inv_freq = HostTensor::from({d.head_dim / 2}, freqs);
+  const HostTensor inv_freq = llama3_inv_freq(d.head_dim);
   const DeviceBuffer dfreq = upload(env, inv_freq);
   for (int64_t t : d.tokens) {
     const HostTensor q = random_tensor({t, d.heads, d.head_dim}, dt, 41 + uint64_t(t));

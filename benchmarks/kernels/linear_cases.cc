@@ -170,11 +170,7 @@ void bench_linear_qkv_append(const BenchEnv& env, const RunCase& run_case) {
     const float bound = float(std::sqrt(3.0 / double(k)));
     const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
     const DeviceBuffer dw = upload(env, w);
-    std::vector<float> freqs(static_cast<size_t>(d / 2));
-    for (size_t i = 0; i < freqs.size(); ++i) {  // Llama-3's base, unscaled
-      freqs[i] = float(1.0 / std::pow(500000.0, double(2 * i) / double(d)));
-    }
-    const HostTensor inv_freq = HostTensor::from({d / 2}, freqs);
+    const HostTensor inv_freq = llama3_inv_freq(d);
     const DeviceBuffer dfreq = upload(env, inv_freq);
     for (int64_t t : s.tokens) {
       const int64_t pages = t * (kLen / kPage);
