@@ -443,7 +443,8 @@ struct QkvAppend {
   int num_heads, num_kv_heads, head_dim;
   AppendArgs plan;  // the slot of each token (token_words unused)
   // The plan (positions, sequence rows, block tables) and inv_freq are read before the wait
-  // (PagedKvAppendParams::plan_complete), else after the stream.
+  // (PagedKvAppendParams::plan_complete), else after the stream: the launcher picks the kernel's
+  // kEarly by it.
   bool early;
 };
 
@@ -544,15 +545,16 @@ __device__ __forceinline__ void append_fp8_slices(const QkvAppend<T>& e, bool is
 // Either way a head takes head_dim / (kWarps kRows) blocks, consecutive along x. kFp8: the cache
 // is FP8, and each k or v head's blocks meet in append_fp8_slices, whose last one writes the row.
 // No warp leaves early (the block syncs): rows past the end re-read the last one and are never
-// stored. The rotation's angles and the slots are plan reads (qkv_plan_words): with e.early,
-// before the wait, beside the first weight loads (the wait depends on them), so the epilogue
-// after the stream loads nothing; they cost the grid's tail up to three dependent L2 round trips
-// and the angle's double-precision sincos (the k blocks: the slot, then the position for the
-// angle). Else after the stream.
+// stored. The rotation's angles and the slots are plan reads (qkv_plan_words), kept in shared
+// memory for the epilogue (not in registers across the stream loop): with kEarly, before the
+// wait, once the first weight loads are issued (the wait depends on them), so the epilogue after
+// the stream loads nothing; they cost the grid's tail up to three dependent L2 round trips and the
+// angle's double-precision sincos (the k blocks: the slot, then the position for the angle). Else
+// after the stream (the kernel as before kEarly, for the A/B switch).
 // in:     [num_tokens, in_features], row stride in_stride
 // weight: [(num_heads + 2 num_kv_heads) * head_dim, in_features], contiguous
 // Grid: x over the pair blocks, then the v blocks; y over tiles of kTokens tokens (kFp8: one).
-template <typename T, int kTokens, int kVec, bool kFp8>
+template <typename T, int kTokens, int kVec, bool kFp8, bool kEarly>
 __global__ void __launch_bounds__(kThreads)
     linear_qkv_append_kernel(const QkvAppend<T> e, const T* in, const T* __restrict__ weight,
                              int64_t num_tokens, int64_t in_stride, int64_t in_features) {
@@ -561,6 +563,9 @@ __global__ void __launch_bounds__(kThreads)
   static_assert(kWarps == 4, "two warps for each half of the pairs");
   __shared__ float s_sum[kWarps][kRows][kTokens];
   __shared__ int64_t s_slot[kTokens];
+  // The plan words of the epilogue (qkv_plan_words), kept in shared memory rather than in
+  // registers across the stream loop: thread j's cosine and sine.
+  __shared__ float s_cs[kPairs * kTokens][2];
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int head_dim = e.head_dim, half = head_dim / 2;
@@ -585,18 +590,24 @@ __global__ void __launch_bounds__(kThreads)
   const T* x[kTokens];
   token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
   const bool appends = !pairs || head >= e.num_heads;  // k or v: the block needs the slots
-  QkvPlanWords words;
-  const auto fetch = [&] {
-    words = qkv_plan_words<T, kPairs, kTokens>(e, pairs, appends, pair0, token0, num_tokens);
+  static_assert(kPairs * kTokens <= kThreads, "a thread rotates one (pair, token)");
+  const auto fetch = [&]() -> uint32_t {
+    const QkvPlanWords words =
+        qkv_plan_words<T, kPairs, kTokens>(e, pairs, appends, pair0, token0, num_tokens);
+    if (threadIdx.x < kPairs * kTokens) {
+      s_cs[threadIdx.x][0] = words.c;
+      s_cs[threadIdx.x][1] = words.sn;
+    }
+    if (appends && threadIdx.x < kTokens) s_slot[threadIdx.x] = words.slot;
+    return words.dep();
   };
   float acc[kRows][kTokens];
-  stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features, [&]() -> uint32_t {
-    if (!e.early) return 0u;
+  if constexpr (kEarly) {
+    stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features, fetch);
+  } else {
+    stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features);
     fetch();
-    return words.dep();
-  });
-  if (!e.early) fetch();
-  if (appends && threadIdx.x < kTokens) s_slot[threadIdx.x] = words.slot;
+  }
   const int blocks_per_head = head_dim / (kWarps * kRows);
   if (!pairs) {
     __syncthreads();  // s_slot
@@ -622,7 +633,6 @@ __global__ void __launch_bounds__(kThreads)
   }
   sums_to_shared<T, kRows, kTokens>(acc, s_sum);
   __syncthreads();  // s_sum, s_slot
-  static_assert(kPairs * kTokens <= kThreads, "a thread rotates one (pair, token)");
   const int j = threadIdx.x;
   if (j < kPairs * kTokens && token0 + j % kTokens < num_tokens) {
     const int lp = j / kTokens, m = j % kTokens;  // the block's pair lp: first-half warp lp / kRows
@@ -630,7 +640,7 @@ __global__ void __launch_bounds__(kThreads)
     const int i = int(pair0 % half) + lp;
     const int64_t token = token0 + m;
     float ra, rb;
-    rotate_pair(s_sum[gw][r][m], s_sum[gw + 2][r][m], words.c, words.sn, &ra, &rb);
+    rotate_pair(s_sum[gw][r][m], s_sum[gw + 2][r][m], s_cs[j][0], s_cs[j][1], &ra, &rb);
     const T a = from_float<T>(ra), b = from_float<T>(rb);
     if (head < e.num_heads) {
       T* q = e.q + token * e.num_heads * head_dim + int64_t(head) * head_dim;
@@ -674,12 +684,24 @@ void launch_qkv_append_tile(const QkvAppend<T>& e, TensorView in, TensorView wei
                         in_features);
   };
   constexpr int kV = 16 / sizeof(T);
+  // Early plan reads up to 4 tokens a tile: at 8 (64 threads' sincos beside the first weight
+  // loads) ptxas gives the kernel 202 registers against 146 without them, a block fewer an SM.
+  auto pick = [&](auto fp8) {
+    constexpr bool kFp8 = decltype(fp8)::value;
+    if constexpr (kTokens <= 4) {
+      if (e.early) {
+        vec ? run(linear_qkv_append_kernel<T, kTokens, kV, kFp8, true>)
+            : run(linear_qkv_append_kernel<T, kTokens, 1, kFp8, true>);
+        return;
+      }
+    }
+    vec ? run(linear_qkv_append_kernel<T, kTokens, kV, kFp8, false>)
+        : run(linear_qkv_append_kernel<T, kTokens, 1, kFp8, false>);
+  };
   if (e.k_codes != nullptr) {
-    vec ? run(linear_qkv_append_kernel<T, kTokens, kV, true>)
-        : run(linear_qkv_append_kernel<T, kTokens, 1, true>);
+    pick(std::true_type{});
   } else {
-    vec ? run(linear_qkv_append_kernel<T, kTokens, kV, false>)
-        : run(linear_qkv_append_kernel<T, kTokens, 1, false>);
+    pick(std::false_type{});
   }
 }
 
