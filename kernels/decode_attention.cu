@@ -263,7 +263,7 @@ __global__ void __launch_bounds__(kMergeThreads, 5)
   // the kernel without, the A/B switch).
   attention::MergeFirst first;
   if constexpr (kPartialsFirst) {
-    first = attention::merge_first(row, p.num_splits, p.num_splits, head_dim, part_o, part_lse);
+    first = attention::merge_first(row, p.num_splits, head_dim, part_o, part_lse);
   }
   const int active = attention::active_splits(p, t, h);
   if (active <= 1) return;  // one split covered the row and wrote it (or no keys at all)

@@ -137,13 +137,12 @@ struct MergeFirst {
   float lse;
 };
 
-// Loads a row's MergeFirst for the splits below `limit` (zeros and -inf past it). The merge
-// kernel calls it with limit num_splits before the plan says how many splits hold keys, so the
-// plan's round trips overlap these (merge_splits masks what lies past `active`): volatile, so the
-// compiler cannot sink the loads below the kernel's early exit.
-__device__ __forceinline__ MergeFirst merge_first(int64_t row, int limit, int num_splits,
-                                                  int head_dim, const float* part_o,
-                                                  const float* part_lse) {
+// Loads a row's MergeFirst for all its num_splits splits (zeros and -inf past them). The merge
+// kernel calls it before the plan says how many splits hold keys, so the plan's round trips
+// overlap these (merge_splits masks what lies past `active`): volatile, so the compiler cannot
+// sink the loads below the kernel's early exit.
+__device__ __forceinline__ MergeFirst merge_first(int64_t row, int num_splits, int head_dim,
+                                                  const float* part_o, const float* part_lse) {
   MergeFirst f;
   const int lanes = head_dim / 4, split_groups = int(blockDim.x) / lanes;
   const int lane = threadIdx.x % lanes, sg = threadIdx.x / lanes;
@@ -152,7 +151,7 @@ __device__ __forceinline__ MergeFirst merge_first(int64_t row, int limit, int nu
   for (int u = 0; u < kMergeBatch; ++u) {
     const int s = sg + u * split_groups;
     f.v[u] = make_float4(0, 0, 0, 0);
-    if (s < limit) {
+    if (s < num_splits) {
       const float* src = row_o + int64_t(s) * head_dim + lane * 4;
       asm volatile("ld.global.cg.v4.f32 {%0, %1, %2, %3}, [%4];"
                    : "=f"(f.v[u].x), "=f"(f.v[u].y), "=f"(f.v[u].z), "=f"(f.v[u].w)
@@ -160,7 +159,7 @@ __device__ __forceinline__ MergeFirst merge_first(int64_t row, int limit, int nu
     }
   }
   f.lse = -INFINITY;
-  if (int(threadIdx.x) < limit) {
+  if (int(threadIdx.x) < num_splits) {
     asm volatile("ld.global.cg.f32 %0, [%1];"
                  : "=f"(f.lse)
                  : "l"(part_lse + row * num_splits + threadIdx.x));
@@ -173,7 +172,7 @@ __device__ __forceinline__ MergeFirst merge_first(int64_t row, int limit, int nu
 // (split group, 4 dims); head_dim / 4 divides blockDim.x. smem: merge_smem_floats(num_splits,
 // blockDim.x) floats, 16-byte aligned; scratch: 32 floats. The partials are read through L2: in
 // the split kernel's own merge, other blocks of the launch wrote them. `first`: this thread's
-// merge_first loads of the row (any limit >= active), or null to load them here. Ends with a
+// merge_first loads of the row, or null to load them here. Ends with a
 // barrier, so the caller may reuse smem.
 template <typename T>
 __device__ void merge_splits(int64_t row, int active, int num_splits, int head_dim,
