@@ -9,7 +9,8 @@
 // Grid of the split kernel: (num_splits, num_heads / heads_per_block, num_tokens), fixed for any
 // lengths so a captured step replays at every context length. num_splits defaults to one wave of
 // the kernel's resident blocks for the batch (batch 1 on 132 SMs: MHA 32 -> 16 splits at 4 blocks
-// per SM; GQA 32/8 -> 33 splits at 2 tensor-core blocks per SM); each row takes positions in
+// per SM; GQA 32/8 -> 33 splits at 2 tensor-core blocks per SM, or 16 a head for a sparse layer
+// with lists per query head, on the SIMT kernel: head_lists_on_simt); each row takes positions in
 // chunks of max(ceil(len / num_splits), 64) rounded to a tile, so a short row uses few splits and
 // the others exit at once, and a row that fits one chunk is written by its split directly (the
 // merge skips it). Every byte of K and V a row needs is read once per pass (16-byte loads or
@@ -83,16 +84,31 @@ int mma_blocks_per_sm() {
 // Which split kernel serves a launch, from the shapes and the device only (the workspace size
 // depends on it, through the split count).
 struct SplitPath {
-  bool mma;           // the tensor-core kernel
-  int blocks_per_sm;  // its resident blocks per SM: the wave the default split count fills
-  int tile;           // positions a block covers per step: chunks are multiples of it
+  bool mma;             // the tensor-core kernel
+  int blocks_per_sm;    // its resident blocks per SM: the wave the default split count fills
+  int tile;             // positions a block covers per step: chunks are multiples of it
+  int heads_per_block;  // query heads a block serves (a run of them sharing a KV head)
 };
+
+// Whether a sparse layer's launch with lists per query head under GQA (lists_only and
+// head_lists) runs on the SIMT kernel a block a head, as MHA does, instead of the tensor-core
+// kernel's run of heads a block (a warp a head: a head's list shares nothing with its group's).
+// 16-bit caches: there the tensor-core kernel's 33-split wave needs a merge launch, where the SIMT
+// kernel's 16 splits a head merge in their last block; FP8 caches keep the tensor-core kernel
+// and its own merge. A token with shared lists in such a launch reads its rows once per head
+// (the hint says some token has head lists, not that all do). TIDAL_HEAD_LISTS_SIMT=0: the
+// tensor-core kernel for them too (the A/B switch). Measured in benchmarks/results/PERF_NOTES.md.
+bool head_lists_on_simt(const DecodeAttentionParams& p) {
+  static const bool enabled = switch_on("TIDAL_HEAD_LISTS_SIMT");
+  return enabled && p.lists_only && p.head_lists && !is_fp8_kv(p.k_cache);
+}
 
 SplitPath split_path(const DecodeAttentionParams& p) {
   const int64_t head_dim = p.q.size(2);
   const bool half = p.q.dtype == DType::kF16 || p.q.dtype == DType::kBF16;
-  if (half && (head_dim == 64 || head_dim == 128) &&
-      heads_per_block(p.q.size(1), p.k_cache.size(2)) >= 2) {
+  const int run = heads_per_block(p.q.size(1), p.k_cache.size(2));
+  const bool mma_shape = half && (head_dim == 64 || head_dim == 128) && run >= 2;
+  if (mma_shape && !head_lists_on_simt(p)) {
     const bool bf16 = p.q.dtype == DType::kBF16, fp8 = is_fp8_kv(p.k_cache);
     const auto blocks_for = [&](auto tag) {
       using T = decltype(tag);
@@ -107,22 +123,25 @@ SplitPath split_path(const DecodeAttentionParams& p) {
         fp8 ? (head_dim == 64 ? attention::MmaSplit<64, 1>::kTile
                               : attention::MmaSplit<128, 1>::kTile)
             : (head_dim == 64 ? attention::MmaSplit<64>::kTile : attention::MmaSplit<128>::kTile);
-    return {true, blocks, tile};
+    return {true, blocks, tile, run};
   }
-  // SIMT: kRowsInFlight rows for each thread group of head_dim / vec threads.
+  // SIMT: kRowsInFlight rows for each thread group of head_dim / vec threads. A tensor-core shape
+  // here is a head-lists launch: a block a head (the kernel has no GQA instance at these shapes).
   const int64_t vec = 16 / int64_t(dtype_size(p.q.dtype));
   const int64_t groups =
       kThreads / 32 * std::max<int64_t>(1, 32 / std::max<int64_t>(1, head_dim / vec));
-  return {false, attention::kBlocksPerSm, int(groups * attention::kRowsInFlight)};
+  return {false, attention::kBlocksPerSm, int(groups * attention::kRowsInFlight),
+          mma_shape ? 1 : run};
 }
 
 int64_t num_splits(const DecodeAttentionParams& p) {
   if (p.num_splits > 0) return p.num_splits;
-  const int64_t blocks_per_split = std::max<int64_t>(
-      1, p.q.size(0) * (p.q.size(1) / heads_per_block(p.q.size(1), p.k_cache.size(2))));
+  const SplitPath path = split_path(p);
+  const int64_t blocks_per_split =
+      std::max<int64_t>(1, p.q.size(0) * (p.q.size(1) / path.heads_per_block));
   // One full wave of resident blocks (never a second, partial one): at batch 1 and long
   // context every SM streams K/V with all the blocks it holds.
-  const int64_t wave = split_path(p).blocks_per_sm * int64_t(sm_count());
+  const int64_t wave = path.blocks_per_sm * int64_t(sm_count());
   return std::clamp<int64_t>(wave / blocks_per_split, 1, 256);
 }
 
@@ -316,11 +335,11 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   const int64_t tokens = p.q.size(0), heads = p.q.size(1), head_dim = p.q.size(2);
   const SplitPath path = split_path(p);
   // A lists-only launch in clusters: a cluster's blocks are the row's splits (no workspace).
-  const ClusterShape shape = cluster_shape(p, path, heads_per_block(heads, p.k_cache.size(2)));
+  const ClusterShape shape = cluster_shape(p, path, path.heads_per_block);
   const int cluster = shape.size;
   const int64_t splits = cluster > 0 ? cluster : num_splits(p);
   TIDAL_CHECK(splits <= kMaxSplits, "decode_attention: num_splits must be <= 1024");
-  const int hpb = cluster > 0 ? shape.heads_per_block : heads_per_block(heads, p.k_cache.size(2));
+  const int hpb = cluster > 0 ? shape.heads_per_block : path.heads_per_block;
   const int page_size = int(p.k_cache.size(1));
   const bool pow2 = (page_size & (page_size - 1)) == 0;
 
@@ -378,9 +397,9 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   //   <= 16: K = 256 lists -0.5 us), and llama3-8b steps +0.02 to +0.05 ms: those keep the
   //   merge launch (benchmarks/results/PERF_NOTES.md). An FP8 stage is 32 keys a warp, so a
   //   list row has half the partials of a 16-bit one.
-  // - the SIMT kernel for runs of one head (MHA) whose merge fits its shared memory (its
-  //   per-group outputs, groups * head_dim floats, unless the split count is very large): ~0.05
-  //   ms a llama2-7b step. A SIMT run of several heads (f32, small head_dims) would merge them
+  // - the SIMT kernel for runs of one head (MHA; GQA head lists) whose merge fits its shared
+  //   memory (its per-group outputs, groups * head_dim floats, unless the split count is very
+  //   large): ~0.05 ms a llama2-7b step. A SIMT run of several heads (f32, small head_dims) would merge them
   //   one after another (merge_run), measured slower than the launch on GQA.
   const int gmax = hpb == 3 ? 4 : hpb;
   const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
@@ -429,14 +448,21 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
 }  // namespace
 
 size_t decode_attention_workspace_size(const DecodeAttentionParams& p) {
-  const int64_t splits = num_splits(p);
+  // The shapes decide, not the hints: the larger split count of the two kernels a head-lists
+  // launch may take (head_lists_on_simt), so a workspace planned without hints serves both.
+  DecodeAttentionParams hinted = p;
+  hinted.lists_only = hinted.head_lists = true;
+  DecodeAttentionParams plain = p;
+  plain.lists_only = plain.head_lists = false;
+  const int64_t splits = std::max(num_splits(plain), num_splits(hinted));
   if (splits <= 1) return 0;
   const size_t rows = size_t(p.q.size(0) * p.q.size(1) * splits);
   return align_up(rows * size_t(p.q.size(2)) * sizeof(float)) + align_up(rows * sizeof(float));
 }
 
 int decode_attention_cluster_size(const DecodeAttentionParams& p) {
-  return cluster_shape(p, split_path(p), heads_per_block(p.q.size(1), p.k_cache.size(2))).size;
+  const SplitPath path = split_path(p);
+  return cluster_shape(p, path, path.heads_per_block).size;
 }
 
 void decode_attention(const DecodeAttentionParams& p, TensorView workspace, Stream stream) {
