@@ -399,8 +399,8 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   //   list row has half the partials of a 16-bit one.
   // - the SIMT kernel for runs of one head (MHA; GQA head lists) whose merge fits its shared
   //   memory (its per-group outputs, groups * head_dim floats, unless the split count is very
-  //   large): ~0.05 ms a llama2-7b step. A SIMT run of several heads (f32, small head_dims) would merge them
-  //   one after another (merge_run), measured slower than the launch on GQA.
+  //   large): ~0.05 ms a llama2-7b step. A SIMT run of several heads (f32, small head_dims)
+  //   would merge them one after another (merge_run), measured slower than the launch on GQA.
   const int gmax = hpb == 3 ? 4 : hpb;
   const int64_t simt_floats = int64_t(path.tile / attention::kRowsInFlight) * head_dim;
   const bool own_merge =
