@@ -172,8 +172,8 @@ __device__ __forceinline__ MergeFirst merge_first(int64_t row, int num_splits, i
 // (split group, 4 dims); head_dim / 4 divides blockDim.x. smem: merge_smem_floats(num_splits,
 // blockDim.x) floats, 16-byte aligned; scratch: 32 floats. The partials are read through L2: in
 // the split kernel's own merge, other blocks of the launch wrote them. `first`: this thread's
-// merge_first loads of the row, or null to load them here. Ends with a
-// barrier, so the caller may reuse smem.
+// merge_first loads of the row, or null to load them here. Ends with a barrier, so the caller
+// may reuse smem.
 template <typename T>
 __device__ void merge_splits(int64_t row, int active, int num_splits, int head_dim,
                              const float* part_o,    // [tokens, heads, num_splits, head_dim]
