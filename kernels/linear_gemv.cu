@@ -442,10 +442,6 @@ struct QkvAppend {
   int64_t freq_stride;
   int num_heads, num_kv_heads, head_dim;
   AppendArgs plan;  // the slot of each token (token_words unused)
-  // The plan (positions, sequence rows, block tables) and inv_freq are read before the wait
-  // (PagedKvAppendParams::plan_complete), else after the stream: the launcher picks the kernel's
-  // kEarly by it.
-  bool early;
 };
 
 // What a thread of a QKV block needs from the plan for its epilogue: the cosine and sine of its
@@ -668,7 +664,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <typename T, int kTokens>
 void launch_qkv_append_tile(const QkvAppend<T>& e, TensorView in, TensorView weight, bool vec,
-                            cudaStream_t stream) {
+                            bool early, cudaStream_t stream) {
   constexpr int kRows = QkvConfig<kTokens>::kRows;
   const int64_t num_tokens = in.size(0), in_features = in.size(1);
   const int64_t in_stride = num_tokens > 1 ? in.stride[0] : in_features;
@@ -689,7 +685,7 @@ void launch_qkv_append_tile(const QkvAppend<T>& e, TensorView in, TensorView wei
   auto pick = [&](auto fp8) {
     constexpr bool kFp8 = decltype(fp8)::value;
     if constexpr (kTokens <= 4) {
-      if (e.early) {
+      if (early) {
         vec ? run(linear_qkv_append_kernel<T, kTokens, kV, kFp8, true>)
             : run(linear_qkv_append_kernel<T, kTokens, 1, kFp8, true>);
         return;
@@ -726,12 +722,14 @@ void launch_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView w
   e.num_kv_heads = int(p.k.size(1));
   e.head_dim = int(p.k.size(2));
   e.plan = make_append_args(p);
-  // TIDAL_QKV_EARLY=0 reads the plan after the wait all the same (the A/B switch).
+  // The plan (positions, sequence rows, block tables) and inv_freq are read before the wait when
+  // PagedKvAppendParams::plan_complete says they predate it, else after it (the kernel's kEarly);
+  // TIDAL_QKV_EARLY=0 reads them after the wait all the same (the A/B switch).
   static const bool early_reads = switch_on("TIDAL_QKV_EARLY");
-  e.early = p.plan_complete && early_reads;
+  const bool early = p.plan_complete && early_reads;
   const bool vec = gemv_vectorizable<T>(in, weight);
   with_tile(in.size(0), [&](auto tile) {
-    launch_qkv_append_tile<T, decltype(tile)::value>(e, in, weight, vec, stream);
+    launch_qkv_append_tile<T, decltype(tile)::value>(e, in, weight, vec, early, stream);
   });
 }
 
