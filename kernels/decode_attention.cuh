@@ -192,20 +192,19 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   // head_dim 128 and 256 threads: a 33-split row) waits one round trip for both (the weights'
   // block reductions run while they land). A split's lse is read once (the thread's first in a
   // register, for both passes).
-  constexpr int kBatch = kMergeBatch;
-  auto load_batch = [&](int s0, float4(&dst)[kBatch]) {
+  auto load_batch = [&](int s0, float4(&dst)[kMergeBatch]) {
 #pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
+    for (int u = 0; u < kMergeBatch; ++u) {
       const int s = s0 + u * split_groups;
       dst[u] = s < active ? __ldcg(reinterpret_cast<const float4*>(row_o + s * head_dim) + lane)
                           : make_float4(0, 0, 0, 0);
     }
   };
-  float4 v[kBatch];
+  float4 v[kMergeBatch];
   float lse0;
   if (first != nullptr) {
 #pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
+    for (int u = 0; u < kMergeBatch; ++u) {
       v[u] = sg + u * split_groups < active ? first->v[u] : make_float4(0, 0, 0, 0);
     }
     lse0 = first->lse;
@@ -228,10 +227,10 @@ __device__ void merge_splits(int64_t row, int active, int num_splits, int head_d
   // In split order, so the sums are those of a one-at-a-time loop: the first split's weighted
   // partial, then fmaf of each next one (a split past `active` adds 0 * 0).
   float4 acc = make_float4(0, 0, 0, 0);  // lanes divides the block: every thread has a slot
-  for (int s0 = sg; s0 < active; s0 += kBatch * split_groups) {
+  for (int s0 = sg; s0 < active; s0 += kMergeBatch * split_groups) {
     if (s0 != sg) load_batch(s0, v);
 #pragma unroll
-    for (int u = 0; u < kBatch; ++u) {
+    for (int u = 0; u < kMergeBatch; ++u) {
       const int s = s0 + u * split_groups;
       const float w = s < active ? weights[s] : 0.0f;
       if (s == sg) {
