@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <utility>
 
 #include "kernels/block_table_update.h"
@@ -45,11 +46,13 @@ int64_t max_pages(const WorkspaceShape& s) {
 // ~60, H200, benchmarks/results/PERF_NOTES.md). The kernels read the pitch from the view.
 int64_t score_pitch(int64_t positions) { return (positions + 3) / 4 * 4; }
 
-// The A/B switches of two step-level choices, read once per process, for measuring what each buys
+// The A/B switches of three step-level choices, for measuring what each buys
 // (benchmarks/results/PERF_NOTES.md), as TIDAL_PDL=0 does for programmatic launches:
 // TIDAL_LOGITS16=0 keeps every selecting token's logits f32 (no logits16: the selection then
 // rounds as before it), TIDAL_FP8_QKV_APPEND=0 appends to FP8 caches in a launch of their own
-// (no append_counters: the same bytes).
+// (no append_counters: the same bytes), both read once per process; TIDAL_SELECT_STREAM=0 runs
+// the selection on the main stream (no LlamaWorkspace::select_stream: the same launches), =low
+// on a side stream of the lowest priority.
 bool switched_off(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && std::strcmp(v, "0") == 0;
@@ -166,6 +169,14 @@ Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& s
   static const bool no_fused_fp8 = switched_off("TIDAL_FP8_QKV_APPEND");
   if (no_logits16) out->logits16 = TensorView{};
   if (no_fused_fp8) out->append_counters = TensorView{};
+  // Read at every create, not once, so that tests can build an engine of each kind.
+  const char* select_stream = std::getenv("TIDAL_SELECT_STREAM");
+  const std::string mode = select_stream != nullptr ? select_stream : "";
+  if (shape.device.kind == DeviceKind::kCuda && mode != "0") {
+    std::unique_ptr<SideStream> side;
+    TIDAL_RETURN_IF_ERROR(SideStream::create(mode != "low", &side));
+    out->select_stream = std::move(side);
+  }
   out->arena = std::move(arena);
   return ok_status();
 }
@@ -264,8 +275,14 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
   } else {
     stage_input(*par, c, w, batch, ws, x, stream);
   }
+  // A selection layer's lists are committed on ws.select_stream beside its MLP (attention_layer);
+  // the next layer's first launch, or the final norm, waits for them.
+  const auto join_selection = [&ws, stream] {
+    if (ws.select_stream != nullptr) ws.select_stream->join(stream);
+  };
   for (int64_t l = first; l < end; ++l) {
     const LayerWeights& lw = w.layers[size_t(l)];
+    join_selection();
     // Attention block (the previous layer's MLP output joins the residual here).
     if (l == first) {
       k::rms_norm(xn, x, lw.input_norm, c.rms_norm_eps, stream);
@@ -292,6 +309,7 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     k::linear(delta, act, lw.w_down, stream);
     if (par != nullptr) tp_all_reduce(*par, delta, stream);
   }
+  join_selection();
   if (par != nullptr && !par->shard.last_stage()) {
     k::residual_add(x, x, delta, stream);  // the next stage starts from the whole residual
     stage_output(*par, batch, ws, x, stream);

@@ -8,12 +8,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "model/attention_policy.h"
 #include "model/config.h"
 #include "model/weights.h"
 #include "runtime/arena.h"
+#include "runtime/device.h"
 #include "runtime/stream.h"
 #include "runtime/tensor.h"
 
@@ -137,6 +139,11 @@ struct LlamaWorkspace {
   // GEMV's blocks append to an FP8 cache in its own launch (PagedKvAppendParams::append_counters).
   // Empty under TIDAL_FP8_QKV_APPEND=0.
   TensorView append_counters;
+  // GPU: the stream a selection layer's group probs, top-k and list commit run on, beside the
+  // layer's MLP on the main stream, joined before the next layer (one rank only: under TP the
+  // lists are agreed over NCCL in the main stream's order). Null on the CPU and under
+  // TIDAL_SELECT_STREAM=0 (read when the workspace is created): the main stream runs them.
+  std::shared_ptr<SideStream> select_stream;
   WorkspaceShape shape;
   Arena arena;
 

@@ -216,6 +216,53 @@ float Event::elapsed_ms_since(const Event& start) const {
   return ms;
 }
 
+Status SideStream::create(bool high_priority, std::unique_ptr<SideStream>* out) {
+  std::unique_ptr<SideStream> s(new SideStream());
+  int least = 0, greatest = 0;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  if (cudaDeviceGetStreamPriorityRange(&least, &greatest) != cudaSuccess ||
+      cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking,
+                                   high_priority ? greatest : least) != cudaSuccess) {
+    cudaGetLastError();
+    return unavailable("cannot create a CUDA stream");
+  }
+  s->stream_.handle = stream;  // the destructor releases what was made
+  if (cudaEventCreateWithFlags(&fork, cudaEventDisableTiming) != cudaSuccess) {
+    cudaGetLastError();
+    return unavailable("cannot create a CUDA event");
+  }
+  s->fork_event_ = fork;
+  if (cudaEventCreateWithFlags(&join, cudaEventDisableTiming) != cudaSuccess) {
+    cudaGetLastError();
+    return unavailable("cannot create a CUDA event");
+  }
+  s->join_event_ = join;
+  *out = std::move(s);
+  return ok_status();
+}
+
+SideStream::~SideStream() {
+  if (join_event_ != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(join_event_));
+  if (fork_event_ != nullptr) cudaEventDestroy(static_cast<cudaEvent_t>(fork_event_));
+  if (stream_.handle != nullptr) cudaStreamDestroy(raw(stream_));
+}
+
+void SideStream::fork(Stream main) {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(fork_event_), raw(main)), "cudaEventRecord");
+  check(cudaStreamWaitEvent(raw(stream_), static_cast<cudaEvent_t>(fork_event_), 0),
+        "cudaStreamWaitEvent");
+  forked_ = true;
+}
+
+void SideStream::join(Stream main) {
+  if (!forked_) return;
+  check(cudaEventRecord(static_cast<cudaEvent_t>(join_event_), raw(stream_)), "cudaEventRecord");
+  check(cudaStreamWaitEvent(raw(main), static_cast<cudaEvent_t>(join_event_), 0),
+        "cudaStreamWaitEvent");
+  forked_ = false;
+}
+
 Graph::~Graph() {
   if (exec_ != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
 }
@@ -239,7 +286,10 @@ Graph Graph::end_capture(Stream stream) {
   cudaGraph_t graph = nullptr;
   check(cudaStreamEndCapture(raw(stream), &graph), "cudaStreamEndCapture");
   cudaGraphExec_t exec = nullptr;
-  check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  // Kernel nodes keep the priority of the stream they were captured from (SideStream's work
+  // before the main stream's), not the launch stream's.
+  check(cudaGraphInstantiate(&exec, graph, cudaGraphInstantiateFlagUseNodePriority),
+        "cudaGraphInstantiate");
   check(cudaGraphDestroy(graph), "cudaGraphDestroy");
   Graph g;
   g.exec_ = exec;
@@ -304,6 +354,15 @@ Event::~Event() {}
 void Event::record(Stream) { no_cuda("Event::record"); }
 void Event::synchronize() { no_cuda("Event::synchronize"); }
 float Event::elapsed_ms_since(const Event&) const { no_cuda("Event::elapsed_ms_since"); }
+Status SideStream::create(bool, std::unique_ptr<SideStream>* out) {
+  out->reset();
+  return unavailable("no side stream: built without CUDA");
+}
+SideStream::~SideStream() {}
+void SideStream::fork(Stream) { no_cuda("SideStream::fork"); }
+void SideStream::join(Stream) {
+  if (forked_) no_cuda("SideStream::join");
+}
 Graph::~Graph() {}
 Graph::Graph(Graph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
 Graph& Graph::operator=(Graph&& other) noexcept {

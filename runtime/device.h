@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "runtime/status.h"
@@ -75,6 +76,36 @@ class Event {
 
  private:
   void* event_ = nullptr;
+};
+
+// A second stream for work off a step's critical path (a selection layer's top-k and list commit
+// beside its MLP): fork(main) queues it behind everything queued on `main` so far, join(main)
+// queues `main` behind everything queued on it since the fork. Both hold during graph capture:
+// a capture on `main` takes the side stream's work as a branch of the graph that rejoins it
+// (every fork must be joined before the capture ends). With high_priority the stream has the
+// device's highest priority (the lowest otherwise, the default streams'), so its blocks are
+// scheduled before the waiting blocks of the main stream's kernels, in graphs too (Graph keeps
+// each kernel node's captured priority). Not thread-safe; one per workspace. Built without CUDA,
+// create() fails (unavailable).
+class SideStream {
+ public:
+  static Status create(bool high_priority, std::unique_ptr<SideStream>* out);
+  ~SideStream();
+  SideStream(const SideStream&) = delete;
+  SideStream& operator=(const SideStream&) = delete;
+
+  Stream stream() const { return stream_; }
+  void fork(Stream main);
+  // No-op unless fork() was called since the last join().
+  void join(Stream main);
+  bool forked() const { return forked_; }
+
+ private:
+  SideStream() = default;
+  Stream stream_;
+  void* fork_event_ = nullptr;  // cudaEvent_t, timing disabled
+  void* join_event_ = nullptr;
+  bool forked_ = false;
 };
 
 // A captured CUDA graph, instantiated and ready to launch. Move-only.
