@@ -136,7 +136,7 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   // One rank, no attention timing (whose hook brackets the layer's launches on `stream`): the
   // selection runs beside the rest of the layer, whose next reader of the lists (and of the
   // scratch top-k shares with decode attention) comes after the join (llama_forward).
-  SideStream* side = par == nullptr && !b.attention_hook ? ws.select_stream.get() : nullptr;
+  SideStream* side = par == nullptr && !b.attention_hook ? ws.side_stream.get() : nullptr;
   if (side == nullptr) {
     select_lists(b, layer, ws, roles, stream, par);
     return;

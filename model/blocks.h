@@ -19,7 +19,7 @@ namespace tidal::model {
 // Prefill tokens attend densely and causally.
 // With `par` (tensor parallel), lists whose heads span ranks are agreed across them between the
 // group sums and the commit (parallel_forward.h). Without it, on the GPU, a selection layer's
-// group sums, top-k and commit may be left running on ws.select_stream: the caller joins it
+// group sums, top-k and commit may be left running on ws.side_stream: the caller joins it
 // (SideStream::join) before anything reads the lists or the scratch.
 void attention_layer(const ModelConfig& config, int64_t layer, const ForwardBatch& batch,
                      const KvLayer& kv, LlamaWorkspace& ws, TensorView q, TensorView out,

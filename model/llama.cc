@@ -50,9 +50,9 @@ int64_t score_pitch(int64_t positions) { return (positions + 3) / 4 * 4; }
 // (benchmarks/results/PERF_NOTES.md), as TIDAL_PDL=0 does for programmatic launches:
 // TIDAL_LOGITS16=0 keeps every selecting token's logits f32 (no logits16: the selection then
 // rounds as before it), TIDAL_FP8_QKV_APPEND=0 appends to FP8 caches in a launch of their own
-// (no append_counters: the same bytes), both read once per process; TIDAL_SELECT_STREAM=0 runs
-// the selection on the main stream (no LlamaWorkspace::select_stream: the same launches), =low
-// on a side stream of the lowest priority.
+// (no append_counters: the same bytes), both read once per process; TIDAL_SIDE_STREAM=0 queues
+// the selection and the page-bound updates on the main stream (no LlamaWorkspace::side_stream:
+// the same launches), =low on a side stream of the lowest priority.
 bool switched_off(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && std::strcmp(v, "0") == 0;
@@ -170,12 +170,12 @@ Status LlamaWorkspace::create(const ModelConfig& config, const WorkspaceShape& s
   if (no_logits16) out->logits16 = TensorView{};
   if (no_fused_fp8) out->append_counters = TensorView{};
   // Read at every create, not once, so that tests can build an engine of each kind.
-  const char* select_stream = std::getenv("TIDAL_SELECT_STREAM");
-  const std::string mode = select_stream != nullptr ? select_stream : "";
+  const char* side_stream = std::getenv("TIDAL_SIDE_STREAM");
+  const std::string mode = side_stream != nullptr ? side_stream : "";
   if (shape.device.kind == DeviceKind::kCuda && mode != "0") {
     std::unique_ptr<SideStream> side;
     TIDAL_RETURN_IF_ERROR(SideStream::create(mode != "low", &side));
-    out->select_stream = std::move(side);
+    out->side_stream = std::move(side);
   }
   out->arena = std::move(arena);
   return ok_status();
@@ -275,14 +275,16 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
   } else {
     stage_input(*par, c, w, batch, ws, x, stream);
   }
-  // A selection layer's lists are committed on ws.select_stream beside its MLP (attention_layer);
-  // the next layer's first launch, or the final norm, waits for them.
-  const auto join_selection = [&ws, stream] {
-    if (ws.select_stream != nullptr) ws.select_stream->join(stream);
+  // Work beside the layer on ws.side_stream (a selection layer's list commit, attention_layer; the
+  // page bounds, below) is joined by the next layer's first launch, or the final norm: it reads
+  // or writes nothing the rest of its layer does, and the next layer rewrites the keys the bounds
+  // read and reads the lists.
+  const auto join_side = [&ws, stream] {
+    if (ws.side_stream != nullptr) ws.side_stream->join(stream);
   };
   for (int64_t l = first; l < end; ++l) {
     const LayerWeights& lw = w.layers[size_t(l)];
-    join_selection();
+    join_side();
     // Attention block (the previous layer's MLP output joins the residual here).
     if (l == first) {
       k::rms_norm(xn, x, lw.input_norm, c.rms_norm_eps, stream);
@@ -297,7 +299,17 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     // inv_freq is written once at create.
     append.plan_complete = true;
     k::linear_qkv_append(append, xn, lw.w_qkv, stream);
-    update_page_bounds(cache, batch, key, stream);
+    // Quest's page scores read the bounds in later steps, and in this layer when a token of it runs
+    // Quest (after a correction chunk may have rewritten its pages): only a decode-only step's
+    // layer without Quest tokens updates them beside the layer (on one rank, as the selection).
+    SideStream* side = par == nullptr ? ws.side_stream.get() : nullptr;
+    if (side != nullptr && cache.key_max.data != nullptr && n == batch.num_decode &&
+        !(batch.layer_ops[l] & kLayerQuest)) {
+      side->fork(stream);
+      update_page_bounds(cache, batch, key, side->stream());
+    } else {
+      update_page_bounds(cache, batch, key, stream);
+    }
     if (batch.attention_hook) batch.attention_hook(l, false);
     attention_layer(c, l, batch, cache, ws, q, attn, stream, par);
     if (batch.attention_hook) batch.attention_hook(l, true);
@@ -309,7 +321,7 @@ void llama_forward(const ModelConfig& c, const LlamaWeights& w, const ForwardBat
     k::linear(delta, act, lw.w_down, stream);
     if (par != nullptr) tp_all_reduce(*par, delta, stream);
   }
-  join_selection();
+  join_side();
   if (par != nullptr && !par->shard.last_stage()) {
     k::residual_add(x, x, delta, stream);  // the next stage starts from the whole residual
     stage_output(*par, batch, ws, x, stream);

@@ -139,11 +139,12 @@ struct LlamaWorkspace {
   // GEMV's blocks append to an FP8 cache in its own launch (PagedKvAppendParams::append_counters).
   // Empty under TIDAL_FP8_QKV_APPEND=0.
   TensorView append_counters;
-  // GPU: the stream a selection layer's group probs, top-k and list commit run on, beside the
-  // layer's MLP on the main stream, joined before the next layer (one rank only: under TP the
-  // lists are agreed over NCCL in the main stream's order). Null on the CPU and under
-  // TIDAL_SELECT_STREAM=0 (read when the workspace is created): the main stream runs them.
-  std::shared_ptr<SideStream> select_stream;
+  // GPU: the stream that work off a layer's critical path runs on, beside the rest of the layer
+  // on the main stream, joined before the next layer: a selection layer's group probs, top-k and
+  // list commit (one rank only: under TP the lists are agreed over NCCL in the main stream's
+  // order), and Quest's page-bound update where no token of the layer runs Quest. Null on the CPU
+  // and under TIDAL_SIDE_STREAM=0 (read when the workspace is created): the main stream runs them.
+  std::shared_ptr<SideStream> side_stream;
   WorkspaceShape shape;
   Arena arena;
 

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// A selection layer's group sums, top-k and list commit on their own stream (LlamaWorkspace::
-// select_stream, beside the layer's MLP) give the same steps as on the main stream
-// (TIDAL_SELECT_STREAM=0): a batch of every policy (tidal at each granularity, selecting in the
-// last layer too, beside full and quest) decodes to the same logits, bit for bit, the same tokens
-// and the same position-persistence counts, through replayed graphs and eagerly.
+// Work beside a layer on its own stream (LlamaWorkspace::side_stream: a selection layer's group
+// sums, top-k and list commit beside its MLP; Quest's page-bound update where no token of the
+// layer runs Quest) gives the same steps as on the main stream (TIDAL_SIDE_STREAM=0): a batch of
+// every policy (tidal at each granularity, selecting in the last layer too, beside full and
+// quest) decodes to the same logits, bit for bit, the same tokens and the same
+// position-persistence counts, through replayed graphs and eagerly; and the bounds a tidal
+// sequence's steps wrote beside their layers serve a Quest fork of it as the main stream's do.
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -34,22 +36,22 @@ model::ModelConfig config() {
   return testing::untied_llama(t);
 }
 
-// An engine created with TIDAL_SELECT_STREAM set to `mode` (unset when null); the workspace reads
+// An engine created with TIDAL_SIDE_STREAM set to `mode` (unset when null); the workspace reads
 // it when it is created.
 std::unique_ptr<Engine> engine_with(const char* mode, const model::LlamaWeights& host,
                                     const EngineConfig& cfg) {
-  const char* before = std::getenv("TIDAL_SELECT_STREAM");
+  const char* before = std::getenv("TIDAL_SIDE_STREAM");
   const std::string saved = before != nullptr ? before : "";
   if (mode != nullptr) {
-    setenv("TIDAL_SELECT_STREAM", mode, 1);
+    setenv("TIDAL_SIDE_STREAM", mode, 1);
   } else {
-    unsetenv("TIDAL_SELECT_STREAM");
+    unsetenv("TIDAL_SIDE_STREAM");
   }
   auto e = testing::make_engine(config(), host, cfg);
   if (before != nullptr) {
-    setenv("TIDAL_SELECT_STREAM", saved.c_str(), 1);
+    setenv("TIDAL_SIDE_STREAM", saved.c_str(), 1);
   } else {
-    unsetenv("TIDAL_SELECT_STREAM");
+    unsetenv("TIDAL_SIDE_STREAM");
   }
   return e;
 }
@@ -59,9 +61,9 @@ struct Case {
   bool graphs;
 };
 
-class SelectStreamCuda : public ::testing::TestWithParam<Case> {};
+class SideStreamCuda : public ::testing::TestWithParam<Case> {};
 
-TEST_P(SelectStreamCuda, SameStepsAsOnTheMainStream) {
+TEST_P(SideStreamCuda, SameStepsAsOnTheMainStream) {
   TIDAL_SKIP_WITHOUT_CUDA();
   const Case param = GetParam();
   const model::ModelConfig c = config();
@@ -72,9 +74,9 @@ TEST_P(SelectStreamCuda, SameStepsAsOnTheMainStream) {
   auto low = engine_with("low", host, cfg);
   auto main = engine_with("0", host, cfg);
   ASSERT_TRUE(side && low && main);
-  EXPECT_TRUE(side->workspace().select_stream != nullptr);
-  EXPECT_TRUE(low->workspace().select_stream != nullptr);
-  EXPECT_TRUE(main->workspace().select_stream == nullptr);
+  EXPECT_TRUE(side->workspace().side_stream != nullptr);
+  EXPECT_TRUE(low->workspace().side_stream != nullptr);
+  EXPECT_TRUE(main->workspace().side_stream == nullptr);
 
   // Budgets well below the contexts (33..90 tokens): the lists are sparse, and the selection
   // layers' lists change from step to step.
@@ -115,8 +117,54 @@ TEST_P(SelectStreamCuda, SameStepsAsOnTheMainStream) {
   }
 }
 
+// A tidal sequence decodes alone (every layer's page bounds updated beside the layer), then a
+// Quest fork of it reads those bounds in its own steps: the same logits as an engine that
+// updated them on the main stream.
+TEST_P(SideStreamCuda, BoundsWrittenBesideTheLayerServeAQuestFork) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const Case param = GetParam();
+  const model::ModelConfig c = config();
+  const model::LlamaWeights host = testing::host_weights(c, 59);
+  EngineConfig cfg = testing::gpu_config(param.dtype, param.graphs);
+  cfg.page_size = 8;
+  ASSERT_TRUE(cfg.quest_bounds);
+  std::vector<std::vector<std::vector<float>>> runs;
+  for (const char* mode : {"0", "1"}) {
+    auto e = engine_with(mode, host, cfg);
+    ASSERT_NE(e, nullptr);
+    SequenceOptions tidal;
+    tidal.attention = tidal_policy(16, Granularity::kPerKvHead, {4});
+    tidal.sampling.temperature = 0;
+    SeqId source, forked;
+    ASSERT_TRUE(e->add_sequence(testing::random_prompt(30, c.vocab, 91), tidal, &source).ok());
+    int32_t token = -1;
+    ASSERT_TRUE(e->prefill(source, TensorView(), &token).ok());
+    std::vector<int32_t> s;
+    for (int step = 0; step < 40; ++step) {  // 40 positions: five pages of bounds from decode
+      ASSERT_TRUE(e->decode({source}, {token}, TensorView(), &s).ok());
+      token = s[0];
+    }
+    SequenceOptions quest = tidal;
+    quest.attention = testing::quest_policy(24, 8);
+    ASSERT_TRUE(e->fork(source, quest, &forked).ok());
+    std::vector<std::vector<float>> logits;
+    for (int step = 0; step < 8; ++step) {
+      logits.emplace_back(static_cast<size_t>(c.vocab));
+      ASSERT_TRUE(e->decode({forked}, {token},
+                            make_view(logits.back().data(), DType::kF32, {1, c.vocab}), &s)
+                      .ok());
+      token = s[0];
+    }
+    runs.push_back(std::move(logits));
+  }
+  ASSERT_EQ(runs[0].size(), runs[1].size());
+  for (size_t step = 0; step < runs[0].size(); ++step) {
+    EXPECT_EQ(runs[1][step], runs[0][step]) << "step " << step;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
-    Cases, SelectStreamCuda,
+    Cases, SideStreamCuda,
     ::testing::Values(Case{DType::kF32, true}, Case{DType::kBF16, true},
                       Case{DType::kBF16, false}),
     [](const auto& info) {
