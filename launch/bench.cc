@@ -274,7 +274,7 @@ std::vector<Column> columns() {
           {"batch", 5, true, 0},     {"policy", 6, false, 0},        {"granularity", 14, false, 0},
           {"agree", 6, false, 0},    {"budget", 6, true, 0},         {"ms", 8, true, 3},
           {"p90_ms", 8, true, 3},    {"min_ms", 8, true, 3},         {"tok/s", 9, true, 1},
-          {"attn_ms", 8, true, 3},
+          {"graph_ms", 8, true, 3},  {"attn_ms", 8, true, 3},
           {"dense_ms", 8, true, 3},  {"select_ms", 9, true, 3},      {"sparse_ms", 9, true, 3},
           {"quest_ms", 8, true, 3},  {"ar_ms", 7, true, 3},          {"ar_us/L", 7, true, 1},
           {"%ar", 5, true, 1},       {"agree_us/sel", 12, true, 1},  {"GB", 7, true, 2},
@@ -348,6 +348,19 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
     const double steps = double(std::max<int64_t>(d.decode_steps, 1));
     kv.per_kv_head += b.per_kv_head / steps;
     kv.per_list += b.per_list / steps;
+  }
+  // The step's device time alone: its graph replayed back to back (one rank, graphs on), so no
+  // host planning, plan upload wait or launch latency between steps; ms - graph_ms is what the
+  // host adds to a step.
+  double graph_ms = NAN;
+  if (gpu && o.graph_replays > 0 && run.engine.distributed == nullptr) {
+    Mark first(gpu), last(gpu);
+    first.record(e.stream());
+    if (e.replay_last_step(o.graph_replays).ok()) {
+      last.record(e.stream());
+      last.wait();
+      graph_ms = last.ms_since(first) / double(o.graph_replays);
+    }
   }
   // Attention by layer role: one more step, eager, with events around each layer's attention
   // and (under --tp) around rank 0's all-reduces and list agreements.
@@ -425,6 +438,7 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
                   st.p90,
                   st.min,
                   double(batch) / (st.median * 1e-3),
+                  graph_ms,
                   attn_ms,
                   role(model::LayerRole::kDense),
                   role(model::LayerRole::kSelect),
@@ -663,7 +677,9 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   bench::Table table(bi, columns());
   table.print_header(
       {"ms / p90_ms / min_ms: per-step latency (CUDA events around each decode step, host planning",
-       "included), median, p90 and min. attn_ms: the attention launches of one more (eager) step,",
+       "included), median, p90 and min. graph_ms: the last step's CUDA graph replayed",
+       "--graph-replays times back to back, a replay's mean (one rank): the step without the host's",
+       "planning and launch between steps. attn_ms: the attention launches of one more (eager) step,",
        "by layer role (under --tp/--pp: rank 0's, in its stage's layers). Of that step on rank 0",
        "under --tp: ar_ms, the activation all-reduces (waits for the other ranks included);",
        "ar_us/L, ar_ms per layer of rank 0; %ar, their share of the step; agree_us/sel, list",

@@ -838,8 +838,10 @@ void Engine::run_step(TensorView logits) {
   const bool use_graph = config_.device.kind == DeviceKind::kCuda && config_.cuda_graphs &&
                          !traced && !attention_marker_ && h.num_decode > 0 &&
                          h.num_tokens == h.num_decode && bucket;
+  last_graph_ = nullptr;
   if (use_graph) {
-    replay_or_capture(h.num_decode, step_->layer_ops(), {}, [this] { enqueue_step(); });
+    last_graph_ =
+        replay_or_capture(h.num_decode, step_->layer_ops(), {}, [this] { enqueue_step(); });
   } else {
     enqueue_step();
   }
@@ -853,8 +855,20 @@ void Engine::run_step(TensorView logits) {
   stream_synchronize(stream_);
 }
 
-void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<int64_t> sig,
-                               const std::function<void()>& enqueue) {
+Status Engine::replay_last_step(int64_t times) {
+  if (dist_ != nullptr) {
+    return invalid_argument("replay_last_step: not available under tensor / pipeline parallelism");
+  }
+  if (last_graph_ == nullptr) {
+    return invalid_argument("replay_last_step: the last step did not run from a CUDA graph");
+  }
+  for (int64_t i = 0; i < times; ++i) last_graph_->launch(stream_);
+  return ok_status();
+}
+
+const Graph* Engine::replay_or_capture(int64_t bucket, const uint8_t* need,
+                                       std::vector<int64_t> sig,
+                                       const std::function<void()>& enqueue) {
   // Graphs by batch bucket and by the layer ops: the optional launches (selection, Quest) each
   // layer needs and its attention's launch shape (lists-only layers, head lists).
   // Lengths, lists, roles and sampling settings are device data, so a graph replays any step
@@ -870,7 +884,7 @@ void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<
     hit->last_used = ++graph_clock_;
     hit->graph.launch(stream_);
     par_.counters += hit->counted;
-    return;
+    return &hit->graph;
   }
   // The first step of a set runs eagerly (lazy library handles and algorithm choices are made
   // outside any capture) and is the real step; the capture only records (under TP/PP every rank
@@ -893,6 +907,7 @@ void Engine::replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<
   g.graph = Graph::end_capture(stream_);
   par_.counters = counted;  // the capture recorded, it ran nothing
   captures_ += 1;
+  return &g.graph;
 }
 
 void Engine::enqueue_step() {

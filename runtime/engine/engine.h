@@ -286,6 +286,14 @@ class Engine {
   int64_t pages_for_next_token(SeqId id) const;
   // CUDA graph captures so far (one per batch bucket, plus one per widening of its layer ops).
   int64_t graphs_captured() const { return captures_; }
+  // Benchmarks: queues the graph of the last decode step `times` more times on stream(), back to
+  // back (no host work between them), and returns without waiting: the step's device time alone,
+  // against the step's latency with its host planning and launch. A replay recomputes that step
+  // (the same plan: the same cache rows rewritten with the same values, the same lists and
+  // samples); no sequence advances. The device's position-persistence counters count each
+  // replay's selections again. Invalid when the last step ran eagerly, and under TP / PP (one
+  // rank cannot replay its collectives alone).
+  Status replay_last_step(int64_t times);
 
  private:
   struct Sequence {
@@ -333,8 +341,9 @@ class Engine {
   // and whose other host-decided launches are `sig` (empty on one rank; model::launch_signature
   // and the sampling path under TP/PP): replays the graph holding exactly those launches, or runs
   // `enqueue` eagerly (the real step) and then captures it.
-  void replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<int64_t> sig,
-                         const std::function<void()>& enqueue);
+  // Returns that graph.
+  const Graph* replay_or_capture(int64_t bucket, const uint8_t* need, std::vector<int64_t> sig,
+                                 const std::function<void()>& enqueue);
   void record_traces(int64_t layer);
   void count_decode_stats(Sequence* s);
   // Appends random K/V for the plan's prefill positions (add_random_sequence), in held layers.
@@ -401,6 +410,9 @@ class Engine {
   std::map<int64_t, std::vector<BucketGraph>> graphs_;
   uint64_t graph_clock_ = 0;
   int64_t captures_ = 0;
+  // The last decode step's graph on one rank (replay_last_step); null after an eager step. Valid
+  // until the next step (a capture may move or drop the bucket's graphs).
+  const Graph* last_graph_ = nullptr;
   std::vector<size_t> pages_before_;  // decode: block-table sizes before the step's pages
   std::unordered_map<SeqId, Sequence> seqs_;
   std::function<void(int64_t layer, bool after)> attention_marker_;

@@ -3,7 +3,7 @@
 // chunk) gives the logits and K/V of separate calls to rounding (the mixed step runs its
 // projections as one GEMM, separate decode steps as GEMVs), and decode-only steps through step()
 // stay on the CUDA-graph path, bit for bit equal to decode(); graphs are kept per set of layer
-// launches.
+// launches; replaying the last step's graph advances nothing.
 #include <memory>
 #include <vector>
 
@@ -173,6 +173,43 @@ TEST_P(MixedStepCuda, GraphsAreKeptPerSetOfLayerLaunches) {
   }
   EXPECT_EQ(e->graphs_captured(), 2) << "each set replays its own graph";
   EXPECT_EQ(eager->graphs_captured(), 0);
+}
+
+// Engine::replay_last_step reruns the last decode step's graph and advances nothing: every step
+// after the replays gives the logits and tokens of an engine that never replayed. A prefill ran
+// no graph: nothing to replay.
+TEST_P(MixedStepCuda, ReplayingTheLastStepAdvancesNothing) {
+  TIDAL_SKIP_WITHOUT_CUDA();
+  const DType dtype = GetParam();
+  const model::LlamaWeights host = testing::host_weights(config(), 61);
+  EngineConfig cfg = testing::gpu_config(dtype);
+  cfg.page_size = 8;
+  auto a = testing::make_engine(config(), host, cfg);
+  auto b = testing::make_engine(config(), host, cfg);
+  ASSERT_TRUE(a && b);
+  const int64_t vocab = config().vocab;
+  SequenceOptions tidal;
+  tidal.attention = testing::tidal_policy(8, model::Granularity::kPerKvHead, {3});
+  tidal.sampling.temperature = 0;
+  SeqId sa, sb;
+  ASSERT_TRUE(a->add_sequence(testing::random_prompt(40, vocab, 8), tidal, &sa).ok());
+  ASSERT_TRUE(b->add_sequence(testing::random_prompt(40, vocab, 8), tidal, &sb).ok());
+  int32_t ta = -1, tb = -1;
+  ASSERT_TRUE(a->prefill(sa, TensorView(), &ta).ok());
+  ASSERT_TRUE(b->prefill(sb, TensorView(), &tb).ok());
+  EXPECT_EQ(a->replay_last_step(1).code(), StatusCode::kInvalidArgument);
+  std::vector<float> la(static_cast<size_t>(vocab)), lb(static_cast<size_t>(vocab));
+  std::vector<int32_t> s;
+  for (int step = 0; step < 6; ++step) {
+    ASSERT_TRUE(a->decode({sa}, {ta}, make_view(la.data(), DType::kF32, {1, vocab}), &s).ok());
+    ta = s[0];
+    ASSERT_TRUE(a->replay_last_step(3).ok()) << step;
+    ASSERT_TRUE(b->decode({sb}, {tb}, make_view(lb.data(), DType::kF32, {1, vocab}), &s).ok());
+    tb = s[0];
+    EXPECT_EQ(la, lb) << step;
+    EXPECT_EQ(ta, tb) << step;
+  }
+  EXPECT_EQ(a->length(sa), b->length(sb));
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, MixedStepCuda, ::testing::Values(DType::kF32, DType::kBF16),

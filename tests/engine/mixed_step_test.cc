@@ -218,5 +218,20 @@ TEST(MixedStep, BadStepsChangeNothing) {
   fails({}, {}, {}, "nothing to run");
 }
 
+// The CPU engine runs no graph: there is no step to replay (Engine::replay_last_step).
+TEST(MixedStep, NoGraphStepToReplayOnTheCpu) {
+  auto e = engine4();
+  ASSERT_NE(e, nullptr);
+  SeqId id;
+  ASSERT_TRUE(e->add_sequence(prompt(12, 1), tidal_options(8, 3), &id).ok());
+  int32_t token = -1;
+  ASSERT_TRUE(e->prefill(id, TensorView(), &token).ok());
+  std::vector<int32_t> sampled;
+  ASSERT_TRUE(e->decode({id}, {token}, TensorView(), &sampled).ok());
+  const int64_t before = e->length(id);
+  EXPECT_EQ(e->replay_last_step(2).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(e->length(id), before);
+}
+
 }  // namespace
 }  // namespace tidal::engine
