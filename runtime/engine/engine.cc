@@ -625,6 +625,7 @@ Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
 Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOptions& options,
                             SeqId* id) {
   TIDAL_RETURN_IF_ERROR(validate_sequence(prompt, options));
+  last_graph_ = nullptr;  // the sequences change: the last step is no longer replayable
   const model::AttentionPolicy& policy = options.attention;
   const int64_t n = int64_t(prompt.size());
   auto free_row = std::find(row_used_.begin(), row_used_.end(), false);
@@ -652,6 +653,7 @@ Status Engine::add_sequence(const std::vector<int32_t>& prompt, const SequenceOp
 void Engine::release(SeqId id) {
   Sequence* s = find(id);
   if (s == nullptr) return;
+  last_graph_ = nullptr;  // its pages may go to another sequence
   kv_.release(&s->block_table);
   row_used_[size_t(s->row)] = false;
   seqs_.erase(id);

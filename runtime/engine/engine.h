@@ -291,8 +291,9 @@ class Engine {
   // against the step's latency with its host planning and launch. A replay recomputes that step
   // (the same plan: the same cache rows rewritten with the same values, the same lists and
   // samples); no sequence advances. The device's position-persistence counters count each
-  // replay's selections again. Invalid when the last step ran eagerly, and under TP / PP (one
-  // rank cannot replay its collectives alone).
+  // replay's selections again. Invalid when the last step ran eagerly, once a sequence was added,
+  // forked or released since (add_random_sequence and fork add one), and under TP / PP (one rank
+  // cannot replay its collectives alone).
   Status replay_last_step(int64_t times);
 
  private:

@@ -177,7 +177,7 @@ TEST_P(MixedStepCuda, GraphsAreKeptPerSetOfLayerLaunches) {
 
 // Engine::replay_last_step reruns the last decode step's graph and advances nothing: every step
 // after the replays gives the logits and tokens of an engine that never replayed. A prefill ran
-// no graph: nothing to replay.
+// no graph, and a sequence added since makes the step stale: nothing to replay.
 TEST_P(MixedStepCuda, ReplayingTheLastStepAdvancesNothing) {
   TIDAL_SKIP_WITHOUT_CUDA();
   const DType dtype = GetParam();
@@ -210,6 +210,10 @@ TEST_P(MixedStepCuda, ReplayingTheLastStepAdvancesNothing) {
     EXPECT_EQ(ta, tb) << step;
   }
   EXPECT_EQ(a->length(sa), b->length(sb));
+  // Once the sequences change, the last step's plan no longer describes them.
+  SeqId other;
+  ASSERT_TRUE(a->add_sequence(testing::random_prompt(8, vocab, 9), tidal, &other).ok());
+  EXPECT_EQ(a->replay_last_step(1).code(), StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(DTypes, MixedStepCuda, ::testing::Values(DType::kF32, DType::kBF16),
