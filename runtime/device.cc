@@ -220,7 +220,6 @@ Status SideStream::create(bool high_priority, std::unique_ptr<SideStream>* out) 
   std::unique_ptr<SideStream> s(new SideStream());
   int least = 0, greatest = 0;
   cudaStream_t stream = nullptr;
-  cudaEvent_t fork = nullptr, join = nullptr;
   if (cudaDeviceGetStreamPriorityRange(&least, &greatest) != cudaSuccess ||
       cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking,
                                    high_priority ? greatest : least) != cudaSuccess) {
@@ -228,16 +227,14 @@ Status SideStream::create(bool high_priority, std::unique_ptr<SideStream>* out) 
     return unavailable("cannot create a CUDA stream");
   }
   s->stream_.handle = stream;  // the destructor releases what was made
-  if (cudaEventCreateWithFlags(&fork, cudaEventDisableTiming) != cudaSuccess) {
-    cudaGetLastError();
-    return unavailable("cannot create a CUDA event");
+  for (void** event : {&s->fork_event_, &s->join_event_}) {
+    cudaEvent_t e = nullptr;
+    if (cudaEventCreateWithFlags(&e, cudaEventDisableTiming) != cudaSuccess) {
+      cudaGetLastError();
+      return unavailable("cannot create a CUDA event");
+    }
+    *event = e;
   }
-  s->fork_event_ = fork;
-  if (cudaEventCreateWithFlags(&join, cudaEventDisableTiming) != cudaSuccess) {
-    cudaGetLastError();
-    return unavailable("cannot create a CUDA event");
-  }
-  s->join_event_ = join;
   *out = std::move(s);
   return ok_status();
 }

@@ -98,7 +98,6 @@ class SideStream {
   void fork(Stream main);
   // No-op unless fork() was called since the last join().
   void join(Stream main);
-  bool forked() const { return forked_; }
 
  private:
   SideStream() = default;
