@@ -35,6 +35,33 @@ TEST(LinearRef, Bf16WithRowStrideAndF32Out) {
   EXPECT_EQ(y.at(1), 0.5f * 1.5f + 2 * 2.0f);
 }
 
+// The dense-row branches for f32 and bf16 weights (no per-element dtype switch) give the
+// generic per-element branch's values bit for bit: the same weights read through a view with a
+// column stride of 2 take the generic branch.
+TEST(LinearRef, DenseRowBranchesEqualTheGenericBranchBitForBit) {
+  const int64_t tokens = 3, k = 41, n = 13;
+  for (DType dtype : {DType::kF32, DType::kBF16}) {
+    HostTensor x({tokens, k}, dtype), dense({n, k}, dtype), spread({n, 2 * k}, dtype);
+    for (int64_t i = 0; i < tokens * k; ++i) {
+      set_f32(x.view(), i / k, i % k, float(int(i * 7 % 23) - 11) / 7.0f);
+    }
+    for (int64_t i = 0; i < n * k; ++i) {
+      const float v = float(int(i * 5 % 31) - 15) / 9.0f;
+      set_f32(dense.view(), i / k, i % k, v);
+      set_f32(spread.view(), i / k, 2 * (i % k), v);
+      set_f32(spread.view(), i / k, 2 * (i % k) + 1, 99.0f);
+    }
+    TensorView strided = spread.view();  // [n, k] with column stride 2
+    strided.shape[1] = k;
+    strided.stride[1] = 2;
+    HostTensor fast({tokens, n}, DType::kF32), generic({tokens, n}, DType::kF32);
+    ref::linear(fast.view(), x.view(), dense.view());
+    ref::linear(generic.view(), x.view(), strided);
+    EXPECT_EQ(testing::to_vector(fast.view()), testing::to_vector(generic.view()))
+        << dtype_name(dtype);
+  }
+}
+
 TEST(LinearRef, MixedDtypesAreRejected) {
   HostTensor w({1, 2}, DType::kBF16);
   const HostTensor x = HostTensor::from({1, 2}, {1, 2});  // f32 input, bf16 weight
