@@ -1,9 +1,8 @@
 #!/bin/bash
-# Ready for the next H200 (copy to .carry/call81.sh; pack main's build as .carry/m18.tar.xz with
-# launch/device_pack.sh). Call 81 (eighteenth session, 2026-12-06; H200 only): m18 = main 755e30c's build (GPU code of
-# 9cb551d: the side stream, graph_ms). Issue 9's suite, the side stream's A/B on llama2-7b (the
+# Call 81 (nineteenth session, 2026-12-06; H200 only): m19 = main f73d90b's build (its GPU code is 9cb551d's:
+# the side stream, graph_ms). Issue 9's suite, the side stream's A/B on llama2-7b (the
 # 100K ratio), the attention / GEMV / top-k kernel rows in a graph of 32, every GPU test with the rest.
-source launch/device_call.sh o81 m18:s
+source launch/device_call.sh o81 m19:s
 S=/tmp/s/build
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee $O/gpu.txt
 grep -q H200 $O/gpu.txt || { echo "not an H200"; exit 0; }
