@@ -151,6 +151,37 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
   }
 }
 
+// After the wait, this warp's second full step of weights (the first one's loads are back in
+// registers by then) is requested into L2, one cp.async.bulk.prefetch.L2 a row (lane r: row r's
+// step, contiguous): no registers, nothing for ptxas to sink. At the wait's release every block
+// of a one-wave GEMV holds its first step and reads the activations (an L2 round trip) and does
+// that step's FMAs before its second step's loads leave, so without this nothing reads DRAM from
+// the release until a DRAM latency after that. Measured at one token (H100, llama3-8b at 10K and
+// 100K): -0.06 to -0.09 ms a step in the QKV, o, down and LM head GEMVs together, -0.03 to -0.05
+// in each of the first three alone, but +0.075 ms in the SwiGLU GEMV (the layer's one GEMV of
+// several waves; why it loses is not established), which therefore does not prefetch; tiles of
+// more tokens are unmeasured and do not either. Issued before the wait, such requests queued
+// ahead of the kernel before's last loads (39bae5b). PERF_NOTES.md, twentieth session. 16-byte
+// vectors only.
+template <typename T, int kVec, int kRows, int kUnroll>
+__device__ __forceinline__ void prefetch_second_step(const T* const (&w)[kRows],
+                                                     int64_t num_vecs) {
+  constexpr int kStepVecs = 32 * kUnroll;  // a lane's kUnroll vectors of each row, a warp's step
+  static_assert(kRows <= 32, "a lane a row");
+  if constexpr (sizeof(Vec<T, kVec>) == 16) {
+    if (2 * kStepVecs > num_vecs) return;  // no second full step
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (lane == r) {
+        asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(w[r] + kStepVecs * kVec),
+                     "r"(uint32_t(kStepVecs * 16))
+                     : "memory");
+      }
+    }
+  }
+}
+
 // stream_rows' hook for a kernel's own reads before the wait: none.
 struct NoEarlyReads {
   __device__ __forceinline__ uint32_t operator()() const { return 0u; }
@@ -160,13 +191,14 @@ struct NoEarlyReads {
 // (before the butterfly). The PDL wait is in here: after the first full step's weight loads,
 // depending on them (the activations are read after it). early(), called once the first weight
 // loads are issued and before the wait, may read what the kernel before cannot be writing (see
-// linear_qkv_append_kernel); the wait depends on the word it returns as on the weights'.
+// linear_qkv_append_kernel); the wait depends on the word it returns as on the weights'. Right
+// after the wait, prefetch_second_step() when `prefetch`.
 template <typename T, int kTokens, int kVec, typename Config = GemvConfig<kTokens>,
           typename Early = NoEarlyReads>
 __device__ __forceinline__ void stream_rows(float (&acc)[Config::kRows][kTokens],
                                             const T* const (&w)[Config::kRows],
                                             const T* const (&x)[kTokens], int64_t in_features,
-                                            Early early = {}) {
+                                            bool prefetch, Early early = {}) {
   constexpr int kRows = Config::kRows;
   constexpr int kUnroll = Config::kUnroll;
   const int lane = threadIdx.x & 31;
@@ -199,6 +231,7 @@ __device__ __forceinline__ void stream_rows(float (&acc)[Config::kRows][kTokens]
       }
     }
     pdl_wait_after(dep);
+    if (kTokens == 1 && prefetch) prefetch_second_step<T, kVec, kRows, kUnroll>(w, num_vecs);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       accumulate<T, kVec, kRows, kTokens>(acc, wv[u], x, (u * 32 + lane) * kVec);
@@ -269,7 +302,7 @@ template <typename T, typename TOut, int kTokens, int kVec>
 __global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
     linear_gemv_kernel(const GemvOutputs<TOut> out, const T* in, const T* __restrict__ weight,
                        int64_t num_tokens, int64_t in_stride, int64_t out_features,
-                       int64_t in_features) {
+                       int64_t in_features, bool prefetch) {
   constexpr int kRows = GemvConfig<kTokens>::kRows;
   pdl_launch_dependents();
   const int lane = threadIdx.x & 31;
@@ -291,7 +324,7 @@ __global__ void __launch_bounds__(kThreads, GemvConfig<kTokens>::kMinBlocks)
   token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
 
   float acc[kRows][kTokens];
-  stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
+  stream_rows<T, kTokens, kVec>(acc, w, x, in_features, prefetch);
 
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -321,6 +354,13 @@ void with_tile(int64_t num_tokens, F&& f) {
   }
 }
 
+// Whether the QKV and plain GEMVs prefetch their second step after the wait
+// (prefetch_second_step); TIDAL_GEMV_PREFETCH=0 does not (the A/B switch; read once).
+inline bool gemv_prefetch() {
+  static const bool enabled = switch_on("TIDAL_GEMV_PREFETCH");
+  return enabled;
+}
+
 // 16-byte vectors for every activation and weight row (else one element a load).
 template <typename T>
 bool gemv_vectorizable(TensorView in, TensorView weight) {
@@ -342,10 +382,11 @@ void launch_tile(const GemvOutputs<TOut>& o, TensorView in, TensorView weight, b
   const T* w = static_cast<const T*>(weight.data);
   if (vec) {
     launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 16 / sizeof(T)>, grid, dim3(kThreads),
-                        0, stream, o, x, w, num_tokens, in_stride, out_features, in_features);
+                        0, stream, o, x, w, num_tokens, in_stride, out_features, in_features,
+                        gemv_prefetch());
   } else {
     launch_programmatic(linear_gemv_kernel<T, TOut, kTokens, 1>, grid, dim3(kThreads), 0, stream, o,
-                        x, w, num_tokens, in_stride, out_features, in_features);
+                        x, w, num_tokens, in_stride, out_features, in_features, false);
   }
 }
 
@@ -380,7 +421,7 @@ __global__ void __launch_bounds__(kThreads)
   const T* x[kTokens];
   token_rows<T, kTokens>(x, in, token0, num_tokens, in_stride);
   float acc[kRows][kTokens];
-  stream_rows<T, kTokens, kVec>(acc, w, x, in_features);
+  stream_rows<T, kTokens, kVec>(acc, w, x, in_features, /*prefetch=*/false);
   sums_to_shared<T, kRows, kTokens>(acc, s_sum);
   __syncthreads();
   for (int i = threadIdx.x; i < kPairs * kTokens; i += kThreads) {
@@ -441,6 +482,7 @@ struct QkvAppend {
   const float* inv_freq;  // [head_dim / 2], stride freq_stride
   int64_t freq_stride;
   int num_heads, num_kv_heads, head_dim;
+  bool prefetch;    // stream_rows'
   AppendArgs plan;  // the slot of each token (token_words unused)
 };
 
@@ -599,9 +641,10 @@ __global__ void __launch_bounds__(kThreads)
   };
   float acc[kRows][kTokens];
   if constexpr (kEarly) {
-    stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features, fetch);
+    stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features, e.prefetch,
+                                                      fetch);
   } else {
-    stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features);
+    stream_rows<T, kTokens, kVec, QkvConfig<kTokens>>(acc, w, x, in_features, e.prefetch);
     fetch();
   }
   const int blocks_per_head = head_dim / (kWarps * kRows);
@@ -721,6 +764,7 @@ void launch_qkv_append(const PagedKvAppendParams& p, TensorView in, TensorView w
   e.num_heads = int(p.rope_q.size(1));
   e.num_kv_heads = int(p.k.size(1));
   e.head_dim = int(p.k.size(2));
+  e.prefetch = gemv_prefetch();
   e.plan = make_append_args(p);
   // The plan (positions, sequence rows, block tables) and inv_freq are read before the wait when
   // PagedKvAppendParams::plan_complete says they predate it, else after it (the kernel's kEarly);
