@@ -6,6 +6,8 @@
 // checked, each by running the ref on a one-head view of the same caches, rows in parallel.
 // Decode attention also runs over FP8 caches (e4m3 codes with a scale per row, the format
 // `--kv-dtype fp8` stores), for Llama-3's GQA at 100K, 256K and 2^20 positions.
+// Graph mode (Replicas) copies decode attention's K/V cache. Not the append's (it writes it) nor
+// prefill's: a chunk's K/V were just written by its own append, and the op is compute-bound.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -186,18 +188,34 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   // q and out are in the activations' dtype, also over an FP8 cache (its rows: codes + a scale).
   const double row_bytes = kv.fp8 ? double(dim) + 4.0 : double(dim) * bytes_of(dt);
   double bytes = 2.0 * double(tokens * heads * dim) * bytes_of(dt), flops = 0.0;
+  double cache_bytes = 0.0;  // of the K/V rows (graph mode's replicas)
   for (int64_t len : lens) {
     const int64_t keys = sparse ? budget : len;  // per attending head
-    bytes += 2.0 * row_bytes * double(sparse ? lists * budget : kv.kv_heads * len);
+    cache_bytes += 2.0 * row_bytes * double(sparse ? lists * budget : kv.kv_heads * len);
     bytes += sparse ? 4.0 * double(lists * (budget + 1)) : 0.0;
     bytes += selecting ? (var.logits16 ? 2.0 : 4.0) * double(heads * len) + 4.0 * heads : 0.0;
     flops += 4.0 * double(heads * keys * dim);
   }
+  bytes += cache_bytes;
   const std::string shape = "b=" + std::to_string(tokens) + " n=" + std::to_string(n) +
                             " h=" + std::to_string(heads) + "/" + std::to_string(kv.kv_heads) +
                             " d=" + std::to_string(dim) + (kv.fp8 ? " fp8 " : " ") + var.name;
   KernelCase c = make_case(env, "decode_attention", shape, bytes, flops);
-  c.run = [&] { kernels::decode_attention(p, ws.view(), env.stream); };
+  // Graph mode: copies of the cache (a layer's K/V: a step reads them once). q, the lists and the
+  // block tables are the step's own (in L2 in a real step too), so every copy shares them.
+  std::vector<const DeviceBuffer*> cache = {&kv.dk, &kv.dv};
+  if (kv.fp8) cache.insert(cache.end(), {&kv.dk_scale, &kv.dv_scale});
+  const Replicas caches(env, cache, cache_bytes);
+  caches.bind(&c, [&](int i) {
+    kernels::DecodeAttentionParams pi = p;
+    pi.k_cache = caches.view(i, 0);
+    pi.v_cache = caches.view(i, 1);
+    if (kv.fp8) {
+      pi.k_scale = caches.view(i, 2);
+      pi.v_scale = caches.view(i, 3);
+    }
+    kernels::decode_attention(pi, ws.view(), env.stream);
+  });
   c.check = [&] {
     const HostTensor got = dout.download(env.stream);
     HostTensor got_logits, got_lse;

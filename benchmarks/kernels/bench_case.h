@@ -5,6 +5,7 @@
 // *_cases.cc files build the cases of each op family and own their buffers while they run.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -20,6 +21,8 @@ struct BenchEnv {
   DType dtype = DType::kBF16;  // activations, weights and KV caches
   Stream stream;               // every call, copy and fill goes to it
   bool quick = false;          // small shapes: a smoke test of the harness, not a measurement
+  int graph_calls = 0;         // CUDA only: > 0 times replays of a graph of this many calls
+  size_t l2_bytes = 0;         // CUDA only: the device's L2, which sizes graph mode's replicas
   bool cuda() const { return device.kind == DeviceKind::kCuda; }
 };
 
@@ -31,7 +34,12 @@ struct KernelCase {
   // reads of the paged ops are left out: 4 bytes per page against kilobytes of K/V).
   double bytes = 0.0;
   double flops = 0.0;         // 0: not reported (memory-bound ops)
-  std::function<void()> run;  // queues one call on env.stream
+  std::function<void()> run;  // queues one call on env.stream (on replica 0, below)
+  // Graph mode (Replicas, case_util.h): the calls of a graph rotate over `replicas` copies of
+  // the read-only inputs the op streams (weights, KV caches), run_replica(i) queuing a call on
+  // copy i, so that no call finds them in L2 as a decode step never does. 1: run() only.
+  int replicas = 1;
+  std::function<void(int)> run_replica;
   // After one run() on poisoned outputs: downloads the outputs, recomputes the checked rows
   // with the ref:: twin on the host inputs and returns how many elements are out of tolerance.
   std::function<int64_t()> check;

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_set>
+#include <utility>
 
 #include "benchmarks/common/parallel.h"
+#include "runtime/device.h"
 #include "runtime/tensor_access.h"
 
 namespace tidal::bench {
@@ -182,6 +184,43 @@ int64_t count_wrong(const TensorView& got, const TensorView& want, Tolerance tol
     }
   }
   return wrong;
+}
+
+Replicas::Replicas(const BenchEnv& env, std::vector<const DeviceBuffer*> inputs, double read_bytes)
+    : inputs_(std::move(inputs)) {
+  const double two_l2 = 2.0 * double(env.l2_bytes);
+  if (!env.cuda() || env.graph_calls <= 1 || read_bytes <= 0.0 || read_bytes >= two_l2) return;
+  size_t bytes = 0;  // of one copy
+  for (const DeviceBuffer* b : inputs_) bytes += b->view().nbytes();
+  TIDAL_CHECK(bytes > 0, "Replicas: nothing to copy");
+  DeviceInfo d;
+  TIDAL_CHECK(cuda_device_info(0, &d).ok(), "Replicas: no device info");
+  constexpr size_t kReserve = size_t(1) << 30;  // for the graph and what the case allocates later
+  const double fit = d.free_bytes > kReserve ? double((d.free_bytes - kReserve) / bytes) : 0.0;
+  count_ =
+      int(std::min({double(env.graph_calls), std::ceil(two_l2 / read_bytes) + 1.0, fit + 1.0}));
+  copies_.reserve(size_t(count_ - 1) * inputs_.size());
+  for (int i = 1; i < count_; ++i) {
+    for (const DeviceBuffer* b : inputs_) {
+      const TensorView v = b->view();
+      copies_.emplace_back(env.device, std::vector<int64_t>(v.shape, v.shape + v.rank), v.dtype);
+      copy_bytes(copies_.back().view().data, env.device, v.data, env.device, v.nbytes(),
+                 env.stream);
+    }
+  }
+  stream_synchronize(env.stream);  // the copies are complete before any call or capture
+}
+
+TensorView Replicas::view(int i, int j) const {
+  TIDAL_CHECK(i >= 0 && i < count_ && j >= 0 && size_t(j) < inputs_.size(), "Replicas::view");
+  return i == 0 ? inputs_[size_t(j)]->view()
+                : copies_[size_t(i - 1) * inputs_.size() + size_t(j)].view();
+}
+
+void Replicas::bind(KernelCase* c, std::function<void(int)> call) const {
+  c->replicas = count_;
+  c->run = [call] { call(0); };
+  c->run_replica = std::move(call);
 }
 
 KernelCase make_case(const BenchEnv& env, std::string op, std::string shape, double bytes,

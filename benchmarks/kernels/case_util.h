@@ -72,6 +72,34 @@ Tolerance tolerance(DType dtype);
 // count); integer dtypes must match exactly. Same shape, any strides, rank <= 4.
 int64_t count_wrong(const TensorView& got, const TensorView& want, Tolerance tol);
 
+// Graph mode's copies of the read-only inputs a case streams (a GEMV's weight, an attention
+// call's K/V cache and FP8 scales, Quest's page bounds): a decode step reads each of them once,
+// hundreds of MB after its last read, so in a graph of back-to-back calls each call reads its own
+// copy, R of them in turn, R such that between two reads of one copy the others read at least
+// 2 x L2: R = 1 when one call reads `read_bytes` >= 2 x L2 of them, else
+// min(graph_calls, ceil(2 x L2 / read_bytes) + 1), fewer if the device's free memory (less
+// 1 GiB) cannot hold them. Activations and the step's metadata (x, q, logits, lists, block
+// tables) are never copied: a step has them in L2 (the kernel before wrote them, or every layer
+// reads them). Copy 0 is the inputs themselves; the others are device copies of them (same
+// bytes, so every call computes the same outputs), complete when the constructor returns, alive
+// as long as this object (the case: its graph is captured and replayed within it). On the CPU or
+// with graph_calls 0, R = 1 and nothing is allocated.
+class Replicas {
+ public:
+  // read_bytes: what one call reads of `inputs` (a list row reads part of its cache).
+  Replicas(const BenchEnv& env, std::vector<const DeviceBuffer*> inputs, double read_bytes);
+  int count() const { return count_; }
+  // Input j (in the constructor's order) of copy i < count().
+  TensorView view(int i, int j) const;
+  // Sets c's run (copy 0), run_replica and replicas from `call`, which queues a call on copy i.
+  void bind(KernelCase* c, std::function<void(int)> call) const;
+
+ private:
+  std::vector<const DeviceBuffer*> inputs_;
+  std::vector<DeviceBuffer> copies_;  // input j of copy i >= 1 at (i - 1) * inputs + j
+  int count_ = 1;
+};
+
 // A case of the env's dtype; run and check are filled in by the caller.
 KernelCase make_case(const BenchEnv& env, std::string op, std::string shape, double bytes,
                      double flops = 0.0);

@@ -3,6 +3,8 @@
 // and fused with the residual add), RoPE, SwiGLU and the residual add, each for one decode
 // token and for a prefill chunk, at Llama-3-8B widths (hidden 4096, inter 14336, 32/8 heads of
 // 128). Every output element is checked against the op's ref:: twin, row blocks in parallel.
+// Graph mode (Replicas) copies the embedding table and the norms' weights, which a step reads
+// once; not the activations, nor RoPE's frequencies (every layer reads them: in L2 in a step).
 #include <vector>
 
 #include "benchmarks/kernels/case_util.h"
@@ -42,10 +44,15 @@ void bench_embedding_lookup(const BenchEnv& env, const RunCase& run_case) {
     const HostTensor ids = int_tensor({t}, DType::kI32, id_values);
     const DeviceBuffer dids = upload(env, ids);
     const DeviceBuffer dout = poisoned(env, {t, d.hidden}, dt);
+    // Graph mode: copies of the whole table (its rows are a step's first read of them), each
+    // call reading the same rows of its own copy.
+    const Replicas tables(env, {&dtable}, double(t * d.hidden) * bytes_of(dt));
     KernelCase c = make_case(env, "embedding_lookup",
                              "ids " + shape_str({t}) + " table " + shape_str({d.vocab, d.hidden}),
                              2.0 * double(t * d.hidden) * bytes_of(dt) + 4.0 * double(t));
-    c.run = [&] { kernels::embedding_lookup(dout.view(), dtable.view(), dids.view(), env.stream); };
+    tables.bind(&c, [&](int i) {
+      kernels::embedding_lookup(dout.view(), tables.view(i, 0), dids.view(), env.stream);
+    });
     c.check = [&] {
       const HostTensor got = dout.download(env.stream);
       HostTensor want({t, d.hidden}, dt);
@@ -68,9 +75,12 @@ void bench_rms_norm(const BenchEnv& env, const RunCase& run_case) {
     const HostTensor w = random_tensor({d.hidden}, dt, 22, 0.5f, 1.5f);
     const DeviceBuffer dx = upload(env, x), dw = upload(env, w);
     const DeviceBuffer dy = poisoned(env, {t, d.hidden}, dt);
+    const Replicas dws(env, {&dw}, double(d.hidden) * bytes_of(dt));  // a layer's weight
     KernelCase c = make_case(env, "rms_norm", shape_str({t, d.hidden}),
                              double(2 * t * d.hidden + d.hidden) * bytes_of(dt));
-    c.run = [&] { kernels::rms_norm(dy.view(), dx.view(), dw.view(), kEps, env.stream); };
+    dws.bind(&c, [&](int i) {
+      kernels::rms_norm(dy.view(), dx.view(), dws.view(i, 0), kEps, env.stream);
+    });
     c.check = [&] {
       const HostTensor got = dy.download(env.stream);
       HostTensor want({t, d.hidden}, dt);
@@ -92,14 +102,15 @@ void bench_fused_add_rms_norm(const BenchEnv& env, const RunCase& run_case) {
     const HostTensor w = random_tensor({d.hidden}, dt, 33, 0.5f, 1.5f);
     const DeviceBuffer dres = upload(env, residual), ddelta = upload(env, delta);
     const DeviceBuffer dw = upload(env, w), dout = poisoned(env, {t, d.hidden}, dt);
+    const Replicas dws(env, {&dw}, double(d.hidden) * bytes_of(dt));  // a layer's weight
     // Reads residual and delta, writes residual and out. The timed calls keep adding delta to
     // the residual in place, which costs the same.
     KernelCase c = make_case(env, "fused_add_rms_norm", shape_str({t, d.hidden}),
                              double(4 * t * d.hidden + d.hidden) * bytes_of(dt));
-    c.run = [&] {
-      kernels::fused_add_rms_norm(dout.view(), dres.view(), ddelta.view(), dw.view(), kEps,
+    dws.bind(&c, [&](int i) {
+      kernels::fused_add_rms_norm(dout.view(), dres.view(), ddelta.view(), dws.view(i, 0), kEps,
                                   env.stream);
-    };
+    });
     c.check = [&] {
       const HostTensor got_out = dout.download(env.stream), got_res = dres.download(env.stream);
       HostTensor want_out({t, d.hidden}, dt), want_res = clone(residual.view());

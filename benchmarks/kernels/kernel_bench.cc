@@ -78,8 +78,9 @@ struct Result {
 // graph_calls > 0 (GPU): each timed sample is one replay of a CUDA graph that holds graph_calls
 // calls back to back, divided by graph_calls: a call's cost as a decode step's replayed graph pays
 // it (no launch latency of its own; programmatic launches overlap one call's start with the last
-// one's end; what the calls read stays in L2 from one to the next, where it fits). The L2 is
-// flushed before each replay only.
+// one's end). The L2 is flushed before each replay only; activations stay in L2 from one call to
+// the next, as in a step, but call i reads copy i % c.replicas of the weights or caches it
+// streams (Replicas), so that none finds them in L2 left there by an earlier call.
 Result measure(const BenchEnv& env, const RepOptions& reps, const KernelCase& c, int graph_calls) {
   c.run();
   stream_synchronize(env.stream);
@@ -87,7 +88,13 @@ Result measure(const BenchEnv& env, const RepOptions& reps, const KernelCase& c,
   r.wrong = c.check();
   if (env.cuda() && graph_calls > 0) {
     Graph::begin_capture(env.stream);
-    for (int i = 0; i < graph_calls; ++i) c.run();
+    for (int i = 0; i < graph_calls; ++i) {
+      if (c.replicas > 1) {
+        c.run_replica(i % c.replicas);
+      } else {
+        c.run();
+      }
+    }
     const Graph graph = Graph::end_capture(env.stream);
     std::vector<double> samples =
         run_timed([&] { graph.launch(env.stream); }, reps, CudaEventTimer(env.stream));
@@ -103,8 +110,10 @@ Result measure(const BenchEnv& env, const RepOptions& reps, const KernelCase& c,
 
 std::vector<Cell> row_of(const KernelCase& c, const Result& r, double copy_gbps) {
   const double tflops = c.flops > 0 ? c.flops / (r.stats.median * 1e-6) / 1e12 : NAN;
-  return {c.op,           c.dtype,     c.shape, r.stats.n,
-          r.stats.median, r.stats.min, r.gbps,  100.0 * r.gbps / copy_gbps,
+  const std::string shape =
+      c.replicas > 1 ? c.shape + " r=" + std::to_string(c.replicas) : c.shape;
+  return {c.op,           c.dtype,     shape,  r.stats.n,
+          r.stats.median, r.stats.min, r.gbps, 100.0 * r.gbps / copy_gbps,
           tflops,         r.wrong};
 }
 
@@ -145,6 +154,7 @@ int run(const Options& o) {
   BenchEnv env;
   env.device = cuda ? Device{DeviceKind::kCuda, 0} : Device{};
   env.quick = o.quick;
+  env.graph_calls = cuda ? o.graph_calls : 0;
   const std::string dtype = !o.dtype.empty() ? o.dtype : cuda ? "bf16" : "f32";
   env.dtype = dtype == "bf16" ? DType::kBF16 : dtype == "f16" ? DType::kF16 : DType::kF32;
   BenchInfo info = collect_bench_info("kernel_bench");
@@ -162,6 +172,7 @@ int run(const Options& o) {
                   std::to_string(d.l2_bytes >> 20) + " MiB)";
     info.extra.emplace_back("driver", version(d.driver_version));
     info.extra.emplace_back("cuda_runtime", version(d.runtime_version));
+    env.l2_bytes = d.l2_bytes;
     // Writing twice the L2 evicts whatever the previous call left there, so a kernel whose
     // inputs would fit in L2 (a small GEMV) is timed reading DRAM, as in a real decode step.
     flush = DeviceBuffer(env.device, {int64_t(2 * d.l2_bytes)}, DType::kU8);
@@ -190,7 +201,11 @@ int run(const Options& o) {
                    : o.graph_calls > 0
                        ? "CUDA events on one stream around replays of a graph of graph_calls "
                          "calls (per-call times: replay / graph_calls; the copy row: one call), "
-                         "L2 flushed before every replay; "
+                         "L2 flushed before every replay; call i reads copy i % r of the "
+                         "weights / KV caches / page bounds it streams, r (the shape's r=, 1 if "
+                         "absent) such that the other copies read >= 2x L2 between two reads of "
+                         "one (so none finds them in L2, as in a step); activations are not "
+                         "copied; "
                        : "CUDA events on one stream, L2 flushed before every rep; ") +
            "med_us / min_us over the reps.",
        "GB/s: ideal bytes (each byte the op must read or write, once) / med_us. %copy: of the "
@@ -259,7 +274,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--graph-calls", o.graph_calls,
                  "GPU: time replays of a CUDA graph of N back-to-back calls (per-call time = "
-                 "replay / N), as a decode step's graph runs them; 0: one call per timed rep")
+                 "replay / N), as a decode step's graph runs them, rotating over copies of the "
+                 "weights / KV caches they stream (the shape's r=); 0: one call per timed rep")
       ->check(CLI::Range(0, 1024))
       ->capture_default_str();
   app.add_option("--json", o.json_path, "also write the table as JSON to this file");

@@ -7,6 +7,7 @@
 // `linear_qkv_append`: the same projection as the decode step runs it (RoPE and the KV append in
 // its epilogue).
 // `linear_swiglu`: the MLP's gate_up projection with SwiGLU applied in the same launch (decode).
+// Graph mode (Replicas) copies the weights, never x.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -63,6 +64,7 @@ void bench_linear(const BenchEnv& env, const RunCase& run_case) {
     const float bound = float(std::sqrt(3.0 / double(k)));
     const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
     const DeviceBuffer dw = upload(env, w);
+    const Replicas dws(env, {&dw}, double(n * k) * bytes_of(dt));
     for (int64_t t : s.tokens) {
       const HostTensor x = random_tensor({t, k}, dt, ++seed);
       const DeviceBuffer dx = upload(env, x), dy = poisoned(env, {t, n}, out_dt);
@@ -71,7 +73,8 @@ void bench_linear(const BenchEnv& env, const RunCase& run_case) {
           make_case(env, "linear", shape,
                     double(t * k + n * k) * bytes_of(dt) + double(t * n) * bytes_of(out_dt),
                     2.0 * double(t) * double(n) * double(k));
-      c.run = [&] { kernels::linear(dy.view(), dx.view(), dw.view(), env.stream); };
+      dws.bind(&c,
+               [&](int i) { kernels::linear(dy.view(), dx.view(), dws.view(i, 0), env.stream); });
       c.check = [&] {
         const HostTensor got = dy.download(env.stream);
         const std::vector<int64_t> rows = checked_tokens(t);
@@ -112,6 +115,7 @@ void bench_linear_split(const BenchEnv& env, const RunCase& run_case) {
     const float bound = float(std::sqrt(3.0 / double(k)));
     const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
     const DeviceBuffer dw = upload(env, w);
+    const Replicas dws(env, {&dw}, double(n * k) * bytes_of(dt));
     for (int64_t t : s.tokens) {
       const HostTensor x = random_tensor({t, k}, dt, ++seed);
       const DeviceBuffer dx = upload(env, x);
@@ -122,9 +126,10 @@ void bench_linear_split(const BenchEnv& env, const RunCase& run_case) {
       KernelCase c =
           make_case(env, "linear_split", shape, double(t * k + n * k + t * n) * bytes_of(dt),
                     2.0 * double(t) * double(n) * double(k));
-      c.run = [&] {
-        kernels::linear_split(dq.view(), dk.view(), dv.view(), dx.view(), dw.view(), env.stream);
-      };
+      dws.bind(&c, [&](int i) {
+        kernels::linear_split(dq.view(), dk.view(), dv.view(), dx.view(), dws.view(i, 0),
+                              env.stream);
+      });
       c.check = [&] {
         const std::vector<int64_t> rows = checked_tokens(t);
         int64_t wrong = 0, row0 = 0;
@@ -170,6 +175,8 @@ void bench_linear_qkv_append(const BenchEnv& env, const RunCase& run_case) {
     const float bound = float(std::sqrt(3.0 / double(k)));
     const HostTensor w = random_tensor({n, k}, dt, ++seed, -bound, bound);
     const DeviceBuffer dw = upload(env, w);
+    // Only the weight: the caches are the op's output (each call appends to the same slots).
+    const Replicas dws(env, {&dw}, double(n * k) * bytes_of(dt));
     const HostTensor inv_freq = llama3_inv_freq(d);
     const DeviceBuffer dfreq = upload(env, inv_freq);
     for (int64_t t : s.tokens) {
@@ -202,7 +209,8 @@ void bench_linear_qkv_append(const BenchEnv& env, const RunCase& run_case) {
                                double(t * k + n * k + t * n + 2 * t * s.kv_heads * d) *
                                    bytes_of(dt),
                                2.0 * double(t) * double(n) * double(k));
-      c.run = [&] { kernels::linear_qkv_append(p, dx.view(), dw.view(), env.stream); };
+      dws.bind(
+          &c, [&](int i) { kernels::linear_qkv_append(p, dx.view(), dws.view(i, 0), env.stream); });
       c.check = [&] {  // every output, and the whole caches (the right slots, nothing else)
         HostTensor q({t, s.heads, d}, dt), kk({t, s.kv_heads, d}, dt), vv({t, s.kv_heads, d}, dt);
         HostTensor want_kc = clone(kc.view()), want_vc = clone(vc.view());
@@ -240,6 +248,7 @@ void bench_linear_swiglu(const BenchEnv& env, const RunCase& run_case) {
     const float bound = float(std::sqrt(3.0 / double(k)));
     const HostTensor w = random_tensor({2 * inter, k}, dt, ++seed, -bound, bound);
     const DeviceBuffer dw = upload(env, w);
+    const Replicas dws(env, {&dw}, double(2 * inter * k) * bytes_of(dt));
     for (int64_t t : s.tokens) {
       const HostTensor x = random_tensor({t, k}, dt, ++seed);
       const DeviceBuffer dx = upload(env, x), dact = poisoned(env, {t, inter}, dt);
@@ -249,9 +258,9 @@ void bench_linear_swiglu(const BenchEnv& env, const RunCase& run_case) {
       KernelCase c = make_case(env, "linear_swiglu", shape,
                                double(t * k + 2 * inter * k + t * inter) * bytes_of(dt),
                                4.0 * double(t) * double(inter) * double(k));
-      c.run = [&] {
-        kernels::linear_swiglu(dact.view(), dx.view(), dw.view(), dgu.view(), env.stream);
-      };
+      dws.bind(&c, [&](int i) {
+        kernels::linear_swiglu(dact.view(), dx.view(), dws.view(i, 0), dgu.view(), env.stream);
+      });
       c.check = [&] {  // gate and up rounded to the dtype, then silu_and_mul, as ref:: does
         const HostTensor got = dact.download(env.stream);
         const std::vector<int64_t> rows = checked_tokens(t);

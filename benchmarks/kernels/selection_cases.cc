@@ -3,6 +3,9 @@
 // the selection layer's logits at 100K and 2^20 positions (TidalDecode), Quest's page scores
 // and page expansion, and sample_tokens over Llama-3's vocabulary. Index outputs must match the
 // ref:: twin exactly; every list / row / head is checked (one-row ref:: calls in parallel).
+// Graph mode (Replicas) copies only Quest's page bounds (a layer's metadata, read once a step):
+// the other ops read what the kernel before them just wrote (logits, probabilities, lists), which
+// a real step has in L2 too.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -238,13 +241,21 @@ void bench_quest_page_scores(const BenchEnv& env, const RunCase& run_case) {
     const kernels::QuestPageScoresParams p{dout.view(), dq.view(),      dmax.view(),
                                            dmin.view(), dtables.view(), dseq.view(),
                                            dlen.view(), droles.view(),  kPage};
-    KernelCase c =
-        make_case(env, "quest_page_scores",
-                  std::to_string(pages) + " pages h=" + std::to_string(heads) + "/" +
-                      std::to_string(kvh) + " d=" + std::to_string(dim),
-                  2.0 * double(full_pages * kvh * dim) * bytes_of(dt) +
-                      double(heads * dim) * bytes_of(dt) + 4.0 * double(heads * full_pages));
-    c.run = [&] { kernels::quest_page_scores(p, env.stream); };
+    // Graph mode: copies of the bounds, a layer's metadata that a step reads once (its append
+    // rewrites one page's); q and the block tables are the step's own, in L2 in a real step too.
+    const double bound_bytes = 2.0 * double(full_pages * kvh * dim) * bytes_of(dt);
+    const Replicas bounds(env, {&dmax, &dmin}, bound_bytes);
+    KernelCase c = make_case(
+        env, "quest_page_scores",
+        std::to_string(pages) + " pages h=" + std::to_string(heads) + "/" + std::to_string(kvh) +
+            " d=" + std::to_string(dim),
+        bound_bytes + double(heads * dim) * bytes_of(dt) + 4.0 * double(heads * full_pages));
+    bounds.bind(&c, [&](int i) {
+      kernels::QuestPageScoresParams pi = p;
+      pi.key_max = bounds.view(i, 0);
+      pi.key_min = bounds.view(i, 1);
+      kernels::quest_page_scores(pi, env.stream);
+    });
     c.check = [&] {
       const HostTensor got = dout.download(env.stream);
       return parallel_sum(heads, [&](int64_t h) {  // every head, one ref:: call each
