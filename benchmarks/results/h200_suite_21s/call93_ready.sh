@@ -3,7 +3,8 @@
 # call's fixed cost goes now. tr93 = kernel_bench of branch attn-trace-21 (main 0a6c701 +
 # h200_suite_21s/attn_trace.patch, a throwaway: %globaltimer stamps of thread 0 of every block of
 # the tensor-core split kernel and the merge launch, last call of the last replay). Each row runs
-# with the trace, then without it (the trace's own cost: one global store a block a phase).
+# with the trace, then without it (the stores' cost; both still load the flag, an L2 round trip at
+# a block's entry: main's own rows are call 90's kb_rep.txt, same shapes, same replicas).
 source launch/device_call.sh o93 tr93:t
 T=/tmp/t/build/benchmarks/kernel_bench
 nvidia-smi --query-gpu=name --format=csv,noheader | tee $O/gpu.txt
