@@ -27,6 +27,7 @@
 // use changed nothing (the operand never reaches the PTX instruction: SASS of 2ccfbe4 still
 // waits first); benchmarks/results/PERF_NOTES.md.
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -161,8 +162,9 @@ __device__ __forceinline__ void accumulate(float (&acc)[kRows][kTokens],
 // in each of the first three alone, but +0.075 ms in the SwiGLU GEMV (the layer's one GEMV of
 // several waves; why it loses is not established), which therefore does not prefetch; tiles of
 // more tokens are unmeasured and do not either. Issued before the wait, such requests queued
-// ahead of the kernel before's last loads (39bae5b). PERF_NOTES.md, twentieth session. 16-byte
-// vectors only.
+// ahead of the kernel before's last loads (39bae5b). On an H200 the same prefetch made every step
+// 0.02-0.07 ms slower (twenty-first session), so it runs by card: gemv_prefetch(). 16-byte vectors
+// only.
 template <typename T, int kVec, int kRows, int kUnroll>
 __device__ __forceinline__ void prefetch_second_step(const T* const (&w)[kRows],
                                                      int64_t num_vecs) {
@@ -355,9 +357,24 @@ void with_tile(int64_t num_tokens, F&& f) {
 }
 
 // Whether the QKV and plain GEMVs prefetch their second step after the wait
-// (prefetch_second_step); TIDAL_GEMV_PREFETCH=0 does not (the A/B switch; read once).
+// (prefetch_second_step). It pays on one card and costs on the other, every llama3-8b and
+// llama2-7b step at K = 2048, 10K-100K (PERF_NOTES.md, twentieth and twenty-first sessions):
+// H100 80GB HBM3 -0.03 to -0.09 ms, H200 +0.02 to +0.07 ms. So by default it is on where the
+// device is the card it was measured to pay on and off elsewhere (an unmeasured card keeps the
+// GEMV it had); TIDAL_GEMV_PREFETCH=1 or 0 forces it either way (the A/B switch). Decided once,
+// on the first launch's device.
 inline bool gemv_prefetch() {
-  static const bool enabled = switch_on("TIDAL_GEMV_PREFETCH");
+  static const bool enabled = [] {
+    if (const char* v = std::getenv("TIDAL_GEMV_PREFETCH")) return std::strcmp(v, "0") != 0;
+    int device = 0;
+    cudaDeviceProp prop{};
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+      (void)cudaGetLastError();  // not left for the next launch's check to report
+      return false;
+    }
+    return std::strstr(prop.name, "H100 80GB HBM3") != nullptr;
+  }();
   return enabled;
 }
 
