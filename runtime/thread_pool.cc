@@ -36,7 +36,14 @@ class Pool {
   void run(int64_t n, int64_t chunk, const Fn& fn) {
     std::lock_guard<std::mutex> call(call_mu_);
     if (threads_ <= 0) threads_ = default_cpu_threads();
-    while (int(workers_.size()) < threads_ - 1) workers_.emplace_back([this] { worker(); });
+    // A new worker starts at the current generation: the job it joins is the one published
+    // below. (It started at 0 once: created after a thread-count change, it took the last job's
+    // generation for a new job and ran, then ran the real one too, so `busy_` was decremented
+    // twice and the caller could wait forever or return while a worker still ran its chunks.)
+    // generation_ changes only here, under call_mu_, which this thread holds.
+    while (int(workers_.size()) < threads_ - 1) {
+      workers_.emplace_back([this, seen = generation_] { worker(seen); });
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       fn_ = &fn;
@@ -64,9 +71,8 @@ class Pool {
     }
   }
 
-  void worker() {
+  void worker(uint64_t seen) {
     t_inside_parallel = true;
-    uint64_t seen = 0;
     for (;;) {
       {
         std::unique_lock<std::mutex> lock(mu_);
