@@ -268,7 +268,11 @@ void expect_shared_lists_agree(const Subject& s, int64_t sparse_start = 2) {
       const auto want = by_step(one);
       int64_t compared = 0;
       for (const auto& [step, lists] : by_step(t.mine)) {
-        ASSERT_TRUE(want.count(step)) << "position " << step.first << " layer " << step.second;
+        if (want.count(step) == 0) {  // (EXPECT, not ASSERT: the other ranks go on to collectives)
+          ADD_FAILURE() << layout.name() << " position " << step.first << " layer " << step.second
+                        << ": not in the one-rank run";
+          continue;
+        }
         EXPECT_EQ(lists, want.at(step))
             << layout.name() << " position " << step.first << " layer " << step.second;
         ++compared;
@@ -380,9 +384,10 @@ TEST(ParallelEngine, PrefillLogitsEqualOneRank) {
   if (rank == 0) {
     std::unique_ptr<Engine> one = load(s.dir, nullptr);
     SeqId id = 0;
-    ASSERT_TRUE(one->add_sequence(s.prompt, greedy(), &id).ok());
+    // EXPECT, not ASSERT: rank 0 leaving here would leave the others in the layouts' collectives.
+    EXPECT_TRUE(one->add_sequence(s.prompt, greedy(), &id).ok());
     want.resize(size_t(one->model_config().vocab));
-    ASSERT_TRUE(one->prefill(id, make_view(want.data(), DType::kF32, {int64_t(want.size())})).ok());
+    EXPECT_TRUE(one->prefill(id, make_view(want.data(), DType::kF32, {int64_t(want.size())})).ok());
   }
   for (auto [tp, pp] : testing::layouts_for_world(size)) {
     ParallelLayout layout(tp, pp);
