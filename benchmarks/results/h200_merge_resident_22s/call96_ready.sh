@@ -1,7 +1,9 @@
 #!/bin/bash
-# Call 96 (prepared in the twenty-second session): c96 = branch merge-resident f740cf2 = main
+# Call 96 (prepared in the twenty-second session): c96 = branch merge-resident-nccl 175b9eb = main
 # 2897986 + the resident merge (with the split kernel's carveout) + TIDAL_CARVEOUT=max (every
-# programmatic launch and the merge launch ask for the most shared memory). Four variants:
+# programmatic launch and the merge launch ask for the most shared memory) + pending/0002 (NCCL's
+# bootstrap when one rank cannot set up its device; its MPI test is run last, two ranks on the
+# one GPU, the second on device 999). Four variants:
 #   A: TIDAL_MERGE_RESIDENT=0, default carveouts (main's behaviour)
 #   B: resident merge (call 94's, plus its carveout: is the carveout why call 94's steps lost?)
 #   C: TIDAL_MERGE_RESIDENT=0 TIDAL_CARVEOUT=max (do carveout changes between the chain's kernels
@@ -41,3 +43,5 @@ for v in C D; do
   env $(env_of $v) timeout 30 $C/tests/kernels/kernels_cuda_test --gtest_filter='*DecodeAttention*:*PdlChain*' > $O/t_$v.txt 2>&1
   el "attention tests under $v rc=$?"; tail -1 $O/t_$v.txt
 done
+mpirun -np 2 --oversubscribe --allow-run-as-root $C/tests/parallel/communicator_test --gtest_filter='*Nccl*' > $O/t_nccl.txt 2>&1
+el "NCCL create test, 2 ranks rc=$?"; grep -E "OK|FAILED|PASSED" $O/t_nccl.txt | head -4
