@@ -505,6 +505,13 @@ TEST(Service, DurationsOutsideTheClocksRangeAreClamped) {
     }
   }
   auto client = served->client();
+  // The NaN timeout's request may still be on the server (its client gave up at once): wait for
+  // it to go, so that `running() == 1` below is the drained request and not that one (it was,
+  // now and then, and shutdown then refused the drained request, not yet arrived).
+  ASSERT_TRUE(eventually([&] {
+    const v1::Stats st = stats_of(*client);
+    return st.running() == 0 && st.queued() == 0;
+  }));
   v1::GenerateRequest req = text_request("Once upon a time", 0.9f, 1, 480);
   req.mutable_stop()->set_ignore_eos(true);
   Streamed drained;
