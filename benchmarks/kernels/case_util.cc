@@ -194,7 +194,7 @@ Replicas::Replicas(const BenchEnv& env, std::vector<const DeviceBuffer*> inputs,
   for (const DeviceBuffer* b : inputs_) bytes += b->view().nbytes();
   TIDAL_CHECK(bytes > 0, "Replicas: nothing to copy");
   DeviceInfo d;
-  TIDAL_CHECK(cuda_device_info(0, &d).ok(), "Replicas: no device info");
+  TIDAL_CHECK(cuda_device_info(env.device.index, &d).ok(), "Replicas: no device info");
   constexpr size_t kReserve = size_t(1) << 30;  // for the graph and what the case allocates later
   const double fit = d.free_bytes > kReserve ? double((d.free_bytes - kReserve) / bytes) : 0.0;
   count_ =
