@@ -66,29 +66,39 @@ void check_device(const TensorView& t, int device, const char* op) {
 
 Status NcclCommunicator::create(Communicator& bootstrap, int device,
                                 std::unique_ptr<NcclCommunicator>* out) {
+  // A rank that cannot set up its device (or rank 0 its unique id) still takes part in every
+  // bootstrap collective below, and every rank learns of any failure before ncclCommInitRank:
+  // a rank that returned early would leave the others waiting there, and itself in the caller's
+  // next collective (agree_status), for ever.
+  Status local = ok_status();
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || device < 0 || device >= count) {
     cudaGetLastError();  // clear the sticky "no device" error
-    return unavailable("NCCL: no CUDA device " + std::to_string(device) + " (" +
-                       std::to_string(count) + " visible)");
-  }
-  const cudaError_t set = cudaSetDevice(device);
-  if (set != cudaSuccess) {
-    return unavailable("NCCL: cannot use CUDA device " + std::to_string(device) + ": " +
-                       cudaGetErrorString(set));
+    local = unavailable("NCCL: no CUDA device " + std::to_string(device) + " (" +
+                        std::to_string(count) + " visible)");
+  } else if (const cudaError_t set = cudaSetDevice(device); set != cudaSuccess) {
+    local = unavailable("NCCL: cannot use CUDA device " + std::to_string(device) + ": " +
+                        cudaGetErrorString(set));
   }
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
-  ncclResult_t r = ncclSuccess;
-  if (bootstrap.rank() == 0) r = ncclGetUniqueId(&id);
-  // Every rank takes part in the broadcast even when rank 0 failed (it sends zeros), so no rank
-  // is left waiting; the failure is reported below.
-  int32_t failed = r != ncclSuccess ? 1 : 0;
+  if (bootstrap.rank() == 0 && local.ok()) {
+    const ncclResult_t r = ncclGetUniqueId(&id);
+    if (r != ncclSuccess) {
+      local = unavailable("NCCL: rank 0 could not make a unique id: " + nccl_error_string(r));
+    }
+  }
+  int32_t failed = local.ok() ? 0 : 1;
+  bootstrap.all_reduce(make_view(&failed, DType::kI32, {1}));  // ranks that failed, summed
+  if (!local.ok()) return local;
+  if (failed != 0) {
+    return unavailable("NCCL: " + std::to_string(failed) + " of " +
+                       std::to_string(bootstrap.size()) +
+                       " ranks could not set up their CUDA device or the unique id");
+  }
   bootstrap.broadcast(make_view(&id, DType::kU8, {int64_t(sizeof(id))}), 0);
-  bootstrap.broadcast(make_view(&failed, DType::kI32, {1}), 0);
-  if (failed) return unavailable("NCCL: rank 0 could not make a unique id");
   ncclComm_t comm = nullptr;
-  r = ncclCommInitRank(&comm, bootstrap.size(), id, bootstrap.rank());
+  const ncclResult_t r = ncclCommInitRank(&comm, bootstrap.size(), id, bootstrap.rank());
   if (r != ncclSuccess) {
     return unavailable("NCCL: ncclCommInitRank on device " + std::to_string(device) + ": " +
                        nccl_error_string(r));

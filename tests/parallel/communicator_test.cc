@@ -14,6 +14,9 @@
 #include <vector>
 
 #include "parallel/mpi_communicator.h"
+#if TIDAL_WITH_NCCL
+#include "parallel/nccl_communicator.h"
+#endif
 
 namespace tidal::parallel {
 namespace {
@@ -52,6 +55,23 @@ TEST(MpiCommunicator, RankAndSizeMatchMpiWorld) {
   EXPECT_EQ(comm->size(), size);
   EXPECT_GE(size, 2) << "run this binary under mpirun -np 2 or more";
 }
+
+#if TIDAL_WITH_NCCL
+// NcclCommunicator::create where one rank cannot use its device (the last, given one that does
+// not exist): every rank gets a Status back and none waits for ever. That rank used to return
+// before the bootstrap broadcasts, leaving the others in them or in ncclCommInitRank and itself
+// in the caller's next collective. Without a GPU every rank fails on its own, through the same
+// collectives.
+TEST(MpiCommunicator, NcclCreateFailsOnEveryRankWhenOneRankCannot) {
+  auto comm = world();
+  const int device = comm->rank() == comm->size() - 1 ? 999 : 0;
+  std::unique_ptr<NcclCommunicator> nccl;
+  const Status st = NcclCommunicator::create(*comm, device, &nccl);
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.to_string();
+  EXPECT_EQ(nccl, nullptr);
+  comm->barrier();  // every rank is back
+}
+#endif
 
 TEST(MpiCommunicator, AllReduceSumsF32) { expect_sum_of_rank_multiples<float>(INT32_MAX); }
 TEST(MpiCommunicator, AllReduceSumsI32) { expect_sum_of_rank_multiples<int32_t>(INT32_MAX); }
