@@ -200,9 +200,12 @@ void Scheduler::admit() {
     const GenerationRequest& r = e.state->request();
     int64_t need = 0;
     if (options_.admission == SchedulerOptions::Admission::kReserve) {
-      // Rows cached at most: the prompt and every generated token but the last.
+      // Rows cached at most: the prompt and every generated token but the last. max_new_tokens
+      // comes from the wire (any int64 >= 1): clamp before adding, or the sum overflows (the
+      // prompt fits the context: submit checked it).
+      const int64_t context = engine_.memory_plan().max_context;
       const int64_t rows =
-          std::min(e.prompt_size() + r.stop.max_new_tokens - 1, engine_.memory_plan().max_context);
+          e.prompt_size() + std::min(r.stop.max_new_tokens - 1, context - e.prompt_size());
       need = std::min(pages_for(rows), stats_.kv_pages_total);
       if (reserved_pages_ + need > stats_.kv_pages_total) break;  // waits for pages
     }

@@ -7,6 +7,7 @@
 #include "runtime/engine/scheduler.h"
 
 #include <chrono>
+#include <limits>
 #include <map>
 #include <memory>
 #include <thread>
@@ -207,6 +208,27 @@ TEST(Scheduler, ReserveAdmissionQueuesWhileFullAndRefusesTheImpossible) {
   submit(s, rec, "long", request(20, 9, 200));
   run(s, rec);
   EXPECT_EQ(rec.results["long"].finish, FinishReason::kKvCapacity);
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
+// max_new_tokens is any int64 >= 1 on the wire. The reservation of one near INT64_MAX is the
+// whole context, not a sum that overflows (it once wrapped to a negative reservation, which
+// let every later request in past the cache's capacity).
+TEST(Scheduler, ReserveAdmissionOfAHugeMaxNewTokensDoesNotOverflow) {
+  auto e = make_engine(/*max_batch=*/4, /*kv_capacity=*/64);
+  Scheduler s(*e, nullptr);
+  Recorder rec;
+  submit(s, rec, "huge", request(20, 6, std::numeric_limits<int64_t>::max()));
+  submit(s, rec, "next", request(20, 7, 41));
+  s.step();
+  EXPECT_EQ(s.stats().running, 1);
+  EXPECT_EQ(s.stats().queued, 1);
+  EXPECT_EQ(s.stats().kv_pages_reserved, 8);  // the whole cache (the context is 256 rows)
+  EXPECT_TRUE(s.cancel("huge"));
+  run(s, rec);
+  EXPECT_EQ(rec.results["next"].finish, FinishReason::kLength);
+  EXPECT_EQ(rec.tokens["next"], solo(request(20, 7, 41)));
+  EXPECT_EQ(s.stats().kv_pages_reserved, 0);
   EXPECT_EQ(e->kv_tokens_in_use(), 0);
 }
 
