@@ -29,12 +29,19 @@ void GenerateStream::begin(const v1::GenerateRequest& req) {
     Finish(to_grpc_status(st));
     return;
   }
-  id_ = req.request_id().empty() ? service_->next_request_id() : req.request_id();
-  pending_.set_request_id(id_);
   policy_ = policy_summary(request.attention);
-  st = service_->scheduler().submit(
-      std::move(request), id_, [this](const engine::GenerationEvent& ev) { return on_event(ev); },
-      &handle_);
+  const bool named = !req.request_id().empty();
+  for (;;) {
+    id_ = named ? req.request_id() : service_->next_request_id();
+    pending_.set_request_id(id_);
+    // A client may name its own request "tidal-N" too. An id the server picked that a live
+    // request holds is skipped (a copy of the request is submitted, for the retry): a request
+    // without an id is never refused as a duplicate. At most max_queue ids are live: this ends.
+    st = service_->scheduler().submit(
+        named ? std::move(request) : request, id_,
+        [this](const engine::GenerationEvent& ev) { return on_event(ev); }, &handle_);
+    if (named || st.code() != StatusCode::kAlreadyExists) break;
+  }
   if (!st.ok()) Finish(to_grpc_status(st.with_context("request " + id_)));
 }
 

@@ -351,6 +351,36 @@ TEST(Service, BadRequestsGetTheirCodeAndTheServerKeepsServing) {
   EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// A request without an id gets one from the server ("tidal-N"); a client may have named its
+// own request the same. The server's pick skips an id a live request holds: the request without
+// an id runs (it was refused with ALREADY_EXISTS for an id it never sent).
+TEST(Service, ServerPickedIdsSkipAnIdAClientTook) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  v1::GenerateRequest holder = text_request("Once upon a time", 0.0f, 0, 250);
+  holder.set_request_id("tidal-1");  // the server's first pick
+  holder.mutable_stop()->set_ignore_eos(true);
+  Streamed first;
+  std::thread t([&] { first = generate(*served->client(), holder); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 1; }));
+  const v1::GenerateRequest unnamed = text_request("Once upon a time", 0.0f, 0, 8);
+  std::string id;
+  int64_t tokens = 0;
+  const grpc::Status st = client->generate(unnamed, [&](const v1::GenerateResponse& m) {
+    id = m.request_id();
+    tokens += m.token_ids_size();
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(tokens, 8);
+  EXPECT_FALSE(id.empty());
+  EXPECT_NE(id, "tidal-1");
+  t.join();
+  EXPECT_TRUE(first.status.ok()) << first.status.error_message();
+  EXPECT_EQ(first.ids.size(), 250u);
+}
+
 TEST(Service, CorrectionPassesRunAtTheIntervalAndShowInStats) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
   auto served = serve_stories(cpu_config());
