@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
+#include <string>
 
 #include "launch/cli.h"
 #include "rpc/service.h"
@@ -131,6 +131,15 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   return ok_status();
 }
 
+// The finish reason without its enum prefix; one this build does not know (a newer server's) as
+// its number: FinishReason_Name gives it an empty name, too short to strip.
+std::string finish_name(int finish) {
+  const std::string& name = v1::FinishReason_Name(v1::FinishReason(finish));
+  const std::string prefix = "FINISH_REASON_";
+  if (name.rfind(prefix, 0) == 0) return name.substr(prefix.size());
+  return name.empty() ? "unknown (" + std::to_string(finish) + ")" : name;
+}
+
 void print_final(const v1::FinalMessage& f, bool stats) {
   const v1::Usage& u = f.usage();
   const double n = double(u.generated_tokens());
@@ -141,7 +150,7 @@ void print_final(const v1::FinalMessage& f, bool stats) {
                static_cast<long long>(u.generated_tokens()), u.queue_seconds() * 1e3,
                u.first_token_seconds() * 1e3,
                u.decode_seconds() > 0 && n > 1 ? (n - 1) / u.decode_seconds() : 0.0,
-               v1::FinishReason_Name(f.finish()).c_str() + std::strlen("FINISH_REASON_"));
+               finish_name(f.finish()).c_str());
   if (!stats) return;
   const v1::AttentionStats& s = f.stats();
   std::fprintf(stderr, "tidal: attention: %lld decode steps\n",
