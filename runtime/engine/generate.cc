@@ -21,8 +21,16 @@ Status StopConditions::validate() const {
     return invalid_argument("max_new_tokens must be >= 1 (got " + std::to_string(max_new_tokens) +
                             ")");
   }
+  if (stop_strings.size() > kMaxStopStrings) {
+    return invalid_argument("stop_strings: at most " + std::to_string(kMaxStopStrings) +
+                            " (got " + std::to_string(stop_strings.size()) + ")");
+  }
   for (const std::string& s : stop_strings) {
     if (s.empty()) return invalid_argument("stop_strings must not hold an empty string");
+    if (s.size() > kMaxStopStringBytes) {
+      return invalid_argument("stop_strings: each at most " + std::to_string(kMaxStopStringBytes) +
+                              " bytes (got one of " + std::to_string(s.size()) + ")");
+    }
   }
   return ok_status();
 }

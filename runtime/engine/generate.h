@@ -17,6 +17,13 @@
 
 namespace tidal::engine {
 
+// Stop strings a request may carry, and their length. Every generated token is matched against
+// each of them on the scheduler's one thread, so without a bound one request (say, a million
+// strings from the wire) would slow every step of every other. Generous against what clients use
+// (OpenAI's API takes 4; TGI's default is 4).
+inline constexpr size_t kMaxStopStrings = 64;
+inline constexpr size_t kMaxStopStringBytes = 1024;
+
 struct StopConditions {
   std::vector<int32_t> eos_ids;           // any ends the request (unless ignore_eos)
   int64_t max_new_tokens = 256;           // generated tokens at most; Default: 256

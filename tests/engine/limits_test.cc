@@ -5,6 +5,7 @@
 // non-finite logits as an error naming the step; progress reported as a prefill advances.
 #include <cmath>
 #include <memory>
+#include <string>
 
 #include "runtime/engine/generate.h"
 #include "tests/testing/model_config.h"
@@ -79,6 +80,23 @@ TEST(EngineLimits, EverySizeIsBoundedAndNamed) {
 
 // The largest model and engine the bounds allow: planning takes no memory and no time, and the
 // byte counts come out huge (saturated where they overflow), never wrapped to something small.
+// Stop strings are matched against every token on the scheduler's thread: their count and
+// length are bounded (generate.h), at the bounds accepted, past them a clear error.
+TEST(EngineLimits, StopStringsAreBoundedInCountAndLength) {
+  StopConditions stop;
+  stop.stop_strings.assign(kMaxStopStrings, std::string(kMaxStopStringBytes, 'x'));
+  EXPECT_TRUE(stop.validate().ok());
+  stop.stop_strings.push_back("y");
+  Status st = stop.validate();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("at most 64 (got 65)"), std::string::npos) << st.to_string();
+  stop.stop_strings = {"end", std::string(kMaxStopStringBytes + 1, 'x')};
+  st = stop.validate();
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("at most 1024 bytes (got one of 1025)"), std::string::npos)
+      << st.to_string();
+}
+
 TEST(EngineLimits, AbsurdPlansAreHugeNotWrapped) {
   model::ModelConfig m = tiny_config();
   m.num_layers = 1024;
