@@ -286,6 +286,11 @@ TEST(Service, BadRequestsGetTheirCodeAndTheServerKeepsServing) {
        },
        grpc::StatusCode::INVALID_ARGUMENT,
        "ids[1]: token id 512 is outside the model's vocabulary"},
+      {"too many stop strings",
+       [](v1::GenerateRequest* r) {
+         for (int i = 0; i < 65; ++i) r->mutable_stop()->add_stop_strings("s" + std::to_string(i));
+       },
+       grpc::StatusCode::INVALID_ARGUMENT, "stop_strings: at most 64 (got 65)"},
       {"chat with no messages", [](v1::GenerateRequest* r) { r->mutable_chat(); },
        grpc::StatusCode::INVALID_ARGUMENT, "chat: messages: a chat needs at least one message"},
       {"chat with an unknown role",
