@@ -979,6 +979,12 @@ void Engine::record_traces(int64_t layer) {
 Status Engine::add_random_sequence(int64_t length, const SequenceOptions& options, uint64_t seed,
                                    SeqId* id) {
   if (length < 1) return invalid_argument("a sequence needs at least one token");
+  // Checked before the token vector is sized: a huge length would throw from its allocation
+  // (length_error, bad_alloc) instead of being refused as add_sequence refuses it.
+  if (length > plan_.max_context) {
+    return out_of_range("random sequence of " + str(length) + " tokens exceeds the context of " +
+                        str(plan_.max_context) + " tokens");
+  }
   TIDAL_RETURN_IF_ERROR(add_sequence(std::vector<int32_t>(size_t(length), 0), options, id));
   Sequence* s = find(*id);
   const int64_t chunk = config_.prefill_chunk;

@@ -78,6 +78,25 @@ TEST(EngineLimits, EverySizeIsBoundedAndNamed) {
   EXPECT_TRUE(has(cfg.validate(), "page ids are i32")) << cfg.validate().message();
 }
 
+// add_random_sequence (the long-context benchmarks' path) refuses a length past the context
+// with a clear error before it sizes anything for it: a huge length is not allocated first.
+TEST(EngineLimits, RandomSequenceLengthIsCheckedBeforeAllocating) {
+  std::unique_ptr<Engine> e = tiny_engine(EngineConfig());
+  ASSERT_NE(e, nullptr);
+  SeqId id = -1;
+  for (int64_t n : {e->memory_plan().max_context + 1, INT64_MAX / 8, INT64_MAX}) {
+    const Status st = e->add_random_sequence(n, SequenceOptions(), /*seed=*/1, &id);
+    EXPECT_EQ(st.code(), StatusCode::kOutOfRange) << n << ": " << st.to_string();
+    EXPECT_TRUE(has(st, "exceeds the context")) << st.message();
+  }
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+  // The engine serves the next request as before.
+  ASSERT_TRUE(e->add_random_sequence(5, SequenceOptions(), /*seed=*/1, &id).ok());
+  EXPECT_EQ(e->length(id), 5);
+  e->release(id);
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
 // The largest model and engine the bounds allow: planning takes no memory and no time, and the
 // byte counts come out huge (saturated where they overflow), never wrapped to something small.
 // Stop strings are matched against every token on the scheduler's thread: their count and
