@@ -55,12 +55,15 @@ Status Engine::step(const std::vector<SeqId>& ids, const std::vector<int32_t>& t
       return invalid_argument("sequence " + str(c.id) + " has two chunks in one step");
     }
     const bool prefill = c.begin == s->cached && s->cached < int64_t(s->tokens.size());
-    const int64_t end = c.begin + c.count;
-    const bool fits = prefill ? end <= int64_t(s->tokens.size()) : end <= s->cached;
-    if (c.count < 1 || c.begin < 0 || !fits) {
-      return invalid_argument("chunk [" + str(c.begin) + ", " + str(end) + ") of sequence " +
-                              str(c.id) + " is neither its next prompt tokens nor cached");
+    const int64_t limit = prefill ? int64_t(s->tokens.size()) : s->cached;
+    // The count is compared with the positions left, not begin + count with the limit: a huge
+    // count would wrap that sum (and then the step's token total) past every check.
+    if (c.count < 1 || c.begin < 0 || c.count > limit - c.begin) {
+      return invalid_argument("chunk of " + str(c.count) + " tokens at " + str(c.begin) +
+                              " of sequence " + str(c.id) +
+                              " is neither its next prompt tokens nor cached");
     }
+    const int64_t end = c.begin + c.count;
     if (prefill && std::find(seqs.begin(), seqs.end(), s) != seqs.end()) {
       return invalid_argument("sequence " + str(c.id) + " decodes beside its own prefill");
     }

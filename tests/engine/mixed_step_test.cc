@@ -218,6 +218,37 @@ TEST(MixedStep, BadStepsChangeNothing) {
   fails({}, {}, {}, "nothing to run");
 }
 
+// A chunk whose begin + count overflows int64 is refused like any chunk past the cached or
+// prompt positions (beside a decode token, whose row would otherwise wrap the capacity check
+// too), and the engine serves the next step as before.
+TEST(MixedStep, HugeChunkCountsAreRefused) {
+  auto e = engine4(/*prefill_chunk=*/16);
+  SeqId a, b;
+  ASSERT_TRUE(e->add_sequence(prompt(20, 7), SequenceOptions(), &a).ok());
+  ASSERT_TRUE(e->add_sequence(prompt(10, 8), SequenceOptions(), &b).ok());
+  int32_t t = -1;
+  ASSERT_TRUE(e->prefill(a, TensorView(), &t).ok());
+  std::vector<int32_t> s;
+  ASSERT_TRUE(e->step({}, {}, {StepChunk{b, 0, 4, false, false}}, TensorView(), &s).ok());
+  const int64_t before = e->kv_tokens_in_use();
+  for (const StepChunk& c : {StepChunk{a, 1, INT64_MAX, false, false},   // correction
+                             StepChunk{b, 4, INT64_MAX, false, false}}) {  // prefill
+    const Status st = e->step({a}, {t}, {c}, TensorView(), &s);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << st.to_string();
+    EXPECT_NE(st.message().find("neither its next prompt tokens nor cached"), std::string::npos)
+        << st.message();
+    EXPECT_EQ(e->length(a), 20);
+    EXPECT_EQ(e->length(b), 4);
+    EXPECT_EQ(e->kv_tokens_in_use(), before);
+  }
+  ASSERT_TRUE(e->step({a}, {t}, {StepChunk{b, 4, 6, false, false}}, TensorView(), &s).ok());
+  EXPECT_EQ(e->length(a), 21);
+  EXPECT_EQ(e->length(b), 10);
+  e->release(a);
+  e->release(b);
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
 // The CPU engine runs no graph: there is no step to replay (Engine::replay_last_step).
 TEST(MixedStep, NoGraphStepToReplayOnTheCpu) {
   auto e = engine4();
