@@ -80,7 +80,10 @@ Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& con
 }
 
 Status KvCache::reserve(std::vector<int32_t>* block_table, int64_t num_tokens) {
-  const int64_t need = (num_tokens + config_.page_size - 1) / config_.page_size;
+  // Rounded up without num_tokens + page_size - 1, which wraps negative near INT64_MAX (no
+  // pages needed, ok returned) instead of asking for more pages than there are.
+  const int64_t need =
+      num_tokens / config_.page_size + (num_tokens % config_.page_size > 0 ? 1 : 0);
   const int64_t more = need - int64_t(block_table->size());
   if (more <= 0) return ok_status();
   if (more > free_pages()) {

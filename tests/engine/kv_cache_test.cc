@@ -44,6 +44,20 @@ TEST(KvCache, ReservesWholePagesAndReleasesThem) {
   EXPECT_EQ(b, (std::vector<int32_t>{0, 1, 2}));
 }
 
+// A token count near INT64_MAX needs more pages than any cache holds: kOutOfMemory, not a page
+// count wrapped negative by rounding up (which took no pages and said ok).
+TEST(KvCache, HugeTokenCountsAreRefusedNotWrapped) {
+  KvCache kv;
+  ASSERT_TRUE(KvCache::create(tiny(), config(4, 5), &kv).ok());
+  std::vector<int32_t> a;
+  for (int64_t n : {INT64_MAX, INT64_MAX - 2}) {
+    const Status st = kv.reserve(&a, n);
+    EXPECT_EQ(st.code(), StatusCode::kOutOfMemory) << n << ": " << st.to_string();
+    EXPECT_TRUE(a.empty());
+  }
+  EXPECT_EQ(kv.free_pages(), 5);
+}
+
 TEST(KvCache, BytesMatchTheLayout) {
   // 2 layers x (K + V) x 6 pages x 4 slots x 1 head x 4 dims x 4 bytes, each aligned.
   EXPECT_GE(KvCache::bytes_for(tiny(), config(4, 5)), size_t(2 * 2 * 6 * 4 * 4 * 4));
