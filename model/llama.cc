@@ -27,6 +27,7 @@
 #include "model/blocks.h"
 #include "model/parallel_forward.h"
 #include "runtime/device.h"
+#include "runtime/size_math.h"
 
 namespace tidal::model {
 namespace {
@@ -38,7 +39,7 @@ TensorView flat(TensorView t) {
 }
 
 int64_t max_pages(const WorkspaceShape& s) {
-  return (s.max_context + s.page_size - 1) / s.page_size;
+  return ceil_div(s.max_context, s.page_size);
 }
 // A score row's length in memory: positions rounded up to 4 floats, so every row starts 16-byte
 // aligned and topk_per_row and head_group_probs take their 16-byte loads (a row pitch of

@@ -24,6 +24,10 @@ inline size_t sat_add(size_t a, size_t b) {
   return __builtin_add_overflow(a, b, &r) ? kSizeSaturated : r;
 }
 
+// n / d rounded up, for n >= 0 and d > 0 (page counts): without n + d - 1, which wraps negative
+// for n near INT64_MAX.
+inline int64_t ceil_div(int64_t n, int64_t d) { return n / d + (n % d > 0 ? 1 : 0); }
+
 // A non-negative int64 as a size (negative values are a caller's bug; they count as saturated).
 inline size_t to_size(int64_t v) { return v < 0 ? kSizeSaturated : size_t(v); }
 

@@ -56,7 +56,7 @@ model::WorkspaceShape workspace_shape(const model::ModelConfig& m, const EngineC
 }
 
 int64_t max_pages(const model::ModelConfig& m, const EngineConfig& c) {
-  return (resolved_context(m, c) + c.page_size - 1) / c.page_size;
+  return ceil_div(resolved_context(m, c), c.page_size);
 }
 
 // Device-side state besides the workspace: block tables and the step plan's device copy.
@@ -221,7 +221,7 @@ MemoryPlan plan_shard(const model::ModelConfig& model, const EngineConfig& confi
     p.workspace_bytes = sat_add(p.workspace_bytes, model::ParallelBuffers::bytes_for(
                                                        parallel_shape(model, shard, config)));
   }
-  int64_t pages = (resolved_capacity(model, config) + config.page_size - 1) / config.page_size;
+  int64_t pages = ceil_div(resolved_capacity(model, config), config.page_size);
   if (config.kv_capacity == 0 && available_bytes > 0) {
     const double spare =
         0.92 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);
@@ -660,7 +660,7 @@ void Engine::release(SeqId id) {
 }
 
 void Engine::upload_pages(Sequence* s, int64_t end) {
-  const int64_t need = (end + config_.page_size - 1) / config_.page_size;
+  const int64_t need = ceil_div(end, config_.page_size);
   for (; s->pages_on_device < need; ++s->pages_on_device) {
     step_->add_page_update(int32_t(s->row), int32_t(s->pages_on_device),
                            s->block_table[size_t(s->pages_on_device)]);

@@ -4,6 +4,8 @@
 #include <string>
 #include <utility>
 
+#include "runtime/size_math.h"
+
 namespace tidal::engine {
 namespace {
 
@@ -80,10 +82,8 @@ Status KvCache::create(const model::ModelConfig& model, const KvCacheConfig& con
 }
 
 Status KvCache::reserve(std::vector<int32_t>* block_table, int64_t num_tokens) {
-  // Rounded up without num_tokens + page_size - 1, which wraps negative near INT64_MAX (no
-  // pages needed, ok returned) instead of asking for more pages than there are.
-  const int64_t need =
-      num_tokens / config_.page_size + (num_tokens % config_.page_size > 0 ? 1 : 0);
+  // (ceil_div: a count near INT64_MAX asks for more pages than there are, not for none.)
+  const int64_t need = ceil_div(num_tokens, config_.page_size);
   const int64_t more = need - int64_t(block_table->size());
   if (more <= 0) return ok_status();
   if (more > free_pages()) {

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "runtime/size_math.h"
+
 namespace tidal::engine {
 namespace {
 
@@ -52,7 +54,7 @@ Scheduler::~Scheduler() {
 }
 
 int64_t Scheduler::pages_for(int64_t tokens) const {
-  return (tokens + stats_.page_size - 1) / stats_.page_size;
+  return ceil_div(tokens, stats_.page_size);
 }
 
 Status Scheduler::submit(GenerationRequest request, const std::string& name,
