@@ -8,7 +8,9 @@
 namespace tidal::rpc {
 
 GenerateStream::GenerateStream(InferenceService* service, grpc::CallbackServerContext* ctx)
-    : service_(service), ctx_(ctx) {}
+    : service_(service), ctx_(ctx) {
+  service_->stream_started();
+}
 
 void GenerateStream::begin(const v1::GenerateRequest& req) {
   grpc::Status auth = service_->check_auth(*ctx_);
@@ -108,7 +110,11 @@ void GenerateStream::OnCancel() {
   if (handle_ != 0) service_->scheduler().cancel(handle_);
 }
 
-void GenerateStream::OnDone() { delete this; }
+void GenerateStream::OnDone() {
+  InferenceService* service = service_;
+  delete this;
+  service->stream_done();
+}
 
 void GenerateStream::log_finish(const engine::GenerationEvent& ev) const {
   const engine::GenerationResult& r = *ev.result;

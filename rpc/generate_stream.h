@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <string>
 
@@ -48,6 +49,15 @@ class InferenceService final : public v1::Inference::CallbackService {
   const ModelLayers& model_layers() const { return options_.model_layers; }
   engine::Scheduler& scheduler() { return scheduler_; }
 
+  // Generate calls in progress, from the handler to OnDone: a stream whose request has ended
+  // may still be writing its last messages to a client that reads slowly.
+  void stream_started();
+  void stream_done();
+  // Blocks until no Generate call is in progress, `seconds` pass (as Scheduler::wait_idle's) or
+  // stop_waiting() is called; true when none is.
+  bool wait_streams(double seconds);
+  void stop_waiting();
+
  private:
   engine::Engine& engine_;
   const model::Tokenizer* tokenizer_;
@@ -56,6 +66,10 @@ class InferenceService final : public v1::Inference::CallbackService {
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> next_id_{0};
   std::chrono::steady_clock::time_point started_;
+  std::mutex streams_mu_;
+  std::condition_variable streams_cv_;  // a stream ended, or stop_waiting()
+  int64_t streams_ = 0;
+  bool stop_waiting_ = false;
 };
 
 // One Generate call: submits the request to the scheduler, and writes what the scheduler's

@@ -4,6 +4,7 @@
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "rpc/convert.h"
@@ -13,6 +14,9 @@ namespace tidal::rpc {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;  // a prompt of a few MB of text fits
+// Waits past ~31 years are "until done" (Scheduler::wait_idle's clamp: the clock's int64
+// nanoseconds would overflow).
+constexpr double kMaxWaitSeconds = 1e9;
 
 // Compares without an early exit, so the time taken says nothing about the token.
 bool same_secret(const grpc::string_ref& given, const std::string& want) {
@@ -38,6 +42,31 @@ InferenceService::InferenceService(engine::Engine& engine, const model::Tokenize
       scheduler_(scheduler),
       options_(options),
       started_(std::chrono::steady_clock::now()) {}
+
+void InferenceService::stream_started() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  streams_ += 1;
+}
+
+void InferenceService::stream_done() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  streams_ -= 1;
+  streams_cv_.notify_all();
+}
+
+bool InferenceService::wait_streams(double seconds) {
+  const double s = seconds > 0 ? std::min(seconds, kMaxWaitSeconds) : 0.0;
+  std::unique_lock<std::mutex> lock(streams_mu_);
+  streams_cv_.wait_for(lock, std::chrono::duration<double>(s),
+                       [this] { return streams_ == 0 || stop_waiting_; });
+  return streams_ == 0;
+}
+
+void InferenceService::stop_waiting() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  stop_waiting_ = true;
+  streams_cv_.notify_all();
+}
 
 grpc::Status InferenceService::check_auth(const grpc::CallbackServerContext& ctx) const {
   if (options_.auth_token.empty()) return grpc::Status::OK;
@@ -163,6 +192,7 @@ Server::~Server() { shutdown(0); }
 int64_t Server::shutdown(double drain_seconds) {
   if (shut_down_) return 0;
   shut_down_ = true;
+  const auto begun = std::chrono::steady_clock::now();
   service_->set_draining();
   scheduler_->stop_admitting();
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
@@ -177,14 +207,22 @@ int64_t Server::shutdown(double drain_seconds) {
     cancel_all();
     scheduler_->wait_idle(60.0);  // cancellations are taken at the next step boundary
   }
-  // Every stream has ended; what is left is unary calls, which finish at once, and idle
-  // connections, which gRPC closes only at the deadline (clients keep channels open).
+  // Every request has ended, but a stream may still be writing its last messages (its final
+  // one among them) to a client that reads slower than it was written: the rest of the drain is
+  // theirs, as gRPC's deadline below would cancel them.
+  const std::chrono::duration<double> spent = std::chrono::steady_clock::now() - begun;
+  service_->wait_streams(drain_seconds - spent.count());
+  // What is left is streams cut short, unary calls, which finish at once, and idle connections,
+  // which gRPC closes only at the deadline (clients keep channels open).
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   scheduler_->stop();
   return cancelled;
 }
 
-void Server::cancel_all() { scheduler_->cancel_all(unavailable("the server is shutting down")); }
+void Server::cancel_all() {
+  scheduler_->cancel_all(unavailable("the server is shutting down"));
+  service_->stop_waiting();  // streams still writing to slow clients are cut too
+}
 
 engine::SchedulerStats Server::stats() const { return scheduler_->stats(); }
 

@@ -58,9 +58,9 @@ class Server {
   int port() const { return port_; }
 
   // Graceful shutdown: stops admitting (Generate fails with UNAVAILABLE; health reports
-  // NOT_SERVING), lets live requests finish for up to `drain_seconds`, then cancels the rest
-  // (their streams end with UNAVAILABLE) and stops serving. Returns how many it cancelled.
-  // Idempotent.
+  // NOT_SERVING), lets live requests finish, and their streams write their last messages, for
+  // up to `drain_seconds`, then cancels the rest (their streams end with UNAVAILABLE) and stops
+  // serving. Returns how many it cancelled. Idempotent.
   int64_t shutdown(double drain_seconds);
   // Any thread: cancels every live request now (their streams end with UNAVAILABLE); cuts a
   // shutdown's drain short.

@@ -519,6 +519,39 @@ TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
   EXPECT_NE(served->log[0].find("finish length"), std::string::npos) << served->log[0];
 }
 
+// A request that finished generating can still be writing: a client that reads slower than the
+// server writes holds its last messages (here, 200 of them of 512 KB each, far past gRPC's flow
+// control windows) on the server. The drain covers them: the stream ends with its final message,
+// though the client reads only after gRPC's own 1 s shutdown deadline (it once cancelled them).
+TEST(Service, ShutdownDrainsAStreamStillWritingItsLastMessages) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  v1::GenerateRequest req = text_request("Once upon a time", 0.9f, 1, 200);
+  req.mutable_stop()->set_ignore_eos(true);
+  req.set_request_id(std::string(512 << 10, 'r'));  // every message carries it
+  std::atomic<bool> read{false};
+  Streamed slow;
+  std::thread t([&] {
+    slow.status = served->client()->generate(req, [&](const v1::GenerateResponse& m) {
+      while (!read) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      slow.ids.insert(slow.ids.end(), m.token_ids().begin(), m.token_ids().end());
+      slow.has_final = slow.has_final || m.has_final();
+      return true;
+    });
+  });
+  ASSERT_TRUE(eventually([&] { return served->server->stats().finished == 1; }));
+  int64_t cancelled = -1;
+  std::thread stop([&] { cancelled = served->server->shutdown(60); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  read = true;
+  t.join();
+  stop.join();
+  EXPECT_EQ(cancelled, 0);
+  ASSERT_TRUE(slow.status.ok()) << slow.status.error_message();
+  EXPECT_TRUE(slow.has_final);
+  EXPECT_EQ(slow.ids.size(), 200u);
+}
+
 // Durations past the clocks' range are clamped, not overflowed: a client timeout of inf or
 // 1e13 s is a far deadline (the call succeeds) and NaN an expired one; an infinite drain waits
 // for the running stream (it once overflowed and cancelled it at once).
