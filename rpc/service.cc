@@ -200,10 +200,7 @@ int64_t Server::shutdown(double drain_seconds) {
     health->SetServingStatus(kServiceName, false);
     health->SetServingStatus(false);
   }
-  int64_t cancelled = 0;
   if (!scheduler_->wait_idle(drain_seconds)) {
-    const engine::SchedulerStats st = scheduler_->stats();
-    cancelled = st.queued + st.running;
     cancel_all();
     scheduler_->wait_idle(60.0);  // cancellations are taken at the next step boundary
   }
@@ -216,10 +213,15 @@ int64_t Server::shutdown(double drain_seconds) {
   // which gRPC closes only at the deadline (clients keep channels open).
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   scheduler_->stop();
-  return cancelled;
+  // The requests cancelled since the drain was cut (here or by a cancel_all meanwhile): live
+  // ones that finished before the cancellation was taken are not among them.
+  const int64_t before = cancelled_before_cut_;
+  return before < 0 ? 0 : scheduler_->stats().cancelled - before;
 }
 
 void Server::cancel_all() {
+  int64_t unset = -1;
+  cancelled_before_cut_.compare_exchange_strong(unset, scheduler_->stats().cancelled);
   scheduler_->cancel_all(unavailable("the server is shutting down"));
   service_->stop_waiting();  // streams still writing to slow clients are cut too
 }

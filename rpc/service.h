@@ -5,6 +5,7 @@
 // a stream holds no thread while it waits for tokens, so many clients cost no threads.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -60,7 +61,8 @@ class Server {
   // Graceful shutdown: stops admitting (Generate fails with UNAVAILABLE; health reports
   // NOT_SERVING), lets live requests finish, and their streams write their last messages, for
   // up to `drain_seconds`, then cancels the rest (their streams end with UNAVAILABLE) and stops
-  // serving. Returns how many it cancelled. Idempotent.
+  // serving. Returns how many requests it cancelled, or cancel_all did during the drain.
+  // Idempotent.
   int64_t shutdown(double drain_seconds);
   // Any thread: cancels every live request now (their streams end with UNAVAILABLE); cuts a
   // shutdown's drain short.
@@ -77,6 +79,8 @@ class Server {
   std::string address_;
   int port_ = 0;
   bool shut_down_ = false;
+  // SchedulerStats::cancelled when cancel_all first ran; -1: it has not.
+  std::atomic<int64_t> cancelled_before_cut_{-1};
 };
 
 }  // namespace tidal::rpc

@@ -552,6 +552,40 @@ TEST(Service, ShutdownDrainsAStreamStillWritingItsLastMessages) {
   EXPECT_EQ(slow.ids.size(), 200u);
 }
 
+// cancel_all during the drain (`tidal serve`'s second signal) cuts it short: the requests it
+// ends are the shutdown's cancellations, and shutdown's count, which serve reports, holds them
+// (it once said 0: the drain then ended with nothing live).
+TEST(Service, CancelAllDuringTheDrainIsCountedByShutdown) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  std::vector<Streamed> streams(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < streams.size(); ++i) {
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest r = text_request("Once upon a time", 0.9f, i, 500);
+      r.mutable_stop()->set_ignore_eos(true);
+      streams[i] = generate(*served->client(), r);
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).running() == 4; }));
+  int64_t cancelled = -1;
+  std::thread stop([&] { cancelled = served->server->shutdown(60); });
+  ASSERT_TRUE(eventually([&] { return stats_of(*client).draining(); }));
+  served->server->cancel_all();
+  stop.join();
+  for (std::thread& t : threads) t.join();
+  int64_t cut = 0;
+  for (const Streamed& s : streams) {
+    if (s.status.ok()) continue;  // it may have finished before the cut
+    EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    cut += 1;
+  }
+  EXPECT_GE(cut, 1) << "the cut came while streams ran";
+  EXPECT_EQ(cancelled, cut);
+  EXPECT_EQ(served->server->stats().cancelled, cut);
+}
+
 // Durations past the clocks' range are clamped, not overflowed: a client timeout of inf or
 // 1e13 s is a far deadline (the call succeeds) and NaN an expired one; an infinite drain waits
 // for the running stream (it once overflowed and cancelled it at once).
