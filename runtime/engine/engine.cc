@@ -796,6 +796,11 @@ Status Engine::correct(SeqId id, int64_t num_tokens) {
   Sequence* s = find(id);
   if (s == nullptr) return invalid_argument("unknown sequence " + str(id));
   if (num_tokens < 1) return invalid_argument("a correction needs at least one token");
+  // Nothing to recompute is refused, as 0 tokens are: it would count a pass of 0 tokens.
+  if (s->cached == 0) {
+    return invalid_argument("sequence " + str(id) +
+                            " has nothing cached to correct (prefill it first)");
+  }
   const int64_t n = std::min(num_tokens, s->cached);
   // Recomputing positions [cached - n, cached) writes their K/V again, now from dense attention
   // in every layer (each attends to the full cache before it, itself corrected first).

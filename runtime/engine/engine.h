@@ -211,7 +211,9 @@ class Engine {
                            const SequenceOptions& options) const;
   // KV cache correction (reference/TIDALDECODE.md §2): recomputes the K/V of the sequence's last
   // `num_tokens` cached positions with a dense chunked pass through every layer, overwriting the
-  // entries written while sparse layers were active. Counted in the sequence's stats.
+  // entries written while sparse layers were active (all of them when fewer are cached).
+  // Counted in the sequence's stats. Refused for num_tokens < 1 and for a sequence with nothing
+  // cached yet (not prefilled).
   Status correct(SeqId id, int64_t num_tokens);
   // Registers a sequence of `length` cached positions whose K/V are random (seeded), with no
   // prefill: for latency benchmarks at long context. Its tokens are 0s.

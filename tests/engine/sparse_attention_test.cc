@@ -271,6 +271,26 @@ TEST(SparseAttention, CorrectionRestoresDenseKvAndGenerationContinues) {
   EXPECT_TRUE(testing::all_close(a, b, 1e-5f, 1e-4f));
 }
 
+// A correction of a sequence with nothing cached yet (not prefilled) has nothing to recompute:
+// it is refused, as a correction of 0 tokens is, and the statistics count no pass (it once
+// counted a pass of 0 tokens). One asking for more tokens than are cached recomputes them all.
+TEST(SparseAttention, CorrectionOfNothingCachedIsRefusedAndNotCounted) {
+  auto e = engine6();
+  SeqId s;
+  ASSERT_TRUE(e->add_sequence(kPrompt, tidal(4, Granularity::kShared, {}), &s).ok());
+  const Status st = e->correct(s, 4);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("sequence " + std::to_string(s) + " has nothing cached"),
+            std::string::npos)
+      << st.message();
+  EXPECT_EQ(e->stats(s).correction_passes, 0);
+  EXPECT_EQ(e->stats(s).correction_tokens, 0);
+  ASSERT_TRUE(e->prefill(s, TensorView()).ok());
+  ASSERT_TRUE(e->correct(s, 100).ok());
+  EXPECT_EQ(e->stats(s).correction_passes, 1);
+  EXPECT_EQ(e->stats(s).correction_tokens, int64_t(kPrompt.size()));
+}
+
 TEST(SparseAttention, GenerationSchedulesCorrectionPasses) {
   auto e = engine6();
   GenerationRequest req;
