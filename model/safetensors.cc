@@ -94,9 +94,11 @@ Status parse_entry(const std::string& file, const std::string& name, const json&
   for (const json& d : *shape_it) {
     uint64_t dim = 0;
     if (!as_index(d, &dim)) {
-      return invalid_argument(where + "shape holds " +
-                              printable(d.dump(-1, ' ', true, json::error_handler_t::replace), 40) +
-                              ", not a non-negative integer");
+      // A list or object is named, not dumped: dump() recurses once per level of nesting.
+      const std::string shown =
+          d.is_structured() ? std::string("a nested ") + d.type_name()
+                            : printable(d.dump(-1, ' ', true, json::error_handler_t::replace), 40);
+      return invalid_argument(where + "shape holds " + shown + ", not a non-negative integer");
     }
     if (dim != 0 && nbytes > std::numeric_limits<uint64_t>::max() / dim) {
       return invalid_argument(where + "shape is too large (byte count overflows)");

@@ -182,6 +182,16 @@ TEST(SafetensorsParse, FieldErrorsNameTheTensor) {
   }
 }
 
+// A dim nested a million lists deep is named, not dumped into the message: dump() recurses once
+// per level and ran out of stack.
+TEST(SafetensorsParse, DeeplyNestedDimIsAnErrorNotACrash) {
+  const size_t depth = 1000000;
+  const std::string dim = std::string(depth, '[') + std::string(depth, ']');
+  expect_error(raw_file("{" + tensor_json("w", "F32", "[" + dim + "]", "[0,16]") + "}",
+                        std::string(16, '\0')),
+               {"'w'", "shape", "nested"});
+}
+
 TEST(SafetensorsParse, OverlapsAndDuplicates) {
   const std::string data(32, '\0');
   expect_error(raw_file("{" + tensor_json("a", "F32", "[4]", "[0,16]") + "," +
