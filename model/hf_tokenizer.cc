@@ -34,7 +34,19 @@ constexpr size_t kMaxCacheEntries = 1 << 18;
 
 // ---- JSON helpers ---------------------------------------------------------------------------
 
+// True when `v` holds no containers more than `depth` levels down (a bounded walk).
+bool shallow(const json& v, int depth) {
+  if (!v.is_structured()) return true;
+  if (depth == 0) return false;
+  for (const json& e : v) {
+    if (!shallow(e, depth - 1)) return false;
+  }
+  return true;
+}
+
 std::string short_dump(const json& v) {
+  // dump() recurses once per level: a value nested thousands deep would overflow the stack.
+  if (!shallow(v, 4)) return std::string("a deeply nested ") + v.type_name();
   std::string s = v.dump(-1, ' ', /*ensure_ascii=*/true, json::error_handler_t::replace);
   if (s.size() > 60) s = s.substr(0, 60) + "...";
   return s;

@@ -548,6 +548,25 @@ TEST(TokenizerErrors, WrongShapes) {
   EXPECT_EQ(ids, (std::vector<int32_t>{0, 0}));
 }
 
+// Values nested a million deep (a vocab id, a merge, a Strip count) are named in the message,
+// not dumped: dump() recurses once per level and ran out of stack.
+TEST(TokenizerErrors, DeeplyNestedValuesAreErrorsNotCrashes) {
+  std::unique_ptr<Tokenizer> tok;
+  const size_t depth = 1000000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  expect_one_line_error(
+      load_text(R"({"model": {"type": "BPE", "vocab": {"a": )" + deep + R"(}, "merges": []}})",
+                &tok),
+      "bad id");
+  expect_one_line_error(
+      load_text(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [)" + deep + "]}}", &tok),
+      "merges[0]");
+  const std::string ok_model = R"("model": {"type": "BPE", "vocab": {"a": 0}, "merges": []})";
+  expect_one_line_error(
+      load_text("{" + ok_model + R"(, "decoder": {"type": "Strip", "start": )" + deep + "}}", &tok),
+      "start");
+}
+
 TEST(TokenizerErrors, IdOutOfRangeInDecode) {
   TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
   for (const char* relative : {kStoriesJson, kLlama2Model}) {
