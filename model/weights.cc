@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <utility>
 
 #include "kernels/counter_rng.h"
@@ -134,6 +135,38 @@ void copy_part(TensorView dst, TensorView whole, const std::vector<int64_t>& ful
             es * size_t(cols), size_t(rows), Stream{});
 }
 
+// Every checkpoint tensor must be a weight the config places: a layer past num_hidden_layers or
+// a bias would otherwise be dropped, loading a different model than the checkpoint's. Two kinds
+// carry nothing and are skipped: RoPE inv_freq buffers (older conversions) and lm_head.weight of
+// a tied model (the embedding stands in for it, as in transformers).
+Status check_every_tensor_placed(const ModelConfig& c, const SafetensorsCheckpoint& ckpt) {
+  static const char* const kLayerTensors[] = {
+      "input_layernorm.weight",          "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight",         "self_attn.o_proj.weight", "mlp.gate_proj.weight",
+      "post_attention_layernorm.weight", "mlp.up_proj.weight",      "mlp.down_proj.weight",
+  };
+  std::set<std::string> placed = {"model.embed_tokens.weight", "model.norm.weight",
+                                  "lm_head.weight"};
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    for (const char* t : kLayerTensors)
+      placed.insert("model.layers." + std::to_string(i) + "." + t);
+  }
+  const std::string buffer = "rotary_emb.inv_freq";
+  for (const std::string& name : ckpt.names()) {
+    if (placed.count(name) != 0) continue;
+    if (name.size() >= buffer.size() &&
+        name.compare(name.size() - buffer.size(), buffer.size(), buffer) == 0) {
+      continue;
+    }
+    return invalid_argument(ckpt.find(name)->file + ": tensor '" + printable(name) +
+                            "' is not a weight of the model the config describes (" +
+                            std::to_string(c.num_layers) +
+                            " layers ('num_hidden_layers'), no biases); loading without it would "
+                            "give a different model than the checkpoint's");
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 size_t llama_weight_bytes(const ModelConfig& config, DType dtype, const ModelShard* shard) {
@@ -146,6 +179,7 @@ size_t llama_weight_bytes(const ModelConfig& config, DType dtype, const ModelSha
 Status load_llama_weights(const ModelConfig& config, const SafetensorsCheckpoint& checkpoint,
                           LlamaWeights* out, const WeightPlacement& placement) {
   TIDAL_RETURN_IF_ERROR(allocate(config, placement, out));
+  TIDAL_RETURN_IF_ERROR(check_every_tensor_placed(config, checkpoint));
   const ModelShard s = placement.shard != nullptr ? *placement.shard : whole_model(config);
   const ModelConfig& c = config;
   const int64_t hd = c.head_dim;

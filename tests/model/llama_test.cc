@@ -73,6 +73,42 @@ TEST(LlamaWeights, MissingMisshapenAndMistypedTensorsAreNamed) {
   EXPECT_NE(load_from(no_head, c, &got).message().find("lm_head.weight"), std::string::npos);
 }
 
+// A checkpoint tensor the config has no place for (a layer past num_hidden_layers, a bias) was
+// dropped without a word, loading a different model than the checkpoint's.
+TEST(LlamaWeights, TensorsTheConfigLeavesOutAreAnError) {
+  const ModelConfig c = tiny(1);
+  ModelConfig deeper = c;
+  deeper.num_layers = c.num_layers + 1;
+  LlamaWeights src, got;
+  ASSERT_TRUE(init_random_llama_weights(deeper, 5, &src).ok());
+  Status st = load_from(testing::llama_tensors(deeper, src), c, &got);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("'model.layers.2.input_layernorm.weight'"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("num_hidden_layers"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("model.safetensors"), std::string::npos) << st.message();
+
+  ASSERT_TRUE(init_random_llama_weights(c, 5, &src).ok());
+  const std::string eight_floats = testing::bytes_of(std::vector<float>(8, 0.5f));
+  auto biased = testing::llama_tensors(c, src);
+  biased.push_back({"model.layers.1.self_attn.q_proj.bias", "F32", {8}, eight_floats});
+  st = load_from(biased, c, &got);
+  EXPECT_NE(st.message().find("'model.layers.1.self_attn.q_proj.bias'"), std::string::npos)
+      << st.message();
+
+  // Older conversions store RoPE's inv_freq buffers; they carry nothing and are skipped. A tied
+  // model ignores a stored lm_head.weight, as transformers does.
+  auto with_buffers = testing::llama_tensors(c, src);
+  with_buffers.push_back(
+      {"model.layers.0.self_attn.rotary_emb.inv_freq", "F32", {2}, eight_floats.substr(0, 8)});
+  st = load_from(with_buffers, c, &got);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+  ModelConfig tied = c;
+  tied.tie_word_embeddings = true;
+  st = load_from(testing::llama_tensors(c, src), tied, &got);
+  EXPECT_TRUE(st.ok()) << st.to_string();
+}
+
 TEST(LlamaWeights, Bf16AndF16CheckpointsConvertExactly) {
   const ModelConfig c = tiny(1);
   LlamaWeights src, got;

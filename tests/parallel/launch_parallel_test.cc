@@ -225,15 +225,16 @@ TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
   }
 }
 
-// The GQA head_dim 128 model without layer 3's down projection: with --pp 2 only rank 1 (the
-// second stage, layers 2-3) needs it.
+// The GQA head_dim 128 model with layer 3's down projection stored as I32: with --pp 2 only rank
+// 1 (the second stage, layers 2-3) reads it. (A renamed tensor would not do: every rank refuses
+// a checkpoint tensor the config has no place for.)
 TEST(LaunchParallel, ALoadFailureOnOneRankEndsTheJobNamingTheRank) {
   const std::string dir = testing::write_gqa128_model(0);
   std::string bytes = testing::read_file(dir + "/model.safetensors");
   const std::string name = "model.layers.3.mlp.down_proj.weight";
-  const size_t at = bytes.find(name);
+  const size_t at = bytes.find(name + "\":{\"dtype\":\"F32\"");
   ASSERT_NE(at, std::string::npos);
-  bytes[at + name.size() - 8] = 'X';  // "...down_proj.Xeight": the tensor is no longer found
+  bytes[at + name.size() + 12] = 'I';  // F32 -> I32: the same bytes, not a weight dtype
   testing::write_file(dir + "/model.safetensors", bytes);
   const Outcome r = run(mpirun(2) + TIDAL_BINARY + " generate --model " + dir +
                         " --prompt-ids 1,2,3 --max-new-tokens 4 --print-ids --pp 2");
