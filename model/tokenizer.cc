@@ -20,7 +20,19 @@ namespace {
 
 using json = nlohmann::json;
 
+// Far above any published tokenizer (Llama-3's tokenizer.json is 9 MB): a larger file is the
+// wrong one (a checkpoint named by mistake), refused before it is read into memory.
+constexpr uintmax_t kMaxTokenizerBytes = uintmax_t{256} << 20;
+
 Status read_whole_file(const std::string& path, std::string* contents) {
+  // file_size fails for a directory or a missing file: read_file names those.
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (!ec && size > kMaxTokenizerBytes) {
+    return invalid_argument(path + ": " + std::to_string(size) +
+                            " bytes is too large for a tokenizer (at most 256 MiB); is it the "
+                            "right file?");
+  }
   const Status st = read_file(path, contents);
   if (!st.ok()) return Status(st.code(), "cannot read tokenizer " + st.message());
   return ok_status();

@@ -567,6 +567,21 @@ TEST(TokenizerErrors, DeeplyNestedValuesAreErrorsNotCrashes) {
       "start");
 }
 
+// A checkpoint named as the tokenizer by mistake ("--tokenizer model.safetensors") was read
+// whole into memory, twice over, before it failed to parse: gigabytes for a real model. A file
+// over 256 MiB is refused unread (this one is sparse: no disk is used).
+TEST(TokenizerErrors, AHugeFileIsRefusedUnread) {
+  const std::string path = ::tidal::testing::temp_dir("tok_huge") + "/model.safetensors";
+  ::tidal::testing::write_file(path, "{");
+  std::filesystem::resize_file(path, (uintmax_t{256} << 20) + 1);
+  std::unique_ptr<Tokenizer> tok;
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = Tokenizer::load(path, &tok);
+  expect_one_line_error(s, "too large for a tokenizer");
+  EXPECT_NE(s.message().find(path), std::string::npos) << s.message();
+  EXPECT_LT(seconds_since(start), 0.1);
+}
+
 TEST(TokenizerErrors, IdOutOfRangeInDecode) {
   TIDAL_SKIP_WITHOUT_SHARED(kStoriesJson);
   for (const char* relative : {kStoriesJson, kLlama2Model}) {
