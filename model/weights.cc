@@ -97,11 +97,11 @@ Status load_tensor(const SafetensorsCheckpoint& ckpt, const std::string& name, T
   const SafetensorsTensor* t = ckpt.find(name);
   if (t == nullptr) return not_found("checkpoint has no tensor '" + name + "'");
   if (t->shape != full) {
-    return invalid_argument("tensor '" + name + "' has shape " + shape_string(t->shape) +
-                            ", the config needs " + shape_string(full));
+    return invalid_argument(t->file + ": tensor '" + name + "' has shape " +
+                            shape_string(t->shape) + ", the config needs " + shape_string(full));
   }
   if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
-    return invalid_argument("tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
+    return invalid_argument(t->file + ": tensor '" + name + "' has dtype " + dtype_name(t->dtype) +
                             "; weights must be F32, F16 or BF16");
   }
   const auto [rows, cols, src_stride, first] = part_runs(dst, full, part);

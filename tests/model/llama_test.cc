@@ -14,6 +14,8 @@
 namespace tidal::model {
 namespace {
 
+using testing::TestTensor;
+
 ModelConfig tiny(int64_t kv_heads) {
   testing::TinyLlama t;
   t.heads = 2;
@@ -71,6 +73,42 @@ TEST(LlamaWeights, MissingMisshapenAndMistypedTensorsAreNamed) {
   auto no_head = testing::llama_tensors(c, src);
   no_head.pop_back();
   EXPECT_NE(load_from(no_head, c, &got).message().find("lm_head.weight"), std::string::npos);
+}
+
+// A misshapen or mistyped tensor of a sharded checkpoint is named with the shard that holds it.
+TEST(LlamaWeights, ShapeAndDtypeErrorsNameTheShard) {
+  const ModelConfig c = tiny(1);
+  LlamaWeights src, got;
+  ASSERT_TRUE(init_random_llama_weights(c, 5, &src).ok());
+  for (const char* fault : {"shape", "dtype"}) {
+    auto tensors = testing::llama_tensors(c, src);
+    TestTensor& q1 = tensors[11];  // model.layers.1.self_attn.q_proj.weight, in the second shard
+    ASSERT_EQ(q1.name, "model.layers.1.self_attn.q_proj.weight");
+    if (std::string(fault) == "shape") q1.shape = {4, 16};
+    if (std::string(fault) == "dtype") q1.dtype = "I32";
+    const std::string dir = testing::temp_dir("weights_sharded");
+    const std::string shard1 = "model-00001-of-00002.safetensors";
+    const std::string shard2 = "model-00002-of-00002.safetensors";
+    const size_t split = 10;
+    testing::write_file(dir + "/" + shard1,
+                        testing::build_safetensors({tensors.begin(), tensors.begin() + split}));
+    testing::write_file(dir + "/" + shard2,
+                        testing::build_safetensors({tensors.begin() + split, tensors.end()}));
+    std::string index = "{\"weight_map\": {";
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      index += std::string(i ? ", " : "") + "\"" + tensors[i].name + "\": \"" +
+               (i < split ? shard1 : shard2) + "\"";
+    }
+    testing::write_file(dir + "/model.safetensors.index.json", index + "}}");
+    std::unique_ptr<SafetensorsCheckpoint> ckpt;
+    ASSERT_TRUE(SafetensorsCheckpoint::open(dir, &ckpt).ok());
+    const Status st = load_llama_weights(c, *ckpt, &got);
+    ASSERT_FALSE(st.ok()) << fault;
+    EXPECT_NE(st.message().find(dir + "/" + shard2 + ": tensor '" + q1.name + "'"),
+              std::string::npos)
+        << st.message();
+    EXPECT_NE(st.message().find(fault), std::string::npos) << st.message();
+  }
 }
 
 // A checkpoint tensor the config has no place for (a layer past num_hidden_layers, a bias) was
