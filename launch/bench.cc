@@ -452,7 +452,8 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
                   floor_ms,
                   100.0 * floor_ms / st.median,
                   run.rank_gib,
-                  run.copy_bytes_per_s / 1e12,
+                  // No copy is measured on the CPU: "-", not a 0.00 TB/s that reads as a GPU's.
+                  run.copy_bytes_per_s > 0 ? run.copy_bytes_per_s / 1e12 : std::nan(""),
                   prefill_tok_s.empty() ? NAN : bench::summarize(prefill_tok_s).median,
                   wrong});
   return ok_status();
@@ -676,8 +677,13 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   }
   bench::Table table(bi, columns());
   table.print_header(
-      {"ms / p90_ms / min_ms: per-step latency (CUDA events around each decode step, host planning",
-       "included), median, p90 and min. graph_ms: the last step's CUDA graph replayed",
+      {gpu ? "ms / p90_ms / min_ms: per-step latency (CUDA events around each decode step, host "
+             "planning"
+           : "ms / p90_ms / min_ms: per-step latency (CPU reference path: the host clock around each "
+             "decode step,",
+       gpu ? "included), median, p90 and min. graph_ms: the last step's CUDA graph replayed"
+           : "all of it host work), median, p90 and min; no copy is measured on the CPU, so no "
+             "floor. graph_ms (GPU): the last step's CUDA graph replayed",
        "--graph-replays times back to back, a replay's mean (one rank): the step without the host's",
        "planning and launch between steps. attn_ms: the attention launches of one more (eager) step,",
        "by layer role (under --tp/--pp: rank 0's, in its stage's layers). Of that step on rank 0",

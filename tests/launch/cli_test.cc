@@ -361,6 +361,22 @@ TEST(Cli, BenchRunsQuestRowsOnTheirOwnEngine) {
   EXPECT_EQ(m.run.err.find(engine), m.run.err.rfind(engine)) << m.run.err;
 }
 
+// A CPU run says it is one: no copy bandwidth is measured there, so no copy figure (null, printed
+// "-", not 0.00 TB/s) and no floor; the latency note names the host clock, not CUDA events.
+TEST(Cli, BenchOnTheCpuPrintsNoGpuFigures) {
+  const BenchRun b = bench_rows("--policy full --context 200");
+  ASSERT_EQ(b.run.exit_code, 0) << b.run.err;
+  ASSERT_FALSE(b.table.is_null()) << b.run.err;
+  ASSERT_EQ(b.table.at("rows").size(), 1u) << b.table.dump();
+  const nlohmann::json& row = b.table.at("rows")[0];
+  EXPECT_EQ(row.at("device").get<std::string>(), "cpu");
+  EXPECT_TRUE(row.at("copy_tbps").is_null()) << row.dump();
+  EXPECT_TRUE(row.at("floor_ms").is_null()) << row.dump();
+  EXPECT_TRUE(row.at("%floor").is_null()) << row.dump();
+  EXPECT_EQ(b.run.out.find("CUDA events"), std::string::npos) << b.run.out;
+  EXPECT_NE(b.run.out.find("host clock"), std::string::npos) << b.run.out;
+}
+
 // `bench --agreement` names are all checked, even where no row would use them.
 TEST(Cli, BenchRefusesAnUnknownAgreement) {
   expect_error(tidal("bench --device cpu --preset tiny --policy full --agreement approx,bogus"),
