@@ -118,25 +118,48 @@ def layer_roles(s, policy, sparse_start=2, reselect=None):
     return roles
 
 
+def quest_rows(s, n, budget):
+    """Per Quest layer and sequence: (page-bound rows, KV rows), as the engine counts them
+    (Engine::count_decode_stats): the bounds (min and max) of every page but the current one, per
+    KV head (the current page is not scored); per query head, K/16 - 1 chosen pages and the
+    current page's n - 1 - (its start) + 1 written positions, never the empty slots after them."""
+    pages = (n - 1) // QUEST_PAGE + 1
+    chosen = min(pages, budget // QUEST_PAGE)
+    bounds = 2 * (pages - 1) * s["kv_heads"]
+    rows = s["heads"] * ((chosen - 1) * QUEST_PAGE + (n - 1) % QUEST_PAGE + 1)
+    return bounds, rows
+
+
 def kv_rows_read(s, roles, n, budget, granularity, batch):
-    """KV rows (head_dim elements each; K and V counted separately) one step reads."""
+    """KV rows (head_dim elements each; K and V counted separately) one step reads, with Quest's
+    page bounds counted as rows of the activations' dtype: (KV rows, page-bound rows)."""
     kvh, h = s["kv_heads"], s["heads"]
-    rows = 0.0
+    rows = bounds = 0.0
     for r in roles:
         if r in ("dense", "select"):
             rows += 2 * n * kvh
         elif r == "sparse":
             lists = h if granularity == "per-query-head" else kvh
             rows += 2 * min(budget, n) * lists
-        else:  # quest: the page bounds (2 rows per page and KV head) + the chosen pages' rows
-            rows += 2 * (-(-n // QUEST_PAGE)) * kvh + 2 * min(budget, n) * h
-    return rows * batch
+        else:  # quest
+            b, q = quest_rows(s, n, budget)
+            bounds += b
+            rows += 2 * q
+    return rows * batch, bounds * batch
+
+
+def kv_read_bytes(s, roles, n, budget, granularity, batch, elem, kv=""):
+    """Bytes of the KV rows one step reads: K / V rows at the cache's row width (FP8: a byte per
+    element + a 4-byte scale), Quest's page bounds in the activations' dtype (as tidal bench's
+    kv_bytes_read)."""
+    rows, bounds = kv_rows_read(s, roles, n, budget, granularity, batch)
+    return rows * kv_row_bytes(s, elem, kv) + bounds * s["head_dim"] * elem
 
 
 def step_bytes(preset, policy, context, batch, budget=0, granularity="-", elem=2, kv=""):
-    """Bytes one decode step must move (DESIGN.md §7): weights once + the KV rows it reads
-    (Quest's page bounds counted as KV rows: an estimate)."""
+    """Bytes one decode step must move (DESIGN.md §7): weights once + the KV rows it reads, the
+    count tidal bench's GB column makes (tests/benchmarks/floor_bytes_test.py checks)."""
     s = PRESETS[preset]
     roles = layer_roles(s, policy)
-    rows = kv_rows_read(s, roles, context, budget or 0, granularity, batch)
-    return stream_bytes(s, elem) + rows * kv_row_bytes(s, elem, kv)
+    return stream_bytes(s, elem) + kv_read_bytes(s, roles, context, budget or 0, granularity,
+                                                 batch, elem, kv)

@@ -59,7 +59,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from presets import (PRESETS, QUEST_PAGE, TORCH_REFERENCE_VERSION as VERSION,  # noqa: E402
-                     default_reselect, kv_rows_read, layer_roles, parse_count, policy_variants,
+                     default_reselect, kv_read_bytes, layer_roles, parse_count, policy_variants,
                      stream_bytes, weight_bytes)
 import torch_attention as A  # noqa: E402
 
@@ -601,8 +601,8 @@ def main():
                     step.tune(a.sdpa, a.gqa_layout, exclude=used)
                     med, p90 = time_step(step, device, graphs, a.warmup, a.steps)
                 roles = step.roles
-                rows = kv_rows_read(s, roles, n + 1, budget, gran, a.batch)
-                gb = (stream_bytes(s, elem) + rows * s["head_dim"] * elem) / 1e9
+                gb = (stream_bytes(s, elem) +
+                      kv_read_bytes(s, roles, n + 1, budget, gran, a.batch, elem)) / 1e9
                 floor = gb * 1e9 / copy * 1e3 if copy > 0 else None
                 row.update(status="ok", ms=med, p90_ms=p90, **{"tok/s": a.batch / (med * 1e-3)},
                            GB=gb, floor_ms=floor,
