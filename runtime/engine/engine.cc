@@ -671,7 +671,7 @@ void Engine::add_sample_row(int32_t row, const Sequence* s) {
   SampleRow r;  // padding rows (s null) are greedy
   if (s != nullptr) {
     const SamplingParams& p = s->options.sampling;
-    r.temperature = p.temperature;
+    r.temperature = p.greedy() ? 0.0f : p.temperature;  // the kernels' greedy is T == 0
     r.top_k = p.top_k;
     r.top_p = p.top_p;
     r.min_p = p.min_p;

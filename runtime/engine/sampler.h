@@ -11,8 +11,14 @@
 
 namespace tidal::engine {
 
+// Temperatures below this sample greedily, as in vLLM (its _SAMPLING_EPS): dividing logits by a
+// smaller one can overflow f32 (1e-40 turns a logit of 1 into inf, and every weight into NaN),
+// and the draw is the argmax anyway.
+constexpr float kGreedyTemperature = 1e-5f;
+
 struct SamplingParams {
-  float temperature = 1.0f;  // 0 = greedy (argmax, ties to the lowest id); Default: 1
+  float temperature = 1.0f;  // 0 (or < kGreedyTemperature) = greedy (argmax, ties to the lowest
+                             // id); Default: 1
   int32_t top_k = 0;         // keep the k most likely tokens; 0 = off; Default: 0
   float top_p = 1.0f;        // keep the smallest set with this much probability; (0, 1]; Default: 1
   float min_p = 0.0f;        // drop tokens below min_p * the top probability; [0, 1]; Default: 0
@@ -21,7 +27,7 @@ struct SamplingParams {
   // Errors name the setting: negative or non-finite temperature, top_p outside (0, 1], negative
   // top_k, min_p outside [0, 1].
   Status validate() const;
-  bool greedy() const { return temperature == 0.0f; }
+  bool greedy() const { return temperature < kGreedyTemperature; }
 };
 
 // Index of the largest value (the lowest index among ties).

@@ -55,6 +55,18 @@ TEST(Generate, MaxNewTokensAndSeeds) {
   EXPECT_EQ(a[0].prompt_tokens, 3);
 }
 
+// A temperature too small to divide by in f32 (1e-40 turns a logit of 1 into inf, and every
+// weight into NaN) samples greedily, as vLLM does below 1e-5; it drew the last id of the vocab.
+TEST(Generate, TinyTemperatureIsGreedy) {
+  auto e = tiny_engine();
+  std::vector<GenerationResult> greedy, tiny, small;
+  ASSERT_TRUE(run(*e, {request({1, 5, 7}, 12)}, &greedy).ok());
+  ASSERT_TRUE(run(*e, {request({1, 5, 7}, 12, 1e-40f, 3)}, &tiny).ok());
+  ASSERT_TRUE(run(*e, {request({1, 5, 7}, 12, 1e-6f, 3)}, &small).ok());
+  EXPECT_EQ(tiny[0].tokens, greedy[0].tokens);
+  EXPECT_EQ(small[0].tokens, greedy[0].tokens);
+}
+
 TEST(Generate, EosStopsUnlessIgnored) {
   auto e = tiny_engine();
   std::vector<GenerationResult> r;

@@ -30,5 +30,18 @@ TEST(SamplingParams, RejectsInvalidSettings) {
   EXPECT_TRUE(p.greedy() == false);
 }
 
+TEST(SamplingParams, TemperaturesTooSmallToDivideByAreGreedy) {
+  SamplingParams p;
+  for (float t : {0.0f, 1e-40f, 1e-20f, 0.5f * kGreedyTemperature}) {
+    p.temperature = t;
+    EXPECT_TRUE(p.validate().ok()) << t;
+    EXPECT_TRUE(p.greedy()) << t;
+  }
+  for (float t : {kGreedyTemperature, 0.01f, 1.0f}) {
+    p.temperature = t;
+    EXPECT_FALSE(p.greedy()) << t;
+  }
+}
+
 }  // namespace
 }  // namespace tidal::engine
