@@ -55,10 +55,12 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   const std::string path = harness_text(defaults, o.text);
   Haystack text;
   TIDAL_RETURN_IF_ERROR(load_haystack(path, *tok, &text).with_context("--text"));
-  if (int64_t(text.tokens.size()) < o.offset + o.tokens - 1) {
-    return out_of_range("--text " + path + " has " + std::to_string(text.tokens.size()) +
-                        " tokens; --offset " + std::to_string(o.offset) + " and --tokens " +
-                        std::to_string(o.tokens) + " need " + std::to_string(o.offset + o.tokens - 1));
+  // Compared without offset + tokens - 1, which wraps negative near INT64_MAX.
+  const int64_t have = int64_t(text.tokens.size());
+  if (o.offset > have || o.tokens - 1 > have - o.offset) {
+    return out_of_range("--text " + path + " has " + std::to_string(have) + " tokens; --offset " +
+                        std::to_string(o.offset) + " and --tokens " + std::to_string(o.tokens) +
+                        " need " + std::to_string(uint64_t(o.offset) + uint64_t(o.tokens) - 1));
   }
   std::vector<int32_t> tokens = {cfg.bos_token_id};
   tokens.insert(tokens.end(), text.tokens.begin() + o.offset,

@@ -680,6 +680,15 @@ TEST(Cli, AccuracyFlagsWithoutEffectAreRefused) {
                "--window must be >= 0 (0: tokens / 32, at least 16), got -3");
 }
 
+// ppl --offset near INT64_MAX: offset + tokens wrapped negative, passed the length check, and
+// the run scored tokens read from outside the text.
+TEST(Cli, PplOffsetPastTheTextIsRefused) {
+  expect_error(tidal("ppl --policy full --tokens 16 --offset 9223372036854775807"),
+               "--offset 9223372036854775807 and --tokens 16 need");
+  expect_error(tidal("ppl --policy full --tokens 9223372036854775807 --offset 5"),
+               "--offset 5 and --tokens 9223372036854775807 need");
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +
