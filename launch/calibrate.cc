@@ -156,7 +156,7 @@ LayerProbe probe_from(const json& j) {
 
 bool matches_full(const CandidateScore& c, int64_t full_hits, double full_ppl,
                   int64_t miss_tolerance, double ppl_tolerance) {
-  const bool needle_ok = c.hits + miss_tolerance >= full_hits;
+  const bool needle_ok = full_hits - c.hits <= miss_tolerance;  // hits + tolerance may overflow
   const bool ppl_ok = !(std::isfinite(c.ppl) && std::isfinite(full_ppl)) ||
                       c.ppl <= full_ppl * (1.0 + ppl_tolerance);
   return needle_ok && ppl_ok;
@@ -199,6 +199,18 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   if (o.budget < 2) return invalid_argument("--budget must be >= 2");
   if (o.needles < 1 || o.gen_tokens < 1 || o.ppl_tokens < 0) {
     return invalid_argument("--needles and --gen-tokens must be >= 1, --ppl-tokens >= 0");
+  }
+  // Below 0 (or NaN) no candidate can match full, and the choice would silently be the most
+  // accurate one instead.
+  if (o.miss_tolerance < 0) {
+    return invalid_argument("--miss-tolerance must be >= 0, got " +
+                            std::to_string(o.miss_tolerance));
+  }
+  if (!(std::isfinite(o.ppl_tolerance) && o.ppl_tolerance >= 0)) {
+    char got[32];
+    std::snprintf(got, sizeof(got), "%g", o.ppl_tolerance);
+    return invalid_argument(std::string("--ppl-tolerance must be a finite number >= 0, got ") +
+                            got);
   }
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));

@@ -230,5 +230,11 @@ TEST(Calibrate, ChoosesTheCheapestCandidateThatMatchesFull) {
   EXPECT_FALSE(matches_full(n[0], 3, NAN, 1, 0.0));
 }
 
+// The largest --miss-tolerance admits every needle count (hits + tolerance once overflowed).
+TEST(Calibrate, AHugeMissToleranceAdmitsAnyHits) {
+  EXPECT_TRUE(matches_full(score(2, 0, NAN, 0.3), 10, NAN, INT64_MAX, 0.0));
+  EXPECT_TRUE(matches_full(score(2, 7, NAN, 0.3), 10, NAN, INT64_MAX, 0.0));
+}
+
 }  // namespace
 }  // namespace tidal::launch

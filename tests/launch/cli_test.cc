@@ -689,6 +689,18 @@ TEST(Cli, PplOffsetPastTheTextIsRefused) {
                "--offset 5 and --tokens 9223372036854775807 need");
 }
 
+// calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
+// run silently fell back to the most accurate candidate. Refused before any case is made (the
+// 1-token length would fail later).
+TEST(Cli, CalibrateTolerancesAreChecked) {
+  const std::string run = "calibrate --dry-run --lengths 1 ";
+  expect_error(tidal(run + "--miss-tolerance -1"), "--miss-tolerance must be >= 0, got -1");
+  expect_error(tidal(run + "--ppl-tolerance -0.5"),
+               "--ppl-tolerance must be a finite number >= 0, got -0.5");
+  expect_error(tidal(run + "--ppl-tolerance nan"), "--ppl-tolerance must be");
+  expect_error(tidal(run + "--ppl-tolerance inf"), "--ppl-tolerance must be");
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +
