@@ -280,7 +280,8 @@ Status check_generate_flags(const GenerateOptions& o) {
     return invalid_argument(
         "--weights-seed has no effect without --preset (a model's weights are its checkpoint's)");
   }
-  return ok_status();
+  TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
+  return name_flags(o.stop.validate());
 }
 
 Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
@@ -290,8 +291,6 @@ Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   // Every flag value is checked before the checkpoint is read; errors name the flag.
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
-  TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
-  TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
   if (!o.preset.empty()) {  // random weights, no directory: no tokenizer, no policy file
     std::unique_ptr<engine::Engine> engine;
     TIDAL_RETURN_IF_ERROR(create_preset_engine(o.preset, o.weights_seed, config, &engine));

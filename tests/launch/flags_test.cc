@@ -146,6 +146,33 @@ TEST(Flags, PolicyFlagValuesAreCheckedByName) {
   for (const PolicyCase& tc : cases) expect_policy(tc);
 }
 
+// generate's sampling and stop flags are checked by check_generate_flags, before any model
+// loads: the --tp/--pp path checked them only after loading, and named the field, not the flag.
+TEST(Flags, GenerateSamplingFlagsAreCheckedBeforeAModelLoads) {
+  const PolicyCase cases[] = {
+      {{"--temperature", "nan"}, "--temperature must be a finite number >= 0 (got nan)"},
+      {{"--top-p", "0"}, "--top-p must be in (0, 1]"},
+      {{"--top-k", "-1"}, "--top-k must be >= 0"},
+      {{"--min-p", "inf"}, "--min-p must be in [0, 1]"},
+      {{"--max-new-tokens", "0"}, "--max-new-tokens must be >= 1"},
+      {{"--stop", ""}, "--stop must not hold an empty string"},
+      {{"--temperature", "0", "--top-k", "5", "--stop", "x"}, ""},
+  };
+  for (const PolicyCase& tc : cases) {
+    Commands c;
+    std::vector<std::string> args = {"generate"};
+    args.insert(args.end(), tc.args.begin(), tc.args.end());
+    ASSERT_TRUE(parse(c, args).ok());
+    const Status st = check_generate_flags(c.gen);
+    if (std::string(tc.error).empty()) {
+      EXPECT_TRUE(st.ok()) << st.message();
+    } else {
+      EXPECT_NE(st.message().find(tc.error), std::string::npos)
+          << tc.args[0] << ": " << st.message();
+    }
+  }
+}
+
 // Seconds flags: finite, in [0, a week]; NaN is not "none".
 TEST(Flags, SecondsAreFiniteAndAtMostAWeek) {
   for (double ok : {0.0, 0.5, 30.0, kMaxFlagSeconds}) {
