@@ -15,6 +15,7 @@
 #include <string>
 
 #include "launch/cli.h"
+#include "launch/flag_names.h"
 #include "rpc/service.h"
 #include "runtime/file.h"
 
@@ -71,8 +72,8 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   const GenerateOptions& o = c.request;
   model::AttentionPolicy policy;
   TIDAL_RETURN_IF_ERROR(build_policy(o, &policy));
-  TIDAL_RETURN_IF_ERROR(o.sampling.validate());
-  TIDAL_RETURN_IF_ERROR(o.stop.validate());
+  TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
+  TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
   req->set_request_id(c.request_id);
   const int given = int(o.prompt_given) + int(!o.prompt_file.empty()) + int(!o.prompt_ids.empty());
   if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");

@@ -234,6 +234,27 @@ TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
   }
 }
 
+// The client's sampling and stop values are refused before any call, naming the flag as
+// `generate` does (they once said "temperature must be ...", the library's field).
+TEST(ServeProcess, ClientSamplingErrorsNameTheFlag) {
+  const std::string client = "client --server 127.0.0.1:1 --timeout 5 --prompt hi ";
+  const struct {
+    const char* flags;
+    const char* error;
+  } cases[] = {
+      {"--temperature -1", "--temperature must be a finite number >= 0"},
+      {"--top-p nan", "--top-p must be in (0, 1] (got nan)"},
+      {"--top-k -2", "--top-k must be >= 0"},
+      {"--min-p 2", "--min-p must be in [0, 1]"},
+      {"--max-new-tokens 0", "--max-new-tokens must be >= 1"},
+  };
+  for (const auto& tc : cases) {
+    const TidalRun r = run_tidal(client + tc.flags);
+    EXPECT_EQ(r.exit_code, 1) << tc.flags;
+    expect_error(r.err, tc.error);
+  }
+}
+
 // An empty --auth-token would serve without authentication: refused at start, as an empty
 // first line of --auth-token-file is.
 TEST(ServeProcess, EmptyAuthTokenIsRefused) {
