@@ -177,7 +177,10 @@ void add_serve_command(CLI::App& app, ServeOptions* o) {
   add_engine_flags(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
-  cmd->final_callback([cmd, o] { o->auth_token_given = cmd->count("--auth-token") > 0; });
+  cmd->final_callback([cmd, o] {
+    o->auth_token_given = cmd->count("--auth-token") > 0;
+    o->seed_given = cmd->count("--seed") > 0;
+  });
 }
 
 void add_client_command(CLI::App& app, ClientOptions* o) {

@@ -80,6 +80,7 @@ struct ServeOptions {
   // (prompts as ids only), for load benchmarks (launch/presets.h). Empty: none.
   std::string preset;
   uint64_t seed = 1;  // --preset's weights
+  bool seed_given = false;  // without --preset it has no effect: refused
   std::string listen = "127.0.0.1:50051";
   std::string auth_token;       // the shared secret calls must carry; empty: none
   std::string auth_token_file;  // read the secret from a file (its first line)
@@ -197,8 +198,8 @@ Status run_serve(const ServeOptions& opts, const DefaultModel& defaults);
 // must be blocked in every thread of the process (block_stop_signals) before any is started.
 Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine);
 Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults);
-// The flags serve_with reads that need no model (--max-queue, --auth-token, --drain-seconds),
-// checked before a model loads; errors name the flag.
+// The flags serve_with reads that need no model (--max-queue, --auth-token, --drain-seconds;
+// --seed needs --preset), checked before a model loads; errors name the flag.
 Status check_serve_flags(const ServeOptions& opts);
 // Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts afterwards), so
 // that serve_with can wait for them.

@@ -52,6 +52,10 @@ void log_line(const std::string& line) {
 
 Status check_serve_flags(const ServeOptions& o) {
   if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
+  if (o.seed_given && o.preset.empty()) {
+    return invalid_argument(
+        "--seed has no effect without --preset (a model's weights are its checkpoint's)");
+  }
   // An empty secret would silently serve without authentication (as would an empty first line
   // of --auth-token-file, refused in auth_token()).
   if (o.auth_token_given && o.auth_token.empty()) {

@@ -255,6 +255,14 @@ TEST(ServeProcess, ClientSamplingErrorsNameTheFlag) {
   }
 }
 
+// serve --seed seeds only --preset's random weights: without --preset it did nothing (generate
+// refuses --weights-seed likewise). Refused before a model loads.
+TEST(ServeProcess, SeedWithoutPresetIsRefused) {
+  ServeProcess serve;
+  EXPECT_FALSE(serve.start("--device cpu --seed 7"));
+  expect_error(serve.err(), "--seed has no effect without --preset");
+}
+
 // An empty --auth-token would serve without authentication: refused at start, as an empty
 // first line of --auth-token-file is.
 TEST(ServeProcess, EmptyAuthTokenIsRefused) {
