@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -632,6 +633,16 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   }
   std::vector<Variant> variants;
   TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
+  // Rank 0 writes the table at the end: a path it cannot write fails now, not after the run.
+  Status files = ok_status();
+  for (const auto& [flag, path] : {std::pair{"--json", &o.json_path}, {"--csv", &o.csv_path}}) {
+    if (worker || path->empty() || !files.ok()) continue;
+    if (!std::ofstream(*path, std::ios::app)) {  // appending keeps what it holds until then
+      files = not_found(std::string(flag) + " " + *path + ": cannot open for writing");
+    }
+  }
+  if (dist != nullptr) files = engine::agree_status(*dist->world, files);
+  TIDAL_RETURN_IF_ERROR(files);
   Run run;
   run.engine.page_size = o.page_size;
   run.engine.prefill_chunk = o.prefill_chunk;

@@ -383,6 +383,20 @@ TEST(Cli, BenchRefusesAnUnknownAgreement) {
                "--agreement: unknown agreement 'bogus'");
 }
 
+// A --json or --csv file that cannot be written is refused before the first row is timed (it
+// was written only after the whole run: hours of a GPU sweep, then an error).
+TEST(Cli, BenchRefusesAnUnwritableOutputFileFirst) {
+  const std::string bench =
+      "bench --device cpu --preset tiny --policy full --context 100 "
+      "--steps 1 --warmup 0 --no-breakdown ";
+  for (const char* flag : {"--json", "--csv"}) {
+    const CliRun r = tidal(bench + flag + " /nonexistent/table.out");
+    expect_error(r, "/nonexistent/table.out");
+    EXPECT_EQ(r.out.find("  cpu          tiny"), std::string::npos) << flag << ": " << r.out;
+    EXPECT_EQ(r.err.find("tidal bench: tiny on "), std::string::npos) << flag << ": " << r.err;
+  }
+}
+
 // `generate --preset`: seeded random weights, ids in and out; the seed picks the model, and a
 // preset has no tokenizer to take a text prompt.
 TEST(Cli, GeneratePresetIsSeededIdsOnly) {
