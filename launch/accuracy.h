@@ -59,6 +59,13 @@ struct AccuracyCommon {
   DeviceFlags device;
 };
 
+// --needles at most (niah, calibrate): every case is made, its whole prompt held, before the
+// first runs, so the count is bounded where it is given, not by running out of memory. Beyond
+// any statistics a cell needs (benchmarks/README.md's sweeps use 5).
+constexpr int64_t kMaxNeedles = 1000;
+// "--needles must be in [1, kMaxNeedles], got N", or ok.
+Status check_needles(int64_t needles);
+
 struct NiahOptions {
   AccuracyCommon common;
   VariantFlags variants;

@@ -113,7 +113,7 @@ void add_niah_command(CLI::App& app, NiahOptions* o) {
   cmd->add_option("--lengths", o->lengths, "context lengths, e.g. 1K,4K,16K (K = 1024)")
       ->capture_default_str();
   cmd->add_option("--depths", o->depths, "needle depths in percent")->capture_default_str();
-  cmd->add_option("--needles", o->needles, "seeded needles per (length, depth) cell")
+  cmd->add_option("--needles", o->needles, "seeded needles per (length, depth) cell (1 to 1000)")
       ->capture_default_str();
   cmd->add_option("--gen-tokens", o->gen_tokens, "greedy tokens of the answer")
       ->capture_default_str();
@@ -158,7 +158,7 @@ void add_calibrate_command(CLI::App& app, CalibrateOptions* o) {
   cmd->add_option("--lengths", o->lengths, "needle cases' lengths (K = 1024)")
       ->capture_default_str();
   cmd->add_option("--depths", o->depths, "needle depths in percent")->capture_default_str();
-  cmd->add_option("--needles", o->needles, "seeded needles per (length, depth)")
+  cmd->add_option("--needles", o->needles, "seeded needles per (length, depth) (1 to 1000)")
       ->capture_default_str();
   cmd->add_option("--gen-tokens", o->gen_tokens, "greedy tokens of each answer")
       ->capture_default_str();
@@ -203,6 +203,12 @@ Status parse_length_list(const std::string& text, const char* flag, std::vector<
   }
   if (out->empty()) return invalid_argument(std::string(flag) + " lists no value");
   return ok_status();
+}
+
+Status check_needles(int64_t needles) {
+  if (needles >= 1 && needles <= kMaxNeedles) return ok_status();
+  return invalid_argument("--needles must be in [1, " + std::to_string(kMaxNeedles) + "], got " +
+                          std::to_string(needles));
 }
 
 Status parse_int_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {

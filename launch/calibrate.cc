@@ -197,8 +197,9 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   TIDAL_RETURN_IF_ERROR(parse_length_list(o.lengths, "--lengths", &lengths));
   TIDAL_RETURN_IF_ERROR(parse_int_list(o.depths, "--depths", &depths));
   if (o.budget < 2) return invalid_argument("--budget must be >= 2");
-  if (o.needles < 1 || o.gen_tokens < 1 || o.ppl_tokens < 0) {
-    return invalid_argument("--needles and --gen-tokens must be >= 1, --ppl-tokens >= 0");
+  TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
+  if (o.gen_tokens < 1 || o.ppl_tokens < 0) {
+    return invalid_argument("--gen-tokens must be >= 1 and --ppl-tokens >= 0");
   }
   // Below 0 (or NaN) no candidate can match full, and the choice would silently be the most
   // accurate one instead.

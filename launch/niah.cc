@@ -88,9 +88,8 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   for (int64_t d : depths) {
     if (d > 100) return invalid_argument("--depths: " + std::to_string(d) + " is above 100");
   }
-  if (o.needles < 1 || o.gen_tokens < 1) {
-    return invalid_argument("--needles and --gen-tokens must be >= 1");
-  }
+  TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
+  if (o.gen_tokens < 1) return invalid_argument("--gen-tokens must be >= 1");
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
   std::vector<Variant> variants;

@@ -694,6 +694,17 @@ TEST(Cli, AccuracyFlagsWithoutEffectAreRefused) {
                "--window must be >= 0 (0: tokens / 32, at least 16), got -3");
 }
 
+// --needles has a ceiling: every case is made (its whole prompt held) before the first runs, so
+// a huge count ran out of memory instead of naming the flag. Refused before any case is made
+// (the 1-token length would fail at the first).
+TEST(Cli, NeedleCountsAreBounded) {
+  for (const std::string cmd : {"niah --policy full", "calibrate --dry-run"}) {
+    expect_error(tidal(cmd + " --lengths 1 --needles 1000000000000"),
+                 "--needles must be in [1, 1000], got 1000000000000");
+    expect_error(tidal(cmd + " --lengths 1 --needles 0"), "--needles must be in [1, 1000], got 0");
+  }
+}
+
 // ppl --offset near INT64_MAX: offset + tokens wrapped negative, passed the length check, and
 // the run scored tokens read from outside the text.
 TEST(Cli, PplOffsetPastTheTextIsRefused) {
