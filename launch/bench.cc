@@ -631,6 +631,11 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   if (o.steps < 1 || o.steps > 1000000 || o.warmup < 0 || o.warmup > 1000000) {
     return invalid_argument("--steps must be in [1, 1000000] and --warmup in [0, 1000000]");
   }
+  if (o.graph_replays < 0 || o.graph_replays > engine::kMaxGraphReplays) {
+    return invalid_argument("--graph-replays must be in [0, " +
+                            std::to_string(engine::kMaxGraphReplays) + "], got " +
+                            std::to_string(o.graph_replays));
+  }
   std::vector<Variant> variants;
   TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
   // Rank 0 writes the table at the end: a path it cannot write fails now, not after the run.

@@ -276,9 +276,9 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
                 "prefill random prompts (and time it) instead of filling the KV cache randomly");
   cmd->add_flag("!--no-breakdown", o->breakdown, "skip the per-layer-role attention timing");
   cmd->add_option("--graph-replays", o->graph_replays,
-                  "replays of the last step's CUDA graph, back to back, for graph_ms (0: none)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+                  "replays of the last step's CUDA graph, back to back, for graph_ms (0: none; at "
+                  "most 10000)")
+      ->capture_default_str();
   cmd->add_flag("--mixed", o->mixed,
                 "one batch mixing every policy variant (one sequence each) instead of one batch "
                 "per variant");

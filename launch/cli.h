@@ -152,7 +152,8 @@ struct BenchOptions {
   int64_t warmup = 10;          // untimed decode steps first
   bool prefill = false;         // prefill real (random) prompts and time it, not random KV
   bool breakdown = true;        // one extra eager step timing each layer's attention by role
-  int64_t graph_replays = 20;   // the last step's graph replayed back to back: graph_ms (0: none)
+  // The last step's graph replayed back to back: graph_ms. [0, engine::kMaxGraphReplays]; 0: none
+  int64_t graph_replays = 20;
   bool mixed = false;           // one batch holding every variant (one sequence each)
   int64_t page_size = 16;
   int64_t prefill_chunk = 4096;

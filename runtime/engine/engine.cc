@@ -863,6 +863,10 @@ void Engine::run_step(TensorView logits) {
 }
 
 Status Engine::replay_last_step(int64_t times) {
+  if (times < 0 || times > kMaxGraphReplays) {
+    return invalid_argument("replay_last_step: times " + str(times) + " is out of range [0, " +
+                            str(kMaxGraphReplays) + "]");
+  }
   if (dist_ != nullptr) {
     return invalid_argument("replay_last_step: not available under tensor / pipeline parallelism");
   }

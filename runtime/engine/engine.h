@@ -38,6 +38,10 @@ constexpr int64_t kMaxBatch = 65535;  // the CUDA decode-attention grid's limit
 constexpr int64_t kMaxContext = int64_t{1} << 28;
 constexpr int64_t kMaxKvCapacity = int64_t{1} << 40;
 constexpr int64_t kMaxPrefillChunk = int64_t{1} << 20;
+// replay_last_step's count at most (tidal bench --graph-replays): a mean over thousands of
+// replays is as good as over more, and 10000 steps of a large model at a long context already
+// keep a GPU busy for minutes, with nothing to interrupt them once queued.
+constexpr int64_t kMaxGraphReplays = 10000;
 
 // How the KV cache stores K and V.
 enum class KvDtype : uint8_t {
@@ -293,9 +297,10 @@ class Engine {
   // against the step's latency with its host planning and launch. A replay recomputes that step
   // (the same plan: the same cache rows rewritten with the same values, the same lists and
   // samples); no sequence advances. The device's position-persistence counters count each
-  // replay's selections again. Invalid when the last step ran eagerly, once a sequence was added,
-  // forked or released since (add_random_sequence and fork add one), and under TP / PP (one rank
-  // cannot replay its collectives alone).
+  // replay's selections again. Invalid when `times` is outside [0, kMaxGraphReplays], when the
+  // last step ran eagerly, once a sequence was added, forked or released since
+  // (add_random_sequence and fork add one), and under TP / PP (one rank cannot replay its
+  // collectives alone).
   Status replay_last_step(int64_t times);
 
  private:

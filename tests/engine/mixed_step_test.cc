@@ -264,5 +264,20 @@ TEST(MixedStep, NoGraphStepToReplayOnTheCpu) {
   EXPECT_EQ(e->length(id), before);
 }
 
+// Replays are bounded (a huge count queued that many graph launches: a GPU busy for hours) and
+// a count outside [0, kMaxGraphReplays] is refused first, whatever the last step ran.
+TEST(MixedStep, ReplayCountsAreBounded) {
+  auto e = engine4();
+  ASSERT_NE(e, nullptr);
+  for (const int64_t times : {kMaxGraphReplays + 1, int64_t{-1}}) {
+    const Status st = e->replay_last_step(times);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << times;
+    EXPECT_NE(st.message().find("times " + std::to_string(times) + " is out of range [0, " +
+                                std::to_string(kMaxGraphReplays) + "]"),
+              std::string::npos)
+        << st.message();
+  }
+}
+
 }  // namespace
 }  // namespace tidal::engine

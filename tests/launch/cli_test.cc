@@ -383,6 +383,15 @@ TEST(Cli, BenchRefusesAnUnknownAgreement) {
                "--agreement: unknown agreement 'bogus'");
 }
 
+// --graph-replays is bounded: a huge count (back-to-back graph launches) kept a GPU busy for
+// hours. Refused before anything runs, on the CPU too, where no graph runs.
+TEST(Cli, BenchGraphReplaysAreBounded) {
+  const std::string bench = "bench --device cpu --preset tiny --policy full --context 100 ";
+  const CliRun r = tidal(bench + "--graph-replays 100000000");
+  expect_error(r, "--graph-replays must be in [0, 10000], got 100000000");
+  EXPECT_EQ(r.err.find("tidal bench: tiny on "), std::string::npos) << r.err;
+}
+
 // A --json or --csv file that cannot be written is refused before the first row is timed (it
 // was written only after the whole run: hours of a GPU sweep, then an error).
 TEST(Cli, BenchRefusesAnUnwritableOutputFileFirst) {
