@@ -17,6 +17,7 @@
 #include "benchmarks/common/table.h"
 #include "kernels/counter_rng.h"
 #include "launch/cli.h"
+#include "launch/flag_names.h"
 #include "launch/policy_file.h"
 #include "launch/presets.h"
 #include "launch/progress.h"
@@ -636,6 +637,13 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
                             std::to_string(engine::kMaxGraphReplays) + "], got " +
                             std::to_string(o.graph_replays));
   }
+  Run run;
+  run.engine.page_size = o.page_size;
+  run.engine.prefill_chunk = o.prefill_chunk;
+  run.engine.distributed = dist;
+  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
+  // The settings the flags give, by flag, before anything runs (bench sizes the rest itself).
+  TIDAL_RETURN_IF_ERROR(name_flags(run.engine.validate()));
   std::vector<Variant> variants;
   TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
   // Rank 0 writes the table at the end: a path it cannot write fails now, not after the run.
@@ -648,11 +656,6 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   }
   if (dist != nullptr) files = engine::agree_status(*dist->world, files);
   TIDAL_RETURN_IF_ERROR(files);
-  Run run;
-  run.engine.page_size = o.page_size;
-  run.engine.prefill_chunk = o.prefill_chunk;
-  run.engine.distributed = dist;
-  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
   run.device_name = "cpu";
   DeviceInfo info;
   if (run.engine.device.kind == DeviceKind::kCuda) {

@@ -392,6 +392,19 @@ TEST(Cli, BenchGraphReplaysAreBounded) {
   EXPECT_EQ(r.err.find("tidal bench: tiny on "), std::string::npos) << r.err;
 }
 
+// The engine settings bench's flags give are checked before the table starts and named by
+// flag, as generate names them (they failed at the first engine, as "tiny: page_size 0 ...").
+TEST(Cli, BenchEngineFlagErrorsNameTheFlag) {
+  const std::string bench = "bench --device cpu --preset tiny --policy full --context 100 ";
+  const CliRun page = tidal(bench + "--page-size 0");
+  expect_error(page, "tidal: error: --page-size 0 is out of range [1, 65536]");
+  EXPECT_EQ(page.out.find("# tidal bench"), std::string::npos) << page.out;
+  expect_error(tidal(bench + "--policy quest --budget 64 --page-size 0"),
+               "tidal: error: --page-size 0 is out of range");
+  expect_error(tidal(bench + "--prefill-chunk 0"),
+               "tidal: error: --prefill-chunk 0 is out of range [1, 1048576]");
+}
+
 // A --json or --csv file that cannot be written is refused before the first row is timed (it
 // was written only after the whole run: hours of a GPU sweep, then an error).
 TEST(Cli, BenchRefusesAnUnwritableOutputFileFirst) {
