@@ -67,7 +67,13 @@ std::vector<std::string> add_request_flags(CLI::App* cmd, GenerateOptions* o) {
         o->prompt_given = true;
       },
       "prompt text (empty: BOS only)");
-  cmd->add_option("--prompt-file", o->prompt_file, "read the prompt text from a file");
+  cmd->add_option_function<std::string>(
+      "--prompt-file",
+      [o](const std::string& path) {
+        o->prompt_file = path;
+        o->prompt_file_given = true;
+      },
+      "read the prompt text from a file");
   cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, e.g. 1,2,3 (used as-is)");
   cmd->add_flag("--chat", o->chat, "wrap the prompt in the Llama-3 instruct chat template");
   cmd->add_flag("--print-ids", o->print_ids, "print the generated ids on one line, not text");
@@ -428,6 +434,15 @@ bool parse_u64(const std::string& text, uint64_t* out) {
   }
   *out = v;
   return true;
+}
+
+Status check_prompt_flags(const GenerateOptions& o) {
+  const int given = int(o.prompt_given) + int(o.prompt_file_given) + int(!o.prompt_ids.empty());
+  if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
+  if (o.prompt_file_given && o.prompt_file.empty()) {
+    return invalid_argument("--prompt-file needs a path (got an empty one)");
+  }
+  return ok_status();
 }
 
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids) {

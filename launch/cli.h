@@ -51,6 +51,7 @@ struct GenerateOptions {
   std::string prompt;     // text (tokenized, BOS added)
   bool prompt_given = false;
   std::string prompt_file;
+  bool prompt_file_given = false;  // an empty path is an error, not the flag's absence
   std::string prompt_ids;  // "1,2,3": used as-is
   bool chat = false;       // wrap the prompt in the Llama-3 chat template
   bool print_ids = false;  // print generated ids on one line instead of text
@@ -182,8 +183,8 @@ void add_serve_command(CLI::App& app, ServeOptions* opts);
 void add_client_command(CLI::App& app, ClientOptions* opts);
 
 Status run_generate(const GenerateOptions& opts, const DefaultModel& defaults);
-// generate's flags that need no model (--weights-seed needs --preset; the sampling and stop
-// settings), checked before anything loads (on every rank of a job); errors name the flag.
+// generate's flags that need no model (--weights-seed needs --preset; the prompt flags; the
+// sampling and stop settings), checked before anything loads (on every rank of a job); errors name the flag.
 Status check_generate_flags(const GenerateOptions& opts);
 // The part of `generate` after loading: tokenizer, prompt, generation, output (`dir`: the model's).
 Status generate_with(const GenerateOptions& opts, const std::string& dir, engine::Engine& engine);
@@ -224,6 +225,10 @@ constexpr double kMaxFlagSeconds = 7 * 24 * 3600;
 Status check_seconds(double seconds, const char* flag);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
+
+// At most one of --prompt, --prompt-file and --prompt-ids (generate, client), and a given
+// --prompt-file names a file.
+Status check_prompt_flags(const GenerateOptions& opts);
 
 // "1,2,3" or "1 2 3" -> ids; errors name the bad item.
 Status parse_id_list(const std::string& text, std::vector<int32_t>* ids);

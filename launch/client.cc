@@ -75,8 +75,7 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
   TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
   req->set_request_id(c.request_id);
-  const int given = int(o.prompt_given) + int(!o.prompt_file.empty()) + int(!o.prompt_ids.empty());
-  if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
+  TIDAL_RETURN_IF_ERROR(check_prompt_flags(o));
   if (!o.prompt_ids.empty()) {
     if (o.chat) return invalid_argument("--chat needs a text prompt, not --prompt-ids");
     std::vector<int32_t> ids;
@@ -85,7 +84,7 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
     for (int32_t id : ids) req->mutable_ids()->add_ids(id);
   } else {
     std::string text = o.prompt;
-    if (!o.prompt_file.empty()) TIDAL_RETURN_IF_ERROR(read_file(o.prompt_file, &text));
+    if (o.prompt_file_given) TIDAL_RETURN_IF_ERROR(read_file(o.prompt_file, &text));
     if (o.chat) {
       if (!c.system.empty()) {
         v1::ChatMessage* m = req->mutable_chat()->add_messages();
@@ -304,7 +303,7 @@ Status run_client(const ClientOptions& c) {
     return write_out(out + "\n");
   }
   const GenerateOptions& o = c.request;
-  if (o.chat && !o.prompt_given && o.prompt_file.empty()) return converse(client, c, req);
+  if (o.chat && !o.prompt_given && !o.prompt_file_given) return converse(client, c, req);
   std::string reply;
   return stream(client, c, req, &reply);
 }

@@ -46,8 +46,7 @@ Status request_policy(const GenerateOptions& o, const std::string& dir,
 // --prompt-file; engine::build_prompt (the one request builder) then turns it into ids.
 Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok,
                    engine::PromptSpec* spec) {
-  const int given = int(o.prompt_given) + int(!o.prompt_file.empty()) + int(!o.prompt_ids.empty());
-  if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
+  TIDAL_RETURN_IF_ERROR(check_prompt_flags(o));
   if (!o.prompt_ids.empty()) {
     if (o.chat) return invalid_argument("--chat needs a text prompt, not --prompt-ids");
     spec->kind = engine::PromptSpec::Kind::kIds;
@@ -56,7 +55,7 @@ Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok,
     return ok_status();
   }
   std::string text = o.prompt;
-  if (!o.prompt_file.empty()) TIDAL_RETURN_IF_ERROR(read_file(o.prompt_file, &text));
+  if (o.prompt_file_given) TIDAL_RETURN_IF_ERROR(read_file(o.prompt_file, &text));
   if (tok == nullptr && (!text.empty() || o.chat)) {
     return invalid_argument("the model has no tokenizer: use --prompt-ids and --print-ids");
   }
@@ -280,6 +279,7 @@ Status check_generate_flags(const GenerateOptions& o) {
     return invalid_argument(
         "--weights-seed has no effect without --preset (a model's weights are its checkpoint's)");
   }
+  TIDAL_RETURN_IF_ERROR(check_prompt_flags(o));
   TIDAL_RETURN_IF_ERROR(name_flags(o.sampling.validate()));
   return name_flags(o.stop.validate());
 }

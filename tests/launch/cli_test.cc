@@ -419,6 +419,15 @@ TEST(Cli, BenchRefusesAnUnwritableOutputFileFirst) {
   }
 }
 
+// An empty --prompt-file path is an error, not the flag's absence (it generated from BOS alone,
+// and beside --prompt passed the one-prompt check). The embedded model; nothing loads.
+TEST(Cli, EmptyPromptFileIsRefused) {
+  expect_error(tidal("generate --prompt-file '' --max-new-tokens 3"),
+               "--prompt-file needs a path (got an empty one)");
+  expect_error(tidal("generate --prompt hi --prompt-file '' --max-new-tokens 3"),
+               "give one of --prompt, --prompt-file, --prompt-ids");
+}
+
 // `generate --preset`: seeded random weights, ids in and out; the seed picks the model, and a
 // preset has no tokenizer to take a text prompt.
 TEST(Cli, GeneratePresetIsSeededIdsOnly) {

@@ -204,7 +204,7 @@ TEST(ServeProcess, DurationFlagsAreFiniteAndAtMostAWeek) {
 
 // Client flags that would do nothing are refused before any call (no server here): an empty
 // --cancel id (it once fell through to streaming a whole generation), --system without --chat,
-// and a generation's flags beside a call that does not generate.
+// a generation's flags beside a call that does not generate, and an empty --prompt-file.
 TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
   const std::string client = "client --server 127.0.0.1:1 --timeout 5 ";
   const struct {
@@ -219,6 +219,10 @@ TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
       {"--health --attention tidal --budget 16", "--attention has no effect with --health"},
       {"--server-stats --request-id r1", "--request-id has no effect with --server-stats"},
       {"--tokenize --prompt hi --seed 3", "--seed has no effect with --tokenize"},
+      // An empty path was the flag's absence: --chat then opened a conversation on stdin.
+      {"--prompt-file ''", "--prompt-file needs a path (got an empty one)"},
+      {"--chat --prompt-file ''", "--prompt-file needs a path (got an empty one)"},
+      {"--prompt hi --prompt-file ''", "give one of --prompt, --prompt-file, --prompt-ids"},
   };
   for (const auto& tc : cases) {
     const TidalRun r = run_tidal(client + tc.flags);
