@@ -104,6 +104,8 @@ struct CalibrateOptions {
   int64_t max_reselect = 1;       // re-selection layers per candidate: 0 or 1 (or 2)
   int64_t miss_tolerance = 0;     // needle cases a candidate may miss beyond full's
   double ppl_tolerance = 0.05;    // perplexity a candidate may add, relative to full's
+  // --ppl-text and --ppl-tolerance, where given: without a stream (ppl_tokens 0) they are refused.
+  std::vector<std::string> ppl_flags_given;
   std::string out;                // the policy file; default: <model>/tidal_policy.json
   bool dry_run = false;           // print the choice, write no policy file
 };

@@ -180,6 +180,11 @@ void add_calibrate_command(CLI::App& app, CalibrateOptions* o) {
       ->capture_default_str();
   cmd->add_option("--out", o->out, "the policy file; default: <model>/tidal_policy.json");
   cmd->add_flag("--dry-run", o->dry_run, "print the choice; write no policy file");
+  cmd->final_callback([cmd, o] {
+    for (const char* flag : {"--ppl-text", "--ppl-tolerance"}) {
+      if (cmd->count(flag) > 0) o->ppl_flags_given.push_back(flag);
+    }
+  });
 }
 
 Status parse_length_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {

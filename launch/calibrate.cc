@@ -201,6 +201,10 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   if (o.gen_tokens < 1 || o.ppl_tokens < 0) {
     return invalid_argument("--gen-tokens must be >= 1 and --ppl-tokens >= 0");
   }
+  if (o.ppl_tokens == 0 && !o.ppl_flags_given.empty()) {
+    return invalid_argument(o.ppl_flags_given[0] +
+                            " has no effect with --ppl-tokens 0 (no perplexity is measured)");
+  }
   // Below 0 (or NaN) no candidate can match full, and the choice would silently be the most
   // accurate one instead.
   if (o.miss_tolerance < 0) {

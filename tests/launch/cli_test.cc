@@ -757,6 +757,18 @@ TEST(Cli, CalibrateTolerancesAreChecked) {
   expect_error(tidal(run + "--ppl-tolerance inf"), "--ppl-tolerance must be");
 }
 
+// --ppl-tokens 0 measures no perplexity: --ppl-text (and --ppl-tolerance) would silently do
+// nothing, so they are refused beside it, before any case is made.
+TEST(Cli, CalibratePerplexityFlagsNeedAStream) {
+  const std::string run = "calibrate --dry-run --lengths 1 --ppl-tokens 0 ";
+  expect_error(tidal(run + "--ppl-text /some/text.txt"),
+               "--ppl-text has no effect with --ppl-tokens 0 (no perplexity is measured)");
+  expect_error(tidal(run + "--ppl-tolerance 0.1"),
+               "--ppl-tolerance has no effect with --ppl-tokens 0 (no perplexity is measured)");
+  // Without them --ppl-tokens 0 passes the checks (and the 1-token length fails later).
+  expect_error(tidal(run), "a 1-token case leaves no room");
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +
