@@ -132,8 +132,12 @@ void RequestState::finish(FinishReason reason, GenerationEvent* ev) {
     std::string rest;
     const Status st = decoder_->finish(&rest);
     TIDAL_CHECK(st.ok(), "RequestState: stream decoder failed: " + st.message());
+    // A stop string the flushed text completes outranks the other reasons, as in accept() (vLLM
+    // reports "stop" there too); not a cancellation: the client or an error ended the request.
     if (reason != FinishReason::kStopString) {
-      matcher_->feed(rest, &ev->text);
+      if (matcher_->feed(rest, &ev->text) && reason != FinishReason::kCancelled) {
+        result_.finish = FinishReason::kStopString;
+      }
       matcher_->flush(&ev->text);
     }
     result_.text += ev->text;

@@ -59,7 +59,8 @@ class RequestState {
   Status accept(int32_t token, bool context_full, GenerationEvent* ev,
                 std::optional<FinishReason>* finish);
   // Ends the request: result().finish = reason, the held-back text flushed into ev->text (not
-  // after a stop string), ev->finished set.
+  // after a stop string), ev->finished set. When that text completes a stop string, the match is
+  // cut off and result().finish is kStopString instead (unless `reason` is kCancelled).
   void finish(FinishReason reason, GenerationEvent* ev);
 
  private:
