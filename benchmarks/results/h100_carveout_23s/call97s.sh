@@ -1,0 +1,25 @@
+#!/bin/bash
+# Call 97s (twenty-fourth session): call97_ready.sh cut down to a short device window. k97 = main
+# + pending/0001 (kernel trace) + the dropped resident merge + pending/0002 (warm prefill).
+source launch/device_call.sh o97 k97:k
+O=$OUT/o97; mkdir -p $O
+K=/tmp/k/build
+T=${TOTAL:-360}
+left() { echo $((T - ($(date +%s) - device_call_t0))); }
+nvidia-smi --query-gpu=name --format=csv,noheader | tee $O/gpu.txt
+timeout 60 $K/tests/launch/launch_cuda_test --gtest_color=no > $O/t_launch_cuda.txt 2>&1
+el "launch_cuda_test rc=$?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) " $O/t_launch_cuda.txt
+L3="--preset llama3-8b --budget 2048 --context 10K --policy full,tidal --granularity per-query-head --no-breakdown"
+for v in A B; do
+  m=$([[ $v == A ]] && echo 0 || echo 1)
+  TIDAL_MERGE_RESIDENT=$m timeout 60 $K/launch/tidal bench $L3 --graph-replays 5 --kernel-trace $O/trace_l3_$v.json > $O/l3_${v}_trace.txt 2>&1
+  el "l3 $v traced rc=$?"; row $O/l3_${v}_trace.txt "l3 $v trace"
+  grep -E "^# kernel_trace .*: per replay" $O/l3_${v}_trace.txt | cut -c1-220
+done
+xz -9 -T4 $O/*.json
+TIDAL_MERGE_RESIDENT=0 timeout 40 $K/launch/tidal bench --preset llama3-8b --context 10K,32K --policy full --prefill --no-breakdown > $O/prefill.txt 2>&1
+el "prefill rc=$?"; grep -E "^ +NVIDIA" $O/prefill.txt | cut -c1-200 | tail -4
+l=$(($(left) - 15))
+el "gpu_suite under A with $l s"
+TIDAL_MERGE_RESIDENT=0 TIDAL_PYTHON=/bin/false timeout $l bash launch/gpu_suite.sh $K $O/tests tests > /dev/null 2>&1
+el "gpu_suite rc=$?"; tail -1 $O/tests/summary.txt; grep rc= $O/tests/summary.txt | grep -v "failed=0 " | head
