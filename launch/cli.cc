@@ -74,7 +74,13 @@ std::vector<std::string> add_request_flags(CLI::App* cmd, GenerateOptions* o) {
         o->prompt_file_given = true;
       },
       "read the prompt text from a file");
-  cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, e.g. 1,2,3 (used as-is)");
+  cmd->add_option_function<std::string>(
+      "--prompt-ids",
+      [o](const std::string& ids) {
+        o->prompt_ids = ids;
+        o->prompt_ids_given = true;
+      },
+      "prompt token ids, e.g. 1,2,3 (used as-is)");
   cmd->add_flag("--chat", o->chat, "wrap the prompt in the Llama-3 instruct chat template");
   cmd->add_flag("--print-ids", o->print_ids, "print the generated ids on one line, not text");
   cmd->add_option("--max-new-tokens", o->stop.max_new_tokens, "tokens to generate at most")
@@ -437,10 +443,13 @@ bool parse_u64(const std::string& text, uint64_t* out) {
 }
 
 Status check_prompt_flags(const GenerateOptions& o) {
-  const int given = int(o.prompt_given) + int(o.prompt_file_given) + int(!o.prompt_ids.empty());
+  const int given = int(o.prompt_given) + int(o.prompt_file_given) + int(o.prompt_ids_given);
   if (given > 1) return invalid_argument("give one of --prompt, --prompt-file, --prompt-ids");
   if (o.prompt_file_given && o.prompt_file.empty()) {
     return invalid_argument("--prompt-file needs a path (got an empty one)");
+  }
+  if (o.prompt_ids_given && o.prompt_ids.empty()) {
+    return invalid_argument("--prompt-ids needs token ids (got an empty list)");
   }
   return ok_status();
 }

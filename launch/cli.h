@@ -53,6 +53,7 @@ struct GenerateOptions {
   std::string prompt_file;
   bool prompt_file_given = false;  // an empty path is an error, not the flag's absence
   std::string prompt_ids;  // "1,2,3": used as-is
+  bool prompt_ids_given = false;  // an empty list is an error, not the flag's absence
   bool chat = false;       // wrap the prompt in the Llama-3 chat template
   bool print_ids = false;  // print generated ids on one line instead of text
   bool stats = false;      // print attention statistics to stderr
@@ -226,8 +227,8 @@ Status check_seconds(double seconds, const char* flag);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 
-// At most one of --prompt, --prompt-file and --prompt-ids (generate, client), and a given
-// --prompt-file names a file.
+// At most one of --prompt, --prompt-file and --prompt-ids (generate, client), a given
+// --prompt-file names a file, and a given --prompt-ids is not empty.
 Status check_prompt_flags(const GenerateOptions& opts);
 
 // "1,2,3" or "1 2 3" -> ids; errors name the bad item.

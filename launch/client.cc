@@ -76,7 +76,7 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   TIDAL_RETURN_IF_ERROR(name_flags(o.stop.validate()));
   req->set_request_id(c.request_id);
   TIDAL_RETURN_IF_ERROR(check_prompt_flags(o));
-  if (!o.prompt_ids.empty()) {
+  if (o.prompt_ids_given) {
     if (o.chat) return invalid_argument("--chat needs a text prompt, not --prompt-ids");
     std::vector<int32_t> ids;
     TIDAL_RETURN_IF_ERROR(parse_id_list(o.prompt_ids, &ids));

@@ -47,7 +47,7 @@ Status request_policy(const GenerateOptions& o, const std::string& dir,
 Status prompt_spec(const GenerateOptions& o, const model::Tokenizer* tok,
                    engine::PromptSpec* spec) {
   TIDAL_RETURN_IF_ERROR(check_prompt_flags(o));
-  if (!o.prompt_ids.empty()) {
+  if (o.prompt_ids_given) {
     if (o.chat) return invalid_argument("--chat needs a text prompt, not --prompt-ids");
     spec->kind = engine::PromptSpec::Kind::kIds;
     TIDAL_RETURN_IF_ERROR(parse_id_list(o.prompt_ids, &spec->ids));

@@ -428,6 +428,15 @@ TEST(Cli, EmptyPromptFileIsRefused) {
                "give one of --prompt, --prompt-file, --prompt-ids");
 }
 
+// An empty --prompt-ids list is an error too, not the flag's absence (it generated from BOS
+// alone, and beside --prompt passed the one-prompt check). The embedded model; nothing loads.
+TEST(Cli, EmptyPromptIdsIsRefused) {
+  expect_error(tidal("generate --prompt-ids '' --max-new-tokens 3"),
+               "--prompt-ids needs token ids (got an empty list)");
+  expect_error(tidal("generate --prompt hi --prompt-ids '' --max-new-tokens 3"),
+               "give one of --prompt, --prompt-file, --prompt-ids");
+}
+
 // `generate --preset`: seeded random weights, ids in and out; the seed picks the model, and a
 // preset has no tokenizer to take a text prompt.
 TEST(Cli, GeneratePresetIsSeededIdsOnly) {

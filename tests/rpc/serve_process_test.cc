@@ -204,7 +204,8 @@ TEST(ServeProcess, DurationFlagsAreFiniteAndAtMostAWeek) {
 
 // Client flags that would do nothing are refused before any call (no server here): an empty
 // --cancel id (it once fell through to streaming a whole generation), --system without --chat,
-// a generation's flags beside a call that does not generate, and an empty --prompt-file.
+// a generation's flags beside a call that does not generate, and an empty --prompt-file or
+// --prompt-ids.
 TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
   const std::string client = "client --server 127.0.0.1:1 --timeout 5 ";
   const struct {
@@ -223,6 +224,10 @@ TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
       {"--prompt-file ''", "--prompt-file needs a path (got an empty one)"},
       {"--chat --prompt-file ''", "--prompt-file needs a path (got an empty one)"},
       {"--prompt hi --prompt-file ''", "give one of --prompt, --prompt-file, --prompt-ids"},
+      // An empty id list too: it generated from BOS alone, and --chat opened a conversation.
+      {"--prompt-ids ''", "--prompt-ids needs token ids (got an empty list)"},
+      {"--chat --prompt-ids ''", "--prompt-ids needs token ids (got an empty list)"},
+      {"--prompt hi --prompt-ids ''", "give one of --prompt, --prompt-file, --prompt-ids"},
   };
   for (const auto& tc : cases) {
     const TidalRun r = run_tidal(client + tc.flags);
