@@ -145,12 +145,12 @@ void print_final(const v1::FinalMessage& f, bool stats) {
   const double n = double(u.generated_tokens());
   std::fprintf(stderr,
                "tidal: prompt %lld tokens; generated %lld tokens; queue %.1f ms, ttft %.1f ms "
-               "(server), %.1f tok/s; finish: %s\n",
+               "(server), %.1f tok/s; finish: %s; seed %llu\n",
                static_cast<long long>(u.prompt_tokens()),
                static_cast<long long>(u.generated_tokens()), u.queue_seconds() * 1e3,
                u.first_token_seconds() * 1e3,
                u.decode_seconds() > 0 && n > 1 ? (n - 1) / u.decode_seconds() : 0.0,
-               finish_name(f.finish()).c_str());
+               finish_name(f.finish()).c_str(), static_cast<unsigned long long>(f.seed()));
   if (!stats) return;
   const v1::AttentionStats& s = f.stats();
   std::fprintf(stderr, "tidal: attention: %lld decode steps\n",

@@ -32,6 +32,10 @@ void GenerateStream::begin(const v1::GenerateRequest& req) {
     return;
   }
   policy_ = policy_summary(request.attention);
+  // An unset seed is a fresh one per request (as OpenAI-style servers do), reported in the final
+  // message so that the request can be reproduced; from_proto left the engine's default.
+  if (!req.sampling().has_seed()) request.sampling.seed = service_->draw_seed();
+  seed_ = request.sampling.seed;
   const bool named = !req.request_id().empty();
   for (;;) {
     id_ = named ? req.request_id() : service_->next_request_id();
@@ -59,6 +63,7 @@ bool GenerateStream::on_event(const engine::GenerationEvent& ev) {
     if (ev.status.ok()) {
       pending_.mutable_text()->append(ev.text);
       to_proto(*ev.result, pending_.mutable_final());
+      pending_.mutable_final()->set_seed(seed_);
       has_pending_ = true;
       final_status_ = grpc::Status::OK;
     } else {

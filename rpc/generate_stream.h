@@ -9,6 +9,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <string>
 
 #include "rpc/service.h"
@@ -40,6 +41,8 @@ class InferenceService final : public v1::Inference::CallbackService {
   bool draining() const { return draining_; }
   // A request id for a request that came without one.
   std::string next_request_id() { return "tidal-" + std::to_string(++next_id_); }
+  // A sampling seed for a request that came without one: a fresh draw each time (any thread).
+  uint64_t draw_seed();
   void log(const std::string& line) const {
     if (options_.log) options_.log(line);
   }
@@ -65,6 +68,8 @@ class InferenceService final : public v1::Inference::CallbackService {
   const ServerOptions options_;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> next_id_{0};
+  std::mutex seeds_mu_;
+  std::mt19937_64 seeds_;  // seeded from std::random_device
   std::chrono::steady_clock::time_point started_;
   std::mutex streams_mu_;
   std::condition_variable streams_cv_;  // a stream ended, or stop_waiting()
@@ -99,6 +104,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<v1::GenerateRespons
   grpc::CallbackServerContext* ctx_;
   std::string id_;
   std::string policy_;  // for the request log
+  uint64_t seed_ = 0;   // the sampling seed used (given or drawn), for the final message
   engine::RequestHandle handle_ = 0;
 
   std::mutex mu_;

@@ -41,7 +41,16 @@ InferenceService::InferenceService(engine::Engine& engine, const model::Tokenize
       tokenizer_(tokenizer),
       scheduler_(scheduler),
       options_(options),
-      started_(std::chrono::steady_clock::now()) {}
+      started_(std::chrono::steady_clock::now()) {
+  std::random_device device;
+  std::seed_seq seq{device(), device(), device(), device()};
+  seeds_.seed(seq);
+}
+
+uint64_t InferenceService::draw_seed() {
+  std::lock_guard<std::mutex> lock(seeds_mu_);
+  return seeds_();
+}
 
 void InferenceService::stream_started() {
   std::lock_guard<std::mutex> lock(streams_mu_);

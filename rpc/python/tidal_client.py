@@ -78,7 +78,8 @@ class TidalClient:
                 reselect_layers: Optional[Sequence[int]] = None, agreement: str = "",
                 correction_interval: int = 0) -> pb.GenerateRequest:
         """A GenerateRequest: exactly one of prompt (text), ids or messages ((role, content)
-        pairs); unset settings take the server's defaults (ModelInfo.defaults)."""
+        pairs); unset settings take the server's defaults (ModelInfo.defaults), and an unset
+        seed is drawn per request (the final message's seed reports it)."""
         req = pb.GenerateRequest(request_id=request_id, correction_interval=correction_interval)
         if sum(x is not None for x in (prompt, ids, messages)) != 1:
             raise ValueError("give one of prompt, ids or messages")
@@ -181,9 +182,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     final = msg.final
             print()
             if final is not None:
-                print("tidal: finish %s, %d tokens" % (pb.FinishReason.Name(final.finish),
-                                                       final.usage.generated_tokens),
-                      file=sys.stderr)
+                print("tidal: finish %s, %d tokens, seed %d"
+                      % (pb.FinishReason.Name(final.finish), final.usage.generated_tokens,
+                         final.seed), file=sys.stderr)
         except grpc.RpcError as e:
             print("tidal: error: %s: %s" % (e.code().name, e.details()), file=sys.stderr)
             return 1

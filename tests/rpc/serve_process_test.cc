@@ -122,6 +122,7 @@ TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
   EXPECT_EQ(got.out, want.out);
   EXPECT_NE(got.err.find("cache correction: 4 passes, 32 tokens recomputed"), std::string::npos)
       << got.err;
+  EXPECT_NE(got.err.find("; seed 3\n"), std::string::npos) << got.err;
   // --json: one object per response; the last holds the final message.
   const TidalRun json = run_tidal("client" + server + " --auth-token letmein --json " + flags);
   ASSERT_EQ(json.exit_code, 0) << json.err;
@@ -135,6 +136,7 @@ TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
   EXPECT_EQ(text + "\n", want.out);
   EXPECT_EQ(last["final"]["finish"], "FINISH_REASON_LENGTH");
   EXPECT_EQ(last["final"]["usage"]["generated_tokens"], "40");
+  EXPECT_EQ(last["final"]["seed"], "3");  // the seed used: here the one --seed gave
   // Failures: one line naming the code.
   const TidalRun noauth = run_tidal("client" + server + " " + flags);
   EXPECT_EQ(noauth.exit_code, 1);

@@ -4,8 +4,9 @@
 // mixed prompt lengths, policies and budgets each get their solo run's output and leave no KV
 // page behind; cancelling and disconnecting free a request's pages while the other streams go
 // on; every kind of bad request gets its code and a message, and the server keeps serving;
-// correction passes run at the requested interval; health, auth, model info, tokenize; a
-// graceful shutdown drains or cancels with a status.
+// correction passes run at the requested interval; an unset seed is drawn per request and
+// reported; health, auth, model info, tokenize; a graceful shutdown drains or cancels with a
+// status.
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cfloat>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <thread>
@@ -128,6 +130,38 @@ TEST(Service, StreamEqualsTidalGenerateForEveryPolicy) {
         roles.begin(), roles.end(),
         [](const v1::LayerRoleStats& r) { return r.role() == "sparse" || r.role() == "quest"; });
     EXPECT_EQ(read_sparse, sparse) << p.name;
+  }
+  EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
+}
+
+// An unset seed is a fresh draw per request (it was 0 for every request: identical sampled
+// requests got identical text), reported in the final message; sending it back reproduces the
+// request's tokens. A given seed, 0 included, is used and reported unchanged.
+TEST(Service, UnsetSeedIsDrawnPerRequestAndReported) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  v1::GenerateRequest unseeded = text_request("Once upon a time", 1.0f, 0, 40);
+  unseeded.mutable_sampling()->clear_seed();
+  const Streamed a = generate(*client, unseeded), b = generate(*client, unseeded);
+  ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+  ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+  ASSERT_TRUE(a.has_final && b.has_final);
+  EXPECT_NE(a.final.seed(), b.final.seed());
+  for (const Streamed* s : {&a, &b}) {
+    const Streamed again =
+        generate(*client, text_request("Once upon a time", 1.0f, s->final.seed(), 40));
+    ASSERT_TRUE(again.status.ok()) << again.status.error_message();
+    EXPECT_EQ(again.ids, s->ids);
+    EXPECT_EQ(again.final.seed(), s->final.seed());
+  }
+  const Streamed zero = generate(*client, text_request("Once upon a time", 1.0f, 0, 40));
+  ASSERT_TRUE(zero.status.ok()) << zero.status.error_message();
+  for (const uint64_t seed : {uint64_t(0), uint64_t(7), UINT64_MAX}) {
+    const Streamed s = generate(*client, text_request("Once upon a time", 1.0f, seed, 40));
+    ASSERT_TRUE(s.status.ok()) << seed << ": " << s.status.error_message();
+    EXPECT_EQ(s.final.seed(), seed);
+    if (seed == 0) EXPECT_EQ(s.ids, zero.ids);  // seed 0 is a seed like any other
   }
   EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
 }
