@@ -56,31 +56,28 @@ void add_device_flags(CLI::App* cmd, DeviceFlags* d) {
 
 namespace {
 
+// A string flag that also records that it was given: an empty value is then the flag's value
+// (refused where it means nothing, check_prompt_flags), not its absence.
+void add_given_option(CLI::App* cmd, const char* name, std::string* value, bool* given,
+                      const char* help) {
+  cmd->add_option_function<std::string>(
+      name,
+      [value, given](const std::string& v) {
+        *value = v;
+        *given = true;
+      },
+      help);
+}
+
 // The prompt, stop, sampling and attention flags `generate` and `client` share. Returns their
 // names (for `client`, which refuses them beside --info and the other non-generating calls).
 std::vector<std::string> add_request_flags(CLI::App* cmd, GenerateOptions* o) {
   const size_t first = cmd->get_options().size();
-  cmd->add_option_function<std::string>(
-      "--prompt",
-      [o](const std::string& p) {
-        o->prompt = p;
-        o->prompt_given = true;
-      },
-      "prompt text (empty: BOS only)");
-  cmd->add_option_function<std::string>(
-      "--prompt-file",
-      [o](const std::string& path) {
-        o->prompt_file = path;
-        o->prompt_file_given = true;
-      },
-      "read the prompt text from a file");
-  cmd->add_option_function<std::string>(
-      "--prompt-ids",
-      [o](const std::string& ids) {
-        o->prompt_ids = ids;
-        o->prompt_ids_given = true;
-      },
-      "prompt token ids, e.g. 1,2,3 (used as-is)");
+  add_given_option(cmd, "--prompt", &o->prompt, &o->prompt_given, "prompt text (empty: BOS only)");
+  add_given_option(cmd, "--prompt-file", &o->prompt_file, &o->prompt_file_given,
+                   "read the prompt text from a file");
+  add_given_option(cmd, "--prompt-ids", &o->prompt_ids, &o->prompt_ids_given,
+                   "prompt token ids, e.g. 1,2,3 (used as-is)");
   cmd->add_flag("--chat", o->chat, "wrap the prompt in the Llama-3 instruct chat template");
   cmd->add_flag("--print-ids", o->print_ids, "print the generated ids on one line, not text");
   cmd->add_option("--max-new-tokens", o->stop.max_new_tokens, "tokens to generate at most")

@@ -185,7 +185,8 @@ void add_client_command(CLI::App& app, ClientOptions* opts);
 
 Status run_generate(const GenerateOptions& opts, const DefaultModel& defaults);
 // generate's flags that need no model (--weights-seed needs --preset; the prompt flags; the
-// sampling and stop settings), checked before anything loads (on every rank of a job); errors name the flag.
+// sampling and stop settings), checked before anything loads (on every rank of a job); errors
+// name the flag.
 Status check_generate_flags(const GenerateOptions& opts);
 // The part of `generate` after loading: tokenizer, prompt, generation, output (`dir`: the model's).
 Status generate_with(const GenerateOptions& opts, const std::string& dir, engine::Engine& engine);

@@ -4,7 +4,6 @@
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include <algorithm>
 #include <chrono>
 
 #include "rpc/convert.h"
@@ -14,9 +13,6 @@ namespace tidal::rpc {
 namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;  // a prompt of a few MB of text fits
-// Waits past ~31 years are "until done" (Scheduler::wait_idle's clamp: the clock's int64
-// nanoseconds would overflow).
-constexpr double kMaxWaitSeconds = 1e9;
 
 // Compares without an early exit, so the time taken says nothing about the token.
 bool same_secret(const grpc::string_ref& given, const std::string& want) {
@@ -64,9 +60,8 @@ void InferenceService::stream_done() {
 }
 
 bool InferenceService::wait_streams(double seconds) {
-  const double s = seconds > 0 ? std::min(seconds, kMaxWaitSeconds) : 0.0;
   std::unique_lock<std::mutex> lock(streams_mu_);
-  streams_cv_.wait_for(lock, std::chrono::duration<double>(s),
+  streams_cv_.wait_for(lock, engine::bounded_wait(seconds),
                        [this] { return streams_ == 0 || stop_waiting_; });
   return streams_ == 0;
 }

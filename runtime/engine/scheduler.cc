@@ -151,12 +151,8 @@ void Scheduler::stop() {
 }
 
 bool Scheduler::wait_idle(double secs) {
-  // wait_for converts to the clock's int64 nanoseconds: inf or 1e10 s would overflow (and end
-  // the wait at once), NaN is undefined. Clamp to ~31 years, which is "until idle".
-  constexpr double kMaxWaitSeconds = 1e9;
-  const double s = secs > 0 ? std::min(secs, kMaxWaitSeconds) : 0.0;
   std::unique_lock<std::mutex> lock(mu_);
-  return idle_.wait_for(lock, std::chrono::duration<double>(s), [this] { return live_.empty(); });
+  return idle_.wait_for(lock, bounded_wait(secs), [this] { return live_.empty(); });
 }
 
 SchedulerStats Scheduler::stats() const {

@@ -13,6 +13,7 @@
 //      its callback; finished requests release their KV pages.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -66,6 +67,14 @@ struct SchedulerStats {
 };
 
 using RequestHandle = uint64_t;
+
+// A wait of `seconds` for condition_variable::wait_for: past ~31 years (inf included) clamped
+// to that, which is "until done" (wait_for converts to the clock's int64 nanoseconds, so inf or
+// 1e10 s would overflow and end the wait at once); NaN or <= 0: no wait.
+inline std::chrono::duration<double> bounded_wait(double seconds) {
+  constexpr double kMaxWaitSeconds = 1e9;
+  return std::chrono::duration<double>(seconds > 0 ? std::min(seconds, kMaxWaitSeconds) : 0.0);
+}
 
 class Scheduler {
  public:
