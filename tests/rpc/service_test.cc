@@ -161,7 +161,9 @@ TEST(Service, UnsetSeedIsDrawnPerRequestAndReported) {
     const Streamed s = generate(*client, text_request("Once upon a time", 1.0f, seed, 40));
     ASSERT_TRUE(s.status.ok()) << seed << ": " << s.status.error_message();
     EXPECT_EQ(s.final.seed(), seed);
-    if (seed == 0) EXPECT_EQ(s.ids, zero.ids);  // seed 0 is a seed like any other
+    if (seed == 0) {
+      EXPECT_EQ(s.ids, zero.ids);  // seed 0 is a seed like any other
+    }
   }
   EXPECT_EQ(stats_of(*client).kv_pages_used(), 0);
 }
