@@ -32,6 +32,12 @@ paste <(awk '/^# kernel_trace llama3-8b context 10000 batch 1 full:/{f=1;next} f
 TIDAL_MERGE_RESIDENT=0 timeout 60 $K/launch/tidal bench --preset llama2-7b --budget 2048 --context 10K,100K --policy full,tidal --granularity per-query-head --no-breakdown --graph-replays 5 --kernel-trace $O/trace_l2_A.json > $O/l2_A_trace.txt 2>&1
 el "l2 A traced rc=$?"; row $O/l2_A_trace.txt "l2 A trace"
 xz -9 -T4 $O/*.json
+# The traces read back a position at a time (pending/0001's benchmarks/kernels/trace_positions.py,
+# carried as .carry/trace_positions.py).
+for f in $O/trace_*.json.xz; do
+  [[ -f .carry/trace_positions.py ]] && python3 .carry/trace_positions.py $f --top 10 > ${f%.json.xz}_pos.txt 2>&1
+  el "positions $(basename $f) rc=$?"; head -14 ${f%.json.xz}_pos.txt | cut -c1-170
+done
 # pending/0002 (twenty-fourth session): the first row's prefill_tok/s against the second's.
 TIDAL_MERGE_RESIDENT=0 timeout 60 $K/launch/tidal bench --preset llama3-8b --context 10K,32K --policy full --prefill --no-breakdown > $O/prefill.txt 2>&1
 el "prefill rc=$?"; grep -E "prefill|^ +NVIDIA" $O/prefill.txt | cut -c1-200 | tail -4

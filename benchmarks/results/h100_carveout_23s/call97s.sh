@@ -17,6 +17,12 @@ for v in A B; do
   grep -E "^# kernel_trace .*: per replay" $O/l3_${v}_trace.txt | cut -c1-220
 done
 xz -9 -T4 $O/*.json
+# The traces read back a position at a time (pending/0001's benchmarks/kernels/trace_positions.py,
+# carried as .carry/trace_positions.py).
+for f in $O/trace_*.json.xz; do
+  [[ -f .carry/trace_positions.py ]] && python3 .carry/trace_positions.py $f --top 10 > ${f%.json.xz}_pos.txt 2>&1
+  el "positions $(basename $f) rc=$?"; head -14 ${f%.json.xz}_pos.txt | cut -c1-170
+done
 TIDAL_MERGE_RESIDENT=0 timeout 40 $K/launch/tidal bench --preset llama3-8b --context 10K,32K --policy full --prefill --no-breakdown > $O/prefill.txt 2>&1
 el "prefill rc=$?"; grep -E "^ +NVIDIA" $O/prefill.txt | cut -c1-200 | tail -4
 l=$(($(left) - 15))
