@@ -177,6 +177,12 @@ class HfTokenizer final : public Tokenizer {
   }
 
  private:
+  // The token that holds `id` so far, or nullptr while the id is unused.
+  const std::string* token_at(int32_t id) const {
+    if (id < 0 || size_t(id) >= id_to_token_.size()) return nullptr;
+    auto it = token_to_id_.find(id_to_token_[size_t(id)]);
+    return it != token_to_id_.end() && it->second == id ? &id_to_token_[size_t(id)] : nullptr;
+  }
   Status parse_model(const json& model);
   Status parse_added_tokens(const json& added);
   Status parse_normalizer(const json& n, const std::string& where);
@@ -283,6 +289,7 @@ Status HfTokenizer::parse_model(const json& model) {
   if (vocab == model.end() || !vocab->is_object()) {
     return invalid_argument("model.vocab must be an object of token -> id");
   }
+  if (vocab->empty()) return invalid_argument("model.vocab is empty");
   // Ids must be dense enough that id_to_token_ stays the size of the vocabulary: a corrupt id
   // of 2^31 must not allocate gigabytes.
   const size_t id_limit = 2 * vocab->size() + 4096;
@@ -290,9 +297,15 @@ Status HfTokenizer::parse_model(const json& model) {
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
     const json& v = it.value();
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || uint64_t(v.get<int64_t>()) >= id_limit) {
-      return invalid_argument("model.vocab[\"" + it.key() + "\"]: bad id " + short_dump(v));
+      return invalid_argument("model.vocab[\"" + printable(it.key(), 40) + "\"]: bad id " +
+                              short_dump(v));
     }
     const auto id = int32_t(v.get<int64_t>());
+    // Two tokens with one id: which one decoding gives would depend on the order of the file.
+    if (const std::string* other = token_at(id)) {
+      return invalid_argument("model.vocab: id " + std::to_string(id) + " is given to both \"" +
+                              printable(*other, 40) + "\" and \"" + printable(it.key(), 40) + "\"");
+    }
     token_to_id_[it.key()] = id;
     if (size_t(id) >= id_to_token_.size()) id_to_token_.resize(size_t(id) + 1);
     id_to_token_[id] = it.key();

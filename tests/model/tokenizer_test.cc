@@ -548,6 +548,24 @@ TEST(TokenizerErrors, WrongShapes) {
   EXPECT_EQ(ids, (std::vector<int32_t>{0, 0}));
 }
 
+// Two strings with one id made the later one win silently: the other became undecodable, and a
+// file whose ids are shifted by an edit loaded as a different tokenizer. An empty vocabulary
+// loaded as a tokenizer that cannot encode anything.
+TEST(TokenizerErrors, VocabIdsMustBeUniqueAndPresent) {
+  std::unique_ptr<Tokenizer> tok;
+  const Status dup = load_text(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 1}, "merges": []}})", &tok);
+  expect_one_line_error(dup, "id 1");
+  EXPECT_NE(dup.message().find("\"b\""), std::string::npos) << dup.message();
+  EXPECT_NE(dup.message().find("\"c\""), std::string::npos) << dup.message();
+  expect_one_line_error(load_text(R"({"model": {"type": "BPE", "vocab": {}, "merges": []}})", &tok),
+                        "model.vocab is empty");
+  expect_one_line_error(load_text(R"({"model": {"type": "BPE", "vocab": {}, "merges": []},
+                                      "added_tokens": [{"id": 0, "content": "<s>"}]})",
+                                  &tok),
+                        "model.vocab is empty");
+}
+
 // Values nested a million deep (a vocab id, a merge, a Strip count) are named in the message,
 // not dumped: dump() recurses once per level and ran out of stack.
 TEST(TokenizerErrors, DeeplyNestedValuesAreErrorsNotCrashes) {
