@@ -364,20 +364,37 @@ Status HfTokenizer::parse_model(const json& model) {
 
 Status HfTokenizer::parse_added_tokens(const json& added) {
   if (!added.is_array()) return invalid_argument("added_tokens must be a list");
-  const size_t id_limit = 2 * id_to_token_.size() + 2 * added.size() + 4096;
+  const size_t vocab_ids = id_to_token_.size();
+  const size_t id_limit = 2 * vocab_ids + 2 * added.size() + 4096;
   for (size_t i = 0; i < added.size(); ++i) {
     const json& t = added[i];
     const std::string where = "added_tokens[" + std::to_string(i) + "]";
     if (!t.is_object()) return invalid_argument(where + " must be an object");
     AddedToken token;
-    auto id = t.find("id");
-    if (id == t.end() || !id->is_number_integer() || id->get<int64_t>() < 0 ||
-        uint64_t(id->get<int64_t>()) >= id_limit) {
-      return invalid_argument(where + ".id is missing or out of range");
-    }
-    token.id = int32_t(id->get<int64_t>());
     TIDAL_RETURN_IF_ERROR(get_string(t, "content", where, &token.content));
     if (token.content.empty()) return invalid_argument(where + ".content is missing or empty");
+    const std::string named = where + " \"" + printable(token.content, 40) + "\"";
+    auto id = t.find("id");
+    if (id == t.end() || id->is_null()) return invalid_argument(named + ": id is missing");
+    if (!id->is_number_integer()) {
+      return invalid_argument(named + ": id must be an integer, not " + short_dump(*id));
+    }
+    // Unused ids below the limit are allowed (transformers allows them; some tokenizers reserve
+    // a block), but an id far past the vocabulary is a corrupt file, not a reason to allocate.
+    if (id->get<int64_t>() < 0 || uint64_t(id->get<int64_t>()) >= id_limit) {
+      return invalid_argument(named + ": id " + short_dump(*id) + " is out of range (model.vocab " +
+                              "ends at id " + std::to_string(vocab_ids - 1) +
+                              "; added tokens may use ids up to " + std::to_string(id_limit - 1) +
+                              ")");
+    }
+    token.id = int32_t(id->get<int64_t>());
+    // The same token at the same id (Llama-2 files list <unk>, <s>, </s> in both places) is fine;
+    // a different one would make that id decode to one token and the other undecodable.
+    if (const std::string* other = token_at(token.id);
+        other != nullptr && *other != token.content) {
+      return invalid_argument(named + ": id " + std::to_string(token.id) +
+                              " is already taken by \"" + printable(*other, 40) + "\"");
+    }
     TIDAL_RETURN_IF_ERROR(get_bool(t, "special", where, &token.special));
     TIDAL_RETURN_IF_ERROR(get_bool(t, "lstrip", where, &token.lstrip));
     TIDAL_RETURN_IF_ERROR(get_bool(t, "rstrip", where, &token.rstrip));

@@ -566,6 +566,48 @@ TEST(TokenizerErrors, VocabIdsMustBeUniqueAndPresent) {
                         "model.vocab is empty");
 }
 
+// An added token whose id a different token already holds overwrote it silently (the vocab token
+// became undecodable), and one far out of range was "missing or out of range" without saying
+// which token or id. The message names both now.
+TEST(TokenizerErrors, AddedTokenIdsMustNotCollide) {
+  std::unique_ptr<Tokenizer> tok;
+  const std::string model = R"("model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []})";
+  Status s = load_text("{" + model + R"(, "added_tokens": [{"id": 1, "content": "<x>"}]})", &tok);
+  expect_one_line_error(s, "added_tokens[0]");
+  EXPECT_NE(s.message().find("\"<x>\""), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("id 1"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("\"b\""), std::string::npos) << s.message();
+  s = load_text("{" + model + R"(, "added_tokens": [{"id": 2, "content": "<x>"},
+                                                    {"id": 2, "content": "<y>"}]})",
+                &tok);
+  expect_one_line_error(s, "added_tokens[1]");
+  EXPECT_NE(s.message().find("\"<x>\""), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("\"<y>\""), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("id 2"), std::string::npos) << s.message();
+  s = load_text("{" + model + R"(, "added_tokens": [{"id": 1000000, "content": "<x>"}]})", &tok);
+  expect_one_line_error(s, "added_tokens[0]");
+  EXPECT_NE(s.message().find("\"<x>\""), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("1000000"), std::string::npos) << s.message();
+  s = load_text("{" + model + R"(, "added_tokens": [{"id": -3, "content": "<x>"}]})", &tok);
+  expect_one_line_error(s, "-3");
+
+  // The Llama-2 layout lists <unk>, <s>, </s> both in the vocabulary and as added tokens, with
+  // the same ids: that loads, and so does a token listed twice alike.
+  ASSERT_TRUE(load_text(R"({"model": {"type": "BPE", "vocab": {"<s>": 0, "a": 1}, "merges": []},
+                            "added_tokens": [{"id": 0, "content": "<s>", "special": true},
+                                             {"id": 0, "content": "<s>", "special": true}]})",
+                        &tok)
+                  .ok());
+  EXPECT_TRUE(tok->is_special(0));
+  EXPECT_EQ(tok->vocab_size(), 2);
+  // Unused ids between the vocabulary and the added tokens are allowed, as transformers allows
+  // them (some published tokenizers reserve a block): the gap decodes to nothing.
+  ASSERT_TRUE(
+      load_text("{" + model + R"(, "added_tokens": [{"id": 5, "content": "<x>"}]})", &tok).ok());
+  EXPECT_EQ(tok->vocab_size(), 6);
+  EXPECT_EQ(tok->token_to_id("<x>"), 5);
+}
+
 // Values nested a million deep (a vocab id, a merge, a Strip count) are named in the message,
 // not dumped: dump() recurses once per level and ran out of stack.
 TEST(TokenizerErrors, DeeplyNestedValuesAreErrorsNotCrashes) {
