@@ -7,6 +7,8 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <new>
 #include <utility>
@@ -20,10 +22,120 @@ Status from_sp(const sentencepiece::util::Status& s, const std::string& what) {
   return invalid_argument(what + ": " + s.ToString());
 }
 
+// ---- Why a file is not a ModelProto ---------------------------------------------------------
+// libsentencepiece reports any protobuf failure as its own source line ("[model_proto->
+// ParseFromArray(...)]"), which tells a user nothing. A walk over the protobuf framing (tags and
+// lengths, https://protobuf.dev/programming-guides/encoding/) says where the bytes stop making
+// sense, and whether the file simply ends too soon: the usual fault of a download cut short.
+
+// A serialized ModelProto starts with its first piece: field 1, length-delimited.
+constexpr unsigned char kPiecesTag = 0x0A;
+
+std::string byte_hex(unsigned char b) {
+  char buf[8];
+  std::snprintf(buf, sizeof(buf), "0x%02x", b);
+  return buf;
+}
+
+// Reads a varint at b[*at]; false when the bytes end first (or it runs past 10 bytes).
+bool read_varint(std::string_view b, size_t* at, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift < 70 && *at < b.size(); shift += 7) {
+    const auto byte = static_cast<unsigned char>(b[(*at)++]);
+    *v |= uint64_t(byte & 0x7F) << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+// Walks the fields of the message in `b`. With `pieces` (the top level of a ModelProto), each
+// field 1 is a SentencePiece message and is walked too. Returns "" when the framing holds, else
+// what is wrong; *truncated tells whether it is that the bytes end too soon.
+std::string framing_problem(std::string_view b, size_t file_size, bool pieces, bool* truncated) {
+  *truncated = false;
+  auto short_by = [&](size_t start, uint64_t need, size_t at) {
+    *truncated = true;
+    return "the field at byte " + std::to_string(start) + " needs " + std::to_string(need) +
+           " bytes, only " + std::to_string(b.size() - at) + " remain in the " +
+           std::to_string(file_size) + "-byte file";
+  };
+  // A varint that fails to end: cut off by the end of the bytes, or longer than 10 bytes.
+  auto bad_varint = [&](const char* what, size_t start, size_t at) {
+    *truncated = at >= b.size();
+    return std::string("the ") + what + " of the field at byte " + std::to_string(start) +
+           (*truncated ? " is cut off by the end of the file" : " is not a valid varint");
+  };
+  size_t at = 0;
+  int piece = 0;
+  while (at < b.size()) {
+    const size_t start = at;
+    uint64_t tag = 0, value = 0;
+    if (!read_varint(b, &at, &tag)) return bad_varint("tag", start, at);
+    if ((tag >> 3) == 0 || (tag & 7) == 3 || (tag & 7) == 4 || (tag & 7) > 5) {
+      return "byte " + std::to_string(start) + " (" +
+             byte_hex(static_cast<unsigned char>(b[start])) + ") is not a protobuf field tag";
+    }
+    switch (tag & 7) {
+      case 0:  // varint
+        if (!read_varint(b, &at, &value)) return bad_varint("value", start, at);
+        break;
+      case 1:  // fixed64
+      case 5:  // fixed32
+        value = (tag & 7) == 1 ? 8 : 4;
+        if (value > b.size() - at) return short_by(start, value, at);
+        at += size_t(value);
+        break;
+      case 2:  // length-delimited
+        if (!read_varint(b, &at, &value)) return bad_varint("length", start, at);
+        if (value > b.size() - at) return short_by(start, value, at);
+        if (pieces && (tag >> 3) == 1) {
+          bool inner_truncated = false;
+          if (!framing_problem(b.substr(at, size_t(value)), file_size, false, &inner_truncated)
+                   .empty()) {
+            // The piece's own length holds, so its bytes are all there: damage, not a short file.
+            return "piece " + std::to_string(piece) + " (the field at byte " +
+                   std::to_string(start) + ") is damaged inside";
+          }
+          ++piece;
+        }
+        at += size_t(value);
+        break;
+    }
+  }
+  return "";
+}
+
+// The error for bytes that libsentencepiece refused with `sp_status`.
+Status explain_load_failure(std::string_view proto, const sentencepiece::util::Status& sp_status) {
+  bool truncated = false;
+  const std::string problem = framing_problem(proto, proto.size(), true, &truncated);
+  if (!problem.empty()) {
+    return invalid_argument(std::string(truncated ? "truncated" : "corrupt") +
+                            " SentencePiece model: " + problem);
+  }
+  const std::string what = sp_status.message();
+  if (what.find("ParseFromArray") != std::string::npos) {
+    return invalid_argument(
+        "corrupt SentencePiece model: its fields are whole but do not parse as a ModelProto");
+  }
+  // The bytes parse; the model in them is unusable ("unk is not defined.").
+  return invalid_argument("unusable SentencePiece model: " + printable(what));
+}
+
 class SentencePieceTokenizer final : public Tokenizer {
  public:
   Status init(std::string_view proto, const std::string& bos_token, const std::string& eos_token) {
-    TIDAL_RETURN_IF_ERROR(from_sp(sp_.LoadFromSerializedProto(proto), "not a SentencePiece model"));
+    if (proto.empty() || static_cast<unsigned char>(proto[0]) != kPiecesTag) {
+      return invalid_argument(
+          "neither a tokenizer.json (JSON object) nor a SentencePiece tokenizer.model (which "
+          "starts with byte " +
+          byte_hex(kPiecesTag) + "; this file starts with " +
+          (proto.empty() ? std::string("nothing")
+                         : byte_hex(static_cast<unsigned char>(proto[0]))) +
+          ")");
+    }
+    const sentencepiece::util::Status loaded = sp_.LoadFromSerializedProto(proto);
+    if (!loaded.ok()) return explain_load_failure(proto, loaded);
     if (sp_.GetPieceSize() <= 0) return invalid_argument("the SentencePiece model is empty");
     bos_id_ = sp_.bos_id();
     eos_id_ = sp_.eos_id();

@@ -51,13 +51,9 @@ Status load_with_names(const std::string& path, const std::string& bos_token,
   if (c == '{' || c == '[' || c == '"') {
     return load_hf_tokenizer(contents, path, bos_token, eos_token, out);
   }
-  Status status = load_sentencepiece_tokenizer(contents, path, bos_token, eos_token, out);
-  if (!status.ok()) {
-    return invalid_argument(path +
-                            ": neither a tokenizer.json (JSON object) nor a SentencePiece "
-                            "tokenizer.model");
-  }
-  return status;
+  // Its errors name the file and say what is wrong: not a ModelProto at all, cut short, damaged,
+  // or a model libsentencepiece cannot use.
+  return load_sentencepiece_tokenizer(contents, path, bos_token, eos_token, out);
 }
 
 // bos_token / eos_token in tokenizer_config.json are a string or {"content": "..."}.

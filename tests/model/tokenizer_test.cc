@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -606,6 +607,97 @@ TEST(TokenizerErrors, AddedTokenIdsMustNotCollide) {
       load_text("{" + model + R"(, "added_tokens": [{"id": 5, "content": "<x>"}]})", &tok).ok());
   EXPECT_EQ(tok->vocab_size(), 6);
   EXPECT_EQ(tok->token_to_id("<x>"), 5);
+}
+
+// ---- A SentencePiece ModelProto written by hand (protobuf wire format) ----------------------
+
+std::string varint(uint64_t v) {
+  std::string s;
+  for (; v >= 0x80; v >>= 7) s += char(0x80 | (v & 0x7F));
+  return s + char(v);
+}
+
+// A length-delimited field: tag, length, bytes.
+std::string field(int number, const std::string& bytes) {
+  return varint(uint64_t(number) << 3 | 2) + varint(bytes.size()) + bytes;
+}
+
+// ModelProto.pieces entry: piece (1), score (2, fixed32 float), type (3; 1 normal, 2 unknown,
+// 3 control).
+std::string sp_piece(const std::string& piece, int type) {
+  const float score = -1.0f;
+  char bits[4];
+  std::memcpy(bits, &score, sizeof(bits));
+  return field(1, field(1, piece) + varint(2 << 3 | 5) + std::string(bits, 4) + varint(3 << 3) +
+                      varint(uint64_t(type)));
+}
+
+// A unigram model (the ModelProto default) with <unk>, <s>, </s> and five pieces.
+std::string tiny_sentencepiece_model() {
+  std::string m = sp_piece("<unk>", 2) + sp_piece("<s>", 3) + sp_piece("</s>", 3);
+  for (const char* p : {"\xE2\x96\x81", "a", "b",
+                        "\xE2\x96\x81"
+                        "a",
+                        "ab"})
+    m += sp_piece(p, 1);
+  return m;
+}
+
+Status load_model_bytes(const std::string& bytes, std::string* path,
+                        std::unique_ptr<Tokenizer>* out) {
+  *path = ::tidal::testing::temp_dir("tok_spm") + "/tokenizer.model";
+  ::tidal::testing::write_file(*path, bytes);
+  return Tokenizer::load(*path, out);
+}
+
+// Every SentencePiece failure read "neither a tokenizer.json nor a SentencePiece
+// tokenizer.model", whether the file was a PNG, a download cut short or a model without <unk>.
+// The message now names the file and says which of those it is.
+TEST(TokenizerErrors, SentencePieceErrorsSayWhatIsWrong) {
+  std::unique_ptr<Tokenizer> tok;
+  std::string path;
+  const std::string model = tiny_sentencepiece_model();
+  ASSERT_TRUE(load_model_bytes(model, &path, &tok).ok());
+  std::vector<int32_t> ids;
+  ASSERT_TRUE(tok->encode("ab a", /*add_bos=*/true, &ids).ok());
+  EXPECT_EQ(ids, (std::vector<int32_t>{1, 3, 7, 6}));  // <s> ▁ ab ▁a
+
+  // Cut short: the last piece ("ab", 13 bytes at the end) says 11 bytes follow, 8 do.
+  Status s = load_model_bytes(model.substr(0, model.size() - 3), &path, &tok);
+  expect_one_line_error(s, path + ": truncated SentencePiece model");
+  EXPECT_NE(s.message().find("byte " + std::to_string(model.size() - 13)), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("needs 11 bytes, only 8 remain"), std::string::npos) << s.message();
+  // Cut inside a length: a tag, then a varint that never ends.
+  s = load_model_bytes(model + "\x0A\x80", &path, &tok);
+  expect_one_line_error(s, path + ": truncated SentencePiece model");
+
+  // Not a ModelProto at all.
+  s = load_model_bytes(std::string("\x89PNG\r\n\x1a\n\0\0\0\rIHDR", 16), &path, &tok);
+  expect_one_line_error(s, path + ": neither a tokenizer.json");
+  EXPECT_NE(s.message().find("0x89"), std::string::npos) << s.message();
+
+  // Whole, but damaged inside: a piece whose bytes are not a SentencePiece message.
+  s = load_model_bytes(model + field(1, "\xFF\xFF\xFF"), &path, &tok);
+  expect_one_line_error(s, path + ": corrupt SentencePiece model");
+  EXPECT_NE(s.message().find("piece 8 (the field at byte " + std::to_string(model.size()) + ")"),
+            std::string::npos)
+      << s.message();
+
+  // A well-formed ModelProto that libsentencepiece cannot use, with its reason.
+  s = load_model_bytes(sp_piece("a", 1) + sp_piece("b", 1), &path, &tok);
+  expect_one_line_error(s, path + ": unusable SentencePiece model");
+  EXPECT_NE(s.message().find("unk is not defined"), std::string::npos) << s.message();
+
+  // The real Llama-2 model, cut short, through load_from_dir.
+  if (::tidal::testing::shared_exists(kLlama2Model)) {
+    const std::string full = read_file(shared_path(kLlama2Model));
+    const std::string dir = ::tidal::testing::temp_dir("tok_spm_cut");
+    ::tidal::testing::write_file(dir + "/tokenizer.model", full.substr(0, full.size() / 2));
+    s = Tokenizer::load_from_dir(dir, &tok);
+    expect_one_line_error(s, dir + "/tokenizer.model: truncated SentencePiece model");
+    EXPECT_NE(s.message().find(std::to_string(full.size() / 2)), std::string::npos) << s.message();
+  }
 }
 
 // Values nested a million deep (a vocab id, a merge, a Strip count) are named in the message,
