@@ -102,6 +102,11 @@ class Reader {
     if (!std::isfinite(d) || std::fabs(d) > double(std::numeric_limits<float>::max())) {
       return error(key, "is out of range: " + short_dump(v));
     }
+    // Below float's normal range the value would become 0 or a denormal (which .ftz and
+    // fast-math code read as 0), and later checks would see a number the file does not hold.
+    if (d != 0.0 && std::fabs(d) < double(std::numeric_limits<float>::min())) {
+      return error(key, "is out of range: " + short_dump(v) + " is too small for a float");
+    }
     *out = float(d);
     return ok_status();
   }
@@ -329,6 +334,13 @@ std::string field(const char* name, int64_t v, const char* key) {
   return std::string(name) + " " + std::to_string(v) + " ('" + key + "')";
 }
 
+// "1e-30", "0.5", "nan": %g, so a small value is not shown as 0.000000.
+std::string float_text(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", double(v));
+  return buf;
+}
+
 // Parameters the sizes give, in double (any int64 sizes: no overflow; a negative one counts 0).
 double estimated_params(const ModelConfig& c) {
   auto d = [](int64_t v) { return v > 0 ? double(v) : 0.0; };
@@ -391,12 +403,12 @@ Status ModelConfig::validate() const {
     return invalid_argument(field("head_dim", head_dim, "head_dim") + " must be even for RoPE");
   }
   if (!(rms_norm_eps > 0.0f) || !std::isfinite(rms_norm_eps)) {
-    return invalid_argument("rms_norm_eps (" + std::to_string(rms_norm_eps) +
-                            ") must be positive and finite");
+    return invalid_argument("rms_norm_eps " + float_text(rms_norm_eps) +
+                            " must be positive and finite");
   }
   if (!(rope.theta > 0.0f) || !std::isfinite(rope.theta)) {
-    return invalid_argument("rope_theta (" + std::to_string(rope.theta) +
-                            ") must be positive and finite");
+    return invalid_argument("rope_theta " + float_text(rope.theta) +
+                            " must be positive and finite");
   }
   if (rope.type == RopeType::kLlama3) {
     if (!(rope.factor > 0.0f) || !(rope.low_freq_factor > 0.0f) || !std::isfinite(rope.factor) ||
@@ -404,9 +416,9 @@ Status ModelConfig::validate() const {
       return invalid_argument("llama3 rope scaling: factor and low_freq_factor must be positive");
     }
     if (!(rope.high_freq_factor > rope.low_freq_factor)) {
-      return invalid_argument(
-          "llama3 rope scaling: high_freq_factor (" + std::to_string(rope.high_freq_factor) +
-          ") must exceed low_freq_factor (" + std::to_string(rope.low_freq_factor) + ")");
+      return invalid_argument("llama3 rope scaling: high_freq_factor " +
+                              float_text(rope.high_freq_factor) + " must exceed low_freq_factor " +
+                              float_text(rope.low_freq_factor));
     }
     if (rope.original_max_position_embeddings <= 0 ||
         rope.original_max_position_embeddings > kMaxContext) {

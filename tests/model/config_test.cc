@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -453,6 +454,34 @@ TEST(ConfigErrors, SizesAreBoundedNamingTheKey) {
                   .ok());
 }
 
+// Float values were printed with %f: rms_norm_eps -1e-9 read "rms_norm_eps (-0.000000) must be
+// positive", and a value below float's range (1e-50) became 0 before anyone looked at it. They
+// are printed as written now, and a nonzero value that float cannot hold is refused by name.
+TEST(ConfigErrors, FloatValuesAreNamedAsWritten) {
+  const struct {
+    const char* key;
+    const char* from;
+    const char* value;
+  } cases[] = {
+      {"rms_norm_eps", "\"rms_norm_eps\": 1e-05", "-1e-09"},
+      {"rms_norm_eps", "\"rms_norm_eps\": 1e-05", "1e-50"},
+      {"rms_norm_eps", "\"rms_norm_eps\": 1e-05", "1e-40"},
+      {"rope_theta", "\"rope_theta\": 500000.0", "-5e-07"},
+      {"rope_theta", "\"rope_theta\": 500000.0", "1e-300"},
+      {"rope_theta", "\"rope_theta\": 500000.0", "1e-38"},  // subnormal in float
+  };
+  for (const auto& c : cases) {
+    const std::string msg =
+        parse_error(edit(kLlama3, c.from, "\"" + std::string(c.key) + "\": " + c.value));
+    EXPECT_NE(msg.find(c.key), std::string::npos) << c.value << " -> " << msg;
+    EXPECT_NE(msg.find(c.value), std::string::npos) << c.value << " -> " << msg;
+  }
+  // -0.0 is zero, not an underflow: the message is the positivity rule's.
+  EXPECT_NE(parse_error(edit(kLlama3, "\"rms_norm_eps\": 1e-05", "\"rms_norm_eps\": -0.0"))
+                .find("must be positive"),
+            std::string::npos);
+}
+
 TEST(ConfigErrors, NotJsonOrNotObject) {
   EXPECT_NE(parse_error("").find("JSON"), std::string::npos);
   EXPECT_NE(parse_error("{\"hidden_size\": 4096,").find("JSON"), std::string::npos);
@@ -530,6 +559,18 @@ TEST(ConfigValidate, NamesTheField) {
   bad = c;
   bad.rms_norm_eps = 0.0f;
   EXPECT_NE(bad.validate().message().find("rms_norm_eps"), std::string::npos);
+  bad = c;
+  bad.rms_norm_eps = std::nanf("");
+  EXPECT_NE(bad.validate().message().find("rms_norm_eps nan"), std::string::npos)
+      << bad.validate().message();
+  bad = c;
+  bad.rope.theta = std::nanf("");
+  EXPECT_NE(bad.validate().message().find("rope_theta nan"), std::string::npos)
+      << bad.validate().message();
+  bad = c;
+  bad.max_position_embeddings = -1;
+  EXPECT_NE(bad.validate().message().find("max_position_embeddings -1"), std::string::npos)
+      << bad.validate().message();
   bad = c;
   bad.bos_token_id = 200000;
   EXPECT_NE(bad.validate().message().find("bos_token_id"), std::string::npos);
