@@ -406,9 +406,12 @@ Status ModelConfig::validate() const {
     return invalid_argument("rms_norm_eps " + float_text(rms_norm_eps) +
                             " must be positive and finite");
   }
-  if (!(rope.theta > 0.0f) || !std::isfinite(rope.theta)) {
+  // RoPE's inverse frequencies are theta^(-2i/head_dim): a base at or below 1 flattens or inverts
+  // them, and a tiny one makes them huge (with 1e-35 the angle at position 131071 is inf in f32).
+  if (!(rope.theta > 1.0f) || !std::isfinite(rope.theta)) {
     return invalid_argument("rope_theta " + float_text(rope.theta) +
-                            " must be positive and finite");
+                            " must be greater than 1 and finite (RoPE's base: 10000 for Llama-2, "
+                            "500000 for Llama-3)");
   }
   if (rope.type == RopeType::kLlama3) {
     if (!(rope.factor > 0.0f) || !(rope.low_freq_factor > 0.0f) || !std::isfinite(rope.factor) ||

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/llama.h"
 #include "tests/testing/testing.h"
 
 namespace tidal::model {
@@ -482,6 +483,35 @@ TEST(ConfigErrors, FloatValuesAreNamedAsWritten) {
             std::string::npos);
 }
 
+// rope_theta was only required positive: 1e-30 loaded, giving inverse frequencies of 3.4e29, and
+// with 1e-35 the rotation angle at position 131071 overflowed to inf (so sin and cos were NaN);
+// any base at or below 1 inverts RoPE's frequency ladder. It must exceed 1 now, named with its
+// value.
+TEST(ConfigErrors, RopeThetaMustExceedOne) {
+  for (const char* value : {"1e-30", "1e-35", "0.5", "1", "0", "-10000"}) {
+    const std::string msg = parse_error(
+        edit(kLlama3, "\"rope_theta\": 500000.0", std::string("\"rope_theta\": ") + value));
+    EXPECT_NE(msg.find(std::string("rope_theta ") + value), std::string::npos) << msg;
+    EXPECT_NE(msg.find("must be greater than 1"), std::string::npos) << msg;
+  }
+  // The same inside transformers 5's rope_parameters.
+  const std::string msg =
+      parse_error(edit(kTransformers5, "\"rope_theta\": 500000.0", "\"rope_theta\": 1e-30"));
+  EXPECT_NE(msg.find("rope_theta 1e-30"), std::string::npos) << msg;
+  // Just above 1 is allowed, and its angles stay finite to the end of the context.
+  ModelConfig c;
+  ASSERT_TRUE(
+      parse_model_config(edit(kLlama3, "\"rope_theta\": 500000.0", "\"rope_theta\": 1.5"), &c)
+          .ok());
+  for (const float f : rope_inv_freq(c.rope, c.head_dim)) {
+    EXPECT_TRUE(std::isfinite(f * float(c.max_position_embeddings - 1))) << f;
+  }
+  // What the bound prevents: with 1e-35 the top inverse frequency times 131071 is inf.
+  RopeConfig tiny;
+  tiny.theta = 1e-35f;
+  EXPECT_FALSE(std::isfinite(rope_inv_freq(tiny, 128).back() * 131071.0f));
+}
+
 TEST(ConfigErrors, NotJsonOrNotObject) {
   EXPECT_NE(parse_error("").find("JSON"), std::string::npos);
   EXPECT_NE(parse_error("{\"hidden_size\": 4096,").find("JSON"), std::string::npos);
@@ -566,6 +596,10 @@ TEST(ConfigValidate, NamesTheField) {
   bad = c;
   bad.rope.theta = std::nanf("");
   EXPECT_NE(bad.validate().message().find("rope_theta nan"), std::string::npos)
+      << bad.validate().message();
+  bad = c;
+  bad.rope.theta = 1e-30f;
+  EXPECT_NE(bad.validate().message().find("rope_theta 1e-30"), std::string::npos)
       << bad.validate().message();
   bad = c;
   bad.max_position_embeddings = -1;
