@@ -414,11 +414,18 @@ Status ModelConfig::validate() const {
                             "500000 for Llama-3)");
   }
   if (rope.type == RopeType::kLlama3) {
-    if (!(rope.factor > 0.0f) || !(rope.low_freq_factor > 0.0f) || !std::isfinite(rope.factor) ||
-        !std::isfinite(rope.high_freq_factor)) {
-      return invalid_argument("llama3 rope scaling: factor and low_freq_factor must be positive");
+    // `factor` divides the low frequencies (context extension): below 1 it multiplies them, and
+    // 1e-30 makes them ~1e30. transformers warns below 1 ("factor field must be a float >= 1").
+    if (!(rope.factor >= 1.0f) || !std::isfinite(rope.factor)) {
+      return invalid_argument("llama3 rope scaling: factor " + float_text(rope.factor) +
+                              " must be at least 1");
     }
-    if (!(rope.high_freq_factor > rope.low_freq_factor)) {
+    // low_freq_factor divides original_max_position_embeddings into the low-band wavelength.
+    if (!(rope.low_freq_factor > 0.0f) || !std::isfinite(rope.low_freq_factor)) {
+      return invalid_argument("llama3 rope scaling: low_freq_factor " +
+                              float_text(rope.low_freq_factor) + " must be positive");
+    }
+    if (!(rope.high_freq_factor > rope.low_freq_factor) || !std::isfinite(rope.high_freq_factor)) {
       return invalid_argument("llama3 rope scaling: high_freq_factor " +
                               float_text(rope.high_freq_factor) + " must exceed low_freq_factor " +
                               float_text(rope.low_freq_factor));

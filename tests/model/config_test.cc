@@ -512,6 +512,35 @@ TEST(ConfigErrors, RopeThetaMustExceedOne) {
   EXPECT_FALSE(std::isfinite(rope_inv_freq(tiny, 128).back() * 131071.0f));
 }
 
+// llama3 scaling took any positive factor: 0.5 multiplied the low frequencies instead of dividing
+// them (transformers requires factor >= 1), and 1e-30 made them ~1e30. Messages gave no values.
+TEST(ConfigErrors, Llama3ScalingFactorsAreBounded) {
+  const struct {
+    const char* from;
+    const char* to;
+    const char* want;
+  } cases[] = {
+      {"\"factor\": 8.0", "\"factor\": 0.5", "factor 0.5 must be at least 1"},
+      {"\"factor\": 8.0", "\"factor\": 1e-30", "factor 1e-30 must be at least 1"},
+      {"\"factor\": 8.0", "\"factor\": 0", "factor 0 must be at least 1"},
+      {"\"factor\": 8.0", "\"factor\": -8", "factor -8 must be at least 1"},
+      {"\"low_freq_factor\": 1.0", "\"low_freq_factor\": 0", "low_freq_factor 0 must be positive"},
+      {"\"low_freq_factor\": 1.0", "\"low_freq_factor\": -1",
+       "low_freq_factor -1 must be positive"},
+      {"\"high_freq_factor\": 4.0", "\"high_freq_factor\": 0.5",
+       "high_freq_factor 0.5 must exceed low_freq_factor 1"},
+      {"\"original_max_position_embeddings\": 8192", "\"original_max_position_embeddings\": 0",
+       "original_max_position_embeddings 0"},
+  };
+  for (const auto& c : cases) {
+    const std::string msg = parse_error(edit(kLlama31, c.from, c.to));
+    EXPECT_NE(msg.find(c.want), std::string::npos) << c.to << " -> " << msg;
+  }
+  ModelConfig c;
+  ASSERT_TRUE(parse_model_config(edit(kLlama31, "\"factor\": 8.0", "\"factor\": 1.0"), &c).ok());
+  EXPECT_FLOAT_EQ(c.rope.factor, 1.0f);
+}
+
 TEST(ConfigErrors, NotJsonOrNotObject) {
   EXPECT_NE(parse_error("").find("JSON"), std::string::npos);
   EXPECT_NE(parse_error("{\"hidden_size\": 4096,").find("JSON"), std::string::npos);
