@@ -49,7 +49,18 @@ Status load_with_names(const std::string& path, const std::string& bos_token,
   if (first == std::string::npos) return invalid_argument(path + ": the file is empty");
   const char c = contents[first];
   if (c == '{' || c == '[' || c == '"') {
-    return load_hf_tokenizer(contents, path, bos_token, eos_token, out);
+    const Status json_status = load_hf_tokenizer(contents, path, bos_token, eos_token, out);
+    // A ModelProto starts with its first piece's tag (0x0a, a newline to the test above) and
+    // that piece's length: a length of 34, 91 or 123 bytes reads as '"', '[' or '{'. Such a file
+    // fails as JSON; it is taken as a SentencePiece model when it is one.
+    if (!json_status.ok() && first == 1 && contents[0] == '\n') {
+      std::unique_ptr<Tokenizer> sp;
+      if (load_sentencepiece_tokenizer(contents, path, bos_token, eos_token, &sp).ok()) {
+        *out = std::move(sp);
+        return ok_status();
+      }
+    }
+    return json_status;
   }
   // Its errors name the file and say what is wrong: not a ModelProto at all, cut short, damaged,
   // or a model libsentencepiece cannot use.

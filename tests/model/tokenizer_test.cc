@@ -700,6 +700,32 @@ TEST(TokenizerErrors, SentencePieceErrorsSayWhatIsWrong) {
   }
 }
 
+// A ModelProto starts with 0x0a (its first piece's tag, a newline) and that piece's length; a
+// first piece of 34, 91 or 123 bytes puts '"', '[' or '{' next, which the loader took for JSON:
+// such a model failed to load as a tokenizer.json. It loads now; broken JSON still says JSON.
+TEST(TokenizerErrors, SentencePieceModelThatLooksLikeJsonLoads) {
+  std::unique_ptr<Tokenizer> tok;
+  std::string path;
+  for (const char after_newline : {'"', '[', '{'}) {
+    // sp_piece(p, 1) is 2 bytes of tag and length around p's field (2 + size) and 7 of score and
+    // type: its message is size + 9 bytes.
+    const std::string first(size_t(after_newline) - 9, 'x');
+    const std::string bytes = sp_piece(first, 1) + tiny_sentencepiece_model();
+    ASSERT_EQ(bytes[0], '\n');
+    ASSERT_EQ(bytes[1], after_newline);
+    const Status s = load_model_bytes(bytes, &path, &tok);
+    ASSERT_TRUE(s.ok()) << after_newline << ": " << s.message();
+    std::vector<int32_t> ids;
+    ASSERT_TRUE(tok->encode("ab a", /*add_bos=*/true, &ids).ok());
+    EXPECT_EQ(ids, (std::vector<int32_t>{2, 4, 8, 7})) << after_newline;  // ids shifted by one
+    EXPECT_EQ(tok->token_to_id(first), 0);
+  }
+  // Text that is neither: the JSON error, as before.
+  const Status s = load_model_bytes("\n{\"model\": ", &path, &tok);
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.message().find("SentencePiece"), std::string::npos) << s.message();
+}
+
 // Values nested a million deep (a vocab id, a merge, a Strip count) are named in the message,
 // not dumped: dump() recurses once per level and ran out of stack.
 TEST(TokenizerErrors, DeeplyNestedValuesAreErrorsNotCrashes) {
