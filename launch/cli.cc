@@ -218,6 +218,12 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
     }
   }
   std::vector<std::string> generation = add_request_flags(cmd, &o->request);
+  // Unlike generate's, the client's seed has no default: the server draws one per request.
+  cmd->get_option("--seed")
+      ->description(
+          "sampling seed; default: a fresh one per request, drawn by the server and "
+          "printed with the finish")
+      ->default_str("");
   generation.push_back("--request-id");
   cmd->final_callback([cmd, o, generation] {
     note_attention_flags(cmd, &o->request);

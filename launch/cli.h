@@ -98,7 +98,8 @@ struct ServeOptions {
 };
 
 // `tidal client`: streams a generation from a server, or asks it something else
-// (launch/client.cc). The prompt, stop, sampling and attention flags are generate's.
+// (launch/client.cc). The prompt, stop, sampling and attention flags are generate's, except that
+// without --seed no seed is sent (the server draws one per request).
 struct ClientOptions {
   std::string server = "127.0.0.1:50051";
   std::string auth_token;

@@ -65,9 +65,15 @@ Status write_out(const std::string& text) {
   return ok_status();
 }
 
+bool flag_given(const ClientOptions& c, const char* flag) {
+  const std::vector<std::string>& given = c.generation_flags_given;
+  return std::find(given.begin(), given.end(), flag) != given.end();
+}
+
 // The request the flags describe: the same flag checks as `generate` (build_policy), then every
-// sampling field set explicitly (generate's defaults, not the API's) and the policy fields its
-// kind reads.
+// sampling field set explicitly (generate's defaults, not the API's) except the seed, sent only
+// when --seed is given (else the server draws one per request and reports it), and the policy
+// fields its kind reads.
 Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   const GenerateOptions& o = c.request;
   model::AttentionPolicy policy;
@@ -103,7 +109,7 @@ Status build_request(const ClientOptions& c, v1::GenerateRequest* req) {
   s->set_top_k(o.sampling.top_k);
   s->set_top_p(o.sampling.top_p);
   s->set_min_p(o.sampling.min_p);
-  s->set_seed(o.sampling.seed);
+  if (flag_given(c, "--seed")) s->set_seed(o.sampling.seed);
   v1::StopConditions* stop = req->mutable_stop();
   stop->set_max_new_tokens(o.stop.max_new_tokens);
   for (const std::string& str : o.stop.stop_strings) stop->add_stop_strings(str);

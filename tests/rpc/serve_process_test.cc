@@ -178,6 +178,51 @@ TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
   EXPECT_EQ(serve.wait(60), 0);
 }
 
+// Without --seed the client sent seed 0 (generate's default), so the server's fresh draw for an
+// unset seed never happened: every sampled run printed the same text and "seed 0". The seed is
+// now unset unless --seed is given; the server's draw is printed and, sent back with --seed,
+// reproduces the text. --seed 0 is sent as a seed like any other.
+TEST(ServeProcess, ClientWithoutSeedGetsAFreshOneAndSendsAGivenOne) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  ServeProcess serve;
+  ASSERT_TRUE(serve.start("--model " + stories_dir() + " --device cpu --threads 1")) << serve.err();
+  const std::string flags =
+      "--prompt 'Once upon a time' --temperature 1 --max-new-tokens 30 --ignore-eos";
+  const std::string client = "client --server " + serve.address() + " " + flags;
+  const std::regex seed_line("; seed ([0-9]+)\n");
+  std::vector<std::string> seeds, texts;
+  for (int i = 0; i < 2; ++i) {
+    const TidalRun r = run_tidal(client);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.err, m, seed_line)) << r.err;
+    seeds.push_back(m[1]);
+    texts.push_back(r.out);
+  }
+  EXPECT_NE(seeds[0], seeds[1]) << "each run without --seed gets its own draw";
+  for (size_t i = 0; i < seeds.size(); ++i) {
+    const TidalRun again = run_tidal(client + " --seed " + seeds[i]);
+    ASSERT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, texts[i]) << "seed " << seeds[i];
+    EXPECT_NE(again.err.find("; seed " + seeds[i] + "\n"), std::string::npos) << again.err;
+  }
+  const TidalRun want = run_tidal(generate_cmd(flags + " --seed 0"));
+  ASSERT_EQ(want.exit_code, 0) << want.err;
+  const TidalRun zero = run_tidal(client + " --seed 0");
+  ASSERT_EQ(zero.exit_code, 0) << zero.err;
+  EXPECT_EQ(zero.out, want.out);
+  EXPECT_NE(zero.err.find("; seed 0\n"), std::string::npos) << zero.err;
+  // --json reports the drawn seed in the final message too.
+  const TidalRun json = run_tidal(client + " --json");
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const std::string last = json.out.substr(json.out.rfind('\n', json.out.size() - 2) + 1);
+  const nlohmann::json final = nlohmann::json::parse(last)["final"];
+  ASSERT_TRUE(final.contains("seed")) << last;
+  EXPECT_NE(final["seed"], "0") << last;
+  serve.signal(SIGTERM);
+  EXPECT_EQ(serve.wait(60), 0) << serve.err();
+}
+
 // A failed `tidal` run's stderr: exactly one line, the error holding `what`.
 void expect_error(const std::string& err, const std::string& what) {
   EXPECT_EQ(err.rfind("tidal: error: ", 0), 0u) << err;
