@@ -229,6 +229,8 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
     note_attention_flags(cmd, &o->request);
     o->cancel_given = cmd->count("--cancel") > 0;
     o->system_given = cmd->count("--system") > 0;
+    o->auth_token_given = cmd->count("--auth-token") > 0;
+    o->auth_token_file_given = cmd->count("--auth-token-file") > 0;
     for (const std::string& flag : generation) {
       if (cmd->count(flag) > 0) o->generation_flags_given.push_back(flag);
     }

@@ -121,6 +121,10 @@ struct ClientOptions {
   bool cancel_given = false;
   bool system_given = false;
   std::vector<std::string> generation_flags_given;
+  // An empty --auth-token, --auth-token-file path or first line of the file is refused, not sent
+  // as no token.
+  bool auth_token_given = false;
+  bool auth_token_file_given = false;
 };
 
 struct InfoOptions {

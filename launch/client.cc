@@ -238,6 +238,16 @@ Status check_client_flags(const ClientOptions& c) {
   if (c.cancel_given && c.cancel.empty()) {
     return invalid_argument("--cancel needs the id of the request to cancel (got an empty one)");
   }
+  // An empty token would be sent as none: a server that wants one would answer UNAUTHENTICATED
+  // without naming the flag, an open one would be called as if the flag were absent.
+  if (c.auth_token_given && c.auth_token.empty()) {
+    return invalid_argument(
+        "--auth-token is empty: give the server's secret, or leave the flag out for a server "
+        "without one");
+  }
+  if (c.auth_token_file_given && c.auth_token_file.empty()) {
+    return invalid_argument("--auth-token-file needs a path (got an empty one)");
+  }
   if (c.system_given && !c.request.chat) {
     return invalid_argument("--system has no effect without --chat");
   }
@@ -263,10 +273,13 @@ Status run_client(const ClientOptions& c) {
   TIDAL_RETURN_IF_ERROR(check_client_flags(c));
   rpc::ClientOptions co;
   co.auth_token = c.auth_token;
-  if (!c.auth_token_file.empty()) {
+  if (c.auth_token_file_given) {
     std::string text;
     TIDAL_RETURN_IF_ERROR(read_file(c.auth_token_file, &text).with_context("--auth-token-file"));
     co.auth_token = text.substr(0, text.find_first_of("\r\n"));
+    if (co.auth_token.empty()) {
+      return invalid_argument("--auth-token-file: the file's first line is empty");
+    }
   }
   TIDAL_RETURN_IF_ERROR(check_seconds(c.timeout, "--timeout"));
   co.timeout_seconds = c.timeout;

@@ -290,6 +290,40 @@ TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
   }
 }
 
+// An empty token (--auth-token "$UNSET_VAR", an empty --auth-token-file path, a file whose first
+// line is empty) was sent as no token at all: a server that wants one answered UNAUTHENTICATED
+// without naming the flag, and an open server was called as if the flag were absent. Refused
+// before any call, naming the flag, as `serve` refuses them.
+TEST(ServeProcess, ClientRefusesAnEmptyAuthToken) {
+  const std::string client = "client --server 127.0.0.1:1 --timeout 5 ";
+  const std::string dir = ::tidal::testing::temp_dir("client_token");
+  ::tidal::testing::write_file(dir + "/blank_first", "\nsecret\n");
+  ::tidal::testing::write_file(dir + "/token", "secret\r\n");
+  const struct {
+    std::string flags;
+    const char* error;
+  } cases[] = {
+      {"--prompt hi --auth-token ''", "--auth-token is empty"},
+      {"--info --auth-token ''", "--auth-token is empty"},
+      {"--prompt hi --auth-token-file ''", "--auth-token-file needs a path (got an empty one)"},
+      {"--prompt hi --auth-token-file " + dir + "/blank_first",
+       "--auth-token-file: the file's first line is empty"},
+      {"--prompt hi --auth-token-file " + dir + "/absent", "--auth-token-file: "},
+  };
+  for (const auto& tc : cases) {
+    const TidalRun r = run_tidal(client + tc.flags);
+    EXPECT_EQ(r.exit_code, 1) << tc.flags;
+    expect_error(r.err, tc.error);
+  }
+  const std::vector<std::string> oks = {"--prompt hi --auth-token secret",
+                                        "--prompt hi --auth-token-file " + dir + "/token"};
+  for (const std::string& ok : oks) {
+    const TidalRun r = run_tidal(client + ok);
+    EXPECT_EQ(r.exit_code, 1) << ok;
+    expect_error(r.err, "UNAVAILABLE: ");
+  }
+}
+
 // The client's sampling and stop values are refused before any call, naming the flag as
 // `generate` does (they once said "temperature must be ...", the library's field).
 TEST(ServeProcess, ClientSamplingErrorsNameTheFlag) {
