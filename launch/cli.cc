@@ -202,7 +202,9 @@ void add_client_command(CLI::App& app, ClientOptions* o) {
   token->excludes(token_file);
   cmd->add_option("--request-id", o->request_id, "the request's id (for --cancel from elsewhere)");
   cmd->add_option("--system", o->system, "--chat: a system message before the conversation");
-  cmd->add_flag("--json", o->json, "print every response as one JSON line");
+  cmd->add_flag("--json", o->json,
+                "print every response as one JSON line (--info, --server-stats: the reply on "
+                "one line)");
   cmd->add_option("--timeout", o->timeout, "seconds per call, at most 604800 (a week); 0: none")
       ->capture_default_str();
   auto* info = cmd->add_flag("--info", o->info, "print the served model's description (JSON)");

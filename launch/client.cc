@@ -257,6 +257,14 @@ Status check_client_flags(const ClientOptions& c) {
                      : c.cancel_given ? "--cancel"
                      : c.tokenize     ? "--tokenize"
                                       : nullptr;
+  // --json shapes a generation's responses and --info's / --server-stats' replies; these three
+  // print plain text (a status, a line, ids) whatever it says.
+  if (c.json && (c.health || c.cancel_given || c.tokenize)) {
+    return invalid_argument(std::string("--json has no effect with ") + call);
+  }
+  if (c.json && c.request.print_ids) {
+    return invalid_argument("--print-ids has no effect with --json (every line holds the ids)");
+  }
   if (call == nullptr) return ok_status();
   for (const std::string& flag : c.generation_flags_given) {
     // --tokenize reads the prompt (and --chat's template), nothing else of a generation.

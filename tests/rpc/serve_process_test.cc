@@ -251,8 +251,8 @@ TEST(ServeProcess, DurationFlagsAreFiniteAndAtMostAWeek) {
 
 // Client flags that would do nothing are refused before any call (no server here): an empty
 // --cancel id (it once fell through to streaming a whole generation), --system without --chat,
-// a generation's flags beside a call that does not generate, and an empty --prompt-file or
-// --prompt-ids.
+// a generation's flags beside a call that does not generate, an empty --prompt-file or
+// --prompt-ids, and --json where the output stays plain text (or --print-ids under it).
 TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
   const std::string client = "client --server 127.0.0.1:1 --timeout 5 ";
   const struct {
@@ -275,6 +275,11 @@ TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
       {"--prompt-ids ''", "--prompt-ids needs token ids (got an empty list)"},
       {"--chat --prompt-ids ''", "--prompt-ids needs token ids (got an empty list)"},
       {"--prompt hi --prompt-ids ''", "give one of --prompt, --prompt-file, --prompt-ids"},
+      // --json printed these calls' plain text, and every JSON line holds the ids already.
+      {"--health --json", "--json has no effect with --health"},
+      {"--cancel r1 --json", "--json has no effect with --cancel"},
+      {"--tokenize --prompt hi --json", "--json has no effect with --tokenize"},
+      {"--prompt hi --json --print-ids", "--print-ids has no effect with --json"},
   };
   for (const auto& tc : cases) {
     const TidalRun r = run_tidal(client + tc.flags);
@@ -283,7 +288,8 @@ TEST(ServeProcess, ClientRefusesFlagsWithoutEffect) {
   }
   // What each call reads passes the checks and fails only at the (absent) server.
   for (const char* ok : {"--tokenize --chat --system 'Be brief' --prompt hi", "--info --json",
-                         "--cancel r1", "--chat --system 'Be brief' --prompt hi"}) {
+                         "--server-stats --json", "--prompt hi --json", "--cancel r1",
+                         "--chat --system 'Be brief' --prompt hi"}) {
     const TidalRun r = run_tidal(client + ok);
     EXPECT_EQ(r.exit_code, 1) << ok;
     expect_error(r.err, "UNAVAILABLE: ");
