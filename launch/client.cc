@@ -235,6 +235,8 @@ Status converse(rpc::Client& client, const ClientOptions& c, v1::GenerateRequest
 
 // Flags without effect on what the client does are refused, as `generate` refuses them.
 Status check_client_flags(const ClientOptions& c) {
+  // gRPC would take it as a target, log its own lines and fail with UNKNOWN, naming no flag.
+  if (c.server.empty()) return invalid_argument("--server needs host:port (got an empty one)");
   if (c.cancel_given && c.cancel.empty()) {
     return invalid_argument("--cancel needs the id of the request to cancel (got an empty one)");
   }

@@ -330,6 +330,17 @@ TEST(ServeProcess, ClientRefusesAnEmptyAuthToken) {
   }
 }
 
+// An empty --server reached gRPC, which logged two lines of its own and failed with "UNKNOWN:
+// Failed to create secure client channel" (the channel is not secure, and no flag was named).
+// Refused before any call, whichever call the flags ask for.
+TEST(ServeProcess, ClientRefusesAnEmptyServer) {
+  for (const char* call : {"--prompt hi", "--health", "--info", "--cancel r1"}) {
+    const TidalRun r = run_tidal(std::string("client --timeout 5 --server '' ") + call);
+    EXPECT_EQ(r.exit_code, 1) << call;
+    expect_error(r.err, "--server needs host:port (got an empty one)");
+  }
+}
+
 // The client's sampling and stop values are refused before any call, naming the flag as
 // `generate` does (they once said "temperature must be ...", the library's field).
 TEST(ServeProcess, ClientSamplingErrorsNameTheFlag) {
