@@ -22,26 +22,38 @@
 namespace tidal::launch {
 namespace {
 
-const char* code_name(grpc::StatusCode code) {
+// Every code gRPC defines: those the tidal server never sends still come from other servers or
+// proxies on --server, and from the gRPC library itself.
+std::string code_name(grpc::StatusCode code) {
   switch (code) {
     case grpc::StatusCode::OK: return "OK";
     case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
     case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
     case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
     case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
     case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
     case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
     case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
     case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    default: return "UNKNOWN";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return "code " + std::to_string(int(code));
   }
 }
 
 Status from_grpc(const grpc::Status& st) {
   if (st.ok()) return ok_status();
-  std::string msg = std::string(code_name(st.error_code())) + ": " + st.error_message();
+  std::string msg = code_name(st.error_code()) + ": " + st.error_message();
+  // gRPC sends UNIMPLEMENTED without a message for a method the server does not have.
+  if (st.error_code() == grpc::StatusCode::UNIMPLEMENTED && st.error_message().empty()) {
+    msg += "the server on --server does not serve this call (not a tidal server, or an older one)";
+  }
   for (char& c : msg) c = c == '\n' ? ' ' : c;
   return unavailable(msg);
 }

@@ -341,6 +341,31 @@ TEST(ServeProcess, ClientRefusesAnEmptyServer) {
   }
 }
 
+// The error line names the gRPC code, but only the codes the tidal server sends had names: the
+// others, which reach a client from another server or a proxy on --server, printed as UNKNOWN.
+// A gRPC server without the tidal service (here one serving only an unimplemented health
+// service) answers every call UNIMPLEMENTED.
+TEST(ServeProcess, ClientNamesCodesTheTidalServerNeverSends) {
+  grpc::health::v1::Health::Service health;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&health);
+  const std::unique_ptr<grpc::Server> other = builder.BuildAndStart();
+  ASSERT_NE(other, nullptr);
+  ASSERT_GT(port, 0);
+  const std::string client = "client --timeout 30 --server 127.0.0.1:" + std::to_string(port);
+  for (const char* call :
+       {"--prompt hi", "--info", "--server-stats", "--cancel r1", "--tokenize --prompt hi"}) {
+    const TidalRun r = run_tidal(client + " " + call);
+    EXPECT_EQ(r.exit_code, 1) << call;
+    expect_error(r.err,
+                 "tidal: error: UNIMPLEMENTED: the server on --server does not serve this "
+                 "call (not a tidal server, or an older one)");
+  }
+  other->Shutdown();
+}
+
 // The client's sampling and stop values are refused before any call, naming the flag as
 // `generate` does (they once said "temperature must be ...", the library's field).
 TEST(ServeProcess, ClientSamplingErrorsNameTheFlag) {
