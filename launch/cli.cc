@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "runtime/device.h"
+#include "runtime/file.h"
 #include "runtime/thread_pool.h"
 
 namespace tidal::launch {
@@ -188,6 +189,7 @@ void add_serve_command(CLI::App& app, ServeOptions* o) {
   add_parallel_flags(cmd, &o->parallel);
   cmd->final_callback([cmd, o] {
     o->auth_token_given = cmd->count("--auth-token") > 0;
+    o->auth_token_file_given = cmd->count("--auth-token-file") > 0;
     o->seed_given = cmd->count("--seed") > 0;
   });
 }
@@ -379,6 +381,14 @@ Status check_seconds(double seconds, const char* flag) {
   std::snprintf(got, sizeof(got), "%g", seconds);
   return invalid_argument(std::string(flag) + " must be a number of seconds in [0, " +
                           std::to_string(int64_t(kMaxFlagSeconds)) + "] (a week), got " + got);
+}
+
+Status read_auth_token_file(const std::string& path, std::string* token) {
+  std::string text;
+  TIDAL_RETURN_IF_ERROR(read_file(path, &text).with_context("--auth-token-file"));
+  *token = text.substr(0, text.find_first_of("\r\n"));
+  if (token->empty()) return invalid_argument("--auth-token-file: the file's first line is empty");
+  return ok_status();
 }
 
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {

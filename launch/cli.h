@@ -90,8 +90,9 @@ struct ServeOptions {
   int64_t max_queue = 4096;     // live requests at most; more are refused (UNAVAILABLE)
   bool quiet = false;           // no per-request log lines
   std::string version;          // reported by GetModelInfo (set by main)
-  // --auth-token was given: an empty one is refused, not taken as "none".
+  // --auth-token / --auth-token-file was given: an empty one is refused, not taken as "none".
   bool auth_token_given = false;
+  bool auth_token_file_given = false;
   engine::EngineConfig engine;
   DeviceFlags device;
   ParallelFlags parallel;
@@ -230,6 +231,9 @@ Status apply_device_flags(const DeviceFlags& flags, engine::EngineConfig* config
 constexpr double kMaxFlagSeconds = 7 * 24 * 3600;
 // Errors name `flag` and the value: "--timeout must be ... in [0, 604800] (a week), got inf".
 Status check_seconds(double seconds, const char* flag);
+// The secret in the first line of an --auth-token-file (serve, client); a file whose first line
+// is empty is refused: it would mean no authentication.
+Status read_auth_token_file(const std::string& path, std::string* token);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 

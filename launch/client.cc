@@ -296,12 +296,7 @@ Status run_client(const ClientOptions& c) {
   rpc::ClientOptions co;
   co.auth_token = c.auth_token;
   if (c.auth_token_file_given) {
-    std::string text;
-    TIDAL_RETURN_IF_ERROR(read_file(c.auth_token_file, &text).with_context("--auth-token-file"));
-    co.auth_token = text.substr(0, text.find_first_of("\r\n"));
-    if (co.auth_token.empty()) {
-      return invalid_argument("--auth-token-file: the file's first line is empty");
-    }
+    TIDAL_RETURN_IF_ERROR(read_auth_token_file(c.auth_token_file, &co.auth_token));
   }
   TIDAL_RETURN_IF_ERROR(check_seconds(c.timeout, "--timeout"));
   co.timeout_seconds = c.timeout;

@@ -19,7 +19,6 @@
 #include "launch/presets.h"
 #include "model/weights.h"
 #include "rpc/service.h"
-#include "runtime/file.h"
 #include "runtime/size_math.h"
 
 namespace tidal::launch {
@@ -36,12 +35,8 @@ sigset_t stop_signals() {
 // The secret from --auth-token, or the first line of --auth-token-file.
 Status auth_token(const ServeOptions& o, std::string* token) {
   *token = o.auth_token;
-  if (o.auth_token_file.empty()) return ok_status();
-  std::string text;
-  TIDAL_RETURN_IF_ERROR(read_file(o.auth_token_file, &text).with_context("--auth-token-file"));
-  *token = text.substr(0, text.find_first_of("\r\n"));
-  if (token->empty()) return invalid_argument("--auth-token-file: the file's first line is empty");
-  return ok_status();
+  if (!o.auth_token_file_given) return ok_status();
+  return read_auth_token_file(o.auth_token_file, token);
 }
 
 void log_line(const std::string& line) {
@@ -56,12 +51,15 @@ Status check_serve_flags(const ServeOptions& o) {
     return invalid_argument(
         "--seed has no effect without --preset (a model's weights are its checkpoint's)");
   }
-  // An empty secret would silently serve without authentication (as would an empty first line
-  // of --auth-token-file, refused in auth_token()).
+  // An empty secret would silently serve without authentication, as would an empty path of
+  // --auth-token-file (or its empty first line, refused in auth_token()).
   if (o.auth_token_given && o.auth_token.empty()) {
     return invalid_argument(
         "--auth-token is empty: give the secret calls must carry, or leave the flag out to serve "
         "without authentication");
+  }
+  if (o.auth_token_file_given && o.auth_token_file.empty()) {
+    return invalid_argument("--auth-token-file needs a path (got an empty one)");
   }
   return check_seconds(o.drain_seconds, "--drain-seconds");
 }

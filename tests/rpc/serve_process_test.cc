@@ -396,7 +396,7 @@ TEST(ServeProcess, SeedWithoutPresetIsRefused) {
 }
 
 // An empty --auth-token would serve without authentication: refused at start, as an empty
-// first line of --auth-token-file is.
+// --auth-token-file path and an empty first line of the file are.
 TEST(ServeProcess, EmptyAuthTokenIsRefused) {
   ServeProcess serve;
   EXPECT_FALSE(serve.start("--device cpu --auth-token ''"));
@@ -408,6 +408,11 @@ TEST(ServeProcess, EmptyAuthTokenIsRefused) {
   EXPECT_NE(file.err().find("--auth-token-file: the file's first line is empty"),
             std::string::npos)
       << file.err();
+  // An empty path (--auth-token-file "$UNSET_VAR") was taken as the flag's absence: the server
+  // started without authentication.
+  ServeProcess no_path;
+  EXPECT_FALSE(no_path.start("--device cpu --auth-token-file ''"));
+  expect_error(no_path.err(), "--auth-token-file needs a path (got an empty one)");
 }
 
 // The distributed engine with one rank (MPI as a singleton): rank 0's coordinator path.
