@@ -3,6 +3,8 @@
 TIDAL_BINARY names the tidal command, TIDAL_SHARED_DIR the fixtures; PYTHONPATH holds the
 generated stubs and rpc/python). Exit code 77 (a ctest skip) when python3-grpcio is missing."""
 
+import contextlib
+import io
 import os
 import re
 import signal
@@ -15,6 +17,7 @@ import unittest
 
 try:
     import grpc
+    import tidal_client
     from tidal_client import TidalClient
 except ImportError as e:  # pragma: no cover
     print("skipped: %s (launch/install_deps.sh installs python3-grpcio)" % e)
@@ -48,6 +51,7 @@ class TidalClientTest(unittest.TestCase):
         if address is None:
             cls.server.kill()
             raise RuntimeError("tidal serve did not start")
+        cls.address = address
         cls.client = TidalClient(address, auth_token="py-secret", timeout=120)
         cls.client.wait_ready()
         cls.anonymous = TidalClient(address, timeout=120)
@@ -76,6 +80,23 @@ class TidalClientTest(unittest.TestCase):
         final = pieces[-1].final
         self.assertEqual(final.usage.generated_tokens, len(want_ids))
         self.assertTrue(any(r.role == "sparse" for r in final.stats.roles))
+
+    def test_command_without_seed_gets_a_drawn_one(self):
+        # The command sent seed 0 when --seed was left out; the server draws one per request
+        # when none is sent, and the command prints it.
+        def seed_of(*flags):
+            err = io.StringIO()
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+                code = tidal_client.main(["--server", self.address, "--auth-token", "py-secret",
+                                          "--prompt", "Once", "--max-new-tokens", "4",
+                                          "--temperature", "1.0", *flags])
+            self.assertEqual(code, 0, err.getvalue())
+            m = re.search(r"seed (\d+)", err.getvalue())
+            self.assertIsNotNone(m, err.getvalue())
+            return int(m.group(1))
+        self.assertNotEqual(seed_of(), seed_of())  # equal with odds 2^-64
+        self.assertEqual(seed_of("--seed", "0"), 0)
+        self.assertEqual(seed_of("--seed", "5"), 5)
 
     def test_health_info_tokenize_stats(self):
         self.assertEqual(self.anonymous.health(), "SERVING")

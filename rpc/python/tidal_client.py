@@ -166,7 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--prompt", default="")
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int,
+                   help="sampling seed; default: a fresh one per request, drawn by the server")
     p.add_argument("--attention", default="full")
     p.add_argument("--budget", type=int)
     args = p.parse_args(argv)
