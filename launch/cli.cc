@@ -406,7 +406,8 @@ Status parse_count_list(const std::string& text, const char* flag, std::vector<i
     if (digits.empty() || digits.size() > 9 ||
         digits.find_first_not_of("0123456789") != std::string::npos || std::stoll(digits) < 1) {
       return invalid_argument(std::string(flag) + ": '" + item +
-                              "' is not a positive count (e.g. 32000 or 32K)");
+                              "' is not a count: 1 to 999999999, with an optional K (x1000) or M "
+                              "(x1000000), e.g. 32000 or 32K");
     }
     out->push_back(std::stoll(digits) * scale);
   }

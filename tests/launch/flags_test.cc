@@ -193,6 +193,25 @@ TEST(Flags, SecondsAreFiniteAndAtMostAWeek) {
   EXPECT_TRUE(std::isinf(c.client.timeout));
 }
 
+// bench's --context / --batch / --budget lists: K and M scale, and a refusal says what a count is
+// (ten digits were "not a positive count", whatever their value).
+TEST(Flags, CountListsTakeKAndMAndSayWhatACountIs) {
+  std::vector<int64_t> got;
+  ASSERT_TRUE(parse_count_list("32K, 1m,7 999999999", "--context", &got).ok());
+  EXPECT_EQ(got, (std::vector<int64_t>{32000, 1000000, 7, 999999999}));
+  for (const char* bad : {"0", "-1", "1.5K", "K", "2000000000", "12x", "0M"}) {
+    std::vector<int64_t> out;
+    const Status st = parse_count_list(bad, "--context", &out);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(st.message(), std::string("--context: '") + bad +
+                                "' is not a count: 1 to 999999999, with an optional K (x1000) or "
+                                "M (x1000000), e.g. 32000 or 32K")
+        << bad;
+  }
+  std::vector<int64_t> none;
+  EXPECT_EQ(parse_count_list(" , ", "--batch", &none).message(), "--batch lists no value");
+}
+
 // niah and ppl record the variant flags given (build_variants refuses those no listed policy
 // reads), and niah whether --min-accuracy was given (a floor outside [0, 100] is refused).
 TEST(Flags, AccuracyCommandsRecordTheFlagsGiven) {
