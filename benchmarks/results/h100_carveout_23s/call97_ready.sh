@@ -41,6 +41,9 @@ done
 # pending/0002 (twenty-fourth session): the first row's prefill_tok/s against the second's.
 TIDAL_MERGE_RESIDENT=0 timeout 60 $K/launch/tidal bench --preset llama3-8b --context 10K,32K --policy full --prefill --no-breakdown > $O/prefill.txt 2>&1
 el "prefill rc=$?"; grep -E "prefill|^ +NVIDIA" $O/prefill.txt | cut -c1-200 | tail -4
+# pending/0003 (twenty-fifth session): the gather ceiling beside the K=2048 per-q attention rows.
+timeout 120 $K/benchmarks/kernel_bench --op gather_ceiling --op decode_attention --shape "K=2048 per-q" --shape n=100000 --graph-calls 32 > $O/kb_gather.txt 2>&1
+el "kb gather rc=$?"; grep -E "^  (copy|gather_ceiling|decode_attention) " $O/kb_gather.txt | cut -c1-140
 l=$(($(left) - 20))
 el "gpu_suite under A with $l s"
 TIDAL_MERGE_RESIDENT=0 TIDAL_PYTHON=/bin/false timeout $l bash launch/gpu_suite.sh $K $O/tests tests > /dev/null 2>&1
