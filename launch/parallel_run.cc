@@ -10,6 +10,7 @@
 #include <string>
 
 #include "launch/cli.h"
+#include "launch/flag_names.h"
 #include "launch/presets.h"
 #if TIDAL_WITH_MPI
 #include "parallel/mpi_communicator.h"
@@ -144,7 +145,8 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   } else {
     TIDAL_RETURN_IF_ERROR(quiet_on_workers(
         job, engine::agree_status(*job.dist.world, model_dir(o, defaults, rank0, &dir))));
-    TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::Engine::load(dir, config, &engine)));
+    TIDAL_RETURN_IF_ERROR(
+        quiet_on_workers(job, name_flags(engine::Engine::load(dir, config, &engine))));
   }
   if (!rank0) return engine->serve();
   GenerateOptions one = o;
@@ -173,7 +175,8 @@ Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults) {
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(
       job, engine::agree_status(*job.dist.world, model_dir(g, defaults, rank0, &dir))));
   std::unique_ptr<engine::Engine> engine;
-  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::Engine::load(dir, config, &engine)));
+  TIDAL_RETURN_IF_ERROR(
+      quiet_on_workers(job, name_flags(engine::Engine::load(dir, config, &engine))));
   if (!rank0) return engine->serve();
   ServeOptions one = o;
   one.parallel = ParallelFlags();

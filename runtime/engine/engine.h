@@ -161,7 +161,9 @@ class Engine {
   // Takes ownership of `weights` (for model, already on config.device in config.dtype; with
   // config.distributed, this rank's shard of them: model::make_model_shard for its coordinates).
   // Allocates the KV cache and workspace. Distributed: collective, and every rank returns the
-  // same status (agree_status: a failure names the rank that failed and why).
+  // same status (agree_status: a failure names the rank that failed and why); the model and the
+  // settings that shape a step (all but kv_capacity) must be the same on every rank, else
+  // invalid_argument names the first that differs and both values.
   static Status create(const model::ModelConfig& model, model::LlamaWeights weights,
                        const EngineConfig& config, std::unique_ptr<Engine>* out);
   // Loads <dir>/config.json and its safetensors checkpoint onto config.device in config.dtype

@@ -5,7 +5,10 @@
 // to rank 0. A decode step with several sequences crosses the stages in micro-batches, so stage
 // s works on one part while stage s + 1 works on the part before.
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "kernels/sample_tokens.h"
 #include "kernels/vocab_shard.h"
@@ -25,29 +28,108 @@ model::LayerRole layer_role_of(kernels::TokenRole r) {
   return model::LayerRole::kDense;
 }
 
+// A setting every rank must share with rank 0, under the name errors give it, and how its value
+// reads.
+enum class Shown : uint8_t { kNumber, kReal, kDType, kKvDtype, kBool, kDevice, kRope };
+
+struct SharedSetting {
+  const char* name;
+  int64_t value;
+  Shown shown = Shown::kNumber;
+};
+
+int64_t bits_of(float f) {
+  uint32_t u = 0;
+  std::memcpy(&u, &f, sizeof(u));
+  return int64_t(u);
+}
+
+std::string shown(Shown how, int64_t v) {
+  switch (how) {
+    case Shown::kNumber: break;
+    case Shown::kReal: {
+      const uint32_t u = uint32_t(v);
+      float f = 0;
+      std::memcpy(&f, &u, sizeof(f));
+      char text[32];
+      std::snprintf(text, sizeof(text), "%g", double(f));
+      return text;
+    }
+    case Shown::kDType: return dtype_name(DType(v));
+    case Shown::kKvDtype: return KvDtype(v) == KvDtype::kFp8 ? "fp8" : "the activations' dtype";
+    case Shown::kBool: return v != 0 ? "true" : "false";
+    case Shown::kDevice: return DeviceKind(v) == DeviceKind::kCuda ? "cuda" : "cpu";
+    case Shown::kRope: return model::RopeType(v) == model::RopeType::kLlama3 ? "llama3" : "none";
+  }
+  return std::to_string(v);
+}
+
+// Rank 0 plans every step and the others run its plans, so these must match on every rank: the
+// engine settings that size the step plan, block tables and workspace or choose the collectives'
+// dtypes and launch path (EngineConfig's field names), then the model (config.json's keys): one
+// of another shape sends buffers of other sizes, one of other numerics computes other tokens.
+// kv_capacity may differ: the ranks keep the smallest. The same count on every rank.
+std::vector<SharedSetting> shared_settings(const model::ModelConfig& m, const EngineConfig& c,
+                                           int64_t max_context) {
+  const bool graphs = c.device.kind == DeviceKind::kCuda && c.cuda_graphs;
+  return {
+      {"page_size", c.page_size},
+      {"max_batch", c.max_batch},
+      {"max_context", max_context},
+      {"prefill_chunk", c.prefill_chunk},
+      {"max_budget", c.max_budget},
+      {"device", int64_t(c.device.kind), Shown::kDevice},
+      {"dtype", int64_t(c.dtype), Shown::kDType},
+      {"kv_dtype", int64_t(c.kv_dtype), Shown::kKvDtype},
+      {"quest_bounds", c.quest_bounds, Shown::kBool},
+      {"cuda_graphs", graphs, Shown::kBool},
+      {"the model's num_hidden_layers", m.num_layers},
+      {"the model's hidden_size", m.hidden},
+      {"the model's intermediate_size", m.inter},
+      {"the model's num_attention_heads", m.num_heads},
+      {"the model's num_key_value_heads", m.num_kv_heads},
+      {"the model's head_dim", m.head_dim},
+      {"the model's vocab_size", m.vocab},
+      {"the model's max_position_embeddings", m.max_position_embeddings},
+      {"the model's tie_word_embeddings", m.tie_word_embeddings, Shown::kBool},
+      {"the model's rms_norm_eps", bits_of(m.rms_norm_eps), Shown::kReal},
+      {"the model's rope_theta", bits_of(m.rope.theta), Shown::kReal},
+      {"the model's rope_scaling", int64_t(m.rope.type), Shown::kRope},
+      {"the model's rope_scaling factor", bits_of(m.rope.factor), Shown::kReal},
+      {"the model's rope_scaling low_freq_factor", bits_of(m.rope.low_freq_factor), Shown::kReal},
+      {"the model's rope_scaling high_freq_factor", bits_of(m.rope.high_freq_factor), Shown::kReal},
+      {"the model's rope_scaling original_max_position_embeddings",
+       m.rope.original_max_position_embeddings},
+      {"the model's torch_dtype", int64_t(m.dtype), Shown::kDType},
+  };
+}
+
 }  // namespace
 
 Status Engine::init_distributed() {
   parallel::Communicator& world = *dist_->world;
-  // Every rank reads rank 0's plans, so their layouts must match (the same EngineConfig and
-  // model on every rank); and one KV capacity on every rank: block tables hold rank 0's pages.
-  // The plan's shape follows from these settings (engine.cc step_capacity).
-  const int64_t shape =
-      ((model_.num_layers * 131 + config_.max_batch) * 8191 + config_.prefill_chunk) * 131071 +
-      config_.page_size;
-  int64_t mine[2] = {plan_.kv_capacity_tokens / config_.page_size, shape};
-  std::vector<int64_t> all(size_t(2 * world.size()));
-  world.all_gather(make_view(all.data(), DType::kI64, {2 * world.size()}),
-                   make_view(mine, DType::kI64, {2}));
-  int64_t pages = mine[0];
-  for (int r = 0; r < world.size(); ++r) {
-    pages = std::min(pages, all[size_t(2 * r)]);
-    if (all[size_t(2 * r + 1)] != all[1]) {
-      return invalid_argument("ranks 0 and " + std::to_string(r) +
-                              " have different engine settings (layers, max_batch, "
-                              "prefill_chunk or page_size): every rank must run the same");
+  // Every rank reads rank 0's plans, so their settings and models must match; and one KV
+  // capacity on every rank: block tables hold rank 0's pages.
+  const std::vector<SharedSetting> settings = shared_settings(model_, config_, plan_.max_context);
+  const int64_t row = 1 + int64_t(settings.size());  // this rank's pages, then its settings
+  std::vector<int64_t> mine(size_t(row), plan_.kv_capacity_tokens / config_.page_size);
+  for (size_t i = 0; i < settings.size(); ++i) mine[i + 1] = settings[i].value;
+  std::vector<int64_t> all(size_t(row * world.size()));
+  world.all_gather(make_view(all.data(), DType::kI64, {row * world.size()}),
+                   make_view(mine.data(), DType::kI64, {row}));
+  for (size_t i = 0; i < settings.size(); ++i) {
+    for (int r = 1; r < world.size(); ++r) {
+      const int64_t theirs = all[size_t(r * row) + i + 1], first = all[i + 1];
+      if (theirs == first) continue;
+      const SharedSetting& s = settings[i];
+      return invalid_argument("ranks differ in " + std::string(s.name) + ": rank 0 has " +
+                              shown(s.shown, first) + ", rank " + std::to_string(r) + " has " +
+                              shown(s.shown, theirs) +
+                              "; every rank must be given the same model and settings");
     }
   }
+  int64_t pages = mine[0];
+  for (int r = 0; r < world.size(); ++r) pages = std::min(pages, all[size_t(r * row)]);
   if (pages < mine[0]) {
     // The plan this rank would make for that capacity (its pages, KV bytes with the cache's FP8
     // scales and Quest bounds as allocate() makes it), against the same memory.

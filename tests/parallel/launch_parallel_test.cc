@@ -225,6 +225,34 @@ TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
   }
 }
 
+// mpirun can start ranks with different commands (`mpirun -np 1 A : -np 1 B`), and hosts can hold
+// different copies of a model. Settings the ranks must share are compared at start: one error
+// line naming the setting (by its flag) and both values, not f16 summed as bf16 (wrong tokens,
+// exit 0) or an abort in the middle of the generation (--max-context).
+TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
+  const std::string dir = testing::write_gqa128_model(0);
+  const std::string preset = std::string(TIDAL_BINARY) +
+                             " generate --preset tiny --device cpu --prompt-ids 1,5,9"
+                             " --max-new-tokens 8 --temperature 0 --print-ids --tp 2";
+  const std::string model = std::string(TIDAL_BINARY) + " generate --model " + dir +
+                            " --device cpu --prompt-ids 1,2,3 --max-new-tokens 60"
+                            " --temperature 0 --print-ids --tp 2";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {mpirun(1) + preset + " --dtype f16 : -np 1 " + preset + " --dtype bf16",
+       "tidal: error: ranks differ in dtype: rank 0 has f16, rank 1 has bf16"},
+      {mpirun(1) + model + " --kv-capacity 512 : -np 1 " + model +
+           " --kv-capacity 512 --max-context 32",
+       "tidal: error: ranks differ in --max-context: rank 0 has 512, rank 1 has 32"},
+  };
+  for (const auto& [command, want] : cases) {
+    const Outcome r = run(command);
+    EXPECT_NE(r.exit_code, 0) << command << "\n" << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << command << "\n" << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+    EXPECT_EQ(ids_line(r.output), "") << "no tokens from a job that should not start\n" << r.output;
+  }
+}
+
 // The GQA head_dim 128 model with layer 3's down projection stored as I32: with --pp 2 only rank
 // 1 (the second stage, layers 2-3) reads it. (A renamed tensor would not do: every rank refuses
 // a checkpoint tensor the config has no place for.)

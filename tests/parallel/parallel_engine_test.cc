@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -451,21 +452,64 @@ TEST(ParallelEngine, AgreedFailuresKeepTheirWholeMessage) {
   EXPECT_EQ(all.message(), long_text + "!");
 }
 
-// Ranks follow rank 0's plans, so their plans must have one layout: settings that differ are an
-// error on every rank, not a misread plan.
-TEST(ParallelEngine, RanksWithDifferentSettingsRefuseToStart) {
+// Ranks follow rank 0's plans and join its collectives, so the model and every setting that sizes
+// a plan, a table or a collective must match. One that differs on the last rank is an error on
+// every rank naming it and both values; not a step that aborts mid-generation (max_context: a
+// block table too narrow; dtype f32 against bf16: a truncated all-reduce; quest bounds) or that
+// runs to the end with wrong tokens (f16 summed as bf16, a KV cache in FP8 on some ranks, a
+// checkpoint whose RoPE base differs).
+TEST(ParallelEngine, RanksWithDifferentSettingsOrModelsRefuseToStart) {
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   const Subject s = gqa128(rank);
-  ParallelLayout layout(size, 1);
-  EngineConfig config;
-  config.distributed = &layout.dist;
-  config.max_batch = rank == size - 1 ? 4 : 8;
-  std::unique_ptr<Engine> e;
-  const Status st = Engine::load(s.dir, config, &e);
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("different engine settings"), std::string::npos) << st.message();
+  const bool last = rank == size - 1;
+  // The same checkpoint with another rope_theta, as another host's copy of another version.
+  std::string theta_dir = s.dir;
+  if (last) {
+    theta_dir = testing::temp_dir("gqa128_theta");
+    std::string config = testing::read_file(s.dir + "/config.json");
+    const size_t at = config.find("\"rope_theta\": 10000.0");
+    ASSERT_NE(at, std::string::npos);
+    config.replace(at, 21, "\"rope_theta\": 500000.0");
+    testing::write_file(theta_dir + "/config.json", config);
+    testing::write_file(theta_dir + "/model.safetensors",
+                        testing::read_file(s.dir + "/model.safetensors"));
+  }
+  const std::string other = std::to_string(size - 1);
+  struct Mismatch {
+    std::function<void(EngineConfig*)> change;  // on the last rank
+    std::string dir;                            // the last rank's model
+    std::string want;
+  };
+  const std::vector<Mismatch> cases = {
+      {[](EngineConfig* c) { c->max_batch = 4; }, s.dir,
+       "ranks differ in max_batch: rank 0 has 8, rank " + other + " has 4"},
+      {[](EngineConfig* c) { c->max_context = 256; }, s.dir,
+       "ranks differ in max_context: rank 0 has 512, rank " + other + " has 256"},
+      {[](EngineConfig* c) { c->dtype = DType::kBF16; }, s.dir,
+       "ranks differ in dtype: rank 0 has f32, rank " + other + " has bf16"},
+      {[](EngineConfig* c) { c->kv_dtype = KvDtype::kFp8; }, s.dir,
+       "ranks differ in kv_dtype: rank 0 has the activations' dtype, rank " + other + " has fp8"},
+      {[](EngineConfig* c) { c->quest_bounds = false; }, s.dir,
+       "ranks differ in quest_bounds: rank 0 has true, rank " + other + " has false"},
+      {[](EngineConfig*) {}, theta_dir,
+       "ranks differ in the model's rope_theta: rank 0 has 10000, rank " + other + " has 500000"},
+  };
+  for (const Mismatch& m : cases) {
+    ParallelLayout layout(size, 1);
+    EngineConfig config;
+    config.distributed = &layout.dist;
+    if (last) m.change(&config);
+    std::unique_ptr<Engine> e;
+    const Status st = Engine::load(last ? m.dir : s.dir, config, &e);
+    EXPECT_FALSE(st.ok()) << m.want;
+    EXPECT_NE(st.message().find(m.want), std::string::npos) << st.message();
+    // Where the ranks (wrongly) started, the others serve until rank 0's engine shuts down.
+    if (e != nullptr && rank != 0) {
+      EXPECT_TRUE(e->serve().ok());
+    }
+  }
 }
 
 }  // namespace
