@@ -29,9 +29,13 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
       "of an FP8 one); quest requests are then refused");
 }
 
+// At least 1 when given: 0 would read as "not given" (one process) and a negative count as 1.
 void add_parallel_flags(CLI::App* cmd, ParallelFlags* p) {
-  cmd->add_option("--tp", p->tp, "tensor parallel ranks (run under mpirun: -np tp x pp)");
-  cmd->add_option("--pp", p->pp, "pipeline parallel stages (run under mpirun: -np tp x pp)");
+  const auto ranks = CLI::Range(1, 1 << 16);
+  cmd->add_option("--tp", p->tp, "tensor parallel ranks (run under mpirun: -np tp x pp)")
+      ->check(ranks);
+  cmd->add_option("--pp", p->pp, "pipeline parallel stages (run under mpirun: -np tp x pp)")
+      ->check(ranks);
 }
 
 void add_device_flags(CLI::App* cmd, DeviceFlags* d) {

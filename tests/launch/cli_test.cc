@@ -258,6 +258,21 @@ TEST(Cli, QuestIsRefusedWithoutQuestBounds) {
                "--no-quest-bounds");
 }
 
+// --tp and --pp under 1 name no layout: generate and bench refuse them (they used to run one
+// process, or a job of --tp 1 for `--tp -2 --pp 1`, and under mpirun every rank alone).
+TEST(Cli, TpOrPpBelowOneIsRefused) {
+  const std::string generate =
+      "generate --preset tiny --device cpu --prompt-ids 1,5 --print-ids --max-new-tokens 2 ";
+  const std::string bench =
+      "bench --preset tiny --device cpu --context 100 --batch 1 --budget 32 --steps 1 --warmup 0 ";
+  for (const std::string& command : {generate, bench}) {
+    expect_error(tidal(command + "--tp 0"), "--tp: Value 0 not in range 1");
+    expect_error(tidal(command + "--tp -2 --pp 1"), "--tp: Value -2 not in range 1");
+    expect_error(tidal(command + "--pp 0"), "--pp: Value 0 not in range 1");
+    expect_error(tidal(command + "--tp 1 --pp -1"), "--pp: Value -1 not in range 1");
+  }
+}
+
 // `info --tp --pp`: every rank's plan without a job; a layout the model cannot take, and one no
 // machine can hold, are errors naming why.
 TEST(Cli, InfoPlansEveryRankOfALayout) {
