@@ -15,6 +15,14 @@
 
 namespace tidal::launch {
 
+// The ranks an MPI launcher (mpirun) started, from its environment; one rank of one without a
+// launcher. Read by launcher_ranks() before MPI starts (only --tp/--pp start it).
+struct LauncherRanks {
+  int size = 1;
+  int rank = 0;
+};
+LauncherRanks launcher_ranks();
+
 // Where `tidal generate` finds a model when --model is absent.
 struct DefaultModel {
   std::string dir;  // the repository's trained model, when present
@@ -199,6 +207,12 @@ Status generate_with(const GenerateOptions& opts, const std::string& dir, engine
 // generate and bench as one rank of an mpirun job (launch/parallel_run.cc). Only rank 0 prints;
 // the others return an error with an empty message when rank 0 reports the failure.
 Status run_generate_parallel(const GenerateOptions& opts, const DefaultModel& defaults);
+// Under a launcher of more than one rank, a command that is not a job (`parallel`: its --tp/--pp,
+// neither given; null: a command without them) would run whole on every rank, each printing its
+// own output: invalid_argument, with the message on rank 0 only (main prints none for an empty
+// one). Ok otherwise.
+Status check_launcher(const LauncherRanks& launcher, const std::string& command,
+                      const ParallelFlags* parallel);
 Status run_bench_parallel(const BenchOptions& opts);
 // run_bench on one rank of a job (null: one process).
 Status run_bench_on(const BenchOptions& opts, const engine::Distributed* dist);

@@ -87,6 +87,16 @@ int main(int argc, char** argv) {
     for (char& c : what) c = c == '\n' ? ' ' : c;
     return fail(what + " (see tidal --help)");
   }
+  // Under mpirun with more than one rank, only a job (--tp/--pp) may run.
+  const ParallelFlags* layout = app.got_subcommand("generate") ? &gen.parallel
+                                : app.got_subcommand("bench")  ? &bench.parallel
+                                                               : nullptr;
+#if TIDAL_WITH_RPC
+  if (app.got_subcommand("serve")) layout = &serve.parallel;
+#endif
+  const tidal::Status alone =
+      check_launcher(launcher_ranks(), app.get_subcommands().front()->get_name(), layout);
+  if (!alone.ok()) return fail(alone.message());
 
   // TIDAL_SYNC_AFTER_LAUNCH=1: synchronize after every kernel launch, so a GPU fault names its
   // kernel (STYLE.md rule 19). Read once, here.

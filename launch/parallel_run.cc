@@ -5,9 +5,12 @@
 // everything; the other ranks serve its steps. A failure before the engines exist is agreed by
 // every rank (rank 0 names the rank and the cause); a rank that dies later (a crash, a kill)
 // makes mpirun end the job.
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "launch/cli.h"
 #include "launch/flag_names.h"
@@ -20,6 +23,36 @@
 #endif
 
 namespace tidal::launch {
+
+LauncherRanks launcher_ranks() {
+  LauncherRanks l;
+  // OpenMPI's variables, then those of MPICH and Intel MPI (Hydra).
+  for (const auto& [size, rank] : {std::pair{"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
+                                   std::pair{"PMI_SIZE", "PMI_RANK"}}) {
+    const char* s = std::getenv(size);
+    const char* r = std::getenv(rank);
+    if (s == nullptr || r == nullptr) continue;
+    l.size = std::max(1, std::atoi(s));
+    l.rank = std::max(0, std::atoi(r));
+    break;
+  }
+  return l;
+}
+
+Status check_launcher(const LauncherRanks& launcher, const std::string& command,
+                      const ParallelFlags* parallel) {
+  if (launcher.size <= 1 || (parallel != nullptr && parallel->requested())) return ok_status();
+  if (launcher.rank != 0) return invalid_argument("");
+  const std::string ranks = std::to_string(launcher.size);
+  if (parallel == nullptr) {
+    return invalid_argument("mpirun started " + ranks + " ranks, but " + command +
+                            " runs as one process: start it without mpirun");
+  }
+  return invalid_argument("mpirun started " + ranks + " ranks, but " + command +
+                          " was given no --tp or --pp: each rank would run the whole model alone "
+                          "and print its own output; give --tp and --pp with tp x pp = " +
+                          ranks + ", or start tidal without mpirun");
+}
 
 #if TIDAL_WITH_MPI
 namespace {

@@ -214,6 +214,27 @@ TEST(LaunchParallel, RanksThatDoNotMatchTpTimesPpAreAClearError) {
   EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
 }
 
+// mpirun -np 2 without --tp/--pp (or with a command that has no layout): every rank would run
+// the whole command alone and print its own output. One error line, from rank 0, instead.
+TEST(LaunchParallel, MpirunWithoutALayoutIsOneClearError) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" generate --preset tiny --device cpu --prompt-ids 1,5,9 --max-new-tokens 4 --print-ids",
+       "tidal: error: mpirun started 2 ranks, but generate was given no --tp or --pp"},
+      {" bench --device cpu --preset tiny --context 100 --batch 1 --budget 32 --steps 1",
+       "tidal: error: mpirun started 2 ranks, but bench was given no --tp or --pp"},
+      {" info --preset tiny --device cpu",
+       "tidal: error: mpirun started 2 ranks, but info runs as one process"},
+  };
+  for (const auto& [args, want] : cases) {
+    const Outcome r = run(mpirun(2) + TIDAL_BINARY + args);
+    EXPECT_NE(r.exit_code, 0) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
+    EXPECT_EQ(ids_line(r.output), "") << r.output;
+    EXPECT_EQ(r.output.find("model            tiny"), std::string::npos) << r.output;
+  }
+}
+
 // Flag checks that need no model, under a job: one line, from rank 0 (not one per rank).
 TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
   for (const std::string& args :
