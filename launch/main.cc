@@ -8,7 +8,7 @@
 //   tidal serve [--model DIR] [--listen HOST:PORT] ...  the gRPC coordinator
 //   tidal client [--server HOST:PORT] [--prompt ... | --chat] ...  stream from a server
 // Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
-// stderr and exit code 1; --help and --version exit 0.
+// stderr and exit code 1 (under mpirun, from rank 0 only); --help and --version exit 0.
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -43,6 +43,11 @@ int main(int argc, char** argv) {
   // A closed pipe on stdout must end in an error line and exit 1 (below), not a silent SIGPIPE.
   std::signal(SIGPIPE, SIG_IGN);
 
+  // Under mpirun every rank parses the same command line: rank 0 alone reports its errors.
+  const LauncherRanks launcher = launcher_ranks();
+  auto parse_error = [&](const std::string& message) {
+    return fail(launcher.rank == 0 ? message : "");
+  };
   CLI::App app{"tidal: long-context Llama decoding with TidalDecode sparse attention"};
   app.require_subcommand(1);
   app.set_version_flag("--version",
@@ -73,9 +78,10 @@ int main(int argc, char** argv) {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
-      return fail(std::string("unknown subcommand '") + argv[1] +
-                  "' (generate, info, tokenize, bench, niah, ppl, calibrate, serve or client; "
-                  "see tidal --help)");
+      return parse_error(
+          std::string("unknown subcommand '") + argv[1] +
+          "' (generate, info, tokenize, bench, niah, ppl, calibrate, serve or client; "
+          "see tidal --help)");
     }
   }
   try {
@@ -85,7 +91,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     for (char& c : what) c = c == '\n' ? ' ' : c;
-    return fail(what + " (see tidal --help)");
+    return parse_error(what + " (see tidal --help)");
   }
   // Under mpirun with more than one rank, only a job (--tp/--pp) may run.
   const ParallelFlags* layout = app.got_subcommand("generate") ? &gen.parallel
@@ -95,7 +101,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("serve")) layout = &serve.parallel;
 #endif
   const tidal::Status alone =
-      check_launcher(launcher_ranks(), app.get_subcommands().front()->get_name(), layout);
+      check_launcher(launcher, app.get_subcommands().front()->get_name(), layout);
   if (!alone.ok()) return fail(alone.message());
 
   // TIDAL_SYNC_AFTER_LAUNCH=1: synchronize after every kernel launch, so a GPU fault names its

@@ -235,6 +235,17 @@ TEST(LaunchParallel, MpirunWithoutALayoutIsOneClearError) {
   }
 }
 
+// A command line CLI11 rejects is rejected by every rank alike, before MPI starts: rank 0 alone
+// says so.
+TEST(LaunchParallel, ParseErrorsUnderMpirunAreOneLine) {
+  for (const char* args : {" generate --tp 2 --no-such-flag",
+                           " generate --tp 2 --model a --model b", " no-such-command --tp 2"}) {
+    const Outcome r = run(mpirun(2) + TIDAL_BINARY + args);
+    EXPECT_NE(r.exit_code, 0) << args << "\n" << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
+  }
+}
+
 // Flag checks that need no model, under a job: one line, from rank 0 (not one per rank).
 TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
   for (const std::string& args :
