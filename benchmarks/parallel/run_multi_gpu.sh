@@ -31,6 +31,10 @@ device=cuda
 quick=0
 only=""
 while (($#)); do
+  if [[ $1 == --np || $1 == --device || $1 == --only ]] && (($# < 2)); then
+    echo "run_multi_gpu.sh: $1 needs a value" >&2
+    exit 2
+  fi
   case $1 in
     --np) np=$2; shift 2 ;;
     --device) device=$2; shift 2 ;;
@@ -44,6 +48,15 @@ case $np in
   4) layouts=("--tp 4" "--tp 2 --pp 2") ;;
   8) layouts=("--tp 8" "--tp 4 --pp 2" "--tp 2 --pp 4") ;;
   *) echo "run_multi_gpu.sh: --np must be 2, 4 or 8" >&2; exit 2 ;;
+esac
+# A step or device it does not know would run nothing (exit 0) or every step into failures.
+case $only in
+  ""|equality|bench|long) ;;
+  *) echo "run_multi_gpu.sh: --only must be equality, bench or long (got '$only')" >&2; exit 2 ;;
+esac
+case $device in
+  cuda|cpu) ;;
+  *) echo "run_multi_gpu.sh: --device must be cuda or cpu (got '$device')" >&2; exit 2 ;;
 esac
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
 tidal="$build/launch/tidal"
