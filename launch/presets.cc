@@ -2,7 +2,9 @@
 #include "launch/presets.h"
 
 #include <algorithm>
+#include <string>
 #include <utility>
+#include <vector>
 
 #include "launch/flag_names.h"
 #include "model/shard.h"
@@ -10,6 +12,25 @@
 #include "runtime/engine/distributed.h"
 
 namespace tidal::launch {
+namespace {
+
+// Every rank draws its shard of one model: all must hold rank 0's seed. Collective over world.
+Status same_seed(parallel::Communicator& world, uint64_t seed) {
+  const int ranks = world.size();
+  int64_t mine = int64_t(seed);
+  std::vector<int64_t> all(static_cast<size_t>(ranks));
+  world.all_gather(make_view(all.data(), DType::kI64, {ranks}), make_view(&mine, DType::kI64, {1}));
+  for (int r = 1; r < ranks; ++r) {
+    if (all[size_t(r)] == all[0]) continue;
+    return invalid_argument("ranks differ in the weights' seed: rank 0 has " +
+                            std::to_string(uint64_t(all[0])) + ", rank " + std::to_string(r) +
+                            " has " + std::to_string(uint64_t(all[size_t(r)])) +
+                            "; every rank must be given the same model and settings");
+  }
+  return ok_status();
+}
+
+}  // namespace
 
 Status launch_preset(const std::string& name, model::ModelConfig* out) {
   if (name != "tiny") {
@@ -27,6 +48,7 @@ Status create_random_engine(const model::ModelConfig& c, uint64_t seed,
   // The plan must fit before the weights are made; a rank whose shard does not fit stops them
   // all (its outcome is agreed with the others' before anything else is collective).
   const engine::Distributed* dist = config.distributed;
+  if (dist != nullptr) TIDAL_RETURN_IF_ERROR(same_seed(*dist->world, seed));  // alike on all
   model::ModelShard shard = model::whole_model(c);
   Status made = engine::check_fits(c, config).with_context(c.name);
   if (made.ok() && dist != nullptr) {

@@ -21,8 +21,8 @@ Status launch_preset(const std::string& name, model::ModelConfig* out);
 
 // An engine over `c` (a preset's shape) with random weights drawn from `seed`: the plan is
 // checked before any weight is made. Under config.distributed (collective: every rank calls it)
-// each rank draws its shard of the same whole draw, and a rank's failure (not fitting included)
-// fails all. Errors name engine settings (max_context, kv_capacity, ...), not flags.
+// each rank draws its shard of the same whole draw (ranks given different seeds are refused),
+// and a rank's failure (not fitting included) fails all. Errors name engine settings (max_context, kv_capacity, ...), not flags.
 Status create_random_engine(const model::ModelConfig& c, uint64_t seed,
                             const engine::EngineConfig& config,
                             std::unique_ptr<engine::Engine>* out);

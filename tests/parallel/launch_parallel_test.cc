@@ -260,7 +260,8 @@ TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
 // mpirun can start ranks with different commands (`mpirun -np 1 A : -np 1 B`), and hosts can hold
 // different copies of a model. Settings the ranks must share are compared at start: one error
 // line naming the setting (by its flag) and both values, not f16 summed as bf16 (wrong tokens,
-// exit 0) or an abort in the middle of the generation (--max-context).
+// exit 0) or an abort in the middle of the generation (--max-context), or shards of two random
+// draws (wrong tokens).
 TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
   const std::string dir = testing::write_gqa128_model(0);
   const std::string preset = std::string(TIDAL_BINARY) +
@@ -275,6 +276,8 @@ TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
       {mpirun(1) + model + " --kv-capacity 512 : -np 1 " + model +
            " --kv-capacity 512 --max-context 32",
        "tidal: error: ranks differ in --max-context: rank 0 has 512, rank 1 has 32"},
+      {mpirun(1) + preset + " --weights-seed 3 : -np 1 " + preset + " --weights-seed 4",
+       "tidal: error: ranks differ in the weights' seed: rank 0 has 3, rank 1 has 4"},
   };
   for (const auto& [command, want] : cases) {
     const Outcome r = run(command);
