@@ -48,7 +48,10 @@ model::WorkspaceShape workspace_shape(const model::ModelConfig& m, const EngineC
   s.max_logits = cap.max_logits;
   s.num_rows = c.max_batch + 1;  // + the padding row of graph buckets
   s.max_context = resolved_context(m, c);
-  s.max_budget = std::min(c.max_budget, s.max_context);
+  // Lists never hold more positions than a sequence has: a larger budget attends every one
+  // (Engine::validate_sequence). Whole pages of them, so that Quest's page lists reach a
+  // partial last page too.
+  s.max_budget = std::min(c.max_budget, ceil_div(s.max_context, c.page_size) * c.page_size);
   s.page_size = c.page_size;
   s.dtype = c.dtype;
   s.device = c.device;
@@ -599,7 +602,14 @@ Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
   const int64_t budget = policy.kind == model::AttentionKind::kTidal   ? policy.tidal.budget
                          : policy.kind == model::AttentionKind::kQuest ? policy.quest.budget
                                                                        : 0;
-  if (budget > ws_.shape.max_budget) {
+  // A budget the lists cannot hold is refused, unless they hold every position of the context
+  // (and Quest's page lists every page): then it selects everything, as the lists' own size
+  // does, and decode tokens run with that (add_decode_token).
+  const bool whole_context =
+      ws_.shape.max_budget >= plan_.max_context &&
+      (policy.kind != model::AttentionKind::kQuest ||
+       ws_.pages.size(2) >= ceil_div(plan_.max_context, config_.page_size));
+  if (budget > ws_.shape.max_budget && !whole_context) {
     return invalid_argument("budget " + str(budget) + " exceeds the engine's max_budget " +
                             str(ws_.shape.max_budget));
   }
@@ -690,15 +700,18 @@ void Engine::add_decode_token(Sequence* s, int32_t token) {
   t.position = int32_t(position);
   t.seq_row = int32_t(s->row);
   // Lists and heads are counted on this rank's shard (every rank's shard has the same counts).
+  // A budget beyond what the lists hold covers the whole context (validate_sequence): the
+  // lists' size selects the same, every position (Quest: every page).
+  const int64_t width = ws_.shape.max_budget;
   if (policy.kind == model::AttentionKind::kTidal) {
     t.num_lists = int32_t(model::num_lists(policy.tidal.granularity, local_));
-    t.budget = int32_t(policy.tidal.budget);
+    t.budget = int32_t(std::min(policy.tidal.budget, width));
     if (dist_ != nullptr) t.agreement = list_agreement(policy);
   } else if (policy.kind == model::AttentionKind::kQuest) {
     t.num_lists = int32_t(local_.num_heads);
-    t.budget = int32_t(policy.quest.budget);
+    t.budget = int32_t(std::min(policy.quest.budget, width));
     t.page_length = int32_t((n - 1) / config_.page_size + 1);
-    t.page_budget = int32_t(policy.quest.budget / config_.page_size);
+    t.page_budget = int32_t(std::min(policy.quest.budget / config_.page_size, ws_.pages.size(2)));
   }
   // Lists per query head under GQA: a lists-only layer's attention keeps its wave-filling splits
   // for them (kernels/decode_attention.h, head_lists).

@@ -60,7 +60,9 @@ struct EngineConfig {
   int64_t kv_capacity = 0;  // KV tokens over all sequences; Default (0): max_batch *
                             // max_context, capped to what fits in available memory
   int64_t prefill_chunk = 256;  // prompt tokens per prefill step; Default: 256
-  int64_t max_budget = 4096;    // largest sparse budget a request may ask; Default: 4096
+  int64_t max_budget = 4096;    // largest sparse budget a request may ask; Default: 4096 (one
+                                // above the context attends every position, as full, and is
+                                // taken whenever this covers the context)
   Device device;                // Default: the CPU (the f32 reference path)
   DType dtype = DType::kF32;    // weights, activations and KV cache: f32, f16 or bf16; Default f32
   KvDtype kv_dtype = KvDtype::kActivation;  // the KV cache's format; Default: the activations'

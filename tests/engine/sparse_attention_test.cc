@@ -31,7 +31,9 @@ model::ModelConfig config6() {
   return testing::tiny_llama(t);
 }
 
-std::unique_ptr<Engine> engine6() {
+// `max_context` 0: the model's 128 tokens; `max_budget` 0: EngineConfig's default.
+std::unique_ptr<Engine> engine6(int64_t max_context = 0, int64_t max_budget = 0,
+                                int64_t page_size = 8) {
   model::LlamaWeights w;
   EXPECT_TRUE(model::init_random_llama_weights(config6(), 17, &w).ok());
   // Sharper attention than the 0.02 init gives, so sparse and dense attention really differ.
@@ -41,8 +43,10 @@ std::unique_ptr<Engine> engine6() {
     }
   }
   EngineConfig cfg;
-  cfg.page_size = 8;
+  cfg.page_size = page_size;
   cfg.max_batch = 2;
+  cfg.max_context = max_context;
+  if (max_budget > 0) cfg.max_budget = max_budget;
   std::unique_ptr<Engine> e;
   const Status st = Engine::create(config6(), std::move(w), cfg, &e);
   EXPECT_TRUE(st.ok()) << st.to_string();
@@ -125,6 +129,50 @@ TEST(SparseAttention, BudgetAtLeastContextEqualsFullForEveryPolicy) {
           << model::granularity_name(p.tidal.granularity) << " step " << step;
     }
   }
+}
+
+// A budget larger than the context (tidal's default 256 under a --max-context of 60, say) attends
+// every position, as full attention does: it is taken, not refused for exceeding lists that
+// never need more entries than the context has. 60 is not a multiple of the 8-token pages:
+// Quest's lists cover the partial last page too (n reaches 59, the 8th page).
+TEST(SparseAttention, BudgetBeyondTheContextEqualsFull) {
+  auto e = engine6(/*max_context=*/60);
+  std::vector<int32_t> forced(47, 0);
+  const auto full0 = forced_logits(*e, AttentionPolicy(), forced);
+  forced = greedy_of(full0);
+  forced.pop_back();
+  const auto full = forced_logits(*e, AttentionPolicy(), forced);
+  ASSERT_EQ(full.size(), 48u);
+  for (const AttentionPolicy& p :
+       {tidal(256, Granularity::kPerQueryHead, {}), tidal(1000000, Granularity::kShared, {4}),
+        tidal(61, Granularity::kPerKvHead, {3}), quest(1000, 8), quest(64, 8)}) {
+    SeqId id = -1;
+    const Status st = e->add_sequence(kPrompt, p, &id);
+    ASSERT_TRUE(st.ok()) << st.to_string();
+    e->release(id);
+    const auto got = forced_logits(*e, p, forced);
+    for (size_t step = 0; step < full.size(); ++step) {
+      ASSERT_TRUE(testing::all_close(got[step], full[step], 1e-5f, 1e-4f))
+          << model::attention_kind_name(p.kind) << " budget "
+          << (p.kind == AttentionKind::kQuest ? p.quest.budget : p.tidal.budget) << " step "
+          << step;
+    }
+  }
+  // A budget the engine's lists cannot hold while the context has more positions is refused,
+  // Quest's too when one page (of 64 tokens) holds the whole context but the lists do not.
+  auto small = engine6(/*max_context=*/60, /*max_budget=*/16);
+  SeqId id = -1;
+  for (const AttentionPolicy& p : {tidal(17, Granularity::kPerQueryHead, {}), quest(1000, 8)}) {
+    const Status st = small->add_sequence(kPrompt, p, &id);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("exceeds the engine's max_budget 16"), std::string::npos)
+        << st.message();
+  }
+  auto one_page = engine6(/*max_context=*/60, /*max_budget=*/32, /*page_size=*/64);
+  const Status st = one_page->add_sequence(kPrompt, quest(64, 64), &id);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("exceeds the engine's max_budget 32"), std::string::npos)
+      << st.message();
 }
 
 TEST(SparseAttention, SmallBudgetsReallyChangeTheOutput) {

@@ -151,6 +151,23 @@ TEST(Cli, SparseAttentionFlagsAndStats) {
                "unknown attention 'dense'");
 }
 
+// A budget above the context attends every position: tidal's default 256 under --max-context
+// 100 (it was refused, naming an engine field no flag sets) and a quest budget of 1000 give
+// full attention's greedy tokens.
+TEST(Cli, BudgetBeyondTheContextIsFullAttention) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string base = "generate --model " + kStories +
+                           " --prompt 'Once upon a time' --temperature 0 --print-ids "
+                           "--max-new-tokens 60 --max-context 100";
+  const CliRun full = tidal(base);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  for (const char* policy : {" --attention tidal", " --attention quest --budget 1000"}) {
+    const CliRun r = tidal(base + policy);
+    ASSERT_EQ(r.exit_code, 0) << policy << ": " << r.err;
+    EXPECT_EQ(r.out, full.out) << policy;
+  }
+}
+
 // A model directory holding tidal_policy.json (written by tidal calibrate): its layers are the
 // default of --attention tidal; layer flags override it; a file that does not fit is named.
 TEST(Cli, GenerateTakesTheModelsCalibratedLayers) {
