@@ -284,7 +284,11 @@ Status check_generate_flags(const GenerateOptions& o) {
   return name_flags(o.stop.validate());
 }
 
-Status run_generate(const GenerateOptions& o, const DefaultModel& defaults) {
+Status run_generate(const GenerateOptions& flags, const DefaultModel& defaults) {
+  // One request: the engine's lists are sized for its --budget (EngineConfig::max_budget bounds
+  // what a server's requests may ask; no flag sets it). Above the context the engine lowers it.
+  GenerateOptions o = flags;
+  o.engine.max_budget = std::max(o.engine.max_budget, std::min(o.budget, engine::kMaxContext));
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
   TIDAL_RETURN_IF_ERROR(check_generate_flags(o));
   engine::EngineConfig config = o.engine;

@@ -168,6 +168,24 @@ TEST(Cli, BudgetBeyondTheContextIsFullAttention) {
   }
 }
 
+// generate runs one request: its engine's lists are sized for its --budget. The embedded model's
+// context is 16384 tokens; a budget past the engine's default max_budget of 4096 was refused
+// ('budget 5000 exceeds the engine's max_budget 4096'), and no flag could raise it.
+TEST(Cli, GenerateTakesABudgetAboveTheDefaultMaxBudget) {
+  const std::string base = "generate --model " + std::string(TIDAL_SOURCE_DIR) +
+                           "/model/tidal-tiny-16k --prompt-ids 4094,300,301 --temperature 0 "
+                           "--print-ids --max-new-tokens 6";
+  const CliRun full = tidal(base);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  for (const std::string args : {"tidal --budget 5000", "quest --budget 100000"}) {
+    const CliRun r = tidal(base + " --stats --attention " + args);
+    ASSERT_EQ(r.exit_code, 0) << args << ": " << r.err;
+    EXPECT_EQ(r.out, full.out) << args;  // n <= K: full attention
+    EXPECT_NE(r.err.find("(budget " + args.substr(args.rfind(' ') + 1)), std::string::npos)
+        << r.err;
+  }
+}
+
 // A model directory holding tidal_policy.json (written by tidal calibrate): its layers are the
 // default of --attention tidal; layer flags override it; a file that does not fit is named.
 TEST(Cli, GenerateTakesTheModelsCalibratedLayers) {
