@@ -19,7 +19,8 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
   cmd->add_option("--max-context", e->max_context,
                   "tokens per sequence (prompt + generated); 0: the model's context");
   cmd->add_option("--kv-capacity", e->kv_capacity,
-                  "KV cache capacity in tokens over all sequences; 0: max-batch x max-context");
+                  "KV cache capacity in tokens over all sequences; 0: room for max-batch "
+                  "sequences of max-context");
   cmd->add_option("--max-batch", e->max_batch, "sequences decoded together")->capture_default_str();
   cmd->add_option("--prefill-chunk", e->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();

@@ -23,8 +23,12 @@ int64_t resolved_context(const model::ModelConfig& m, const EngineConfig& c) {
   return c.max_context > 0 ? c.max_context : m.max_position_embeddings;
 }
 
-int64_t resolved_capacity(const model::ModelConfig& m, const EngineConfig& c) {
-  return c.kv_capacity > 0 ? c.kv_capacity : c.max_batch * resolved_context(m, c);
+// KV pages for sequences: kv_capacity's, or room for max_batch sequences of the whole context.
+// A sequence holds whole pages, so that is a whole number of pages each, not max_batch x
+// max_context tokens rounded up (fewer sequences when page_size does not divide the context).
+int64_t resolved_pages(const model::ModelConfig& m, const EngineConfig& c) {
+  return c.kv_capacity > 0 ? ceil_div(c.kv_capacity, c.page_size)
+                           : c.max_batch * ceil_div(resolved_context(m, c), c.page_size);
 }
 
 std::string str(int64_t v) { return std::to_string(v); }
@@ -224,7 +228,7 @@ MemoryPlan plan_shard(const model::ModelConfig& model, const EngineConfig& confi
     p.workspace_bytes = sat_add(p.workspace_bytes, model::ParallelBuffers::bytes_for(
                                                        parallel_shape(model, shard, config)));
   }
-  int64_t pages = ceil_div(resolved_capacity(model, config), config.page_size);
+  int64_t pages = resolved_pages(model, config);
   if (config.kv_capacity == 0 && available_bytes > 0) {
     const double spare =
         0.92 * double(available_bytes) - double(p.weight_bytes) - double(p.workspace_bytes);

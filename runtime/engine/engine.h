@@ -57,8 +57,9 @@ struct EngineConfig {
   int64_t page_size = 16;   // KV tokens per page, [1, kMaxPageSize]; Default: 16
   int64_t max_batch = 8;    // sequences decoded in one step, [1, kMaxBatch]; Default: 8
   int64_t max_context = 0;  // tokens per sequence (prompt + generated); Default (0): the model's
-  int64_t kv_capacity = 0;  // KV tokens over all sequences; Default (0): max_batch *
-                            // max_context, capped to what fits in available memory
+  int64_t kv_capacity = 0;  // KV tokens over all sequences; Default (0): max_batch sequences
+                            // of max_context (whole pages each), capped to what fits in
+                            // available memory
   int64_t prefill_chunk = 256;  // prompt tokens per prefill step; Default: 256
   int64_t max_budget = 4096;    // largest sparse budget a request may ask; Default: 4096 (one
                                 // above the context attends every position, as full, and is

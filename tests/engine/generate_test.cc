@@ -181,5 +181,31 @@ TEST(MemoryPlan, AutomaticKvCapacityFitsAvailableMemory) {
   EXPECT_EQ(plan_memory(c, cfg, tight).kv_capacity_tokens, 304);
 }
 
+// The automatic capacity holds max_batch sequences of the whole context. A sequence holds whole
+// pages, so with a page size that does not divide the context (or exceeds it) that is max_batch x
+// ceil(context / page_size) pages, not max_batch x context tokens rounded up to pages: with
+// 128-token pages and a 64-token context, 4 sequences got 2 pages and a third was refused.
+TEST(MemoryPlan, AutomaticKvCapacityHoldsMaxBatchWholeContexts) {
+  const model::ModelConfig c = tiny_config();  // context 64
+  EngineConfig cfg;
+  cfg.max_batch = 4;
+  for (const auto& [page, pages] : {std::pair<int64_t, int64_t>{16, 16}, {48, 8}, {128, 4}}) {
+    cfg.page_size = page;
+    const MemoryPlan p = plan_memory(c, cfg, 0);
+    EXPECT_EQ(p.kv_pages, pages) << "page_size " << page;
+    EXPECT_EQ(p.kv_capacity_tokens, pages * page) << "page_size " << page;
+  }
+  auto e = tiny_engine(cfg);  // 128-token pages
+  ASSERT_NE(e, nullptr);
+  for (int i = 0; i < 4; ++i) {
+    SeqId id = -1;
+    const Status st = e->add_sequence(std::vector<int32_t>(64, 3), &id);
+    EXPECT_TRUE(st.ok()) << "sequence " << i << ": " << st.to_string();
+  }
+  // An explicit capacity is taken as asked, in whole pages.
+  cfg.kv_capacity = 200;
+  EXPECT_EQ(plan_memory(c, cfg, 0).kv_pages, 2);
+}
+
 }  // namespace
 }  // namespace tidal::engine
