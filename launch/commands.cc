@@ -353,7 +353,9 @@ Status generate_with(const GenerateOptions& o, const std::string& dir, engine::E
   int64_t generated = 0;
   std::string write_error;  // set when stdout fails: the run stops and exits 1
   std::vector<engine::GenerationResult> results;
-  TIDAL_RETURN_IF_ERROR(engine::generate(
+  // The engine checks the request against its own limits (context, budget, correction interval):
+  // its errors name the flags.
+  TIDAL_RETURN_IF_ERROR(name_flags(engine::generate(
       *engine, {req}, tok.get(),
       [&](const engine::GenerationEvent& ev) {
         if (o.print_ids) {
@@ -369,7 +371,7 @@ Status generate_with(const GenerateOptions& o, const std::string& dir, engine::E
         }
         return true;
       },
-      &results));
+      &results)));
   decoding.finish();
   if (!write_error.empty()) return unavailable("cannot write to stdout: " + write_error);
   const engine::GenerationResult& r = results[0];

@@ -603,6 +603,17 @@ Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
         "(EngineConfig::quest_bounds = false: tidal --no-quest-bounds)");
   }
   TIDAL_RETURN_IF_ERROR(options.sampling.validate());
+  // A pass follows a decode step that leaves the sequence running: step context - 2 at the
+  // latest (a prompt token first, and the step that fills the context is the last). A longer
+  // interval would silently never correct anything.
+  const int64_t last_pass = std::max<int64_t>(0, plan_.max_context - 2);
+  if (policy.correction_interval > last_pass) {
+    return invalid_argument(
+        "correction_interval " + str(policy.correction_interval) +
+        " never runs a pass in a context of " + str(plan_.max_context) +
+        " tokens (a pass follows a decode step that is not a sequence's last): " +
+        (last_pass > 0 ? "at most " + str(last_pass) + ", or 0 (off)" : "only 0 (off)"));
+  }
   const int64_t budget = policy.kind == model::AttentionKind::kTidal   ? policy.tidal.budget
                          : policy.kind == model::AttentionKind::kQuest ? policy.quest.budget
                                                                        : 0;

@@ -282,6 +282,11 @@ TEST(Scheduler, RefusalsAreClear) {
   bad = request(4, 1, 5);
   bad.stop.max_new_tokens = -1;
   EXPECT_EQ(s.submit(bad, "y", rec.callback("y"), &h).code(), StatusCode::kInvalidArgument);
+  bad = request(4, 1, 5);
+  bad.sampling.top_p = 0;
+  st = s.submit(bad, "y", rec.callback("y"), &h);
+  EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("top_p must be in (0, 1]"), std::string::npos) << st.message();
   bad = request(300, 1, 5);
   EXPECT_EQ(s.submit(bad, "y", rec.callback("y"), &h).code(), StatusCode::kOutOfRange);
   run(s, rec);

@@ -356,6 +356,37 @@ TEST(SparseAttention, GenerationSchedulesCorrectionPasses) {
   EXPECT_EQ(r[0].stats.correction_tokens, 24);
 }
 
+// A pass follows a decode step that does not end the sequence: in a context of 16 tokens, after
+// at most 14 (a prompt token, and the 15th step fills the context). An interval of 14 runs one
+// pass; 15 or more would silently never run one, and is refused naming the largest that can.
+TEST(SparseAttention, CorrectionIntervalBeyondTheContextIsRefused) {
+  auto e = engine6(/*max_context=*/16);
+  GenerationRequest req;
+  req.prompt = {1};
+  req.sampling.temperature = 0;
+  req.stop.max_new_tokens = 100;
+  req.stop.ignore_eos = true;
+  req.attention = tidal(4, Granularity::kShared, {});
+  req.attention.correction_interval = 14;
+  std::vector<GenerationResult> r;
+  const auto quiet = [](const GenerationEvent&) { return true; };
+  ASSERT_TRUE(generate(*e, {req}, nullptr, quiet, &r).ok());
+  EXPECT_EQ(r[0].finish, FinishReason::kContext);
+  EXPECT_EQ(r[0].stats.correction_passes, 1);
+  EXPECT_EQ(r[0].stats.correction_tokens, 14);
+  for (int64_t interval : {int64_t(15), int64_t(16), int64_t(1) << 40}) {
+    req.attention.correction_interval = interval;
+    const Status st = generate(*e, {req}, nullptr, quiet, &r);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << interval;
+    EXPECT_NE(st.message().find("correction_interval " + std::to_string(interval) +
+                                " never runs a pass in a context of 16 tokens"),
+              std::string::npos)
+        << st.message();
+    EXPECT_NE(st.message().find("at most 14"), std::string::npos) << st.message();
+  }
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
 TEST(SparseAttention, BadPoliciesFailTheRequest) {
   auto e = engine6();
   GenerationRequest req;

@@ -756,6 +756,9 @@ TEST(Cli, NothingFailsSilently) {
   expect_error(tidal(gen + " --granularity shared"),
                "--granularity has no effect with --attention full");
   expect_error(tidal(gen + " --correction-interval 8"), "--correction-interval has no effect");
+  // ... and so is a correction interval no pass can follow in the context.
+  expect_error(tidal(gen + " --attention tidal --correction-interval 511"),
+               "--correction-interval 511 never runs a pass in a context of 512 tokens");
   // Errors about a flag's value name the flag.
   expect_error(tidal("generate --model " + kStories + " --max-new-tokens 0"),
                "--max-new-tokens must be >= 1");

@@ -312,6 +312,13 @@ TEST(Service, BadRequestsGetTheirCodeAndTheServerKeepsServing) {
          r->mutable_attention()->mutable_reselect_layers()->add_layers(5);
        },
        grpc::StatusCode::INVALID_ARGUMENT, "layer 5 is outside the 5 layers"},
+      {"correction interval no pass can follow",
+       [](v1::GenerateRequest* r) {
+         r->mutable_attention()->set_kind("tidal");
+         r->set_correction_interval(511);
+       },
+       grpc::StatusCode::INVALID_ARGUMENT,
+       "correction_interval 511 never runs a pass in a context of 512 tokens"},
       {"negative max tokens",
        [](v1::GenerateRequest* r) { r->mutable_stop()->set_max_new_tokens(-4); },
        grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be >= 1"},
