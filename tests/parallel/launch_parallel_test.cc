@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "runtime/device.h"
 #include "tests/parallel/parallel_testing.h"
 #include "tests/testing/safetensors_writer.h"
 #include "tests/testing/testing.h"
@@ -286,6 +287,24 @@ TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
     EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
     EXPECT_EQ(ids_line(r.output), "") << "no tokens from a job that should not start\n" << r.output;
   }
+}
+
+// One rank on the GPU and one on the CPU (different --device, or `auto` on hosts with and without
+// GPUs): the GPU rank would create NCCL, a collective the CPU rank never joins. One error line
+// naming --device, and no hang. Needs a GPU (the CPU rank's flag resolves anywhere).
+TEST(LaunchParallel, RanksOnDifferentDevicesAreOneClearError) {
+  if (!::tidal::cuda_available()) GTEST_SKIP() << "no CUDA device on this machine";
+  const std::string preset = std::string(TIDAL_BINARY) +
+                             " generate --preset tiny --prompt-ids 1,5,9 --max-new-tokens 4"
+                             " --temperature 0 --print-ids --tp 2 --dtype f32 --device ";
+  const Outcome r = run(mpirun(1) + preset + "cuda : -np 1 " + preset + "cpu");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("tidal: error: ranks differ in --device: rank 0 runs on cuda, rank 1 "
+                          "on cpu"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+  EXPECT_EQ(ids_line(r.output), "") << r.output;
 }
 
 // The GQA head_dim 128 model with layer 3's down projection stored as I32: with --pp 2 only rank
