@@ -17,6 +17,10 @@ left() { echo $((T - ($(date +%s) - device_call_t0))); }
 nvidia-smi --query-gpu=name --format=csv,noheader | tee $O/gpu.txt
 timeout 60 $K/tests/launch/launch_cuda_test --gtest_color=no > $O/t_launch_cuda.txt 2>&1
 el "launch_cuda_test rc=$?"; grep -E "^\[  (PASSED|FAILED|SKIPPED) " $O/t_launch_cuda.txt
+# main e821d0a: ranks on different devices are one error (before: a hang in NCCL's creation).
+G="$K/launch/tidal generate --preset tiny --prompt-ids 1,5,9 --max-new-tokens 4 --temperature 0 --print-ids --tp 2 --dtype f32 --device"
+timeout 60 mpirun -np 1 --oversubscribe --allow-run-as-root $G cuda : -np 1 $G cpu > $O/mixed_device.txt 2>&1
+el "mixed devices rc=$? (want 1, not 124)"; grep -c "ranks differ in --device" $O/mixed_device.txt
 L3="--preset llama3-8b --budget 2048 --context 10K,100K --policy full,tidal --granularity per-query-head,per-kv-head --no-breakdown"
 TIDAL_MERGE_RESIDENT=0 timeout 45 $K/launch/tidal bench $L3 > $O/l3_A_plain.txt 2>&1
 el "l3 A untraced rc=$?"; row $O/l3_A_plain.txt "l3 A plain"
