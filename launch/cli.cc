@@ -388,6 +388,17 @@ Status check_seconds(double seconds, const char* flag) {
                           std::to_string(int64_t(kMaxFlagSeconds)) + "] (a week), got " + got);
 }
 
+Status check_auth_token_flags(const std::string& token, bool token_given, const std::string& file,
+                              bool file_given, const char* remedy) {
+  if (token_given && token.empty()) {
+    return invalid_argument(std::string("--auth-token is empty: ") + remedy);
+  }
+  if (file_given && file.empty()) {
+    return invalid_argument("--auth-token-file needs a path (got an empty one)");
+  }
+  return ok_status();
+}
+
 Status read_auth_token_file(const std::string& path, std::string* token) {
   std::string text;
   TIDAL_RETURN_IF_ERROR(read_file(path, &text).with_context("--auth-token-file"));

@@ -245,6 +245,11 @@ Status apply_device_flags(const DeviceFlags& flags, engine::EngineConfig* config
 constexpr double kMaxFlagSeconds = 7 * 24 * 3600;
 // Errors name `flag` and the value: "--timeout must be ... in [0, 604800] (a week), got inf".
 Status check_seconds(double seconds, const char* flag);
+// --auth-token or --auth-token-file given but empty (serve, client) is refused, not taken as the
+// flag's absence: an empty secret would mean no authentication. `remedy` ends the --auth-token
+// message (what to give instead).
+Status check_auth_token_flags(const std::string& token, bool token_given, const std::string& file,
+                              bool file_given, const char* remedy);
 // The secret in the first line of an --auth-token-file (serve, client); a file whose first line
 // is empty is refused: it would mean no authentication.
 Status read_auth_token_file(const std::string& path, std::string* token);

@@ -254,14 +254,9 @@ Status check_client_flags(const ClientOptions& c) {
   }
   // An empty token would be sent as none: a server that wants one would answer UNAUTHENTICATED
   // without naming the flag, an open one would be called as if the flag were absent.
-  if (c.auth_token_given && c.auth_token.empty()) {
-    return invalid_argument(
-        "--auth-token is empty: give the server's secret, or leave the flag out for a server "
-        "without one");
-  }
-  if (c.auth_token_file_given && c.auth_token_file.empty()) {
-    return invalid_argument("--auth-token-file needs a path (got an empty one)");
-  }
+  TIDAL_RETURN_IF_ERROR(check_auth_token_flags(
+      c.auth_token, c.auth_token_given, c.auth_token_file, c.auth_token_file_given,
+      "give the server's secret, or leave the flag out for a server without one"));
   if (c.system_given && !c.request.chat) {
     return invalid_argument("--system has no effect without --chat");
   }

@@ -53,14 +53,9 @@ Status check_serve_flags(const ServeOptions& o) {
   }
   // An empty secret would silently serve without authentication, as would an empty path of
   // --auth-token-file (or its empty first line, refused in auth_token()).
-  if (o.auth_token_given && o.auth_token.empty()) {
-    return invalid_argument(
-        "--auth-token is empty: give the secret calls must carry, or leave the flag out to serve "
-        "without authentication");
-  }
-  if (o.auth_token_file_given && o.auth_token_file.empty()) {
-    return invalid_argument("--auth-token-file needs a path (got an empty one)");
-  }
+  TIDAL_RETURN_IF_ERROR(check_auth_token_flags(
+      o.auth_token, o.auth_token_given, o.auth_token_file, o.auth_token_file_given,
+      "give the secret calls must carry, or leave the flag out to serve without authentication"));
   return check_seconds(o.drain_seconds, "--drain-seconds");
 }
 
