@@ -11,14 +11,12 @@
 #include <memory>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "launch/cli.h"
 #include "launch/flag_names.h"
 #include "launch/presets.h"
 #if TIDAL_WITH_MPI
 #include "parallel/mpi_communicator.h"
-#include "runtime/tensor.h"
 #endif
 #if TIDAL_WITH_NCCL
 #include "parallel/nccl_communicator.h"
@@ -114,16 +112,13 @@ Status start_job(const ParallelFlags& flags, const DeviceFlags& device_flags, Jo
   // resolved --device differently (given different flags, or `auto` on hosts with and without
   // GPUs) would hang in it, or pair an NCCL collective with an MPI one. Every rank sees the
   // gathered kinds, so every rank returns the same error.
-  int64_t kind = int64_t(config->device.kind);
-  std::vector<int64_t> kinds(size_t(world.size()));
-  world.all_gather(make_view(kinds.data(), DType::kI64, {world.size()}),
-                   make_view(&kind, DType::kI64, {1}));
-  for (int r = 1; r < world.size(); ++r) {
-    if (kinds[size_t(r)] == kinds[0]) continue;
+  int64_t first = 0, theirs = 0;
+  const int r =
+      engine::rank_differing_from_rank0(world, int64_t(config->device.kind), &first, &theirs);
+  if (r >= 0) {
     auto name = [](int64_t k) { return DeviceKind(k) == DeviceKind::kCuda ? "cuda" : "cpu"; };
     return invalid_argument(std::string("ranks differ in --device: rank 0 runs on ") +
-                            name(kinds[0]) + ", rank " + std::to_string(r) + " on " +
-                            name(kinds[size_t(r)]) +
+                            name(first) + ", rank " + std::to_string(r) + " on " + name(theirs) +
                             "; give every rank --device cuda or every rank --device cpu");
   }
   parallel::Communicator* data = &world;

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <string>
 #include <utility>
-#include <vector>
 
 #include "launch/flag_names.h"
 #include "model/shard.h"
@@ -16,18 +15,13 @@ namespace {
 
 // Every rank draws its shard of one model: all must hold rank 0's seed. Collective over world.
 Status same_seed(parallel::Communicator& world, uint64_t seed) {
-  const int ranks = world.size();
-  int64_t mine = int64_t(seed);
-  std::vector<int64_t> all(static_cast<size_t>(ranks));
-  world.all_gather(make_view(all.data(), DType::kI64, {ranks}), make_view(&mine, DType::kI64, {1}));
-  for (int r = 1; r < ranks; ++r) {
-    if (all[size_t(r)] == all[0]) continue;
-    return invalid_argument("ranks differ in the weights' seed: rank 0 has " +
-                            std::to_string(uint64_t(all[0])) + ", rank " + std::to_string(r) +
-                            " has " + std::to_string(uint64_t(all[size_t(r)])) +
-                            "; every rank must be given the same model and settings");
-  }
-  return ok_status();
+  int64_t first = 0, theirs = 0;
+  const int r = engine::rank_differing_from_rank0(world, int64_t(seed), &first, &theirs);
+  if (r < 0) return ok_status();
+  return invalid_argument("ranks differ in the weights' seed: rank 0 has " +
+                          std::to_string(uint64_t(first)) + ", rank " + std::to_string(r) +
+                          " has " + std::to_string(uint64_t(theirs)) +
+                          "; every rank must be given the same model and settings");
 }
 
 }  // namespace

@@ -58,4 +58,18 @@ Status agree_status(parallel::Communicator& world, const Status& mine) {
   return Status(code(first), msg);
 }
 
+int rank_differing_from_rank0(parallel::Communicator& world, int64_t mine, int64_t* rank0,
+                              int64_t* theirs) {
+  const int ranks = world.size();
+  std::vector<int64_t> all(size_t(ranks), 0);
+  world.all_gather(make_view(all.data(), DType::kI64, {ranks}), make_view(&mine, DType::kI64, {1}));
+  for (int r = 1; r < ranks; ++r) {
+    if (all[size_t(r)] == all[0]) continue;
+    if (rank0 != nullptr) *rank0 = all[0];
+    if (theirs != nullptr) *theirs = all[size_t(r)];
+    return r;
+  }
+  return -1;
+}
+
 }  // namespace tidal::engine

@@ -33,6 +33,12 @@ struct Distributed {
 // its message whole.
 Status agree_status(parallel::Communicator& world, const Status& mine);
 
+// Collective over `world`: every rank passes its own value of something all ranks must share and
+// all get the same answer: the lowest rank whose value differs from rank 0's, or -1 when none
+// does; then *rank0 and *theirs (when not null) hold the two values, for the caller's message.
+int rank_differing_from_rank0(parallel::Communicator& world, int64_t mine, int64_t* rank0,
+                              int64_t* theirs);
+
 // What rank 0 asks of the others with each broadcast.
 enum class Command : int32_t {
   kStep = 1,           // run the step plan that follows
