@@ -18,6 +18,7 @@
 #include "kernels/counter_rng.h"
 #include "launch/cli.h"
 #include "launch/flag_names.h"
+#include "launch/kernel_trace.h"
 #include "launch/policy_file.h"
 #include "launch/presets.h"
 #include "launch/progress.h"
@@ -284,12 +285,19 @@ std::vector<Column> columns() {
           {"copy_tbps", 9, true, 2}, {"prefill_tok/s", 13, true, 0}, {"#wrong", 6, true, 0}};
 }
 
+// --kernel-trace: each row's kernels, under its label.
+struct TraceRows {
+  std::vector<std::string> labels;
+  std::vector<std::vector<KernelRecord>> rows;
+};
+
 struct Run {
   model::ModelConfig config;
   engine::EngineConfig engine;
   std::string device_name;
   double copy_bytes_per_s = 0;
   double rank_gib = 0;  // the largest rank's memory: weights, KV cache and workspace
+  TraceRows* trace = nullptr;  // --kernel-trace (one rank, GPU)
 };
 
 // One configuration: `batch` sequences of `context` positions, sequence i under
@@ -354,14 +362,35 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
   // The step's device time alone: its graph replayed back to back (one rank, graphs on), so no
   // host planning, plan upload wait or launch latency between steps; ms - graph_ms is what the
   // host adds to a step.
+  // --kernel-trace: the kernels of those replays, from CUPTI (the records of the steps before
+  // are dropped).
   double graph_ms = NAN;
+  std::string trace_summary;
   if (gpu && o.graph_replays > 0 && run.engine.distributed == nullptr) {
     Mark first(gpu), last(gpu);
+    uint64_t trace_from = 0;
+    if (run.trace != nullptr) {
+      stream_synchronize(e.stream());
+      TIDAL_RETURN_IF_ERROR(KernelTrace::take(0, 0, nullptr));
+      trace_from = KernelTrace::now_ns();
+    }
     first.record(e.stream());
     if (e.replay_last_step(o.graph_replays).ok()) {
       last.record(e.stream());
       last.wait();
       graph_ms = last.ms_since(first) / double(o.graph_replays);
+      if (run.trace != nullptr) {
+        std::vector<KernelRecord> kernels;
+        TIDAL_RETURN_IF_ERROR(KernelTrace::take(trace_from, KernelTrace::now_ns(), &kernels));
+        std::string label = c.name + " context " + std::to_string(context) + " batch " +
+                            std::to_string(batch) + " " + (variants.size() > 1 ? "mixed" : v.policy);
+        if (variants.size() == 1 && v.granularity != "-") label += " " + v.granularity;
+        if (variants.size() == 1 && v.budget > 0) label += " K " + std::to_string(v.budget);
+        trace_summary =
+            format_kernel_summary(label, summarize_kernels(kernels, o.graph_replays), 16);
+        run.trace->labels.push_back(label);
+        run.trace->rows.push_back(std::move(kernels));
+      }
     }
   }
   // Attention by layer role: one more step, eager, with events around each layer's attention
@@ -458,6 +487,10 @@ Status bench_one(const BenchOptions& o, const Run& run, engine::Engine& e, int64
                   run.copy_bytes_per_s > 0 ? run.copy_bytes_per_s / 1e12 : std::nan(""),
                   prefill_tok_s.empty() ? NAN : bench::summarize(prefill_tok_s).median,
                   wrong});
+  if (!trace_summary.empty()) {
+    std::printf("%s", trace_summary.c_str());
+    std::fflush(stdout);
+  }
   return ok_status();
 }
 
@@ -678,6 +711,17 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   bench::BenchInfo bi = bench::collect_bench_info("tidal bench");
   bi.device = run.device_name;
   const bool gpu = run.engine.device.kind == DeviceKind::kCuda;
+  // --kernel-trace: CUPTI on before any engine (and so any graph) exists.
+  TraceRows trace;
+  if (!o.kernel_trace_path.empty()) {
+    if (!gpu || dist != nullptr || o.graph_replays < 1 || !run.engine.cuda_graphs) {
+      return invalid_argument(
+          "--kernel-trace traces the graph replays of graph_ms: it needs a GPU, one rank, CUDA "
+          "graphs and --graph-replays >= 1");
+    }
+    TIDAL_RETURN_IF_ERROR(KernelTrace::begin());
+    run.trace = &trace;
+  }
   char copy[64];
   std::snprintf(copy, sizeof(copy), "%.3f TB/s (read + write)", run.copy_bytes_per_s / 1e12);
   bi.extra = {{"dtype", dtype_name(run.engine.dtype)},
@@ -688,6 +732,10 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
               {"copy", gpu ? copy : "n/a (cpu)"},
               {"steps", std::to_string(o.steps) + " timed after " + std::to_string(o.warmup)},
               {"kv", o.prefill ? "prefilled random prompts" : "random values, no prefill"}};
+  if (run.trace != nullptr) {
+    bi.extra.push_back({"kernel_trace", o.kernel_trace_path + " (CUPTI on: every step is timed "
+                                                              "with its kernels traced)"});
+  }
   if (dist != nullptr) {
     bi.extra.push_back({"parallel", "tp " + std::to_string(dist->parallel.tp_size) + " x pp " +
                                         std::to_string(dist->parallel.pp_size) +
@@ -721,6 +769,10 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
         bench_preset(o, preset, contexts, batches, variants, run, &table, &skipped));
   }
   TIDAL_RETURN_IF_ERROR(table.write_files(o.json_path, o.csv_path));
+  if (run.trace != nullptr) {
+    KernelTrace::end();
+    TIDAL_RETURN_IF_ERROR(write_chrome_trace(o.kernel_trace_path, trace.labels, trace.rows));
+  }
   if (table.failed_rows() > 0) return internal_error("rows with #wrong > 0");
   if (!skipped.empty()) {  // the rows that fit ran and are in the table; the exit says what did not
     std::string what;

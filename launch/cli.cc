@@ -316,6 +316,10 @@ void add_bench_command(CLI::App& app, BenchOptions* o) {
       ->capture_default_str();
   cmd->add_option("--json", o->json_path, "also write the table as JSON to this file");
   cmd->add_option("--csv", o->csv_path, "also write the table as CSV to this file");
+  cmd->add_option("--kernel-trace", o->kernel_trace_path,
+                  "write every kernel of each row's graph replays (CUPTI) to this file as a Chrome "
+                  "trace, and summarize them under the row (GPU, one rank; the steps are timed "
+                  "with the tracing on)");
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
   cmd->final_callback([cmd, o] {

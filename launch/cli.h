@@ -175,6 +175,9 @@ struct BenchOptions {
   int64_t prefill_chunk = 4096;
   uint64_t seed = 1;
   std::string json_path, csv_path;
+  // A Chrome trace of the kernels of every row's graph replays (CUPTI; GPU, one rank), and a
+  // summary under each row. Empty: none.
+  std::string kernel_trace_path;
   DeviceFlags device;
   ParallelFlags parallel;
 };

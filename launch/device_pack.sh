@@ -35,12 +35,13 @@ for bin in "${bins[@]}"; do
   strip --strip-unneeded -o "$stage/$rel" "$bin"
 done
 mkdir -p "$stage/lib"
-# Every library a binary links that the node does not have, by name; the rest (glibc, libstdc++,
-# CUDA, NCCL, OpenMPI, OpenSSL, zlib) the node provides.
+# Every library a binary links that the node does not have, by name (CUPTI too: a toolkit part the
+# node's CUDA may lack; `tidal bench --kernel-trace`); the rest (glibc, libstdc++, CUDA, NCCL,
+# OpenMPI, OpenSSL, zlib) the node provides.
 if [[ $mode != --tidal-only ]]; then
   for bin in "${bins[@]}"; do ldd "$bin"; done |
     awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
-    grep -E '/lib(grpc|gpr|absl_|re2|cares|upb|address_sorting|sentencepiece|pcre2|protobuf)' |
+    grep -E '/lib(grpc|gpr|absl_|re2|cares|upb|address_sorting|sentencepiece|pcre2|protobuf|cupti)' |
     while read -r lib; do
       strip --strip-unneeded -o "$stage/lib/$(basename "$lib")" "$(readlink -f "$lib")"
     done

@@ -487,6 +487,17 @@ TEST(Cli, EmptyPromptIdsIsRefused) {
                "give one of --prompt, --prompt-file, --prompt-ids");
 }
 
+// `bench --kernel-trace` traces graph replays on a GPU: on the CPU it is a clear error, before any
+// row runs and with no file written.
+TEST(Cli, BenchKernelTraceNeedsAGpu) {
+  const std::string path = ::testing::TempDir() + "cli_kernel_trace.json";
+  std::remove(path.c_str());
+  expect_error(tidal("bench --device cpu --preset tiny --policy full --context 100 --kernel-trace " +
+                     path),
+               "--kernel-trace traces the graph replays of graph_ms: it needs a GPU");
+  EXPECT_FALSE(std::ifstream(path).good());
+}
+
 // `generate --preset`: seeded random weights, ids in and out; the seed picks the model, and a
 // preset has no tokenizer to take a text prompt.
 TEST(Cli, GeneratePresetIsSeededIdsOnly) {
