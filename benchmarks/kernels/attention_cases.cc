@@ -14,6 +14,7 @@
 
 #include "benchmarks/common/parallel.h"
 #include "benchmarks/kernels/case_util.h"
+#include "benchmarks/kernels/gather_ceiling.h"
 #include "kernels/decode_attention.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/prefill_attention.h"
@@ -436,6 +437,72 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
         decode_case(env, run_case, kv, q, dq, n,
                     {TokenRole::kSparse, kv_heads, big_k, kv_layer.c_str(), 0, false, true});
       }
+    }
+  }
+}
+
+// The rows decode attention's "K=2048 per-q" case reads (each query head's own list over a
+// 100K-position cache of shuffled pages), read by gather_ceiling.h's kernel: through the block
+// table as the attention does ("paged"), and from cache rows resolved beforehand ("rows": the
+// same addresses without the table's dependent load). What scattered rows of this size allow.
+void bench_gather_ceiling(const BenchEnv& env, const RunCase& run_case) {
+  const int64_t heads = env.quick ? 4 : 32, dim = env.quick ? 64 : 128;
+  const int64_t n = env.quick ? 1000 : 100000, budget = env.quick ? 64 : 2048;
+  const DType dt = env.dtype;
+  for (const int64_t kv_heads : {heads, heads / 4}) {
+    const PagedCache kv(env, 1, n, kv_heads, dim, 500 + uint64_t(kv_heads));
+    std::vector<int64_t> positions, rows;
+    const int32_t* table = kv.block_tables.view().data_as<int32_t>();
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t pos : random_list(n, budget, 510 + uint64_t(h))) {
+        positions.push_back(pos);
+        rows.push_back(int64_t(table[pos / kPage]) * kPage + pos % kPage);
+      }
+    }
+    for (const bool paged : {true, false}) {
+      const HostTensor lists = int_tensor({heads, budget}, DType::kI32, paged ? positions : rows);
+      const DeviceBuffer dlists = upload(env, lists);
+      GatherCeilingArgs a;
+      a.block_table = paged ? kv.dtables.view().data_as<int32_t>() : nullptr;
+      a.lists = dlists.view().data_as<int32_t>();
+      a.heads = heads;
+      a.kv_heads = kv_heads;
+      a.budget = budget;
+      a.page_size = kPage;
+      a.row_bytes = dim * int64_t(dtype_size(dt));
+      const int64_t blocks = gather_ceiling_blocks_per_head(a);
+      const DeviceBuffer dout = poisoned(env, {heads, blocks}, DType::kI32);
+      a.out = static_cast<uint32_t*>(dout.view().data);
+      const double cache_bytes = 2.0 * double(heads * budget * a.row_bytes);
+      const std::string shape = "n=" + std::to_string(n) + " h=" + std::to_string(heads) + "/" +
+                                std::to_string(kv_heads) + " d=" + std::to_string(dim) + " K=" +
+                                std::to_string(budget) + " per-q " + (paged ? "paged" : "rows");
+      KernelCase c = make_case(env, "gather_ceiling", shape, cache_bytes + 4.0 * heads * budget);
+      const Replicas caches(env, {&kv.dk, &kv.dv}, cache_bytes);
+      caches.bind(&c, [&, a](int i) mutable {
+        a.k = caches.view(i, 0).data;
+        a.v = caches.view(i, 1).data;
+#if TIDAL_WITH_CUDA
+        if (env.cuda()) {
+          gather_ceiling_cuda(a, env.stream);
+          return;
+        }
+#endif
+        gather_ceiling_host(a);
+      });
+      c.check = [&] {  // every block's XOR, exactly
+        const HostTensor got = dout.download(env.stream);
+        HostTensor want({heads, blocks}, DType::kI32);
+        GatherCeilingArgs h = a;
+        h.k = kv.k.view().data;
+        h.v = kv.v.view().data;
+        h.block_table = paged ? table : nullptr;
+        h.lists = lists.view().data_as<int32_t>();
+        h.out = static_cast<uint32_t*>(want.view().data);
+        gather_ceiling_host(h);
+        return count_wrong(got.view(), want.view(), {0.0, 0.0});
+      };
+      run_case(c);
     }
   }
 }

@@ -61,6 +61,7 @@ void bench_linear_swiglu(const BenchEnv& env, const RunCase& run_case);
 void bench_rotary_embedding(const BenchEnv& env, const RunCase& run_case);
 void bench_paged_kv_append(const BenchEnv& env, const RunCase& run_case);
 void bench_decode_attention(const BenchEnv& env, const RunCase& run_case);
+void bench_gather_ceiling(const BenchEnv& env, const RunCase& run_case);
 void bench_head_group_probs(const BenchEnv& env, const RunCase& run_case);
 void bench_topk_per_row(const BenchEnv& env, const RunCase& run_case);
 void bench_quest_page_scores(const BenchEnv& env, const RunCase& run_case);

@@ -39,6 +39,7 @@ const Op kOps[] = {
     {"rotary_embedding", bench_rotary_embedding},
     {"paged_kv_append", bench_paged_kv_append},
     {"decode_attention", bench_decode_attention},
+    {"gather_ceiling", bench_gather_ceiling},
     {"head_group_probs", bench_head_group_probs},
     {"topk_per_row", bench_topk_per_row},
     {"quest_page_scores", bench_quest_page_scores},
