@@ -28,6 +28,9 @@ std::string kernel_display_name(const char* mangled) {
                                            std::free);
   std::string s = status == 0 && d ? std::string(d.get()) : std::string(mangled);
   if (s.rfind("void ", 0) == 0) s.erase(0, 5);
+  // Kernels in anonymous namespaces (most of kernels/*.cu): their '(' is not the parameter list's.
+  const std::string anon = "(anonymous namespace)::";
+  for (size_t p = s.find(anon); p != std::string::npos; p = s.find(anon, p)) s.erase(p, anon.size());
   // The parameter list: from the '(' that closes the name at template depth 0.
   int depth = 0;
   for (size_t i = 0; i < s.size(); ++i) {

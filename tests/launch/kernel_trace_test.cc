@@ -108,6 +108,10 @@ TEST(KernelTrace, KernelNamesAreDemangledWithoutParametersOrOurNamespaces) {
   // void tidal::kernels::cuda::attention::merge<float>(int, float*)
   EXPECT_EQ(kernel_display_name("_ZN5tidal7kernels4cuda9attention5mergeIfEEviPf"),
             "attention::merge<float>");
+  // nvcc's anonymous namespace: the kernel's own name, not what precedes "(anonymous namespace)".
+  EXPECT_EQ(kernel_display_name("_ZN5tidal7kernels4cuda47_GLOBAL__N__99af54c0_14_fill_random_cu_"
+                                "c9edb02518fill_random_kernelIfLi4EEEvPT_lmdd"),
+            "fill_random_kernel<float, 4>");
   EXPECT_EQ(kernel_display_name("plain_c_kernel"), "plain_c_kernel");
   EXPECT_EQ(kernel_display_name(nullptr), "?");
 }
