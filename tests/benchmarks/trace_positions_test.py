@@ -91,6 +91,20 @@ def main():
         check("both rows printed", ("# llama full:" in out, "# other:" in out), (True, True))
         check("top 2 gaps", out.split("by name")[0].count("\n  "), 2)  # row 'llama full'
 
+        # A side stream's kernel (node 14, beside attn) starts before attn in replay 1 only: the
+        # replays are still alike, and its position is node 14's in every replay.
+        side = trace()
+        for r, at in enumerate([9, 7, 9]):
+            side["traceEvents"].append(event(0, "topk", 1000 + 100 * r + at, 4, 14))
+        with open(path, "w") as f:
+            json.dump(side, f)
+        rc, out, err = run([path, "--json", "--row", "llama"])
+        check("side branch rc", (rc, err), (0, ""))
+        if rc == 0:
+            sp = json.loads(out)["llama full"]["positions"]
+            check("side branch names", [p["name"] for p in sp], ["gemv", "attn", "topk", "merge"])
+            check("side branch starts", [p["start_us"] for p in sp], [0, 8, 9, 35])
+
         rc, out, err = run([path, "--row", "nothing"])
         check("no row rc", rc, 1)
         check("no row says so", "no row matches 'nothing'" in err, True)
