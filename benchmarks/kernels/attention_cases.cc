@@ -444,23 +444,34 @@ void bench_decode_attention(const BenchEnv& env, const RunCase& run_case) {
 // The rows decode attention's "K=2048 per-q" case reads (each query head's own list over a
 // 100K-position cache of shuffled pages), read by gather_ceiling.h's kernel: through the block
 // table as the attention does ("paged"), and from cache rows resolved beforehand ("rows": the
-// same addresses without the table's dependent load). What scattered rows of this size allow.
+// same addresses without the table's dependent load). What scattered rows of this size allow;
+// "contiguous": as many rows, one unbroken stretch of the cache read by the same kernel (what
+// this many bytes in one such launch allow, scattered or not).
 void bench_gather_ceiling(const BenchEnv& env, const RunCase& run_case) {
   const int64_t heads = env.quick ? 4 : 32, dim = env.quick ? 64 : 128;
   const int64_t n = env.quick ? 1000 : 100000, budget = env.quick ? 64 : 2048;
   const DType dt = env.dtype;
   for (const int64_t kv_heads : {heads, heads / 4}) {
     const PagedCache kv(env, 1, n, kv_heads, dim, 500 + uint64_t(kv_heads));
-    std::vector<int64_t> positions, rows;
+    std::vector<int64_t> positions, rows, contiguous;
     const int32_t* table = kv.block_tables.view().data_as<int32_t>();
+    const int64_t group = heads / kv_heads;
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t pos : random_list(n, budget, 510 + uint64_t(h))) {
         positions.push_back(pos);
         rows.push_back(int64_t(table[pos / kPage]) * kPage + pos % kPage);
       }
+      // The group's heads take consecutive runs of rows: together every KV head's first
+      // group x budget rows, one contiguous stretch of the cache, each word read once.
+      for (int64_t i = 0; i < budget; ++i) contiguous.push_back(h % group * budget + i);
     }
-    for (const bool paged : {true, false}) {
-      const HostTensor lists = int_tensor({heads, budget}, DType::kI32, paged ? positions : rows);
+    enum Form { kPaged, kRows, kContiguous };
+    for (const Form form : {kPaged, kRows, kContiguous}) {
+      if (form == kContiguous && group * budget > n) continue;
+      const bool paged = form == kPaged;
+      const std::vector<int64_t>& entries =
+          form == kPaged ? positions : form == kRows ? rows : contiguous;
+      const HostTensor lists = int_tensor({heads, budget}, DType::kI32, entries);
       const DeviceBuffer dlists = upload(env, lists);
       GatherCeilingArgs a;
       a.block_table = paged ? kv.dtables.view().data_as<int32_t>() : nullptr;
@@ -476,7 +487,8 @@ void bench_gather_ceiling(const BenchEnv& env, const RunCase& run_case) {
       const double cache_bytes = 2.0 * double(heads * budget * a.row_bytes);
       const std::string shape = "n=" + std::to_string(n) + " h=" + std::to_string(heads) + "/" +
                                 std::to_string(kv_heads) + " d=" + std::to_string(dim) + " K=" +
-                                std::to_string(budget) + " per-q " + (paged ? "paged" : "rows");
+                                std::to_string(budget) + " per-q " +
+                                (form == kPaged ? "paged" : form == kRows ? "rows" : "contiguous");
       KernelCase c = make_case(env, "gather_ceiling", shape, cache_bytes + 4.0 * heads * budget);
       const Replicas caches(env, {&kv.dk, &kv.dv}, cache_bytes);
       caches.bind(&c, [&, a](int i) mutable {
