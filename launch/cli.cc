@@ -190,6 +190,12 @@ void add_serve_command(CLI::App& app, ServeOptions* o) {
   cmd->add_flag("--quiet", o->quiet, "no log line per request");
   o->engine.max_batch = 32;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);
+  // Only serve's: generate sizes it for its one --budget; bench, niah and ppl for their lists.
+  cmd->add_option("--max-budget", o->engine.max_budget,
+                  "largest sparse budget a request may ask, tokens, at least 2 (the selection "
+                  "lists are sized for it); at or above the context, any budget is taken and "
+                  "attends every position")
+      ->capture_default_str();
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
   cmd->final_callback([cmd, o] {

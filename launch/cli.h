@@ -101,7 +101,7 @@ struct ServeOptions {
   // --auth-token / --auth-token-file was given: an empty one is refused, not taken as "none".
   bool auth_token_given = false;
   bool auth_token_file_given = false;
-  engine::EngineConfig engine;
+  engine::EngineConfig engine;  // max_budget: --max-budget (serve's alone among the commands)
   DeviceFlags device;
   ParallelFlags parallel;
 };
@@ -226,7 +226,7 @@ Status run_serve(const ServeOptions& opts, const DefaultModel& defaults);
 Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine);
 Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults);
 // The flags serve_with reads that need no model (--max-queue, --auth-token, --drain-seconds;
-// --seed needs --preset), checked before a model loads; errors name the flag.
+// --seed needs --preset), and --max-budget, checked before a model loads; errors name the flag.
 Status check_serve_flags(const ServeOptions& opts);
 // Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts afterwards), so
 // that serve_with can wait for them.

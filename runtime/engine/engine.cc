@@ -626,7 +626,7 @@ Status Engine::validate_sequence(const std::vector<int32_t>& prompt,
        ws_.pages.size(2) >= ceil_div(plan_.max_context, config_.page_size));
   if (budget > ws_.shape.max_budget && !whole_context) {
     return invalid_argument("budget " + str(budget) + " exceeds the engine's max_budget " +
-                            str(ws_.shape.max_budget));
+                            str(ws_.shape.max_budget) + " (tidal serve --max-budget raises it)");
   }
   if (prompt.empty()) return invalid_argument("a prompt needs at least one token");
   for (int32_t t : prompt) {

@@ -173,6 +173,37 @@ TEST(Flags, GenerateSamplingFlagsAreCheckedBeforeAModelLoads) {
   }
 }
 
+// serve --max-budget: the largest sparse budget a request may ask (EngineConfig::max_budget),
+// which no serve flag set, so a request above its default of 4096 was refused whatever the
+// context. The value reaches the engine's config; one the engine cannot take is refused by
+// check_serve_flags (before a model loads) naming the flag and its range.
+TEST(Flags, ServeMaxBudgetReachesTheEngineConfig) {
+  {
+    Commands c;
+    ASSERT_TRUE(parse(c, {"serve"}).ok());
+    EXPECT_EQ(c.serve.engine.max_budget, engine::EngineConfig().max_budget);
+    EXPECT_TRUE(check_serve_flags(c.serve).ok());
+  }
+  for (const char* ok : {"2", "8192", "268435456"}) {
+    Commands c;
+    ASSERT_TRUE(parse(c, {"serve", "--max-budget", ok}).ok()) << ok;
+    EXPECT_EQ(c.serve.engine.max_budget, std::stoll(ok));
+    const Status st = check_serve_flags(c.serve);
+    EXPECT_TRUE(st.ok()) << ok << ": " << st.message();
+  }
+  for (const char* bad : {"1", "0", "-4", "268435457"}) {
+    Commands c;
+    ASSERT_TRUE(parse(c, {"serve", "--max-budget", bad}).ok()) << bad;
+    const Status st = check_serve_flags(c.serve);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(st.message(), std::string("--max-budget must be in [2, 268435456] (the largest "
+                                        "sparse budget a request may ask), got ") +
+                                bad);
+  }
+  Commands c;
+  EXPECT_FALSE(parse(c, {"serve", "--max-budget", "4K"}).ok());  // not an integer
+}
+
 // Seconds flags: finite, in [0, a week]; NaN is not "none".
 TEST(Flags, SecondsAreFiniteAndAtMostAWeek) {
   for (double ok : {0.0, 0.5, 30.0, kMaxFlagSeconds}) {

@@ -415,6 +415,55 @@ TEST(ServeProcess, EmptyAuthTokenIsRefused) {
   expect_error(no_path.err(), "--auth-token-file needs a path (got an empty one)");
 }
 
+// A request's sparse budget is bounded by EngineConfig::max_budget (4096 by default), which no
+// serve flag set: on the embedded 16K-token model a tidal --budget 5000 was refused ('budget 5000
+// exceeds the engine's max_budget 4096') whatever the context. --max-budget raises the bound (and
+// GetModelInfo reports it); a budget above it is refused naming it; a value the engine cannot
+// take stops serve before the model loads, naming the flag.
+TEST(ServeProcess, MaxBudgetRaisesTheLargestBudgetARequestMayAsk) {
+  const std::string model = std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k";
+  const std::string serve_flags = "--model " + model + " --device cpu --max-batch 1";
+  const std::string request =
+      "--prompt-ids 4094,300,301 --temperature 0 --print-ids --max-new-tokens 6";
+  const TidalRun full = run_tidal("generate " + serve_flags + " " + request);
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const std::string tidal5000 = " " + request + " --attention tidal --budget 5000";
+
+  ServeProcess plain;
+  ASSERT_TRUE(plain.start(serve_flags)) << plain.err();
+  const TidalRun refused = run_tidal("client --server " + plain.address() + tidal5000);
+  EXPECT_EQ(refused.exit_code, 1);
+  expect_error(refused.err,
+               "budget 5000 exceeds the engine's max_budget 4096 (tidal serve --max-budget raises "
+               "it)");
+  EXPECT_NE(refused.err.find("INVALID_ARGUMENT"), std::string::npos) << refused.err;
+  plain.signal(SIGTERM);
+  EXPECT_EQ(plain.wait(60), 0) << plain.err();
+
+  ServeProcess raised;
+  ASSERT_TRUE(raised.start(serve_flags + " --max-budget 8192")) << raised.err();
+  const std::string server = "client --server " + raised.address();
+  const TidalRun taken = run_tidal(server + tidal5000);
+  ASSERT_EQ(taken.exit_code, 0) << taken.err;
+  EXPECT_EQ(taken.out, full.out);  // three prompt tokens and six new ones, all within 5000
+  const TidalRun above = run_tidal(server + " " + request + " --attention tidal --budget 9000");
+  EXPECT_EQ(above.exit_code, 1);
+  expect_error(above.err, "budget 9000 exceeds the engine's max_budget 8192");
+  const TidalRun info = run_tidal(server + " --info");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_EQ(nlohmann::json::parse(info.out)["limits"]["max_budget"], "8192");
+  raised.signal(SIGTERM);
+  EXPECT_EQ(raised.wait(60), 0) << raised.err();
+
+  for (const char* bad : {"1", "268435457"}) {
+    ServeProcess refused_flag;
+    EXPECT_FALSE(refused_flag.start(serve_flags + " --max-budget " + bad)) << bad;
+    expect_error(refused_flag.err(), std::string("--max-budget must be in [2, 268435456] (the "
+                                                 "largest sparse budget a request may ask), got ") +
+                                         bad);
+  }
+}
+
 // The distributed engine with one rank (MPI as a singleton): rank 0's coordinator path.
 TEST(ServeProcess, DistributedOneRankServesTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
