@@ -38,15 +38,19 @@ Status StopConditions::validate() const {
 Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
                 const model::Tokenizer* tokenizer, const GenerationCallback& on_event,
                 std::vector<GenerationResult>* results) {
+  // An error names its request only among several: `tidal generate` runs one, and its errors
+  // read alike whether the command's checks before loading found them or these did (--preset,
+  // --tp/--pp).
+  const auto in_request = [&requests](const Status& st, size_t i) {
+    return requests.size() > 1 ? st.with_context("request " + std::to_string(i)) : st;
+  };
   for (size_t i = 0; i < requests.size(); ++i) {
-    const std::string where = "request " + std::to_string(i);
-    TIDAL_RETURN_IF_ERROR(requests[i].sampling.validate().with_context(where));
-    TIDAL_RETURN_IF_ERROR(requests[i].stop.validate().with_context(where));
-    TIDAL_RETURN_IF_ERROR(requests[i]
-                              .attention.validate(engine.model_config(), engine.config().page_size)
-                              .with_context(where));
+    TIDAL_RETURN_IF_ERROR(in_request(requests[i].sampling.validate(), i));
+    TIDAL_RETURN_IF_ERROR(in_request(requests[i].stop.validate(), i));
+    TIDAL_RETURN_IF_ERROR(in_request(
+        requests[i].attention.validate(engine.model_config(), engine.config().page_size), i));
     if (!requests[i].stop.stop_strings.empty() && tokenizer == nullptr) {
-      return invalid_argument(where + ": stop strings need a tokenizer");
+      return in_request(invalid_argument("stop strings need a tokenizer"), i);
     }
   }
   results->assign(requests.size(), GenerationResult());
@@ -56,19 +60,16 @@ Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
   Status failure;
   for (size_t i = 0; i < requests.size(); ++i) {
     RequestHandle handle = 0;
-    auto forward = [i, &on_event, results, &failure](const GenerationEvent& ev) {
+    auto forward = [i, &on_event, results, &failure, &in_request](const GenerationEvent& ev) {
       GenerationEvent mine = ev;
       mine.request = i;
       if (ev.finished) {
         (*results)[i] = *ev.result;
-        if (!ev.status.ok() && failure.ok()) {
-          failure = ev.status.with_context("request " + std::to_string(i));
-        }
+        if (!ev.status.ok() && failure.ok()) failure = in_request(ev.status, i);
       }
       return on_event(mine);
     };
-    TIDAL_RETURN_IF_ERROR(scheduler.submit(requests[i], "", forward, &handle)
-                              .with_context("request " + std::to_string(i)));
+    TIDAL_RETURN_IF_ERROR(in_request(scheduler.submit(requests[i], "", forward, &handle), i));
   }
   while (failure.ok() && scheduler.step()) {
   }

@@ -76,7 +76,8 @@ struct GenerationEvent {
 using GenerationCallback = std::function<bool(const GenerationEvent&)>;
 
 // Runs every request to completion. `tokenizer` may be null (then there is no text and stop
-// strings are rejected). Bad requests fail before any work starts.
+// strings are rejected). Bad requests fail before any work starts. Among several requests an
+// error names its request ("request 1: ..."); a lone request's error is the check's own message.
 Status generate(Engine& engine, const std::vector<GenerationRequest>& requests,
                 const model::Tokenizer* tokenizer, const GenerationCallback& on_event,
                 std::vector<GenerationResult>* results);

@@ -153,6 +153,40 @@ TEST(Generate, BadRequestsGetClearErrors) {
   EXPECT_NE(run(*e, {stops}, &r).message().find("need a tokenizer"), std::string::npos);
 }
 
+// An error names the request it belongs to only when generate() ran several: `tidal generate`
+// runs one, and its policy errors read "request 0: quest --budget 8 is below one page" where
+// the engine found them (--preset, --tp/--pp) but "quest --budget 8 ..." where the command had
+// checked the policy before loading (--model on one process).
+TEST(Generate, ErrorsNameTheRequestOnlyAmongSeveral) {
+  auto e = tiny_engine();
+  std::vector<GenerationResult> r;
+  GenerationRequest policy = request({1}, 4);
+  policy.attention.kind = model::AttentionKind::kQuest;
+  policy.attention.quest.budget = 8;
+  GenerationRequest sampling = request({1}, 4, 1.0f);
+  sampling.sampling.top_p = 0;
+  GenerationRequest vocab = request({99}, 4);
+  GenerationRequest stops = request({1}, 4);
+  stops.stop.stop_strings = {"x"};
+  const struct {
+    const GenerationRequest* bad;
+    const char* message;  // how it starts
+  } cases[] = {
+      {&policy, "quest budget 8 is below one page of 16 tokens"},
+      {&sampling, "top_p must be in (0, 1]"},
+      {&vocab, "prompt token id 99 is outside the vocabulary"},
+      {&stops, "stop strings need a tokenizer"},
+  };
+  for (const auto& c : cases) {
+    Status st = run(*e, {*c.bad}, &r);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << c.message;
+    EXPECT_EQ(st.message().rfind(c.message, 0), 0u) << st.message();
+    st = run(*e, {request({1}, 4), *c.bad}, &r);
+    EXPECT_EQ(st.message().rfind(std::string("request 1: ") + c.message, 0), 0u) << st.message();
+  }
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
+}
+
 }  // namespace
 }  // namespace tidal::engine
 

@@ -307,6 +307,36 @@ TEST(LaunchParallel, RanksOnDifferentDevicesAreOneClearError) {
   EXPECT_EQ(ids_line(r.output), "") << r.output;
 }
 
+// generate runs one request: its errors read the same under --tp as on one process. The policy
+// (a Quest budget below one page) and the request's limits (a correction interval past the
+// context) are the engine's checks, which named "request 0" under --tp and with --preset, while
+// one process with --model, which checks the policy before loading, did not.
+TEST(LaunchParallel, ARequestsErrorReadsAsOnOneProcess) {
+  const std::string dir = testing::write_gqa128_model(0);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {" --attention quest --budget 8",
+       "tidal: error: quest --budget 8 is below one page of 16 tokens\n"},
+      {" --attention tidal --budget 8 --correction-interval 100 --max-context 64",
+       "tidal: error: --correction-interval 100 never runs a pass in a context of 64 tokens"},
+  };
+  for (const std::string& source : {std::string("--preset tiny"), "--model " + dir}) {
+    for (const auto& [flags, want] : cases) {
+      const std::string args = std::string(TIDAL_BINARY) + " generate " + source +
+                               " --device cpu --prompt-ids 1,5,9 --max-new-tokens 4 "
+                               "--temperature 0 --print-ids" +
+                               flags;
+      SCOPED_TRACE(source + flags);
+      const Outcome one = run(args);
+      EXPECT_EQ(one.exit_code, 1) << one.output;
+      EXPECT_NE(one.output.find(want), std::string::npos) << one.output;
+      const Outcome tp = run(mpirun(2) + args + " --tp 2");
+      EXPECT_NE(tp.exit_code, 0) << tp.output;
+      EXPECT_NE(tp.output.find(want), std::string::npos) << tp.output;
+      EXPECT_EQ(count_of(tp.output, "tidal: error:"), 1u) << tp.output;
+    }
+  }
+}
+
 // The GQA head_dim 128 model with layer 3's down projection stored as I32: with --pp 2 only rank
 // 1 (the second stage, layers 2-3) reads it. (A renamed tensor would not do: every rank refuses
 // a checkpoint tensor the config has no place for.)
