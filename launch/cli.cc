@@ -30,6 +30,16 @@ void add_engine_flags(CLI::App* cmd, engine::EngineConfig* e) {
       "of an FP8 one); quest requests are then refused");
 }
 
+// serve's, and info's to plan such a server: generate sizes it for its one --budget; bench,
+// niah and ppl for their lists.
+void add_max_budget_flag(CLI::App* cmd, engine::EngineConfig* e) {
+  cmd->add_option("--max-budget", e->max_budget,
+                  "largest sparse budget a request may ask, tokens, at least 2 (the selection "
+                  "lists are sized for it); at or above the context, any budget is taken and "
+                  "attends every position")
+      ->capture_default_str();
+}
+
 // At least 1 when given: 0 would read as "not given" (one process) and a negative count as 1.
 void add_parallel_flags(CLI::App* cmd, ParallelFlags* p) {
   const auto ranks = CLI::Range(1, 1 << 16);
@@ -190,12 +200,7 @@ void add_serve_command(CLI::App& app, ServeOptions* o) {
   cmd->add_flag("--quiet", o->quiet, "no log line per request");
   o->engine.max_batch = 32;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);
-  // Only serve's: generate sizes it for its one --budget; bench, niah and ppl for their lists.
-  cmd->add_option("--max-budget", o->engine.max_budget,
-                  "largest sparse budget a request may ask, tokens, at least 2 (the selection "
-                  "lists are sized for it); at or above the context, any budget is taken and "
-                  "attends every position")
-      ->capture_default_str();
+  add_max_budget_flag(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   add_parallel_flags(cmd, &o->parallel);
   cmd->final_callback([cmd, o] {
@@ -260,6 +265,7 @@ void add_info_command(CLI::App& app, InfoOptions* o) {
   model->excludes(preset);
   o->engine.max_batch = 1;  // before the flags capture their defaults for --help
   add_engine_flags(cmd, &o->engine);
+  add_max_budget_flag(cmd, &o->engine);
   add_device_flags(cmd, &o->device);
   cmd->add_option("--tp", o->parallel.tp,
                   "plan each rank of a job of this many tensor parallel ranks (no mpirun needed; "
@@ -387,6 +393,17 @@ Status apply_device_flags(const DeviceFlags& f, engine::EngineConfig* e) {
                             std::to_string(f.threads) + ")");
   }
   set_cpu_threads(f.threads);
+  return ok_status();
+}
+
+Status check_max_budget_flag(const engine::EngineConfig& e) {
+  // EngineConfig::validate's range, by the flag's name (its message names the field, and
+  // name_flags leaves max_budget alone: generate has no such flag).
+  if (e.max_budget < 2 || e.max_budget > engine::kMaxContext) {
+    return invalid_argument("--max-budget must be in [2, " + std::to_string(engine::kMaxContext) +
+                            "] (the largest sparse budget a request may ask), got " +
+                            std::to_string(e.max_budget));
+  }
   return ok_status();
 }
 

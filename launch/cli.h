@@ -101,7 +101,7 @@ struct ServeOptions {
   // --auth-token / --auth-token-file was given: an empty one is refused, not taken as "none".
   bool auth_token_given = false;
   bool auth_token_file_given = false;
-  engine::EngineConfig engine;  // max_budget: --max-budget (serve's alone among the commands)
+  engine::EngineConfig engine;  // max_budget: --max-budget (serve's, and info's to plan it)
   DeviceFlags device;
   ParallelFlags parallel;
 };
@@ -225,6 +225,8 @@ Status run_serve(const ServeOptions& opts, const DefaultModel& defaults);
 // must be blocked in every thread of the process (block_stop_signals) before any is started.
 Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine);
 Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults);
+// --max-budget (serve, info) in EngineConfig::validate's range, the message naming the flag.
+Status check_max_budget_flag(const engine::EngineConfig& e);
 // The flags serve_with reads that need no model (--max-queue, --auth-token, --drain-seconds;
 // --seed needs --preset), and --max-budget, checked before a model loads; errors name the flag.
 Status check_serve_flags(const ServeOptions& opts);

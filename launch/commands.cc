@@ -404,6 +404,7 @@ Status run_info(const InfoOptions& o) {
     TIDAL_RETURN_IF_ERROR(model::load_model_config(o.model_dir, &c));
   }
   engine::EngineConfig config = o.engine;
+  TIDAL_RETURN_IF_ERROR(check_max_budget_flag(config));
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
   // A preset is a shape, not a trained checkpoint: it takes the context asked (positions past

@@ -48,13 +48,7 @@ void log_line(const std::string& line) {
 
 Status check_serve_flags(const ServeOptions& o) {
   if (o.max_queue < 1) return invalid_argument("--max-queue must be >= 1");
-  // EngineConfig::validate's range, by the flag's name (its message names the field, and
-  // name_flags leaves max_budget alone: generate has no such flag).
-  if (o.engine.max_budget < 2 || o.engine.max_budget > engine::kMaxContext) {
-    return invalid_argument("--max-budget must be in [2, " + std::to_string(engine::kMaxContext) +
-                            "] (the largest sparse budget a request may ask), got " +
-                            std::to_string(o.engine.max_budget));
-  }
+  TIDAL_RETURN_IF_ERROR(check_max_budget_flag(o.engine));
   if (o.seed_given && o.preset.empty()) {
     return invalid_argument(
         "--seed has no effect without --preset (a model's weights are its checkpoint's)");

@@ -286,6 +286,22 @@ TEST(Cli, InfoPlansWithoutQuestBoundsAndForAnotherDevicesMemory) {
   expect_error(tidal("info --preset tiny --device cpu --memory-gib -1"), "--memory-gib");
 }
 
+// `info --max-budget`: the plan of a server started with `serve --max-budget` (its selection
+// lists are sized for the budget); info had no such flag and planned every server at 4096.
+TEST(Cli, InfoPlansTheMaxBudgetOfAServer) {
+  const std::string tiny = "info --preset tiny --device cpu --kv-capacity 4096 --max-budget ";
+  const auto workspace = [](const CliRun& r) {
+    const size_t at = r.out.find("  workspace      ");
+    return at == std::string::npos ? int64_t(-1) : std::stoll(r.out.substr(at + 17));
+  };
+  const CliRun small = tidal(tiny + "64"), large = tidal(tiny + "4096");
+  ASSERT_EQ(small.exit_code, 0) << small.err;
+  ASSERT_EQ(large.exit_code, 0) << large.err;
+  EXPECT_GT(workspace(small), 0) << small.out;
+  EXPECT_GT(workspace(large), workspace(small)) << small.out << large.out;
+  expect_error(tidal(tiny + "1"), "--max-budget must be in [2, 268435456]");
+}
+
 TEST(Cli, QuestIsRefusedWithoutQuestBounds) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   expect_error(tidal("generate --model " + kStories +
