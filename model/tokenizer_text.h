@@ -11,15 +11,14 @@
 #include <vector>
 
 #include "runtime/status.h"
+#include "runtime/utf8.h"
 
 namespace tidal::model::text {
 
 constexpr std::string_view kReplacementChar = "\xEF\xBF\xBD";  // U+FFFD
 
 void append_utf8(uint32_t cp, std::string* out);
-// Length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not one. With
-// `incomplete`, reports whether the bytes are a valid but truncated prefix (end of input).
-size_t valid_utf8_at(std::string_view s, size_t i, bool* incomplete = nullptr);
+using tidal::valid_utf8_at;  // runtime/utf8.h
 // Rust's String::from_utf8_lossy, which HF decoders use: each maximal invalid subpart becomes
 // one U+FFFD.
 std::string to_valid_utf8(std::string_view s);

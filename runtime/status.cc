@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "runtime/status.h"
 
+#include "runtime/utf8.h"
+
 namespace tidal {
 namespace {
 
@@ -27,13 +29,25 @@ std::string Status::to_string() const {
 
 std::string printable(const std::string& s, size_t max_len) {
   std::string r;
-  for (char c : s) {
-    if (r.size() >= max_len) {
+  size_t i = 0;
+  while (i < s.size()) {
+    // A byte that begins no valid UTF-8 character is one '?'; a character is kept or cut whole,
+    // so the result is valid UTF-8 (for a gRPC status, a JSON log line, a terminal).
+    const size_t valid = valid_utf8_at(s, i);
+    const auto b0 = static_cast<unsigned char>(s[i]);
+    const bool c1 = valid == 2 && b0 == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0;
+    const bool keep = valid > 0 && b0 >= 0x20 && b0 != 0x7f && !c1;
+    const size_t width = keep ? valid : 1;
+    if (r.size() + width > max_len) {
       r += "...";
       break;
     }
-    const auto u = static_cast<unsigned char>(c);
-    r += (u < 0x20 || u == 0x7f) ? '?' : c;
+    if (keep) {
+      r.append(s, i, valid);
+    } else {
+      r += '?';
+    }
+    i += valid > 0 ? valid : 1;
   }
   return r;
 }

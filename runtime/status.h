@@ -38,8 +38,9 @@ class Status {
   std::string message_;
 };
 
-// `s` made fit for a one-line message: control characters become '?', and at most `max_len`
-// bytes are kept ("..." marks a cut). For names and text that come from files.
+// `s` made fit for a one-line message: control characters (C0, DEL, C1) and bytes that begin no
+// valid UTF-8 character become '?', and at most `max_len` bytes are kept, whole characters only
+// ("..." marks a cut): valid UTF-8 whatever `s` holds. For names and text that come from files.
 std::string printable(const std::string& s, size_t max_len = 120);
 
 inline Status ok_status() { return Status(); }

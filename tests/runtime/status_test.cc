@@ -30,5 +30,23 @@ TEST(Status, ReturnIfErrorStopsEarly) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
 }
 
+// printable: one line of valid UTF-8 whatever the bytes (names and text from files reach error
+// messages, gRPC statuses and terminals). It passed invalid bytes through and could cut a
+// character in two.
+TEST(Status, PrintableIsOneLineOfValidUtf8) {
+  EXPECT_EQ(printable("plain"), "plain");
+  EXPECT_EQ(printable("a\nb\tc\x7f"), "a?b?c?");
+  EXPECT_EQ(printable("caf\xC3\xA9 \xE2\x82\xAC"), "caf\xC3\xA9 \xE2\x82\xAC");  // kept
+  EXPECT_EQ(printable("x\xC2\x85y"), "x?y");  // C1 control (NEL): one '?'
+  EXPECT_EQ(printable("a\xFF" "b\xC3"), "a?b?");  // a stray byte, a truncated character
+  EXPECT_EQ(printable("\xED\xA0\x80x"), "???x");  // a surrogate, byte by byte
+  EXPECT_EQ(printable("\xC0\xAF"), "??");  // overlong '/'
+  EXPECT_EQ(printable("abcdef", 4), "abcd...");
+  // The cut falls before a character that does not fit, never inside it.
+  EXPECT_EQ(printable("ab\xE2\x82\xAC", 4), "ab...");
+  EXPECT_EQ(printable("ab\xE2\x82\xAC", 5), "ab\xE2\x82\xAC");
+  EXPECT_EQ(printable("\xF0\x9F\x98\x80\xF0\x9F\x98\x80", 6), "\xF0\x9F\x98\x80...");
+}
+
 }  // namespace
 }  // namespace tidal
