@@ -20,6 +20,9 @@ namespace tidal::launch {
 struct LauncherRanks {
   int size = 1;
   int rank = 0;
+  // Every rank was given the same command line: mpirun started one program, not several
+  // (`mpirun -np 1 A : -np 1 B`). False where the launcher does not say (only OpenMPI's does).
+  bool one_command = false;
 };
 LauncherRanks launcher_ranks();
 

@@ -8,7 +8,8 @@
 //   tidal serve [--model DIR] [--listen HOST:PORT] ...  the gRPC coordinator
 //   tidal client [--server HOST:PORT] [--prompt ... | --chat] ...  stream from a server
 // Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
-// stderr and exit code 1 (under mpirun, from rank 0 only); --help and --version exit 0.
+// stderr and exit code 1 (under mpirun, from rank 0 only, and mpirun exits 1); --help and
+// --version exit 0.
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -30,7 +31,7 @@
 
 namespace {
 
-// An empty message: another rank of an mpirun job (rank 0) reports the failure.
+// Prints nothing for an empty message: rank 0 of the mpirun job reports the failure (main).
 int fail(const std::string& message) {
   if (!message.empty()) std::fprintf(stderr, "tidal: error: %s\n", message.c_str());
   return 1;
@@ -43,10 +44,19 @@ int main(int argc, char** argv) {
   // A closed pipe on stdout must end in an error line and exit 1 (below), not a silent SIGPIPE.
   std::signal(SIGPIPE, SIG_IGN);
 
-  // Under mpirun every rank parses the same command line: rank 0 alone reports its errors.
+  // Under mpirun, a failure every rank meets alike is rank 0's to report: one line, and exit 1,
+  // which mpirun returns. The other ranks (an empty message) exit 0: mpirun ends the job when a
+  // rank exits non-zero, and would kill rank 0 before its line is out (rank 0 prints after MPI is
+  // finalized, or may start last). A bad command line fails alike only where every rank was given
+  // the same one; otherwise rank 0 may be waiting in MPI_Init for this rank, which must end the
+  // job by exiting 1 (unexplained, but no hang).
   const LauncherRanks launcher = launcher_ranks();
-  auto parse_error = [&](const std::string& message) {
-    return fail(launcher.rank == 0 ? message : "");
+  auto fail_on_rank0 = [&](const std::string& message, bool rank0_fails_too) {
+    if (launcher.rank == 0 || !message.empty()) return fail(message);
+    return rank0_fails_too ? 0 : 1;
+  };
+  auto command_line_error = [&](const std::string& message) {
+    return fail_on_rank0(launcher.rank == 0 ? message : "", launcher.one_command);
   };
   CLI::App app{"tidal: long-context Llama decoding with TidalDecode sparse attention"};
   app.require_subcommand(1);
@@ -78,7 +88,7 @@ int main(int argc, char** argv) {
     try {
       app.get_subcommand(argv[1]);
     } catch (const CLI::OptionNotFound&) {
-      return parse_error(
+      return command_line_error(
           std::string("unknown subcommand '") + argv[1] +
           "' (generate, info, tokenize, bench, niah, ppl, calibrate, serve or client; "
           "see tidal --help)");
@@ -91,7 +101,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::string what = e.what();
     for (char& c : what) c = c == '\n' ? ' ' : c;
-    return parse_error(what + " (see tidal --help)");
+    return command_line_error(what + " (see tidal --help)");
   }
   // Under mpirun with more than one rank, only a job (--tp/--pp) may run.
   const ParallelFlags* layout = app.got_subcommand("generate") ? &gen.parallel
@@ -102,7 +112,7 @@ int main(int argc, char** argv) {
 #endif
   const tidal::Status alone =
       check_launcher(launcher, app.get_subcommands().front()->get_name(), layout);
-  if (!alone.ok()) return fail(alone.message());
+  if (!alone.ok()) return command_line_error(alone.message());
 
   // TIDAL_SYNC_AFTER_LAUNCH=1: synchronize after every kernel launch, so a GPU fault names its
   // kernel (STYLE.md rule 19). Read once, here.
@@ -148,6 +158,6 @@ int main(int argc, char** argv) {
     const std::string why = errno != 0 ? std::strerror(errno) : "write error";
     if (st.ok()) return fail("cannot write to stdout: " + why);
   }
-  if (!st.ok()) return fail(st.message());
+  if (!st.ok()) return fail_on_rank0(st.message(), /*rank0_fails_too=*/true);
   return 0;
 }

@@ -36,6 +36,8 @@ LauncherRanks launcher_ranks() {
     l.rank = std::max(0, std::atoi(r));
     break;
   }
+  const char* programs = std::getenv("OMPI_NUM_APP_CTX");
+  l.one_command = l.size == 1 || (programs != nullptr && std::string(programs) == "1");
   return l;
 }
 
@@ -67,7 +69,7 @@ struct Job {
 };
 
 // Failures every rank reports alike: rank 0 prints, the others stay quiet (main prints nothing
-// for an empty message).
+// for an empty message, and exits 0: rank 0's exit 1 is the job's).
 Status quiet_on_workers(const Job& job, const Status& st) {
   if (st.ok() || job.mpi.rank() == 0) return st;
   return Status(st.code(), "");

@@ -3,9 +3,9 @@
 // command prints the same tokens as one process (once: only rank 0 prints), with the KV cache in
 // the activations' dtype or in FP8; `--tp 1` without mpirun takes the distributed path to the
 // same tokens; a rank that fails to load, dies, or hits a fatal error ends the whole job with a
-// non-zero exit and a message naming the rank, within seconds; `tidal bench` under tp times the
-// collectives and halves the floor's bytes. Each case spawns mpirun (with a timeout, so a hang
-// fails instead of stalling CI).
+// non-zero exit and a message naming the rank, within seconds, and rank 0's line comes out even
+// when rank 0 prints last; `tidal bench` under tp times the collectives and halves the floor's
+// bytes. Each case spawns mpirun (with a timeout, so a hang fails instead of stalling CI).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -355,6 +356,51 @@ TEST(LaunchParallel, ALoadFailureOnOneRankEndsTheJobNamingTheRank) {
   EXPECT_NE(r.output.find("tidal: error: rank 1: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find(name), std::string::npos) << r.output;
   EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+}
+
+// Rank 0 reports a failure every rank meets alike, and may print last: after MPI_Finalize, or
+// (a bad command line, before MPI starts) if it starts last. mpirun kills every rank once one
+// exits non-zero, so the others exiting 1 first ended the job without the line on a loaded
+// machine. Forced here: slow_finalize holds rank 0 for two seconds after MPI_Finalize, and a
+// shell starts rank 0 two seconds late. The job still exits 1.
+TEST(LaunchParallel, RankZerosLineComesOutWhenItPrintsLast) {
+  // In a sanitizer build the shim precedes the ASan runtime in the library list: allowed here.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  const std::string finalize_late =
+      std::string(" -x LD_PRELOAD=") + TIDAL_SLOW_FINALIZE +
+      " -x ASAN_OPTIONS=" + (asan != nullptr && *asan != '\0' ? std::string(asan) + ":" : "") +
+      "verify_asan_link_order=0 " + TIDAL_BINARY;
+  const std::string start_late =
+      " bash -c 'if [ \"$OMPI_COMM_WORLD_RANK\" = 0 ]; then sleep 2; fi; exec \"$0\" \"$@\"' " +
+      std::string(TIDAL_BINARY);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {finalize_late + " generate --preset tiny --device cpu --prompt-ids 1 --print-ids --tp 4",
+       "tidal: error: --tp 4 x --pp 1 needs 4 ranks; mpirun started 2"},
+      {finalize_late + " generate --tp 2 --device cpu --weights-seed 3 --prompt-ids 1 --print-ids",
+       "tidal: error: --weights-seed has no effect without --preset"},
+      {start_late + " generate --tp 2 --no-such-flag",
+       "tidal: error: The following argument was not expected: --no-such-flag"},
+      {start_late + " info --preset tiny --device cpu",
+       "tidal: error: mpirun started 2 ranks, but info runs as one process"},
+  };
+  for (const auto& [args, want] : cases) {
+    const Outcome r = run(mpirun(2) + args);
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << args << "\n" << r.output;
+  }
+}
+
+// Ranks given different command lines, only rank 1's bad: rank 0 waits in MPI_Init for rank 1,
+// which ends the job by exiting 1 rather than leave it waiting (no rank can say why).
+TEST(LaunchParallel, ABadCommandLineOnAnotherRankOnlyEndsTheJob) {
+  const std::string good = std::string(TIDAL_BINARY) +
+                           " generate --preset tiny --device cpu --prompt-ids 1,5,9"
+                           " --max-new-tokens 4 --print-ids --tp 2";
+  const Outcome r = run(mpirun(1) + good + " : -np 1 " + good + " --no-such-flag", 60);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LT(r.seconds, 30.0) << r.output;
+  EXPECT_EQ(ids_line(r.output), "") << r.output;
 }
 
 // A rank killed (SIGKILL) or aborting on a fatal error mid-generation: mpirun ends every rank,
