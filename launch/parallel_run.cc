@@ -183,7 +183,10 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   Job job;
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
-  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, check_generate_flags(o)));  // alike on every rank
+  // Compared across ranks: a rank given other flags (mpirun's A : B) whose check fails alone
+  // would otherwise leave the others waiting in the next collective.
+  TIDAL_RETURN_IF_ERROR(
+      quiet_on_workers(job, engine::agree_status(*job.dist.world, check_generate_flags(o))));
   const bool rank0 = job.mpi.rank() == 0;
   std::string dir;
   std::unique_ptr<engine::Engine> engine;
@@ -215,7 +218,8 @@ Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults) {
   Job job;
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
-  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, check_serve_flags(o)));  // alike on every rank
+  TIDAL_RETURN_IF_ERROR(  // compared across ranks, as generate's
+      quiet_on_workers(job, engine::agree_status(*job.dist.world, check_serve_flags(o))));
   const bool rank0 = job.mpi.rank() == 0;
   GenerateOptions g;
   g.model_dir = o.model_dir;

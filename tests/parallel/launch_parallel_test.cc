@@ -403,6 +403,27 @@ TEST(LaunchParallel, ABadCommandLineOnAnotherRankOnlyEndsTheJob) {
   EXPECT_EQ(ids_line(r.output), "") << r.output;
 }
 
+// A flag check that fails on one rank alone (mpirun's A : B, --temperature -1 on rank 1 only):
+// every rank returned from its own check, the failing one into MPI_Finalize and the others into
+// the next collective, and the job hung. Now the checks are compared and rank 0 names the rank.
+TEST(LaunchParallel, AFlagCheckFailingOnOneRankIsOneClearError) {
+  const std::string good = std::string(TIDAL_BINARY) +
+                           " generate --preset tiny --device cpu --prompt-ids 1,5,9"
+                           " --max-new-tokens 4 --print-ids --tp 2";
+  for (const bool on_rank0 : {false, true}) {
+    SCOPED_TRACE(on_rank0 ? "rank 0" : "rank 1");
+    const std::string bad = good + " --temperature -1";
+    const Outcome r =
+        run(mpirun(1) + (on_rank0 ? bad : good) + " : -np 1 " + (on_rank0 ? good : bad), 60);
+    EXPECT_NE(r.exit_code, 0) << r.output;
+    EXPECT_LT(r.seconds, 30.0) << r.output;
+    const std::string line = std::string("tidal: error: rank ") + (on_rank0 ? "0" : "1") + ": ";
+    EXPECT_NE(r.output.find(line), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("temperature"), std::string::npos) << r.output;
+    EXPECT_EQ(ids_line(r.output), "") << r.output;
+  }
+}
+
 // A rank killed (SIGKILL) or aborting on a fatal error mid-generation: mpirun ends every rank,
 // exits non-zero and names the rank, within seconds; nothing hangs in a collective.
 TEST(LaunchParallel, AKilledOrAbortingRankEndsTheJobWithinSeconds) {
