@@ -286,7 +286,8 @@ Status check_generate_flags(const GenerateOptions& o) {
 
 Status run_generate(const GenerateOptions& flags, const DefaultModel& defaults) {
   // One request: the engine's lists are sized for its --budget (EngineConfig::max_budget bounds
-  // what a server's requests may ask; no flag sets it). Above the context the engine lowers it.
+  // what a server's requests may ask: serve's --max-budget). Above the context the engine lowers
+  // it.
   GenerateOptions o = flags;
   o.engine.max_budget = std::max(o.engine.max_budget, std::min(o.budget, engine::kMaxContext));
   if (o.parallel.requested()) return run_generate_parallel(o, defaults);
