@@ -75,8 +75,8 @@ Status Scheduler::submit(GenerationRequest request, const std::string& name,
   e->submitted = Clock::now();
   std::lock_guard<std::mutex> lock(mu_);
   if (!admitting_) return unavailable("the server is shutting down and takes no new requests");
-  if (int64_t(live_.size()) >= options_.max_queue) {
-    return unavailable("the server holds " + std::to_string(live_.size()) +
+  if (unended_ >= options_.max_queue) {
+    return unavailable("the server holds " + std::to_string(unended_) +
                        " requests, its limit; retry later");
   }
   if (!name.empty() && names_.count(name) > 0) {
@@ -85,6 +85,7 @@ Status Scheduler::submit(GenerationRequest request, const std::string& name,
   e->handle = next_handle_++;
   if (!name.empty()) names_[name] = e->handle;
   live_[e->handle] = true;
+  unended_ += 1;
   *handle = e->handle;
   inbox_.push_back(std::move(e));
   wake_.notify_all();
@@ -102,7 +103,8 @@ bool Scheduler::cancel(const std::string& name, const Status& why) {
 
 bool Scheduler::cancel(RequestHandle handle, const Status& why) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (live_.count(handle) == 0) return false;
+  auto it = live_.find(handle);
+  if (it == live_.end() || !it->second) return false;  // none, or it has ended
   cancels_.push_back(Cancel{handle, why});
   wake_.notify_all();
   return true;
@@ -110,7 +112,9 @@ bool Scheduler::cancel(RequestHandle handle, const Status& why) {
 
 void Scheduler::cancel_all(const Status& why) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& [handle, live] : live_) cancels_.push_back(Cancel{handle, why});
+  for (const auto& [handle, live] : live_) {
+    if (live) cancels_.push_back(Cancel{handle, why});
+  }
   wake_.notify_all();
 }
 
@@ -247,11 +251,17 @@ void Scheduler::finish(Entry& e, FinishReason reason, const Status& status) {
     counters_.finished += 1;
   }
   {
-    // Before the client can see the end: its id is free (a Cancel after it finds nothing) and
-    // the statistics count it (GetStats after it shows it ended and its pages back).
+    // Before the client can see the end: its id is free (a Cancel after it finds nothing), its
+    // place in the queue too (a request sent after it is not refused as over max_queue), and the
+    // statistics count it (GetStats after it shows it ended and its pages back).
     std::lock_guard<std::mutex> lock(mu_);
     auto it = names_.find(e.name);
     if (it != names_.end() && it->second == e.handle) names_.erase(it);
+    auto live = live_.find(e.handle);
+    if (live != live_.end() && live->second) {
+      live->second = false;
+      unended_ -= 1;
+    }
     snapshot_locked();
   }
   ev.result = &r;

@@ -152,7 +152,11 @@ class Scheduler {
   std::vector<std::unique_ptr<Entry>> inbox_;
   std::vector<Cancel> cancels_;
   std::unordered_map<std::string, RequestHandle> names_;  // live named requests
-  std::unordered_map<RequestHandle, bool> live_;          // handle -> live
+  // Every submitted request until its finished event has returned (wait_idle waits for none):
+  // true while it has not ended, false while its end is being delivered. A client may send its
+  // next request as soon as it has seen the end, so only the true ones count against max_queue.
+  std::unordered_map<RequestHandle, bool> live_;
+  int64_t unended_ = 0;  // live_ entries that are true
   RequestHandle next_handle_ = 1;
   bool admitting_ = true;
   bool stopping_ = false;

@@ -7,6 +7,7 @@
 #include "runtime/engine/scheduler.h"
 
 #include <chrono>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -296,6 +297,50 @@ TEST(Scheduler, RefusalsAreClear) {
   EXPECT_EQ(st.code(), StatusCode::kUnavailable);
   run(s, rec);
   EXPECT_EQ(s.stats().finished, 2);
+}
+
+// A request whose end has been delivered holds no place in the queue: a client that sends its
+// next request once it has seen the last one end (here, from the finished event itself, which
+// is the earliest it can) is not refused under max_queue 1. It once was ("the server holds 1
+// requests, its limit") while the scheduler's thread had not yet returned from that event.
+TEST(Scheduler, AnEndedRequestLeavesTheQueueBeforeItsClientSeesTheEnd) {
+  auto e = make_engine();
+  SchedulerOptions o;
+  o.max_queue = 1;
+  Scheduler s(*e, nullptr, o);
+  Recorder rec;
+  std::vector<Status> resubmitted;
+  std::function<GenerationCallback(int)> chained = [&](int i) -> GenerationCallback {
+    const std::string name = "r" + std::to_string(i);
+    GenerationCallback record = rec.callback(name);
+    return [&, i, record](const GenerationEvent& ev) {
+      record(ev);
+      if (ev.finished && i < 3) {
+        RequestHandle h = 0;
+        resubmitted.push_back(s.submit(request(4, 2 + i, 3), "", chained(i + 1), &h));
+      }
+      return true;
+    };
+  };
+  RequestHandle h = 0;
+  ASSERT_TRUE(s.submit(request(4, 1, 3), "", chained(0), &h).ok());
+  run(s, rec);
+  for (const Status& st : resubmitted) EXPECT_TRUE(st.ok()) << st.to_string();
+  ASSERT_EQ(resubmitted.size(), 3u);
+  for (int i = 0; i < 4; ++i) {
+    const std::string name = "r" + std::to_string(i);
+    EXPECT_EQ(rec.tokens[name].size(), 3u) << name;
+    EXPECT_EQ(rec.results[name].finish, FinishReason::kLength) << name;
+  }
+  // While a request is live the limit holds.
+  ASSERT_TRUE(s.submit(request(4, 9, 3), "live", rec.callback("live"), &h).ok());
+  const Status full = s.submit(request(4, 9, 3), "", rec.callback("x"), &h);
+  EXPECT_EQ(full.code(), StatusCode::kUnavailable);
+  EXPECT_NE(full.message().find("the server holds 1 requests, its limit"), std::string::npos)
+      << full.message();
+  run(s, rec);
+  EXPECT_EQ(s.stats().finished, 5);
+  EXPECT_EQ(e->kv_tokens_in_use(), 0);
 }
 
 // Many requests from many threads, stepped by the scheduler's own thread: every output equals
