@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "rpc/service.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -170,6 +171,9 @@ Status Server::start(engine::Engine& engine, const model::Tokenizer* tokenizer,
   s->service_ = std::make_unique<InferenceService>(engine, tokenizer, *s->scheduler_, options);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
+  // gRPC binds with SO_REUSEPORT by default: a port another server holds would be shared with
+  // it (the kernel spreading connections over both) instead of refused.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &s->port_);
   builder.RegisterService(s->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);

@@ -429,6 +429,32 @@ TEST(Service, ServerPickedIdsSkipAnIdAClientTook) {
   EXPECT_EQ(first.ids.size(), 250u);
 }
 
+// A port another server holds is refused. gRPC binds with SO_REUSEPORT unless told not to: a
+// second server on a taken port started ("serving on 127.0.0.1:P") and the kernel shared the
+// port's connections between the two, so a client's calls went to either server (another
+// model, another auth token, requests its Cancel never found).
+TEST(Service, APortAnotherServerHoldsIsRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto first = serve_stories(cpu_config(2));
+  auto engine = load_stories(cpu_config(2));
+  ServerOptions options;
+  options.listen = first->server->address();
+  std::unique_ptr<Server> second;
+  const Status st = Server::start(*engine, nullptr, options, &second);
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable) << st.to_string();
+  EXPECT_NE(st.message().find("cannot serve on '" + options.listen + "'"), std::string::npos)
+      << st.message();
+  EXPECT_EQ(second, nullptr);
+  // The first server goes on serving every call.
+  auto client = first->client();
+  for (int i = 0; i < 4; ++i) {
+    const Streamed s = generate(*client, text_request("Once upon a time", 0.0f, 0, 4));
+    EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+    EXPECT_EQ(s.ids.size(), 4u);
+  }
+  EXPECT_EQ(stats_of(*client).requests_finished(), 4);
+}
+
 TEST(Service, CorrectionPassesRunAtTheIntervalAndShowInStats) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
   auto served = serve_stories(cpu_config());
