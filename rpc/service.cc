@@ -110,6 +110,10 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
                                                      v1::TokenizeResponse* resp) {
   grpc::Status st = check_auth(*ctx);
   if (!st.ok()) return finish(ctx, st);
+  if (req->input_case() == v1::TokenizeRequest::INPUT_NOT_SET) {
+    // Checked here: the prompt rules below would name Generate's fields (prompt, ids).
+    return finish(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "input: set text or chat"));
+  }
   if (req->input_case() == v1::TokenizeRequest::kChat && req->has_add_bos()) {
     // A field without effect is refused (inference.proto): the chat template places BOS itself.
     return finish(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,

@@ -543,6 +543,26 @@ TEST(Service, HealthAuthInfoAndTokenize) {
   }
 }
 
+// A Tokenize call with no input was refused as "prompt: set one of text, ids or chat", naming a
+// field and a kind of input that TokenizeRequest does not have; it now names its own fields.
+TEST(Service, TokenizeWithoutInputNamesItsOwnFields) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config());
+  auto client = served->client();
+  v1::TokenizeResponse ids;
+  for (bool set_add_bos : {false, true}) {
+    v1::TokenizeRequest empty;
+    if (set_add_bos) empty.set_add_bos(false);
+    const grpc::Status st = client->tokenize(empty, &ids);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << set_add_bos;
+    EXPECT_EQ(st.error_message(), "input: set text or chat") << set_add_bos;
+  }
+  v1::TokenizeRequest empty_text;  // an empty text is given: BOS alone, as Generate takes it
+  empty_text.set_text("");
+  ASSERT_TRUE(client->tokenize(empty_text, &ids).ok());
+  EXPECT_EQ(std::vector<int32_t>(ids.ids().begin(), ids.ids().end()), std::vector<int32_t>{1});
+}
+
 TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
   auto served = serve_stories(cpu_config());
