@@ -222,20 +222,21 @@ Status check_launcher(const LauncherRanks& launcher, const std::string& command,
 Status run_bench_parallel(const BenchOptions& opts);
 // run_bench on one rank of a job (null: one process).
 Status run_bench_on(const BenchOptions& opts, const engine::Distributed* dist);
-// `serve`: loads the model and serves until SIGINT / SIGTERM (then drains, and returns ok).
+// `serve`: loads the model and serves until SIGINT / SIGTERM (then drains, and returns ok). A
+// signal while it loads ends the process at once (launch/stop_signals.h).
 Status run_serve(const ServeOptions& opts, const DefaultModel& defaults);
-// The part of `serve` after loading (one rank, or rank 0 of an mpirun job). SIGINT and SIGTERM
-// must be blocked in every thread of the process (block_stop_signals) before any is started.
-Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine);
-Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults);
+class StopSignals;
+// The part of `serve` after loading (one rank, or rank 0 of an mpirun job): `signals` were made
+// before any thread was started; serving starts here (StopSignals::serving).
+Status serve_with(const ServeOptions& opts, const std::string& dir, engine::Engine& engine,
+                  StopSignals& signals);
+Status run_serve_parallel(const ServeOptions& opts, const DefaultModel& defaults,
+                          StopSignals& signals);
 // --max-budget (serve, info) in EngineConfig::validate's range, the message naming the flag.
 Status check_max_budget_flag(const engine::EngineConfig& e);
 // The flags serve_with reads that need no model (--max-queue, --auth-token, --drain-seconds;
 // --seed needs --preset), and --max-budget, checked before a model loads; errors name the flag.
 Status check_serve_flags(const ServeOptions& opts);
-// Blocks SIGINT and SIGTERM in the calling thread (and the threads it starts afterwards), so
-// that serve_with can wait for them.
-void block_stop_signals();
 Status run_client(const ClientOptions& opts);
 // --model, else the embedded default (saying so on stderr).
 Status model_dir_or_default(const std::string& model_dir, const DefaultModel& defaults,

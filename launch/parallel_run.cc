@@ -15,6 +15,9 @@
 #include "launch/cli.h"
 #include "launch/flag_names.h"
 #include "launch/presets.h"
+#if TIDAL_WITH_RPC
+#include "launch/stop_signals.h"
+#endif
 #if TIDAL_WITH_MPI
 #include "parallel/mpi_communicator.h"
 #endif
@@ -211,10 +214,11 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
 #if TIDAL_WITH_RPC
 // `serve --tp/--pp`: rank 0 runs the coordinator over its engine; every other rank serves the
 // steps rank 0 broadcasts until rank 0 shuts down. SIGINT and SIGTERM (mpirun forwards them to
-// every rank) are blocked on all ranks; rank 0 takes them and drains, then its engine's
-// destructor lets the others leave serve().
-Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults) {
-  block_stop_signals();
+// every rank) are blocked on all ranks: while the model loads, they stop any rank at once (and
+// mpirun the job); once serving, rank 0 takes them and drains, then its engine's destructor lets
+// the others leave serve(), where they are held.
+Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults,
+                          StopSignals& signals) {
   Job job;
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
@@ -229,10 +233,13 @@ Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults) {
   std::unique_ptr<engine::Engine> engine;
   TIDAL_RETURN_IF_ERROR(
       quiet_on_workers(job, name_flags(engine::Engine::load(dir, config, &engine))));
-  if (!rank0) return engine->serve();
+  if (!rank0) {
+    signals.serving();
+    return engine->serve();
+  }
   ServeOptions one = o;
   one.parallel = ParallelFlags();
-  const Status st = serve_with(one, dir, *engine);
+  const Status st = serve_with(one, dir, *engine, signals);
   engine.reset();  // lets the other ranks leave serve()
   return st;
 }
@@ -261,7 +268,7 @@ Status run_bench_parallel(const BenchOptions&) {
 }
 
 #if TIDAL_WITH_RPC
-Status run_serve_parallel(const ServeOptions&, const DefaultModel&) {
+Status run_serve_parallel(const ServeOptions&, const DefaultModel&, StopSignals&) {
   return unavailable("--tp/--pp need MPI: this tidal was built with TIDAL_WITH_MPI=OFF");
 }
 #endif

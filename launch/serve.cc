@@ -1,37 +1,27 @@
 // SPDX-License-Identifier: Apache-2.0
 // `tidal serve`: loads a model and serves tidal.v1.Inference (rpc/service.h) on --listen until
 // SIGINT or SIGTERM; then it stops admitting, lets running requests finish for --drain-seconds
-// (a second signal cuts that short), cancels the rest with a status and exits 0. The signals are
-// blocked in every thread and taken by sigwait here, so no thread is interrupted mid-step.
-#include <pthread.h>
-
+// (a second signal cuts that short), cancels the rest with a status and exits 0. A signal while
+// the model loads stops the process at once, serving nothing. The signals are blocked in every
+// thread and taken by a thread of their own (launch/stop_signals.h), so no thread is interrupted
+// mid-step.
 #include <algorithm>
-#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 
 #include "launch/cli.h"
 #include "launch/flag_names.h"
 #include "launch/policy_file.h"
 #include "launch/presets.h"
+#include "launch/stop_signals.h"
 #include "model/weights.h"
 #include "rpc/service.h"
 #include "runtime/size_math.h"
 
 namespace tidal::launch {
 namespace {
-
-sigset_t stop_signals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  return set;
-}
 
 // The secret from --auth-token, or the first line of --auth-token-file.
 Status auth_token(const ServeOptions& o, std::string* token) {
@@ -61,16 +51,11 @@ Status check_serve_flags(const ServeOptions& o) {
   return check_seconds(o.drain_seconds, "--drain-seconds");
 }
 
-void block_stop_signals() {
-  const sigset_t set = stop_signals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
 Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
-  block_stop_signals();  // before any thread starts (the CPU path's pool, gRPC's)
+  StopSignals signals;  // before any thread starts (the CPU path's pool, MPI's, gRPC's)
   if (o.parallel.requested()) {
     if (!o.preset.empty()) return invalid_argument("--preset cannot be served under --tp / --pp");
-    return run_serve_parallel(o, defaults);
+    return run_serve_parallel(o, defaults, signals);
   }
   TIDAL_RETURN_IF_ERROR(check_serve_flags(o));  // before the model loads
   engine::EngineConfig config = o.engine;
@@ -79,7 +64,7 @@ Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   if (!o.preset.empty()) {  // no directory: no tokenizer, GetModelInfo names the preset
     std::unique_ptr<engine::Engine> engine;
     TIDAL_RETURN_IF_ERROR(create_preset_engine(o.preset, o.seed, config, &engine));
-    return serve_with(o, "preset:" + o.preset, *engine);
+    return serve_with(o, "preset:" + o.preset, *engine, signals);
   }
   std::string dir;
   TIDAL_RETURN_IF_ERROR(model_dir_or_default(o.model_dir, defaults, &dir));
@@ -88,10 +73,11 @@ Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(cfg, config)).with_context(dir));
   std::unique_ptr<engine::Engine> engine;
   TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
-  return serve_with(o, dir, *engine);
+  return serve_with(o, dir, *engine, signals);
 }
 
-Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine& engine) {
+Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine& engine,
+                  StopSignals& signals) {
   TIDAL_RETURN_IF_ERROR(check_serve_flags(o));
   rpc::ServerOptions so;
   so.listen = o.listen;
@@ -115,6 +101,9 @@ Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine&
   std::unique_ptr<model::Tokenizer> tok;
   const Status tst = model::Tokenizer::load_from_dir(dir, &tok);
   if (!tst.ok() && tst.code() != StatusCode::kNotFound) return tst;
+  // From here on a signal is held for the shutdown below, as the server may be up: one that
+  // comes while it starts stops it once it has started.
+  signals.serving();
   std::unique_ptr<rpc::Server> server;
   TIDAL_RETURN_IF_ERROR(
       rpc::Server::start(engine, tok.get(), so, &server).with_context("--listen"));
@@ -133,9 +122,7 @@ Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine&
                  layers_label(file.sparse_start, file.reselect_layers).c_str(), file.path.c_str());
   }
 
-  const sigset_t set = stop_signals();
-  int sig = 0;
-  sigwait(&set, &sig);
+  const int sig = signals.wait();
   const engine::SchedulerStats st = server->stats();
   std::fprintf(stderr,
                "tidal: %s: shutting down; %lld requests live, draining for up to %.0f s (a second "
@@ -143,16 +130,9 @@ Status serve_with(const ServeOptions& o, const std::string& dir, engine::Engine&
                sig == SIGINT ? "SIGINT" : "SIGTERM", static_cast<long long>(st.queued + st.running),
                o.drain_seconds);
   // A second signal ends the drain: the live requests are cancelled at once.
-  std::atomic<bool> done{false};
-  std::thread second([&] {
-    int again = 0;
-    sigwait(&set, &again);
-    if (!done) server->cancel_all();
-  });
+  signals.on_signal([&server] { server->cancel_all(); });
   const int64_t cancelled = server->shutdown(o.drain_seconds);
-  done = true;
-  pthread_kill(second.native_handle(), SIGTERM);  // wakes its sigwait
-  second.join();
+  signals.on_signal(nullptr);
   const engine::SchedulerStats end = server->stats();
   std::fprintf(stderr,
                "tidal: stopped: %lld requests finished, %lld cancelled (%lld at the drain's end), "

@@ -102,7 +102,7 @@ std::vector<int32_t> parse_ids(const std::string& line) {
   return ids;
 }
 
-bool ServeProcess::start(const std::string& args) {
+void ServeProcess::launch(const std::string& args) {
   dir_ = ::tidal::testing::temp_dir("serve");
   const std::string cmd = "exec " + std::string(TIDAL_BINARY) + " serve " + args +
                           " --listen 127.0.0.1:0 2> " + dir_ + "/err";
@@ -111,6 +111,10 @@ bool ServeProcess::start(const std::string& args) {
     execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
+}
+
+bool ServeProcess::start(const std::string& args) {
+  launch(args);
   const std::regex serving("serving on (127\\.0\\.0\\.1:[0-9]+)");
   const auto t0 = std::chrono::steady_clock::now();
   while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60)) {
@@ -141,15 +145,17 @@ void ServeProcess::signal(int sig) {
   if (pid_ > 0) kill(pid_, sig);
 }
 
-int ServeProcess::wait(double seconds) {
+int ServeProcess::wait(double seconds, bool kill_on_timeout) {
   const auto t0 = std::chrono::steady_clock::now();
   while (pid_ > 0) {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
+      term_signal_ = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
       return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     }
     if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
+      if (!kill_on_timeout) return -2;
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
       pid_ = -1;

@@ -67,16 +67,21 @@ class ServeProcess {
  public:
   // Starts it and waits (up to 60 s) for its "serving on" line; address() is then set.
   bool start(const std::string& args);
+  // Starts it without waiting for anything.
+  void launch(const std::string& args);
   ~ServeProcess();  // kills it when still running
   const std::string& address() const { return address_; }
   void signal(int sig);
-  // Waits for the exit (up to `seconds`); its exit code, -1 when killed by a signal, -2 on a
-  // timeout (it is killed then).
-  int wait(double seconds);
+  // Waits for the exit (up to `seconds`); its exit code, -1 when killed by a signal (then
+  // term_signal() names it), -2 on a timeout (it is killed then, unless `kill_on_timeout` is
+  // false: then it runs on and may be waited for again).
+  int wait(double seconds, bool kill_on_timeout = true);
+  int term_signal() const { return term_signal_; }
   std::string err() const;
 
  private:
   pid_t pid_ = -1;
+  int term_signal_ = 0;
   std::string dir_;
   std::string address_;
 };

@@ -4,9 +4,14 @@
 // the same text as `tidal generate`, prints JSON lines, and fails with one line naming the gRPC
 // code; the auth token; `serve --tp 1` (the distributed engine on one rank, as under mpirun)
 // serves the same tokens.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -99,6 +104,63 @@ TEST(ServeProcess, SigtermPastTheDrainEndsStreamsWithAStatus) {
     }
   }
   EXPECT_NE(serve.err().find("SIGINT: shutting down"), std::string::npos) << serve.err();
+}
+
+// SIGINT or SIGTERM while the model loads: serve blocked both before loading and waited for them
+// only once serving, so Ctrl-C did nothing until the load ended; then the server started
+// ("serving on ...") and shut down at once. Here the load waits on a config.json that is a FIFO
+// (nothing comes until the test writes it, which it does only if the signal did not stop serve;
+// then serve printed "serving on", "SIGINT: shutting down; 0 requests live" and exited 0).
+// The process now stops at once, with one line, by the signal itself (a shell's $? is 128 plus
+// its number) and without serving.
+TEST(ServeProcess, StopSignalDuringTheLoadStopsAtOnceWithoutServing) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  const std::string config = ::tidal::testing::read_file(stories_dir() + "/config.json");
+  for (const int sig : {SIGINT, SIGTERM}) {
+    const std::string name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+    const std::string dir = ::tidal::testing::temp_dir("loading_model");
+    for (const char* f : {"model.safetensors", "tokenizer.json"}) {
+      ::tidal::testing::write_file(dir + "/" + f,
+                                   ::tidal::testing::read_file(stories_dir() + "/" + f));
+    }
+    const std::string fifo = dir + "/config.json";
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << fifo;
+    ServeProcess serve;
+    serve.launch("--model " + dir + " --device cpu --threads 1");
+    // A writer's non-blocking open succeeds once serve has opened config.json for reading: the
+    // load has begun, and waits in its read for as long as the test holds the FIFO open.
+    int fd = -1;
+    const auto t0 = std::chrono::steady_clock::now();
+    while (fd < 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(120)) {
+      fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd < 0 && serve.wait(0, /*kill_on_timeout=*/false) != -2) break;  // it ended
+      if (fd < 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GE(fd, 0) << name << ": serve never opened " << fifo << "; " << serve.err();
+    serve.signal(sig);
+    int code = serve.wait(60, /*kill_on_timeout=*/false);
+    if (code == -2) {  // the signal changed nothing: let the load end, to show what comes of it
+      // The load reads config.json again later: a plain file by then.
+      ::tidal::testing::write_file(dir + "/config.plain", config);
+      EXPECT_EQ(std::rename((dir + "/config.plain").c_str(), fifo.c_str()), 0);
+      struct sigaction ignore = {}, before = {};
+      ignore.sa_handler = SIG_IGN;  // serve may end meanwhile: EPIPE, not this test's end
+      sigaction(SIGPIPE, &ignore, &before);
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+      const ssize_t n = write(fd, config.data(), config.size());
+      sigaction(SIGPIPE, &before, nullptr);
+      EXPECT_EQ(n, ssize_t(config.size())) << name << ": serve stopped reading";
+    }
+    close(fd);
+    if (code == -2) code = serve.wait(120);
+    const std::string err = serve.err();
+    EXPECT_EQ(code, -1) << name << ": " << err;
+    EXPECT_EQ(serve.term_signal(), sig) << name << ": " << err;
+    EXPECT_NE(err.find("tidal: " + name + ": stopped while loading; not serving\n"),
+              std::string::npos)
+        << err;
+    EXPECT_EQ(err.find("serving on"), std::string::npos) << err;
+  }
 }
 
 TEST(ServeProcess, ClientStreamsWhatGenerateWritesAndFailsInOneLine) {
