@@ -194,6 +194,7 @@ void print_final(const v1::FinalMessage& f, bool stats) {
 Status stream(rpc::Client& client, const ClientOptions& c, const v1::GenerateRequest& req,
               std::string* reply) {
   Status write;
+  bool text_out = false;  // text written to stdout (not JSON lines, not ids)
   std::vector<int32_t> ids;
   v1::FinalMessage final;
   const grpc::Status st = client.generate(
@@ -205,12 +206,19 @@ Status stream(rpc::Client& client, const ClientOptions& c, const v1::GenerateReq
           write = write_out(to_json(m, true) + "\n");
         } else if (!c.request.print_ids) {
           write = write_out(m.text());
+          text_out = text_out || !m.text().empty();
         }
         return write.ok();  // stdout gone: stop reading (the server cancels the request)
       },
       &final);
   TIDAL_RETURN_IF_ERROR(write);
-  TIDAL_RETURN_IF_ERROR(from_grpc(st));
+  const Status failed = from_grpc(st);
+  if (!failed.ok()) {
+    // The text so far ends its line as a finished one does: on a terminal the error line would
+    // run on from it. The failure is the one to report, whatever this write meets.
+    if (text_out) (void)write_out("\n");
+    return failed;
+  }
   if (!c.json) {
     std::string tail;
     if (c.request.print_ids) {

@@ -292,6 +292,64 @@ void expect_error(const std::string& err, const std::string& what) {
   EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
+// A tidal.v1.Inference server whose Generate streams "Once upon" and " a time" and then fails
+// (a server shutting down, a proxy's reset); a request for the prompt "nothing" fails at once.
+class FailingGenerate final : public v1::Inference::Service {
+ public:
+  grpc::Status Generate(grpc::ServerContext*, const v1::GenerateRequest* req,
+                        grpc::ServerWriter<v1::GenerateResponse>* writer) override {
+    if (req->text() != "nothing") {
+      int32_t id = 400;
+      for (const char* text : {"Once upon", " a time"}) {
+        v1::GenerateResponse m;
+        m.set_request_id("r1");
+        m.add_token_ids(id++);
+        m.set_text(text);
+        writer->Write(m);
+      }
+    }
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+  }
+};
+
+// A stream that failed after some text left it without a newline, so on a terminal the error
+// line ran on from it ("Once upon a timetidal: error: UNAVAILABLE: ..."). The partial text now
+// ends with a newline as a finished one does (in a conversation too); a call that fails before
+// any text still prints nothing on stdout.
+TEST(ServeProcess, ClientEndsPartialTextWithANewlineWhenTheStreamFails) {
+  FailingGenerate service;
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  const std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(port, 0);
+  const std::string client = "client --timeout 60 --server 127.0.0.1:" + std::to_string(port);
+  const std::string error = "tidal: error: UNAVAILABLE: the server is shutting down\n";
+  const TidalRun partial = run_tidal(client + " --prompt 'Once'");
+  EXPECT_EQ(partial.exit_code, 1);
+  EXPECT_EQ(partial.out, "Once upon a time\n");
+  EXPECT_EQ(partial.err, error);
+  const std::string turns = ::tidal::testing::temp_dir("failing_chat") + "/turns";
+  ::tidal::testing::write_file(turns, "Hi there\n");
+  const TidalRun chat = run_tidal(client + " --chat < " + turns);
+  EXPECT_EQ(chat.exit_code, 1);
+  EXPECT_EQ(chat.out, "Once upon a time\n");
+  EXPECT_EQ(chat.err, "> " + error);  // the prompt for the turn ("> "), then the error
+  const TidalRun nothing = run_tidal(client + " --prompt nothing");
+  EXPECT_EQ(nothing.exit_code, 1);
+  EXPECT_EQ(nothing.out, "");
+  EXPECT_EQ(nothing.err, error);
+  // --json's lines each end with a newline already: nothing is added.
+  const TidalRun json = run_tidal(client + " --json --prompt 'Once'");
+  EXPECT_EQ(json.exit_code, 1);
+  EXPECT_EQ(std::count(json.out.begin(), json.out.end(), '\n'), 2) << json.out;
+  ASSERT_GE(json.out.size(), 2u);
+  EXPECT_EQ(json.out.substr(json.out.size() - 2), "}\n") << json.out;
+  server->Shutdown();
+}
+
 // --drain-seconds and --timeout take finite seconds up to a week: inf and 1e10 once overflowed
 // the clocks (a drain that cancelled at once, undefined behaviour in the client) and NaN meant
 // "no deadline". Refused before a model is loaded (no "using the embedded model" line) or a
