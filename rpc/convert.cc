@@ -45,6 +45,12 @@ void messages_from_proto(const v1::ChatMessages& in, std::vector<model::ChatMess
 
 }  // namespace
 
+Status check_request_id(const std::string& id) {
+  if (id.size() <= kMaxRequestIdBytes) return ok_status();
+  return invalid_argument("request_id: at most " + std::to_string(kMaxRequestIdBytes) +
+                          " bytes (got " + std::to_string(id.size()) + ")");
+}
+
 grpc::Status to_grpc_status(const Status& status) {
   const auto with = [&status](grpc::StatusCode code) {
     return grpc::Status(code, status.message());
@@ -141,6 +147,7 @@ Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokeni
                   const model::ModelConfig& config, int64_t kv_page_size,
                   engine::GenerationRequest* out, const ModelLayers* model_layers) {
   TIDAL_CHECK(out != nullptr, "from_proto: out is null");
+  TIDAL_RETURN_IF_ERROR(check_request_id(req.request_id()));
   engine::GenerationRequest r;
   engine::PromptSpec spec;
   TIDAL_RETURN_IF_ERROR(prompt_from_proto(req, &spec));

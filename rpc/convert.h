@@ -7,6 +7,7 @@
 
 #include <grpcpp/support/status.h>
 
+#include <cstddef>
 #include <string>
 
 #include "model/config.h"
@@ -20,6 +21,13 @@
 #include "tidal/v1/inference.pb.h"
 
 namespace tidal::rpc {
+
+// The longest request_id, in bytes: every response of a request carries it, and a client's
+// receive limit (gRPC's default: 4 MB a message) must hold each of them.
+inline constexpr size_t kMaxRequestIdBytes = 256;
+// A request_id (Generate's, Cancel's) over kMaxRequestIdBytes: INVALID_ARGUMENT naming the field
+// and the limit ("request_id: at most 256 bytes (got 300)").
+Status check_request_id(const std::string& id);
 
 // Same code (kOutOfMemory -> RESOURCE_EXHAUSTED, kAlreadyExists -> ALREADY_EXISTS) and message.
 grpc::Status to_grpc_status(const Status& status);
@@ -35,12 +43,12 @@ Status policy_from_proto(const v1::AttentionPolicy& in, int64_t correction_inter
                          const model::ModelConfig& config, int64_t kv_page_size,
                          model::AttentionPolicy* out, const ModelLayers* model_layers = nullptr);
 
-// Builds the engine's request from a GenerateRequest: the prompt and EOS ids by
-// engine::build_prompt; sampling and stop conditions (unset fields keep the engine's defaults);
-// the policy by policy_from_proto. `tokenizer` may be null: then only an ids prompt (or empty
-// text with a config BOS) works, and stop strings are refused. Bad input is kInvalidArgument
-// with a one-line message that names the field ("sampling.top_p: ...", "attention.budget: ...").
-// `out` is overwritten only on success.
+// Builds the engine's request from a GenerateRequest (its request_id is checked, not copied): the
+// prompt and EOS ids by engine::build_prompt; sampling and stop conditions (unset fields keep the
+// engine's defaults); the policy by policy_from_proto. `tokenizer` may be null: then only an ids
+// prompt (or empty text with a config BOS) works, and stop strings are refused. Bad input is
+// kInvalidArgument with a one-line message that names the field ("sampling.top_p: ...",
+// "attention.budget: ..."). `out` is overwritten only on success.
 Status from_proto(const v1::GenerateRequest& req, const model::Tokenizer* tokenizer,
                   const model::ModelConfig& config, int64_t kv_page_size,
                   engine::GenerationRequest* out, const ModelLayers* model_layers = nullptr);

@@ -101,6 +101,9 @@ grpc::ServerUnaryReactor* InferenceService::Cancel(grpc::CallbackServerContext* 
     return finish(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                     "request_id: name the request to cancel"));
   }
+  // No live request holds a longer id: refused as Generate refuses it, not "not found".
+  const Status id = check_request_id(req->request_id());
+  if (!id.ok()) return finish(ctx, to_grpc_status(id));
   resp->set_found(scheduler_.cancel(req->request_id()));
   return finish(ctx, grpc::Status::OK);
 }

@@ -19,6 +19,7 @@
 #include <map>
 #include <thread>
 
+#include "rpc/convert.h"
 #include "tests/rpc/rpc_testing.h"
 
 namespace tidal::rpc {
@@ -399,6 +400,53 @@ TEST(Service, BadRequestsGetTheirCodeAndTheServerKeepsServing) {
   EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Every response echoes the request's id, and nothing capped its length: a client that named its
+// request with a few MB got messages over gRPC's default 4 MB receive limit (the Python client's,
+// most clients'), so its call failed with RESOURCE_EXHAUSTED once the request ran. Ids are at
+// most 256 bytes: a longer one is refused before the request is queued, naming the field and the
+// limit (Cancel's too: no live request can hold one), and the server keeps serving.
+TEST(Service, RequestIdsOverTheirCapAreRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED(kStories);
+  auto served = serve_stories(cpu_config(2));
+  auto client = served->client();
+  v1::GenerateRequest req = text_request("Once upon a time", 0.0f, 0, 4);
+  const std::string longest(256, 'x');
+  req.set_request_id(longest);
+  std::vector<std::string> echoed;
+  const grpc::Status st = client->generate(req, [&](const v1::GenerateResponse& m) {
+    echoed.push_back(m.request_id());
+    return true;
+  });
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  ASSERT_FALSE(echoed.empty());
+  for (const std::string& id : echoed) EXPECT_EQ(id, longest);
+  req.set_request_id(longest + "x");
+  const Streamed over = generate(*client, req);
+  EXPECT_EQ(over.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(over.status.error_message(), "request_id: at most 256 bytes (got 257)");
+  EXPECT_EQ(over.messages, 0);
+  // A client with gRPC's default limits gets the refusal, not a message larger than it takes.
+  const std::unique_ptr<v1::Inference::Stub> plain = v1::Inference::NewStub(
+      grpc::CreateChannel(served->server->address(), grpc::InsecureChannelCredentials()));
+  req.set_request_id(std::string(5 << 20, 'x'));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = plain->Generate(&ctx, req);
+  v1::GenerateResponse m;
+  int messages = 0;
+  while (reader->Read(&m)) messages += 1;
+  const grpc::Status huge = reader->Finish();
+  EXPECT_EQ(huge.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << huge.error_message();
+  EXPECT_EQ(huge.error_message(), "request_id: at most 256 bytes (got 5242880)");
+  EXPECT_EQ(messages, 0);
+  bool found = true;
+  const grpc::Status cancel = client->cancel(longest + "x", &found);
+  EXPECT_EQ(cancel.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(cancel.error_message(), "request_id: at most 256 bytes (got 257)");
+  req.set_request_id("after");
+  EXPECT_TRUE(generate(*client, req).status.ok());
+}
+
 // A request without an id gets one from the server ("tidal-N"); a client may have named its
 // own request the same. The server's pick skips an id a live request holds: the request without
 // an id runs (it was refused with ALREADY_EXISTS for an id it never sent).
@@ -609,36 +657,55 @@ TEST(Service, ShutdownDrainsThenCancelsWithAStatus) {
 }
 
 // A request that finished generating can still be writing: a client that reads slower than the
-// server writes holds its last messages (here, 200 of them of 512 KB each, far past gRPC's flow
-// control windows) on the server. The drain covers them: the stream ends with its final message,
-// though the client reads only after gRPC's own 1 s shutdown deadline (it once cancelled them).
+// server writes holds its last messages on the server (here, 480 tokens' messages, each carrying
+// the longest request id, past the client's small flow control window). The drain covers them:
+// the stream ends with its final message, though the client reads only after gRPC's own 1 s
+// shutdown deadline (it once cancelled them), and the shutdown waits until it has.
 TEST(Service, ShutdownDrainsAStreamStillWritingItsLastMessages) {
   TIDAL_SKIP_WITHOUT_SHARED(kStories);
   auto served = serve_stories(cpu_config());
-  v1::GenerateRequest req = text_request("Once upon a time", 0.9f, 1, 200);
+  v1::GenerateRequest req = text_request("Once upon a time", 0.9f, 1, 480);
   req.mutable_stop()->set_ignore_eos(true);
-  req.set_request_id(std::string(512 << 10, 'r'));  // every message carries it
+  req.set_request_id(std::string(kMaxRequestIdBytes, 'r'));  // every message carries it
   std::atomic<bool> read{false};
   Streamed slow;
+  // A client that asks for little: a small window per stream, never grown by gRPC's bandwidth
+  // probes, so the server holds what the client has not read.
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 1024);
+  const std::unique_ptr<v1::Inference::Stub> stub =
+      v1::Inference::NewStub(grpc::CreateCustomChannel(served->server->address(),
+                                                       grpc::InsecureChannelCredentials(), args));
   std::thread t([&] {
-    slow.status = served->client()->generate(req, [&](const v1::GenerateResponse& m) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader = stub->Generate(&ctx, req);
+    v1::GenerateResponse m;
+    while (reader->Read(&m)) {
       while (!read) std::this_thread::sleep_for(std::chrono::milliseconds(5));
       slow.ids.insert(slow.ids.end(), m.token_ids().begin(), m.token_ids().end());
       slow.has_final = slow.has_final || m.has_final();
-      return true;
-    });
+    }
+    slow.status = reader->Finish();
   });
   ASSERT_TRUE(eventually([&] { return served->server->stats().finished == 1; }));
   int64_t cancelled = -1;
-  std::thread stop([&] { cancelled = served->server->shutdown(60); });
+  std::chrono::duration<double> drained{0};
+  std::thread stop([&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    cancelled = served->server->shutdown(60);
+    drained = std::chrono::steady_clock::now() - t0;
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(2500));
   read = true;
   t.join();
   stop.join();
   EXPECT_EQ(cancelled, 0);
+  EXPECT_GE(drained.count(), 2.0) << "the stream was still writing: the drain waited for it";
   ASSERT_TRUE(slow.status.ok()) << slow.status.error_message();
   EXPECT_TRUE(slow.has_final);
-  EXPECT_EQ(slow.ids.size(), 200u);
+  EXPECT_EQ(slow.ids.size(), 480u);
 }
 
 // cancel_all during the drain (`tidal serve`'s second signal) cuts it short: the requests it
