@@ -300,17 +300,43 @@ void launch_mma(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t
                                args.cluster_merge ? grid.x : 1u, args);
 }
 
-template <typename T, typename KT, int D, int GMAX>
+template <typename T, typename KT, int D, int GMAX, int RING = 0>
 void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, cudaStream_t stream) {
-  launch_programmatic(attention::decode_attention_split_kernel<T, KT, D, GMAX>, grid,
-                      dim3(kThreads), 0, stream, args);
+  launch_programmatic(attention::decode_attention_split_kernel<T, KT, D, GMAX, RING>, grid,
+                      dim3(kThreads), size_t(RING) * attention::kRingStageBytes, stream, args);
+}
+
+// The SIMT kernel's ring stages for a launch (attention::decode_attention_split_kernel's RING;
+// DecodeAttentionParams::ring_stages): lists-only launches (sparse layers, whose splits are a
+// few steps long) of runs of one head on 16-bit caches at head_dim 64 / 128; the kernel takes
+// them there only. Measured on an H100 (benchmarks/results/PERF_NOTES.md, twenty-seventh
+// session), ms a step against no ring: 1 stage -0.01 to -0.04 on every per-query-head tidal row
+// of llama2-7b and llama3-8b (the sparse layers' attention 22.1 -> 21.1 us exposed), 2 stages
+// about half of that; `full` unchanged. TIDAL_ATTN_RING (0 to 2) overrides the choice, and
+// TIDAL_ATTN_RING_ALL=1 puts every SIMT launch on the ring (the A/B switch for dense launches:
+// llama2-7b `full` +0.1 ms at 10K, +1.1 at 100K, as its streaming loses L1 to shared memory).
+constexpr int kDefaultRingStages = 1;
+int ring_stages(const DecodeAttentionParams& p) {
+  static const int forced = env_int("TIDAL_ATTN_RING", -1);
+  static const bool every_launch = env_int("TIDAL_ATTN_RING_ALL", 0) != 0;
+  if (!p.lists_only && !every_launch) return 0;
+  const int stages = forced >= 0 ? forced : p.ring_stages >= 0 ? p.ring_stages : kDefaultRingStages;
+  return std::clamp(stages, 0, 2);
 }
 
 template <typename T, typename KT, int D>
-void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, int gmax,
+void launch_split(const attention::SplitArgs<T, KT>& args, dim3 grid, int gmax, int ring,
                   cudaStream_t stream) {
   // 16-bit GQA runs at head_dim 64 / 128 take the tensor-core kernel: no SIMT instance for them.
   constexpr bool kGqa = std::is_same_v<T, float> || D < 64;
+  constexpr bool kRing = !std::is_same_v<T, float> && std::is_same_v<KT, T> && D >= 64;
+  if constexpr (kRing) {
+    if (gmax == 1 && ring > 0) {
+      if (ring == 1) launch_split<T, KT, D, 1, 1>(args, grid, stream);
+      if (ring == 2) launch_split<T, KT, D, 1, 2>(args, grid, stream);
+      return;
+    }
+  }
   switch (gmax) {
     case 1: launch_split<T, KT, D, 1>(args, grid, stream); return;
     case 2:
@@ -423,12 +449,13 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
     }
   }
   if (!launched) {
+    const int ring = ring_stages(p);
     switch (head_dim) {
-      case 8: launch_split<T, KT, 8>(args, grid, gmax, s); break;
-      case 16: launch_split<T, KT, 16>(args, grid, gmax, s); break;
-      case 32: launch_split<T, KT, 32>(args, grid, gmax, s); break;
-      case 64: launch_split<T, KT, 64>(args, grid, gmax, s); break;
-      case 128: launch_split<T, KT, 128>(args, grid, gmax, s); break;
+      case 8: launch_split<T, KT, 8>(args, grid, gmax, ring, s); break;
+      case 16: launch_split<T, KT, 16>(args, grid, gmax, ring, s); break;
+      case 32: launch_split<T, KT, 32>(args, grid, gmax, ring, s); break;
+      case 64: launch_split<T, KT, 64>(args, grid, gmax, ring, s); break;
+      case 128: launch_split<T, KT, 128>(args, grid, gmax, ring, s); break;
       default: TIDAL_CHECK(false, "decode_attention: head_dim must be 8, 16, 32, 64 or 128");
     }
     check_launch("decode_attention_split_kernel", stream);

@@ -32,6 +32,7 @@
 
 #include "kernels/cuda_common.cuh"
 #include "kernels/fp8_e4m3.cuh"
+#include "kernels/mma_common.cuh"
 #include "kernels/pdl.cuh"
 #include "kernels/token_role.h"
 
@@ -42,6 +43,9 @@ constexpr int kRowsInFlight = 4;  // K/V rows per thread group per step
 constexpr int kMaxHeadsPerBlock = 4;
 constexpr int kMinChunk = 64;    // fewest positions a split takes (rounded up to a tile)
 constexpr int kBlocksPerSm = 4;  // resident split blocks per SM (register-bound)
+// A stage of the SIMT kernel's shared-memory ring (RING > 0): each thread's kRowsInFlight K and V
+// vectors of one step, 16 bytes each.
+constexpr int kRingStageBytes = kThreads * kRowsInFlight * 2 * 16;
 
 // The step plan and cache geometry, as raw pointers and integers (shared by both kernels).
 struct Plan {
@@ -486,10 +490,19 @@ __device__ void merge_run(const SplitArgs<T, KT>& a, int t, int h_first, int hea
 
 // At most 128 registers (no spills at 4 heads x head_dim 128): 4 blocks per SM for every
 // instantiation, which the host's split count assumes.
-template <typename T, typename KT, int D, int GMAX>
+// RING > 0 (MHA, caches of q's dtype): a step's K/V rows come through a ring of RING stages in
+// dynamic shared memory (RING * kRingStageBytes), each thread's own 16-byte vectors copied with
+// cp.async: the rows of step s + RING are issued when step s is taken from the ring, before its
+// math, so RING steps stay in flight through the math (RING == 0: a step's rows are loaded into
+// registers after the math of the step before; nothing loads during the math). No barrier: a
+// thread reads back only what it copied.
+template <typename T, typename KT, int D, int GMAX, int RING = 0>
 __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     decode_attention_split_kernel(SplitArgs<T, KT> a) {
   constexpr bool kFp8 = std::is_same_v<KT, uint8_t>;
+  static_assert(RING == 0 || (GMAX == 1 && !kFp8 && sizeof(KT) * (16 / sizeof(T)) == 16),
+                "the ring: MHA, 16-byte vectors of the cache's own type");
+  extern __shared__ __align__(16) uint4 attn_ring[];  // RING > 0: [RING][U][2][kThreads]
   constexpr int VEC = 16 / int(sizeof(T));  // elements per 16-byte vector of q
   constexpr int TG = D / VEC;               // threads per K/V row
   static_assert(D % VEC == 0 && TG >= 1 && TG <= 32 && (TG & (TG - 1)) == 0, "head_dim");
@@ -561,6 +574,16 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 #pragma unroll
       for (int u = 0; u < U; ++u) ent_next[u] = entry(begin + TILE, u);
     }
+    // The look-ahead moves a step on: the pages of ent_next's step, its entries, and the entries
+    // of the step at next_base.
+    auto advance = [&](int32_t next_base) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        page[u] = page_of(ent_next[u]);
+        ent[u] = ent_next[u];
+        ent_next[u] = entry(next_base, u);
+      }
+    };
 
     uint4 kraw[U], vraw[U];
     float ks[U], vs[U];  // FP8: the rows' scales
@@ -589,10 +612,55 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
         }
       }
     };
+    // The ring (RING > 0): slot k's word for row u and K (kv 0) or V (1) of this thread; valid rows
+    // of each slot as U bits of ring_valid.
+    [[maybe_unused]] uint32_t ring_valid = 0;
+    [[maybe_unused]] uint64_t policy = 0;
+    auto ring_word = [&](int slot, int u, int kv) {
+      return attn_ring + ((slot * U + u) * 2 + kv) * kThreads + threadIdx.x;
+    };
+    // Copies the rows ent / page describe into `slot` (invalid ones: none, marked so); one group.
+    auto ring_issue = [&](int slot) {
+      uint32_t bits = 0;
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int32_t j = ent[u];
+        if (j >= 0 && j < src.n && page[u] >= 0 && page[u] < p.num_pages) {
+          bits |= 1u << u;
+          const int32_t slot_in_page = p.page_shift >= 0 ? j & (p.page_size - 1) : j % p.page_size;
+          const int64_t off =
+              (int64_t(page[u]) * p.page_size + slot_in_page) * row_stride + head_off;
+          cp_async_16_hint(smem_u32(ring_word(slot, u, 0)), a.k_cache + off, true, policy);
+          cp_async_16_hint(smem_u32(ring_word(slot, u, 1)), a.v_cache + off, true, policy);
+        }
+      }
+      cp_async_commit();
+      ring_valid = (ring_valid & ~(((1u << U) - 1) << (slot * U))) | bits << (slot * U);
+    };
     // Before the wait: the first step's rows when every one of this thread's predates the step.
-    // The wait then depends on them (pdl_wait_after), so ptxas keeps the loads ahead of it.
+    // The wait then depends on them (pdl_wait_after), so ptxas keeps the loads ahead of it. The
+    // ring: its first RING steps' copies, each issued before the wait while all of its rows
+    // predate the step (cp.async and the wait are ordered asm statements).
     bool preloaded = false;
-    if (!waited) {
+    if constexpr (RING > 0) {
+      policy = l2_evict_first_policy();
+#pragma unroll
+      for (int k = 0; k < RING; ++k) {
+        if (!waited) {
+          bool old_rows = true;
+#pragma unroll
+          for (int u = 0; u < U; ++u) old_rows = old_rows && ent[u] < prior;
+          if (!old_rows) {
+            pdl_wait();
+            waited = true;
+          }
+        }
+        ring_issue(k);
+        advance(begin + (k + 2) * TILE);
+      }
+      if (!waited) pdl_wait();
+      waited = true;
+    } else if (!waited) {
       bool old_rows = true;
 #pragma unroll
       for (int u = 0; u < U; ++u) old_rows = old_rows && ent[u] < prior;
@@ -626,22 +694,34 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       l[g] = 0.0f;
     }
 
-    for (int32_t base = begin; base < end; base += TILE) {
-      if constexpr (!kAhead) {
+    for (int32_t base = begin, step = 0; base < end; base += TILE, ++step) {
+      if constexpr (RING > 0) {
+        // Take this step from its slot, then refill the slot with step + RING (ent / page) and
+        // look a step further ahead: RING steps in flight through this step's math.
+        const int slot = step % RING;
+        cp_async_wait<RING - 1>();
+        const uint32_t bits = ring_valid >> (slot * U);
 #pragma unroll
-        for (int u = 0; u < U; ++u) ent[u] = entry(base, u);
-#pragma unroll
-        for (int u = 0; u < U; ++u) page[u] = page_of(ent[u]);
-      }
-      if (!preloaded) load_rows();
-      preloaded = false;
-      if constexpr (kAhead) {
-#pragma unroll
-        for (int u = 0; u < U; ++u) {  // the next steps' lookups, in flight during this math
-          page[u] = page_of(ent_next[u]);
-          ent[u] = ent_next[u];
-          ent_next[u] = entry(base + 2 * TILE, u);
+        for (int u = 0; u < U; ++u) {
+          valid[u] = (bits >> u & 1u) != 0;
+          const int32_t i = base + group * U + u;
+          pos[u] = src.list == nullptr && i < end ? i : -1;  // (logits: range rows only)
+          kraw[u] = valid[u] ? *ring_word(slot, u, 0) : make_uint4(0, 0, 0, 0);
+          vraw[u] = valid[u] ? *ring_word(slot, u, 1) : make_uint4(0, 0, 0, 0);
         }
+        asm volatile("" ::: "memory");  // the slot's reads stay ahead of its refill
+        ring_issue(slot);
+        advance(base + (RING + 2) * TILE);
+      } else {
+        if constexpr (!kAhead) {
+#pragma unroll
+          for (int u = 0; u < U; ++u) ent[u] = entry(base, u);
+#pragma unroll
+          for (int u = 0; u < U; ++u) page[u] = page_of(ent[u]);
+        }
+        if (!preloaded) load_rows();
+        preloaded = false;
+        if constexpr (kAhead) advance(base + 2 * TILE);  // in flight during this math
       }
 
       // Scores: partial dots over this thread's VEC dims, summed over the row's TG lanes.
@@ -748,6 +828,8 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
       }
     }
 
+    if constexpr (RING > 0) cp_async_wait<0>();  // (past the chunk: empty groups) before the
+                                                 // next pass's copies reuse the slots
     // Combine the groups' states: lse merge over GROUPS partial softmaxes per head.
 #pragma unroll
     for (int g = 0; g < GMAX; ++g) {

@@ -81,6 +81,11 @@ struct DecodeAttentionParams {
   // under GQA; such launches keep the wave-filling splits. decode_attention.cu has the numbers.
   bool lists_only = false;
   bool head_lists = false;
+  // GPU, lists-only launches on the SIMT kernel (MHA, or GQA head lists, on 16-bit caches at
+  // head_dim 64 / 128): the steps of K/V rows its shared-memory ring keeps in flight (0: none, a
+  // step's rows loaded after the math of the one before; at most 2). Default (-1): chosen
+  // (TIDAL_ATTN_RING in the environment overrides it). Results never depend on it.
+  int ring_stages = -1;
 };
 
 // Bytes of scratch the GPU launch needs (split partials); 0 on the CPU. Depends only on the

@@ -361,15 +361,22 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
   // thread-block cluster merging in shared memory, of the case's split count when it sets one:
   // clusters of 3 hold fewer threads than a run's outputs). Results never depend on the hints,
   // so every mix must match, range rows and selecting tokens included.
+  // And every depth of the SIMT kernel's ring (MHA and head lists on 16-bit caches at head_dim
+  // 64 / 128; the others ignore it).
   for (const bool head_lists : {false, true}) {
-    d.p.lists_only = true;
-    d.p.head_lists = head_lists;
-    d.upload_plan(b);
-    decode_attention(d.p, d.workspace.view(), Stream{});
-    stream_synchronize(Stream{});
-    expect_matches(b, want, d, c.dtype,
-                   c.name + (head_lists ? " (lists_only, head_lists)" : " (lists_only)"));
+    for (const int ring : {-1, 0, 1, 2}) {
+      d.p.lists_only = true;
+      d.p.head_lists = head_lists;
+      d.p.ring_stages = ring;
+      d.upload_plan(b);
+      decode_attention(d.p, d.workspace.view(), Stream{});
+      stream_synchronize(Stream{});
+      expect_matches(b, want, d, c.dtype,
+                     c.name + (head_lists ? " (lists_only, head_lists" : " (lists_only") +
+                         ", ring " + std::to_string(ring) + ")");
+    }
   }
+  d.p.ring_stages = -1;
   // The clusters did run where they should: GQA at head_dim 64 / 128 on the tensor-core kernel
   // (16-bit activations), no head lists; of the case's split count, else 8 on FP8 caches only.
   d.p.head_lists = false;
