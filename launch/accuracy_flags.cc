@@ -137,7 +137,10 @@ void add_ppl_command(CLI::App& app, PplOptions* o) {
   add_common_flags(cmd, &o->common, /*png=*/true);
   add_variant_flags(cmd, &o->variants);
   cmd->add_option("--text", o->text, "the text; default: ../shared/text/austen/persuasion.txt");
-  cmd->add_option("--tokens", o->tokens, "tokens scored")->capture_default_str();
+  cmd->add_option("--tokens", o->tokens,
+                  "text tokens scored, each predicted from BOS and the tokens before it (the "
+                  "context needed)")
+      ->capture_default_str();
   cmd->add_option("--offset", o->offset, "the text token to start from")->capture_default_str();
   cmd->add_option("--window", o->window,
                   "tokens per point of the curves (one PNG per budget); "

@@ -55,16 +55,18 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   const std::string path = harness_text(defaults, o.text);
   Haystack text;
   TIDAL_RETURN_IF_ERROR(load_haystack(path, *tok, &text).with_context("--text"));
-  // Compared without offset + tokens - 1, which wraps negative near INT64_MAX.
+  // Compared without offset + tokens, which wraps negative near INT64_MAX.
   const int64_t have = int64_t(text.tokens.size());
-  if (o.offset > have || o.tokens - 1 > have - o.offset) {
+  if (o.offset > have || o.tokens > have - o.offset) {
     return out_of_range("--text " + path + " has " + std::to_string(have) + " tokens; --offset " +
                         std::to_string(o.offset) + " and --tokens " + std::to_string(o.tokens) +
-                        " need " + std::to_string(uint64_t(o.offset) + uint64_t(o.tokens) - 1));
+                        " need " + std::to_string(uint64_t(o.offset) + uint64_t(o.tokens)));
   }
+  // BOS, then the scored tokens: each is predicted from those before it, and the last is never
+  // fed, so the stream's KV cache (the engine's context) holds --tokens positions.
   std::vector<int32_t> tokens = {cfg.bos_token_id};
   tokens.insert(tokens.end(), text.tokens.begin() + o.offset,
-                text.tokens.begin() + o.offset + o.tokens - 1);
+                text.tokens.begin() + o.offset + o.tokens);
 
   const json settings = {{"model", dir}, {"text", path}, {"tokens", o.tokens},
                          {"offset", o.offset}, {"checksum", checksum(tokens)}};
@@ -102,7 +104,7 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
     TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, o.tokens, max_budget, &engine));
     Progress progress("ppl", "decode steps", /*delay_seconds=*/2.0);
     progress.show_elapsed(true);
-    const int64_t steps = o.tokens - 2;
+    const int64_t steps = o.tokens - 1;  // decode steps a stream takes (BOS is prefilled)
     progress.start(steps * int64_t(todo.size()));
     const size_t batch = size_t(o.common.max_batch);
     int64_t before = 0;

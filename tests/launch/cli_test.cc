@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -832,6 +833,49 @@ TEST(Cli, PplOffsetPastTheTextIsRefused) {
                "--offset 9223372036854775807 and --tokens 16 need");
   expect_error(tidal("ppl --policy full --tokens 9223372036854775807 --offset 5"),
                "--offset 5 and --tokens 9223372036854775807 need");
+}
+
+const std::string kPersuasion = testing::shared_path("text/austen/persuasion.txt");
+
+// The per-token losses of `tidal ppl ARGS --json F`, one list per variant label.
+std::map<std::string, std::vector<double>> ppl_losses(const std::string& args) {
+  const std::string json = testing::temp_dir("ppl") + "/ppl.json";
+  const CliRun r = tidal("ppl --model " + kStories + " --device cpu --text " + kPersuasion + " " +
+                         args + " --json " + json);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, std::vector<double>> out;
+  if (r.exit_code != 0) return out;
+  const nlohmann::json results = nlohmann::json::parse(testing::read_file(json))["results"];
+  for (const auto& result : results) {
+    out[result["variant"].get<std::string>()] = result["nll"].get<std::vector<double>>();
+  }
+  return out;
+}
+
+// ppl --tokens N scores N tokens: BOS, then N text tokens, each predicted from those before it
+// (the last one never fed). It took N - 1 text tokens, so it scored one fewer than asked, and
+// a correction interval of N - 2 (the engine's last for a context of N) ran its pass after the
+// last scored step, changing nothing.
+TEST(Cli, PplScoresTheTokensAsked) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  auto nll = ppl_losses("--tokens 40 --policy full");
+  ASSERT_EQ(nll.count("full"), 1u);
+  EXPECT_EQ(nll["full"].size(), 40u);
+  // A pass after step 38 of 39 changes the last loss alone.
+  nll = ppl_losses("--tokens 40 --policy tidal --layers 2:- --budget 8 --correction-interval 0,38");
+  const std::vector<double>& plain = nll["tidal per-query-head 2:- K=8"];
+  const std::vector<double>& corrected = nll["tidal per-query-head 2:- K=8 corr=38"];
+  ASSERT_EQ(plain.size(), 40u);
+  ASSERT_EQ(corrected.size(), 40u);
+  EXPECT_EQ(std::vector<double>(plain.begin(), plain.end() - 1),
+            std::vector<double>(corrected.begin(), corrected.end() - 1));
+  EXPECT_NE(plain.back(), corrected.back());
+  // The model's whole context (512 positions) holds a stream of 512 scored tokens.
+  EXPECT_EQ(ppl_losses("--tokens 512 --policy full")["full"].size(), 512u);
+  expect_error(tidal("ppl --model " + kStories + " --device cpu --text " + kPersuasion +
+                     " --tokens 513 --policy full"),
+               "a length of 513 tokens exceeds the model's context of 512");
 }
 
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
