@@ -13,7 +13,8 @@ namespace tidal::launch {
 namespace {
 
 // Greedy decoding under `policy` on `e`. A budget above the engine's context attends every
-// position as the context itself does, so it is lowered to it (the engine sizes its lists by it).
+// position as the context itself does, so it is lowered to it (the engine sizes its lists by it):
+// Quest's to the context's pages, rounded up (rounded down, the last page would be left out).
 engine::SequenceOptions greedy(const engine::Engine& e, const model::AttentionPolicy& policy) {
   engine::SequenceOptions o;
   o.attention = policy;
@@ -21,7 +22,7 @@ engine::SequenceOptions greedy(const engine::Engine& e, const model::AttentionPo
   o.attention.tidal.budget = std::min(o.attention.tidal.budget, context);
   const int64_t page = o.attention.quest.page_size;
   o.attention.quest.budget =
-      std::min(o.attention.quest.budget, std::max(page, context / page * page));
+      std::min(o.attention.quest.budget, (context + page - 1) / page * page);
   o.sampling.temperature = 0;
   return o;
 }

@@ -878,6 +878,22 @@ TEST(Cli, PplScoresTheTokensAsked) {
                "a length of 513 tokens exceeds the model's context of 512");
 }
 
+// A quest budget covering the context attends every position, as full does. The harness lowered
+// it to the context rounded down to whole pages (31 tokens: one 16-token page, the current one),
+// so the row was a much smaller budget than its label, and #wrong failed the run.
+TEST(Cli, PplQuestBudgetCoveringTheStreamMatchesFull) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  auto nll = ppl_losses("--tokens 31 --policy full,quest --budget 32");
+  const std::vector<double>& full = nll["full"];
+  const std::vector<double>& quest = nll["quest K=32"];
+  ASSERT_EQ(full.size(), 31u);
+  ASSERT_EQ(quest.size(), 31u);
+  for (size_t i = 0; i < full.size(); ++i) {
+    EXPECT_NEAR(quest[i], full[i], 1e-4) << "token " << i;
+  }
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
