@@ -5,9 +5,11 @@
 #include <cmath>
 #include <filesystem>
 #include <iterator>
+#include <nlohmann/json.hpp>
 
 #include "launch/flag_names.h"
 #include "runtime/device.h"
+#include "runtime/file.h"
 
 namespace tidal::launch {
 namespace {
@@ -368,6 +370,50 @@ std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_
   DeviceInfo info;
   if (!cuda_device_info(config.device.index, &info).ok()) return cpu_model;
   return info.name + " (cuda:" + std::to_string(config.device.index) + ")";
+}
+
+Status read_resume_json(const std::string& path, const std::string& command,
+                        const std::vector<ResultField>& fields, nlohmann::json* out) {
+  using json = nlohmann::json;
+  std::string text;
+  TIDAL_RETURN_IF_ERROR(read_file(path, &text).with_context("--resume"));
+  json prior = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const std::string what = "--resume " + path + ": ";
+  if (prior.is_discarded() || !prior.is_object() || !prior.contains("command") ||
+      prior["command"] != command) {
+    return invalid_argument(what + "not the JSON of a tidal " + command + " run");
+  }
+  if (!prior.contains("settings") || !prior["settings"].is_object()) {
+    return invalid_argument(what + "its 'settings' is not an object");
+  }
+  if (!prior.contains("results")) prior["results"] = json::array();
+  if (!prior["results"].is_array()) return invalid_argument(what + "its 'results' is not a list");
+  auto typed = [](const json& v, JsonType t) {
+    switch (t) {
+      case JsonType::kString: return v.is_string();
+      case JsonType::kNumber: return v.is_number();
+      case JsonType::kBool: return v.is_boolean();
+      case JsonType::kArray: return v.is_array();
+      case JsonType::kNumbers:
+        return v.is_array() &&
+               std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_number(); });
+    }
+    return false;
+  };
+  const char* const type_names[] = {"a string", "a number", "true or false", "a list",
+                                    "a list of numbers"};
+  for (size_t i = 0; i < prior["results"].size(); ++i) {
+    const json& r = prior["results"][i];
+    const std::string where = what + "results[" + std::to_string(i) + "]";
+    if (!r.is_object()) return invalid_argument(where + " is not an object");
+    for (const ResultField& f : fields) {
+      if (!r.contains(f.name) || !typed(r[f.name], f.type)) {
+        return invalid_argument(where + "." + f.name + " is not " + type_names[int(f.type)]);
+      }
+    }
+  }
+  *out = std::move(prior);
+  return ok_status();
 }
 
 std::string needle_case_key(const std::string& variant, const NeedleSpec& s) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,19 @@ Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int6
 // The device the device flags pick, for the results' records: the GPU's name ("NVIDIA H200
 // (cuda:0)"), else `cpu_model` (the header's CPU description).
 std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model);
+
+// A field of the results a --resume file holds, and the JSON type it is read back as.
+enum class JsonType { kString, kNumber, kBool, kArray, kNumbers };  // kNumbers: array of numbers
+struct ResultField {
+  const char* name;
+  JsonType type;
+};
+// Reads the JSON an interrupted `tidal <command>` run left (--resume): an object naming the
+// command, its "settings" an object, its "results" an array of objects that each hold every
+// field of `fields` with its type. Anything else is invalid_argument naming the file (the
+// commands read the results back by type, and nlohmann throws on a wrong one).
+Status read_resume_json(const std::string& path, const std::string& command,
+                        const std::vector<ResultField>& fields, nlohmann::json* out);
 
 // The key of one (variant, needle case) result in a sweep's JSON: "label|length|depth|index".
 std::string needle_case_key(const std::string& variant, const NeedleSpec& s);

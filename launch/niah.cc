@@ -35,12 +35,13 @@ json settings_json(const NiahOptions& o, const std::string& model, const std::st
 
 // The earlier run's results by case key, after checking that it ran the same cases.
 Status load_resume(const std::string& path, const json& settings, std::map<std::string, json>* out) {
-  std::string text;
-  TIDAL_RETURN_IF_ERROR(read_file(path, &text).with_context("--resume"));
-  const json prior = json::parse(text, nullptr, false);
-  if (prior.is_discarded() || !prior.is_object() || prior.value("command", "") != "niah") {
-    return invalid_argument("--resume " + path + ": not the JSON of a tidal niah run");
-  }
+  json prior;
+  TIDAL_RETURN_IF_ERROR(read_resume_json(
+      path, "niah",
+      {{"key", JsonType::kString}, {"number", JsonType::kString}, {"retrieved", JsonType::kBool},
+       {"tokens", JsonType::kArray}, {"kv_rows", JsonType::kNumber},
+       {"full_kv_rows", JsonType::kNumber}},
+      &prior));
   for (const char* k : {"seed", "gen_tokens", "sparse_question"}) {
     if (prior["settings"].value(k, json()) != settings[k]) {
       return invalid_argument("--resume " + path + ": it ran with another " + k + " (" +
@@ -48,9 +49,7 @@ Status load_resume(const std::string& path, const json& settings, std::map<std::
                               settings[k].dump() + ")");
     }
   }
-  for (const json& r : prior.value("results", json::array())) {
-    (*out)[r.value("key", "")] = r;
-  }
+  for (const json& r : prior["results"]) (*out)[r["key"].get<std::string>()] = r;
   return ok_status();
 }
 

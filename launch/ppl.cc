@@ -72,18 +72,19 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
                          {"offset", o.offset}, {"checksum", checksum(tokens)}};
   std::map<std::string, json> done;  // by variant label
   if (!o.common.resume_path.empty()) {
-    std::string prior_text;
-    TIDAL_RETURN_IF_ERROR(read_file(o.common.resume_path, &prior_text).with_context("--resume"));
-    const json prior = json::parse(prior_text, nullptr, false);
-    if (prior.is_discarded() || prior.value("command", "") != "ppl") {
-      return invalid_argument("--resume " + o.common.resume_path + ": not a tidal ppl JSON");
-    }
-    if (prior["settings"].value("checksum", uint64_t(0)) != checksum(tokens)) {
+    json prior;
+    TIDAL_RETURN_IF_ERROR(read_resume_json(o.common.resume_path, "ppl",
+                                           {{"variant", JsonType::kString},
+                                            {"nll", JsonType::kNumbers},
+                                            {"kv_rows", JsonType::kNumber},
+                                            {"full_kv_rows", JsonType::kNumber}},
+                                           &prior));
+    if (prior["settings"].value("checksum", json()) != json(checksum(tokens))) {
       return invalid_argument("--resume " + o.common.resume_path +
                               ": it scored other tokens (another --text, --offset, --tokens or "
                               "tokenizer)");
     }
-    for (const json& r : prior.value("results", json::array())) done[r.value("variant", "")] = r;
+    for (const json& r : prior["results"]) done[r["variant"].get<std::string>()] = r;
   }
   const std::string json_path = o.common.json_path.empty() ? o.common.resume_path
                                                            : o.common.json_path;
@@ -142,7 +143,9 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
                       "ppl by > 0.1%"});
   auto nll_of = [](const json& r) { return r["nll"].get<std::vector<double>>(); };
   const auto full = done.find("full");
-  const double full_ppl = full != done.end() ? full->second.value("ppl", NAN) : NAN;
+  PplRun full_run;
+  if (full != done.end()) full_run.nll = nll_of(full->second);
+  const double full_ppl = full != done.end() ? full_run.perplexity() : NAN;
   const size_t window =
       size_t(o.window > 0 ? o.window : std::max<int64_t>(16, o.tokens / 32));
   std::map<int64_t, LineChart> charts;  // by budget (0: full alone); full joins every chart

@@ -894,6 +894,46 @@ TEST(Cli, PplQuestBudgetCoveringTheStreamMatchesFull) {
   }
 }
 
+// --resume of a JSON that parses but is not the command's (an array, no settings, results of
+// the wrong types) aborted with an uncaught nlohmann::json type_error (exit 134) where it was
+// read; each is now one error line naming the file.
+TEST(Cli, MalformedResumeFilesAreRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string dir = testing::temp_dir("resume");
+  const std::string ppl_run = "ppl --model " + kStories + " --device cpu --text " + kPersuasion +
+                              " --tokens 16 --policy full --resume ";
+  const std::string niah_run = "niah --device cpu --haystack " + kPersuasion +
+                               " --lengths 128 --depths 50 --needles 1 --policy full --resume ";
+  const struct {
+    const char* name;
+    const char* text;  // {C}: the command's name
+  } files[] = {
+      {"array", "[1, 2]"},
+      {"no_settings", R"({"command": "{C}", "results": []})"},
+      {"settings_array", R"({"command": "{C}", "settings": [], "results": []})"},
+      {"results_object", R"({"command": "{C}", "settings": {}, "results": {"a": 1}})"},
+      {"result_number", R"({"command": "{C}", "settings": {}, "results": [1]})"},
+      {"result_fields", R"({"command": "{C}", "settings": {}, "results": [{"variant": 3}]})"},
+  };
+  for (const std::string command : {"ppl", "niah"}) {
+    if (command == "ppl" && !testing::shared_exists("models/stories260K/hf")) {
+      continue;
+    }
+    for (const auto& f : files) {
+      const std::string path = dir + "/" + command + "_" + f.name + ".json";
+      std::string text = f.text;
+      const size_t at = text.find("{C}");
+      if (at != std::string::npos) {
+        text.replace(at, 3, command);
+      }
+      testing::write_file(path, text);
+      SCOPED_TRACE(command + " " + f.name);
+      expect_error(tidal((command == "ppl" ? ppl_run : niah_run) + path),
+                   "--resume " + path + ": ");
+    }
+  }
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
