@@ -416,6 +416,16 @@ Status read_resume_json(const std::string& path, const std::string& command,
   return ok_status();
 }
 
+bool same_path(const nlohmann::json& prior, const std::string& now) {
+  if (!prior.is_string()) return false;
+  const std::string was = prior.get<std::string>();
+  if (was == now) return true;
+  std::error_code ec1, ec2;
+  const std::filesystem::path a = std::filesystem::weakly_canonical(was, ec1);
+  const std::filesystem::path b = std::filesystem::weakly_canonical(now, ec2);
+  return !ec1 && !ec2 && a == b;
+}
+
 std::string needle_case_key(const std::string& variant, const NeedleSpec& s) {
   return variant + "|" + std::to_string(s.length) + "|" + std::to_string(s.depth_percent) + "|" +
          std::to_string(s.index);

@@ -103,6 +103,10 @@ struct ResultField {
 Status read_resume_json(const std::string& path, const std::string& command,
                         const std::vector<ResultField>& fields, nlohmann::json* out);
 
+// Whether the file or directory `prior` (a --resume file's setting) is `now`, however the two
+// are spelled ("a/../b" and "b", relative and absolute).
+bool same_path(const nlohmann::json& prior, const std::string& now);
+
 // The key of one (variant, needle case) result in a sweep's JSON: "label|length|depth|index".
 std::string needle_case_key(const std::string& variant, const NeedleSpec& s);
 

@@ -42,6 +42,15 @@ Status load_resume(const std::string& path, const json& settings, std::map<std::
        {"tokens", JsonType::kArray}, {"kv_rows", JsonType::kNumber},
        {"full_kv_rows", JsonType::kNumber}},
       &prior));
+  // The cases' needles are drawn from the seed alone: another haystack or model (whose answers
+  // these are) is seen only by its path.
+  for (const char* k : {"model", "haystack"}) {
+    if (!same_path(prior["settings"].value(k, json()), settings[k].get<std::string>())) {
+      return invalid_argument("--resume " + path + ": it ran with another " + k + " (" +
+                              prior["settings"].value(k, json()).dump() + ", now " +
+                              settings[k].dump() + ")");
+    }
+  }
   for (const char* k : {"seed", "gen_tokens", "sparse_question"}) {
     if (prior["settings"].value(k, json()) != settings[k]) {
       return invalid_argument("--resume " + path + ": it ran with another " + k + " (" +
@@ -132,7 +141,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
       if (it != done.end() && it->second.value("number", "") != c.number) {
         return invalid_argument("--resume: its case " + it->first + " has another needle (" +
                                 it->second.value("number", "") + ", now " + c.number +
-                                "): another haystack, model or tokenizer");
+                                "): its cases were made another way");
       }
     }
   }

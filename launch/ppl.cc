@@ -79,6 +79,12 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
                                             {"kv_rows", JsonType::kNumber},
                                             {"full_kv_rows", JsonType::kNumber}},
                                            &prior));
+    // The checksum sees the tokens, not the model that scored them.
+    if (!same_path(prior["settings"].value("model", json()), dir)) {
+      return invalid_argument("--resume " + o.common.resume_path + ": it ran with another model (" +
+                              prior["settings"].value("model", json()).dump() + ", now " +
+                              json(dir).dump() + ")");
+    }
     if (prior["settings"].value("checksum", json()) != json(checksum(tokens))) {
       return invalid_argument("--resume " + o.common.resume_path +
                               ": it scored other tokens (another --text, --offset, --tokens or "

@@ -934,6 +934,34 @@ TEST(Cli, MalformedResumeFilesAreRefused) {
   }
 }
 
+// --resume of a run on another haystack or model kept its results as this run's: niah's cases
+// (city, number) are drawn from the seed alone, so the needle check never saw another haystack,
+// and ppl's token checksum does not see another model with the same tokenizer.
+TEST(Cli, ResumingAnotherHaystackOrModelIsRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/emma.txt");
+  const std::string dir = testing::temp_dir("resume_other");
+  const std::string niah = "niah --device cpu --lengths 128 --depths 50 --needles 1 --policy full ";
+  CliRun r = tidal(niah + "--haystack " + kPersuasion + " --json " + dir + "/niah.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_error(tidal(niah + "--haystack " + testing::shared_path("text/austen/emma.txt") +
+                     " --resume " + dir + "/niah.json"),
+               "it ran with another haystack");
+  // The same file by another spelling of its path is the same haystack.
+  r = tidal(niah + "--haystack " + testing::shared_path("text/austen/../austen/persuasion.txt") +
+            " --resume " + dir + "/niah.json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  const std::string copy = dir + "/stories_copy";
+  ASSERT_EQ(std::system(("cp -r " + kStories + " " + copy).c_str()), 0);
+  const std::string ppl = "ppl --device cpu --text " + kPersuasion + " --tokens 16 --policy full ";
+  r = tidal(ppl + "--model " + kStories + " --json " + dir + "/ppl.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  expect_error(tidal(ppl + "--model " + copy + " --resume " + dir + "/ppl.json"),
+               "it ran with another model");
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
