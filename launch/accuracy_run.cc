@@ -342,8 +342,8 @@ std::string harness_text(const AccuracyDefaults& d, const std::string& given) {
   return given.empty() ? d.text_dir + "/austen/persuasion.txt" : given;
 }
 
-Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
-                           int64_t max_budget, std::unique_ptr<engine::Engine>* out) {
+Status harness_engine_config(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
+                             int64_t max_budget, engine::EngineConfig* out) {
   engine::EngineConfig config;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(c.device, &config));
   config.max_batch = c.max_batch;
@@ -359,6 +359,14 @@ Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int6
                             std::to_string(cfg.max_position_embeddings));
   }
   TIDAL_RETURN_IF_ERROR(name_flags(engine::check_fits(cfg, config)).with_context(dir));
+  *out = config;
+  return ok_status();
+}
+
+Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
+                           int64_t max_budget, std::unique_ptr<engine::Engine>* out) {
+  engine::EngineConfig config;
+  TIDAL_RETURN_IF_ERROR(harness_engine_config(c, dir, max_context, max_budget, &config));
   return engine::Engine::load(dir, config, out);
 }
 
@@ -424,6 +432,14 @@ bool same_path(const nlohmann::json& prior, const std::string& now) {
   const std::filesystem::path a = std::filesystem::weakly_canonical(was, ec1);
   const std::filesystem::path b = std::filesystem::weakly_canonical(now, ec2);
   return !ec1 && !ec2 && a == b;
+}
+
+Status make_png_dir(const std::string& dir) {
+  if (dir.empty()) return ok_status();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return invalid_argument("--png-dir " + dir + ": cannot make it: " + ec.message());
+  return ok_status();
 }
 
 std::string needle_case_key(const std::string& variant, const NeedleSpec& s) {

@@ -82,8 +82,12 @@ Status resolve_harness_model(const AccuracyCommon& c, const AccuracyDefaults& d,
 // A text path: `given`, else <text_dir>/austen/persuasion.txt (held out from the embedded
 // model's training).
 std::string harness_text(const AccuracyDefaults& d, const std::string& given);
-// Loads the model for a sweep: contexts up to max_context, budgets up to max_budget, the device
-// flags applied (errors name the flag).
+// The engine settings of a sweep, checked as a load checks them (the model's context, the
+// device's memory) without loading: contexts up to max_context, budgets up to max_budget, the
+// device flags applied (errors name the flag).
+Status harness_engine_config(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
+                             int64_t max_budget, engine::EngineConfig* out);
+// Loads the model for a sweep with harness_engine_config's settings.
 Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
                            int64_t max_budget, std::unique_ptr<engine::Engine>* out);
 // The device the device flags pick, for the results' records: the GPU's name ("NVIDIA H200
@@ -106,6 +110,10 @@ Status read_resume_json(const std::string& path, const std::string& command,
 // Whether the file or directory `prior` (a --resume file's setting) is `now`, however the two
 // are spelled ("a/../b" and "b", relative and absolute).
 bool same_path(const nlohmann::json& prior, const std::string& now);
+
+// Makes the --png-dir folder `dir` (nothing when empty), before any work: one that cannot be
+// made is an error naming the flag.
+Status make_png_dir(const std::string& dir);
 
 // The key of one (variant, needle case) result in a sweep's JSON: "label|length|depth|index".
 std::string needle_case_key(const std::string& variant, const NeedleSpec& s);

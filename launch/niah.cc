@@ -147,6 +147,23 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   }
   const std::string json_path = o.common.json_path.empty() ? o.common.resume_path
                                                            : o.common.json_path;
+  int64_t total = 0, finished = 0;
+  for (const NeedleCase& c : cases) {
+    for (const Variant& v : variants) total += done.count(needle_case_key(v.label, c.spec)) ? 0 : 1;
+  }
+  int64_t max_budget = 2;
+  for (const Variant& v : variants) max_budget = std::max(max_budget, v.budget);
+  const int64_t max_length = *std::max_element(lengths.begin(), lengths.end());
+  // The outputs are made before any work, once the engine's settings pass: an unwritable --json
+  // or --png-dir is found now, not after the first case (or the whole sweep).
+  if (total > 0) {
+    engine::EngineConfig config;
+    TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, max_length, max_budget, &config));
+  }
+  TIDAL_RETURN_IF_ERROR(make_png_dir(o.common.png_dir));
+  out["results"] = json::array();
+  for (const auto& [key, r] : done) out["results"].push_back(r);
+  TIDAL_RETURN_IF_ERROR(write_json(json_path, out));
 
   bench::BenchInfo table_info = info;
   table_info.extra = {{"model", std::filesystem::path(dir).filename().string()},
@@ -171,16 +188,9 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   }
   table.print_header(notes);
 
-  int64_t total = 0, finished = 0;
-  for (const NeedleCase& c : cases) {
-    for (const Variant& v : variants) total += done.count(needle_case_key(v.label, c.spec)) ? 0 : 1;
-  }
   std::unique_ptr<engine::Engine> engine;
-  int64_t max_budget = 2;
-  for (const Variant& v : variants) max_budget = std::max(max_budget, v.budget);
   if (total > 0) {
-    TIDAL_RETURN_IF_ERROR(load_harness_engine(
-        o.common, dir, *std::max_element(lengths.begin(), lengths.end()), max_budget, &engine));
+    TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, max_length, max_budget, &engine));
   }
   Progress progress("niah", "runs", /*delay_seconds=*/2.0);
   progress.show_elapsed(true);
@@ -257,8 +267,6 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   out["complete"] = true;
   TIDAL_RETURN_IF_ERROR(write_json(json_path, out));
   if (!o.common.png_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(o.common.png_dir, ec);
     for (const Variant& v : variants) {
       Heatmap h;
       h.title = "NIAH " + v.label;

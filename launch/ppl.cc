@@ -106,6 +106,17 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
     max_budget = std::max(max_budget, v.budget);
     if (!done.count(v.label)) todo.push_back(&v);
   }
+  // The outputs are made before any work, once the engine's settings pass: an unwritable --json
+  // found after the streams would lose them all (the table is printed after the last write).
+  if (!todo.empty()) {
+    engine::EngineConfig config;
+    TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, o.tokens, max_budget, &config));
+  }
+  TIDAL_RETURN_IF_ERROR(make_png_dir(o.common.png_dir));
+  out["results"] = json::array();
+  for (const auto& [label, r] : done) out["results"].push_back(r);
+  if (!json_path.empty()) TIDAL_RETURN_IF_ERROR(write_file_atomic(json_path, out.dump() + "\n"));
+
   if (!todo.empty()) {
     std::unique_ptr<engine::Engine> engine;
     TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, o.tokens, max_budget, &engine));
@@ -189,8 +200,6 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   out["complete"] = true;
   if (!json_path.empty()) TIDAL_RETURN_IF_ERROR(write_file_atomic(json_path, out.dump() + "\n"));
   if (!o.common.png_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(o.common.png_dir, ec);
     for (auto& [budget, chart] : charts) {
       if (budget == 0 && charts.size() > 1) continue;  // full is drawn in every budget's chart
       if (budget > 0) chart.series.insert(chart.series.begin(), full_series.begin(), full_series.end());

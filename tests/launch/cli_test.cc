@@ -962,6 +962,43 @@ TEST(Cli, ResumingAnotherHaystackOrModelIsRefused) {
                "it ran with another model");
 }
 
+// An unwritable --json (or a --png-dir that cannot be made) is refused before any work: ppl
+// found it after every stream had run and exited without printing the table, niah after the
+// header and the first case, and both made their pictures' folder only at the end. Shown here
+// with weights that cannot load: the error is the output's, not the weights'.
+TEST(Cli, UnwritableOutputIsRefusedBeforeTheRun) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string dir = testing::temp_dir("unwritable");
+  const std::string model = dir + "/broken_weights";
+  ASSERT_EQ(std::system(("cp -r " + kStories + " " + model).c_str()), 0);
+  testing::write_file(model + "/model.safetensors", "not safetensors");
+  testing::write_file(dir + "/a_file", "");
+  const std::string no_dir = dir + "/missing/out.json";
+  const std::string ppl = "ppl --model " + model + " --device cpu --text " + kPersuasion +
+                          " --tokens 16 --policy full ";
+  CliRun r = tidal(ppl + "--json " + no_dir);
+  expect_error(r, no_dir);
+  EXPECT_EQ(r.out, "");
+  expect_error(tidal(ppl + "--png-dir " + dir + "/a_file/png"), "--png-dir " + dir + "/a_file/png");
+  const std::string niah = "niah --device cpu --haystack " + kPersuasion +
+                           " --lengths 128 --depths 50 --needles 1 --policy full ";
+  r = tidal(niah + "--json " + no_dir);
+  expect_error(r, no_dir);
+  EXPECT_EQ(r.out, "");
+  r = tidal(niah + "--png-dir " + dir + "/a_file/png");
+  expect_error(r, "--png-dir " + dir + "/a_file/png");
+  EXPECT_EQ(r.out, "");
+  // Settings the engine refuses leave no output behind.
+  expect_error(tidal(niah + "--max-batch 0 --json " + dir + "/niah.json --png-dir " + dir + "/p1"),
+               "--max-batch 0 is out of range");
+  expect_error(tidal(ppl + "--max-batch 0 --json " + dir + "/ppl.json --png-dir " + dir + "/p2"),
+               "--max-batch 0 is out of range");
+  for (const char* made : {"niah.json", "ppl.json", "p1", "p2"}) {
+    EXPECT_NE(access((dir + "/" + made).c_str(), F_OK), 0) << made;
+  }
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
