@@ -115,6 +115,25 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   TIDAL_RETURN_IF_ERROR(
       maker->make_grid(lengths, depths, o.needles, o.common.seed, o.gen_tokens, &cases)
           .with_context("niah"));
+  // A correction pass helps only the decode steps after it, and a case takes few: an interval
+  // that no case's steps exceed runs no pass an answer reads (its rows repeat uncorrected ones).
+  int64_t steps = 0;  // the most decode steps a case takes
+  for (const NeedleCase& c : cases) {
+    const int64_t question = o.sparse_question ? int64_t(c.question.size()) : 0;
+    steps = std::max(steps, question + o.gen_tokens - 1);
+  }
+  for (const Variant& v : variants) {
+    if (v.correction < 1 || v.correction < steps) continue;
+    const std::string gen = "--gen-tokens " + std::to_string(o.gen_tokens);
+    return invalid_argument(
+        "--correction-interval " + std::to_string(v.correction) +
+        " never runs a pass that an answer reads: a case decodes " +
+        (o.sparse_question ? "at most " : "") + std::to_string(steps) + " tokens (" +
+        (o.sparse_question ? "its question, then " + gen + " less one"
+                           : gen + ", the first from the prefill") +
+        "): " +
+        (steps > 1 ? "at most " + std::to_string(steps - 1) + ", or 0 (off)" : "only 0 (off)"));
+  }
   const json settings = settings_json(o, dir, haystack_path);
   std::map<std::string, json> done;
   if (!o.common.resume_path.empty()) {

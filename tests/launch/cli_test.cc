@@ -999,6 +999,23 @@ TEST(Cli, UnwritableOutputIsRefusedBeforeTheRun) {
   }
 }
 
+// niah decodes few tokens a case (--gen-tokens 12: 11 decode steps after the prefill's token),
+// and a correction pass helps only the steps after it: an interval of 11 or more (the README's
+// example is 64) never ran one that an answer read, and its rows repeated the uncorrected ones.
+TEST(Cli, NiahCorrectionIntervalsThatNeverRunAreRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string niah = "niah --device cpu --haystack " + kPersuasion +
+                           " --lengths 128 --depths 50 --needles 1 --policy tidal --budget 16 ";
+  expect_error(tidal(niah + "--correction-interval 0,64"),
+               "--correction-interval 64 never runs a pass that an answer reads: a case decodes "
+               "11 tokens (--gen-tokens 12, the first from the prefill): at most 10, or 0 (off)");
+  expect_error(tidal(niah + "--correction-interval 11"), "--correction-interval 11 never runs");
+  expect_error(tidal(niah + "--gen-tokens 1 --correction-interval 1"), "only 0 (off)");
+  // One more answer token, and 11 runs a pass before the last step.
+  const CliRun r = tidal(niah + "--gen-tokens 13 --correction-interval 11");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
