@@ -349,7 +349,10 @@ Status harness_engine_config(const AccuracyCommon& c, const std::string& dir, in
   config.max_batch = c.max_batch;
   config.max_context = max_context;
   config.prefill_chunk = std::min(c.prefill_chunk, max_context);
-  config.max_budget = std::max<int64_t>(max_budget, 2);
+  // Lists never hold more than the context's pages: a larger budget attends every position
+  // (greedy lowers it so), and one past the engine's range would fail naming max_budget.
+  const int64_t pages = (max_context + config.page_size - 1) / config.page_size;
+  config.max_budget = std::max<int64_t>(std::min(max_budget, pages * config.page_size), 2);
   TIDAL_RETURN_IF_ERROR(name_flags(config.validate()));
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));

@@ -1016,6 +1016,17 @@ TEST(Cli, NiahCorrectionIntervalsThatNeverRunAreRefused) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// A budget at or above the context attends every position; one above 2^28 (the engine's largest
+// max_budget) failed with 'max_budget 999999999 is out of range', a setting these commands do
+// not have, though 1000000 ran.
+TEST(Cli, AccuracyBudgetsAboveTheContextRun) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  auto nll = ppl_losses("--tokens 16 --policy full,tidal,quest --budget 999999999");
+  ASSERT_EQ(nll.size(), 3u);
+  EXPECT_EQ(nll["tidal per-query-head 2:- default K=999999999"], nll["full"]);
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
