@@ -85,7 +85,7 @@ struct PplOptions {
   std::string text;        // default: <text>/austen/persuasion.txt
   int64_t tokens = 4096;   // text tokens scored (BOS + tokens - 1 of them fed)
   int64_t offset = 0;      // the text token to start from
-  int64_t window = 0;      // curve: tokens per point; 0: tokens / 32, at least 16
+  int64_t window = 0;      // curve: tokens per point, <= tokens; 0: tokens / 32, 16 to tokens
 };
 
 struct CalibrateOptions {

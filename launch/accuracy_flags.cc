@@ -144,7 +144,7 @@ void add_ppl_command(CLI::App& app, PplOptions* o) {
   cmd->add_option("--offset", o->offset, "the text token to start from")->capture_default_str();
   cmd->add_option("--window", o->window,
                   "tokens per point of the curves (one PNG per budget); "
-                  "0: tokens / 32, at least 16")
+                  "0: tokens / 32, at least 16 (at most tokens)")
       ->capture_default_str();
   cmd->final_callback([cmd, o] { note_variant_flags(cmd, &o->variants); });
 }

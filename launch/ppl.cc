@@ -45,6 +45,11 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   std::string dir;
   TIDAL_RETURN_IF_ERROR(resolve_harness_model(o.common, defaults, &dir));
   if (o.tokens < 2) return invalid_argument("--tokens must be >= 2");
+  // A longer window leaves every curve without a point (the pictures empty axes).
+  if (o.window > o.tokens) {
+    return invalid_argument("--window " + std::to_string(o.window) + " is longer than the " +
+                            std::to_string(o.tokens) + " tokens scored (--tokens)");
+  }
   if (o.offset < 0) return invalid_argument("--offset must be >= 0");
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
@@ -164,7 +169,8 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   if (full != done.end()) full_run.nll = nll_of(full->second);
   const double full_ppl = full != done.end() ? full_run.perplexity() : NAN;
   const size_t window =
-      size_t(o.window > 0 ? o.window : std::max<int64_t>(16, o.tokens / 32));
+      size_t(o.window > 0 ? o.window
+                          : std::min(o.tokens, std::max<int64_t>(16, o.tokens / 32)));
   std::map<int64_t, LineChart> charts;  // by budget (0: full alone); full joins every chart
   std::vector<Series> full_series;
   for (const Variant& v : variants) {

@@ -1027,6 +1027,27 @@ TEST(Cli, AccuracyBudgetsAboveTheContextRun) {
   EXPECT_EQ(nll["tidal per-query-head 2:- default K=999999999"], nll["full"]);
 }
 
+// ppl's curves average the losses over windows of --window tokens; a window longer than the
+// tokens scored left every curve without a point, and the pictures were empty axes. The default
+// (tokens / 32, at least 16) did so below 16 tokens; an explicit one is refused.
+TEST(Cli, PplWindowsFitTheStream) {
+  TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string dir = testing::temp_dir("ppl_window");
+  const std::string ppl = "ppl --model " + kStories + " --device cpu --text " + kPersuasion +
+                          " --tokens 8 --policy full ";
+  expect_error(tidal(ppl + "--window 9 --png-dir " + dir + "/explicit"),
+               "--window 9 is longer than the 8 tokens scored (--tokens)");
+  // The default window is the whole stream here: the same picture as --window 8.
+  CliRun r = tidal(ppl + "--png-dir " + dir + "/default");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = tidal(ppl + "--window 8 --png-dir " + dir + "/eight");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(testing::read_file(dir + "/default/ppl.png") ==
+              testing::read_file(dir + "/eight/ppl.png"))
+      << "the default window's picture is not --window 8's";
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).
