@@ -52,7 +52,7 @@ struct AccuracyCommon {
   std::string model_dir;  // empty: the embedded model
   int64_t max_batch = 8;  // sequences decoded together (one slot holds a case's prefilled prompt)
   int64_t prefill_chunk = 2048;
-  uint64_t seed = 1;
+  uint64_t seed = 1;        // needle cases (niah, calibrate; ppl has no --seed)
   std::string json_path;    // results (rewritten as the sweep goes)
   std::string resume_path;  // the JSON of an interrupted run: its finished work is kept
   std::string png_dir;      // pictures; empty: none

@@ -11,17 +11,21 @@
 namespace tidal::launch {
 namespace {
 
-void add_common_flags(CLI::App* cmd, AccuracyCommon* c, bool png) {
+// `needles`: the command makes needle cases (niah, calibrate; ppl has no use for a seed).
+void add_common_flags(CLI::App* cmd, AccuracyCommon* c, bool png, bool needles) {
   cmd->add_option("--model", c->model_dir,
                   "Hugging Face model directory; default: the embedded model");
   cmd->add_option("--max-batch", c->max_batch,
-                  "sequences decoded together (one holds the case's prefilled prompt)")
+                  needles ? "sequences decoded together (one holds the case's prefilled prompt)"
+                          : "sequences decoded together (one per policy)")
       ->capture_default_str();
   cmd->add_option("--prefill-chunk", c->prefill_chunk, "prompt tokens per prefill step")
       ->capture_default_str();
-  cmd->add_option("--seed", c->seed, "needle cases (cities, numbers, haystack offsets)")
-      ->check(seed_validator())
-      ->capture_default_str();
+  if (needles) {
+    cmd->add_option("--seed", c->seed, "needle cases (cities, numbers, haystack offsets)")
+        ->check(seed_validator())
+        ->capture_default_str();
+  }
   cmd->add_option("--json", c->json_path, "write every result as JSON here (kept up to date)");
   cmd->add_option("--resume", c->resume_path,
                   "the JSON of an interrupted run: keep its results, run the rest (and write "
@@ -108,7 +112,7 @@ std::string budget_tag(int64_t k) { return "K=" + std::to_string(k); }
 void add_niah_command(CLI::App& app, NiahOptions* o) {
   CLI::App* cmd = app.add_subcommand(
       "niah", "needle-in-a-haystack retrieval over lengths x depths for each attention policy");
-  add_common_flags(cmd, &o->common, /*png=*/true);
+  add_common_flags(cmd, &o->common, /*png=*/true, /*needles=*/true);
   add_variant_flags(cmd, &o->variants);
   cmd->add_option("--lengths", o->lengths, "context lengths, e.g. 1K,4K,16K (K = 1024)")
       ->capture_default_str();
@@ -134,7 +138,7 @@ void add_niah_command(CLI::App& app, NiahOptions* o) {
 void add_ppl_command(CLI::App& app, PplOptions* o) {
   CLI::App* cmd = app.add_subcommand(
       "ppl", "streaming perplexity (every token a decode step) for each attention policy");
-  add_common_flags(cmd, &o->common, /*png=*/true);
+  add_common_flags(cmd, &o->common, /*png=*/true, /*needles=*/false);
   add_variant_flags(cmd, &o->variants);
   cmd->add_option("--text", o->text, "the text; default: ../shared/text/austen/persuasion.txt");
   cmd->add_option("--tokens", o->tokens,
@@ -153,7 +157,7 @@ void add_calibrate_command(CLI::App& app, CalibrateOptions* o) {
   CLI::App* cmd = app.add_subcommand(
       "calibrate",
       "choose a model's tidal selection layers by measurement; writes tidal_policy.json");
-  add_common_flags(cmd, &o->common, /*png=*/false);
+  add_common_flags(cmd, &o->common, /*png=*/false, /*needles=*/true);
   cmd->add_option("--budget", o->budget, "the budget K the candidates run at")
       ->capture_default_str();
   cmd->add_option("--granularity", o->granularity, "per-query-head, per-kv-head or shared")

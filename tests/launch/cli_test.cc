@@ -1048,6 +1048,16 @@ TEST(Cli, PplWindowsFitTheStream) {
       << "the default window's picture is not --window 8's";
 }
 
+// ppl draws nothing at random: its --seed ('needle cases (cities, numbers, haystack offsets)')
+// was taken and did nothing. It is niah's and calibrate's only.
+TEST(Cli, PplHasNoSeed) {
+  expect_error(tidal("ppl --policy full --tokens 1 --seed 3"), "--seed");
+  const CliRun help = tidal("ppl --help");
+  EXPECT_EQ(help.out.find("--seed"), std::string::npos) << help.out;
+  EXPECT_EQ(help.out.find("prefilled prompt"), std::string::npos) << help.out;
+  EXPECT_NE(tidal("niah --help").out.find("--seed"), std::string::npos);
+}
+
 // calibrate's tolerances: a negative or non-finite one made every candidate miss full, and the
 // run silently fell back to the most accurate candidate. Refused before any case is made (the
 // 1-token length would fail later).

@@ -69,7 +69,7 @@ Status parse(Commands& c, std::vector<std::string> args) {
   return ok_status();
 }
 
-// Every seed flag of every subcommand, and the field each one sets.
+// Every seed flag of every subcommand, and the field each one sets (ppl has none).
 TEST(Flags, SeedTakesTheWholeU64RangeAndNothingElse) {
   const struct {
     const char* command;
@@ -80,7 +80,6 @@ TEST(Flags, SeedTakesTheWholeU64RangeAndNothingElse) {
       {"generate", "--weights-seed", [](const Commands& c) { return c.gen.weights_seed; }},
       {"bench", "--seed", [](const Commands& c) { return c.bench.seed; }},
       {"niah", "--seed", [](const Commands& c) { return c.niah.common.seed; }},
-      {"ppl", "--seed", [](const Commands& c) { return c.ppl.common.seed; }},
       {"calibrate", "--seed", [](const Commands& c) { return c.calibrate.common.seed; }},
       {"serve", "--seed", [](const Commands& c) { return c.serve.seed; }},
       {"client", "--seed", [](const Commands& c) { return c.client.request.sampling.seed; }},
