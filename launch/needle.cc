@@ -187,12 +187,15 @@ Status NeedleMaker::make(const NeedleSpec& spec, NeedleCase* out) const {
   const std::vector<int32_t>& needle = needle_ids_[city];
   const std::vector<int32_t> number = number_ids(c.number);
   c.question = question_ids_[city];
-  const int64_t prompt_len = spec.length - spec.gen_tokens - 4;
   const int64_t fixed =
       1 + int64_t(needle.size() + number.size() + dot_ids_.size() + c.question.size());
+  // Room for one haystack token at least, compared before subtracting: length - gen_tokens
+  // overflows for a huge gen_tokens.
+  const bool room = spec.gen_tokens <= spec.length - 4 - fixed - 1;
+  const int64_t prompt_len = room ? spec.length - spec.gen_tokens - 4 : 0;
   const int64_t hay_len = prompt_len - fixed;
   const int64_t avail = int64_t(haystack_.tokens.size());
-  if (hay_len < 1) {
+  if (!room) {
     return out_of_range("a " + std::to_string(spec.length) + "-token case leaves no room for " +
                         "a haystack around the needle and question");
   }

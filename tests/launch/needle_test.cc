@@ -120,5 +120,17 @@ TEST_F(NeedleTest, TooShortAHaystackOrLength) {
   EXPECT_EQ(maker_->make({512, 101, 0, 1, 12}, &c).code(), StatusCode::kInvalidArgument);
 }
 
+// length - gen_tokens - 4 overflowed for a huge --gen-tokens at a length of 1 to 3: the prompt
+// came out near INT64_MAX tokens long, and the error said the haystack was too short for it
+// ('a 1-token case needs 9223372036854775758').
+TEST_F(NeedleTest, AHugeAnswerLeavesNoRoom) {
+  for (int64_t length : {1, 3, 512}) {
+    NeedleCase c;
+    const Status st = maker_->make({length, 50, 0, 1, INT64_MAX}, &c);
+    EXPECT_EQ(st.code(), StatusCode::kOutOfRange) << length;
+    EXPECT_NE(st.message().find("leaves no room"), std::string::npos) << st.message();
+  }
+}
+
 }  // namespace
 }  // namespace tidal::launch
