@@ -642,20 +642,28 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
                     const std::vector<int64_t>& contexts, const std::vector<int64_t>& batches,
                     const std::vector<Variant>& variants, Run run, bench::Table* table,
                     std::vector<std::string>* skipped) {
-  TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
   const int64_t max_ctx = *std::max_element(contexts.begin(), contexts.end());
   const int64_t max_batch =
       o.mixed ? int64_t(variants.size()) : *std::max_element(batches.begin(), batches.end());
-  // Bounded before any product is taken (and before anything is allocated).
-  if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
-    return invalid_argument("--context " + std::to_string(max_ctx) +
-                            " (with --warmup and --steps) exceeds " +
-                            std::to_string(engine::kMaxContext) + " tokens");
-  }
-  if (max_batch > engine::kMaxBatch) {
-    return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
-                            std::to_string(engine::kMaxBatch));
-  }
+  // A rank given other flags (mpirun's A : B) fails these alone: under --tp/--pp the ranks agree
+  // on them before the engine's collectives.
+  Status checked = [&]() -> Status {
+    TIDAL_RETURN_IF_ERROR(launch_preset(preset, &run.config));
+    // Bounded before any product is taken (and before anything is allocated).
+    if (max_ctx + o.warmup + o.steps + 2 > engine::kMaxContext) {
+      return invalid_argument("--context " + std::to_string(max_ctx) +
+                              " (with --warmup and --steps) exceeds " +
+                              std::to_string(engine::kMaxContext) + " tokens");
+    }
+    if (max_batch > engine::kMaxBatch) {
+      return invalid_argument("--batch " + std::to_string(max_batch) + " exceeds " +
+                              std::to_string(engine::kMaxBatch));
+    }
+    return ok_status();
+  }();
+  const engine::Distributed* dist = run.engine.distributed;
+  if (dist != nullptr) checked = engine::agree_status(*dist->world, checked);
+  TIDAL_RETURN_IF_ERROR(checked);
   std::vector<Variant> plain, quest;
   for (const Variant& v : variants) {
     (v.attention.kind == model::AttentionKind::kQuest ? quest : plain).push_back(v);
@@ -675,47 +683,52 @@ Status run_bench(const BenchOptions& o) { return run_bench_on(o, nullptr); }
 Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   const bool worker = dist != nullptr && dist->rank() != 0;  // serves rank 0; prints nothing
   std::vector<int64_t> contexts, batches, budgets;
-  TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
-  TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
-  TIDAL_RETURN_IF_ERROR(parse_count_list(o.budgets, "--budget", &budgets));
-  if (o.steps < 1 || o.steps > 1000000 || o.warmup < 0 || o.warmup > 1000000) {
-    return invalid_argument("--steps must be in [1, 1000000] and --warmup in [0, 1000000]");
-  }
-  if (o.graph_replays < 0 || o.graph_replays > engine::kMaxGraphReplays) {
-    return invalid_argument("--graph-replays must be in [0, " +
-                            std::to_string(engine::kMaxGraphReplays) + "], got " +
-                            std::to_string(o.graph_replays));
-  }
   Run run;
-  run.engine.page_size = o.page_size;
-  run.engine.prefill_chunk = o.prefill_chunk;
-  run.engine.distributed = dist;
-  TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
-  // The settings the flags give, by flag, before anything runs (bench sizes the rest itself).
-  TIDAL_RETURN_IF_ERROR(name_flags(run.engine.validate()));
   std::vector<Variant> variants;
-  TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
-  // Rank 0 writes the table at the end: a path it cannot write fails now, not after the run.
-  Status files = ok_status();
-  for (const auto& [flag, path] : {std::pair{"--json", &o.json_path}, {"--csv", &o.csv_path}}) {
-    if (worker || path->empty() || !files.ok()) continue;
-    if (!std::ofstream(*path, std::ios::app)) {  // appending keeps what it holds until then
-      files = not_found(std::string(flag) + " " + *path + ": cannot open for writing");
+  // Everything before the first engine. Under --tp/--pp a rank may fail it alone (mpirun's
+  // A : B gives ranks other flags; a rank's GPU): the ranks agree on it before the engines'
+  // collectives, and rank 0 names the rank.
+  Status ready = [&]() -> Status {
+    TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
+    TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
+    TIDAL_RETURN_IF_ERROR(parse_count_list(o.budgets, "--budget", &budgets));
+    if (o.steps < 1 || o.steps > 1000000 || o.warmup < 0 || o.warmup > 1000000) {
+      return invalid_argument("--steps must be in [1, 1000000] and --warmup in [0, 1000000]");
     }
-  }
-  if (dist != nullptr) files = engine::agree_status(*dist->world, files);
-  TIDAL_RETURN_IF_ERROR(files);
-  run.device_name = "cpu";
-  DeviceInfo info;
-  if (run.engine.device.kind == DeviceKind::kCuda) {
-    TIDAL_RETURN_IF_ERROR(cuda_device_info(run.engine.device.index, &info));
-    TIDAL_RETURN_IF_ERROR(set_cuda_device(run.engine.device.index));
-    run.device_name = info.name;
-    Stream s;
-    TIDAL_RETURN_IF_ERROR(stream_create(&s));
-    if (!worker) run.copy_bytes_per_s = measure_copy_bytes_per_s(run.engine.device, s);
-    stream_destroy(s);
-  }
+    if (o.graph_replays < 0 || o.graph_replays > engine::kMaxGraphReplays) {
+      return invalid_argument("--graph-replays must be in [0, " +
+                              std::to_string(engine::kMaxGraphReplays) + "], got " +
+                              std::to_string(o.graph_replays));
+    }
+    run.engine.page_size = o.page_size;
+    run.engine.prefill_chunk = o.prefill_chunk;
+    run.engine.distributed = dist;
+    TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
+    // The settings the flags give, by flag, before anything runs (bench sizes the rest itself).
+    TIDAL_RETURN_IF_ERROR(name_flags(run.engine.validate()));
+    TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
+    // Rank 0 writes the table at the end: a path it cannot write fails now, not after the run.
+    for (const auto& [flag, path] : {std::pair{"--json", &o.json_path}, {"--csv", &o.csv_path}}) {
+      if (worker || path->empty()) continue;
+      if (!std::ofstream(*path, std::ios::app)) {  // appending keeps what it holds until then
+        return not_found(std::string(flag) + " " + *path + ": cannot open for writing");
+      }
+    }
+    run.device_name = "cpu";
+    if (run.engine.device.kind == DeviceKind::kCuda) {
+      DeviceInfo info;
+      TIDAL_RETURN_IF_ERROR(cuda_device_info(run.engine.device.index, &info));
+      TIDAL_RETURN_IF_ERROR(set_cuda_device(run.engine.device.index));
+      run.device_name = info.name;
+      Stream s;
+      TIDAL_RETURN_IF_ERROR(stream_create(&s));
+      if (!worker) run.copy_bytes_per_s = measure_copy_bytes_per_s(run.engine.device, s);
+      stream_destroy(s);
+    }
+    return ok_status();
+  }();
+  if (dist != nullptr) ready = engine::agree_status(*dist->world, ready);
+  TIDAL_RETURN_IF_ERROR(ready);
   if (worker) {
     std::vector<std::string> skipped;  // rank 0 reports them
     for (const std::string& preset : o.presets) {

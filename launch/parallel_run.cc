@@ -193,7 +193,7 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   const bool rank0 = job.mpi.rank() == 0;
   std::string dir;
   std::unique_ptr<engine::Engine> engine;
-  if (!o.preset.empty()) {  // every rank draws the same model and keeps its shard
+  if (!o.preset.empty()) {  // every rank draws the same model and keeps its shard (agreed)
     TIDAL_RETURN_IF_ERROR(quiet_on_workers(
         job, create_preset_engine(o.preset, o.weights_seed, config, &engine)));
   } else {
@@ -254,6 +254,7 @@ Status run_bench_parallel(const BenchOptions& o) {
   if (config.device.kind == DeviceKind::kCuda) {
     one.device.device = "cuda:" + std::to_string(config.device.index);
   }
+  // Agreed: run_bench_on's checks before its engines, and the engines' creation.
   return quiet_on_workers(job, run_bench_on(one, &job.dist));
 }
 

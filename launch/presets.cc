@@ -63,7 +63,11 @@ Status create_preset_engine(const std::string& name, uint64_t seed,
                             const engine::EngineConfig& config,
                             std::unique_ptr<engine::Engine>* out) {
   model::ModelConfig c;
-  TIDAL_RETURN_IF_ERROR(launch_preset(name, &c).with_context("--preset"));
+  Status named = launch_preset(name, &c).with_context("--preset");
+  // A rank given another name (mpirun's A : B) fails here alone: agreed before any collective.
+  if (config.distributed != nullptr)
+    named = engine::agree_status(*config.distributed->world, named);
+  TIDAL_RETURN_IF_ERROR(named);
   c.max_position_embeddings = std::max(c.max_position_embeddings, config.max_context);
   return name_flags(create_random_engine(c, seed, config, out));
 }

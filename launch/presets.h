@@ -30,7 +30,7 @@ Status create_random_engine(const model::ModelConfig& c, uint64_t seed,
 // An engine over preset `name` with random weights drawn from `seed` (create_random_engine, its
 // errors naming the flags). Positions past the preset's trained context only extrapolate RoPE,
 // so config.max_context may ask for more. Under config.distributed every tp x pp layout runs one
-// rank's model.
+// rank's model, and every failure is agreed over the ranks (an unknown name on one rank too).
 Status create_preset_engine(const std::string& name, uint64_t seed,
                             const engine::EngineConfig& config,
                             std::unique_ptr<engine::Engine>* out);

@@ -424,6 +424,45 @@ TEST(LaunchParallel, AFlagCheckFailingOnOneRankIsOneClearError) {
   }
 }
 
+// Steps before the engines exist that one rank given other flags (mpirun's A : B) fails alone:
+// generate's --preset (a name it does not know), bench's flag checks and bench's --preset. The
+// failing rank left for MPI_Finalize without a word and the others for the next collective: the
+// job hung. Now the ranks agree on them, and rank 0 prints one line naming the rank.
+TEST(LaunchParallel, AStepBeforeTheEnginesFailingOnOneRankIsOneClearError) {
+  const std::string generate = std::string(TIDAL_BINARY) +
+                               " generate --device cpu --prompt-ids 1,5,9 --max-new-tokens 4"
+                               " --print-ids --tp 2";
+  const std::string bench =
+      std::string(TIDAL_BINARY) + " bench --device cpu --batch 1 --budget 32 --warmup 0 --tp 2";
+  const std::string bench_tiny = bench + " --preset tiny --context 100";
+  struct Case {
+    std::string good, bad, want;
+  };
+  const std::vector<Case> cases = {
+      {generate + " --preset tiny", generate + " --preset nosuch",
+       "--preset: unknown model preset 'nosuch'"},
+      {bench_tiny + " --steps 1", bench + " --preset tiny --context abc --steps 1",
+       "--context: 'abc' is not a count"},
+      {bench_tiny + " --steps 1", bench_tiny + " --steps 0", "--steps must be in [1, 1000000]"},
+      {bench_tiny + " --steps 1", bench + " --preset nosuch --context 100 --steps 1",
+       "unknown model preset 'nosuch'"},
+  };
+  for (const Case& c : cases) {
+    for (const bool on_rank0 : {false, true}) {
+      SCOPED_TRACE(c.bad + (on_rank0 ? " on rank 0" : " on rank 1"));
+      const Outcome r = run(
+          mpirun(1) + (on_rank0 ? c.bad : c.good) + " : -np 1 " + (on_rank0 ? c.good : c.bad), 60);
+      EXPECT_EQ(r.exit_code, 1) << r.output;
+      EXPECT_LT(r.seconds, 30.0) << r.output;
+      const std::string line =
+          std::string("tidal: error: rank ") + (on_rank0 ? "0" : "1") + ": " + c.want;
+      EXPECT_NE(r.output.find(line), std::string::npos) << r.output;
+      EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+      EXPECT_EQ(ids_line(r.output), "") << r.output;
+    }
+  }
+}
+
 // A rank killed (SIGKILL) or aborting on a fatal error mid-generation: mpirun ends every rank,
 // exits non-zero and names the rank, within seconds; nothing hangs in a collective.
 TEST(LaunchParallel, AKilledOrAbortingRankEndsTheJobWithinSeconds) {
