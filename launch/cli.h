@@ -23,6 +23,8 @@ struct LauncherRanks {
   // Every rank was given the same command line: mpirun started one program, not several
   // (`mpirun -np 1 A : -np 1 B`). False where the launcher does not say (only OpenMPI's does).
   bool one_command = false;
+  // The launcher says it started several programs: ranks may have different command lines.
+  bool several_commands = false;
 };
 LauncherRanks launcher_ranks();
 
@@ -215,8 +217,7 @@ Status generate_with(const GenerateOptions& opts, const std::string& dir, engine
 Status run_generate_parallel(const GenerateOptions& opts, const DefaultModel& defaults);
 // Under a launcher of more than one rank, a command that is not a job (`parallel`: its --tp/--pp,
 // neither given; null: a command without them) would run whole on every rank, each printing its
-// own output: invalid_argument, with the message on rank 0 only (main prints none for an empty
-// one). Ok otherwise.
+// own output: invalid_argument, on every rank (main says who prints it). Ok otherwise.
 Status check_launcher(const LauncherRanks& launcher, const std::string& command,
                       const ParallelFlags* parallel);
 Status run_bench_parallel(const BenchOptions& opts);

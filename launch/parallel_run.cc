@@ -41,13 +41,13 @@ LauncherRanks launcher_ranks() {
   }
   const char* programs = std::getenv("OMPI_NUM_APP_CTX");
   l.one_command = l.size == 1 || (programs != nullptr && std::string(programs) == "1");
+  l.several_commands = l.size > 1 && programs != nullptr && std::atoi(programs) > 1;
   return l;
 }
 
 Status check_launcher(const LauncherRanks& launcher, const std::string& command,
                       const ParallelFlags* parallel) {
   if (launcher.size <= 1 || (parallel != nullptr && parallel->requested())) return ok_status();
-  if (launcher.rank != 0) return invalid_argument("");
   const std::string ranks = std::to_string(launcher.size);
   if (parallel == nullptr) {
     return invalid_argument("mpirun started " + ranks + " ranks, but " + command +
