@@ -222,8 +222,11 @@ Status run_serve_parallel(const ServeOptions& o, const DefaultModel& defaults,
   Job job;
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, start_job(o.parallel, o.device, &job, &config)));
-  TIDAL_RETURN_IF_ERROR(  // compared across ranks, as generate's
-      quiet_on_workers(job, engine::agree_status(*job.dist.world, check_serve_flags(o))));
+  // Compared across ranks, as generate's (a rank may be given --preset alone).
+  const Status flags = o.preset.empty()
+                           ? check_serve_flags(o)
+                           : invalid_argument("--preset cannot be served under --tp / --pp");
+  TIDAL_RETURN_IF_ERROR(quiet_on_workers(job, engine::agree_status(*job.dist.world, flags)));
   const bool rank0 = job.mpi.rank() == 0;
   GenerateOptions g;
   g.model_dir = o.model_dir;

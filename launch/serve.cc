@@ -53,10 +53,7 @@ Status check_serve_flags(const ServeOptions& o) {
 
 Status run_serve(const ServeOptions& o, const DefaultModel& defaults) {
   StopSignals signals;  // before any thread starts (the CPU path's pool, MPI's, gRPC's)
-  if (o.parallel.requested()) {
-    if (!o.preset.empty()) return invalid_argument("--preset cannot be served under --tp / --pp");
-    return run_serve_parallel(o, defaults, signals);
-  }
+  if (o.parallel.requested()) return run_serve_parallel(o, defaults, signals);
   TIDAL_RETURN_IF_ERROR(check_serve_flags(o));  // before the model loads
   engine::EngineConfig config = o.engine;
   TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &config));

@@ -259,6 +259,32 @@ TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
   }
 }
 
+// serve --preset under --tp/--pp is refused (the preset serves on one process only). It was
+// refused before MPI started, by every rank alike, so every rank printed it (one line per rank),
+// and a rank given it alone (mpirun's A : B) printed it without naming itself. Now it is one of
+// serve's flag checks, agreed over the ranks: one line from rank 0, naming the rank when the
+// ranks differ.
+TEST(LaunchParallel, ServePresetUnderTpIsOneLine) {
+  const std::string serve = std::string(TIDAL_BINARY) +
+                            " serve --tp 2 --device cpu --listen 127.0.0.1:0 --drain-seconds 0";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {mpirun(2) + serve + " --preset tiny",
+       "tidal: error: --preset cannot be served under --tp / --pp"},
+      {mpirun(1) + serve + " --model " + testing::write_gqa128_model(0) + " : -np 1 " + serve +
+           " --preset tiny",
+       "tidal: error: rank 1: --preset cannot be served under --tp / --pp"},
+  };
+  for (const auto& [command, want] : cases) {
+    SCOPED_TRACE(command);
+    const Outcome r = run(command, 60);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_LT(r.seconds, 30.0) << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << r.output;
+    EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+    EXPECT_EQ(r.output.find("serving on"), std::string::npos) << r.output;
+  }
+}
+
 // mpirun can start ranks with different commands (`mpirun -np 1 A : -np 1 B`), and hosts can hold
 // different copies of a model. Settings the ranks must share are compared at start: one error
 // line naming the setting (by its flag) and both values, not f16 summed as bf16 (wrong tokens,
