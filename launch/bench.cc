@@ -601,6 +601,17 @@ Status bench_engine(const BenchOptions& o, const std::string& preset,
   return ok_status();
 }
 
+// Under --tp/--pp, after an engine's rows: rank 0's engine has ended, which let the others leave
+// serve(). They learn here whether rank 0 ran every row, so a row that failed there stops them
+// too, rather than leave them making the next engine, a collective rank 0 never joins.
+// Collective; rank 0 keeps its own status (its message whole), the others take the agreed one.
+Status agree_on_rows(const Run& run, const Status& mine) {
+  const engine::Distributed* dist = run.engine.distributed;
+  if (dist == nullptr) return mine;
+  const Status all = engine::agree_status(*dist->world, mine);
+  return dist->rank() == 0 && !mine.ok() ? mine : all;
+}
+
 // The rows of `variants` for a preset (run.config already its model; max_batch checked). When
 // the engine for the largest batch does not fit the device, each batch size gets its own
 // engine, smallest first: the sizes that fit still run, and the others are named in *skipped
@@ -611,15 +622,16 @@ Status bench_variants(const BenchOptions& o, const std::string& preset,
                       int64_t max_batch, const std::vector<Variant>& variants, const Run& run,
                       bench::Table* table, std::vector<std::string>* skipped) {
   bool no_fit = false;
-  const Status all =
-      bench_engine(o, preset, contexts, batches, max_batch, variants, run, table, &no_fit);
+  const Status all = agree_on_rows(
+      run, bench_engine(o, preset, contexts, batches, max_batch, variants, run, table, &no_fit));
   std::vector<int64_t> sizes(batches);
   std::sort(sizes.begin(), sizes.end());
   sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   if (!no_fit || o.mixed || sizes.size() < 2) return all;
   const bool worker = run.engine.distributed != nullptr && run.engine.distributed->rank() != 0;
   for (const int64_t b : sizes) {
-    const Status one = bench_engine(o, preset, contexts, {b}, b, variants, run, table, &no_fit);
+    const Status one = agree_on_rows(
+        run, bench_engine(o, preset, contexts, {b}, b, variants, run, table, &no_fit));
     if (!no_fit) {
       TIDAL_RETURN_IF_ERROR(one);
       continue;
