@@ -191,6 +191,17 @@ Status run_generate_parallel(const GenerateOptions& o, const DefaultModel& defau
   TIDAL_RETURN_IF_ERROR(
       quiet_on_workers(job, engine::agree_status(*job.dist.world, check_generate_flags(o))));
   const bool rank0 = job.mpi.rank() == 0;
+  // A --preset and a checkpoint take different collectives to their engines: compared first.
+  int64_t first = 0, theirs = 0;
+  const int r =
+      engine::rank_differing_from_rank0(*job.dist.world, o.preset.empty() ? 0 : 1, &first, &theirs);
+  if (r >= 0) {
+    auto name = [](int64_t preset) { return preset != 0 ? "--preset" : "--model"; };
+    return quiet_on_workers(
+        job, invalid_argument(std::string("ranks differ in the model: rank 0 has ") + name(first) +
+                              ", rank " + std::to_string(r) + " has " + name(theirs) +
+                              "; every rank must be given the same model and settings"));
+  }
   std::string dir;
   std::unique_ptr<engine::Engine> engine;
   if (!o.preset.empty()) {  // every rank draws the same model and keeps its shard (agreed)

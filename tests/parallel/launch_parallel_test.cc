@@ -289,7 +289,7 @@ TEST(LaunchParallel, ServePresetUnderTpIsOneLine) {
 // different copies of a model. Settings the ranks must share are compared at start: one error
 // line naming the setting (by its flag) and both values, not f16 summed as bf16 (wrong tokens,
 // exit 0) or an abort in the middle of the generation (--max-context), or shards of two random
-// draws (wrong tokens).
+// draws (wrong tokens), or a --preset on one rank and a --model on the other (an abort in MPI).
 TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
   const std::string dir = testing::write_gqa128_model(0);
   const std::string preset = std::string(TIDAL_BINARY) +
@@ -306,6 +306,12 @@ TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
        "tidal: error: ranks differ in --max-context: rank 0 has 512, rank 1 has 32"},
       {mpirun(1) + preset + " --weights-seed 3 : -np 1 " + preset + " --weights-seed 4",
        "tidal: error: ranks differ in the weights' seed: rank 0 has 3, rank 1 has 4"},
+      // One rank's collectives on the way to its engine were not the other's: an abort in MPI
+      // (MPI_ERR_TRUNCATE).
+      {mpirun(1) + preset + " : -np 1 " + model,
+       "tidal: error: ranks differ in the model: rank 0 has --preset, rank 1 has --model"},
+      {mpirun(1) + model + " : -np 1 " + preset,
+       "tidal: error: ranks differ in the model: rank 0 has --model, rank 1 has --preset"},
   };
   for (const auto& [command, want] : cases) {
     const Outcome r = run(command);
