@@ -718,6 +718,13 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
     TIDAL_RETURN_IF_ERROR(apply_device_flags(o.device, &run.engine));
     // The settings the flags give, by flag, before anything runs (bench sizes the rest itself).
     TIDAL_RETURN_IF_ERROR(name_flags(run.engine.validate()));
+    if (!o.kernel_trace_path.empty() &&
+        (run.engine.device.kind != DeviceKind::kCuda || dist != nullptr || o.graph_replays < 1 ||
+         !run.engine.cuda_graphs)) {
+      return invalid_argument(
+          "--kernel-trace traces the graph replays of graph_ms: it needs a GPU, one rank, CUDA "
+          "graphs and --graph-replays >= 1");
+    }
     TIDAL_RETURN_IF_ERROR(build_variants(o, budgets, &variants));
     // Rank 0 writes the table at the end: a path it cannot write fails now, not after the run.
     for (const auto& [flag, path] : {std::pair{"--json", &o.json_path}, {"--csv", &o.csv_path}}) {
@@ -755,11 +762,6 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   // --kernel-trace: CUPTI on before any engine (and so any graph) exists.
   TraceRows trace;
   if (!o.kernel_trace_path.empty()) {
-    if (!gpu || dist != nullptr || o.graph_replays < 1 || !run.engine.cuda_graphs) {
-      return invalid_argument(
-          "--kernel-trace traces the graph replays of graph_ms: it needs a GPU, one rank, CUDA "
-          "graphs and --graph-replays >= 1");
-    }
     TIDAL_RETURN_IF_ERROR(KernelTrace::begin());
     run.trace = &trace;
   }

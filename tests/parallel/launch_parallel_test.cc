@@ -248,13 +248,18 @@ TEST(LaunchParallel, ParseErrorsUnderMpirunAreOneLine) {
   }
 }
 
-// Flag checks that need no model, under a job: one line, from rank 0 (not one per rank).
+// Flag checks that need no model, under a job: one line, from rank 0 (not one per rank), within
+// seconds. bench's --kernel-trace (one rank only) was checked on rank 0 alone, after the others
+// had left for the engine's collectives: the job hung without its line.
 TEST(LaunchParallel, FlagErrorsAreOneLineFromRankZero) {
   for (const std::string& args :
        {std::string(" generate --tp 2 --device cpu --weights-seed 3 --prompt-ids 1 --print-ids"),
-        std::string(" serve --tp 2 --device cpu --listen 127.0.0.1:0 --drain-seconds nan")}) {
-    const Outcome r = run(mpirun(2) + TIDAL_BINARY + args);
+        std::string(" serve --tp 2 --device cpu --listen 127.0.0.1:0 --drain-seconds nan"),
+        std::string(" bench --tp 2 --device cpu --preset tiny --context 100 --batch 1 --steps 1"
+                    " --kernel-trace /dev/null")}) {
+    const Outcome r = run(mpirun(2) + TIDAL_BINARY + args, 60);
     EXPECT_NE(r.exit_code, 0) << args << "\n" << r.output;
+    EXPECT_LT(r.seconds, 30.0) << args << "\n" << r.output;
     EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << "only rank 0 reports\n" << r.output;
   }
 }
