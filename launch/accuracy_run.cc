@@ -384,7 +384,7 @@ std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_
 }
 
 Status read_resume_json(const std::string& path, const std::string& command,
-                        const std::vector<ResultField>& fields, nlohmann::json* out) {
+                        const std::vector<ResumeEntries>& entries, nlohmann::json* out) {
   using json = nlohmann::json;
   std::string text;
   TIDAL_RETURN_IF_ERROR(read_file(path, &text).with_context("--resume"));
@@ -397,8 +397,6 @@ Status read_resume_json(const std::string& path, const std::string& command,
   if (!prior.contains("settings") || !prior["settings"].is_object()) {
     return invalid_argument(what + "its 'settings' is not an object");
   }
-  if (!prior.contains("results")) prior["results"] = json::array();
-  if (!prior["results"].is_array()) return invalid_argument(what + "its 'results' is not a list");
   auto typed = [](const json& v, JsonType t) {
     switch (t) {
       case JsonType::kString: return v.is_string();
@@ -408,23 +406,57 @@ Status read_resume_json(const std::string& path, const std::string& command,
       case JsonType::kNumbers:
         return v.is_array() &&
                std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_number(); });
+      case JsonType::kNumberOrNull: return v.is_number() || v.is_null();
     }
     return false;
   };
-  const char* const type_names[] = {"a string", "a number", "true or false", "a list",
-                                    "a list of numbers"};
-  for (size_t i = 0; i < prior["results"].size(); ++i) {
-    const json& r = prior["results"][i];
-    const std::string where = what + "results[" + std::to_string(i) + "]";
-    if (!r.is_object()) return invalid_argument(where + " is not an object");
-    for (const ResultField& f : fields) {
-      if (!r.contains(f.name) || !typed(r[f.name], f.type)) {
-        return invalid_argument(where + "." + f.name + " is not " + type_names[int(f.type)]);
+  const char* const type_names[] = {"a string", "a number",          "true or false",
+                                    "a list",   "a list of numbers", "a number or null"};
+  for (const ResumeEntries& e : entries) {
+    json* list = &prior;
+    std::string name;  // "state.needle"
+    for (size_t begin = 0; begin <= e.at.size();) {
+      const size_t dot = std::min(e.at.find('.', begin), e.at.size());
+      const std::string key = e.at.substr(begin, dot - begin);
+      if (!name.empty() && !list->is_object()) {
+        return invalid_argument(what + "its '" + name + "' is not an object");
+      }
+      name += (name.empty() ? "" : ".") + key;
+      if (!list->contains(key)) {
+        (*list)[key] = dot < e.at.size() || e.keyed ? json::object() : json::array();
+      }
+      list = &(*list)[key];
+      begin = dot + 1;
+    }
+    if (e.keyed ? !list->is_object() : !list->is_array()) {
+      return invalid_argument(what + "its '" + name + "' is not " +
+                              (e.keyed ? "an object" : "a list"));
+    }
+    size_t i = 0;
+    for (auto it = list->begin(); it != list->end(); ++it, ++i) {
+      const std::string where =
+          what + name + "[" + (e.keyed ? json(it.key()).dump() : std::to_string(i)) + "]";
+      if (e.fields.empty()) {
+        if (!typed(*it, e.type)) {
+          return invalid_argument(where + " is not " + type_names[int(e.type)]);
+        }
+        continue;
+      }
+      if (!it->is_object()) return invalid_argument(where + " is not an object");
+      for (const ResultField& f : e.fields) {
+        if (!it->contains(f.name) || !typed((*it)[f.name], f.type)) {
+          return invalid_argument(where + "." + f.name + " is not " + type_names[int(f.type)]);
+        }
       }
     }
   }
   *out = std::move(prior);
   return ok_status();
+}
+
+Status read_resume_json(const std::string& path, const std::string& command,
+                        const std::vector<ResultField>& fields, nlohmann::json* out) {
+  return read_resume_json(path, command, {{"results", false, fields}}, out);
 }
 
 bool same_path(const nlohmann::json& prior, const std::string& now) {

@@ -95,15 +95,35 @@ Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int6
 std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model);
 
 // A field of the results a --resume file holds, and the JSON type it is read back as.
-enum class JsonType { kString, kNumber, kBool, kArray, kNumbers };  // kNumbers: array of numbers
+enum class JsonType {
+  kString,
+  kNumber,
+  kBool,
+  kArray,
+  kNumbers,       // an array of numbers
+  kNumberOrNull,  // NaN is written as null
+};
 struct ResultField {
   const char* name;
   JsonType type;
 };
+// Entries of a --resume file that the command reads back: at `at` (a key of the file's object,
+// or keys joined by '.': "state.needle"), a list, or with `keyed` an object of them by key; a
+// missing one is empty (made so in the JSON read). Each entry is an object holding every field
+// of `fields` with its type, or with no fields, a value of type `type`.
+struct ResumeEntries {
+  std::string at;
+  bool keyed = false;
+  std::vector<ResultField> fields;
+  JsonType type = JsonType::kNumber;
+};
 // Reads the JSON an interrupted `tidal <command>` run left (--resume): an object naming the
-// command, its "settings" an object, its "results" an array of objects that each hold every
-// field of `fields` with its type. Anything else is invalid_argument naming the file (the
-// commands read the results back by type, and nlohmann throws on a wrong one).
+// command, its "settings" an object, and every list of `entries` as it says. Anything else is
+// invalid_argument naming the file and the entry (the commands read the entries back by type,
+// and nlohmann throws on a wrong one).
+Status read_resume_json(const std::string& path, const std::string& command,
+                        const std::vector<ResumeEntries>& entries, nlohmann::json* out);
+// ... whose "results" is a list of objects that each hold every field of `fields`.
 Status read_resume_json(const std::string& path, const std::string& command,
                         const std::vector<ResultField>& fields, nlohmann::json* out);
 

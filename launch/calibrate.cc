@@ -19,7 +19,6 @@
 #include "launch/accuracy_run.h"
 #include "launch/policy_file.h"
 #include "launch/progress.h"
-#include "runtime/file.h"
 
 namespace tidal::launch {
 namespace {
@@ -252,12 +251,21 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
                          {"ppl_tokens", o.ppl_tokens}};
   json state = {{"needle", json::object()}, {"probe", json::object()}, {"ppl", json::object()}};
   if (!o.common.resume_path.empty()) {
-    std::string text;
-    TIDAL_RETURN_IF_ERROR(read_file(o.common.resume_path, &text).with_context("--resume"));
-    const json prior = json::parse(text, nullptr, false);
-    if (prior.is_discarded() || prior.value("command", "") != "calibrate") {
-      return invalid_argument("--resume " + o.common.resume_path + ": not a tidal calibrate JSON");
-    }
+    // What the run reads back of the state's entries (a NaN perplexity is written as null).
+    const std::vector<ResultField> needle = {{"retrieved", JsonType::kBool},
+                                             {"kv_rows", JsonType::kNumber},
+                                             {"full_kv_rows", JsonType::kNumber}};
+    const std::vector<ResultField> probe = {
+        {"layers", JsonType::kNumber},      {"heads", JsonType::kNumber},
+        {"budget", JsonType::kNumber},      {"steps", JsonType::kNumber},
+        {"mass_max", JsonType::kNumbers},   {"mass_sum", JsonType::kNumbers},
+        {"recall_sum", JsonType::kNumbers}, {"overlap_sum", JsonType::kNumbers}};
+    json prior;
+    TIDAL_RETURN_IF_ERROR(read_resume_json(o.common.resume_path, "calibrate",
+                                           {{"state.needle", true, needle},
+                                            {"state.probe", true, probe},
+                                            {"state.ppl", true, {}, JsonType::kNumberOrNull}},
+                                           &prior));
     for (const char* k : {"budget", "granularity", "seed", "gen_tokens", "sparse_question",
                           "ppl_tokens"}) {
       if (prior["settings"].value(k, json()) != settings[k]) {

@@ -894,6 +894,12 @@ TEST(Cli, PplQuestBudgetCoveringTheStreamMatchesFull) {
   }
 }
 
+// A short calibration on the embedded model (a second or two on the CPU): one needle case, full
+// and two candidates, a 32-token perplexity stream; its flags end with a space.
+const std::string kCalibrateRun = "calibrate --device cpu --haystack " + kPersuasion +
+                                  " --lengths 128 --depths 50 --needles 1 --budget 16 "
+                                  "--first-layers 2 --max-reselect 0 --ppl-tokens 32 --dry-run ";
+
 // --resume of a JSON that parses but is not the command's (an array, no settings, results of
 // the wrong types) aborted with an uncaught nlohmann::json type_error (exit 134) where it was
 // read; each is now one error line naming the file.
@@ -904,6 +910,8 @@ TEST(Cli, MalformedResumeFilesAreRefused) {
                               " --tokens 16 --policy full --resume ";
   const std::string niah_run = "niah --device cpu --haystack " + kPersuasion +
                                " --lengths 128 --depths 50 --needles 1 --policy full --resume ";
+  const std::map<std::string, std::string> runs = {
+      {"ppl", ppl_run}, {"niah", niah_run}, {"calibrate", kCalibrateRun + "--resume "}};
   const struct {
     const char* name;
     const char* text;  // {C}: the command's name
@@ -915,7 +923,7 @@ TEST(Cli, MalformedResumeFilesAreRefused) {
       {"result_number", R"({"command": "{C}", "settings": {}, "results": [1]})"},
       {"result_fields", R"({"command": "{C}", "settings": {}, "results": [{"variant": 3}]})"},
   };
-  for (const std::string command : {"ppl", "niah"}) {
+  for (const std::string command : {"ppl", "niah", "calibrate"}) {
     if (command == "ppl" && !testing::shared_exists("models/stories260K/hf")) {
       continue;
     }
@@ -928,9 +936,50 @@ TEST(Cli, MalformedResumeFilesAreRefused) {
       }
       testing::write_file(path, text);
       SCOPED_TRACE(command + " " + f.name);
-      expect_error(tidal((command == "ppl" ? ppl_run : niah_run) + path),
-                   "--resume " + path + ": ");
+      expect_error(tidal(runs.at(command) + path), "--resume " + path + ": ");
     }
+  }
+}
+
+// calibrate's --resume file keeps its work in 'state' (by case and candidate, not a list of
+// results): a file whose state was not what calibrate writes aborted with an uncaught
+// nlohmann::json type_error (exit 134), or was read as something else (a perplexity that is not
+// a number as not measured). Each is one error line naming the file and the entry.
+TEST(Cli, MalformedCalibrateResumeStateIsRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string dir = testing::temp_dir("resume_calibrate");
+  const CliRun r = tidal(kCalibrateRun + "--json " + dir + "/good.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json good = nlohmann::json::parse(testing::read_file(dir + "/good.json"));
+  const std::string needle = "full|128|50|0", probe = "128|50|0";
+  ASSERT_TRUE(good["state"]["needle"].contains(needle)) << good["state"].dump();
+  ASSERT_TRUE(good["state"]["probe"].contains(probe)) << good["state"].dump();
+  const struct {
+    const char* name;
+    const char* pointer;  // the entry replaced
+    nlohmann::json value;
+    const char* error;
+  } cases[] = {
+      {"state_list", "/state", nlohmann::json::array(), "its 'state' is not an object"},
+      {"needle_list", "/state/needle", nlohmann::json::array(), "its 'state.needle' is not"},
+      {"needle_number", "/state/needle/full|128|50|0", 3, "state.needle[\"full|128|50|0\"] is"},
+      {"retrieved_text", "/state/needle/full|128|50|0/retrieved", "yes",
+       "state.needle[\"full|128|50|0\"].retrieved is not true or false"},
+      {"kv_rows_text", "/state/needle/full|128|50|0/kv_rows", "x", ".kv_rows is not a number"},
+      {"probe_layers_text", "/state/probe/128|50|0/layers", "10", ".layers is not a number"},
+      {"probe_mass_text", "/state/probe/128|50|0/mass_max", nlohmann::json::array({"a"}),
+       ".mass_max is not a list of numbers"},
+      {"ppl_text", "/state/ppl/full", "73", "state.ppl[\"full\"] is not a number or null"},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.name);
+    nlohmann::json bad = good;
+    bad[nlohmann::json::json_pointer(tc.pointer)] = tc.value;
+    const std::string path = dir + "/" + tc.name + ".json";
+    testing::write_file(path, bad.dump());
+    const CliRun run = tidal(kCalibrateRun + "--resume " + path);
+    expect_error(run, "--resume " + path + ": ");
+    EXPECT_NE(run.err.find(tc.error), std::string::npos) << run.err;
   }
 }
 
