@@ -469,6 +469,23 @@ bool same_path(const nlohmann::json& prior, const std::string& now) {
   return !ec1 && !ec2 && a == b;
 }
 
+Status check_resume_settings(const std::string& path, const nlohmann::json& prior,
+                             const nlohmann::json& now, const std::vector<const char*>& paths,
+                             const std::vector<const char*>& values) {
+  using json = nlohmann::json;
+  auto differs = [&](const char* k) {
+    return invalid_argument("--resume " + path + ": it ran with another " + k + " (" +
+                            prior.value(k, json()).dump() + ", now " + now[k].dump() + ")");
+  };
+  for (const char* k : paths) {
+    if (!same_path(prior.value(k, json()), now[k].get<std::string>())) return differs(k);
+  }
+  for (const char* k : values) {
+    if (prior.value(k, json()) != now[k]) return differs(k);
+  }
+  return ok_status();
+}
+
 Status make_png_dir(const std::string& dir) {
   if (dir.empty()) return ok_status();
   std::error_code ec;

@@ -131,6 +131,14 @@ Status read_resume_json(const std::string& path, const std::string& command,
 // are spelled ("a/../b" and "b", relative and absolute).
 bool same_path(const nlohmann::json& prior, const std::string& now);
 
+// Refuses a --resume file `path` whose settings (`prior`, its "settings") are not this run's
+// (`now`): the settings named in `paths` are files or directories (same_path), those in `values`
+// compared as they are. The error names the first that differs, with both values: "--resume F:
+// it ran with another haystack ("emma.txt", now "persuasion.txt")".
+Status check_resume_settings(const std::string& path, const nlohmann::json& prior,
+                             const nlohmann::json& now, const std::vector<const char*>& paths,
+                             const std::vector<const char*>& values);
+
 // Makes the --png-dir folder `dir` (nothing when empty), before any work: one that cannot be
 // made is an error naming the flag.
 Status make_png_dir(const std::string& dir);

@@ -245,9 +245,14 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
       maker->make_grid(lengths, depths, o.needles, o.common.seed, o.gen_tokens, &cases));
 
   // Resume: the earlier run's per-case answers, probes and perplexities.
-  const json settings = {{"model", dir},      {"budget", o.budget},
-                         {"granularity", o.granularity}, {"seed", o.common.seed},
-                         {"gen_tokens", o.gen_tokens}, {"sparse_question", o.sparse_question},
+  const json settings = {{"model", dir},
+                         {"haystack", hay_path},
+                         {"ppl_text", ppl_path},
+                         {"budget", o.budget},
+                         {"granularity", o.granularity},
+                         {"seed", o.common.seed},
+                         {"gen_tokens", o.gen_tokens},
+                         {"sparse_question", o.sparse_question},
                          {"ppl_tokens", o.ppl_tokens}};
   json state = {{"needle", json::object()}, {"probe", json::object()}, {"ppl", json::object()}};
   if (!o.common.resume_path.empty()) {
@@ -266,12 +271,11 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
                                             {"state.probe", true, probe},
                                             {"state.ppl", true, {}, JsonType::kNumberOrNull}},
                                            &prior));
-    for (const char* k : {"budget", "granularity", "seed", "gen_tokens", "sparse_question",
-                          "ppl_tokens"}) {
-      if (prior["settings"].value(k, json()) != settings[k]) {
-        return invalid_argument("--resume " + o.common.resume_path + ": it ran with another " + k);
-      }
-    }
+    // Its entries are keyed by case and candidate: the model and texts that made them (and the
+    // settings the keys leave out) are compared here.
+    TIDAL_RETURN_IF_ERROR(check_resume_settings(
+        o.common.resume_path, prior["settings"], settings, {"model", "haystack", "ppl_text"},
+        {"budget", "granularity", "seed", "gen_tokens", "sparse_question", "ppl_tokens"}));
     state = prior["state"];
   }
   const std::string json_path = o.common.json_path.empty() ? o.common.resume_path

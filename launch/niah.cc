@@ -44,20 +44,9 @@ Status load_resume(const std::string& path, const json& settings, std::map<std::
       &prior));
   // The cases' needles are drawn from the seed alone: another haystack or model (whose answers
   // these are) is seen only by its path.
-  for (const char* k : {"model", "haystack"}) {
-    if (!same_path(prior["settings"].value(k, json()), settings[k].get<std::string>())) {
-      return invalid_argument("--resume " + path + ": it ran with another " + k + " (" +
-                              prior["settings"].value(k, json()).dump() + ", now " +
-                              settings[k].dump() + ")");
-    }
-  }
-  for (const char* k : {"seed", "gen_tokens", "sparse_question"}) {
-    if (prior["settings"].value(k, json()) != settings[k]) {
-      return invalid_argument("--resume " + path + ": it ran with another " + k + " (" +
-                              prior["settings"].value(k, json()).dump() + ", now " +
-                              settings[k].dump() + ")");
-    }
-  }
+  TIDAL_RETURN_IF_ERROR(check_resume_settings(path, prior["settings"], settings,
+                                              {"model", "haystack"},
+                                              {"seed", "gen_tokens", "sparse_question"}));
   for (const json& r : prior["results"]) (*out)[r["key"].get<std::string>()] = r;
   return ok_status();
 }

@@ -85,11 +85,8 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
                                             {"full_kv_rows", JsonType::kNumber}},
                                            &prior));
     // The checksum sees the tokens, not the model that scored them.
-    if (!same_path(prior["settings"].value("model", json()), dir)) {
-      return invalid_argument("--resume " + o.common.resume_path + ": it ran with another model (" +
-                              prior["settings"].value("model", json()).dump() + ", now " +
-                              json(dir).dump() + ")");
-    }
+    TIDAL_RETURN_IF_ERROR(
+        check_resume_settings(o.common.resume_path, prior["settings"], settings, {"model"}, {}));
     if (prior["settings"].value("checksum", json()) != json(checksum(tokens))) {
       return invalid_argument("--resume " + o.common.resume_path +
                               ": it scored other tokens (another --text, --offset, --tokens or "

@@ -896,9 +896,10 @@ TEST(Cli, PplQuestBudgetCoveringTheStreamMatchesFull) {
 
 // A short calibration on the embedded model (a second or two on the CPU): one needle case, full
 // and two candidates, a 32-token perplexity stream; its flags end with a space.
-const std::string kCalibrateRun = "calibrate --device cpu --haystack " + kPersuasion +
-                                  " --lengths 128 --depths 50 --needles 1 --budget 16 "
-                                  "--first-layers 2 --max-reselect 0 --ppl-tokens 32 --dry-run ";
+const std::string kCalibrate =
+    "calibrate --device cpu --lengths 128 --depths 50 --needles 1 --budget 16 --first-layers 2 "
+    "--max-reselect 0 --ppl-tokens 32 --dry-run ";
+const std::string kCalibrateRun = kCalibrate + "--haystack " + kPersuasion + " ";
 
 // --resume of a JSON that parses but is not the command's (an array, no settings, results of
 // the wrong types) aborted with an uncaught nlohmann::json type_error (exit 134) where it was
@@ -985,7 +986,8 @@ TEST(Cli, MalformedCalibrateResumeStateIsRefused) {
 
 // --resume of a run on another haystack or model kept its results as this run's: niah's cases
 // (city, number) are drawn from the seed alone, so the needle check never saw another haystack,
-// and ppl's token checksum does not see another model with the same tokenizer.
+// and ppl's token checksum does not see another model with the same tokenizer. calibrate
+// compared neither, nor its perplexity text.
 TEST(Cli, ResumingAnotherHaystackOrModelIsRefused) {
   TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
   TIDAL_SKIP_WITHOUT_SHARED("text/austen/emma.txt");
@@ -999,6 +1001,23 @@ TEST(Cli, ResumingAnotherHaystackOrModelIsRefused) {
   // The same file by another spelling of its path is the same haystack.
   r = tidal(niah + "--haystack " + testing::shared_path("text/austen/../austen/persuasion.txt") +
             " --resume " + dir + "/niah.json");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+
+  const std::string emma = testing::shared_path("text/austen/emma.txt");
+  r = tidal(kCalibrateRun + "--json " + dir + "/calibrate.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string resume = " --resume " + dir + "/calibrate.json";
+  expect_error(tidal(kCalibrate + "--haystack " + emma + " --ppl-text " + kPersuasion + resume),
+               "it ran with another haystack");
+  expect_error(tidal(kCalibrateRun + "--ppl-text " + emma + resume),
+               "it ran with another ppl_text");
+  const std::string model_copy = dir + "/tiny_copy";
+  const std::string tiny = std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k";
+  ASSERT_EQ(std::system(("cp -r " + tiny + " " + model_copy).c_str()), 0);
+  expect_error(tidal(kCalibrateRun + "--model " + model_copy + resume),
+               "it ran with another model");
+  r = tidal(kCalibrate + "--haystack " +
+            testing::shared_path("text/austen/../austen/persuasion.txt") + resume);
   EXPECT_EQ(r.exit_code, 0) << r.err;
 
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
