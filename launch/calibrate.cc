@@ -138,6 +138,37 @@ json probe_sums(const LayerProbe& p) {
           {"recall_sum", p.number_recall_sum}, {"overlap_sum", p.overlap_sum}};
 }
 
+// A --resume file's probe of one case (`where` names it; its fields' types are checked) against
+// the model: its sums are read by layer and by pair of layers.
+Status check_probe_sums(const json& j, const model::ModelConfig& cfg, const std::string& where) {
+  if (j["layers"] != cfg.num_layers || j["heads"] != cfg.num_heads) {
+    return invalid_argument(where + " holds the sums of " + j["layers"].dump() + " layers and " +
+                            j["heads"].dump() + " heads, not this model's " +
+                            std::to_string(cfg.num_layers) + " and " +
+                            std::to_string(cfg.num_heads));
+  }
+  const double steps = j["steps"].get<double>();
+  if (!(steps >= 0 && steps <= 1e15 && steps == std::floor(steps))) {
+    return invalid_argument(where + ".steps is not a count of steps");
+  }
+  const size_t layers = size_t(cfg.num_layers);
+  const struct {
+    const char* name;
+    size_t size;
+    const char* what;
+  } sums[] = {{"mass_max", layers, "one per layer"},
+              {"mass_sum", layers, "one per layer"},
+              {"recall_sum", layers, "one per layer"},
+              {"overlap_sum", layers * layers, "one per pair of layers"}};
+  for (const auto& s : sums) {
+    if (j[s.name].size() != s.size) {
+      return invalid_argument(where + "." + s.name + " holds " + std::to_string(j[s.name].size()) +
+                              " values, not " + std::to_string(s.size) + " (" + s.what + ")");
+    }
+  }
+  return ok_status();
+}
+
 LayerProbe probe_from(const json& j) {
   LayerProbe p;
   p.layers = j.value("layers", int64_t(0));
@@ -276,6 +307,11 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
     TIDAL_RETURN_IF_ERROR(check_resume_settings(
         o.common.resume_path, prior["settings"], settings, {"model", "haystack", "ppl_text"},
         {"budget", "granularity", "seed", "gen_tokens", "sparse_question", "ppl_tokens"}));
+    for (const auto& [key, sums] : prior["state"]["probe"].items()) {
+      TIDAL_RETURN_IF_ERROR(check_probe_sums(
+          sums, cfg,
+          "--resume " + o.common.resume_path + ": state.probe[" + json(key).dump() + "]"));
+    }
     state = prior["state"];
   }
   const std::string json_path = o.common.json_path.empty() ? o.common.resume_path

@@ -945,7 +945,8 @@ TEST(Cli, MalformedResumeFilesAreRefused) {
 // calibrate's --resume file keeps its work in 'state' (by case and candidate, not a list of
 // results): a file whose state was not what calibrate writes aborted with an uncaught
 // nlohmann::json type_error (exit 134), or was read as something else (a perplexity that is not
-// a number as not measured). Each is one error line naming the file and the entry.
+// a number as not measured, a layer probe's sums of another size past their end). Each is one
+// error line naming the file and the entry.
 TEST(Cli, MalformedCalibrateResumeStateIsRefused) {
   TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
   const std::string dir = testing::temp_dir("resume_calibrate");
@@ -971,6 +972,17 @@ TEST(Cli, MalformedCalibrateResumeStateIsRefused) {
       {"probe_mass_text", "/state/probe/128|50|0/mass_max", nlohmann::json::array({"a"}),
        ".mass_max is not a list of numbers"},
       {"ppl_text", "/state/ppl/full", "73", "state.ppl[\"full\"] is not a number or null"},
+      // A probe's sums are read by layer (mass_max[l], overlap_sum[a * layers + b]): sized
+      // otherwise they were read past their end, or printed as a probe of 3 layers.
+      {"probe_mass_short", "/state/probe/128|50|0/mass_max", nlohmann::json::array({0.1}),
+       "state.probe[\"128|50|0\"].mass_max holds 1 values, not 10 (one per layer)"},
+      {"probe_overlap_short", "/state/probe/128|50|0/overlap_sum", nlohmann::json::array({0.1}),
+       ".overlap_sum holds 1 values, not 100 (one per pair of layers)"},
+      {"probe_layers", "/state/probe/128|50|0/layers", 3,
+       "state.probe[\"128|50|0\"] holds the sums of 3 layers and 4 heads, not this model's 10 "
+       "and 4"},
+      {"probe_heads", "/state/probe/128|50|0/heads", 8, "sums of 10 layers and 8 heads"},
+      {"probe_steps", "/state/probe/128|50|0/steps", -1, ".steps is not a count of steps"},
   };
   for (const auto& tc : cases) {
     SCOPED_TRACE(tc.name);
