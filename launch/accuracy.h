@@ -65,6 +65,10 @@ struct AccuracyCommon {
 constexpr int64_t kMaxNeedles = 1000;
 // "--needles must be in [1, kMaxNeedles], got N", or ok.
 Status check_needles(int64_t needles);
+// --max-batch of a command that runs needle cases (niah, calibrate): a case holds its prefilled
+// prompt in one sequence and a policy's answer in each other, so at least 2 (checked with the
+// flags; the engine checks the top of the range).
+Status check_needle_batch(int64_t max_batch);
 
 struct NiahOptions {
   AccuracyCommon common;

@@ -223,6 +223,13 @@ Status check_needles(int64_t needles) {
                           std::to_string(needles));
 }
 
+Status check_needle_batch(int64_t max_batch) {
+  if (max_batch >= 2) return ok_status();
+  return invalid_argument(
+      "--max-batch must be >= 2 (a needle case's prompt and a policy's answer), got " +
+      std::to_string(max_batch));
+}
+
 Status parse_int_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {
   std::string normalized = text;
   for (char& c : normalized) c = c == ',' ? ' ' : c;

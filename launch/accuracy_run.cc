@@ -121,7 +121,7 @@ Status run_needle_case(engine::Engine& e, const model::Tokenizer& tok, const Nee
                        std::vector<NeedleRun>* out) {
   out->assign(variants.size(), NeedleRun());
   const int64_t slots = e.config().max_batch - 1;
-  if (slots < 1) return invalid_argument("--max-batch must be >= 2 (a prompt and a policy)");
+  if (slots < 1) return check_needle_batch(e.config().max_batch);  // the commands checked it
   engine::SeqId source = 0;
   int32_t first = 0;
   TIDAL_RETURN_IF_ERROR(

@@ -228,6 +228,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   TIDAL_RETURN_IF_ERROR(parse_int_list(o.depths, "--depths", &depths));
   if (o.budget < 2) return invalid_argument("--budget must be >= 2");
   TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
+  TIDAL_RETURN_IF_ERROR(check_needle_batch(o.common.max_batch));
   if (o.gen_tokens < 1 || o.ppl_tokens < 0) {
     return invalid_argument("--gen-tokens must be >= 1 and --ppl-tokens >= 0");
   }

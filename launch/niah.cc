@@ -86,6 +86,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
     if (d > 100) return invalid_argument("--depths: " + std::to_string(d) + " is above 100");
   }
   TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
+  TIDAL_RETURN_IF_ERROR(check_needle_batch(o.common.max_batch));
   if (o.gen_tokens < 1) return invalid_argument("--gen-tokens must be >= 1");
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));

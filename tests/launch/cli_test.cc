@@ -894,6 +894,27 @@ TEST(Cli, PplQuestBudgetCoveringTheStreamMatchesFull) {
   }
 }
 
+// A needle case holds its prefilled prompt in one sequence and decodes a policy's answer in each
+// other: --max-batch 1 leaves none. niah refused it only at the first case, after printing its
+// table's header and loading the model; calibrate after its start line (two lines). Both refuse it
+// with their other flag checks now, before any case is made (the 1-token length fails there).
+TEST(Cli, NeedleCommandsRefuseOneSequenceFirst) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string both = " --device cpu --haystack " + kPersuasion + " --depths 50 --needles 1 ";
+  for (const std::string& cmd :
+       {"niah" + both + "--policy full ",
+        "calibrate" + both + "--first-layers 2 --max-reselect 0 --ppl-tokens 32 --dry-run "}) {
+    SCOPED_TRACE(cmd);
+    const std::string error =
+        "--max-batch must be >= 2 (a needle case's prompt and a policy's answer), got ";
+    CliRun r = tidal(cmd + "--lengths 128 --max-batch 1");
+    expect_error(r, error + "1");
+    EXPECT_EQ(r.out, "");
+    expect_error(tidal(cmd + "--lengths 1 --max-batch 1"), error + "1");
+    expect_error(tidal(cmd + "--lengths 1 --max-batch 0"), error + "0");
+  }
+}
+
 // A short calibration on the embedded model (a second or two on the CPU): one needle case, full
 // and two candidates, a 32-token perplexity stream; its flags end with a space.
 const std::string kCalibrate =
@@ -1070,8 +1091,9 @@ TEST(Cli, UnwritableOutputIsRefusedBeforeTheRun) {
   expect_error(r, "--png-dir " + dir + "/a_file/png");
   EXPECT_EQ(r.out, "");
   // Settings the engine refuses leave no output behind.
-  expect_error(tidal(niah + "--max-batch 0 --json " + dir + "/niah.json --png-dir " + dir + "/p1"),
-               "--max-batch 0 is out of range");
+  expect_error(
+      tidal(niah + "--max-batch 70000 --json " + dir + "/niah.json --png-dir " + dir + "/p1"),
+      "--max-batch 70000 is out of range");
   expect_error(tidal(ppl + "--max-batch 0 --json " + dir + "/ppl.json --png-dir " + dir + "/p2"),
                "--max-batch 0 is out of range");
   for (const char* made : {"niah.json", "ppl.json", "p1", "p2"}) {
