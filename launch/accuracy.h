@@ -141,9 +141,11 @@ Status run_niah(const NiahOptions& opts, const AccuracyDefaults& defaults);
 Status run_ppl(const PplOptions& opts, const AccuracyDefaults& defaults);
 Status run_calibrate(const CalibrateOptions& opts, const AccuracyDefaults& defaults);
 
-// "1K,4K,16K" -> {1024, 4096, 16384} (K = 1024 here: context lengths); errors name `flag`.
+// "1K,4K,16K" -> {1024, 4096, 16384} (K = 1024 here: context lengths); errors name `flag`. A
+// value listed twice ("1K,1024") is an error: each value is a row, a column or a policy.
 Status parse_length_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
-// "0,10,50" -> {0, 10, 50}; "1-4" -> {1, 2, 3, 4}. Errors name `flag`.
+// "0,10,50" -> {0, 10, 50}; "1-4" -> {1, 2, 3, 4}. Errors name `flag`; as above, a value listed
+// twice ("0-50,50") is one.
 Status parse_int_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 
 // The sweep's variants for `config` (validated). Reads the policy file when a layers spec needs it.

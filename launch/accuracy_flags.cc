@@ -2,6 +2,7 @@
 // Flags of tidal niah / ppl / calibrate, and the policy variants a sweep compares.
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "launch/accuracy.h"
@@ -107,6 +108,16 @@ Status parse_layers(const std::string& spec, int64_t* start,
 
 std::string budget_tag(int64_t k) { return "K=" + std::to_string(k); }
 
+// Notes `v` as given by the list item `item`; a value given before (by `item` or another) is an
+// error naming it: its rows would run and print twice.
+Status note_once(int64_t v, const std::string& item, const char* flag,
+                 std::map<int64_t, std::string>* seen) {
+  const auto [it, added] = seen->emplace(v, item);
+  if (added) return ok_status();
+  return invalid_argument(std::string(flag) + ": " + std::to_string(v) + " is listed twice" +
+                          (it->second == item ? "" : " ('" + it->second + "' and '" + item + "')"));
+}
+
 }  // namespace
 
 void add_niah_command(CLI::App& app, NiahOptions* o) {
@@ -199,6 +210,7 @@ Status parse_length_list(const std::string& text, const char* flag, std::vector<
   for (char& c : normalized) c = c == ',' ? ' ' : c;
   std::istringstream in(normalized);
   std::string item;
+  std::map<int64_t, std::string> seen;
   while (in >> item) {
     int64_t scale = 1;
     std::string digits = item;
@@ -212,6 +224,7 @@ Status parse_length_list(const std::string& text, const char* flag, std::vector<
                               "' is not a length (e.g. 4096 or 4K = 4096)");
     }
     out->push_back(std::stoll(digits) * scale);
+    TIDAL_RETURN_IF_ERROR(note_once(out->back(), item, flag, &seen));
   }
   if (out->empty()) return invalid_argument(std::string(flag) + " lists no value");
   return ok_status();
@@ -242,6 +255,7 @@ Status parse_int_list(const std::string& text, const char* flag, std::vector<int
     *v = std::stoll(s);
     return true;
   };
+  std::map<int64_t, std::string> seen;
   while (in >> item) {
     const size_t dash = item.find('-');
     int64_t a = 0, b = 0;
@@ -251,7 +265,10 @@ Status parse_int_list(const std::string& text, const char* flag, std::vector<int
     if (!ok || b < a || b - a > 100000) {
       return invalid_argument(std::string(flag) + ": '" + item + "' is not N or N-M");
     }
-    for (int64_t v = a; v <= b; ++v) out->push_back(v);
+    for (int64_t v = a; v <= b; ++v) {
+      out->push_back(v);
+      TIDAL_RETURN_IF_ERROR(note_once(v, item, flag, &seen));
+    }
   }
   if (out->empty()) return invalid_argument(std::string(flag) + " lists no value");
   return ok_status();

@@ -100,6 +100,28 @@ TEST(AccuracyFlags, Lists) {
   }
 }
 
+// A value listed twice would run (and print) its rows twice: refused, naming both spellings.
+TEST(AccuracyFlags, ListsRefuseAValueListedTwice) {
+  const struct {
+    bool lengths;  // else parse_int_list
+    const char* text;
+    const char* error;
+  } cases[] = {
+      {true, "128,128", "--lengths: 128 is listed twice"},
+      {true, "1K,4K,1024", "--lengths: 1024 is listed twice ('1K' and '1024')"},
+      {false, "50,50", "--depths: 50 is listed twice"},
+      {false, "0-50,50", "--depths: 50 is listed twice ('0-50' and '50')"},
+      {false, "1-3,2-4", "--depths: 2 is listed twice ('1-3' and '2-4')"},
+  };
+  for (const auto& tc : cases) {
+    std::vector<int64_t> v;
+    const Status st = tc.lengths ? parse_length_list(tc.text, "--lengths", &v)
+                                 : parse_int_list(tc.text, "--depths", &v);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << tc.text;
+    EXPECT_EQ(st.message(), tc.error) << tc.text;
+  }
+}
+
 TEST(AccuracyFlags, VariantsCoverEveryCombination) {
   VariantFlags f;
   f.policies = {"full", "tidal", "quest"};

@@ -915,6 +915,37 @@ TEST(Cli, NeedleCommandsRefuseOneSequenceFirst) {
   }
 }
 
+// A length or depth listed twice ran its cases once (their results share a key) but printed
+// niah's rows and depth columns twice, and counted calibrate's cases twice ('needle: cases
+// retrieved of 2' for one case); a first layer listed twice ranked its candidate twice. Each is
+// refused before any work, naming the value.
+TEST(Cli, ListsWithAValueTwiceAreRefused) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string niah =
+      "niah --device cpu --haystack " + kPersuasion + " --needles 1 --policy full ";
+  const std::string calibrate = "calibrate --device cpu --haystack " + kPersuasion +
+                                " --needles 1 --max-reselect 0 --ppl-tokens 32 --dry-run ";
+  const struct {
+    std::string args;
+    const char* error;
+  } cases[] = {
+      {niah + "--lengths 128,128 --depths 50", "--lengths: 128 is listed twice"},
+      {niah + "--lengths 128 --depths 50,50", "--depths: 50 is listed twice"},
+      {calibrate + "--lengths 128,128 --depths 50 --first-layers 2",
+       "--lengths: 128 is listed twice"},
+      {calibrate + "--lengths 128 --depths 0-50,50 --first-layers 2",
+       "--depths: 50 is listed twice ('0-50' and '50')"},
+      {calibrate + "--lengths 128 --depths 50 --first-layers 2,2",
+       "--first-layers: 2 is listed twice"},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.args);
+    const CliRun r = tidal(tc.args);
+    expect_error(r, tc.error);
+    EXPECT_EQ(r.out, "");
+  }
+}
+
 // A short calibration on the embedded model (a second or two on the CPU): one needle case, full
 // and two candidates, a 32-token perplexity stream; its flags end with a space.
 const std::string kCalibrate =
