@@ -147,6 +147,8 @@ Status parse_length_list(const std::string& text, const char* flag, std::vector<
 // "0,10,50" -> {0, 10, 50}; "1-4" -> {1, 2, 3, 4}. Errors name `flag`; as above, a value listed
 // twice ("0-50,50") is one.
 Status parse_int_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
+// --depths (niah, calibrate): parse_int_list's list of needle depths, each a percent (0 to 100).
+Status parse_depth_list(const std::string& text, std::vector<int64_t>* out);
 
 // The sweep's variants for `config` (validated). Reads the policy file when a layers spec needs it.
 // A flag in flags.flags_given that no listed policy reads is an error naming it.

@@ -274,6 +274,14 @@ Status parse_int_list(const std::string& text, const char* flag, std::vector<int
   return ok_status();
 }
 
+Status parse_depth_list(const std::string& text, std::vector<int64_t>* out) {
+  TIDAL_RETURN_IF_ERROR(parse_int_list(text, "--depths", out));
+  for (int64_t d : *out) {
+    if (d > 100) return invalid_argument("--depths: " + std::to_string(d) + " is above 100");
+  }
+  return ok_status();
+}
+
 Status build_variants(const VariantFlags& f, const model::ModelConfig& config,
                       const std::string& model_dir, int64_t page_size,
                       std::vector<Variant>* out) {

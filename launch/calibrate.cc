@@ -225,7 +225,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   TIDAL_RETURN_IF_ERROR(resolve_harness_model(o.common, defaults, &dir));
   std::vector<int64_t> lengths, depths;
   TIDAL_RETURN_IF_ERROR(parse_length_list(o.lengths, "--lengths", &lengths));
-  TIDAL_RETURN_IF_ERROR(parse_int_list(o.depths, "--depths", &depths));
+  TIDAL_RETURN_IF_ERROR(parse_depth_list(o.depths, &depths));
   if (o.budget < 2) return invalid_argument("--budget must be >= 2");
   TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
   TIDAL_RETURN_IF_ERROR(check_needle_batch(o.common.max_batch));

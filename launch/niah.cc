@@ -81,10 +81,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   TIDAL_RETURN_IF_ERROR(resolve_harness_model(o.common, defaults, &dir));
   std::vector<int64_t> lengths, depths;
   TIDAL_RETURN_IF_ERROR(parse_length_list(o.lengths, "--lengths", &lengths));
-  TIDAL_RETURN_IF_ERROR(parse_int_list(o.depths, "--depths", &depths));
-  for (int64_t d : depths) {
-    if (d > 100) return invalid_argument("--depths: " + std::to_string(d) + " is above 100");
-  }
+  TIDAL_RETURN_IF_ERROR(parse_depth_list(o.depths, &depths));
   TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
   TIDAL_RETURN_IF_ERROR(check_needle_batch(o.common.max_batch));
   if (o.gen_tokens < 1) return invalid_argument("--gen-tokens must be >= 1");

@@ -826,6 +826,16 @@ TEST(Cli, NeedleCountsAreBounded) {
   }
 }
 
+// A needle depth is a percent: calibrate took --depths 150 and failed only when its cases were
+// made (after the tokenizer and both texts loaded) with 'needle depth must be in 0..100 (got
+// 150)', naming no flag; niah refused it as --depths before any work. Both do now (the 1-token
+// length would fail at the cases).
+TEST(Cli, NeedleDepthsAbove100AreRefusedAsTheFlag) {
+  for (const std::string cmd : {"niah --policy full", "calibrate --dry-run"}) {
+    expect_error(tidal(cmd + " --lengths 1 --depths 50,150"), "--depths: 150 is above 100");
+  }
+}
+
 // ppl --offset near INT64_MAX: offset + tokens wrapped negative, passed the length check, and
 // the run scored tokens read from outside the text.
 TEST(Cli, PplOffsetPastTheTextIsRefused) {
