@@ -229,8 +229,12 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   if (o.budget < 2) return invalid_argument("--budget must be >= 2");
   TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
   TIDAL_RETURN_IF_ERROR(check_needle_batch(o.common.max_batch));
-  if (o.gen_tokens < 1 || o.ppl_tokens < 0) {
-    return invalid_argument("--gen-tokens must be >= 1 and --ppl-tokens >= 0");
+  if (o.gen_tokens < 1) return invalid_argument("--gen-tokens must be >= 1");
+  // The stream is BOS and ppl_tokens - 1 tokens, each predicted from those before it.
+  if (o.ppl_tokens < 0 || o.ppl_tokens == 1) {
+    return invalid_argument(
+        "--ppl-tokens must be 0 (no perplexity) or >= 2 (BOS and a token it predicts), got " +
+        std::to_string(o.ppl_tokens));
   }
   if (o.ppl_tokens == 0 && !o.ppl_flags_given.empty()) {
     return invalid_argument(o.ppl_flags_given[0] +

@@ -1225,6 +1225,23 @@ TEST(Cli, CalibratePerplexityFlagsNeedAStream) {
   expect_error(tidal(run), "a 1-token case leaves no room");
 }
 
+// A perplexity stream is BOS and --ppl-tokens - 1 tokens, the first predicted from BOS: at
+// --ppl-tokens 1 nothing is predicted, and calibrate failed after every needle case had run
+// ('perplexity needs at least 2 tokens', under its start line). Refused with the flags now.
+TEST(Cli, CalibrateRefusesAStreamWithNothingToPredictFirst) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string run = "calibrate --device cpu --haystack " + kPersuasion +
+                          " --lengths 128 --depths 50 --needles 1 --first-layers 2 "
+                          "--max-reselect 0 --dry-run --ppl-tokens ";
+  const std::string error =
+      "--ppl-tokens must be 0 (no perplexity) or >= 2 (BOS and a token it predicts), got ";
+  const CliRun r = tidal(run + "1");
+  expect_error(r, error + "1");
+  EXPECT_EQ(r.out, "");
+  expect_error(tidal(run + "-3"), error + "-3");
+  EXPECT_EQ(tidal(run + "2").exit_code, 0);
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +
