@@ -339,10 +339,26 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
     if (o.ppl_tokens > 0 && !state["ppl"].contains(v.label)) ppl_todo.push_back(&v);
   }
   const int64_t max_len = std::max(*std::max_element(lengths.begin(), lengths.end()), o.ppl_tokens);
-  std::unique_ptr<engine::Engine> engine;
-  if (total > 0 || !ppl_todo.empty()) {
-    TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, max_len, o.budget, &engine));
+  const bool work = total > 0 || !ppl_todo.empty();
+  // The outputs are checked before any work, once the engine's settings pass: an unwritable
+  // --json was found after the first case, the policy file after the whole sweep. The JSON is
+  // written at once (the settings, the resumed state).
+  if (work) {
+    engine::EngineConfig config;
+    TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, max_len, o.budget, &config));
   }
+  const std::string policy_path = o.out.empty() ? dir + "/" + kPolicyFileName : o.out;
+  if (!o.dry_run) {
+    const Status writable = check_writable(policy_path);
+    if (!writable.ok()) {
+      return invalid_argument(
+          (o.out.empty() ? "the policy file " + policy_path + " (--out)" : "--out " + policy_path) +
+          ": " + writable.message());
+    }
+  }
+  TIDAL_RETURN_IF_ERROR(save());
+  std::unique_ptr<engine::Engine> engine;
+  if (work) TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, max_len, o.budget, &engine));
   std::fprintf(stderr, "tidal: calibrate: %zu candidates (+ full) on %zu needle cases%s\n",
                cands.size() - 1, cases.size(),
                o.ppl_tokens > 0 ? (" and a " + std::to_string(o.ppl_tokens) +
@@ -512,7 +528,6 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   out["probe"] = probe_json(probe);
   TIDAL_RETURN_IF_ERROR(save());
   if (o.dry_run) return ok_status();
-  const std::string policy_path = o.out.empty() ? dir + "/" + kPolicyFileName : o.out;
   TIDAL_RETURN_IF_ERROR(
       write_policy_file(policy_path, pick.sparse_start, pick.reselect, calibration.dump()));
   std::printf("# wrote %s\n", policy_path.c_str());

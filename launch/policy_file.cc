@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "launch/policy_file.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -92,6 +94,20 @@ Status write_file_atomic(const std::string& path, const std::string& text) {
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
   if (ec) return unavailable(path + ": cannot write (" + ec.message() + ")");
+  return ok_status();
+}
+
+Status check_writable(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return invalid_argument("it is a directory");
+  const std::string tmp = path + ".tmp";
+  const bool existed = std::filesystem::exists(tmp, ec);
+  errno = 0;
+  if (!std::ofstream(tmp, std::ios::binary | std::ios::app)) {
+    return unavailable(std::string("cannot write it: ") +
+                       (errno != 0 ? std::strerror(errno) : "cannot open " + tmp));
+  }
+  if (!existed) std::filesystem::remove(tmp, ec);
   return ok_status();
 }
 

@@ -49,6 +49,10 @@ Status write_policy_file(const std::string& path, int64_t sparse_start,
 // Writes `text` to `path` through a temporary file and a rename, so a reader (or a run that is
 // killed) never sees half a file.
 Status write_file_atomic(const std::string& path, const std::string& text);
+// Whether write_file_atomic can write `path`, found before the work that makes its text: `path`
+// is not a directory, and its temporary file can be made (it is removed again; `path` is left as
+// it is). The error says why without the path: "it is a directory", "cannot write it: ...".
+Status check_writable(const std::string& path);
 
 // When the file was found and the layers were not set explicitly (`layers_given`: the user gave
 // a first selection layer or re-selection layers), a tidal policy takes the file's layers. Then

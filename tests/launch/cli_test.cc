@@ -1225,6 +1225,45 @@ TEST(Cli, CalibratePerplexityFlagsNeedAStream) {
   expect_error(tidal(run), "a 1-token case leaves no room");
 }
 
+// calibrate's outputs were found unwritable only where they were first written: --json after
+// the first needle case (its candidates and probe), --out (the policy file) after the whole
+// sweep, the table printed and exit 1. Both are checked before the model loads now, once the
+// engine's settings pass, as niah's and ppl's are: shown with weights that cannot load.
+TEST(Cli, CalibrateOutputsAreCheckedBeforeTheRun) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string dir = testing::temp_dir("calibrate_outputs");
+  const std::string model = dir + "/broken_weights";
+  const std::string tiny = std::string(TIDAL_SOURCE_DIR) + "/model/tidal-tiny-16k";
+  ASSERT_EQ(std::system(("cp -r " + tiny + " " + model).c_str()), 0);
+  testing::write_file(model + "/model.safetensors", "not safetensors");
+  const std::string flags = " --device cpu --haystack " + kPersuasion +
+                            " --lengths 128 --depths 50 --needles 1 --budget 16 --first-layers 2 "
+                            "--max-reselect 0 --ppl-tokens 32 ";
+  const std::string run = "calibrate --model " + model + flags;
+  const std::string no_dir = dir + "/missing/out.json";
+  CliRun r = tidal(run + "--dry-run --json " + no_dir);
+  expect_error(r, no_dir);
+  EXPECT_EQ(r.out, "");
+  r = tidal(run + "--out " + no_dir);
+  expect_error(r, "--out " + no_dir + ": ");
+  EXPECT_EQ(r.out, "");
+  // A folder cannot be the policy file (and no '<folder>.tmp' is left beside it).
+  ASSERT_EQ(std::system(("mkdir " + dir + "/folder").c_str()), 0);
+  r = tidal(run + "--out " + dir + "/folder");
+  expect_error(r, "--out " + dir + "/folder: it is a directory");
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(access((dir + "/folder.tmp").c_str(), F_OK), 0);
+  // Settings the engine refuses leave no output behind.
+  expect_error(tidal(run + "--max-batch 70000 --json " + dir + "/calibrate.json"),
+               "--max-batch 70000 is out of range");
+  EXPECT_NE(access((dir + "/calibrate.json").c_str(), F_OK), 0);
+  // With weights that load, the policy file is written, and the check leaves nothing beside it.
+  r = tidal("calibrate" + flags + "--out " + dir + "/policy.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(testing::read_file(dir + "/policy.json").find("sparse_start"), std::string::npos);
+  EXPECT_NE(access((dir + "/policy.json.tmp").c_str(), F_OK), 0);
+}
+
 // A perplexity stream is BOS and --ppl-tokens - 1 tokens, the first predicted from BOS: at
 // --ppl-tokens 1 nothing is predicted, and calibrate failed after every needle case had run
 // ('perplexity needs at least 2 tokens', under its start line). Refused with the flags now.
