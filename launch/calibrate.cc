@@ -236,6 +236,9 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
         "--ppl-tokens must be 0 (no perplexity) or >= 2 (BOS and a token it predicts), got " +
         std::to_string(o.ppl_tokens));
   }
+  if (o.dry_run && !o.out.empty()) {
+    return invalid_argument("--out has no effect with --dry-run (no policy file is written)");
+  }
   if (o.ppl_tokens == 0 && !o.ppl_flags_given.empty()) {
     return invalid_argument(o.ppl_flags_given[0] +
                             " has no effect with --ppl-tokens 0 (no perplexity is measured)");

@@ -1281,6 +1281,13 @@ TEST(Cli, CalibrateRefusesAStreamWithNothingToPredictFirst) {
   EXPECT_EQ(tidal(run + "2").exit_code, 0);
 }
 
+// --dry-run writes no policy file, so --out beside it did nothing: the run ended 0 with no file
+// where the user asked for one. Refused with the flags (the 1-token length would fail later).
+TEST(Cli, CalibrateOutWithDryRunIsRefused) {
+  expect_error(tidal("calibrate --dry-run --lengths 1 --out /some/policy.json"),
+               "--out has no effect with --dry-run (no policy file is written)");
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +
