@@ -257,6 +257,12 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   }
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
+  // The stream's positions (BOS and ppl_tokens - 1) size the engine with the cases' lengths.
+  if (o.ppl_tokens > cfg.max_position_embeddings) {
+    return invalid_argument("--ppl-tokens " + std::to_string(o.ppl_tokens) +
+                            " exceeds the model's context of " +
+                            std::to_string(cfg.max_position_embeddings));
+  }
   std::vector<Variant> cands;
   TIDAL_RETURN_IF_ERROR(build_candidates(o, cfg, &cands));
   std::unique_ptr<model::Tokenizer> tok;

@@ -1288,6 +1288,14 @@ TEST(Cli, CalibrateOutWithDryRunIsRefused) {
                "--out has no effect with --dry-run (no policy file is written)");
 }
 
+// A perplexity stream longer than the model's context was refused as 'a length of 20000 tokens
+// exceeds the model's context of 16384', a length no --lengths gave (and only after the cases
+// were made: the 1-token length fails there). It names the flag now, before the cases.
+TEST(Cli, CalibrateStreamLongerThanTheModelNamesTheFlag) {
+  expect_error(tidal("calibrate --dry-run --lengths 1 --ppl-tokens 20000"),
+               "--ppl-tokens 20000 exceeds the model's context of 16384");
+}
+
 TEST(Cli, ThreadCountsGiveTheSameTokens) {
   TIDAL_SKIP_WITHOUT_SHARED("models/stories260K/hf");
   const std::string gen = "generate --model " + kStories +
