@@ -622,7 +622,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     // Copies the rows ent / page describe into `slot` (invalid ones: none, marked so); one group.
     // Its row check and offset repeat load_rows' on purpose: shared through lambdas, they moved
     // ptxas's allocation of the dense launches' kernel (same registers) and cost llama2-7b `full`
-    // at 100K +0.08-0.10 ms a step on an H100 (twenty-eighth session, call 105).
+    // at 100K +0.06-0.10 ms a step on an H100 (twenty-eighth session, call 105).
     auto ring_issue = [&](int slot) {
       uint32_t bits = 0;
 #pragma unroll
