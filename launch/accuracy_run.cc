@@ -366,13 +366,6 @@ Status harness_engine_config(const AccuracyCommon& c, const std::string& dir, in
   return ok_status();
 }
 
-Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
-                           int64_t max_budget, std::unique_ptr<engine::Engine>* out) {
-  engine::EngineConfig config;
-  TIDAL_RETURN_IF_ERROR(harness_engine_config(c, dir, max_context, max_budget, &config));
-  return engine::Engine::load(dir, config, out);
-}
-
 std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model) {
   engine::EngineConfig config;
   if (!apply_device_flags(c.device, &config).ok() || config.device.kind != DeviceKind::kCuda) {

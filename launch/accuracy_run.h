@@ -84,12 +84,10 @@ Status resolve_harness_model(const AccuracyCommon& c, const AccuracyDefaults& d,
 std::string harness_text(const AccuracyDefaults& d, const std::string& given);
 // The engine settings of a sweep, checked as a load checks them (the model's context, the
 // device's memory) without loading: contexts up to max_context, budgets up to max_budget, the
-// device flags applied (errors name the flag).
+// device flags applied (errors name the flag). The commands check them before any work (their
+// outputs are made then) and load the model with them later (engine::Engine::load).
 Status harness_engine_config(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
                              int64_t max_budget, engine::EngineConfig* out);
-// Loads the model for a sweep with harness_engine_config's settings.
-Status load_harness_engine(const AccuracyCommon& c, const std::string& dir, int64_t max_context,
-                           int64_t max_budget, std::unique_ptr<engine::Engine>* out);
 // The device the device flags pick, for the results' records: the GPU's name ("NVIDIA H200
 // (cuda:0)"), else `cpu_model` (the header's CPU description).
 std::string harness_device_name(const AccuracyCommon& c, const std::string& cpu_model);

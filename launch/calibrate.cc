@@ -352,10 +352,8 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   // The outputs are checked before any work, once the engine's settings pass: an unwritable
   // --json was found after the first case, the policy file after the whole sweep. The JSON is
   // written at once (the settings, the resumed state).
-  if (work) {
-    engine::EngineConfig config;
-    TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, max_len, o.budget, &config));
-  }
+  engine::EngineConfig config;  // the engine's, loaded below
+  if (work) TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, max_len, o.budget, &config));
   const std::string policy_path = o.out.empty() ? dir + "/" + kPolicyFileName : o.out;
   if (!o.dry_run) {
     const Status writable = check_writable(policy_path);
@@ -367,7 +365,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   }
   TIDAL_RETURN_IF_ERROR(save());
   std::unique_ptr<engine::Engine> engine;
-  if (work) TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, max_len, o.budget, &engine));
+  if (work) TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
   std::fprintf(stderr, "tidal: calibrate: %zu candidates (+ full) on %zu needle cases%s\n",
                cands.size() - 1, cases.size(),
                o.ppl_tokens > 0 ? (" and a " + std::to_string(o.ppl_tokens) +

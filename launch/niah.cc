@@ -162,8 +162,8 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   const int64_t max_length = *std::max_element(lengths.begin(), lengths.end());
   // The outputs are made before any work, once the engine's settings pass: an unwritable --json
   // or --png-dir is found now, not after the first case (or the whole sweep).
+  engine::EngineConfig config;  // the engine's, loaded below
   if (total > 0) {
-    engine::EngineConfig config;
     TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, max_length, max_budget, &config));
   }
   TIDAL_RETURN_IF_ERROR(make_png_dir(o.common.png_dir));
@@ -195,9 +195,7 @@ Status run_niah(const NiahOptions& o, const AccuracyDefaults& defaults) {
   table.print_header(notes);
 
   std::unique_ptr<engine::Engine> engine;
-  if (total > 0) {
-    TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, max_length, max_budget, &engine));
-  }
+  if (total > 0) TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
   Progress progress("niah", "runs", /*delay_seconds=*/2.0);
   progress.show_elapsed(true);
   std::string below;  // the first policy under --min-accuracy

@@ -110,8 +110,8 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   }
   // The outputs are made before any work, once the engine's settings pass: an unwritable --json
   // found after the streams would lose them all (the table is printed after the last write).
+  engine::EngineConfig config;  // the engine's, loaded below
   if (!todo.empty()) {
-    engine::EngineConfig config;
     TIDAL_RETURN_IF_ERROR(harness_engine_config(o.common, dir, o.tokens, max_budget, &config));
   }
   TIDAL_RETURN_IF_ERROR(make_png_dir(o.common.png_dir));
@@ -121,7 +121,7 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
 
   if (!todo.empty()) {
     std::unique_ptr<engine::Engine> engine;
-    TIDAL_RETURN_IF_ERROR(load_harness_engine(o.common, dir, o.tokens, max_budget, &engine));
+    TIDAL_RETURN_IF_ERROR(engine::Engine::load(dir, config, &engine));
     Progress progress("ppl", "decode steps", /*delay_seconds=*/2.0);
     progress.show_elapsed(true);
     const int64_t steps = o.tokens - 1;  // decode steps a stream takes (BOS is prefilled)
