@@ -133,6 +133,14 @@ size_t choose_candidate(const std::vector<CandidateScore>& scores, int64_t full_
                         double full_ppl, int64_t miss_tolerance, double ppl_tolerance,
                         bool* matched);
 
+// calibrate's one line on what it measured, printed last and kept as the policy file's
+// calibration.summary: its settings (--lengths as given, however long), the choice `pick` over
+// `cases` needle cases against `full` and the depth-scaled rule `def` (`def_label`), and
+// whether the choice matched full.
+std::string calibration_summary(const CalibrateOptions& o, size_t cases, const CandidateScore& pick,
+                                const CandidateScore& full, const std::string& def_label,
+                                const CandidateScore& def, bool matched);
+
 void add_niah_command(CLI::App& app, NiahOptions* opts);
 void add_ppl_command(CLI::App& app, PplOptions* opts);
 void add_calibrate_command(CLI::App& app, CalibrateOptions* opts);

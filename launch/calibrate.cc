@@ -11,8 +11,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <iomanip>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <tuple>
 
 #include "benchmarks/common/table.h"
@@ -218,6 +220,20 @@ size_t choose_candidate(const std::vector<CandidateScore>& s, int64_t full_hits,
     if (key(s[i]) < key(s[best])) best = i;
   }
   return best;
+}
+
+std::string calibration_summary(const CalibrateOptions& o, size_t cases, const CandidateScore& pick,
+                                const CandidateScore& full, const std::string& def_label,
+                                const CandidateScore& def, bool matched) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(3) << "calibrated at K=" << o.budget << " (" << o.granularity
+    << ") on " << cases << " needle cases (" << o.lengths << " tokens)";
+  if (o.ppl_tokens > 0) s << " + " << o.ppl_tokens << "-token ppl";
+  s << ": needle " << pick.hits << "/" << cases << " (full " << full.hits << ", default "
+    << def_label << " " << def.hits << "), ppl " << pick.ppl << " (full " << full.ppl
+    << "), KV rows " << pick.cost << " of full";
+  if (!matched) s << "; no candidate matched full: the most accurate was taken";
+  return s.str();
 }
 
 Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults) {
@@ -498,23 +514,13 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   print_probe(probe);
 
   const CandidateScore& pick = scores[chosen];
-  char summary[512];
-  std::snprintf(summary, sizeof(summary),
-                "calibrated at K=%lld (%s) on %zu needle cases (%s tokens)%s: needle %lld/%zu "
-                "(full %lld, default %s %lld), ppl %.3f (full %.3f), KV rows %.3f of full%s",
-                static_cast<long long>(o.budget), o.granularity.c_str(), cases.size(),
-                o.lengths.c_str(),
-                o.ppl_tokens > 0 ? (" + " + std::to_string(o.ppl_tokens) + "-token ppl").c_str()
-                                 : "",
-                static_cast<long long>(pick.hits), cases.size(),
-                static_cast<long long>(full.hits), def_label.c_str(),
-                static_cast<long long>(scores[def].hits), pick.ppl, full.ppl, pick.cost,
-                matched ? "" : "; no candidate matched full: the most accurate was taken");
+  const std::string summary =
+      calibration_summary(o, cases.size(), pick, full, def_label, scores[def], matched);
   std::printf("\n# chosen: sparse_start %lld, reselect_layers %s\n# %s\n",
               static_cast<long long>(pick.sparse_start),
               layers_label(pick.sparse_start, pick.reselect).substr(
                   std::to_string(pick.sparse_start).size() + 1).c_str(),
-              summary);
+              summary.c_str());
   json calibration = {
       {"tool", "tidal calibrate"}, {"commit", info.commit}, {"device", harness_device_name(o.common, info.device)},
       {"budget", o.budget}, {"granularity", o.granularity}, {"lengths", lengths},

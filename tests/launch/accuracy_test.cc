@@ -258,5 +258,30 @@ TEST(Calibrate, AHugeMissToleranceAdmitsAnyHits) {
   EXPECT_TRUE(matches_full(score(2, 7, NAN, 0.3), 10, NAN, INT64_MAX, 0.0));
 }
 
+// calibrate's summary (its last line, the policy file's calibration.summary) was made in a
+// 512-character buffer: a long --lengths list cut it off, with the choice's needle count,
+// perplexity and cost after the list.
+TEST(Calibrate, TheSummaryHoldsALongLengthList) {
+  CalibrateOptions o;
+  o.budget = 64;
+  o.granularity = "per-query-head";
+  o.ppl_tokens = 1024;
+  o.lengths.clear();
+  for (int64_t length = 1000; length < 1200; ++length) {
+    o.lengths += (o.lengths.empty() ? "" : ",") + std::to_string(length);
+  }
+  ASSERT_GT(o.lengths.size(), 512u);
+  const std::string tail =
+      " tokens) + 1024-token ppl: needle 190/200 (full 195, default 2:4 180), ppl 41.250 (full "
+      "40.000), KV rows 0.500 of full";
+  EXPECT_EQ(calibration_summary(o, 200, score(5, 190, 41.25, 0.5), score(0, 195, 40.0, 1.0), "2:4",
+                                score(2, 180, 45.0, 0.6), /*matched=*/true),
+            "calibrated at K=64 (per-query-head) on 200 needle cases (" + o.lengths + tail);
+  EXPECT_EQ(calibration_summary(o, 200, score(5, 190, 41.25, 0.5), score(0, 195, 40.0, 1.0), "2:4",
+                                score(2, 180, 45.0, 0.6), /*matched=*/false),
+            "calibrated at K=64 (per-query-head) on 200 needle cases (" + o.lengths + tail +
+                "; no candidate matched full: the most accurate was taken");
+}
+
 }  // namespace
 }  // namespace tidal::launch
