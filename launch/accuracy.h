@@ -102,7 +102,7 @@ struct CalibrateOptions {
   int64_t gen_tokens = 12;
   bool sparse_question = false;
   std::string haystack;           // default as niah's
-  int64_t ppl_tokens = 1024;      // the perplexity stream; 0: none
+  int64_t ppl_tokens = 1024;      // perplexity: text tokens scored (ppl's --tokens); 0: none
   std::string ppl_text;           // default: the haystack
   std::string first_layers;       // candidates for S, e.g. "1-8" or "2,3,5"; empty: 1 .. L-2
   int64_t max_reselect = 1;       // re-selection layers per candidate: 0 or 1 (or 2)
@@ -132,6 +132,16 @@ bool matches_full(const CandidateScore& c, int64_t full_hits, double full_ppl,
 size_t choose_candidate(const std::vector<CandidateScore>& scores, int64_t full_hits,
                         double full_ppl, int64_t miss_tolerance, double ppl_tolerance,
                         bool* matched);
+
+// The stream tidal ppl --tokens N --offset O scores, and calibrate --ppl-tokens N (O = 0): BOS,
+// then N text tokens from O. Each is predicted from those before it and the last is never fed,
+// so the stream's KV cache (the engine's context) holds N positions. Requires O + N <= the
+// text's tokens.
+std::vector<int32_t> perplexity_stream(int32_t bos, const std::vector<int32_t>& text,
+                                       int64_t offset, int64_t tokens);
+// A checksum of a stream's tokens, kept in a --resume file's settings to refuse one that scored
+// other tokens.
+uint64_t token_checksum(const std::vector<int32_t>& ids);
 
 // calibrate's one line on what it measured, printed last and kept as the policy file's
 // calibration.summary: its settings (--lengths as given, however long), the choice `pick` over

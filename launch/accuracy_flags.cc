@@ -182,7 +182,8 @@ void add_calibrate_command(CLI::App& app, CalibrateOptions* o) {
       ->capture_default_str();
   cmd->add_flag("--sparse-question", o->sparse_question, "decode the questions sparsely");
   cmd->add_option("--haystack", o->haystack, "the haystack text (as tidal niah's)");
-  cmd->add_option("--ppl-tokens", o->ppl_tokens, "tokens of the perplexity stream; 0: none")
+  cmd->add_option("--ppl-tokens", o->ppl_tokens,
+                  "text tokens the perplexity stream scores, as tidal ppl's --tokens; 0: none")
       ->capture_default_str();
   cmd->add_option("--ppl-text", o->ppl_text, "the perplexity text; default: the haystack");
   cmd->add_option("--first-layers", o->first_layers,

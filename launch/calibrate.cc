@@ -246,10 +246,10 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   TIDAL_RETURN_IF_ERROR(check_needles(o.needles));
   TIDAL_RETURN_IF_ERROR(check_needle_batch(o.common.max_batch));
   if (o.gen_tokens < 1) return invalid_argument("--gen-tokens must be >= 1");
-  // The stream is BOS and ppl_tokens - 1 tokens, each predicted from those before it.
+  // The stream is tidal ppl's: --ppl-tokens N scores what ppl --tokens N does, from 2 tokens.
   if (o.ppl_tokens < 0 || o.ppl_tokens == 1) {
     return invalid_argument(
-        "--ppl-tokens must be 0 (no perplexity) or >= 2 (BOS and a token it predicts), got " +
+        "--ppl-tokens must be 0 (no perplexity) or >= 2 (as tidal ppl's --tokens), got " +
         std::to_string(o.ppl_tokens));
   }
   if (o.dry_run && !o.out.empty()) {
@@ -273,7 +273,8 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   }
   model::ModelConfig cfg;
   TIDAL_RETURN_IF_ERROR(model::load_model_config(dir, &cfg));
-  // The stream's positions (BOS and ppl_tokens - 1) size the engine with the cases' lengths.
+  // The stream's ppl_tokens positions (BOS and every scored token but the last) size the engine
+  // with the cases' lengths.
   if (o.ppl_tokens > cfg.max_position_embeddings) {
     return invalid_argument("--ppl-tokens " + std::to_string(o.ppl_tokens) +
                             " exceeds the model's context of " +
@@ -295,9 +296,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
       return out_of_range("--ppl-text " + ppl_path + " has fewer than " +
                           std::to_string(o.ppl_tokens) + " tokens");
     }
-    ppl_tokens = {cfg.bos_token_id};
-    ppl_tokens.insert(ppl_tokens.end(), text.tokens.begin(),
-                      text.tokens.begin() + o.ppl_tokens - 1);
+    ppl_tokens = perplexity_stream(cfg.bos_token_id, text.tokens, 0, o.ppl_tokens);
   }
   std::unique_ptr<NeedleMaker> maker;
   TIDAL_RETURN_IF_ERROR(NeedleMaker::create(*tok, cfg.bos_token_id, std::move(hay), &maker));
@@ -314,7 +313,8 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
                          {"seed", o.common.seed},
                          {"gen_tokens", o.gen_tokens},
                          {"sparse_question", o.sparse_question},
-                         {"ppl_tokens", o.ppl_tokens}};
+                         {"ppl_tokens", o.ppl_tokens},
+                         {"ppl_checksum", token_checksum(ppl_tokens)}};
   json state = {{"needle", json::object()}, {"probe", json::object()}, {"ppl", json::object()}};
   if (!o.common.resume_path.empty()) {
     // What the run reads back of the state's entries (a NaN perplexity is written as null).
@@ -337,6 +337,15 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
     TIDAL_RETURN_IF_ERROR(check_resume_settings(
         o.common.resume_path, prior["settings"], settings, {"model", "haystack", "ppl_text"},
         {"budget", "granularity", "seed", "gen_tokens", "sparse_question", "ppl_tokens"}));
+    // The tokens the perplexities scored: a file from before calibrate scored ppl's stream holds
+    // perplexities of the text's first ppl_tokens - 1 (and no checksum).
+    if (o.ppl_tokens > 0 &&
+        prior["settings"].value("ppl_checksum", json()) != settings["ppl_checksum"]) {
+      return invalid_argument("--resume " + o.common.resume_path +
+                              ": it scored other perplexity tokens (another --ppl-text or "
+                              "tokenizer, or --ppl-tokens N as N - 1 tokens, before it scored "
+                              "tidal ppl's N)");
+    }
     for (const auto& [key, sums] : prior["state"]["probe"].items()) {
       TIDAL_RETURN_IF_ERROR(check_probe_sums(
           sums, cfg,
@@ -419,7 +428,7 @@ Status run_calibrate(const CalibrateOptions& o, const AccuracyDefaults& defaults
   if (!ppl_todo.empty()) {
     Progress pp("calibrate: perplexity", "decode steps", 2.0);
     pp.show_elapsed(true);
-    const int64_t steps = int64_t(ppl_tokens.size()) - 2;
+    const int64_t steps = o.ppl_tokens - 1;  // decode steps a stream takes (BOS is prefilled)
     pp.start(steps * int64_t(ppl_todo.size()));
     const size_t batch = size_t(o.common.max_batch);
     int64_t before = 0;

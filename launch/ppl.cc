@@ -22,12 +22,6 @@ namespace {
 
 using json = nlohmann::json;
 
-uint64_t checksum(const std::vector<int32_t>& ids) {
-  uint64_t h = 1469598103934665603ull;
-  for (int32_t id : ids) h = (h ^ uint64_t(uint32_t(id))) * 1099511628211ull;
-  return h;
-}
-
 std::vector<bench::Column> columns() {
   return {{"policy", 6, false, 0}, {"granularity", 14, false, 0}, {"layers", 16, false, 0},
           {"K", 5, true, 0},       {"corr", 4, true, 0},         {"ppl", 9, true, 3},
@@ -36,6 +30,22 @@ std::vector<bench::Column> columns() {
 }
 
 }  // namespace
+
+std::vector<int32_t> perplexity_stream(int32_t bos, const std::vector<int32_t>& text,
+                                       int64_t offset, int64_t tokens) {
+  TIDAL_CHECK(offset >= 0 && tokens >= 0 && offset <= int64_t(text.size()) &&
+                  tokens <= int64_t(text.size()) - offset,
+              "perplexity_stream: the text has too few tokens");
+  std::vector<int32_t> stream = {bos};
+  stream.insert(stream.end(), text.begin() + offset, text.begin() + offset + tokens);
+  return stream;
+}
+
+uint64_t token_checksum(const std::vector<int32_t>& ids) {
+  uint64_t h = 1469598103934665603ull;
+  for (int32_t id : ids) h = (h ^ uint64_t(uint32_t(id))) * 1099511628211ull;
+  return h;
+}
 
 Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
   if (o.window < 0) {
@@ -67,14 +77,11 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
                         std::to_string(o.offset) + " and --tokens " + std::to_string(o.tokens) +
                         " need " + std::to_string(uint64_t(o.offset) + uint64_t(o.tokens)));
   }
-  // BOS, then the scored tokens: each is predicted from those before it, and the last is never
-  // fed, so the stream's KV cache (the engine's context) holds --tokens positions.
-  std::vector<int32_t> tokens = {cfg.bos_token_id};
-  tokens.insert(tokens.end(), text.tokens.begin() + o.offset,
-                text.tokens.begin() + o.offset + o.tokens);
+  const std::vector<int32_t> tokens =
+      perplexity_stream(cfg.bos_token_id, text.tokens, o.offset, o.tokens);
 
   const json settings = {{"model", dir}, {"text", path}, {"tokens", o.tokens},
-                         {"offset", o.offset}, {"checksum", checksum(tokens)}};
+                         {"offset", o.offset}, {"checksum", token_checksum(tokens)}};
   std::map<std::string, json> done;  // by variant label
   if (!o.common.resume_path.empty()) {
     json prior;
@@ -87,7 +94,7 @@ Status run_ppl(const PplOptions& o, const AccuracyDefaults& defaults) {
     // The checksum sees the tokens, not the model that scored them.
     TIDAL_RETURN_IF_ERROR(
         check_resume_settings(o.common.resume_path, prior["settings"], settings, {"model"}, {}));
-    if (prior["settings"].value("checksum", json()) != json(checksum(tokens))) {
+    if (prior["settings"].value("checksum", json()) != json(token_checksum(tokens))) {
       return invalid_argument("--resume " + o.common.resume_path +
                               ": it scored other tokens (another --text, --offset, --tokens or "
                               "tokenizer)");

@@ -258,6 +258,15 @@ TEST(Calibrate, AHugeMissToleranceAdmitsAnyHits) {
   EXPECT_TRUE(matches_full(score(2, 7, NAN, 0.3), 10, NAN, INT64_MAX, 0.0));
 }
 
+// The stream ppl and calibrate score: BOS, then the tokens asked for (calibrate took one fewer).
+TEST(Perplexity, TheStreamIsBosAndTheTokensScored) {
+  const std::vector<int32_t> text = {10, 11, 12, 13, 14};
+  EXPECT_EQ(perplexity_stream(1, text, 0, 3), (std::vector<int32_t>{1, 10, 11, 12}));
+  EXPECT_EQ(perplexity_stream(1, text, 2, 3), (std::vector<int32_t>{1, 12, 13, 14}));
+  EXPECT_NE(token_checksum(perplexity_stream(1, text, 0, 3)),
+            token_checksum(perplexity_stream(1, text, 0, 2)));
+}
+
 // calibrate's summary (its last line, the policy file's calibration.summary) was made in a
 // 512-character buffer: a long --lengths list cut it off, with the choice's needle count,
 // perplexity and cost after the list.

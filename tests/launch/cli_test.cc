@@ -1264,21 +1264,48 @@ TEST(Cli, CalibrateOutputsAreCheckedBeforeTheRun) {
   EXPECT_NE(access((dir + "/policy.json.tmp").c_str(), F_OK), 0);
 }
 
-// A perplexity stream is BOS and --ppl-tokens - 1 tokens, the first predicted from BOS: at
-// --ppl-tokens 1 nothing is predicted, and calibrate failed after every needle case had run
-// ('perplexity needs at least 2 tokens', under its start line). Refused with the flags now.
+// --ppl-tokens 1 (a stream of BOS alone, when calibrate scored --ppl-tokens - 1 tokens) failed
+// after every needle case had run ('perplexity needs at least 2 tokens', under its start line).
+// It is refused with the flags, as tidal ppl refuses --tokens 1.
 TEST(Cli, CalibrateRefusesAStreamWithNothingToPredictFirst) {
   TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
   const std::string run = "calibrate --device cpu --haystack " + kPersuasion +
                           " --lengths 128 --depths 50 --needles 1 --first-layers 2 "
                           "--max-reselect 0 --dry-run --ppl-tokens ";
   const std::string error =
-      "--ppl-tokens must be 0 (no perplexity) or >= 2 (BOS and a token it predicts), got ";
+      "--ppl-tokens must be 0 (no perplexity) or >= 2 (as tidal ppl's --tokens), got ";
   const CliRun r = tidal(run + "1");
   expect_error(r, error + "1");
   EXPECT_EQ(r.out, "");
   expect_error(tidal(run + "-3"), error + "-3");
   EXPECT_EQ(tidal(run + "2").exit_code, 0);
+}
+
+// calibrate's --ppl-tokens N scored N - 1 tokens (BOS and N - 1 text tokens), where tidal ppl
+// --tokens N scores N (BOS and N text tokens, the last never fed): the same text and count gave
+// another perplexity. calibrate scores ppl's stream now, and a --resume file from before, whose
+// perplexities scored the shorter stream, is refused.
+TEST(Cli, CalibrateScoresThePerplexityStreamOfPpl) {
+  TIDAL_SKIP_WITHOUT_SHARED("text/austen/persuasion.txt");
+  const std::string dir = testing::temp_dir("calibrate_ppl");
+  CliRun r = tidal("ppl --device cpu --text " + kPersuasion + " --tokens 32 --policy full --json " +
+                   dir + "/ppl.json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = tidal(kCalibrateRun + "--json " + dir + "/calibrate.json");  // --ppl-tokens 32
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json ppl = nlohmann::json::parse(testing::read_file(dir + "/ppl.json"));
+  nlohmann::json calibrate = nlohmann::json::parse(testing::read_file(dir + "/calibrate.json"));
+  ASSERT_EQ(ppl["results"].size(), 1u);
+  EXPECT_EQ(ppl["results"][0]["nll"].size(), 32u);
+  ASSERT_TRUE(calibrate["state"]["ppl"]["full"].is_number()) << calibrate["state"].dump();
+  const double want = ppl["results"][0]["ppl"].get<double>();
+  EXPECT_NEAR(calibrate["state"]["ppl"]["full"].get<double>(), want, 1e-9 * want);
+  // A file whose settings do not name ppl's stream (one written before) is not resumed.
+  ASSERT_TRUE(calibrate["settings"].contains("ppl_checksum")) << calibrate["settings"].dump();
+  calibrate["settings"].erase("ppl_checksum");
+  testing::write_file(dir + "/before.json", calibrate.dump());
+  expect_error(tidal(kCalibrateRun + "--resume " + dir + "/before.json"),
+               "--resume " + dir + "/before.json: it scored other perplexity tokens");
 }
 
 // --dry-run writes no policy file, so --out beside it did nothing: the run ended 0 with no file
