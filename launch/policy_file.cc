@@ -85,15 +85,24 @@ Status write_policy_file(const std::string& path, int64_t sparse_start,
 
 Status write_file_atomic(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) return unavailable(tmp + ": cannot write");
-    f << text;
-    if (!f.flush()) return unavailable(tmp + ": write failed");
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  if (!f) return unavailable(tmp + ": cannot write");
+  // The temporary file is made: a failure from here on removes it, leaving `path` as it was.
+  const auto fail = [&tmp](const std::string& what) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    return unavailable(what);
+  };
+  errno = 0;
+  f << text;
+  f.close();  // flushes: a write the disk refuses fails here
+  if (!f) {
+    return fail(tmp + ": write failed" +
+                (errno != 0 ? std::string(" (") + std::strerror(errno) + ")" : std::string()));
   }
   std::error_code ec;
   std::filesystem::rename(tmp, path, ec);
-  if (ec) return unavailable(path + ": cannot write (" + ec.message() + ")");
+  if (ec) return fail(path + ": cannot write (" + ec.message() + ")");
   return ok_status();
 }
 

@@ -46,8 +46,9 @@ Status load_model_policy(const std::string& model_dir, ModelPolicy* out);
 Status write_policy_file(const std::string& path, int64_t sparse_start,
                          const std::vector<int64_t>& reselect, const std::string& calibration_json);
 
-// Writes `text` to `path` through a temporary file and a rename, so a reader (or a run that is
-// killed) never sees half a file.
+// Writes `text` to `path` through a temporary file (`path`.tmp) and a rename, so a reader (or a
+// run that is killed) never sees half a file. A failed write or rename is an error naming the
+// file and why, and removes the temporary file (`path` is left as it was).
 Status write_file_atomic(const std::string& path, const std::string& text);
 // Whether write_file_atomic can write `path`, found before the work that makes its text: `path`
 // is not a directory, and its temporary file can be made (it is removed again; `path` is left as

@@ -2,7 +2,11 @@
 // The accuracy commands' pieces that need no model run: tidal_policy.json (read, write, the rules
 // by which it becomes a model's default), the sweep's policy variants and their flags, and the
 // calibration choice.
+#include <sys/resource.h>
+
 #include <cmath>
+#include <csignal>
+#include <filesystem>
 
 #include "launch/accuracy.h"
 #include "launch/policy_file.h"
@@ -30,6 +34,40 @@ TEST(PolicyFile, WriteThenRead) {
   EXPECT_EQ(layers_label(5, {7}), "5:7");
   EXPECT_EQ(layers_label(3, {5, 8}), "3:5+8");
   EXPECT_EQ(layers_label(5, {}), "5:-");
+}
+
+// write_file_atomic (the policy file, every --json) writes `path` through `path`.tmp and a
+// rename; a rename that failed (`path` an existing folder) returned its error but left the
+// temporary file beside `path`, as did a write that failed (a full disk).
+TEST(PolicyFile, AFailedWriteLeavesNoTemporaryFile) {
+  const std::string dir = testing::temp_dir("atomic");
+  const std::string folder = dir + "/folder";
+  ASSERT_TRUE(std::filesystem::create_directory(folder));
+  testing::write_file(folder + "/inside.txt", "kept");
+  Status st = write_file_atomic(folder, "{}\n");
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find(folder + ": cannot write ("), std::string::npos) << st.message();
+  EXPECT_FALSE(std::filesystem::exists(folder + ".tmp"));
+  EXPECT_EQ(testing::read_file(folder + "/inside.txt"), "kept");
+  st = write_policy_file(folder, 5, {7}, "");
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(std::filesystem::exists(folder + ".tmp"));
+
+  // A write that fails: a file size limit of 16 bytes (SIGXFSZ ignored, so write() fails EFBIG).
+  const std::string big = dir + "/big.json";
+  rlimit before{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &before), 0);
+  rlimit small = before;
+  small.rlim_cur = 16;
+  void (*handler)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  st = write_file_atomic(big, std::string(1 << 16, 'x'));
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &before), 0);
+  std::signal(SIGXFSZ, handler);
+  EXPECT_EQ(st.code(), StatusCode::kUnavailable);
+  EXPECT_NE(st.message().find(big + ".tmp: write failed"), std::string::npos) << st.message();
+  EXPECT_FALSE(std::filesystem::exists(big + ".tmp"));
+  EXPECT_FALSE(std::filesystem::exists(big));
 }
 
 TEST(PolicyFile, AbsentIsNotAnError) {
