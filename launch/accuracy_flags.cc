@@ -108,16 +108,6 @@ Status parse_layers(const std::string& spec, int64_t* start,
 
 std::string budget_tag(int64_t k) { return "K=" + std::to_string(k); }
 
-// Notes `v` as given by the list item `item`; a value given before (by `item` or another) is an
-// error naming it: its rows would run and print twice.
-Status note_once(int64_t v, const std::string& item, const char* flag,
-                 std::map<int64_t, std::string>* seen) {
-  const auto [it, added] = seen->emplace(v, item);
-  if (added) return ok_status();
-  return invalid_argument(std::string(flag) + ": " + std::to_string(v) + " is listed twice" +
-                          (it->second == item ? "" : " ('" + it->second + "' and '" + item + "')"));
-}
-
 }  // namespace
 
 void add_niah_command(CLI::App& app, NiahOptions* o) {

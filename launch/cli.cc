@@ -434,6 +434,14 @@ Status read_auth_token_file(const std::string& path, std::string* token) {
   return ok_status();
 }
 
+Status note_once(int64_t v, const std::string& item, const char* flag,
+                 std::map<int64_t, std::string>* seen) {
+  const auto [it, added] = seen->emplace(v, item);
+  if (added) return ok_status();
+  return invalid_argument(std::string(flag) + ": " + std::to_string(v) + " is listed twice" +
+                          (it->second == item ? "" : " ('" + it->second + "' and '" + item + "')"));
+}
+
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {
   std::string normalized = text;
   for (char& c : normalized) c = c == ',' ? ' ' : c;

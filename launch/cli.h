@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -263,6 +264,10 @@ Status check_auth_token_flags(const std::string& token, bool token_given, const 
 // The secret in the first line of an --auth-token-file (serve, client); a file whose first line
 // is empty is refused: it would mean no authentication.
 Status read_auth_token_file(const std::string& path, std::string* token);
+// Notes `v` as given by the list item `item`; a value given before (by `item` or another) is an
+// error naming it: its rows would run and print twice.
+Status note_once(int64_t v, const std::string& item, const char* flag,
+                 std::map<int64_t, std::string>* seen);
 // "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 
