@@ -9,8 +9,10 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "benchmarks/common/stats.h"
@@ -127,6 +129,17 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
     }
   }
   if (agreements.empty()) return invalid_argument("--agreement: name approx, exact or both");
+  // Every granularity named is checked too, and a policy or granularity named twice (its rows
+  // would run twice) is refused, by its canonical name.
+  std::vector<std::pair<std::string, model::Granularity>> granularities;
+  std::map<std::string, std::string> granularities_seen, policies_seen;
+  for (const std::string& g : o.granularities) {
+    model::Granularity parsed;
+    TIDAL_RETURN_IF_ERROR(model::parse_granularity(g, &parsed).with_context("--granularity"));
+    TIDAL_RETURN_IF_ERROR(
+        note_once(model::granularity_name(parsed), g, "--granularity", &granularities_seen));
+    granularities.push_back({g, parsed});
+  }
   ModelPolicy file;
   if (!o.policy_file.empty()) {
     TIDAL_RETURN_IF_ERROR(read_policy_file(o.policy_file, &file).with_context("--policy-file"));
@@ -134,6 +147,8 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
   for (const std::string& name : o.policies) {
     model::AttentionKind kind;
     TIDAL_RETURN_IF_ERROR(model::parse_attention_kind(name, &kind).with_context("--policy"));
+    TIDAL_RETURN_IF_ERROR(
+        note_once(model::attention_kind_name(kind), name, "--policy", &policies_seen));
     if (kind == model::AttentionKind::kFull) {
       out->push_back({name, "-", 0, model::AttentionPolicy()});
       continue;
@@ -147,10 +162,9 @@ Status build_variants(const BenchOptions& o, const std::vector<int64_t>& budgets
         out->push_back(v);
         continue;
       }
-      for (const std::string& g : o.granularities) {
+      for (const auto& [g, parsed] : granularities) {
         v.granularity = g;
-        TIDAL_RETURN_IF_ERROR(model::parse_granularity(g, &v.attention.tidal.granularity)
-                                  .with_context("--granularity"));
+        v.attention.tidal.granularity = parsed;
         // Per-query-head lists never span ranks: one row, under the first agreement.
         const bool may_span = v.attention.tidal.granularity != model::Granularity::kPerQueryHead;
         v.agreement = may_span ? agreements[0] : "-";
@@ -624,9 +638,8 @@ Status bench_variants(const BenchOptions& o, const std::string& preset,
   bool no_fit = false;
   const Status all = agree_on_rows(
       run, bench_engine(o, preset, contexts, batches, max_batch, variants, run, table, &no_fit));
-  std::vector<int64_t> sizes(batches);
+  std::vector<int64_t> sizes(batches);  // distinct (parse_count_list)
   std::sort(sizes.begin(), sizes.end());
-  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
   if (!no_fit || o.mixed || sizes.size() < 2) return all;
   const bool worker = run.engine.distributed != nullptr && run.engine.distributed->rank() != 0;
   for (const int64_t b : sizes) {
@@ -704,6 +717,10 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
     TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
     TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
     TIDAL_RETURN_IF_ERROR(parse_count_list(o.budgets, "--budget", &budgets));
+    std::map<std::string, std::string> presets_seen;  // a preset listed twice: its rows twice
+    for (const std::string& preset : o.presets) {
+      TIDAL_RETURN_IF_ERROR(note_once(preset, preset, "--preset", &presets_seen));
+    }
     if (o.steps < 1 || o.steps > 1000000 || o.warmup < 0 || o.warmup > 1000000) {
       return invalid_argument("--steps must be in [1, 1000000] and --warmup in [0, 1000000]");
     }

@@ -434,12 +434,28 @@ Status read_auth_token_file(const std::string& path, std::string* token) {
   return ok_status();
 }
 
-Status note_once(int64_t v, const std::string& item, const char* flag,
-                 std::map<int64_t, std::string>* seen) {
+namespace {
+
+// note_once for a value of any type; `shown`: the value in the message.
+template <typename T>
+Status note_value_once(const T& v, const std::string& shown, const std::string& item,
+                       const char* flag, std::map<T, std::string>* seen) {
   const auto [it, added] = seen->emplace(v, item);
   if (added) return ok_status();
-  return invalid_argument(std::string(flag) + ": " + std::to_string(v) + " is listed twice" +
+  return invalid_argument(std::string(flag) + ": " + shown + " is listed twice" +
                           (it->second == item ? "" : " ('" + it->second + "' and '" + item + "')"));
+}
+
+}  // namespace
+
+Status note_once(int64_t v, const std::string& item, const char* flag,
+                 std::map<int64_t, std::string>* seen) {
+  return note_value_once(v, std::to_string(v), item, flag, seen);
+}
+
+Status note_once(const std::string& v, const std::string& item, const char* flag,
+                 std::map<std::string, std::string>* seen) {
+  return note_value_once(v, v, item, flag, seen);
 }
 
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out) {
@@ -447,6 +463,7 @@ Status parse_count_list(const std::string& text, const char* flag, std::vector<i
   for (char& c : normalized) c = c == ',' ? ' ' : c;
   std::istringstream in(normalized);
   std::string item;
+  std::map<int64_t, std::string> seen;
   while (in >> item) {
     int64_t scale = 1;
     std::string digits = item;
@@ -461,6 +478,7 @@ Status parse_count_list(const std::string& text, const char* flag, std::vector<i
                               "(x1000000), e.g. 32000 or 32K");
     }
     out->push_back(std::stoll(digits) * scale);
+    TIDAL_RETURN_IF_ERROR(note_once(out->back(), item, flag, &seen));
   }
   if (out->empty()) return invalid_argument(std::string(flag) + " lists no value");
   return ok_status();

@@ -265,10 +265,14 @@ Status check_auth_token_flags(const std::string& token, bool token_given, const 
 // is empty is refused: it would mean no authentication.
 Status read_auth_token_file(const std::string& path, std::string* token);
 // Notes `v` as given by the list item `item`; a value given before (by `item` or another) is an
-// error naming it: its rows would run and print twice.
+// error naming it: its rows would run and print twice. A name is noted by its canonical spelling
+// ("per-kv-head" for "per_kv_head").
 Status note_once(int64_t v, const std::string& item, const char* flag,
                  std::map<int64_t, std::string>* seen);
-// "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`.
+Status note_once(const std::string& v, const std::string& item, const char* flag,
+                 std::map<std::string, std::string>* seen);
+// "10K,32K,100K" -> {10000, 32000, 100000}; K = 1000, M = 1000000. Errors name `flag`; a value
+// listed twice ("10K,10000") is one: each value is a row.
 Status parse_count_list(const std::string& text, const char* flag, std::vector<int64_t>* out);
 
 // At most one of --prompt, --prompt-file and --prompt-ids (generate, client), a given

@@ -450,6 +450,35 @@ TEST(Cli, BenchRefusesAnUnknownAgreement) {
                "--agreement: unknown agreement 'bogus'");
 }
 
+// A value listed twice in one of bench's lists ran and printed its rows twice (--context 100,100
+// two identical rows of one engine; --preset tiny,tiny a second engine with the same rows). Each
+// is refused before any engine, naming the flag and the value, compared as parsed (1K and 1000
+// are one context, per_kv_head and per-kv-head one granularity).
+TEST(Cli, BenchListsWithAValueTwiceAreRefused) {
+  const std::string bench = "bench --device cpu --steps 1 --warmup 0 --no-breakdown ";
+  const std::string tiny = bench + "--preset tiny --context 100 ";
+  const struct {
+    std::string args;
+    const char* error;
+  } cases[] = {
+      {bench + "--preset tiny,tiny --context 100 --policy full", "--preset: tiny is listed twice"},
+      {bench + "--preset tiny --context 100,100 --policy full", "--context: 100 is listed twice"},
+      {bench + "--preset tiny --context 1K,1000 --policy full",
+       "--context: 1000 is listed twice ('1K' and '1000')"},
+      {tiny + "--batch 1,1 --policy full", "--batch: 1 is listed twice"},
+      {tiny + "--policy quest --budget 64,64", "--budget: 64 is listed twice"},
+      {tiny + "--policy tidal,full,tidal --budget 64", "--policy: tidal is listed twice"},
+      {tiny + "--policy tidal --budget 64 --granularity per-kv-head,shared,per_kv_head",
+       "--granularity: per-kv-head is listed twice ('per-kv-head' and 'per_kv_head')"},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.args);
+    const CliRun r = tidal(tc.args);
+    expect_error(r, tc.error);
+    EXPECT_EQ(r.out, "");
+  }
+}
+
 // --graph-replays is bounded: a huge count (back-to-back graph launches) kept a GPU busy for
 // hours. Refused before anything runs, on the CPU too, where no graph runs.
 TEST(Cli, BenchGraphReplaysAreBounded) {

@@ -513,20 +513,20 @@ TEST(LaunchParallel, AStepBeforeTheEnginesFailingOnOneRankIsOneClearError) {
   }
 }
 
-// bench under --tp: a row that fails on rank 0 (a Quest budget below one page, which the engine
-// refuses when the row adds its sequence) with another engine to come (a second preset). Rank 0's
-// engine ended and let the others leave serve(); they went on to make the next engine, a
-// collective rank 0 never joined, and the job hung without rank 0's line. Now the ranks agree on
-// each engine's rows: every rank stops, and rank 0 prints its line once.
+// bench under --tp: a row that fails on rank 0 (a tidal budget below 2, which the engine refuses
+// when the row adds its sequence) with another engine to come (the Quest rows', after the
+// others'). Rank 0's engine ended and let the others leave serve(); they went on to make the next
+// engine, a collective rank 0 never joined, and the job hung without rank 0's line. Now the ranks
+// agree on each engine's rows: every rank stops, and rank 0 prints its line once.
 TEST(LaunchParallel, ABenchRowFailingOnRankZeroEndsTheJobWithItsLine) {
   const Outcome r = run(mpirun(2) + TIDAL_BINARY +
-                            " bench --device cpu --preset tiny,tiny --context 100 --batch 1"
-                            " --steps 1 --warmup 0 --policy quest --budget 8 --tp 2",
+                            " bench --device cpu --preset tiny --context 100 --batch 1"
+                            " --steps 1 --warmup 0 --policy tidal,quest --budget 1 --tp 2",
                         60);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_LT(r.seconds, 30.0) << r.output;
-  EXPECT_NE(r.output.find("tidal: error: tiny at 100: quest budget 8 is below one page of 16 "
-                          "tokens\n"),
+  EXPECT_NE(r.output.find("tidal: error: tiny at 100: tidal budget must be >= 2 (the current "
+                          "token and at least one selected), got 1\n"),
             std::string::npos)
       << r.output;
   EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
