@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -701,6 +702,52 @@ Status bench_preset(const BenchOptions& o, const std::string& preset,
   return bench_variants(o, preset, contexts, batches, max_batch, quest, run, table, skipped);
 }
 
+// "a,b,c" (the lists a rank was given, for the message below).
+template <typename T>
+std::string joined(const std::vector<T>& items) {
+  std::string text;
+  for (const T& item : items) {
+    if (!text.empty()) text += ',';
+    if constexpr (std::is_same_v<T, std::string>) {
+      text += item;
+    } else {
+      text += std::to_string(item);
+    }
+  }
+  return text;
+}
+
+// Under --tp/--pp the other ranks make rank 0's engines, one after another, from their own lists
+// (they serve its rows): a rank given other lists (mpirun's A : B) would make another number of
+// engines, and wait for ever in a collective the others never join. Each (flag, list) is compared
+// with rank 0's, in order. Collective; every rank returns the same status.
+Status same_lists_as_rank0(parallel::Communicator& world,
+                           const std::vector<std::pair<const char*, std::string>>& lists) {
+  const int ranks = world.size();
+  for (const auto& [flag, mine] : lists) {
+    // Every rank's list: the lengths, then the lists padded to the longest.
+    int64_t length = int64_t(mine.size());
+    std::vector<int64_t> lengths(static_cast<size_t>(ranks));
+    world.all_gather(make_view(lengths.data(), DType::kI64, {ranks}),
+                     make_view(&length, DType::kI64, {1}));
+    const int64_t longest = std::max<int64_t>(1, *std::max_element(lengths.begin(), lengths.end()));
+    std::vector<char> padded(size_t(longest), '\0'), all(size_t(longest) * size_t(ranks));
+    std::copy(mine.begin(), mine.end(), padded.begin());
+    world.all_gather(make_view(all.data(), DType::kU8, {longest * ranks}),
+                     make_view(padded.data(), DType::kU8, {longest}));
+    auto list = [&](int r) {
+      return std::string(all.data() + size_t(r) * size_t(longest), size_t(lengths[size_t(r)]));
+    };
+    for (int r = 1; r < ranks; ++r) {
+      if (list(r) == list(0)) continue;
+      return invalid_argument("ranks differ in " + std::string(flag) + ": rank 0 has " + list(0) +
+                              ", rank " + std::to_string(r) + " has " + list(r) +
+                              "; every rank must be given the same model and settings");
+    }
+  }
+  return ok_status();
+}
+
 }  // namespace
 
 Status run_bench(const BenchOptions& o) { return run_bench_on(o, nullptr); }
@@ -717,8 +764,12 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
     TIDAL_RETURN_IF_ERROR(parse_count_list(o.contexts, "--context", &contexts));
     TIDAL_RETURN_IF_ERROR(parse_count_list(o.batches, "--batch", &batches));
     TIDAL_RETURN_IF_ERROR(parse_count_list(o.budgets, "--budget", &budgets));
-    std::map<std::string, std::string> presets_seen;  // a preset listed twice: its rows twice
+    // Every preset's name is known before the first preset's rows (and before the ranks compare
+    // their lists); a preset listed twice (its rows twice) is refused.
+    std::map<std::string, std::string> presets_seen;
     for (const std::string& preset : o.presets) {
+      model::ModelConfig known;
+      TIDAL_RETURN_IF_ERROR(launch_preset(preset, &known));
       TIDAL_RETURN_IF_ERROR(note_once(preset, preset, "--preset", &presets_seen));
     }
     if (o.steps < 1 || o.steps > 1000000 || o.warmup < 0 || o.warmup > 1000000) {
@@ -765,6 +816,17 @@ Status run_bench_on(const BenchOptions& o, const engine::Distributed* dist) {
   }();
   if (dist != nullptr) ready = engine::agree_status(*dist->world, ready);
   TIDAL_RETURN_IF_ERROR(ready);
+  if (dist != nullptr) {  // the lists that say which engines and rows run (counts as parsed)
+    TIDAL_RETURN_IF_ERROR(
+        same_lists_as_rank0(*dist->world, {{"--preset", joined(o.presets)},
+                                           {"--context", joined(contexts)},
+                                           {"--batch", joined(batches)},
+                                           {"--policy", joined(o.policies)},
+                                           {"--budget", joined(budgets)},
+                                           {"--granularity", joined(o.granularities)},
+                                           {"--agreement", joined(o.agreements)},
+                                           {"--mixed", o.mixed ? "--mixed" : "no --mixed"}}));
+  }
   if (worker) {
     std::vector<std::string> skipped;  // rank 0 reports them
     for (const std::string& preset : o.presets) {

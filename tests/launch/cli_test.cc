@@ -450,6 +450,15 @@ TEST(Cli, BenchRefusesAnUnknownAgreement) {
                "--agreement: unknown agreement 'bogus'");
 }
 
+// An unknown preset after a known one (--preset tiny,nosuch) was found only when its turn came,
+// after tiny's rows had run and printed; every name is now checked before the first row.
+TEST(Cli, BenchRefusesAnUnknownPresetBeforeAnyRow) {
+  const CliRun r = tidal(
+      "bench --device cpu --preset tiny,nosuch --context 100 --policy full --steps 1 --warmup 0");
+  expect_error(r, "unknown model preset 'nosuch'");
+  EXPECT_EQ(r.out, "");
+}
+
 // A value listed twice in one of bench's lists ran and printed its rows twice (--context 100,100
 // two identical rows of one engine; --preset tiny,tiny a second engine with the same rows). Each
 // is refused before any engine, naming the flag and the value, compared as parsed (1K and 1000

@@ -294,7 +294,10 @@ TEST(LaunchParallel, ServePresetUnderTpIsOneLine) {
 // different copies of a model. Settings the ranks must share are compared at start: one error
 // line naming the setting (by its flag) and both values, not f16 summed as bf16 (wrong tokens,
 // exit 0) or an abort in the middle of the generation (--max-context), or shards of two random
-// draws (wrong tokens), or a --preset on one rank and a --model on the other (an abort in MPI).
+// draws (wrong tokens), or a --preset on one rank and a --model on the other (an abort in MPI),
+// or bench's lists of one rank not rank 0's (a hang: the other ranks make rank 0's engines one
+// after another from their own lists, so a rank with other engines to make, for a Quest policy or
+// a preset rank 0 was not given, waited for ever in a collective the others never joined).
 TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
   const std::string dir = testing::write_gqa128_model(0);
   const std::string preset = std::string(TIDAL_BINARY) +
@@ -303,6 +306,10 @@ TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
   const std::string model = std::string(TIDAL_BINARY) + " generate --model " + dir +
                             " --device cpu --prompt-ids 1,2,3 --max-new-tokens 60"
                             " --temperature 0 --print-ids --tp 2";
+  const std::string bench = std::string(TIDAL_BINARY) +
+                            " bench --device cpu --batch 1 --budget 32 --steps 1 --warmup 0"
+                            " --no-breakdown --tp 2 --preset ";
+  const std::string tiny = bench + "tiny --context 100";
   const std::vector<std::pair<std::string, std::string>> cases = {
       {mpirun(1) + preset + " --dtype f16 : -np 1 " + preset + " --dtype bf16",
        "tidal: error: ranks differ in dtype: rank 0 has f16, rank 1 has bf16"},
@@ -317,13 +324,26 @@ TEST(LaunchParallel, RanksGivenDifferentSettingsAreOneClearError) {
        "tidal: error: ranks differ in the model: rank 0 has --preset, rank 1 has --model"},
       {mpirun(1) + model + " : -np 1 " + preset,
        "tidal: error: ranks differ in the model: rank 0 has --model, rank 1 has --preset"},
+      {mpirun(1) + tiny + " --policy full : -np 1 " + tiny + " --policy full,quest",
+       "tidal: error: ranks differ in --policy: rank 0 has full, rank 1 has full,quest; every "
+       "rank must be given the same model and settings\n"},
+      {mpirun(1) + tiny + " --policy full,quest : -np 1 " + tiny + " --policy full",
+       "tidal: error: ranks differ in --policy: rank 0 has full,quest, rank 1 has full;"},
+      {mpirun(1) + tiny + " --policy full : -np 1 " + bench +
+           "tiny,llama2-7b --context 100 --policy full",
+       "tidal: error: ranks differ in --preset: rank 0 has tiny, rank 1 has tiny,llama2-7b;"},
+      // No hang (the engines' settings differ: 'ranks differ in max_context'), but the flag.
+      {mpirun(1) + tiny + " --policy full : -np 1 " + bench + "tiny --context 100,1K --policy full",
+       "tidal: error: ranks differ in --context: rank 0 has 100, rank 1 has 100,1000;"},
   };
   for (const auto& [command, want] : cases) {
-    const Outcome r = run(command);
+    const Outcome r = run(command, 60);
     EXPECT_NE(r.exit_code, 0) << command << "\n" << r.output;
+    EXPECT_LT(r.seconds, 30.0) << command << "\n" << r.output;
     EXPECT_NE(r.output.find(want), std::string::npos) << command << "\n" << r.output;
     EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
     EXPECT_EQ(ids_line(r.output), "") << "no tokens from a job that should not start\n" << r.output;
+    EXPECT_EQ(r.output.find("tidal bench: tiny on "), std::string::npos) << r.output;
   }
 }
 
