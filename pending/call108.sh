@@ -15,7 +15,7 @@ l3() { b $1 llama3-8b 100K tidal per-query-head,per-kv-head l3_$1_$2; }
 kb() { env TIDAL_ATTN_ROWS=$1 timeout 100 $K/benchmarks/kernel_bench --op decode_attention --shape sparse-layer --graph-calls 32 > $O/kb_rows$1_$2.txt 2>&1
   el "kb rows=$1 rc=$?"; grep -E "copy|sparse-layer" $O/kb_rows$1_$2.txt | grep -v "^#" | cut -c1-200; }
 left() { echo $((${LIMIT:-560} - $(date +%s) + device_call_t0)); }
-l2 m 1; l2 er 1; l3 m 1; l3 er 1
+l2 m 1; (( $(left) > 40 )) && l2 er 1; (( $(left) > 40 )) && l3 m 1; (( $(left) > 40 )) && l3 er 1
 (( $(left) > 60 )) && { kb 0 1; kb 1 1; }
 if (( $(left) > 230 )); then
   TIDAL_PYTHON=/bin/false timeout 330 bash launch/gpu_suite.sh $K $O/suite tests > /dev/null 2>&1
