@@ -22,10 +22,9 @@ struct LauncherRanks {
   int size = 1;
   int rank = 0;
   // Every rank was given the same command line: mpirun started one program, not several
-  // (`mpirun -np 1 A : -np 1 B`). False where the launcher does not say (only OpenMPI's does).
+  // (`mpirun -np 1 A : -np 1 B`). False where the launcher does not say (only OpenMPI's does):
+  // ranks may then have different command lines.
   bool one_command = false;
-  // The launcher says it started several programs: ranks may have different command lines.
-  bool several_commands = false;
 };
 LauncherRanks launcher_ranks();
 

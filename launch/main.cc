@@ -9,7 +9,7 @@
 //   tidal client [--server HOST:PORT] [--prompt ... | --chat] ...  stream from a server
 // Every failure, a command-line parse error included, ends with one line `tidal: error: ...` on
 // stderr and exit code 1 (under mpirun, from rank 0 only, and mpirun exits 1; a command line
-// bad on one of mpirun's programs alone, from its rank); --help and --version exit 0.
+// bad on a rank that may have been given its own, from that rank); --help and --version exit 0.
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -49,17 +49,19 @@ int main(int argc, char** argv) {
   // rank exits non-zero, and would kill rank 0 before its line is out (rank 0 prints after MPI is
   // finalized, or may start last). A bad command line fails alike only where every rank was given
   // the same one; otherwise rank 0 may be waiting in MPI_Init for this rank, which must end the
-  // job by exiting 1. Where mpirun started several programs (`mpirun -np 1 A : -np 1 B`) this
-  // rank's may be the only bad one, and no rank can agree with it before MPI: it says why itself,
-  // naming itself ('tidal: error: rank 1: ...'). Where the launcher does not say, it exits 1
-  // unexplained: every rank may have been given the same bad line, and would each print it.
+  // job by exiting 1. Unless the launcher says it started one program (OpenMPI's does), this
+  // rank's line may be the only bad one (`mpirun -np 1 A : -np 1 B`, under OpenMPI or Hydra), and
+  // no rank can agree with it before MPI: it says why itself, naming itself ('tidal: error: rank
+  // 1: ...'). Where the launcher does not say, every rank may have been given the same bad line,
+  // and each then prints it (rank 0 plainly, the others naming themselves): lines to spare, where
+  // staying quiet would leave a line bad on this rank alone unexplained.
   const LauncherRanks launcher = launcher_ranks();
   auto fail_on_rank0 = [&](const std::string& message, bool rank0_fails_too) {
     if (launcher.rank == 0 || !message.empty()) return fail(message);
     return rank0_fails_too ? 0 : 1;
   };
   auto command_line_error = [&](const std::string& message) {
-    if (launcher.rank != 0 && launcher.several_commands) {
+    if (launcher.rank != 0 && !launcher.one_command) {
       return fail("rank " + std::to_string(launcher.rank) + ": " + message);
     }
     return fail_on_rank0(launcher.rank == 0 ? message : "", launcher.one_command);

@@ -41,7 +41,6 @@ LauncherRanks launcher_ranks() {
   }
   const char* programs = std::getenv("OMPI_NUM_APP_CTX");
   l.one_command = l.size == 1 || (programs != nullptr && std::string(programs) == "1");
-  l.several_commands = l.size > 1 && programs != nullptr && std::atoi(programs) > 1;
   return l;
 }
 

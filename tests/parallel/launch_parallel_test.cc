@@ -473,6 +473,57 @@ TEST(LaunchParallel, ABadCommandLineOnAnotherRankEndsTheJobNamingTheRank) {
   }
 }
 
+// The same, under a launcher that does not say whether its ranks were given one command line
+// (MPICH's and Intel MPI's Hydra: PMI_SIZE/PMI_RANK; OpenMPI without OMPI_NUM_APP_CTX), set here
+// by hand on one process. Rank 1's line may be the only bad one, so it says why, naming itself,
+// as under OpenMPI's several programs; it exited 1 without a word. Rank 0 prints the line plain,
+// and a rank other than 0 where OpenMPI says it started one program leaves it to rank 0.
+TEST(LaunchParallel, ABadCommandLineUnderAnyLauncherNamesTheRank) {
+  const std::string clean =
+      "env -u OMPI_COMM_WORLD_SIZE -u OMPI_COMM_WORLD_RANK -u OMPI_NUM_APP_CTX -u PMI_SIZE"
+      " -u PMI_RANK ";
+  const std::string tidal = std::string(TIDAL_BINARY);
+  const std::string unknown = " generate --tp 2 --no-such-flag";
+  const std::string malformed = " generate --tp 2 --max-new-tokens x";
+  const std::string alone = " generate --preset tiny --device cpu --prompt-ids 1 --print-ids";
+  struct Case {
+    std::string env, args;
+    int exit_code;
+    std::string want;  // empty: no line
+  };
+  const std::vector<Case> cases = {
+      {"PMI_SIZE=2 PMI_RANK=1", unknown, 1,
+       "tidal: error: rank 1: The following argument was not expected: --no-such-flag"},
+      {"PMI_SIZE=2 PMI_RANK=1", malformed, 1,
+       "tidal: error: rank 1: Could not convert: --max-new-tokens = x"},
+      {"PMI_SIZE=2 PMI_RANK=1", " no-such-command --tp 2", 1,
+       "tidal: error: rank 1: unknown subcommand 'no-such-command'"},
+      {"PMI_SIZE=2 PMI_RANK=1", alone, 1,
+       "tidal: error: rank 1: mpirun started 2 ranks, but generate was given no --tp or --pp"},
+      {"PMI_SIZE=3 PMI_RANK=2", unknown, 1,
+       "tidal: error: rank 2: The following argument was not expected: --no-such-flag"},
+      {"OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1", unknown, 1,
+       "tidal: error: rank 1: The following argument was not expected: --no-such-flag"},
+      {"OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 OMPI_NUM_APP_CTX=2", unknown, 1,
+       "tidal: error: rank 1: The following argument was not expected: --no-such-flag"},
+      {"PMI_SIZE=2 PMI_RANK=0", unknown, 1,
+       "tidal: error: The following argument was not expected: --no-such-flag"},
+      {"OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 OMPI_NUM_APP_CTX=1", unknown, 0, ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.env + c.args);
+    const Outcome r = run(clean + c.env + " " + tidal + c.args, 30);
+    EXPECT_EQ(r.exit_code, c.exit_code) << r.output;
+    if (c.want.empty()) {
+      EXPECT_EQ(r.output, "");
+    } else {
+      EXPECT_EQ(count_of(r.output, "tidal: error:"), 1u) << r.output;
+      EXPECT_EQ(r.output.rfind(c.want, 0), 0u) << r.output;
+      EXPECT_EQ(count_of(r.output, "\n"), 1u) << r.output;
+    }
+  }
+}
+
 // A flag check that fails on one rank alone (mpirun's A : B, --temperature -1 on rank 1 only):
 // every rank returned from its own check, the failing one into MPI_Finalize and the others into
 // the next collective, and the job hung. Now the checks are compared and rank 0 names the rank.
