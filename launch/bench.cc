@@ -723,27 +723,13 @@ std::string joined(const std::vector<T>& items) {
 // with rank 0's, in order. Collective; every rank returns the same status.
 Status same_lists_as_rank0(parallel::Communicator& world,
                            const std::vector<std::pair<const char*, std::string>>& lists) {
-  const int ranks = world.size();
   for (const auto& [flag, mine] : lists) {
-    // Every rank's list: the lengths, then the lists padded to the longest.
-    int64_t length = int64_t(mine.size());
-    std::vector<int64_t> lengths(static_cast<size_t>(ranks));
-    world.all_gather(make_view(lengths.data(), DType::kI64, {ranks}),
-                     make_view(&length, DType::kI64, {1}));
-    const int64_t longest = std::max<int64_t>(1, *std::max_element(lengths.begin(), lengths.end()));
-    std::vector<char> padded(size_t(longest), '\0'), all(size_t(longest) * size_t(ranks));
-    std::copy(mine.begin(), mine.end(), padded.begin());
-    world.all_gather(make_view(all.data(), DType::kU8, {longest * ranks}),
-                     make_view(padded.data(), DType::kU8, {longest}));
-    auto list = [&](int r) {
-      return std::string(all.data() + size_t(r) * size_t(longest), size_t(lengths[size_t(r)]));
-    };
-    for (int r = 1; r < ranks; ++r) {
-      if (list(r) == list(0)) continue;
-      return invalid_argument("ranks differ in " + std::string(flag) + ": rank 0 has " + list(0) +
-                              ", rank " + std::to_string(r) + " has " + list(r) +
-                              "; every rank must be given the same model and settings");
-    }
+    std::string first, theirs;
+    const int r = engine::rank_differing_from_rank0(world, mine, &first, &theirs);
+    if (r < 0) continue;
+    return invalid_argument("ranks differ in " + std::string(flag) + ": rank 0 has " + first +
+                            ", rank " + std::to_string(r) + " has " + theirs +
+                            "; every rank must be given the same model and settings");
   }
   return ok_status();
 }

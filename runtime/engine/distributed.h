@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "parallel/communicator.h"
 #include "parallel/topology.h"
@@ -38,6 +39,9 @@ Status agree_status(parallel::Communicator& world, const Status& mine);
 // does; then *rank0 and *theirs (when not null) hold the two values, for the caller's message.
 int rank_differing_from_rank0(parallel::Communicator& world, int64_t mine, int64_t* rank0,
                               int64_t* theirs);
+// ... of a text (a flag's list, whole).
+int rank_differing_from_rank0(parallel::Communicator& world, const std::string& mine,
+                              std::string* rank0, std::string* theirs);
 
 // What rank 0 asks of the others with each broadcast.
 enum class Command : int32_t {
