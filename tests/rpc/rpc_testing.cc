@@ -177,4 +177,21 @@ std::string ServeProcess::err() const {
   return s;
 }
 
+bool ServeProcess::wait_for_err(const std::string& text, double seconds) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  while (true) {
+    // Whether it has ended is asked before the read: an ended process has written all it will.
+    siginfo_t info = {};
+    const bool ended =
+        pid_ <= 0 ||
+        (waitid(P_PID, id_t(pid_), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid_);
+    if (err().find(text) != std::string::npos) return true;
+    if (ended) return false;
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() > seconds) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 }  // namespace tidal::rpc::testing

@@ -78,6 +78,10 @@ class ServeProcess {
   int wait(double seconds, bool kill_on_timeout = true);
   int term_signal() const { return term_signal_; }
   std::string err() const;
+  // Waits (up to `seconds`) for `text` to appear in its stderr; false when it has not by then, or
+  // the process ended without writing it. start() returns at the "serving on" line, and serve
+  // prints more start-up lines after it (README): they may not be written yet.
+  bool wait_for_err(const std::string& text, double seconds) const;
 
  private:
   pid_t pid_ = -1;

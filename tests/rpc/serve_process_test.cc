@@ -630,7 +630,8 @@ TEST(ServeProcess, TidalRequestsTakeTheModelsPolicyFile) {
   {
     ServeProcess serve;
     ASSERT_TRUE(serve.start("--model " + dir + " --device cpu --threads 1")) << serve.err();
-    EXPECT_NE(serve.err().find("take 3:4 from " + dir + "/tidal_policy.json"), std::string::npos)
+    // The line comes after "serving on", where start() returned: it is waited for.
+    EXPECT_TRUE(serve.wait_for_err("take 3:4 from " + dir + "/tidal_policy.json\n", 60))
         << serve.err();
     const std::string flags =
         " --prompt 'Once upon a time' --temperature 0 --max-new-tokens 24 --attention tidal "
