@@ -4,7 +4,8 @@
 // the ascending new list, staged in shared memory: 11 probes of global memory one after another
 // took 25 us for K = 2048 on an H200) and adds (kept, old count) to its sequence's counters;
 // then, after a barrier (every old entry has been read), every selecting token's block copies
-// the new list and count over the old ones. A few KiB per list: latency-bound and tiny.
+// the new list and count over the old ones (and, with CommitSelectionParams::rows, writes each new
+// entry's cache row: one block-table read an entry). A few KiB per list: latency-bound and tiny.
 #include <algorithm>
 
 #include "kernels/commit_selection.h"
@@ -33,6 +34,16 @@ __device__ __forceinline__ bool contains(const int32_t* list, int32_t n, int32_t
   return false;
 }
 
+// CommitSelectionParams::rows and what resolving them reads (rows null: not written).
+struct ResolveArgs {
+  int32_t* rows = nullptr;               // [num_tokens, max_lists, budget]
+  const int32_t* block_tables = nullptr;  // [table_rows, max_pages]
+  const int32_t* lengths = nullptr;       // [num_tokens]
+  const int32_t* prior_lens = nullptr;    // [num_tokens] or null
+  int64_t bt_stride0 = 0, bt_stride1 = 0, max_positions = 0;  // max_pages * page_size
+  int32_t table_rows = 0, page_size = 1;
+};
+
 // Grid (max_lists, num_tokens).
 __global__ void __launch_bounds__(kThreads)
     commit_selection_kernel(int32_t* lists,               // [num_tokens, max_lists, budget]
@@ -43,7 +54,8 @@ __global__ void __launch_bounds__(kThreads)
                             const uint8_t* roles,         // [num_tokens]
                             const int32_t* seq_ids,       // [num_tokens]
                             unsigned long long* overlap,  // [num_rows, 2]
-                            int max_lists, int budget, int num_rows, int staged_capacity) {
+                            int max_lists, int budget, int num_rows, int staged_capacity,
+                            ResolveArgs res) {
   __shared__ int warp_kept[kThreads / 32];
   const int l = blockIdx.x, t = blockIdx.y;
   const auto role = TokenRole(roles[t]);
@@ -81,6 +93,19 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   __syncthreads();  // the old list and count are read before anything overwrites them
+  if (res.rows != nullptr) {  // CommitSelectionParams::rows, from the new list
+    int32_t* rows = res.rows + li * budget;
+    const bool in_table = seq < res.table_rows;
+    const int32_t* table = res.block_tables + int64_t(in_table ? seq : 0) * res.bt_stride0;
+    const int32_t n = int32_t(min(int64_t(res.lengths[t]), res.max_positions));
+    const int32_t prior = res.prior_lens != nullptr ? res.prior_lens[t] : 0;
+    const int32_t used = max(0, min(new_count, budget));
+    for (int32_t i = threadIdx.x; i < budget; i += kThreads) {
+      rows[i] = in_table && i < used ? resolve_cache_row(table, res.bt_stride1, new_list[i], n,
+                                                         res.page_size, prior)
+                                     : kNoCacheRow;
+    }
+  }
   for (int32_t i = threadIdx.x; i < budget; i += kThreads) old_list[i] = new_list[i];
   if (threadIdx.x == 0) counts[li] = new_count;
 }
@@ -91,6 +116,21 @@ __global__ void __launch_bounds__(kThreads)
 // (DecodeAttentionParams::prior_lens), which a programmatic kernel right after the commit, able
 // to start as its blocks exit, would not guarantee.
 __global__ void lists_committed_kernel() {}
+
+ResolveArgs resolve_args(const CommitSelectionParams& p) {
+  ResolveArgs r;
+  if (p.rows.data == nullptr) return r;
+  r.rows = p.rows.data_as<int32_t>();
+  r.block_tables = p.block_tables.data_as<int32_t>();
+  r.lengths = p.lengths.data_as<int32_t>();
+  r.prior_lens = p.prior_lens.data != nullptr ? p.prior_lens.data_as<int32_t>() : nullptr;
+  r.bt_stride0 = p.block_tables.stride[0];
+  r.bt_stride1 = p.block_tables.stride[1];
+  r.max_positions = p.block_tables.size(1) * p.page_size;
+  r.table_rows = int32_t(p.block_tables.size(0));
+  r.page_size = int32_t(p.page_size);
+  return r;
+}
 
 }  // namespace
 
@@ -109,7 +149,7 @@ void commit_selection(const CommitSelectionParams& p, Stream stream) {
       p.new_counts.data_as<int32_t>(), p.num_lists.data_as<int32_t>(), p.roles.data_as<uint8_t>(),
       p.seq_ids.data_as<int32_t>(),
       reinterpret_cast<unsigned long long*>(p.overlap.data_as<int64_t>()), int(max_lists),
-      int(budget), int(p.overlap.size(0)), staged);
+      int(budget), int(p.overlap.size(0)), staged, resolve_args(p));
   check_launch("commit_selection_kernel", stream);
   lists_committed_kernel<<<1, 1, 0, raw_stream(stream)>>>();
   check_launch("lists_committed_kernel", stream);

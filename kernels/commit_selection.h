@@ -5,6 +5,7 @@
 // inside a step.
 #pragma once
 
+#include "kernels/cache_rows.h"
 #include "kernels/token_role.h"
 #include "runtime/stream.h"
 #include "runtime/tensor.h"
@@ -22,6 +23,15 @@ struct CommitSelectionParams {
   // [num_rows, 2] i64, added to for kReselect tokens: [0] positions of the replaced lists that
   // the new lists keep, [1] positions of the replaced lists (both summed over the lists).
   TensorView overlap;
+  // Optional: [num_tokens, max_lists, max_budget] i32, written for selecting tokens: each new
+  // list entry resolved to the cache row that holds it (kernels/cache_rows.h), kNoCacheRow past
+  // the count, for the sparse layers' decode attention (DecodeAttentionParams::rows). With it:
+  TensorView rows = {};
+  TensorView block_tables = {};  // [num_rows, max_pages] i32, the step's (seq_ids index its rows)
+  TensorView lengths = {};       // [num_tokens] i32, n: positions 0..n-1 cached
+  TensorView prior_lens = {};    // optional [num_tokens] i32 (DecodeAttentionParams); none: every
+                                 // row counts as written by the step
+  int64_t page_size = 0;
 };
 
 void commit_selection(const CommitSelectionParams& p, Stream stream);

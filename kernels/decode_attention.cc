@@ -52,6 +52,11 @@ void check(const DecodeAttentionParams& p) {
   if (p.prior_lens.data != nullptr)
     check_per_token(p.prior_lens, tokens, DType::kI32, op, "prior_lens");
   TIDAL_CHECK(p.num_splits >= 0, "decode_attention: num_splits must be >= 0");
+  if (p.rows.data != nullptr) {
+    check_shape(p.rows, {tokens, p.indices.size(1), p.indices.size(2)}, DType::kI32, op, "rows");
+    TIDAL_CHECK(p.k_cache.size(0) * p.k_cache.size(1) < (int64_t(1) << 31) - 2,
+                "decode_attention: rows need a cache of fewer than 2^31 - 2 rows");
+  }
 }
 
 // What the CUDA kernels support beyond the op's contract (checked before a GPU launch).
@@ -191,7 +196,7 @@ void decode_attention(const DecodeAttentionParams& p, TensorView workspace,
   check(p);
   if (on_cuda("decode_attention", {p.out, p.q, p.k_cache, p.v_cache, p.block_tables, p.seq_ids,
                                    p.lengths, p.roles, p.indices, p.counts, p.num_lists, p.logits,
-                                   p.logits16, p.lse, p.merge_counters, p.prior_lens})) {
+                                   p.logits16, p.lse, p.merge_counters, p.prior_lens, p.rows})) {
     TIDAL_CHECK(workspace.nbytes() >= decode_attention_workspace_size(p),
                 "decode_attention: workspace too small");
     check_cuda(p, workspace);

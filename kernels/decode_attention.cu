@@ -378,6 +378,8 @@ void launch(const DecodeAttentionParams& p, TensorView workspace, Stream stream)
   plan.counts = p.counts.data_as<int32_t>();
   plan.num_lists = p.num_lists.data_as<int32_t>();
   plan.prior_lens = p.prior_lens.data != nullptr ? p.prior_lens.data_as<int32_t>() : nullptr;
+  static const bool use_rows = env_int("TIDAL_ATTN_ROWS", 1) != 0;
+  plan.rows = use_rows && p.rows.data != nullptr ? p.rows.data_as<int32_t>() : nullptr;
   plan.bt_stride0 = p.block_tables.stride[0];
   plan.bt_stride1 = p.block_tables.stride[1];
   plan.num_pages = p.k_cache.size(0);

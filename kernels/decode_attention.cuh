@@ -30,6 +30,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "kernels/cache_rows.h"
 #include "kernels/cuda_common.cuh"
 #include "kernels/fp8_e4m3.cuh"
 #include "kernels/mma_common.cuh"
@@ -57,6 +58,7 @@ struct Plan {
   const int32_t* counts;        // [num_tokens, max_lists]
   const int32_t* num_lists;     // [num_tokens]
   const int32_t* prior_lens;    // [num_tokens] or null (DecodeAttentionParams::prior_lens)
+  const int32_t* rows;          // like indices, or null (DecodeAttentionParams::rows)
   int64_t bt_stride0, bt_stride1;
   int64_t num_pages;  // cache rows (page ids must be below)
   int32_t num_rows, max_pages;
@@ -551,16 +553,29 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     const bool final_split = begin == 0 && end == src.len;  // the row's only split: its result
     const int kvh = h0 / (p.num_heads / p.num_kv_heads);
     const int64_t head_off = int64_t(kvh) * D + gl * VEC;
+    // The ring's sparse rows (Plan::rows): the list as cache rows, read in place of the positions.
+    const int32_t* list = src.list;
+    bool resolved = false;
+    if constexpr (RING > 0) {
+      if (p.rows != nullptr && list != nullptr && TokenRole(p.roles[t]) == TokenRole::kSparse) {
+        list = p.rows + (list - p.indices);
+        resolved = true;
+      }
+    }
 
     // Row u of the step at b: its entry (the position, or the raw list entry; -1 past the
-    // chunk), then that entry's block-table entry. Both are looked up ahead (list entries two
-    // steps, pages one) and issued before a step's math, so a step's K/V loads wait on neither.
+    // chunk), then that entry's block-table entry (resolved rows: the entry itself). Both are
+    // looked up ahead (list entries two steps, pages one) and issued before a step's math, so a
+    // step's K/V loads wait on neither.
     auto entry = [&](int32_t b, int u) -> int32_t {
       const int32_t i = GMAX == 1 ? b + group * U + u : b + u * GROUPS + group;
       if (i >= end) return -1;
-      return src.list != nullptr ? __ldcg(src.list + i) : i;
+      return list != nullptr ? __ldcg(list + i) : i;
     };
     auto page_of = [&](int32_t j) -> int32_t {
+      if constexpr (RING > 0) {
+        if (resolved) return j;
+      }
       if (j < 0 || j >= src.n) return -1;
       const int32_t page_idx = p.page_shift >= 0 ? j >> p.page_shift : j / p.page_size;
       return __ldcg(p.block_tables + seq_row + int64_t(page_idx) * p.bt_stride1);
@@ -619,20 +634,27 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
     auto ring_word = [&](int slot, int u, int kv) {
       return attn_ring + ((slot * U + u) * 2 + kv) * kThreads + threadIdx.x;
     };
-    // Copies the rows ent / page describe into `slot` (invalid ones: none, marked so); one group.
-    // Its row check and offset repeat load_rows' on purpose: shared through lambdas, they moved
-    // ptxas's allocation of the dense launches' kernel (same registers) and cost llama2-7b `full`
-    // at 100K +0.06-0.10 ms a step on an H100 (twenty-eighth session, call 105).
+    // Copies the rows ent / page describe (resolved: page holds the row's entry) into `slot`
+    // (invalid ones: none, marked so); one group. Its row check and offset repeat load_rows' on
+    // purpose: shared through lambdas, they moved ptxas's allocation of the dense launches' kernel
+    // (same registers) and cost llama2-7b `full` at 100K +0.06-0.10 ms a step on an H100
+    // (twenty-eighth session, call 105).
     auto ring_issue = [&](int slot) {
       uint32_t bits = 0;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         const int32_t j = ent[u];
-        if (j >= 0 && j < src.n && page[u] >= 0 && page[u] < p.num_pages) {
-          bits |= 1u << u;
+        int64_t row = -1;  // the cache row
+        if (resolved) {
+          const int32_t r = cache_row(page[u]);
+          if (r >= 0 && int64_t(r) < int64_t(p.num_pages) * p.page_size) row = r;
+        } else if (j >= 0 && j < src.n && page[u] >= 0 && page[u] < p.num_pages) {
           const int32_t slot_in_page = p.page_shift >= 0 ? j & (p.page_size - 1) : j % p.page_size;
-          const int64_t off =
-              (int64_t(page[u]) * p.page_size + slot_in_page) * row_stride + head_off;
+          row = int64_t(page[u]) * p.page_size + slot_in_page;
+        }
+        if (row >= 0) {
+          bits |= 1u << u;
+          const int64_t off = row * row_stride + head_off;
           cp_async_16_hint(smem_u32(ring_word(slot, u, 0)), a.k_cache + off, true, policy);
           cp_async_16_hint(smem_u32(ring_word(slot, u, 1)), a.v_cache + off, true, policy);
         }
@@ -652,7 +674,9 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
         if (!waited) {
           bool old_rows = true;
 #pragma unroll
-          for (int u = 0; u < U; ++u) old_rows = old_rows && ent[u] < prior;
+          for (int u = 0; u < U; ++u) {
+            old_rows = old_rows && (resolved ? cache_row_predates_step(ent[u]) : ent[u] < prior);
+          }
           if (!old_rows) {
             pdl_wait();
             waited = true;

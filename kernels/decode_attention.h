@@ -67,9 +67,9 @@ struct DecodeAttentionParams {
   // sequence rewrites beside it). With it, the GPU's tensor-core kernel starts its plan, page and
   // list lookups and its first stages of those rows before its programmatic wait
   // (kernels/pdl.cuh), overlapping the kernels before it. That relies on the launch order the
-  // engine keeps: the plan arrays are host copies, block tables and committed lists are each
-  // followed by an ordinary launch before any decode attention reads them. Quest tokens read
-  // their lists after the wait. Results do not depend on it. Ignored on the CPU.
+  // engine keeps: the plan arrays are host copies, block tables and committed lists (and their
+  // rows) are each followed by an ordinary launch before any decode attention reads them. Quest
+  // tokens read their lists after the wait. Results do not depend on it. Ignored on the CPU.
   TensorView prior_lens = {};
   // Optional hints (GPU; results never depend on them, only the launch's shape). lists_only:
   // no token reads a dense range in this launch (every one attends lists: a sparse layer). The
@@ -86,6 +86,15 @@ struct DecodeAttentionParams {
   // step's rows loaded after the math of the one before; at most 2). Default (-1): chosen
   // (TIDAL_ATTN_RING in the environment overrides it). Results never depend on it.
   int ring_stages = -1;
+  // Optional (GPU): [num_tokens, max_lists, max_budget] i32, kSparse tokens' lists as cache rows:
+  // `indices` resolved under this launch's block tables and prior_lens (kernels/cache_rows.h;
+  // CommitSelectionParams::rows writes them). The SIMT kernel's ring launches read them in place
+  // of indices and the block tables, a dependent lookup less before the first loads and none in
+  // the loop; other launches, and the CPU, read indices. Results do not depend on it, provided
+  // the rows were resolved with prior_lens no higher than this launch's (an entry marked as
+  // cached is loaded before the programmatic wait). TIDAL_ATTN_ROWS=0 in the environment
+  // ignores it.
+  TensorView rows = {};
 };
 
 // Bytes of scratch the GPU launch needs (split partials); 0 on the CPU. Depends only on the

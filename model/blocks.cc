@@ -22,6 +22,16 @@ namespace k = kernels;
 // The first `rows` rows of a per-decode-token workspace buffer.
 TensorView rows_of(TensorView t, int64_t rows) { return t.slice(0, rows); }
 
+// Whether the selection's commit resolves the lists to cache rows for the sparse layers' decode
+// attention (kernels/cache_rows.h): on one GPU, where every sparse layer's lists were committed
+// by a selection layer of the same step, on this rank (a pipeline stage may receive them), and
+// where every row of the cache fits an entry (decode_attention checks it; the positions serve a
+// larger cache).
+bool resolves_rows(const LlamaWorkspace& ws, const KvLayer& kv, const ForwardParallel* par) {
+  return par == nullptr && ws.rows.data != nullptr && ws.rows.device.kind == DeviceKind::kCuda &&
+         kv.k.size(0) * kv.k.size(1) < (int64_t(1) << 31) - 2;
+}
+
 void quest_select(const ForwardBatch& b, const KvLayer& kv, LlamaWorkspace& ws, TensorView q,
                   TensorView roles, Stream stream) {
   const int64_t d = b.num_decode;
@@ -64,8 +74,8 @@ void quest_select(const ForwardBatch& b, const KvLayer& kv, LlamaWorkspace& ws, 
 
 // After a selection layer's dense attention: scores -> lists later sparse layers read. Under
 // tensor parallelism, lists whose heads span ranks are agreed on the way.
-void select_lists(const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws, TensorView roles,
-                  Stream stream, ForwardParallel* par) {
+void select_lists(const ForwardBatch& b, int64_t layer, const KvLayer& kv, LlamaWorkspace& ws,
+                  TensorView roles, Stream stream, ForwardParallel* par) {
   const int64_t d = b.num_decode;
   k::HeadGroupProbsParams g;
   g.scores = rows_of(ws.scores, d);
@@ -99,6 +109,13 @@ void select_lists(const ForwardBatch& b, int64_t layer, LlamaWorkspace& ws, Tens
   c.roles = roles;
   c.seq_ids = b.seq_ids.slice(0, d);
   c.overlap = ws.overlap;
+  if (resolves_rows(ws, kv, par)) {
+    c.rows = rows_of(ws.rows, d);
+    c.block_tables = b.block_tables;
+    c.lengths = b.lengths;
+    c.prior_lens = b.prior_lens;
+    c.page_size = kv.k.size(1);
+  }
   k::commit_selection(c, stream);
 }
 
@@ -126,6 +143,7 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   p.prior_lens = b.prior_lens;  // (kernels/decode_attention.h: the launch order it relies on)
   p.lists_only = (ops & kLayerListsOnly) != 0;
   p.head_lists = (ops & kLayerHeadLists) != 0;
+  if (p.lists_only && resolves_rows(ws, kv, par)) p.rows = rows_of(ws.rows, d);
   if (ops & kLayerSelects) {
     p.logits = rows_of(ws.scores, d);
     if (ws.logits16.data != nullptr) p.logits16 = rows_of(ws.logits16, d);
@@ -138,11 +156,11 @@ void decode_layer(int64_t layer, const ForwardBatch& b, const KvLayer& kv, Llama
   // scratch top-k shares with decode attention) comes after the join (llama_forward).
   SideStream* side = par == nullptr && !b.attention_hook ? ws.side_stream.get() : nullptr;
   if (side == nullptr) {
-    select_lists(b, layer, ws, roles, stream, par);
+    select_lists(b, layer, kv, ws, roles, stream, par);
     return;
   }
   side->fork(stream);
-  select_lists(b, layer, ws, roles, side->stream(), par);
+  select_lists(b, layer, kv, ws, roles, side->stream(), par);
 }
 
 }  // namespace

@@ -127,6 +127,8 @@ void carve(const ModelConfig& c, const WorkspaceShape& s, BumpAllocator& a, Llam
   ws->counts = a.allocate(DType::kI32, {d, h});
   ws->new_lists = a.allocate(DType::kI32, {d, h, s.max_budget});
   ws->new_counts = a.allocate(DType::kI32, {d, h});
+  // Read only by GPU launches (model/blocks.cc resolves_rows).
+  if (s.device.kind == DeviceKind::kCuda) ws->rows = a.allocate(DType::kI32, {d, h, s.max_budget});
   ws->page_scores = a.allocate(DType::kF32, {d, h, score_pitch(max_pages(s))});
   ws->pages = a.allocate(DType::kI32, {d, h, max_page_budget(s)});
   ws->page_counts = a.allocate(DType::kI32, {d, h});

@@ -127,6 +127,9 @@ struct LlamaWorkspace {
   TensorView counts;       // [max_decode, num_heads] i32
   TensorView new_lists;    // [max_decode, num_heads, max_budget] i32 a selection layer's top-k
   TensorView new_counts;   // [max_decode, num_heads] i32
+  // [max_decode, num_heads, max_budget] i32: the lists as cache rows (kernels/cache_rows.h), which
+  // the selection's commit writes and sparse layers' decode attention reads on one GPU.
+  TensorView rows;
   TensorView page_scores;  // [max_decode, num_heads, max_pages rounded up to 4] f32 Quest bounds
   TensorView pages;        // [max_decode, num_heads, max_page_budget] i32 chosen pages
   TensorView page_counts;  // [max_decode, num_heads] i32

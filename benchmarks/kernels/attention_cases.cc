@@ -15,6 +15,7 @@
 #include "benchmarks/common/parallel.h"
 #include "benchmarks/kernels/case_util.h"
 #include "benchmarks/kernels/gather_ceiling.h"
+#include "kernels/cache_rows.h"
 #include "kernels/decode_attention.h"
 #include "kernels/paged_kv_append.h"
 #include "kernels/prefill_attention.h"
@@ -177,6 +178,25 @@ void decode_case(const BenchEnv& env, const RunCase& run_case, const PagedCache&
   for (int64_t len : lens) prior.push_back(len - 1);
   const DeviceBuffer dprior = upload(env, i32s(prior));
   p.prior_lens = dprior.view();
+  // A sparse layer reads its lists as cache rows, as the engine's commit resolves them on one GPU
+  // (kernels/cache_rows.h; TIDAL_ATTN_ROWS=0 times the positions and block tables instead).
+  DeviceBuffer drows;
+  if (sparse && var.sparse_layer) {
+    const int64_t per_row = kv.block_tables.shape()[1];
+    std::vector<int32_t> rows(size_t(tokens * lists * budget));
+    for (int64_t t = 0; t < tokens; ++t) {
+      const int32_t* table = kv.block_tables.view().data_as<int32_t>() + t * per_row;
+      for (int64_t l = 0; l < lists; ++l) {
+        const int64_t at = (t * lists + l) * budget;
+        kernels::resolve_cache_rows(
+            table, 1, index_values.data() + at, count_values[size_t(t * lists + l)], budget,
+            int32_t(lens[size_t(t)]), int32_t(kPage), int32_t(prior[size_t(t)]), rows.data() + at);
+      }
+    }
+    drows = upload(env, int_tensor({tokens, lists, budget}, DType::kI32,
+                                   std::vector<int64_t>(rows.begin(), rows.end())));
+    p.rows = drows.view();
+  }
   const DeviceBuffer ws = workspace(env, kernels::decode_attention_workspace_size(p));
   DeviceBuffer counters;
   if (!var.merge_launch) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // commit_selection on the GPU against ref:: over named shapes: random ascending old and new
 // lists that partly overlap, mixed roles, several tokens per counter row (atomics); lists,
-// counts and overlap counters compared exactly.
+// counts, overlap counters and the lists' cache rows compared exactly.
 #include <algorithm>
 #include <cstdint>
 #include <numeric>
@@ -57,6 +57,17 @@ TEST_P(CommitSelectionCuda, MatchesReference) {
     seq_ids.push_back(int32_t(rng() % uint32_t(c.num_rows)));  // rows shared by several tokens
   }
   if (c.num_tokens > 0) num_lists[0] = int32_t(c.max_lists);
+  // Rows (kernels/cache_rows.h): pages of 16 over n = 3 budget positions (some unmapped, and the
+  // last counter row past the table), lengths around n, a prior a few positions below.
+  const int64_t page_size = 16, max_pages = (n + page_size - 1) / page_size;
+  const int64_t table_rows = std::max<int64_t>(1, c.num_rows - 1);
+  std::vector<int32_t> cache_rows(lists.size(), 77), tables(size_t(table_rows * max_pages));
+  for (int32_t& page : tables) page = rng() % 8 == 0 ? -1 : int32_t(rng() % 4096);
+  std::vector<int32_t> lengths, prior;
+  for (int64_t t = 0; t < c.num_tokens; ++t) {
+    lengths.push_back(int32_t(n - int32_t(rng() % 8)));
+    prior.push_back(std::max(0, lengths.back() - 1 - int32_t(rng() % 3)));
+  }
 
   auto params = [&](auto view_of) {
     CommitSelectionParams p;
@@ -68,6 +79,11 @@ TEST_P(CommitSelectionCuda, MatchesReference) {
     p.roles = view_of(roles.data(), DType::kU8, {c.num_tokens});
     p.seq_ids = view_of(seq_ids.data(), DType::kI32, {c.num_tokens});
     p.overlap = view_of(overlap.data(), DType::kI64, {c.num_rows, 2});
+    p.rows = view_of(cache_rows.data(), DType::kI32, {c.num_tokens, c.max_lists, c.budget});
+    p.block_tables = view_of(tables.data(), DType::kI32, {table_rows, max_pages});
+    p.lengths = view_of(lengths.data(), DType::kI32, {c.num_tokens});
+    p.prior_lens = view_of(prior.data(), DType::kI32, {c.num_tokens});
+    p.page_size = page_size;
     return p;
   };
   std::vector<testing::DeviceTensor> keep;
@@ -93,6 +109,7 @@ TEST_P(CommitSelectionCuda, MatchesReference) {
   EXPECT_EQ(ints(keep[0]), std::vector<int64_t>(lists.begin(), lists.end())) << "lists";
   EXPECT_EQ(ints(keep[1]), std::vector<int64_t>(counts.begin(), counts.end())) << "counts";
   EXPECT_EQ(ints(keep[7]), overlap) << "overlap";
+  EXPECT_EQ(ints(keep[8]), std::vector<int64_t>(cache_rows.begin(), cache_rows.end())) << "rows";
   // The inputs the op only reads are unchanged.
   EXPECT_EQ(ints(keep[2]), std::vector<int64_t>(new_lists.begin(), new_lists.end()));
 }

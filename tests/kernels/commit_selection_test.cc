@@ -65,6 +65,52 @@ TEST(CommitSelectionRef, SelectCountsNoOverlapAndIdenticalListsKeepEverything) {
   EXPECT_EQ(f.overlap, (std::vector<int64_t>{10, 20, 36, 46}));
 }
 
+// Rows (kernels/cache_rows.h), page size 4, block-table row 1 = pages {5, 0, 2, none}:
+//   token 0 (n 9, prior 6): {3, 5, 6, 9} -> 23, 1, 6 written this step (-2 - 2), 9 past n (-1);
+//     {2, 7} -> 22, 7 written (-2 - 3), then nothing past the count;
+//   token 1 (n 14, prior 13), L = 1, count 4: {0, 4, 9, 13} -> 20, 0, 9, 13's page unmapped (-1);
+//     its list 1 and token 2 (kSparse) are not written.
+TEST(CommitSelectionRef, ResolvesNewListsToCacheRows) {
+  Fixture f;
+  std::vector<int32_t> rows(24, 77);
+  std::vector<int32_t> tables = {9, 9, 9, 9, 5, 0, 2, -1};
+  std::vector<int32_t> lengths = {9, 14, 5}, prior = {6, 13, 5};
+  f.new_counts[2] = 4;
+  f.new_lists[11] = 13;
+  CommitSelectionParams p = f.params();
+  p.rows = make_view(rows.data(), DType::kI32, {3, 2, 4});
+  p.block_tables = make_view(tables.data(), DType::kI32, {2, 4});
+  p.lengths = make_view(lengths.data(), DType::kI32, {3});
+  p.prior_lens = make_view(prior.data(), DType::kI32, {3});
+  p.page_size = 4;
+  commit_selection(p, Stream{});
+  const std::vector<int32_t> want = {23, 1,  -4, -1, 22, -5, -1, -1,  //
+                                     20, 0,  9,  -1, 77, 77, 77, 77,  //
+                                     77, 77, 77, 77, 77, 77, 77, 77};
+  EXPECT_EQ(rows, want);
+  // What each entry says.
+  EXPECT_EQ(cache_row(-4), 2);
+  EXPECT_FALSE(cache_row_predates_step(-4));
+  EXPECT_TRUE(cache_row_predates_step(23));
+  EXPECT_TRUE(cache_row_predates_step(kNoCacheRow));
+  EXPECT_EQ(cache_row(kNoCacheRow), -1);
+
+  // Without prior_lens every row counts as written by the step.
+  f = Fixture{};
+  p = f.params();
+  p.rows = make_view(rows.data(), DType::kI32, {3, 2, 4});
+  p.block_tables = make_view(tables.data(), DType::kI32, {2, 4});
+  p.lengths = make_view(lengths.data(), DType::kI32, {3});
+  p.page_size = 4;
+  commit_selection(p, Stream{});
+  EXPECT_EQ(std::vector<int32_t>(rows.begin(), rows.begin() + 8),
+            (std::vector<int32_t>{-25, -3, -4, -1, -24, -5, -1, -1}));
+  // A sequence past the block table's rows resolves to nothing.
+  p.block_tables = make_view(tables.data(), DType::kI32, {1, 4});
+  commit_selection(p, Stream{});
+  EXPECT_EQ(std::vector<int32_t>(rows.begin(), rows.begin() + 8), std::vector<int32_t>(8, -1));
+}
+
 TEST(CommitSelectionRef, BadPlansAreBugs) {
   Fixture f;
   f.num_lists[0] = 3;

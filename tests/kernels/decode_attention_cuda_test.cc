@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cache_rows.h"
 #include "kernels/decode_attention.h"
 #include "runtime/device.h"
 #include "tests/kernels/attention_batch.h"
@@ -307,6 +308,28 @@ void expect_matches(const AttentionBatch& b, const Expected& want, const OnDevic
                               << ": logits16 written outside group-list selecting tokens' rows";
 }
 
+// DecodeAttentionParams::rows of a batch's lists (kSparse tokens; the others' name row 0).
+std::vector<int32_t> cache_rows_of(const AttentionBatch& b, const std::vector<int32_t>& prior) {
+  std::vector<int32_t> rows(b.indices.size(), kNoCacheRow);
+  const int64_t page_size = b.shape.page_size;
+  for (int64_t t = 0; t < b.num_tokens; ++t) {
+    const bool sparse = TokenRole(b.roles[size_t(t)]) == TokenRole::kSparse;
+    const int32_t* table = b.block_tables.data() + b.seq_ids[size_t(t)] * b.max_pages;
+    const int32_t n = int32_t(std::min<int64_t>(b.lengths[size_t(t)], b.max_pages * page_size));
+    for (int64_t l = 0; l < b.max_lists; ++l) {
+      const int64_t at = (t * b.max_lists + l) * b.max_budget;
+      const int32_t count = b.counts[size_t(t * b.max_lists + l)];
+      if (sparse) {
+        resolve_cache_rows(table, 1, b.indices.data() + at, count, b.max_budget, n,
+                           int32_t(page_size), prior[size_t(t)], rows.data() + at);
+      } else {
+        std::fill_n(rows.begin() + at, std::max(count, 0), 0);
+      }
+    }
+  }
+  return rows;
+}
+
 class DecodeAttentionCuda : public ::testing::TestWithParam<Case> {};
 
 TEST_P(DecodeAttentionCuda, MatchesReference) {
@@ -362,20 +385,42 @@ TEST_P(DecodeAttentionCuda, MatchesReference) {
   // clusters of 3 hold fewer threads than a run's outputs). Results never depend on the hints,
   // so every mix must match, range rows and selecting tokens included.
   // And every depth of the SIMT kernel's ring (MHA and head lists on 16-bit caches at head_dim
-  // 64 / 128; the others ignore it).
-  for (const bool head_lists : {false, true}) {
-    for (const int ring : {-1, 0, 1, 2}) {
-      d.p.lists_only = true;
-      d.p.head_lists = head_lists;
-      d.p.ring_stages = ring;
-      d.upload_plan(b);
-      decode_attention(d.p, d.workspace.view(), Stream{});
-      stream_synchronize(Stream{});
-      expect_matches(b, want, d, c.dtype,
-                     c.name + (head_lists ? " (lists_only, head_lists" : " (lists_only") +
-                         ", ring " + std::to_string(ring) + ")");
+  // 64 / 128; the others ignore it), reading the lists as positions and then as cache rows
+  // (kernels/cache_rows.h; the engine's path on one GPU), resolved from the same lists, block
+  // tables and prior_lens as commit_selection would. Only kSparse tokens read rows: every other
+  // token's name row 0, which would show. A launch's shape does not depend on the rows, so with
+  // them its outputs are the bits it gives with positions.
+  const DeviceTensor rows = DeviceTensor::from_host(make_view(
+      cache_rows_of(b, prior).data(), DType::kI32, {b.num_tokens, b.max_lists, b.max_budget}));
+  std::vector<std::vector<float>> positions_out;  // each (head_lists, ring) launch's out and lse
+  for (const bool with_rows : {false, true}) {
+    d.p.rows = with_rows ? rows.view() : TensorView{};
+    for (const bool head_lists : {false, true}) {
+      for (const int ring : {-1, 0, 1, 2}) {
+        d.p.lists_only = true;
+        d.p.head_lists = head_lists;
+        d.p.ring_stages = ring;
+        d.upload_plan(b);
+        decode_attention(d.p, d.workspace.view(), Stream{});
+        stream_synchronize(Stream{});
+        const std::string what = c.name +
+                                 (head_lists ? " (lists_only, head_lists" : " (lists_only") +
+                                 ", ring " + std::to_string(ring) + (with_rows ? ", rows)" : ")");
+        expect_matches(b, want, d, c.dtype, what);
+        std::vector<float> got = d.out.to_floats();
+        const std::vector<float> lse = d.lse.to_floats();
+        got.insert(got.end(), lse.begin(), lse.end());
+        if (!with_rows) {
+          positions_out.push_back(std::move(got));
+        } else {
+          const std::vector<float>& base = positions_out[size_t(head_lists) * 4 + size_t(ring + 1)];
+          EXPECT_EQ(std::memcmp(got.data(), base.data(), got.size() * sizeof(float)), 0)
+              << what << ": not the bits of the same launch reading positions";
+        }
+      }
     }
   }
+  d.p.rows = {};
   d.p.ring_stages = -1;
   // The clusters did run where they should: GQA at head_dim 64 / 128 on the tensor-core kernel
   // (16-bit activations), no head lists; of the case's split count, else 8 on FP8 caches only.

@@ -11,6 +11,9 @@
 // difference is a read before its producer finished. The attention rows cover the split kernels'
 // roles: a selecting row (dense, logits written), a dense row and per-query-head lists, long enough
 // for several splits and the merge; GQA runs the tensor-core split kernel, MHA the SIMT one.
+// A sparse layers' chain runs too, as the engine's on one GPU: every token attends its lists,
+// the launch is lists-only and reads them as cache rows (kernels/cache_rows.h: the token's own
+// row, appended by the QKV GEMV before it, is marked as written this step, so its load waits).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -19,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cache_rows.h"
 #include "kernels/decode_attention.h"
 #include "kernels/fill_random.h"
 #include "kernels/linear.h"
@@ -40,6 +44,7 @@ constexpr float kEps = 1e-5f;
 
 struct ChainShape {
   int64_t tokens, kv_heads;
+  bool sparse_layers = false;  // every token attends its lists, read as cache rows
 };
 
 struct Layer {
@@ -54,6 +59,7 @@ struct Chain {
   DeviceTensor k_cache, v_cache, block_tables, seq_ids, positions, lengths, inv_freq;
   DeviceTensor prior_lens;  // each token's position: its own row is appended in the chain
   DeviceTensor indices, counts, num_lists, logits, lse, workspace;
+  DeviceTensor rows;  // sparse_layers: the lists as cache rows (the same pages in every layer)
 };
 
 DeviceTensor random_device(std::vector<int64_t> shape, DType dtype, uint64_t seed, float mean,
@@ -92,6 +98,11 @@ DecodeAttentionParams attention_params(const Chain& c, int64_t l) {
   p.num_lists = c.num_lists.view();
   p.logits = c.logits.view();
   p.lse = c.lse.view();
+  if (c.shape.sparse_layers) {
+    p.lists_only = true;
+    p.head_lists = c.shape.kv_heads < kHeads;
+    p.rows = c.rows.view();
+  }
   return p;
 }
 
@@ -113,7 +124,9 @@ Chain make_chain(const ChainShape& shape) {
     layer.w_gate_up = random_device({2 * kInter, kHidden}, dt, ++seed, 0, w_std);
     layer.w_down = random_device({kHidden, kInter}, dt, ++seed, 0, 1.0f / std::sqrt(float(kInter)));
     std::vector<uint8_t> roles;
-    for (int64_t t = 0; t < tokens; ++t) roles.push_back(uint8_t(cycle[(t + l) % 3]));
+    for (int64_t t = 0; t < tokens; ++t) {
+      roles.push_back(uint8_t(shape.sparse_layers ? TokenRole::kSparse : cycle[(t + l) % 3]));
+    }
     layer.roles = host_to_device({tokens}, DType::kU8, roles);
     c.layers.push_back(std::move(layer));
   }
@@ -165,6 +178,18 @@ Chain make_chain(const ChainShape& shape) {
   c.indices = host_to_device({tokens, kHeads, kBudget}, DType::kI32, indices);
   c.counts = host_to_device({tokens, kHeads}, DType::kI32, counts);
   c.num_lists = host_to_device({tokens}, DType::kI32, num_lists);
+  if (shape.sparse_layers) {
+    std::vector<int32_t> rows_of(indices.size());
+    for (int64_t t = 0; t < tokens; ++t) {
+      for (int64_t h = 0; h < kHeads; ++h) {
+        const int64_t at = (t * kHeads + h) * kBudget;
+        resolve_cache_rows(pages.data() + t * kMaxPages, 1, indices.data() + at, kBudget, kBudget,
+                           lengths[size_t(t)], int32_t(kPageSize), positions[size_t(t)],
+                           rows_of.data() + at);
+      }
+    }
+    c.rows = host_to_device({tokens, kHeads, kBudget}, DType::kI32, rows_of);
+  }
   c.logits = DeviceTensor::filled({tokens, kHeads, kMaxPages * kPageSize}, DType::kF32, 0);
   c.lse = DeviceTensor::filled({tokens, kHeads}, DType::kF32, 0xFF);
   HostTensor freq({kHeadDim / 2}, DType::kF32);
@@ -284,13 +309,15 @@ TEST_P(PdlChainCuda, BackToBackEqualsOneAtATime) {
 }
 
 // 1 token: the batch-1 GEMV; 3 tokens: the tile of 4. 4 KV heads: GQA (tensor-core split
-// kernel); 16: MHA (the SIMT one).
+// kernel; its sparse layers' per-query-head lists, the SIMT one); 16: MHA (the SIMT one).
 INSTANTIATE_TEST_SUITE_P(Shapes, PdlChainCuda,
                          ::testing::Values(ChainShape{1, 4}, ChainShape{3, 4}, ChainShape{1, 16},
-                                           ChainShape{3, 16}),
+                                           ChainShape{3, 16}, ChainShape{1, 4, true},
+                                           ChainShape{1, 16, true}, ChainShape{3, 16, true}),
                          [](const auto& info) {
                            return std::to_string(info.param.tokens) + "_tokens_" +
-                                  std::to_string(info.param.kv_heads) + "_kv_heads";
+                                  std::to_string(info.param.kv_heads) + "_kv_heads" +
+                                  (info.param.sparse_layers ? "_sparse_layers" : "");
                          });
 
 }  // namespace
