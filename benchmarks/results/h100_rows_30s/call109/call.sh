@@ -1,9 +1,9 @@
 #!/bin/bash
-# Call 108 (twenty-ninth session, 2026-12-07): k108 = branch rows ae3327c (in /work/l26) = oearly a2a4458
-# (main 15247b8 + pending/0001, o projection early weights) + the sparse lists as cache rows.
+# Call 109 (thirtieth session, 2026-12-07): k109 = branch rows2 b3f891a in /work/l26 = main 910a4d4 + pending/0001
+# (o projection early weights) + pending/0002 (the sparse lists as cache rows) + the review mend (tests).
 # m = TIDAL_GEMV_EARLY=0 TIDAL_ATTN_ROWS=0 (main's kernels), e = early weights, er = both.
 # Order by value under a short device budget: m/er A/B, every GPU test, then e, kernel_bench, round 2.
-source launch/device_call.sh o108 k108:k
+source launch/device_call.sh o109 k109:k
 K=/tmp/k/build
 [[ -e /work/l26 ]] || ln -sfn "$PWD" /work/l26
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem --format=csv,noheader | tee $O/gpu.txt
