@@ -1,5 +1,5 @@
 #!/bin/bash
-# Call 112 (prepared in the thirtieth session, 2026-12-07): k112 = branch mmarows 7eadbf4 (main 31fa2d9 +
+# Call 112 (prepared in the thirtieth session, 2026-12-07): k112 = branch mmarows fa68e0a (main 31fa2d9 +
 # pending/0003: the tensor-core kernel's lists-only launches read the lists as cache rows), built in
 # /work/l26. r = TIDAL_ATTN_ROWS=1 (the patch), m = 0 (main's tensor-core path; the SIMT ring's rows
 # off too, so compare per-KV rows only, and per-q rows as the known -0.02 of main's rows).
