@@ -19,9 +19,15 @@ namespace tidal::kernels {
 
 constexpr int32_t kNoCacheRow = -1;
 
+// Whether every row of a cache of num_pages pages of page_size rows has an entry (-2 - row fits
+// i32). decode_attention refuses rows over a larger cache; the engine reads positions there.
+constexpr bool cache_rows_fit(int64_t num_pages, int64_t page_size) {
+  return num_pages * page_size < (int64_t(1) << 31) - 2;
+}
+
 // The entry of position j of a token of length n (positions 0..n-1 cached) whose sequence's
 // block-table row is `table` (its page i at table[i * stride]; n pages' worth readable). Rows
-// must fit in i32 (num_pages * page_size < 2^31: decode_attention checks it).
+// past cache_rows_fit's bound resolve to kNoCacheRow.
 TIDAL_HOST_DEVICE int32_t resolve_cache_row(const int32_t* table, int64_t stride, int32_t j,
                                             int32_t n, int32_t page_size, int32_t prior) {
   if (j < 0 || j >= n) return kNoCacheRow;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cache_rows.h"
 #include "kernels/dispatch.h"
 #include "kernels/paged_kv_common.h"
 #include "runtime/tensor_access.h"
@@ -54,7 +55,7 @@ void check(const DecodeAttentionParams& p) {
   TIDAL_CHECK(p.num_splits >= 0, "decode_attention: num_splits must be >= 0");
   if (p.rows.data != nullptr) {
     check_shape(p.rows, {tokens, p.indices.size(1), p.indices.size(2)}, DType::kI32, op, "rows");
-    TIDAL_CHECK(p.k_cache.size(0) * p.k_cache.size(1) < (int64_t(1) << 31) - 2,
+    TIDAL_CHECK(cache_rows_fit(p.k_cache.size(0), p.k_cache.size(1)),
                 "decode_attention: rows need a cache of fewer than 2^31 - 2 rows");
   }
 }

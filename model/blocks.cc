@@ -6,6 +6,7 @@
 // launched at all.
 #include "model/blocks.h"
 
+#include "kernels/cache_rows.h"
 #include "kernels/commit_selection.h"
 #include "kernels/decode_attention.h"
 #include "kernels/head_group_probs.h"
@@ -29,7 +30,7 @@ TensorView rows_of(TensorView t, int64_t rows) { return t.slice(0, rows); }
 // larger cache).
 bool resolves_rows(const LlamaWorkspace& ws, const KvLayer& kv, const ForwardParallel* par) {
   return par == nullptr && ws.rows.data != nullptr && ws.rows.device.kind == DeviceKind::kCuda &&
-         kv.k.size(0) * kv.k.size(1) < (int64_t(1) << 31) - 2;
+         k::cache_rows_fit(kv.k.size(0), kv.k.size(1));
 }
 
 void quest_select(const ForwardBatch& b, const KvLayer& kv, LlamaWorkspace& ws, TensorView q,
